@@ -1,0 +1,287 @@
+//! Command-line interface (clap derive). Only parsing lives here: `config` turns train
+//! arguments into a checked [`crate::config::RunConfig`], and `cmd` runs each subcommand.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::{Deserialize, Serialize};
+
+use crate::coding::CodeKind;
+use crate::model::ModelKind;
+
+/// Straggler-resilient distributed training by gradient coding over MPI.
+///
+/// Rank 0 coordinates; ranks 1..=N are workers that each hold redundant data partitions and send
+/// one coded gradient per iteration. Rank 0 decodes the full gradient from whichever workers answer
+/// before the deadline.
+///
+/// Typical use:
+///   gradcode data convert --format libsvm --input a9a --out datasets/a9a.h5
+///   mpirun -np 9 gradcode train --data datasets/a9a.h5 --model logistic --code cyclic-mds -s 1 --out results/a9a
+#[derive(Debug, Parser)]
+#[command(name = "gradcode", version, about, long_about, max_term_width = 100)]
+pub struct Cli {
+    /// More log output (-v debug, -vv trace); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only warnings and errors.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Train a model. Under `mpirun -np N+1` this is the coded MPI job (rank 0 coordinates, N
+    /// workers); with --reference it is the serial full-gradient path the MPI job must reproduce.
+    Train(Box<TrainArgs>),
+    /// Convert, generate and inspect HDF5 datasets.
+    #[command(subcommand)]
+    Data(DataCommand),
+    /// Show and verify gradient codes.
+    #[command(subcommand)]
+    Codes(CodesCommand),
+}
+
+/// What rank 0 does when the deadline passes before the responders can be decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnDeadline {
+    /// Keep collecting until the responder set is decodable, at most --max-wait-ms.
+    Wait,
+    /// Decode at the deadline, least-squares optimally, from whatever arrived; record the residual.
+    BestEffort,
+}
+
+/// The optimizers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OptimizerKind {
+    /// Full-batch gradient descent.
+    Gd,
+    /// Nesterov's accelerated gradient (gradient at the look-ahead point).
+    Nesterov,
+}
+
+/// Arguments of `gradcode train`. Every setting may also come from `--config FILE.toml` (same
+/// names, with dashes or underscores); flags given on the command line override the file.
+#[derive(Debug, Clone, Default, Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TrainArgs {
+    /// TOML file with settings (flags override it). The effective config is written back to the run folder.
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// HDF5 dataset (see `gradcode data convert`).
+    #[arg(long, value_name = "FILE.h5")]
+    pub data: Option<PathBuf>,
+    /// Model to train [default: logistic].
+    #[arg(long, value_enum)]
+    pub model: Option<ModelKind>,
+    /// Gradient code [default: cyclic-mds].
+    #[arg(long, value_enum)]
+    pub code: Option<CodeKind>,
+    /// Stragglers s the code tolerates [default: 1].
+    #[arg(short = 's', long)]
+    pub stragglers: Option<usize>,
+    /// Deadline per iteration in milliseconds [default: 1000].
+    #[arg(long, value_name = "MS")]
+    pub deadline_ms: Option<f64>,
+    /// Policy when the deadline passes without a decodable set [default: wait].
+    #[arg(long, value_enum)]
+    pub on_deadline: Option<OnDeadline>,
+    /// Bound on waiting under `--on-deadline wait`; past it the job fails naming the silent workers [default: 30000].
+    #[arg(long, value_name = "MS")]
+    pub max_wait_ms: Option<f64>,
+    /// Iterations to run [default: 100].
+    #[arg(long)]
+    pub iterations: Option<u64>,
+    /// Learning rate [default: 0.5].
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// L2 regularization λ on the weights (not the intercepts) [default: 1e-4].
+    #[arg(long)]
+    pub l2: Option<f64>,
+    /// Optimizer [default: gd].
+    #[arg(long, value_enum)]
+    pub optimizer: Option<OptimizerKind>,
+    /// Momentum for nesterov [default: 0.9].
+    #[arg(long)]
+    pub momentum: Option<f64>,
+    /// Injected stragglers: none, fixed:RANKS:MS, slow:RANKS:FACTOR, exp:MEAN_MS,
+    /// shifted-exp:SHIFT_MS:MEAN_MS, pareto:SCALE_MS:ALPHA, markov:P01:P10:MS, fail:RANK@ITER,
+    /// joined by '+'. RANKS are MPI ranks of workers (1..=N), comma-separated [default: none].
+    #[arg(long, value_name = "SPEC")]
+    pub straggler_model: Option<String>,
+    /// Seed for the code matrix, injected delays and initialization [default: 1].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Run folder; results go to OUT/run.h5 and OUT/config.toml [default: results/run].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Overwrite an existing run folder's results.
+    #[arg(long)]
+    #[serde(default)]
+    pub force: bool,
+    /// Write OUT/ckpt.h5 every K iterations (0: never) [default: 0].
+    #[arg(long, value_name = "K")]
+    pub checkpoint_every: Option<u64>,
+    /// Continue from OUT/ckpt.h5 (the config must match the one that wrote it).
+    #[arg(long)]
+    #[serde(default)]
+    pub resume: bool,
+    /// Evaluate test loss and accuracy every K iterations (0: never) [default: 10].
+    #[arg(long, value_name = "K")]
+    pub eval_every: Option<u64>,
+    /// Print a progress line every K iterations [default: 10].
+    #[arg(long, value_name = "K")]
+    pub log_every: Option<u64>,
+    /// Run the serial reference path on one process instead of the MPI job.
+    #[arg(long)]
+    #[serde(default)]
+    pub reference: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DataCommand {
+    /// Convert LIBSVM, IDX or CSV files (gzip/bzip2 read transparently) into the HDF5 dataset layout.
+    Convert(ConvertArgs),
+    /// Generate a synthetic dataset from a seed.
+    Synth(SynthArgs),
+    /// Print shape, non-zeros, label balance and attributes of an HDF5 dataset.
+    Inspect(InspectArgs),
+}
+
+/// Input text formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InputFormat {
+    /// `label idx:val ...` lines with 1-based indices (stays sparse).
+    Libsvm,
+    /// IDX images + labels (MNIST layout); --input is the images file, --labels the labels file.
+    Idx,
+    /// Comma-separated with a header row; --label-column picks the label.
+    Csv,
+}
+
+/// Task of a converted dataset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TaskArg {
+    Binary,
+    Regression,
+    Multiclass,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ConvertArgs {
+    /// Input format.
+    #[arg(long, value_enum)]
+    pub format: InputFormat,
+    /// Training input file (.gz / .bz2 read transparently).
+    #[arg(long, value_name = "FILE")]
+    pub input: PathBuf,
+    /// Labels file for the training input (IDX only).
+    #[arg(long, value_name = "FILE")]
+    pub labels: Option<PathBuf>,
+    /// Test split input file.
+    #[arg(long, value_name = "FILE")]
+    pub test_input: Option<PathBuf>,
+    /// Labels file for the test split (IDX only).
+    #[arg(long, value_name = "FILE")]
+    pub test_labels: Option<PathBuf>,
+    /// Number of features (LIBSVM: default is the largest index seen in any split).
+    #[arg(long)]
+    pub features: Option<usize>,
+    /// Task [default: binary for LIBSVM with ±1/0-1 labels, regression for other LIBSVM/CSV, multiclass for IDX].
+    #[arg(long, value_enum)]
+    pub task: Option<TaskArg>,
+    /// CSV: name or 0-based position of the label column [default: last column].
+    #[arg(long)]
+    pub label_column: Option<String>,
+    /// IDX: divide pixel values by 255.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub scale: bool,
+    /// Licence of the source data, recorded as an attribute.
+    #[arg(long)]
+    pub license: Option<String>,
+    /// Output HDF5 file.
+    #[arg(long, value_name = "PATH.h5")]
+    pub out: PathBuf,
+    /// Overwrite an existing output file.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Kinds of synthetic data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SynthKind {
+    /// Two-component Gaussian mixture with ±1 labels (Tandon et al.).
+    Logistic,
+    /// y = X w* + noise.
+    Linear,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SynthArgs {
+    /// What to generate.
+    #[arg(long, value_enum)]
+    pub kind: SynthKind,
+    /// Rows.
+    #[arg(long)]
+    pub rows: usize,
+    /// Features.
+    #[arg(long)]
+    pub features: usize,
+    /// Fraction of non-zero features per row; below 1 the output is CSR [default: 1].
+    #[arg(long)]
+    pub sparsity: Option<f64>,
+    /// Rows of a test split generated from the same distribution [default: 0].
+    #[arg(long, default_value_t = 0)]
+    pub test_rows: usize,
+    /// Seed.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Output HDF5 file.
+    #[arg(long, value_name = "PATH.h5")]
+    pub out: PathBuf,
+    /// Overwrite an existing output file.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct InspectArgs {
+    /// HDF5 dataset.
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CodesCommand {
+    /// Print the code matrix B and the assignment of partitions to workers.
+    Show(CodeArgs),
+    /// Decode every responder set of size n − s (or a seeded sample of 10,000) and report the worst
+    /// residual and condition number; exit non-zero if any set fails to decode to 1e-8.
+    Verify(CodeArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CodeArgs {
+    /// Gradient code.
+    #[arg(long, value_enum)]
+    pub code: CodeKind,
+    /// Workers n.
+    #[arg(short = 'n', long)]
+    pub workers: usize,
+    /// Stragglers s.
+    #[arg(short = 's', long)]
+    pub stragglers: usize,
+    /// Seed (random codes).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Also write B to /B of this HDF5 file (show only).
+    #[arg(long, value_name = "B.h5")]
+    pub out: Option<PathBuf>,
+    /// Overwrite --out.
+    #[arg(long)]
+    pub force: bool,
+}

@@ -1,0 +1,5 @@
+//! Subcommand implementations: each takes parsed arguments and returns the crate error.
+
+pub mod codes;
+pub mod data;
+pub mod train;

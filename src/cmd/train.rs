@@ -1,0 +1,1 @@
+//! `gradcode train`: the MPI job (or the serial reference with --reference).

@@ -1,0 +1,479 @@
+//! In-memory data: dense and CSR feature matrices, labels, tasks, and partitioning of rows.
+//!
+//! No I/O here: `io::dataset` reads and writes these types from HDF5, `io::convert` builds them
+//! from LIBSVM / IDX / CSV text, and [`synth`] generates them from a seed.
+//!
+//! Not implemented: column-major (CSC) storage, which no kernel of gradcode needs.
+
+pub mod synth;
+
+use std::ops::Range;
+
+use ndarray::{s, Array1, Array2, Axis};
+use thiserror::Error;
+
+/// Errors of in-memory data handling.
+#[derive(Debug, Error)]
+pub enum DataError {
+    #[error("CSR matrix is malformed: {0}")]
+    BadCsr(String),
+    #[error("shapes disagree: {what} ({left} vs {right})")]
+    ShapeMismatch {
+        what: String,
+        left: usize,
+        right: usize,
+    },
+    #[error("cannot split {rows} rows into {parts} non-empty partitions")]
+    EmptyPartition { rows: usize, parts: usize },
+    #[error("{what} contains a non-finite value at row {row}")]
+    NonFinite { what: String, row: usize },
+    #[error("label {label} at row {row} is not valid for a {task} task{hint}")]
+    BadLabel {
+        label: f64,
+        row: usize,
+        task: String,
+        hint: String,
+    },
+    #[error("invalid parameter: {0}")]
+    Invalid(String),
+}
+
+/// The learning task a dataset is for; decides which models accept it and how labels read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Task {
+    /// Labels in {-1, +1} (0/1 are normalized to -1/+1 on load).
+    Binary,
+    /// Real-valued targets.
+    Regression,
+    /// Labels in {0, .., classes-1}.
+    Multiclass { classes: usize },
+}
+
+impl Task {
+    /// The name written into the HDF5 `task` attribute.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Task::Binary => "binary",
+            Task::Regression => "regression",
+            Task::Multiclass { .. } => "multiclass",
+        }
+    }
+
+    /// Parse the HDF5 `task` attribute (`classes` is required for multiclass).
+    pub fn from_name(name: &str, classes: Option<usize>) -> Result<Task, DataError> {
+        match (name, classes) {
+            ("binary", _) => Ok(Task::Binary),
+            ("regression", _) => Ok(Task::Regression),
+            ("multiclass", Some(c)) if c >= 2 => Ok(Task::Multiclass { classes: c }),
+            ("multiclass", _) => Err(DataError::Invalid(
+                "task 'multiclass' needs an attribute 'classes' >= 2".into(),
+            )),
+            (other, _) => Err(DataError::Invalid(format!(
+                "unknown task '{other}' (expected binary, regression or multiclass)"
+            ))),
+        }
+    }
+
+    /// Check labels (and normalize binary 0/1 to -1/+1 in place).
+    pub fn check_labels(&self, y: &mut Array1<f64>) -> Result<(), DataError> {
+        let bad = |label: f64, row: usize, hint: &str| DataError::BadLabel {
+            label,
+            row,
+            task: self.name().to_string(),
+            hint: hint.to_string(),
+        };
+        for (row, v) in y.iter().enumerate() {
+            if !v.is_finite() {
+                return Err(DataError::NonFinite {
+                    what: "labels y".into(),
+                    row,
+                });
+            }
+        }
+        match *self {
+            Task::Regression => Ok(()),
+            Task::Binary => {
+                let zero_one = y.iter().all(|&v| v == 0.0 || v == 1.0);
+                if zero_one {
+                    y.mapv_inplace(|v| if v == 1.0 { 1.0 } else { -1.0 });
+                    return Ok(());
+                }
+                match y.iter().position(|&v| v != 1.0 && v != -1.0) {
+                    Some(row) => Err(bad(y[row], row, " (expected -1/+1 or 0/1)")),
+                    None => Ok(()),
+                }
+            }
+            Task::Multiclass { classes } => {
+                match y
+                    .iter()
+                    .position(|&v| v < 0.0 || v.fract() != 0.0 || v >= classes as f64)
+                {
+                    Some(row) => Err(bad(y[row], row, &format!(" (expected 0..{classes})"))),
+                    None => Ok(()),
+                }
+            }
+        }
+    }
+}
+
+/// A compressed-sparse-row matrix of f64 with u32 column indices.
+///
+/// Invariants (checked by [`CsrMatrix::new`]): `indptr` has `n_rows + 1` non-decreasing entries
+/// starting at 0 and ending at `nnz`; every index is `< n_cols`; indices within a row are
+/// strictly increasing; every value is finite.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CsrMatrix {
+    n_rows: usize,
+    n_cols: usize,
+    indptr: Vec<usize>,
+    indices: Vec<u32>,
+    data: Vec<f64>,
+}
+
+impl CsrMatrix {
+    /// Build and validate a CSR matrix.
+    pub fn new(
+        n_rows: usize,
+        n_cols: usize,
+        indptr: Vec<usize>,
+        indices: Vec<u32>,
+        data: Vec<f64>,
+    ) -> Result<Self, DataError> {
+        let bad = |m: String| Err(DataError::BadCsr(m));
+        if indptr.len() != n_rows + 1 {
+            return bad(format!(
+                "indptr has {} entries, expected rows + 1 = {}",
+                indptr.len(),
+                n_rows + 1
+            ));
+        }
+        if indices.len() != data.len() {
+            return bad(format!(
+                "{} indices but {} values",
+                indices.len(),
+                data.len()
+            ));
+        }
+        if indptr[0] != 0 || indptr[n_rows] != data.len() {
+            return bad(format!(
+                "indptr must run from 0 to nnz = {} (found {} .. {})",
+                data.len(),
+                indptr[0],
+                indptr[n_rows]
+            ));
+        }
+        if n_cols > u32::MAX as usize {
+            return bad(format!("{n_cols} columns exceed the u32 index range"));
+        }
+        for r in 0..n_rows {
+            let (a, b) = (indptr[r], indptr[r + 1]);
+            if b < a {
+                return bad(format!("indptr decreases at row {r}"));
+            }
+            let row = &indices[a..b];
+            for (i, &c) in row.iter().enumerate() {
+                if c as usize >= n_cols {
+                    return bad(format!(
+                        "column index {c} at row {r} is out of range (columns: {n_cols})"
+                    ));
+                }
+                if i > 0 && row[i - 1] >= c {
+                    return bad(format!(
+                        "column indices of row {r} are not strictly increasing"
+                    ));
+                }
+            }
+            if let Some(k) = data[a..b].iter().position(|v| !v.is_finite()) {
+                let _ = k;
+                return Err(DataError::NonFinite {
+                    what: "features X".into(),
+                    row: r,
+                });
+            }
+        }
+        Ok(CsrMatrix {
+            n_rows,
+            n_cols,
+            indptr,
+            indices,
+            data,
+        })
+    }
+
+    pub fn n_rows(&self) -> usize {
+        self.n_rows
+    }
+    pub fn n_cols(&self) -> usize {
+        self.n_cols
+    }
+    pub fn nnz(&self) -> usize {
+        self.data.len()
+    }
+    pub fn indptr(&self) -> &[usize] {
+        &self.indptr
+    }
+    pub fn indices(&self) -> &[u32] {
+        &self.indices
+    }
+    pub fn data(&self) -> &[f64] {
+        &self.data
+    }
+
+    /// Column indices and values of row `r`.
+    #[inline]
+    pub fn row(&self, r: usize) -> (&[u32], &[f64]) {
+        let (a, b) = (self.indptr[r], self.indptr[r + 1]);
+        (&self.indices[a..b], &self.data[a..b])
+    }
+
+    /// Stack several CSR matrices with the same column count vertically.
+    pub fn vstack(parts: &[&CsrMatrix]) -> Result<CsrMatrix, DataError> {
+        let n_cols = parts.first().map_or(0, |p| p.n_cols);
+        let mut indptr = vec![0usize];
+        let (mut indices, mut data) = (Vec::new(), Vec::new());
+        for p in parts {
+            if p.n_cols != n_cols {
+                return Err(DataError::ShapeMismatch {
+                    what: "columns of stacked CSR blocks".into(),
+                    left: n_cols,
+                    right: p.n_cols,
+                });
+            }
+            let base = data.len();
+            indptr.extend(p.indptr[1..].iter().map(|&q| q + base));
+            indices.extend_from_slice(&p.indices);
+            data.extend_from_slice(&p.data);
+        }
+        let n_rows = indptr.len() - 1;
+        Ok(CsrMatrix {
+            n_rows,
+            n_cols,
+            indptr,
+            indices,
+            data,
+        })
+    }
+
+    /// The rows in `range` as a new matrix.
+    pub fn slice_rows(&self, range: Range<usize>) -> CsrMatrix {
+        let (a, b) = (self.indptr[range.start], self.indptr[range.end]);
+        CsrMatrix {
+            n_rows: range.len(),
+            n_cols: self.n_cols,
+            indptr: self.indptr[range.start..=range.end]
+                .iter()
+                .map(|&p| p - a)
+                .collect(),
+            indices: self.indices[a..b].to_vec(),
+            data: self.data[a..b].to_vec(),
+        }
+    }
+
+    /// Dense copy (for tests and small matrices only).
+    pub fn to_dense(&self) -> Array2<f64> {
+        let mut out = Array2::zeros((self.n_rows, self.n_cols));
+        for r in 0..self.n_rows {
+            let (idx, val) = self.row(r);
+            for (&c, &v) in idx.iter().zip(val) {
+                out[[r, c as usize]] = v;
+            }
+        }
+        out
+    }
+}
+
+/// A feature matrix: dense (row-major) or CSR. Sparse data stays sparse end to end.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Features {
+    Dense(Array2<f64>),
+    Sparse(CsrMatrix),
+}
+
+impl Features {
+    pub fn n_rows(&self) -> usize {
+        match self {
+            Features::Dense(x) => x.nrows(),
+            Features::Sparse(x) => x.n_rows(),
+        }
+    }
+    pub fn n_cols(&self) -> usize {
+        match self {
+            Features::Dense(x) => x.ncols(),
+            Features::Sparse(x) => x.n_cols(),
+        }
+    }
+    /// Stored entries: rows x cols when dense.
+    pub fn nnz(&self) -> usize {
+        match self {
+            Features::Dense(x) => x.len(),
+            Features::Sparse(x) => x.nnz(),
+        }
+    }
+    pub fn is_sparse(&self) -> bool {
+        matches!(self, Features::Sparse(_))
+    }
+
+    /// The rows in `range` as a new matrix.
+    pub fn slice_rows(&self, range: Range<usize>) -> Features {
+        match self {
+            Features::Dense(x) => Features::Dense(x.slice(s![range, ..]).to_owned()),
+            Features::Sparse(x) => Features::Sparse(x.slice_rows(range)),
+        }
+    }
+
+    /// Stack blocks of the same kind and column count vertically.
+    pub fn vstack(parts: &[&Features]) -> Result<Features, DataError> {
+        let first = parts
+            .first()
+            .ok_or_else(|| DataError::Invalid("nothing to stack".into()))?;
+        match first {
+            Features::Dense(_) => {
+                let views: Result<Vec<_>, _> = parts
+                    .iter()
+                    .map(|p| match p {
+                        Features::Dense(x) => Ok(x.view()),
+                        Features::Sparse(_) => Err(DataError::Invalid(
+                            "cannot stack dense and sparse blocks".into(),
+                        )),
+                    })
+                    .collect();
+                let views = views?;
+                let cols = views[0].ncols();
+                if let Some(v) = views.iter().find(|v| v.ncols() != cols) {
+                    return Err(DataError::ShapeMismatch {
+                        what: "columns of stacked dense blocks".into(),
+                        left: cols,
+                        right: v.ncols(),
+                    });
+                }
+                ndarray::concatenate(Axis(0), &views)
+                    .map(Features::Dense)
+                    .map_err(|e| DataError::Invalid(e.to_string()))
+            }
+            Features::Sparse(_) => {
+                let mats: Result<Vec<_>, _> = parts
+                    .iter()
+                    .map(|p| match p {
+                        Features::Sparse(x) => Ok(x),
+                        Features::Dense(_) => Err(DataError::Invalid(
+                            "cannot stack dense and sparse blocks".into(),
+                        )),
+                    })
+                    .collect();
+                CsrMatrix::vstack(&mats?).map(Features::Sparse)
+            }
+        }
+    }
+
+    /// First row containing a non-finite value, if any.
+    pub fn first_non_finite_row(&self) -> Option<usize> {
+        match self {
+            Features::Dense(x) => x
+                .outer_iter()
+                .position(|r| r.iter().any(|v| !v.is_finite())),
+            Features::Sparse(x) => {
+                (0..x.n_rows()).find(|&r| x.row(r).1.iter().any(|v| !v.is_finite()))
+            }
+        }
+    }
+}
+
+/// Features, labels and the task they are for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dataset {
+    pub x: Features,
+    pub y: Array1<f64>,
+    pub task: Task,
+}
+
+impl Dataset {
+    /// Check shapes, finiteness and labels (normalizing binary 0/1 labels).
+    pub fn new(x: Features, mut y: Array1<f64>, task: Task) -> Result<Self, DataError> {
+        if x.n_rows() != y.len() {
+            return Err(DataError::ShapeMismatch {
+                what: "rows of X and length of y".into(),
+                left: x.n_rows(),
+                right: y.len(),
+            });
+        }
+        if let Some(row) = x.first_non_finite_row() {
+            return Err(DataError::NonFinite {
+                what: "features X".into(),
+                row,
+            });
+        }
+        task.check_labels(&mut y)?;
+        Ok(Dataset { x, y, task })
+    }
+
+    pub fn n_rows(&self) -> usize {
+        self.y.len()
+    }
+    pub fn n_features(&self) -> usize {
+        self.x.n_cols()
+    }
+
+    /// The rows in `range`.
+    pub fn slice_rows(&self, range: Range<usize>) -> Dataset {
+        Dataset {
+            x: self.x.slice_rows(range.clone()),
+            y: self.y.slice(s![range]).to_owned(),
+            task: self.task,
+        }
+    }
+}
+
+/// Split `rows` into `k` contiguous, balanced partitions (the first `rows % k` get one extra row).
+/// Deterministic; every partition is non-empty.
+pub fn partition_ranges(rows: usize, k: usize) -> Result<Vec<Range<usize>>, DataError> {
+    if k == 0 || rows < k {
+        return Err(DataError::EmptyPartition { rows, parts: k });
+    }
+    let (base, extra) = (rows / k, rows % k);
+    let mut start = 0;
+    Ok((0..k)
+        .map(|j| {
+            let len = base + usize::from(j < extra);
+            let r = start..start + len;
+            start += len;
+            r
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitions_are_balanced_and_cover_all_rows() {
+        let p = partition_ranges(10, 3).unwrap();
+        assert_eq!(p, vec![0..4, 4..7, 7..10]);
+        assert!(partition_ranges(2, 3).is_err());
+        assert!(partition_ranges(5, 0).is_err());
+    }
+
+    #[test]
+    fn csr_validation_rejects_bad_input() {
+        assert!(CsrMatrix::new(1, 3, vec![0, 2], vec![2, 1], vec![1.0, 1.0]).is_err());
+        assert!(CsrMatrix::new(1, 3, vec![0, 1], vec![3], vec![1.0]).is_err());
+        assert!(CsrMatrix::new(1, 3, vec![0, 1], vec![0], vec![f64::NAN]).is_err());
+        let m = CsrMatrix::new(2, 3, vec![0, 1, 3], vec![1, 0, 2], vec![1.0, 2.0, 3.0]).unwrap();
+        let st = CsrMatrix::vstack(&[&m, &m.slice_rows(1..2)]).unwrap();
+        assert_eq!(st.n_rows(), 3);
+        assert_eq!(st.to_dense().row(2), m.to_dense().row(1));
+    }
+
+    #[test]
+    fn binary_labels_normalize() {
+        let mut y = ndarray::arr1(&[0.0, 1.0, 1.0]);
+        Task::Binary.check_labels(&mut y).unwrap();
+        assert_eq!(y, ndarray::arr1(&[-1.0, 1.0, 1.0]));
+        let mut y = ndarray::arr1(&[2.0]);
+        assert!(Task::Binary.check_labels(&mut y).is_err());
+        let mut y = ndarray::arr1(&[9.0, 10.0]);
+        assert!(Task::Multiclass { classes: 10 }
+            .check_labels(&mut y)
+            .is_err());
+    }
+}

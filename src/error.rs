@@ -1,0 +1,27 @@
+//! The crate-wide error: one variant per module area, each carrying that area's own error enum.
+//! `anyhow` is used only in `main`.
+
+use thiserror::Error;
+
+/// Any error gradcode reports to the user.
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Io(#[from] crate::io::IoError),
+    #[error(transparent)]
+    Data(#[from] crate::data::DataError),
+    #[error(transparent)]
+    Code(#[from] crate::coding::CodeError),
+    #[error(transparent)]
+    Model(#[from] crate::model::ModelError),
+    #[error(transparent)]
+    Comm(#[from] crate::comm::CommError),
+    /// A check that ran and failed (e.g. `codes verify`); the message says which.
+    #[error("{0}")]
+    Check(String),
+}
+
+/// Result with the crate-wide error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,40 @@
+//! # gradcode
+//!
+//! Straggler-resilient distributed training by gradient coding over MPI.
+//!
+//! Each MPI rank `1..=n` is a worker that holds redundant data partitions, computes the
+//! gradient of its partitions and sends one coded combination to rank 0 with a nonblocking
+//! send. Rank 0 decodes the full gradient from whichever messages arrive before a deadline
+//! (exactly from any `n - s` workers, or approximately with a recorded error bound), steps the
+//! model and goes on without waiting for stragglers. HDF5 holds datasets, checkpoints and
+//! results.
+//!
+//! Layering, top to bottom (nothing imports upward):
+//! `cmd` → `coordinator` / `worker` / `reference` → `model`, `config`, `io` →
+//! `data`, `coding`, `comm`, `straggler`, `optim`, `error`.
+//! `data` knows no HDF5, `coding` knows no MPI, `model` knows no transport; `io` is the only
+//! module that imports `hdf5`, `comm::mpi` (with `coordinator` and `worker`) the only ones that
+//! touch MPI.
+//!
+//! See `../shared/GUIDE.md` for the design and the math, and the README for usage.
+
+// BLAS for ndarray's `dot` comes from the system OpenBLAS.
+extern crate blas_src;
+
+pub mod cli;
+pub mod cmd;
+pub mod coding;
+pub mod comm;
+pub mod config;
+pub mod coordinator;
+pub mod data;
+pub mod error;
+pub mod io;
+pub mod model;
+pub mod optim;
+pub mod reference;
+pub mod straggler;
+pub mod worker;
+
+/// Version of this build, written into every result file.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,25 @@
+//! The `gradcode` binary: parse the command line, set up logging, run a subcommand.
+use clap::Parser;
+use gradcode::cli::{Cli, Command};
+
+fn main() {
+    let cli = Cli::parse();
+    let level = match (cli.quiet, cli.verbose) {
+        (true, _) => "warn",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        (false, _) => "trace",
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level))
+        .format_timestamp_millis()
+        .init();
+    let result = match &cli.command {
+        Command::Train(_args) => Ok(()),
+        Command::Data(cmd) => gradcode::cmd::data::run(cmd),
+        Command::Codes(cmd) => gradcode::cmd::codes::run(cmd),
+    };
+    if let Err(e) = result {
+        eprintln!("gradcode: error: {e}");
+        std::process::exit(2);
+    }
+}

@@ -1,0 +1,218 @@
+//! Models: per-row losses summed over a shard, and their gradients, for dense and CSR features.
+//!
+//! Every model is a generalized linear model with an intercept: parameters are laid out as
+//! `outputs` blocks of `features + 1` values (weights, then the bias), so `dim = (d + 1) * outputs`.
+//! Losses are *sums* over rows (so partition sums add up to the full sum); the training
+//! objective divides by the total row count and adds L2 regularization on the weights (not the
+//! bias), see [`objective_gradient_into`]. Numerically stable log-sigmoid and log-sum-exp.
+//!
+//! The worker's coded gradient is one pass over its stacked rows with per-row weights
+//! (`c_i = X_Sᵀ (row_weights ⊙ r(w))`, GUIDE §1), so [`Model::gradient_into`] takes optional
+//! row weights.
+//!
+//! Not implemented here: multilayer models (MLP) and second-order information (K-FAC).
+
+mod linear;
+mod logistic;
+mod softmax;
+
+pub use linear::Linear;
+pub use logistic::Logistic;
+pub use softmax::Softmax;
+
+use ndarray::{Array1, ArrayView1, ArrayViewMut1};
+use thiserror::Error;
+
+use crate::data::{Features, Task};
+
+/// Errors of model construction.
+#[derive(Debug, Error)]
+pub enum ModelError {
+    #[error("model '{model}' cannot train on a {task} dataset ({hint})")]
+    TaskMismatch {
+        model: String,
+        task: String,
+        hint: String,
+    },
+    #[error("unknown model '{0}' (expected logistic, linear or softmax)")]
+    Unknown(String),
+}
+
+/// The models selectable on the command line.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModelKind {
+    /// Binary logistic regression (labels ±1).
+    Logistic,
+    /// Least-squares linear regression.
+    Linear,
+    /// Multinomial logistic regression (labels 0..C-1).
+    Softmax,
+}
+
+impl ModelKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            ModelKind::Logistic => "logistic",
+            ModelKind::Linear => "linear",
+            ModelKind::Softmax => "softmax",
+        }
+    }
+}
+
+/// Scratch space owned by the caller so that gradient evaluation does not allocate per call.
+#[derive(Debug, Default, Clone)]
+pub struct Workspace {
+    pub(crate) buf: Vec<f64>,
+}
+
+impl Workspace {
+    /// A zeroed slice of `len` values, reusing the allocation.
+    pub(crate) fn take(&mut self, len: usize) -> &mut [f64] {
+        self.buf.clear();
+        self.buf.resize(len, 0.0);
+        &mut self.buf
+    }
+}
+
+/// Quality measures of a parameter vector on a dataset.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Evaluation {
+    /// Mean per-row loss (no regularization).
+    pub loss: f64,
+    /// Fraction of rows classified correctly (classification models only).
+    pub accuracy: Option<f64>,
+}
+
+/// A differentiable per-row loss summed over the rows of a shard.
+pub trait Model: Send + Sync + std::fmt::Debug {
+    /// Which model this is.
+    fn kind(&self) -> ModelKind;
+    /// Number of parameters, intercepts included.
+    fn dim(&self) -> usize;
+    /// Number of input features the model was built for.
+    fn n_features(&self) -> usize;
+    /// Σ_rows ℓ_r(w) (no regularization).
+    fn loss(&self, w: ArrayView1<f64>, x: &Features, y: ArrayView1<f64>, ws: &mut Workspace)
+        -> f64;
+    /// `out = Σ_rows weight_r ∇ℓ_r(w)` (weight 1 when `row_weights` is `None`); `out` is overwritten.
+    fn gradient_into(
+        &self,
+        w: ArrayView1<f64>,
+        x: &Features,
+        y: ArrayView1<f64>,
+        row_weights: Option<ArrayView1<f64>>,
+        ws: &mut Workspace,
+        out: ArrayViewMut1<f64>,
+    );
+    /// Mean loss and (for classifiers) accuracy.
+    fn evaluate(
+        &self,
+        w: ArrayView1<f64>,
+        x: &Features,
+        y: ArrayView1<f64>,
+        ws: &mut Workspace,
+    ) -> Evaluation;
+
+    /// Allocating variant of [`Model::gradient_into`].
+    fn gradient(
+        &self,
+        w: ArrayView1<f64>,
+        x: &Features,
+        y: ArrayView1<f64>,
+        row_weights: Option<ArrayView1<f64>>,
+    ) -> Array1<f64> {
+        let mut out = Array1::zeros(self.dim());
+        self.gradient_into(
+            w,
+            x,
+            y,
+            row_weights,
+            &mut Workspace::default(),
+            out.view_mut(),
+        );
+        out
+    }
+}
+
+/// Build the model `kind` for a dataset with `n_features` features and the given task.
+pub fn build(kind: ModelKind, n_features: usize, task: Task) -> Result<Box<dyn Model>, ModelError> {
+    let mismatch = |hint: &str| ModelError::TaskMismatch {
+        model: kind.name().into(),
+        task: task.name().into(),
+        hint: hint.into(),
+    };
+    match (kind, task) {
+        (ModelKind::Logistic, Task::Binary) => Ok(Box::new(Logistic::new(n_features))),
+        (ModelKind::Linear, Task::Regression | Task::Binary) => {
+            Ok(Box::new(Linear::new(n_features)))
+        }
+        (ModelKind::Softmax, Task::Multiclass { classes }) => {
+            Ok(Box::new(Softmax::new(n_features, classes)))
+        }
+        (ModelKind::Logistic, _) => Err(mismatch(
+            "logistic needs binary labels; use softmax for multiclass",
+        )),
+        (ModelKind::Softmax, _) => Err(mismatch("softmax needs a multiclass dataset")),
+        (ModelKind::Linear, _) => Err(mismatch("linear needs real-valued or ±1 targets")),
+    }
+}
+
+/// Objective F(w) = (1/N) Σ ℓ_r(w) + (λ/2)‖w_weights‖² (bias not regularized).
+pub fn objective(
+    model: &dyn Model,
+    loss_sum: f64,
+    w: ArrayView1<f64>,
+    n_rows: usize,
+    l2: f64,
+) -> f64 {
+    let d1 = model.n_features() + 1;
+    let reg: f64 = w
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| (i + 1) % d1 != 0)
+        .map(|(_, v)| v * v)
+        .sum();
+    loss_sum / n_rows as f64 + 0.5 * l2 * reg
+}
+
+/// From the summed data gradient `g_sum`, the gradient of the objective:
+/// `out = g_sum / N + λ w` (bias entries not regularized).
+pub fn objective_gradient_into(
+    model: &dyn Model,
+    g_sum: ArrayView1<f64>,
+    w: ArrayView1<f64>,
+    n_rows: usize,
+    l2: f64,
+    mut out: ArrayViewMut1<f64>,
+) {
+    let d1 = model.n_features() + 1;
+    let inv_n = 1.0 / n_rows as f64;
+    for (i, ((o, &g), &wi)) in out.iter_mut().zip(g_sum).zip(w).enumerate() {
+        let reg = if (i + 1) % d1 == 0 { 0.0 } else { l2 * wi };
+        *o = g * inv_n + reg;
+    }
+}
+
+/// log(1 + exp(x)) without overflow.
+#[inline]
+pub fn log1p_exp(x: f64) -> f64 {
+    if x > 0.0 {
+        x + (-x).exp().ln_1p()
+    } else {
+        x.exp().ln_1p()
+    }
+}
+
+/// The logistic function 1 / (1 + exp(-x)) without overflow.
+#[inline]
+pub fn sigmoid(x: f64) -> f64 {
+    if x >= 0.0 {
+        1.0 / (1.0 + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (1.0 + e)
+    }
+}
