@@ -1,1 +1,1011 @@
-//! coordinator
+//! Rank 0: post parameters → collect coded gradients until the responders are decodable or the
+//! deadline passes → decode → step → record → checkpoint; then STOP, reconcile message counts,
+//! drain, and report (GUIDE §2, §4).
+//!
+//! Protocol rules kept here:
+//! - Parameters go only to idle workers (those that have reported on their last iteration), from
+//!   a ring of buffers, one per parameter version, shared by all destinations; a buffer is reused
+//!   only when every send from it has completed. A worker still busy with an old iteration is
+//!   handed the current parameters as soon as its late message arrives.
+//! - Rank 0 polls with a matched probe (and a short sleep, so that an oversubscribed node is not
+//!   starved) and receives every message: late ones are drained and counted, never used; invalid
+//!   ones (header, sender, length, iteration, non-finite values) are erasures, counted and logged.
+//! - No collective after start-up; no send is ever cancelled.
+//!
+//! The first iteration of every run is validated outside the timed path: workers also send the
+//! uncoded gradient of each partition they hold, and the decoded gradient is compared with the
+//! exact one (PASSED when exact to 1e-8, or, for an approximate decoding, within the guaranteed
+//! bound err(F)·‖G‖_F).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use mpi::point_to_point::{Message, Status};
+use mpi::topology::SimpleCommunicator;
+use mpi::traits::*;
+use ndarray::{Array1, ArrayView1};
+
+use crate::cli::OnDeadline;
+use crate::coding::{Decoder, GradientCode};
+use crate::comm::mpi::{receive_checked, SendBuf};
+use crate::comm::protocol::{
+    payload_is_finite, Header, Kind, HEADER_LEN, TAG_ACK, TAG_GRAD, TAG_PARTIAL,
+};
+use crate::comm::CommError;
+use crate::config::RunConfig;
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use crate::io::checkpoint::{self, Checkpoint};
+use crate::io::results::{AttrValue, FinalRecord, IterationRecord, RunWriter};
+use crate::model::{self, Model, Workspace};
+use crate::optim::Optimizer;
+use crate::straggler::StragglerSchedule;
+
+/// Set by SIGUSR1 / SIGTERM: checkpoint at the next iteration boundary and stop.
+pub static INTERRUPT: AtomicBool = AtomicBool::new(false);
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunStatus {
+    /// Every iteration ran and every worker was reconciled at shutdown.
+    Complete,
+    /// Every iteration ran but some worker never answered the STOP (named in the log and file).
+    Degraded,
+    /// Stopped by a signal after writing a checkpoint; resume with --resume.
+    Interrupted,
+    /// A fatal error stopped the run.
+    Failed,
+}
+
+impl RunStatus {
+    /// The `status` attribute value.
+    pub fn name(&self) -> &'static str {
+        match self {
+            RunStatus::Complete => "complete",
+            RunStatus::Degraded => "degraded",
+            RunStatus::Interrupted => "interrupted",
+            RunStatus::Failed => "failed",
+        }
+    }
+    /// The process exit code (documented in the README).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            RunStatus::Complete => 0,
+            RunStatus::Failed => 1,
+            RunStatus::Degraded => 3,
+            RunStatus::Interrupted => 75,
+        }
+    }
+}
+
+/// What the coordinator hands back to the caller.
+#[derive(Debug)]
+pub struct Outcome {
+    pub status: RunStatus,
+    /// Workers (ranks) that were not reconciled at shutdown; the job must abort when non-empty.
+    pub unreconciled: Vec<usize>,
+    /// The error that stopped the run, if any.
+    pub error: Option<Error>,
+}
+
+/// Everything rank 0 needs.
+pub struct Setup<'a> {
+    pub world: &'a SimpleCommunicator,
+    pub cfg: &'a RunConfig,
+    pub model: &'a dyn Model,
+    pub code: Box<dyn GradientCode>,
+    pub n_rows: usize,
+    pub test: Option<Dataset>,
+    pub writer: RunWriter,
+    pub resume_from: Option<Checkpoint>,
+}
+
+/// State of the collection for the current iteration.
+struct Collection {
+    iteration: u64,
+    t0: Instant,
+    collecting: bool,
+    responders: Vec<usize>,
+    arrival_s: Vec<f64>,
+    compute_s: Vec<f64>,
+    injected_s: Vec<f64>,
+    post_offset: Vec<f64>,
+    late: u32,
+    rejected: u32,
+    bytes: f64,
+}
+
+impl Collection {
+    fn new(n: usize) -> Self {
+        Collection {
+            iteration: 0,
+            t0: Instant::now(),
+            collecting: false,
+            responders: Vec::with_capacity(n),
+            arrival_s: vec![f64::NAN; n],
+            compute_s: vec![f64::NAN; n],
+            injected_s: vec![f64::NAN; n],
+            post_offset: vec![f64::NAN; n],
+            late: 0,
+            rejected: 0,
+            bytes: 0.0,
+        }
+    }
+    fn reset(&mut self, iteration: u64) {
+        self.iteration = iteration;
+        self.t0 = Instant::now();
+        self.collecting = true;
+        self.responders.clear();
+        for v in [
+            &mut self.arrival_s,
+            &mut self.compute_s,
+            &mut self.injected_s,
+            &mut self.post_offset,
+        ] {
+            v.fill(f64::NAN);
+        }
+        self.late = 0;
+        self.rejected = 0;
+        self.bytes = 0.0;
+    }
+}
+
+/// Per-worker totals for the summary table.
+#[derive(Debug, Clone, Default)]
+struct WorkerStats {
+    on_time: u64,
+    late: u64,
+    rejected: u64,
+    arrival_sum: f64,
+    arrivals: Vec<f64>,
+}
+
+struct Coordinator<'a> {
+    world: &'a SimpleCommunicator,
+    cfg: &'a RunConfig,
+    decoder: Decoder,
+    n: usize,
+    dim: usize,
+    busy_with: Vec<Option<u64>>,
+    recv: Vec<Vec<f64>>,
+    partial_buf: Vec<f64>,
+    scratch: Vec<f64>,
+    received: Vec<u64>,
+    acked: Vec<Option<u64>>,
+    ring: Vec<SendBuf>,
+    current_slot: usize,
+    cur: Collection,
+    partials: Vec<Option<Array1<f64>>>,
+    validation_iteration: Option<u64>,
+    stats: Vec<WorkerStats>,
+}
+
+fn sleep_poll() {
+    std::thread::sleep(Duration::from_micros(50));
+}
+
+impl<'a> Coordinator<'a> {
+    fn protocol(&self, rank: i32, reason: String) -> CommError {
+        CommError::Protocol { rank, reason }
+    }
+
+    /// Post the current parameters (ring slot `current_slot`) to worker `w`.
+    fn post_to(&mut self, w: usize) {
+        let it = self.cur.iteration;
+        self.ring[self.current_slot].post(
+            self.world,
+            (w + 1) as i32,
+            Kind::Params.tag(),
+            HEADER_LEN + self.dim,
+        );
+        self.busy_with[w] = Some(it);
+        self.cur.post_offset[w] = self.cur.t0.elapsed().as_secs_f64();
+    }
+
+    /// Start iteration `t` at `point`: fill a free ring slot and post to every idle worker.
+    fn begin(&mut self, t: u64, point: ArrayView1<f64>, validate: bool) {
+        self.cur.reset(t);
+        let slot = match self.ring.iter_mut().position(|b| b.is_free()) {
+            Some(i) => i,
+            None => {
+                self.ring.push(SendBuf::new(HEADER_LEN + self.dim));
+                log::debug!(
+                    "[rank 0] parameter ring grew to {} buffers",
+                    self.ring.len()
+                );
+                self.ring.len() - 1
+            }
+        };
+        self.current_slot = slot;
+        let buf = self.ring[slot].write();
+        Header {
+            iteration: t,
+            part: usize::from(validate),
+            len: self.dim,
+            ..Header::new(Kind::Params)
+        }
+        .write(buf);
+        for (dst, &v) in buf[HEADER_LEN..].iter_mut().zip(point.iter()) {
+            *dst = v;
+        }
+        for w in 0..self.n {
+            if self.busy_with[w].is_none() {
+                self.post_to(w);
+            }
+        }
+    }
+
+    /// Receive every message that has arrived.
+    fn poll(&mut self) -> Result<bool> {
+        let mut any = false;
+        while let Some((msg, status)) = self.world.any_process().immediate_matched_probe() {
+            self.handle(msg, status)?;
+            any = true;
+        }
+        Ok(any)
+    }
+
+    fn handle(&mut self, msg: Message, status: Status) -> Result<()> {
+        let src = status.source_rank();
+        if src < 1 || src as usize > self.n {
+            receive_checked(msg, &status, &mut [], &mut self.scratch);
+            return Err(self
+                .protocol(src, "message from a rank that is not a worker".into())
+                .into());
+        }
+        let w = src as usize - 1;
+        match status.tag() {
+            TAG_GRAD => {
+                let (len, ok) = receive_checked(msg, &status, &mut self.recv[w], &mut self.scratch);
+                self.received[w] += 1;
+                self.cur.bytes += (len * 8) as f64;
+                let was = self.busy_with[w].take();
+                let buf = if ok {
+                    &self.recv[w][..len]
+                } else {
+                    &self.scratch[..len]
+                };
+                let verdict = match Header::parse(buf) {
+                    Err(e) => Err(e.to_string()),
+                    Ok(h) if h.kind != Kind::Grad => {
+                        Err(format!("kind {:?} on the gradient tag", h.kind))
+                    }
+                    Ok(h) if h.rank != src as usize => Err(format!("header names rank {}", h.rank)),
+                    Ok(h) if h.len != self.dim + 1 => Err(format!(
+                        "payload of {} values, expected {}",
+                        h.len,
+                        self.dim + 1
+                    )),
+                    Ok(h) if Some(h.iteration) != was => Err(format!(
+                        "iteration {} but the worker was given {:?}",
+                        h.iteration, was
+                    )),
+                    Ok(_) if !payload_is_finite(&buf[HEADER_LEN..]) => {
+                        Err("non-finite values in the payload".into())
+                    }
+                    Ok(h) => Ok(h),
+                };
+                match verdict {
+                    Err(reason) => {
+                        self.cur.rejected += 1;
+                        self.stats[w].rejected += 1;
+                        log::warn!(
+                            "[rank 0] iteration {}: rejected message from rank {src}: {reason}",
+                            self.cur.iteration
+                        );
+                    }
+                    Ok(h) if self.cur.collecting && h.iteration == self.cur.iteration => {
+                        if let Err(pos) = self.cur.responders.binary_search(&w) {
+                            self.cur.responders.insert(pos, w);
+                        }
+                        let a = self.cur.t0.elapsed().as_secs_f64();
+                        self.cur.arrival_s[w] = a;
+                        self.cur.compute_s[w] = h.compute_s;
+                        self.cur.injected_s[w] = h.injected_s;
+                        self.stats[w].on_time += 1;
+                        self.stats[w].arrival_sum += a;
+                        self.stats[w].arrivals.push(a);
+                    }
+                    Ok(h) => {
+                        self.cur.late += 1;
+                        self.stats[w].late += 1;
+                        log::debug!(
+                            "[rank 0] late message from rank {src} for iteration {} (now {})",
+                            h.iteration,
+                            self.cur.iteration
+                        );
+                        if self.cur.collecting {
+                            self.post_to(w);
+                        }
+                    }
+                }
+            }
+            TAG_PARTIAL => {
+                let (len, ok) =
+                    receive_checked(msg, &status, &mut self.partial_buf, &mut self.scratch);
+                self.received[w] += 1;
+                let buf = if ok {
+                    &self.partial_buf[..len]
+                } else {
+                    &self.scratch[..len]
+                };
+                match Header::parse(buf) {
+                    Ok(h)
+                        if h.kind == Kind::Partial
+                            && Some(h.iteration) == self.validation_iteration
+                            && h.len == self.dim + 1
+                            && h.part < self.partials.len()
+                            && payload_is_finite(&buf[HEADER_LEN..]) =>
+                    {
+                        if self.partials[h.part].is_none() {
+                            self.partials[h.part] = Some(Array1::from(buf[HEADER_LEN..].to_vec()));
+                        }
+                    }
+                    _ => {
+                        log::warn!("[rank 0] ignored an invalid validation message from rank {src}")
+                    }
+                }
+            }
+            TAG_ACK => {
+                let mut ack = [0.0; HEADER_LEN];
+                let (len, ok) = receive_checked(msg, &status, &mut ack, &mut self.scratch);
+                match Header::parse(if ok {
+                    &ack[..len]
+                } else {
+                    &self.scratch[..len]
+                }) {
+                    Ok(h) if h.kind == Kind::Ack => self.acked[w] = Some(h.iteration),
+                    _ => {
+                        return Err(self
+                            .protocol(src, "malformed STOP acknowledgement".into())
+                            .into())
+                    }
+                }
+            }
+            tag => {
+                receive_checked(msg, &status, &mut [], &mut self.scratch);
+                self.received[w] += 1;
+                self.cur.rejected += 1;
+                log::warn!("[rank 0] rejected a message with unknown tag {tag} from rank {src}");
+            }
+        }
+        Ok(())
+    }
+
+    /// Collect until decodable or the deadline policy says stop. Returns whether decodable.
+    fn collect(&mut self) -> Result<bool> {
+        let deadline = Duration::from_secs_f64(self.cfg.deadline_ms / 1e3);
+        let hard = Duration::from_secs_f64(self.cfg.max_wait_ms / 1e3);
+        let mut warned = false;
+        loop {
+            let got = self.poll()?;
+            if self.decoder.code().is_decodable(&self.cur.responders) {
+                return Ok(true);
+            }
+            let waited = self.cur.t0.elapsed();
+            if waited >= deadline {
+                match self.cfg.on_deadline {
+                    OnDeadline::BestEffort => return Ok(false),
+                    OnDeadline::Wait if waited >= hard => {
+                        let silent: Vec<usize> = (0..self.n)
+                            .filter(|w| self.cur.responders.binary_search(w).is_err())
+                            .map(|w| w + 1)
+                            .collect();
+                        return Err(CommError::Timeout {
+                            iteration: self.cur.iteration,
+                            waited_ms: waited.as_secs_f64() * 1e3,
+                            have: self.cur.responders.len(),
+                            n: self.n,
+                            silent,
+                        }
+                        .into());
+                    }
+                    OnDeadline::Wait if !warned => {
+                        warned = true;
+                        log::debug!(
+                            "[rank 0] iteration {}: deadline passed with {} responders; waiting (at most {} ms)",
+                            self.cur.iteration,
+                            self.cur.responders.len(),
+                            self.cfg.max_wait_ms
+                        );
+                    }
+                    OnDeadline::Wait => {}
+                }
+            }
+            if !got {
+                sleep_poll();
+            }
+        }
+    }
+
+    /// The oracle: the earliest moment the workers' own finish times formed a decodable set.
+    fn oracle(&self) -> f64 {
+        let mut fin: Vec<(f64, usize)> = self
+            .cur
+            .responders
+            .iter()
+            .map(|&w| {
+                (
+                    self.cur.post_offset[w] + self.cur.compute_s[w] + self.cur.injected_s[w],
+                    w,
+                )
+            })
+            .filter(|(f, _)| f.is_finite())
+            .collect();
+        fin.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let mut set: Vec<usize> = Vec::with_capacity(fin.len());
+        for (f, w) in fin {
+            if let Err(p) = set.binary_search(&w) {
+                set.insert(p, w);
+            }
+            if self.decoder.code().is_decodable(&set) {
+                return f;
+            }
+        }
+        f64::NAN
+    }
+
+    /// Stop every worker, reconcile message counts, drain. Returns unreconciled worker ranks.
+    fn shutdown(&mut self, exit_code: i32) -> Result<Vec<usize>> {
+        self.cur.collecting = false;
+        let mut stop = vec![0.0; HEADER_LEN];
+        Header {
+            iteration: exit_code.max(0) as u64,
+            ..Header::new(Kind::Stop)
+        }
+        .write(&mut stop);
+        for w in 0..self.n {
+            self.world
+                .process_at_rank((w + 1) as i32)
+                .send_with_tag(&stop[..], Kind::Stop.tag());
+        }
+        let bound = Duration::from_secs_f64((self.cfg.max_wait_ms / 1e3).max(10.0));
+        let start = Instant::now();
+        loop {
+            let got = self.poll()?;
+            let done = (0..self.n).all(|w| self.acked[w] == Some(self.received[w]));
+            if done {
+                for b in &mut self.ring {
+                    b.wait();
+                }
+                return Ok(Vec::new());
+            }
+            if start.elapsed() > bound {
+                return Ok((0..self.n)
+                    .filter(|&w| self.acked[w] != Some(self.received[w]))
+                    .map(|w| w + 1)
+                    .collect());
+            }
+            if !got {
+                sleep_poll();
+            }
+        }
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// Run rank 0 until the last iteration, a signal or a fatal error.
+pub fn run(setup: Setup<'_>) -> Outcome {
+    let Setup {
+        world,
+        cfg,
+        model,
+        code,
+        n_rows,
+        test,
+        mut writer,
+        resume_from,
+    } = setup;
+    let n = code.n_workers();
+    let k = code.n_partitions();
+    let dim = model.dim();
+    let msg_len = HEADER_LEN + dim + 1;
+    let mut schedule = match StragglerSchedule::parse(&cfg.straggler_model, n, cfg.seed) {
+        Ok(s) => s,
+        Err(e) => {
+            return Outcome {
+                status: RunStatus::Failed,
+                unreconciled: Vec::new(),
+                error: Some(Error::Config(e.into())),
+            }
+        }
+    };
+    let mut c = Coordinator {
+        world,
+        cfg,
+        decoder: Decoder::new(code),
+        n,
+        dim,
+        busy_with: vec![None; n],
+        recv: vec![vec![0.0; msg_len]; n],
+        partial_buf: vec![0.0; msg_len],
+        scratch: Vec::new(),
+        received: vec![0; n],
+        acked: vec![None; n],
+        ring: vec![
+            SendBuf::new(HEADER_LEN + dim),
+            SendBuf::new(HEADER_LEN + dim),
+        ],
+        current_slot: 0,
+        cur: Collection::new(n),
+        partials: vec![None; k],
+        validation_iteration: None,
+        stats: vec![WorkerStats::default(); n],
+    };
+    let (first, elapsed0, mut opt) = match &resume_from {
+        Some(ck) => (
+            ck.iteration,
+            ck.elapsed_s,
+            Optimizer::from_state(cfg.optimizer, cfg.lr, cfg.momentum, ck.state.clone()),
+        ),
+        None => (
+            0,
+            0.0,
+            Optimizer::new(cfg.optimizer, cfg.lr, cfg.momentum, Array1::zeros(dim)),
+        ),
+    };
+    let run_start = Instant::now();
+    let mut gsum = Array1::<f64>::zeros(dim + 1);
+    let mut grad = Array1::<f64>::zeros(dim);
+    let mut ws = Workspace::default();
+    let mut validation: Vec<(String, AttrValue)> =
+        vec![("check".into(), AttrValue::Str("NOT RUN".into()))];
+    let mut iter_times = Vec::new();
+    let mut oracle_times = Vec::new();
+    let mut status = RunStatus::Complete;
+    let mut error: Option<Error> = None;
+    let mut all_exact = true;
+    let mut last_loss = f64::NAN;
+    let mut last_test = (f64::NAN, f64::NAN);
+
+    log::info!(
+        "[rank 0] {} workers, code {} (k = {k}, s = {}), model {} (dim {dim}), {} rows; iterations {first}..{}",
+        n,
+        c.decoder.code().kind(),
+        c.decoder.code().max_stragglers(),
+        model.kind().name(),
+        n_rows,
+        cfg.iterations
+    );
+
+    let mut t = first;
+    while t < cfg.iterations {
+        if INTERRUPT.load(Ordering::SeqCst) {
+            let ck = Checkpoint {
+                iteration: t,
+                state: opt.state().clone(),
+                config_hash: cfg.trajectory_hash(),
+                seed: cfg.seed,
+                elapsed_s: elapsed0 + run_start.elapsed().as_secs_f64(),
+            };
+            match checkpoint::save(&cfg.out, &ck) {
+                Ok(p) => log::warn!(
+                    "[rank 0] signal received: checkpoint at iteration {t} written to {}; stopping",
+                    p.display()
+                ),
+                Err(e) => {
+                    log::error!("[rank 0] signal received but the checkpoint failed: {e}");
+                    error = Some(e.into());
+                }
+            }
+            status = if error.is_some() {
+                RunStatus::Failed
+            } else {
+                RunStatus::Interrupted
+            };
+            break;
+        }
+        let validate = t == first;
+        if validate {
+            c.validation_iteration = Some(t);
+        }
+        c.begin(t, opt.point(), validate);
+        let decodable = match c.collect() {
+            Ok(d) => d,
+            Err(e) => {
+                log::error!("[rank 0] {e}");
+                error = Some(e);
+                status = RunStatus::Failed;
+                break;
+            }
+        };
+        c.cur.collecting = false;
+        let td = Instant::now();
+        let mut rec = IterationRecord::new(n);
+        let decoding = if c.cur.responders.is_empty() {
+            None
+        } else {
+            match c.decoder.decode(&c.cur.responders) {
+                Ok(d) => Some(d.clone()),
+                Err(e) => {
+                    error = Some(e.into());
+                    status = RunStatus::Failed;
+                    break;
+                }
+            }
+        };
+        let point = opt.point().to_owned();
+        if let Some(d) = &decoding {
+            gsum.fill(0.0);
+            for (&w, &a) in d.responders.iter().zip(&d.weights) {
+                if a != 0.0 {
+                    gsum.scaled_add(
+                        a,
+                        &ArrayView1::from(&c.recv[w][HEADER_LEN..HEADER_LEN + dim + 1]),
+                    );
+                }
+            }
+            model::objective_gradient_into(
+                model,
+                gsum.slice(ndarray::s![..dim]),
+                point.view(),
+                n_rows,
+                cfg.l2,
+                grad.view_mut(),
+            );
+            opt.step(grad.view());
+            all_exact &= d.exact;
+        } else {
+            all_exact = false;
+            log::warn!("[rank 0] iteration {t}: no worker answered by the deadline; step skipped");
+        }
+        let decode_s = td.elapsed().as_secs_f64();
+        let wall_s = c.cur.t0.elapsed().as_secs_f64();
+        let oracle_s = if decodable { c.oracle() } else { f64::NAN };
+        iter_times.push(wall_s);
+        if oracle_s.is_finite() {
+            oracle_times.push(oracle_s);
+        }
+        let train_loss = if decoding.is_some() {
+            model::objective(model, gsum[dim], point.view(), n_rows, cfg.l2)
+        } else {
+            f64::NAN
+        };
+        last_loss = train_loss;
+        rec.set("iteration", t as f64);
+        rec.set("wall_s", wall_s);
+        rec.set("decode_s", decode_s);
+        rec.set("oracle_s", oracle_s);
+        rec.set("train_loss", train_loss);
+        rec.set("n_responders", c.cur.responders.len() as f64);
+        rec.set("late", f64::from(c.cur.late));
+        rec.set("rejected", f64::from(c.cur.rejected));
+        rec.set("bytes_received", c.cur.bytes);
+        if let Some(d) = &decoding {
+            rec.set("exact", f64::from(u8::from(d.exact)));
+            rec.set("decode_residual", d.residual);
+            rec.set("cond", d.condition);
+        }
+        for w in 0..n {
+            rec.per_worker[0][w] = c.cur.arrival_s[w];
+            rec.per_worker[1][w] = c.cur.compute_s[w];
+            let planned = schedule.delay_s(t, w + 1);
+            rec.per_worker[2][w] = if schedule.failed(t, w + 1) {
+                f64::INFINITY
+            } else {
+                planned
+            };
+        }
+        let last = t + 1 == cfg.iterations;
+        if let Some(test) = &test {
+            if (cfg.eval_every > 0 && (t + 1) % cfg.eval_every == 0) || last {
+                let ev = model.evaluate(opt.params(), &test.x, test.y.view(), &mut ws);
+                rec.set("test_loss", ev.loss);
+                rec.set("test_accuracy", ev.accuracy.unwrap_or(f64::NAN));
+                last_test = (ev.loss, ev.accuracy.unwrap_or(f64::NAN));
+            }
+        }
+        // Validation of the first iteration, outside the timed path, with a bounded wait.
+        if validate {
+            let ghat = gsum.clone();
+            let wait = Duration::from_secs_f64(
+                (2.0 * cfg.deadline_ms / 1e3)
+                    .max(2.0)
+                    .min(cfg.max_wait_ms / 1e3),
+            );
+            let start = Instant::now();
+            while c.partials.iter().any(Option::is_none) && start.elapsed() < wait {
+                match c.poll() {
+                    Ok(true) => {}
+                    Ok(false) => sleep_poll(),
+                    Err(e) => {
+                        error = Some(e);
+                        break;
+                    }
+                }
+            }
+            validation = validate_first(&c, decoding.as_ref(), &ghat, t);
+            if let Some((_, AttrValue::F64(err))) = validation.iter().find(|(k, _)| k == "rel_err")
+            {
+                rec.set("grad_rel_err", *err);
+            }
+            c.validation_iteration = None;
+        }
+        rec.set("elapsed_s", elapsed0 + run_start.elapsed().as_secs_f64());
+        if let Err(e) = writer.append(&rec) {
+            log::error!("[rank 0] could not write results: {e}");
+            error = Some(e.into());
+            status = RunStatus::Failed;
+            break;
+        }
+        if t % cfg.log_every == 0 || last {
+            log::info!(
+                "[rank 0] it {:>5}/{}  loss {:.6}  iter {:7.2} ms  oracle {:7.2} ms  responders {}/{}  late {}{}",
+                t,
+                cfg.iterations,
+                train_loss,
+                wall_s * 1e3,
+                oracle_s * 1e3,
+                c.cur.responders.len(),
+                n,
+                c.cur.late,
+                if last_test.1.is_finite() { format!("  test acc {:.4}", last_test.1) } else { String::new() }
+            );
+        }
+        t += 1;
+        if cfg.checkpoint_every > 0 && t % cfg.checkpoint_every == 0 && t < cfg.iterations {
+            let ck = Checkpoint {
+                iteration: t,
+                state: opt.state().clone(),
+                config_hash: cfg.trajectory_hash(),
+                seed: cfg.seed,
+                elapsed_s: elapsed0 + run_start.elapsed().as_secs_f64(),
+            };
+            if let Err(e) = checkpoint::save(&cfg.out, &ck) {
+                log::error!("[rank 0] checkpoint at iteration {t} failed: {e}; the previous generation is kept");
+                error = Some(e.into());
+                status = RunStatus::Failed;
+                break;
+            }
+        }
+    }
+
+    let unreconciled = match c.shutdown(status.exit_code()) {
+        Ok(u) => u,
+        Err(e) => {
+            error.get_or_insert(e);
+            (1..=n).collect()
+        }
+    };
+    if !unreconciled.is_empty() {
+        log::error!(
+            "[rank 0] workers {unreconciled:?} did not answer the STOP; the run is degraded"
+        );
+        if status == RunStatus::Complete {
+            status = RunStatus::Degraded;
+        }
+    }
+
+    // Summary.
+    let mut sorted = iter_times.clone();
+    sorted.sort_by(f64::total_cmp);
+    let mut osorted = oracle_times.clone();
+    osorted.sort_by(f64::total_cmp);
+    let (p50, p95) = (percentile(&sorted, 0.5), percentile(&sorted, 0.95));
+    let o50 = percentile(&osorted, 0.5);
+    let verdict_ok = validation
+        .iter()
+        .any(|(k, v)| k == "check" && *v == AttrValue::Str("PASSED".into()))
+        && opt.params().iter().all(|v| v.is_finite());
+    validation.push((
+        "verdict".into(),
+        AttrValue::Str(if verdict_ok { "VALID" } else { "INVALID" }.into()),
+    ));
+    validation.push(("all_iterations_exact".into(), AttrValue::Bool(all_exact)));
+    let done = sorted.len();
+    println!();
+    println!(
+        "gradcode summary: {} iterations, status {}",
+        done,
+        status.name()
+    );
+    println!(
+        "  time per iteration  p50 {:8.2} ms   p95 {:8.2} ms",
+        p50 * 1e3,
+        p95 * 1e3
+    );
+    println!(
+        "  oracle              p50 {:8.2} ms   overhead p50/oracle p50 = {:.3}",
+        o50 * 1e3,
+        p50 / o50
+    );
+    println!("  final train loss    {last_loss:.6}");
+    if last_test.0.is_finite() {
+        println!(
+            "  test loss {:.6}   test accuracy {:.4}",
+            last_test.0, last_test.1
+        );
+    }
+    for (k, v) in &validation {
+        if let AttrValue::Str(s) = v {
+            println!("  validation {k}: {s}");
+        }
+    }
+    println!(
+        "  {:>6} {:>9} {:>7} {:>9} {:>12} {:>12}",
+        "rank", "on-time", "late", "rejected", "arrival p50", "arrival p95"
+    );
+    let mut straggled = Vec::new();
+    for (w, s) in c.stats.iter().enumerate() {
+        let mut a = s.arrivals.clone();
+        a.sort_by(f64::total_cmp);
+        println!(
+            "  {:>6} {:>9} {:>7} {:>9} {:>9.2} ms {:>9.2} ms",
+            w + 1,
+            s.on_time,
+            s.late,
+            s.rejected,
+            percentile(&a, 0.5) * 1e3,
+            percentile(&a, 0.95) * 1e3
+        );
+        if done > 0 && (s.on_time as f64) < 0.9 * done as f64 {
+            straggled.push(w + 1);
+        }
+    }
+    println!("  stragglers (on time in < 90% of iterations): {straggled:?}");
+    println!("  results: {}", writer.path().display());
+
+    let fin = FinalRecord {
+        status: status.name().into(),
+        w_final: opt.params().to_owned(),
+        validation,
+        summary: vec![
+            ("iterations_run".into(), AttrValue::U64(done as u64)),
+            ("time_per_iteration_p50_s".into(), AttrValue::F64(p50)),
+            ("time_per_iteration_p95_s".into(), AttrValue::F64(p95)),
+            ("oracle_p50_s".into(), AttrValue::F64(o50)),
+            ("overhead_over_oracle".into(), AttrValue::F64(p50 / o50)),
+            ("final_train_loss".into(), AttrValue::F64(last_loss)),
+            ("final_test_loss".into(), AttrValue::F64(last_test.0)),
+            ("final_test_accuracy".into(), AttrValue::F64(last_test.1)),
+            (
+                "stragglers".into(),
+                AttrValue::Str(format!("{straggled:?}")),
+            ),
+            (
+                "unreconciled_workers".into(),
+                AttrValue::Str(format!("{unreconciled:?}")),
+            ),
+            (
+                "error".into(),
+                AttrValue::Str(error.as_ref().map(|e| e.to_string()).unwrap_or_default()),
+            ),
+        ],
+        per_worker: vec![
+            (
+                "on_time".into(),
+                c.stats.iter().map(|s| s.on_time as f64).collect(),
+            ),
+            (
+                "late".into(),
+                c.stats.iter().map(|s| s.late as f64).collect(),
+            ),
+            (
+                "rejected".into(),
+                c.stats.iter().map(|s| s.rejected as f64).collect(),
+            ),
+            (
+                "mean_arrival_s".into(),
+                c.stats
+                    .iter()
+                    .map(|s| {
+                        if s.on_time > 0 {
+                            s.arrival_sum / s.on_time as f64
+                        } else {
+                            f64::NAN
+                        }
+                    })
+                    .collect(),
+            ),
+        ],
+    };
+    if let Err(e) = writer.finish(&fin) {
+        log::error!("[rank 0] could not finish the results file: {e}");
+        error.get_or_insert(e.into());
+        if status == RunStatus::Complete {
+            status = RunStatus::Failed;
+        }
+    }
+    Outcome {
+        status,
+        unreconciled,
+        error,
+    }
+}
+
+/// Compare the decoded first-iteration gradient with the exact one from the partials.
+fn validate_first(
+    c: &Coordinator<'_>,
+    decoding: Option<&crate::coding::Decoding>,
+    ghat: &Array1<f64>,
+    t: u64,
+) -> Vec<(String, AttrValue)> {
+    let mut out: Vec<(String, AttrValue)> = vec![("iteration".into(), AttrValue::U64(t))];
+    let missing: Vec<usize> = c
+        .partials
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.is_none())
+        .map(|(j, _)| j)
+        .collect();
+    let Some(d) = decoding else {
+        out.push(("check".into(), AttrValue::Str("FAILED".into())));
+        out.push((
+            "reason".into(),
+            AttrValue::Str("no decoding at the first iteration".into()),
+        ));
+        return out;
+    };
+    if !missing.is_empty() {
+        let silent: Vec<usize> = (0..c.n)
+            .filter(|&w| c.received[w] == 0)
+            .map(|w| w + 1)
+            .collect();
+        out.push(("check".into(), AttrValue::Str("INCOMPLETE".into())));
+        out.push((
+            "reason".into(),
+            AttrValue::Str(format!("partitions {missing:?} never reported; workers that never answered (ranks): {silent:?}")),
+        ));
+        log::warn!("[rank 0] validation incomplete: partitions {missing:?} missing; silent ranks {silent:?}");
+        return out;
+    }
+    let dim = c.dim;
+    let mut g = Array1::<f64>::zeros(dim + 1);
+    let mut frob2 = 0.0;
+    for p in c.partials.iter().flatten() {
+        g += p;
+        frob2 += p
+            .slice(ndarray::s![..dim])
+            .iter()
+            .map(|v| v * v)
+            .sum::<f64>();
+    }
+    let diff = (&ghat.slice(ndarray::s![..dim]) - &g.slice(ndarray::s![..dim]))
+        .iter()
+        .map(|v| v * v)
+        .sum::<f64>()
+        .sqrt();
+    let norm = g
+        .slice(ndarray::s![..dim])
+        .iter()
+        .map(|v| v * v)
+        .sum::<f64>()
+        .sqrt();
+    let rel = if norm > 0.0 { diff / norm } else { diff };
+    let bound = d.residual * frob2.sqrt();
+    let passed = if d.exact {
+        rel <= 1e-8
+    } else {
+        diff <= bound * (1.0 + 1e-9) + 1e-12 * norm
+    };
+    let verdict = if passed { "PASSED" } else { "FAILED" };
+    log::info!(
+        "[rank 0] validation at iteration {t}: decoded vs exact gradient rel. error {rel:.3e} ({} decoding, residual {:.3e}): {verdict}",
+        if d.exact { "exact" } else { "approximate" },
+        d.residual
+    );
+    out.push(("check".into(), AttrValue::Str(verdict.into())));
+    out.push(("rel_err".into(), AttrValue::F64(rel)));
+    out.push(("abs_err".into(), AttrValue::F64(diff)));
+    out.push((
+        "bound".into(),
+        AttrValue::F64(if d.exact { 1e-8 * norm } else { bound }),
+    ));
+    out.push(("exact_decoding".into(), AttrValue::Bool(d.exact)));
+    out.push(("decode_residual".into(), AttrValue::F64(d.residual)));
+    out.push((
+        "responders".into(),
+        AttrValue::Str(format!(
+            "{:?}",
+            d.responders.iter().map(|w| w + 1).collect::<Vec<_>>()
+        )),
+    ));
+    out
+}

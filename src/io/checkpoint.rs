@@ -1,1 +1,315 @@
-//! Checkpoints.
+//! Checkpoints `OUT/ckpt.h5` with one previous generation `OUT/ckpt.prev.h5` (GUIDE §5).
+//!
+//! Writing: a new temporary file in the same folder (created exclusively, never through a
+//! symlink), closed, fsynced; the current generation is renamed to the previous one, the
+//! temporary renamed into place, and the folder fsynced. A crash at any point leaves either the
+//! new or the previous generation complete; stale temporaries are removed on the next save.
+//!
+//! Loading verifies each generation (format version, config hash, lengths, finiteness and a
+//! SHA-256 over the stored state) and falls back to the previous generation with the reason
+//! logged when the newest one is bad.
+
+use std::path::{Path, PathBuf};
+
+use hdf5::types::VarLenUnicode;
+use hdf5::File;
+use ndarray::Array1;
+use sha2::{Digest, Sha256};
+
+use super::IoError;
+use crate::optim::OptimizerState;
+
+/// Version of the checkpoint layout.
+pub const FORMAT_VERSION: u64 = 1;
+
+/// Everything needed to continue a run bit for bit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checkpoint {
+    /// The next iteration to run.
+    pub iteration: u64,
+    /// Optimizer state (iterate, previous iterate, steps).
+    pub state: OptimizerState,
+    /// [`crate::config::RunConfig::trajectory_hash`] of the run that wrote it.
+    pub config_hash: String,
+    /// The seed (all randomness of a run is counter-based on it).
+    pub seed: u64,
+    /// Elapsed seconds of the run when the checkpoint was written (so wall-clock axes continue).
+    pub elapsed_s: f64,
+}
+
+fn digest(c: &Checkpoint) -> String {
+    let mut h = Sha256::new();
+    h.update(c.iteration.to_le_bytes());
+    h.update(c.state.steps.to_le_bytes());
+    h.update(c.seed.to_le_bytes());
+    h.update(c.elapsed_s.to_le_bytes());
+    h.update(c.config_hash.as_bytes());
+    for v in c.state.w.iter().chain(c.state.w_prev.iter()) {
+        h.update(v.to_le_bytes());
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn is_symlink(p: &Path) -> bool {
+    p.symlink_metadata()
+        .map(|m| m.file_type().is_symlink())
+        .unwrap_or(false)
+}
+
+fn fsync_path(p: &Path) -> Result<(), IoError> {
+    std::fs::File::open(p)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| IoError::os(p, e))
+}
+
+/// The current and previous generation paths in `dir`.
+pub fn generations(dir: &Path) -> [PathBuf; 2] {
+    [dir.join("ckpt.h5"), dir.join("ckpt.prev.h5")]
+}
+
+/// Remove temporaries left by a crash during a save.
+pub fn clean_stale(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let name = e.file_name();
+            if name.to_string_lossy().starts_with(".ckpt.h5.tmp") && !is_symlink(&e.path()) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
+/// Write a new generation atomically.
+pub fn save(dir: &Path, c: &Checkpoint) -> Result<PathBuf, IoError> {
+    std::fs::create_dir_all(dir).map_err(|e| IoError::os(dir, e))?;
+    clean_stale(dir);
+    let [cur, prev] = generations(dir);
+    for p in [&cur, &prev] {
+        if is_symlink(p) {
+            return Err(IoError::layout(
+                p,
+                "is a symbolic link; refusing to write a checkpoint through it",
+            ));
+        }
+    }
+    let tmp = dir.join(format!(".ckpt.h5.tmp.{}", std::process::id()));
+    if tmp.symlink_metadata().is_ok() {
+        return Err(IoError::layout(
+            &tmp,
+            "temporary checkpoint path exists (a symlink or a foreign file); refusing to write",
+        ));
+    }
+    let e = |err: hdf5::Error| IoError::hdf5(&tmp, err);
+    let written = (|| -> Result<(), IoError> {
+        let f = File::with_options()
+            .with_fapl(|p| p.libver_latest())
+            .create_excl(&tmp)
+            .map_err(e)?;
+        f.new_dataset_builder()
+            .with_data(&c.state.w)
+            .create("w")
+            .map_err(e)?;
+        f.new_dataset_builder()
+            .with_data(&c.state.w_prev)
+            .create("w_prev")
+            .map_err(e)?;
+        let u = |name: &str, v: u64| {
+            f.new_attr::<u64>()
+                .create(name)
+                .and_then(|a| a.write_scalar(&v))
+                .map_err(e)
+        };
+        u("format_version", FORMAT_VERSION)?;
+        u("iteration", c.iteration)?;
+        u("steps", c.state.steps)?;
+        u("seed", c.seed)?;
+        f.new_attr::<f64>()
+            .create("elapsed_s")
+            .and_then(|a| a.write_scalar(&c.elapsed_s))
+            .map_err(e)?;
+        for (name, v) in [
+            ("config_sha256", c.config_hash.clone()),
+            ("state_sha256", digest(c)),
+        ] {
+            let v: VarLenUnicode = v.parse().map_err(|err| IoError::hdf5(&tmp, err))?;
+            f.new_attr::<VarLenUnicode>()
+                .create(name)
+                .and_then(|a| a.write_scalar(&v))
+                .map_err(e)?;
+        }
+        f.close().map_err(e)?;
+        fsync_path(&tmp)
+    })();
+    if let Err(err) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(err);
+    }
+    if cur.exists() {
+        std::fs::rename(&cur, &prev).map_err(|err| IoError::os(&cur, err))?;
+    }
+    std::fs::rename(&tmp, &cur).map_err(|err| IoError::os(&tmp, err))?;
+    fsync_path(dir)?;
+    Ok(cur)
+}
+
+/// Read and verify one checkpoint file.
+pub fn read(path: &Path, expected_hash: &str) -> Result<Checkpoint, IoError> {
+    let bad = |m: String| IoError::layout(path, m);
+    if !path.exists() {
+        return Err(IoError::NotFound {
+            path: path.to_path_buf(),
+        });
+    }
+    let f = File::open(path).map_err(|err| IoError::NotHdf5 {
+        path: path.to_path_buf(),
+        detail: err.to_string(),
+    })?;
+    let u = |name: &str| -> Result<u64, IoError> {
+        f.attr(name)
+            .and_then(|a| a.read_scalar::<u64>())
+            .map_err(|_| bad(format!("missing attribute {name}")))
+    };
+    let s = |name: &str| -> Result<String, IoError> {
+        f.attr(name)
+            .and_then(|a| a.read_scalar::<VarLenUnicode>())
+            .map(|v| v.as_str().to_string())
+            .map_err(|_| bad(format!("missing attribute {name}")))
+    };
+    let version = u("format_version")?;
+    if version != FORMAT_VERSION {
+        return Err(bad(format!(
+            "checkpoint format version {version}, this gradcode reads {FORMAT_VERSION}"
+        )));
+    }
+    let config_hash = s("config_sha256")?;
+    if config_hash != expected_hash {
+        return Err(bad(format!(
+            "written by another configuration (config hash {}… , this run {}…); start a new run folder or use the original settings",
+            &config_hash.get(..12).unwrap_or(&config_hash),
+            &expected_hash.get(..12).unwrap_or(expected_hash)
+        )));
+    }
+    let vec = |name: &str| -> Result<Array1<f64>, IoError> {
+        f.dataset(name)
+            .and_then(|d| d.read_1d::<f64>())
+            .map_err(|_| bad(format!("missing or unreadable /{name}")))
+    };
+    let (w, w_prev) = (vec("w")?, vec("w_prev")?);
+    if w.len() != w_prev.len() || w.iter().chain(w_prev.iter()).any(|v| !v.is_finite()) {
+        return Err(bad(
+            "parameters have mismatched lengths or non-finite values".into(),
+        ));
+    }
+    let elapsed_s = f
+        .attr("elapsed_s")
+        .and_then(|a| a.read_scalar::<f64>())
+        .map_err(|_| bad("missing attribute elapsed_s".into()))?;
+    let c = Checkpoint {
+        iteration: u("iteration")?,
+        state: OptimizerState {
+            w,
+            w_prev,
+            steps: u("steps")?,
+        },
+        config_hash,
+        seed: u("seed")?,
+        elapsed_s,
+    };
+    if s("state_sha256")? != digest(&c) {
+        return Err(bad("state checksum mismatch (corrupted checkpoint)".into()));
+    }
+    Ok(c)
+}
+
+/// Load the newest valid generation from `dir`, falling back to the previous one. Returns the
+/// checkpoint, the file it came from, and the reasons earlier generations were rejected.
+pub fn load(
+    dir: &Path,
+    expected_hash: &str,
+) -> Result<(Checkpoint, PathBuf, Vec<String>), IoError> {
+    let mut reasons = Vec::new();
+    for p in generations(dir) {
+        match read(&p, expected_hash) {
+            Ok(c) => return Ok((c, p, reasons)),
+            Err(IoError::NotFound { .. }) => {}
+            Err(err) => reasons.push(err.to_string()),
+        }
+    }
+    if reasons.is_empty() {
+        Err(IoError::NotFound {
+            path: dir.join("ckpt.h5"),
+        })
+    } else {
+        Err(IoError::layout(
+            dir,
+            format!("no usable checkpoint: {}", reasons.join("; ")),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ckpt(it: u64) -> Checkpoint {
+        Checkpoint {
+            iteration: it,
+            state: OptimizerState {
+                w: Array1::from(vec![1.0, it as f64]),
+                w_prev: Array1::from(vec![0.5, 0.25]),
+                steps: it,
+            },
+            config_hash: "abc".into(),
+            seed: 7,
+            elapsed_s: 1.5,
+        }
+    }
+
+    #[test]
+    fn save_load_keeps_previous_generation() {
+        let d = tempfile::tempdir().unwrap();
+        save(d.path(), &ckpt(1)).unwrap();
+        save(d.path(), &ckpt(2)).unwrap();
+        let (c, p, r) = load(d.path(), "abc").unwrap();
+        assert_eq!(c, ckpt(2));
+        assert!(p.ends_with("ckpt.h5") && r.is_empty());
+        assert_eq!(
+            read(&d.path().join("ckpt.prev.h5"), "abc").unwrap(),
+            ckpt(1)
+        );
+    }
+
+    #[test]
+    fn corrupt_newest_falls_back_and_wrong_hash_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        save(d.path(), &ckpt(1)).unwrap();
+        save(d.path(), &ckpt(2)).unwrap();
+        let cur = d.path().join("ckpt.h5");
+        let len = std::fs::metadata(&cur).unwrap().len();
+        std::fs::write(&cur, vec![0u8; (len / 2) as usize]).unwrap();
+        let (c, p, reasons) = load(d.path(), "abc").unwrap();
+        assert_eq!(c.iteration, 1);
+        assert!(p.ends_with("ckpt.prev.h5"));
+        assert_eq!(reasons.len(), 1);
+        let e = load(d.path(), "other").unwrap_err().to_string();
+        assert!(e.contains("another configuration"), "{e}");
+    }
+
+    #[test]
+    fn refuses_to_write_through_a_symlink() {
+        let d = tempfile::tempdir().unwrap();
+        let target = d.path().join("victim");
+        std::fs::write(&target, b"keep").unwrap();
+        std::os::unix::fs::symlink(&target, d.path().join("ckpt.h5")).unwrap();
+        assert!(save(d.path(), &ckpt(1)).is_err());
+        assert_eq!(std::fs::read(&target).unwrap(), b"keep");
+    }
+
+    #[test]
+    fn stale_temporaries_are_cleaned() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join(".ckpt.h5.tmp.999"), b"half").unwrap();
+        save(d.path(), &ckpt(3)).unwrap();
+        assert!(!d.path().join(".ckpt.h5.tmp.999").exists());
+    }
+}

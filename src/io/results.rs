@@ -1,1 +1,575 @@
-//! Results writer.
+//! The results file `OUT/run.h5` (GUIDE §5), written by rank 0 only.
+//!
+//! Self-describing: root attributes `schema_version`, `status` (running → complete | degraded |
+//! failed | interrupted), `created_utc`, `gradcode_version`; `/code` (version, git revision, build
+//! profile, MPI library, HDF5 version), `/env` (world size, host, SLURM_* variables), `/config`
+//! (every effective setting as a typed attribute plus the whole TOML), `/code_matrix/B`,
+//! `/metrics/*` (one resizable dataset per metric, units in the name), `/timing/arrival_s`,
+//! `/timing/compute_s` and `/stragglers/injected_s` ([iteration, worker], NaN = missed),
+//! and at the end `/model/w_final`, `/validation`, `/summary`.
+//!
+//! Crash safety: the file uses the latest HDF5 format and SWMR writing during the iteration loop;
+//! every row is flushed when appended, so a job killed with SIGKILL leaves a file that opens
+//! read-only in SWMR mode ([`read_rows`] does so; with h5py `h5py.File(p, "r", swmr=True)`, or
+//! run `h5clear -s run.h5` once for tools that open it normally) with status `running` and every
+//! finished iteration. [`RunWriter::finish`] leaves SWMR mode, then writes the final groups and
+//! the status.
+
+use std::path::{Path, PathBuf};
+
+use hdf5::types::VarLenUnicode;
+use hdf5::{Dataset, File, Group, H5Type, OpenMode};
+use ndarray::{s, Array1, Array2, ArrayView1, ArrayView2};
+
+use super::IoError;
+
+/// Version of this layout, written as `schema_version`.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Scalar per-iteration metrics, in `/metrics`, all f64 (counts are exact integers).
+pub const SCALAR_METRICS: &[&str] = &[
+    "iteration",
+    "wall_s",
+    "elapsed_s",
+    "decode_s",
+    "oracle_s",
+    "train_loss",
+    "test_loss",
+    "test_accuracy",
+    "n_responders",
+    "exact",
+    "decode_residual",
+    "cond",
+    "grad_rel_err",
+    "late",
+    "rejected",
+    "bytes_received",
+];
+
+/// Per-(iteration, worker) matrices: (group, name).
+pub const WORKER_METRICS: &[(&str, &str)] = &[
+    ("timing", "arrival_s"),
+    ("timing", "compute_s"),
+    ("stragglers", "injected_s"),
+];
+
+/// One row of results.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IterationRecord {
+    /// Values in the order of [`SCALAR_METRICS`].
+    pub scalars: Vec<f64>,
+    /// Rows in the order of [`WORKER_METRICS`], each of length n (NaN = missed).
+    pub per_worker: [Vec<f64>; 3],
+}
+
+impl IterationRecord {
+    /// A record for `n` workers with every value NaN.
+    pub fn new(n: usize) -> Self {
+        IterationRecord {
+            scalars: vec![f64::NAN; SCALAR_METRICS.len()],
+            per_worker: [vec![f64::NAN; n], vec![f64::NAN; n], vec![f64::NAN; n]],
+        }
+    }
+    /// Set scalar `name` (one of [`SCALAR_METRICS`]).
+    pub fn set(&mut self, name: &str, v: f64) {
+        if let Some(i) = SCALAR_METRICS.iter().position(|m| *m == name) {
+            self.scalars[i] = v;
+        }
+    }
+    /// Scalar `name`.
+    pub fn get(&self, name: &str) -> f64 {
+        SCALAR_METRICS
+            .iter()
+            .position(|m| *m == name)
+            .map_or(f64::NAN, |i| self.scalars[i])
+    }
+}
+
+/// All rows of a results file, as columns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedRows {
+    /// Columns in the order of [`SCALAR_METRICS`].
+    pub scalars: Vec<Array1<f64>>,
+    /// Matrices in the order of [`WORKER_METRICS`].
+    pub per_worker: Vec<Array2<f64>>,
+}
+
+impl RecordedRows {
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.scalars.first().map_or(0, |c| c.len())
+    }
+    /// Whether there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Column `name` of [`SCALAR_METRICS`].
+    pub fn column(&self, name: &str) -> Option<ArrayView1<'_, f64>> {
+        SCALAR_METRICS
+            .iter()
+            .position(|m| *m == name)
+            .map(|i| self.scalars[i].view())
+    }
+    /// Row `i` as a record.
+    pub fn row(&self, i: usize) -> IterationRecord {
+        IterationRecord {
+            scalars: self.scalars.iter().map(|c| c[i]).collect(),
+            per_worker: [
+                self.per_worker[0].row(i).to_vec(),
+                self.per_worker[1].row(i).to_vec(),
+                self.per_worker[2].row(i).to_vec(),
+            ],
+        }
+    }
+}
+
+/// A typed attribute value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AttrValue {
+    Str(String),
+    F64(f64),
+    U64(u64),
+    Bool(bool),
+}
+
+/// What the file says about itself, written once at creation.
+#[derive(Debug, Clone, Default)]
+pub struct RunMeta {
+    /// Attributes of `/code`.
+    pub code: Vec<(String, AttrValue)>,
+    /// Attributes of `/env`.
+    pub env: Vec<(String, AttrValue)>,
+    /// Attributes of `/config` (typed settings).
+    pub config: Vec<(String, AttrValue)>,
+    /// The whole effective config as TOML.
+    pub config_toml: String,
+    /// The code matrix B (n × k).
+    pub code_matrix: Array2<f64>,
+    /// Number of workers n.
+    pub n_workers: usize,
+}
+
+/// What is written when the run ends.
+#[derive(Debug, Clone, Default)]
+pub struct FinalRecord {
+    /// complete | degraded | failed | interrupted.
+    pub status: String,
+    /// Final parameters.
+    pub w_final: Array1<f64>,
+    /// Attributes of `/validation`.
+    pub validation: Vec<(String, AttrValue)>,
+    /// Attributes of `/summary`.
+    pub summary: Vec<(String, AttrValue)>,
+    /// Per-worker summary columns in `/summary` (name, values of length n).
+    pub per_worker: Vec<(String, Vec<f64>)>,
+}
+
+fn h5e(path: &Path) -> impl Fn(hdf5::Error) -> IoError + '_ {
+    move |e| IoError::hdf5(path, e)
+}
+
+fn vlu(path: &Path, s: &str) -> Result<VarLenUnicode, IoError> {
+    // NUL bytes cannot be stored (MPI's library_version ends in them): drop them.
+    let clean: String = s.chars().filter(|c| *c != '\0').collect();
+    clean
+        .parse::<VarLenUnicode>()
+        .map_err(|e| IoError::hdf5(path, e))
+}
+
+/// Write (or overwrite) attribute `name` on `loc`.
+fn write_attr(
+    path: &Path,
+    loc: &hdf5::Location,
+    name: &str,
+    value: &AttrValue,
+) -> Result<(), IoError> {
+    let e = h5e(path);
+    if loc.attr(name).is_ok() {
+        loc.delete_attr(name).map_err(&e)?;
+    }
+    match value {
+        AttrValue::Str(v) => {
+            let v = vlu(path, v)?;
+            loc.new_attr::<VarLenUnicode>()
+                .create(name)
+                .and_then(|a| a.write_scalar(&v))
+        }
+        AttrValue::F64(v) => loc
+            .new_attr::<f64>()
+            .create(name)
+            .and_then(|a| a.write_scalar(v)),
+        AttrValue::U64(v) => loc
+            .new_attr::<u64>()
+            .create(name)
+            .and_then(|a| a.write_scalar(v)),
+        AttrValue::Bool(v) => loc
+            .new_attr::<bool>()
+            .create(name)
+            .and_then(|a| a.write_scalar(v)),
+    }
+    .map_err(&e)
+}
+
+fn write_attrs(
+    path: &Path,
+    loc: &hdf5::Location,
+    attrs: &[(String, AttrValue)],
+) -> Result<(), IoError> {
+    attrs
+        .iter()
+        .try_for_each(|(k, v)| write_attr(path, loc, k, v))
+}
+
+fn group(path: &Path, file: &File, name: &str) -> Result<Group, IoError> {
+    file.group(name)
+        .or_else(|_| file.create_group(name))
+        .map_err(h5e(path))
+}
+
+/// Append-only writer of `run.h5`.
+pub struct RunWriter {
+    path: PathBuf,
+    file: File,
+    n: usize,
+    rows: usize,
+    scalars: Vec<Dataset>,
+    per_worker: Vec<Dataset>,
+}
+
+impl std::fmt::Debug for RunWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunWriter")
+            .field("path", &self.path)
+            .field("rows", &self.rows)
+            .finish()
+    }
+}
+
+fn utc_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+impl RunWriter {
+    /// Create `path` (replacing an existing file: the caller has checked `--force`), write the
+    /// self-description and `initial` rows (kept from a resumed run), and enter SWMR mode.
+    pub fn create(
+        path: &Path,
+        meta: &RunMeta,
+        initial: Option<&RecordedRows>,
+    ) -> Result<RunWriter, IoError> {
+        let e = h5e(path);
+        if let Some(dir) = path.parent() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir).map_err(|err| IoError::os(dir, err))?;
+            }
+        }
+        // Never write through a pre-created symlink (RELIABILITY SEC-2).
+        if path
+            .symlink_metadata()
+            .map(|m| m.file_type().is_symlink())
+            .unwrap_or(false)
+        {
+            return Err(IoError::layout(
+                path,
+                "is a symbolic link; refusing to write results through it",
+            ));
+        }
+        let _ = std::fs::remove_file(path);
+        let file = File::with_options()
+            .with_fapl(|p| p.libver_latest())
+            .create_excl(path)
+            .map_err(&e)?;
+        let root: &hdf5::Location = &file;
+        write_attr(
+            path,
+            root,
+            "schema_version",
+            &AttrValue::U64(u64::from(SCHEMA_VERSION)),
+        )?;
+        write_attr(
+            path,
+            root,
+            "status",
+            &AttrValue::Str(format!("{:<12}", "running")),
+        )?;
+        write_attr(path, root, "created_utc", &AttrValue::Str(utc_now()))?;
+        write_attr(
+            path,
+            root,
+            "gradcode_version",
+            &AttrValue::Str(crate::VERSION.to_string()),
+        )?;
+        write_attrs(path, &*group(path, &file, "code")?, &meta.code)?;
+        write_attrs(path, &*group(path, &file, "env")?, &meta.env)?;
+        let cfg = group(path, &file, "config")?;
+        write_attrs(path, &cfg, &meta.config)?;
+        write_attr(
+            path,
+            &cfg,
+            "toml",
+            &AttrValue::Str(meta.config_toml.clone()),
+        )?;
+        let cm = group(path, &file, "code_matrix")?;
+        cm.new_dataset_builder()
+            .with_data(&meta.code_matrix)
+            .create("B")
+            .map_err(&e)?;
+        for g in [
+            "metrics",
+            "timing",
+            "stragglers",
+            "model",
+            "validation",
+            "summary",
+        ] {
+            group(path, &file, g)?;
+        }
+        let n = meta.n_workers;
+        let mut scalars = Vec::new();
+        for name in SCALAR_METRICS {
+            let ds = file
+                .new_dataset::<f64>()
+                .chunk(256)
+                .shape(0..)
+                .create(format!("metrics/{name}").as_str())
+                .map_err(&e)?;
+            scalars.push(ds);
+        }
+        let mut per_worker = Vec::new();
+        for (g, name) in WORKER_METRICS {
+            let ds = file
+                .new_dataset::<f64>()
+                .chunk((64, n.max(1)))
+                .shape((0.., n))
+                .create(format!("{g}/{name}").as_str())
+                .map_err(&e)?;
+            per_worker.push(ds);
+        }
+        let mut w = RunWriter {
+            path: path.to_path_buf(),
+            file,
+            n,
+            rows: 0,
+            scalars,
+            per_worker,
+        };
+        if let Some(rows) = initial {
+            for i in 0..rows.len() {
+                w.write_row(&rows.row(i))?;
+            }
+        }
+        w.file.flush().map_err(&e)?;
+        w.file.start_swmr().map_err(&e)?;
+        Ok(w)
+    }
+
+    fn write_row(&mut self, rec: &IterationRecord) -> Result<(), IoError> {
+        let e = h5e(&self.path);
+        let r = self.rows;
+        for (ds, v) in self.scalars.iter().zip(&rec.scalars) {
+            ds.resize(r + 1).map_err(&e)?;
+            ds.write_slice(&[*v], s![r..r + 1]).map_err(&e)?;
+        }
+        for (ds, row) in self.per_worker.iter().zip(&rec.per_worker) {
+            if row.len() != self.n {
+                return Err(IoError::layout(
+                    &self.path,
+                    format!(
+                        "per-worker row of {} values for {} workers",
+                        row.len(),
+                        self.n
+                    ),
+                ));
+            }
+            ds.resize((r + 1, self.n)).map_err(&e)?;
+            let a = ArrayView2::from_shape((1, self.n), row)
+                .map_err(|err| IoError::layout(&self.path, err.to_string()))?;
+            ds.write_slice(a, s![r..r + 1, ..]).map_err(&e)?;
+        }
+        self.rows += 1;
+        Ok(())
+    }
+
+    /// Append one iteration and flush it to the file.
+    pub fn append(&mut self, rec: &IterationRecord) -> Result<(), IoError> {
+        self.write_row(rec)?;
+        self.file.flush().map_err(h5e(&self.path))
+    }
+
+    /// Rows written so far.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Leave SWMR mode and write the final parameters, validation, summary and status.
+    pub fn finish(self, fin: &FinalRecord) -> Result<(), IoError> {
+        let path = self.path.clone();
+        let e = h5e(&path);
+        drop(self.scalars);
+        drop(self.per_worker);
+        self.file.close().map_err(&e)?;
+        let file = File::open_rw(&path).map_err(&e)?;
+        let model = group(&path, &file, "model")?;
+        if model.link_exists("w_final") {
+            model.unlink("w_final").map_err(&e)?;
+        }
+        model
+            .new_dataset_builder()
+            .with_data(&fin.w_final)
+            .create("w_final")
+            .map_err(&e)?;
+        write_attrs(&path, &*group(&path, &file, "validation")?, &fin.validation)?;
+        let summary = group(&path, &file, "summary")?;
+        write_attrs(&path, &summary, &fin.summary)?;
+        for (name, values) in &fin.per_worker {
+            if summary.link_exists(name) {
+                summary.unlink(name).map_err(&e)?;
+            }
+            summary
+                .new_dataset_builder()
+                .with_data(values.as_slice())
+                .create(name.as_str())
+                .map_err(&e)?;
+        }
+        write_attr(&path, &file, "status", &AttrValue::Str(fin.status.clone()))?;
+        file.flush().map_err(&e)?;
+        file.close().map_err(&e)
+    }
+}
+
+fn read_f64_attr(file: &File, name: &str) -> Option<f64> {
+    file.attr(name)
+        .ok()
+        .and_then(|a| a.read_scalar::<f64>().ok())
+}
+
+/// Open a results file read-only (SWMR read, so a file left by a killed writer opens too).
+pub fn open(path: &Path) -> Result<File, IoError> {
+    if !path.exists() {
+        return Err(IoError::NotFound {
+            path: path.to_path_buf(),
+        });
+    }
+    File::open_as(path, OpenMode::ReadSWMR)
+        .or_else(|_| File::open(path))
+        .map_err(|err| IoError::NotHdf5 {
+            path: path.to_path_buf(),
+            detail: err.to_string(),
+        })
+}
+
+/// The root attribute `status` (trimmed), if present.
+pub fn status(file: &File) -> Option<String> {
+    file.attr("status")
+        .ok()
+        .and_then(|a| a.read_scalar::<VarLenUnicode>().ok())
+        .map(|s| s.as_str().trim().to_string())
+}
+
+/// Read every row of a results file (the first `limit` when given). Columns missing from an older
+/// or partial file read as NaN.
+pub fn read_rows(path: &Path, limit: Option<usize>) -> Result<RecordedRows, IoError> {
+    let file = open(path)?;
+    let _ = read_f64_attr(&file, "schema_version");
+    let e = h5e(path);
+    let it = file
+        .dataset("metrics/iteration")
+        .map_err(|_| IoError::layout(path, "no /metrics/iteration: not a gradcode results file"))?;
+    let mut rows = it.shape().first().copied().unwrap_or(0);
+    let widths: Vec<usize> = WORKER_METRICS
+        .iter()
+        .map(|(g, n)| {
+            file.dataset(&format!("{g}/{n}"))
+                .map(|d| d.shape().get(1).copied().unwrap_or(0))
+                .unwrap_or(0)
+        })
+        .collect();
+    // Under SWMR a killed writer may have extended some datasets and not others: keep the rows
+    // present everywhere.
+    for name in SCALAR_METRICS {
+        if let Ok(ds) = file.dataset(&format!("metrics/{name}")) {
+            rows = rows.min(ds.shape().first().copied().unwrap_or(0));
+        }
+    }
+    for (g, n) in WORKER_METRICS {
+        if let Ok(ds) = file.dataset(&format!("{g}/{n}")) {
+            rows = rows.min(ds.shape().first().copied().unwrap_or(0));
+        }
+    }
+    if let Some(l) = limit {
+        rows = rows.min(l);
+    }
+    let mut scalars = Vec::new();
+    for name in SCALAR_METRICS {
+        let col = match file.dataset(&format!("metrics/{name}")) {
+            Ok(ds) => ds.read_slice_1d::<f64, _>(s![0..rows]).map_err(&e)?,
+            Err(_) => Array1::from_elem(rows, f64::NAN),
+        };
+        scalars.push(col);
+    }
+    let mut per_worker = Vec::new();
+    for ((g, n), w) in WORKER_METRICS.iter().zip(widths) {
+        let m = match file.dataset(&format!("{g}/{n}")) {
+            Ok(ds) => ds.read_slice_2d::<f64, _>(s![0..rows, ..]).map_err(&e)?,
+            Err(_) => Array2::from_elem((rows, w), f64::NAN),
+        };
+        per_worker.push(m);
+    }
+    Ok(RecordedRows {
+        scalars,
+        per_worker,
+    })
+}
+
+/// Read a 1-D f64 dataset, e.g. `model/w_final`.
+pub fn read_vector(path: &Path, name: &str) -> Result<Array1<f64>, IoError> {
+    let file = open(path)?;
+    let ds = file
+        .dataset(name)
+        .map_err(|_| IoError::layout(path, format!("no /{name}")))?;
+    ds.read_1d::<f64>().map_err(h5e(path))
+}
+
+/// Read a string attribute `name` of group `group` ("" for the root).
+pub fn read_str_attr(path: &Path, group: &str, name: &str) -> Result<String, IoError> {
+    let file = open(path)?;
+    let loc: hdf5::Group = if group.is_empty() {
+        (*file).clone()
+    } else {
+        file.group(group)
+            .map_err(|_| IoError::layout(path, format!("no /{group}")))?
+    };
+    loc.attr(name)
+        .and_then(|a| a.read_scalar::<VarLenUnicode>())
+        .map(|s| s.as_str().trim().to_string())
+        .map_err(|_| IoError::layout(path, format!("no string attribute {name} on /{group}")))
+}
+
+/// Keep `H5Type` in scope for generic helpers above.
+#[allow(dead_code)]
+fn _assert_h5type<T: H5Type>() {}

@@ -98,6 +98,8 @@ pub trait Model: Send + Sync + std::fmt::Debug {
     fn loss(&self, w: ArrayView1<f64>, x: &Features, y: ArrayView1<f64>, ws: &mut Workspace)
         -> f64;
     /// `out = Σ_rows weight_r ∇ℓ_r(w)` (weight 1 when `row_weights` is `None`); `out` is overwritten.
+    /// Returns the weighted loss `Σ_rows weight_r ℓ_r(w)` from the same pass (coded messages carry
+    /// it, so rank 0 decodes the training loss with the same weights as the gradient).
     fn gradient_into(
         &self,
         w: ArrayView1<f64>,
@@ -106,7 +108,7 @@ pub trait Model: Send + Sync + std::fmt::Debug {
         row_weights: Option<ArrayView1<f64>>,
         ws: &mut Workspace,
         out: ArrayViewMut1<f64>,
-    );
+    ) -> f64;
     /// Mean loss and (for classifiers) accuracy.
     fn evaluate(
         &self,
