@@ -1,0 +1,77 @@
+# gradcode — set-up, build, run and test on a fresh Debian/Ubuntu machine.
+#   make run    installs what is missing, builds, runs the main job (Fashion-MNIST, 8 workers)
+#   make test   the same set-up, then lint and every test
+# ---- user settings -------------------------------------------------------------------------
+# MPI ranks: 1 coordinator + NP-1 workers
+NP        ?= 9
+# optional TOML config for `make run` (the flags below override it)
+CONFIG    ?=
+# iterations and straggler model of the demo run
+ITERATIONS ?= 150
+STRAGGLERS ?= exp:40
+MPIRUN    ?= mpirun
+MPIFLAGS  ?= --oversubscribe --bind-to none
+FASHION   ?= /usr/share/datasets/fashion-mnist
+# --------------------------------------------------------------------------------------------
+CARGO     ?= cargo
+BIN       := target/release/gradcode
+DATA      := datasets/fashion-mnist.h5
+APT_PKGS  := libopenmpi-dev openmpi-bin libhdf5-dev hdf5-tools libopenblas-dev libclang-dev clang \
+             pkg-config dataset-fashion-mnist
+SUDO      := $(if $(filter 0,$(shell id -u)),,sudo)
+# Open MPI refuses to run as root unless told; CI and containers run as root.
+export OMPI_ALLOW_RUN_AS_ROOT := 1
+export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM := 1
+# One BLAS thread per rank: the ranks are the parallelism.
+export OPENBLAS_NUM_THREADS := 1
+export OMP_NUM_THREADS := 1
+
+.PHONY: deps build run data test lint unit slurm bench clean help
+
+help:
+	@echo "make run | make test | make deps | make build | make data | make lint | make bench | make clean"
+
+deps:
+	@missing=$$(for p in $(APT_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q "install ok installed" || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "make deps: installing $$missing"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	else echo "make deps: system packages present"; fi
+
+build: deps
+	$(CARGO) build --release --locked
+
+$(DATA): | build
+	@mkdir -p datasets
+	$(BIN) data convert --format idx \
+	  --input $(FASHION)/train-images-idx3-ubyte.gz --labels $(FASHION)/train-labels-idx1-ubyte.gz \
+	  --test-input $(FASHION)/t10k-images-idx3-ubyte.gz --test-labels $(FASHION)/t10k-labels-idx1-ubyte.gz \
+	  --license MIT --out $(DATA)
+
+data: build $(DATA)
+
+run: build $(DATA)
+	$(MPIRUN) $(MPIFLAGS) -np $(NP) $(BIN) train $(if $(CONFIG),--config $(CONFIG)) \
+	  --data $(DATA) --model softmax --code cyclic-mds -s 1 --lr 0.5 --l2 1e-4 --optimizer nesterov --momentum 0.9 \
+	  --iterations $(ITERATIONS) --deadline-ms 2000 --straggler-model $(STRAGGLERS) --eval-every 10 --log-every 10 \
+	  --seed 1 --out results/fashion-mnist --force
+
+lint: deps
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --release --locked --all-targets -- -D warnings
+
+unit: build
+	$(CARGO) test --release --locked
+
+slurm: build
+	bash tests/slurm/run.sh
+
+test: build lint unit slurm
+
+bench: build
+	@echo "benchmarks: see issue 'Performance against the limit' (not yet implemented)"
+
+clean:
+	$(CARGO) clean
+	rm -f $(DATA)
