@@ -1,0 +1,386 @@
+//! Unit tests of the codes and the decoder: exactness on every straggler set for n ≤ 10,
+//! agreement of `is_decodable` with the decoding, code-specific properties, errors, caching.
+
+use super::*;
+use ndarray::{Array1, Array2};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, StandardNormal};
+
+const ALL: [CodeKind; 5] = [
+    CodeKind::Uncoded,
+    CodeKind::IgnoreStragglers,
+    CodeKind::Frc,
+    CodeKind::CyclicRepetition,
+    CodeKind::CyclicMds,
+];
+/// Codes whose decoding is exact from every set `is_decodable` accepts.
+const EXACT: [CodeKind; 4] = [
+    CodeKind::Uncoded,
+    CodeKind::Frc,
+    CodeKind::CyclicRepetition,
+    CodeKind::CyclicMds,
+];
+
+fn random_g(k: usize, d: usize, seed: u64) -> Array2<f64> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    Array2::from_shape_fn((k, d), |_| StandardNormal.sample(&mut rng))
+}
+
+/// All subsets of 0..n of size m, sorted.
+fn subsets(n: usize, m: usize) -> Vec<Vec<usize>> {
+    fn rec(start: usize, n: usize, m: usize, cur: &mut Vec<usize>, out: &mut Vec<Vec<usize>>) {
+        if cur.len() == m {
+            out.push(cur.clone());
+            return;
+        }
+        for i in start..n {
+            if n - i < m - cur.len() {
+                break;
+            }
+            cur.push(i);
+            rec(i + 1, n, m, cur, out);
+            cur.pop();
+        }
+    }
+    let mut out = Vec::new();
+    rec(0, n, m, &mut Vec::new(), &mut out);
+    out
+}
+
+/// ‖Σ a_i (b_iᵀG) − 1ᵀG‖ / ‖1ᵀG‖ with the messages encoded by the code itself.
+fn rel_err(code: &dyn GradientCode, d: &Decoding, g: &Array2<f64>) -> f64 {
+    let full = g.sum_axis(ndarray::Axis(0));
+    let mut est = Array1::<f64>::zeros(g.ncols());
+    let mut msg = Array1::<f64>::zeros(g.ncols());
+    for (&w, &a) in d.responders.iter().zip(&d.weights) {
+        code.encode_into(w, g.view(), msg.view_mut());
+        est.scaled_add(a, &msg);
+    }
+    let diff = &est - &full;
+    diff.dot(&diff).sqrt() / full.dot(&full).sqrt()
+}
+
+/// (n, s) pairs with n ≤ 10 that `kind` accepts.
+fn valid_params(kind: CodeKind) -> Vec<(usize, usize)> {
+    let mut v = Vec::new();
+    for n in 1..=10 {
+        for s in 0..n {
+            let ok = match kind {
+                CodeKind::Uncoded => s == 0,
+                CodeKind::Frc => n % (s + 1) == 0,
+                CodeKind::CyclicMds => s == 0 || (n - s) % 2 == 1,
+                _ => true,
+            };
+            if ok {
+                v.push((n, s));
+            }
+        }
+    }
+    v
+}
+
+#[test]
+fn every_straggler_set_decodes_exactly() {
+    let mut checked = 0;
+    for kind in EXACT {
+        for (n, s) in valid_params(kind) {
+            let code = build(kind, n, s, 7).unwrap();
+            assert_eq!(code.n_partitions(), n);
+            assert_eq!(code.max_stragglers(), s);
+            let g = random_g(n, 8, 11);
+            for f in subsets(n, n - s) {
+                assert!(code.is_decodable(&f), "{kind} ({n},{s}) {f:?}");
+                let d = code.decode(&f).unwrap();
+                assert!(d.exact, "{kind} ({n},{s}) {f:?}: residual {}", d.residual);
+                let e = rel_err(code.as_ref(), &d, &g);
+                assert!(e < 1e-10, "{kind} ({n},{s}) {f:?}: rel err {e:e}");
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 1000, "{checked}");
+}
+
+/// `is_decodable` is a guarantee (it implies `exact`) everywhere, and an equivalence on every
+/// subset for uncoded, FRC, cyclic repetition (generic H) and cyclic MDS with prime n
+/// (Chebotarev: every minor of the prime-order DFT matrix is non-zero).
+#[test]
+fn is_decodable_agrees_with_exact_on_every_subset() {
+    for kind in EXACT {
+        for n in [1, 2, 3, 4, 5, 6, 7, 8] {
+            let tight = kind != CodeKind::CyclicMds || [1, 2, 3, 5, 7].contains(&n);
+            for s in 0..n {
+                let Ok(code) = build(kind, n, s, 3) else {
+                    continue;
+                };
+                for m in 0..=n {
+                    for f in subsets(n, m) {
+                        let d = code.decode(&f).unwrap();
+                        let ok = if tight || m + s >= n {
+                            code.is_decodable(&f) == d.exact
+                        } else {
+                            !code.is_decodable(&f)
+                        };
+                        assert!(ok, "{kind} ({n},{s}) {f:?}: residual {:e}", d.residual);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// For composite n the cyclic MDS code decodes some sets smaller than n − s exactly; the cheap
+/// `is_decodable` (|F| ≥ n − s) does not promise them, and best-effort decoding finds them.
+#[test]
+fn cyclic_mds_composite_n_decodes_some_smaller_sets() {
+    // n = 4, s = 1: g = 1 + x, so rows 0 and 2 sum to 1.
+    let code = build(CodeKind::CyclicMds, 4, 1, 1).unwrap();
+    assert!(!code.is_decodable(&[0, 2]));
+    let d = code.decode(&[0, 2]).unwrap();
+    assert!(d.exact, "{}", d.residual);
+    assert!(!code.decode(&[0, 1]).unwrap().exact);
+}
+
+#[test]
+fn uncoded_waits_for_all_and_accepts_any_s() {
+    let code = build(CodeKind::Uncoded, 5, 2, 1).unwrap();
+    assert_eq!(code.max_stragglers(), 0);
+    assert!(code.is_decodable(&[0, 1, 2, 3, 4]));
+    assert!(!code.is_decodable(&[0, 1, 2, 4]));
+    let d = code.decode(&[0, 1, 2, 3, 4]).unwrap();
+    assert_eq!(d.weights, vec![1.0; 5]);
+    assert!(d.exact);
+    let d = code.decode(&[0, 2, 4]).unwrap();
+    assert!(!d.exact);
+    assert!((d.residual - 2f64.sqrt()).abs() < 1e-12);
+    for w in &d.weights {
+        assert!((w - 1.0).abs() < 1e-12);
+    }
+}
+
+#[test]
+fn ignore_stragglers_is_an_honest_approximation() {
+    let (n, s) = (6, 2);
+    let code = build(CodeKind::IgnoreStragglers, n, s, 1).unwrap();
+    let g = random_g(n, 8, 5);
+    for f in subsets(n, n - s) {
+        assert!(code.is_decodable(&f));
+        let d = code.decode(&f).unwrap();
+        assert!(!d.exact);
+        assert_eq!(d.weights, vec![1.5; 4]);
+        // √(|F| (n/|F| − 1)² + n − |F|) = √(4 · 0.25 + 2) = √3
+        assert!((d.residual - 3f64.sqrt()).abs() < 1e-12);
+        // ĝ − g = rᵀG exactly, with r = B_Fᵀa − 1
+        let mut r = Array1::<f64>::from_elem(n, -1.0);
+        for &w in &f {
+            r[w] += 1.5;
+        }
+        let full = g.sum_axis(ndarray::Axis(0));
+        let mut est = Array1::<f64>::zeros(8);
+        for &w in &f {
+            est.scaled_add(1.5, &g.row(w));
+        }
+        let diff = &est - &full - r.dot(&g);
+        assert!(diff.dot(&diff).sqrt() < 1e-12);
+    }
+    assert!(!code.is_decodable(&[0, 1, 2]));
+    let d = code.decode(&(0..n).collect::<Vec<_>>()).unwrap();
+    assert!(d.exact);
+    assert_eq!(d.residual, 0.0);
+}
+
+#[test]
+fn frc_decoding_is_bitwise_independent_of_responding_member() {
+    let code = build(CodeKind::Frc, 6, 2, 1).unwrap();
+    let g = random_g(6, 8, 9);
+    // group 0 = {0,1,2}, group 1 = {3,4,5}
+    let sets = [
+        vec![0, 3],
+        vec![1, 5],
+        vec![2, 4],
+        vec![0, 1, 2, 3, 4, 5],
+        vec![1, 2, 4, 5],
+    ];
+    let mut results = Vec::new();
+    for f in &sets {
+        let d = code.decode(f).unwrap();
+        assert!(d.exact);
+        assert_eq!(d.condition, 1.0);
+        let mut est = Array1::<f64>::zeros(8);
+        let mut msg = Array1::<f64>::zeros(8);
+        for (&w, &a) in d.responders.iter().zip(&d.weights) {
+            if a != 0.0 {
+                code.encode_into(w, g.view(), msg.view_mut());
+                est.scaled_add(a, &msg);
+            }
+        }
+        results.push(est);
+    }
+    for r in &results[1..] {
+        for (x, y) in r.iter().zip(results[0].iter()) {
+            assert_eq!(x.to_bits(), y.to_bits());
+        }
+    }
+    let d = code.decode(&[1, 2, 4, 5]).unwrap();
+    assert_eq!(d.weights, vec![1.0, 0.0, 1.0, 0.0]);
+    // best effort: group 1 missing ⇒ 3 partitions uncovered
+    let d = code.decode(&[0, 2]).unwrap();
+    assert!(!d.exact);
+    assert!((d.residual - 3f64.sqrt()).abs() < 1e-15);
+    assert!(!code.is_decodable(&[0, 2]));
+}
+
+#[test]
+fn frc_assignment_is_groups_of_consecutive_workers() {
+    let code = build(CodeKind::Frc, 6, 1, 1).unwrap();
+    assert_eq!(code.assignment(0), &[0, 1]);
+    assert_eq!(code.assignment(1), &[0, 1]);
+    assert_eq!(code.assignment(4), &[4, 5]);
+    assert_eq!(code.coefficients(5), &[1.0, 1.0]);
+}
+
+#[test]
+fn cyclic_mds_is_real_and_circulant() {
+    for (n, s) in [(8, 1), (7, 2), (12, 3), (9, 4), (10, 5)] {
+        let code = build(CodeKind::CyclicMds, n, s, 1).unwrap();
+        let b = code.matrix();
+        for i in 0..n {
+            for j in 0..n {
+                assert_eq!(b[[i, j]], b[[(i + 1) % n, (j + 1) % n]], "({n},{s})");
+                assert!(b[[i, j]].is_finite());
+            }
+            assert_eq!(code.assignment(i).len(), s + 1);
+        }
+        let g = mds_generator(n, s).unwrap();
+        assert_eq!(g.len(), s + 1);
+        assert!((g[s] - 1.0).abs() < 1e-12);
+        // 1 is in the row space: g(1) ≠ 0 and B·1 = g(1)·1
+        let row_sum: f64 = g.iter().sum();
+        assert!(row_sum.abs() > 1e-6);
+    }
+    // n = 4, s = 1: J = {2}, g = x + 1
+    assert_eq!(mds_generator(4, 1).unwrap(), vec![1.0, 1.0]);
+}
+
+#[test]
+fn cyclic_mds_conditioning_at_8_1_is_moderate() {
+    let code = build(CodeKind::CyclicMds, 8, 1, 1).unwrap();
+    let worst = subsets(8, 7)
+        .iter()
+        .map(|f| code.decode(f).unwrap().condition)
+        .fold(0.0, f64::max);
+    // GUIDE §3 measured 5
+    assert!(worst > 1.0 && worst < 50.0, "{worst}");
+}
+
+#[test]
+fn cyclic_repetition_is_seeded_and_rows_are_in_null_h() {
+    let a = build(CodeKind::CyclicRepetition, 7, 3, 42)
+        .unwrap()
+        .matrix();
+    let b = build(CodeKind::CyclicRepetition, 7, 3, 42)
+        .unwrap()
+        .matrix();
+    let c = build(CodeKind::CyclicRepetition, 7, 3, 43)
+        .unwrap()
+        .matrix();
+    assert_eq!(a, b);
+    assert_ne!(a, c);
+    for i in 0..7 {
+        assert_eq!(a[[i, i]], 1.0);
+        assert_eq!(a[[i, (i + 4) % 7]], 0.0);
+    }
+}
+
+#[test]
+fn s_zero_is_plain_for_every_code() {
+    for kind in ALL {
+        for n in [1, 2, 5, 6] {
+            let code = build(kind, n, 0, 1).unwrap();
+            assert_eq!(code.matrix(), Array2::<f64>::eye(n), "{kind} n={n}");
+        }
+    }
+}
+
+fn reason(e: CodeError) -> String {
+    match e {
+        CodeError::Invalid { reason, .. } => reason,
+        other => panic!("expected Invalid, got {other:?}"),
+    }
+}
+
+#[test]
+fn invalid_parameters_give_specific_errors() {
+    for kind in ALL {
+        let r = reason(build(kind, 5, 5, 1).unwrap_err());
+        assert_eq!(r, "s = 5 must be smaller than the number of workers n = 5");
+        let r = reason(build(kind, 0, 0, 1).unwrap_err());
+        assert!(r.contains("at least 1"), "{r}");
+    }
+    let r = reason(build(CodeKind::Frc, 7, 1, 1).unwrap_err());
+    assert!(r.contains("must divide"), "{r}");
+    assert!(r.contains("valid s for n = 7: 0, 6"), "{r}");
+    let r = reason(build(CodeKind::Frc, 12, 4, 1).unwrap_err());
+    assert!(r.contains("0, 1, 2, 3, 5, 11"), "{r}");
+    let e = build(CodeKind::CyclicMds, 8, 2, 1).unwrap_err();
+    assert!(e
+        .to_string()
+        .starts_with("invalid code parameters for 'cyclic-mds'"));
+    let r = reason(e);
+    assert!(r.contains("n − s odd"), "{r}");
+    assert!(r.contains("s = 1 or s = 3"), "{r}");
+    let r = reason(build(CodeKind::CyclicMds, 7, 1, 1).unwrap_err());
+    assert!(r.contains("s = 0 or s = 2"), "{r}");
+}
+
+#[test]
+fn bad_responder_sets_are_errors_and_not_decodable() {
+    for kind in ALL {
+        let code = build(kind, 4, 1, 1).unwrap_or_else(|_| build(kind, 4, 0, 1).unwrap());
+        for bad in [vec![1, 0, 2, 3], vec![0, 0, 1, 2], vec![0, 1, 2, 4]] {
+            assert!(!code.is_decodable(&bad), "{kind} {bad:?}");
+            assert!(
+                matches!(code.decode(&bad), Err(CodeError::BadResponders { .. })),
+                "{kind} {bad:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn least_squares_of_no_responders_is_the_zero_decoding() {
+    let code = build(CodeKind::CyclicMds, 5, 2, 1).unwrap();
+    let d = code.decode(&[]).unwrap();
+    assert!(d.weights.is_empty());
+    assert!(!d.exact);
+    assert!((d.residual - 5f64.sqrt()).abs() < 1e-15);
+    assert!(d.condition.is_nan());
+}
+
+#[test]
+fn least_squares_on_supersets_is_exact_and_rank_aware() {
+    // all n responders: B is n × n of rank n − s; cond over the non-zero singular values only
+    let code = build(CodeKind::CyclicMds, 9, 2, 1).unwrap();
+    let d = code.decode(&(0..9).collect::<Vec<_>>()).unwrap();
+    assert!(d.exact);
+    assert!(
+        d.condition.is_finite() && d.condition < 1e6,
+        "{}",
+        d.condition
+    );
+}
+
+#[test]
+fn decoder_caches_per_responder_set() {
+    let mut dec = Decoder::new(build(CodeKind::CyclicMds, 8, 1, 1).unwrap());
+    let first = dec.decode(&[0, 1, 2, 3, 4, 5, 7]).unwrap().clone();
+    assert_eq!((dec.hits(), dec.misses()), (0, 1));
+    let second = dec.decode(&[0, 1, 2, 3, 4, 5, 7]).unwrap().clone();
+    assert_eq!((dec.hits(), dec.misses()), (1, 1));
+    assert_eq!(first, second);
+    dec.decode(&[1, 2, 3, 4, 5, 6, 7]).unwrap();
+    assert_eq!((dec.hits(), dec.misses(), dec.cached()), (1, 2, 2));
+    assert!(dec.decode(&[3, 1]).is_err());
+    assert_eq!(dec.cached(), 2);
+}

@@ -1,0 +1,199 @@
+//! `gradcode codes show | verify` as a user runs them: exit codes, output, errors, /B files.
+
+use std::process::{Command, Output};
+
+fn gradcode(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gradcode"))
+        .args(args)
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .expect("run gradcode")
+}
+
+fn text(o: &[u8]) -> String {
+    String::from_utf8_lossy(o).into_owned()
+}
+
+fn assert_one_line_error(o: &Output) -> String {
+    assert!(!o.status.success(), "expected failure: {}", text(&o.stdout));
+    let err = text(&o.stderr);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "stderr: {err}");
+    assert!(lines[0].starts_with("gradcode: error: "), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    lines[0].to_string()
+}
+
+#[test]
+fn verify_passes_for_valid_codes() {
+    for (code, n, s) in [
+        ("uncoded", "5", "0"),
+        ("frc", "6", "2"),
+        ("cyclic-repetition", "8", "3"),
+        ("cyclic-mds", "8", "1"),
+        ("cyclic-mds", "12", "3"),
+        ("cyclic-mds", "9", "0"),
+    ] {
+        let o = gradcode(&["codes", "verify", "--code", code, "-n", n, "-s", s]);
+        let out = text(&o.stdout);
+        assert!(
+            o.status.success(),
+            "{code} {n} {s}: {out}{}",
+            text(&o.stderr)
+        );
+        assert!(out.lines().any(|l| l == "PASSED"), "{out}");
+        assert!(out.contains("sets checked"), "{out}");
+        assert!(out.contains("worst condition"), "{out}");
+    }
+}
+
+#[test]
+fn verify_samples_large_codes() {
+    let o = gradcode(&["codes", "verify", "--code", "frc", "-n", "30", "-s", "4"]);
+    let out = text(&o.stdout);
+    assert!(o.status.success(), "{out}");
+    assert!(out.contains("sample of 10000"), "{out}");
+    assert!(out.contains("sets checked         10000"), "{out}");
+}
+
+#[test]
+fn verify_ignore_stragglers_reports_an_approximation() {
+    let o = gradcode(&[
+        "codes",
+        "verify",
+        "--code",
+        "ignore-stragglers",
+        "-n",
+        "6",
+        "-s",
+        "2",
+    ]);
+    let out = text(&o.stdout);
+    assert!(o.status.success(), "{out}");
+    assert!(out.contains("approximate"), "{out}");
+    assert!(out.lines().any(|l| l == "PASSED"), "{out}");
+}
+
+#[test]
+fn show_prints_matrix_and_assignment() {
+    let o = gradcode(&["codes", "show", "--code", "frc", "-n", "4", "-s", "1"]);
+    let out = text(&o.stdout);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains("code frc: n = 4 workers, k = 4 partitions, s = 1"),
+        "{out}"
+    );
+    assert!(out.contains("B (4 × 4"), "{out}");
+    let rows: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with('w') && !l.contains(','))
+        .collect();
+    assert_eq!(rows.len(), 4, "{out}");
+    let cells: Vec<Vec<&str>> = rows
+        .iter()
+        .map(|r| r.split_whitespace().collect())
+        .collect();
+    assert_eq!(cells[0], ["w0", "1", "1", "0", "0"]);
+    assert_eq!(cells[3], ["w3", "0", "0", "1", "1"]);
+    // aligned: every matrix row has the same length
+    assert!(rows.iter().all(|r| r.len() == rows[0].len()), "{out}");
+    assert!(out.contains("w2      2, 3"), "{out}");
+}
+
+#[test]
+fn frc_with_non_dividing_s_is_a_one_line_error() {
+    let o = gradcode(&["codes", "verify", "--code", "frc", "-n", "7", "-s", "1"]);
+    let line = assert_one_line_error(&o);
+    assert!(line.contains("must divide"), "{line}");
+    assert!(line.contains("valid s for n = 7: 0, 6"), "{line}");
+}
+
+#[test]
+fn cyclic_mds_with_even_n_minus_s_names_the_nearest_valid_s() {
+    let o = gradcode(&[
+        "codes",
+        "show",
+        "--code",
+        "cyclic-mds",
+        "-n",
+        "8",
+        "-s",
+        "2",
+    ]);
+    let line = assert_one_line_error(&o);
+    assert!(line.contains("s = 1 or s = 3"), "{line}");
+}
+
+#[test]
+fn too_many_stragglers_is_a_one_line_error() {
+    let o = gradcode(&[
+        "codes",
+        "verify",
+        "--code",
+        "cyclic-repetition",
+        "-n",
+        "4",
+        "-s",
+        "4",
+    ]);
+    let line = assert_one_line_error(&o);
+    assert!(
+        line.contains("s = 4 must be smaller than the number of workers n = 4"),
+        "{line}"
+    );
+}
+
+#[test]
+fn show_out_writes_b_and_refuses_to_overwrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("B.h5");
+    let p = path.to_str().unwrap();
+    let args = [
+        "codes",
+        "show",
+        "--code",
+        "cyclic-mds",
+        "-n",
+        "5",
+        "-s",
+        "2",
+        "--out",
+        p,
+    ];
+    let o = gradcode(&args);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let f = hdf5::File::open(&path).unwrap();
+    let ds = f.dataset("B").unwrap();
+    let b: ndarray::Array2<f64> = ds.read_2d().unwrap();
+    assert_eq!(b.dim(), (5, 5));
+    assert_eq!(b[[0, 0]], b[[1, 1]]);
+    assert_eq!(b[[0, 3]], 0.0);
+    let code: hdf5::types::VarLenUnicode = ds.attr("code").unwrap().read_scalar().unwrap();
+    assert_eq!(code.as_str(), "cyclic-mds");
+    for (key, want) in [("n", 5u64), ("s", 2), ("seed", 1)] {
+        let v: u64 = ds.attr(key).unwrap().read_scalar().unwrap();
+        assert_eq!(v, want, "{key}");
+    }
+    drop(ds);
+    drop(f);
+
+    let before = std::fs::read(&path).unwrap();
+    let again = [
+        "codes", "show", "--code", "frc", "-n", "4", "-s", "1", "--out", p,
+    ];
+    let o = gradcode(&again);
+    let line = assert_one_line_error(&o);
+    assert!(
+        line.contains("already exists") && line.contains("--force"),
+        "{line}"
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+
+    let mut forced = again.to_vec();
+    forced.push("--force");
+    let o = gradcode(&forced);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let f = hdf5::File::open(&path).unwrap();
+    let b: ndarray::Array2<f64> = f.dataset("B").unwrap().read_2d().unwrap();
+    assert_eq!(b.dim(), (4, 4));
+}
