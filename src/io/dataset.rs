@@ -224,7 +224,6 @@ enum Kind {
 /// Checks one dataset's storage, rank and dtype; returns its shape and element kind.
 fn check_dataset(
     path: &Path,
-    file_len: u64,
     ds: &hdf5::Dataset,
     full: &str,
     ndim: usize,
@@ -291,16 +290,18 @@ fn check_dataset(
     }
     match dcpl.get_external() {
         Ok(ext) if ext.is_empty() => {}
-        Ok(ext) => return Err(layout_err(
-            path,
-            format!(
+        Ok(ext) => {
+            return Err(layout_err(
+                path,
+                format!(
                 "{full} uses external storage in {} (refused: it reads files outside the dataset)",
                 ext.iter()
                     .map(|e| format!("'{}'", e.name))
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
-        )),
+            ))
+        }
         Err(e) => {
             return Err(layout_err(
                 path,
@@ -539,7 +540,7 @@ fn check_split(
     let (shape, kind) = match x_type {
         LocationType::Dataset => {
             let ds = open_dataset(path, root, xn, &xf)?;
-            let (dims, _) = check_dataset(path, file_len, &ds, &xf, 2, &[Kind::Float])?;
+            let (dims, _) = check_dataset(path, &ds, &xf, 2, &[Kind::Float])?;
             let (rows, cols) = (dims[0], dims[1]);
             check_caps(path, &xf, rows, cols)?;
             let bytes = checked_product(path, &dims, 8, &xf)?;
@@ -592,24 +593,11 @@ fn check_split(
                 }
                 dss.push((open_dataset(path, &g, name, &full)?, full));
             }
-            let (data_dims, _) =
-                check_dataset(path, file_len, &dss[0].0, &dss[0].1, 1, &[Kind::Float])?;
-            let (idx_dims, _) = check_dataset(
-                path,
-                file_len,
-                &dss[1].0,
-                &dss[1].1,
-                1,
-                &[Kind::Int, Kind::UInt],
-            )?;
-            let (ptr_dims, ptr_kind) = check_dataset(
-                path,
-                file_len,
-                &dss[2].0,
-                &dss[2].1,
-                1,
-                &[Kind::Int, Kind::UInt],
-            )?;
+            let (data_dims, _) = check_dataset(path, &dss[0].0, &dss[0].1, 1, &[Kind::Float])?;
+            let (idx_dims, _) =
+                check_dataset(path, &dss[1].0, &dss[1].1, 1, &[Kind::Int, Kind::UInt])?;
+            let (ptr_dims, ptr_kind) =
+                check_dataset(path, &dss[2].0, &dss[2].1, 1, &[Kind::Int, Kind::UInt])?;
             let nnz = data_dims[0];
             if idx_dims[0] != nnz {
                 return Err(layout_err(
@@ -671,14 +659,7 @@ fn check_split(
         }
     };
     let yds = open_dataset(path, root, yn, &yf)?;
-    let (ydims, _) = check_dataset(
-        path,
-        file_len,
-        &yds,
-        &yf,
-        1,
-        &[Kind::Float, Kind::Int, Kind::UInt],
-    )?;
+    let (ydims, _) = check_dataset(path, &yds, &yf, 1, &[Kind::Float, Kind::Int, Kind::UInt])?;
     if ydims[0] != shape.n_rows {
         return Err(layout_err(
             path,
