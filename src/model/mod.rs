@@ -281,3 +281,6 @@ pub fn sigmoid(x: f64) -> f64 {
         e / (1.0 + e)
     }
 }
+
+#[cfg(test)]
+mod tests;

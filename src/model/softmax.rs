@@ -230,7 +230,7 @@ impl Model for Softmax {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn dense_gradient(
+pub(super) fn dense_gradient(
     x: ArrayView2<f64>,
     w: &[f64],
     y: ArrayView1<f64>,
