@@ -31,12 +31,27 @@ fn dataset() -> PathBuf {
     DATA.get_or_init(|| {
         let p = workdir().join("synth.h5");
         let out = Command::new(BIN)
-            .args(["data", "synth", "--kind", "logistic", "--rows", "2100", "--features", "30", "--test-rows", "300"])
+            .args([
+                "data",
+                "synth",
+                "--kind",
+                "logistic",
+                "--rows",
+                "2100",
+                "--features",
+                "30",
+                "--test-rows",
+                "300",
+            ])
             .args(["--seed", "3", "--out"])
             .arg(&p)
             .output()
             .unwrap();
-        assert!(out.status.success(), "synth failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "synth failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         p
     })
     .clone()
@@ -45,7 +60,19 @@ fn dataset() -> PathBuf {
 fn mpirun(np: usize, args: &[&str], timeout_s: u64) -> (Output, Duration) {
     let start = Instant::now();
     let out = Command::new("timeout")
-        .args(["-k", "5", &timeout_s.to_string(), "mpirun", "--oversubscribe", "--bind-to", "none", "-np", &np.to_string(), BIN, "train"])
+        .args([
+            "-k",
+            "5",
+            &timeout_s.to_string(),
+            "mpirun",
+            "--oversubscribe",
+            "--bind-to",
+            "none",
+            "-np",
+            &np.to_string(),
+            BIN,
+            "train",
+        ])
         .args(args)
         .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
         .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
@@ -54,12 +81,21 @@ fn mpirun(np: usize, args: &[&str], timeout_s: u64) -> (Output, Duration) {
         .output()
         .unwrap();
     let took = start.elapsed();
-    assert_ne!(out.status.code(), Some(124), "mpirun timed out after {timeout_s} s: {}", text(&out));
+    assert_ne!(
+        out.status.code(),
+        Some(124),
+        "mpirun timed out after {timeout_s} s: {}",
+        text(&out)
+    );
     (out, took)
 }
 
 fn text(o: &Output) -> String {
-    format!("stdout:\n{}\nstderr:\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "stdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 fn out_dir(name: &str) -> PathBuf {
@@ -96,7 +132,19 @@ fn reference_w() -> ndarray::Array1<f64> {
     W.get_or_init(|| {
         let out = out_dir("reference");
         let o = Command::new(BIN)
-            .args(["train", "--reference", "--model", "logistic", "--iterations", "20", "--lr", "1.0", "--seed", "5", "--data"])
+            .args([
+                "train",
+                "--reference",
+                "--model",
+                "logistic",
+                "--iterations",
+                "20",
+                "--lr",
+                "1.0",
+                "--seed",
+                "5",
+                "--data",
+            ])
             .arg(dataset())
             .arg("--out")
             .arg(&out)
@@ -121,25 +169,53 @@ fn status(run: &Path) -> String {
 fn exact_codes_match_the_serial_reference_with_and_without_a_straggler() {
     let _g = serial();
     let w_ref = reference_w();
-    let cases: &[(&str, usize, usize)] =
-        &[("uncoded", 6, 0), ("frc", 6, 1), ("frc", 6, 2), ("cyclic-repetition", 6, 1), ("cyclic-mds", 6, 1), ("cyclic-mds", 7, 2)];
+    let cases: &[(&str, usize, usize)] = &[
+        ("uncoded", 6, 0),
+        ("frc", 6, 1),
+        ("frc", 6, 2),
+        ("cyclic-repetition", 6, 1),
+        ("cyclic-mds", 6, 1),
+        ("cyclic-mds", 7, 2),
+    ];
     for &(code, n, s) in cases {
         for stragglers in ["none", "fixed:2:150"] {
             if code == "uncoded" && stragglers != "none" {
                 continue;
             }
             let name = format!("{code}-{n}-{s}-{}", stragglers.replace(':', "_"));
-            let (o, run, _) =
-                train(n + 1, &name, &["--code", code, "-s", &s.to_string(), "--straggler-model", stragglers, "--deadline-ms", "5000"]);
+            let (o, run, _) = train(
+                n + 1,
+                &name,
+                &[
+                    "--code",
+                    code,
+                    "-s",
+                    &s.to_string(),
+                    "--straggler-model",
+                    stragglers,
+                    "--deadline-ms",
+                    "5000",
+                ],
+            );
             assert!(o.status.success(), "{name}: {}", text(&o));
             assert_eq!(status(&run), "complete", "{name}");
             let w = results::read_vector(&run.join("run.h5"), "model/w_final").unwrap();
             let rel = rel_diff(&w, &w_ref);
-            assert!(rel < 1e-8, "{name}: relative difference to the reference {rel:e}");
+            assert!(
+                rel < 1e-8,
+                "{name}: relative difference to the reference {rel:e}"
+            );
             let rows = results::read_rows(&run.join("run.h5"), None).unwrap();
             assert_eq!(rows.len(), 20);
-            assert!(rows.column("exact").unwrap().iter().all(|&e| e == 1.0), "{name}: not every iteration exact");
-            assert_eq!(results::read_str_attr(&run.join("run.h5"), "validation", "check").unwrap(), "PASSED", "{name}");
+            assert!(
+                rows.column("exact").unwrap().iter().all(|&e| e == 1.0),
+                "{name}: not every iteration exact"
+            );
+            assert_eq!(
+                results::read_str_attr(&run.join("run.h5"), "validation", "check").unwrap(),
+                "PASSED",
+                "{name}"
+            );
         }
     }
 }
@@ -148,34 +224,95 @@ fn exact_codes_match_the_serial_reference_with_and_without_a_straggler() {
 fn approximate_decodings_finish_and_record_their_residuals() {
     let _g = serial();
     // ignore-stragglers: never waits for the straggler, decodes approximately.
-    let (o, run, _) = train(7, "ignore", &["--code", "ignore-stragglers", "-s", "1", "--straggler-model", "fixed:3:200"]);
+    let (o, run, _) = train(
+        7,
+        "ignore",
+        &[
+            "--code",
+            "ignore-stragglers",
+            "-s",
+            "1",
+            "--straggler-model",
+            "fixed:3:200",
+        ],
+    );
     assert!(o.status.success(), "{}", text(&o));
     let rows = results::read_rows(&run.join("run.h5"), None).unwrap();
     assert_eq!(rows.len(), 20);
-    assert!(rows.column("decode_residual").unwrap().iter().all(|&r| r.is_finite() && r > 0.0));
-    assert_eq!(results::read_str_attr(&run.join("run.h5"), "validation", "check").unwrap(), "PASSED");
+    assert!(rows
+        .column("decode_residual")
+        .unwrap()
+        .iter()
+        .all(|&r| r.is_finite() && r > 0.0));
+    assert_eq!(
+        results::read_str_attr(&run.join("run.h5"), "validation", "check").unwrap(),
+        "PASSED"
+    );
     // best-effort with more stragglers than the code tolerates: decodes at the deadline.
     let (o, run, _) = train(
         7,
         "best-effort",
-        &["--code", "cyclic-mds", "-s", "1", "--straggler-model", "fixed:2,5:400", "--deadline-ms", "60", "--on-deadline", "best-effort"],
+        &[
+            "--code",
+            "cyclic-mds",
+            "-s",
+            "1",
+            "--straggler-model",
+            "fixed:2,5:400",
+            "--deadline-ms",
+            "60",
+            "--on-deadline",
+            "best-effort",
+        ],
     );
     assert!(o.status.success(), "{}", text(&o));
     let rows = results::read_rows(&run.join("run.h5"), None).unwrap();
     assert_eq!(rows.len(), 20);
     let res = rows.column("decode_residual").unwrap();
-    assert!(res.iter().any(|&r| r > 1e-6), "best-effort should record non-zero residuals: {res}");
+    assert!(
+        res.iter().any(|&r| r > 1e-6),
+        "best-effort should record non-zero residuals: {res}"
+    );
     assert!(rows.column("exact").unwrap().iter().any(|&e| e == 0.0));
 }
 
 #[test]
 fn an_exact_code_beats_uncoded_with_a_slow_worker() {
     let _g = serial();
-    let (o, _, uncoded) = train(7, "slow-uncoded", &["--code", "uncoded", "-s", "0", "--straggler-model", "fixed:1:300", "--iterations", "12"]);
+    let (o, _, uncoded) = train(
+        7,
+        "slow-uncoded",
+        &[
+            "--code",
+            "uncoded",
+            "-s",
+            "0",
+            "--straggler-model",
+            "fixed:1:300",
+            "--iterations",
+            "12",
+        ],
+    );
     assert!(o.status.success(), "{}", text(&o));
-    let (o, _, coded) = train(7, "slow-frc", &["--code", "frc", "-s", "1", "--straggler-model", "fixed:1:300", "--iterations", "12"]);
+    let (o, _, coded) = train(
+        7,
+        "slow-frc",
+        &[
+            "--code",
+            "frc",
+            "-s",
+            "1",
+            "--straggler-model",
+            "fixed:1:300",
+            "--iterations",
+            "12",
+        ],
+    );
     assert!(o.status.success(), "{}", text(&o));
-    assert!(coded.as_secs_f64() < 0.5 * uncoded.as_secs_f64(), "frc {coded:?} vs uncoded {uncoded:?}");
+    assert!(
+        coded.as_secs_f64() < 0.5 * uncoded.as_secs_f64(),
+        "frc {coded:?} vs uncoded {uncoded:?}"
+    );
 }
 
 #[test]
@@ -183,57 +320,134 @@ fn a_failed_worker_is_tolerated_by_exact_codes_and_stops_uncoded_cleanly() {
     let _g = serial();
     let w_ref = reference_w();
     for (code, s) in [("frc", "1"), ("cyclic-mds", "1")] {
-        let (o, run, _) = train(7, &format!("fail-{code}"), &["--code", code, "-s", s, "--straggler-model", "fail:2@5"]);
+        let (o, run, _) = train(
+            7,
+            &format!("fail-{code}"),
+            &["--code", code, "-s", s, "--straggler-model", "fail:2@5"],
+        );
         assert!(o.status.success(), "{code}: {}", text(&o));
         let rows = results::read_rows(&run.join("run.h5"), None).unwrap();
         assert_eq!(rows.len(), 20);
         assert!(rows.column("exact").unwrap().iter().all(|&e| e == 1.0));
         let arrivals = &rows.per_worker[0];
-        assert!(arrivals.column(1).iter().skip(5).all(|v| v.is_nan()), "rank 2 must be silent from iteration 5");
+        assert!(
+            arrivals.column(1).iter().skip(5).all(|v| v.is_nan()),
+            "rank 2 must be silent from iteration 5"
+        );
         let w = results::read_vector(&run.join("run.h5"), "model/w_final").unwrap();
         assert!(rel_diff(&w, &w_ref) < 1e-8);
     }
     let (o, run, took) = train(
         7,
         "fail-uncoded",
-        &["--code", "uncoded", "-s", "0", "--straggler-model", "fail:2@5", "--deadline-ms", "200", "--max-wait-ms", "1500"],
+        &[
+            "--code",
+            "uncoded",
+            "-s",
+            "0",
+            "--straggler-model",
+            "fail:2@5",
+            "--deadline-ms",
+            "200",
+            "--max-wait-ms",
+            "1500",
+        ],
     );
-    assert!(!o.status.success(), "uncoded with a failed worker must fail: {}", text(&o));
+    assert!(
+        !o.status.success(),
+        "uncoded with a failed worker must fail: {}",
+        text(&o)
+    );
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("no decodable set") && err.contains("silent workers"), "{err}");
+    assert!(
+        err.contains("no decodable set") && err.contains("silent workers"),
+        "{err}"
+    );
     assert!(!err.contains("panicked"), "{err}");
     assert!(took < Duration::from_secs(30));
     assert_eq!(status(&run), "failed");
-    assert_eq!(results::read_rows(&run.join("run.h5"), None).unwrap().len(), 5);
+    assert_eq!(
+        results::read_rows(&run.join("run.h5"), None).unwrap().len(),
+        5
+    );
 }
 
 #[test]
 fn results_file_describes_itself() {
     let _g = serial();
-    let (o, run, _) = train(5, "schema", &["--code", "frc", "-s", "1", "--straggler-model", "exp:5"]);
+    let (o, run, _) = train(
+        5,
+        "schema",
+        &["--code", "frc", "-s", "1", "--straggler-model", "exp:5"],
+    );
     assert!(o.status.success(), "{}", text(&o));
     let f = run.join("run.h5");
     assert_eq!(status(&run), "complete");
-    for (g, a) in [("code", "git_revision"), ("code", "mpi_library"), ("code", "hdf5_version"), ("config", "toml"), ("config", "code")] {
-        assert!(!results::read_str_attr(&f, g, a).unwrap().is_empty(), "/{g} @{a}");
+    for (g, a) in [
+        ("code", "git_revision"),
+        ("code", "mpi_library"),
+        ("code", "hdf5_version"),
+        ("config", "toml"),
+        ("config", "code"),
+    ] {
+        assert!(
+            !results::read_str_attr(&f, g, a).unwrap().is_empty(),
+            "/{g} @{a}"
+        );
     }
-    assert!(results::read_str_attr(&f, "code", "mpi_library").unwrap().contains("MPI"));
-    assert_eq!(results::read_str_attr(&f, "validation", "verdict").unwrap(), "VALID");
+    assert!(results::read_str_attr(&f, "code", "mpi_library")
+        .unwrap()
+        .contains("MPI"));
+    assert_eq!(
+        results::read_str_attr(&f, "validation", "verdict").unwrap(),
+        "VALID"
+    );
     let rows = results::read_rows(&f, None).unwrap();
     assert_eq!(rows.per_worker[0].ncols(), 4);
-    assert!(rows.column("oracle_s").unwrap().iter().all(|v| v.is_finite()));
-    assert!(rows.column("test_accuracy").unwrap().iter().any(|v| v.is_finite()));
-    assert!(rows.per_worker[2].iter().all(|v| v.is_finite() && *v >= 0.0), "injected delays recorded");
+    assert!(rows
+        .column("oracle_s")
+        .unwrap()
+        .iter()
+        .all(|v| v.is_finite()));
+    assert!(rows
+        .column("test_accuracy")
+        .unwrap()
+        .iter()
+        .any(|v| v.is_finite()));
+    assert!(
+        rows.per_worker[2]
+            .iter()
+            .all(|v| v.is_finite() && *v >= 0.0),
+        "injected delays recorded"
+    );
     let cfg = std::fs::read_to_string(run.join("config.toml")).unwrap();
     assert!(cfg.contains("code = \"frc\""), "{cfg}");
     // An existing run is not overwritten without --force.
     let (o, _, _) = {
         let data = dataset();
         let out = run.display().to_string();
-        let (o, t) = mpirun(5, &["--data", &data.display().to_string(), "--code", "frc", "-s", "1", "--out", &out], 60);
+        let (o, t) = mpirun(
+            5,
+            &[
+                "--data",
+                &data.display().to_string(),
+                "--code",
+                "frc",
+                "-s",
+                "1",
+                "--out",
+                &out,
+            ],
+            60,
+        );
         (o, (), t)
     };
-    assert_eq!(o.status.code(), Some(2).filter(|_| true).or(o.status.code()), "{}", text(&o));
+    assert_eq!(
+        o.status.code(),
+        Some(2).filter(|_| true).or(o.status.code()),
+        "{}",
+        text(&o)
+    );
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("--force"));
     assert_eq!(status(&run), "complete");
@@ -243,10 +457,19 @@ fn results_file_describes_itself() {
 fn resume_from_a_checkpoint_is_bit_identical() {
     let _g = serial();
     let args = |extra: &[&str]| -> Vec<String> {
-        let mut v: Vec<String> = ["--code", "frc", "-s", "1", "--optimizer", "nesterov", "--checkpoint-every", "4"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let mut v: Vec<String> = [
+            "--code",
+            "frc",
+            "-s",
+            "1",
+            "--optimizer",
+            "nesterov",
+            "--checkpoint-every",
+            "4",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         v.extend(extra.iter().map(|s| s.to_string()));
         v
     };
@@ -261,7 +484,21 @@ fn resume_from_a_checkpoint_is_bit_identical() {
     assert!(o.status.success(), "{}", text(&o));
     let data = dataset().display().to_string();
     let out = part.display().to_string();
-    let resumed = args(&["--iterations", "20", "--resume", "--data", &data, "--out", &out, "--model", "logistic", "--lr", "1.0", "--seed", "5"]);
+    let resumed = args(&[
+        "--iterations",
+        "20",
+        "--resume",
+        "--data",
+        &data,
+        "--out",
+        &out,
+        "--model",
+        "logistic",
+        "--lr",
+        "1.0",
+        "--seed",
+        "5",
+    ]);
     let r: Vec<&str> = resumed.iter().map(String::as_str).collect();
     let (o, _) = mpirun(5, &r, 120);
     assert!(o.status.success(), "{}", text(&o));
@@ -274,11 +511,29 @@ fn resume_from_a_checkpoint_is_bit_identical() {
     assert_eq!(ra.column("train_loss"), rb.column("train_loss"));
     assert_eq!(ra.column("iteration"), rb.column("iteration"));
     // A checkpoint from another configuration is refused.
-    let other = args(&["--iterations", "30", "--resume", "--data", &data, "--out", &out, "--model", "logistic", "--lr", "0.5", "--seed", "5"]);
+    let other = args(&[
+        "--iterations",
+        "30",
+        "--resume",
+        "--data",
+        &data,
+        "--out",
+        &out,
+        "--model",
+        "logistic",
+        "--lr",
+        "0.5",
+        "--seed",
+        "5",
+    ]);
     let x: Vec<&str> = other.iter().map(String::as_str).collect();
     let (o, _) = mpirun(5, &x, 60);
     assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("another configuration"), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("another configuration"),
+        "{}",
+        text(&o)
+    );
 }
 
 #[test]
@@ -288,8 +543,28 @@ fn sigkill_leaves_a_readable_file_and_usr1_checkpoints_for_requeue() {
     // kill -9 of the whole job mid-run.
     let run = out_dir("killed");
     let mut child = Command::new("mpirun")
-        .args(["--oversubscribe", "--bind-to", "none", "-np", "5", BIN, "train", "--data", &data, "--code", "frc", "-s", "1"])
-        .args(["--iterations", "100000", "--straggler-model", "fixed:1:20", "--out"])
+        .args([
+            "--oversubscribe",
+            "--bind-to",
+            "none",
+            "-np",
+            "5",
+            BIN,
+            "train",
+            "--data",
+            &data,
+            "--code",
+            "frc",
+            "-s",
+            "1",
+        ])
+        .args([
+            "--iterations",
+            "100000",
+            "--straggler-model",
+            "fixed:1:20",
+            "--out",
+        ])
         .arg(&run)
         .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
         .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
@@ -299,20 +574,50 @@ fn sigkill_leaves_a_readable_file_and_usr1_checkpoints_for_requeue() {
         .unwrap();
     std::thread::sleep(Duration::from_secs(4));
     // SIGKILL every gradcode rank, as an OOM killer or node failure would.
-    let _ = Command::new("pkill").args(["-9", "-f", &format!("{BIN} train --data {data} --code frc -s 1 --iterations 100000")]).status();
+    let _ = Command::new("pkill")
+        .args([
+            "-9",
+            "-f",
+            &format!("{BIN} train --data {data} --code frc -s 1 --iterations 100000"),
+        ])
+        .status();
     let _ = child.kill();
     let _ = child.wait();
-    let rows = results::read_rows(&run.join("run.h5"), None).expect("killed run's results must open");
+    let rows =
+        results::read_rows(&run.join("run.h5"), None).expect("killed run's results must open");
     assert!(rows.len() > 5, "only {} rows survived", rows.len());
     assert_eq!(status(&run), "running");
     let it = rows.column("iteration").unwrap();
-    assert!(it.iter().enumerate().all(|(i, &v)| v == i as f64), "rows are the finished iterations in order");
+    assert!(
+        it.iter().enumerate().all(|(i, &v)| v == i as f64),
+        "rows are the finished iterations in order"
+    );
 
     // USR1: checkpoint at the next iteration boundary, status interrupted, exit code 75.
     let run = out_dir("usr1");
     let child = Command::new("mpirun")
-        .args(["--oversubscribe", "--bind-to", "none", "-np", "5", BIN, "train", "--data", &data, "--code", "frc", "-s", "1"])
-        .args(["--iterations", "100000", "--straggler-model", "fixed:1:20", "--out"])
+        .args([
+            "--oversubscribe",
+            "--bind-to",
+            "none",
+            "-np",
+            "5",
+            BIN,
+            "train",
+            "--data",
+            &data,
+            "--code",
+            "frc",
+            "-s",
+            "1",
+        ])
+        .args([
+            "--iterations",
+            "100000",
+            "--straggler-model",
+            "fixed:1:20",
+            "--out",
+        ])
         .arg(&run)
         .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
         .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
@@ -321,7 +626,9 @@ fn sigkill_leaves_a_readable_file_and_usr1_checkpoints_for_requeue() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_secs(4));
-    let _ = Command::new("kill").args(["-USR1", &child.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-USR1", &child.id().to_string()])
+        .status();
     let start = Instant::now();
     let o = child.wait_with_output().unwrap();
     assert!(start.elapsed() < Duration::from_secs(30));
@@ -338,10 +645,33 @@ fn bad_input_fails_cleanly_on_every_rank() {
     let cases: Vec<(usize, Vec<&str>, &str)> = vec![
         (7, vec!["--code", "frc", "-s", "3"], "(s+1)"),
         (5, vec!["--code", "cyclic-mds", "-s", "2"], "nearest"),
-        (5, vec!["--code", "frc", "-s", "4"], "smaller than the number of workers"),
-        (5, vec!["--code", "frc", "-s", "1", "--deadline-ms", "-3"], "--deadline-ms"),
-        (5, vec!["--code", "frc", "-s", "1", "--model", "softmax"], "softmax"),
-        (5, vec!["--code", "frc", "-s", "1", "--straggler-model", "fixed:9:10"], "not a worker rank"),
+        (
+            5,
+            vec!["--code", "frc", "-s", "4"],
+            "smaller than the number of workers",
+        ),
+        (
+            5,
+            vec!["--code", "frc", "-s", "1", "--deadline-ms", "-3"],
+            "--deadline-ms",
+        ),
+        (
+            5,
+            vec!["--code", "frc", "-s", "1", "--model", "softmax"],
+            "softmax",
+        ),
+        (
+            5,
+            vec![
+                "--code",
+                "frc",
+                "-s",
+                "1",
+                "--straggler-model",
+                "fixed:9:10",
+            ],
+            "not a worker rank",
+        ),
         (1, vec!["--code", "frc", "-s", "1"], "mpirun -np N+1"),
     ];
     for (np, extra, needle) in cases {
@@ -351,13 +681,24 @@ fn bad_input_fails_cleanly_on_every_rank() {
         let (o, _) = mpirun(np, &args, 60);
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(!o.status.success(), "{args:?} should fail");
-        assert!(err.contains(needle), "{args:?}: expected '{needle}' in {err}");
+        assert!(
+            err.contains(needle),
+            "{args:?}: expected '{needle}' in {err}"
+        );
         assert!(!err.contains("panicked"), "{err}");
-        assert_eq!(err.matches("gradcode: error:").count(), 1, "one error line, from rank 0: {err}");
+        assert_eq!(
+            err.matches("gradcode: error:").count(),
+            1,
+            "one error line, from rank 0: {err}"
+        );
         assert!(start.elapsed() < Duration::from_secs(20));
     }
     let missing = workdir().join("missing.h5").display().to_string();
     let (o, _) = mpirun(5, &["--data", &missing, "--out", &out], 60);
     assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("not found"), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("not found"),
+        "{}",
+        text(&o)
+    );
 }

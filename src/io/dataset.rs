@@ -1804,16 +1804,3 @@ mod tests {
         assert!(e.contains("at row 2"), "{e}");
     }
 }
-
-/// Read the rows of partitions `parts` (of `k` balanced partitions of `n_rows` rows), stacked in
-/// the order given, with each partition's local row range inside the stacked shard.
-pub fn read_partitions(
-    path: &Path,
-    split: Split,
-    n_rows: usize,
-    k: usize,
-    parts: &[usize],
-) -> Result<(Dataset, Vec<Range<usize>>), IoError> {
-    let _ = (split, n_rows, k, parts);
-    Err(IoError::layout(path, "not implemented yet"))
-}

@@ -1,4 +1,5 @@
 //! Least squares: ℓ(z, y) = ½ (z − y)².
+use super::glm::{self, ScalarLoss};
 use super::*;
 
 /// Least-squares linear regression with intercept.
@@ -11,6 +12,21 @@ impl Linear {
         Linear { d }
     }
 }
+
+/// ℓ = ½ (z − y)², ∂ℓ/∂z = z − y.
+pub(crate) struct SquaredLoss;
+impl ScalarLoss for SquaredLoss {
+    #[inline]
+    fn loss(z: f64, y: f64) -> f64 {
+        let e = z - y;
+        0.5 * e * e
+    }
+    #[inline]
+    fn dloss(z: f64, y: f64) -> f64 {
+        z - y
+    }
+}
+
 impl Model for Linear {
     fn kind(&self) -> ModelKind {
         ModelKind::Linear
@@ -23,34 +39,35 @@ impl Model for Linear {
     }
     fn loss(
         &self,
-        _w: ArrayView1<f64>,
-        _x: &Features,
-        _y: ArrayView1<f64>,
-        _ws: &mut Workspace,
+        w: ArrayView1<f64>,
+        x: &Features,
+        y: ArrayView1<f64>,
+        ws: &mut Workspace,
     ) -> f64 {
-        f64::NAN
+        glm::loss::<SquaredLoss>(self.d, w, x, y, ws)
     }
     fn gradient_into(
         &self,
-        _w: ArrayView1<f64>,
-        _x: &Features,
-        _y: ArrayView1<f64>,
-        _rw: Option<ArrayView1<f64>>,
-        _ws: &mut Workspace,
-        mut out: ArrayViewMut1<f64>,
+        w: ArrayView1<f64>,
+        x: &Features,
+        y: ArrayView1<f64>,
+        rw: Option<ArrayView1<f64>>,
+        ws: &mut Workspace,
+        out: ArrayViewMut1<f64>,
     ) -> f64 {
-        out.fill(f64::NAN);
-        f64::NAN
+        glm::gradient_into::<SquaredLoss>(self.d, w, x, y, rw, ws, out)
     }
+    /// Mean squared-error loss; no accuracy. An empty shard gives a NaN loss.
     fn evaluate(
         &self,
-        _w: ArrayView1<f64>,
-        _x: &Features,
-        _y: ArrayView1<f64>,
-        _ws: &mut Workspace,
+        w: ArrayView1<f64>,
+        x: &Features,
+        y: ArrayView1<f64>,
+        ws: &mut Workspace,
     ) -> Evaluation {
+        let total = self.loss(w, x, y, ws);
         Evaluation {
-            loss: f64::NAN,
+            loss: total / y.len() as f64,
             accuracy: None,
         }
     }

@@ -1,4 +1,5 @@
 //! Binary logistic regression: ℓ(z, y) = log(1 + exp(−y z)), y ∈ {−1, +1}.
+use super::glm::{self, ScalarLoss};
 use super::*;
 
 /// Binary logistic regression with intercept.
@@ -11,6 +12,20 @@ impl Logistic {
         Logistic { d }
     }
 }
+
+/// ℓ = log1p(exp(−y z)), ∂ℓ/∂z = −y σ(−y z); stable for any |z|.
+pub(crate) struct LogLoss;
+impl ScalarLoss for LogLoss {
+    #[inline]
+    fn loss(z: f64, y: f64) -> f64 {
+        log1p_exp(-y * z)
+    }
+    #[inline]
+    fn dloss(z: f64, y: f64) -> f64 {
+        -y * sigmoid(-y * z)
+    }
+}
+
 impl Model for Logistic {
     fn kind(&self) -> ModelKind {
         ModelKind::Logistic
@@ -23,35 +38,43 @@ impl Model for Logistic {
     }
     fn loss(
         &self,
-        _w: ArrayView1<f64>,
-        _x: &Features,
-        _y: ArrayView1<f64>,
-        _ws: &mut Workspace,
+        w: ArrayView1<f64>,
+        x: &Features,
+        y: ArrayView1<f64>,
+        ws: &mut Workspace,
     ) -> f64 {
-        f64::NAN
+        glm::loss::<LogLoss>(self.d, w, x, y, ws)
     }
     fn gradient_into(
         &self,
-        _w: ArrayView1<f64>,
-        _x: &Features,
-        _y: ArrayView1<f64>,
-        _rw: Option<ArrayView1<f64>>,
-        _ws: &mut Workspace,
-        mut out: ArrayViewMut1<f64>,
+        w: ArrayView1<f64>,
+        x: &Features,
+        y: ArrayView1<f64>,
+        rw: Option<ArrayView1<f64>>,
+        ws: &mut Workspace,
+        out: ArrayViewMut1<f64>,
     ) -> f64 {
-        out.fill(f64::NAN);
-        f64::NAN
+        glm::gradient_into::<LogLoss>(self.d, w, x, y, rw, ws, out)
     }
+    /// Mean loss and accuracy of the prediction sign(z) (z = 0 predicts +1). An empty shard
+    /// gives a NaN loss and no accuracy.
     fn evaluate(
         &self,
-        _w: ArrayView1<f64>,
-        _x: &Features,
-        _y: ArrayView1<f64>,
-        _ws: &mut Workspace,
+        w: ArrayView1<f64>,
+        x: &Features,
+        y: ArrayView1<f64>,
+        ws: &mut Workspace,
     ) -> Evaluation {
+        let (mut total, mut correct) = (0.0, 0usize);
+        glm::for_each_score(self.d, w, x, y, ws, |r, z| {
+            total += LogLoss::loss(z, y[r]);
+            let pred = if z >= 0.0 { 1.0 } else { -1.0 };
+            correct += usize::from(pred == y[r]);
+        });
+        let n = y.len();
         Evaluation {
-            loss: f64::NAN,
-            accuracy: None,
+            loss: total / n as f64,
+            accuracy: (n > 0).then(|| correct as f64 / n as f64),
         }
     }
 }

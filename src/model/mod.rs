@@ -12,6 +12,7 @@
 //!
 //! Not implemented here: multilayer models (MLP) and second-order information (K-FAC).
 
+mod glm;
 mod linear;
 mod logistic;
 mod softmax;
@@ -63,18 +64,82 @@ impl ModelKind {
 }
 
 /// Scratch space owned by the caller so that gradient evaluation does not allocate per call.
+///
+/// Buffers grow to the largest shape seen and are then reused: after one call with a given
+/// shard shape, further calls with that shape perform no heap allocation.
 #[derive(Debug, Default, Clone)]
 pub struct Workspace {
+    /// General scratch (see [`Workspace::take`]); kept for callers outside the model kernels.
+    #[allow(dead_code)]
     pub(crate) buf: Vec<f64>,
+    /// Scores z, overwritten in place by residuals r, for one block of rows (rows × outputs).
+    pub(crate) rows: Vec<f64>,
+    /// Contiguous copy of the parameters when the caller passes a strided view.
+    pub(crate) params: Vec<f64>,
+    /// Contiguous gradient when the caller's output view is strided.
+    pub(crate) grad: Vec<f64>,
 }
 
 impl Workspace {
     /// A zeroed slice of `len` values, reusing the allocation.
+    #[allow(dead_code)]
     pub(crate) fn take(&mut self, len: usize) -> &mut [f64] {
         self.buf.clear();
         self.buf.resize(len, 0.0);
         &mut self.buf
     }
+}
+
+/// A slice of exactly `len` values of `v`, reusing its allocation. The contents are unspecified
+/// (left over from earlier calls): callers overwrite every entry before reading it.
+#[inline]
+pub(crate) fn scratch(v: &mut Vec<f64>, len: usize) -> &mut [f64] {
+    if v.len() != len {
+        v.clear();
+        v.resize(len, 0.0);
+    }
+    v.as_mut_slice()
+}
+
+/// `w` as a contiguous slice: borrowed when it already is one, else copied into `buf`.
+#[inline]
+pub(crate) fn contiguous<'a>(w: ArrayView1<'a, f64>, buf: &'a mut Vec<f64>) -> &'a [f64] {
+    match w.to_slice() {
+        Some(s) => s,
+        None => {
+            buf.clear();
+            buf.extend(w.iter().copied());
+            buf.as_slice()
+        }
+    }
+}
+
+/// Run `f` on `out` as a contiguous mutable slice, going through `buf` when `out` is strided.
+#[inline]
+pub(crate) fn with_contiguous_out(
+    mut out: ArrayViewMut1<f64>,
+    buf: &mut Vec<f64>,
+    f: impl FnOnce(&mut [f64]),
+) {
+    if let Some(s) = out.as_slice_mut() {
+        f(s);
+        return;
+    }
+    let g = scratch(buf, out.len());
+    f(g);
+    for (o, &v) in out.iter_mut().zip(g.iter()) {
+        *o = v;
+    }
+}
+
+/// Rows per block of the dense kernels: a block of X (about 256 KiB) stays in cache between
+/// the forward product `z = X_b w` and the backward product `g += X_bᵀ r`, so X is streamed
+/// from memory once per gradient instead of twice.
+#[inline]
+pub(crate) fn block_rows(n_rows: usize, n_cols: usize) -> usize {
+    const BLOCK_BYTES: usize = 256 * 1024;
+    let rows = BLOCK_BYTES / (8 * n_cols.max(1));
+    rows.clamp(16, n_rows.max(16))
 }
 
 /// Quality measures of a parameter vector on a dataset.
@@ -218,3 +283,6 @@ pub fn sigmoid(x: f64) -> f64 {
         e / (1.0 + e)
     }
 }
+
+#[cfg(test)]
+mod tests;

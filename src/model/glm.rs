@@ -1,0 +1,196 @@
+//! Shared kernels of the single-output models (logistic, linear): z = X w + b, then a scalar
+//! per-row loss ℓ(z, y) and its derivative ∂ℓ/∂z.
+//!
+//! Dense: row blocks of X go through BLAS gemv twice while they are in cache (forward
+//! `z_b = X_b w`, backward `g += X_bᵀ r_b`). CSR: one loop over rows computing the row's score and
+//! scattering its residual while the row is in L1.
+use ndarray::linalg::general_mat_vec_mul;
+use ndarray::{s, ArrayView1, ArrayView2, ArrayViewMut1};
+
+use super::{block_rows, contiguous, scratch, with_contiguous_out, Workspace};
+use crate::data::{CsrMatrix, Features};
+
+/// A per-row loss of a scalar score.
+pub(crate) trait ScalarLoss {
+    /// ℓ(z, y).
+    fn loss(z: f64, y: f64) -> f64;
+    /// ∂ℓ/∂z at (z, y).
+    fn dloss(z: f64, y: f64) -> f64;
+}
+
+#[inline]
+fn check_shapes(d: usize, w: &[f64], x: &Features, y: ArrayView1<f64>) {
+    assert_eq!(w.len(), d + 1, "parameter length must be features + 1");
+    assert_eq!(x.n_cols(), d, "feature count of X does not match the model");
+    assert_eq!(x.n_rows(), y.len(), "rows of X and length of y differ");
+}
+
+#[inline]
+fn csr_score(w: &[f64], bias: f64, idx: &[u32], val: &[f64]) -> f64 {
+    let mut z = bias;
+    for (&c, &v) in idx.iter().zip(val) {
+        z += v * w[c as usize];
+    }
+    z
+}
+
+/// Call `f(row, z_row)` for every row, in order.
+pub(crate) fn for_each_score(
+    d: usize,
+    w: ArrayView1<f64>,
+    x: &Features,
+    y: ArrayView1<f64>,
+    ws: &mut Workspace,
+    mut f: impl FnMut(usize, f64),
+) {
+    let Workspace { rows, params, .. } = ws;
+    let w = contiguous(w, params);
+    check_shapes(d, w, x, y);
+    let (wv, bias) = (ArrayView1::from(&w[..d]), w[d]);
+    match x {
+        Features::Dense(x) => {
+            let n = x.nrows();
+            let block = block_rows(n, d);
+            let mut start = 0;
+            while start < n {
+                let end = (start + block).min(n);
+                let xb = x.slice(s![start..end, ..]);
+                let zb = scratch(rows, end - start);
+                let mut zv = ArrayViewMut1::from(&mut *zb);
+                general_mat_vec_mul(1.0, &xb, &wv, 0.0, &mut zv);
+                for (i, &z) in zb.iter().enumerate() {
+                    f(start + i, z + bias);
+                }
+                start = end;
+            }
+        }
+        Features::Sparse(x) => {
+            for r in 0..x.n_rows() {
+                let (idx, val) = x.row(r);
+                f(r, csr_score(w, bias, idx, val));
+            }
+        }
+    }
+}
+
+/// Σ_r ℓ(z_r, y_r).
+pub(crate) fn loss<L: ScalarLoss>(
+    d: usize,
+    w: ArrayView1<f64>,
+    x: &Features,
+    y: ArrayView1<f64>,
+    ws: &mut Workspace,
+) -> f64 {
+    let mut total = 0.0;
+    for_each_score(d, w, x, y, ws, |r, z| total += L::loss(z, y[r]));
+    total
+}
+
+/// `out = Σ_r weight_r ∇ℓ(z_r, y_r)`.
+pub(crate) fn gradient_into<L: ScalarLoss>(
+    d: usize,
+    w: ArrayView1<f64>,
+    x: &Features,
+    y: ArrayView1<f64>,
+    rw: Option<ArrayView1<f64>>,
+    ws: &mut Workspace,
+    out: ArrayViewMut1<f64>,
+) -> f64 {
+    let n = x.n_rows();
+    gradient_into_blocked::<L>(d, w, x, y, rw, ws, out, block_rows(n, d))
+}
+
+/// [`gradient_into`] with an explicit dense block size (for timing comparisons).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gradient_into_blocked<L: ScalarLoss>(
+    d: usize,
+    w: ArrayView1<f64>,
+    x: &Features,
+    y: ArrayView1<f64>,
+    rw: Option<ArrayView1<f64>>,
+    ws: &mut Workspace,
+    out: ArrayViewMut1<f64>,
+    block: usize,
+) -> f64 {
+    assert_eq!(out.len(), d + 1, "gradient length must be features + 1");
+    if let Some(rw) = &rw {
+        assert_eq!(rw.len(), x.n_rows(), "one row weight per row");
+    }
+    let Workspace {
+        rows, params, grad, ..
+    } = ws;
+    let w = contiguous(w, params);
+    check_shapes(d, w, x, y);
+    let mut loss = 0.0;
+    with_contiguous_out(out, grad, |g| {
+        loss = match x {
+            Features::Dense(x) => dense_gradient::<L>(x.view(), w, y, rw, rows, g, block.max(1)),
+            Features::Sparse(x) => csr_gradient::<L>(x, w, y, rw, g),
+        }
+    });
+    loss
+}
+
+fn dense_gradient<L: ScalarLoss>(
+    x: ArrayView2<f64>,
+    w: &[f64],
+    y: ArrayView1<f64>,
+    rw: Option<ArrayView1<f64>>,
+    rows: &mut Vec<f64>,
+    g: &mut [f64],
+    block: usize,
+) -> f64 {
+    let (n, d) = x.dim();
+    let mut loss = 0.0;
+    let (wv, bias) = (ArrayView1::from(&w[..d]), w[d]);
+    let (gw, gb) = g.split_at_mut(d);
+    gw.fill(0.0);
+    let mut gw = ArrayViewMut1::from(gw);
+    let mut bias_sum = 0.0;
+    let mut start = 0;
+    while start < n {
+        let end = (start + block).min(n);
+        let xb = x.slice(s![start..end, ..]);
+        let rb = scratch(rows, end - start);
+        general_mat_vec_mul(1.0, &xb, &wv, 0.0, &mut ArrayViewMut1::from(&mut *rb));
+        for (i, r) in rb.iter_mut().enumerate() {
+            let row = start + i;
+            let weight = rw.as_ref().map_or(1.0, |rw| rw[row]);
+            let z = *r + bias;
+            loss += weight * L::loss(z, y[row]);
+            *r = weight * L::dloss(z, y[row]);
+            bias_sum += *r;
+        }
+        general_mat_vec_mul(1.0, &xb.t(), &ArrayView1::from(&*rb), 1.0, &mut gw);
+        start = end;
+    }
+    gb[0] = bias_sum;
+    loss
+}
+
+fn csr_gradient<L: ScalarLoss>(
+    x: &CsrMatrix,
+    w: &[f64],
+    y: ArrayView1<f64>,
+    rw: Option<ArrayView1<f64>>,
+    g: &mut [f64],
+) -> f64 {
+    let d = x.n_cols();
+    let bias = w[d];
+    g.fill(0.0);
+    let mut bias_sum = 0.0;
+    let mut loss = 0.0;
+    for r in 0..x.n_rows() {
+        let weight = rw.as_ref().map_or(1.0, |rw| rw[r]);
+        let (idx, val) = x.row(r);
+        let z = csr_score(w, bias, idx, val);
+        loss += weight * L::loss(z, y[r]);
+        let res = weight * L::dloss(z, y[r]);
+        bias_sum += res;
+        for (&c, &v) in idx.iter().zip(val) {
+            g[c as usize] += res * v;
+        }
+    }
+    g[d] = bias_sum;
+    loss
+}

@@ -1,0 +1,533 @@
+//! Tests of the models: finite differences, dense/CSR agreement, additivity over row blocks,
+//! numerical stability, evaluation, construction errors and workspace reuse.
+use ndarray::{arr1, arr2, s, Array1, Array2};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::StandardNormal;
+
+use super::*;
+use crate::data::{CsrMatrix, Features, Task};
+
+const ROWS: usize = 20;
+const FEATURES: usize = 7;
+const CLASSES: usize = 3;
+
+fn rng(seed: u64) -> ChaCha8Rng {
+    ChaCha8Rng::seed_from_u64(seed)
+}
+
+fn normal(rng: &mut ChaCha8Rng) -> f64 {
+    rng.sample(StandardNormal)
+}
+
+/// A random matrix with about `density` of its entries nonzero, as CSR.
+fn random_csr(rng: &mut ChaCha8Rng, rows: usize, cols: usize, density: f64) -> CsrMatrix {
+    let (mut indptr, mut indices, mut data) = (vec![0], Vec::new(), Vec::new());
+    for _ in 0..rows {
+        for c in 0..cols {
+            if rng.gen::<f64>() < density {
+                indices.push(c as u32);
+                data.push(normal(rng));
+            }
+        }
+        indptr.push(indices.len());
+    }
+    CsrMatrix::new(rows, cols, indptr, indices, data).unwrap()
+}
+
+/// The same data as (dense, sparse) features.
+fn features(rng: &mut ChaCha8Rng, rows: usize, cols: usize) -> (Features, Features) {
+    let csr = random_csr(rng, rows, cols, 0.3);
+    (Features::Dense(csr.to_dense()), Features::Sparse(csr))
+}
+
+fn labels(rng: &mut ChaCha8Rng, kind: ModelKind, rows: usize) -> Array1<f64> {
+    Array1::from_shape_fn(rows, |_| match kind {
+        ModelKind::Logistic => {
+            if rng.gen::<bool>() {
+                1.0
+            } else {
+                -1.0
+            }
+        }
+        ModelKind::Linear => 2.0 * normal(rng),
+        ModelKind::Softmax => rng.gen_range(0..CLASSES) as f64,
+    })
+}
+
+fn model(kind: ModelKind, d: usize) -> Box<dyn Model> {
+    let task = match kind {
+        ModelKind::Logistic => Task::Binary,
+        ModelKind::Linear => Task::Regression,
+        ModelKind::Softmax => Task::Multiclass { classes: CLASSES },
+    };
+    build(kind, d, task).unwrap()
+}
+
+/// A random problem: model, dense and sparse features, labels, parameters, row weights.
+struct Problem {
+    model: Box<dyn Model>,
+    dense: Features,
+    sparse: Features,
+    y: Array1<f64>,
+    w: Array1<f64>,
+    rw: Array1<f64>,
+}
+
+fn problem(kind: ModelKind, seed: u64, rows: usize, d: usize) -> Problem {
+    let mut rng = rng(seed);
+    let (dense, sparse) = features(&mut rng, rows, d);
+    let y = labels(&mut rng, kind, rows);
+    let model = model(kind, d);
+    let w = Array1::from_shape_fn(model.dim(), |_| 0.7 * normal(&mut rng));
+    // Coded-gradient coefficients: real, some negative, one zero.
+    let mut rw = Array1::from_shape_fn(rows, |_| rng.gen_range(-1.5..2.0));
+    rw[0] = 0.0;
+    Problem {
+        model,
+        dense,
+        sparse,
+        y,
+        w,
+        rw,
+    }
+}
+
+const KINDS: [ModelKind; 3] = [ModelKind::Logistic, ModelKind::Linear, ModelKind::Softmax];
+
+fn rel_err(a: &Array1<f64>, b: &Array1<f64>) -> f64 {
+    let diff = (a - b).mapv(|v| v * v).sum().sqrt();
+    let scale = b
+        .mapv(|v| v * v)
+        .sum()
+        .sqrt()
+        .max(a.mapv(|v| v * v).sum().sqrt());
+    if scale == 0.0 {
+        diff
+    } else {
+        diff / scale
+    }
+}
+
+/// Σ_r weight_r ℓ_r(w), one row at a time through `loss`.
+fn weighted_loss(
+    m: &dyn Model,
+    w: &Array1<f64>,
+    x: &Features,
+    y: &Array1<f64>,
+    rw: &Array1<f64>,
+) -> f64 {
+    let mut ws = Workspace::default();
+    (0..y.len())
+        .map(|r| {
+            let xr = x.slice_rows(r..r + 1);
+            rw[r] * m.loss(w.view(), &xr, y.slice(s![r..r + 1]), &mut ws)
+        })
+        .sum()
+}
+
+fn central_difference(f: impl Fn(&Array1<f64>) -> f64, w: &Array1<f64>) -> Array1<f64> {
+    const H: f64 = 1e-6;
+    Array1::from_shape_fn(w.len(), |i| {
+        let (mut wp, mut wm) = (w.clone(), w.clone());
+        wp[i] += H;
+        wm[i] -= H;
+        (f(&wp) - f(&wm)) / (2.0 * H)
+    })
+}
+
+#[test]
+fn gradients_match_finite_differences_with_signed_row_weights() {
+    for kind in KINDS {
+        let p = problem(kind, 11, ROWS, FEATURES);
+        for (name, x) in [("dense", &p.dense), ("csr", &p.sparse)] {
+            let g = p
+                .model
+                .gradient(p.w.view(), x, p.y.view(), Some(p.rw.view()));
+            let fd = central_difference(|w| weighted_loss(&*p.model, w, x, &p.y, &p.rw), &p.w);
+            let err = rel_err(&g, &fd);
+            println!("FD {} {name}: relative error {err:.2e}", kind.name());
+            assert!(
+                err < 1e-6,
+                "{} {name}: FD relative error {err:e}",
+                kind.name()
+            );
+
+            // Unweighted: against FD of `loss` itself.
+            let g1 = p.model.gradient(p.w.view(), x, p.y.view(), None);
+            let loss = |w: &Array1<f64>| {
+                p.model
+                    .loss(w.view(), x, p.y.view(), &mut Workspace::default())
+            };
+            let err1 = rel_err(&g1, &central_difference(loss, &p.w));
+            println!(
+                "FD {} {name} unweighted: relative error {err1:.2e}",
+                kind.name()
+            );
+            assert!(err1 < 1e-6, "{} {name} unweighted: {err1:e}", kind.name());
+        }
+    }
+}
+
+#[test]
+fn dense_and_csr_agree() {
+    // 2,000 columns make several dense row blocks (block_rows = 16) over 40 rows.
+    for (rows, d) in [(ROWS, FEATURES), (40, 2000)] {
+        for kind in KINDS {
+            let p = problem(kind, 23, rows, d);
+            let mut ws = Workspace::default();
+            let ld = p.model.loss(p.w.view(), &p.dense, p.y.view(), &mut ws);
+            let ls = p.model.loss(p.w.view(), &p.sparse, p.y.view(), &mut ws);
+            assert!(
+                (ld - ls).abs() <= 1e-12 * ld.abs(),
+                "{}: loss {ld} vs {ls}",
+                kind.name()
+            );
+            for rw in [None, Some(p.rw.view())] {
+                let gd = p.model.gradient(p.w.view(), &p.dense, p.y.view(), rw);
+                let gs = p.model.gradient(p.w.view(), &p.sparse, p.y.view(), rw);
+                let err = rel_err(&gd, &gs);
+                assert!(
+                    err < 1e-12,
+                    "{} ({rows} x {d}): gradient {err:e}",
+                    kind.name()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn dense_blocking_does_not_change_the_gradient() {
+    for kind in [ModelKind::Logistic, ModelKind::Softmax] {
+        let p = problem(kind, 5, 50, 9);
+        let Features::Dense(x) = &p.dense else {
+            unreachable!()
+        };
+        let mut results = Vec::new();
+        for block in [1, 3, 16, 50, 1000] {
+            let mut g = Array1::zeros(p.model.dim());
+            let mut ws = Workspace::default();
+            match kind {
+                ModelKind::Logistic => glm::gradient_into_blocked::<logistic::LogLoss>(
+                    9,
+                    p.w.view(),
+                    &p.dense,
+                    p.y.view(),
+                    Some(p.rw.view()),
+                    &mut ws,
+                    g.view_mut(),
+                    block,
+                ),
+                _ => softmax::dense_gradient(
+                    x.view(),
+                    p.w.as_slice().unwrap(),
+                    p.y.view(),
+                    Some(p.rw.view()),
+                    &mut ws.rows,
+                    g.as_slice_mut().unwrap(),
+                    CLASSES,
+                    block,
+                ),
+            }
+            results.push(g);
+        }
+        for g in &results[1..] {
+            assert!(rel_err(g, &results[0]) < 1e-13, "{}", kind.name());
+        }
+    }
+}
+
+#[test]
+fn weighted_stacked_gradient_is_the_weighted_sum_of_block_gradients() {
+    for kind in KINDS {
+        for sparse in [false, true] {
+            let blocks: Vec<Problem> = (0..3)
+                .map(|j| problem(kind, 100 + j, 8 + j as usize, FEATURES))
+                .collect();
+            let coef = [0.75, -1.25, 2.0];
+            let x = |p: &Problem| {
+                if sparse {
+                    p.sparse.clone()
+                } else {
+                    p.dense.clone()
+                }
+            };
+            let xs: Vec<Features> = blocks.iter().map(x).collect();
+            let stacked = Features::vstack(&xs.iter().collect::<Vec<_>>()).unwrap();
+            let y = ndarray::concatenate(
+                ndarray::Axis(0),
+                &blocks.iter().map(|p| p.y.view()).collect::<Vec<_>>(),
+            )
+            .unwrap();
+            let rw: Array1<f64> = blocks
+                .iter()
+                .zip(coef)
+                .flat_map(|(p, c)| std::iter::repeat(c).take(p.y.len()))
+                .collect();
+            let w = &blocks[0].w;
+            let m = &blocks[0].model;
+            let coded = m.gradient(w.view(), &stacked, y.view(), Some(rw.view()));
+            let mut sum = Array1::zeros(m.dim());
+            for ((p, xj), c) in blocks.iter().zip(&xs).zip(coef) {
+                sum.scaled_add(c, &m.gradient(w.view(), xj, p.y.view(), None));
+            }
+            let err = rel_err(&coded, &sum);
+            assert!(err < 1e-13, "{} sparse={sparse}: {err:e}", kind.name());
+
+            // Losses add up over blocks too.
+            let mut ws = Workspace::default();
+            let total = m.loss(w.view(), &stacked, y.view(), &mut ws);
+            let parts: f64 = blocks
+                .iter()
+                .zip(&xs)
+                .map(|(p, xj)| m.loss(w.view(), xj, p.y.view(), &mut ws))
+                .sum();
+            assert!((total - parts).abs() <= 1e-12 * total.abs());
+        }
+    }
+}
+
+#[test]
+fn huge_margins_stay_finite() {
+    // One feature, value ±1; w = 1000 gives |z| = 1000 (plus bias) on every row.
+    let x = Features::Dense(arr2(&[[1.0], [-1.0], [1.0], [-1.0]]));
+    let xs = Features::Sparse(
+        CsrMatrix::new(
+            4,
+            1,
+            vec![0, 1, 2, 3, 4],
+            vec![0; 4],
+            vec![1.0, -1.0, 1.0, -1.0],
+        )
+        .unwrap(),
+    );
+    let mut ws = Workspace::default();
+
+    let y = arr1(&[1.0, -1.0, -1.0, 1.0]); // two right by 1000, two wrong by 1000
+    let m = Logistic::new(1);
+    for (xf, name) in [(&x, "dense"), (&xs, "csr")] {
+        for scale in [1e3, -1e3, 1e6] {
+            let w = arr1(&[scale, 0.5]);
+            let l = m.loss(w.view(), xf, y.view(), &mut ws);
+            let g = m.gradient(w.view(), xf, y.view(), None);
+            assert!(
+                l.is_finite() && g.iter().all(|v| v.is_finite()),
+                "{name} {scale}: {l} {g}"
+            );
+        }
+        // Exact values at margin 1000: the wrong rows cost 1000 ∓ 0.5 each, the right ones ~0.
+        let w = arr1(&[1e3, 0.5]);
+        let l = m.loss(w.view(), xf, y.view(), &mut ws);
+        assert!((l - 2000.0).abs() < 1e-9, "{name}: {l}");
+        let g = m.gradient(w.view(), xf, y.view(), None);
+        // Wrong rows: dℓ/dz = −y, so g_w = Σ −y x = −(−1)(1) − (1)(−1) = 2, bias = 1 − 1 = 0.
+        assert!(
+            (g[0] - 2.0).abs() < 1e-12 && g[1].abs() < 1e-12,
+            "{name}: {g}"
+        );
+    }
+
+    let ys = arr1(&[0.0, 1.0, 2.0, 1.0]);
+    let sm = Softmax::new(1, 3);
+    for (xf, name) in [(&x, "dense"), (&xs, "csr")] {
+        // Class logits ±1000, ±800, 0 (biases 1e4 shift everything up).
+        let w = arr1(&[1e3, 1e4, -8e2, 1e4, 0.0, 1e4]);
+        let l = sm.loss(w.view(), xf, ys.view(), &mut ws);
+        let g = sm.gradient(w.view(), xf, ys.view(), None);
+        assert!(
+            l.is_finite() && g.iter().all(|v| v.is_finite()),
+            "{name}: {l} {g}"
+        );
+        // Row 0 (z = 1.1e4, 0.92e4, 1e4, label 0) costs ~0; row 1 (z = 0.9e4, 1.08e4, 1e4,
+        // label 1) ~0; row 2 (label 2, top logit 1.1e4) 1000; row 3 (label 1, top 1.08e4) 0.
+        assert!((l - 1000.0).abs() < 1e-6, "{name}: {l}");
+    }
+}
+
+#[test]
+fn evaluate_counts_accuracy() {
+    // Logistic, w = (1, 0): z = x. z = 0 predicts +1.
+    let x = Features::Dense(arr2(&[[2.0], [-1.0], [0.0], [0.0], [3.0]]));
+    let y = arr1(&[1.0, -1.0, 1.0, -1.0, -1.0]);
+    let mut ws = Workspace::default();
+    let m = Logistic::new(1);
+    let e = m.evaluate(arr1(&[1.0, 0.0]).view(), &x, y.view(), &mut ws);
+    assert_eq!(e.accuracy, Some(0.6));
+    let expect = (log1p_exp(-2.0) + log1p_exp(-1.0) + 2.0 * 2f64.ln() + log1p_exp(3.0)) / 5.0;
+    assert!((e.loss - expect).abs() < 1e-15);
+
+    // Softmax over 3 classes, w_c = (c, 0): z_c = c·x; x > 0 predicts 2, x < 0 predicts 0,
+    // x = 0 ties everywhere and predicts class 0.
+    let sm = Softmax::new(1, 3);
+    let w = arr1(&[0.0, 0.0, 1.0, 0.0, 2.0, 0.0]);
+    let ys = arr1(&[2.0, 0.0, 0.0, 1.0, 1.0]);
+    let e = sm.evaluate(w.view(), &x, ys.view(), &mut ws);
+    assert_eq!(e.accuracy, Some(0.6));
+    assert!(e.loss.is_finite() && e.loss > 0.0);
+
+    let lin = Linear::new(1);
+    let e = lin.evaluate(
+        arr1(&[1.0, 1.0]).view(),
+        &x,
+        arr1(&[3.0, 0.0, 1.0, 1.0, 4.0]).view(),
+        &mut ws,
+    );
+    assert_eq!(
+        e,
+        Evaluation {
+            loss: 0.0,
+            accuracy: None
+        }
+    );
+}
+
+#[test]
+fn build_rejects_task_mismatches() {
+    let mismatches = [
+        (ModelKind::Logistic, Task::Regression),
+        (ModelKind::Logistic, Task::Multiclass { classes: 3 }),
+        (ModelKind::Softmax, Task::Binary),
+        (ModelKind::Softmax, Task::Regression),
+        (ModelKind::Linear, Task::Multiclass { classes: 3 }),
+    ];
+    for (kind, task) in mismatches {
+        match build(kind, 4, task) {
+            Err(ModelError::TaskMismatch { model, task: t, .. }) => {
+                assert_eq!(model, kind.name());
+                assert_eq!(t, task.name());
+            }
+            other => panic!("{kind:?} on {task:?}: {other:?}"),
+        }
+    }
+    let m = build(ModelKind::Softmax, 4, Task::Multiclass { classes: 5 }).unwrap();
+    assert_eq!(
+        (m.dim(), m.n_features(), m.kind()),
+        (25, 4, ModelKind::Softmax)
+    );
+    assert_eq!(build(ModelKind::Linear, 4, Task::Binary).unwrap().dim(), 5);
+}
+
+#[test]
+fn objective_gradient_matches_finite_differences() {
+    let l2 = 0.3;
+    for kind in KINDS {
+        let p = problem(kind, 31, ROWS, FEATURES);
+        for x in [&p.dense, &p.sparse] {
+            let m = &*p.model;
+            let f = |w: &Array1<f64>| {
+                let sum = m.loss(w.view(), x, p.y.view(), &mut Workspace::default());
+                objective(m, sum, w.view(), ROWS, l2)
+            };
+            let g_sum = m.gradient(p.w.view(), x, p.y.view(), None);
+            let mut g = Array1::zeros(m.dim());
+            objective_gradient_into(m, g_sum.view(), p.w.view(), ROWS, l2, g.view_mut());
+            let err = rel_err(&g, &central_difference(f, &p.w));
+            assert!(err < 1e-6, "{}: {err:e}", kind.name());
+        }
+    }
+}
+
+#[test]
+fn workspace_reuse_is_bit_identical_and_allocation_free() {
+    for kind in KINDS {
+        let p = problem(kind, 47, 40, 2000);
+        for x in [&p.dense, &p.sparse] {
+            let m = &*p.model;
+            let mut ws = Workspace::default();
+            let mut g = Array1::zeros(m.dim());
+            m.gradient_into(
+                p.w.view(),
+                x,
+                p.y.view(),
+                Some(p.rw.view()),
+                &mut ws,
+                g.view_mut(),
+            );
+            let first = g.clone();
+            let ptrs = (ws.rows.as_ptr(), ws.rows.capacity());
+            let loss = m.loss(p.w.view(), x, p.y.view(), &mut ws);
+            for _ in 0..3 {
+                g.fill(f64::NAN); // out is overwritten, not accumulated
+                m.gradient_into(
+                    p.w.view(),
+                    x,
+                    p.y.view(),
+                    Some(p.rw.view()),
+                    &mut ws,
+                    g.view_mut(),
+                );
+                assert_eq!(
+                    g.as_slice().unwrap(),
+                    first.as_slice().unwrap(),
+                    "{}",
+                    kind.name()
+                );
+                assert_eq!(
+                    m.loss(p.w.view(), x, p.y.view(), &mut ws).to_bits(),
+                    loss.to_bits()
+                );
+            }
+            assert_eq!(
+                (ws.rows.as_ptr(), ws.rows.capacity()),
+                ptrs,
+                "{}: buffer reallocated",
+                kind.name()
+            );
+            assert!(ws.params.capacity() == 0 && ws.grad.capacity() == 0);
+        }
+    }
+}
+
+#[test]
+fn strided_parameter_and_output_views_work() {
+    for kind in KINDS {
+        let p = problem(kind, 59, ROWS, FEATURES);
+        let m = &*p.model;
+        let expect = m.gradient(p.w.view(), &p.dense, p.y.view(), Some(p.rw.view()));
+        // Parameters and output as every other entry of a longer array.
+        let mut wide = Array1::zeros(2 * m.dim());
+        wide.slice_mut(s![..;2]).assign(&p.w);
+        let mut out = Array1::from_elem(2 * m.dim(), f64::NAN);
+        let mut ws = Workspace::default();
+        for x in [&p.dense, &p.sparse] {
+            m.gradient_into(
+                wide.slice(s![..;2]),
+                x,
+                p.y.view(),
+                Some(p.rw.view()),
+                &mut ws,
+                out.slice_mut(s![..;2]),
+            );
+            assert!(rel_err(&out.slice(s![..;2]).to_owned(), &expect) < 1e-12);
+            assert!(
+                out.slice(s![1..;2]).iter().all(|v| v.is_nan()),
+                "touched outside the view"
+            );
+        }
+    }
+}
+
+#[test]
+fn empty_shard_gives_zero_gradient() {
+    for kind in KINDS {
+        let m = model(kind, 3);
+        let x = Features::Dense(Array2::zeros((0, 3)));
+        let y = Array1::zeros(0);
+        let mut ws = Workspace::default();
+        let mut g = Array1::from_elem(m.dim(), f64::NAN);
+        m.gradient_into(
+            Array1::ones(m.dim()).view(),
+            &x,
+            y.view(),
+            None,
+            &mut ws,
+            g.view_mut(),
+        );
+        assert!(g.iter().all(|&v| v == 0.0));
+        assert_eq!(
+            m.loss(Array1::ones(m.dim()).view(), &x, y.view(), &mut ws),
+            0.0
+        );
+    }
+}
