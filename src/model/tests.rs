@@ -171,8 +171,8 @@ fn gradients_match_finite_differences_with_signed_row_weights() {
 
 #[test]
 fn dense_and_csr_agree() {
-    // 2,000 columns make several dense row blocks (block_rows = 16) over 40 rows.
-    for (rows, d) in [(ROWS, FEATURES), (40, 2000)] {
+    // 5,000 columns make several dense row blocks (block_rows = 16) over 40 rows.
+    for (rows, d) in [(ROWS, FEATURES), (40, 5000)] {
         for kind in KINDS {
             let p = problem(kind, 23, rows, d);
             let mut ws = Workspace::default();
@@ -431,7 +431,7 @@ fn objective_gradient_matches_finite_differences() {
 #[test]
 fn workspace_reuse_is_bit_identical_and_allocation_free() {
     for kind in KINDS {
-        let p = problem(kind, 47, 40, 2000);
+        let p = problem(kind, 47, 40, 5000);
         for x in [&p.dense, &p.sparse] {
             let m = &*p.model;
             let mut ws = Workspace::default();
@@ -475,6 +475,24 @@ fn workspace_reuse_is_bit_identical_and_allocation_free() {
                 kind.name()
             );
             assert!(ws.params.capacity() == 0 && ws.grad.capacity() == 0);
+
+            // Stale scratch from a call with non-finite parameters must not leak into the next.
+            let bad = Array1::from_elem(m.dim(), f64::NAN);
+            m.gradient_into(bad.view(), x, p.y.view(), None, &mut ws, g.view_mut());
+            m.gradient_into(
+                p.w.view(),
+                x,
+                p.y.view(),
+                Some(p.rw.view()),
+                &mut ws,
+                g.view_mut(),
+            );
+            assert_eq!(
+                g.as_slice().unwrap(),
+                first.as_slice().unwrap(),
+                "{}",
+                kind.name()
+            );
         }
     }
 }
