@@ -1096,7 +1096,7 @@ pub fn read_all(path: &Path, split: Split) -> Result<Dataset, IoError> {
         let c = open_checked(path)?;
         c.split(split)?.shape.n_rows
     };
-    read_rows(path, split, &[0..n])
+    read_rows(path, split, std::slice::from_ref(&(0..n)))
 }
 
 /// Read the partitions `parts` of `partition_ranges(n_rows, k)` of `split`, stacked in the order
@@ -1344,6 +1344,7 @@ pub fn write(
 }
 
 #[cfg(test)]
+#[allow(clippy::single_range_in_vec_init)]
 mod tests {
     use super::*;
     use ndarray::{arr1, Array2};
