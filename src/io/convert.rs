@@ -1228,4 +1228,72 @@ mod tests {
         let e = convert(&o).unwrap_err().to_string();
         assert!(e.contains("b.csv:1: header differs"), "{e}");
     }
+
+    /// Seeded random mutations of valid inputs: every parser returns (Ok or a clear error),
+    /// never panics.
+    #[test]
+    fn mutated_inputs_never_panic() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        let mutate = |src: &[u8], rng: &mut rand_chacha::ChaCha8Rng| {
+            let mut b = src.to_vec();
+            for _ in 0..rng.gen_range(1..6) {
+                match rng.gen_range(0..3) {
+                    0 if !b.is_empty() => {
+                        let i = rng.gen_range(0..b.len());
+                        b[i] = rng.gen();
+                    }
+                    1 if !b.is_empty() => {
+                        let i = rng.gen_range(0..b.len());
+                        b.truncate(i);
+                    }
+                    _ => {
+                        let i = rng.gen_range(0..=b.len());
+                        let tok: &[u8] = [
+                            &b":"[..],
+                            b" ",
+                            b"\n",
+                            b"-",
+                            b"0",
+                            b"99999999999999999999",
+                            b"e",
+                            b",",
+                        ][rng.gen_range(0..8)];
+                        b.splice(i..i, tok.iter().copied());
+                    }
+                }
+            }
+            b
+        };
+        let svm = b"+1 1:0.5 3:2\n-1 2:1 7:-1e3\n0.5 4:1\n";
+        let csv = b"a,b,c\n1,2,3\n4.5,-6,7e2\n";
+        let dir = tempfile::tempdir().unwrap();
+        let img = idx([0, 0, 8, 3], &[2, 2, 2], &[1, 2, 3, 4, 5, 6, 7, 8]);
+        let lab = write(dir.path(), "l", &idx([0, 0, 8, 1], &[2], &[1, 0]));
+        let (mut ok, mut err) = (0, 0);
+        for _ in 0..3000 {
+            let r = libsvm(&mutate(svm, &mut rng), None);
+            if r.is_ok() {
+                ok += 1
+            } else {
+                err += 1
+            }
+            let r = parse_csv(Cursor::new(mutate(csv, &mut rng)), &p(), None);
+            if r.is_ok() {
+                ok += 1
+            } else {
+                err += 1
+            }
+        }
+        for _ in 0..300 {
+            let f = write(dir.path(), "i", &mutate(&img, &mut rng));
+            let r = parse_idx(&f, &lab, true);
+            if r.is_ok() {
+                ok += 1
+            } else {
+                err += 1
+            }
+        }
+        assert!(ok > 100 && err > 100, "{ok} accepted, {err} refused");
+    }
 }

@@ -1309,6 +1309,12 @@ pub fn write(
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
+    if !dir.is_dir() {
+        return Err(invalid(format!(
+            "the output directory '{}' does not exist",
+            dir.display()
+        )));
+    }
     let tmp = dir.join(format!(
         ".{}.tmp-{}",
         file_name.to_string_lossy(),
@@ -1494,6 +1500,31 @@ mod tests {
         assert_eq!(fs::read(&p).unwrap(), b"keep me");
         write(&p, &d, None, &meta(), true).unwrap();
         assert_eq!(read_all(&p, Split::Train).unwrap(), d);
+    }
+
+    #[test]
+    fn write_never_follows_a_planted_temporary_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.h5");
+        let target = dir.path().join("victim");
+        let tmp = dir.path().join(format!(".t.h5.tmp-{}", std::process::id()));
+        std::os::unix::fs::symlink(&target, &tmp).unwrap();
+        let e = write(&p, &dense_ds(3, 2, Task::Binary), None, &meta(), false).unwrap_err();
+        assert!(
+            e.to_string().contains("cannot create the temporary file"),
+            "{e}"
+        );
+        assert!(!target.exists() && !p.exists());
+        assert!(fs::symlink_metadata(&tmp).unwrap().file_type().is_symlink());
+        let e = write(
+            &dir.path().join("no/such/dir.h5"),
+            &dense_ds(3, 2, Task::Binary),
+            None,
+            &meta(),
+            false,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("output directory"), "{e}");
     }
 
     #[test]
