@@ -486,7 +486,7 @@ fn string_attr(attrs: &[(String, String)], name: &str) -> Option<String> {
         .map(|(_, v)| v.clone())
 }
 
-/// Read one element of a 1-D integer dataset as u64 (refusing negatives).
+/// Read `range` of a 1-D integer dataset as u64 (refusing negatives).
 fn read_index_slice(
     path: &Path,
     ds: &hdf5::Dataset,
