@@ -220,7 +220,7 @@ mod tests {
         assert!((1800..2200).contains(&pos), "{pos}");
         // Class means differ by about 2μ with |μ| = 1.
         let Features::Dense(x) = &d.x else { panic!() };
-        let mut diff = vec![0.0; 20];
+        let mut diff = [0.0; 20];
         for (r, row) in x.outer_iter().enumerate() {
             for (j, v) in row.iter().enumerate() {
                 diff[j] += d.y[r] * v / 4000.0;

@@ -86,7 +86,7 @@ pub fn open_input(path: &Path) -> Result<Box<dyn BufRead>, IoError> {
     let f = fs::File::open(path).map_err(|e| IoError::os(path, e))?;
     let meta = f.metadata().map_err(|e| IoError::os(path, e))?;
     if meta.is_dir() {
-        return Err(perr(path, 0, "is a directory, not an input file"));
+        return Err(IoError::layout(path, "is a directory, not an input file"));
     }
     let mut br = BufReader::with_capacity(1 << 16, f);
     let head = br.fill_buf().map_err(|e| IoError::os(path, e))?;
@@ -361,11 +361,10 @@ fn read_idx(path: &Path, expect_ndim: u8, what: &str) -> Result<(Vec<usize>, Vec
     let mut r = open_input(path)?;
     let mut head = [0u8; 4];
     r.read_exact(&mut head)
-        .map_err(|_| perr(path, 0, "file is shorter than the 4-byte IDX header"))?;
+        .map_err(|_| IoError::layout(path, "file is shorter than the 4-byte IDX header"))?;
     if head[0] != 0 || head[1] != 0 {
-        return Err(perr(
+        return Err(IoError::layout(
             path,
-            0,
             format!(
                 "bad IDX magic {:02x}{:02x}{:02x}{:02x} (expected 0000080{expect_ndim} for {what})",
                 head[0], head[1], head[2], head[3]
@@ -381,9 +380,8 @@ fn read_idx(path: &Path, expect_ndim: u8, what: &str) -> Result<(Vec<usize>, Vec
             0x0E => "double",
             _ => "unknown",
         };
-        return Err(perr(
+        return Err(IoError::layout(
             path,
-            0,
             format!(
                 "IDX type code 0x{:02x} ({name}) is not supported (expected 0x08, unsigned byte)",
                 head[2]
@@ -392,10 +390,7 @@ fn read_idx(path: &Path, expect_ndim: u8, what: &str) -> Result<(Vec<usize>, Vec
     }
     let ndim = head[3];
     if ndim != expect_ndim {
-        return Err(perr(
-            path,
-            0,
-            format!(
+        return Err(IoError::layout(path, format!(
                 "IDX file has {ndim} dimensions, expected {expect_ndim} for {what} (magic 0x{:08x})",
                 if expect_ndim == 3 { IDX_IMAGES } else { IDX_LABELS }
             ),
@@ -406,46 +401,38 @@ fn read_idx(path: &Path, expect_ndim: u8, what: &str) -> Result<(Vec<usize>, Vec
     for d in 0..ndim {
         let mut b = [0u8; 4];
         r.read_exact(&mut b)
-            .map_err(|_| perr(path, 0, "file ends inside the IDX header"))?;
+            .map_err(|_| IoError::layout(path, "file ends inside the IDX header"))?;
         let v = u32::from_be_bytes(b);
-        total = total
-            .checked_mul(v as u64)
-            .ok_or_else(|| perr(path, 0, format!("IDX dimensions overflow at dimension {d}")))?;
+        total = total.checked_mul(v as u64).ok_or_else(|| {
+            IoError::layout(path, format!("IDX dimensions overflow at dimension {d}"))
+        })?;
         dims.push(v as usize);
     }
     if dims[0] > MAX_ROWS {
-        return Err(perr(
+        return Err(IoError::layout(
             path,
-            0,
             format!(
                 "IDX file declares {} items, over the cap of {MAX_ROWS}",
                 dims[0]
             ),
         ));
     }
-    let f64_bytes = total.checked_mul(8).unwrap_or(u64::MAX);
+    let f64_bytes = total.saturating_mul(8);
     if f64_bytes > MAX_BYTES {
-        return Err(perr(
-            path,
-            0,
-            format!(
+        return Err(IoError::layout(path, format!(
                 "IDX file declares dimensions {dims:?} ({f64_bytes} bytes as f64), over the cap of {MAX_BYTES} bytes"
             ),
         ));
     }
     let mut data = Vec::new();
     r.by_ref().take(total).read_to_end(&mut data).map_err(|e| {
-        perr(
+        IoError::layout(
             path,
-            0,
             format!("read error (corrupt or truncated compressed data?): {e}"),
         )
     })?;
     if (data.len() as u64) < total {
-        return Err(perr(
-            path,
-            0,
-            format!(
+        return Err(IoError::layout(path, format!(
                 "file is shorter than declared: {} of {total} payload bytes for dimensions {dims:?}",
                 data.len()
             ),
@@ -455,15 +442,19 @@ fn read_idx(path: &Path, expect_ndim: u8, what: &str) -> Result<(Vec<usize>, Vec
     match r.read(&mut extra) {
         Ok(0) => {}
         Ok(_) => {
-            return Err(perr(
+            return Err(IoError::layout(
                 path,
-                0,
                 format!(
                     "file is longer than declared ({total} payload bytes for dimensions {dims:?})"
                 ),
             ))
         }
-        Err(e) => return Err(perr(path, 0, format!("read error after the payload: {e}"))),
+        Err(e) => {
+            return Err(IoError::layout(
+                path,
+                format!("read error after the payload: {e}"),
+            ))
+        }
     }
     Ok((dims, data))
 }
@@ -474,9 +465,8 @@ pub fn parse_idx(images: &Path, labels: &Path, scale: bool) -> Result<RawSplit, 
     let (idims, pixels) = read_idx(images, 3, "images")?;
     let (ldims, lab) = read_idx(labels, 1, "labels")?;
     if idims[0] != ldims[0] {
-        return Err(perr(
+        return Err(IoError::layout(
             labels,
-            0,
             format!(
                 "{} labels for {} images in {}",
                 ldims[0],
@@ -487,11 +477,11 @@ pub fn parse_idx(images: &Path, labels: &Path, scale: bool) -> Result<RawSplit, 
     }
     let (n, cols) = (idims[0], idims[1] * idims[2]);
     if cols == 0 {
-        return Err(perr(images, 0, "images have no pixels"));
+        return Err(IoError::layout(images, "images have no pixels"));
     }
     let s = if scale { 1.0 / 255.0 } else { 1.0 };
     let x = Array2::from_shape_vec((n, cols), pixels.iter().map(|&p| p as f64 * s).collect())
-        .map_err(|e| perr(images, 0, e.to_string()))?;
+        .map_err(|e| IoError::layout(images, e.to_string()))?;
     Ok(RawSplit {
         x: RawX::Dense(x),
         y: lab.iter().map(|&l| l as f64).collect(),
@@ -620,7 +610,8 @@ pub fn parse_csv<R: BufRead>(
         rows_at.push(ln);
     }
     let n = y.len();
-    let x = Array2::from_shape_vec((n, cols), data).map_err(|e| perr(path, 0, e.to_string()))?;
+    let x = Array2::from_shape_vec((n, cols), data)
+        .map_err(|e| IoError::layout(path, e.to_string()))?;
     Ok((
         RawSplit {
             x: RawX::Dense(x),
@@ -877,4 +868,432 @@ pub fn convert(opts: &ConvertOptions) -> Result<Converted, IoError> {
             .unwrap_or_else(|| "unspecified".to_string()),
     };
     Ok(Converted { train, test, meta })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Cursor, Write};
+
+    fn p() -> PathBuf {
+        PathBuf::from("in.txt")
+    }
+
+    fn libsvm(text: &[u8], features: Option<usize>) -> Result<RawSplit, IoError> {
+        parse_libsvm(Cursor::new(text.to_vec()), &p(), features)
+    }
+
+    fn libsvm_err(text: &[u8]) -> (u64, String) {
+        match libsvm(text, None).unwrap_err() {
+            IoError::Parse { line, detail, .. } => (line, detail),
+            other => panic!("expected a parse error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn libsvm_accepts_label_forms_blank_lines_crlf_and_comments() {
+        let raw = libsvm(
+            b"+1 1:0.5 3:2\r\n\n-1.0 2:1 # comment\r\n1.0\n  \n-1 10:-3e-1  \n0.25 4:1",
+            None,
+        )
+        .unwrap();
+        assert_eq!(raw.labels(), &[1.0, -1.0, 1.0, -1.0, 0.25]);
+        assert_eq!(raw.lines, vec![1, 3, 4, 6, 7]);
+        let RawX::Sparse {
+            indptr,
+            indices,
+            values,
+            max_col,
+        } = &raw.x
+        else {
+            panic!()
+        };
+        assert_eq!(indptr, &[0, 2, 3, 3, 4, 5]);
+        assert_eq!(indices, &[0, 2, 1, 9, 3]);
+        assert_eq!(values, &[0.5, 2.0, 1.0, -0.3, 1.0]);
+        assert_eq!(*max_col, 10);
+    }
+
+    #[test]
+    fn libsvm_bad_inputs_get_specific_errors() {
+        for (text, line, want) in [
+            (&b"1 0:1\n"[..], 1, "feature index 0 (indices are 1-based)"),
+            (b"1 1:1\n1 -2:1\n", 2, "negative feature index -2"),
+            (b"1 2:1 2:3\n", 1, "duplicate feature index 2"),
+            (b"1 3:1 2:3\n", 1, "not increasing (2 after 3)"),
+            (
+                b"1 qid:3 1:1\n",
+                1,
+                "'qid:' (ranking data) is not supported",
+            ),
+            (b"1 9223372036854775808:1\n", 1, "exceeds the cap"),
+            (b"1 1:abc\n", 1, "bad value 'abc' for feature 1"),
+            (b"1 1:nan\n", 1, "bad value 'nan'"),
+            (b"1 1:inf\n", 1, "bad value 'inf'"),
+            (b"1 1\n", 1, "expected index:value, found '1'"),
+            (b"1 x:1\n", 1, "bad feature index 'x'"),
+            (b"\n\nabc 1:1\n", 3, "bad label 'abc'"),
+            (b"1:1 2:1\n", 1, "the line must start with a label"),
+            (b"nan 1:1\n", 1, "bad label 'nan'"),
+            (b"1 1:1\n-1 2:\xff\n", 2, "not valid UTF-8"),
+        ] {
+            let (l, d) = libsvm_err(text);
+            assert_eq!(l, line, "{d}");
+            assert!(d.contains(want), "{d} (wanted {want})");
+        }
+        let e = libsvm(b"1 3:1\n1 5:1\n", Some(4)).unwrap_err().to_string();
+        assert!(
+            e.contains("in.txt:2: feature index 5 exceeds --features 4"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn libsvm_line_cap() {
+        let mut long = b"1".to_vec();
+        while long.len() <= MAX_LINE + 10 {
+            long.extend_from_slice(b" 1:1");
+        }
+        let mut text = b"1 1:1\n".to_vec();
+        text.extend_from_slice(&long);
+        let (l, d) = libsvm_err(&text);
+        assert_eq!(l, 2);
+        assert!(d.contains("longer than"), "{d}");
+    }
+
+    fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+        let p = dir.join(name);
+        fs::write(&p, bytes).unwrap();
+        p
+    }
+
+    fn opts(format: InputFormat, input: PathBuf) -> ConvertOptions {
+        ConvertOptions {
+            format,
+            input,
+            labels: None,
+            test_input: None,
+            test_labels: None,
+            features: None,
+            task: None,
+            label_column: None,
+            scale: true,
+            license: None,
+        }
+    }
+
+    #[test]
+    fn libsvm_convert_infers_task_features_and_reads_compressed() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = b"1 1:1 3:1\n0 2:1\n1 5:2\n";
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(text).unwrap();
+        // Compression is found by magic bytes, whatever the name.
+        let a = write(dir.path(), "train.txt", &gz.finish().unwrap());
+        let mut bz = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::fast());
+        bz.write_all(b"0 7:1\n").unwrap();
+        let b = write(dir.path(), "test", &bz.finish().unwrap());
+        let mut o = opts(InputFormat::Libsvm, a.clone());
+        o.test_input = Some(b);
+        let c = convert(&o).unwrap();
+        assert_eq!(c.train.task, Task::Binary);
+        assert_eq!(c.train.n_features(), 7);
+        assert_eq!(c.train.y.to_vec(), vec![1.0, -1.0, 1.0]);
+        assert_eq!(c.test.as_ref().unwrap().y.to_vec(), vec![-1.0]);
+        assert!(c.train.x.is_sparse());
+        assert_eq!(c.train.x.nnz(), 4);
+        assert_eq!(c.meta.source, "libsvm: train.txt, test");
+        assert_eq!(c.meta.sha256.split(',').count(), 2);
+        assert_eq!(
+            c.meta.sha256.split(',').next().unwrap(),
+            sha256_file(&a).unwrap()
+        );
+        // Explicit features, regression inference, multiclass.
+        let r = write(dir.path(), "r.txt", b"2.5 1:1\n-1 2:1\n");
+        let mut o = opts(InputFormat::Libsvm, r.clone());
+        o.features = Some(10);
+        let c = convert(&o).unwrap();
+        assert_eq!((c.train.task, c.train.n_features()), (Task::Regression, 10));
+        let m = write(dir.path(), "m.txt", b"0 1:1\n2 2:1\n1 1:1\n");
+        let mut o = opts(InputFormat::Libsvm, m);
+        o.task = Some(TaskChoice::Multiclass);
+        assert_eq!(
+            convert(&o).unwrap().train.task,
+            Task::Multiclass { classes: 3 }
+        );
+        // A label outside the task names file and line.
+        let mut o = opts(InputFormat::Libsvm, r);
+        o.task = Some(TaskChoice::Binary);
+        let e = convert(&o).unwrap_err().to_string();
+        assert!(
+            e.ends_with(
+                "r.txt:1: label 2.5 is not valid for a binary task (expected -1/+1 or 0/1)"
+            ),
+            "{e}"
+        );
+        // Empty input, truncated gzip, missing file.
+        let e = convert(&opts(InputFormat::Libsvm, write(dir.path(), "e", b"\n\n"))).unwrap_err();
+        assert!(e.to_string().contains("no data rows"), "{e}");
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&b"1 1:1\n".repeat(1000)).unwrap();
+        let bytes = gz.finish().unwrap();
+        let t = write(dir.path(), "t.gz", &bytes[..bytes.len() / 2]);
+        let e = convert(&opts(InputFormat::Libsvm, t))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("corrupt or truncated"), "{e}");
+        let e = convert(&opts(InputFormat::Libsvm, dir.path().join("nope"))).unwrap_err();
+        assert!(matches!(e, IoError::NotFound { .. }), "{e}");
+    }
+
+    fn idx(magic: [u8; 4], dims: &[u32], payload: &[u8]) -> Vec<u8> {
+        let mut v = magic.to_vec();
+        for d in dims {
+            v.extend_from_slice(&d.to_be_bytes());
+        }
+        v.extend_from_slice(payload);
+        v
+    }
+
+    #[test]
+    fn idx_round_trip_and_bad_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let imgs = write(
+            dir.path(),
+            "i",
+            &idx(
+                [0, 0, 8, 3],
+                &[3, 2, 2],
+                &[0, 255, 51, 0, 1, 2, 3, 4, 255, 255, 255, 255],
+            ),
+        );
+        let labs = write(dir.path(), "l", &idx([0, 0, 8, 1], &[3], &[7, 0, 3]));
+        let s = parse_idx(&imgs, &labs, true).unwrap();
+        let RawX::Dense(x) = &s.x else { panic!() };
+        assert_eq!(x.shape(), &[3, 4]);
+        assert_eq!(x[[0, 1]], 1.0);
+        assert_eq!(x[[0, 2]], 0.2);
+        assert_eq!(s.labels(), &[7.0, 0.0, 3.0]);
+        let mut o = opts(InputFormat::Idx, imgs.clone());
+        o.labels = Some(labs.clone());
+        o.scale = false;
+        let c = convert(&o).unwrap();
+        assert_eq!(c.train.task, Task::Multiclass { classes: 10 });
+        let Features::Dense(x) = &c.train.x else {
+            panic!()
+        };
+        assert_eq!(x[[2, 3]], 255.0);
+
+        let bad = |name: &str, bytes: Vec<u8>, images: bool| -> String {
+            let f = write(dir.path(), name, &bytes);
+            let r = if images {
+                parse_idx(&f, &labs, true)
+            } else {
+                parse_idx(&imgs, &f, true)
+            };
+            r.unwrap_err().to_string()
+        };
+        for (bytes, images, want) in [
+            (idx([1, 0, 8, 3], &[1, 1, 1], &[0]), true, "bad IDX magic"),
+            (
+                idx([0, 0, 0x0D, 3], &[1, 1, 1], &[0; 4]),
+                true,
+                "type code 0x0d (float)",
+            ),
+            (
+                idx([0, 0, 8, 0], &[], &[]),
+                true,
+                "0 dimensions, expected 3",
+            ),
+            (idx([0, 0, 8, 255], &[1, 1, 1], &[]), true, "255 dimensions"),
+            (
+                idx([0, 0, 8, 1], &[3], &[0, 0, 0]),
+                true,
+                "1 dimensions, expected 3",
+            ),
+            (
+                idx([0, 0, 8, 3], &[u32::MAX, u32::MAX, u32::MAX], &[]),
+                true,
+                "overflow",
+            ),
+            (
+                idx([0, 0, 8, 3], &[1 << 30, 1 << 20, 1], &[]),
+                true,
+                "over the cap",
+            ),
+            (
+                idx([0, 0, 8, 3], &[3, 2, 2], &[0; 11]),
+                true,
+                "shorter than declared: 11 of 12",
+            ),
+            (
+                idx([0, 0, 8, 3], &[3, 2, 2], &[0; 13]),
+                true,
+                "longer than declared",
+            ),
+            (
+                idx([0, 0, 8, 3], &[3, 2], &[]),
+                true,
+                "ends inside the IDX header",
+            ),
+            (vec![0, 0], true, "shorter than the 4-byte IDX header"),
+            (
+                idx([0, 0, 8, 1], &[2], &[1, 2]),
+                false,
+                "2 labels for 3 images",
+            ),
+            (
+                idx([0, 0, 8, 1], &[3], &[1, 2]),
+                false,
+                "shorter than declared",
+            ),
+        ] {
+            let e = bad("bad", bytes, images);
+            assert!(e.contains(want), "{e} (wanted {want})");
+        }
+        // Huge declared size, tiny file: refused without allocating the declared size.
+        let e = bad(
+            "big",
+            idx([0, 0, 8, 3], &[60000, 1000, 100], &[1, 2, 3]),
+            true,
+        );
+        assert!(e.contains("shorter than declared: 3 of 6000000000"), "{e}");
+        // Label file needs --labels.
+        let e = convert(&opts(InputFormat::Idx, imgs))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--labels is required"), "{e}");
+    }
+
+    #[test]
+    fn csv_parsing_and_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = write(
+            dir.path(),
+            "a.csv",
+            b"a,b,\"label\",c\r\n1,2,1,3\n\n4, 5.5,0,6\n",
+        );
+        let mut o = opts(InputFormat::Csv, f.clone());
+        o.label_column = Some("label".into());
+        let c = convert(&o).unwrap();
+        assert_eq!(c.train.task, Task::Regression);
+        let Features::Dense(x) = &c.train.x else {
+            panic!()
+        };
+        assert_eq!(x, &ndarray::arr2(&[[1.0, 2.0, 3.0], [4.0, 5.5, 6.0]]));
+        assert_eq!(c.train.y.to_vec(), vec![1.0, 0.0]);
+        o.label_column = Some("2".into());
+        o.task = Some(TaskChoice::Binary);
+        assert_eq!(convert(&o).unwrap().train.y.to_vec(), vec![1.0, -1.0]);
+        // Default: last column.
+        let c = convert(&opts(InputFormat::Csv, f)).unwrap();
+        assert_eq!(c.train.y.to_vec(), vec![3.0, 6.0]);
+
+        for (text, col, want) in [
+            (
+                &b"a,b\n1,NaN\n"[..],
+                None,
+                "a.csv:2: non-finite value 'NaN' in column 'b'",
+            ),
+            (b"a,b\n1,inf\n", None, "non-finite value 'inf'"),
+            (
+                b"a,b\n1,x\n",
+                None,
+                "a.csv:2: not a number 'x' in column 'b'",
+            ),
+            (b"a,b\n1,\n", None, "empty field in column 'b'"),
+            (
+                b"a,b\n1,2,3\n",
+                None,
+                "a.csv:2: 3 fields, but the header has 2",
+            ),
+            (b"a,b\n1,2\n", Some("z"), "no column named 'z'"),
+            (b"a,b\n1,2\n", Some("5"), "label column 5 is out of range"),
+            (b"a\n1\n", None, "fewer than 2 columns"),
+            (b"", None, "empty file"),
+            (b"a,b\n", None, "no data rows"),
+            (b"a,b\n1,\xfe\n", None, "not valid UTF-8"),
+        ] {
+            let f = write(dir.path(), "a.csv", text);
+            let mut o = opts(InputFormat::Csv, f);
+            o.label_column = col.map(String::from);
+            let e = convert(&o).unwrap_err().to_string();
+            assert!(e.contains(want), "{e} (wanted {want})");
+        }
+        // Test split header must match.
+        let a = write(dir.path(), "a.csv", b"a,b\n1,2\n");
+        let b = write(dir.path(), "b.csv", b"a,c\n1,2\n");
+        let mut o = opts(InputFormat::Csv, a);
+        o.test_input = Some(b);
+        let e = convert(&o).unwrap_err().to_string();
+        assert!(e.contains("b.csv:1: header differs"), "{e}");
+    }
+
+    /// Seeded random mutations of valid inputs: every parser returns (Ok or a clear error),
+    /// never panics.
+    #[test]
+    fn mutated_inputs_never_panic() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        let mutate = |src: &[u8], rng: &mut rand_chacha::ChaCha8Rng| {
+            let mut b = src.to_vec();
+            for _ in 0..rng.gen_range(1..6) {
+                match rng.gen_range(0..3) {
+                    0 if !b.is_empty() => {
+                        let i = rng.gen_range(0..b.len());
+                        b[i] = rng.gen();
+                    }
+                    1 if !b.is_empty() => {
+                        let i = rng.gen_range(0..b.len());
+                        b.truncate(i);
+                    }
+                    _ => {
+                        let i = rng.gen_range(0..=b.len());
+                        let tok: &[u8] = [
+                            &b":"[..],
+                            b" ",
+                            b"\n",
+                            b"-",
+                            b"0",
+                            b"99999999999999999999",
+                            b"e",
+                            b",",
+                        ][rng.gen_range(0..8)];
+                        b.splice(i..i, tok.iter().copied());
+                    }
+                }
+            }
+            b
+        };
+        let svm = b"+1 1:0.5 3:2\n-1 2:1 7:-1e3\n0.5 4:1\n";
+        let csv = b"a,b,c\n1,2,3\n4.5,-6,7e2\n";
+        let dir = tempfile::tempdir().unwrap();
+        let img = idx([0, 0, 8, 3], &[2, 2, 2], &[1, 2, 3, 4, 5, 6, 7, 8]);
+        let lab = write(dir.path(), "l", &idx([0, 0, 8, 1], &[2], &[1, 0]));
+        let (mut ok, mut err) = (0, 0);
+        for _ in 0..3000 {
+            let r = libsvm(&mutate(svm, &mut rng), None);
+            if r.is_ok() {
+                ok += 1
+            } else {
+                err += 1
+            }
+            let r = parse_csv(Cursor::new(mutate(csv, &mut rng)), &p(), None);
+            if r.is_ok() {
+                ok += 1
+            } else {
+                err += 1
+            }
+        }
+        for _ in 0..300 {
+            let f = write(dir.path(), "i", &mutate(&img, &mut rng));
+            let r = parse_idx(&f, &lab, true);
+            if r.is_ok() {
+                ok += 1
+            } else {
+                err += 1
+            }
+        }
+        assert!(ok > 100 && err > 100, "{ok} accepted, {err} refused");
+    }
 }

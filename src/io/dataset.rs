@@ -486,7 +486,7 @@ fn string_attr(attrs: &[(String, String)], name: &str) -> Option<String> {
         .map(|(_, v)| v.clone())
 }
 
-/// Read one element of a 1-D integer dataset as u64 (refusing negatives).
+/// Read `range` of a 1-D integer dataset as u64 (refusing negatives).
 fn read_index_slice(
     path: &Path,
     ds: &hdf5::Dataset,
@@ -1096,7 +1096,7 @@ pub fn read_all(path: &Path, split: Split) -> Result<Dataset, IoError> {
         let c = open_checked(path)?;
         c.split(split)?.shape.n_rows
     };
-    read_rows(path, split, &[0..n])
+    read_rows(path, split, std::slice::from_ref(&(0..n)))
 }
 
 /// Read the partitions `parts` of `partition_ranges(n_rows, k)` of `split`, stacked in the order
@@ -1309,6 +1309,12 @@ pub fn write(
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
+    if !dir.is_dir() {
+        return Err(invalid(format!(
+            "the output directory '{}' does not exist",
+            dir.display()
+        )));
+    }
     let tmp = dir.join(format!(
         ".{}.tmp-{}",
         file_name.to_string_lossy(),
@@ -1344,6 +1350,7 @@ pub fn write(
 }
 
 #[cfg(test)]
+#[allow(clippy::single_range_in_vec_init)]
 mod tests {
     use super::*;
     use ndarray::{arr1, Array2};
@@ -1493,6 +1500,31 @@ mod tests {
         assert_eq!(fs::read(&p).unwrap(), b"keep me");
         write(&p, &d, None, &meta(), true).unwrap();
         assert_eq!(read_all(&p, Split::Train).unwrap(), d);
+    }
+
+    #[test]
+    fn write_never_follows_a_planted_temporary_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.h5");
+        let target = dir.path().join("victim");
+        let tmp = dir.path().join(format!(".t.h5.tmp-{}", std::process::id()));
+        std::os::unix::fs::symlink(&target, &tmp).unwrap();
+        let e = write(&p, &dense_ds(3, 2, Task::Binary), None, &meta(), false).unwrap_err();
+        assert!(
+            e.to_string().contains("cannot create the temporary file"),
+            "{e}"
+        );
+        assert!(!target.exists() && !p.exists());
+        assert!(fs::symlink_metadata(&tmp).unwrap().file_type().is_symlink());
+        let e = write(
+            &dir.path().join("no/such/dir.h5"),
+            &dense_ds(3, 2, Task::Binary),
+            None,
+            &meta(),
+            false,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("output directory"), "{e}");
     }
 
     #[test]

@@ -1,0 +1,389 @@
+//! `gradcode data ...` end to end: the binary on the real datasets (skipped when
+//! `../shared/datasets` is absent) and on bad input (one clear error line, no panic).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use gradcode::data::{Features, Task};
+use gradcode::io::dataset::{self, Split};
+
+const BIN: &str = env!("CARGO_BIN_EXE_gradcode");
+const DATASETS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/datasets");
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("run the gradcode binary")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = run(args);
+    let (so, se) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{args:?} failed:\n{so}\n{se}");
+    so.into_owned()
+}
+
+/// Non-zero exit, exactly one stderr line `gradcode: error: ...` containing `want`, no panic.
+fn fails(args: &[&str], want: &str) -> String {
+    let out = run(args);
+    let se = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{args:?} succeeded");
+    assert!(!se.contains("panicked"), "{args:?} panicked:\n{se}");
+    let lines: Vec<&str> = se.lines().collect();
+    assert_eq!(lines.len(), 1, "{args:?}: expected one stderr line:\n{se}");
+    assert!(lines[0].starts_with("gradcode: error: "), "{se}");
+    assert!(se.contains(want), "{args:?}: wanted '{want}' in:\n{se}");
+    se
+}
+
+fn datasets() -> Option<PathBuf> {
+    let p = PathBuf::from(DATASETS);
+    if p.is_dir() {
+        Some(p)
+    } else {
+        eprintln!("skipping: {DATASETS} is absent");
+        None
+    }
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+fn label_counts(y: &ndarray::Array1<f64>, labels: &[f64]) -> Vec<usize> {
+    labels
+        .iter()
+        .map(|l| y.iter().filter(|&&v| v == *l).count())
+        .collect()
+}
+
+#[test]
+fn a9a_converts_to_sparse_binary() {
+    let Some(d) = datasets() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("a9a.h5");
+    let input = d.join("a9a/a9a");
+    let so = ok(&[
+        "data",
+        "convert",
+        "--format",
+        "libsvm",
+        "--input",
+        s(&input),
+        "--license",
+        "CC BY 4.0",
+        "--out",
+        s(&out),
+    ]);
+    assert!(so.contains("32561 x 123 (CSR, 451592 non-zeros)"), "{so}");
+    let info = dataset::inspect(&out).unwrap();
+    assert_eq!(
+        (info.n_rows, info.n_features, info.nnz),
+        (32_561, 123, 451_592)
+    );
+    assert!(info.sparse);
+    assert_eq!(info.task, Task::Binary);
+    let attr = |k: &str| {
+        info.attrs
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(attr("license").as_deref(), Some("CC BY 4.0"));
+    assert_eq!(attr("sha256").map(|h| h.len()), Some(64));
+    let all = dataset::read_all(&out, Split::Train).unwrap();
+    assert!(matches!(all.x, Features::Sparse(_)));
+    assert_eq!(label_counts(&all.y, &[-1.0, 1.0]), vec![24_720, 7_841]);
+    let so = ok(&["data", "inspect", s(&out)]);
+    assert!(so.contains("train: 32561 x 123 (CSR, nnz 451592"), "{so}");
+    assert!(so.contains("-1: 24720") && so.contains("1: 7841"), "{so}");
+    // A worker's shard equals the same rows of the whole file.
+    let (shard, local) = dataset::read_partitions(&out, Split::Train, 32_561, 8, &[7, 0]).unwrap();
+    assert_eq!(local, vec![0..4070, 4070..8141]);
+    let parts = gradcode::data::partition_ranges(32_561, 8).unwrap();
+    assert_eq!(
+        shard.slice_rows(local[0].clone()),
+        all.slice_rows(parts[7].clone())
+    );
+    assert_eq!(
+        shard.slice_rows(local[1].clone()),
+        all.slice_rows(parts[0].clone())
+    );
+}
+
+#[test]
+fn mnist_test_split_converts_to_dense_multiclass() {
+    let Some(d) = datasets() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("mnist.h5");
+    let (img, lab) = (
+        d.join("mnist/t10k-images-idx3-ubyte.gz"),
+        d.join("mnist/t10k-labels-idx1-ubyte.gz"),
+    );
+    ok(&[
+        "data",
+        "convert",
+        "--format",
+        "idx",
+        "--input",
+        s(&img),
+        "--labels",
+        s(&lab),
+        "--out",
+        s(&out),
+    ]);
+    let info = dataset::inspect(&out).unwrap();
+    assert_eq!(
+        (info.n_rows, info.n_features, info.sparse),
+        (10_000, 784, false)
+    );
+    assert_eq!(info.task, Task::Multiclass { classes: 10 });
+    let all = dataset::read_all(&out, Split::Train).unwrap();
+    let classes: Vec<f64> = (0..10).map(f64::from).collect();
+    assert_eq!(
+        label_counts(&all.y, &classes),
+        vec![980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+    );
+    let Features::Dense(x) = &all.x else {
+        panic!("dense expected")
+    };
+    assert!(x.iter().all(|&v| (0.0..=1.0).contains(&v)));
+    assert!(x.iter().any(|&v| v == 1.0));
+}
+
+#[test]
+fn reuters_bz2_converts_sparse_with_test_split() {
+    let Some(d) = datasets() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("reuters.h5");
+    let (trn, tst) = (
+        d.join("reuters_lasvm/reuters.trn.bz2"),
+        d.join("reuters_lasvm/reuters.tst.bz2"),
+    );
+    ok(&[
+        "data",
+        "convert",
+        "--format",
+        "libsvm",
+        "--input",
+        s(&trn),
+        "--test-input",
+        s(&tst),
+        "--out",
+        s(&out),
+    ]);
+    let info = dataset::inspect(&out).unwrap();
+    assert_eq!((info.n_rows, info.test_rows), (7_770, Some(3_299)));
+    assert_eq!(info.n_features, 8_315);
+    assert!(info.sparse);
+    assert_eq!(info.task, Task::Binary);
+    let test = dataset::read_all(&out, Split::Test).unwrap();
+    assert_eq!((test.n_rows(), test.n_features()), (3_299, 8_315));
+    assert!(test.x.is_sparse());
+}
+
+#[test]
+fn synth_round_trips_through_inspect() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("s.h5");
+    ok(&[
+        "data",
+        "synth",
+        "--kind",
+        "logistic",
+        "--rows",
+        "300",
+        "--features",
+        "40",
+        "--sparsity",
+        "0.1",
+        "--test-rows",
+        "50",
+        "--seed",
+        "4",
+        "--out",
+        s(&out),
+    ]);
+    let so = ok(&["data", "inspect", s(&out)]);
+    assert!(so.contains("train: 300 x 40 (CSR"), "{so}");
+    assert!(so.contains("test: 50 x 40 (CSR"), "{so}");
+    let a = dataset::read_all(&out, Split::Train).unwrap();
+    let out2 = tmp.path().join("s2.h5");
+    ok(&[
+        "data",
+        "synth",
+        "--kind",
+        "logistic",
+        "--rows",
+        "300",
+        "--features",
+        "40",
+        "--sparsity",
+        "0.1",
+        "--test-rows",
+        "50",
+        "--seed",
+        "4",
+        "--out",
+        s(&out2),
+    ]);
+    assert_eq!(dataset::read_all(&out2, Split::Train).unwrap(), a);
+    fails(
+        &[
+            "data",
+            "synth",
+            "--kind",
+            "linear",
+            "--rows",
+            "10",
+            "--features",
+            "3",
+            "--sparsity",
+            "2",
+            "--out",
+            s(&tmp.path().join("bad.h5")),
+        ],
+        "--sparsity must be in (0, 1]",
+    );
+}
+
+#[test]
+fn bad_input_gives_one_clear_error_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fx = Path::new(FIXTURES);
+    let out = tmp.path().join("o.h5");
+    fails(
+        &[
+            "data",
+            "convert",
+            "--format",
+            "libsvm",
+            "--input",
+            s(&tmp.path().join("nope")),
+            "--out",
+            s(&out),
+        ],
+        "nope: file not found",
+    );
+    fails(
+        &["data", "inspect", s(&tmp.path().join("nope.h5"))],
+        "file not found",
+    );
+    fails(
+        &["data", "inspect", s(&fx.join("not_hdf5.h5"))],
+        "not an HDF5 file or unreadable (no HDF5 signature)",
+    );
+    fails(
+        &[
+            "data",
+            "convert",
+            "--format",
+            "csv",
+            "--input",
+            s(&fx.join("nan.csv")),
+            "--out",
+            s(&out),
+        ],
+        "nan.csv:3: non-finite value 'NaN' in column 'x2'",
+    );
+    fails(
+        &[
+            "data",
+            "convert",
+            "--format",
+            "libsvm",
+            "--task",
+            "binary",
+            "--input",
+            s(&fx.join("label2.libsvm")),
+            "--out",
+            s(&out),
+        ],
+        "label2.libsvm:2: label 2 is not valid for a binary task",
+    );
+    fails(
+        &[
+            "data",
+            "convert",
+            "--format",
+            "libsvm",
+            "--input",
+            s(&fx.join("unsorted.libsvm")),
+            "--out",
+            s(&out),
+        ],
+        "unsorted.libsvm:2: feature indices are not increasing (2 after 3)",
+    );
+    fails(
+        &[
+            "data",
+            "convert",
+            "--format",
+            "idx",
+            "--input",
+            s(&fx.join("nan.csv")),
+            "--labels",
+            s(&fx.join("nan.csv")),
+            "--out",
+            s(&out),
+        ],
+        "bad IDX magic",
+    );
+    assert!(!out.exists(), "no output after failures");
+    assert_eq!(
+        std::fs::read_dir(tmp.path()).unwrap().count(),
+        0,
+        "no temporary files left"
+    );
+
+    // An existing output is refused without --force and left untouched.
+    std::fs::write(&out, b"precious").unwrap();
+    let csv = tmp.path().join("ok.csv");
+    std::fs::write(&csv, "a,b\n1,2\n3,4\n").unwrap();
+    fails(
+        &[
+            "data",
+            "convert",
+            "--format",
+            "csv",
+            "--input",
+            s(&csv),
+            "--out",
+            s(&out),
+        ],
+        "already exists (pass --force to overwrite)",
+    );
+    fails(
+        &[
+            "data",
+            "synth",
+            "--kind",
+            "linear",
+            "--rows",
+            "5",
+            "--features",
+            "2",
+            "--out",
+            s(&out),
+        ],
+        "already exists",
+    );
+    assert_eq!(std::fs::read(&out).unwrap(), b"precious");
+    ok(&[
+        "data",
+        "convert",
+        "--format",
+        "csv",
+        "--input",
+        s(&csv),
+        "--out",
+        s(&out),
+        "--force",
+    ]);
+    assert_eq!(dataset::inspect(&out).unwrap().n_rows, 2);
+}
