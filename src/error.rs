@@ -25,3 +25,16 @@ pub enum Error {
 
 /// Result with the crate-wide error.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Process exit code (README, "Exit codes"): 2 for bad input or configuration, 1 for runtime
+    /// failures.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Config(_) | Error::Io(_) | Error::Data(_) | Error::Code(_) | Error::Model(_) => {
+                2
+            }
+            Error::Comm(_) | Error::Check(_) => 1,
+        }
+    }
+}

@@ -1,15 +1,6 @@
 //! The `gradcode` binary: parse the command line, set up logging, run a subcommand.
 use clap::Parser;
 use gradcode::cli::{Cli, Command};
-use gradcode::error::Error;
-
-/// Exit codes (README, "Exit codes"): 2 for bad input or configuration, 1 for runtime failures.
-fn exit_code(e: &Error) -> i32 {
-    match e {
-        Error::Config(_) | Error::Io(_) | Error::Data(_) | Error::Code(_) | Error::Model(_) => 2,
-        Error::Comm(_) | Error::Check(_) => 1,
-    }
-}
 
 fn main() {
     let cli = Cli::parse();
@@ -31,7 +22,7 @@ fn main() {
         Ok(code) => std::process::exit(code),
         Err(e) => {
             eprintln!("gradcode: error: {e}");
-            std::process::exit(exit_code(&e));
+            std::process::exit(e.exit_code());
         }
     }
 }

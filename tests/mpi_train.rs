@@ -78,6 +78,7 @@ fn mpirun(np: usize, args: &[&str], timeout_s: u64) -> (Output, Duration) {
         .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
         .env("OPENBLAS_NUM_THREADS", "1")
         .env("RUST_LOG", "info")
+        .stdin(std::process::Stdio::null())
         .output()
         .unwrap();
     let took = start.elapsed();
@@ -110,20 +111,23 @@ fn train(np: usize, name: &str, extra: &[&str]) -> (Output, PathBuf, Duration) {
     let mut args: Vec<String> = vec![
         "--data".into(),
         data.display().to_string(),
-        "--model".into(),
-        "logistic".into(),
-        "--iterations".into(),
-        "20".into(),
-        "--lr".into(),
-        "1.0".into(),
-        "--seed".into(),
-        "5".into(),
         "--out".into(),
         out.display().to_string(),
     ];
+    // Defaults, unless the test sets them.
+    for (flag, value) in [
+        ("--model", "logistic"),
+        ("--iterations", "20"),
+        ("--lr", "1.0"),
+        ("--seed", "5"),
+    ] {
+        if !extra.contains(&flag) {
+            args.extend([flag.to_string(), value.to_string()]);
+        }
+    }
     args.extend(extra.iter().map(|s| s.to_string()));
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (o, took) = mpirun(np, &refs, 120);
+    let (o, took) = mpirun(np, &refs, 60);
     (o, out, took)
 }
 
@@ -643,7 +647,11 @@ fn bad_input_fails_cleanly_on_every_rank() {
     let data = dataset().display().to_string();
     let out = out_dir("bad").display().to_string();
     let cases: Vec<(usize, Vec<&str>, &str)> = vec![
-        (7, vec!["--code", "frc", "-s", "3"], "(s+1)"),
+        (
+            7,
+            vec!["--code", "frc", "-s", "3"],
+            "must divide the number of workers",
+        ),
         (5, vec!["--code", "cyclic-mds", "-s", "2"], "nearest"),
         (
             5,

@@ -89,10 +89,7 @@ fn provenance(world_size: usize) -> (Vec<(String, AttrValue)>, Vec<(String, Attr
     ];
     let mut env = vec![
         ("world_size".into(), AttrValue::U64(world_size as u64)),
-        (
-            "hostname".into(),
-            AttrValue::Str(mpi::environment::processor_name().unwrap_or_default()),
-        ),
+        ("hostname".into(), AttrValue::Str(hostname())),
         (
             "cwd".into(),
             AttrValue::Str(
@@ -116,6 +113,18 @@ fn provenance(world_size: usize) -> (Vec<(String, AttrValue)>, Vec<(String, Attr
     (code, env)
 }
 
+/// The host name (without MPI, which the serial path never initializes).
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into buf.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return String::new();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
 fn wants_reference(args: &TrainArgs) -> bool {
     args.reference
         || args
@@ -135,9 +144,17 @@ pub fn run(args: &TrainArgs) -> Result<i32> {
     let universe =
         mpi::initialize().ok_or_else(|| Error::Check("MPI was already initialized".into()))?;
     let world = universe.world();
-    let code = run_mpi(&world, args);
+    let code = match run_mpi(&world, args) {
+        Ok(c) => c,
+        Err(e) => {
+            // Print before MPI_Finalize: once the other ranks exit with an error code, mpirun may
+            // kill this one, and the message must not be lost.
+            eprintln!("gradcode: error: {e}");
+            e.exit_code()
+        }
+    };
     drop(universe);
-    code
+    Ok(code)
 }
 
 /// Setup failures on one rank: rank 0 reports the error, other ranks exit quietly (they failed the
@@ -178,7 +195,11 @@ fn run_mpi(world: &SimpleCommunicator, args: &TrainArgs) -> Result<i32> {
             env!("GRADCODE_GIT_REV"),
             cfg.to_toml()
         );
-        match dataset::inspect(&cfg.data) {
+        match cfg
+            .check_paths()
+            .map_err(Error::from)
+            .and_then(|()| dataset::inspect(&cfg.data).map_err(Error::from))
+        {
             Ok(info) => {
                 let (task, classes) = match info.task {
                     Task::Binary => (1.0, 0.0),
@@ -199,7 +220,7 @@ fn run_mpi(world: &SimpleCommunicator, args: &TrainArgs) -> Result<i32> {
     world.process_at_rank(0).broadcast_into(&mut shape[..]);
     if shape[0] != 1.0 {
         return match info_err {
-            Some(e) => rank_result(rank, e.into()),
+            Some(e) => rank_result(rank, e),
             None => Ok(EXIT_INPUT),
         };
     }
@@ -408,6 +429,7 @@ fn setup_rank0(
 
 fn run_reference(args: &TrainArgs) -> Result<i32> {
     let cfg = RunConfig::from_args(args, 1)?;
+    cfg.check_paths()?;
     log::info!(
         "gradcode {} serial reference, effective config:\n{}",
         crate::VERSION,

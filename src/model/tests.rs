@@ -557,12 +557,27 @@ fn gradient_returns_the_weighted_loss_of_the_same_pass() {
         for x in [&p.dense, &p.sparse] {
             let mut ws = Workspace::default();
             let mut g = Array1::zeros(p.model.dim());
-            let got = p.model.gradient_into(p.w.view(), x, p.y.view(), Some(p.rw.view()), &mut ws, g.view_mut());
+            let got = p.model.gradient_into(
+                p.w.view(),
+                x,
+                p.y.view(),
+                Some(p.rw.view()),
+                &mut ws,
+                g.view_mut(),
+            );
             let want = weighted_loss(p.model.as_ref(), &p.w, x, &p.y, &p.rw);
-            assert!((got - want).abs() <= 1e-12 * want.abs().max(1.0), "{kind:?}: {got} vs {want}");
-            let plain = p.model.gradient_into(p.w.view(), x, p.y.view(), None, &mut ws, g.view_mut());
+            assert!(
+                (got - want).abs() <= 1e-12 * want.abs().max(1.0),
+                "{kind:?}: {got} vs {want}"
+            );
+            let plain =
+                p.model
+                    .gradient_into(p.w.view(), x, p.y.view(), None, &mut ws, g.view_mut());
             let loss = p.model.loss(p.w.view(), x, p.y.view(), &mut ws);
-            assert!((plain - loss).abs() <= 1e-12 * loss.abs().max(1.0), "{kind:?}: {plain} vs {loss}");
+            assert!(
+                (plain - loss).abs() <= 1e-12 * loss.abs().max(1.0),
+                "{kind:?}: {plain} vs {loss}"
+            );
         }
     }
 }
