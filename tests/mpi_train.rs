@@ -660,7 +660,7 @@ fn bad_input_fails_cleanly_on_every_rank() {
         ),
         (
             5,
-            vec!["--code", "frc", "-s", "1", "--deadline-ms", "-3"],
+            vec!["--code", "frc", "-s", "1", "--deadline-ms=0"],
             "--deadline-ms",
         ),
         (
