@@ -8,6 +8,7 @@
 # chosen at `up`, so a Slurm or munged already running on the machine is not disturbed. `down` stops only
 # the PIDs recorded here. After `up`:  source "$SLURM_TEST_DIR/env"  (sets SLURM_CONF) to use sbatch etc.
 #
+# SLURM_TEST_CRED_EXPIRE (default 10 s here, 120 s in Slurm) bounds how soon a requeued job restarts.
 # Needs root (slurmd runs jobs as their submitter; munged runs as user munge). Exit 77 = skipped
 # (not root, or slurm-wlm/munge missing and not installable).
 set -euo pipefail
@@ -71,6 +72,9 @@ node_idle() { [[ "$(sinfo -h -N -o %T 2>/dev/null)" == idle ]]; }
 start_munge() {
   local m="$D/munge"
   mkdir -p "$m"
+  # munged runs as user munge: every directory above the state dir must let it through.
+  setpriv --reuid=munge --regid=munge --init-groups test -x "$D" ||
+    die "user munge cannot reach $D (a parent directory is private, e.g. mktemp -d is 0700: chmod 755 it)"
   chown munge:munge "$m"
   chmod 0755 "$m" # munged refuses group/world-writable dirs; clients need to reach the socket
   if [[ ! -s "$m/munge.key" ]]; then
@@ -106,7 +110,8 @@ SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=socket=$D/munge/munge.socket
+# cred_expire also sets how long a requeued job waits before it may start again (default 120 s).
+AuthInfo=socket=$D/munge/munge.socket,cred_expire=${SLURM_TEST_CRED_EXPIRE:-10}
 StateSaveLocation=$D/state
 SlurmdSpoolDir=$D/spool/slurmd-%n
 SlurmctldPidFile=$D/run/slurmctld.daemon.pid
