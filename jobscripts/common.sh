@@ -16,6 +16,7 @@
 #   GRADCODE_SRUN_MPI value for srun --mpi= (overrides the choice above)
 #   GRADCODE_MPIRUN_ARGS  extra mpirun arguments (word-split), e.g. "--mca btl self,vader"
 #   GRADCODE_REQUEUE  1 (default) requeue an interrupted Slurm job; 0 just exit 75
+#   GRADCODE_LAUNCH_GRACE  seconds after the launch during which a USR1 is held back (default 5)
 set -euo pipefail
 
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
@@ -107,7 +108,7 @@ gc_provenance() {
   env | LC_ALL=C sort |
     grep -E '^(SLURM_|SBATCH_|OMPI_|MPI|PMIX_|PMI_|HYDRA_|I_MPI_|UCX_|OMP_|OPENBLAS_|MKL_|GRADCODE|RUN_DIR=|RESULTS_DIR=|HOSTNAME=|[A-Z_]*PATH=)' \
       >"$p/env.txt" || true
-  { "$GRADCODE" --version 2>&1 || true; } >"$p/gradcode-version.txt"
+  { timeout 20 "$GRADCODE" --version 2>&1 || true; } >"$p/gradcode-version.txt"
   { mpirun --version 2>&1 | head -n 2 || true; } >"$p/mpi-version.txt"
 }
 
@@ -216,9 +217,14 @@ gc_train_args() {
 # --- running with USR1 forwarding ----------------------------------------------------------------
 GC_CHILD=""
 GC_USR1=0
+GC_LAUNCHED_AT=0
 gc_on_usr1() {
   GC_USR1=$((GC_USR1 + 1))
   if [[ -n "$GC_CHILD" ]] && kill -0 "$GC_CHILD" 2>/dev/null; then
+    # Right after the launch the ranks may not have installed their USR1 handler yet (the default
+    # action would kill them): hold the signal until GRADCODE_LAUNCH_GRACE seconds have passed.
+    local left=$((GC_LAUNCHED_AT + ${GRADCODE_LAUNCH_GRACE:-5} - SECONDS))
+    ((left > 0)) && sleep "$left"
     gc_log "USR1: forwarding to launcher (pid $GC_CHILD): checkpoint at the next iteration, then exit 75"
     kill -USR1 "$GC_CHILD" 2>/dev/null || true
   else
@@ -239,13 +245,11 @@ gc_run() {
     printf '%q ' "${GC_LAUNCH[@]}" "$GRADCODE" train "${GC_ARGS[@]}" >"$GC_PROVENANCE/command.txt"
     echo >>"$GC_PROVENANCE/command.txt"
   fi
+  GC_LAUNCHED_AT=$SECONDS
   "${GC_LAUNCH[@]}" "$GRADCODE" train "${GC_ARGS[@]}" &
   GC_CHILD=$!
-  if ((GC_USR1 > 0)); then
-    # The signal came before the ranks existed; give them time to install their handler (an
-    # unhandled USR1 would kill a rank), then pass it on.
-    sleep 5
-    kill -USR1 "$GC_CHILD" 2>/dev/null || true
+  if ((GC_USR1 > 0)); then # the signal came before the ranks existed: pass it on (after the grace)
+    gc_on_usr1
   fi
   while true; do
     seen=$GC_USR1

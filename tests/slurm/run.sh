@@ -11,7 +11,8 @@
 # Output: one `ok - ...` / `not ok - ...` line per check, then `N passed, M failed`.
 # Exit: 0 all passed, 1 a failure, 77 skipped (not root, no Slurm, no binary, no h5dump).
 #
-# Knobs: WORKERS (3), ITERATIONS (20), PREEMPT_ITERATIONS (3000), PREEMPT_TIMES (2),
+# Knobs: WORKERS (3), ITERATIONS (20), PREEMPT_ITERATIONS (3000: each attempt must outlast the
+# launcher's 5 s USR1 grace, GRADCODE_LAUNCH_GRACE), PREEMPT_TIMES (2), GRADCODE_LAUNCHER (srun),
 # JOB_TIMEOUT seconds per wait (300), KEEP=1 keeps the temp dir, SLURM_TEST_DIR (default: in the temp dir).
 set -uo pipefail
 
@@ -117,7 +118,7 @@ wait_gone() { # wait_gone JOBID...: until none is pending/running; 1 on timeout
   done
 }
 status_of() { # status_of RUN.h5 -> the root attribute "status"
-  h5dump -a /status "$1" 2>/dev/null | sed -n 's/.*(0): "\(.*\)".*/\1/p'
+  h5dump -a /status "$1" 2>/dev/null | sed -n 's/.*(0): "\(.*\)".*/\1/p' | sed 's/\\000//g'
 }
 w_final() { # w_final RUN.h5 -> /model/w_final values, full precision, without the file name line
   h5dump -m '%.17g' -d /model/w_final "$1" 2>/dev/null | tail -n +2
@@ -148,7 +149,11 @@ check "train log results/slurm/gradcode-train-$TRAIN.out written" test -s "$W/re
 p="$rd/provenance/attempt-0"
 check "train provenance (git, scontrol, env, command)" \
   test -s "$p/git.txt" -a -s "$p/scontrol-job.txt" -a -s "$p/env.txt" -a -s "$p/command.txt" -a -s "$p/info.txt"
-check "train launched by srun --mpi=pmix (the default inside Slurm)" grep -q -- 'srun --mpi=pmix' "$p/command.txt"
+if [[ "${GRADCODE_LAUNCHER:-srun}" == srun ]]; then
+  check "train launched by srun --mpi=pmix (the default inside Slurm)" grep -q -- '^srun --mpi=pmix' "$p/command.txt"
+else
+  check "train launched by $GRADCODE_LAUNCHER (GRADCODE_LAUNCHER)" grep -q -- "^$GRADCODE_LAUNCHER " "$p/command.txt"
+fi
 
 # The array's tasks, one line each: ArrayTaskId and JobState.
 tasks="$(scontrol -o show job "$SWEEP" 2>/dev/null | grep -oE 'ArrayTaskId=[0-9]+|JobState=[A-Z_]+' | paste - - | sort)"
@@ -227,8 +232,8 @@ b="$(w_final "$W/results/preempt-ref-$REF/run.h5")"
 check "preempted /model/w_final equals the uninterrupted run's (same seed, STRAGGLERS=none)" \
   test -n "$a" -a "$a" = "$b"
 if [[ -z "$a" || "$a" != "$b" ]]; then
-  note "preempted w_final: $(echo "$a" | tr -s ' \n' ' ' | cut -c1-200)"
-  note "reference w_final: $(echo "$b" | tr -s ' \n' ' ' | cut -c1-200)"
+  note "preempted w_final: $(echo "$a" | sed -n '/DATA {/,$p' | tr -s ' \n' ' ' | cut -c1-200)"
+  note "reference w_final: $(echo "$b" | sed -n '/DATA {/,$p' | tr -s ' \n' ' ' | cut -c1-200)"
 fi
 if ((FAIL)); then
   note "--- log of preempted job"
