@@ -67,7 +67,11 @@ fn config_attrs(cfg: &RunConfig) -> Vec<(String, AttrValue)> {
     out
 }
 
-fn provenance(world_size: usize) -> (Vec<(String, AttrValue)>, Vec<(String, AttrValue)>) {
+/// Attributes of one group.
+type Attrs = Vec<(String, AttrValue)>;
+
+/// `/code` and `/env` attributes.
+fn provenance(world_size: usize) -> (Attrs, Attrs) {
     let s = |v: &str| AttrValue::Str(v.to_string());
     let hdf5 = {
         let (a, b, c) = hdf5::library_version();

@@ -37,14 +37,9 @@ pub enum Kind {
 
 impl Kind {
     fn from_f64(v: f64) -> Option<Kind> {
-        Some(match v {
-            x if x == 1.0 => Kind::Params,
-            x if x == 2.0 => Kind::Grad,
-            x if x == 3.0 => Kind::Partial,
-            x if x == 4.0 => Kind::Stop,
-            x if x == 5.0 => Kind::Ack,
-            _ => return None,
-        })
+        [Kind::Params, Kind::Grad, Kind::Partial, Kind::Stop, Kind::Ack]
+            .into_iter()
+            .find(|k| *k as i32 as f64 == v)
     }
     /// The MPI tag of this kind.
     pub fn tag(self) -> i32 {

@@ -11,14 +11,14 @@
 # Output: one `ok - ...` / `not ok - ...` line per check, then `N passed, M failed`.
 # Exit: 0 all passed, 1 a failure, 77 skipped (not root, no Slurm, no binary, no h5dump).
 #
-# Knobs: WORKERS (3), ITERATIONS (20), PREEMPT_ITERATIONS (3000: each attempt must outlast the
+# Knobs: WORKERS (4), ITERATIONS (20), PREEMPT_ITERATIONS (3000: each attempt must outlast the
 # launcher's 5 s USR1 grace, GRADCODE_LAUNCH_GRACE), PREEMPT_TIMES (2), GRADCODE_LAUNCHER (srun),
 # JOB_TIMEOUT seconds per wait (300), KEEP=1 keeps the temp dir, SLURM_TEST_DIR (default: in the temp dir).
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 export GRADCODE="${GRADCODE:-$ROOT/target/release/gradcode}"
-WORKERS="${WORKERS:-3}"
+WORKERS="${WORKERS:-4}"
 ITERATIONS="${ITERATIONS:-20}"
 PREEMPT_ITERATIONS="${PREEMPT_ITERATIONS:-3000}"
 PREEMPT_TIMES="${PREEMPT_TIMES:-2}"
