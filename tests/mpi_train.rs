@@ -540,13 +540,9 @@ fn resume_from_a_checkpoint_is_bit_identical() {
     );
 }
 
-#[test]
-fn sigkill_leaves_a_readable_file_and_usr1_checkpoints_for_requeue() {
-    let _g = serial();
-    let data = dataset().display().to_string();
-    // kill -9 of the whole job mid-run.
-    let run = out_dir("killed");
-    let mut child = Command::new("mpirun")
+/// Start a long FRC run (1 + 4 ranks, 20 ms straggler) into `run`, returning the mpirun child.
+fn spawn_long_run(data: &str, run: &Path) -> std::process::Child {
+    Command::new("mpirun")
         .args([
             "--oversubscribe",
             "--bind-to",
@@ -556,35 +552,39 @@ fn sigkill_leaves_a_readable_file_and_usr1_checkpoints_for_requeue() {
             BIN,
             "train",
             "--data",
-            &data,
+            data,
+        ])
+        .args([
             "--code",
             "frc",
             "-s",
             "1",
-        ])
-        .args([
             "--iterations",
             "100000",
             "--straggler-model",
             "fixed:1:20",
             "--out",
         ])
-        .arg(&run)
+        .arg(run)
         .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
         .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn sigkill_leaves_a_readable_file_and_usr1_checkpoints_for_requeue() {
+    let _g = serial();
+    let data = dataset().display().to_string();
+    // kill -9 of every rank mid-run, as an OOM killer or a node failure would.
+    let run = out_dir("killed");
+    let mut child = spawn_long_run(&data, &run);
     std::thread::sleep(Duration::from_secs(4));
-    // SIGKILL every gradcode rank, as an OOM killer or node failure would.
-    let _ = Command::new("pkill")
-        .args([
-            "-9",
-            "-f",
-            &format!("{BIN} train --data {data} --code frc -s 1 --iterations 100000"),
-        ])
-        .status();
+    let pattern = format!("{BIN} train --data {data} --code frc");
+    let _ = Command::new("pkill").args(["-9", "-f", &pattern]).status();
     let _ = child.kill();
     let _ = child.wait();
     let rows =
@@ -599,36 +599,7 @@ fn sigkill_leaves_a_readable_file_and_usr1_checkpoints_for_requeue() {
 
     // USR1: checkpoint at the next iteration boundary, status interrupted, exit code 75.
     let run = out_dir("usr1");
-    let child = Command::new("mpirun")
-        .args([
-            "--oversubscribe",
-            "--bind-to",
-            "none",
-            "-np",
-            "5",
-            BIN,
-            "train",
-            "--data",
-            &data,
-            "--code",
-            "frc",
-            "-s",
-            "1",
-        ])
-        .args([
-            "--iterations",
-            "100000",
-            "--straggler-model",
-            "fixed:1:20",
-            "--out",
-        ])
-        .arg(&run)
-        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
-        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_long_run(&data, &run);
     std::thread::sleep(Duration::from_secs(4));
     let _ = Command::new("kill")
         .args(["-USR1", &child.id().to_string()])

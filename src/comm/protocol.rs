@@ -37,9 +37,15 @@ pub enum Kind {
 
 impl Kind {
     fn from_f64(v: f64) -> Option<Kind> {
-        [Kind::Params, Kind::Grad, Kind::Partial, Kind::Stop, Kind::Ack]
-            .into_iter()
-            .find(|k| *k as i32 as f64 == v)
+        [
+            Kind::Params,
+            Kind::Grad,
+            Kind::Partial,
+            Kind::Stop,
+            Kind::Ack,
+        ]
+        .into_iter()
+        .find(|k| *k as i32 as f64 == v)
     }
     /// The MPI tag of this kind.
     pub fn tag(self) -> i32 {

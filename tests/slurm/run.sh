@@ -170,10 +170,10 @@ for i in 1 2 3; do
 done
 
 # --- preemption: USR1 -> checkpoint -> exit 75 -> requeue -> resume --------------------------------
-export ITERATIONS="$PREEMPT_ITERATIONS" CHECKPOINT_EVERY=1 STRAGGLERS=none SEED=7
+export ITERATIONS="$PREEMPT_ITERATIONS" CHECKPOINT_EVERY=1 STRAGGLERS=none SEED=7 CODE=frc S=1
 REF=$("${SB[@]}" --job-name=preempt-ref "$ROOT/jobscripts/train.sbatch")
 PRE=$("${SB[@]}" --job-name=preempt "$ROOT/jobscripts/train.sbatch")
-unset ITERATIONS CHECKPOINT_EVERY STRAGGLERS SEED
+unset ITERATIONS CHECKPOINT_EVERY STRAGGLERS SEED CODE S
 note "preemption: uninterrupted job $REF, preempted job $PRE ($PREEMPT_TIMES signals)"
 prd="$W/results/preempt-$PRE"
 marker="$T/preempt-marker"
