@@ -53,7 +53,7 @@ data: build $(DATA)
 
 run: build $(DATA)
 	$(MPIRUN) $(MPIFLAGS) -np $(NP) $(BIN) train $(if $(CONFIG),--config $(CONFIG)) \
-	  --data $(DATA) --model softmax --code cyclic-mds -s 1 --lr 0.5 --l2 1e-4 --optimizer nesterov --momentum 0.9 \
+	  --data $(DATA) --model softmax --code cyclic-mds -s 1 --lr 0.1 --l2 1e-4 --optimizer nesterov --momentum 0.9 \
 	  --iterations $(ITERATIONS) --deadline-ms 2000 --straggler-model $(STRAGGLERS) --eval-every 10 --log-every 10 \
 	  --seed 1 --out results/fashion-mnist --force
 
