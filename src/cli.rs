@@ -137,6 +137,11 @@ pub struct TrainArgs {
     /// Print a progress line every K iterations [default: 10].
     #[arg(long, value_name = "K")]
     pub log_every: Option<u64>,
+    /// Partial work: each worker processes its partitions in C chunks and sends each chunk's
+    /// coded result as soon as it is done, so rank 0 can use the finished part of a slow
+    /// worker's work [default: 1].
+    #[arg(long, value_name = "C")]
+    pub chunks: Option<usize>,
     /// Run the serial reference path on one process instead of the MPI job.
     #[arg(long)]
     #[serde(default)]

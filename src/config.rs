@@ -66,6 +66,8 @@ pub struct RunConfig {
     pub checkpoint_every: u64,
     pub eval_every: u64,
     pub log_every: u64,
+    /// Chunks per worker and iteration (partial work); 1 = one message per iteration.
+    pub chunks: usize,
     pub reference: bool,
 }
 
@@ -130,6 +132,7 @@ impl RunConfig {
             checkpoint_every: pick!(checkpoint_every, 0),
             eval_every: pick!(eval_every, 10),
             log_every: pick!(log_every, 10),
+            chunks: pick!(chunks, 1),
             reference,
         };
         cfg.check()?;
@@ -162,6 +165,9 @@ impl RunConfig {
         }
         if self.iterations == 0 {
             return Err(invalid("iterations", 0, "must be at least 1"));
+        }
+        if !(1..=64).contains(&self.chunks) {
+            return Err(invalid("chunks", self.chunks, "must be between 1 and 64"));
         }
         if self.log_every == 0 {
             return Err(invalid("log-every", 0, "must be at least 1"));
@@ -235,7 +241,7 @@ impl RunConfig {
     /// so that a checkpoint refuses to resume under another configuration.
     pub fn trajectory_hash(&self) -> String {
         let key = format!(
-            "data={}\nmodel={}\ncode={}\ns={}\nn={}\ndeadline_ms={:?}\non_deadline={:?}\nlr={:?}\nl2={:?}\noptimizer={:?}\nmomentum={:?}\nstragglers={}\nseed={}\n",
+            "data={}\nmodel={}\ncode={}\ns={}\nn={}\ndeadline_ms={:?}\non_deadline={:?}\nlr={:?}\nl2={:?}\noptimizer={:?}\nmomentum={:?}\nstragglers={}\nseed={}\nchunks={}\n",
             self.data.display(),
             self.model.name(),
             self.code.name(),
@@ -248,7 +254,8 @@ impl RunConfig {
             self.optimizer,
             self.momentum,
             self.straggler_model,
-            self.seed
+            self.seed,
+            self.chunks
         );
         let digest = Sha256::digest(key.as_bytes());
         digest.iter().map(|b| format!("{b:02x}")).collect()

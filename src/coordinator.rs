@@ -105,7 +105,12 @@ struct Collection {
     iteration: u64,
     t0: Instant,
     collecting: bool,
-    responders: Vec<usize>,
+    /// Responders per chunk (sorted worker indices).
+    responders: Vec<Vec<usize>>,
+    /// Chunks each worker delivered on time.
+    chunks_in: Vec<usize>,
+    /// (finish time from the header, worker, chunk) of every on-time message, for the oracle.
+    finish: Vec<(f64, usize, usize)>,
     arrival_s: Vec<f64>,
     compute_s: Vec<f64>,
     injected_s: Vec<f64>,
@@ -116,12 +121,14 @@ struct Collection {
 }
 
 impl Collection {
-    fn new(n: usize) -> Self {
+    fn new(n: usize, chunks: usize) -> Self {
         Collection {
             iteration: 0,
             t0: Instant::now(),
             collecting: false,
-            responders: Vec::with_capacity(n),
+            responders: vec![Vec::with_capacity(n); chunks],
+            chunks_in: vec![0; n],
+            finish: Vec::with_capacity(n * chunks),
             arrival_s: vec![f64::NAN; n],
             compute_s: vec![f64::NAN; n],
             injected_s: vec![f64::NAN; n],
@@ -135,7 +142,9 @@ impl Collection {
         self.iteration = iteration;
         self.t0 = Instant::now();
         self.collecting = true;
-        self.responders.clear();
+        self.responders.iter_mut().for_each(Vec::clear);
+        self.chunks_in.fill(0);
+        self.finish.clear();
         for v in [
             &mut self.arrival_s,
             &mut self.compute_s,
@@ -166,8 +175,13 @@ struct Coordinator<'a> {
     decoder: Decoder,
     n: usize,
     dim: usize,
-    busy_with: Vec<Option<u64>>,
-    recv: Vec<Vec<f64>>,
+    chunks: usize,
+    /// Per worker, the iterations it was given and the chunk messages still expected for each,
+    /// oldest first (at most two: with chunks, a busy worker may be handed the newest parameters
+    /// and abandons the rest of its old iteration).
+    pending: Vec<std::collections::VecDeque<(u64, usize)>>,
+    /// Receive buffers [worker][chunk].
+    recv: Vec<Vec<Vec<f64>>>,
     partial_buf: Vec<f64>,
     scratch: Vec<f64>,
     received: Vec<u64>,
@@ -198,7 +212,7 @@ impl<'a> Coordinator<'a> {
             Kind::Params.tag(),
             HEADER_LEN + self.dim,
         );
-        self.busy_with[w] = Some(it);
+        self.pending[w].push_back((it, self.chunks));
         self.cur.post_offset[w] = self.cur.t0.elapsed().as_secs_f64();
     }
 
@@ -229,7 +243,10 @@ impl<'a> Coordinator<'a> {
             *dst = v;
         }
         for w in 0..self.n {
-            if self.busy_with[w].is_none() {
+            // Idle workers get the parameters; with chunks, so do workers still busy with an older
+            // iteration (they switch at their next chunk boundary), but never two ahead.
+            let busy = self.pending[w].len();
+            if busy == 0 || (self.chunks > 1 && busy == 1) {
                 self.post_to(w);
             }
         }
@@ -256,12 +273,26 @@ impl<'a> Coordinator<'a> {
         let w = src as usize - 1;
         match status.tag() {
             TAG_GRAD => {
-                let (len, ok) = receive_checked(msg, &status, &mut self.recv[w], &mut self.scratch);
+                // A worker's chunks of one iteration arrive in its processing order (MPI does not
+                // reorder messages between two ranks), so the expected chunk is known and the
+                // message lands directly in its buffer.
+                let front = self.pending[w].front().copied();
+                let q = front.map_or(0, |(_, rem)| {
+                    (w + self.chunks - rem.min(self.chunks)) % self.chunks
+                });
+                let (len, ok) =
+                    receive_checked(msg, &status, &mut self.recv[w][q], &mut self.scratch);
                 self.received[w] += 1;
                 self.cur.bytes += (len * 8) as f64;
-                let was = self.busy_with[w].take();
+                let was = front.map(|(it, _)| it);
+                if let Some(f) = self.pending[w].front_mut() {
+                    f.1 -= 1;
+                    if f.1 == 0 {
+                        self.pending[w].pop_front();
+                    }
+                }
                 let buf = if ok {
-                    &self.recv[w][..len]
+                    &self.recv[w][q][..len]
                 } else {
                     &self.scratch[..len]
                 };
@@ -271,7 +302,7 @@ impl<'a> Coordinator<'a> {
                         Err(format!("kind {:?} on the gradient tag", h.kind))
                     }
                     Ok(h) if h.rank != src as usize => Err(format!("header names rank {}", h.rank)),
-                    Ok(h) if h.len != self.dim + 1 => Err(format!(
+                    Ok(h) if h.len != self.dim + 1 && h.len != 0 => Err(format!(
                         "payload of {} values, expected {}",
                         h.len,
                         self.dim + 1
@@ -280,12 +311,29 @@ impl<'a> Coordinator<'a> {
                         "iteration {} but the worker was given {:?}",
                         h.iteration, was
                     )),
+                    Ok(h) if h.part != q => {
+                        Err(format!("chunk {} where chunk {q} was due", h.part))
+                    }
+                    Ok(h)
+                        if h.len == 0
+                            && self.cur.collecting
+                            && h.iteration == self.cur.iteration =>
+                    {
+                        Err("an abandoned chunk for the iteration being collected".into())
+                    }
                     Ok(_) if !payload_is_finite(&buf[HEADER_LEN..]) => {
                         Err("non-finite values in the payload".into())
                     }
                     Ok(h) => Ok(h),
                 };
                 match verdict {
+                    Ok(h) if h.len == 0 => {
+                        // The worker switched to newer parameters and skipped this chunk.
+                        log::trace!(
+                            "[rank 0] rank {src} abandoned chunk {q} of iteration {}",
+                            h.iteration
+                        );
+                    }
                     Err(reason) => {
                         self.cur.rejected += 1;
                         self.stats[w].rejected += 1;
@@ -295,16 +343,25 @@ impl<'a> Coordinator<'a> {
                         );
                     }
                     Ok(h) if self.cur.collecting && h.iteration == self.cur.iteration => {
-                        if let Err(pos) = self.cur.responders.binary_search(&w) {
-                            self.cur.responders.insert(pos, w);
+                        let set = &mut self.cur.responders[q];
+                        if let Err(pos) = set.binary_search(&w) {
+                            set.insert(pos, w);
                         }
                         let a = self.cur.t0.elapsed().as_secs_f64();
+                        self.cur.chunks_in[w] += 1;
                         self.cur.arrival_s[w] = a;
                         self.cur.compute_s[w] = h.compute_s;
                         self.cur.injected_s[w] = h.injected_s;
-                        self.stats[w].on_time += 1;
-                        self.stats[w].arrival_sum += a;
-                        self.stats[w].arrivals.push(a);
+                        self.cur.finish.push((
+                            self.cur.post_offset[w] + h.compute_s + h.injected_s,
+                            w,
+                            q,
+                        ));
+                        if self.cur.chunks_in[w] == self.chunks {
+                            self.stats[w].on_time += 1;
+                            self.stats[w].arrival_sum += a;
+                            self.stats[w].arrivals.push(a);
+                        }
                     }
                     Ok(h) => {
                         self.cur.late += 1;
@@ -314,7 +371,7 @@ impl<'a> Coordinator<'a> {
                             h.iteration,
                             self.cur.iteration
                         );
-                        if self.cur.collecting {
+                        if self.cur.collecting && self.pending[w].is_empty() {
                             self.post_to(w);
                         }
                     }
@@ -340,6 +397,12 @@ impl<'a> Coordinator<'a> {
                         if self.partials[h.part].is_none() {
                             self.partials[h.part] = Some(Array1::from(buf[HEADER_LEN..].to_vec()));
                         }
+                    }
+                    Ok(h)
+                        if h.kind == Kind::Partial
+                            && Some(h.iteration) != self.validation_iteration =>
+                    {
+                        log::debug!("[rank 0] drained a late validation message from rank {src}");
                     }
                     _ => {
                         log::warn!("[rank 0] ignored an invalid validation message from rank {src}")
@@ -379,7 +442,7 @@ impl<'a> Coordinator<'a> {
         let mut warned = false;
         loop {
             let got = self.poll()?;
-            if self.decoder.code().is_decodable(&self.cur.responders) {
+            if self.decodable() {
                 return Ok(true);
             }
             let waited = self.cur.t0.elapsed();
@@ -388,13 +451,13 @@ impl<'a> Coordinator<'a> {
                     OnDeadline::BestEffort => return Ok(false),
                     OnDeadline::Wait if waited >= hard => {
                         let silent: Vec<usize> = (0..self.n)
-                            .filter(|w| self.cur.responders.binary_search(w).is_err())
+                            .filter(|&w| self.cur.chunks_in[w] < self.chunks)
                             .map(|w| w + 1)
                             .collect();
                         return Err(CommError::Timeout {
                             iteration: self.cur.iteration,
                             waited_ms: waited.as_secs_f64() * 1e3,
-                            have: self.cur.responders.len(),
+                            have: self.complete_responders(),
                             n: self.n,
                             silent,
                         }
@@ -405,7 +468,7 @@ impl<'a> Coordinator<'a> {
                         log::debug!(
                             "[rank 0] iteration {}: deadline passed with {} responders; waiting (at most {} ms)",
                             self.cur.iteration,
-                            self.cur.responders.len(),
+                            self.complete_responders(),
                             self.cfg.max_wait_ms
                         );
                     }
@@ -418,31 +481,76 @@ impl<'a> Coordinator<'a> {
         }
     }
 
-    /// The oracle: the earliest moment the workers' own finish times formed a decodable set.
-    fn oracle(&self) -> f64 {
-        let mut fin: Vec<(f64, usize)> = self
-            .cur
+    /// Whether every chunk's responder set is decodable.
+    fn decodable(&self) -> bool {
+        self.cur
             .responders
             .iter()
-            .map(|&w| {
-                (
-                    self.cur.post_offset[w] + self.cur.compute_s[w] + self.cur.injected_s[w],
-                    w,
-                )
-            })
-            .filter(|(f, _)| f.is_finite())
-            .collect();
+            .all(|set| self.decoder.code().is_decodable(set))
+    }
+
+    /// Workers whose every chunk arrived on time.
+    fn complete_responders(&self) -> usize {
+        self.cur
+            .chunks_in
+            .iter()
+            .filter(|&&c| c == self.chunks)
+            .count()
+    }
+
+    /// The oracle: the earliest moment the workers' own finish times (per chunk) formed a
+    /// decodable set for every chunk.
+    fn oracle(&self) -> f64 {
+        let mut fin = self.cur.finish.clone();
+        fin.retain(|(f, _, _)| f.is_finite());
         fin.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let mut set: Vec<usize> = Vec::with_capacity(fin.len());
-        for (f, w) in fin {
-            if let Err(p) = set.binary_search(&w) {
-                set.insert(p, w);
+        let mut sets: Vec<Vec<usize>> = vec![Vec::new(); self.chunks];
+        for (f, w, q) in fin {
+            if let Err(p) = sets[q].binary_search(&w) {
+                sets[q].insert(p, w);
             }
-            if self.decoder.code().is_decodable(&set) {
+            if sets.iter().all(|set| self.decoder.code().is_decodable(set)) {
                 return f;
             }
         }
         f64::NAN
+    }
+
+    /// Decode every chunk from its responders into `gsum` (gradient sum and loss sum); `None`
+    /// when nobody answered at all. Weighted sums run in worker order, so the result depends only
+    /// on the responder sets, not on arrival order.
+    fn decode_into(&mut self, gsum: &mut Array1<f64>) -> Result<Option<Combined>> {
+        if self.cur.responders.iter().all(Vec::is_empty) {
+            return Ok(None);
+        }
+        gsum.fill(0.0);
+        let k = self.decoder.code().n_partitions();
+        let mut per_chunk = Vec::with_capacity(self.chunks);
+        let (mut exact, mut res2, mut cond) = (true, 0.0, 0.0f64);
+        for q in 0..self.chunks {
+            if self.cur.responders[q].is_empty() {
+                exact = false;
+                res2 += k as f64;
+                per_chunk.push(None);
+                continue;
+            }
+            let d = self.decoder.decode(&self.cur.responders[q])?.clone();
+            for (&w, &a) in d.responders.iter().zip(&d.weights) {
+                if a != 0.0 {
+                    gsum.scaled_add(a, &ArrayView1::from(&self.recv[w][q][HEADER_LEN..]));
+                }
+            }
+            exact &= d.exact;
+            res2 += d.residual * d.residual;
+            cond = cond.max(d.condition);
+            per_chunk.push(Some(d));
+        }
+        Ok(Some(Combined {
+            per_chunk,
+            exact,
+            residual: res2.sqrt(),
+            condition: cond,
+        }))
     }
 
     /// Stop every worker, reconcile message counts, drain. Returns unreconciled worker ranks.
@@ -481,6 +589,19 @@ impl<'a> Coordinator<'a> {
             }
         }
     }
+}
+
+/// The decodings of every chunk of one iteration, combined.
+#[derive(Debug, Clone)]
+struct Combined {
+    /// Per chunk; `None` when no worker delivered that chunk.
+    per_chunk: Vec<Option<crate::coding::Decoding>>,
+    /// Every chunk decoded exactly.
+    exact: bool,
+    /// √(Σ_q err(F_q)²).
+    residual: f64,
+    /// Largest cond(B_F) over the chunks.
+    condition: f64,
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -523,8 +644,9 @@ pub fn run(setup: Setup<'_>) -> Outcome {
         decoder: Decoder::new(code),
         n,
         dim,
-        busy_with: vec![None; n],
-        recv: vec![vec![0.0; msg_len]; n],
+        chunks: cfg.chunks,
+        pending: vec![std::collections::VecDeque::with_capacity(2); n],
+        recv: vec![vec![vec![0.0; msg_len]; cfg.chunks]; n],
         partial_buf: vec![0.0; msg_len],
         scratch: Vec::new(),
         received: vec![0; n],
@@ -534,8 +656,8 @@ pub fn run(setup: Setup<'_>) -> Outcome {
             SendBuf::new(HEADER_LEN + dim),
         ],
         current_slot: 0,
-        cur: Collection::new(n),
-        partials: vec![None; k],
+        cur: Collection::new(n, cfg.chunks),
+        partials: vec![None; k * cfg.chunks],
         validation_iteration: None,
         stats: vec![WorkerStats::default(); n],
     };
@@ -619,29 +741,16 @@ pub fn run(setup: Setup<'_>) -> Outcome {
         c.cur.collecting = false;
         let td = Instant::now();
         let mut rec = IterationRecord::new(n);
-        let decoding = if c.cur.responders.is_empty() {
-            None
-        } else {
-            match c.decoder.decode(&c.cur.responders) {
-                Ok(d) => Some(d.clone()),
-                Err(e) => {
-                    error = Some(e.into());
-                    status = RunStatus::Failed;
-                    break;
-                }
+        let point = opt.point().to_owned();
+        let decoding = match c.decode_into(&mut gsum) {
+            Ok(d) => d,
+            Err(e) => {
+                error = Some(e);
+                status = RunStatus::Failed;
+                break;
             }
         };
-        let point = opt.point().to_owned();
         if let Some(d) = &decoding {
-            gsum.fill(0.0);
-            for (&w, &a) in d.responders.iter().zip(&d.weights) {
-                if a != 0.0 {
-                    gsum.scaled_add(
-                        a,
-                        &ArrayView1::from(&c.recv[w][HEADER_LEN..HEADER_LEN + dim + 1]),
-                    );
-                }
-            }
             model::objective_gradient_into(
                 model,
                 gsum.slice(ndarray::s![..dim]),
@@ -674,7 +783,7 @@ pub fn run(setup: Setup<'_>) -> Outcome {
         rec.set("decode_s", decode_s);
         rec.set("oracle_s", oracle_s);
         rec.set("train_loss", train_loss);
-        rec.set("n_responders", c.cur.responders.len() as f64);
+        rec.set("n_responders", c.complete_responders() as f64);
         rec.set("late", f64::from(c.cur.late));
         rec.set("rejected", f64::from(c.cur.rejected));
         rec.set("bytes_received", c.cur.bytes);
@@ -686,6 +795,7 @@ pub fn run(setup: Setup<'_>) -> Outcome {
         for w in 0..n {
             rec.per_worker[0][w] = c.cur.arrival_s[w];
             rec.per_worker[1][w] = c.cur.compute_s[w];
+            rec.per_worker[3][w] = c.cur.chunks_in[w] as f64;
             let planned = schedule.delay_s(t, w + 1);
             rec.per_worker[2][w] = if schedule.failed(t, w + 1) {
                 f64::INFINITY
@@ -743,7 +853,7 @@ pub fn run(setup: Setup<'_>) -> Outcome {
                 train_loss,
                 wall_s * 1e3,
                 oracle_s * 1e3,
-                c.cur.responders.len(),
+                c.complete_responders(),
                 n,
                 c.cur.late,
                 if last_test.1.is_finite() { format!("  test acc {:.4}", last_test.1) } else { String::new() }
@@ -920,20 +1030,23 @@ pub fn run(setup: Setup<'_>) -> Outcome {
     }
 }
 
-/// Compare the decoded first-iteration gradient with the exact one from the partials.
+/// Compare the decoded first-iteration gradient with the exact one from the partials (one per
+/// partition and chunk). An exact decoding passes at relative error ≤ 1e-8; an approximate one
+/// passes when ‖ĝ − g‖ ≤ Σ_q err(F_q)·‖G_q‖_F, the guarantee of least-squares decoding.
 fn validate_first(
     c: &Coordinator<'_>,
-    decoding: Option<&crate::coding::Decoding>,
+    decoding: Option<&Combined>,
     ghat: &Array1<f64>,
     t: u64,
 ) -> Vec<(String, AttrValue)> {
     let mut out: Vec<(String, AttrValue)> = vec![("iteration".into(), AttrValue::U64(t))];
+    let chunks = c.chunks;
     let missing: Vec<usize> = c
         .partials
         .iter()
         .enumerate()
         .filter(|(_, p)| p.is_none())
-        .map(|(j, _)| j)
+        .map(|(i, _)| i / chunks)
         .collect();
     let Some(d) = decoding else {
         out.push(("check".into(), AttrValue::Str("FAILED".into())));
@@ -944,6 +1057,8 @@ fn validate_first(
         return out;
     };
     if !missing.is_empty() {
+        let mut parts = missing.clone();
+        parts.dedup();
         let silent: Vec<usize> = (0..c.n)
             .filter(|&w| c.received[w] == 0)
             .map(|w| w + 1)
@@ -951,35 +1066,37 @@ fn validate_first(
         out.push(("check".into(), AttrValue::Str("INCOMPLETE".into())));
         out.push((
             "reason".into(),
-            AttrValue::Str(format!("partitions {missing:?} never reported; workers that never answered (ranks): {silent:?}")),
+            AttrValue::Str(format!("partitions {parts:?} never reported; workers that never answered (ranks): {silent:?}")),
         ));
-        log::warn!("[rank 0] validation incomplete: partitions {missing:?} missing; silent ranks {silent:?}");
+        log::warn!(
+            "[rank 0] validation incomplete: partitions {parts:?} missing; silent ranks {silent:?}"
+        );
         return out;
     }
     let dim = c.dim;
+    let k = c.decoder.code().n_partitions();
     let mut g = Array1::<f64>::zeros(dim + 1);
-    let mut frob2 = 0.0;
-    for p in c.partials.iter().flatten() {
-        g += p;
-        frob2 += p
-            .slice(ndarray::s![..dim])
-            .iter()
-            .map(|v| v * v)
-            .sum::<f64>();
+    let mut chunk_frob2 = vec![0.0; chunks];
+    for (i, p) in c.partials.iter().enumerate() {
+        if let Some(p) = p {
+            g += p;
+            chunk_frob2[i % chunks] += p
+                .slice(ndarray::s![..dim])
+                .iter()
+                .map(|v| v * v)
+                .sum::<f64>();
+        }
     }
-    let diff = (&ghat.slice(ndarray::s![..dim]) - &g.slice(ndarray::s![..dim]))
-        .iter()
-        .map(|v| v * v)
-        .sum::<f64>()
-        .sqrt();
-    let norm = g
-        .slice(ndarray::s![..dim])
-        .iter()
-        .map(|v| v * v)
-        .sum::<f64>()
-        .sqrt();
+    let norm2 = |v: ndarray::ArrayView1<f64>| v.iter().map(|x| x * x).sum::<f64>().sqrt();
+    let diff = norm2((&ghat.slice(ndarray::s![..dim]) - &g.slice(ndarray::s![..dim])).view());
+    let norm = norm2(g.slice(ndarray::s![..dim]));
     let rel = if norm > 0.0 { diff / norm } else { diff };
-    let bound = d.residual * frob2.sqrt();
+    let bound: f64 = d
+        .per_chunk
+        .iter()
+        .zip(&chunk_frob2)
+        .map(|(dq, f2)| dq.as_ref().map_or((k as f64).sqrt(), |x| x.residual) * f2.sqrt())
+        .sum();
     let passed = if d.exact {
         rel <= 1e-8
     } else {
@@ -991,6 +1108,10 @@ fn validate_first(
         if d.exact { "exact" } else { "approximate" },
         d.residual
     );
+    let responders: Vec<usize> = (0..c.n)
+        .filter(|&w| c.cur.chunks_in[w] == chunks)
+        .map(|w| w + 1)
+        .collect();
     out.push(("check".into(), AttrValue::Str(verdict.into())));
     out.push(("rel_err".into(), AttrValue::F64(rel)));
     out.push(("abs_err".into(), AttrValue::F64(diff)));
@@ -1002,10 +1123,7 @@ fn validate_first(
     out.push(("decode_residual".into(), AttrValue::F64(d.residual)));
     out.push((
         "responders".into(),
-        AttrValue::Str(format!(
-            "{:?}",
-            d.responders.iter().map(|w| w + 1).collect::<Vec<_>>()
-        )),
+        AttrValue::Str(format!("{responders:?}")),
     ));
     out
 }

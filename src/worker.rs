@@ -23,37 +23,102 @@ use crate::data::Dataset;
 use crate::model::{Model, Workspace};
 use crate::straggler::StragglerSchedule;
 
-/// What one worker holds.
+/// One chunk of a worker's work: for every held partition j, its q-th sub-partition, stacked.
+#[derive(Debug)]
+pub struct Chunk {
+    /// Rows of this chunk.
+    pub data: Dataset,
+    /// Per-row coefficient: rows of partition j get b_ij.
+    pub row_weights: Array1<f64>,
+    /// (partition, local row range inside `data`) for every held partition.
+    pub parts: Vec<(usize, Range<usize>)>,
+}
+
+/// What one worker holds: its partitions, split into chunks (one chunk unless `--chunks`).
+///
+/// Chunk q holds the q-th of C balanced sub-ranges of every held partition, so each chunk is a
+/// coded message of the same code over sub-partitions: rank 0 decodes every chunk from the
+/// workers that delivered it and sums, exactly once every chunk's responder set is decodable.
+/// Worker w processes chunks in the cyclic order w, w+1, …, so the finished part of a slow
+/// worker's work covers different sub-partitions on different workers (partial stragglers).
 #[derive(Debug)]
 pub struct Shard {
-    /// Rows of the held partitions, stacked in the order of the code's assignment.
-    pub data: Dataset,
-    /// Local row range of each held partition inside `data`.
-    pub ranges: Vec<Range<usize>>,
-    /// Partition index of each range.
-    pub parts: Vec<usize>,
-    /// Per-row coefficient: row r of partition j gets b_ij.
-    pub row_weights: Array1<f64>,
+    pub chunks: Vec<Chunk>,
 }
 
 impl Shard {
-    /// Build the shard of worker `w` (0-based) from its stacked rows.
+    /// Split worker `w`'s stacked rows (`ranges[p]` = rows of its p-th held partition) into
+    /// `n_chunks` chunks. Every partition needs at least `n_chunks` rows.
     pub fn new(
         code: &dyn GradientCode,
         w: usize,
         data: Dataset,
         ranges: Vec<Range<usize>>,
-    ) -> Shard {
-        let mut row_weights = Array1::zeros(data.n_rows());
-        for (r, &c) in ranges.iter().zip(code.coefficients(w)) {
-            row_weights.slice_mut(ndarray::s![r.clone()]).fill(c);
+        n_chunks: usize,
+    ) -> Result<Shard, crate::data::DataError> {
+        let parts = code.assignment(w);
+        let coefs = code.coefficients(w);
+        if n_chunks <= 1 {
+            let mut row_weights = Array1::zeros(data.n_rows());
+            for (r, &c) in ranges.iter().zip(coefs) {
+                row_weights.slice_mut(ndarray::s![r.clone()]).fill(c);
+            }
+            let parts = parts.iter().copied().zip(ranges).collect();
+            return Ok(Shard {
+                chunks: vec![Chunk {
+                    data,
+                    row_weights,
+                    parts,
+                }],
+            });
         }
-        Shard {
-            data,
-            ranges,
-            parts: code.assignment(w).to_vec(),
-            row_weights,
+        let splits: Vec<Vec<Range<usize>>> = ranges
+            .iter()
+            .map(|r| {
+                crate::data::partition_ranges(r.len(), n_chunks).map(|sub| {
+                    sub.into_iter()
+                        .map(|s| r.start + s.start..r.start + s.end)
+                        .collect()
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        let mut chunks = Vec::with_capacity(n_chunks);
+        for q in 0..n_chunks {
+            let pieces: Vec<Dataset> = splits
+                .iter()
+                .map(|sub| data.slice_rows(sub[q].clone()))
+                .collect();
+            let xs: Vec<&crate::data::Features> = pieces.iter().map(|d| &d.x).collect();
+            let x = crate::data::Features::vstack(&xs)?;
+            let ys: Vec<ndarray::ArrayView1<f64>> = pieces.iter().map(|d| d.y.view()).collect();
+            let y = ndarray::concatenate(ndarray::Axis(0), &ys)
+                .map_err(|e| crate::data::DataError::Invalid(e.to_string()))?;
+            let mut row_weights = Array1::zeros(y.len());
+            let mut local = Vec::with_capacity(pieces.len());
+            let mut at = 0;
+            for ((piece, &j), &c) in pieces.iter().zip(parts).zip(coefs) {
+                let len = piece.n_rows();
+                row_weights.slice_mut(ndarray::s![at..at + len]).fill(c);
+                local.push((j, at..at + len));
+                at += len;
+            }
+            chunks.push(Chunk {
+                data: Dataset {
+                    x,
+                    y,
+                    task: data.task,
+                },
+                row_weights,
+                parts: local,
+            });
         }
+        Ok(Shard { chunks })
+    }
+
+    /// The order in which worker `w` processes its chunks.
+    pub fn order(&self, w: usize) -> impl Iterator<Item = usize> + '_ {
+        let c = self.chunks.len();
+        (0..c).map(move |t| (w + t) % c)
     }
 }
 
@@ -89,9 +154,14 @@ pub fn run(
     let root = world.process_at_rank(0);
     let mut params = vec![0.0; msg_len];
     let mut scratch = Vec::new();
-    let mut bufs = [SendBuf::new(msg_len), SendBuf::new(msg_len)];
+    // Two buffers per chunk: a chunk's next message never waits for its previous send.
+    let mut bufs: Vec<[SendBuf; 2]> = shard
+        .chunks
+        .iter()
+        .map(|_| [SendBuf::new(msg_len), SendBuf::new(msg_len)])
+        .collect();
+    let mut which = vec![0usize; shard.chunks.len()];
     let mut partial_bufs: Vec<SendBuf> = Vec::new();
-    let mut which = 0;
     let mut ws = Workspace::default();
     let mut summary = WorkerSummary::default();
     let protocol = |reason: String| CommError::Protocol { rank: 0, reason };
@@ -117,70 +187,108 @@ pub fn run(
                     continue;
                 }
                 let w = ArrayView1::from(&params[HEADER_LEN..HEADER_LEN + dim]);
-                let t = Instant::now();
-                let buf = bufs[which].write();
-                let (head, rest) = buf.split_at_mut(HEADER_LEN);
-                let (g, loss) = rest.split_at_mut(dim);
-                loss[0] = model.gradient_into(
-                    w,
-                    &shard.data.x,
-                    shard.data.y.view(),
-                    Some(shard.row_weights.view()),
-                    &mut ws,
-                    ArrayViewMut1::from(g),
-                );
-                let compute_s = t.elapsed().as_secs_f64();
+                let n_chunks = shard.chunks.len();
+                // The injected delay is spread over the chunks, so a slow worker still finishes
+                // its first chunks early (with one chunk: compute, then the whole delay).
+                let delay = schedule.delay_s(it, urank) / n_chunks as f64;
                 let factor = schedule.slow_factor(urank);
-                let spun = (factor - 1.0) * compute_s;
-                spin(spun);
-                let delay = schedule.delay_s(it, urank);
-                if delay > 0.0 {
-                    std::thread::sleep(Duration::from_secs_f64(delay));
-                }
-                let header = Header {
-                    kind: Kind::Grad,
-                    iteration: it,
-                    rank: urank,
-                    compute_s,
-                    injected_s: spun + delay,
-                    part: 0,
-                    len: dim + 1,
-                };
-                header.write(head);
-                bufs[which].post(world, 0, Kind::Grad.tag(), msg_len);
-                which ^= 1;
-                summary.messages_sent += 1;
-                summary.iterations_computed += 1;
-                summary.compute_s += compute_s;
-                if h.part == 1 {
-                    // First-iteration validation: the uncoded gradient of every held partition.
-                    if partial_bufs.is_empty() {
-                        partial_bufs = shard.ranges.iter().map(|_| SendBuf::new(msg_len)).collect();
-                    }
-                    for ((range, &j), pb) in shard
-                        .ranges
-                        .iter()
-                        .zip(&shard.parts)
-                        .zip(partial_bufs.iter_mut())
-                    {
-                        let x = shard.data.x.slice_rows(range.clone());
-                        let y = shard.data.y.slice(ndarray::s![range.clone()]);
-                        let buf = pb.write();
-                        let (head, rest) = buf.split_at_mut(HEADER_LEN);
-                        let (g, loss) = rest.split_at_mut(dim);
-                        loss[0] =
-                            model.gradient_into(w, &x, y, None, &mut ws, ArrayViewMut1::from(g));
-                        Header {
-                            kind: Kind::Partial,
-                            iteration: it,
-                            rank: urank,
-                            part: j,
-                            len: dim + 1,
-                            ..Header::new(Kind::Partial)
+                let (mut compute_total, mut injected_total) = (0.0, 0.0);
+                let order: Vec<usize> = shard.order(urank - 1).collect();
+                let mut abandoned = false;
+                for (t, &q) in order.iter().enumerate() {
+                    // Newer parameters waiting (rank 0 decoded this iteration without us): skip the
+                    // rest, telling rank 0 with a header-only message per skipped chunk.
+                    if t > 0 && root.immediate_probe_with_tag(TAG_PARAMS).is_some() {
+                        for &skip in &order[t..] {
+                            let mut marker = [0.0; HEADER_LEN];
+                            Header {
+                                kind: Kind::Grad,
+                                iteration: it,
+                                rank: urank,
+                                part: skip,
+                                len: 0,
+                                ..Header::new(Kind::Grad)
+                            }
+                            .write(&mut marker);
+                            root.send_with_tag(&marker[..], Kind::Grad.tag());
+                            summary.messages_sent += 1;
                         }
-                        .write(head);
-                        pb.post(world, 0, Kind::Partial.tag(), msg_len);
-                        summary.messages_sent += 1;
+                        abandoned = true;
+                        break;
+                    }
+                    let chunk = &shard.chunks[q];
+                    let t = Instant::now();
+                    let slot = &mut bufs[q][which[q]];
+                    let buf = slot.write();
+                    let (head, rest) = buf.split_at_mut(HEADER_LEN);
+                    let (g, loss) = rest.split_at_mut(dim);
+                    loss[0] = model.gradient_into(
+                        w,
+                        &chunk.data.x,
+                        chunk.data.y.view(),
+                        Some(chunk.row_weights.view()),
+                        &mut ws,
+                        ArrayViewMut1::from(g),
+                    );
+                    let compute_s = t.elapsed().as_secs_f64();
+                    let spun = (factor - 1.0) * compute_s;
+                    spin(spun);
+                    if delay > 0.0 {
+                        std::thread::sleep(Duration::from_secs_f64(delay));
+                    }
+                    compute_total += compute_s;
+                    injected_total += spun + delay;
+                    Header {
+                        kind: Kind::Grad,
+                        iteration: it,
+                        rank: urank,
+                        compute_s: compute_total,
+                        injected_s: injected_total,
+                        part: q,
+                        len: dim + 1,
+                    }
+                    .write(head);
+                    slot.post(world, 0, Kind::Grad.tag(), msg_len);
+                    which[q] ^= 1;
+                    summary.messages_sent += 1;
+                }
+                summary.compute_s += compute_total;
+                if abandoned {
+                    continue;
+                }
+                summary.iterations_computed += 1;
+                if h.part == 1 {
+                    // First-iteration validation: the uncoded gradient of every held
+                    // sub-partition (partition j, chunk q), tagged part = j * chunks + q.
+                    for (q, chunk) in shard.chunks.iter().enumerate() {
+                        for (j, range) in &chunk.parts {
+                            let x = chunk.data.x.slice_rows(range.clone());
+                            let y = chunk.data.y.slice(ndarray::s![range.clone()]);
+                            let mut pb = SendBuf::new(msg_len);
+                            let buf = pb.write();
+                            let (head, rest) = buf.split_at_mut(HEADER_LEN);
+                            let (g, loss) = rest.split_at_mut(dim);
+                            loss[0] = model.gradient_into(
+                                w,
+                                &x,
+                                y,
+                                None,
+                                &mut ws,
+                                ArrayViewMut1::from(g),
+                            );
+                            Header {
+                                kind: Kind::Partial,
+                                iteration: it,
+                                rank: urank,
+                                part: j * n_chunks + q,
+                                len: dim + 1,
+                                ..Header::new(Kind::Partial)
+                            }
+                            .write(head);
+                            pb.post(world, 0, Kind::Partial.tag(), msg_len);
+                            partial_bufs.push(pb);
+                            summary.messages_sent += 1;
+                        }
                     }
                 }
             }
@@ -199,7 +307,7 @@ pub fn run(
                 }
                 .write(&mut ack);
                 root.send_with_tag(&ack[..], Kind::Ack.tag());
-                for b in bufs.iter_mut().chain(partial_bufs.iter_mut()) {
+                for b in bufs.iter_mut().flatten().chain(partial_bufs.iter_mut()) {
                     b.wait();
                 }
                 return Ok(summary);

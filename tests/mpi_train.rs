@@ -540,6 +540,65 @@ fn resume_from_a_checkpoint_is_bit_identical() {
     );
 }
 
+#[test]
+fn partial_work_of_slow_workers_is_decoded_exactly_and_sooner() {
+    let _g = serial();
+    let w_ref = reference_w();
+    // Two workers 300 ms slow, more than the s = 1 the code tolerates: without chunks every
+    // iteration waits for one of them; with 3 chunks their first chunks (cyclic orders) cover
+    // every sub-partition after about two thirds of their delay.
+    let common = [
+        "--code",
+        "cyclic-mds",
+        "-s",
+        "1",
+        "--straggler-model",
+        "fixed:2,4:300",
+        "--log-every",
+        "1",
+    ];
+    let mut one: Vec<&str> = common.to_vec();
+    one.extend(["--chunks", "1"]);
+    let (o, run1, _) = train(7, "chunks-1", &one);
+    assert!(o.status.success(), "{}", text(&o));
+    let mut three: Vec<&str> = common.to_vec();
+    three.extend(["--chunks", "3"]);
+    let (o, run3, _) = train(7, "chunks-3", &three);
+    assert!(o.status.success(), "{}", text(&o));
+    for run in [&run1, &run3] {
+        let w = results::read_vector(&run.join("run.h5"), "model/w_final").unwrap();
+        assert!(
+            rel_diff(&w, &w_ref) < 1e-8,
+            "{}: not the reference",
+            run.display()
+        );
+        assert_eq!(
+            results::read_str_attr(&run.join("run.h5"), "validation", "check").unwrap(),
+            "PASSED"
+        );
+    }
+    let r1 = results::read_rows(&run1.join("run.h5"), None).unwrap();
+    let r3 = results::read_rows(&run3.join("run.h5"), None).unwrap();
+    assert!(r3.column("exact").unwrap().iter().all(|&e| e == 1.0));
+    // Iteration 0 starts with every worker idle: the chunked run decodes it well before 300 ms.
+    let (w1, w3) = (
+        r1.column("wall_s").unwrap()[0],
+        r3.column("wall_s").unwrap()[0],
+    );
+    assert!(
+        w1 >= 0.29 && w3 < 0.27,
+        "first iteration: {w1} s without chunks, {w3} s with 3"
+    );
+    // The slow workers' partial results were used: they delivered some but not all chunks.
+    let chunks = &r3.per_worker[3];
+    assert!(
+        chunks.column(1).iter().any(|&c| c > 0.0 && c < 3.0),
+        "rank 2 chunks: {:?}",
+        chunks.column(1)
+    );
+    assert!(chunks.column(0).iter().all(|&c| c == 3.0));
+}
+
 /// Start a long FRC run (1 + 4 ranks, 20 ms straggler) into `run`, returning the mpirun child.
 fn spawn_long_run(data: &str, run: &Path) -> std::process::Child {
     Command::new("mpirun")

@@ -244,6 +244,14 @@ fn run_mpi(world: &SimpleCommunicator, args: &TrainArgs) -> Result<i32> {
     if let Err(e) = partition_ranges(n_rows, k) {
         return rank_result(rank, Error::Data(e));
     }
+    if n_rows / k < cfg.chunks {
+        let e = crate::config::ConfigError::Invalid {
+            name: "chunks",
+            value: cfg.chunks.to_string(),
+            reason: format!("every partition needs at least that many rows, but {n_rows} rows in {k} partitions give {}", n_rows / k),
+        };
+        return rank_result(rank, e.into());
+    }
     // 3. Per-rank loading; one all-gather of the outcome.
     let mut local: Result<Option<Shard>> = Ok(None);
     let mut rank0: Option<(
@@ -267,7 +275,13 @@ fn run_mpi(world: &SimpleCommunicator, args: &TrainArgs) -> Result<i32> {
                         data.n_features()
                     )));
                 }
-                Ok(Some(Shard::new(code.as_ref(), w, data, ranges)))
+                Ok(Some(Shard::new(
+                    code.as_ref(),
+                    w,
+                    data,
+                    ranges,
+                    cfg.chunks,
+                )?))
             });
     }
     let flag: i32 = i32::from(local.is_err());

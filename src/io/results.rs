@@ -47,10 +47,12 @@ pub const SCALAR_METRICS: &[&str] = &[
 ];
 
 /// Per-(iteration, worker) matrices: (group, name).
+/// `timing/chunks` counts the chunks (partial results) of each worker that arrived on time.
 pub const WORKER_METRICS: &[(&str, &str)] = &[
     ("timing", "arrival_s"),
     ("timing", "compute_s"),
     ("stragglers", "injected_s"),
+    ("timing", "chunks"),
 ];
 
 /// One row of results.
@@ -59,7 +61,7 @@ pub struct IterationRecord {
     /// Values in the order of [`SCALAR_METRICS`].
     pub scalars: Vec<f64>,
     /// Rows in the order of [`WORKER_METRICS`], each of length n (NaN = missed).
-    pub per_worker: [Vec<f64>; 3],
+    pub per_worker: [Vec<f64>; 4],
 }
 
 impl IterationRecord {
@@ -67,7 +69,12 @@ impl IterationRecord {
     pub fn new(n: usize) -> Self {
         IterationRecord {
             scalars: vec![f64::NAN; SCALAR_METRICS.len()],
-            per_worker: [vec![f64::NAN; n], vec![f64::NAN; n], vec![f64::NAN; n]],
+            per_worker: [
+                vec![f64::NAN; n],
+                vec![f64::NAN; n],
+                vec![f64::NAN; n],
+                vec![f64::NAN; n],
+            ],
         }
     }
     /// Set scalar `name` (one of [`SCALAR_METRICS`]).
@@ -118,6 +125,9 @@ impl RecordedRows {
                 self.per_worker[0].row(i).to_vec(),
                 self.per_worker[1].row(i).to_vec(),
                 self.per_worker[2].row(i).to_vec(),
+                self.per_worker
+                    .get(3)
+                    .map_or_else(Vec::new, |m| m.row(i).to_vec()),
             ],
         }
     }
