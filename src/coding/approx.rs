@@ -83,6 +83,12 @@ impl ApproxCode {
                 format!("the degree d = {d} must not exceed the number of workers n = {n}"),
             ));
         }
+        if let Some(p) = opts.straggle_prob.filter(|_| kind != CodeKind::Stochastic) {
+            return Err(CodeError::invalid(
+                kind,
+                format!("--straggle-prob {p} applies only to the stochastic code"),
+            ));
+        }
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut lambda = None;
         let mut straggle_prob = None;
