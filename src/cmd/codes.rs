@@ -54,6 +54,10 @@ pub fn run(cmd: &CodesCommand) -> Result<()> {
                     failures.push(report.failure_message());
                 }
             } else {
+                // every s must be valid before anything is printed
+                for s in args.stragglers.values() {
+                    build(args, s)?;
+                }
                 for s in args.stragglers.values() {
                     if args.stragglers.single().is_none() {
                         println!("\n== s = {s}");
