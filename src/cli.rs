@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::{Deserialize, Serialize};
 
-use crate::coding::CodeKind;
+use crate::coding::{CodeKind, DecoderKind};
 use crate::model::ModelKind;
 
 /// Straggler-resilient distributed training by gradient coding over MPI.
@@ -85,6 +85,19 @@ pub struct TrainArgs {
     /// Stragglers s the code tolerates [default: 1].
     #[arg(short = 's', long)]
     pub stragglers: Option<usize>,
+    /// Replication d of the approximate codes: graph degree (expander; n·d even, d < n),
+    /// expected partitions per worker (bgc), group size (frc-approx; d | n), workers per
+    /// partition (stochastic) [default: s + 1].
+    #[arg(long, value_name = "D")]
+    pub degree: Option<usize>,
+    /// Decoder of the approximate codes: optimal (least squares, cached per responder set) or
+    /// one-step (one common weight, n/(n − s) for expander) [default: optimal; stochastic: one-step].
+    #[arg(long, value_enum)]
+    pub decoder: Option<DecoderKind>,
+    /// Straggle probability p of the stochastic code; its one-step decoder scales every message
+    /// by 1/(d(1 − p)), unbiased when workers straggle independently with probability p [default: s/n].
+    #[arg(long, value_name = "P")]
+    pub straggle_prob: Option<f64>,
     /// Deadline per iteration in milliseconds [default: 1000].
     #[arg(long, value_name = "MS")]
     pub deadline_ms: Option<f64>,
@@ -277,16 +290,79 @@ pub struct CodeArgs {
     /// Workers n.
     #[arg(short = 'n', long)]
     pub workers: usize,
-    /// Stragglers s.
-    #[arg(short = 's', long)]
-    pub stragglers: usize,
-    /// Seed (random codes).
+    /// Stragglers s; verify also takes an inclusive range A..B (e.g. 3..10) and checks each s.
+    #[arg(short = 's', long, value_name = "S|A..B")]
+    pub stragglers: StragglerRange,
+    /// Seed (random codes, and the straggler sets sampled by verify).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Replication d of the approximate codes (expander: graph degree, n·d even, d < n; bgc:
+    /// expected partitions per worker; frc-approx: group size, d | n; stochastic: workers per
+    /// partition) [default: s + 1].
+    #[arg(long, value_name = "D")]
+    pub degree: Option<usize>,
+    /// Decoder of the approximate codes (show notes it; verify reports both) [default: optimal;
+    /// stochastic: one-step].
+    #[arg(long, value_enum)]
+    pub decoder: Option<DecoderKind>,
+    /// Straggle probability p of the stochastic code [default: s/n].
+    #[arg(long, value_name = "P")]
+    pub straggle_prob: Option<f64>,
+    /// Random straggler sets per s that verify samples for the approximate codes.
+    #[arg(long, default_value_t = 1000)]
+    pub sets: usize,
     /// Also write B to /B of this HDF5 file (show only).
     #[arg(long, value_name = "B.h5")]
     pub out: Option<PathBuf>,
     /// Overwrite --out.
     #[arg(long)]
     pub force: bool,
+}
+
+/// `-s S` or an inclusive range `-s A..B` (`codes verify` checks every s in it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StragglerRange {
+    pub first: usize,
+    pub last: usize,
+}
+
+impl StragglerRange {
+    /// The single s, if this is not a proper range.
+    pub fn single(&self) -> Option<usize> {
+        (self.first == self.last).then_some(self.first)
+    }
+    /// Every s in the range, in increasing order.
+    pub fn values(&self) -> std::ops::RangeInclusive<usize> {
+        self.first..=self.last
+    }
+}
+
+impl std::fmt::Display for StragglerRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.single() {
+            Some(s) => write!(f, "{s}"),
+            None => write!(f, "{}..{}", self.first, self.last),
+        }
+    }
+}
+
+impl std::str::FromStr for StragglerRange {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        let num = |t: &str| {
+            t.trim()
+                .parse::<usize>()
+                .map_err(|_| format!("'{text}' is not a number of stragglers S or a range A..B"))
+        };
+        let (first, last) = match text.split_once("..") {
+            Some((a, b)) => (num(a)?, num(b.strip_prefix('=').unwrap_or(b))?),
+            None => (num(text)?, num(text)?),
+        };
+        if first > last {
+            return Err(format!(
+                "the range {first}..{last} is empty (write A..B with A ≤ B)"
+            ));
+        }
+        Ok(StragglerRange { first, last })
+    }
 }

@@ -197,3 +197,158 @@ fn show_out_writes_b_and_refuses_to_overwrite() {
     let b: ndarray::Array2<f64> = f.dataset("B").unwrap().read_2d().unwrap();
     assert_eq!(b.dim(), (4, 4));
 }
+
+/// The per-s row of the approximate table: (sets, bound, one-step mean, one-step worst,
+/// optimal mean, optimal worst); bound is NaN when printed as "-".
+fn table_row(out: &str, s: usize) -> Vec<f64> {
+    let line = out
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(&s.to_string()))
+        .unwrap_or_else(|| panic!("no row for s = {s}: {out}"));
+    line.split_whitespace()
+        .skip(1)
+        .map(|x| x.parse().unwrap_or(f64::NAN))
+        .collect()
+}
+
+#[test]
+fn verify_expander_range_prints_the_guide_table() {
+    let o = gradcode(&[
+        "codes", "verify", "--code", "expander", "-n", "50", "-s", "3..10", "--degree", "3",
+    ]);
+    let out = text(&o.stdout);
+    assert!(o.status.success(), "{out}{}", text(&o.stderr));
+    assert!(out.lines().any(|l| l == "PASSED"), "{out}");
+    assert!(out.contains("λ = "), "{out}");
+    assert!(out.contains("one-step mean"), "{out}");
+    for s in 3..=10 {
+        let r = table_row(&out, s);
+        assert_eq!(r.len(), 6, "{out}");
+        assert_eq!(r[0], 1000.0, "{out}");
+        // optimal well under one-step, one-step under the bound
+        assert!(
+            r[4] < 0.75 * r[2] && r[2] < r[1] && r[5] <= r[1],
+            "s = {s}: {out}"
+        );
+    }
+    // GUIDE §3: s = 3: 1.62 / 1.01 / 0.26; s = 5: 2.14 / 1.33 / 0.48; s = 10: 3.21 / 1.99 / 1.07
+    for (s, bound, one, opt) in [
+        (3, 1.62, 1.01, 0.26),
+        (5, 2.14, 1.33, 0.48),
+        (10, 3.21, 1.99, 1.07),
+    ] {
+        let r = table_row(&out, s);
+        assert!((r[1] - bound).abs() < 0.3, "s = {s}: {out}");
+        assert!((r[2] - one).abs() < 0.3 * one, "s = {s}: {out}");
+        assert!((r[4] - opt).abs() < 0.5 * opt, "s = {s}: {out}");
+    }
+}
+
+#[test]
+fn verify_other_approximate_codes_pass() {
+    for args in [
+        ["bgc", "20", "2..4", "--degree", "3"],
+        ["frc-approx", "12", "2..5", "--degree", "3"],
+        ["stochastic", "12", "3", "--straggle-prob", "0.2"],
+    ] {
+        let mut cmd = vec![
+            "codes", "verify", "--code", args[0], "-n", args[1], "-s", args[2],
+        ];
+        cmd.extend_from_slice(&args[3..]);
+        cmd.extend_from_slice(&["--sets", "200"]);
+        let o = gradcode(&cmd);
+        let out = text(&o.stdout);
+        assert!(o.status.success(), "{args:?}: {out}{}", text(&o.stderr));
+        assert!(out.lines().any(|l| l == "PASSED"), "{out}");
+        // no bound for these codes
+        let first: usize = args[2].split("..").next().unwrap().parse().unwrap();
+        assert!(table_row(&out, first)[1].is_nan(), "{out}");
+    }
+}
+
+#[test]
+fn verify_exact_codes_accept_a_range() {
+    let o = gradcode(&[
+        "codes",
+        "verify",
+        "--code",
+        "cyclic-mds",
+        "-n",
+        "9",
+        "-s",
+        "0..2",
+    ]);
+    let out = text(&o.stdout);
+    // s = 1 has n − s even: every s is checked before anything is printed
+    let line = assert_one_line_error(&o);
+    assert!(line.contains("n − s odd"), "{line}");
+    assert!(out.is_empty(), "{out}");
+    let o = gradcode(&["codes", "verify", "--code", "frc", "-n", "6", "-s", "1..2"]);
+    let out = text(&o.stdout);
+    assert!(o.status.success(), "{out}");
+    assert_eq!(out.lines().filter(|l| *l == "PASSED").count(), 2, "{out}");
+}
+
+#[test]
+fn invalid_approximate_parameters_are_one_line_errors() {
+    for (args, want) in [
+        (
+            ["expander", "15", "2", "--degree", "3"],
+            "n·d = 15·3 = 45 is odd",
+        ),
+        (
+            ["expander", "6", "2", "--degree", "6"],
+            "d = 6 must be smaller than the number of workers n = 6",
+        ),
+        (
+            ["expander", "10", "3..12", "--degree", "3"],
+            "s = 10 must be smaller than the number of workers n = 10",
+        ),
+        (
+            ["cyclic-mds", "9", "2", "--degree", "3"],
+            "--degree 3 applies only",
+        ),
+        (
+            ["frc-approx", "10", "2", "--degree", "3"],
+            "valid d for n = 10",
+        ),
+    ] {
+        let mut cmd = vec![
+            "codes", "verify", "--code", args[0], "-n", args[1], "-s", args[2],
+        ];
+        cmd.extend_from_slice(&args[3..]);
+        let o = gradcode(&cmd);
+        let line = assert_one_line_error(&o);
+        assert!(line.contains(want), "{args:?}: {line}");
+        assert!(text(&o.stdout).is_empty(), "{args:?}: {}", text(&o.stdout));
+    }
+    let o = gradcode(&[
+        "codes", "show", "--code", "expander", "-n", "8", "-s", "1..3",
+    ]);
+    let line = assert_one_line_error(&o);
+    assert!(line.contains("not the range 1..3"), "{line}");
+    let o = gradcode(&[
+        "codes", "verify", "--code", "expander", "-n", "8", "-s", "5..3",
+    ]);
+    assert!(!o.status.success());
+    assert!(text(&o.stderr).contains("is empty"), "{}", text(&o.stderr));
+}
+
+#[test]
+fn show_expander_prints_lambda_and_a_regular_matrix() {
+    let o = gradcode(&[
+        "codes", "show", "--code", "expander", "-n", "8", "-s", "1", "--degree", "3", "--seed", "4",
+    ]);
+    let out = text(&o.stdout);
+    assert!(o.status.success(), "{out}{}", text(&o.stderr));
+    assert!(out.contains("(seed 4)"), "{out}");
+    assert!(out.contains("λ = "), "{out}");
+    let rows: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with('w') && !l.contains(','))
+        .collect();
+    assert_eq!(rows.len(), 8, "{out}");
+    for r in rows {
+        assert_eq!(r.matches("0.3333").count(), 3, "{r}");
+    }
+}

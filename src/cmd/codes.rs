@@ -11,6 +11,15 @@
 //! For `ignore-stragglers`, approximate by design, the check is that the decoded gradient carries
 //! exactly the error the code reports: ĝ − g = (B_Fᵀa − 1)ᵀG and residual = ‖B_Fᵀa − 1‖₂.
 //! For `uncoded` (which tolerates no stragglers whatever s is) the one set of all n is checked.
+//!
+//! For the approximate codes (`expander`, `bgc`, `frc-approx`, `stochastic`) `verify` samples
+//! `--sets` (default 1,000) distinct seeded random responder sets of size n − s per s (all of
+//! them when there are no more) and prints, per s, the bound where the code has one, and the
+//! mean and worst err(F) = ‖B_Fᵀa − 1‖₂ of the one-step and the optimal decoder. It passes
+//! when, on every sampled set, both decoders meet the bound, the optimal decoder is no worse than
+//! one-step, and the decoded gradient carries exactly the error reported (ĝ − g = (B_Fᵀa − 1)ᵀG);
+//! otherwise it exits non-zero naming the first failing set. `-s A..B` (inclusive) checks every
+//! s in the range, for every code.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -22,7 +31,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 
 use crate::cli::{CodeArgs, CodesCommand};
-use crate::coding::{self, CodeKind, GradientCode};
+use crate::coding::{self, ApproxCode, CodeError, CodeKind, CodeOptions, GradientCode};
 use crate::error::{Error, Result};
 use crate::io::IoError;
 
@@ -38,22 +47,59 @@ pub fn run(cmd: &CodesCommand) -> Result<()> {
     match cmd {
         CodesCommand::Show(args) => show(args),
         CodesCommand::Verify(args) => {
-            let report = verify(args)?;
-            if report.passed() {
-                Ok(())
+            let mut failures = Vec::new();
+            if is_table_code(args.code) {
+                let report = verify_approx(args)?;
+                if !report.passed() {
+                    failures.push(report.failure_message());
+                }
             } else {
-                Err(Error::Check(report.failure_message()))
+                // every s must be valid before anything is printed
+                for s in args.stragglers.values() {
+                    build(args, s)?;
+                }
+                for s in args.stragglers.values() {
+                    if args.stragglers.single().is_none() {
+                        println!("\n== s = {s}");
+                    }
+                    let report = verify(args, s)?;
+                    if !report.passed() {
+                        failures.push(report.failure_message());
+                    }
+                }
+            }
+            match failures.first() {
+                None => Ok(()),
+                Some(first) if failures.len() == 1 => Err(Error::Check(first.clone())),
+                Some(first) => Err(Error::Check(format!(
+                    "{first} (and {} more s failed)",
+                    failures.len() - 1
+                ))),
             }
         }
     }
 }
 
-fn build(args: &CodeArgs) -> Result<Box<dyn GradientCode>> {
-    Ok(coding::build(
+/// The approximate codes verify reports per s as a table of bound / one-step / optimal.
+fn is_table_code(kind: CodeKind) -> bool {
+    kind.takes_degree()
+}
+
+fn options(args: &CodeArgs) -> CodeOptions {
+    CodeOptions {
+        degree: args.degree,
+        decoder: args.decoder,
+        straggle_prob: args.straggle_prob,
+    }
+}
+
+fn build(args: &CodeArgs, s: usize) -> Result<Box<dyn GradientCode>> {
+    Ok(coding::build_with(
         args.code,
         args.workers,
-        args.stragglers,
+        s,
         args.seed,
+        &options(args),
     )?)
 }
 
@@ -79,8 +125,13 @@ fn fmt_num(v: f64) -> String {
     }
 }
 
-fn header(code: &dyn GradientCode, args: &CodeArgs) -> String {
-    let seed = if code.kind() == CodeKind::CyclicRepetition {
+fn header(code: &dyn GradientCode, args: &CodeArgs, s: impl std::fmt::Display) -> String {
+    let seeded = [
+        CodeKind::CyclicRepetition,
+        CodeKind::Expander,
+        CodeKind::Bgc,
+    ];
+    let seed = if seeded.contains(&code.kind()) {
         format!("seed {}", args.seed)
     } else {
         "no seed used".into()
@@ -90,34 +141,52 @@ fn header(code: &dyn GradientCode, args: &CodeArgs) -> String {
         code.kind(),
         code.n_workers(),
         code.n_partitions(),
-        args.stragglers
+        s
     )
 }
 
 /// Notes on what a code promises, printed by show and verify.
-fn notes(code: &dyn GradientCode, args: &CodeArgs) -> Vec<String> {
+fn notes(code: &dyn GradientCode, given_s: usize) -> Vec<String> {
     let mut v = Vec::new();
+    let s = code.max_stragglers();
     match code.kind() {
-        CodeKind::Uncoded if args.stragglers > 0 => v.push(format!(
-            "note: uncoded waits for all n = {} workers: it tolerates 0 stragglers (s = {} is ignored)",
+        CodeKind::Uncoded if given_s > 0 => v.push(format!(
+            "note: uncoded waits for all n = {} workers: it tolerates 0 stragglers (s = {given_s} is ignored)",
             code.n_workers(),
-            args.stragglers
         )),
-        CodeKind::IgnoreStragglers if args.stragglers > 0 => v.push(format!(
+        CodeKind::IgnoreStragglers if s > 0 => v.push(format!(
             "note: ignore-stragglers is approximate by design: it scales the first n − s = {} \
              plain gradients by n/(n − s) = {:.4}",
-            code.n_workers() - args.stragglers,
-            code.n_workers() as f64 / (code.n_workers() - args.stragglers) as f64
+            code.n_workers() - s,
+            code.n_workers() as f64 / (code.n_workers() - s) as f64
+        )),
+        kind if kind.takes_degree() => v.push(format!(
+            "note: {kind} is approximate: it stops after n − s = {} responders and reports err(F) \
+             = ‖B_Fᵀa − 1‖₂",
+            code.n_workers() - s
         )),
         _ => {}
+    }
+    if let Some(summary) = code.summary() {
+        v.push(format!("{}: {summary}", code.kind()));
     }
     v
 }
 
 /// `gradcode codes show`.
 fn show(args: &CodeArgs) -> Result<()> {
-    let code = build(args)?;
-    print!("{}", render(code.as_ref(), args));
+    let Some(s) = args.stragglers.single() else {
+        return Err(CodeError::invalid(
+            args.code,
+            format!(
+                "codes show takes one s, not the range {} (ranges are for codes verify)",
+                args.stragglers
+            ),
+        )
+        .into());
+    };
+    let code = build(args, s)?;
+    print!("{}", render(code.as_ref(), args, s));
     if let Some(path) = &args.out {
         write_b(code.as_ref(), args, path)?;
         println!(
@@ -131,13 +200,13 @@ fn show(args: &CodeArgs) -> Result<()> {
 }
 
 /// The text `show` prints: header, B with aligned columns, the assignment.
-pub fn render(code: &dyn GradientCode, args: &CodeArgs) -> String {
+pub fn render(code: &dyn GradientCode, args: &CodeArgs, s: usize) -> String {
     use std::fmt::Write;
     let (n, k) = (code.n_workers(), code.n_partitions());
     let b = code.matrix();
     let mut out = String::new();
-    let _ = writeln!(out, "{}", header(code, args));
-    for note in notes(code, args) {
+    let _ = writeln!(out, "{}", header(code, args, s));
+    for note in notes(code, s) {
         let _ = writeln!(out, "{note}");
     }
     let cells: Vec<Vec<String>> = (0..n)
@@ -218,7 +287,7 @@ fn write_b(code: &dyn GradientCode, args: &CodeArgs, path: &Path) -> Result<()> 
     for (key, v) in [
         ("n", code.n_workers() as u64),
         ("k", code.n_partitions() as u64),
-        ("s", args.stragglers as u64),
+        ("s", code.max_stragglers() as u64),
         ("seed", args.seed),
     ] {
         ds.new_attr::<u64>()
@@ -312,8 +381,8 @@ fn sample_subsets(n: usize, m: usize, count: usize, rng: &mut ChaCha8Rng) -> Vec
 
 /// Check `code` on every responder set it promises to handle (or a seeded sample), printing
 /// the summary; the caller turns a failed report into an error.
-pub fn verify(args: &CodeArgs) -> Result<VerifyReport> {
-    let code = build(args)?;
+pub fn verify(args: &CodeArgs, s: usize) -> Result<VerifyReport> {
+    let code = build(args, s)?;
     let (n, k) = (code.n_workers(), code.n_partitions());
     let approximate = code.kind() == CodeKind::IgnoreStragglers;
     let m = n - code.max_stragglers();
@@ -325,8 +394,8 @@ pub fn verify(args: &CodeArgs) -> Result<VerifyReport> {
     } else {
         sample_subsets(n, m, VERIFY_MAX_SETS, &mut rng)
     };
-    println!("{}", header(code.as_ref(), args));
-    for note in notes(code.as_ref(), args) {
+    println!("{}", header(code.as_ref(), args, s));
+    for note in notes(code.as_ref(), s) {
         println!("{note}");
     }
     if exhaustive {
@@ -354,7 +423,7 @@ pub fn verify(args: &CodeArgs) -> Result<VerifyReport> {
     let mut report = VerifyReport {
         code: code.kind(),
         n,
-        s: args.stragglers,
+        s,
         set_size: m,
         sets_checked: 0,
         exhaustive,
@@ -431,4 +500,245 @@ pub fn verify(args: &CodeArgs) -> Result<VerifyReport> {
         println!("FAILED: {} of {} sets", report.failed, report.sets_checked);
     }
     Ok(report)
+}
+
+/// One s of the approximate-code table printed by `verify`.
+#[derive(Debug, Clone)]
+pub struct ApproxRow {
+    pub s: usize,
+    pub sets_checked: usize,
+    /// Whether every responder set of size n − s was checked (else a seeded sample).
+    pub exhaustive: bool,
+    /// The code's bound on err(F) for |F| = n − s, where it has one.
+    pub bound: Option<f64>,
+    pub one_step_mean: f64,
+    pub one_step_worst: f64,
+    pub optimal_mean: f64,
+    pub optimal_worst: f64,
+    /// Worst deviation of a decoded gradient from the error it reports, relative to ‖g‖.
+    pub worst_check_err: f64,
+    pub failed: usize,
+}
+
+/// What `verify` found for an approximate code, per s.
+#[derive(Debug, Clone)]
+pub struct ApproxReport {
+    pub code: CodeKind,
+    pub n: usize,
+    pub rows: Vec<ApproxRow>,
+    pub first_failure: Option<String>,
+}
+
+impl ApproxReport {
+    pub fn passed(&self) -> bool {
+        self.rows.iter().all(|r| r.failed == 0)
+    }
+    fn failure_message(&self) -> String {
+        let failed: usize = self.rows.iter().map(|r| r.failed).sum();
+        let checked: usize = self.rows.iter().map(|r| r.sets_checked).sum();
+        format!(
+            "codes verify FAILED: {failed} of {checked} straggler sets of {} (n = {}) break the \
+             guarantees; first: {}",
+            self.code,
+            self.n,
+            self.first_failure.as_deref().unwrap_or("?")
+        )
+    }
+}
+
+/// Slack allowed when comparing errors with bounds and with each other (rounding only).
+const APPROX_SLACK: f64 = 1e-9;
+
+/// `verify` for `expander`, `bgc`, `frc-approx` and `stochastic`: per s, bound / one-step /
+/// optimal err(F) over seeded random responder sets of size n − s (see the module docs).
+pub fn verify_approx(args: &CodeArgs) -> Result<ApproxReport> {
+    let n = args.workers;
+    let opts = options(args);
+    if args.sets == 0 {
+        return Err(CodeError::invalid(args.code, "--sets must be at least 1").into());
+    }
+    // build every code first, so a parameter error comes before any output
+    let codes = args
+        .stragglers
+        .values()
+        .map(|s| ApproxCode::new(args.code, n, s, args.seed, &opts).map(|c| (s, c)))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let Some((_, first)) = codes.first() else {
+        return Err(CodeError::invalid(args.code, "no s to check").into());
+    };
+    let k = first.n_partitions();
+    println!("{}", header(first, args, args.stragglers));
+    let summaries: Vec<(usize, Option<String>)> =
+        codes.iter().map(|(s, c)| (*s, c.summary())).collect();
+    let varies = summaries.windows(2).any(|w| w[0].1 != w[1].1);
+    for (s, summary) in &summaries {
+        if let Some(text) = summary {
+            if varies {
+                println!("{} (s = {s}): {text}", args.code);
+            } else {
+                println!("{}: {text}", args.code);
+                break;
+            }
+        }
+    }
+    println!(
+        "err(F) = ‖B_Fᵀa − 1‖₂ over {} seeded random responder sets of size n − s per s \
+         (all of them when there are no more; seed {})",
+        args.sets, args.seed
+    );
+    if first.lambda().is_some() {
+        println!("bound = (λ/d)·√(ns/(n−s)); both decoders must meet it on every set");
+    }
+    println!(
+        "{:>4}  {:>6}  {:>7}  {:>13}  {:>14}  {:>12}  {:>13}",
+        "s", "sets", "bound", "one-step mean", "one-step worst", "optimal mean", "optimal worst"
+    );
+    let started = Instant::now();
+    let mut report = ApproxReport {
+        code: args.code,
+        n,
+        rows: Vec::new(),
+        first_failure: None,
+    };
+    for (s, code) in &codes {
+        let row = verify_approx_s(code, *s, args, &mut report.first_failure)?;
+        let bound = row.bound.map_or("-".into(), |b| format!("{b:.3}"));
+        println!(
+            "{:>4}  {:>6}  {:>7}  {:>13.3}  {:>14.3}  {:>12.3}  {:>13.3}",
+            s,
+            row.sets_checked,
+            bound,
+            row.one_step_mean,
+            row.one_step_worst,
+            row.optimal_mean,
+            row.optimal_worst
+        );
+        report.rows.push(row);
+    }
+    let worst_check = report
+        .rows
+        .iter()
+        .map(|r| r.worst_check_err)
+        .fold(0.0, f64::max);
+    println!(
+        "worst check error    {worst_check:.3e} (decoded − reported error, relative to ‖g‖; k = {k})"
+    );
+    println!(
+        "time                 {:.3} s",
+        started.elapsed().as_secs_f64()
+    );
+    if report.passed() {
+        println!("PASSED");
+    } else {
+        let failed: usize = report.rows.iter().map(|r| r.failed).sum();
+        println!("FAILED: {failed} sets");
+    }
+    Ok(report)
+}
+
+/// One row of [`verify_approx`]; records the first failure (naming the set) in `first_failure`.
+fn verify_approx_s(
+    code: &ApproxCode,
+    s: usize,
+    args: &CodeArgs,
+    first_failure: &mut Option<String>,
+) -> Result<ApproxRow> {
+    let (n, k) = (code.n_workers(), code.n_partitions());
+    let m = n - s;
+    let total = binomial(n, m);
+    let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
+    rng.set_stream(s as u64);
+    let exhaustive = total <= args.sets as u128;
+    let sets = if exhaustive {
+        all_subsets(n, m)
+    } else {
+        sample_subsets(n, m, args.sets, &mut rng)
+    };
+    let g: Array2<f64> =
+        Array2::from_shape_fn((k, VERIFY_COLS), |_| StandardNormal.sample(&mut rng));
+    let full = g.sum_axis(Axis(0));
+    let full_norm = full.dot(&full).sqrt().max(f64::MIN_POSITIVE);
+    let b = code.matrix();
+    let mut msg = Array1::<f64>::zeros(VERIFY_COLS);
+    // (decoded − reported error) relative to ‖g‖, and |reported − recomputed residual|
+    let mut check = |d: &coding::Decoding| -> (f64, bool) {
+        let mut est = Array1::<f64>::zeros(VERIFY_COLS);
+        let mut r = Array1::<f64>::from_elem(k, -1.0);
+        for (&w, &a) in d.responders.iter().zip(&d.weights) {
+            code.encode_into(w, g.view(), msg.view_mut());
+            est.scaled_add(a, &msg);
+            r.scaled_add(a, &b.row(w));
+        }
+        let dev = &est - &full - r.dot(&g);
+        let err = dev.dot(&dev).sqrt() / full_norm;
+        let r_norm = r.dot(&r).sqrt();
+        let res_ok = (d.residual - r_norm).abs() <= VERIFY_TOL * r_norm.max(1.0);
+        (err, err <= VERIFY_TOL && res_ok)
+    };
+    let mut row = ApproxRow {
+        s,
+        sets_checked: 0,
+        exhaustive,
+        bound: None,
+        one_step_mean: 0.0,
+        one_step_worst: 0.0,
+        optimal_mean: 0.0,
+        optimal_worst: 0.0,
+        worst_check_err: 0.0,
+        failed: 0,
+    };
+    for f in &sets {
+        row.sets_checked += 1;
+        let one = code.decode_one_step(f)?;
+        let opt = code.decode_optimal(f)?;
+        let bound = code.error_bound(f);
+        row.bound = bound;
+        let (c1, ok1) = check(&one);
+        let (c2, ok2) = check(&opt);
+        row.worst_check_err = row.worst_check_err.max(c1).max(c2);
+        row.one_step_mean += one.residual;
+        row.optimal_mean += opt.residual;
+        row.one_step_worst = row.one_step_worst.max(one.residual);
+        row.optimal_worst = row.optimal_worst.max(opt.residual);
+        let within = |e: f64, limit: f64| e <= limit * (1.0 + APPROX_SLACK) + APPROX_SLACK;
+        let mut why = Vec::new();
+        if let Some(bd) = bound {
+            if !within(one.residual, bd) {
+                why.push(format!("one-step err {:.6} > bound {bd:.6}", one.residual));
+            }
+            if !within(opt.residual, bd) {
+                why.push(format!("optimal err {:.6} > bound {bd:.6}", opt.residual));
+            }
+        }
+        if !within(opt.residual, one.residual) {
+            why.push(format!(
+                "optimal err {:.6} > one-step err {:.6}",
+                opt.residual, one.residual
+            ));
+        }
+        if !(ok1 && ok2) {
+            why.push(format!(
+                "decoded gradient differs from the reported error by {:.3e}",
+                c1.max(c2)
+            ));
+        }
+        if !code.is_decodable(f) {
+            why.push("is_decodable is false at n − s responders".into());
+        }
+        if !why.is_empty() {
+            row.failed += 1;
+            if first_failure.is_none() {
+                let stragglers: Vec<usize> =
+                    (0..n).filter(|w| f.binary_search(w).is_err()).collect();
+                *first_failure = Some(format!(
+                    "s = {s}, stragglers {stragglers:?} (0-based workers): {}",
+                    why.join("; ")
+                ));
+            }
+        }
+    }
+    let count = row.sets_checked.max(1) as f64;
+    row.one_step_mean /= count;
+    row.optimal_mean /= count;
+    Ok(row)
 }

@@ -90,3 +90,17 @@ pub fn least_squares_decode(
         condition,
     })
 }
+
+/// The same weight `weight` on every responder (a one-step decoding), with its honest residual
+/// ‖B_Fᵀa − 1‖₂. `condition` is not computed (NaN): the one-step decoder needs no solve.
+pub fn uniform_decode(code: &dyn GradientCode, responders: &[usize], weight: f64) -> Decoding {
+    let weights = vec![weight; responders.len()];
+    let residual = residual_of(code, responders, &weights);
+    Decoding {
+        responders: responders.to_vec(),
+        exact: is_exact(residual, code.n_partitions()),
+        weights,
+        residual,
+        condition: f64::NAN,
+    }
+}

@@ -6,8 +6,13 @@
 //! `a_Fᵀ B_F = 1ᵀ` (least squares by SVD, never the normal equations) and forms
 //! `ĝ = Σ_{i∈F} a_i (b_iᵀ G)`. Decodings are cached per responder set in [`Decoder`].
 //!
-//! Codes: `uncoded`, `ignore-stragglers`, `frc` (fractional repetition), `cyclic-repetition`
-//! (Tandon et al. 2017, Alg. 2), `cyclic-mds` (Raviv, Tamo, Tandon, Dimakis 2017, real-valued).
+//! Exact codes: `uncoded`, `ignore-stragglers`, `frc` (fractional repetition),
+//! `cyclic-repetition` (Tandon et al. 2017, Alg. 2), `cyclic-mds` (Raviv, Tamo, Tandon, Dimakis
+//! 2017, real-valued). Approximate codes (`approx.rs`): `expander` (B = A_G/d for a seeded random
+//! d-regular graph, with the bound (λ/d)·√(ns/(n−s))), `bgc` (Bernoulli gradient code),
+//! `frc-approx` (FRC groups of d, stopping at n − s responders) and `stochastic` (cyclic placement,
+//! unbiased one-step scaling by the straggle probability). Approximate codes decode with the
+//! selectable [`DecoderKind`]: `optimal` (least squares) or `one-step` (one common weight).
 //!
 //! This module knows no MPI and no I/O. Workers are indexed 0..n here (MPI rank = index + 1).
 
@@ -16,13 +21,17 @@ use std::collections::HashMap;
 use ndarray::{Array2, ArrayView2, ArrayViewMut1};
 use thiserror::Error;
 
+mod approx;
 mod cyclic;
 mod decode;
+mod expander;
 mod frc;
 mod uncoded;
 
+pub use approx::ApproxCode;
 pub use cyclic::{mds_generator, CyclicMds, CyclicRepetition};
-pub use decode::{least_squares_decode, residual_of};
+pub use decode::{least_squares_decode, residual_of, uniform_decode};
+pub use expander::{random_regular_graph, second_eigenvalue};
 pub use frc::Frc;
 pub use uncoded::{IgnoreStragglers, Uncoded};
 
@@ -74,6 +83,14 @@ pub enum CodeKind {
     CyclicRepetition,
     /// Real-valued cyclic MDS (Reed–Solomon) code; needs n − s odd.
     CyclicMds,
+    /// Approximate: B = A_G/d for a seeded random d-regular graph G (--degree d, n·d even, d < n).
+    Expander,
+    /// Approximate: Bernoulli gradient code, each worker holds each partition with prob. d/n.
+    Bgc,
+    /// Approximate: FRC groups of d workers (d | n), stops after n − s responders.
+    FrcApprox,
+    /// Approximate: cyclic placement on d workers, one-step scaling 1/(d(1 − p)) (unbiased).
+    Stochastic,
 }
 
 impl CodeKind {
@@ -85,8 +102,73 @@ impl CodeKind {
             CodeKind::Frc => "frc",
             CodeKind::CyclicRepetition => "cyclic-repetition",
             CodeKind::CyclicMds => "cyclic-mds",
+            CodeKind::Expander => "expander",
+            CodeKind::Bgc => "bgc",
+            CodeKind::FrcApprox => "frc-approx",
+            CodeKind::Stochastic => "stochastic",
         }
     }
+    /// Whether the code is approximate by construction (decodes approximately from n − s).
+    pub fn is_approximate(&self) -> bool {
+        matches!(
+            self,
+            CodeKind::IgnoreStragglers
+                | CodeKind::Expander
+                | CodeKind::Bgc
+                | CodeKind::FrcApprox
+                | CodeKind::Stochastic
+        )
+    }
+    /// Whether the code takes `--degree`, `--decoder` and (stochastic) `--straggle-prob`.
+    pub fn takes_degree(&self) -> bool {
+        matches!(
+            self,
+            CodeKind::Expander | CodeKind::Bgc | CodeKind::FrcApprox | CodeKind::Stochastic
+        )
+    }
+}
+
+/// How an approximate code turns the responders' messages into a gradient.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum DecoderKind {
+    /// Least squares a* = argmin ‖B_Fᵀa − 1‖₂ (SVD; cached per responder set by `Decoder`).
+    Optimal,
+    /// One common weight on every responder: n/(|F|·r) with r the mean column sum of B
+    /// (= n/(n − s) for expander at the stopping rule), or 1/(r(1 − p)) for `stochastic`.
+    OneStep,
+}
+
+impl DecoderKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            DecoderKind::Optimal => "optimal",
+            DecoderKind::OneStep => "one-step",
+        }
+    }
+}
+
+impl std::fmt::Display for DecoderKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Options of the approximate codes; `CodeOptions::default()` gives every code its defaults.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CodeOptions {
+    /// Replication d (`--degree`): graph degree for `expander`, expected partitions per worker
+    /// for `bgc`, group size for `frc-approx`, workers per partition for `stochastic`.
+    /// Default s + 1. Only the approximate codes accept it.
+    pub degree: Option<usize>,
+    /// Decoder (`--decoder`). Default: `optimal`, except `stochastic` (`one-step`, unbiased).
+    /// Exact codes always decode by least squares and refuse `one-step`; `ignore-stragglers`
+    /// is one-step by construction and refuses `optimal`.
+    pub decoder: Option<DecoderKind>,
+    /// Straggle probability p of `stochastic` (`--straggle-prob`), in [0, 1). Default s/n.
+    pub straggle_prob: Option<f64>,
 }
 
 impl std::fmt::Display for CodeKind {
@@ -128,14 +210,35 @@ pub trait GradientCode: Send + Sync + std::fmt::Debug {
     /// Coefficients b_ij of `worker`'s coded message, one per held partition.
     fn coefficients(&self, worker: usize) -> &[f64];
     /// Whether rank 0 may stop collecting once `responders` (sorted, 0-based) have answered.
-    /// Cheap (no linear algebra) and a guarantee: `true` implies [`GradientCode::decode`] is
-    /// exact (except `ignore-stragglers`, which is approximate by design). It may be `false` for
+    /// Cheap (no linear algebra). For exact codes a guarantee: `true` implies
+    /// [`GradientCode::decode`] is exact. For approximate codes (`ignore-stragglers`, `expander`,
+    /// `bgc`, `frc-approx`, `stochastic`) it is the stopping rule |F| ≥ n − s (`frc-approx`:
+    /// also every group covered), and the decoding carries its honest residual. It may be `false` for
     /// a few sets that happen to decode exactly (cyclic MDS with composite n). Malformed sets
     /// (unsorted, repeats, out of range) are never decodable.
     fn is_decodable(&self, responders: &[usize]) -> bool;
     /// Decoding weights for `responders` (sorted, 0-based). For a set that is not decodable this
     /// is the best-effort (least-squares optimal or code-specific) decoding with its residual.
+    /// Approximate codes use their configured [`DecoderKind`].
     fn decode(&self, responders: &[usize]) -> Result<Decoding, CodeError>;
+
+    /// The decoder [`GradientCode::decode`] uses (least squares for the exact codes).
+    fn decoder_kind(&self) -> DecoderKind {
+        DecoderKind::Optimal
+    }
+
+    /// A guaranteed upper bound on err(F) = ‖B_Fᵀa − 1‖₂ of [`GradientCode::decode`] for
+    /// `responders`, where the code has one: `expander` gives (λ/d)·√(n s'/(n − s')) with
+    /// s' = n − |F| (both decoders meet it); None for every other code and for F = ∅.
+    fn error_bound(&self, responders: &[usize]) -> Option<f64> {
+        let _ = responders;
+        None
+    }
+
+    /// A one-line description of code-specific parameters (degree, λ, decoder, p), if any.
+    fn summary(&self) -> Option<String> {
+        None
+    }
 
     /// The code matrix B (n × k).
     fn matrix(&self) -> Array2<f64> {
@@ -166,21 +269,72 @@ pub trait GradientCode: Send + Sync + std::fmt::Debug {
 /// Checks `n ≥ 1`, `s < n` and each code's own constraints, with errors that say what to change:
 /// `frc` needs (s + 1) | n; `cyclic-mds` needs n − s odd (or s = 0). `uncoded` accepts any
 /// valid s but always waits for all n workers (its [`GradientCode::max_stragglers`] is 0);
-/// `ignore-stragglers` stops after n − s responders and is approximate by design. Only
-/// `cyclic-repetition` uses the seed.
+/// `ignore-stragglers` stops after n − s responders and is approximate by design. The seed is
+/// used by `cyclic-repetition`, `expander` and `bgc`. The approximate codes get their defaults
+/// (degree s + 1, see [`CodeOptions`]); use [`build_with`] to choose.
 pub fn build(
     kind: CodeKind,
     n: usize,
     s: usize,
     seed: u64,
 ) -> Result<Box<dyn GradientCode>, CodeError> {
+    build_with(kind, n, s, seed, &CodeOptions::default())
+}
+
+/// [`build`] with the options of the approximate codes (`expander`, `bgc`, `frc-approx`,
+/// `stochastic` use `seed` for their random placement where they have one: expander and bgc).
+///
+/// Refuses options a code does not use rather than ignoring them: `degree` and
+/// `straggle_prob` on the exact codes, `straggle_prob` on anything but `stochastic`,
+/// `one-step` on the exact codes, `optimal` on `ignore-stragglers`.
+pub fn build_with(
+    kind: CodeKind,
+    n: usize,
+    s: usize,
+    seed: u64,
+    opts: &CodeOptions,
+) -> Result<Box<dyn GradientCode>, CodeError> {
     check_n_s(kind, n, s)?;
+    if !kind.takes_degree() {
+        if let Some(d) = opts.degree {
+            return Err(CodeError::invalid(
+                kind,
+                format!(
+                    "--degree {d} applies only to the approximate codes expander, bgc,                      frc-approx and stochastic"
+                ),
+            ));
+        }
+        let own = if kind == CodeKind::IgnoreStragglers {
+            DecoderKind::OneStep
+        } else {
+            DecoderKind::Optimal
+        };
+        if let Some(dk) = opts.decoder.filter(|&dk| dk != own) {
+            return Err(CodeError::invalid(
+                kind,
+                format!(
+                    "--decoder {dk} does not apply: {kind} always decodes {own}; the decoder                      is selectable for expander, bgc, frc-approx and stochastic"
+                ),
+            ));
+        }
+    }
+    if kind != CodeKind::Stochastic {
+        if let Some(p) = opts.straggle_prob {
+            return Err(CodeError::invalid(
+                kind,
+                format!("--straggle-prob {p} applies only to the stochastic code"),
+            ));
+        }
+    }
     Ok(match kind {
         CodeKind::Uncoded => Box::new(Uncoded::new(n)?),
         CodeKind::IgnoreStragglers => Box::new(IgnoreStragglers::new(n, s)?),
         CodeKind::Frc => Box::new(Frc::new(n, s)?),
         CodeKind::CyclicRepetition => Box::new(CyclicRepetition::new(n, s, seed)?),
         CodeKind::CyclicMds => Box::new(CyclicMds::new(n, s)?),
+        CodeKind::Expander | CodeKind::Bgc | CodeKind::FrcApprox | CodeKind::Stochastic => {
+            Box::new(ApproxCode::new(kind, n, s, seed, opts)?)
+        }
     })
 }
 
@@ -313,5 +467,7 @@ impl Decoder {
     }
 }
 
+#[cfg(test)]
+mod approx_tests;
 #[cfg(test)]
 mod tests;
