@@ -68,6 +68,15 @@ pub struct RunConfig {
     pub log_every: u64,
     /// Chunks per worker and iteration (partial work); 1 = one message per iteration.
     pub chunks: usize,
+    /// Degree d of approximate codes (None: the code's default, s + 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub degree: Option<usize>,
+    /// Decoder of approximate codes (None: the code's default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decoder: Option<crate::coding::DecoderKind>,
+    /// Straggle probability p of the stochastic code (None: s / n).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub straggle_prob: Option<f64>,
     pub reference: bool,
 }
 
@@ -133,6 +142,9 @@ impl RunConfig {
             eval_every: pick!(eval_every, 10),
             log_every: pick!(log_every, 10),
             chunks: pick!(chunks, 1),
+            degree: args.degree.or(file.degree),
+            decoder: args.decoder.or(file.decoder),
+            straggle_prob: args.straggle_prob.or(file.straggle_prob),
             reference,
         };
         cfg.check()?;
@@ -218,6 +230,15 @@ impl RunConfig {
         Ok(())
     }
 
+    /// Options of the code (degree, decoder, straggle probability).
+    pub fn code_options(&self) -> crate::coding::CodeOptions {
+        crate::coding::CodeOptions {
+            degree: self.degree,
+            decoder: self.decoder,
+            straggle_prob: self.straggle_prob,
+        }
+    }
+
     /// `OUT/run.h5`.
     pub fn results_path(&self) -> PathBuf {
         self.out.join(RESULTS_FILE)
@@ -256,7 +277,7 @@ impl RunConfig {
             self.straggler_model,
             self.seed,
             self.chunks
-        );
+        ) + &format!("degree={:?}\ndecoder={:?}\nstraggle_prob={:?}\n", self.degree, self.decoder, self.straggle_prob);
         let digest = Sha256::digest(key.as_bytes());
         digest.iter().map(|b| format!("{b:02x}")).collect()
     }

@@ -697,6 +697,9 @@ pub fn run(setup: Setup<'_>) -> Outcome {
         cfg.iterations
     );
 
+    if let Some(summary) = c.decoder.code().summary() {
+        log::info!("[rank 0] code: {summary}");
+    }
     let mut t = first;
     while t < cfg.iterations {
         if INTERRUPT.load(Ordering::SeqCst) {
@@ -790,6 +793,14 @@ pub fn run(setup: Setup<'_>) -> Outcome {
         if let Some(d) = &decoding {
             rec.set("exact", f64::from(u8::from(d.exact)));
             rec.set("decode_residual", d.residual);
+            // The guarantee of approximate codes (expander: (λ/d)·√(ns/(n−s))) for the worst chunk.
+            let bound = c
+                .cur
+                .responders
+                .iter()
+                .filter_map(|set| c.decoder.code().error_bound(set))
+                .fold(f64::NAN, f64::max);
+            rec.set("error_bound", bound);
             rec.set("cond", d.condition);
         }
         for w in 0..n {

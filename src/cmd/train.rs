@@ -184,11 +184,16 @@ fn run_mpi(world: &SimpleCommunicator, args: &TrainArgs) -> Result<i32> {
         Ok(c) => c,
         Err(e) => return rank_result(rank, e.into()),
     };
-    let code: Box<dyn GradientCode> =
-        match coding::build(cfg.code, cfg.workers, cfg.stragglers, cfg.seed) {
-            Ok(c) => c,
-            Err(e) => return rank_result(rank, e.into()),
-        };
+    let code: Box<dyn GradientCode> = match coding::build_with(
+        cfg.code,
+        cfg.workers,
+        cfg.stragglers,
+        cfg.seed,
+        &cfg.code_options(),
+    ) {
+        Ok(c) => c,
+        Err(e) => return rank_result(rank, e.into()),
+    };
     // 2. Rank 0 validates the dataset and broadcasts its shape.
     let mut shape = [0.0f64; 5];
     let mut info_err = None;
@@ -432,6 +437,10 @@ fn setup_rank0(
     config.push((
         "partitions".into(),
         AttrValue::U64(code.n_partitions() as u64),
+    ));
+    config.push((
+        "decoder_used".into(),
+        AttrValue::Str(code.decoder_kind().name().into()),
     ));
     let meta = RunMeta {
         code: code_attrs,

@@ -39,6 +39,7 @@ pub const SCALAR_METRICS: &[&str] = &[
     "n_responders",
     "exact",
     "decode_residual",
+    "error_bound",
     "cond",
     "grad_rel_err",
     "late",
