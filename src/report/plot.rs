@@ -76,6 +76,53 @@ fn iterations(run: &LoadedRun) -> Vec<f64> {
         .collect()
 }
 
+/// Split the polyline `pts` into dashes of `on` pixels separated by gaps of `off` pixels, in data
+/// coordinates (`to_px` maps a point to pixels; the axes are linear, so a fraction of a segment in
+/// pixels is the same fraction in data).
+fn dashes(
+    pts: &[(f64, f64)],
+    to_px: impl Fn(&(f64, f64)) -> (i32, i32),
+    on: f64,
+    off: f64,
+) -> Vec<Vec<(f64, f64)>> {
+    let mut out = Vec::new();
+    let mut cur: Vec<(f64, f64)> = Vec::new();
+    let (mut drawing, mut left) = (true, on);
+    for w in pts.windows(2) {
+        let (p, q) = (w[0], w[1]);
+        let (a, b) = (to_px(&p), to_px(&q));
+        let len = f64::from(b.0 - a.0).hypot(f64::from(b.1 - a.1));
+        let lerp = |t: f64| (p.0 + (q.0 - p.0) * t, p.1 + (q.1 - p.1) * t);
+        if len <= 0.0 {
+            continue;
+        }
+        let mut t = 0.0;
+        while t < len {
+            let step = left.min(len - t);
+            if drawing {
+                if cur.is_empty() {
+                    cur.push(lerp(t / len));
+                }
+                cur.push(lerp((t + step) / len));
+            }
+            t += step;
+            left -= step;
+            if left <= 1e-9 {
+                if drawing && cur.len() >= 2 {
+                    out.push(std::mem::take(&mut cur));
+                }
+                cur.clear();
+                drawing = !drawing;
+                left = if drawing { on } else { off };
+            }
+        }
+    }
+    if cur.len() >= 2 {
+        out.push(cur);
+    }
+    out
+}
+
 /// A padded range covering `v` (never empty).
 fn range(v: impl Iterator<Item = f64>, pad: f64) -> (f64, f64) {
     let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
@@ -138,23 +185,27 @@ fn line_panel<DB: DrawingBackend>(
         .map_err(err)?;
     for l in lines.iter().filter(|l| !l.points.is_empty()) {
         let color = l.color;
-        let anno = if l.dashed {
-            chart
-                .draw_series(DashedLineSeries::new(
-                    l.points.iter().copied(),
-                    6,
-                    4,
-                    color.stroke_width(2),
-                ))
-                .map_err(err)?
+        // Thick polylines in plotters get miter spikes at sharp turns (jagged timing series), so
+        // every segment is drawn on its own. plotters' DashedLineSeries overshoots short
+        // segments: dashes are cut in pixel space instead.
+        let style = color.stroke_width(2);
+        let polylines = if l.dashed {
+            let coord = chart.as_coord_spec().clone();
+            dashes(&l.points, move |p| coord.translate(p), 7.0, 5.0)
         } else {
-            chart
-                .draw_series(LineSeries::new(
-                    l.points.iter().copied(),
-                    color.stroke_width(2),
-                ))
-                .map_err(err)?
+            vec![l.points.clone()]
         };
+        let segments: Vec<[(f64, f64); 2]> = polylines
+            .iter()
+            .flat_map(|pl| pl.windows(2).map(|w| [w[0], w[1]]))
+            .collect();
+        let anno = chart
+            .draw_series(
+                segments
+                    .into_iter()
+                    .map(move |seg| PathElement::new(seg.to_vec(), style)),
+            )
+            .map_err(err)?;
         let dashed = l.dashed;
         anno.label(l.label.as_str()).legend(move |(x, y)| {
             let style = color.stroke_width(2);
@@ -342,6 +393,16 @@ pub fn draw(runs: &[LoadedRun], out: &Path) -> Res {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dashes_alternate_along_the_line() {
+        // 1 data unit = 1 pixel: a 30-pixel line makes dashes [0,7], [12,19], [24,30].
+        let px = |p: &(f64, f64)| (p.0 as i32, p.1 as i32);
+        let d = dashes(&[(0.0, 0.0), (10.0, 0.0), (30.0, 0.0)], px, 7.0, 5.0);
+        let ends: Vec<(f64, f64)> = d.iter().map(|v| (v[0].0, v[v.len() - 1].0)).collect();
+        assert_eq!(ends, vec![(0.0, 7.0), (12.0, 19.0), (24.0, 30.0)]);
+        assert!(d.iter().flatten().all(|p| p.0 >= 0.0 && p.0 <= 30.0));
+    }
 
     #[test]
     fn ranges_are_never_empty() {
