@@ -56,10 +56,7 @@ pub fn run(args: &ReportArgs) -> Result<i32> {
         }
     }
     if let Some(p) = &args.plot {
-        if !p
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("png"))
-        {
+        if !p.extension().is_some_and(|e| e.eq_ignore_ascii_case("png")) {
             return Err(IoError::Layout {
                 path: p.clone(),
                 detail: "--plot writes a PNG: give a file name ending in .png".into(),
@@ -97,7 +94,10 @@ pub fn run(args: &ReportArgs) -> Result<i32> {
     let _ = stdout.flush();
     if let Some(p) = &args.plot {
         if runs.is_empty() {
-            eprintln!("gradcode: error: {}: not drawn (no run to plot)", p.display());
+            eprintln!(
+                "gradcode: error: {}: not drawn (no run to plot)",
+                p.display()
+            );
         } else {
             plot::draw(&runs, p).map_err(|detail| IoError::Layout {
                 path: p.clone(),

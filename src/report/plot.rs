@@ -227,7 +227,10 @@ fn line_panel<DB: DrawingBackend>(
 }
 
 fn heat_map<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, run: &LoadedRun) -> Res {
-    let title = format!("arrival at rank 0, {} (ms; red = missed: late or never)", run.name);
+    let title = format!(
+        "arrival at rank 0, {} (ms; red = missed: late or never)",
+        run.name
+    );
     let Some(m) = run.rows.as_ref().and_then(|r| r.per_worker.first()) else {
         return empty_panel(area, "arrival heat map");
     };
@@ -235,7 +238,11 @@ fn heat_map<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, run: &LoadedRun) 
     if iters == 0 || n == 0 {
         return empty_panel(area, "arrival heat map");
     }
-    let ms: Vec<f64> = m.iter().filter(|v| v.is_finite()).map(|v| v * 1e3).collect();
+    let ms: Vec<f64> = m
+        .iter()
+        .filter(|v| v.is_finite())
+        .map(|v| v * 1e3)
+        .collect();
     let lo = 0.0;
     let hi = ms.iter().copied().fold(0.0_f64, f64::max).max(1e-6);
     let (w, _) = area.dim_in_pixel();
