@@ -123,6 +123,17 @@ fn dashes(
     out
 }
 
+/// Tick label with as many decimals as a tenth of `span` needs (400 for 0..1400, 0.05 for
+/// 0.35..0.7).
+fn tick(v: f64, span: f64) -> String {
+    let d = if span > 0.0 && span.is_finite() {
+        (-(span / 10.0).log10()).ceil().clamp(0.0, 6.0) as usize
+    } else {
+        2
+    };
+    format!("{v:.d$}")
+}
+
 /// A padded range covering `v` (never empty).
 fn range(v: impl Iterator<Item = f64>, pad: f64) -> (f64, f64) {
     let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
@@ -171,12 +182,13 @@ fn line_panel<DB: DrawingBackend>(
         .y_label_area_size(78)
         .build_cartesian_2d(x0..x1, y0..y1)
         .map_err(err)?;
-    let integer_x = |x: &f64| format!("{x:.0}");
-    let mut mesh = chart.configure_mesh();
-    if xlabel == "iteration" {
-        mesh.x_label_formatter(&integer_x);
-    }
-    mesh.x_desc(xlabel)
+    let fmt_x = |x: &f64| tick(*x, x1 - x0);
+    let fmt_y = |y: &f64| tick(*y, y1 - y0);
+    chart
+        .configure_mesh()
+        .x_label_formatter(&fmt_x)
+        .y_label_formatter(&fmt_y)
+        .x_desc(xlabel)
         .y_desc(ylabel)
         .label_style(("sans-serif", 15))
         .axis_desc_style(("sans-serif", 17))
@@ -291,9 +303,11 @@ fn heat_map<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, run: &LoadedRun) 
         .y_label_area_size(62)
         .build_cartesian_2d(0.0..1.0, lo..hi)
         .map_err(err)?;
+    let fmt_bar = |y: &f64| tick(*y, hi - lo);
     bar.configure_mesh()
         .disable_mesh()
         .disable_x_axis()
+        .y_label_formatter(&fmt_bar)
         .y_desc("ms")
         .label_style(("sans-serif", 14))
         .axis_desc_style(("sans-serif", 15))
@@ -409,6 +423,14 @@ mod tests {
         let ends: Vec<(f64, f64)> = d.iter().map(|v| (v[0].0, v[v.len() - 1].0)).collect();
         assert_eq!(ends, vec![(0.0, 7.0), (12.0, 19.0), (24.0, 30.0)]);
         assert!(d.iter().flatten().all(|p| p.0 >= 0.0 && p.0 <= 30.0));
+    }
+
+    #[test]
+    fn ticks_have_the_decimals_the_span_needs() {
+        assert_eq!(tick(1400.0, 1400.0), "1400");
+        assert_eq!(tick(0.45, 0.35), "0.45");
+        assert_eq!(tick(20.0, 150.0), "20");
+        assert_eq!(tick(0.2, 2.3), "0.2");
     }
 
     #[test]
