@@ -56,6 +56,7 @@ run: build $(DATA)
 	  --data $(DATA) --model softmax --code cyclic-mds -s 1 --lr 0.1 --l2 1e-4 --optimizer nesterov --momentum 0.9 \
 	  --iterations $(ITERATIONS) --deadline-ms 2000 --straggler-model $(STRAGGLERS) --eval-every 10 --log-every 10 \
 	  --seed 1 --out results/fashion-mnist --force
+	$(BIN) report results/fashion-mnist/run.h5 --plot results/fashion-mnist/report.png
 
 lint: deps
 	$(CARGO) fmt --all -- --check

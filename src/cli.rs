@@ -42,6 +42,8 @@ pub enum Command {
     /// Show and verify gradient codes.
     #[command(subcommand)]
     Codes(CodesCommand),
+    /// Compare results files: a table (text, --csv, --json) and an optional --plot PNG.
+    Report(crate::report::ReportArgs),
 }
 
 /// What rank 0 does when the deadline passes before the responders can be decoded.

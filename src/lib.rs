@@ -33,6 +33,7 @@ pub mod io;
 pub mod model;
 pub mod optim;
 pub mod reference;
+pub mod report;
 pub mod straggler;
 pub mod worker;
 

@@ -17,6 +17,7 @@ fn main() {
         Command::Train(args) => gradcode::cmd::train::run(args),
         Command::Data(cmd) => gradcode::cmd::data::run(cmd).map(|()| 0),
         Command::Codes(cmd) => gradcode::cmd::codes::run(cmd).map(|()| 0),
+        Command::Report(args) => gradcode::report::run(args),
     };
     match result {
         Ok(code) => std::process::exit(code),

@@ -1,0 +1,444 @@
+//! `gradcode report --plot FILE.png`: a fixed-size 2 × 2 figure drawn with `plotters` on its
+//! bitmap backend. Text uses DejaVu Sans embedded in the binary (the `dejavu` crate, registered
+//! with plotters' `ab_glyph` font backend), so no system font is needed at run time.
+//!
+//! Panels: training loss against wall-clock time (`elapsed_s`) and against iterations; time per
+//! iteration (`wall_s`, solid) with the oracle (`oracle_s`, dashed) in the same colour; and a
+//! worker × iteration heat map of `/timing/arrival_s` of the first run, missed arrivals in red.
+
+use std::path::Path;
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+use super::load::LoadedRun;
+
+/// Width of the figure in pixels.
+pub const WIDTH: u32 = 1600;
+/// Height of the figure in pixels.
+pub const HEIGHT: u32 = 1000;
+
+/// Colour of a missed arrival (NaN) in the heat map: not in the viridis scale.
+const MISSED: RGBColor = RGBColor(220, 30, 30);
+
+/// Line colours, one per run (tab10).
+const PALETTE: [RGBColor; 10] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+];
+
+type Res<T = ()> = Result<T, String>;
+
+fn err<E: std::fmt::Display>(e: E) -> String {
+    e.to_string()
+}
+
+fn register_font() -> Res {
+    plotters::style::register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular())
+        .map_err(|_| "the embedded DejaVu Sans font was rejected".to_string())
+}
+
+/// One line of a panel.
+struct Line {
+    label: String,
+    color: RGBColor,
+    points: Vec<(f64, f64)>,
+    dashed: bool,
+}
+
+/// The finite (x, y) pairs.
+fn points(x: &[f64], y: &[f64], scale: f64) -> Vec<(f64, f64)> {
+    x.iter()
+        .zip(y)
+        .filter(|(a, b)| a.is_finite() && b.is_finite())
+        .map(|(a, b)| (*a, *b * scale))
+        .collect()
+}
+
+/// x values: the `iteration` column, or the row index where it is missing.
+fn iterations(run: &LoadedRun) -> Vec<f64> {
+    let it = run.column("iteration");
+    (0..run.iterations())
+        .map(|i| {
+            it.get(i)
+                .copied()
+                .filter(|v| v.is_finite())
+                .unwrap_or(i as f64)
+        })
+        .collect()
+}
+
+/// Split the polyline `pts` into dashes of `on` pixels separated by gaps of `off` pixels, in data
+/// coordinates (`to_px` maps a point to pixels; the axes are linear, so a fraction of a segment in
+/// pixels is the same fraction in data).
+fn dashes(
+    pts: &[(f64, f64)],
+    to_px: impl Fn(&(f64, f64)) -> (i32, i32),
+    on: f64,
+    off: f64,
+) -> Vec<Vec<(f64, f64)>> {
+    let mut out = Vec::new();
+    let mut cur: Vec<(f64, f64)> = Vec::new();
+    let (mut drawing, mut left) = (true, on);
+    for w in pts.windows(2) {
+        let (p, q) = (w[0], w[1]);
+        let (a, b) = (to_px(&p), to_px(&q));
+        let len = f64::from(b.0 - a.0).hypot(f64::from(b.1 - a.1));
+        let lerp = |t: f64| (p.0 + (q.0 - p.0) * t, p.1 + (q.1 - p.1) * t);
+        if len <= 0.0 {
+            continue;
+        }
+        let mut t = 0.0;
+        while t < len {
+            let step = left.min(len - t);
+            if drawing {
+                if cur.is_empty() {
+                    cur.push(lerp(t / len));
+                }
+                cur.push(lerp((t + step) / len));
+            }
+            t += step;
+            left -= step;
+            if left <= 1e-9 {
+                if drawing && cur.len() >= 2 {
+                    out.push(std::mem::take(&mut cur));
+                }
+                cur.clear();
+                drawing = !drawing;
+                left = if drawing { on } else { off };
+            }
+        }
+    }
+    if cur.len() >= 2 {
+        out.push(cur);
+    }
+    out
+}
+
+/// Tick label with as many decimals as a tenth of `span` needs (400 for 0..1400, 0.05 for
+/// 0.35..0.7).
+fn tick(v: f64, span: f64) -> String {
+    let d = if span > 0.0 && span.is_finite() {
+        (-(span / 10.0).log10()).ceil().clamp(0.0, 6.0) as usize
+    } else {
+        2
+    };
+    format!("{v:.d$}")
+}
+
+/// A padded range covering `v` (never empty).
+fn range(v: impl Iterator<Item = f64>, pad: f64) -> (f64, f64) {
+    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+    for x in v.filter(|x| x.is_finite()) {
+        lo = lo.min(x);
+        hi = hi.max(x);
+    }
+    if !lo.is_finite() {
+        return (0.0, 1.0);
+    }
+    if hi - lo <= f64::EPSILON * hi.abs().max(1.0) {
+        let d = (lo.abs() * 0.05).max(1e-9);
+        return (lo - d, hi + d);
+    }
+    let d = (hi - lo) * pad;
+    (lo - d, hi + d)
+}
+
+fn empty_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, title: &str) -> Res {
+    let (w, h) = area.dim_in_pixel();
+    area.draw(&Text::new(
+        format!("{title}: no data in the file(s)"),
+        (w as i32 / 2 - 160, h as i32 / 2),
+        ("sans-serif", 18).into_font(),
+    ))
+    .map_err(err)
+}
+
+fn line_panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    title: &str,
+    xlabel: &str,
+    ylabel: &str,
+    lines: &[Line],
+) -> Res {
+    if lines.iter().all(|l| l.points.is_empty()) {
+        return empty_panel(area, title);
+    }
+    let all = || lines.iter().flat_map(|l| l.points.iter());
+    let (x0, x1) = range(all().map(|p| p.0), 0.0);
+    let (y0, y1) = range(all().map(|p| p.1), 0.05);
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, ("sans-serif", 22))
+        .margin(12)
+        .x_label_area_size(48)
+        .y_label_area_size(78)
+        .build_cartesian_2d(x0..x1, y0..y1)
+        .map_err(err)?;
+    let fmt_x = |x: &f64| tick(*x, x1 - x0);
+    let fmt_y = |y: &f64| tick(*y, y1 - y0);
+    chart
+        .configure_mesh()
+        .x_label_formatter(&fmt_x)
+        .y_label_formatter(&fmt_y)
+        .x_desc(xlabel)
+        .y_desc(ylabel)
+        .label_style(("sans-serif", 15))
+        .axis_desc_style(("sans-serif", 17))
+        .light_line_style(WHITE.mix(0.0))
+        .draw()
+        .map_err(err)?;
+    for l in lines.iter().filter(|l| !l.points.is_empty()) {
+        let color = l.color;
+        // Thick polylines in plotters get miter spikes at sharp turns (jagged timing series), so
+        // every segment is drawn on its own. plotters' DashedLineSeries overshoots short
+        // segments: dashes are cut in pixel space instead.
+        let style = color.stroke_width(2);
+        let polylines = if l.dashed {
+            let coord = chart.as_coord_spec().clone();
+            dashes(&l.points, move |p| coord.translate(p), 7.0, 5.0)
+        } else {
+            vec![l.points.clone()]
+        };
+        let segments: Vec<[(f64, f64); 2]> = polylines
+            .iter()
+            .flat_map(|pl| pl.windows(2).map(|w| [w[0], w[1]]))
+            .collect();
+        let anno = chart
+            .draw_series(
+                segments
+                    .into_iter()
+                    .map(move |seg| PathElement::new(seg.to_vec(), style)),
+            )
+            .map_err(err)?;
+        let dashed = l.dashed;
+        anno.label(l.label.as_str()).legend(move |(x, y)| {
+            let style = color.stroke_width(2);
+            if dashed {
+                PathElement::new(vec![(x, y), (x + 7, y)], style)
+            } else {
+                PathElement::new(vec![(x, y), (x + 20, y)], style)
+            }
+        });
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .label_font(("sans-serif", 15))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(err)
+}
+
+fn heat_map<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, run: &LoadedRun) -> Res {
+    let title = format!(
+        "arrival at rank 0, {} (ms; red = missed: late or never)",
+        run.name
+    );
+    let Some(m) = run.rows.as_ref().and_then(|r| r.per_worker.first()) else {
+        return empty_panel(area, "arrival heat map");
+    };
+    let (iters, n) = m.dim();
+    if iters == 0 || n == 0 {
+        return empty_panel(area, "arrival heat map");
+    }
+    let ms: Vec<f64> = m
+        .iter()
+        .filter(|v| v.is_finite())
+        .map(|v| v * 1e3)
+        .collect();
+    let lo = 0.0;
+    let hi = ms.iter().copied().fold(0.0_f64, f64::max).max(1e-6);
+    let (w, _) = area.dim_in_pixel();
+    let (left, right) = area.split_horizontally(w.saturating_sub(120));
+    let mut chart = ChartBuilder::on(&left)
+        .caption(&title, ("sans-serif", 22))
+        .margin(12)
+        .x_label_area_size(48)
+        .y_label_area_size(78)
+        .build_cartesian_2d(0.0..iters as f64, 0.5..n as f64 + 0.5)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .disable_mesh()
+        .x_desc("iteration")
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_desc("worker (MPI rank)")
+        .y_labels(n.min(16))
+        .y_label_formatter(&|y| format!("{:.0}", y))
+        .label_style(("sans-serif", 15))
+        .axis_desc_style(("sans-serif", 17))
+        .draw()
+        .map_err(err)?;
+    let cells = (0..iters).flat_map(|i| (0..n).map(move |j| (i, j)));
+    chart
+        .draw_series(cells.map(|(i, j)| {
+            let v = m[[i, j]];
+            let color = if v.is_finite() {
+                ViridisRGB.get_color_normalized(v * 1e3, lo, hi)
+            } else {
+                MISSED
+            };
+            // Rank j + 1 on row j + 1.
+            let y = j as f64 + 1.0;
+            Rectangle::new(
+                [(i as f64, y - 0.5), (i as f64 + 1.0, y + 0.5)],
+                color.filled(),
+            )
+        }))
+        .map_err(err)?;
+    // Colour bar.
+    let mut bar = ChartBuilder::on(&right)
+        .margin_top(46)
+        .margin_bottom(60)
+        .margin_right(10)
+        .y_label_area_size(62)
+        .build_cartesian_2d(0.0..1.0, lo..hi)
+        .map_err(err)?;
+    let fmt_bar = |y: &f64| tick(*y, hi - lo);
+    bar.configure_mesh()
+        .disable_mesh()
+        .disable_x_axis()
+        .y_label_formatter(&fmt_bar)
+        .y_desc("ms")
+        .label_style(("sans-serif", 14))
+        .axis_desc_style(("sans-serif", 15))
+        .draw()
+        .map_err(err)?;
+    let steps = 100;
+    bar.draw_series((0..steps).map(|k| {
+        let a = lo + (hi - lo) * k as f64 / steps as f64;
+        let b = lo + (hi - lo) * (k + 1) as f64 / steps as f64;
+        Rectangle::new(
+            [(0.0, a), (1.0, b)],
+            ViridisRGB.get_color_normalized(a, lo, hi).filled(),
+        )
+    }))
+    .map_err(err)?;
+    Ok(())
+}
+
+/// Draw the figure for `runs` into `out` (PNG, [`WIDTH`] × [`HEIGHT`]).
+pub fn draw(runs: &[LoadedRun], out: &Path) -> Res {
+    register_font()?;
+    let root = BitMapBackend::new(out, (WIDTH, HEIGHT)).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let names: Vec<&str> = runs.iter().map(|r| r.name.as_str()).collect();
+    let root = root
+        .titled(
+            &format!("gradcode report: {}", names.join(", ")),
+            ("sans-serif", 26),
+        )
+        .map_err(err)?;
+    let panels = root.split_evenly((2, 2));
+    let color = |i: usize| PALETTE[i % PALETTE.len()];
+
+    let by_time: Vec<Line> = runs
+        .iter()
+        .enumerate()
+        .map(|(i, r)| Line {
+            label: r.name.clone(),
+            color: color(i),
+            points: points(&r.column("elapsed_s"), &r.column("train_loss"), 1.0),
+            dashed: false,
+        })
+        .collect();
+    line_panel(
+        &panels[0],
+        "training loss against wall-clock time",
+        "elapsed (s)",
+        "train loss",
+        &by_time,
+    )?;
+
+    let by_iter: Vec<Line> = runs
+        .iter()
+        .enumerate()
+        .map(|(i, r)| Line {
+            label: r.name.clone(),
+            color: color(i),
+            points: points(&iterations(r), &r.column("train_loss"), 1.0),
+            dashed: false,
+        })
+        .collect();
+    line_panel(
+        &panels[1],
+        "training loss against iterations",
+        "iteration",
+        "train loss",
+        &by_iter,
+    )?;
+
+    let mut times = Vec::new();
+    for (i, r) in runs.iter().enumerate() {
+        let it = iterations(r);
+        times.push(Line {
+            label: r.name.clone(),
+            color: color(i),
+            points: points(&it, &r.column("wall_s"), 1e3),
+            dashed: false,
+        });
+        let oracle = points(&it, &r.column("oracle_s"), 1e3);
+        if !oracle.is_empty() {
+            times.push(Line {
+                label: format!("{} oracle", r.name),
+                color: color(i),
+                points: oracle,
+                dashed: true,
+            });
+        }
+    }
+    line_panel(
+        &panels[2],
+        "time per iteration (solid) and the oracle (dashed)",
+        "iteration",
+        "ms",
+        &times,
+    )?;
+
+    match runs.first() {
+        Some(r) => heat_map(&panels[3], r)?,
+        None => empty_panel(&panels[3], "arrival heat map")?,
+    }
+    root.present().map_err(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dashes_alternate_along_the_line() {
+        // 1 data unit = 1 pixel: a 30-pixel line makes dashes [0,7], [12,19], [24,30].
+        let px = |p: &(f64, f64)| (p.0 as i32, p.1 as i32);
+        let d = dashes(&[(0.0, 0.0), (10.0, 0.0), (30.0, 0.0)], px, 7.0, 5.0);
+        let ends: Vec<(f64, f64)> = d.iter().map(|v| (v[0].0, v[v.len() - 1].0)).collect();
+        assert_eq!(ends, vec![(0.0, 7.0), (12.0, 19.0), (24.0, 30.0)]);
+        assert!(d.iter().flatten().all(|p| p.0 >= 0.0 && p.0 <= 30.0));
+    }
+
+    #[test]
+    fn ticks_have_the_decimals_the_span_needs() {
+        assert_eq!(tick(1400.0, 1400.0), "1400");
+        assert_eq!(tick(0.45, 0.35), "0.45");
+        assert_eq!(tick(20.0, 150.0), "20");
+        assert_eq!(tick(0.2, 2.3), "0.2");
+    }
+
+    #[test]
+    fn ranges_are_never_empty() {
+        assert_eq!(range([].into_iter(), 0.1), (0.0, 1.0));
+        let (a, b) = range([2.0, 2.0].into_iter(), 0.1);
+        assert!(a < 2.0 && b > 2.0);
+        let (a, b) = range([0.0, f64::NAN, 10.0].into_iter(), 0.1);
+        assert_eq!((a, b), (-1.0, 11.0));
+    }
+}

@@ -1,0 +1,495 @@
+//! The comparison table: one [`Summary`] per run, printed as text, CSV or JSON.
+
+use std::fmt::Write as _;
+
+use super::load::LoadedRun;
+
+/// One row of the comparison table. Times are in seconds; NaN means "no value".
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    /// Run name (the folder of `run.h5`).
+    pub run: String,
+    /// The file read.
+    pub file: String,
+    /// Gradient code, `reference` for the serial path, "?" when unknown.
+    pub code: String,
+    /// Stragglers s.
+    pub s: Option<u64>,
+    /// Injected straggler model.
+    pub straggler_model: String,
+    /// Workers n.
+    pub workers: Option<u64>,
+    /// Iterations recorded.
+    pub iterations: usize,
+    /// Iterations configured.
+    pub iterations_planned: Option<u64>,
+    /// Time per iteration (`/metrics/wall_s`), 50th and 95th percentiles.
+    pub p50_s: f64,
+    pub p95_s: f64,
+    /// Median oracle iteration time (`/metrics/oracle_s`).
+    pub oracle_p50_s: f64,
+    /// Median wall time over median oracle time.
+    pub overhead: f64,
+    /// The `--target-loss` asked for.
+    pub target_loss: Option<f64>,
+    /// First `elapsed_s` at which `train_loss` ≤ target (None: not reached or no target).
+    pub time_to_target_s: Option<f64>,
+    /// Iteration at which the target was reached.
+    pub iteration_to_target: Option<u64>,
+    /// Last finite values.
+    pub final_train_loss: f64,
+    pub final_test_loss: f64,
+    pub final_test_accuracy: f64,
+    /// Validation verdict (VALID / INVALID / REFERENCE), "-" when absent.
+    pub verdict: String,
+    /// The root `status` attribute ("?" when absent).
+    pub status: String,
+    /// Whether the run did not finish (status `running`).
+    pub partial: bool,
+    /// What is missing from the file.
+    pub notes: Vec<String>,
+}
+
+/// Nearest-rank percentile of the finite values (the same rule as the run's own summary).
+pub fn percentile(values: &[f64], p: f64) -> f64 {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let i = ((v.len() - 1) as f64 * p).round() as usize;
+    v[i.min(v.len() - 1)]
+}
+
+fn last_finite(v: &[f64]) -> f64 {
+    v.iter()
+        .rev()
+        .copied()
+        .find(|x| x.is_finite())
+        .unwrap_or(f64::NAN)
+}
+
+impl Summary {
+    /// Summarize a loaded run; `target_loss` is `--target-loss`.
+    pub fn of(run: &LoadedRun, target_loss: Option<f64>) -> Summary {
+        let wall = run.column("wall_s");
+        let oracle = run.column("oracle_s");
+        let elapsed = run.column("elapsed_s");
+        let train = run.column("train_loss");
+        let iteration = run.column("iteration");
+        let (p50, o50) = (percentile(&wall, 0.5), percentile(&oracle, 0.5));
+        let reached = target_loss.and_then(|x| {
+            train
+                .iter()
+                .zip(&elapsed)
+                .enumerate()
+                .find(|(_, (l, e))| l.is_finite() && e.is_finite() && **l <= x)
+                .map(|(i, (_, e))| {
+                    let it = iteration
+                        .get(i)
+                        .copied()
+                        .filter(|v| v.is_finite() && *v >= 0.0)
+                        .map_or(i as u64, |v| v as u64);
+                    (*e, it)
+                })
+        });
+        let st = &run.settings;
+        Summary {
+            run: run.name.clone(),
+            file: run.path.display().to_string(),
+            code: st.code.clone().unwrap_or_else(|| "?".into()),
+            s: st.stragglers,
+            straggler_model: st.straggler_model.clone().unwrap_or_else(|| "?".into()),
+            workers: st.workers,
+            iterations: run.iterations(),
+            iterations_planned: st.iterations,
+            p50_s: p50,
+            p95_s: percentile(&wall, 0.95),
+            oracle_p50_s: o50,
+            overhead: p50 / o50,
+            target_loss,
+            time_to_target_s: reached.map(|r| r.0),
+            iteration_to_target: reached.map(|r| r.1),
+            final_train_loss: last_finite(&train),
+            final_test_loss: last_finite(&run.column("test_loss")),
+            final_test_accuracy: last_finite(&run.column("test_accuracy")),
+            verdict: run.verdict.clone().unwrap_or_else(|| "-".into()),
+            status: run.status.clone().unwrap_or_else(|| "?".into()),
+            partial: run.is_partial(),
+            notes: run.missing.clone(),
+        }
+    }
+
+    /// The status column: `partial (status running)` for a run that did not end.
+    pub fn status_text(&self) -> String {
+        if self.partial {
+            format!("partial (status {})", self.status)
+        } else {
+            self.status.clone()
+        }
+    }
+
+    fn iterations_text(&self) -> String {
+        match self.iterations_planned {
+            Some(p) if p as usize != self.iterations => format!("{}/{p}", self.iterations),
+            _ => self.iterations.to_string(),
+        }
+    }
+
+    fn target_text(&self) -> String {
+        match (self.time_to_target_s, self.iteration_to_target) {
+            (Some(t), Some(i)) => format!("{t:.3} s (it {i})"),
+            (Some(t), None) => format!("{t:.3} s"),
+            _ => "not reached".into(),
+        }
+    }
+}
+
+fn num(v: f64, digits: usize) -> String {
+    if v.is_finite() {
+        format!("{v:.digits$}")
+    } else {
+        "-".into()
+    }
+}
+
+fn opt<T: ToString>(v: Option<T>) -> String {
+    v.map_or_else(|| "-".into(), |v| v.to_string())
+}
+
+/// The table as aligned text, then one `note:` line per missing part.
+pub fn text(rows: &[Summary]) -> String {
+    let with_target = rows.iter().any(|r| r.target_loss.is_some());
+    let target_head = match rows.iter().find_map(|r| r.target_loss) {
+        Some(x) => format!("to loss {x}"),
+        None => String::new(),
+    };
+    let mut head: Vec<String> = [
+        "run",
+        "code",
+        "s",
+        "stragglers",
+        "iters",
+        "p50 ms",
+        "p95 ms",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    if with_target {
+        head.push(target_head);
+    }
+    head.extend(
+        [
+            "train loss",
+            "test loss",
+            "test acc",
+            "overhead",
+            "verdict",
+            "status",
+        ]
+        .iter()
+        .map(|s| s.to_string()),
+    );
+    let mut cells: Vec<Vec<String>> = Vec::new();
+    for r in rows {
+        let mut c = vec![
+            r.run.clone(),
+            r.code.clone(),
+            opt(r.s),
+            r.straggler_model.clone(),
+            r.iterations_text(),
+            num(r.p50_s * 1e3, 3),
+            num(r.p95_s * 1e3, 3),
+        ];
+        if with_target {
+            c.push(r.target_text());
+        }
+        c.extend([
+            num(r.final_train_loss, 6),
+            num(r.final_test_loss, 6),
+            num(r.final_test_accuracy, 4),
+            num(r.overhead, 3),
+            r.verdict.clone(),
+            r.status_text(),
+        ]);
+        cells.push(c);
+    }
+    let widths: Vec<usize> = (0..head.len())
+        .map(|j| {
+            cells
+                .iter()
+                .map(|c| c[j].chars().count())
+                .chain([head[j].chars().count()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    // Text columns left-aligned, numbers right-aligned.
+    let left = |j: usize| j <= 1 || j == 3 || j + 2 >= head.len();
+    let line = |c: &[String]| {
+        let mut s = String::new();
+        for (j, v) in c.iter().enumerate() {
+            let w = widths[j];
+            if j > 0 {
+                s.push_str("  ");
+            }
+            if left(j) {
+                let _ = write!(s, "{v:<w$}");
+            } else {
+                let _ = write!(s, "{v:>w$}");
+            }
+        }
+        s.trim_end().to_string()
+    };
+    let mut out = line(&head);
+    out.push('\n');
+    for c in &cells {
+        out.push_str(&line(c));
+        out.push('\n');
+    }
+    for r in rows {
+        if r.partial {
+            let _ = writeln!(
+                out,
+                "note: {}: the run did not finish (status running: killed or still going); {} iterations reported",
+                r.run, r.iterations
+            );
+        }
+        for n in &r.notes {
+            let _ = writeln!(out, "note: {}: {n}", r.run);
+        }
+    }
+    out
+}
+
+const CSV_HEAD: &[&str] = &[
+    "run",
+    "file",
+    "code",
+    "s",
+    "straggler_model",
+    "workers",
+    "iterations",
+    "iterations_planned",
+    "p50_s",
+    "p95_s",
+    "oracle_p50_s",
+    "overhead",
+    "target_loss",
+    "time_to_target_s",
+    "iteration_to_target",
+    "final_train_loss",
+    "final_test_loss",
+    "final_test_accuracy",
+    "verdict",
+    "status",
+    "partial",
+    "notes",
+];
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+fn raw(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v}")
+    } else {
+        String::new()
+    }
+}
+
+fn raw_opt<T: ToString>(v: Option<T>) -> String {
+    v.map_or_else(String::new, |v| v.to_string())
+}
+
+fn fields(r: &Summary) -> Vec<String> {
+    vec![
+        r.run.clone(),
+        r.file.clone(),
+        r.code.clone(),
+        raw_opt(r.s),
+        r.straggler_model.clone(),
+        raw_opt(r.workers),
+        r.iterations.to_string(),
+        raw_opt(r.iterations_planned),
+        raw(r.p50_s),
+        raw(r.p95_s),
+        raw(r.oracle_p50_s),
+        raw(r.overhead),
+        r.target_loss.map_or_else(String::new, raw),
+        r.time_to_target_s.map_or_else(String::new, raw),
+        raw_opt(r.iteration_to_target),
+        raw(r.final_train_loss),
+        raw(r.final_test_loss),
+        raw(r.final_test_accuracy),
+        r.verdict.clone(),
+        r.status.clone(),
+        r.partial.to_string(),
+        r.notes.join("; "),
+    ]
+}
+
+/// The table as CSV (RFC 4180 quoting; empty field = no value; times in seconds).
+pub fn csv(rows: &[Summary]) -> String {
+    let mut out = CSV_HEAD.join(",");
+    out.push('\n');
+    for r in rows {
+        let f: Vec<String> = fields(r).iter().map(|s| csv_field(s)).collect();
+        out.push_str(&f.join(","));
+        out.push('\n');
+    }
+    out
+}
+
+fn json_str(s: &str) -> String {
+    let mut o = String::with_capacity(s.len() + 2);
+    o.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            '\n' => o.push_str("\\n"),
+            '\r' => o.push_str("\\r"),
+            '\t' => o.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(o, "\\u{:04x}", c as u32);
+            }
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
+}
+
+fn json_num(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v:?}")
+    } else {
+        "null".into()
+    }
+}
+
+fn json_opt<T: ToString>(v: Option<T>) -> String {
+    v.map_or_else(|| "null".into(), |v| v.to_string())
+}
+
+/// The table as JSON: `{"runs": [{...}], "errors": [{"file", "error"}]}`; no value = null.
+pub fn json(rows: &[Summary], errors: &[(String, String)]) -> String {
+    let mut out = String::from("{\n  \"runs\": [");
+    for (i, r) in rows.iter().enumerate() {
+        let notes: Vec<String> = r.notes.iter().map(|n| json_str(n)).collect();
+        let members = [
+            ("run", json_str(&r.run)),
+            ("file", json_str(&r.file)),
+            ("code", json_str(&r.code)),
+            ("s", json_opt(r.s)),
+            ("straggler_model", json_str(&r.straggler_model)),
+            ("workers", json_opt(r.workers)),
+            ("iterations", r.iterations.to_string()),
+            ("iterations_planned", json_opt(r.iterations_planned)),
+            ("p50_s", json_num(r.p50_s)),
+            ("p95_s", json_num(r.p95_s)),
+            ("oracle_p50_s", json_num(r.oracle_p50_s)),
+            ("overhead", json_num(r.overhead)),
+            ("target_loss", r.target_loss.map_or("null".into(), json_num)),
+            (
+                "time_to_target_s",
+                r.time_to_target_s.map_or("null".into(), json_num),
+            ),
+            ("iteration_to_target", json_opt(r.iteration_to_target)),
+            ("final_train_loss", json_num(r.final_train_loss)),
+            ("final_test_loss", json_num(r.final_test_loss)),
+            ("final_test_accuracy", json_num(r.final_test_accuracy)),
+            ("verdict", json_str(&r.verdict)),
+            ("status", json_str(&r.status)),
+            ("partial", r.partial.to_string()),
+            ("notes", format!("[{}]", notes.join(", "))),
+        ];
+        out.push_str(if i == 0 { "\n    {" } else { ",\n    {" });
+        for (j, (k, v)) in members.iter().enumerate() {
+            let _ = write!(
+                out,
+                "{}\n      {}: {v}",
+                if j == 0 { "" } else { "," },
+                json_str(k)
+            );
+        }
+        out.push_str("\n    }");
+    }
+    out.push_str(if rows.is_empty() { "],\n" } else { "\n  ],\n" });
+    out.push_str("  \"errors\": [");
+    for (i, (f, e)) in errors.iter().enumerate() {
+        let _ = write!(
+            out,
+            "{}{{\"file\": {}, \"error\": {}}}",
+            if i == 0 { "" } else { ", " },
+            json_str(f),
+            json_str(e)
+        );
+    }
+    out.push_str("]\n}\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Summary {
+        Summary {
+            run: "a,b".into(),
+            file: "x/\"a\"/run.h5".into(),
+            code: "frc".into(),
+            s: Some(1),
+            straggler_model: "fixed:1,2:200".into(),
+            workers: Some(6),
+            iterations: 5,
+            iterations_planned: Some(10),
+            p50_s: 0.01,
+            p95_s: 0.02,
+            oracle_p50_s: f64::NAN,
+            overhead: f64::NAN,
+            target_loss: Some(0.5),
+            time_to_target_s: None,
+            iteration_to_target: None,
+            final_train_loss: 0.4,
+            final_test_loss: f64::NAN,
+            final_test_accuracy: 0.9,
+            verdict: "-".into(),
+            status: "running".into(),
+            partial: true,
+            notes: vec!["no /validation".into()],
+        }
+    }
+
+    #[test]
+    fn percentile_is_nearest_rank_over_finite_values() {
+        assert_eq!(percentile(&[3.0, f64::NAN, 1.0, 2.0], 0.5), 2.0);
+        assert_eq!(percentile(&[1.0, 2.0, 3.0, 4.0], 0.95), 4.0);
+        assert!(percentile(&[f64::NAN], 0.5).is_nan());
+    }
+
+    #[test]
+    fn csv_quotes_and_json_escapes() {
+        let rows = [sample()];
+        let c = csv(&rows);
+        let lines: Vec<&str> = c.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert!(lines[1].starts_with("\"a,b\",\"x/\"\"a\"\"/run.h5\",frc,1,\"fixed:1,2:200\""));
+        let j = json(&rows, &[("f\"".into(), "bad\nfile".into())]);
+        assert!(j.contains("\"overhead\": null"));
+        assert!(j.contains("\"file\": \"x/\\\"a\\\"/run.h5\""));
+        assert!(j.contains("\"error\": \"bad\\nfile\""));
+        let t = text(&rows);
+        assert!(t.contains("partial (status running)"));
+        assert!(t.contains("5/10"));
+        assert!(t.contains("not reached"));
+        assert!(t.contains("note: a,b: no /validation"));
+    }
+}
