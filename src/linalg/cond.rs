@@ -120,7 +120,7 @@ pub fn survey(code: &MdsCode, max_subsets: usize, seed: u64) -> Result<CondSurve
         good += 1;
         sum += c;
         log_sum += c.ln();
-        if !(c <= out.worst) {
+        if out.worst_subset.is_empty() || c > out.worst || c.is_nan() {
             out.worst = c;
             out.worst_subset = f;
         }

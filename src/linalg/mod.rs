@@ -184,7 +184,7 @@ pub fn svd_solve(
     let c = ratio(&s.to_vec());
     let smax = s.iter().copied().fold(0.0, f64::max);
     let smin = s.iter().copied().fold(f64::INFINITY, f64::min);
-    if !(smin > smax * n as f64 * f64::EPSILON) {
+    if smin.is_nan() || smin <= smax * n as f64 * f64::EPSILON {
         return Err(LinalgError::Singular(format!(
             "{n} × {n} system with σ_min = {smin:.3e}, σ_max = {smax:.3e}"
         )));

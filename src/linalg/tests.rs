@@ -168,16 +168,16 @@ fn systematic_streaming_touches_only_missing_blocks() {
 
     // everything systematic arrives: no solve, no updates, exact copy
     let mut dec = StreamingDecoder::new(&code, a.nrows()).unwrap();
-    for w in 0..k {
-        dec.add_result(w, results[w].view()).unwrap();
+    for (w, r) in results.iter().enumerate().take(k) {
+        dec.add_result(w, r.view()).unwrap();
     }
     let d = dec.try_decode().unwrap().unwrap();
     let b = enc.block_rows;
-    for j in 0..k {
+    for (j, r) in results.iter().enumerate().take(k) {
         let hi = ((j + 1) * b).min(a.nrows());
         if j * b < hi {
             let got = d.value.slice(ndarray::s![j * b..hi, ..]);
-            assert_eq!(got, results[j].slice(ndarray::s![..hi - j * b, ..]));
+            assert_eq!(got, r.slice(ndarray::s![..hi - j * b, ..]));
         }
     }
     assert_eq!(dec.stats().solves, 0);
