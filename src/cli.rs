@@ -282,6 +282,30 @@ pub enum CodesCommand {
     /// Decode every responder set of size n − s (or a seeded sample of 10,000) and report the worst
     /// residual and condition number; exit non-zero if any set fails to decode to 1e-8.
     Verify(CodeArgs),
+    /// Coded linear algebra: worst and mean condition number of an MDS generator family over all
+    /// k-subsets of its n workers (or 10,000: the n contiguous-erasure sets plus seeded random ones).
+    Cond(CondArgs),
+}
+
+/// Arguments of `gradcode codes cond`.
+#[derive(Debug, Clone, Args)]
+pub struct CondArgs {
+    /// Generator family: replication, vandermonde, chebyshev, rotation, circulant, systematic
+    /// (`mds-` prefix accepted), or `all` for a table of every family.
+    #[arg(long)]
+    pub family: String,
+    /// Workers n.
+    #[arg(short = 'n', long = "workers")]
+    pub workers: usize,
+    /// Workers any of whose k-subsets decode (the data is cut into k blocks, or k·r for the embeddings).
+    #[arg(short = 'k', long = "k")]
+    pub k: usize,
+    /// Check all subsets when there are at most this many, else a sample of this size.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_subsets: usize,
+    /// Seed of the sample.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -30,6 +30,7 @@ pub mod coordinator;
 pub mod data;
 pub mod error;
 pub mod io;
+pub mod linalg;
 pub mod model;
 pub mod optim;
 pub mod reference;

@@ -46,6 +46,7 @@ const VERIFY_COLS: usize = 8;
 pub fn run(cmd: &CodesCommand) -> Result<()> {
     match cmd {
         CodesCommand::Show(args) => show(args),
+        CodesCommand::Cond(args) => crate::cmd::linalg::cond(args),
         CodesCommand::Verify(args) => {
             let mut failures = Vec::new();
             if is_table_code(args.code) {

@@ -2,4 +2,5 @@
 
 pub mod codes;
 pub mod data;
+pub mod linalg;
 pub mod train;
