@@ -23,13 +23,15 @@ pub struct ReferenceRun {
 }
 
 /// Train `model` on `train` for `cfg.iterations` full-gradient steps, calling `on_iteration`
-/// with (iteration, objective at the evaluation point, wall seconds) after each step.
+/// with (iteration, objective at the evaluation point, wall seconds, test evaluation) after each
+/// step; the test split is evaluated every `cfg.eval_every` iterations and after the last, as in
+/// the MPI job.
 pub fn train(
     cfg: &RunConfig,
     model: &dyn Model,
     train: &Dataset,
     test: Option<&Dataset>,
-    mut on_iteration: impl FnMut(u64, f64, f64),
+    mut on_iteration: impl FnMut(u64, f64, f64, Option<Evaluation>),
 ) -> ReferenceRun {
     let dim = model.dim();
     let n_rows = train.n_rows();
@@ -60,7 +62,13 @@ pub fn train(
         opt.step(grad.view());
         let loss = model::objective(model, loss_sum, point.view(), n_rows, cfg.l2);
         losses.push(loss);
-        on_iteration(t, loss, start.elapsed().as_secs_f64());
+        let wall = start.elapsed().as_secs_f64();
+        let last = t + 1 == cfg.iterations;
+        let due = (cfg.eval_every > 0 && (t + 1) % cfg.eval_every == 0) || last;
+        let ev = test
+            .filter(|_| due)
+            .map(|d| model.evaluate(opt.params(), &d.x, d.y.view(), &mut ws));
+        on_iteration(t, loss, wall, ev);
     }
     let test = test.map(|d| model.evaluate(opt.params(), &d.x, d.y.view(), &mut ws));
     ReferenceRun {

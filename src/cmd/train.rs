@@ -496,7 +496,7 @@ fn run_reference(args: &TrainArgs) -> Result<i32> {
         model.as_ref(),
         &train,
         test.as_ref(),
-        |t, loss, wall| {
+        |t, loss, wall, ev| {
             let mut rec = IterationRecord::new(1);
             rec.set("iteration", t as f64);
             rec.set("wall_s", wall);
@@ -505,6 +505,10 @@ fn run_reference(args: &TrainArgs) -> Result<i32> {
             rec.set("n_responders", 1.0);
             rec.set("exact", 1.0);
             rec.set("decode_residual", 0.0);
+            if let Some(ev) = ev {
+                rec.set("test_loss", ev.loss);
+                rec.set("test_accuracy", ev.accuracy.unwrap_or(f64::NAN));
+            }
             if let Err(e) = writer.append(&rec) {
                 write_err.get_or_insert(e);
             }
