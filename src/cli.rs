@@ -152,6 +152,11 @@ pub struct TrainArgs {
     /// Print a progress line every K iterations [default: 10].
     #[arg(long, value_name = "K")]
     pub log_every: Option<u64>,
+    /// Every K iterations also gather the uncoded partition gradients (outside the timed path)
+    /// and record the true relative error ‖ĝ − g‖/‖g‖ of the decoded gradient (0: only the
+    /// first iteration) [default: 0].
+    #[arg(long, value_name = "K")]
+    pub check_gradient_every: Option<u64>,
     /// Partial work: each worker processes its partitions in C chunks and sends each chunk's
     /// coded result as soon as it is done, so rank 0 can use the finished part of a slow
     /// worker's work [default: 1].

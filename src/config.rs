@@ -68,6 +68,9 @@ pub struct RunConfig {
     pub log_every: u64,
     /// Chunks per worker and iteration (partial work); 1 = one message per iteration.
     pub chunks: usize,
+    /// Check the decoded gradient against the exact one every K iterations (0: first only).
+    #[serde(default)]
+    pub check_gradient_every: u64,
     /// Degree d of approximate codes (None: the code's default, s + 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub degree: Option<usize>,
@@ -142,6 +145,7 @@ impl RunConfig {
             eval_every: pick!(eval_every, 10),
             log_every: pick!(log_every, 10),
             chunks: pick!(chunks, 1),
+            check_gradient_every: pick!(check_gradient_every, 0),
             degree: args.degree.or(file.degree),
             decoder: args.decoder.or(file.decoder),
             straggle_prob: args.straggle_prob.or(file.straggle_prob),

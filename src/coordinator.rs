@@ -727,9 +727,13 @@ pub fn run(setup: Setup<'_>) -> Outcome {
             };
             break;
         }
-        let validate = t == first;
+        // The first iteration is always validated; with --check-gradient-every K, every K-th too
+        // (the true relative error ‖ĝ − g‖/‖g‖ goes into /metrics/grad_rel_err).
+        let validate =
+            t == first || (cfg.check_gradient_every > 0 && t % cfg.check_gradient_every == 0);
         if validate {
             c.validation_iteration = Some(t);
+            c.partials.iter_mut().for_each(|p| *p = None);
         }
         c.begin(t, opt.point(), validate);
         let decodable = match c.collect() {
@@ -823,7 +827,7 @@ pub fn run(setup: Setup<'_>) -> Outcome {
                 last_test = (ev.loss, ev.accuracy.unwrap_or(f64::NAN));
             }
         }
-        // Validation of the first iteration, outside the timed path, with a bounded wait.
+        // Validation, outside the timed path, with a bounded wait.
         if validate {
             let ghat = gsum.clone();
             let wait = Duration::from_secs_f64(
@@ -842,10 +846,17 @@ pub fn run(setup: Setup<'_>) -> Outcome {
                     }
                 }
             }
-            validation = validate_first(&c, decoding.as_ref(), &ghat, t);
-            if let Some((_, AttrValue::F64(err))) = validation.iter().find(|(k, _)| k == "rel_err")
-            {
+            let check = validate_first(&c, decoding.as_ref(), &ghat, t);
+            if let Some((_, AttrValue::F64(err))) = check.iter().find(|(k, _)| k == "rel_err") {
                 rec.set("grad_rel_err", *err);
+            }
+            if t == first {
+                validation = check;
+            } else if !check
+                .iter()
+                .any(|(k, v)| k == "check" && *v == AttrValue::Str("PASSED".into()))
+            {
+                log::warn!("[rank 0] gradient check at iteration {t} did not pass: {check:?}");
             }
             c.validation_iteration = None;
         }

@@ -278,6 +278,43 @@ fn approximate_decodings_finish_and_record_their_residuals() {
         "best-effort should record non-zero residuals: {res}"
     );
     assert!(rows.column("exact").unwrap().iter().any(|&e| e == 0.0));
+    // An expander code beyond its stragglers, with the true gradient error checked every 2nd
+    // iteration and the (λ/d)-bound recorded every iteration.
+    let (o, run, _) = train(
+        11,
+        "expander",
+        &[
+            "--code",
+            "expander",
+            "--degree",
+            "3",
+            "-s",
+            "3",
+            "--straggler-model",
+            "exp:5",
+            "--check-gradient-every",
+            "2",
+            "--chunks",
+            "2",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let f = run.join("run.h5");
+    let rows = results::read_rows(&f, None).unwrap();
+    let err = rows.column("grad_rel_err").unwrap();
+    let bound = rows.column("error_bound").unwrap();
+    for t in 0..20 {
+        assert_eq!(err[t].is_finite(), t % 2 == 0, "grad_rel_err at {t}: {err}");
+        assert!(bound[t].is_finite() && bound[t] > 0.0);
+    }
+    assert!(
+        err.iter().filter(|v| v.is_finite()).all(|&e| e < 1.0),
+        "{err}"
+    );
+    assert_eq!(
+        results::read_str_attr(&f, "validation", "check").unwrap(),
+        "PASSED"
+    );
 }
 
 #[test]
