@@ -26,10 +26,10 @@ export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM := 1
 export OPENBLAS_NUM_THREADS := 1
 export OMP_NUM_THREADS := 1
 
-.PHONY: deps build run data test lint unit slurm mpich bench clean help
+.PHONY: deps build run data test lint unit slurm mpich bench bench-smoke clean help
 
 help:
-	@echo "make run | make test | make deps | make build | make data | make lint | make bench | make clean"
+	@echo "make run | make test | make deps | make build | make data | make lint | make bench | make bench-smoke | make clean"
 
 deps:
 	@missing=$$(for p in $(APT_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q "install ok installed" || echo $$p; done); \
@@ -83,8 +83,16 @@ mpich: deps
 
 test: build lint unit slurm mpich
 
+# Benchmarks against the physical limit (issue 7): criterion micro-benchmarks, then the suite
+# (bandwidth, decode, overhead over the oracle, time to target, scaling, memory) that writes
+# results/bench/full/report.md and prints every target with MET / NOT MET. See results/bench/README.md.
 bench: build
-	@echo "benchmarks: see issue 'Performance against the limit' (not yet implemented)"
+	$(CARGO) bench --locked --bench kernels
+	$(CARGO) bench --locked --bench suite
+
+# The suite with tiny sizes (< 60 s once built): checks the harness, not the machine.
+bench-smoke: build
+	$(CARGO) bench --locked --bench suite -- --smoke
 
 clean:
 	$(CARGO) clean

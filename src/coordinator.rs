@@ -676,6 +676,8 @@ pub fn run(setup: Setup<'_>) -> Outcome {
     let run_start = Instant::now();
     let mut gsum = Array1::<f64>::zeros(dim + 1);
     let mut grad = Array1::<f64>::zeros(dim);
+    // The point the gradient was evaluated at (kept for the loss and the step; reused buffer).
+    let mut point = Array1::<f64>::zeros(dim);
     let mut ws = Workspace::default();
     let mut validation: Vec<(String, AttrValue)> =
         vec![("check".into(), AttrValue::Str("NOT RUN".into()))];
@@ -748,7 +750,7 @@ pub fn run(setup: Setup<'_>) -> Outcome {
         c.cur.collecting = false;
         let td = Instant::now();
         let mut rec = IterationRecord::new(n);
-        let point = opt.point().to_owned();
+        point.assign(&opt.point());
         let decoding = match c.decode_into(&mut gsum) {
             Ok(d) => d,
             Err(e) => {

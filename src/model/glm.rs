@@ -180,7 +180,19 @@ fn csr_gradient<L: ScalarLoss>(
     g.fill(0.0);
     let mut bias_sum = 0.0;
     let mut loss = 0.0;
-    for r in 0..x.n_rows() {
+    // Parameters and gradient larger than L2: their entries are random accesses that miss the
+    // cache (measured ~90 % of the kernel's samples on 10⁶ features); prefetch the lines a row
+    // ahead needs so the misses overlap with this row's work.
+    let prefetch = d >= PREFETCH_MIN_COLS;
+    let n = x.n_rows();
+    for r in 0..n {
+        if prefetch && r + PREFETCH_ROWS < n {
+            let (idx, _) = x.row(r + PREFETCH_ROWS);
+            for &c in idx {
+                prefetch_read(w, c as usize);
+                prefetch_read(g, c as usize);
+            }
+        }
         let weight = rw.as_ref().map_or(1.0, |rw| rw[r]);
         let (idx, val) = x.row(r);
         let z = csr_score(w, bias, idx, val);
@@ -193,4 +205,25 @@ fn csr_gradient<L: ScalarLoss>(
     }
     g[d] = bias_sum;
     loss
+}
+
+/// Columns from which the CSR kernel prefetches (2¹⁷ f64 = 1 MiB per vector, half the L2).
+const PREFETCH_MIN_COLS: usize = 1 << 17;
+/// How many rows ahead the CSR kernel prefetches.
+const PREFETCH_ROWS: usize = 2;
+
+/// Hint that `v[i]` will be read soon (no effect on results; a no-op off x86-64).
+#[inline(always)]
+fn prefetch_read(v: &[f64], i: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(p) = v.get(i) {
+        // SAFETY: prefetching is a hint that never faults; `p` points into `v`.
+        #[allow(unused_unsafe)]
+        unsafe {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            _mm_prefetch::<_MM_HINT_T0>((p as *const f64).cast::<i8>());
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (v, i);
 }
