@@ -81,7 +81,7 @@ mpich: deps
 	PATH="$(CURDIR)/tests/mpich:$$PATH" MPI_PKG_CONFIG=mpich CARGO_TARGET_DIR=target/mpich \
 	  $(CARGO) test --release --locked --test mpi_train
 
-test: build lint unit slurm mpich
+test: build lint unit slurm mpich bench-smoke
 
 # Benchmarks against the physical limit (issue 7): criterion micro-benchmarks, then the suite
 # (bandwidth, decode, overhead over the oracle, time to target, scaling, memory) that writes
