@@ -623,7 +623,7 @@ fn partial_work_of_slow_workers_is_decoded_exactly_and_sooner() {
         r3.column("wall_s").unwrap()[0],
     );
     assert!(
-        w1 >= 0.29 && w3 < 0.27,
+        w1 >= 0.29 && w3 < w1 - 0.05,
         "first iteration: {w1} s without chunks, {w3} s with 3"
     );
     // The slow workers' partial results were used: they delivered some but not all chunks.
