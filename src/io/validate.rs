@@ -383,7 +383,8 @@ pub fn check(path: &Path) -> Result<(DatasetInfo, bool), IoError> {
         let mut start = 0u64;
         while start < rows {
             let end = start.saturating_add(block).min(rows);
-            dataset::read_rows(path, split, &[start as usize..end as usize])?;
+            let block_rows = start as usize..end as usize;
+            dataset::read_rows(path, split, std::slice::from_ref(&block_rows))?;
             start = end;
         }
     }
