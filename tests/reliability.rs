@@ -1097,3 +1097,217 @@ fn sec1_no_listening_socket_of_gradcode_itself() {
         ),
     );
 }
+
+// ------------------------------------------------------------------------------------------------
+// BI-5, BI-6, BI-7 and message headers: the fuzz corpus, each file with its specific error, and a
+// seeded random-mutation run over the same entry points as the cargo-fuzz targets (`fuzz/`).
+
+fn corpus(target: &str) -> Vec<(String, Vec<u8>)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus")
+        .join(target);
+    let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Each entry point: bytes in, `Ok(summary)` or `Err(message)`.
+fn parse_with(target: &str, data: &[u8], scratch: &Path) -> Result<String, String> {
+    use gradcode::io::convert;
+    use std::io::Cursor;
+    match target {
+        "libsvm" => convert::parse_libsvm(Cursor::new(data), Path::new("f"), None)
+            .map(|s| format!("{} rows", s.n_rows()))
+            .map_err(|e| e.to_string()),
+        "csv" => convert::parse_csv(Cursor::new(data), Path::new("f"), None)
+            .map(|(s, _)| format!("{} rows", s.n_rows()))
+            .map_err(|e| e.to_string()),
+        "idx" => {
+            if data.len() < 2 {
+                return Err("too short".into());
+            }
+            let rest = &data[2..];
+            let split = (usize::from(data[0]) | usize::from(data[1]) << 8) % (rest.len() + 1);
+            let (im, lb) = (scratch.join("images"), scratch.join("labels"));
+            std::fs::write(&im, &rest[..split]).unwrap();
+            std::fs::write(&lb, &rest[split..]).unwrap();
+            convert::parse_idx(&im, &lb, true)
+                .map(|s| format!("{} rows", s.n_rows()))
+                .map_err(|e| e.to_string())
+        }
+        "config" => {
+            let f = scratch.join("c.toml");
+            std::fs::write(&f, data).unwrap();
+            let args = gradcode::cli::TrainArgs {
+                config: Some(f),
+                ..Default::default()
+            };
+            gradcode::config::RunConfig::from_args(&args, 5)
+                .map(|c| format!("n={} s={}", c.workers, c.stragglers))
+                .map_err(|e| e.to_string())
+        }
+        "header" => {
+            let buf: Vec<f64> = data
+                .chunks_exact(8)
+                .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
+                .collect();
+            gradcode::comm::protocol::Header::parse(&buf)
+                .map(|h| format!("{:?} len {}", h.kind, h.len))
+                .map_err(|e| e.to_string())
+        }
+        _ => unreachable!(),
+    }
+}
+
+#[test]
+fn bi5_bi6_parsers_corpus_errors_and_seeded_mutations() {
+    let expected: &[(&str, &str, &str)] = &[
+        ("libsvm", "valid", "ok:3 rows"),
+        ("libsvm", "crlf", "ok:2 rows"),
+        ("libsvm", "empty", "ok:0 rows"),
+        ("libsvm", "long_line", "ok:1 rows"),
+        ("libsvm", "index0", "feature index 0 (indices are 1-based)"),
+        ("libsvm", "negative", "negative feature index -3"),
+        ("libsvm", "duplicate", "duplicate feature index 2"),
+        ("libsvm", "unsorted", "not increasing (2 after 5)"),
+        ("libsvm", "big_index", "exceeds the cap"),
+        ("libsvm", "qid", "'qid:' (ranking data) is not supported"),
+        ("libsvm", "non_utf8", "not valid UTF-8"),
+        ("libsvm", "nan", "bad value 'nan'"),
+        ("csv", "valid", "ok:2 rows"),
+        ("csv", "quoted", "ok:1 rows"),
+        ("csv", "crlf", "ok:1 rows"),
+        ("csv", "header_only", "ok:0 rows"),
+        ("csv", "nan", "non-finite value 'nan' in column 'a'"),
+        ("csv", "ragged", "2 fields, but the header has 3"),
+        ("csv", "empty_name", "header column 1 has no name"),
+        ("idx", "valid", "ok:2 rows"),
+        ("idx", "bad_magic", "bad IDX magic"),
+        ("idx", "type_float", "IDX type code 0x0d (float)"),
+        ("idx", "ndim0", "0 dimensions, expected 3"),
+        ("idx", "ndim255", "255 dimensions, expected 3"),
+        ("idx", "overflow", "IDX dimensions overflow"),
+        ("idx", "short", "shorter than declared"),
+        ("idx", "long", "longer than declared"),
+        ("idx", "count_mismatch", "3 labels for 2 images"),
+        ("config", "valid", "ok:n=4 s=1"),
+        ("config", "stragglers_spec", "ok:n=4 s=1"),
+        ("config", "bad_type", "config file"),
+        ("config", "unknown_key", "unknown field `bogus`"),
+        (
+            "config",
+            "n_le_s",
+            "--stragglers = 9: must be smaller than the number of workers n = 4",
+        ),
+        (
+            "config",
+            "deadline0",
+            "--deadline-ms = 0: must be a finite number > 0",
+        ),
+        ("config", "negative", "config file"),
+        ("config", "reference", "--out = '': must name a run folder"),
+        ("header", "grad", "ok:Grad len 2"),
+        ("header", "params", "ok:Params len 0"),
+        ("header", "short", "shorter than the header"),
+        ("header", "bad_kind", "unknown message kind 9"),
+        ("header", "nan_time", "timing field compute_s"),
+        ("header", "huge_len", "header field len"),
+        ("header", "fraction", "header field iteration = 5.5"),
+    ];
+    let scratch = tempfile::tempdir().unwrap();
+    let t0 = Instant::now();
+    let mut checked = 0;
+    for target in ["libsvm", "csv", "idx", "config", "header"] {
+        for (name, data) in corpus(target) {
+            let got = match parse_with(target, &data, scratch.path()) {
+                Ok(s) => format!("ok:{s}"),
+                Err(e) => e,
+            };
+            let want = expected
+                .iter()
+                .find(|(t, n, _)| *t == target && *n == name)
+                .unwrap_or_else(|| panic!("no expectation for corpus file {target}/{name}"))
+                .2;
+            assert!(
+                got.contains(want),
+                "{target}/{name}: wanted '{want}', got '{got}'"
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, expected.len());
+    // A line over the 4 MiB cap.
+    let mut big = b"1 ".to_vec();
+    big.resize(gradcode::io::convert::MAX_LINE + 10, b'1');
+    let e = parse_with("libsvm", &big, scratch.path()).unwrap_err();
+    assert!(e.contains("line is longer than"), "{e}");
+
+    // Seeded mutations of every corpus file through every entry point: no panic, no slow input.
+    let per_target = trials("GRADCODE_PARSER_TRIALS", 400, 5000);
+    let mut rng = ChaCha8Rng::seed_from_u64(0xf022);
+    let (mut runs, mut worst) = (0usize, Duration::ZERO);
+    let mut failures = Vec::new();
+    for target in ["libsvm", "csv", "idx", "config", "header"] {
+        let seeds = corpus(target);
+        for i in 0..per_target {
+            let (_, base) = &seeds[i % seeds.len()];
+            let mut b = base.clone();
+            for _ in 0..rng.gen_range(1..6) {
+                let n = b.len();
+                match rng.gen_range(0..5) {
+                    0 if n > 0 => {
+                        let p = rng.gen_range(0..n);
+                        b[p] ^= 1 << rng.gen_range(0..8);
+                    }
+                    1 if n > 0 => {
+                        let p = rng.gen_range(0..n);
+                        b[p] = *b":-. 0123456789e\n\r,#\"x\xff\x00=[]"
+                            .get(rng.gen_range(0..24))
+                            .unwrap_or(&b'9');
+                    }
+                    2 => {
+                        let p = rng.gen_range(0..=n);
+                        let k = rng.gen_range(1..16);
+                        let chunk: Vec<u8> = (0..k).map(|_| rng.gen()).collect();
+                        b.splice(p..p, chunk);
+                    }
+                    3 if n > 0 => b.truncate(rng.gen_range(0..n)),
+                    _ => {
+                        let (_, other) = &seeds[rng.gen_range(0..seeds.len())];
+                        b.extend_from_slice(other);
+                    }
+                }
+            }
+            let t = Instant::now();
+            let r = std::panic::catch_unwind(|| parse_with(target, &b, scratch.path()));
+            let dt = t.elapsed();
+            worst = worst.max(dt);
+            runs += 1;
+            if r.is_err() || dt > Duration::from_secs(2) {
+                failures.push(format!(
+                    "{target} mutant {i} ({dt:?}): {:?}",
+                    String::from_utf8_lossy(&b)
+                ));
+            }
+        }
+    }
+    table_row(
+        "BI-5/BI-6 parsers: corpus + seeded mutations",
+        checked + runs,
+        checked + runs - failures.len(),
+        worst,
+        0,
+        &format!("{checked} corpus files with their error; {runs} mutants over libsvm/csv/idx/config/header"),
+    );
+    let _ = t0;
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
