@@ -255,7 +255,8 @@ fn bi1_mutated_datasets_are_accepted_or_refused_never_hang() {
         let m = mutate(&originals[which], &mut rng);
         let p = dir.join(format!("m{t}.h5"));
         std::fs::write(&p, &m).unwrap();
-        let v = validate(&p, &[]);
+        // Below the 60 s outer timeout: a libhdf5 hang must end as "refused", not as a timeout.
+        let v = validate(&p, &[("GRADCODE_VALIDATE_TIMEOUT_MS", "20000")]);
         worst = worst.max(v.wall);
         peak = peak.max(v.peak_kib);
         let error_lines = v
@@ -319,6 +320,71 @@ fn bi1_mutated_datasets_are_accepted_or_refused_never_hang() {
         let want = if outcome == "refused" { "refused" } else { "" };
         train_refuses(p, &[], want);
     }
+}
+
+/// Two mutants found by the BI-1 run, kept as fixtures: libhdf5 1.10.8 segfaults on one
+/// (`gradcode data inspect` in-process dies with SIGSEGV) and never returns on the other.
+#[test]
+fn bi1_libhdf5_segfault_and_hang_fixtures_are_refused_and_train_never_starts() {
+    let _g = serial();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let t0 = Instant::now();
+    let (mut worst, mut peak) = (Duration::ZERO, 0u64);
+    let segv = fixtures.join("hdf5_segfault.h5");
+    let v = validate(&segv, &[]);
+    assert_eq!(
+        (v.code, v.outcome.as_str()),
+        (Some(2), "refused"),
+        "{}",
+        v.stderr
+    );
+    assert!(v.stderr.contains("SIGSEGV"), "{}", v.stderr);
+    worst = worst.max(v.wall);
+    peak = peak.max(v.peak_kib);
+    train_refuses(
+        &segv,
+        &[],
+        "libhdf5 crashed or exceeded limits on this file: refused",
+    );
+    let hang = fixtures.join("hdf5_hang.h5");
+    let env = [("GRADCODE_VALIDATE_TIMEOUT_MS", "3000")];
+    let v = validate(&hang, &env);
+    assert_eq!(
+        (v.code, v.outcome.as_str()),
+        (Some(2), "refused"),
+        "{}",
+        v.stderr
+    );
+    assert!(
+        v.stderr.contains("still running after 3.000 s"),
+        "{}",
+        v.stderr
+    );
+    assert!(v.wall < Duration::from_secs(10), "{:?}", v.wall);
+    worst = worst.max(v.wall);
+    peak = peak.max(v.peak_kib);
+    train_refuses(&hang, &env, "still running after 3.000 s");
+    // In-process (what rank 0 did before the validator): the segfault kills the process.
+    let o = Command::new("timeout")
+        .args(["-k", "2", "20", BIN, "data", "inspect"])
+        .arg(&segv)
+        .output()
+        .unwrap();
+    println!(
+        "BI-1 fixtures: in-process `data inspect` on hdf5_segfault.h5 ends with {:?}",
+        o.status
+    );
+    table_row(
+        "BI-1 libhdf5 segfault + hang fixtures",
+        2,
+        2,
+        worst,
+        peak,
+        &format!(
+            "SIGSEGV and hang refused; train refuses both ({:.0} s total)",
+            t0.elapsed().as_secs_f64()
+        ),
+    );
 }
 
 #[test]

@@ -58,8 +58,8 @@ impl Default for Limits {
     fn default() -> Limits {
         Limits {
             address_space: 2 << 30,
-            cpu_s: 120,
-            wall: Duration::from_secs(120),
+            cpu_s: 60,
+            wall: Duration::from_secs(60),
         }
     }
 }
