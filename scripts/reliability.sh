@@ -14,7 +14,7 @@ rc=$?
 echo
 echo "| case | trials | passed | worst time to exit (s) | peak memory (MiB) | notes |"
 echo "|---|---:|---:|---:|---:|---|"
-grep '^RELIAB|' "$log" | while IFS='|' read -r _ c n p w k note; do
+grep -o 'RELIAB|.*' "$log" | while IFS='|' read -r _ c n p w k note; do
   if [ "$k" = 0 ]; then mem="-"; else mem=$(awk "BEGIN{printf \"%.1f\", $k/1024}"); fi
   echo "| $c | $n | $p | $w | $mem | $note |"
 done
