@@ -26,7 +26,7 @@ export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM := 1
 export OPENBLAS_NUM_THREADS := 1
 export OMP_NUM_THREADS := 1
 
-.PHONY: deps build run data test lint unit slurm mpich bench bench-smoke clean help
+.PHONY: deps build run data test lint unit slurm mpich bench bench-smoke clean help reliability fuzz fuzz-smoke
 
 help:
 	@echo "make run | make test | make deps | make build | make data | make lint | make bench | make bench-smoke | make clean"
@@ -97,3 +97,14 @@ bench-smoke: build
 clean:
 	$(CARGO) clean
 	rm -f $(DATA)
+
+# Long reliability suite (BI-1 at thousands of mutants, CR-2 at >= 50 kills): prints the table.
+reliability: build
+	@bash scripts/reliability.sh
+
+# cargo-fuzz targets (LIBSVM, IDX, CSV, config, message header) over the checked-in corpus.
+fuzz-smoke: deps
+	@bash scripts/fuzz.sh 5
+
+fuzz: deps
+	@bash scripts/fuzz.sh $${FUZZ_SECONDS:-300}

@@ -176,6 +176,9 @@ pub enum DataCommand {
     Synth(SynthArgs),
     /// Print shape, non-zeros, label balance and attributes of an HDF5 dataset.
     Inspect(InspectArgs),
+    /// Validate an HDF5 dataset in a resource-limited child process (what `train` runs first):
+    /// exit 0 valid, 2 invalid or refused (libhdf5 crashed or exceeded the limits).
+    Validate(ValidateArgs),
 }
 
 /// Input text formats.
@@ -278,6 +281,18 @@ pub struct SynthArgs {
 pub struct InspectArgs {
     /// HDF5 dataset.
     pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ValidateArgs {
+    /// HDF5 dataset.
+    pub path: PathBuf,
+    /// Run the checks in this process (the child side; no resource limits).
+    #[arg(long, hide = true)]
+    pub child: bool,
+    /// Also print a machine-readable `stats:` line (outcome, time, peak memory of the child).
+    #[arg(long, hide = true)]
+    pub stats: bool,
 }
 
 #[derive(Debug, Subcommand)]

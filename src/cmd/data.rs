@@ -1,13 +1,16 @@
-//! `gradcode data convert | synth | inspect`.
+//! `gradcode data convert | synth | inspect | validate`.
 use std::path::Path;
 
-use crate::cli::{ConvertArgs, DataCommand, InputFormat, SynthArgs, SynthKind, TaskArg};
+use crate::cli::{
+    ConvertArgs, DataCommand, InputFormat, SynthArgs, SynthKind, TaskArg, ValidateArgs,
+};
 use crate::data::synth::{self, SynthSpec};
 use crate::data::{Dataset, Task};
 use crate::error::Result;
 use crate::io::check_overwrite;
 use crate::io::convert::{self, ConvertOptions, TaskChoice};
 use crate::io::dataset::{self, DatasetMeta, LabelSummary, Split};
+use crate::io::validate;
 
 /// Run a `data` subcommand.
 pub fn run(cmd: &DataCommand) -> Result<()> {
@@ -15,6 +18,7 @@ pub fn run(cmd: &DataCommand) -> Result<()> {
         DataCommand::Convert(a) => run_convert(a),
         DataCommand::Synth(a) => run_synth(a),
         DataCommand::Inspect(a) => run_inspect(&a.path),
+        DataCommand::Validate(a) => run_validate(a),
     }
 }
 
@@ -150,5 +154,34 @@ fn run_inspect(path: &Path) -> Result<()> {
     for (k, v) in &info.attrs {
         println!("    {k} = {v}");
     }
+    Ok(())
+}
+
+/// `data validate`: the checks in a resource-limited child (`--child`: the checks themselves).
+fn run_validate(a: &ValidateArgs) -> Result<()> {
+    if a.child {
+        let (info, full) = validate::check(&a.path)?;
+        println!(
+            "{}: valid ({} x {}, {}{}, {})",
+            a.path.display(),
+            info.n_rows,
+            info.n_features,
+            if info.sparse { "CSR" } else { "dense" },
+            info.test_rows
+                .map_or(String::new(), |t| format!(", test {t} rows")),
+            if full {
+                "every value read"
+            } else {
+                "layout only: file over the full-read cap"
+            }
+        );
+        return Ok(());
+    }
+    let report = validate::validate_isolated(&a.path)?;
+    if a.stats {
+        println!("{}", report.stats_line());
+    }
+    print!("{}", report.stdout);
+    report.into_result(&a.path)?;
     Ok(())
 }

@@ -207,6 +207,13 @@ fn run_mpi(world: &SimpleCommunicator, args: &TrainArgs) -> Result<i32> {
         match cfg
             .check_paths()
             .map_err(Error::from)
+            // libhdf5 is not safe on crafted files: a resource-limited child parses the dataset
+            // first (BI-1..BI-3); a crash or hang there refuses the file.
+            .and_then(|()| {
+                crate::io::validate::validate_isolated(&cfg.data)
+                    .and_then(|r| r.into_result(&cfg.data))
+                    .map_err(Error::from)
+            })
             .and_then(|()| dataset::inspect(&cfg.data).map_err(Error::from))
         {
             Ok(info) => {

@@ -5,6 +5,7 @@ pub mod checkpoint;
 pub mod convert;
 pub mod dataset;
 pub mod results;
+pub mod validate;
 
 use std::path::{Path, PathBuf};
 

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The long reliability suite (RELIABILITY.md catalogue, the cases tests/reliability.rs covers):
+# BI-1 at 2,000 mutants, CR-2 at 60 kill -9 trials, and the rest; prints the table
+# case | trials | passed | worst time to exit | peak memory. Exit non-zero if any case failed.
+# `make reliability` runs it; GRADCODE_BI1_TRIALS / GRADCODE_CR2_TRIALS override the counts.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
+export GRADCODE_RELIABILITY_LONG=1
+log=$(mktemp /tmp/gradcode-reliability.XXXXXX)
+cargo build --release --locked --example ckpt_stress >/dev/null || exit 1
+cargo test --release --locked --test reliability -- --nocapture --test-threads=1 >"$log" 2>&1
+rc=$?
+echo
+echo "| case | trials | passed | worst time to exit (s) | peak memory (MiB) | notes |"
+echo "|---|---:|---:|---:|---:|---|"
+grep -o 'RELIAB|.*' "$log" | while IFS='|' read -r _ c n p w k note; do
+  if [ "$k" = 0 ]; then mem="-"; else mem=$(awk "BEGIN{printf \"%.1f\", $k/1024}"); fi
+  echo "| $c | $n | $p | $w | $mem | $note |"
+done
+echo
+grep -E '^test result|^test .* FAILED|panicked' "$log" | sed 's/^/  /'
+if [ $rc -ne 0 ]; then
+  echo "reliability: FAILED (full log: $log)"
+  exit $rc
+fi
+echo "reliability: every case passed (full log: $log)"

@@ -1,0 +1,512 @@
+//! Dataset validation in a resource-limited child process (RELIABILITY BI-1, BI-2, BI-3, SEC-3).
+//!
+//! libhdf5 1.10.8 is not safe on crafted files (GUIDE §5): a mutated file can make it corrupt its
+//! heap or crash inside the library, before any check of ours runs. So rank 0 never lets libhdf5
+//! parse an untrusted file first in its own address space: it runs `gradcode data validate
+//! --child FILE` as a child process ([`run_child`]) with
+//! - `RLIMIT_AS` (address space, default 2 GiB), `RLIMIT_CPU` (CPU seconds), `RLIMIT_CORE` = 0
+//!   (no core dumps), `RLIMIT_FSIZE` = 0 (the validator writes no file), `RLIMIT_NOFILE` = 64;
+//! - a wall-clock timeout after which the child is killed (`SIGKILL`), and `PR_SET_PDEATHSIG` so it
+//!   dies with its parent;
+//! - `HDF5_PLUGIN_PRELOAD=::` (libhdf5 never loads a filter plugin) and `HDF5_PLUGIN_PATH`
+//!   pointing at a folder that does not exist (SEC-3).
+//!
+//! The child runs [`check`]: [`dataset::inspect`] (signature, hard links only, no external /
+//! virtual / filtered layouts, shapes with checked arithmetic against caps, storage inside the
+//! file) and then, for files up to [`FULL_CHECK_MAX_BYTES`], a full read of every split in
+//! bounded row blocks (finite values, labels valid for the task, CSR structure).
+//!
+//! Outcome ([`Outcome`]): exit 0 = valid; exit 2 with one `gradcode: error: ...` line = invalid
+//! (the message is forwarded); anything else (killed by a signal, over a limit, timed out, any
+//! other exit code) = refused, with the message "libhdf5 crashed or exceeded limits on this
+//! file: refused". A refused or invalid file never reaches the training job.
+
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::dataset::{self, DatasetInfo, Split};
+use super::IoError;
+
+/// Files up to this size are read in full by [`check`]; larger files get [`dataset::inspect`]
+/// only (the workers' reads validate the rows they hold).
+pub const FULL_CHECK_MAX_BYTES: u64 = 1 << 30;
+/// Bytes of one row block of the full read (bounds the validator's memory).
+const BLOCK_BYTES: u64 = 16 << 20;
+/// Most bytes kept of each of the child's output streams.
+const MAX_CAPTURE: usize = 64 << 10;
+
+/// Environment variable: wall-clock limit of the validator child in milliseconds.
+pub const ENV_TIMEOUT_MS: &str = "GRADCODE_VALIDATE_TIMEOUT_MS";
+/// Environment variable: address-space limit of the validator child in MiB.
+pub const ENV_MEMORY_MB: &str = "GRADCODE_VALIDATE_MEMORY_MB";
+
+/// Resource limits of the validator child.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    /// `RLIMIT_AS` in bytes.
+    pub address_space: u64,
+    /// `RLIMIT_CPU` in seconds (soft; `SIGKILL` one second later).
+    pub cpu_s: u64,
+    /// Wall-clock time before the child is killed.
+    pub wall: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            address_space: 2 << 30,
+            cpu_s: 60,
+            wall: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Limits {
+    /// The defaults, overridden by [`ENV_TIMEOUT_MS`] and [`ENV_MEMORY_MB`] when set (a value
+    /// that does not parse is ignored with a warning).
+    pub fn from_env() -> Limits {
+        let mut l = Limits::default();
+        let num = |name: &str| -> Option<u64> {
+            let v = std::env::var(name).ok()?;
+            match v.trim().parse::<u64>() {
+                Ok(x) if x > 0 => Some(x),
+                _ => {
+                    log::warn!("ignoring {name}={v}: expected a positive integer");
+                    None
+                }
+            }
+        };
+        if let Some(ms) = num(ENV_TIMEOUT_MS) {
+            l.wall = Duration::from_millis(ms);
+            l.cpu_s = l.cpu_s.min(ms.div_ceil(1000).max(1));
+        }
+        if let Some(mb) = num(ENV_MEMORY_MB) {
+            l.address_space = mb.saturating_mul(1 << 20);
+        }
+        l
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "limits: {} MiB address space, {} s CPU, {:.3} s wall clock",
+            self.address_space >> 20,
+            self.cpu_s,
+            self.wall.as_secs_f64()
+        )
+    }
+}
+
+/// What the validator child decided.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Exit 0: the file passed every check.
+    Valid,
+    /// Exit 2: the file was rejected; the child's error line (without `gradcode: error: `).
+    Invalid(String),
+    /// Killed by a signal, timed out, or any other exit: why.
+    Refused(String),
+}
+
+/// The outcome with what the child cost.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    pub outcome: Outcome,
+    /// Wall-clock time from spawn to exit (or kill).
+    pub elapsed: Duration,
+    /// Peak resident memory of the child in KiB (`ru_maxrss`).
+    pub peak_rss_kib: u64,
+    /// The signal that ended the child, if any.
+    pub signal: Option<i32>,
+    /// Whether the wall-clock limit killed it.
+    pub timed_out: bool,
+    /// What the child printed on stdout (at most 64 KiB).
+    pub stdout: String,
+}
+
+impl Report {
+    /// One machine-readable line (for tests and `--stats`).
+    pub fn stats_line(&self) -> String {
+        let outcome = match self.outcome {
+            Outcome::Valid => "valid",
+            Outcome::Invalid(_) => "invalid",
+            Outcome::Refused(_) => "refused",
+        };
+        format!(
+            "stats: outcome={outcome} elapsed_ms={:.1} peak_rss_kib={} signal={} timed_out={}",
+            self.elapsed.as_secs_f64() * 1e3,
+            self.peak_rss_kib,
+            self.signal.map_or("none".to_string(), |s| s.to_string()),
+            self.timed_out
+        )
+    }
+
+    /// `Ok` for a valid file, otherwise the error to report (the child's message, or "refused").
+    pub fn into_result(self, path: &Path) -> Result<(), IoError> {
+        match self.outcome {
+            Outcome::Valid => Ok(()),
+            Outcome::Invalid(msg) => {
+                let prefix = format!("{}: ", path.display());
+                let detail = msg.strip_prefix(&prefix).unwrap_or(&msg).to_string();
+                Err(IoError::layout(path, detail))
+            }
+            Outcome::Refused(why) => Err(IoError::layout(
+                path,
+                format!("libhdf5 crashed or exceeded limits on this file: refused ({why})"),
+            )),
+        }
+    }
+}
+
+fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGXCPU => "SIGXCPU",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGILL => "SIGILL",
+        libc::SIGTERM => "SIGTERM",
+        _ => "signal",
+    }
+}
+
+/// Reads at most [`MAX_CAPTURE`] bytes (keeps draining so the child never blocks on a full pipe).
+fn capture(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut kept = Vec::new();
+        let mut buf = [0u8; 8192];
+        loop {
+            match r.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let room = MAX_CAPTURE.saturating_sub(kept.len());
+                    kept.extend_from_slice(&buf[..n.min(room)]);
+                }
+            }
+        }
+        String::from_utf8_lossy(&kept).into_owned()
+    })
+}
+
+/// Run `exe data validate --child FILE` under `limits` and classify how it ended.
+///
+/// `Err` only when the child cannot be started at all.
+pub fn run_child(exe: &Path, file: &Path, limits: &Limits) -> Result<Report, IoError> {
+    let mut cmd = Command::new(exe);
+    cmd.arg("data")
+        .arg("validate")
+        .arg("--child")
+        .arg(file)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .env("HDF5_PLUGIN_PRELOAD", "::")
+        .env(
+            "HDF5_PLUGIN_PATH",
+            "/nonexistent/gradcode-hdf5-plugins-disabled",
+        )
+        .env("RUST_BACKTRACE", "0");
+    let (address_space, cpu_s) = (limits.address_space, limits.cpu_s);
+    // SAFETY: the closure runs between fork and exec and calls only async-signal-safe functions
+    // (setrlimit, prctl) on values captured by copy; it allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            let set = |res, soft: u64, hard: u64| -> std::io::Result<()> {
+                let lim = libc::rlimit {
+                    rlim_cur: soft as libc::rlim_t,
+                    rlim_max: hard as libc::rlim_t,
+                };
+                if libc::setrlimit(res, &lim) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            };
+            set(libc::RLIMIT_AS, address_space, address_space)?;
+            set(libc::RLIMIT_CPU, cpu_s, cpu_s.saturating_add(1))?;
+            set(libc::RLIMIT_CORE, 0, 0)?;
+            set(libc::RLIMIT_FSIZE, 0, 0)?;
+            set(libc::RLIMIT_NOFILE, 64, 64)?;
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let start = Instant::now();
+    let mut child = cmd.spawn().map_err(|e| {
+        IoError::layout(
+            file,
+            format!("cannot start the dataset validator {} ({e})", exe.display()),
+        )
+    })?;
+    let pid = child.id() as libc::pid_t;
+    let out = child.stdout.take().map(capture);
+    let err = child.stderr.take().map(capture);
+    let mut status: libc::c_int = 0;
+    // SAFETY: rusage is plain old data; zeroed is a valid value.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let mut timed_out = false;
+    loop {
+        // SAFETY: wait4 on our own child's pid with valid pointers. Once it has reaped the
+        // child, `child` is never waited on or killed again (only dropped, which does neither).
+        let r = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+        if r == pid {
+            break;
+        }
+        if r < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(IoError::layout(
+                file,
+                format!("waiting for the dataset validator failed ({e})"),
+            ));
+        }
+        if !timed_out && start.elapsed() >= limits.wall {
+            timed_out = true;
+            // SAFETY: the child has not been reaped yet (wait4 returned 0), so pid is ours.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(if timed_out { 1 } else { 3 }));
+    }
+    let elapsed = start.elapsed();
+    drop(child);
+    let stdout = out.and_then(|h| h.join().ok()).unwrap_or_default();
+    let stderr = err.and_then(|h| h.join().ok()).unwrap_or_default();
+    let signal = libc::WIFSIGNALED(status).then(|| libc::WTERMSIG(status));
+    let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+    let last_error = stderr
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("gradcode: error: "))
+        .map(|l| l.trim().to_string());
+    let outcome = if timed_out {
+        Outcome::Refused(format!(
+            "the validator was still running after {:.3} s and was killed; {}",
+            limits.wall.as_secs_f64(),
+            limits.describe()
+        ))
+    } else {
+        match (code, signal) {
+            (Some(0), _) => Outcome::Valid,
+            (Some(2), _) if last_error.is_some() => {
+                Outcome::Invalid(last_error.unwrap_or_default())
+            }
+            (_, Some(sig)) => Outcome::Refused(format!(
+                "the validator was killed by {} ({sig}) after {:.3} s; {}",
+                signal_name(sig),
+                elapsed.as_secs_f64(),
+                limits.describe()
+            )),
+            (code, _) => {
+                let tail: String = stderr
+                    .lines()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or("")
+                    .chars()
+                    .take(300)
+                    .collect();
+                Outcome::Refused(format!(
+                    "the validator exited with code {} ({}); {}",
+                    code.map_or("?".to_string(), |c| c.to_string()),
+                    if tail.is_empty() { "no message" } else { &tail },
+                    limits.describe()
+                ))
+            }
+        }
+    };
+    Ok(Report {
+        outcome,
+        elapsed,
+        peak_rss_kib: usage.ru_maxrss.max(0) as u64,
+        signal,
+        timed_out,
+        stdout,
+    })
+}
+
+/// Validate `file` in a child of this executable under [`Limits::from_env`]. The check rank 0 of
+/// `gradcode train` runs before anything else opens the dataset.
+pub fn validate_isolated(file: &Path) -> Result<Report, IoError> {
+    let exe = current_exe(file)?;
+    run_child(&exe, file, &Limits::from_env())
+}
+
+/// This executable (`/proc/self/exe`).
+pub fn current_exe(file: &Path) -> Result<PathBuf, IoError> {
+    std::env::current_exe().map_err(|e| {
+        IoError::layout(
+            file,
+            format!("cannot locate the gradcode executable to validate the dataset ({e})"),
+        )
+    })
+}
+
+/// The checks the child runs, in this process: [`dataset::inspect`], then (files up to
+/// [`FULL_CHECK_MAX_BYTES`]) every row of every split read in blocks of about 16 MiB, which
+/// checks finiteness, labels and CSR structure. Returns what `inspect` found and whether the
+/// full read ran.
+pub fn check(path: &Path) -> Result<(DatasetInfo, bool), IoError> {
+    let info = dataset::inspect(path)?;
+    let len = std::fs::metadata(path)
+        .map_err(|e| IoError::os(path, e))?
+        .len();
+    if len > FULL_CHECK_MAX_BYTES {
+        return Ok((info, false));
+    }
+    for split in [Split::Train, Split::Test] {
+        let Some(shape) = dataset::split_shape(path, split)? else {
+            continue;
+        };
+        let rows = shape.n_rows as u64;
+        let bytes_per_row = if shape.sparse {
+            (shape.nnz.saturating_mul(12) / rows.max(1)).max(16)
+        } else {
+            (shape.n_features as u64).saturating_mul(8).max(8)
+        };
+        let block = (BLOCK_BYTES / bytes_per_row).max(1);
+        let mut start = 0u64;
+        while start < rows {
+            let end = start.saturating_add(block).min(rows);
+            let block_rows = start as usize..end as usize;
+            dataset::read_rows(path, split, std::slice::from_ref(&block_rows))?;
+            start = end;
+        }
+    }
+    Ok((info, true))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn fake(dir: &Path, body: &str) -> PathBuf {
+        let p = dir.join("fake-gradcode");
+        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        p
+    }
+
+    fn quick() -> Limits {
+        Limits {
+            address_space: 1 << 30,
+            cpu_s: 5,
+            wall: Duration::from_secs(5),
+        }
+    }
+
+    #[test]
+    fn exit_codes_map_to_outcomes() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("x.h5");
+        let exe = fake(d.path(), "echo fine; exit 0");
+        let r = run_child(&exe, &f, &quick()).unwrap();
+        assert_eq!(r.outcome, Outcome::Valid);
+        assert_eq!(r.stdout, "fine\n");
+        assert!(r.clone().into_result(&f).is_ok());
+
+        let exe = fake(
+            d.path(),
+            &format!(
+                "echo noise >&2; echo 'gradcode: error: {}: /X has rank 1 (expected 2)' >&2; exit 2",
+                f.display()
+            ),
+        );
+        let r = run_child(&exe, &f, &quick()).unwrap();
+        assert_eq!(
+            r.outcome,
+            Outcome::Invalid(format!("{}: /X has rank 1 (expected 2)", f.display()))
+        );
+        let e = r.into_result(&f).unwrap_err().to_string();
+        assert_eq!(e, format!("{}: /X has rank 1 (expected 2)", f.display()));
+
+        // Exit 2 without an error line, or any other code: refused, never "valid".
+        for body in ["exit 2", "echo boom >&2; exit 101", "exit 1"] {
+            let exe = fake(d.path(), body);
+            let r = run_child(&exe, &f, &quick()).unwrap();
+            assert!(matches!(r.outcome, Outcome::Refused(_)), "{body}: {r:?}");
+        }
+    }
+
+    #[test]
+    fn a_crash_is_refused_with_the_signal_named() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("x.h5");
+        let exe = fake(d.path(), "kill -SEGV $$");
+        let r = run_child(&exe, &f, &quick()).unwrap();
+        assert_eq!(r.signal, Some(libc::SIGSEGV));
+        let e = r.into_result(&f).unwrap_err().to_string();
+        assert!(
+            e.contains("libhdf5 crashed or exceeded limits on this file: refused")
+                && e.contains("SIGSEGV"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_hang_is_killed_at_the_wall_clock_limit() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("x.h5");
+        let exe = fake(d.path(), "exec sleep 30");
+        let lim = Limits {
+            wall: Duration::from_millis(300),
+            ..quick()
+        };
+        let t = Instant::now();
+        let r = run_child(&exe, &f, &lim).unwrap();
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+        assert!(r.timed_out && r.signal == Some(libc::SIGKILL), "{r:?}");
+        let e = r.into_result(&f).unwrap_err().to_string();
+        assert!(e.contains("still running after 0.300 s"), "{e}");
+    }
+
+    #[test]
+    fn limits_and_environment_reach_the_child() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("x.h5");
+        let exe = fake(
+            d.path(),
+            "echo \"$(ulimit -v) $(ulimit -c) $(ulimit -f) $(ulimit -t) $(ulimit -n) $HDF5_PLUGIN_PRELOAD $HDF5_PLUGIN_PATH\"",
+        );
+        let r = run_child(&exe, &f, &quick()).unwrap();
+        assert_eq!(
+            r.stdout.trim(),
+            "1048576 0 0 5 64 :: /nonexistent/gradcode-hdf5-plugins-disabled"
+        );
+        // Memory over the limit kills the child or makes it fail: refused either way.
+        let exe = fake(
+            d.path(),
+            "v=$(head -c 600000000 /dev/zero | tr '\\0' x); echo ${#v}; exit 0",
+        );
+        let lim = Limits {
+            address_space: 256 << 20,
+            ..quick()
+        };
+        let r = run_child(&exe, &f, &lim).unwrap();
+        assert!(matches!(r.outcome, Outcome::Refused(_)), "{r:?}");
+        assert!(r.peak_rss_kib < 300 << 10, "{r:?}");
+    }
+
+    #[test]
+    fn missing_executable_is_an_error() {
+        let d = tempfile::tempdir().unwrap();
+        let e = run_child(&d.path().join("nope"), &d.path().join("x.h5"), &quick()).unwrap_err();
+        assert!(e.to_string().contains("cannot start the dataset validator"));
+    }
+}
