@@ -26,7 +26,7 @@ export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM := 1
 export OPENBLAS_NUM_THREADS := 1
 export OMP_NUM_THREADS := 1
 
-.PHONY: deps build run data test lint unit slurm mpich bench bench-smoke clean help reliability fuzz fuzz-smoke
+.PHONY: deps build run data test lint unit slurm mpich bench bench-smoke bench-approx clean help reliability fuzz fuzz-smoke
 
 help:
 	@echo "make run | make test | make deps | make build | make data | make lint | make bench | make bench-smoke | make clean"
@@ -89,6 +89,11 @@ test: build lint unit slurm mpich bench-smoke
 bench: build
 	$(CARGO) bench --locked --bench kernels
 	$(CARGO) bench --locked --bench suite
+
+# Approximate codes and partial work (issue 5): exact, approximate and chunked runs under exp, Pareto
+# and more-than-s delays on a9a; writes results/bench/approx/README.md (about 2 minutes).
+bench-approx: build
+	bash scripts/bench_approx.sh
 
 # The suite with tiny sizes (< 60 s once built): checks the harness, not the machine.
 bench-smoke: build
