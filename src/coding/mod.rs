@@ -468,6 +468,7 @@ impl Decoder {
 }
 
 #[cfg(test)]
+#[path = "tests/approx.rs"]
 mod approx_tests;
 #[cfg(test)]
 mod tests;
