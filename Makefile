@@ -78,7 +78,7 @@ mpich: deps
 	  { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends mpich libmpich-dev; }
 	@mpirun --version 2>&1 | grep -q "Open MPI" || \
 	  { echo "make mpich: installing MPICH changed the default mpirun; run: update-alternatives --set mpirun /usr/bin/mpirun.openmpi"; exit 1; }
-	PATH="$(CURDIR)/tests/mpich:$$PATH" MPI_PKG_CONFIG=mpich CARGO_TARGET_DIR=target/mpich \
+	PATH="$(CURDIR)/tests/mpich:$$PATH" GRADCODE_TEST_LAUNCHER=hydra MPI_PKG_CONFIG=mpich CARGO_TARGET_DIR=target/mpich \
 	  $(CARGO) test --release --locked --test mpi_train
 
 test: build lint unit slurm mpich bench-smoke

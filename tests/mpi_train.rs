@@ -707,7 +707,17 @@ fn sigkill_leaves_a_readable_file_and_usr1_checkpoints_for_requeue() {
     let start = Instant::now();
     let o = child.wait_with_output().unwrap();
     assert!(start.elapsed() < Duration::from_secs(30));
-    assert_eq!(o.status.code(), Some(75), "{}", text(&o));
+    // gradcode's own verdict is the file's status (exit code 75 on rank 0). Open MPI's mpirun
+    // always passes 75 on; MPICH's hydra, which forwards the USR1 to every process itself, was
+    // seen once (of dozens of runs) to return 0 for the same run, so under hydra the launcher's
+    // code may be 0 or 75 and nothing else.
+    let code = o.status.code();
+    let hydra = std::env::var("GRADCODE_TEST_LAUNCHER").as_deref() == Ok("hydra");
+    assert!(
+        code == Some(75) || (hydra && code == Some(0)),
+        "exit code {code:?}\n{}",
+        text(&o)
+    );
     assert_eq!(status(&run), "interrupted");
     assert!(run.join("ckpt.h5").exists());
 }
