@@ -8,14 +8,18 @@
 //! `/timing/compute_s` and `/stragglers/injected_s` ([iteration, worker], NaN = missed),
 //! and at the end `/model/w_final`, `/validation`, `/summary`.
 //!
-//! Crash safety: the file uses the latest HDF5 format and SWMR writing during the iteration loop;
-//! every row is flushed when appended, so a job killed with SIGKILL leaves a file that opens
-//! read-only in SWMR mode ([`read_rows`] does so; with h5py `h5py.File(p, "r", swmr=True)`, or
+//! Crash safety: the file uses the latest HDF5 format and SWMR writing during the iteration loop.
+//! Rows are buffered in memory and written in one batch (one resize and one write per dataset),
+//! then flushed, at most [`FLUSH_INTERVAL`] after the oldest buffered row (and before every
+//! checkpoint, see [`RunWriter::flush`]): per-row writes cost ~0.35 ms, 10 % of a fast
+//! iteration. So a job killed with SIGKILL loses at most one flush interval of rows and leaves a
+//! file that opens read-only in SWMR mode ([`read_rows`] does so; with h5py `h5py.File(p, "r", swmr=True)`, or
 //! run `h5clear -s run.h5` once for tools that open it normally) with status `running` and every
 //! finished iteration. [`RunWriter::finish`] leaves SWMR mode, then writes the final groups and
 //! the status.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use hdf5::types::VarLenUnicode;
 use hdf5::{Dataset, File, Group, H5Type, OpenMode};
@@ -237,14 +241,25 @@ fn group(path: &Path, file: &File, name: &str) -> Result<Group, IoError> {
         .map_err(h5e(path))
 }
 
+/// Longest time a row stays buffered before it is written and flushed to `run.h5`: the most a
+/// SIGKILL can lose.
+pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Most rows buffered before a write, whatever the interval.
+const FLUSH_ROWS: usize = 4096;
+
 /// Append-only writer of `run.h5`.
 pub struct RunWriter {
     path: PathBuf,
     file: File,
     n: usize,
+    /// Rows written to the file.
     rows: usize,
     scalars: Vec<Dataset>,
     per_worker: Vec<Dataset>,
+    /// Rows appended but not yet written, and when the oldest of them arrived.
+    pending: Vec<IterationRecord>,
+    pending_since: Instant,
 }
 
 impl std::fmt::Debug for RunWriter {
@@ -252,6 +267,7 @@ impl std::fmt::Debug for RunWriter {
         f.debug_struct("RunWriter")
             .field("path", &self.path)
             .field("rows", &self.rows)
+            .field("pending", &self.pending.len())
             .finish()
     }
 }
@@ -383,53 +399,78 @@ impl RunWriter {
             rows: 0,
             scalars,
             per_worker,
+            pending: Vec::new(),
+            pending_since: Instant::now(),
         };
         if let Some(rows) = initial {
-            for i in 0..rows.len() {
-                w.write_row(&rows.row(i))?;
-            }
+            w.pending = (0..rows.len()).map(|i| rows.row(i)).collect();
+            w.write_pending()?;
         }
         w.file.flush().map_err(&e)?;
         w.file.start_swmr().map_err(&e)?;
         Ok(w)
     }
 
-    fn write_row(&mut self, rec: &IterationRecord) -> Result<(), IoError> {
+    /// Write every buffered row: one resize and one hyperslab write per dataset.
+    fn write_pending(&mut self) -> Result<(), IoError> {
+        let k = self.pending.len();
+        if k == 0 {
+            return Ok(());
+        }
         let e = h5e(&self.path);
-        let r = self.rows;
-        for (ds, v) in self.scalars.iter().zip(&rec.scalars) {
-            ds.resize(r + 1).map_err(&e)?;
-            ds.write_slice(&[*v], s![r..r + 1]).map_err(&e)?;
+        let (r, n) = (self.rows, self.n);
+        let mut col = Vec::with_capacity(k * n.max(1));
+        for (i, ds) in self.scalars.iter().enumerate() {
+            col.clear();
+            col.extend(self.pending.iter().map(|rec| rec.scalars[i]));
+            ds.resize(r + k).map_err(&e)?;
+            ds.write_slice(col.as_slice(), s![r..r + k]).map_err(&e)?;
         }
-        for (ds, row) in self.per_worker.iter().zip(&rec.per_worker) {
-            if row.len() != self.n {
-                return Err(IoError::layout(
-                    &self.path,
-                    format!(
-                        "per-worker row of {} values for {} workers",
-                        row.len(),
-                        self.n
-                    ),
-                ));
+        for (i, ds) in self.per_worker.iter().enumerate() {
+            col.clear();
+            for rec in &self.pending {
+                let row = &rec.per_worker[i];
+                if row.len() != n {
+                    return Err(IoError::layout(
+                        &self.path,
+                        format!("per-worker row of {} values for {n} workers", row.len()),
+                    ));
+                }
+                col.extend_from_slice(row);
             }
-            ds.resize((r + 1, self.n)).map_err(&e)?;
-            let a = ArrayView2::from_shape((1, self.n), row)
+            ds.resize((r + k, n)).map_err(&e)?;
+            let a = ArrayView2::from_shape((k, n), col.as_slice())
                 .map_err(|err| IoError::layout(&self.path, err.to_string()))?;
-            ds.write_slice(a, s![r..r + 1, ..]).map_err(&e)?;
+            ds.write_slice(a, s![r..r + k, ..]).map_err(&e)?;
         }
-        self.rows += 1;
+        self.rows += k;
+        self.pending.clear();
         Ok(())
     }
 
-    /// Append one iteration and flush it to the file.
-    pub fn append(&mut self, rec: &IterationRecord) -> Result<(), IoError> {
-        self.write_row(rec)?;
+    /// Append one iteration. It reaches the file (written and flushed) within
+    /// [`FLUSH_INTERVAL`], or at the next [`RunWriter::flush`] or [`RunWriter::finish`].
+    pub fn append(&mut self, rec: IterationRecord) -> Result<(), IoError> {
+        if self.pending.is_empty() {
+            self.pending_since = Instant::now();
+        }
+        self.pending.push(rec);
+        if self.pending.len() >= FLUSH_ROWS || self.pending_since.elapsed() >= FLUSH_INTERVAL {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Write every buffered row and flush the file (readers in SWMR mode see them). Called before
+    /// a checkpoint, so the results never lag behind a checkpoint a resumed run continues from.
+    pub fn flush(&mut self) -> Result<(), IoError> {
+        self.write_pending()?;
         self.file.flush().map_err(h5e(&self.path))
     }
 
-    /// Rows written so far.
+    /// Rows appended so far (written or buffered).
     pub fn rows(&self) -> usize {
-        self.rows
+        self.rows + self.pending.len()
     }
 
     /// The file's path.
@@ -438,7 +479,8 @@ impl RunWriter {
     }
 
     /// Leave SWMR mode and write the final parameters, validation, summary and status.
-    pub fn finish(self, fin: &FinalRecord) -> Result<(), IoError> {
+    pub fn finish(mut self, fin: &FinalRecord) -> Result<(), IoError> {
+        self.write_pending()?;
         let path = self.path.clone();
         let e = h5e(&path);
         drop(self.scalars);
@@ -584,3 +626,80 @@ pub fn read_str_attr(path: &Path, group: &str, name: &str) -> Result<String, IoE
 /// Keep `H5Type` in scope for generic helpers above.
 #[allow(dead_code)]
 fn _assert_h5type<T: H5Type>() {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(n: usize) -> RunMeta {
+        RunMeta {
+            code: Vec::new(),
+            env: Vec::new(),
+            config: Vec::new(),
+            config_toml: String::new(),
+            code_matrix: Array2::eye(n),
+            n_workers: n,
+        }
+    }
+
+    fn rec(i: usize, n: usize) -> IterationRecord {
+        let mut r = IterationRecord::new(n);
+        r.set("iteration", i as f64);
+        r.set("train_loss", 1.0 / (i as f64 + 1.0));
+        r.per_worker[0] = (0..n).map(|w| (10 * i + w) as f64).collect();
+        r
+    }
+
+    #[test]
+    fn buffered_rows_reach_the_file_on_flush_and_finish_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.h5");
+        let n = 3;
+        let mut w = RunWriter::create(&path, &meta(n), None).unwrap();
+        for i in 0..5 {
+            w.append(rec(i, n)).unwrap();
+        }
+        // Buffered: counted, not yet written (well within the flush interval).
+        assert_eq!(w.rows(), 5);
+        assert_eq!(w.rows, 0);
+        w.flush().unwrap();
+        assert_eq!(w.rows, 5);
+        for i in 5..8 {
+            w.append(rec(i, n)).unwrap();
+        }
+        w.finish(&FinalRecord {
+            status: "complete".into(),
+            w_final: Array1::zeros(2),
+            ..FinalRecord::default()
+        })
+        .unwrap();
+        let rows = read_rows(&path, None).unwrap();
+        assert_eq!(rows.len(), 8);
+        let it = rows.column("iteration").unwrap();
+        assert!(it.iter().enumerate().all(|(i, &v)| v == i as f64));
+        let loss = rows.column("train_loss").unwrap();
+        assert!((loss[7] - 1.0 / 8.0).abs() < 1e-15);
+        let r6 = rows.row(6);
+        assert_eq!(r6.per_worker[0], vec![60.0, 61.0, 62.0]);
+    }
+
+    #[test]
+    fn a_resumed_writer_keeps_the_initial_rows_before_new_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = dir.path().join("a.h5");
+        let mut w = RunWriter::create(&first, &meta(2), None).unwrap();
+        for i in 0..4 {
+            w.append(rec(i, 2)).unwrap();
+        }
+        w.finish(&FinalRecord::default()).unwrap();
+        let kept = read_rows(&first, Some(3)).unwrap();
+        let second = dir.path().join("b.h5");
+        let mut w = RunWriter::create(&second, &meta(2), Some(&kept)).unwrap();
+        assert_eq!(w.rows(), 3);
+        w.append(rec(3, 2)).unwrap();
+        w.finish(&FinalRecord::default()).unwrap();
+        let rows = read_rows(&second, None).unwrap();
+        let it = rows.column("iteration").unwrap();
+        assert_eq!(it.to_vec(), vec![0.0, 1.0, 2.0, 3.0]);
+    }
+}
