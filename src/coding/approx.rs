@@ -282,21 +282,10 @@ impl GradientCode for ApproxCode {
     fn kind(&self) -> CodeKind {
         self.kind
     }
-    fn n_workers(&self) -> usize {
-        self.layout.n()
-    }
-    fn n_partitions(&self) -> usize {
-        self.layout.k()
-    }
+    layout_methods!();
     /// The stragglers it stops without (the decoding is then approximate).
     fn max_stragglers(&self) -> usize {
         self.s
-    }
-    fn assignment(&self, worker: usize) -> &[usize] {
-        self.layout.assignment(worker)
-    }
-    fn coefficients(&self, worker: usize) -> &[f64] {
-        self.layout.coefficients(worker)
     }
     /// |F| ≥ n − s; for `frc-approx` also any set covering every group (exact).
     fn is_decodable(&self, responders: &[usize]) -> bool {
@@ -357,8 +346,5 @@ impl GradientCode for ApproxCode {
             "{what}; decoder {} (one-step weight {weight})",
             self.decoder
         ))
-    }
-    fn matrix(&self) -> ndarray::Array2<f64> {
-        self.layout.b.clone()
     }
 }

@@ -35,20 +35,9 @@ macro_rules! cyclic_impl {
             fn kind(&self) -> CodeKind {
                 $kind
             }
-            fn n_workers(&self) -> usize {
-                self.layout.n()
-            }
-            fn n_partitions(&self) -> usize {
-                self.layout.k()
-            }
+            layout_methods!();
             fn max_stragglers(&self) -> usize {
                 self.s
-            }
-            fn assignment(&self, worker: usize) -> &[usize] {
-                self.layout.assignment(worker)
-            }
-            fn coefficients(&self, worker: usize) -> &[f64] {
-                self.layout.coefficients(worker)
             }
             /// |F| ≥ n − s.
             fn is_decodable(&self, responders: &[usize]) -> bool {
@@ -59,9 +48,6 @@ macro_rules! cyclic_impl {
             fn decode(&self, responders: &[usize]) -> Result<Decoding, CodeError> {
                 check_responders($kind, self.layout.n(), responders)?;
                 decode::least_squares_decode(self.layout.b.view(), responders)
-            }
-            fn matrix(&self) -> Array2<f64> {
-                self.layout.b.clone()
             }
         }
     };

@@ -59,20 +59,9 @@ impl GradientCode for Frc {
     fn kind(&self) -> CodeKind {
         CodeKind::Frc
     }
-    fn n_workers(&self) -> usize {
-        self.layout.n()
-    }
-    fn n_partitions(&self) -> usize {
-        self.layout.k()
-    }
+    layout_methods!();
     fn max_stragglers(&self) -> usize {
         self.s
-    }
-    fn assignment(&self, worker: usize) -> &[usize] {
-        self.layout.assignment(worker)
-    }
-    fn coefficients(&self, worker: usize) -> &[f64] {
-        self.layout.coefficients(worker)
     }
     /// Every group has a responder (responders are sorted, so count group changes).
     fn is_decodable(&self, responders: &[usize]) -> bool {
@@ -116,8 +105,5 @@ impl GradientCode for Frc {
             residual,
             condition: if responders.is_empty() { f64::NAN } else { 1.0 },
         })
-    }
-    fn matrix(&self) -> ndarray::Array2<f64> {
-        self.layout.b.clone()
     }
 }

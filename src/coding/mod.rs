@@ -21,6 +21,27 @@ use std::collections::HashMap;
 use ndarray::{Array2, ArrayView2, ArrayViewMut1};
 use thiserror::Error;
 
+/// The [`GradientCode`] methods every code answers from its `layout: Layout` field, written once.
+macro_rules! layout_methods {
+    () => {
+        fn n_workers(&self) -> usize {
+            self.layout.n()
+        }
+        fn n_partitions(&self) -> usize {
+            self.layout.k()
+        }
+        fn assignment(&self, worker: usize) -> &[usize] {
+            self.layout.assignment(worker)
+        }
+        fn coefficients(&self, worker: usize) -> &[f64] {
+            self.layout.coefficients(worker)
+        }
+        fn matrix(&self) -> ndarray::Array2<f64> {
+            self.layout.b.clone()
+        }
+    };
+}
+
 mod approx;
 mod cyclic;
 mod decode;

@@ -29,20 +29,9 @@ impl GradientCode for Uncoded {
     fn kind(&self) -> CodeKind {
         CodeKind::Uncoded
     }
-    fn n_workers(&self) -> usize {
-        self.layout.n()
-    }
-    fn n_partitions(&self) -> usize {
-        self.layout.k()
-    }
+    layout_methods!();
     fn max_stragglers(&self) -> usize {
         0
-    }
-    fn assignment(&self, worker: usize) -> &[usize] {
-        self.layout.assignment(worker)
-    }
-    fn coefficients(&self, worker: usize) -> &[f64] {
-        self.layout.coefficients(worker)
     }
     fn is_decodable(&self, responders: &[usize]) -> bool {
         responders.len() == self.layout.n() && responders_valid(self.layout.n(), responders)
@@ -52,9 +41,6 @@ impl GradientCode for Uncoded {
     fn decode(&self, responders: &[usize]) -> Result<Decoding, CodeError> {
         check_responders(self.kind(), self.layout.n(), responders)?;
         decode::least_squares_decode(self.layout.b.view(), responders)
-    }
-    fn matrix(&self) -> ndarray::Array2<f64> {
-        self.layout.b.clone()
     }
 }
 
@@ -80,21 +66,10 @@ impl GradientCode for IgnoreStragglers {
     fn kind(&self) -> CodeKind {
         CodeKind::IgnoreStragglers
     }
-    fn n_workers(&self) -> usize {
-        self.layout.n()
-    }
-    fn n_partitions(&self) -> usize {
-        self.layout.k()
-    }
+    layout_methods!();
     /// Stragglers it stops without (not exactly: the decoding is then approximate).
     fn max_stragglers(&self) -> usize {
         self.s
-    }
-    fn assignment(&self, worker: usize) -> &[usize] {
-        self.layout.assignment(worker)
-    }
-    fn coefficients(&self, worker: usize) -> &[f64] {
-        self.layout.coefficients(worker)
     }
     fn is_decodable(&self, responders: &[usize]) -> bool {
         let n = self.layout.n();
@@ -119,8 +94,5 @@ impl GradientCode for IgnoreStragglers {
             residual,
             condition: if m == 0 { f64::NAN } else { 1.0 },
         })
-    }
-    fn matrix(&self) -> ndarray::Array2<f64> {
-        self.layout.b.clone()
     }
 }

@@ -7,7 +7,7 @@
 use ndarray::linalg::general_mat_vec_mul;
 use ndarray::{s, ArrayView1, ArrayView2, ArrayViewMut1};
 
-use super::{block_rows, contiguous, scratch, with_contiguous_out, Workspace};
+use super::{block_rows, checked_params, run_gradient_kernel, scratch, Workspace};
 use crate::data::{CsrMatrix, Features};
 
 /// A per-row loss of a scalar score.
@@ -16,13 +16,6 @@ pub(crate) trait ScalarLoss {
     fn loss(z: f64, y: f64) -> f64;
     /// ∂ℓ/∂z at (z, y).
     fn dloss(z: f64, y: f64) -> f64;
-}
-
-#[inline]
-fn check_shapes(d: usize, w: &[f64], x: &Features, y: ArrayView1<f64>) {
-    assert_eq!(w.len(), d + 1, "parameter length must be features + 1");
-    assert_eq!(x.n_cols(), d, "feature count of X does not match the model");
-    assert_eq!(x.n_rows(), y.len(), "rows of X and length of y differ");
 }
 
 #[inline]
@@ -44,8 +37,7 @@ pub(crate) fn for_each_score(
     mut f: impl FnMut(usize, f64),
 ) {
     let Workspace { rows, params, .. } = ws;
-    let w = contiguous(w, params);
-    check_shapes(d, w, x, y);
+    let w = checked_params(d + 1, d, w, params, x, y);
     let (wv, bias) = (ArrayView1::from(&w[..d]), w[d]);
     match x {
         Features::Dense(x) => {
@@ -112,23 +104,20 @@ pub(crate) fn gradient_into_blocked<L: ScalarLoss>(
     out: ArrayViewMut1<f64>,
     block: usize,
 ) -> f64 {
-    assert_eq!(out.len(), d + 1, "gradient length must be features + 1");
-    if let Some(rw) = &rw {
-        assert_eq!(rw.len(), x.n_rows(), "one row weight per row");
-    }
-    let Workspace {
-        rows, params, grad, ..
-    } = ws;
-    let w = contiguous(w, params);
-    check_shapes(d, w, x, y);
-    let mut loss = 0.0;
-    with_contiguous_out(out, grad, |g| {
-        loss = match x {
+    run_gradient_kernel(
+        d + 1,
+        d,
+        w,
+        x,
+        y,
+        rw.as_ref(),
+        ws,
+        out,
+        |w, rows, g| match x {
             Features::Dense(x) => dense_gradient::<L>(x.view(), w, y, rw, rows, g, block.max(1)),
             Features::Sparse(x) => csr_gradient::<L>(x, w, y, rw, g),
-        }
-    });
-    loss
+        },
+    )
 }
 
 fn dense_gradient<L: ScalarLoss>(

@@ -114,6 +114,57 @@ pub(crate) fn contiguous<'a>(w: ArrayView1<'a, f64>, buf: &'a mut Vec<f64>) -> &
     }
 }
 
+/// The parameters of a kernel call as a contiguous slice, after the shape checks every kernel
+/// shares: `dim` parameters, `d` feature columns in X, one label per row. A mismatch is a
+/// programming error of the caller (data and model are checked against each other at start-up).
+#[inline]
+pub(crate) fn checked_params<'a>(
+    dim: usize,
+    d: usize,
+    w: ArrayView1<'a, f64>,
+    buf: &'a mut Vec<f64>,
+    x: &Features,
+    y: ArrayView1<f64>,
+) -> &'a [f64] {
+    assert_eq!(w.len(), dim, "parameter length must be the model dimension");
+    assert_eq!(x.n_cols(), d, "feature count of X does not match the model");
+    assert_eq!(x.n_rows(), y.len(), "rows of X and length of y differ");
+    contiguous(w, buf)
+}
+
+/// The prologue every gradient kernel shares: [`checked_params`], a gradient of `dim` values,
+/// one row weight per row; then `kernel(w, rows, g)` runs with contiguous parameters, the row
+/// scratch and the gradient as a contiguous slice. Returns the kernel's (weighted) loss.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+pub(crate) fn run_gradient_kernel(
+    dim: usize,
+    d: usize,
+    w: ArrayView1<f64>,
+    x: &Features,
+    y: ArrayView1<f64>,
+    rw: Option<&ArrayView1<f64>>,
+    ws: &mut Workspace,
+    out: ArrayViewMut1<f64>,
+    kernel: impl FnOnce(&[f64], &mut Vec<f64>, &mut [f64]) -> f64,
+) -> f64 {
+    assert_eq!(
+        out.len(),
+        dim,
+        "gradient length must be the model dimension"
+    );
+    if let Some(rw) = rw {
+        assert_eq!(rw.len(), x.n_rows(), "one row weight per row");
+    }
+    let Workspace {
+        rows, params, grad, ..
+    } = ws;
+    let w = checked_params(dim, d, w, params, x, y);
+    let mut loss = 0.0;
+    with_contiguous_out(out, grad, |g| loss = kernel(w, rows, g));
+    loss
+}
+
 /// Run `f` on `out` as a contiguous mutable slice, going through `buf` when `out` is strided.
 #[inline]
 pub(crate) fn with_contiguous_out(

@@ -20,20 +20,6 @@ impl Softmax {
         Softmax { d, classes }
     }
 
-    fn check_shapes(&self, w: &[f64], x: &Features, y: ArrayView1<f64>) {
-        assert_eq!(
-            w.len(),
-            self.dim(),
-            "parameter length must be (features + 1) * classes"
-        );
-        assert_eq!(
-            x.n_cols(),
-            self.d,
-            "feature count of X does not match the model"
-        );
-        assert_eq!(x.n_rows(), y.len(), "rows of X and length of y differ");
-    }
-
     /// Call `f(row, z)` with the C logits of every row (biases included), in order.
     fn for_each_logits(
         &self,
@@ -44,8 +30,7 @@ impl Softmax {
         mut f: impl FnMut(usize, &[f64]),
     ) {
         let Workspace { rows, params, .. } = ws;
-        let w = contiguous(w, params);
-        self.check_shapes(w, x, y);
+        let w = checked_params(self.dim(), self.d, w, params, x, y);
         let (d, c) = (self.d, self.classes);
         match x {
             Features::Dense(x) => {
@@ -187,31 +172,24 @@ impl Model for Softmax {
         ws: &mut Workspace,
         out: ArrayViewMut1<f64>,
     ) -> f64 {
-        assert_eq!(
-            out.len(),
-            self.dim(),
-            "gradient length must be (features + 1) * classes"
-        );
-        if let Some(rw) = &rw {
-            assert_eq!(rw.len(), x.n_rows(), "one row weight per row");
-        }
-        let Workspace {
-            rows, params, grad, ..
-        } = ws;
-        let w = contiguous(w, params);
-        self.check_shapes(w, x, y);
         let (d, c) = (self.d, self.classes);
-        let mut loss = 0.0;
-        with_contiguous_out(out, grad, |g| {
-            loss = match x {
+        run_gradient_kernel(
+            self.dim(),
+            d,
+            w,
+            x,
+            y,
+            rw.as_ref(),
+            ws,
+            out,
+            |w, rows, g| match x {
                 Features::Dense(x) => {
                     let block = block_rows(x.nrows(), d);
                     dense_gradient(x.view(), w, y, rw, rows, g, c, block)
                 }
                 Features::Sparse(x) => csr_gradient(x, w, y, rw, rows, g, c),
-            }
-        });
-        loss
+            },
+        )
     }
     /// Mean loss and accuracy of the argmax prediction (ties go to the lowest class). An empty
     /// shard gives a NaN loss and no accuracy.
