@@ -1,28 +1,8 @@
 //! `gradcode codes show | verify` as a user runs them: exit codes, output, errors, /B files.
 
-use std::process::{Command, Output};
+mod common;
 
-fn gradcode(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gradcode"))
-        .args(args)
-        .env("RUST_BACKTRACE", "0")
-        .output()
-        .expect("run gradcode")
-}
-
-fn text(o: &[u8]) -> String {
-    String::from_utf8_lossy(o).into_owned()
-}
-
-fn assert_one_line_error(o: &Output) -> String {
-    assert!(!o.status.success(), "expected failure: {}", text(&o.stdout));
-    let err = text(&o.stderr);
-    let lines: Vec<&str> = err.lines().collect();
-    assert_eq!(lines.len(), 1, "stderr: {err}");
-    assert!(lines[0].starts_with("gradcode: error: "), "{err}");
-    assert!(!err.contains("panicked"), "{err}");
-    lines[0].to_string()
-}
+use common::{assert_one_line_error, gradcode, text};
 
 #[test]
 fn verify_passes_for_valid_codes() {

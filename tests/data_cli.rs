@@ -2,24 +2,18 @@
 //! `../shared/datasets` is absent) and on bad input (one clear error line, no panic).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
+
+use common::{assert_one_line_error, gradcode};
 
 use gradcode::data::{Features, Task};
 use gradcode::io::dataset::{self, Split};
 
-const BIN: &str = env!("CARGO_BIN_EXE_gradcode");
 const DATASETS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/datasets");
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
 
-fn run(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .output()
-        .expect("run the gradcode binary")
-}
-
 fn ok(args: &[&str]) -> String {
-    let out = run(args);
+    let out = gradcode(args);
     let (so, se) = (
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr),
@@ -30,15 +24,9 @@ fn ok(args: &[&str]) -> String {
 
 /// Non-zero exit, exactly one stderr line `gradcode: error: ...` containing `want`, no panic.
 fn fails(args: &[&str], want: &str) -> String {
-    let out = run(args);
-    let se = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!out.status.success(), "{args:?} succeeded");
-    assert!(!se.contains("panicked"), "{args:?} panicked:\n{se}");
-    let lines: Vec<&str> = se.lines().collect();
-    assert_eq!(lines.len(), 1, "{args:?}: expected one stderr line:\n{se}");
-    assert!(lines[0].starts_with("gradcode: error: "), "{se}");
-    assert!(se.contains(want), "{args:?}: wanted '{want}' in:\n{se}");
-    se
+    let line = assert_one_line_error(&gradcode(args));
+    assert!(line.contains(want), "{args:?}: wanted '{want}' in:\n{line}");
+    line
 }
 
 fn datasets() -> Option<PathBuf> {
