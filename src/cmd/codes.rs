@@ -33,7 +33,7 @@ use rand_distr::{Distribution, StandardNormal};
 use crate::cli::{CodeArgs, CodesCommand};
 use crate::coding::{self, ApproxCode, CodeError, CodeKind, CodeOptions, GradientCode};
 use crate::error::{Error, Result};
-use crate::io::IoError;
+use crate::io::results::{self, AttrValue};
 
 /// Relative error above which a responder set fails `verify`.
 pub const VERIFY_TOL: f64 = 1e-8;
@@ -257,46 +257,15 @@ pub fn render(code: &dyn GradientCode, args: &CodeArgs, s: usize) -> String {
 
 /// Write B to `/B` of a new HDF5 file (refusing to overwrite without `--force`).
 fn write_b(code: &dyn GradientCode, args: &CodeArgs, path: &Path) -> Result<()> {
-    if path.exists() && !args.force {
-        return Err(IoError::Exists {
-            path: path.to_path_buf(),
-        }
-        .into());
-    }
-    let h5 = |e: hdf5::Error| Error::from(IoError::hdf5(path, e));
-    let file = if args.force {
-        hdf5::File::create(path)
-    } else {
-        hdf5::File::create_excl(path)
-    }
-    .map_err(h5)?;
-    let b = code.matrix();
-    let ds = file
-        .new_dataset_builder()
-        .with_data(&b)
-        .create("B")
-        .map_err(h5)?;
-    let name: hdf5::types::VarLenUnicode = code
-        .kind()
-        .name()
-        .parse()
-        .map_err(|e| Error::from(IoError::hdf5(path, e)))?;
-    ds.new_attr::<hdf5::types::VarLenUnicode>()
-        .create("code")
-        .and_then(|a| a.write_scalar(&name))
-        .map_err(h5)?;
-    for (key, v) in [
-        ("n", code.n_workers() as u64),
-        ("k", code.n_partitions() as u64),
-        ("s", code.max_stragglers() as u64),
-        ("seed", args.seed),
-    ] {
-        ds.new_attr::<u64>()
-            .create(key)
-            .and_then(|a| a.write_scalar(&v))
-            .map_err(h5)?;
-    }
-    file.close().map_err(h5)?;
+    let attrs = [
+        ("code", AttrValue::Str(code.kind().name().into())),
+        ("n", AttrValue::U64(code.n_workers() as u64)),
+        ("k", AttrValue::U64(code.n_partitions() as u64)),
+        ("s", AttrValue::U64(code.max_stragglers() as u64)),
+        ("seed", AttrValue::U64(args.seed)),
+    ]
+    .map(|(k, v)| (k.to_string(), v));
+    results::write_matrix_file(path, "B", code.matrix().view(), &attrs, args.force)?;
     Ok(())
 }
 

@@ -248,6 +248,36 @@ pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 /// Most rows buffered before a write, whatever the interval.
 const FLUSH_ROWS: usize = 4096;
 
+/// Write `data` as dataset `/NAME` of a new HDF5 file at `path`, with `attrs` on the dataset
+/// (e.g. `gradcode codes show --out`). Refuses an existing file unless `overwrite`.
+pub fn write_matrix_file(
+    path: &Path,
+    name: &str,
+    data: ArrayView2<f64>,
+    attrs: &[(String, AttrValue)],
+    overwrite: bool,
+) -> Result<(), IoError> {
+    if path.exists() && !overwrite {
+        return Err(IoError::Exists {
+            path: path.to_path_buf(),
+        });
+    }
+    let e = h5e(path);
+    let file = if overwrite {
+        File::create(path)
+    } else {
+        File::create_excl(path)
+    }
+    .map_err(&e)?;
+    let ds = file
+        .new_dataset_builder()
+        .with_data(data)
+        .create(name)
+        .map_err(&e)?;
+    write_attrs(path, &ds, attrs)?;
+    file.close().map_err(&e)
+}
+
 /// Append-only writer of `run.h5`.
 pub struct RunWriter {
     path: PathBuf,
