@@ -24,6 +24,20 @@ impl ScalarLoss for LogLoss {
     fn dloss(z: f64, y: f64) -> f64 {
         -y * sigmoid(-y * z)
     }
+    /// One `exp(−|t|)` for both, t = −y z: the same branches and operations as [`log1p_exp`]
+    /// and [`sigmoid`], so the same bits (a tenth of the a9a kernel's time was the second exp).
+    #[inline]
+    fn loss_and_dloss(z: f64, y: f64) -> (f64, f64) {
+        let t = -y * z;
+        let e = (-t.abs()).exp();
+        let loss = if t > 0.0 { t + e.ln_1p() } else { e.ln_1p() };
+        let sig = if t >= 0.0 {
+            1.0 / (1.0 + e)
+        } else {
+            e / (1.0 + e)
+        };
+        (loss, -y * sig)
+    }
 }
 
 impl Model for Logistic {
