@@ -193,6 +193,8 @@ struct Coordinator<'a> {
     /// err(F_q) of the last decoding, per chunk (NaN: nobody delivered that chunk). Reused every
     /// iteration: the decode path allocates nothing once the decoder cache is warm.
     chunk_residual: Vec<f64>,
+    /// Scratch of [`Coordinator::oracle`]: the finished workers per chunk.
+    oracle_sets: Vec<Vec<usize>>,
     validation_iteration: Option<u64>,
     stats: Vec<WorkerStats>,
 }
@@ -503,12 +505,14 @@ impl<'a> Coordinator<'a> {
 
     /// The oracle: the earliest moment the workers' own finish times (per chunk) formed a
     /// decodable set for every chunk.
-    fn oracle(&self) -> f64 {
-        let mut fin = self.cur.finish.clone();
+    /// Sorts this iteration's finish times in place and reuses `oracle_sets`: no allocation.
+    fn oracle(&mut self) -> f64 {
+        let fin = &mut self.cur.finish;
         fin.retain(|(f, _, _)| f.is_finite());
         fin.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let mut sets: Vec<Vec<usize>> = vec![Vec::new(); self.chunks];
-        for (f, w, q) in fin {
+        let sets = &mut self.oracle_sets;
+        sets.iter_mut().for_each(Vec::clear);
+        for &(f, w, q) in fin.iter() {
             if let Err(p) = sets[q].binary_search(&w) {
                 sets[q].insert(p, w);
             }
@@ -660,6 +664,7 @@ pub fn run(setup: Setup<'_>) -> Outcome {
         cur: Collection::new(n, cfg.chunks),
         partials: vec![None; k * cfg.chunks],
         chunk_residual: vec![f64::NAN; cfg.chunks],
+        oracle_sets: vec![Vec::with_capacity(n); cfg.chunks],
         validation_iteration: None,
         stats: vec![WorkerStats::default(); n],
     };
@@ -706,6 +711,8 @@ pub fn run(setup: Setup<'_>) -> Outcome {
     if let Some(summary) = c.decoder.code().summary() {
         log::info!("[rank 0] code: {summary}");
     }
+    // One record, reset every iteration (the writer copies it).
+    let mut rec = IterationRecord::new(n);
     let mut t = first;
     while t < cfg.iterations {
         if INTERRUPT.load(Ordering::SeqCst) {
@@ -760,7 +767,7 @@ pub fn run(setup: Setup<'_>) -> Outcome {
         };
         c.cur.collecting = false;
         let td = Instant::now();
-        let mut rec = IterationRecord::new(n);
+        rec.reset();
         point.assign(&opt.point());
         let decoding = match c.decode_into(&mut gsum) {
             Ok(d) => d,
@@ -880,7 +887,7 @@ pub fn run(setup: Setup<'_>) -> Outcome {
             "elapsed_s",
             elapsed0 + run_start.elapsed().as_secs_f64() - checks_s,
         );
-        if let Err(e) = writer.append(rec) {
+        if let Err(e) = writer.append(&rec) {
             log::error!("[rank 0] could not write results: {e}");
             error = Some(e.into());
             status = RunStatus::Failed;

@@ -165,6 +165,8 @@ pub fn run(
     let mut ws = Workspace::default();
     let mut summary = WorkerSummary::default();
     let protocol = |reason: String| CommError::Protocol { rank: 0, reason };
+    // This worker's chunk order, fixed for the run.
+    let order: Vec<usize> = shard.order(urank - 1).collect();
     loop {
         let (msg, status) = root.matched_probe();
         match status.tag() {
@@ -193,7 +195,6 @@ pub fn run(
                 let delay = schedule.delay_s(it, urank) / n_chunks as f64;
                 let factor = schedule.slow_factor(urank);
                 let (mut compute_total, mut injected_total) = (0.0, 0.0);
-                let order: Vec<usize> = shard.order(urank - 1).collect();
                 let mut abandoned = false;
                 for (t, &q) in order.iter().enumerate() {
                     // Newer parameters waiting (rank 0 decoded this iteration without us): skip the

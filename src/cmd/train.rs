@@ -516,7 +516,7 @@ fn run_reference(args: &TrainArgs) -> Result<i32> {
                 rec.set("test_loss", ev.loss);
                 rec.set("test_accuracy", ev.accuracy.unwrap_or(f64::NAN));
             }
-            if let Err(e) = writer.append(rec) {
+            if let Err(e) = writer.append(&rec) {
                 write_err.get_or_insert(e);
             }
             if t % cfg.log_every == 0 || t + 1 == cfg.iterations {

@@ -82,6 +82,11 @@ impl IterationRecord {
             ],
         }
     }
+    /// Every value back to NaN (reuse one record across iterations without allocating).
+    pub fn reset(&mut self) {
+        self.scalars.fill(f64::NAN);
+        self.per_worker.iter_mut().for_each(|r| r.fill(f64::NAN));
+    }
     /// Set scalar `name` (one of [`SCALAR_METRICS`]).
     pub fn set(&mut self, name: &str, v: f64) {
         if let Some(i) = SCALAR_METRICS.iter().position(|m| *m == name) {
@@ -287,9 +292,14 @@ pub struct RunWriter {
     rows: usize,
     scalars: Vec<Dataset>,
     per_worker: Vec<Dataset>,
-    /// Rows appended but not yet written, and when the oldest of them arrived.
-    pending: Vec<IterationRecord>,
+    /// Rows appended but not yet written, flat (row-major, reused: appending allocates nothing
+    /// once the buffers have grown), and when the oldest of them arrived.
+    pending: usize,
+    pending_scalars: Vec<f64>,
+    pending_workers: [Vec<f64>; 4],
     pending_since: Instant,
+    /// Scratch column for writing one scalar metric.
+    column: Vec<f64>,
 }
 
 impl std::fmt::Debug for RunWriter {
@@ -297,7 +307,7 @@ impl std::fmt::Debug for RunWriter {
         f.debug_struct("RunWriter")
             .field("path", &self.path)
             .field("rows", &self.rows)
-            .field("pending", &self.pending.len())
+            .field("pending", &self.pending)
             .finish()
     }
 }
@@ -429,11 +439,16 @@ impl RunWriter {
             rows: 0,
             scalars,
             per_worker,
-            pending: Vec::new(),
+            pending: 0,
+            pending_scalars: Vec::new(),
+            pending_workers: Default::default(),
             pending_since: Instant::now(),
+            column: Vec::new(),
         };
         if let Some(rows) = initial {
-            w.pending = (0..rows.len()).map(|i| rows.row(i)).collect();
+            for i in 0..rows.len() {
+                w.buffer(&rows.row(i))?;
+            }
             w.write_pending()?;
         }
         w.file.flush().map_err(&e)?;
@@ -441,51 +456,74 @@ impl RunWriter {
         Ok(w)
     }
 
+    /// Copy one row into the pending buffers.
+    fn buffer(&mut self, rec: &IterationRecord) -> Result<(), IoError> {
+        if rec.scalars.len() != SCALAR_METRICS.len() {
+            return Err(IoError::layout(
+                &self.path,
+                format!(
+                    "row of {} scalars, expected {}",
+                    rec.scalars.len(),
+                    SCALAR_METRICS.len()
+                ),
+            ));
+        }
+        if let Some(row) = rec.per_worker.iter().find(|r| r.len() != self.n) {
+            return Err(IoError::layout(
+                &self.path,
+                format!(
+                    "per-worker row of {} values for {} workers",
+                    row.len(),
+                    self.n
+                ),
+            ));
+        }
+        if self.pending == 0 {
+            self.pending_since = Instant::now();
+        }
+        self.pending_scalars.extend_from_slice(&rec.scalars);
+        for (buf, row) in self.pending_workers.iter_mut().zip(&rec.per_worker) {
+            buf.extend_from_slice(row);
+        }
+        self.pending += 1;
+        Ok(())
+    }
+
     /// Write every buffered row: one resize and one hyperslab write per dataset.
     fn write_pending(&mut self) -> Result<(), IoError> {
-        let k = self.pending.len();
+        let k = self.pending;
         if k == 0 {
             return Ok(());
         }
         let e = h5e(&self.path);
-        let (r, n) = (self.rows, self.n);
-        let mut col = Vec::with_capacity(k * n.max(1));
+        let (r, n, m) = (self.rows, self.n, SCALAR_METRICS.len());
         for (i, ds) in self.scalars.iter().enumerate() {
-            col.clear();
-            col.extend(self.pending.iter().map(|rec| rec.scalars[i]));
+            self.column.clear();
+            self.column
+                .extend(self.pending_scalars.iter().skip(i).step_by(m).copied());
             ds.resize(r + k).map_err(&e)?;
-            ds.write_slice(col.as_slice(), s![r..r + k]).map_err(&e)?;
+            ds.write_slice(self.column.as_slice(), s![r..r + k])
+                .map_err(&e)?;
         }
-        for (i, ds) in self.per_worker.iter().enumerate() {
-            col.clear();
-            for rec in &self.pending {
-                let row = &rec.per_worker[i];
-                if row.len() != n {
-                    return Err(IoError::layout(
-                        &self.path,
-                        format!("per-worker row of {} values for {n} workers", row.len()),
-                    ));
-                }
-                col.extend_from_slice(row);
-            }
+        for (ds, buf) in self.per_worker.iter().zip(&self.pending_workers) {
             ds.resize((r + k, n)).map_err(&e)?;
-            let a = ArrayView2::from_shape((k, n), col.as_slice())
+            let a = ArrayView2::from_shape((k, n), buf.as_slice())
                 .map_err(|err| IoError::layout(&self.path, err.to_string()))?;
             ds.write_slice(a, s![r..r + k, ..]).map_err(&e)?;
         }
         self.rows += k;
-        self.pending.clear();
+        self.pending = 0;
+        self.pending_scalars.clear();
+        self.pending_workers.iter_mut().for_each(Vec::clear);
         Ok(())
     }
 
-    /// Append one iteration. It reaches the file (written and flushed) within
-    /// [`FLUSH_INTERVAL`], or at the next [`RunWriter::flush`] or [`RunWriter::finish`].
-    pub fn append(&mut self, rec: IterationRecord) -> Result<(), IoError> {
-        if self.pending.is_empty() {
-            self.pending_since = Instant::now();
-        }
-        self.pending.push(rec);
-        if self.pending.len() >= FLUSH_ROWS || self.pending_since.elapsed() >= FLUSH_INTERVAL {
+    /// Append one iteration (copied; the caller may reuse `rec`). It reaches the file (written
+    /// and flushed) within [`FLUSH_INTERVAL`], or at the next [`RunWriter::flush`] or
+    /// [`RunWriter::finish`].
+    pub fn append(&mut self, rec: &IterationRecord) -> Result<(), IoError> {
+        self.buffer(rec)?;
+        if self.pending >= FLUSH_ROWS || self.pending_since.elapsed() >= FLUSH_INTERVAL {
             self.flush()?;
         }
         Ok(())
@@ -500,7 +538,7 @@ impl RunWriter {
 
     /// Rows appended so far (written or buffered).
     pub fn rows(&self) -> usize {
-        self.rows + self.pending.len()
+        self.rows + self.pending
     }
 
     /// The file's path.
@@ -687,7 +725,7 @@ mod tests {
         let n = 3;
         let mut w = RunWriter::create(&path, &meta(n), None).unwrap();
         for i in 0..5 {
-            w.append(rec(i, n)).unwrap();
+            w.append(&rec(i, n)).unwrap();
         }
         // Buffered: counted, not yet written (well within the flush interval).
         assert_eq!(w.rows(), 5);
@@ -695,7 +733,7 @@ mod tests {
         w.flush().unwrap();
         assert_eq!(w.rows, 5);
         for i in 5..8 {
-            w.append(rec(i, n)).unwrap();
+            w.append(&rec(i, n)).unwrap();
         }
         w.finish(&FinalRecord {
             status: "complete".into(),
@@ -719,14 +757,14 @@ mod tests {
         let first = dir.path().join("a.h5");
         let mut w = RunWriter::create(&first, &meta(2), None).unwrap();
         for i in 0..4 {
-            w.append(rec(i, 2)).unwrap();
+            w.append(&rec(i, 2)).unwrap();
         }
         w.finish(&FinalRecord::default()).unwrap();
         let kept = read_rows(&first, Some(3)).unwrap();
         let second = dir.path().join("b.h5");
         let mut w = RunWriter::create(&second, &meta(2), Some(&kept)).unwrap();
         assert_eq!(w.rows(), 3);
-        w.append(rec(3, 2)).unwrap();
+        w.append(&rec(3, 2)).unwrap();
         w.finish(&FinalRecord::default()).unwrap();
         let rows = read_rows(&second, None).unwrap();
         let it = rows.column("iteration").unwrap();
