@@ -49,14 +49,20 @@ impl SendBuf {
     }
 
     /// Complete what has completed; true when no send reads from the buffer any more.
+    /// In place (no allocation: it runs for every ring slot every iteration).
     pub fn is_free(&mut self) -> bool {
-        let mut still = Vec::with_capacity(self.pending.len());
-        for r in self.pending.drain(..) {
+        let mut i = 0;
+        while i < self.pending.len() {
+            // `test` consumes the request and hands it back while incomplete: take it out,
+            // and put an incomplete one back where it was (never beyond the capacity).
+            let r = self.pending.swap_remove(i);
             if let Err(r) = r.test() {
-                still.push(r);
+                self.pending.push(r);
+                let last = self.pending.len() - 1;
+                self.pending.swap(i, last);
+                i += 1;
             }
         }
-        self.pending = still;
         self.pending.is_empty()
     }
 
