@@ -44,6 +44,7 @@
 
 pub mod code;
 pub mod cond;
+pub mod job;
 pub mod lcc;
 pub mod poly;
 pub mod stream;
