@@ -44,6 +44,9 @@ pub enum Command {
     Codes(CodesCommand),
     /// Compare results files: a table (text, --csv, --json) and an optional --plot PNG.
     Report(crate::report::ReportArgs),
+    /// Coded mat-vec A·x under `mpirun -np N+1` (MDS codes of Lee et al.; rank 0 decodes from
+    /// the first decodable set of workers).
+    Matvec(MatvecArgs),
 }
 
 /// What rank 0 does when the deadline passes before the responders can be decoded.
@@ -411,4 +414,41 @@ impl std::str::FromStr for StragglerRange {
         }
         Ok(StragglerRange { first, last })
     }
+}
+
+/// `gradcode matvec`: the coded mat-vec MPI job.
+#[derive(Debug, Clone, Args)]
+pub struct MatvecArgs {
+    /// HDF5 matrix in the dataset layout: dense `/X` or CSR `/X/{data,indices,indptr}`.
+    #[arg(long, value_name = "A.h5")]
+    pub matrix: PathBuf,
+    /// Code: replication, mds-systematic, mds-vandermonde, mds-chebyshev, mds-rotation,
+    /// mds-circulant.
+    #[arg(long)]
+    pub code: String,
+    /// Any K workers decode (replication: A is cut into K blocks, worker i holds block i mod K).
+    #[arg(short, long)]
+    pub k: usize,
+    /// Mat-vecs to run (a fresh seeded x each).
+    #[arg(long, default_value_t = 10)]
+    pub iterations: u64,
+    /// After this long without a decodable set rank 0 logs the silent workers and keeps waiting
+    /// (wait semantics, as in training), at most --max-wait-ms.
+    #[arg(long, default_value_t = 1000.0)]
+    pub deadline_ms: f64,
+    /// Bound on waiting for a decodable set; past it the job fails naming the silent workers.
+    #[arg(long, default_value_t = 30000.0)]
+    pub max_wait_ms: f64,
+    /// Injected stragglers, same grammar as `train --straggler-model`.
+    #[arg(long, value_name = "SPEC", default_value = "none")]
+    pub straggler_model: String,
+    /// Seed of the vectors x and of the injected delays.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Run folder; results go to OUT/run.h5.
+    #[arg(long, value_name = "DIR", default_value = "results/matvec")]
+    pub out: PathBuf,
+    /// Overwrite an existing results file.
+    #[arg(long)]
+    pub force: bool,
 }
