@@ -19,6 +19,7 @@ fn main() {
         Command::Codes(cmd) => gradcode::cmd::codes::run(cmd).map(|()| 0),
         Command::Report(args) => gradcode::report::run(args),
         Command::Matvec(args) => gradcode::cmd::matvec::run(args),
+        Command::Matmul(args) => gradcode::cmd::matmul::run(args),
     };
     match result {
         Ok(code) => std::process::exit(code),

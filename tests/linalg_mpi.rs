@@ -216,3 +216,127 @@ fn bad_input_fails_cleanly() {
         assert!(!err.contains("panicked"), "{}", text(&out));
     }
 }
+
+fn dense_of(p: &Path) -> ndarray::Array2<f64> {
+    match gradcode::io::dataset::read_all(p, gradcode::io::dataset::Split::Train)
+        .unwrap()
+        .x
+    {
+        gradcode::data::Features::Dense(m) => m,
+        gradcode::data::Features::Sparse(m) => m.to_dense(),
+    }
+}
+
+/// `matmul` with `code` on N workers, one of them (rank 2) delayed far past the others, decodes
+/// AᵀB (A dense, B CSR) from the threshold many fast workers; the product file matches an
+/// independent AᵀB computed here.
+fn matmul_decodes(code: &str, np: usize, m: usize, p: usize, threshold: usize) {
+    let _g = serial();
+    let a = matrix("mm_a.h5", 64, 9, None);
+    let b = matrix("mm_b.h5", 64, 7, Some(0.3));
+    let out_dir = workdir().join(format!("matmul-{code}"));
+    let args: Vec<String> = [
+        "matmul",
+        "--a",
+        &a.display().to_string(),
+        "--b",
+        &b.display().to_string(),
+        "--code",
+        code,
+        "-m",
+        &m.to_string(),
+        "-p",
+        &p.to_string(),
+        "--straggler-model",
+        "fixed:2:400",
+        "--force",
+        "--out",
+        &out_dir.display().to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let out = mpirun(np, &args, 60);
+    assert!(out.status.success(), "{code}: {}", text(&out));
+    let run = out_dir.join("run.h5");
+    assert_eq!(
+        results::read_str_attr(&run, "validation", "verdict").unwrap(),
+        "PASSED"
+    );
+    let rows = results::read_rows(&run, None).unwrap();
+    assert_eq!(rows.column("n_responders").unwrap()[0], threshold as f64);
+    assert!(
+        rows.per_worker[0][[0, 1]].is_nan(),
+        "rank 2 must not be used"
+    );
+    let prod = out_dir.join("product.h5");
+    let c = gradcode::io::matrix::read_matrix(&prod, "C").unwrap();
+    let cond = gradcode::io::matrix::read_f64_attr(&prod, "C", "cond").unwrap();
+    let truth = dense_of(&a).t().dot(&dense_of(&b));
+    assert_eq!(c.dim(), truth.dim());
+    let diff = (&c - &truth).iter().map(|v| v * v).sum::<f64>().sqrt();
+    let norm = truth.iter().map(|v| v * v).sum::<f64>().sqrt();
+    assert!(
+        diff / norm <= 1e3 * cond * f64::EPSILON,
+        "{code}: rel. error {} with cond {cond}",
+        diff / norm
+    );
+}
+
+#[test]
+fn matmul_poly_real() {
+    matmul_decodes("poly-real", 6, 2, 2, 4);
+}
+
+#[test]
+fn matmul_poly_chebyshev() {
+    matmul_decodes("poly-chebyshev", 6, 2, 2, 4);
+}
+
+#[test]
+fn matmul_poly_rotation() {
+    matmul_decodes("poly-rotation", 6, 2, 2, 4);
+}
+
+#[test]
+fn matmul_matdot() {
+    matmul_decodes("matdot", 5, 2, 1, 3);
+}
+
+/// A and B with different row counts, and a threshold above N: one clear error, no hang.
+#[test]
+fn matmul_bad_input_fails_cleanly() {
+    let _g = serial();
+    let a = matrix("mm_a.h5", 64, 9, None).display().to_string();
+    let other = matrix("dense.h5", 211, 23, None).display().to_string();
+    let out_dir = workdir().join("matmul-bad").display().to_string();
+    for (np, b, m, expect) in [
+        (4, other.as_str(), "1", "same number of rows"),
+        (4, a.as_str(), "2", "needs 4 workers"),
+    ] {
+        let args: Vec<String> = [
+            "matmul",
+            "--a",
+            &a,
+            "--b",
+            b,
+            "--code",
+            "poly-real",
+            "-m",
+            m,
+            "-p",
+            "2",
+            "--out",
+            &out_dir,
+            "--force",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let out = mpirun(np, &args, 30);
+        assert!(!out.status.success(), "{expect}: {}", text(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.matches("gradcode: error:").count(), 1, "{}", text(&out));
+        assert!(err.contains(expect), "{expect}: {}", text(&out));
+    }
+}

@@ -3,5 +3,6 @@
 pub mod codes;
 pub mod data;
 pub mod linalg;
+pub mod matmul;
 pub mod matvec;
 pub mod train;
