@@ -221,11 +221,7 @@ fn dense(x: Features) -> Array2<f64> {
 type Rank0Setup = (Array2<f64>, Array2<f64>, Vec<Share>, RunWriter);
 
 /// Rank 0's start-up: check and read both matrices, encode, open the results file.
-fn setup_rank0(
-    cfg: &MatmulConfig,
-    code: &PolyCode,
-    size: usize,
-) -> Result<Rank0Setup> {
+fn setup_rank0(cfg: &MatmulConfig, code: &PolyCode, size: usize) -> Result<Rank0Setup> {
     let results = cfg.out.join("run.h5");
     crate::io::check_overwrite(&results, cfg.force)?;
     let mut shapes = Vec::new();
