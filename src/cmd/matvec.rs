@@ -344,7 +344,7 @@ fn run_mpi(world: &SimpleCommunicator, args: &MatvecArgs) -> Result<i32> {
         };
         let mut schedule = StragglerSchedule::parse(&cfg.straggler_model, cfg.n, cfg.seed)
             .map_err(|e| Error::Config(e.into()))?;
-        match work(world, &block, cols, &mut schedule) {
+        match work(world, std::slice::from_ref(&block), &mut schedule) {
             Ok(code) => Ok(code),
             Err(e) => {
                 log::error!("[rank {rank}] {e}");
@@ -414,18 +414,21 @@ fn spin(secs: f64) {
 
 /// The worker loop: compute block · x for every x rank 0 posts, until STOP. Returns the exit
 /// code rank 0 sent with STOP.
-fn work(
+///
+/// `blocks[p]` serves the vectors of phase p (the header's `part`): one phase for `matvec`, two
+/// for coded training (X w, then Xᵀ r).
+pub(crate) fn work(
     world: &SimpleCommunicator,
-    block: &CodedBlock,
-    cols: usize,
+    blocks: &[CodedBlock],
     schedule: &mut StragglerSchedule,
 ) -> std::result::Result<i32, CommError> {
     let rank = world.rank();
     let urank = rank as usize;
-    let out_len = block.result_len();
-    let msg_len = HEADER_LEN + out_len;
+    let max_out = blocks.iter().map(CodedBlock::result_len).max().unwrap_or(0);
+    let max_cols = blocks.iter().map(CodedBlock::cols).max().unwrap_or(0);
+    let msg_len = HEADER_LEN + max_out;
     let root = world.process_at_rank(0);
-    let mut params = vec![0.0; HEADER_LEN + cols];
+    let mut params = vec![0.0; HEADER_LEN + max_cols];
     let mut scratch = Vec::new();
     let mut bufs = [SendBuf::new(msg_len), SendBuf::new(msg_len)];
     let mut which = 0;
@@ -436,10 +439,9 @@ fn work(
         match status.tag() {
             TAG_PARAMS => {
                 let (n, ok) = receive_checked(msg, &status, &mut params, &mut scratch);
-                if !ok || n != HEADER_LEN + cols {
+                if !ok {
                     return Err(protocol(format!(
-                        "vector message of {n} values, expected {}",
-                        HEADER_LEN + cols
+                        "vector message of {n} values is too long"
                     )));
                 }
                 let h = Header::parse(&params[..n])
@@ -447,6 +449,16 @@ fn work(
                 if h.kind != Kind::Params {
                     return Err(protocol(format!("expected a vector, got {:?}", h.kind)));
                 }
+                let Some(block) = blocks.get(h.part) else {
+                    return Err(protocol(format!("vector for unknown phase {}", h.part)));
+                };
+                if n != HEADER_LEN + block.cols() {
+                    return Err(protocol(format!(
+                        "vector message of {n} values, expected {}",
+                        HEADER_LEN + block.cols()
+                    )));
+                }
+                let out_len = block.result_len();
                 let it = h.iteration;
                 if schedule.failed(it, urank) {
                     log::debug!("[rank {rank}] iteration {it}: injected failure, not answering");
@@ -455,7 +467,7 @@ fn work(
                 let t = Instant::now();
                 let slot = &mut bufs[which];
                 let buf = slot.write();
-                let (head, rest) = buf.split_at_mut(HEADER_LEN);
+                let (head, rest) = buf[..HEADER_LEN + out_len].split_at_mut(HEADER_LEN);
                 block
                     .matvec_into(ArrayView1::from(&params[HEADER_LEN..n]), rest)
                     .map_err(|e| CommError::Fatal(format!("rank {rank}: {e}")))?;
@@ -472,11 +484,11 @@ fn work(
                     rank: urank,
                     compute_s,
                     injected_s: spun.max(0.0) + delay,
-                    part: 0,
+                    part: h.part,
                     len: out_len,
                 }
                 .write(head);
-                slot.post(world, 0, Kind::Grad.tag(), msg_len);
+                slot.post(world, 0, Kind::Grad.tag(), HEADER_LEN + out_len);
                 which ^= 1;
                 sent += 1;
             }
@@ -514,16 +526,24 @@ fn work(
     }
 }
 
-/// Rank 0's state.
-struct Rank0<'a> {
+/// One kind of vector rank 0 posts (the header's `part`): the code, the decoded length, the
+/// vector length, the length of one worker's result.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Phase<'a> {
+    pub code: &'a MdsCode,
+    pub rows: usize,
+    pub cols: usize,
+    pub out_len: usize,
+}
+
+/// Rank 0's state (shared with the coded training loop).
+pub(crate) struct Rank0<'a> {
     world: &'a SimpleCommunicator,
     cfg: &'a MatvecConfig,
-    code: &'a MdsCode,
-    rows: usize,
-    cols: usize,
-    out_len: usize,
-    /// Iteration each worker was given and has not answered yet.
-    pending: Vec<Option<u64>>,
+    phases: Vec<Phase<'a>>,
+    phase: usize,
+    /// (iteration, phase) each worker was given and has not answered yet.
+    pending: Vec<Option<(u64, usize)>>,
     /// Last iteration posted to each worker.
     given: Vec<Option<u64>>,
     recv: Vec<f64>,
@@ -534,27 +554,76 @@ struct Rank0<'a> {
     slot: usize,
     // The current iteration.
     it: u64,
-    t0: Instant,
-    collecting: bool,
+    pub(crate) t0: Instant,
+    pub(crate) collecting: bool,
     arrived: Vec<(usize, Array2<f64>)>,
     stream: Option<StreamingDecoder<'a>>,
-    decode_s: f64,
-    arrival_s: Vec<f64>,
-    compute_s: Vec<f64>,
-    injected_s: Vec<f64>,
-    late: u32,
-    rejected: u32,
-    bytes: f64,
+    pub(crate) decode_s: f64,
+    pub(crate) arrival_s: Vec<f64>,
+    pub(crate) compute_s: Vec<f64>,
+    pub(crate) injected_s: Vec<f64>,
+    pub(crate) late: u32,
+    pub(crate) rejected: u32,
+    pub(crate) bytes: f64,
 }
 
 impl<'a> Rank0<'a> {
-    fn begin(&mut self, t: u64, x: ArrayView1<f64>) -> Result<()> {
+    /// Rank 0's state for `phases` (vector kinds), nothing posted yet.
+    pub(crate) fn new(
+        world: &'a SimpleCommunicator,
+        cfg: &'a MatvecConfig,
+        phases: Vec<Phase<'a>>,
+    ) -> Self {
+        let n = cfg.n;
+        let max_out = phases.iter().map(|p| p.out_len).max().unwrap_or(0);
+        Rank0 {
+            world,
+            cfg,
+            phases,
+            phase: 0,
+            pending: vec![None; n],
+            given: vec![None; n],
+            recv: vec![0.0; HEADER_LEN + max_out],
+            scratch: Vec::new(),
+            received: vec![0; n],
+            acked: vec![None; n],
+            ring: Vec::new(),
+            slot: 0,
+            it: 0,
+            t0: Instant::now(),
+            collecting: false,
+            arrived: Vec::with_capacity(n),
+            stream: None,
+            decode_s: 0.0,
+            arrival_s: vec![f64::NAN; n],
+            compute_s: vec![f64::NAN; n],
+            injected_s: vec![f64::NAN; n],
+            late: 0,
+            rejected: 0,
+            bytes: 0.0,
+        }
+    }
+
+    /// Start round `t` of phase `phase`: post x to every idle worker. Rounds must increase.
+    pub(crate) fn begin(&mut self, t: u64, phase: usize, x: ArrayView1<f64>) -> Result<()> {
+        let ph = *self
+            .phases
+            .get(phase)
+            .ok_or_else(|| Error::Check(format!("internal: unknown phase {phase}")))?;
+        if x.len() != ph.cols {
+            return Err(Error::Check(format!(
+                "internal: vector of {} values for phase {phase} of {} columns",
+                x.len(),
+                ph.cols
+            )));
+        }
         self.it = t;
+        self.phase = phase;
         self.t0 = Instant::now();
         self.collecting = true;
         self.arrived.clear();
-        self.stream = if self.code.family() == Family::Systematic {
-            Some(StreamingDecoder::new(self.code, self.rows)?)
+        self.stream = if ph.code.family() == Family::Systematic {
+            Some(StreamingDecoder::new(ph.code, ph.rows)?)
         } else {
             None
         };
@@ -569,10 +638,11 @@ impl<'a> Rank0<'a> {
         self.late = 0;
         self.rejected = 0;
         self.bytes = 0.0;
+        let max_cols = self.phases.iter().map(|p| p.cols).max().unwrap_or(0);
         let slot = match self.ring.iter_mut().position(|b| b.is_free()) {
             Some(i) => i,
             None => {
-                self.ring.push(SendBuf::new(HEADER_LEN + self.cols));
+                self.ring.push(SendBuf::new(HEADER_LEN + max_cols));
                 self.ring.len() - 1
             }
         };
@@ -580,7 +650,8 @@ impl<'a> Rank0<'a> {
         let buf = self.ring[slot].write();
         Header {
             iteration: t,
-            len: self.cols,
+            part: phase,
+            len: ph.cols,
             ..Header::new(Kind::Params)
         }
         .write(buf);
@@ -600,9 +671,9 @@ impl<'a> Rank0<'a> {
             self.world,
             (w + 1) as i32,
             Kind::Params.tag(),
-            HEADER_LEN + self.cols,
+            HEADER_LEN + self.phases[self.phase].cols,
         );
-        self.pending[w] = Some(self.it);
+        self.pending[w] = Some((self.it, self.phase));
         self.given[w] = Some(self.it);
     }
 
@@ -641,12 +712,13 @@ impl<'a> Rank0<'a> {
                     Err(e) => Err(e.to_string()),
                     Ok(h) if h.kind != Kind::Grad => Err(format!("kind {:?}", h.kind)),
                     Ok(h) if h.rank != src as usize => Err(format!("header names rank {}", h.rank)),
-                    Ok(h) if h.len != self.out_len => {
-                        Err(format!("{} values, expected {}", h.len, self.out_len))
-                    }
-                    Ok(h) if Some(h.iteration) != was => Err(format!(
-                        "iteration {} but the worker was given {was:?}",
-                        h.iteration
+                    Ok(h) if Some((h.iteration, h.part)) != was => Err(format!(
+                        "(iteration, phase) ({}, {}) but the worker was given {was:?}",
+                        h.iteration, h.part
+                    )),
+                    Ok(h) if h.len != self.phases[h.part].out_len => Err(format!(
+                        "{} values, expected {}",
+                        h.len, self.phases[h.part].out_len
                     )),
                     Ok(_) if !payload_is_finite(&buf[HEADER_LEN..]) => {
                         Err("non-finite values".into())
@@ -658,9 +730,9 @@ impl<'a> Rank0<'a> {
                         self.rejected += 1;
                         log::warn!("[rank 0] rejected a result from rank {src}: {reason}");
                     }
-                    Ok(h) if self.collecting && h.iteration == self.it => {
+                    Ok(h) if self.collecting && h.iteration == self.it && h.part == self.phase => {
                         let payload =
-                            Array2::from_shape_vec((self.out_len, 1), buf[HEADER_LEN..].to_vec())
+                            Array2::from_shape_vec((h.len, 1), buf[HEADER_LEN..].to_vec())
                                 .map_err(|e| Error::Check(format!("internal: {e}")))?;
                         self.arrival_s[w] = self.t0.elapsed().as_secs_f64();
                         self.compute_s[w] = h.compute_s;
@@ -711,12 +783,12 @@ impl<'a> Rank0<'a> {
             Some(s) => s.is_decodable(),
             None => {
                 let ws: Vec<usize> = self.arrived.iter().map(|(w, _)| *w).collect();
-                self.code.is_decodable(&ws)
+                self.phases[self.phase].code.is_decodable(&ws)
             }
         }
     }
 
-    fn silent(&self) -> Vec<usize> {
+    pub(crate) fn silent(&self) -> Vec<usize> {
         (0..self.cfg.n)
             .filter(|&w| self.arrival_s[w].is_nan())
             .map(|w| w + 1)
@@ -724,7 +796,7 @@ impl<'a> Rank0<'a> {
     }
 
     /// Poll until decodable; past the deadline keep waiting, past max-wait fail.
-    fn collect(&mut self) -> Result<()> {
+    pub(crate) fn collect(&mut self) -> Result<()> {
         let deadline = Duration::from_secs_f64(self.cfg.deadline_ms / 1e3);
         let hard = Duration::from_secs_f64(self.cfg.max_wait_ms / 1e3);
         let mut warned = false;
@@ -759,7 +831,7 @@ impl<'a> Rank0<'a> {
         }
     }
 
-    fn decode(&mut self) -> Result<Decoded> {
+    pub(crate) fn decode(&mut self) -> Result<Decoded> {
         let t = Instant::now();
         let d = match self.stream.as_mut() {
             Some(s) => s
@@ -768,7 +840,8 @@ impl<'a> Rank0<'a> {
             None => {
                 let views: Vec<(usize, ArrayView2<f64>)> =
                     self.arrived.iter().map(|(w, m)| (*w, m.view())).collect();
-                self.code.decode(&views, self.rows)?
+                let ph = self.phases[self.phase];
+                ph.code.decode(&views, ph.rows)?
             }
         };
         self.decode_s += t.elapsed().as_secs_f64();
@@ -776,7 +849,7 @@ impl<'a> Rank0<'a> {
     }
 
     /// STOP every worker, reconcile message counts, drain. Returns unreconciled worker ranks.
-    fn shutdown(&mut self, exit_code: i32) -> Result<Vec<usize>> {
+    pub(crate) fn shutdown(&mut self, exit_code: i32) -> Result<Vec<usize>> {
         self.collecting = false;
         let mut stop = vec![0.0; HEADER_LEN];
         Header {
@@ -835,34 +908,16 @@ fn coordinate(
 ) -> Result<i32> {
     let n = cfg.n;
     let out_len = layout.result_len(code);
-    let mut c = Rank0 {
+    let mut c = Rank0::new(
         world,
         cfg,
-        code,
-        rows: layout.rows,
-        cols: layout.cols,
-        out_len,
-        pending: vec![None; n],
-        given: vec![None; n],
-        recv: vec![0.0; HEADER_LEN + out_len],
-        scratch: Vec::new(),
-        received: vec![0; n],
-        acked: vec![None; n],
-        ring: Vec::new(),
-        slot: 0,
-        it: 0,
-        t0: Instant::now(),
-        collecting: false,
-        arrived: Vec::with_capacity(n),
-        stream: None,
-        decode_s: 0.0,
-        arrival_s: vec![f64::NAN; n],
-        compute_s: vec![f64::NAN; n],
-        injected_s: vec![f64::NAN; n],
-        late: 0,
-        rejected: 0,
-        bytes: 0.0,
-    };
+        vec![Phase {
+            code,
+            rows: layout.rows,
+            cols: layout.cols,
+            out_len,
+        }],
+    );
     let start = Instant::now();
     let mut totals = Totals::default();
     let mut validation: Vec<(String, AttrValue)> = Vec::new();
@@ -872,7 +927,7 @@ fn coordinate(
     let mut run = || -> Result<()> {
         for t in 0..cfg.iterations {
             let x = iteration_vector(cfg.seed, t, layout.cols);
-            c.begin(t, x.view())?;
+            c.begin(t, 0, x.view())?;
             c.collect()?;
             let d = c.decode()?;
             let wall = c.t0.elapsed().as_secs_f64();

@@ -110,6 +110,14 @@ impl CodedBlock {
         }
     }
 
+    /// Length of the x it multiplies (columns).
+    pub fn cols(&self) -> usize {
+        match self {
+            CodedBlock::Plain { data, .. } => data.n_cols(),
+            CodedBlock::Dense(m) => m.ncols(),
+        }
+    }
+
     /// Whether the block is kept sparse.
     pub fn is_sparse(&self) -> bool {
         matches!(
