@@ -5,4 +5,5 @@ pub mod data;
 pub mod linalg;
 pub mod matmul;
 pub mod matvec;
+pub mod mds_train;
 pub mod train;
