@@ -1383,7 +1383,7 @@ fn section_linalg(ctx: &mut Ctx) -> Result<()> {
                 format!("{:.2e}", d.cond),
                 format!("{:.2e}", rel(d.value.column(0))),
             ]);
-            if family == Family::Systematic {
+            if family.is_systematic() {
                 let run = || -> Result<(usize, gradcode::linalg::Decoded)> {
                     let mut s = StreamingDecoder::new(&code, rows_a)?;
                     for &w in &order {
@@ -1403,7 +1403,7 @@ fn section_linalg(ctx: &mut Ctx) -> Result<()> {
                     min_t,
                 );
                 rows.push(vec![
-                    format!("systematic, streaming (s = {sdim})"),
+                    format!("{family}, streaming (s = {sdim})"),
                     n.to_string(),
                     k.to_string(),
                     format!("{:.3}", t.median * 1e3),
@@ -1462,6 +1462,7 @@ fn section_linalg(ctx: &mut Ctx) -> Result<()> {
     for (code, kk) in [
         ("replication", n),
         ("mds-systematic", k),
+        ("mds-systematic-rotation", k),
         ("mds-rotation", k),
         ("mds-circulant", k),
     ] {

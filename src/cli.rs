@@ -426,7 +426,7 @@ pub struct MatvecArgs {
     #[arg(long, value_name = "A.h5")]
     pub matrix: PathBuf,
     /// Code: replication, mds-systematic, mds-vandermonde, mds-chebyshev, mds-rotation,
-    /// mds-circulant.
+    /// mds-circulant, mds-systematic-rotation.
     #[arg(long)]
     pub code: String,
     /// Any K workers decode (replication: A is cut into K blocks, worker i holds block i mod K).

@@ -76,13 +76,14 @@ fn mpirun(np: usize, args: &[String], timeout_s: u64) -> Output {
     out
 }
 
-const CODES: [&str; 6] = [
+const CODES: [&str; 7] = [
     "replication",
     "mds-systematic",
     "mds-vandermonde",
     "mds-chebyshev",
     "mds-rotation",
     "mds-circulant",
+    "mds-systematic-rotation",
 ];
 
 /// N = 5 workers, K = 3: ranks 1 and 5 (N − K = 2 workers, one systematic and one parity for

@@ -109,7 +109,7 @@ impl MatvecConfig {
             invalid(
                 "code",
                 &args.code,
-                "expected one of replication, mds-systematic, mds-vandermonde, mds-chebyshev, mds-rotation, mds-circulant",
+                "expected one of replication, mds-systematic, mds-vandermonde, mds-chebyshev, mds-rotation, mds-circulant, mds-systematic-rotation",
             )
         })?;
         if args.k == 0 || args.k > n {
@@ -385,7 +385,7 @@ fn setup_rank0(
         env: env_attrs,
         config,
         config_toml: cfg.to_toml(),
-        code_matrix: code.generator().to_owned(),
+        code_matrix: code.generator().as_standard_layout().into_owned(),
         n_workers: cfg.n,
     };
     log::info!(
@@ -622,7 +622,7 @@ impl<'a> Rank0<'a> {
         self.t0 = Instant::now();
         self.collecting = true;
         self.arrived.clear();
-        self.stream = if ph.code.family() == Family::Systematic {
+        self.stream = if ph.code.family().is_systematic() {
             Some(StreamingDecoder::new(ph.code, ph.rows)?)
         } else {
             None

@@ -456,7 +456,7 @@ fn setup_rank0(
         env: env_attrs,
         config,
         config_toml: toml,
-        code_matrix: code.generator().to_owned(),
+        code_matrix: code.generator().as_standard_layout().into_owned(),
         n_workers: cfg.n,
     };
     let writer = RunWriter::create(&cfg.results_path(), &meta, None)?;
