@@ -1368,7 +1368,21 @@ fn section_linalg(ctx: &mut Ctx) -> Result<()> {
                 .collect();
             let views: Vec<(usize, ndarray::ArrayView2<f64>)> =
                 order.iter().map(|&w| (w, res[w].view())).collect();
-            let d = code.decode(&views, rows_a)?;
+            let d = match code.decode(&views, rows_a) {
+                Ok(d) => d,
+                Err(e) => {
+                    // Past n ≈ 30 the real Vandermonde systems exceed 1/ε: the decoder refuses.
+                    rows.push(vec![
+                        family.name().into(),
+                        n.to_string(),
+                        k.to_string(),
+                        "-".into(),
+                        "> 1/ε".into(),
+                        format!("refused: {e}"),
+                    ]);
+                    continue;
+                }
+            };
             let t = time_it(
                 || {
                     let _ = black_box(code.decode(black_box(&views), rows_a));
