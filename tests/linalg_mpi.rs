@@ -446,3 +446,66 @@ fn coded_training_linear_systematic_csr_matches_reference() {
     let p = matrix("csr.h5", 180, 60, Some(0.1));
     coded_training_matches_reference("linear", "mds-systematic", &p, "0.1", "fixed:1,5:300");
 }
+
+/// A worker that stops answering mid-run (`fail:`) is decoded around by the MDS code every
+/// iteration after it, and the run still completes and validates.
+#[test]
+fn matvec_survives_a_failed_worker() {
+    let _g = serial();
+    let a = matrix("dense.h5", 211, 23, None);
+    let out_dir = workdir().join("matvec-fail");
+    let args: Vec<String> = [
+        "matvec",
+        "--matrix",
+        &a.display().to_string(),
+        "--code",
+        "mds-systematic-rotation",
+        "-k",
+        "3",
+        "--iterations",
+        "6",
+        "--straggler-model",
+        "fail:2@2",
+        "--force",
+        "--out",
+        &out_dir.display().to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let out = mpirun(5, &args, 60);
+    assert!(out.status.success(), "{}", text(&out));
+    let rows = results::read_rows(&out_dir.join("run.h5"), None).unwrap();
+    let arrival = &rows.per_worker[0];
+    let err = rows.column("grad_rel_err").unwrap();
+    for t in 0..6 {
+        assert!(err[t] < 1e-12, "it {t}: {}", err[t]);
+        if t >= 2 {
+            assert!(arrival[[t, 1]].is_nan(), "rank 2 answered at iteration {t}");
+        }
+    }
+}
+
+/// Coded training refuses what it cannot do, with one clear error and no hang.
+#[test]
+fn coded_training_bad_input_fails_cleanly() {
+    let _g = serial();
+    let a = matrix("dense.h5", 211, 23, None).display().to_string();
+    let out_dir = workdir().join("mds-train-bad").display().to_string();
+    for (np, extra, expect) in [
+        (4, ["--model", "softmax", "-s", "1"], "--model = softmax"),
+        (4, ["--model", "linear", "-s", "3"], "--stragglers = 3"),
+    ] {
+        let mut args: Vec<String> = ["train", "--data", &a, "--code", "mds-rotation"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args.extend(["--out".to_string(), out_dir.clone(), "--force".to_string()]);
+        let out = mpirun(np, &args, 30);
+        assert!(!out.status.success(), "{expect}: {}", text(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.matches("gradcode: error:").count(), 1, "{}", text(&out));
+        assert!(err.contains(expect), "{expect}: {}", text(&out));
+    }
+}
