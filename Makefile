@@ -80,6 +80,8 @@ mpich: deps
 	  { echo "make mpich: installing MPICH changed the default mpirun; run: update-alternatives --set mpirun /usr/bin/mpirun.openmpi"; exit 1; }
 	PATH="$(CURDIR)/tests/mpich:$$PATH" GRADCODE_TEST_LAUNCHER=hydra MPI_PKG_CONFIG=mpich CARGO_TARGET_DIR=target/mpich \
 	  $(CARGO) test --release --locked --test mpi_train
+	PATH="$(CURDIR)/tests/mpich:$$PATH" GRADCODE_TEST_LAUNCHER=hydra MPI_PKG_CONFIG=mpich CARGO_TARGET_DIR=target/mpich \
+	  $(CARGO) test --release --locked --test linalg_mpi
 
 test: build lint unit slurm mpich bench-smoke
 

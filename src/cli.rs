@@ -44,6 +44,12 @@ pub enum Command {
     Codes(CodesCommand),
     /// Compare results files: a table (text, --csv, --json) and an optional --plot PNG.
     Report(crate::report::ReportArgs),
+    /// Coded mat-vec A·x under `mpirun -np N+1` (MDS codes of Lee et al.; rank 0 decodes from
+    /// the first decodable set of workers).
+    Matvec(MatvecArgs),
+    /// Coded AᵀB under `mpirun -np N+1` (polynomial codes, MatDot); rank 0 decodes from the
+    /// first threshold results.
+    Matmul(MatmulArgs),
 }
 
 /// What rank 0 does when the deadline passes before the responders can be decoded.
@@ -411,4 +417,79 @@ impl std::str::FromStr for StragglerRange {
         }
         Ok(StragglerRange { first, last })
     }
+}
+
+/// `gradcode matvec`: the coded mat-vec MPI job.
+#[derive(Debug, Clone, Args)]
+pub struct MatvecArgs {
+    /// HDF5 matrix in the dataset layout: dense `/X` or CSR `/X/{data,indices,indptr}`.
+    #[arg(long, value_name = "A.h5")]
+    pub matrix: PathBuf,
+    /// Code: replication, mds-systematic, mds-vandermonde, mds-chebyshev, mds-rotation,
+    /// mds-circulant, mds-systematic-rotation.
+    #[arg(long)]
+    pub code: String,
+    /// Any K workers decode (replication: A is cut into K blocks, worker i holds block i mod K).
+    #[arg(short, long)]
+    pub k: usize,
+    /// Mat-vecs to run (a fresh seeded x each).
+    #[arg(long, default_value_t = 10)]
+    pub iterations: u64,
+    /// After this long without a decodable set rank 0 logs the silent workers and keeps waiting
+    /// (wait semantics, as in training), at most --max-wait-ms.
+    #[arg(long, default_value_t = 1000.0)]
+    pub deadline_ms: f64,
+    /// Bound on waiting for a decodable set; past it the job fails naming the silent workers.
+    #[arg(long, default_value_t = 30000.0)]
+    pub max_wait_ms: f64,
+    /// Injected stragglers, same grammar as `train --straggler-model`.
+    #[arg(long, value_name = "SPEC", default_value = "none")]
+    pub straggler_model: String,
+    /// Seed of the vectors x and of the injected delays.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Run folder; results go to OUT/run.h5.
+    #[arg(long, value_name = "DIR", default_value = "results/matvec")]
+    pub out: PathBuf,
+    /// Overwrite an existing results file.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `gradcode matmul`: AᵀB by polynomial codes over MPI.
+#[derive(Debug, Clone, Args)]
+pub struct MatmulArgs {
+    /// HDF5 matrix A (s × ca) in the dataset layout (`/X`, dense or CSR).
+    #[arg(long, value_name = "A.h5")]
+    pub a: PathBuf,
+    /// HDF5 matrix B (s × cb), same rows as A.
+    #[arg(long, value_name = "B.h5")]
+    pub b: PathBuf,
+    /// Code: poly-real, poly-chebyshev, poly-rotation (threshold mp) or matdot (2m − 1).
+    #[arg(long)]
+    pub code: String,
+    /// A is cut into m column blocks (matdot: A and B into m row blocks).
+    #[arg(short, long)]
+    pub m: usize,
+    /// B is cut into p column blocks (ignored by matdot).
+    #[arg(short, long, default_value_t = 1)]
+    pub p: usize,
+    /// After this long without enough results rank 0 logs the silent workers and keeps waiting.
+    #[arg(long, default_value_t = 1000.0)]
+    pub deadline_ms: f64,
+    /// Bound on waiting; past it the job fails naming the silent workers.
+    #[arg(long, default_value_t = 30000.0)]
+    pub max_wait_ms: f64,
+    /// Injected stragglers (iteration 0), same grammar as `train --straggler-model`.
+    #[arg(long, value_name = "SPEC", default_value = "none")]
+    pub straggler_model: String,
+    /// Seed of the injected delays.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Run folder; results go to OUT/run.h5 and the product to OUT/product.h5.
+    #[arg(long, value_name = "DIR", default_value = "results/matmul")]
+    pub out: PathBuf,
+    /// Overwrite existing results.
+    #[arg(long)]
+    pub force: bool,
 }

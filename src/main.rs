@@ -3,6 +3,11 @@ use clap::Parser;
 use gradcode::cli::{Cli, Command};
 
 fn main() {
+    // `train --code mds-*`: coded training through mat-vecs, its own argument parser.
+    let argv: Vec<String> = std::env::args().collect();
+    if gradcode::cmd::mds_train::wanted(&argv) {
+        std::process::exit(gradcode::cmd::mds_train::run_from_args(&argv));
+    }
     let cli = Cli::parse();
     let level = match (cli.quiet, cli.verbose) {
         (true, _) => "warn",
@@ -18,6 +23,8 @@ fn main() {
         Command::Data(cmd) => gradcode::cmd::data::run(cmd).map(|()| 0),
         Command::Codes(cmd) => gradcode::cmd::codes::run(cmd).map(|()| 0),
         Command::Report(args) => gradcode::report::run(args),
+        Command::Matvec(args) => gradcode::cmd::matvec::run(args),
+        Command::Matmul(args) => gradcode::cmd::matmul::run(args),
     };
     match result {
         Ok(code) => std::process::exit(code),

@@ -3,4 +3,7 @@
 pub mod codes;
 pub mod data;
 pub mod linalg;
+pub mod matmul;
+pub mod matvec;
+pub mod mds_train;
 pub mod train;

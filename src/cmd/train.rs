@@ -40,7 +40,7 @@ fn install_signal_handlers() {
     }
 }
 
-fn install_panic_hook(rank: i32) {
+pub(crate) fn install_panic_hook(rank: i32) {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         default(info);
@@ -71,7 +71,7 @@ fn config_attrs(cfg: &RunConfig) -> Vec<(String, AttrValue)> {
 type Attrs = Vec<(String, AttrValue)>;
 
 /// `/code` and `/env` attributes.
-fn provenance(world_size: usize) -> (Attrs, Attrs) {
+pub(crate) fn provenance(world_size: usize) -> (Attrs, Attrs) {
     let s = |v: &str| AttrValue::Str(v.to_string());
     let hdf5 = {
         let (a, b, c) = hdf5::library_version();

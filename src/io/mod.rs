@@ -4,6 +4,7 @@
 pub mod checkpoint;
 pub mod convert;
 pub mod dataset;
+pub mod matrix;
 pub mod results;
 pub mod validate;
 

@@ -30,17 +30,21 @@ pub enum Family {
     Circulant,
     /// [I_k; P] with P Cauchy; decodes only the missing blocks.
     Systematic,
+    /// Systematic form of `rotation`: G·G_S⁻¹ with the k systematic workers at evenly spread
+    /// nodes (a well-conditioned G_S); r = 2, decodes only the missing blocks.
+    SystematicRotation,
 }
 
 impl Family {
     /// Every family, in table order.
-    pub const ALL: [Family; 6] = [
+    pub const ALL: [Family; 7] = [
         Family::Replication,
         Family::Vandermonde,
         Family::Chebyshev,
         Family::Rotation,
         Family::Circulant,
         Family::Systematic,
+        Family::SystematicRotation,
     ];
 
     /// Name on the command line (`mds-` prefixed forms are accepted too).
@@ -52,7 +56,14 @@ impl Family {
             Family::Rotation => "rotation",
             Family::Circulant => "circulant",
             Family::Systematic => "systematic",
+            Family::SystematicRotation => "systematic-rotation",
         }
+    }
+
+    /// Whether workers 0..k hold the data blocks themselves (generator rows [I; P]), so
+    /// [`super::StreamingDecoder`] applies.
+    pub fn is_systematic(self) -> bool {
+        matches!(self, Family::Systematic | Family::SystematicRotation)
     }
 
     /// Comma-separated list of the names.
@@ -174,6 +185,35 @@ impl MdsCode {
                 };
                 let g = Array2::from_shape_fn((n, k), |(i, j)| x[i].powi(j as i32));
                 (1, 0, g)
+            }
+            Family::SystematicRotation => {
+                // Worker w < k sits at node ⌊w·n/k⌋ (distinct, evenly spread: the k × k
+                // Vandermonde block on these roots of unity is well conditioned), the others at
+                // the remaining nodes in increasing order. G_sys = G · G_S⁻¹, computed as the
+                // solve G_Sᵀ Y = Gᵀ (Y = G_sysᵀ); the top block is then set to I exactly.
+                let top: Vec<usize> = (0..k).map(|w| w * n / k).collect();
+                let mut nodes = top.clone();
+                nodes.extend((0..n).filter(|i| !top.contains(i)));
+                let theta = 2.0 * std::f64::consts::PI / n as f64;
+                let g = Array2::from_shape_fn((2 * n, 2 * k), |(row, col)| {
+                    let (i, s) = (nodes[row / 2], row % 2);
+                    let (j, u) = (col / 2, col % 2);
+                    let phi = ((i * j) % n) as f64 * theta;
+                    match (s, u) {
+                        (0, 0) | (1, 1) => phi.cos(),
+                        (0, _) => -phi.sin(),
+                        _ => phi.sin(),
+                    }
+                });
+                let gs = g.slice(s![..2 * k, ..]).to_owned();
+                let (y, _) = svd_solve(gs.t(), g.t())?;
+                let mut sys = y.t().as_standard_layout().into_owned();
+                for i in 0..2 * k {
+                    for j in 0..2 * k {
+                        sys[[i, j]] = f64::from(u8::from(i == j));
+                    }
+                }
+                (2, n, sys)
             }
             Family::Rotation => {
                 let q = n;

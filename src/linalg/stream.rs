@@ -1,7 +1,8 @@
-//! Streaming decoder of the systematic code G = [I_k; P]: decodes only the missing blocks.
+//! Streaming decoder of the systematic codes G = [I; P]: decodes only the missing blocks.
 //!
-//! Workers 0..k return the data blocks' results themselves; parity worker k + p returns
-//! Σ_j P_pj X_j. As results arrive, each parity result is reduced to its *residual*
+//! Workers 0..k return the data blocks' results themselves (r blocks each: worker w holds data
+//! blocks w·r .. (w+1)·r; r = 1 for `systematic`, 2 for `systematic-rotation`); each of the r
+//! rows of a parity worker returns Σ_j P_pj X_j. As results arrive, each parity result is reduced to its *residual*
 //! y_p − Σ_{j known} P_pj X_j (a known block is subtracted from every held parity residual the
 //! moment either arrives), so when s systematic results are missing and s parity results are in,
 //! [`StreamingDecoder::try_decode`] is one s × s solve P_{R,M} X_M = residuals, and the known
@@ -9,7 +10,7 @@
 
 use ndarray::{s, Array2, ArrayView2};
 
-use super::code::{rows_to_blocks, Decoded, Family, MdsCode};
+use super::code::{rows_to_blocks, Decoded, MdsCode};
 use super::{svd_solve, LinalgError};
 
 /// Work done by a [`StreamingDecoder`].
@@ -25,14 +26,17 @@ pub struct StreamStats {
     pub cond: f64,
 }
 
-/// Incremental decoder of a [`Family::Systematic`] code (results are r·b × c with r = 1).
+/// Incremental decoder of a systematic code ([`super::Family::is_systematic`]; results are r·b × c).
 #[derive(Debug)]
 pub struct StreamingDecoder<'a> {
     code: &'a MdsCode,
     rows: usize,
+    /// Shape (b, c) of one block.
     shape: Option<(usize, usize)>,
+    /// The k·r data blocks received so far.
     known: Vec<Option<Array2<f64>>>,
-    parity: Vec<(usize, Array2<f64>)>,
+    /// (generator row, worker, residual) of every parity row received, in arrival order.
+    parity: Vec<(usize, usize, Array2<f64>)>,
     seen: Vec<bool>,
     stats: StreamStats,
 }
@@ -40,17 +44,17 @@ pub struct StreamingDecoder<'a> {
 impl<'a> StreamingDecoder<'a> {
     /// A decoder for `code` (must be systematic) whose uncoded result has `rows` rows.
     pub fn new(code: &'a MdsCode, rows: usize) -> Result<Self, LinalgError> {
-        if code.family() != Family::Systematic {
+        if !code.family().is_systematic() {
             return Err(LinalgError::invalid(
                 code.family(),
-                "the streaming decoder needs the systematic code",
+                "the streaming decoder needs a systematic code",
             ));
         }
         Ok(StreamingDecoder {
             code,
             rows,
             shape: None,
-            known: vec![None; code.threshold()],
+            known: vec![None; code.data_blocks()],
             parity: Vec::new(),
             seen: vec![false; code.n_workers()],
             stats: StreamStats {
@@ -72,9 +76,10 @@ impl<'a> StreamingDecoder<'a> {
             .collect()
     }
 
-    /// Take worker `worker`'s result (b × c).
+    /// Take worker `worker`'s result ((r·b) × c).
     pub fn add_result(&mut self, worker: usize, block: ArrayView2<f64>) -> Result<(), LinalgError> {
         let k = self.code.threshold();
+        let r = self.code.blocks_per_worker();
         if worker >= self.code.n_workers() || self.seen[worker] {
             return Err(LinalgError::invalid(
                 self.code.family(),
@@ -84,32 +89,44 @@ impl<'a> StreamingDecoder<'a> {
                 ),
             ));
         }
+        if block.nrows() % r != 0 {
+            return Err(LinalgError::Shape(format!(
+                "worker {worker}: result of {} rows is not {r} blocks",
+                block.nrows()
+            )));
+        }
+        let bshape = (block.nrows() / r, block.ncols());
         match self.shape {
-            Some(sh) if sh != block.dim() => {
+            Some(sh) if sh != bshape => {
                 return Err(LinalgError::Shape(format!(
-                    "worker {worker}: result {:?}, expected {sh:?}",
-                    block.dim()
+                    "worker {worker}: result blocks {bshape:?}, expected {sh:?}"
                 )))
             }
-            _ => self.shape = Some(block.dim()),
+            _ => self.shape = Some(bshape),
         }
         self.seen[worker] = true;
+        let b = bshape.0;
         let g = self.code.generator();
-        if worker < k {
-            for (p, res) in self.parity.iter_mut() {
-                res.scaled_add(-g[[*p, worker]], &block);
-                self.stats.block_updates += 1;
-            }
-            self.known[worker] = Some(block.to_owned());
-        } else {
-            let mut res = block.to_owned();
-            for (j, x) in self.known.iter().enumerate() {
-                if let Some(x) = x {
-                    res.scaled_add(-g[[worker, j]], x);
+        for t in 0..r {
+            let part = block.slice(s![t * b..(t + 1) * b, ..]);
+            if worker < k {
+                let j = worker * r + t;
+                for (row, _, res) in self.parity.iter_mut() {
+                    res.scaled_add(-g[[*row, j]], &part);
                     self.stats.block_updates += 1;
                 }
+                self.known[j] = Some(part.to_owned());
+            } else {
+                let row = worker * r + t;
+                let mut res = part.to_owned();
+                for (j, x) in self.known.iter().enumerate() {
+                    if let Some(x) = x {
+                        res.scaled_add(-g[[row, j]], x);
+                        self.stats.block_updates += 1;
+                    }
+                }
+                self.parity.push((row, worker, res));
             }
-            self.parity.push((worker, res));
         }
         Ok(())
     }
@@ -131,8 +148,9 @@ impl<'a> StreamingDecoder<'a> {
             return Ok(None);
         }
         let k = self.code.threshold();
-        let mut out = Array2::<f64>::zeros((k * b, c));
-        let mut used: Vec<usize> = (0..k).filter(|&j| self.known[j].is_some()).collect();
+        let nb = self.known.len();
+        let mut out = Array2::<f64>::zeros((nb * b, c));
+        let mut used: Vec<usize> = (0..k).filter(|&w| self.seen[w]).collect();
         for (j, x) in self.known.iter().enumerate() {
             if let Some(x) = x {
                 out.slice_mut(s![j * b..(j + 1) * b, ..]).assign(x);
@@ -141,9 +159,11 @@ impl<'a> StreamingDecoder<'a> {
         if sdim > 0 {
             let g = self.code.generator();
             let chosen = &self.parity[..sdim];
+            // Parity rows arrive r at a time per worker and missing blocks go r per missing
+            // worker, so the first s rows are whole workers: with the systematic ones, k workers.
             let a = Array2::from_shape_fn((sdim, sdim), |(t, u)| g[[chosen[t].0, missing[u]]]);
             let mut y = Array2::<f64>::zeros((sdim, b * c));
-            for (t, (_, res)) in chosen.iter().enumerate() {
+            for (t, (_, _, res)) in chosen.iter().enumerate() {
                 for (dst, src) in y.row_mut(t).iter_mut().zip(res.iter()) {
                     *dst = *src;
                 }
@@ -157,7 +177,11 @@ impl<'a> StreamingDecoder<'a> {
                 out.slice_mut(s![j * b..(j + 1) * b, ..])
                     .assign(&blocks.slice(s![u * b..(u + 1) * b, ..]));
             }
-            used.extend(chosen.iter().map(|(p, _)| *p));
+            for (_, w, _) in chosen {
+                if used.last() != Some(w) {
+                    used.push(*w);
+                }
+            }
         } else {
             self.stats.solve_dim = 0;
             self.stats.cond = 1.0;

@@ -1,0 +1,86 @@
+//! A dense result matrix written to its own HDF5 file (`gradcode matmul` writes
+//! `OUT/product.h5` with `/C` and the decode's attributes), and read back.
+//!
+//! Not done here: chunked or compressed writes of very large products (the whole matrix is
+//! written in one call).
+
+use std::path::Path;
+
+use hdf5::File;
+use ndarray::{Array2, ArrayView2};
+
+use super::results::AttrValue;
+use super::IoError;
+
+/// Write `m` as dataset `name` of a new file `path` (replaced if present) with `attrs` on the
+/// dataset.
+pub fn write_matrix(
+    path: &Path,
+    name: &str,
+    m: ArrayView2<f64>,
+    attrs: &[(String, AttrValue)],
+) -> Result<(), IoError> {
+    let e = |err: hdf5::Error| IoError::hdf5(path, err);
+    if path
+        .symlink_metadata()
+        .map(|md| md.file_type().is_symlink())
+        .unwrap_or(false)
+    {
+        return Err(IoError::layout(
+            path,
+            "is a symbolic link; refusing to write through it",
+        ));
+    }
+    let file = File::create(path).map_err(e)?;
+    let ds = file
+        .new_dataset_builder()
+        .with_data(&m.as_standard_layout())
+        .create(name)
+        .map_err(e)?;
+    for (k, v) in attrs {
+        match v {
+            AttrValue::Str(s) => {
+                let clean: String = s.chars().filter(|c| *c != '\0').collect();
+                let v: hdf5::types::VarLenUnicode =
+                    clean.parse().map_err(|err| IoError::hdf5(path, err))?;
+                ds.new_attr::<hdf5::types::VarLenUnicode>()
+                    .create(k.as_str())
+                    .and_then(|a| a.write_scalar(&v))
+            }
+            AttrValue::F64(x) => ds
+                .new_attr::<f64>()
+                .create(k.as_str())
+                .and_then(|a| a.write_scalar(x)),
+            AttrValue::U64(x) => ds
+                .new_attr::<u64>()
+                .create(k.as_str())
+                .and_then(|a| a.write_scalar(x)),
+            AttrValue::Bool(x) => ds
+                .new_attr::<bool>()
+                .create(k.as_str())
+                .and_then(|a| a.write_scalar(x)),
+        }
+        .map_err(e)?;
+    }
+    file.close().map_err(e)
+}
+
+/// Read dataset `name` of `path` as a matrix.
+pub fn read_matrix(path: &Path, name: &str) -> Result<Array2<f64>, IoError> {
+    let file = File::open(path).map_err(|err| IoError::hdf5(path, err))?;
+    let ds = file
+        .dataset(name)
+        .map_err(|_| IoError::layout(path, format!("no /{name}")))?;
+    ds.read_2d::<f64>().map_err(|err| IoError::hdf5(path, err))
+}
+
+/// Read f64 attribute `attr` of dataset `name` of `path`.
+pub fn read_f64_attr(path: &Path, name: &str, attr: &str) -> Result<f64, IoError> {
+    let file = File::open(path).map_err(|err| IoError::hdf5(path, err))?;
+    let ds = file
+        .dataset(name)
+        .map_err(|_| IoError::layout(path, format!("no /{name}")))?;
+    ds.attr(attr)
+        .and_then(|a| a.read_scalar::<f64>())
+        .map_err(|err| IoError::hdf5(path, err))
+}

@@ -1,0 +1,511 @@
+//! Integration tests of the coded linear-algebra MPI jobs (`gradcode matvec`): the real binary
+//! under `mpirun`, each run wrapped in `timeout` so a deadlock fails the test instead of hanging
+//! CI, runs serialized by a mutex (few cores).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+
+use gradcode::io::results;
+
+const BIN: &str = env!("CARGO_BIN_EXE_gradcode");
+
+fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn workdir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let d = std::env::temp_dir().join(format!("gradcode-linalg-mpi-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    })
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "stdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A synthetic matrix: dense (`sparsity` None) or CSR.
+fn matrix(name: &str, rows: usize, cols: usize, sparsity: Option<f64>) -> PathBuf {
+    let p = workdir().join(name);
+    if p.exists() {
+        return p;
+    }
+    let mut cmd = Command::new(BIN);
+    cmd.args(["data", "synth", "--kind", "linear", "--seed", "7"])
+        .args(["--rows", &rows.to_string(), "--features", &cols.to_string()]);
+    if let Some(s) = sparsity {
+        cmd.args(["--sparsity", &s.to_string()]);
+    }
+    let out = cmd.arg("--out").arg(&p).output().unwrap();
+    assert!(out.status.success(), "synth failed: {}", text(&out));
+    p
+}
+
+fn mpirun(np: usize, args: &[String], timeout_s: u64) -> Output {
+    let out = Command::new("timeout")
+        .args([
+            "-k",
+            "5",
+            &timeout_s.to_string(),
+            "mpirun",
+            "--oversubscribe",
+        ])
+        .args(["--bind-to", "none", "-np", &np.to_string(), BIN])
+        .args(args)
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .env("OPENBLAS_NUM_THREADS", "1")
+        .env("RUST_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_ne!(
+        out.status.code(),
+        Some(124),
+        "mpirun timed out after {timeout_s} s: {}",
+        text(&out)
+    );
+    out
+}
+
+const CODES: [&str; 7] = [
+    "replication",
+    "mds-systematic",
+    "mds-vandermonde",
+    "mds-chebyshev",
+    "mds-rotation",
+    "mds-circulant",
+    "mds-systematic-rotation",
+];
+
+/// N = 5 workers, K = 3: ranks 1 and 5 (N − K = 2 workers, one systematic and one parity for
+/// `mds-systematic`, and leaving a covering set for replication) are delayed far past the
+/// others, so every iteration decodes from exactly the other three.
+fn every_code_decodes(kind: &str, a: &Path) {
+    let _g = serial();
+    let (n, k, iterations) = (5usize, 3usize, 3usize);
+    for code in CODES {
+        let out_dir = workdir().join(format!("{kind}-{code}"));
+        let args: Vec<String> = [
+            "matvec",
+            "--matrix",
+            &a.display().to_string(),
+            "--code",
+            code,
+            "-k",
+            &k.to_string(),
+            "--iterations",
+            &iterations.to_string(),
+            "--straggler-model",
+            "fixed:1,5:400",
+            "--seed",
+            "11",
+            "--force",
+            "--out",
+            &out_dir.display().to_string(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let out = mpirun(n + 1, &args, 60);
+        assert!(out.status.success(), "{kind} {code}: {}", text(&out));
+        let path = out_dir.join("run.h5");
+        assert_eq!(
+            results::read_str_attr(&path, "", "status").unwrap(),
+            "complete"
+        );
+        assert_eq!(
+            results::read_str_attr(&path, "validation", "verdict").unwrap(),
+            "PASSED",
+            "{kind} {code}"
+        );
+        let rows = results::read_rows(&path, None).unwrap();
+        assert_eq!(rows.len(), iterations);
+        let err = rows.column("grad_rel_err").unwrap();
+        let cond = rows.column("cond").unwrap();
+        let resp = rows.column("n_responders").unwrap();
+        let arrival = &rows.per_worker[0];
+        for t in 0..iterations {
+            // Small n: every family is well conditioned here, so the decode is accurate to
+            // rounding (cond · ε with a margin), and it used only the three fast workers.
+            assert!(cond[t].is_finite() && cond[t] >= 1.0 - 1e-12, "{code}");
+            assert!(
+                err[t] <= 1e3 * cond[t] * f64::EPSILON,
+                "{kind} {code} it {t}: rel. error {} with cond {}",
+                err[t],
+                cond[t]
+            );
+            assert_eq!(resp[t], k as f64, "{kind} {code} it {t}");
+            assert!(arrival[[t, 0]].is_nan() && arrival[[t, 4]].is_nan());
+            assert!((1..4).all(|w| arrival[[t, w]].is_finite()));
+        }
+        // The uncoded product really is recovered: the last decoded A·x is not zero.
+        let y = results::read_vector(&path, "model/w_final").unwrap();
+        assert!(y.iter().any(|v| v.abs() > 1e-6), "{code}");
+    }
+}
+
+#[test]
+fn every_code_decodes_dense_matvec_with_n_minus_k_stragglers() {
+    let a = matrix("dense.h5", 211, 23, None);
+    every_code_decodes("dense", &a);
+}
+
+#[test]
+fn every_code_decodes_csr_matvec_with_n_minus_k_stragglers() {
+    let a = matrix("csr.h5", 180, 60, Some(0.1));
+    every_code_decodes("csr", &a);
+}
+
+/// Bad input fails on rank 0 with one clear message and a non-zero exit, without hanging.
+#[test]
+fn bad_input_fails_cleanly() {
+    let _g = serial();
+    let a = matrix("dense.h5", 211, 23, None);
+    let a = a.display().to_string();
+    let out_dir = workdir().join("bad").display().to_string();
+    let cases: [(usize, Vec<&str>, &str); 4] = [
+        (4, vec!["--code", "mds-rotation", "-k", "4"], "--k = 4"),
+        (
+            4,
+            vec!["--code", "mds-nope", "-k", "2"],
+            "--code = mds-nope",
+        ),
+        (
+            1,
+            vec!["--code", "replication", "-k", "1"],
+            "mpirun -np N+1",
+        ),
+        (
+            3,
+            vec![
+                "--code",
+                "replication",
+                "-k",
+                "2",
+                "--matrix",
+                "/nonexistent/a.h5",
+            ],
+            "file not found",
+        ),
+    ];
+    for (np, extra, expect) in cases {
+        let mut args: Vec<String> = vec!["matvec".into()];
+        if !extra.contains(&"--matrix") {
+            args.extend(["--matrix".to_string(), a.clone()]);
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args.extend(["--out".to_string(), out_dir.clone(), "--force".to_string()]);
+        let out = mpirun(np, &args, 30);
+        assert!(!out.status.success(), "{expect}: {}", text(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            err.matches("gradcode: error:").count(),
+            1,
+            "one error line expected for {expect}: {}",
+            text(&out)
+        );
+        assert!(err.contains(expect), "{expect}: {}", text(&out));
+        assert!(!err.contains("panicked"), "{}", text(&out));
+    }
+}
+
+fn dense_of(p: &Path) -> ndarray::Array2<f64> {
+    match gradcode::io::dataset::read_all(p, gradcode::io::dataset::Split::Train)
+        .unwrap()
+        .x
+    {
+        gradcode::data::Features::Dense(m) => m,
+        gradcode::data::Features::Sparse(m) => m.to_dense(),
+    }
+}
+
+/// `matmul` with `code` on N workers, one of them (rank 2) delayed far past the others, decodes
+/// AᵀB (A dense, B CSR) from the threshold many fast workers; the product file matches an
+/// independent AᵀB computed here.
+fn matmul_decodes(code: &str, np: usize, m: usize, p: usize, threshold: usize) {
+    let _g = serial();
+    let a = matrix("mm_a.h5", 64, 9, None);
+    let b = matrix("mm_b.h5", 64, 7, Some(0.3));
+    let out_dir = workdir().join(format!("matmul-{code}"));
+    let args: Vec<String> = [
+        "matmul",
+        "--a",
+        &a.display().to_string(),
+        "--b",
+        &b.display().to_string(),
+        "--code",
+        code,
+        "-m",
+        &m.to_string(),
+        "-p",
+        &p.to_string(),
+        "--straggler-model",
+        "fixed:2:400",
+        "--force",
+        "--out",
+        &out_dir.display().to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let out = mpirun(np, &args, 60);
+    assert!(out.status.success(), "{code}: {}", text(&out));
+    let run = out_dir.join("run.h5");
+    assert_eq!(
+        results::read_str_attr(&run, "validation", "verdict").unwrap(),
+        "PASSED"
+    );
+    let rows = results::read_rows(&run, None).unwrap();
+    assert_eq!(rows.column("n_responders").unwrap()[0], threshold as f64);
+    assert!(
+        rows.per_worker[0][[0, 1]].is_nan(),
+        "rank 2 must not be used"
+    );
+    let prod = out_dir.join("product.h5");
+    let c = gradcode::io::matrix::read_matrix(&prod, "C").unwrap();
+    let cond = gradcode::io::matrix::read_f64_attr(&prod, "C", "cond").unwrap();
+    let truth = dense_of(&a).t().dot(&dense_of(&b));
+    assert_eq!(c.dim(), truth.dim());
+    let diff = (&c - &truth).iter().map(|v| v * v).sum::<f64>().sqrt();
+    let norm = truth.iter().map(|v| v * v).sum::<f64>().sqrt();
+    assert!(
+        diff / norm <= 1e3 * cond * f64::EPSILON,
+        "{code}: rel. error {} with cond {cond}",
+        diff / norm
+    );
+}
+
+#[test]
+fn matmul_poly_real() {
+    matmul_decodes("poly-real", 6, 2, 2, 4);
+}
+
+#[test]
+fn matmul_poly_chebyshev() {
+    matmul_decodes("poly-chebyshev", 6, 2, 2, 4);
+}
+
+#[test]
+fn matmul_poly_rotation() {
+    matmul_decodes("poly-rotation", 6, 2, 2, 4);
+}
+
+#[test]
+fn matmul_matdot() {
+    matmul_decodes("matdot", 5, 2, 1, 3);
+}
+
+/// A and B with different row counts, and a threshold above N: one clear error, no hang.
+#[test]
+fn matmul_bad_input_fails_cleanly() {
+    let _g = serial();
+    let a = matrix("mm_a.h5", 64, 9, None).display().to_string();
+    let other = matrix("dense.h5", 211, 23, None).display().to_string();
+    let out_dir = workdir().join("matmul-bad").display().to_string();
+    for (np, b, m, expect) in [
+        (4, other.as_str(), "1", "same number of rows"),
+        (4, a.as_str(), "2", "needs 4 workers"),
+    ] {
+        let args: Vec<String> = [
+            "matmul",
+            "--a",
+            &a,
+            "--b",
+            b,
+            "--code",
+            "poly-real",
+            "-m",
+            m,
+            "-p",
+            "2",
+            "--out",
+            &out_dir,
+            "--force",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let out = mpirun(np, &args, 30);
+        assert!(!out.status.success(), "{expect}: {}", text(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.matches("gradcode: error:").count(), 1, "{}", text(&out));
+        assert!(err.contains(expect), "{expect}: {}", text(&out));
+    }
+}
+
+/// `gradcode train --reference` on the same data and settings; returns its per-iteration losses.
+fn reference_losses(data: &Path, model: &str, lr: &str, name: &str) -> Vec<f64> {
+    let out_dir = workdir().join(name);
+    let out = Command::new(BIN)
+        .args(["-q", "train", "--reference", "--data"])
+        .arg(data)
+        .args([
+            "--model",
+            model,
+            "--iterations",
+            "15",
+            "--lr",
+            lr,
+            "--force",
+        ])
+        .arg("--out")
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "reference: {}", text(&out));
+    let rows = results::read_rows(&out_dir.join("run.h5"), None).unwrap();
+    rows.column("train_loss").unwrap().to_vec()
+}
+
+/// Coded training through mat-vecs (two coded mat-vecs per step, N − K delayed workers)
+/// follows the serial reference trajectory: every iteration's loss agrees to rounding.
+fn coded_training_matches_reference(
+    model: &str,
+    code: &str,
+    data: &Path,
+    lr: &str,
+    stragglers: &str,
+) {
+    let _g = serial();
+    let reference = reference_losses(data, model, lr, &format!("ref-{model}-{code}"));
+    let out_dir = workdir().join(format!("mds-train-{model}-{code}"));
+    let args: Vec<String> = [
+        "train",
+        "--data",
+        &data.display().to_string(),
+        "--model",
+        model,
+        "--code",
+        code,
+        "-s",
+        "2",
+        "--iterations",
+        "15",
+        "--lr",
+        lr,
+        "--straggler-model",
+        stragglers,
+        "--force",
+        "--out",
+        &out_dir.display().to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let out = mpirun(6, &args, 90);
+    assert!(out.status.success(), "{model} {code}: {}", text(&out));
+    let path = out_dir.join("run.h5");
+    assert_eq!(
+        results::read_str_attr(&path, "validation", "verdict").unwrap(),
+        "PASSED"
+    );
+    let rows = results::read_rows(&path, None).unwrap();
+    let loss = rows.column("train_loss").unwrap();
+    assert_eq!(loss.len(), reference.len());
+    for (t, (a, b)) in loss.iter().zip(&reference).enumerate() {
+        assert!(
+            (a - b).abs() <= 1e-9 * b.abs().max(1.0),
+            "{model} {code} iteration {t}: coded loss {a} vs reference {b}"
+        );
+    }
+    // The loss went down (a real run), and every step decoded from N − s = 3 workers.
+    assert!(loss[loss.len() - 1] < loss[0]);
+    assert!(rows
+        .column("n_responders")
+        .unwrap()
+        .iter()
+        .all(|&r| r == 3.0));
+}
+
+#[test]
+fn coded_training_logistic_rotation_matches_reference() {
+    let p = workdir().join("train-logistic.h5");
+    if !p.exists() {
+        let out = Command::new(BIN)
+            .args(["data", "synth", "--kind", "logistic", "--rows", "420"])
+            .args(["--features", "14", "--seed", "5", "--out"])
+            .arg(&p)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    coded_training_matches_reference("logistic", "mds-rotation", &p, "0.5", "fixed:2,4:300");
+}
+
+#[test]
+fn coded_training_linear_systematic_csr_matches_reference() {
+    let p = matrix("csr.h5", 180, 60, Some(0.1));
+    coded_training_matches_reference("linear", "mds-systematic", &p, "0.1", "fixed:1,5:300");
+}
+
+/// A worker that stops answering mid-run (`fail:`) is decoded around by the MDS code every
+/// iteration after it, and the run still completes and validates.
+#[test]
+fn matvec_survives_a_failed_worker() {
+    let _g = serial();
+    let a = matrix("dense.h5", 211, 23, None);
+    let out_dir = workdir().join("matvec-fail");
+    let args: Vec<String> = [
+        "matvec",
+        "--matrix",
+        &a.display().to_string(),
+        "--code",
+        "mds-systematic-rotation",
+        "-k",
+        "3",
+        "--iterations",
+        "6",
+        "--straggler-model",
+        "fail:2@2",
+        "--force",
+        "--out",
+        &out_dir.display().to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let out = mpirun(5, &args, 60);
+    assert!(out.status.success(), "{}", text(&out));
+    let rows = results::read_rows(&out_dir.join("run.h5"), None).unwrap();
+    let arrival = &rows.per_worker[0];
+    let err = rows.column("grad_rel_err").unwrap();
+    for t in 0..6 {
+        assert!(err[t] < 1e-12, "it {t}: {}", err[t]);
+        if t >= 2 {
+            assert!(arrival[[t, 1]].is_nan(), "rank 2 answered at iteration {t}");
+        }
+    }
+}
+
+/// Coded training refuses what it cannot do, with one clear error and no hang.
+#[test]
+fn coded_training_bad_input_fails_cleanly() {
+    let _g = serial();
+    let a = matrix("dense.h5", 211, 23, None).display().to_string();
+    let out_dir = workdir().join("mds-train-bad").display().to_string();
+    for (np, extra, expect) in [
+        (4, ["--model", "softmax", "-s", "1"], "--model = softmax"),
+        (4, ["--model", "linear", "-s", "3"], "--stragglers = 3"),
+    ] {
+        let mut args: Vec<String> = ["train", "--data", &a, "--code", "mds-rotation"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args.extend(["--out".to_string(), out_dir.clone(), "--force".to_string()]);
+        let out = mpirun(np, &args, 30);
+        assert!(!out.status.success(), "{expect}: {}", text(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.matches("gradcode: error:").count(), 1, "{}", text(&out));
+        assert!(err.contains(expect), "{expect}: {}", text(&out));
+    }
+}
