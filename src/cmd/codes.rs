@@ -33,7 +33,7 @@ use rand_distr::{Distribution, StandardNormal};
 use crate::cli::{CodeArgs, CodesCommand};
 use crate::coding::{self, ApproxCode, CodeError, CodeKind, CodeOptions, GradientCode};
 use crate::error::{Error, Result};
-use crate::io::results::{self, AttrValue};
+use crate::io::results::AttrValue;
 
 /// Relative error above which a responder set fails `verify`.
 pub const VERIFY_TOL: f64 = 1e-8;
@@ -265,7 +265,7 @@ fn write_b(code: &dyn GradientCode, args: &CodeArgs, path: &Path) -> Result<()> 
         ("seed", AttrValue::U64(args.seed)),
     ]
     .map(|(k, v)| (k.to_string(), v));
-    results::write_matrix_file(path, "B", code.matrix().view(), &attrs, args.force)?;
+    crate::io::matrix::write_matrix(path, "B", code.matrix().view(), &attrs, args.force)?;
     Ok(())
 }
 

@@ -637,6 +637,7 @@ fn coordinate(
                 ("code".into(), AttrValue::Str(cfg.family.name().into())),
                 ("used_workers".into(), AttrValue::Str(format!("{used:?}"))),
             ],
+            true,
         )?;
     }
     let path = writer.path().to_path_buf();

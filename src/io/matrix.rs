@@ -9,16 +9,17 @@ use std::path::Path;
 use hdf5::File;
 use ndarray::{Array2, ArrayView2};
 
-use super::results::AttrValue;
+use super::results::{write_attrs, AttrValue};
 use super::IoError;
 
-/// Write `m` as dataset `name` of a new file `path` (replaced if present) with `attrs` on the
-/// dataset.
+/// Write `m` as dataset `name` of a new file `path` with `attrs` on the dataset. An existing
+/// file is replaced when `overwrite`, refused otherwise; a symbolic link is always refused.
 pub fn write_matrix(
     path: &Path,
     name: &str,
     m: ArrayView2<f64>,
     attrs: &[(String, AttrValue)],
+    overwrite: bool,
 ) -> Result<(), IoError> {
     let e = |err: hdf5::Error| IoError::hdf5(path, err);
     if path
@@ -31,37 +32,22 @@ pub fn write_matrix(
             "is a symbolic link; refusing to write through it",
         ));
     }
-    let file = File::create(path).map_err(e)?;
+    let file = if overwrite {
+        File::create(path)
+    } else if path.exists() {
+        return Err(IoError::Exists {
+            path: path.to_path_buf(),
+        });
+    } else {
+        File::create_excl(path)
+    }
+    .map_err(e)?;
     let ds = file
         .new_dataset_builder()
         .with_data(&m.as_standard_layout())
         .create(name)
         .map_err(e)?;
-    for (k, v) in attrs {
-        match v {
-            AttrValue::Str(s) => {
-                let clean: String = s.chars().filter(|c| *c != '\0').collect();
-                let v: hdf5::types::VarLenUnicode =
-                    clean.parse().map_err(|err| IoError::hdf5(path, err))?;
-                ds.new_attr::<hdf5::types::VarLenUnicode>()
-                    .create(k.as_str())
-                    .and_then(|a| a.write_scalar(&v))
-            }
-            AttrValue::F64(x) => ds
-                .new_attr::<f64>()
-                .create(k.as_str())
-                .and_then(|a| a.write_scalar(x)),
-            AttrValue::U64(x) => ds
-                .new_attr::<u64>()
-                .create(k.as_str())
-                .and_then(|a| a.write_scalar(x)),
-            AttrValue::Bool(x) => ds
-                .new_attr::<bool>()
-                .create(k.as_str())
-                .and_then(|a| a.write_scalar(x)),
-        }
-        .map_err(e)?;
-    }
+    write_attrs(path, &ds, attrs)?;
     file.close().map_err(e)
 }
 

@@ -230,7 +230,7 @@ fn write_attr(
     .map_err(&e)
 }
 
-fn write_attrs(
+pub(crate) fn write_attrs(
     path: &Path,
     loc: &hdf5::Location,
     attrs: &[(String, AttrValue)],
@@ -252,36 +252,6 @@ pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Most rows buffered before a write, whatever the interval.
 const FLUSH_ROWS: usize = 4096;
-
-/// Write `data` as dataset `/NAME` of a new HDF5 file at `path`, with `attrs` on the dataset
-/// (e.g. `gradcode codes show --out`). Refuses an existing file unless `overwrite`.
-pub fn write_matrix_file(
-    path: &Path,
-    name: &str,
-    data: ArrayView2<f64>,
-    attrs: &[(String, AttrValue)],
-    overwrite: bool,
-) -> Result<(), IoError> {
-    if path.exists() && !overwrite {
-        return Err(IoError::Exists {
-            path: path.to_path_buf(),
-        });
-    }
-    let e = h5e(path);
-    let file = if overwrite {
-        File::create(path)
-    } else {
-        File::create_excl(path)
-    }
-    .map_err(&e)?;
-    let ds = file
-        .new_dataset_builder()
-        .with_data(data)
-        .create(name)
-        .map_err(&e)?;
-    write_attrs(path, &ds, attrs)?;
-    file.close().map_err(&e)
-}
 
 /// Append-only writer of `run.h5`.
 pub struct RunWriter {
