@@ -87,7 +87,10 @@ pub struct TrainArgs {
     /// Model to train [default: logistic].
     #[arg(long, value_enum)]
     pub model: Option<ModelKind>,
-    /// Gradient code [default: cyclic-mds].
+    /// Gradient code [default: cyclic-mds]. Also `mds-systematic`, `mds-systematic-rotation`,
+    /// `mds-vandermonde`, `mds-chebyshev`, `mds-rotation`, `mds-circulant`, `mds-replication`:
+    /// coded training through two coded mat-vecs per step (linear and logistic; its own flags,
+    /// see `gradcode train --code mds-rotation --help`; not from a `--config` file).
     #[arg(long, value_enum)]
     pub code: Option<CodeKind>,
     /// Stragglers s the code tolerates [default: 1].

@@ -67,8 +67,8 @@ pub struct MdsTrainArgs {
     /// linear or logistic.
     #[arg(long, value_enum, default_value = "logistic")]
     pub model: ModelKind,
-    /// mds-systematic, mds-vandermonde, mds-chebyshev, mds-rotation, mds-circulant,
-    /// mds-replication.
+    /// mds-systematic, mds-systematic-rotation, mds-vandermonde, mds-chebyshev, mds-rotation,
+    /// mds-circulant, mds-replication.
     #[arg(long)]
     pub code: String,
     /// Stragglers tolerated: any k = n − s workers decode each mat-vec.
@@ -169,7 +169,7 @@ fn check(args: &MdsTrainArgs, world: usize) -> Result<(MatvecConfig, MdsCode)> {
         invalid(
             "code",
             &args.code,
-            "expected mds-systematic, mds-vandermonde, mds-chebyshev, mds-rotation, mds-circulant or mds-replication",
+            "expected mds-systematic, mds-systematic-rotation, mds-vandermonde, mds-chebyshev, mds-rotation, mds-circulant or mds-replication",
         )
     })?;
     if !matches!(args.model, ModelKind::Linear | ModelKind::Logistic) {
