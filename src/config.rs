@@ -88,7 +88,11 @@ pub const RESULTS_FILE: &str = "run.h5";
 /// Name of the checkpoint file inside the run folder.
 pub const CHECKPOINT_FILE: &str = "ckpt.h5";
 
-fn invalid(name: &'static str, value: impl ToString, reason: impl Into<String>) -> ConfigError {
+pub(crate) fn invalid(
+    name: &'static str,
+    value: impl ToString,
+    reason: impl Into<String>,
+) -> ConfigError {
     ConfigError::Invalid {
         name,
         value: value.to_string(),

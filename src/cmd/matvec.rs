@@ -47,13 +47,13 @@ use mpi::topology::SimpleCommunicator;
 use mpi::traits::*;
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 
+use super::{invalid, rank_result};
 use crate::cli::MatvecArgs;
 use crate::comm::mpi::{count_f64, receive_checked, SendBuf};
 use crate::comm::protocol::{
     payload_is_finite, Header, Kind, HEADER_LEN, TAG_ACK, TAG_GRAD, TAG_PARAMS, TAG_STOP,
 };
 use crate::comm::CommError;
-use crate::config::ConfigError;
 use crate::data::Features;
 use crate::error::{Error, Result};
 use crate::io::dataset::{self, Split};
@@ -65,8 +65,7 @@ use crate::linalg::job::{
 use crate::linalg::{Decoded, Family, MdsCode, StreamingDecoder};
 use crate::straggler::StragglerSchedule;
 
-/// Exit code of a rank that stops because of an error rank 0 reports.
-pub const EXIT_INPUT: i32 = 2;
+pub use super::EXIT_INPUT;
 
 /// The checked settings of a mat-vec job (identical on every rank).
 #[derive(Debug, Clone, PartialEq)]
@@ -83,15 +82,6 @@ pub struct MatvecConfig {
     pub seed: u64,
     pub out: PathBuf,
     pub force: bool,
-}
-
-fn invalid(name: &'static str, value: impl ToString, reason: impl Into<String>) -> Error {
-    ConfigError::Invalid {
-        name,
-        value: value.to_string(),
-        reason: reason.into(),
-    }
-    .into()
 }
 
 impl MatvecConfig {
@@ -210,26 +200,7 @@ impl MatvecConfig {
 
 /// Run `gradcode matvec`; returns the process exit code.
 pub fn run(args: &MatvecArgs) -> Result<i32> {
-    let universe =
-        mpi::initialize().ok_or_else(|| Error::Check("MPI was already initialized".into()))?;
-    let world = universe.world();
-    let code = match run_mpi(&world, args) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("gradcode: error: {e}");
-            e.exit_code()
-        }
-    };
-    drop(universe);
-    Ok(code)
-}
-
-fn rank_result(rank: i32, e: Error) -> Result<i32> {
-    if rank == 0 {
-        Err(e)
-    } else {
-        Ok(EXIT_INPUT)
-    }
+    super::with_mpi(|world| run_mpi(world, args))
 }
 
 fn run_mpi(world: &SimpleCommunicator, args: &MatvecArgs) -> Result<i32> {

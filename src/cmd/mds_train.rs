@@ -33,8 +33,8 @@ use mpi::traits::*;
 use ndarray::{s, Array1};
 
 use super::matvec::{work, MatvecConfig, Phase, Rank0};
+use super::{invalid, rank_result};
 use crate::cli::OptimizerKind;
-use crate::config::ConfigError;
 use crate::data::{Features, Task};
 use crate::error::{Error, Result};
 use crate::io::dataset::{self, Split};
@@ -45,8 +45,7 @@ use crate::model::{self, Model, ModelKind, Workspace};
 use crate::optim::Optimizer;
 use crate::straggler::StragglerSchedule;
 
-/// Exit code of a rank that stops because of an error rank 0 reports.
-pub const EXIT_INPUT: i32 = 2;
+pub use super::EXIT_INPUT;
 
 /// Arguments of `gradcode train --code mds-<family>` (defaults as in `train`).
 #[derive(Debug, Clone, Parser)]
@@ -146,15 +145,6 @@ pub fn run_from_args(argv: &[String]) -> i32 {
     }
 }
 
-fn invalid(name: &'static str, value: impl ToString, reason: impl Into<String>) -> Error {
-    ConfigError::Invalid {
-        name,
-        value: value.to_string(),
-        reason: reason.into(),
-    }
-    .into()
-}
-
 /// Checked settings (identical on every rank).
 fn check(args: &MdsTrainArgs, world: usize) -> Result<(MatvecConfig, MdsCode)> {
     if world < 2 {
@@ -230,26 +220,7 @@ fn check(args: &MdsTrainArgs, world: usize) -> Result<(MatvecConfig, MdsCode)> {
 
 /// Run the job under MPI.
 pub fn run(args: &MdsTrainArgs) -> Result<i32> {
-    let universe =
-        mpi::initialize().ok_or_else(|| Error::Check("MPI was already initialized".into()))?;
-    let world = universe.world();
-    let code = match run_mpi(&world, args) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("gradcode: error: {e}");
-            e.exit_code()
-        }
-    };
-    drop(universe);
-    Ok(code)
-}
-
-fn rank_result(rank: i32, e: Error) -> Result<i32> {
-    if rank == 0 {
-        Err(e)
-    } else {
-        Ok(EXIT_INPUT)
-    }
+    super::with_mpi(|world| run_mpi(world, args))
 }
 
 fn transpose(x: &Features) -> Features {

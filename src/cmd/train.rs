@@ -12,6 +12,7 @@ use std::path::Path;
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::*;
 
+use super::rank_result;
 use crate::cli::TrainArgs;
 use crate::coding::{self, GradientCode};
 use crate::config::RunConfig;
@@ -25,8 +26,7 @@ use crate::model;
 use crate::straggler::StragglerSchedule;
 use crate::worker::{self, Shard};
 
-/// Exit code of a rank that stops because of an error another rank reports.
-pub const EXIT_INPUT: i32 = 2;
+pub use super::EXIT_INPUT;
 
 extern "C" fn on_signal(_sig: libc::c_int) {
     INTERRUPT.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -145,30 +145,7 @@ pub fn run(args: &TrainArgs) -> Result<i32> {
     if wants_reference(args) {
         return run_reference(args);
     }
-    let universe =
-        mpi::initialize().ok_or_else(|| Error::Check("MPI was already initialized".into()))?;
-    let world = universe.world();
-    let code = match run_mpi(&world, args) {
-        Ok(c) => c,
-        Err(e) => {
-            // Print before MPI_Finalize: once the other ranks exit with an error code, mpirun may
-            // kill this one, and the message must not be lost.
-            eprintln!("gradcode: error: {e}");
-            e.exit_code()
-        }
-    };
-    drop(universe);
-    Ok(code)
-}
-
-/// Setup failures on one rank: rank 0 reports the error, other ranks exit quietly (they failed the
-/// same deterministic check, or rank 0 told them so).
-fn rank_result(rank: i32, e: Error) -> Result<i32> {
-    if rank == 0 {
-        Err(e)
-    } else {
-        Ok(EXIT_INPUT)
-    }
+    super::with_mpi(|world| run_mpi(world, args))
 }
 
 fn run_mpi(world: &SimpleCommunicator, args: &TrainArgs) -> Result<i32> {
