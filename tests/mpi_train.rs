@@ -303,9 +303,19 @@ fn approximate_decodings_finish_and_record_their_residuals() {
     let rows = results::read_rows(&f, None).unwrap();
     let err = rows.column("grad_rel_err").unwrap();
     let bound = rows.column("error_bound").unwrap();
+    let used = rows.column("n_responders").unwrap();
     for t in 0..20 {
         assert_eq!(err[t].is_finite(), t % 2 == 0, "grad_rel_err at {t}: {err}");
-        assert!(bound[t].is_finite() && bound[t] > 0.0);
+        // The bound is positive exactly when some worker's chunk was left out (it is 0 when
+        // every worker made it before rank 0 looked, which a loaded machine can produce).
+        assert!(bound[t].is_finite(), "error_bound at {t}: {bound}");
+        assert_eq!(
+            bound[t] > 0.0,
+            used[t] < 10.0,
+            "error_bound {} with {} of 10 workers complete at {t}",
+            bound[t],
+            used[t]
+        );
     }
     assert!(
         err.iter().filter(|v| v.is_finite()).all(|&e| e < 1.0),
