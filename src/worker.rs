@@ -165,6 +165,8 @@ pub fn run(
     let mut ws = Workspace::default();
     let mut summary = WorkerSummary::default();
     let protocol = |reason: String| CommError::Protocol { rank: 0, reason };
+    // Test-only fault plan (crate::faults); None unless GRADCODE_FAULT_PLAN is set.
+    let faults = crate::faults::active();
     loop {
         let (msg, status) = root.matched_probe();
         match status.tag() {
@@ -185,6 +187,10 @@ pub fn run(
                 if schedule.failed(it, urank) {
                     log::debug!("[rank {rank}] iteration {it}: injected failure, not answering");
                     continue;
+                }
+                if let Some(ms) = faults.map(|p| p.delay_ms(urank, it)).filter(|&ms| ms > 0) {
+                    log::warn!("[rank {rank}] fault plan: {ms} ms delay at iteration {it}");
+                    std::thread::sleep(Duration::from_millis(ms));
                 }
                 let w = ArrayView1::from(&params[HEADER_LEN..HEADER_LEN + dim]);
                 let n_chunks = shard.chunks.len();
@@ -228,7 +234,7 @@ pub fn run(
                         chunk.data.y.view(),
                         Some(chunk.row_weights.view()),
                         &mut ws,
-                        ArrayViewMut1::from(g),
+                        ArrayViewMut1::from(&mut *g),
                     );
                     let compute_s = t.elapsed().as_secs_f64();
                     let spun = (factor - 1.0) * compute_s;
@@ -248,7 +254,11 @@ pub fn run(
                         len: dim + 1,
                     }
                     .write(head);
-                    slot.post(world, 0, Kind::Grad.tag(), msg_len);
+                    let mut send_len = msg_len;
+                    for f in faults.into_iter().flat_map(|p| p.worker(urank, it)) {
+                        send_len = crate::faults::corrupt_message(f, it, head, g, send_len);
+                    }
+                    slot.post(world, 0, Kind::Grad.tag(), send_len);
                     which[q] ^= 1;
                     summary.messages_sent += 1;
                 }
