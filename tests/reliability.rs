@@ -1,4 +1,5 @@
-//! Reliability catalogue (`../shared/RELIABILITY.md`): bad input (BI-1, BI-2, BI-3), checkpoint
+//! Reliability catalogue (`../shared/RELIABILITY.md`): bad input (BI-1, BI-2, BI-3), fault
+//! injection (FI-1..FI-9, through the test-only `GRADCODE_FAULT_PLAN`), checkpoint
 //! crashes and corruption (CR-2, CR-3), and security (SEC-1, SEC-2). The real binary, every run
 //! under `timeout`; a timeout is a failure.
 //!
@@ -1376,4 +1377,681 @@ fn bi5_bi6_parsers_corpus_errors_and_seeded_mutations() {
     );
     let _ = t0;
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+// ------------------------------------------------------------------------------------------------
+// FI-1..FI-9 and CR-5..CR-7: the real job under mpirun with the test-only fault plan
+// (`GRADCODE_FAULT_PLAN`, src/faults.rs) and signals. FRC with s = 1 on 1 + 4 ranks: workers of a
+// group compute bit-identical messages, so a run that lost a worker's message (erasure, late,
+// stopped) ends bit for bit where the run without the fault does, and resume is bit-identical.
+
+use gradcode::io::results;
+
+const FAULT_VAR: &str = "GRADCODE_FAULT_PLAN";
+
+/// The dataset of the fault cases (2,100 rows, 30 features, a test split).
+fn fi_data() -> PathBuf {
+    static DATA: OnceLock<PathBuf> = OnceLock::new();
+    DATA.get_or_init(|| {
+        let p = workdir().join("fi.h5");
+        let out = Command::new(BIN)
+            .args(["data", "synth", "--kind", "logistic", "--rows", "2100"])
+            .args([
+                "--features",
+                "30",
+                "--test-rows",
+                "300",
+                "--seed",
+                "3",
+                "--out",
+            ])
+            .arg(&p)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        p
+    })
+    .clone()
+}
+
+fn out_text(o: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Arguments of a fault-case run: FRC, s = 1, logistic, `iterations`, into `run`, plus `extra`
+/// (which override nothing: callers pass only flags not set here).
+fn fi_args(run: &Path, iterations: usize, extra: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = vec![
+        "--data".into(),
+        fi_data().display().to_string(),
+        "--out".into(),
+        run.display().to_string(),
+        "--iterations".into(),
+        iterations.to_string(),
+    ];
+    let has = |f: &str| extra.contains(&f);
+    for (flag, value) in [
+        ("--code", "frc"),
+        ("-s", "1"),
+        ("--model", "logistic"),
+        ("--lr", "1.0"),
+        ("--seed", "5"),
+        ("--log-every", "1000000"),
+        ("--max-wait-ms", "2000"),
+    ] {
+        if !has(flag) {
+            v.extend([flag.to_string(), value.to_string()]);
+        }
+    }
+    v.extend(extra.iter().map(|s| s.to_string()));
+    v
+}
+
+/// `mpirun -np 5 gradcode train` with `args` and an optional fault plan, under `timeout`.
+fn fi_run(args: &[String], plan: Option<&str>, timeout_s: u64) -> (Output, Duration) {
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let envs: Vec<(&str, &str)> = plan.map(|p| (FAULT_VAR, p)).into_iter().collect();
+    let t = Instant::now();
+    let o = mpirun_train(5, &refs, &envs, timeout_s);
+    let took = t.elapsed();
+    assert_ne!(o.status.code(), Some(124), "timed out: {}", out_text(&o));
+    (o, took)
+}
+
+fn fresh(name: &str) -> PathBuf {
+    let d = workdir().join(name);
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+/// w_final of the uninterrupted, fault-free run with `iterations` and `extra`, made once per key.
+fn straight_w(iterations: usize, extra: &[&str]) -> Array1<f64> {
+    static CACHE: Mutex<Vec<(String, Array1<f64>)>> = Mutex::new(Vec::new());
+    let key = format!("{iterations} {extra:?}");
+    if let Some((_, w)) = CACHE.lock().unwrap().iter().find(|(k, _)| *k == key) {
+        return w.clone();
+    }
+    let run = fresh(&format!("straight-{}", CACHE.lock().unwrap().len()));
+    let (o, _) = fi_run(&fi_args(&run, iterations, extra), None, 120);
+    assert!(o.status.success(), "{}", out_text(&o));
+    let w = results::read_vector(&run.join("run.h5"), "model/w_final").unwrap();
+    CACHE.lock().unwrap().push((key, w.clone()));
+    w
+}
+
+fn run_h5(run: &Path) -> PathBuf {
+    run.join("run.h5")
+}
+
+fn status_of(run: &Path) -> String {
+    results::read_str_attr(&run_h5(run), "", "status").unwrap()
+}
+
+fn config_hash(run: &Path) -> String {
+    results::read_str_attr(&run_h5(run), "config", "config_sha256").unwrap()
+}
+
+/// Per-worker summary column (`late`, `rejected`, `on_time`) of a finished run.
+fn per_worker(run: &Path, name: &str) -> Vec<f64> {
+    results::read_vector(&run_h5(run), &format!("summary/{name}"))
+        .unwrap()
+        .to_vec()
+}
+
+fn w_final(run: &Path) -> Array1<f64> {
+    results::read_vector(&run_h5(run), "model/w_final").unwrap()
+}
+
+/// Checkpoint temporaries left in `run`.
+fn ckpt_temps(run: &Path) -> Vec<String> {
+    std::fs::read_dir(run)
+        .map(|it| {
+            it.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(".ckpt.h5.tmp"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Resume `args` (no fault plan): must complete with every row once, and `w_final` equal to `want`.
+fn resume_matches(args: &[String], run: &Path, iterations: usize, want: &Array1<f64>) {
+    let mut a = args.to_vec();
+    a.push("--resume".into());
+    let (o, _) = fi_run(&a, None, 120);
+    assert!(o.status.success(), "resume: {}", out_text(&o));
+    assert_eq!(status_of(run), "complete");
+    assert_eq!(
+        &w_final(run),
+        want,
+        "resumed run differs from the uninterrupted one"
+    );
+    let rows = results::read_rows(&run_h5(run), None).unwrap();
+    let it = rows.column("iteration").unwrap();
+    assert_eq!(rows.len(), iterations, "rows after resume");
+    assert!(
+        it.iter().enumerate().all(|(i, &v)| v == i as f64),
+        "no duplicate or missing rows: {it:?}"
+    );
+    assert!(
+        ckpt_temps(run).is_empty(),
+        "stale temporaries: {:?}",
+        ckpt_temps(run)
+    );
+}
+
+#[test]
+fn fi1_up_to_s_late_workers_decode_the_exact_gradient_without_waiting() {
+    let _g = serial();
+    // Cyclic MDS, s = 1: worker 3 is 600 ms late at iteration 4; every iteration's decoded
+    // gradient is compared with the exact one (--check-gradient-every 1).
+    let run = fresh("fi1");
+    let args = fi_args(
+        &run,
+        10,
+        &[
+            "--code",
+            "cyclic-mds",
+            "--check-gradient-every",
+            "1",
+            "--deadline-ms",
+            "1000",
+        ],
+    );
+    let (o, took) = fi_run(&args, Some("delay:3@4:600"), 60);
+    assert!(o.status.success(), "{}", out_text(&o));
+    let rows = results::read_rows(&run_h5(&run), None).unwrap();
+    assert_eq!(rows.len(), 10);
+    let err = rows.column("grad_rel_err").unwrap();
+    assert!(
+        err.iter().all(|&e| e.is_finite() && e <= 1e-8),
+        "gradient errors {err:?}"
+    );
+    assert!(rows.column("exact").unwrap().iter().all(|&e| e == 1.0));
+    let wall4 = rows.column("wall_s").unwrap()[4];
+    assert!(
+        wall4 < 0.4,
+        "iteration 4 waited for the late worker: {wall4} s"
+    );
+    assert!(
+        rows.per_worker[0][[4, 2]].is_nan(),
+        "worker 3 was not late at 4"
+    );
+    // Its late message was drained and counted, never used.
+    assert!(per_worker(&run, "late")[2] >= 1.0);
+    table_row(
+        "FI-1 <= s late: exact gradient, no wait",
+        10,
+        10,
+        took,
+        0,
+        &format!(
+            "grad rel err max {:.1e}; late iteration {:.0} ms",
+            err.fold(0.0f64, |a, &b| a.max(b)),
+            wall4 * 1e3
+        ),
+    );
+}
+
+#[test]
+fn fi2_more_than_s_late_runs_the_documented_policy_without_hanging() {
+    let _g = serial();
+    // Workers 2 and 3 700 ms late at iteration 3 (s = 1).
+    let plan = "delay:2@3:700,delay:3@3:700";
+    // best-effort: decode what arrived by the 150 ms deadline, record the residual, go on.
+    let run = fresh("fi2-best");
+    let args = fi_args(
+        &run,
+        8,
+        &[
+            "--code",
+            "cyclic-mds",
+            "--on-deadline",
+            "best-effort",
+            "--deadline-ms",
+            "150",
+        ],
+    );
+    let (o, t1) = fi_run(&args, Some(plan), 60);
+    assert!(o.status.success(), "{}", out_text(&o));
+    let rows = results::read_rows(&run_h5(&run), None).unwrap();
+    assert_eq!(rows.column("exact").unwrap()[3], 0.0);
+    let res = rows.column("decode_residual").unwrap()[3];
+    assert!(res.is_finite() && res > 0.0, "residual {res}");
+    assert!(rows.column("wall_s").unwrap()[3] < 0.6);
+    assert!(w_final(&run).iter().all(|v| v.is_finite()));
+    // wait: up to --max-wait-ms 300, then fail with the silent ranks named, exit 1.
+    let run = fresh("fi2-wait");
+    let args = fi_args(
+        &run,
+        8,
+        &[
+            "--code",
+            "cyclic-mds",
+            "--deadline-ms",
+            "100",
+            "--max-wait-ms",
+            "300",
+        ],
+    );
+    let (o, t2) = fi_run(&args, Some(plan), 60);
+    assert_eq!(o.status.code(), Some(1), "{}", out_text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("[2, 3]"), "silent workers not named: {err}");
+    assert_eq!(status_of(&run), "failed");
+    assert_eq!(results::read_rows(&run_h5(&run), None).unwrap().len(), 3);
+    table_row(
+        "FI-2 > s late: best-effort / bounded wait",
+        2,
+        2,
+        t1.max(t2),
+        0,
+        &format!("best-effort residual {res:.2}; wait fails exit 1 naming ranks [2, 3]"),
+    );
+}
+
+#[test]
+fn fi3_killed_worker_ends_the_job_and_resume_meets_cr1() {
+    let _g = serial();
+    let want = straight_w(40, &["--checkpoint-every", "5"]);
+    let run = fresh("fi3");
+    let args = fi_args(&run, 40, &["--checkpoint-every", "5"]);
+    let (o, took) = fi_run(&args, Some("kill:2@23"), 60);
+    assert!(!o.status.success(), "{}", out_text(&o));
+    assert!(took < Duration::from_secs(30), "job took {took:?} to end");
+    let (ck, _, reasons) = checkpoint::load(&run, &config_hash(&run)).unwrap();
+    assert!(reasons.is_empty(), "{reasons:?}");
+    assert!(
+        ck.iteration >= 20 && ck.iteration % 5 == 0,
+        "checkpoint at {}",
+        ck.iteration
+    );
+    assert_eq!(status_of(&run), "running");
+    resume_matches(&args, &run, 40, &want);
+    table_row(
+        "FI-3 worker SIGKILL: job ends, resume = straight",
+        1,
+        1,
+        took,
+        0,
+        &format!("exit {:?}; resumed from {}", o.status.code(), ck.iteration),
+    );
+}
+
+#[test]
+fn fi4_stopped_worker_is_tolerated_and_shutdown_is_bounded() {
+    let _g = serial();
+    let want = straight_w(20, &[]);
+    let run = fresh("fi4");
+    let args = fi_args(&run, 20, &[]);
+    let (o, took) = fi_run(&args, Some("stop:2@5"), 60);
+    // Degraded: every iteration ran, rank 2 never answered the STOP; the job aborts with 3.
+    assert_eq!(o.status.code(), Some(3), "{}", out_text(&o));
+    assert!(took < Duration::from_secs(25), "shutdown took {took:?}");
+    assert_eq!(status_of(&run), "degraded");
+    assert_eq!(
+        results::read_str_attr(&run_h5(&run), "summary", "unreconciled_workers").unwrap(),
+        "[2]"
+    );
+    let rows = results::read_rows(&run_h5(&run), None).unwrap();
+    assert_eq!(rows.len(), 20);
+    assert!(rows.column("exact").unwrap().iter().all(|&e| e == 1.0));
+    assert_eq!(w_final(&run), want);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("workers [2] never answered"));
+    table_row(
+        "FI-4 worker SIGSTOP: exact, bounded exit 3",
+        1,
+        1,
+        took,
+        0,
+        "status degraded, rank 2 named; model = fault-free run",
+    );
+}
+
+#[test]
+fn fi5_a_late_message_is_rejected_by_its_iteration_header() {
+    let _g = serial();
+    let want = straight_w(20, &[]);
+    let run = fresh("fi5");
+    let args = fi_args(&run, 20, &[]);
+    let (o, took) = fi_run(&args, Some("delay:2@3:400"), 60);
+    assert!(o.status.success(), "{}", out_text(&o));
+    let rows = results::read_rows(&run_h5(&run), None).unwrap();
+    assert!(
+        rows.per_worker[0][[3, 1]].is_nan(),
+        "rank 2 answered iteration 3 on time"
+    );
+    assert!(rows.column("wall_s").unwrap()[3] < 0.3);
+    let late = per_worker(&run, "late");
+    assert!(late[1] >= 1.0, "late messages {late:?}");
+    let late_rows: f64 = rows
+        .column("late")
+        .unwrap()
+        .iter()
+        .filter(|v| v.is_finite())
+        .sum();
+    assert!(late_rows >= 1.0);
+    // Identical to the run in which rank 2 simply was not there at 3 (FRC: its partner's message).
+    assert_eq!(w_final(&run), want);
+    table_row(
+        "FI-5 message for i arriving at i+1",
+        1,
+        1,
+        took,
+        0,
+        &format!(
+            "{} late from rank 2, drained; model = fault-free run",
+            late[1]
+        ),
+    );
+}
+
+#[test]
+fn fi6_nan_inf_short_and_stale_messages_are_erasures() {
+    let _g = serial();
+    let want = straight_w(20, &[]);
+    let run = fresh("fi6");
+    let args = fi_args(&run, 20, &[]);
+    let (o, took) = fi_run(&args, Some("short:1@5,nan:2@3,inf:3@4,stale:4@6"), 60);
+    assert!(o.status.success(), "{}", out_text(&o));
+    assert_eq!(status_of(&run), "complete");
+    assert_eq!(per_worker(&run, "rejected"), vec![1.0, 1.0, 1.0, 1.0]);
+    let rows = results::read_rows(&run_h5(&run), None).unwrap();
+    let rejected: f64 = rows.column("rejected").unwrap().sum();
+    assert_eq!(rejected, 4.0);
+    let w = w_final(&run);
+    assert!(w.iter().all(|v| v.is_finite()));
+    assert_eq!(w, want, "a rejected message changed the model");
+    let err = String::from_utf8_lossy(&o.stderr);
+    for needle in [
+        "non-finite values",
+        "payload length",
+        "iteration 5 but the worker was given",
+    ] {
+        assert!(err.contains(needle), "no '{needle}' in the log");
+    }
+    table_row(
+        "FI-6 NaN/Inf/short/stale messages",
+        4,
+        4,
+        took,
+        0,
+        "each rejected and counted per worker; model = fault-free run",
+    );
+}
+
+/// A spawned `mpirun ... gradcode train` with its output in files.
+struct Job {
+    child: std::process::Child,
+    out: PathBuf,
+    err: PathBuf,
+}
+
+fn spawn_job(args: &[String], tag: &str) -> Job {
+    let out = workdir().join(format!("{tag}.stdout"));
+    let err = workdir().join(format!("{tag}.stderr"));
+    let child = Command::new("mpirun")
+        .args([
+            "--oversubscribe",
+            "--bind-to",
+            "none",
+            "-np",
+            "5",
+            BIN,
+            "train",
+        ])
+        .args(args)
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .env("OPENBLAS_NUM_THREADS", "1")
+        .env("RUST_LOG", "info")
+        .env_remove(FAULT_VAR)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap();
+    Job { child, out, err }
+}
+
+impl Job {
+    /// Wait at most `limit`; a job still running then is killed and the test fails.
+    fn wait(mut self, limit: Duration) -> (Option<i32>, String) {
+        let start = Instant::now();
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                let text = format!(
+                    "{}{}",
+                    std::fs::read_to_string(&self.out).unwrap_or_default(),
+                    std::fs::read_to_string(&self.err).unwrap_or_default()
+                );
+                return (st.code(), text);
+            }
+            if start.elapsed() > limit {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!("job still running after {limit:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The pid of MPI rank `rank` of this job.
+    fn rank_pid(&self, rank: u32) -> Option<u32> {
+        let me = std::fs::canonicalize(BIN).unwrap();
+        let want = format!("OMPI_COMM_WORLD_RANK={rank}");
+        std::fs::read_dir("/proc")
+            .ok()?
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .find(|pid| {
+                std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|p| p == me)
+                    && std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+                        s.rsplit(')')
+                            .next()
+                            .and_then(|r| r.split_whitespace().nth(1))
+                            == Some(&self.child.id().to_string())
+                    })
+                    && std::fs::read(format!("/proc/{pid}/environ"))
+                        .is_ok_and(|env| env.split(|&b| b == 0).any(|kv| kv == want.as_bytes()))
+            })
+    }
+
+    fn signal(&self, pid: u32, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig} {pid}");
+    }
+}
+
+/// Arguments of the long runs (signals, kills): 300 iterations, every worker 4 ms slow (a fixed
+/// schedule), a checkpoint every 10.
+fn long_args(run: &Path) -> Vec<String> {
+    fi_args(
+        run,
+        300,
+        &[
+            "--checkpoint-every",
+            "10",
+            "--straggler-model",
+            "fixed:1,2,3,4:4",
+        ],
+    )
+}
+
+fn long_straight() -> Array1<f64> {
+    straight_w(
+        300,
+        &[
+            "--checkpoint-every",
+            "10",
+            "--straggler-model",
+            "fixed:1,2,3,4:4",
+        ],
+    )
+}
+
+/// Wait until `run` holds a checkpoint (the run is under way), at most 30 s.
+fn wait_for_checkpoint(run: &Path) {
+    let start = Instant::now();
+    while !run.join("ckpt.h5").exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no checkpoint appeared"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn fi7_killed_rank0_ends_the_job_leaves_no_partial_checkpoint_and_resumes() {
+    let _g = serial();
+    let want = long_straight();
+    let trials = trials("GRADCODE_FI7_TRIALS", 2, 5);
+    let mut rng = ChaCha8Rng::seed_from_u64(0xf17);
+    let mut worst = Duration::ZERO;
+    for trial in 0..trials {
+        let run = fresh(&format!("fi7-{trial}"));
+        let args = long_args(&run);
+        let job = spawn_job(&args, &format!("fi7-{trial}"));
+        wait_for_checkpoint(&run);
+        std::thread::sleep(Duration::from_millis(rng.gen_range(0..800)));
+        let pid = job.rank_pid(0).expect("rank 0 not found");
+        job.signal(pid, "-KILL");
+        let t = Instant::now();
+        let (code, text) = job.wait(Duration::from_secs(30));
+        worst = worst.max(t.elapsed());
+        assert_ne!(code, Some(0), "{text}");
+        // The newest complete generation loads without any rejected one; no temporary promoted.
+        let (ck, path, reasons) = checkpoint::load(&run, &config_hash(&run)).unwrap();
+        assert!(
+            reasons.is_empty(),
+            "a partial generation is visible: {reasons:?}"
+        );
+        assert!(
+            ck.iteration % 10 == 0 && ck.iteration > 0,
+            "{}",
+            path.display()
+        );
+        resume_matches(&args, &run, 300, &want);
+    }
+    table_row(
+        "FI-7 rank 0 SIGKILL: exit, no partial ckpt, resume",
+        trials,
+        trials,
+        worst,
+        0,
+        "kill-to-exit; resume = straight run bit for bit",
+    );
+}
+
+#[test]
+fn fi8_large_messages_with_a_straggler_all_complete() {
+    let _g = serial();
+    // 20,000 features: 160 KB messages (rendezvous protocol, far above 64 KiB).
+    let data = workdir().join("fi8.h5");
+    if !data.exists() {
+        let out = Command::new(BIN)
+            .args(["data", "synth", "--kind", "logistic", "--rows", "800"])
+            .args([
+                "--features",
+                "20000",
+                "--sparsity",
+                "0.01",
+                "--seed",
+                "8",
+                "--out",
+            ])
+            .arg(&data)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let run = fresh("fi8");
+    let mut args = fi_args(&run, 12, &["--straggler-model", "fixed:2:150"]);
+    args[1] = data.display().to_string();
+    let (o, took) = fi_run(&args, Some("delay:3@4:400"), 90);
+    assert!(o.status.success(), "{}", out_text(&o));
+    assert_eq!(status_of(&run), "complete");
+    assert_eq!(
+        results::read_str_attr(&run_h5(&run), "summary", "unreconciled_workers").unwrap(),
+        "[]"
+    );
+    let late = per_worker(&run, "late");
+    assert!(
+        late[1] + late[2] >= 1.0,
+        "no late message was drained: {late:?}"
+    );
+    let rows = results::read_rows(&run_h5(&run), None).unwrap();
+    let bytes = rows
+        .column("bytes_received")
+        .unwrap()
+        .fold(0.0f64, |a, &b| a.max(b));
+    assert!(bytes > 2.0 * 160_000.0, "bytes per iteration {bytes}");
+    table_row(
+        "FI-8 160 KB messages + stragglers drain",
+        1,
+        1,
+        took,
+        0,
+        &format!(
+            "{} late messages drained; every send completed, exit 0",
+            late.iter().sum::<f64>()
+        ),
+    );
+}
+
+#[test]
+fn fi9_full_disk_at_a_checkpoint_keeps_the_previous_generation() {
+    let _g = serial();
+    let want = straight_w(20, &["--checkpoint-every", "5"]);
+    let run = fresh("fi9");
+    let args = fi_args(&run, 20, &["--checkpoint-every", "5"]);
+    // The save of iteration 10 fails with ENOSPC after its temporary was created and written to.
+    let (o, took) = fi_run(&args, Some("ckpt-enospc@10"), 60);
+    assert_eq!(o.status.code(), Some(1), "{}", out_text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("No space left on device"), "{err}");
+    assert_eq!(status_of(&run), "failed");
+    let summary_err = results::read_str_attr(&run_h5(&run), "summary", "error").unwrap();
+    assert!(summary_err.contains("No space left"), "{summary_err}");
+    let (ck, path, reasons) = checkpoint::load(&run, &config_hash(&run)).unwrap();
+    assert_eq!(ck.iteration, 5, "previous generation");
+    assert!(path.ends_with("ckpt.h5") && reasons.is_empty());
+    assert!(
+        !run.join("ckpt.prev.h5").exists(),
+        "a generation was rotated"
+    );
+    assert!(
+        ckpt_temps(&run).is_empty(),
+        "temporary left: {:?}",
+        ckpt_temps(&run)
+    );
+    // results hold exactly the iterations before the failure; resume continues from 5.
+    assert_eq!(results::read_rows(&run_h5(&run), None).unwrap().len(), 10);
+    resume_matches(&args, &run, 20, &want);
+    table_row(
+        "FI-9 ENOSPC at checkpoint write",
+        1,
+        1,
+        took,
+        0,
+        "exit 1, status failed, error recorded; generation 5 intact, no temp; resume = straight",
+    );
 }

@@ -184,6 +184,9 @@ fn run_mpi(world: &SimpleCommunicator, args: &TrainArgs) -> Result<i32> {
         Ok(c) => c,
         Err(e) => return rank_result(rank, e.into()),
     };
+    if let Err(e) = crate::faults::init(cfg.workers) {
+        return rank_result(rank, e.into());
+    }
     let code: Box<dyn GradientCode> = match coding::build_with(
         cfg.code,
         cfg.workers,
@@ -344,7 +347,12 @@ fn run_mpi(world: &SimpleCommunicator, args: &TrainArgs) -> Result<i32> {
             crate::comm::mpi::abort(outcome.status.exit_code());
         }
         match outcome.error {
-            Some(e) if outcome.status == RunStatus::Failed => Err(e),
+            // A failure during the run (I/O included, e.g. a full disk at a checkpoint) is a
+            // runtime failure: status `failed`, exit 1 (exit 2 is for input refused up front).
+            Some(e) if outcome.status == RunStatus::Failed => {
+                eprintln!("gradcode: error: {e}");
+                Ok(outcome.status.exit_code())
+            }
             _ => Ok(outcome.status.exit_code()),
         }
     } else {
