@@ -2055,3 +2055,66 @@ fn fi9_full_disk_at_a_checkpoint_keeps_the_previous_generation() {
         "exit 1, status failed, error recorded; generation 5 intact, no temp; resume = straight",
     );
 }
+
+#[test]
+fn bi1_reference_path_validates_in_a_child_before_opening_the_dataset() {
+    let _g = serial();
+    // `train --reference` runs the same child validator as the MPI path: the libhdf5 segfault
+    // fixture is refused with exit 2 and no results file, instead of crashing the process.
+    let segv = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hdf5_segfault.h5");
+    let out = fresh("bi1-reference");
+    let t = Instant::now();
+    let o = Command::new("timeout")
+        .args([
+            "-k",
+            "2",
+            "60",
+            BIN,
+            "train",
+            "--reference",
+            "--model",
+            "logistic",
+        ])
+        .args(["--iterations", "3", "--data"])
+        .arg(&segv)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let took = t.elapsed();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("libhdf5 crashed or exceeded limits on this file: refused"),
+        "{err}"
+    );
+    assert!(!out.join("run.h5").exists());
+    // A valid file still trains.
+    let good = fresh("bi1-reference-ok");
+    let o = Command::new("timeout")
+        .args([
+            "-k",
+            "2",
+            "60",
+            BIN,
+            "train",
+            "--reference",
+            "--model",
+            "logistic",
+        ])
+        .args(["--iterations", "3", "--data"])
+        .arg(fi_data())
+        .arg("--out")
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", out_text(&o));
+    table_row(
+        "BI-1 reference path: child validator first",
+        2,
+        2,
+        took,
+        0,
+        "segfault fixture refused (exit 2, no run.h5); valid file trains",
+    );
+}

@@ -472,6 +472,9 @@ fn setup_rank0(
 fn run_reference(args: &TrainArgs) -> Result<i32> {
     let cfg = RunConfig::from_args(args, 1)?;
     cfg.check_paths()?;
+    // The same resource-limited child validator as the MPI path (BI-1..BI-3): libhdf5 is not
+    // safe on crafted files, so nothing in this process opens the dataset before it passes.
+    crate::io::validate::validate_isolated(&cfg.data).and_then(|r| r.into_result(&cfg.data))?;
     log::info!(
         "gradcode {} serial reference, effective config:\n{}",
         crate::VERSION,
