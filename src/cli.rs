@@ -44,6 +44,10 @@ pub enum Command {
     Codes(CodesCommand),
     /// Compare results files: a table (text, --csv, --json) and an optional --plot PNG.
     Report(crate::report::ReportArgs),
+    /// Recover the results file of a killed job (status `running`): keep its complete
+    /// iterations in a consistent copy with status `recovered`; the original is kept as
+    /// `run.h5.killed`.
+    Recover(RecoverArgs),
 }
 
 /// What rank 0 does when the deadline passes before the responders can be decoded.
@@ -411,4 +415,11 @@ impl std::str::FromStr for StragglerRange {
         }
         Ok(StragglerRange { first, last })
     }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RecoverArgs {
+    /// A run folder (holding `run.h5`) or a results file.
+    #[arg(value_name = "RUN_DIR_OR_FILE")]
+    pub path: PathBuf,
 }

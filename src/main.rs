@@ -18,6 +18,7 @@ fn main() {
         Command::Data(cmd) => gradcode::cmd::data::run(cmd).map(|()| 0),
         Command::Codes(cmd) => gradcode::cmd::codes::run(cmd).map(|()| 0),
         Command::Report(args) => gradcode::report::run(args),
+        Command::Recover(args) => gradcode::cmd::recover::run(args),
     };
     match result {
         Ok(code) => std::process::exit(code),

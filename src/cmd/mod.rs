@@ -3,4 +3,5 @@
 pub mod codes;
 pub mod data;
 pub mod linalg;
+pub mod recover;
 pub mod train;
