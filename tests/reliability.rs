@@ -1,7 +1,9 @@
-//! Reliability catalogue (`../shared/RELIABILITY.md`): bad input (BI-1, BI-2, BI-3), fault
-//! injection (FI-1..FI-9, through the test-only `GRADCODE_FAULT_PLAN`), checkpoint
-//! crashes and corruption (CR-2, CR-3), and security (SEC-1, SEC-2). The real binary, every run
-//! under `timeout`; a timeout is a failure.
+//! Reliability catalogue (`../shared/RELIABILITY.md`): bad input (BI-1..BI-8), fault injection
+//! (FI-1..FI-9, through the test-only `GRADCODE_FAULT_PLAN`, `src/faults.rs`), crashes, signals
+//! and corruption (CR-2, CR-3, CR-5, CR-6, CR-7; CR-1 and CR-4 are in `tests/mpi_train.rs`, and
+//! FI-3, FI-7, FI-9, CR-5 and CR-7 check CR-1 equality after their restarts), and security
+//! (SEC-1, SEC-2). The real binary, every run under `timeout` or a wait limit; a timeout is a
+//! failure.
 //!
 //! Quick by default (what `make test` runs). `GRADCODE_RELIABILITY_LONG=1` (what
 //! `make reliability` sets) runs the long versions: BI-1 at 2,000 mutants, CR-2 at 60 kills.
@@ -518,7 +520,7 @@ fn bi2_absurd_declared_shapes_are_rejected_fast_with_small_memory() {
                     .create("y")
                     .unwrap();
             }),
-            "/y",
+            "/y has 3 entries but /X has 4 rows",
         ),
         (
             "CSR shape attribute 2^62 cells",
@@ -2330,5 +2332,215 @@ fn cr7_repeated_requeue_equals_one_uninterrupted_run() {
         &format!(
             "restarts {counts:?}, {interrupted} interruptions; w_final and rows = straight run"
         ),
+    );
+}
+
+#[test]
+fn bi4_schema_violations_are_refused_naming_the_field() {
+    let _g = serial();
+    let x = |f: &hdf5::File, a: Array2<f64>| {
+        f.new_dataset_builder().with_data(&a).create("X").unwrap();
+    };
+    let cases: Vec<(&str, PathBuf, &str)> = vec![
+        (
+            "integer dtype",
+            build("bi4-dtype", |f, _| {
+                f.new_dataset_builder()
+                    .with_data(&Array2::<i32>::zeros((4, 2)))
+                    .create("X")
+                    .unwrap();
+                y_of(f, 4);
+            }),
+            "/X has datatype",
+        ),
+        (
+            "rank 1 X",
+            build("bi4-rank", |f, _| {
+                f.new_dataset_builder()
+                    .with_data(&Array1::<f64>::zeros(4))
+                    .create("X")
+                    .unwrap();
+                y_of(f, 4);
+            }),
+            "/X has rank 1 (expected 2)",
+        ),
+        (
+            "rows(X) != rows(y)",
+            build("bi4-rows", |f, _| {
+                x(f, Array2::zeros((4, 2)));
+                y_of(f, 3);
+            }),
+            "/y",
+        ),
+        (
+            "NaN feature",
+            build("bi4-nan", |f, _| {
+                let mut a = Array2::zeros((4, 2));
+                a[[2, 1]] = f64::NAN;
+                x(f, a);
+                y_of(f, 4);
+            }),
+            "non-finite value at row 2",
+        ),
+        (
+            "label out of range",
+            build("bi4-label", |f, _| {
+                x(f, Array2::zeros((4, 2)));
+                f.new_dataset_builder()
+                    .with_data(&Array1::from(vec![1.0, -1.0, 3.0, 1.0]))
+                    .create("y")
+                    .unwrap();
+            }),
+            "label 3 at row 2",
+        ),
+        (
+            "empty",
+            build("bi4-empty", |f, _| {
+                x(f, Array2::zeros((0, 2)));
+                y_of(f, 0);
+            }),
+            "/X has no rows",
+        ),
+    ];
+    let (mut worst, mut peak) = (Duration::ZERO, 0);
+    for (what, file, want) in &cases {
+        let v = validate(file, &[]);
+        println!("BI-4 {what}: {:?} {}", v.code, v.stderr.trim());
+        assert_eq!(v.code, Some(2), "{what}: {}", v.stderr);
+        assert!(
+            v.stderr.contains(want),
+            "{what}: wanted '{want}' in {}",
+            v.stderr
+        );
+        assert_eq!(v.stderr.trim().lines().count(), 1, "{what}: one error line");
+        assert!(!v.stderr.contains("panicked"));
+        worst = worst.max(v.wall);
+        peak = peak.max(v.peak_kib);
+    }
+    table_row(
+        "BI-4 schema violations name the field",
+        cases.len(),
+        cases.len(),
+        worst,
+        peak,
+        "dtype, rank, rows(X) != rows(y), NaN feature, label out of range, empty",
+    );
+}
+
+#[test]
+fn bi7_config_and_cli_errors_are_refused_before_mpi_traffic_on_every_rank() {
+    let _g = serial();
+    let data = fi_data().display().to_string();
+    let file_out = workdir().join("bi7-a-file");
+    std::fs::write(&file_out, b"not a folder").unwrap();
+    let file_out = file_out.display().to_string();
+    let cases: Vec<(usize, Vec<&str>, Option<&str>, &str)> = vec![
+        (
+            5,
+            vec!["--code", "frc", "-s", "4"],
+            None,
+            "smaller than the number of workers",
+        ),
+        (
+            5,
+            vec!["--code", "frc", "-s", "1", "--deadline-ms=0"],
+            None,
+            "--deadline-ms",
+        ),
+        (
+            5,
+            vec!["--code", "frc", "-s", "1", "--deadline-ms=-5"],
+            None,
+            "--deadline-ms",
+        ),
+        (1, vec!["--code", "frc", "-s", "1"], None, "mpirun -np N+1"),
+        (
+            5,
+            vec!["--code", "frc", "-s", "1", "--out", &file_out],
+            None,
+            "is a file",
+        ),
+        (
+            5,
+            vec!["--code", "frc", "-s", "1"],
+            Some("kill:7@1"),
+            "rank 7 is not a worker",
+        ),
+        (
+            5,
+            vec!["--code", "frc", "-s", "1"],
+            Some("boom:1@1"),
+            "GRADCODE_FAULT_PLAN",
+        ),
+    ];
+    let mut worst = Duration::ZERO;
+    for (np, extra, plan, needle) in &cases {
+        let run = fresh("bi7");
+        let run_s = run.display().to_string();
+        let mut args = vec!["--data", data.as_str(), "--iterations", "3"];
+        if !extra.contains(&"--out") {
+            args.extend(["--out", run_s.as_str()]);
+        }
+        args.extend(extra.iter());
+        let envs: Vec<(&str, &str)> = plan.map(|p| (FAULT_VAR, p)).into_iter().collect();
+        let t = Instant::now();
+        let o = mpirun_train(*np, &args, &envs, 60);
+        let took = t.elapsed();
+        worst = worst.max(took);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", out_text(&o));
+        assert!(err.contains(needle), "{args:?}: wanted '{needle}' in {err}");
+        assert_eq!(
+            err.matches("gradcode: error:").count(),
+            1,
+            "one error line: {err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(!run.join("run.h5").exists(), "{args:?} wrote results");
+        assert!(took < Duration::from_secs(20), "{args:?} took {took:?}");
+    }
+    table_row(
+        "BI-7 config/CLI errors, every rank exits",
+        cases.len(),
+        cases.len(),
+        worst,
+        0,
+        "n <= s, deadline <= 0, world size, --out a file, bad fault plan: exit 2, one error line",
+    );
+}
+
+#[test]
+fn bi8_checkpoint_from_another_configuration_is_refused() {
+    let _g = serial();
+    let run = fresh("bi8");
+    let args = fi_args(&run, 10, &["--checkpoint-every", "5"]);
+    let (o, _) = fi_run(&args, None, 60);
+    assert!(o.status.success(), "{}", out_text(&o));
+    let w = w_final(&run);
+    // The same run folder resumed with another learning rate, and with another seed.
+    let mut worst = Duration::ZERO;
+    for (flag, value) in [("--lr", "0.5"), ("--seed", "6")] {
+        let a = fi_args(
+            &run,
+            20,
+            &["--checkpoint-every", "5", flag, value, "--resume"],
+        );
+        let (o, took) = fi_run(&a, None, 60);
+        worst = worst.max(took);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{}", out_text(&o));
+        assert!(err.contains("another configuration"), "{err}");
+        // Nothing overwritten.
+        assert_eq!(status_of(&run), "complete");
+        assert_eq!(w_final(&run), w);
+        assert_eq!(results::read_rows(&run_h5(&run), None).unwrap().len(), 10);
+    }
+    table_row(
+        "BI-8 checkpoint of another configuration",
+        2,
+        2,
+        worst,
+        0,
+        "other --lr / --seed: refused by the config hash (exit 2), run folder untouched",
     );
 }
