@@ -10,6 +10,8 @@
 //! Grammar: items joined by `,`; each is `ACTION:RANK@ITER[:MS]` for a worker rank (1..) or
 //! `ckpt-enospc@ITER` for rank 0's checkpoint writer:
 //! - `kill:R@I` — worker R raises SIGKILL just before sending its gradient of iteration I;
+//!   (every worker fault fires once, at I or, when rank 0 never handed the worker iteration I,
+//!   at the first later iteration it computes)
 //! - `stop:R@I` — worker R raises SIGSTOP there (stopped for good: nobody sends SIGCONT);
 //! - `delay:R@I:MS` — worker R sleeps MS milliseconds before computing iteration I;
 //! - `nan:R@I`, `inf:R@I` — the first gradient value of its message is NaN / +Inf;
@@ -185,6 +187,28 @@ impl FaultPlan {
             .sum()
     }
 
+    /// The worker faults of `rank` due at `iteration`: planned for it, or for an earlier
+    /// iteration this worker was never handed (rank 0 hands a busy worker the newest parameters,
+    /// so a worker may skip iterations); each fault fires once. `fired` holds one flag per plan
+    /// item.
+    pub fn due(&self, rank: usize, iteration: u64, fired: &mut [bool]) -> Vec<WorkerFault> {
+        let mut out = Vec::new();
+        for (f, done) in self.faults.iter().zip(fired.iter_mut()) {
+            if let Fault::Worker {
+                rank: r,
+                iteration: i,
+                fault,
+            } = f
+            {
+                if *r == rank && *i <= iteration && !*done {
+                    *done = true;
+                    out.push(*fault);
+                }
+            }
+        }
+        out
+    }
+
     /// Whether saving the checkpoint of `iteration` must fail with ENOSPC.
     pub fn checkpoint_fails(&self, iteration: u64) -> bool {
         self.faults.contains(&Fault::CheckpointEnospc { iteration })
@@ -288,6 +312,19 @@ mod tests {
         assert_eq!(p.worker(2, 6).count(), 0);
         assert!(FaultPlan::parse("").unwrap().faults.is_empty());
         assert!(FaultPlan::parse(" , ").unwrap().faults.is_empty());
+    }
+
+    #[test]
+    fn due_faults_fire_once_even_when_their_iteration_was_skipped() {
+        let p = FaultPlan::parse("nan:2@3,delay:2@5:10,kill:1@3").unwrap();
+        let mut fired = vec![false; p.faults.len()];
+        assert!(p.due(2, 2, &mut fired).is_empty());
+        // Rank 2 never got iteration 3: the NaN fires at 4, once.
+        assert_eq!(p.due(2, 4, &mut fired), vec![WorkerFault::Nan]);
+        assert!(p.due(2, 4, &mut fired).is_empty());
+        assert_eq!(p.due(2, 9, &mut fired), vec![WorkerFault::Delay(10)]);
+        assert!(p.due(2, 10, &mut fired).is_empty());
+        assert_eq!(p.due(1, 3, &mut fired), vec![WorkerFault::Kill]);
     }
 
     #[test]

@@ -167,6 +167,7 @@ pub fn run(
     let protocol = |reason: String| CommError::Protocol { rank: 0, reason };
     // Test-only fault plan (crate::faults); None unless GRADCODE_FAULT_PLAN is set.
     let faults = crate::faults::active();
+    let mut fired = vec![false; faults.map_or(0, |p| p.faults.len())];
     loop {
         let (msg, status) = root.matched_probe();
         match status.tag() {
@@ -188,7 +189,15 @@ pub fn run(
                     log::debug!("[rank {rank}] iteration {it}: injected failure, not answering");
                     continue;
                 }
-                if let Some(ms) = faults.map(|p| p.delay_ms(urank, it)).filter(|&ms| ms > 0) {
+                let due = faults.map_or_else(Vec::new, |p| p.due(urank, it, &mut fired));
+                let ms: u64 = due
+                    .iter()
+                    .map(|f| match f {
+                        crate::faults::WorkerFault::Delay(ms) => *ms,
+                        _ => 0,
+                    })
+                    .sum();
+                if ms > 0 {
                     log::warn!("[rank {rank}] fault plan: {ms} ms delay at iteration {it}");
                     std::thread::sleep(Duration::from_millis(ms));
                 }
@@ -255,7 +264,7 @@ pub fn run(
                     }
                     .write(head);
                     let mut send_len = msg_len;
-                    for f in faults.into_iter().flat_map(|p| p.worker(urank, it)) {
+                    for &f in &due {
                         send_len = crate::faults::corrupt_message(f, it, head, g, send_len);
                     }
                     slot.post(world, 0, Kind::Grad.tag(), send_len);
