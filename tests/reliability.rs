@@ -1824,6 +1824,11 @@ fn fi6_nan_inf_short_and_stale_messages_are_erasures() {
     assert!(w.iter().all(|v| v.is_finite()));
     assert_eq!(w, want, "a rejected message changed the model");
     let err = String::from_utf8_lossy(&o.stderr);
+    // Promise 7: running as root is warned about (CI runs as root).
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        assert!(err.contains("running as root"), "no root warning: {err}");
+    }
     for needle in [
         "non-finite values",
         "payload length",

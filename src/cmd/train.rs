@@ -129,6 +129,17 @@ fn hostname() -> String {
     String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
+/// RELIABILITY.md promise 7: running as root is allowed but warned about (hostile input files are
+/// parsed with root rights then).
+fn warn_if_root() {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        log::warn!(
+            "running as root: input files are parsed and results written with root rights; run as an unprivileged user"
+        );
+    }
+}
+
 fn wants_reference(args: &TrainArgs) -> bool {
     args.reference
         || args
@@ -186,6 +197,9 @@ fn run_mpi(world: &SimpleCommunicator, args: &TrainArgs) -> Result<i32> {
     };
     if let Err(e) = crate::faults::init(cfg.workers) {
         return rank_result(rank, e.into());
+    }
+    if rank == 0 {
+        warn_if_root();
     }
     let code: Box<dyn GradientCode> = match coding::build_with(
         cfg.code,
@@ -471,6 +485,7 @@ fn setup_rank0(
 
 fn run_reference(args: &TrainArgs) -> Result<i32> {
     let cfg = RunConfig::from_args(args, 1)?;
+    warn_if_root();
     cfg.check_paths()?;
     // The same resource-limited child validator as the MPI path (BI-1..BI-3): libhdf5 is not
     // safe on crafted files, so nothing in this process opens the dataset before it passes.
