@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The long reliability suite (RELIABILITY.md catalogue, the cases tests/reliability.rs covers):
-# BI-1 at 2,000 mutants, CR-2 at 60 kill -9 trials, and the rest; prints the table
+# BI-1 at 2,000 mutants, CR-2 at 60 kill -9 trials, FI-1..FI-9 (test-only fault plan), CR-5..CR-7
+# with more signal/kill trials, BI-4, BI-7, BI-8, SEC-1/2; prints the table
 # case | trials | passed | worst time to exit | peak memory. Exit non-zero if any case failed.
 # `make reliability` runs it; GRADCODE_BI1_TRIALS / GRADCODE_CR2_TRIALS override the counts.
 set -uo pipefail

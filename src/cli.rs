@@ -50,6 +50,10 @@ pub enum Command {
     /// Coded AᵀB under `mpirun -np N+1` (polynomial codes, MatDot); rank 0 decodes from the
     /// first threshold results.
     Matmul(MatmulArgs),
+    /// Recover the results file of a killed job (status `running`): keep its complete
+    /// iterations in a consistent copy with status `recovered`; the original is kept as
+    /// `run.h5.killed`.
+    Recover(RecoverArgs),
 }
 
 /// What rank 0 does when the deadline passes before the responders can be decoded.
@@ -495,4 +499,12 @@ pub struct MatmulArgs {
     /// Overwrite existing results.
     #[arg(long)]
     pub force: bool,
+}
+
+/// `gradcode recover`: make a killed run's results file consistent.
+#[derive(Debug, Clone, Args)]
+pub struct RecoverArgs {
+    /// A run folder (holding `run.h5`) or a results file.
+    #[arg(value_name = "RUN_DIR_OR_FILE")]
+    pub path: PathBuf,
 }

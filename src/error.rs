@@ -18,6 +18,9 @@ pub enum Error {
     Model(#[from] crate::model::ModelError),
     #[error(transparent)]
     Comm(#[from] crate::comm::CommError),
+    /// A malformed test-only fault plan (`GRADCODE_FAULT_PLAN`).
+    #[error(transparent)]
+    Fault(#[from] crate::faults::FaultError),
     /// A check that ran and failed (e.g. `codes verify`); the message says which.
     #[error("{0}")]
     Check(String),
@@ -31,9 +34,12 @@ impl Error {
     /// failures.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Config(_) | Error::Io(_) | Error::Data(_) | Error::Code(_) | Error::Model(_) => {
-                2
-            }
+            Error::Config(_)
+            | Error::Io(_)
+            | Error::Data(_)
+            | Error::Code(_)
+            | Error::Model(_)
+            | Error::Fault(_) => 2,
             Error::Comm(_) | Error::Check(_) => 1,
         }
     }

@@ -29,6 +29,7 @@ pub mod config;
 pub mod coordinator;
 pub mod data;
 pub mod error;
+pub mod faults;
 pub mod io;
 pub mod linalg;
 pub mod model;

@@ -25,6 +25,7 @@ fn main() {
         Command::Report(args) => gradcode::report::run(args),
         Command::Matvec(args) => gradcode::cmd::matvec::run(args),
         Command::Matmul(args) => gradcode::cmd::matmul::run(args),
+        Command::Recover(args) => gradcode::cmd::recover::run(args),
     };
     match result {
         Ok(code) => std::process::exit(code),

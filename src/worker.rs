@@ -167,6 +167,9 @@ pub fn run(
     let protocol = |reason: String| CommError::Protocol { rank: 0, reason };
     // This worker's chunk order, fixed for the run.
     let order: Vec<usize> = shard.order(urank - 1).collect();
+    // Test-only fault plan (crate::faults); None unless GRADCODE_FAULT_PLAN is set.
+    let faults = crate::faults::active();
+    let mut fired = vec![false; faults.map_or(0, |p| p.faults.len())];
     loop {
         let (msg, status) = root.matched_probe();
         match status.tag() {
@@ -187,6 +190,18 @@ pub fn run(
                 if schedule.failed(it, urank) {
                     log::debug!("[rank {rank}] iteration {it}: injected failure, not answering");
                     continue;
+                }
+                let due = faults.map_or_else(Vec::new, |p| p.due(urank, it, &mut fired));
+                let ms: u64 = due
+                    .iter()
+                    .map(|f| match f {
+                        crate::faults::WorkerFault::Delay(ms) => *ms,
+                        _ => 0,
+                    })
+                    .sum();
+                if ms > 0 {
+                    log::warn!("[rank {rank}] fault plan: {ms} ms delay at iteration {it}");
+                    std::thread::sleep(Duration::from_millis(ms));
                 }
                 let w = ArrayView1::from(&params[HEADER_LEN..HEADER_LEN + dim]);
                 let n_chunks = shard.chunks.len();
@@ -229,7 +244,7 @@ pub fn run(
                         chunk.data.y.view(),
                         Some(chunk.row_weights.view()),
                         &mut ws,
-                        ArrayViewMut1::from(g),
+                        ArrayViewMut1::from(&mut *g),
                     );
                     let compute_s = t.elapsed().as_secs_f64();
                     let spun = (factor - 1.0) * compute_s;
@@ -249,7 +264,11 @@ pub fn run(
                         len: dim + 1,
                     }
                     .write(head);
-                    slot.post(world, 0, Kind::Grad.tag(), msg_len);
+                    let mut send_len = msg_len;
+                    for &f in &due {
+                        send_len = crate::faults::corrupt_message(f, it, head, g, send_len);
+                    }
+                    slot.post(world, 0, Kind::Grad.tag(), send_len);
                     which[q] ^= 1;
                     summary.messages_sent += 1;
                 }

@@ -1,6 +1,9 @@
-//! Reliability catalogue (`../shared/RELIABILITY.md`): bad input (BI-1, BI-2, BI-3), checkpoint
-//! crashes and corruption (CR-2, CR-3), and security (SEC-1, SEC-2). The real binary, every run
-//! under `timeout`; a timeout is a failure.
+//! Reliability catalogue (`../shared/RELIABILITY.md`): bad input (BI-1..BI-8), fault injection
+//! (FI-1..FI-9, through the test-only `GRADCODE_FAULT_PLAN`, `src/faults.rs`), crashes, signals
+//! and corruption (CR-2, CR-3, CR-5, CR-6, CR-7; CR-1 and CR-4 are in `tests/mpi_train.rs`, and
+//! FI-3, FI-7, FI-9, CR-5 and CR-7 check CR-1 equality after their restarts), and security
+//! (SEC-1, SEC-2). The real binary, every run under `timeout` or a wait limit; a timeout is a
+//! failure.
 //!
 //! Quick by default (what `make test` runs). `GRADCODE_RELIABILITY_LONG=1` (what
 //! `make reliability` sets) runs the long versions: BI-1 at 2,000 mutants, CR-2 at 60 kills.
@@ -1376,4 +1379,1250 @@ fn bi5_bi6_parsers_corpus_errors_and_seeded_mutations() {
     );
     let _ = t0;
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+// ------------------------------------------------------------------------------------------------
+// FI-1..FI-9 and CR-5..CR-7: the real job under mpirun with the test-only fault plan
+// (`GRADCODE_FAULT_PLAN`, src/faults.rs) and signals. FRC with s = 1 on 1 + 4 ranks: workers of a
+// group compute bit-identical messages, so a run that lost a worker's message (erasure, late,
+// stopped) ends bit for bit where the run without the fault does, and resume is bit-identical.
+
+use gradcode::io::results;
+
+const FAULT_VAR: &str = "GRADCODE_FAULT_PLAN";
+
+/// The dataset of the fault cases (2,100 rows, 30 features, a test split).
+fn fi_data() -> PathBuf {
+    static DATA: OnceLock<PathBuf> = OnceLock::new();
+    DATA.get_or_init(|| {
+        let p = workdir().join("fi.h5");
+        let out = Command::new(BIN)
+            .args(["data", "synth", "--kind", "logistic", "--rows", "2100"])
+            .args([
+                "--features",
+                "30",
+                "--test-rows",
+                "300",
+                "--seed",
+                "3",
+                "--out",
+            ])
+            .arg(&p)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        p
+    })
+    .clone()
+}
+
+fn out_text(o: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Arguments of a fault-case run: FRC, s = 1, logistic, `iterations`, into `run`, plus `extra`
+/// (which override nothing: callers pass only flags not set here).
+fn fi_args(run: &Path, iterations: usize, extra: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = vec![
+        "--data".into(),
+        fi_data().display().to_string(),
+        "--out".into(),
+        run.display().to_string(),
+        "--iterations".into(),
+        iterations.to_string(),
+    ];
+    let has = |f: &str| extra.contains(&f);
+    for (flag, value) in [
+        ("--code", "frc"),
+        ("-s", "1"),
+        ("--model", "logistic"),
+        ("--lr", "1.0"),
+        ("--seed", "5"),
+        ("--log-every", "1000000"),
+        ("--max-wait-ms", "2000"),
+    ] {
+        if !has(flag) {
+            v.extend([flag.to_string(), value.to_string()]);
+        }
+    }
+    v.extend(extra.iter().map(|s| s.to_string()));
+    v
+}
+
+/// `mpirun -np 5 gradcode train` with `args` and an optional fault plan, under `timeout`.
+fn fi_run(args: &[String], plan: Option<&str>, timeout_s: u64) -> (Output, Duration) {
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let envs: Vec<(&str, &str)> = plan.map(|p| (FAULT_VAR, p)).into_iter().collect();
+    let t = Instant::now();
+    let o = mpirun_train(5, &refs, &envs, timeout_s);
+    let took = t.elapsed();
+    assert_ne!(o.status.code(), Some(124), "timed out: {}", out_text(&o));
+    (o, took)
+}
+
+fn fresh(name: &str) -> PathBuf {
+    let d = workdir().join(name);
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+/// w_final of the uninterrupted, fault-free run with `iterations` and `extra`, made once per key.
+fn straight_w(iterations: usize, extra: &[&str]) -> Array1<f64> {
+    static CACHE: Mutex<Vec<(String, Array1<f64>)>> = Mutex::new(Vec::new());
+    let key = format!("{iterations} {extra:?}");
+    if let Some((_, w)) = CACHE.lock().unwrap().iter().find(|(k, _)| *k == key) {
+        return w.clone();
+    }
+    let run = fresh(&format!("straight-{}", CACHE.lock().unwrap().len()));
+    let (o, _) = fi_run(&fi_args(&run, iterations, extra), None, 120);
+    assert!(o.status.success(), "{}", out_text(&o));
+    let w = results::read_vector(&run.join("run.h5"), "model/w_final").unwrap();
+    CACHE.lock().unwrap().push((key, w.clone()));
+    w
+}
+
+fn run_h5(run: &Path) -> PathBuf {
+    run.join("run.h5")
+}
+
+fn status_of(run: &Path) -> String {
+    results::read_str_attr(&run_h5(run), "", "status").unwrap()
+}
+
+fn config_hash(run: &Path) -> String {
+    results::read_str_attr(&run_h5(run), "config", "config_sha256").unwrap()
+}
+
+/// Per-worker summary column (`late`, `rejected`, `on_time`) of a finished run.
+fn per_worker(run: &Path, name: &str) -> Vec<f64> {
+    results::read_vector(&run_h5(run), &format!("summary/{name}"))
+        .unwrap()
+        .to_vec()
+}
+
+fn w_final(run: &Path) -> Array1<f64> {
+    results::read_vector(&run_h5(run), "model/w_final").unwrap()
+}
+
+/// Checkpoint temporaries left in `run`.
+fn ckpt_temps(run: &Path) -> Vec<String> {
+    std::fs::read_dir(run)
+        .map(|it| {
+            it.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(".ckpt.h5.tmp"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Resume `args` (no fault plan): must complete with every row once, and `w_final` equal to `want`.
+fn resume_matches(args: &[String], run: &Path, iterations: usize, want: &Array1<f64>) {
+    let mut a = args.to_vec();
+    a.push("--resume".into());
+    let (o, _) = fi_run(&a, None, 120);
+    assert!(o.status.success(), "resume: {}", out_text(&o));
+    assert_eq!(status_of(run), "complete");
+    assert_eq!(
+        &w_final(run),
+        want,
+        "resumed run differs from the uninterrupted one"
+    );
+    let rows = results::read_rows(&run_h5(run), None).unwrap();
+    let it = rows.column("iteration").unwrap();
+    assert_eq!(rows.len(), iterations, "rows after resume");
+    assert!(
+        it.iter().enumerate().all(|(i, &v)| v == i as f64),
+        "no duplicate or missing rows: {it:?}"
+    );
+    assert!(
+        ckpt_temps(run).is_empty(),
+        "stale temporaries: {:?}",
+        ckpt_temps(run)
+    );
+}
+
+#[test]
+fn fi1_up_to_s_late_workers_decode_the_exact_gradient_without_waiting() {
+    let _g = serial();
+    // Cyclic MDS, s = 1: worker 3 is 600 ms late at iteration 4; every iteration's decoded
+    // gradient is compared with the exact one (--check-gradient-every 1).
+    let run = fresh("fi1");
+    let args = fi_args(
+        &run,
+        10,
+        &[
+            "--code",
+            "cyclic-mds",
+            "--check-gradient-every",
+            "1",
+            "--deadline-ms",
+            "1000",
+        ],
+    );
+    let (o, took) = fi_run(&args, Some("delay:3@4:600"), 60);
+    assert!(o.status.success(), "{}", out_text(&o));
+    let rows = results::read_rows(&run_h5(&run), None).unwrap();
+    assert_eq!(rows.len(), 10);
+    let err = rows.column("grad_rel_err").unwrap();
+    assert!(
+        err.iter().all(|&e| e.is_finite() && e <= 1e-8),
+        "gradient errors {err:?}"
+    );
+    assert!(rows.column("exact").unwrap().iter().all(|&e| e == 1.0));
+    let wall4 = rows.column("wall_s").unwrap()[4];
+    assert!(
+        wall4 < 0.4,
+        "iteration 4 waited for the late worker: {wall4} s"
+    );
+    assert!(
+        rows.per_worker[0][[4, 2]].is_nan(),
+        "worker 3 was not late at 4"
+    );
+    // Its late message was drained and counted, never used.
+    assert!(per_worker(&run, "late")[2] >= 1.0);
+    table_row(
+        "FI-1 <= s late: exact gradient, no wait",
+        10,
+        10,
+        took,
+        0,
+        &format!(
+            "grad rel err max {:.1e}; late iteration {:.0} ms",
+            err.fold(0.0f64, |a, &b| a.max(b)),
+            wall4 * 1e3
+        ),
+    );
+}
+
+#[test]
+fn fi2_more_than_s_late_runs_the_documented_policy_without_hanging() {
+    let _g = serial();
+    // Workers 2 and 3 700 ms late at iteration 3 (s = 1).
+    let plan = "delay:2@3:700,delay:3@3:700";
+    // best-effort: decode what arrived by the 150 ms deadline, record the residual, go on.
+    let run = fresh("fi2-best");
+    let args = fi_args(
+        &run,
+        8,
+        &[
+            "--code",
+            "cyclic-mds",
+            "--on-deadline",
+            "best-effort",
+            "--deadline-ms",
+            "150",
+        ],
+    );
+    let (o, t1) = fi_run(&args, Some(plan), 60);
+    assert!(o.status.success(), "{}", out_text(&o));
+    let rows = results::read_rows(&run_h5(&run), None).unwrap();
+    assert_eq!(rows.column("exact").unwrap()[3], 0.0);
+    let res = rows.column("decode_residual").unwrap()[3];
+    assert!(res.is_finite() && res > 0.0, "residual {res}");
+    assert!(rows.column("wall_s").unwrap()[3] < 0.6);
+    assert!(w_final(&run).iter().all(|v| v.is_finite()));
+    // wait: up to --max-wait-ms 300, then fail with the silent ranks named, exit 1.
+    let run = fresh("fi2-wait");
+    let args = fi_args(
+        &run,
+        8,
+        &[
+            "--code",
+            "cyclic-mds",
+            "--deadline-ms",
+            "100",
+            "--max-wait-ms",
+            "300",
+        ],
+    );
+    let (o, t2) = fi_run(&args, Some(plan), 60);
+    assert_eq!(o.status.code(), Some(1), "{}", out_text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("[2, 3]"), "silent workers not named: {err}");
+    assert_eq!(status_of(&run), "failed");
+    assert_eq!(results::read_rows(&run_h5(&run), None).unwrap().len(), 3);
+    table_row(
+        "FI-2 > s late: best-effort / bounded wait",
+        2,
+        2,
+        t1.max(t2),
+        0,
+        &format!("best-effort residual {res:.2}; wait fails exit 1 naming ranks [2, 3]"),
+    );
+}
+
+#[test]
+fn fi3_killed_worker_ends_the_job_and_resume_meets_cr1() {
+    let _g = serial();
+    let want = straight_w(40, &["--checkpoint-every", "5"]);
+    let run = fresh("fi3");
+    let args = fi_args(&run, 40, &["--checkpoint-every", "5"]);
+    let (o, took) = fi_run(&args, Some("kill:2@23"), 60);
+    assert!(!o.status.success(), "{}", out_text(&o));
+    assert!(took < Duration::from_secs(30), "job took {took:?} to end");
+    let (ck, _, reasons) = checkpoint::load(&run, &config_hash(&run)).unwrap();
+    assert!(reasons.is_empty(), "{reasons:?}");
+    assert!(
+        ck.iteration >= 20 && ck.iteration % 5 == 0,
+        "checkpoint at {}",
+        ck.iteration
+    );
+    assert_eq!(status_of(&run), "running");
+    resume_matches(&args, &run, 40, &want);
+    table_row(
+        "FI-3 worker SIGKILL: job ends, resume = straight",
+        1,
+        1,
+        took,
+        0,
+        &format!("exit {:?}; resumed from {}", o.status.code(), ck.iteration),
+    );
+}
+
+#[test]
+fn fi4_stopped_worker_is_tolerated_and_shutdown_is_bounded() {
+    let _g = serial();
+    let want = straight_w(20, &[]);
+    let run = fresh("fi4");
+    let args = fi_args(&run, 20, &[]);
+    let mut job = spawn_job_with(&args, "fi4", Some("stop:2@5"));
+    let t = Instant::now();
+    // Rank 0 names the silent worker and aborts within the shutdown bound (max(2 s, 10 s)).
+    let mut aborted = None;
+    while t.elapsed() < Duration::from_secs(25) {
+        if std::fs::read_to_string(&job.err)
+            .unwrap_or_default()
+            .contains("workers [2] never answered the STOP")
+        {
+            aborted = Some(t.elapsed());
+            break;
+        }
+        if job.child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Every rank exits. Open MPI 4.1.4's mpirun was seen (about 1 run in 5 here) never to return
+    // after that MPI_Abort although no rank process was left: that hang is mpirun's, recorded in
+    // the note; gradcode's own shutdown is what is asserted.
+    let mut mpirun_hung = false;
+    let t_abort = Instant::now();
+    let code = loop {
+        if let Some(st) = job.child.try_wait().unwrap() {
+            break st.code();
+        }
+        if t_abort.elapsed() > Duration::from_secs(15) {
+            let alive = (0..5).filter(|&r| job.rank_pid(r).is_some()).count();
+            assert_eq!(alive, 0, "ranks still running 15 s after the abort");
+            mpirun_hung = true;
+            let _ = job.child.kill();
+            let _ = job.child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let took = t.elapsed();
+    let text = std::fs::read_to_string(&job.err).unwrap_or_default();
+    let aborted = aborted.unwrap_or_else(|| panic!("rank 2 never named: {text}"));
+    assert!(
+        aborted < Duration::from_secs(20),
+        "shutdown took {aborted:?}"
+    );
+    if !mpirun_hung {
+        // Degraded: every iteration ran, rank 2 never answered the STOP; rank 0 calls
+        // MPI_Abort(3). mpirun returns 3 in isolation (5 of 5 runs here), but returned another
+        // non-zero code once in a full suite run under load (it reports how the stopped rank it
+        // killed ended): gradcode's own verdict is the file's status, asserted below.
+        assert!(code.is_some_and(|c| c != 0), "exit code {code:?}: {text}");
+    }
+    assert_eq!(status_of(&run), "degraded");
+    assert_eq!(
+        results::read_str_attr(&run_h5(&run), "summary", "unreconciled_workers").unwrap(),
+        "[2]"
+    );
+    let rows = results::read_rows(&run_h5(&run), None).unwrap();
+    assert_eq!(rows.len(), 20);
+    assert!(rows.column("exact").unwrap().iter().all(|&e| e == 1.0));
+    assert_eq!(w_final(&run), want);
+    table_row(
+        "FI-4 worker SIGSTOP: exact, bounded exit 3",
+        1,
+        1,
+        took,
+        0,
+        &format!(
+            "status degraded, rank 2 named after {:.1} s; model = fault-free run{}",
+            aborted.as_secs_f64(),
+            if mpirun_hung {
+                "; mpirun hung after MPI_Abort with no rank left (killed)".to_string()
+            } else {
+                format!("; exit {}", code.unwrap_or(-1))
+            }
+        ),
+    );
+}
+
+#[test]
+fn fi5_a_late_message_is_rejected_by_its_iteration_header() {
+    let _g = serial();
+    // Every iteration takes about 30 ms (ranks 3 and 4, one FRC group, are 30 ms slow), and rank
+    // 2 is 45 ms late at iteration 3, so its message lands while rank 0 collects iteration 4.
+    let slow = ["--straggler-model", "fixed:3,4:30"];
+    let want = straight_w(20, &slow);
+    let run = fresh("fi5");
+    let args = fi_args(&run, 20, &slow);
+    let (o, took) = fi_run(&args, Some("delay:2@3:45"), 60);
+    assert!(o.status.success(), "{}", out_text(&o));
+    let rows = results::read_rows(&run_h5(&run), None).unwrap();
+    assert!(
+        rows.per_worker[0][[3, 1]].is_nan(),
+        "rank 2 answered iteration 3 on time"
+    );
+    assert!(rows.column("wall_s").unwrap()[3] < 0.3);
+    let late = per_worker(&run, "late");
+    assert!(late[1] >= 1.0, "late messages {late:?}");
+    // Counted as late in the row of an iteration after 3 (ranks 3 and 4 can add their own).
+    let late_col = rows.column("late").unwrap();
+    let after: f64 = late_col.iter().skip(4).sum();
+    assert!(after >= 1.0, "late column {late_col:?}");
+    // Identical to the run in which rank 2 simply was not there at 3 (FRC: its partner's message).
+    assert_eq!(w_final(&run), want);
+    table_row(
+        "FI-5 message for i arriving at i+1",
+        1,
+        1,
+        took,
+        0,
+        &format!(
+            "rank 2's message of iteration 3 drained as late ({} late at iteration 4); model = fault-free run",
+            late_col[4]
+        ),
+    );
+}
+
+#[test]
+fn fi6_nan_inf_short_and_stale_messages_are_erasures() {
+    let _g = serial();
+    let want = straight_w(20, &[]);
+    let run = fresh("fi6");
+    let args = fi_args(&run, 20, &[]);
+    let (o, took) = fi_run(&args, Some("short:1@5,nan:2@3,inf:3@4,stale:4@6"), 60);
+    assert!(o.status.success(), "{}", out_text(&o));
+    assert_eq!(status_of(&run), "complete");
+    assert_eq!(per_worker(&run, "rejected"), vec![1.0, 1.0, 1.0, 1.0]);
+    let rows = results::read_rows(&run_h5(&run), None).unwrap();
+    let rejected: f64 = rows.column("rejected").unwrap().sum();
+    assert_eq!(rejected, 4.0);
+    let w = w_final(&run);
+    assert!(w.iter().all(|v| v.is_finite()));
+    assert_eq!(w, want, "a rejected message changed the model");
+    let err = String::from_utf8_lossy(&o.stderr);
+    // Promise 7: running as root is warned about (CI runs as root).
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        assert!(err.contains("running as root"), "no root warning: {err}");
+    }
+    for needle in [
+        "non-finite values",
+        "payload length",
+        "iteration 5 but the worker was given",
+    ] {
+        assert!(err.contains(needle), "no '{needle}' in the log");
+    }
+    table_row(
+        "FI-6 NaN/Inf/short/stale messages",
+        4,
+        4,
+        took,
+        0,
+        "each rejected and counted per worker; model = fault-free run",
+    );
+}
+
+/// A spawned `mpirun ... gradcode train` with its output in files.
+struct Job {
+    child: std::process::Child,
+    out: PathBuf,
+    err: PathBuf,
+}
+
+fn spawn_job(args: &[String], tag: &str) -> Job {
+    spawn_job_with(args, tag, None)
+}
+
+fn spawn_job_with(args: &[String], tag: &str, plan: Option<&str>) -> Job {
+    let out = workdir().join(format!("{tag}.stdout"));
+    let err = workdir().join(format!("{tag}.stderr"));
+    let mut cmd = Command::new("mpirun");
+    cmd.args(["--oversubscribe", "--bind-to", "none", "-np", "5"]);
+    match plan {
+        Some(p) => {
+            cmd.args(["-x", FAULT_VAR]).env(FAULT_VAR, p);
+        }
+        None => {
+            cmd.env_remove(FAULT_VAR);
+        }
+    }
+    let child = cmd
+        .args([BIN, "train"])
+        .args(args)
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .env("OPENBLAS_NUM_THREADS", "1")
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap();
+    Job { child, out, err }
+}
+
+impl Job {
+    /// Wait at most `limit`; a job still running then is killed and the test fails.
+    fn wait(mut self, limit: Duration) -> (Option<i32>, String) {
+        let start = Instant::now();
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                let text = format!(
+                    "{}{}",
+                    std::fs::read_to_string(&self.out).unwrap_or_default(),
+                    std::fs::read_to_string(&self.err).unwrap_or_default()
+                );
+                return (st.code(), text);
+            }
+            if start.elapsed() > limit {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!("job still running after {limit:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The pid of MPI rank `rank` of this job.
+    fn rank_pid(&self, rank: u32) -> Option<u32> {
+        let me = std::fs::canonicalize(BIN).unwrap();
+        let want = format!("OMPI_COMM_WORLD_RANK={rank}");
+        std::fs::read_dir("/proc")
+            .ok()?
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .find(|pid| {
+                std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|p| p == me)
+                    && std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+                        s.rsplit(')')
+                            .next()
+                            .and_then(|r| r.split_whitespace().nth(1))
+                            == Some(&self.child.id().to_string())
+                    })
+                    && std::fs::read(format!("/proc/{pid}/environ"))
+                        .is_ok_and(|env| env.split(|&b| b == 0).any(|kv| kv == want.as_bytes()))
+            })
+    }
+
+    fn signal(&self, pid: u32, sig: &str) {
+        assert!(try_signal(pid, sig), "kill {sig} {pid}");
+    }
+
+    /// Wait (at most 30 s) until rank 0 has logged the start of its iteration loop (its signal
+    /// handlers are installed by then).
+    fn wait_started(&mut self) {
+        let start = Instant::now();
+        loop {
+            let text = std::fs::read_to_string(&self.err).unwrap_or_default();
+            if text.contains("workers, code") {
+                return;
+            }
+            if let Some(st) = self.child.try_wait().unwrap() {
+                panic!("job ended before starting ({st}): {text}");
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "job never started: {text}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// Send `sig` to `pid`; false when the process is gone.
+fn try_signal(pid: u32, sig: &str) -> bool {
+    Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .stderr(Stdio::null())
+        .status()
+        .unwrap()
+        .success()
+}
+
+/// Arguments of the long runs (signals, kills): 300 iterations, every worker 4 ms slow (a fixed
+/// schedule), a checkpoint every 10.
+fn long_args(run: &Path) -> Vec<String> {
+    fi_args(
+        run,
+        300,
+        &[
+            "--checkpoint-every",
+            "10",
+            "--straggler-model",
+            "fixed:1,2,3,4:4",
+        ],
+    )
+}
+
+fn long_straight() -> Array1<f64> {
+    straight_w(
+        300,
+        &[
+            "--checkpoint-every",
+            "10",
+            "--straggler-model",
+            "fixed:1,2,3,4:4",
+        ],
+    )
+}
+
+/// Wait until `run` holds a checkpoint (the run is under way), at most 30 s.
+fn wait_for_checkpoint(run: &Path) {
+    let start = Instant::now();
+    while !run.join("ckpt.h5").exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no checkpoint appeared"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn fi7_killed_rank0_ends_the_job_leaves_no_partial_checkpoint_and_resumes() {
+    let _g = serial();
+    let want = long_straight();
+    let trials = trials("GRADCODE_FI7_TRIALS", 2, 5);
+    let mut rng = ChaCha8Rng::seed_from_u64(0xf17);
+    let mut worst = Duration::ZERO;
+    for trial in 0..trials {
+        let run = fresh(&format!("fi7-{trial}"));
+        let args = long_args(&run);
+        let job = spawn_job(&args, &format!("fi7-{trial}"));
+        wait_for_checkpoint(&run);
+        std::thread::sleep(Duration::from_millis(rng.gen_range(0..800)));
+        let pid = job.rank_pid(0).expect("rank 0 not found");
+        job.signal(pid, "-KILL");
+        let t = Instant::now();
+        let (code, text) = job.wait(Duration::from_secs(30));
+        worst = worst.max(t.elapsed());
+        assert_ne!(code, Some(0), "{text}");
+        // The newest complete generation loads without any rejected one; no temporary promoted.
+        let (ck, path, reasons) = checkpoint::load(&run, &config_hash(&run)).unwrap();
+        assert!(
+            reasons.is_empty(),
+            "a partial generation is visible: {reasons:?}"
+        );
+        assert!(
+            ck.iteration % 10 == 0 && ck.iteration > 0,
+            "{}",
+            path.display()
+        );
+        resume_matches(&args, &run, 300, &want);
+    }
+    table_row(
+        "FI-7 rank 0 SIGKILL: exit, no partial ckpt, resume",
+        trials,
+        trials,
+        worst,
+        0,
+        "kill-to-exit; resume = straight run bit for bit",
+    );
+}
+
+#[test]
+fn fi8_large_messages_with_a_straggler_all_complete() {
+    let _g = serial();
+    // 20,000 features: 160 KB messages (rendezvous protocol, far above 64 KiB).
+    let data = workdir().join("fi8.h5");
+    if !data.exists() {
+        let out = Command::new(BIN)
+            .args(["data", "synth", "--kind", "logistic", "--rows", "800"])
+            .args([
+                "--features",
+                "20000",
+                "--sparsity",
+                "0.01",
+                "--seed",
+                "8",
+                "--out",
+            ])
+            .arg(&data)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let run = fresh("fi8");
+    let mut args = fi_args(&run, 12, &["--straggler-model", "fixed:2:150"]);
+    args[1] = data.display().to_string();
+    let (o, took) = fi_run(&args, Some("delay:3@4:400"), 90);
+    assert!(o.status.success(), "{}", out_text(&o));
+    assert_eq!(status_of(&run), "complete");
+    assert_eq!(
+        results::read_str_attr(&run_h5(&run), "summary", "unreconciled_workers").unwrap(),
+        "[]"
+    );
+    let late = per_worker(&run, "late");
+    assert!(
+        late[1] + late[2] >= 1.0,
+        "no late message was drained: {late:?}"
+    );
+    let rows = results::read_rows(&run_h5(&run), None).unwrap();
+    let bytes = rows
+        .column("bytes_received")
+        .unwrap()
+        .fold(0.0f64, |a, &b| a.max(b));
+    assert!(bytes > 2.0 * 160_000.0, "bytes per iteration {bytes}");
+    table_row(
+        "FI-8 160 KB messages + stragglers drain",
+        1,
+        1,
+        took,
+        0,
+        &format!(
+            "{} late messages drained; every send completed, exit 0",
+            late.iter().sum::<f64>()
+        ),
+    );
+}
+
+#[test]
+fn fi9_full_disk_at_a_checkpoint_keeps_the_previous_generation() {
+    let _g = serial();
+    let want = straight_w(20, &["--checkpoint-every", "5"]);
+    let run = fresh("fi9");
+    let args = fi_args(&run, 20, &["--checkpoint-every", "5"]);
+    // The save of iteration 10 fails with ENOSPC after its temporary was created and written to.
+    let (o, took) = fi_run(&args, Some("ckpt-enospc@10"), 60);
+    assert_eq!(o.status.code(), Some(1), "{}", out_text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("No space left on device"), "{err}");
+    assert_eq!(status_of(&run), "failed");
+    let summary_err = results::read_str_attr(&run_h5(&run), "summary", "error").unwrap();
+    assert!(summary_err.contains("No space left"), "{summary_err}");
+    let (ck, path, reasons) = checkpoint::load(&run, &config_hash(&run)).unwrap();
+    assert_eq!(ck.iteration, 5, "previous generation");
+    assert!(path.ends_with("ckpt.h5") && reasons.is_empty());
+    assert!(
+        !run.join("ckpt.prev.h5").exists(),
+        "a generation was rotated"
+    );
+    assert!(
+        ckpt_temps(&run).is_empty(),
+        "temporary left: {:?}",
+        ckpt_temps(&run)
+    );
+    // results hold exactly the iterations before the failure; resume continues from 5.
+    assert_eq!(results::read_rows(&run_h5(&run), None).unwrap().len(), 10);
+    resume_matches(&args, &run, 20, &want);
+    table_row(
+        "FI-9 ENOSPC at checkpoint write",
+        1,
+        1,
+        took,
+        0,
+        "exit 1, status failed, error recorded; generation 5 intact, no temp; resume = straight",
+    );
+}
+
+#[test]
+fn bi1_reference_path_validates_in_a_child_before_opening_the_dataset() {
+    let _g = serial();
+    // `train --reference` runs the same child validator as the MPI path: the libhdf5 segfault
+    // fixture is refused with exit 2 and no results file, instead of crashing the process.
+    let segv = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hdf5_segfault.h5");
+    let out = fresh("bi1-reference");
+    let t = Instant::now();
+    let o = Command::new("timeout")
+        .args([
+            "-k",
+            "2",
+            "60",
+            BIN,
+            "train",
+            "--reference",
+            "--model",
+            "logistic",
+        ])
+        .args(["--iterations", "3", "--data"])
+        .arg(&segv)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let took = t.elapsed();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("libhdf5 crashed or exceeded limits on this file: refused"),
+        "{err}"
+    );
+    assert!(!out.join("run.h5").exists());
+    // A valid file still trains.
+    let good = fresh("bi1-reference-ok");
+    let o = Command::new("timeout")
+        .args([
+            "-k",
+            "2",
+            "60",
+            BIN,
+            "train",
+            "--reference",
+            "--model",
+            "logistic",
+        ])
+        .args(["--iterations", "3", "--data"])
+        .arg(fi_data())
+        .arg("--out")
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", out_text(&o));
+    table_row(
+        "BI-1 reference path: child validator first",
+        2,
+        2,
+        took,
+        0,
+        "segfault fixture refused (exit 2, no run.h5); valid file trains",
+    );
+}
+
+#[test]
+fn cr5_sigterm_leaves_no_partial_generation_and_restart_resumes() {
+    let _g = serial();
+    let want = long_straight();
+    let trials = trials("GRADCODE_CR5_TRIALS", 2, 5);
+    let mut rng = ChaCha8Rng::seed_from_u64(0xc5);
+    let (mut worst, mut codes) = (Duration::ZERO, Vec::new());
+    for trial in 0..trials {
+        let run = fresh(&format!("cr5-{trial}"));
+        let args = long_args(&run);
+        let mut job = spawn_job(&args, &format!("cr5-{trial}"));
+        job.wait_started();
+        std::thread::sleep(Duration::from_millis(rng.gen_range(100..1200)));
+        // SIGTERM to mpirun, as Slurm's scancel or a node shutdown would.
+        let pid = job.child.id();
+        let sent = try_signal(pid, "-TERM");
+        let t = Instant::now();
+        let (code, text) = job.wait(Duration::from_secs(30));
+        worst = worst.max(t.elapsed());
+        codes.push(code);
+        if sent && code != Some(0) {
+            // No partial generation visible: every generation present verifies.
+            assert!(ckpt_temps(&run).iter().all(|n| !n.ends_with(".h5")));
+            let hash = config_hash(&run);
+            for p in checkpoint::generations(&run) {
+                if p.exists() {
+                    checkpoint::read(&p, &hash).unwrap_or_else(|e| panic!("{e}\n{text}"));
+                }
+            }
+        }
+        let (ck, _, reasons) = checkpoint::load(&run, &config_hash(&run)).unwrap();
+        assert!(reasons.is_empty(), "{reasons:?}");
+        assert!(ck.iteration > 0);
+        resume_matches(&args, &run, 300, &want);
+    }
+    table_row(
+        "CR-5 SIGTERM: no partial generation, resume",
+        trials,
+        trials,
+        worst,
+        0,
+        &format!("signal-to-exit; exit codes {codes:?}; resume = straight run"),
+    );
+}
+
+#[test]
+fn cr6_kill9_while_appending_results_is_recovered_losing_at_most_one_flush() {
+    let _g = serial();
+    let trials = trials("GRADCODE_CR6_TRIALS", 2, 10);
+    let mut rng = ChaCha8Rng::seed_from_u64(0xc6);
+    let mut worst = Duration::ZERO;
+    let mut kept = Vec::new();
+    for trial in 0..trials {
+        let run = fresh(&format!("cr6-{trial}"));
+        let args = fi_args(
+            &run,
+            100_000,
+            &["--log-every", "1", "--straggler-model", "fixed:1:2"],
+        );
+        let mut job = spawn_job(&args, &format!("cr6-{trial}"));
+        job.wait_started();
+        std::thread::sleep(Duration::from_millis(rng.gen_range(300..3000)));
+        // kill -9 of every rank, rank 0 (the writer) first, as a node failure or OOM killer would.
+        for r in 0..5 {
+            if let Some(pid) = job.rank_pid(r) {
+                try_signal(pid, "-KILL");
+            }
+        }
+        let err_path = job.err.clone();
+        let (code, _) = job.wait(Duration::from_secs(30));
+        assert_ne!(code, Some(0));
+        let log = std::fs::read_to_string(&err_path).unwrap();
+        // Every iteration rank 0 reported (it logs after appending the row), with the log
+        // timestamp (`[YYYY-MM-DDThh:mm:ss.mmmZ ...`) in seconds of the day.
+        let logged: Vec<(f64, usize)> = log
+            .lines()
+            .filter_map(|l| {
+                let it = l.split("[rank 0] it ").nth(1)?.split('/').next()?.trim();
+                let ts = l.get(12..24)?;
+                let secs = ts
+                    .split(':')
+                    .try_fold(0.0, |acc, p| p.parse::<f64>().ok().map(|v| acc * 60.0 + v))?;
+                Some((secs, it.parse().ok()?))
+            })
+            .collect();
+        let &(t_last, last) = logged
+            .iter()
+            .max_by_key(|(_, it)| *it)
+            .expect("no iteration logged");
+        // Rows are flushed at most FLUSH_INTERVAL after they are appended: every iteration
+        // logged more than that (plus scheduling slack) before the last line must be on disk.
+        let slack = results::FLUSH_INTERVAL.as_secs_f64() + 0.5;
+        let must_have = logged
+            .iter()
+            .filter(|(t, _)| *t <= t_last - slack)
+            .map(|&(_, it)| it + 1)
+            .max()
+            .unwrap_or(1);
+        let file = run_h5(&run);
+        assert_eq!(status_of(&run), "running");
+        let before = results::read_rows(&file, None).unwrap().len();
+        // The documented recovery: `gradcode recover RUN_DIR`.
+        let t = Instant::now();
+        let o = Command::new("timeout")
+            .args(["-k", "2", "60", BIN, "recover"])
+            .arg(&run)
+            .output()
+            .unwrap();
+        worst = worst.max(t.elapsed());
+        assert!(o.status.success(), "{}", out_text(&o));
+        assert!(
+            String::from_utf8_lossy(&o.stdout).contains(&format!("{before} complete iterations"))
+        );
+        // Loss at most one flush interval: every row older than that is there, none invented.
+        assert!(
+            before >= must_have && before <= last + 2,
+            "{before} rows recovered; iteration {last} was logged last, {must_have} rows were due"
+        );
+        // A consistent copy that plain readers open (no SWMR mode, no h5clear).
+        let f = hdf5::File::open(&file).expect("recovered file opens normally");
+        drop(f);
+        assert_eq!(status_of(&run), "recovered");
+        let rows = results::read_rows(&file, None).unwrap();
+        assert_eq!(rows.len(), before);
+        let it = rows.column("iteration").unwrap();
+        assert!(it.iter().enumerate().all(|(i, &v)| v == i as f64));
+        assert!(run.join("run.h5.killed").exists(), "original not kept");
+        let rep = Command::new(BIN).arg("report").arg(&run).output().unwrap();
+        assert!(rep.status.success(), "{}", out_text(&rep));
+        assert!(String::from_utf8_lossy(&rep.stdout).contains("recovered"));
+        // A second recover has nothing to do.
+        let o = Command::new(BIN).arg("recover").arg(&run).output().unwrap();
+        assert!(o.status.success());
+        assert!(String::from_utf8_lossy(&o.stdout).contains("nothing to recover"));
+        kept.push(before);
+    }
+    table_row(
+        "CR-6 kill -9 while appending results",
+        trials,
+        trials,
+        worst,
+        0,
+        &format!("`gradcode recover` kept {kept:?} rows, each >= every logged iteration"),
+    );
+}
+
+#[test]
+fn cr7_repeated_requeue_equals_one_uninterrupted_run() {
+    let _g = serial();
+    let want = long_straight();
+    // Restart counts: quick 3 and 1; long 0, 1, 2, 3.
+    let counts: Vec<usize> = if long() { vec![0, 1, 2, 3] } else { vec![3, 1] };
+    let mut rng = ChaCha8Rng::seed_from_u64(0xc7);
+    let mut worst = Duration::ZERO;
+    let mut interrupted = 0;
+    for (trial, &restarts) in counts.iter().enumerate() {
+        let run = fresh(&format!("cr7-{trial}"));
+        let args = long_args(&run);
+        for k in 0..restarts {
+            let mut a = args.clone();
+            if k > 0 {
+                a.push("--resume".into());
+            }
+            let mut job = spawn_job(&a, &format!("cr7-{trial}-{k}"));
+            job.wait_started();
+            std::thread::sleep(Duration::from_millis(rng.gen_range(100..900)));
+            // USR1 to mpirun (forwarded to every rank), as Slurm's --signal=B:USR1 does.
+            let sent = try_signal(job.child.id(), "-USR1");
+            let t = Instant::now();
+            let (code, text) = job.wait(Duration::from_secs(30));
+            worst = worst.max(t.elapsed());
+            if code == Some(0) {
+                break; // finished before the signal landed
+            }
+            assert!(sent, "{text}");
+            assert_eq!(code, Some(75), "{text}");
+            assert_eq!(status_of(&run), "interrupted");
+            interrupted += 1;
+        }
+        if run.join("ckpt.h5").exists() && status_of(&run) != "complete" {
+            resume_matches(&args, &run, 300, &want);
+        } else if restarts == 0 {
+            let (o, _) = fi_run(&args, None, 120);
+            assert!(o.status.success(), "{}", out_text(&o));
+        }
+        assert_eq!(status_of(&run), "complete");
+        assert_eq!(w_final(&run), want);
+        let rows = results::read_rows(&run_h5(&run), None).unwrap();
+        assert_eq!(rows.len(), 300);
+        assert!(rows
+            .column("iteration")
+            .unwrap()
+            .iter()
+            .enumerate()
+            .all(|(i, &v)| v == i as f64));
+    }
+    table_row(
+        "CR-7 repeated requeue (USR1 at random times)",
+        counts.len(),
+        counts.len(),
+        worst,
+        0,
+        &format!(
+            "restarts {counts:?}, {interrupted} interruptions; w_final and rows = straight run"
+        ),
+    );
+}
+
+#[test]
+fn bi4_schema_violations_are_refused_naming_the_field() {
+    let _g = serial();
+    let x = |f: &hdf5::File, a: Array2<f64>| {
+        f.new_dataset_builder().with_data(&a).create("X").unwrap();
+    };
+    let cases: Vec<(&str, PathBuf, &str)> = vec![
+        (
+            "integer dtype",
+            build("bi4-dtype", |f, _| {
+                f.new_dataset_builder()
+                    .with_data(&Array2::<i32>::zeros((4, 2)))
+                    .create("X")
+                    .unwrap();
+                y_of(f, 4);
+            }),
+            "/X has datatype",
+        ),
+        (
+            "rank 1 X",
+            build("bi4-rank", |f, _| {
+                f.new_dataset_builder()
+                    .with_data(&Array1::<f64>::zeros(4))
+                    .create("X")
+                    .unwrap();
+                y_of(f, 4);
+            }),
+            "/X has rank 1 (expected 2)",
+        ),
+        (
+            "rows(X) != rows(y)",
+            build("bi4-rows", |f, _| {
+                x(f, Array2::zeros((4, 2)));
+                y_of(f, 3);
+            }),
+            "/y has 3 entries but /X has 4 rows",
+        ),
+        (
+            "NaN feature",
+            build("bi4-nan", |f, _| {
+                let mut a = Array2::zeros((4, 2));
+                a[[2, 1]] = f64::NAN;
+                x(f, a);
+                y_of(f, 4);
+            }),
+            "non-finite value at row 2",
+        ),
+        (
+            "label out of range",
+            build("bi4-label", |f, _| {
+                x(f, Array2::zeros((4, 2)));
+                f.new_dataset_builder()
+                    .with_data(&Array1::from(vec![1.0, -1.0, 3.0, 1.0]))
+                    .create("y")
+                    .unwrap();
+            }),
+            "label 3 at row 2",
+        ),
+        (
+            "empty",
+            build("bi4-empty", |f, _| {
+                x(f, Array2::zeros((0, 2)));
+                y_of(f, 0);
+            }),
+            "/X has no rows",
+        ),
+    ];
+    let (mut worst, mut peak) = (Duration::ZERO, 0);
+    for (what, file, want) in &cases {
+        let v = validate(file, &[]);
+        println!("BI-4 {what}: {:?} {}", v.code, v.stderr.trim());
+        assert_eq!(v.code, Some(2), "{what}: {}", v.stderr);
+        assert!(
+            v.stderr.contains(want),
+            "{what}: wanted '{want}' in {}",
+            v.stderr
+        );
+        assert_eq!(v.stderr.trim().lines().count(), 1, "{what}: one error line");
+        assert!(!v.stderr.contains("panicked"));
+        worst = worst.max(v.wall);
+        peak = peak.max(v.peak_kib);
+    }
+    table_row(
+        "BI-4 schema violations name the field",
+        cases.len(),
+        cases.len(),
+        worst,
+        peak,
+        "dtype, rank, rows(X) != rows(y), NaN feature, label out of range, empty",
+    );
+}
+
+#[test]
+fn bi7_config_and_cli_errors_are_refused_before_mpi_traffic_on_every_rank() {
+    let _g = serial();
+    let data = fi_data().display().to_string();
+    let file_out = workdir().join("bi7-a-file");
+    std::fs::write(&file_out, b"not a folder").unwrap();
+    let file_out = file_out.display().to_string();
+    let cases: Vec<(usize, Vec<&str>, Option<&str>, &str)> = vec![
+        (
+            5,
+            vec!["--code", "frc", "-s", "4"],
+            None,
+            "smaller than the number of workers",
+        ),
+        (
+            5,
+            vec!["--code", "frc", "-s", "1", "--deadline-ms=0"],
+            None,
+            "--deadline-ms",
+        ),
+        (
+            5,
+            vec!["--code", "frc", "-s", "1", "--deadline-ms=-5"],
+            None,
+            "--deadline-ms",
+        ),
+        (1, vec!["--code", "frc", "-s", "1"], None, "mpirun -np N+1"),
+        (
+            5,
+            vec!["--code", "frc", "-s", "1", "--out", &file_out],
+            None,
+            "is a file",
+        ),
+        (
+            5,
+            vec!["--code", "frc", "-s", "1"],
+            Some("kill:7@1"),
+            "rank 7 is not a worker",
+        ),
+        (
+            5,
+            vec!["--code", "frc", "-s", "1"],
+            Some("boom:1@1"),
+            "GRADCODE_FAULT_PLAN",
+        ),
+    ];
+    let mut worst = Duration::ZERO;
+    for (np, extra, plan, needle) in &cases {
+        let run = fresh("bi7");
+        let run_s = run.display().to_string();
+        let mut args = vec!["--data", data.as_str(), "--iterations", "3"];
+        if !extra.contains(&"--out") {
+            args.extend(["--out", run_s.as_str()]);
+        }
+        args.extend(extra.iter());
+        let envs: Vec<(&str, &str)> = plan.map(|p| (FAULT_VAR, p)).into_iter().collect();
+        let t = Instant::now();
+        let o = mpirun_train(*np, &args, &envs, 60);
+        let took = t.elapsed();
+        worst = worst.max(took);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", out_text(&o));
+        assert!(err.contains(needle), "{args:?}: wanted '{needle}' in {err}");
+        assert_eq!(
+            err.matches("gradcode: error:").count(),
+            1,
+            "one error line: {err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(!run.join("run.h5").exists(), "{args:?} wrote results");
+        assert!(took < Duration::from_secs(20), "{args:?} took {took:?}");
+    }
+    table_row(
+        "BI-7 config/CLI errors, every rank exits",
+        cases.len(),
+        cases.len(),
+        worst,
+        0,
+        "n <= s, deadline <= 0, world size, --out a file, bad fault plan: exit 2, one error line",
+    );
+}
+
+#[test]
+fn bi8_checkpoint_from_another_configuration_is_refused() {
+    let _g = serial();
+    let run = fresh("bi8");
+    let args = fi_args(&run, 10, &["--checkpoint-every", "5"]);
+    let (o, _) = fi_run(&args, None, 60);
+    assert!(o.status.success(), "{}", out_text(&o));
+    let w = w_final(&run);
+    // The same run folder resumed with another learning rate, and with another seed.
+    let mut worst = Duration::ZERO;
+    for (flag, value) in [("--lr", "0.5"), ("--seed", "6")] {
+        let a = fi_args(
+            &run,
+            20,
+            &["--checkpoint-every", "5", flag, value, "--resume"],
+        );
+        let (o, took) = fi_run(&a, None, 60);
+        worst = worst.max(took);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{}", out_text(&o));
+        assert!(err.contains("another configuration"), "{err}");
+        // Nothing overwritten.
+        assert_eq!(status_of(&run), "complete");
+        assert_eq!(w_final(&run), w);
+        assert_eq!(results::read_rows(&run_h5(&run), None).unwrap().len(), 10);
+    }
+    table_row(
+        "BI-8 checkpoint of another configuration",
+        2,
+        2,
+        worst,
+        0,
+        "other --lr / --seed: refused by the config hash (exit 2), run folder untouched",
+    );
 }

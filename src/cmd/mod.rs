@@ -14,6 +14,7 @@ pub mod linalg;
 pub mod matmul;
 pub mod matvec;
 pub mod mds_train;
+pub mod recover;
 pub mod train;
 
 /// Exit code of a rank that stops because of an error another rank (rank 0) reports.

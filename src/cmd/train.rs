@@ -129,6 +129,17 @@ fn hostname() -> String {
     String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
+/// RELIABILITY.md promise 7: running as root is allowed but warned about (hostile input files are
+/// parsed with root rights then).
+fn warn_if_root() {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        log::warn!(
+            "running as root: input files are parsed and results written with root rights; run as an unprivileged user"
+        );
+    }
+}
+
 fn wants_reference(args: &TrainArgs) -> bool {
     args.reference
         || args
@@ -161,6 +172,12 @@ fn run_mpi(world: &SimpleCommunicator, args: &TrainArgs) -> Result<i32> {
         Ok(c) => c,
         Err(e) => return rank_result(rank, e.into()),
     };
+    if let Err(e) = crate::faults::init(cfg.workers) {
+        return rank_result(rank, e.into());
+    }
+    if rank == 0 {
+        warn_if_root();
+    }
     let code: Box<dyn GradientCode> = match coding::build_with(
         cfg.code,
         cfg.workers,
@@ -321,7 +338,12 @@ fn run_mpi(world: &SimpleCommunicator, args: &TrainArgs) -> Result<i32> {
             crate::comm::mpi::abort(outcome.status.exit_code());
         }
         match outcome.error {
-            Some(e) if outcome.status == RunStatus::Failed => Err(e),
+            // A failure during the run (I/O included, e.g. a full disk at a checkpoint) is a
+            // runtime failure: status `failed`, exit 1 (exit 2 is for input refused up front).
+            Some(e) if outcome.status == RunStatus::Failed => {
+                eprintln!("gradcode: error: {e}");
+                Ok(outcome.status.exit_code())
+            }
             _ => Ok(outcome.status.exit_code()),
         }
     } else {
@@ -440,7 +462,11 @@ fn setup_rank0(
 
 fn run_reference(args: &TrainArgs) -> Result<i32> {
     let cfg = RunConfig::from_args(args, 1)?;
+    warn_if_root();
     cfg.check_paths()?;
+    // The same resource-limited child validator as the MPI path (BI-1..BI-3): libhdf5 is not
+    // safe on crafted files, so nothing in this process opens the dataset before it passes.
+    crate::io::validate::validate_isolated(&cfg.data).and_then(|r| r.into_result(&cfg.data))?;
     log::info!(
         "gradcode {} serial reference, effective config:\n{}",
         crate::VERSION,

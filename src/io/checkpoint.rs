@@ -109,6 +109,18 @@ pub fn save(dir: &Path, c: &Checkpoint) -> Result<PathBuf, IoError> {
             .with_data(&c.state.w)
             .create("w")
             .map_err(e)?;
+        // Test-only fault plan (crate::faults): fail here, with a partly written temporary, the
+        // way a full disk fails a write.
+        if crate::faults::active().is_some_and(|p| p.checkpoint_fails(c.iteration)) {
+            log::warn!(
+                "fault plan: checkpoint write of iteration {} fails with ENOSPC",
+                c.iteration
+            );
+            return Err(IoError::os(
+                &tmp,
+                std::io::Error::from_raw_os_error(libc::ENOSPC),
+            ));
+        }
         f.new_dataset_builder()
             .with_data(&c.state.w_prev)
             .create("w_prev")
