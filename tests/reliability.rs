@@ -845,6 +845,9 @@ fn set_attr_str(p: &Path, name: &str, v: &str) {
 
 #[test]
 fn cr3_corrupted_checkpoints_are_rejected_and_fall_back() {
+    // Alone: in one CI run under load, opening ckpt.prev.h5 here failed with libhdf5's
+    // "unable to lock file, errno = 11" while other tests of this binary used HDF5 in parallel.
+    let _g = serial();
     type Corrupt = Box<dyn Fn(&Path)>;
     let cases: Vec<(&str, Corrupt, &str)> = vec![
         (
@@ -1816,7 +1819,11 @@ fn fi6_nan_inf_short_and_stale_messages_are_erasures() {
     let want = straight_w(20, &[]);
     let run = fresh("fi6");
     let args = fi_args(&run, 20, &[]);
-    let (o, took) = fi_run(&args, Some("short:1@5,nan:2@3,inf:3@4,stale:4@6"), 60);
+    // FRC groups are ranks {1, 2} and {3, 4}; a fault fires at its iteration or at the first
+    // later one its worker computes (a busy worker skips some), so the two faults of a group are
+    // planned 6 and 8 iterations apart: both members of a group rejected in one iteration would
+    // leave it undecodable (seen once in CI with the faults one iteration apart).
+    let (o, took) = fi_run(&args, Some("nan:2@2,inf:3@3,short:1@8,stale:4@11"), 60);
     assert!(o.status.success(), "{}", out_text(&o));
     assert_eq!(status_of(&run), "complete");
     assert_eq!(per_worker(&run, "rejected"), vec![1.0, 1.0, 1.0, 1.0]);
@@ -1835,7 +1842,7 @@ fn fi6_nan_inf_short_and_stale_messages_are_erasures() {
     for needle in [
         "non-finite values",
         "payload length",
-        "iteration 5 but the worker was given",
+        "but the worker was given",
     ] {
         assert!(err.contains(needle), "no '{needle}' in the log");
     }

@@ -48,7 +48,9 @@ pub const ENV_MEMORY_MB: &str = "GRADCODE_VALIDATE_MEMORY_MB";
 pub struct Limits {
     /// `RLIMIT_AS` in bytes.
     pub address_space: u64,
-    /// `RLIMIT_CPU` in seconds (soft; `SIGKILL` one second later).
+    /// `RLIMIT_CPU` in seconds (soft; `SIGKILL` one second later): one second above the wall
+    /// clock, so a spinning child is stopped by the wall clock (a deterministic message) and the
+    /// CPU limit is the backstop.
     pub cpu_s: u64,
     /// Wall-clock time before the child is killed.
     pub wall: Duration,
@@ -58,7 +60,7 @@ impl Default for Limits {
     fn default() -> Limits {
         Limits {
             address_space: 2 << 30,
-            cpu_s: 60,
+            cpu_s: 61,
             wall: Duration::from_secs(60),
         }
     }
@@ -81,7 +83,7 @@ impl Limits {
         };
         if let Some(ms) = num(ENV_TIMEOUT_MS) {
             l.wall = Duration::from_millis(ms);
-            l.cpu_s = l.cpu_s.min(ms.div_ceil(1000).max(1));
+            l.cpu_s = l.cpu_s.min(ms.div_ceil(1000).max(1) + 1);
         }
         if let Some(mb) = num(ENV_MEMORY_MB) {
             l.address_space = mb.saturating_mul(1 << 20);
