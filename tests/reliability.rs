@@ -2358,7 +2358,7 @@ fn cr6_kill9_while_appending_results_is_recovered_losing_at_most_one_flush() {
         trials,
         worst,
         0,
-        &format!("`gradcode recover` kept {kept:?} rows, each >= every logged iteration"),
+        &format!("`gradcode recover` kept {kept:?} rows, each >= every iteration logged over 1.5 s before the kill"),
     );
 }
 
