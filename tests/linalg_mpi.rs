@@ -3,34 +3,12 @@
 //! CI, runs serialized by a mutex (few cores).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::process::Command;
 
 use gradcode::io::results;
 
-const BIN: &str = env!("CARGO_BIN_EXE_gradcode");
-
-fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn workdir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let d = std::env::temp_dir().join(format!("gradcode-linalg-mpi-{}", std::process::id()));
-        std::fs::create_dir_all(&d).unwrap();
-        d
-    })
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "stdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+mod common;
+use common::{mpirun, output_text, serial, workdir, BIN};
 
 /// A synthetic matrix: dense (`sparsity` None) or CSR.
 fn matrix(name: &str, rows: usize, cols: usize, sparsity: Option<f64>) -> PathBuf {
@@ -45,35 +23,8 @@ fn matrix(name: &str, rows: usize, cols: usize, sparsity: Option<f64>) -> PathBu
         cmd.args(["--sparsity", &s.to_string()]);
     }
     let out = cmd.arg("--out").arg(&p).output().unwrap();
-    assert!(out.status.success(), "synth failed: {}", text(&out));
+    assert!(out.status.success(), "synth failed: {}", output_text(&out));
     p
-}
-
-fn mpirun(np: usize, args: &[String], timeout_s: u64) -> Output {
-    let out = Command::new("timeout")
-        .args([
-            "-k",
-            "5",
-            &timeout_s.to_string(),
-            "mpirun",
-            "--oversubscribe",
-        ])
-        .args(["--bind-to", "none", "-np", &np.to_string(), BIN])
-        .args(args)
-        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
-        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
-        .env("OPENBLAS_NUM_THREADS", "1")
-        .env("RUST_LOG", "info")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    assert_ne!(
-        out.status.code(),
-        Some(124),
-        "mpirun timed out after {timeout_s} s: {}",
-        text(&out)
-    );
-    out
 }
 
 const CODES: [&str; 7] = [
@@ -116,7 +67,7 @@ fn every_code_decodes(kind: &str, a: &Path) {
         .map(|s| s.to_string())
         .collect();
         let out = mpirun(n + 1, &args, 60);
-        assert!(out.status.success(), "{kind} {code}: {}", text(&out));
+        assert!(out.status.success(), "{kind} {code}: {}", output_text(&out));
         let path = out_dir.join("run.h5");
         assert_eq!(
             results::read_str_attr(&path, "", "status").unwrap(),
@@ -205,16 +156,16 @@ fn bad_input_fails_cleanly() {
         args.extend(extra.iter().map(|s| s.to_string()));
         args.extend(["--out".to_string(), out_dir.clone(), "--force".to_string()]);
         let out = mpirun(np, &args, 30);
-        assert!(!out.status.success(), "{expect}: {}", text(&out));
+        assert!(!out.status.success(), "{expect}: {}", output_text(&out));
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(
             err.matches("gradcode: error:").count(),
             1,
             "one error line expected for {expect}: {}",
-            text(&out)
+            output_text(&out)
         );
-        assert!(err.contains(expect), "{expect}: {}", text(&out));
-        assert!(!err.contains("panicked"), "{}", text(&out));
+        assert!(err.contains(expect), "{expect}: {}", output_text(&out));
+        assert!(!err.contains("panicked"), "{}", output_text(&out));
     }
 }
 
@@ -258,7 +209,7 @@ fn matmul_decodes(code: &str, np: usize, m: usize, p: usize, threshold: usize) {
     .map(|s| s.to_string())
     .collect();
     let out = mpirun(np, &args, 60);
-    assert!(out.status.success(), "{code}: {}", text(&out));
+    assert!(out.status.success(), "{code}: {}", output_text(&out));
     let run = out_dir.join("run.h5");
     assert_eq!(
         results::read_str_attr(&run, "validation", "verdict").unwrap(),
@@ -335,10 +286,15 @@ fn matmul_bad_input_fails_cleanly() {
         .map(|s| s.to_string())
         .collect();
         let out = mpirun(np, &args, 30);
-        assert!(!out.status.success(), "{expect}: {}", text(&out));
+        assert!(!out.status.success(), "{expect}: {}", output_text(&out));
         let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(err.matches("gradcode: error:").count(), 1, "{}", text(&out));
-        assert!(err.contains(expect), "{expect}: {}", text(&out));
+        assert_eq!(
+            err.matches("gradcode: error:").count(),
+            1,
+            "{}",
+            output_text(&out)
+        );
+        assert!(err.contains(expect), "{expect}: {}", output_text(&out));
     }
 }
 
@@ -361,7 +317,7 @@ fn reference_losses(data: &Path, model: &str, lr: &str, name: &str) -> Vec<f64> 
         .arg(&out_dir)
         .output()
         .unwrap();
-    assert!(out.status.success(), "reference: {}", text(&out));
+    assert!(out.status.success(), "reference: {}", output_text(&out));
     let rows = results::read_rows(&out_dir.join("run.h5"), None).unwrap();
     rows.column("train_loss").unwrap().to_vec()
 }
@@ -402,7 +358,11 @@ fn coded_training_matches_reference(
     .map(|s| s.to_string())
     .collect();
     let out = mpirun(6, &args, 90);
-    assert!(out.status.success(), "{model} {code}: {}", text(&out));
+    assert!(
+        out.status.success(),
+        "{model} {code}: {}",
+        output_text(&out)
+    );
     let path = out_dir.join("run.h5");
     assert_eq!(
         results::read_str_attr(&path, "validation", "verdict").unwrap(),
@@ -436,7 +396,7 @@ fn coded_training_logistic_rotation_matches_reference() {
             .arg(&p)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", text(&out));
+        assert!(out.status.success(), "{}", output_text(&out));
     }
     coded_training_matches_reference("logistic", "mds-rotation", &p, "0.5", "fixed:2,4:300");
 }
@@ -474,7 +434,7 @@ fn matvec_survives_a_failed_worker() {
     .map(|s| s.to_string())
     .collect();
     let out = mpirun(5, &args, 60);
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", output_text(&out));
     let rows = results::read_rows(&out_dir.join("run.h5"), None).unwrap();
     let arrival = &rows.per_worker[0];
     let err = rows.column("grad_rel_err").unwrap();
@@ -503,9 +463,14 @@ fn coded_training_bad_input_fails_cleanly() {
         args.extend(extra.iter().map(|s| s.to_string()));
         args.extend(["--out".to_string(), out_dir.clone(), "--force".to_string()]);
         let out = mpirun(np, &args, 30);
-        assert!(!out.status.success(), "{expect}: {}", text(&out));
+        assert!(!out.status.success(), "{expect}: {}", output_text(&out));
         let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(err.matches("gradcode: error:").count(), 1, "{}", text(&out));
-        assert!(err.contains(expect), "{expect}: {}", text(&out));
+        assert_eq!(
+            err.matches("gradcode: error:").count(),
+            1,
+            "{}",
+            output_text(&out)
+        );
+        assert!(err.contains(expect), "{expect}: {}", output_text(&out));
     }
 }

@@ -4,26 +4,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use gradcode::io::results;
 
-const BIN: &str = env!("CARGO_BIN_EXE_gradcode");
-
-fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn workdir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let d = std::env::temp_dir().join(format!("gradcode-mpi-tests-{}", std::process::id()));
-        std::fs::create_dir_all(&d).unwrap();
-        d
-    })
-}
+mod common;
+use common::{output_text, serial, workdir, BIN};
 
 /// A small synthetic logistic dataset with a test split, made once.
 fn dataset() -> PathBuf {
@@ -57,46 +44,11 @@ fn dataset() -> PathBuf {
     .clone()
 }
 
+/// `mpirun ... gradcode train ARGS` (timeout enforced), with its wall time.
 fn mpirun(np: usize, args: &[&str], timeout_s: u64) -> (Output, Duration) {
     let start = Instant::now();
-    let out = Command::new("timeout")
-        .args([
-            "-k",
-            "5",
-            &timeout_s.to_string(),
-            "mpirun",
-            "--oversubscribe",
-            "--bind-to",
-            "none",
-            "-np",
-            &np.to_string(),
-            BIN,
-            "train",
-        ])
-        .args(args)
-        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
-        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
-        .env("OPENBLAS_NUM_THREADS", "1")
-        .env("RUST_LOG", "info")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    let took = start.elapsed();
-    assert_ne!(
-        out.status.code(),
-        Some(124),
-        "mpirun timed out after {timeout_s} s: {}",
-        text(&out)
-    );
-    (out, took)
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "stdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    let out = common::mpirun(np, &[&["train"], args].concat(), timeout_s);
+    (out, start.elapsed())
 }
 
 fn out_dir(name: &str) -> PathBuf {
@@ -154,7 +106,7 @@ fn reference_w() -> ndarray::Array1<f64> {
             .arg(&out)
             .output()
             .unwrap();
-        assert!(o.status.success(), "{}", text(&o));
+        assert!(o.status.success(), "{}", output_text(&o));
         results::read_vector(&out.join("run.h5"), "model/w_final").unwrap()
     })
     .clone()
@@ -201,7 +153,7 @@ fn exact_codes_match_the_serial_reference_with_and_without_a_straggler() {
                     "5000",
                 ],
             );
-            assert!(o.status.success(), "{name}: {}", text(&o));
+            assert!(o.status.success(), "{name}: {}", output_text(&o));
             assert_eq!(status(&run), "complete", "{name}");
             let w = results::read_vector(&run.join("run.h5"), "model/w_final").unwrap();
             let rel = rel_diff(&w, &w_ref);
@@ -240,7 +192,7 @@ fn approximate_decodings_finish_and_record_their_residuals() {
             "fixed:3:200",
         ],
     );
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", output_text(&o));
     let rows = results::read_rows(&run.join("run.h5"), None).unwrap();
     assert_eq!(rows.len(), 20);
     assert!(rows
@@ -269,7 +221,7 @@ fn approximate_decodings_finish_and_record_their_residuals() {
             "best-effort",
         ],
     );
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", output_text(&o));
     let rows = results::read_rows(&run.join("run.h5"), None).unwrap();
     assert_eq!(rows.len(), 20);
     let res = rows.column("decode_residual").unwrap();
@@ -298,7 +250,7 @@ fn approximate_decodings_finish_and_record_their_residuals() {
             "2",
         ],
     );
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", output_text(&o));
     let f = run.join("run.h5");
     let rows = results::read_rows(&f, None).unwrap();
     let err = rows.column("grad_rel_err").unwrap();
@@ -344,7 +296,7 @@ fn an_exact_code_beats_uncoded_with_a_slow_worker() {
             "12",
         ],
     );
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", output_text(&o));
     let (o, _, coded) = train(
         7,
         "slow-frc",
@@ -359,7 +311,7 @@ fn an_exact_code_beats_uncoded_with_a_slow_worker() {
             "12",
         ],
     );
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", output_text(&o));
     assert!(
         coded.as_secs_f64() < 0.5 * uncoded.as_secs_f64(),
         "frc {coded:?} vs uncoded {uncoded:?}"
@@ -376,7 +328,7 @@ fn a_failed_worker_is_tolerated_by_exact_codes_and_stops_uncoded_cleanly() {
             &format!("fail-{code}"),
             &["--code", code, "-s", s, "--straggler-model", "fail:2@5"],
         );
-        assert!(o.status.success(), "{code}: {}", text(&o));
+        assert!(o.status.success(), "{code}: {}", output_text(&o));
         let rows = results::read_rows(&run.join("run.h5"), None).unwrap();
         assert_eq!(rows.len(), 20);
         assert!(rows.column("exact").unwrap().iter().all(|&e| e == 1.0));
@@ -407,7 +359,7 @@ fn a_failed_worker_is_tolerated_by_exact_codes_and_stops_uncoded_cleanly() {
     assert!(
         !o.status.success(),
         "uncoded with a failed worker must fail: {}",
-        text(&o)
+        output_text(&o)
     );
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
@@ -431,7 +383,7 @@ fn results_file_describes_itself() {
         "schema",
         &["--code", "frc", "-s", "1", "--straggler-model", "exp:5"],
     );
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", output_text(&o));
     let f = run.join("run.h5");
     assert_eq!(status(&run), "complete");
     for (g, a) in [
@@ -497,7 +449,7 @@ fn results_file_describes_itself() {
         o.status.code(),
         Some(2).filter(|_| true).or(o.status.code()),
         "{}",
-        text(&o)
+        output_text(&o)
     );
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("--force"));
@@ -527,12 +479,12 @@ fn resume_from_a_checkpoint_is_bit_identical() {
     let straight = args(&["--iterations", "20"]);
     let s: Vec<&str> = straight.iter().map(String::as_str).collect();
     let (o, full, _) = train(5, "straight", &s);
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", output_text(&o));
     // The same run stopped at 12 (config hash ignores the iteration count), then resumed to 20.
     let first = args(&["--iterations", "12"]);
     let f: Vec<&str> = first.iter().map(String::as_str).collect();
     let (o, part, _) = train(5, "resumed", &f);
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", output_text(&o));
     let data = dataset().display().to_string();
     let out = part.display().to_string();
     let resumed = args(&[
@@ -552,7 +504,7 @@ fn resume_from_a_checkpoint_is_bit_identical() {
     ]);
     let r: Vec<&str> = resumed.iter().map(String::as_str).collect();
     let (o, _) = mpirun(5, &r, 120);
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", output_text(&o));
     let a = results::read_vector(&full.join("run.h5"), "model/w_final").unwrap();
     let b = results::read_vector(&part.join("run.h5"), "model/w_final").unwrap();
     assert_eq!(a, b, "resumed parameters differ from the uninterrupted run");
@@ -583,7 +535,7 @@ fn resume_from_a_checkpoint_is_bit_identical() {
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("another configuration"),
         "{}",
-        text(&o)
+        output_text(&o)
     );
 }
 
@@ -607,11 +559,11 @@ fn partial_work_of_slow_workers_is_decoded_exactly_and_sooner() {
     let mut one: Vec<&str> = common.to_vec();
     one.extend(["--chunks", "1"]);
     let (o, run1, _) = train(7, "chunks-1", &one);
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", output_text(&o));
     let mut three: Vec<&str> = common.to_vec();
     three.extend(["--chunks", "3"]);
     let (o, run3, _) = train(7, "chunks-3", &three);
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", output_text(&o));
     for run in [&run1, &run3] {
         let w = results::read_vector(&run.join("run.h5"), "model/w_final").unwrap();
         assert!(
@@ -726,7 +678,7 @@ fn sigkill_leaves_a_readable_file_and_usr1_checkpoints_for_requeue() {
     assert!(
         code == Some(75) || (hydra && code == Some(0)),
         "exit code {code:?}\n{}",
-        text(&o)
+        output_text(&o)
     );
     assert_eq!(status(&run), "interrupted");
     assert!(run.join("ckpt.h5").exists());
@@ -798,6 +750,6 @@ fn bad_input_fails_cleanly_on_every_rank() {
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("not found"),
         "{}",
-        text(&o)
+        output_text(&o)
     );
 }

@@ -14,7 +14,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use gradcode::io::checkpoint::{self, Checkpoint};
@@ -23,12 +23,8 @@ use ndarray::{Array1, Array2};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-const BIN: &str = env!("CARGO_BIN_EXE_gradcode");
-
-fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
+mod common;
+use common::{serial, workdir, BIN};
 
 fn long() -> bool {
     std::env::var("GRADCODE_RELIABILITY_LONG").is_ok_and(|v| v == "1")
@@ -39,15 +35,6 @@ fn trials(var: &str, quick: usize, long_n: usize) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(if long() { long_n } else { quick })
-}
-
-fn workdir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let d = std::env::temp_dir().join(format!("gradcode-reliab-{}", std::process::id()));
-        std::fs::create_dir_all(&d).unwrap();
-        d
-    })
 }
 
 fn table_row(case: &str, trials: usize, passed: usize, worst: Duration, peak_kib: u64, note: &str) {
@@ -117,25 +104,9 @@ fn validate(file: &Path, envs: &[(&str, &str)]) -> Validated {
 }
 
 fn mpirun_train(np: usize, args: &[&str], envs: &[(&str, &str)], timeout_s: u64) -> Output {
-    let mut cmd = Command::new("timeout");
-    cmd.args(["-k", "5", &timeout_s.to_string(), "mpirun"])
-        .args([
-            "--oversubscribe",
-            "--bind-to",
-            "none",
-            "-np",
-            &np.to_string(),
-        ]);
-    for (k, _) in envs {
-        cmd.args(["-x", k]);
-    }
-    cmd.args([BIN, "train"])
+    common::mpirun_command(np, timeout_s, envs)
+        .arg("train")
         .args(args)
-        .envs(envs.iter().copied())
-        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
-        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
-        .env("OPENBLAS_NUM_THREADS", "1")
-        .env("RUST_LOG", "info")
         .output()
         .unwrap()
 }

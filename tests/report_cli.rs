@@ -4,34 +4,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_gradcode");
-
-/// One MPI job at a time: the machine has few cores.
-fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn workdir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let d = std::env::temp_dir().join(format!("gradcode-report-tests-{}", std::process::id()));
-        std::fs::create_dir_all(&d).unwrap();
-        d
-    })
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+mod common;
+use common::{output_text, serial, workdir, BIN};
 
 fn dataset() -> PathBuf {
     static DATA: OnceLock<PathBuf> = OnceLock::new();
@@ -51,33 +28,10 @@ fn dataset() -> PathBuf {
             .arg(&p)
             .output()
             .unwrap();
-        assert!(o.status.success(), "{}", text(&o));
+        assert!(o.status.success(), "{}", output_text(&o));
         p
     })
     .clone()
-}
-
-fn mpirun(np: usize, args: &[String]) -> Output {
-    let o = Command::new("timeout")
-        .args([
-            "-k",
-            "5",
-            "60",
-            "mpirun",
-            "--oversubscribe",
-            "--bind-to",
-            "none",
-        ])
-        .args(["-np", &np.to_string(), BIN, "train"])
-        .args(args)
-        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
-        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
-        .env("OPENBLAS_NUM_THREADS", "1")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    assert_ne!(o.status.code(), Some(124), "mpirun timed out: {}", text(&o));
-    o
 }
 
 struct Runs {
@@ -114,8 +68,8 @@ fn runs() -> &'static Runs {
             .iter()
             .map(|a| a.to_string())
             .collect();
-            let o = mpirun(5, &args);
-            assert!(o.status.success(), "{}", text(&o));
+            let o = common::mpirun(5, &[&["train".to_string()][..], &args].concat(), 60);
+            assert!(o.status.success(), "{}", output_text(&o));
             out.join("run.h5")
         };
         let frc = train("frc-run", "frc", "1");
@@ -127,7 +81,7 @@ fn runs() -> &'static Runs {
             .arg(&out)
             .output()
             .unwrap();
-        assert!(o.status.success(), "{}", text(&o));
+        assert!(o.status.success(), "{}", output_text(&o));
         Runs {
             frc,
             uncoded,
@@ -184,7 +138,7 @@ fn report(args: &[&str], files: &[&Path]) -> Output {
     assert!(
         !String::from_utf8_lossy(&o.stderr).contains("panicked"),
         "{}",
-        text(&o)
+        output_text(&o)
     );
     o
 }
@@ -194,7 +148,8 @@ fn stdout(o: &Output) -> String {
 }
 
 fn json(o: &Output) -> serde_json::Value {
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("bad JSON ({e}): {}", text(o)))
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("bad JSON ({e}): {}", output_text(o)))
 }
 
 #[test]
@@ -204,7 +159,7 @@ fn table_has_one_row_per_run_with_code_and_finite_p50() {
         &["--target-loss", "100"],
         &[&r.frc, &r.uncoded, &r.reference],
     );
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", output_text(&o));
     let out = stdout(&o);
     let lines: Vec<&str> = out.lines().collect();
     assert!(
@@ -234,7 +189,7 @@ fn table_has_one_row_per_run_with_code_and_finite_p50() {
 fn csv_has_a_header_and_one_row_per_run() {
     let r = runs();
     let o = report(&["--csv"], &[&r.frc, &r.uncoded]);
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", output_text(&o));
     let out = stdout(&o);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 3, "{out}");
@@ -260,7 +215,7 @@ fn json_parses_and_carries_the_table() {
         &["--json", "--target-loss", "1e-9"],
         &[&r.frc, &r.uncoded, &r.reference],
     );
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", output_text(&o));
     let v = json(&o);
     let runs = v["runs"].as_array().unwrap();
     assert_eq!(runs.len(), 3);
@@ -297,7 +252,7 @@ fn plot_writes_a_png_of_the_documented_size() {
         &["--plot", png_path.to_str().unwrap()],
         &[&r.frc, &r.uncoded, &r.reference],
     );
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", output_text(&o));
     let bytes = std::fs::read(&png_path).unwrap();
     assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
     assert_eq!(&bytes[12..16], b"IHDR");
@@ -315,14 +270,14 @@ fn plot_writes_a_png_of_the_documented_size() {
     assert!(non_white > 10_000, "only {non_white} non-white pixels");
     // Not a .png name: refused with one line.
     let o = report(&["--plot", "/tmp/x.jpg"], &[&r.frc]);
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
 }
 
 #[test]
 fn killed_run_is_reported_as_partial() {
     let run = killed_run();
     let o = report(&[], &[&run]);
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", output_text(&o));
     let out = stdout(&o);
     assert!(out.contains("partial (status running)"), "{out}");
     assert!(out.contains("did not finish"), "{out}");
@@ -338,7 +293,7 @@ fn killed_run_is_reported_as_partial() {
     // The figure is drawn from what is there.
     let png_path = workdir().join("killed.png");
     let o = report(&["--plot", png_path.to_str().unwrap()], &[&run]);
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", output_text(&o));
     assert!(std::fs::metadata(&png_path).unwrap().len() > 1000);
 }
 
@@ -355,7 +310,7 @@ fn missing_groups_are_named_and_the_rest_reported() {
         f.unlink("timing").unwrap();
     }
     let o = report(&[], &[&damaged]);
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", output_text(&o));
     let out = stdout(&o);
     assert!(
         out.contains("note: damaged: no /validation verdict"),
@@ -368,7 +323,7 @@ fn missing_groups_are_named_and_the_rest_reported() {
     );
     let png_path = workdir().join("damaged.png");
     let o = report(&["--plot", png_path.to_str().unwrap()], &[&damaged]);
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", output_text(&o));
 
     // Only a status and a config: no /metrics.
     let bare = workdir().join("bare.h5");
@@ -390,7 +345,7 @@ fn missing_groups_are_named_and_the_rest_reported() {
             .unwrap();
     }
     let o = report(&["--json"], &[&bare]);
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", output_text(&o));
     let v = json(&o);
     let run = &v["runs"][0];
     assert_eq!(run["code"], "cyclic-mds");
@@ -402,16 +357,16 @@ fn missing_groups_are_named_and_the_rest_reported() {
 }
 
 fn one_error_line(o: &Output, file: &str, what: &str) {
-    assert!(!o.status.success(), "{}", text(o));
+    assert!(!o.status.success(), "{}", output_text(o));
     let err = String::from_utf8_lossy(&o.stderr);
     let lines: Vec<&str> = err.lines().collect();
-    assert_eq!(lines.len(), 1, "{}", text(o));
+    assert_eq!(lines.len(), 1, "{}", output_text(o));
     assert!(
         lines[0].starts_with("gradcode: error: ")
             && lines[0].contains(file)
             && lines[0].contains(what),
         "{}",
-        text(o)
+        output_text(o)
     );
 }
 
@@ -433,11 +388,11 @@ fn bad_files_give_one_clear_error_and_good_ones_are_still_reported() {
     // Mixed: the good run is reported, the exit code says something failed.
     let r = runs();
     let o = report(&[], &[&r.frc, &missing]);
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
     assert!(
         stdout(&o).lines().any(|l| l.starts_with("frc-run")),
         "{}",
-        text(&o)
+        output_text(&o)
     );
     one_error_line(&o, "no-such-run", "file not found");
     let o = report(&["--json"], &[&missing, &r.frc]);
@@ -469,7 +424,7 @@ fn python_example_loads_a_run_into_pandas() {
             .arg(run)
             .output()
             .unwrap();
-        assert!(o.status.success(), "{}", text(&o));
+        assert!(o.status.success(), "{}", output_text(&o));
         let out = stdout(&o);
         assert!(
             out.contains(expect) && out.contains("iterations 30"),
@@ -481,6 +436,6 @@ fn python_example_loads_a_run_into_pandas() {
         .arg(killed_run())
         .output()
         .unwrap();
-    assert!(o.status.success(), "{}", text(&o));
-    assert!(stdout(&o).contains("status running"), "{}", text(&o));
+    assert!(o.status.success(), "{}", output_text(&o));
+    assert!(stdout(&o).contains("status running"), "{}", output_text(&o));
 }

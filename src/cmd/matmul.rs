@@ -39,6 +39,7 @@ use crate::comm::protocol::{
     payload_is_finite, Header, Kind, HEADER_LEN, TAG_ACK, TAG_GRAD, TAG_PARAMS, TAG_STOP,
 };
 use crate::comm::CommError;
+use crate::coordinator::RunStatus;
 use crate::data::Features;
 use crate::error::{Error, Result};
 use crate::io::dataset::{self, Split};
@@ -70,14 +71,7 @@ pub struct MatmulConfig {
 impl MatmulConfig {
     /// Check `args` for an MPI world of `world` ranks; also builds the code.
     pub fn from_args(args: &MatmulArgs, world: usize) -> Result<(MatmulConfig, PolyCode)> {
-        if world < 2 {
-            return Err(invalid(
-                "np",
-                world,
-                "gradcode matmul runs as 1 coordinator + N workers; run it as `mpirun -np N+1 gradcode matmul ...`",
-            ));
-        }
-        let n = world - 1;
+        let n = super::workers_of(world, "matmul")?;
         let family: PolyFamily = args.code.parse().map_err(|_| {
             invalid(
                 "code",
@@ -102,22 +96,13 @@ impl MatmulConfig {
                 ),
             ));
         }
-        if !(args.deadline_ms.is_finite() && args.deadline_ms >= 0.0) {
-            return Err(invalid(
-                "deadline-ms",
-                args.deadline_ms,
-                "must be a finite number ≥ 0",
-            ));
-        }
-        if !(args.max_wait_ms.is_finite() && args.max_wait_ms >= args.deadline_ms) {
-            return Err(invalid(
-                "max-wait-ms",
-                args.max_wait_ms,
-                "must be finite and at least --deadline-ms",
-            ));
-        }
-        StragglerSchedule::parse(&args.straggler_model, n, args.seed)
-            .map_err(|e| Error::Config(e.into()))?;
+        super::check_timing(
+            args.deadline_ms,
+            args.max_wait_ms,
+            &args.straggler_model,
+            n,
+            args.seed,
+        )?;
         let code = PolyCode::new(family, n, args.m, args.p)
             .map_err(|e| invalid("code", &args.code, e.to_string()))?;
         Ok((
@@ -625,13 +610,7 @@ fn coordinate(
         ],
         per_worker: Vec::new(),
     })?;
-    if !unreconciled.is_empty() {
-        eprintln!(
-            "gradcode: error: workers {unreconciled:?} never answered the STOP; results are in {}; aborting the job",
-            path.display()
-        );
-        crate::comm::mpi::abort(3);
-    }
+    super::abort_if_unreconciled(&unreconciled, &path, RunStatus::Degraded.exit_code());
     result?;
     if !passed {
         return Err(Error::Check(format!(

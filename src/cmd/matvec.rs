@@ -87,14 +87,7 @@ pub struct MatvecConfig {
 impl MatvecConfig {
     /// Check `args` for an MPI world of `world` ranks; also builds the code.
     pub fn from_args(args: &MatvecArgs, world: usize) -> Result<(MatvecConfig, MdsCode)> {
-        if world < 2 {
-            return Err(invalid(
-                "np",
-                world,
-                "gradcode matvec runs as 1 coordinator + N workers; run it as `mpirun -np N+1 gradcode matvec ...`",
-            ));
-        }
-        let n = world - 1;
+        let n = super::workers_of(world, "matvec")?;
         let family: Family = args.code.parse().map_err(|_| {
             invalid(
                 "code",
@@ -114,22 +107,13 @@ impl MatvecConfig {
         if args.iterations == 0 {
             return Err(invalid("iterations", 0, "need at least one iteration"));
         }
-        if !(args.deadline_ms.is_finite() && args.deadline_ms >= 0.0) {
-            return Err(invalid(
-                "deadline-ms",
-                args.deadline_ms,
-                "must be a finite number ≥ 0",
-            ));
-        }
-        if !(args.max_wait_ms.is_finite() && args.max_wait_ms >= args.deadline_ms) {
-            return Err(invalid(
-                "max-wait-ms",
-                args.max_wait_ms,
-                "must be finite and at least --deadline-ms",
-            ));
-        }
-        StragglerSchedule::parse(&args.straggler_model, n, args.seed)
-            .map_err(|e| Error::Config(e.into()))?;
+        super::check_timing(
+            args.deadline_ms,
+            args.max_wait_ms,
+            &args.straggler_model,
+            n,
+            args.seed,
+        )?;
         let code = MdsCode::new(family, n, args.k)
             .map_err(|e| invalid("code", &args.code, e.to_string()))?;
         Ok((
@@ -280,28 +264,8 @@ fn run_mpi(world: &SimpleCommunicator, args: &MatvecArgs) -> Result<i32> {
                 block = Some(b);
             })
     };
-    let flag = i32::from(local.is_err());
-    let mut flags = vec![0i32; size];
-    world.all_gather_into(&flag, &mut flags[..]);
-    let failed: Vec<usize> = flags
-        .iter()
-        .enumerate()
-        .filter(|(_, &f)| f != 0)
-        .map(|(r, _)| r)
-        .collect();
-    if !failed.is_empty() {
-        if let Err(e) = &local {
-            if rank != 0 {
-                log::error!("[rank {rank}] {e}");
-            }
-        }
-        return match (rank, local) {
-            (0, Err(e)) => Err(e),
-            (0, Ok(())) => Err(Error::Check(format!(
-                "start-up failed on worker rank(s) {failed:?}; see their messages above"
-            ))),
-            _ => Ok(EXIT_INPUT),
-        };
+    if let Err(code) = super::gather_startup(world, local)? {
+        return Ok(code);
     }
     // 4. The run.
     if rank == 0 {

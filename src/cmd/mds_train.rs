@@ -35,6 +35,7 @@ use ndarray::{s, Array1};
 use super::matvec::{work, MatvecConfig, Phase, Rank0};
 use super::{invalid, rank_result};
 use crate::cli::OptimizerKind;
+use crate::coordinator::RunStatus;
 use crate::data::{Features, Task};
 use crate::error::{Error, Result};
 use crate::io::dataset::{self, Split};
@@ -315,28 +316,8 @@ fn run_mpi(world: &SimpleCommunicator, args: &MdsTrainArgs) -> Result<i32> {
                 Ok(())
             })
     };
-    let flag = i32::from(local.is_err());
-    let mut flags = vec![0i32; size];
-    world.all_gather_into(&flag, &mut flags[..]);
-    let failed: Vec<usize> = flags
-        .iter()
-        .enumerate()
-        .filter(|(_, &f)| f != 0)
-        .map(|(r, _)| r)
-        .collect();
-    if !failed.is_empty() {
-        if let Err(e) = &local {
-            if rank != 0 {
-                log::error!("[rank {rank}] {e}");
-            }
-        }
-        return match (rank, local) {
-            (0, Err(e)) => Err(e),
-            (0, Ok(())) => Err(Error::Check(format!(
-                "start-up failed on worker rank(s) {failed:?}; see their messages above"
-            ))),
-            _ => Ok(EXIT_INPUT),
-        };
+    if let Err(code) = super::gather_startup(world, local)? {
+        return Ok(code);
     }
     if rank == 0 {
         let Some((data, writer)) = rank0 else {
@@ -622,13 +603,7 @@ fn coordinate(
         ],
         per_worker: Vec::new(),
     })?;
-    if !unreconciled.is_empty() {
-        eprintln!(
-            "gradcode: error: workers {unreconciled:?} never answered the STOP; results are in {}; aborting the job",
-            path.display()
-        );
-        crate::comm::mpi::abort(3);
-    }
+    super::abort_if_unreconciled(&unreconciled, &path, RunStatus::Degraded.exit_code());
     outcome?;
     if !passed {
         return Err(Error::Check(format!(

@@ -4,7 +4,10 @@
 //! below: MPI is initialized once, a job's error is printed on its rank before MPI_Finalize, and
 //! a set-up failure is reported by rank 0 alone while the other ranks exit with [`EXIT_INPUT`].
 
+use std::path::Path;
+
 use mpi::topology::SimpleCommunicator;
+use mpi::traits::*;
 
 use crate::error::{Error, Result};
 
@@ -55,4 +58,94 @@ pub(crate) fn invalid(
     reason: impl Into<String>,
 ) -> Error {
     crate::config::invalid(name, value, reason).into()
+}
+
+/// The start-up handshake, the last collective of a job: every rank reports whether its set-up
+/// (`local`) succeeded. When all did, every rank goes on with its value (`Ok(Ok(v))`). When any
+/// failed, rank 0 returns its own error or one naming the failed worker ranks, and the other
+/// ranks log theirs and return [`EXIT_INPUT`] as `Ok(Err(code))`.
+pub(crate) fn gather_startup<T>(
+    world: &SimpleCommunicator,
+    local: Result<T>,
+) -> Result<std::result::Result<T, i32>> {
+    let rank = world.rank();
+    let flag = i32::from(local.is_err());
+    let mut flags = vec![0i32; world.size() as usize];
+    world.all_gather_into(&flag, &mut flags[..]);
+    let failed: Vec<usize> = flags
+        .iter()
+        .enumerate()
+        .filter(|(_, &f)| f != 0)
+        .map(|(r, _)| r)
+        .collect();
+    if failed.is_empty() {
+        return local.map(Ok);
+    }
+    match (rank, local) {
+        (0, Err(e)) => Err(e),
+        (0, Ok(_)) => Err(Error::Check(format!(
+            "start-up failed on worker rank(s) {failed:?}; see their messages above"
+        ))),
+        (_, Err(e)) => {
+            log::error!("[rank {rank}] {e}");
+            Ok(Err(EXIT_INPUT))
+        }
+        (_, Ok(_)) => Ok(Err(EXIT_INPUT)),
+    }
+}
+
+/// Rank 0 after a run: when some worker never answered the STOP, its process cannot take part
+/// in MPI_Finalize, so the job is aborted with `code` (the results file is already closed).
+pub(crate) fn abort_if_unreconciled(unreconciled: &[usize], results: &Path, code: i32) {
+    if unreconciled.is_empty() {
+        return;
+    }
+    eprintln!(
+        "gradcode: error: workers {unreconciled:?} never answered the STOP; results are in {}; aborting the job",
+        results.display()
+    );
+    crate::comm::mpi::abort(code);
+}
+
+/// The worker count N of a 1 + N rank job, refusing a world of fewer than two ranks.
+pub(crate) fn workers_of(world: usize, job: &str) -> Result<usize> {
+    if world < 2 {
+        return Err(invalid(
+            "np",
+            world,
+            format!(
+                "gradcode {job} runs as 1 coordinator + N workers; run it as `mpirun -np N+1 gradcode {job} ...`"
+            ),
+        ));
+    }
+    Ok(world - 1)
+}
+
+/// The timing settings shared by the coded linear-algebra jobs: `--deadline-ms` finite and
+/// ≥ 0, `--max-wait-ms` finite and at least the deadline, and a straggler model valid for `n`
+/// workers.
+pub(crate) fn check_timing(
+    deadline_ms: f64,
+    max_wait_ms: f64,
+    straggler_model: &str,
+    n: usize,
+    seed: u64,
+) -> Result<()> {
+    if !(deadline_ms.is_finite() && deadline_ms >= 0.0) {
+        return Err(invalid(
+            "deadline-ms",
+            deadline_ms,
+            "must be a finite number ≥ 0",
+        ));
+    }
+    if !(max_wait_ms.is_finite() && max_wait_ms >= deadline_ms) {
+        return Err(invalid(
+            "max-wait-ms",
+            max_wait_ms,
+            "must be finite and at least --deadline-ms",
+        ));
+    }
+    crate::straggler::StragglerSchedule::parse(straggler_model, n, seed)
+        .map_err(|e| Error::Config(e.into()))?;
+    Ok(())
 }

@@ -290,29 +290,10 @@ fn run_mpi(world: &SimpleCommunicator, args: &TrainArgs) -> Result<i32> {
                 )?))
             });
     }
-    let flag: i32 = i32::from(local.is_err());
-    let mut flags = vec![0i32; size];
-    world.all_gather_into(&flag, &mut flags[..]);
-    let failed: Vec<usize> = flags
-        .iter()
-        .enumerate()
-        .filter(|(_, &f)| f != 0)
-        .map(|(r, _)| r)
-        .collect();
-    if !failed.is_empty() {
-        if let Err(e) = &local {
-            if rank != 0 {
-                log::error!("[rank {rank}] {e}");
-            }
-        }
-        return match (rank, local) {
-            (0, Err(e)) => Err(e),
-            (0, Ok(_)) => Err(Error::Check(format!(
-                "start-up failed on worker rank(s) {failed:?}; see their messages above"
-            ))),
-            _ => Ok(EXIT_INPUT),
-        };
-    }
+    let shard = match super::gather_startup(world, local)? {
+        Ok(shard) => shard,
+        Err(code) => return Ok(code),
+    };
     // 4. The run.
     if rank == 0 {
         let Some((test, writer, resume_from)) = rank0 else {
@@ -328,15 +309,11 @@ fn run_mpi(world: &SimpleCommunicator, args: &TrainArgs) -> Result<i32> {
             writer,
             resume_from,
         });
-        if !outcome.unreconciled.is_empty() {
-            // A silent worker process cannot take part in MPI_Finalize: abort with the status code.
-            eprintln!(
-                "gradcode: error: workers {:?} never answered the STOP; results are in {}; aborting the job",
-                outcome.unreconciled,
-                cfg.results_path().display()
-            );
-            crate::comm::mpi::abort(outcome.status.exit_code());
-        }
+        super::abort_if_unreconciled(
+            &outcome.unreconciled,
+            &cfg.results_path(),
+            outcome.status.exit_code(),
+        );
         match outcome.error {
             // A failure during the run (I/O included, e.g. a full disk at a checkpoint) is a
             // runtime failure: status `failed`, exit 1 (exit 2 is for input refused up front).
@@ -347,9 +324,8 @@ fn run_mpi(world: &SimpleCommunicator, args: &TrainArgs) -> Result<i32> {
             _ => Ok(outcome.status.exit_code()),
         }
     } else {
-        let shard = match local {
-            Ok(Some(s)) => s,
-            _ => return Err(Error::Check("internal: worker shard missing".into())),
+        let Some(shard) = shard else {
+            return Err(Error::Check("internal: worker shard missing".into()));
         };
         let mut schedule = StragglerSchedule::parse(&cfg.straggler_model, cfg.workers, cfg.seed)
             .map_err(|e| Error::Config(e.into()))?;

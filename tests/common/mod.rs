@@ -1,9 +1,13 @@
-//! Helpers shared by the CLI integration tests: run the binary, read its output, and check the
-//! one-line error contract (non-zero exit, exactly one `gradcode: error: ...` line, no panic).
+//! Helpers shared by the integration tests: run the binary (alone or under `mpirun` with a
+//! timeout), read its output, keep MPI jobs one at a time, and check the one-line error contract
+//! (non-zero exit, exactly one `gradcode: error: ...` line, no panic).
 // Each test binary uses a subset of these.
 #![allow(dead_code)]
 
-use std::process::{Command, Output};
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_gradcode");
@@ -31,4 +35,76 @@ pub fn assert_one_line_error(o: &Output) -> String {
     assert!(lines[0].starts_with("gradcode: error: "), "{err}");
     assert!(!err.contains("panicked"), "{err}");
     lines[0].to_string()
+}
+
+/// One MPI job at a time: the machine has few cores and every job oversubscribes them.
+pub fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// This test binary's scratch folder, `$TMPDIR/gradcode-<test binary>-<pid>`, created once.
+pub fn workdir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let d = std::env::temp_dir().join(format!(
+            "gradcode-{}-{}",
+            env!("CARGO_CRATE_NAME"),
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&d).expect("create the test work folder");
+        d
+    })
+}
+
+/// Exit status, stdout and stderr of a finished process, for assertion messages.
+pub fn output_text(o: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        text(&o.stdout),
+        text(&o.stderr)
+    )
+}
+
+/// `timeout -k 5 T mpirun --oversubscribe --bind-to none -np NP [-x VAR ...] gradcode`, with
+/// root allowed, one BLAS thread, `RUST_LOG=info`, stdin closed and `envs` exported to every
+/// rank; the caller appends the subcommand and its arguments. Under `make mpich` the `mpirun`
+/// found first is `tests/mpich/mpirun` (hydra, Open MPI-only flags dropped).
+pub fn mpirun_command(np: usize, timeout_s: u64, envs: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new("timeout");
+    cmd.args(["-k", "5", &timeout_s.to_string(), "mpirun"])
+        .args([
+            "--oversubscribe",
+            "--bind-to",
+            "none",
+            "-np",
+            &np.to_string(),
+        ]);
+    for (k, _) in envs {
+        cmd.args(["-x", k]);
+    }
+    cmd.arg(BIN)
+        .envs(envs.iter().copied())
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .env("OPENBLAS_NUM_THREADS", "1")
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// Run `mpirun ... gradcode ARGS` to completion; a timeout (exit 124) fails the test.
+pub fn mpirun<S: AsRef<OsStr>>(np: usize, args: &[S], timeout_s: u64) -> Output {
+    let out = mpirun_command(np, timeout_s, &[])
+        .args(args)
+        .output()
+        .expect("run mpirun");
+    assert_ne!(
+        out.status.code(),
+        Some(124),
+        "mpirun timed out after {timeout_s} s: {}",
+        output_text(&out)
+    );
+    out
 }
