@@ -277,15 +277,7 @@ fn run_mpi(world: &SimpleCommunicator, args: &MatvecArgs) -> Result<i32> {
         let Some(block) = block else {
             return Err(Error::Check("internal: worker block missing".into()));
         };
-        let mut schedule = StragglerSchedule::parse(&cfg.straggler_model, cfg.n, cfg.seed)
-            .map_err(|e| Error::Config(e.into()))?;
-        match work(world, std::slice::from_ref(&block), &mut schedule) {
-            Ok(code) => Ok(code),
-            Err(e) => {
-                log::error!("[rank {rank}] {e}");
-                crate::comm::mpi::abort(1);
-            }
-        }
+        work_or_abort(world, std::slice::from_ref(&block), &cfg)
     }
 }
 
@@ -352,6 +344,24 @@ fn spin(secs: f64) {
 ///
 /// `blocks[p]` serves the vectors of phase p (the header's `part`): one phase for `matvec`, two
 /// for coded training (X w, then Xᵀ r).
+/// A worker of a mat-vec job ([`work`] with the job's straggler schedule); a fatal error on
+/// the data path aborts the whole job.
+pub(crate) fn work_or_abort(
+    world: &SimpleCommunicator,
+    blocks: &[CodedBlock],
+    cfg: &MatvecConfig,
+) -> Result<i32> {
+    let mut schedule = StragglerSchedule::parse(&cfg.straggler_model, cfg.n, cfg.seed)
+        .map_err(|e| Error::Config(e.into()))?;
+    match work(world, blocks, &mut schedule) {
+        Ok(code) => Ok(code),
+        Err(e) => {
+            log::error!("[rank {}] {e}", world.rank());
+            crate::comm::mpi::abort(1);
+        }
+    }
+}
+
 pub(crate) fn work(
     world: &SimpleCommunicator,
     blocks: &[CodedBlock],

@@ -32,7 +32,7 @@ use mpi::topology::SimpleCommunicator;
 use mpi::traits::*;
 use ndarray::{s, Array1};
 
-use super::matvec::{work, MatvecConfig, Phase, Rank0};
+use super::matvec::{work_or_abort, MatvecConfig, Phase, Rank0};
 use super::{invalid, rank_result};
 use crate::cli::OptimizerKind;
 use crate::coordinator::RunStatus;
@@ -339,15 +339,7 @@ fn run_mpi(world: &SimpleCommunicator, args: &MdsTrainArgs) -> Result<i32> {
         ];
         coordinate(world, args, &cfg, phases, model.as_ref(), &data, writer)
     } else {
-        let mut schedule = StragglerSchedule::parse(&cfg.straggler_model, cfg.n, cfg.seed)
-            .map_err(|e| Error::Config(e.into()))?;
-        match work(world, &blocks, &mut schedule) {
-            Ok(c) => Ok(c),
-            Err(e) => {
-                log::error!("[rank {rank}] {e}");
-                crate::comm::mpi::abort(1);
-            }
-        }
+        work_or_abort(world, &blocks, &cfg)
     }
 }
 
