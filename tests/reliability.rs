@@ -24,6 +24,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 mod common;
+use common::hostile::{self, y_of};
 use common::{serial, workdir, BIN};
 
 fn long() -> bool {
@@ -443,13 +444,6 @@ fn build(name: &str, f: impl FnOnce(&hdf5::File, &Path)) -> PathBuf {
     p
 }
 
-fn y_of(file: &hdf5::File, n: usize) {
-    file.new_dataset_builder()
-        .with_data(&Array1::<f64>::ones(n))
-        .create("y")
-        .unwrap();
-}
-
 #[test]
 fn bi2_absurd_declared_shapes_are_rejected_fast_with_small_memory() {
     let _g = serial();
@@ -561,53 +555,22 @@ fn bi3_external_virtual_links_and_filters_are_refused_without_opening_other_file
     // Each outside file is replaced by a FIFO after the dataset is built: opening it would block
     // (no writer), so a quick "invalid" proves the validator never opened it.
     let ext = build("external", |f, dir| {
-        let other = dir.join("secret.bin");
-        std::fs::write(&other, [0u8; 64]).unwrap();
-        f.new_dataset::<f64>()
-            .external(other.to_str().unwrap(), 0, 64)
-            .shape((4, 2))
-            .create("X")
-            .unwrap();
+        hostile::external_storage_x(f, dir, "secret.bin");
         y_of(f, 4);
     });
     mkfifo(&ext.parent().unwrap().join("secret.bin"));
     let vds = build("virtual", |f, dir| {
-        let src = dir.join("src.h5");
-        {
-            let s = hdf5::File::create(&src).unwrap();
-            s.new_dataset_builder()
-                .with_data(&Array2::<f64>::zeros((4, 2)))
-                .create("X")
-                .unwrap();
-        }
-        f.new_dataset::<f64>()
-            .virtual_map(src.to_str().unwrap(), "X", (4, 2), .., (4, 2), ..)
-            .shape((4, 2))
-            .create("X")
-            .unwrap();
+        hostile::virtual_x(f, dir, "src.h5");
         y_of(f, 4);
     });
     mkfifo(&vds.parent().unwrap().join("src.h5"));
     let link = build("extlink", |f, dir| {
-        let src = dir.join("linked.h5");
-        {
-            let s = hdf5::File::create(&src).unwrap();
-            s.new_dataset_builder()
-                .with_data(&Array2::<f64>::zeros((4, 2)))
-                .create("X")
-                .unwrap();
-        }
-        f.link_external(src.to_str().unwrap(), "X", "X").unwrap();
+        hostile::external_link_x(f, dir, "linked.h5");
         y_of(f, 4);
     });
     mkfifo(&link.parent().unwrap().join("linked.h5"));
     let filt = build("deflate", |f, _| {
-        f.new_dataset_builder()
-            .with_data(&Array2::<f64>::zeros((4, 2)))
-            .chunk((2, 2))
-            .deflate(4)
-            .create("X")
-            .unwrap();
+        hostile::filtered_x(f, true);
         y_of(f, 4);
     });
     let cases = [

@@ -1349,6 +1349,11 @@ pub fn write(
     Ok(())
 }
 
+/// Hostile-file builders shared with `tests/reliability.rs`.
+#[cfg(test)]
+#[path = "../../tests/common/hostile.rs"]
+mod hostile_fixtures;
+
 #[cfg(test)]
 #[allow(clippy::single_range_in_vec_init)]
 mod tests {
@@ -1567,12 +1572,7 @@ mod tests {
         e.to_string()
     }
 
-    fn y_of(file: &hdf5::File, n: usize) {
-        file.new_dataset_builder()
-            .with_data(&Array1::<f64>::ones(n))
-            .create("y")
-            .unwrap();
-    }
+    use super::hostile_fixtures::{self, y_of};
 
     #[test]
     fn refuses_absurd_and_inconsistent_shapes() {
@@ -1727,66 +1727,26 @@ mod tests {
 
     #[test]
     fn refuses_external_storage_virtual_filters_and_links() {
-        let m = hostile(|f, dir| {
-            let other = dir.join("secret.bin");
-            fs::write(&other, [0u8; 64]).unwrap();
-            f.new_dataset::<f64>()
-                .external(other.to_str().unwrap(), 0, 64)
-                .shape((4, 2))
-                .create("X")
-                .unwrap();
-            y_of(f, 4);
-        });
-        assert!(m.contains("external storage"), "{m}");
-        let m = hostile(|f, dir| {
-            let src = dir.join("src.h5");
-            {
-                let s = hdf5::File::create(&src).unwrap();
-                s.new_dataset_builder()
-                    .with_data(&Array2::<f64>::zeros((4, 2)))
-                    .create("X")
-                    .unwrap();
-            }
-            f.new_dataset::<f64>()
-                .virtual_map(src.to_str().unwrap(), "X", (4, 2), .., (4, 2), ..)
-                .shape((4, 2))
-                .create("X")
-                .unwrap();
-            y_of(f, 4);
-        });
-        assert!(m.contains("virtual dataset"), "{m}");
-        let m = hostile(|f, _| {
-            f.new_dataset_builder()
-                .with_data(&Array2::<f64>::zeros((4, 2)))
-                .chunk((2, 2))
-                .shuffle()
-                .create("X")
-                .unwrap();
-            y_of(f, 4);
-        });
-        assert!(m.contains("filters"), "{m}");
-        let m = hostile(|f, dir| {
-            let src = dir.join("src2.h5");
-            {
-                let s = hdf5::File::create(&src).unwrap();
-                s.new_dataset_builder()
-                    .with_data(&Array2::<f64>::zeros((4, 2)))
-                    .create("X")
-                    .unwrap();
-            }
-            f.link_external(src.to_str().unwrap(), "X", "X").unwrap();
-            y_of(f, 4);
-        });
-        assert!(m.contains("/X is an external link"), "{m}");
-        let m = hostile(|f, _| {
-            f.new_dataset_builder()
-                .with_data(&Array2::<f64>::zeros((4, 2)))
-                .create("Z")
-                .unwrap();
-            f.link_soft("/Z", "X").unwrap();
-            y_of(f, 4);
-        });
-        assert!(m.contains("/X is a soft link"), "{m}");
+        use hostile_fixtures as hf;
+        type Build = fn(&hdf5::File, &Path);
+        let cases: [(&str, Build); 5] = [
+            ("external storage", |f, dir| {
+                hf::external_storage_x(f, dir, "secret.bin")
+            }),
+            ("virtual dataset", |f, dir| hf::virtual_x(f, dir, "src.h5")),
+            ("filters", |f, _| hf::filtered_x(f, false)),
+            ("/X is an external link", |f, dir| {
+                hf::external_link_x(f, dir, "src2.h5")
+            }),
+            ("/X is a soft link", |f, _| hf::soft_link_x(f)),
+        ];
+        for (want, build) in cases {
+            let m = hostile(|f, dir| {
+                build(f, dir);
+                y_of(f, 4);
+            });
+            assert!(m.contains(want), "{want}: {m}");
+        }
     }
 
     #[test]

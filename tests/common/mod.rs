@@ -4,6 +4,8 @@
 // Each test binary uses a subset of these.
 #![allow(dead_code)]
 
+pub mod hostile;
+
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

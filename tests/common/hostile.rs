@@ -1,0 +1,72 @@
+//! Builders of hostile HDF5 datasets (the BI-3 catalogue of `../shared/RELIABILITY.md`): a
+//! 4 × 2 `/X` stored or linked in a way the validator must refuse without opening any other
+//! file, plus a label vector. Shared by the `io::dataset` unit tests (through `#[path]`) and
+//! `tests/reliability.rs`; each builder writes into an open file `f` whose folder is `dir`.
+#![allow(dead_code)]
+
+use std::path::Path;
+
+use ndarray::{Array1, Array2};
+
+/// `/y`: n ones.
+pub fn y_of(f: &hdf5::File, n: usize) {
+    f.new_dataset_builder()
+        .with_data(&Array1::<f64>::ones(n))
+        .create("y")
+        .unwrap();
+}
+
+/// A 4 × 2 zero `/X` in a new file `src`.
+fn source_file(src: &Path) {
+    let s = hdf5::File::create(src).unwrap();
+    s.new_dataset_builder()
+        .with_data(&Array2::<f64>::zeros((4, 2)))
+        .create("X")
+        .unwrap();
+}
+
+/// `/X` with external storage in `dir/outside` (64 bytes written there).
+pub fn external_storage_x(f: &hdf5::File, dir: &Path, outside: &str) {
+    let other = dir.join(outside);
+    std::fs::write(&other, [0u8; 64]).unwrap();
+    f.new_dataset::<f64>()
+        .external(other.to_str().unwrap(), 0, 64)
+        .shape((4, 2))
+        .create("X")
+        .unwrap();
+}
+
+/// `/X` as a virtual dataset mapping `/X` of `dir/source`.
+pub fn virtual_x(f: &hdf5::File, dir: &Path, source: &str) {
+    let src = dir.join(source);
+    source_file(&src);
+    f.new_dataset::<f64>()
+        .virtual_map(src.to_str().unwrap(), "X", (4, 2), .., (4, 2), ..)
+        .shape((4, 2))
+        .create("X")
+        .unwrap();
+}
+
+/// `/X` as an external link to `/X` of `dir/source`.
+pub fn external_link_x(f: &hdf5::File, dir: &Path, source: &str) {
+    let src = dir.join(source);
+    source_file(&src);
+    f.link_external(src.to_str().unwrap(), "X", "X").unwrap();
+}
+
+/// `/X` chunked with a filter: deflate when `deflate`, else shuffle.
+pub fn filtered_x(f: &hdf5::File, deflate: bool) {
+    let zeros = Array2::<f64>::zeros((4, 2));
+    let b = f.new_dataset_builder().with_data(&zeros).chunk((2, 2));
+    let b = if deflate { b.deflate(4) } else { b.shuffle() };
+    b.create("X").unwrap();
+}
+
+/// `/X` as a soft link to a dataset `/Z`.
+pub fn soft_link_x(f: &hdf5::File) {
+    f.new_dataset_builder()
+        .with_data(&Array2::<f64>::zeros((4, 2)))
+        .create("Z")
+        .unwrap();
+    f.link_soft("/Z", "X").unwrap();
+}
