@@ -2321,8 +2321,11 @@ fn cr7_repeated_requeue_equals_one_uninterrupted_run() {
             let t = Instant::now();
             let (code, text) = job.wait(Duration::from_secs(30));
             worst = worst.max(t.elapsed());
-            if code == Some(0) {
-                break; // finished before the signal landed
+            // Finished before the signal landed. A USR1 that reaches mpirun during its own
+            // teardown, after the run completed, kills it by the signal (no exit code): the file
+            // is the verdict then, and the checks below compare it with the straight run.
+            if code == Some(0) || (code.is_none() && status_of(&run) == "complete") {
+                break;
             }
             assert!(sent, "{text}");
             assert_eq!(code, Some(75), "{text}");
