@@ -175,6 +175,14 @@ pub struct TrainArgs {
     /// worker's work [default: 1].
     #[arg(long, value_name = "C")]
     pub chunks: Option<usize>,
+    /// Fold a coded gradient that arrives one iteration late into the current decode in place of
+    /// its worker's missing fresh one (SAG-style stale reuse), rather than drop it; older ones
+    /// are still dropped. A fresh message from the same worker replaces it. Recorded per
+    /// iteration (`/metrics/stale`) and per worker (`/timing/stale_age`: 0 fresh, 1 stale).
+    /// Needs `--chunks 1`; not on the first (validated) iteration.
+    #[arg(long)]
+    #[serde(default)]
+    pub reuse_stale: bool,
     /// Run the serial reference path on one process instead of the MPI job.
     #[arg(long)]
     #[serde(default)]

@@ -80,6 +80,9 @@ pub struct RunConfig {
     /// Straggle probability p of the stochastic code (None: s / n).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub straggle_prob: Option<f64>,
+    /// Fold gradients one iteration late into the current decode (`--reuse-stale`).
+    #[serde(default)]
+    pub reuse_stale: bool,
     pub reference: bool,
 }
 
@@ -153,6 +156,7 @@ impl RunConfig {
             degree: args.degree.or(file.degree),
             decoder: args.decoder.or(file.decoder),
             straggle_prob: args.straggle_prob.or(file.straggle_prob),
+            reuse_stale: args.reuse_stale || file.reuse_stale,
             reference,
         };
         cfg.check()?;
@@ -188,6 +192,16 @@ impl RunConfig {
         }
         if !(1..=64).contains(&self.chunks) {
             return Err(invalid("chunks", self.chunks, "must be between 1 and 64"));
+        }
+        if self.reuse_stale && self.chunks > 1 {
+            return Err(invalid(
+                "reuse-stale",
+                "true",
+                format!(
+                    "works with one message per worker and iteration; drop it or use --chunks 1 (given --chunks {})",
+                    self.chunks
+                ),
+            ));
         }
         if self.log_every == 0 {
             return Err(invalid("log-every", 0, "must be at least 1"));
@@ -285,7 +299,9 @@ impl RunConfig {
             self.straggler_model,
             self.seed,
             self.chunks
-        ) + &format!("degree={:?}\ndecoder={:?}\nstraggle_prob={:?}\n", self.degree, self.decoder, self.straggle_prob);
+        ) + &format!("degree={:?}\ndecoder={:?}\nstraggle_prob={:?}\n", self.degree, self.decoder, self.straggle_prob)
+            // Only when set, so the hashes of runs without it are unchanged.
+            + if self.reuse_stale { "reuse_stale=true\n" } else { "" };
         let digest = Sha256::digest(key.as_bytes());
         digest.iter().map(|b| format!("{b:02x}")).collect()
     }
@@ -395,6 +411,15 @@ mod tests {
                 },
                 4,
                 "not a worker rank",
+            ),
+            (
+                TrainArgs {
+                    reuse_stale: true,
+                    chunks: Some(2),
+                    ..args()
+                },
+                4,
+                "--reuse-stale",
             ),
             (args(), 1, "mpirun -np N+1"),
             (

@@ -115,6 +115,11 @@ struct Collection {
     compute_s: Vec<f64>,
     injected_s: Vec<f64>,
     post_offset: Vec<f64>,
+    /// Per worker: 0 when its response is fresh, 1 when it is a gradient of the previous
+    /// iteration folded in (`--reuse-stale`), NaN when none arrived.
+    stale_age: Vec<f64>,
+    /// Responses of the previous iteration folded in.
+    stale: u32,
     late: u32,
     rejected: u32,
     bytes: f64,
@@ -133,6 +138,8 @@ impl Collection {
             compute_s: vec![f64::NAN; n],
             injected_s: vec![f64::NAN; n],
             post_offset: vec![f64::NAN; n],
+            stale_age: vec![f64::NAN; n],
+            stale: 0,
             late: 0,
             rejected: 0,
             bytes: 0.0,
@@ -150,9 +157,11 @@ impl Collection {
             &mut self.compute_s,
             &mut self.injected_s,
             &mut self.post_offset,
+            &mut self.stale_age,
         ] {
             v.fill(f64::NAN);
         }
+        self.stale = 0;
         self.late = 0;
         self.rejected = 0;
         self.bytes = 0.0;
@@ -340,6 +349,8 @@ impl<'a> Coordinator<'a> {
                         );
                     }
                     Err(reason) => {
+                        // A folded-in stale response may have been overwritten: drop it.
+                        self.drop_stale(w);
                         self.cur.rejected += 1;
                         self.stats[w].rejected += 1;
                         log::warn!(
@@ -348,6 +359,9 @@ impl<'a> Coordinator<'a> {
                         );
                     }
                     Ok(h) if self.cur.collecting && h.iteration == self.cur.iteration => {
+                        // The fresh response replaces a stale one folded in for this worker.
+                        self.drop_stale(w);
+                        self.cur.stale_age[w] = 0.0;
                         let set = &mut self.cur.responders[q];
                         if let Err(pos) = set.binary_search(&w) {
                             set.insert(pos, w);
@@ -366,6 +380,28 @@ impl<'a> Coordinator<'a> {
                             self.stats[w].on_time += 1;
                             self.stats[w].arrival_sum += a;
                             self.stats[w].arrivals.push(a);
+                        }
+                    }
+                    Ok(h) if self.reusable(w, h.iteration) => {
+                        // --reuse-stale: one iteration late, no fresh response from this worker
+                        // yet; its coded gradient stands in for the missing one (SAG-style).
+                        let set = &mut self.cur.responders[0];
+                        if let Err(pos) = set.binary_search(&w) {
+                            set.insert(pos, w);
+                        }
+                        self.cur.chunks_in[w] = 1;
+                        self.cur.arrival_s[w] = self.cur.t0.elapsed().as_secs_f64();
+                        self.cur.compute_s[w] = h.compute_s;
+                        self.cur.injected_s[w] = h.injected_s;
+                        self.cur.stale_age[w] = 1.0;
+                        self.cur.stale += 1;
+                        log::debug!(
+                            "[rank 0] iteration {}: folded in rank {src}'s gradient of iteration {}",
+                            self.cur.iteration,
+                            h.iteration
+                        );
+                        if self.pending[w].is_empty() {
+                            self.post_to(w);
                         }
                     }
                     Ok(h) => {
@@ -438,6 +474,30 @@ impl<'a> Coordinator<'a> {
             }
         }
         Ok(())
+    }
+
+    /// Whether a message of `iteration` from worker `w` may stand in for its missing response to
+    /// the iteration being collected (`--reuse-stale`: exactly one iteration late, one message
+    /// per iteration, not the validated iteration, nothing from `w` yet).
+    fn reusable(&self, w: usize, iteration: u64) -> bool {
+        self.cfg.reuse_stale
+            && self.chunks == 1
+            && self.cur.collecting
+            && iteration + 1 == self.cur.iteration
+            && Some(self.cur.iteration) != self.validation_iteration
+            && self.cur.chunks_in[w] == 0
+    }
+
+    /// Remove worker `w`'s folded-in stale response, if any, from the iteration being collected.
+    fn drop_stale(&mut self, w: usize) {
+        if self.cur.stale_age[w] == 1.0 {
+            if let Ok(pos) = self.cur.responders[0].binary_search(&w) {
+                self.cur.responders[0].remove(pos);
+            }
+            self.cur.chunks_in[w] = 0;
+            self.cur.stale_age[w] = f64::NAN;
+            self.cur.stale -= 1;
+        }
     }
 
     /// Collect until decodable or the deadline policy says stop. Returns whether decodable.
@@ -787,7 +847,9 @@ pub fn run(setup: Setup<'_>) -> Outcome {
                 grad.view_mut(),
             );
             opt.step(grad.view());
-            all_exact &= d.exact;
+            // A decode that used a gradient of the previous iteration (--reuse-stale) is exact
+            // for the messages, not the gradient at the current parameters.
+            all_exact &= d.exact && c.cur.stale == 0;
         } else {
             all_exact = false;
             log::warn!("[rank 0] iteration {t}: no worker answered by the deadline; step skipped");
@@ -812,10 +874,11 @@ pub fn run(setup: Setup<'_>) -> Outcome {
         rec.set("train_loss", train_loss);
         rec.set("n_responders", c.complete_responders() as f64);
         rec.set("late", f64::from(c.cur.late));
+        rec.set("stale", f64::from(c.cur.stale));
         rec.set("rejected", f64::from(c.cur.rejected));
         rec.set("bytes_received", c.cur.bytes);
         if let Some(d) = &decoding {
-            rec.set("exact", f64::from(u8::from(d.exact)));
+            rec.set("exact", f64::from(u8::from(d.exact && c.cur.stale == 0)));
             rec.set("decode_residual", d.residual);
             // The guarantee of approximate codes (expander: (λ/d)·√(ns/(n−s))) for the worst chunk.
             let bound = c
@@ -831,6 +894,7 @@ pub fn run(setup: Setup<'_>) -> Outcome {
             rec.per_worker[0][w] = c.cur.arrival_s[w];
             rec.per_worker[1][w] = c.cur.compute_s[w];
             rec.per_worker[3][w] = c.cur.chunks_in[w] as f64;
+            rec.per_worker[4][w] = c.cur.stale_age[w];
             let planned = schedule.delay_s(t, w + 1);
             rec.per_worker[2][w] = if schedule.failed(t, w + 1) {
                 f64::INFINITY

@@ -539,6 +539,74 @@ fn resume_from_a_checkpoint_is_bit_identical() {
     );
 }
 
+/// `--reuse-stale`: two workers slow (30 and 45 ms), more than the s = 1 the code tolerates, so
+/// an iteration waits for the first and the second's gradient arrives one iteration late. With the
+/// flag it is folded into the next decode and recorded (`stale`, `/timing/stale_age` = 1);
+/// without it, it is dropped as late. The first (validated) iteration never uses one, an
+/// iteration is flagged exact exactly when it used none, and training still converges.
+#[test]
+fn gradients_one_iteration_late_are_folded_in_with_reuse_stale_and_recorded() {
+    let _g = serial();
+    let common = [
+        "--code",
+        "cyclic-mds",
+        "-s",
+        "1",
+        "--iterations",
+        "40",
+        "--straggler-model",
+        "fixed:1:30+fixed:2:45",
+    ];
+    let mut reuse = common.to_vec();
+    reuse.push("--reuse-stale");
+    for (name, args, flag) in [
+        ("stale-off", &common[..], false),
+        ("stale-on", &reuse[..], true),
+    ] {
+        let (o, run, _) = train(5, name, args);
+        assert!(o.status.success(), "{}", output_text(&o));
+        assert_eq!(status(&run), "complete");
+        let rows = results::read_rows(&run.join("run.h5"), None).unwrap();
+        let stale = rows.column("stale").unwrap();
+        let ages = &rows.per_worker[4];
+        let responders = rows.column("n_responders").unwrap();
+        let exact = rows.column("exact").unwrap();
+        let loss = rows.column("train_loss").unwrap();
+        assert_eq!(
+            stale[0], 0.0,
+            "{name}: the validated iteration uses no stale gradient"
+        );
+        for i in 0..rows.len() {
+            let row = ages.row(i);
+            assert!(
+                row.iter().all(|&a| a.is_nan() || a == 0.0 || a == 1.0),
+                "{name}: ages {row}"
+            );
+            let folded = row.iter().filter(|&&a| a == 1.0).count();
+            assert_eq!(stale[i], folded as f64, "{name}: iteration {i}");
+            assert!(responders[i] >= 3.0, "{name}: iteration {i}");
+            // Exact means the gradient at the current parameters: not with a stale one in it.
+            assert_eq!(
+                exact[i],
+                f64::from(u8::from(folded == 0)),
+                "{name}: iteration {i}"
+            );
+        }
+        let total: f64 = stale.sum();
+        if flag {
+            assert!(
+                total >= 5.0,
+                "{name}: only {total} stale gradients folded in"
+            );
+            let c = results::read_str_attr(&run.join("run.h5"), "config", "toml").unwrap();
+            assert!(c.contains("reuse-stale = true"), "{c}");
+        } else {
+            assert_eq!(total, 0.0, "{name}: stale gradients used without the flag");
+        }
+        assert!(loss[loss.len() - 1] < loss[0], "{name}: loss {loss}");
+    }
+}
+
 #[test]
 fn partial_work_of_slow_workers_is_decoded_exactly_and_sooner() {
     let _g = serial();

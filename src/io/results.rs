@@ -50,15 +50,19 @@ pub const SCALAR_METRICS: &[&str] = &[
     "late",
     "rejected",
     "bytes_received",
+    "stale",
 ];
 
 /// Per-(iteration, worker) matrices: (group, name).
-/// `timing/chunks` counts the chunks (partial results) of each worker that arrived on time.
+/// `timing/chunks` counts the chunks (partial results) of each worker that arrived on time;
+/// `timing/stale_age` is 0 for a fresh response, 1 for one folded in a iteration late
+/// (`--reuse-stale`), NaN for none.
 pub const WORKER_METRICS: &[(&str, &str)] = &[
     ("timing", "arrival_s"),
     ("timing", "compute_s"),
     ("stragglers", "injected_s"),
     ("timing", "chunks"),
+    ("timing", "stale_age"),
 ];
 
 /// One row of results.
@@ -67,7 +71,7 @@ pub struct IterationRecord {
     /// Values in the order of [`SCALAR_METRICS`].
     pub scalars: Vec<f64>,
     /// Rows in the order of [`WORKER_METRICS`], each of length n (NaN = missed).
-    pub per_worker: [Vec<f64>; 4],
+    pub per_worker: [Vec<f64>; WORKER_METRICS.len()],
 }
 
 impl IterationRecord {
@@ -75,12 +79,7 @@ impl IterationRecord {
     pub fn new(n: usize) -> Self {
         IterationRecord {
             scalars: vec![f64::NAN; SCALAR_METRICS.len()],
-            per_worker: [
-                vec![f64::NAN; n],
-                vec![f64::NAN; n],
-                vec![f64::NAN; n],
-                vec![f64::NAN; n],
-            ],
+            per_worker: std::array::from_fn(|_| vec![f64::NAN; n]),
         }
     }
     /// Every value back to NaN (reuse one record across iterations without allocating).
@@ -132,14 +131,11 @@ impl RecordedRows {
     pub fn row(&self, i: usize) -> IterationRecord {
         IterationRecord {
             scalars: self.scalars.iter().map(|c| c[i]).collect(),
-            per_worker: [
-                self.per_worker[0].row(i).to_vec(),
-                self.per_worker[1].row(i).to_vec(),
-                self.per_worker[2].row(i).to_vec(),
+            per_worker: std::array::from_fn(|k| {
                 self.per_worker
-                    .get(3)
-                    .map_or_else(Vec::new, |m| m.row(i).to_vec()),
-            ],
+                    .get(k)
+                    .map_or_else(Vec::new, |m| m.row(i).to_vec())
+            }),
         }
     }
 }
@@ -267,7 +263,7 @@ pub struct RunWriter {
     /// once the buffers have grown), and when the oldest of them arrived.
     pending: usize,
     pending_scalars: Vec<f64>,
-    pending_workers: [Vec<f64>; 4],
+    pending_workers: [Vec<f64>; WORKER_METRICS.len()],
     pending_since: Instant,
     /// Scratch column for writing one scalar metric.
     column: Vec<f64>,
@@ -631,11 +627,14 @@ pub fn read_rows(path: &Path, limit: Option<usize>) -> Result<RecordedRows, IoEr
         };
         scalars.push(col);
     }
+    // A metric missing from the file (written by an older version) reads as NaN, as wide as the
+    // others, so its rows can be appended to (resume) like any other.
+    let n_workers = widths.iter().copied().max().unwrap_or(0);
     let mut per_worker = Vec::new();
-    for ((g, n), w) in WORKER_METRICS.iter().zip(widths) {
+    for (g, n) in WORKER_METRICS {
         let m = match file.dataset(&format!("{g}/{n}")) {
             Ok(ds) => ds.read_slice_2d::<f64, _>(s![0..rows, ..]).map_err(&e)?,
-            Err(_) => Array2::from_elem((rows, w), f64::NAN),
+            Err(_) => Array2::from_elem((rows, n_workers), f64::NAN),
         };
         per_worker.push(m);
     }
