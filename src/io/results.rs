@@ -127,14 +127,16 @@ impl RecordedRows {
             .position(|m| *m == name)
             .map(|i| self.scalars[i].view())
     }
-    /// Row `i` as a record.
+    /// Row `i` as a record. A per-worker metric absent from the file (no columns: written by
+    /// an older version, or lost) reads as NaN for every worker, so the row can be appended to a
+    /// results file (resume) like any other.
     pub fn row(&self, i: usize) -> IterationRecord {
+        let n = self.per_worker.iter().map(|m| m.ncols()).max().unwrap_or(0);
         IterationRecord {
             scalars: self.scalars.iter().map(|c| c[i]).collect(),
-            per_worker: std::array::from_fn(|k| {
-                self.per_worker
-                    .get(k)
-                    .map_or_else(Vec::new, |m| m.row(i).to_vec())
+            per_worker: std::array::from_fn(|k| match self.per_worker.get(k) {
+                Some(m) if m.ncols() > 0 => m.row(i).to_vec(),
+                _ => vec![f64::NAN; n],
             }),
         }
     }
@@ -627,14 +629,11 @@ pub fn read_rows(path: &Path, limit: Option<usize>) -> Result<RecordedRows, IoEr
         };
         scalars.push(col);
     }
-    // A metric missing from the file (written by an older version) reads as NaN, as wide as the
-    // others, so its rows can be appended to (resume) like any other.
-    let n_workers = widths.iter().copied().max().unwrap_or(0);
     let mut per_worker = Vec::new();
-    for (g, n) in WORKER_METRICS {
+    for ((g, n), w) in WORKER_METRICS.iter().zip(widths) {
         let m = match file.dataset(&format!("{g}/{n}")) {
             Ok(ds) => ds.read_slice_2d::<f64, _>(s![0..rows, ..]).map_err(&e)?,
-            Err(_) => Array2::from_elem((rows, n_workers), f64::NAN),
+            Err(_) => Array2::from_elem((rows, w), f64::NAN),
         };
         per_worker.push(m);
     }
@@ -922,5 +921,37 @@ mod tests {
         let rows = read_rows(&second, None).unwrap();
         let it = rows.column("iteration").unwrap();
         assert_eq!(it.to_vec(), vec![0.0, 1.0, 2.0, 3.0]);
+    }
+
+    /// A file written before a per-worker metric existed (here: without `/timing/stale_age`)
+    /// reads that metric as absent (no columns, as readers expect), and its rows carry it as NaN
+    /// so a resumed writer can append them.
+    #[test]
+    fn rows_of_a_file_without_a_newer_metric_can_be_resumed() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = dir.path().join("old.h5");
+        let mut w = RunWriter::create(&old, &meta(3), None).unwrap();
+        for i in 0..3 {
+            w.append(&rec(i, 3)).unwrap();
+        }
+        w.finish(&FinalRecord::default()).unwrap();
+        {
+            let f = hdf5::File::open_rw(&old).unwrap();
+            f.unlink("timing/stale_age").unwrap();
+        }
+        let kept = read_rows(&old, None).unwrap();
+        let k = WORKER_METRICS
+            .iter()
+            .position(|m| *m == ("timing", "stale_age"))
+            .unwrap();
+        assert_eq!(kept.per_worker[k].ncols(), 0);
+        let r = kept.row(1);
+        assert!(r.per_worker[k].len() == 3 && r.per_worker[k].iter().all(|v| v.is_nan()));
+        assert_eq!(r.per_worker[0], vec![10.0, 11.0, 12.0]);
+        let new = dir.path().join("new.h5");
+        let mut w = RunWriter::create(&new, &meta(3), Some(&kept)).unwrap();
+        w.append(&rec(3, 3)).unwrap();
+        w.finish(&FinalRecord::default()).unwrap();
+        assert_eq!(read_rows(&new, None).unwrap().len(), 4);
     }
 }
