@@ -298,8 +298,9 @@ fn matmul_bad_input_fails_cleanly() {
     }
 }
 
-/// `gradcode train --reference` on the same data and settings; returns its per-iteration losses.
-fn reference_losses(data: &Path, model: &str, lr: &str, name: &str) -> Vec<f64> {
+/// `gradcode train --reference` on the same data and settings; returns its per-iteration
+/// records (train loss, and test loss and accuracy where evaluated).
+fn reference_rows(data: &Path, model: &str, lr: &str, name: &str) -> results::RecordedRows {
     let out_dir = workdir().join(name);
     let out = Command::new(BIN)
         .args(["-q", "train", "--reference", "--data"])
@@ -318,21 +319,23 @@ fn reference_losses(data: &Path, model: &str, lr: &str, name: &str) -> Vec<f64> 
         .output()
         .unwrap();
     assert!(out.status.success(), "reference: {}", output_text(&out));
-    let rows = results::read_rows(&out_dir.join("run.h5"), None).unwrap();
-    rows.column("train_loss").unwrap().to_vec()
+    results::read_rows(&out_dir.join("run.h5"), None).unwrap()
 }
 
 /// Coded training through mat-vecs (two coded mat-vecs per step, N − K delayed workers)
-/// follows the serial reference trajectory: every iteration's loss agrees to rounding.
+/// follows the serial reference trajectory: every iteration's loss agrees to rounding, and so
+/// do the test loss and accuracy, evaluated at the same iterations (when the data has a test
+/// split).
 fn coded_training_matches_reference(
     model: &str,
     code: &str,
     data: &Path,
     lr: &str,
     stragglers: &str,
-) {
+) -> usize {
     let _g = serial();
-    let reference = reference_losses(data, model, lr, &format!("ref-{model}-{code}"));
+    let ref_rows = reference_rows(data, model, lr, &format!("ref-{model}-{code}"));
+    let reference = ref_rows.column("train_loss").unwrap().to_vec();
     let out_dir = workdir().join(format!("mds-train-{model}-{code}"));
     let args: Vec<String> = [
         "train",
@@ -377,6 +380,20 @@ fn coded_training_matches_reference(
             "{model} {code} iteration {t}: coded loss {a} vs reference {b}"
         );
     }
+    for name in ["test_loss", "test_accuracy"] {
+        let (a, b) = (rows.column(name).unwrap(), ref_rows.column(name).unwrap());
+        for (t, (a, b)) in a.iter().zip(b).enumerate() {
+            assert_eq!(
+                a.is_nan(),
+                b.is_nan(),
+                "{model} {code} {name} at {t}: {a} vs {b}"
+            );
+            assert!(
+                a.is_nan() || (a - b).abs() <= 1e-9 * b.abs().max(1.0),
+                "{model} {code} {name} at {t}: coded {a} vs reference {b}"
+            );
+        }
+    }
     // The loss went down (a real run), and every step decoded from N − s = 3 workers.
     assert!(loss[loss.len() - 1] < loss[0]);
     assert!(rows
@@ -384,6 +401,12 @@ fn coded_training_matches_reference(
         .unwrap()
         .iter()
         .all(|&r| r == 3.0));
+    // How many iterations evaluated the test split.
+    rows.column("test_loss")
+        .unwrap()
+        .iter()
+        .filter(|v| v.is_finite())
+        .count()
 }
 
 #[test]
@@ -392,13 +415,24 @@ fn coded_training_logistic_rotation_matches_reference() {
     if !p.exists() {
         let out = Command::new(BIN)
             .args(["data", "synth", "--kind", "logistic", "--rows", "420"])
-            .args(["--features", "14", "--seed", "5", "--out"])
+            .args([
+                "--features",
+                "14",
+                "--test-rows",
+                "100",
+                "--seed",
+                "5",
+                "--out",
+            ])
             .arg(&p)
             .output()
             .unwrap();
         assert!(out.status.success(), "{}", output_text(&out));
     }
-    coded_training_matches_reference("logistic", "mds-rotation", &p, "0.5", "fixed:2,4:300");
+    let evaluated =
+        coded_training_matches_reference("logistic", "mds-rotation", &p, "0.5", "fixed:2,4:300");
+    // --eval-every 10 over 15 iterations: after iterations 9 and 14 (the last).
+    assert_eq!(evaluated, 2);
 }
 
 #[test]

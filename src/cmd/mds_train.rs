@@ -21,8 +21,9 @@
 //!
 //! Dispatch: `--code` of `train` is a closed list of gradient codes, so `main` hands the whole
 //! command line to [`run_from_args`] when `train` is given a `--code` starting with `mds-`.
-//! Not done: softmax, test-split evaluation, checkpoints and `--resume`, `--chunks`, the
-//! `best-effort` deadline policy.
+//! The test split, when the dataset has one, is evaluated at the new parameters every
+//! `--eval-every` iterations and after the last, as in `train` (`test_loss`, `test_accuracy`).
+//! Not done: softmax, checkpoints and `--resume`, `--chunks`, the `best-effort` deadline policy.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -99,6 +100,10 @@ pub struct MdsTrainArgs {
     /// Print a progress line every K iterations.
     #[arg(long, default_value_t = 10)]
     pub log_every: u64,
+    /// Evaluate the test split (when the dataset has one) every K iterations and after the
+    /// last, as `train` does.
+    #[arg(long, value_name = "K", default_value_t = 10)]
+    pub eval_every: u64,
 }
 
 /// Whether the command line is `gradcode [-v|-q]… train … --code mds-…`.
@@ -320,7 +325,7 @@ fn run_mpi(world: &SimpleCommunicator, args: &MdsTrainArgs) -> Result<i32> {
         return Ok(code);
     }
     if rank == 0 {
-        let Some((data, writer)) = rank0 else {
+        let Some((data, test, writer)) = rank0 else {
             return Err(Error::Check("internal: rank 0 set-up missing".into()));
         };
         let phases = vec![
@@ -337,7 +342,15 @@ fn run_mpi(world: &SimpleCommunicator, args: &MdsTrainArgs) -> Result<i32> {
                 out_len: l1.result_len(&code),
             },
         ];
-        coordinate(world, args, &cfg, phases, model.as_ref(), &data, writer)
+        coordinate(
+            world,
+            args,
+            &cfg,
+            phases,
+            model.as_ref(),
+            (&data, test.as_ref()),
+            writer,
+        )
     } else {
         work_or_abort(world, &blocks, &cfg)
     }
@@ -348,8 +361,17 @@ fn setup_rank0(
     cfg: &MatvecConfig,
     code: &MdsCode,
     size: usize,
-) -> Result<(crate::data::Dataset, RunWriter)> {
+) -> Result<(
+    crate::data::Dataset,
+    Option<crate::data::Dataset>,
+    RunWriter,
+)> {
     let data = dataset::read_all(&cfg.matrix, Split::Train)?;
+    let test = if dataset::inspect(&cfg.matrix)?.test_rows.is_some() {
+        Some(dataset::read_all(&cfg.matrix, Split::Test)?)
+    } else {
+        None
+    };
     std::fs::create_dir_all(&cfg.out).map_err(|e| crate::io::IoError::os(&cfg.out, e))?;
     let (code_attrs, env_attrs) = super::train::provenance(size);
     let s = |v: String| AttrValue::Str(v);
@@ -374,6 +396,7 @@ fn setup_rank0(
         ("max_wait_ms".into(), AttrValue::F64(args.max_wait_ms)),
         ("straggler_model".into(), s(args.straggler_model.clone())),
         ("seed".into(), AttrValue::U64(args.seed)),
+        ("eval_every".into(), AttrValue::U64(args.eval_every)),
         ("decoder_used".into(), s("mds-matvec".into())),
     ];
     let toml = format!(
@@ -404,7 +427,7 @@ fn setup_rank0(
         n_workers: cfg.n,
     };
     let writer = RunWriter::create(&cfg.results_path(), &meta, None)?;
-    Ok((data, writer))
+    Ok((data, test, writer))
 }
 
 /// ln(1 + eᵗ), stable for any t.
@@ -440,7 +463,7 @@ fn coordinate(
     cfg: &MatvecConfig,
     phases: Vec<Phase<'_>>,
     model: &dyn Model,
-    data: &crate::data::Dataset,
+    (data, test): (&crate::data::Dataset, Option<&crate::data::Dataset>),
     mut writer: RunWriter,
 ) -> Result<i32> {
     let n = cfg.n;
@@ -457,6 +480,7 @@ fn coordinate(
     let mut validation: Vec<(String, AttrValue)> = Vec::new();
     let mut passed = false;
     let mut last_loss = f64::NAN;
+    let mut last_test = None;
     let mut run = || -> Result<()> {
         for t in 0..args.iterations {
             let t_it = Instant::now();
@@ -528,6 +552,15 @@ fn coordinate(
                 ];
             }
             let mut rec = IterationRecord::new(n);
+            // The test split at the new parameters, on the schedule of `train`.
+            let due =
+                (args.eval_every > 0 && (t + 1) % args.eval_every == 0) || t + 1 == args.iterations;
+            if let Some(test) = test.filter(|_| due) {
+                let ev = model.evaluate(opt.params(), &test.x, test.y.view(), &mut ws);
+                rec.set("test_loss", ev.loss);
+                rec.set("test_accuracy", ev.accuracy.unwrap_or(f64::NAN));
+                last_test = Some(ev);
+            }
             rec.set("iteration", t as f64);
             rec.set("wall_s", wall);
             rec.set("elapsed_s", start.elapsed().as_secs_f64());
@@ -589,6 +622,19 @@ fn coordinate(
         summary: vec![
             ("final_train_loss".into(), AttrValue::F64(last_loss)),
             (
+                "final_test_loss".into(),
+                AttrValue::F64(last_test.as_ref().map_or(f64::NAN, |e| e.loss)),
+            ),
+            (
+                "final_test_accuracy".into(),
+                AttrValue::F64(
+                    last_test
+                        .as_ref()
+                        .and_then(|e| e.accuracy)
+                        .unwrap_or(f64::NAN),
+                ),
+            ),
+            (
                 "unreconciled_workers".into(),
                 AttrValue::Str(format!("{unreconciled:?}")),
             ),
@@ -603,8 +649,15 @@ fn coordinate(
             path.display()
         )));
     }
+    let test_text = match &last_test {
+        Some(e) => match e.accuracy {
+            Some(a) => format!(", test loss {:.6}, test accuracy {a:.4}", e.loss),
+            None => format!(", test loss {:.6}", e.loss),
+        },
+        None => String::new(),
+    };
     println!(
-        "train ({} through mat-vecs): final train loss {last_loss:.6}; results: {}",
+        "train ({} through mat-vecs): final train loss {last_loss:.6}{test_text}; results: {}",
         args.code,
         path.display()
     );
