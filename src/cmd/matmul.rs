@@ -240,10 +240,6 @@ fn setup_rank0(cfg: &MatmulConfig, code: &PolyCode, size: usize) -> Result<Rank0
 fn run_mpi(world: &SimpleCommunicator, args: &MatmulArgs) -> Result<i32> {
     let rank = world.rank();
     let size = world.size() as usize;
-    super::train::install_panic_hook(rank);
-    if rank != 0 && log::max_level() < log::LevelFilter::Debug {
-        log::set_max_level(log::LevelFilter::Warn);
-    }
     let (cfg, code) = match MatmulConfig::from_args(args, size) {
         Ok(c) => c,
         Err(e) => return rank_result(rank, e),

@@ -190,10 +190,6 @@ pub fn run(args: &MatvecArgs) -> Result<i32> {
 fn run_mpi(world: &SimpleCommunicator, args: &MatvecArgs) -> Result<i32> {
     let rank = world.rank();
     let size = world.size() as usize;
-    super::train::install_panic_hook(rank);
-    if rank != 0 && log::max_level() < log::LevelFilter::Debug {
-        log::set_max_level(log::LevelFilter::Warn);
-    }
     // 1. Identical checks on every rank, no MPI traffic.
     let (cfg, code) = match MatvecConfig::from_args(args, size) {
         Ok(c) => c,

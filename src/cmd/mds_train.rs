@@ -248,10 +248,6 @@ fn stacked(x: &Features, ranges: Vec<std::ops::Range<usize>>) -> Result<Features
 fn run_mpi(world: &SimpleCommunicator, args: &MdsTrainArgs) -> Result<i32> {
     let rank = world.rank();
     let size = world.size() as usize;
-    super::train::install_panic_hook(rank);
-    if rank != 0 && log::max_level() < log::LevelFilter::Debug {
-        log::set_max_level(log::LevelFilter::Warn);
-    }
     let (cfg, code) = match check(args, size) {
         Ok(c) => c,
         Err(e) => return rank_result(rank, e),

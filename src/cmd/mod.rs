@@ -24,10 +24,17 @@ pub mod train;
 pub const EXIT_INPUT: i32 = 2;
 
 /// Initialize MPI, run `job` on the world communicator, finalize; returns the exit code.
+/// A panic on any rank aborts the whole job; ranks other than 0 log warnings and errors only
+/// (unless debug logging was asked for), so rank 0 stays readable.
 pub(crate) fn with_mpi(job: impl FnOnce(&SimpleCommunicator) -> Result<i32>) -> Result<i32> {
     let universe =
         mpi::initialize().ok_or_else(|| Error::Check("MPI was already initialized".into()))?;
     let world = universe.world();
+    let rank = world.rank();
+    install_panic_hook(rank);
+    if rank != 0 && log::max_level() < log::LevelFilter::Debug {
+        log::set_max_level(log::LevelFilter::Warn);
+    }
     let code = match job(&world) {
         Ok(c) => c,
         Err(e) => {
@@ -39,6 +46,17 @@ pub(crate) fn with_mpi(job: impl FnOnce(&SimpleCommunicator) -> Result<i32>) -> 
     };
     drop(universe);
     Ok(code)
+}
+
+/// A panic unwinding on one rank would finalize MPI while the others wait (GUIDE §2): print it
+/// and abort the whole job instead.
+fn install_panic_hook(rank: i32) {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default(info);
+        eprintln!("gradcode: fatal: rank {rank} panicked; aborting the MPI job");
+        crate::comm::mpi::abort(70);
+    }));
 }
 
 /// Set-up failures on one rank: rank 0 reports the error, other ranks exit quietly (they failed

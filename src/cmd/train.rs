@@ -40,15 +40,6 @@ fn install_signal_handlers() {
     }
 }
 
-pub(crate) fn install_panic_hook(rank: i32) {
-    let default = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        default(info);
-        eprintln!("gradcode: fatal: rank {rank} panicked; aborting the MPI job");
-        crate::comm::mpi::abort(70);
-    }));
-}
-
 /// Typed attributes from the effective config.
 fn config_attrs(cfg: &RunConfig) -> Vec<(String, AttrValue)> {
     let mut out = Vec::new();
@@ -162,11 +153,7 @@ pub fn run(args: &TrainArgs) -> Result<i32> {
 fn run_mpi(world: &SimpleCommunicator, args: &TrainArgs) -> Result<i32> {
     let rank = world.rank();
     let size = world.size() as usize;
-    install_panic_hook(rank);
     install_signal_handlers();
-    if rank != 0 && log::max_level() < log::LevelFilter::Debug {
-        log::set_max_level(log::LevelFilter::Warn);
-    }
     // 1. Identical checks on every rank, no MPI traffic.
     let cfg = match RunConfig::from_args(args, size) {
         Ok(c) => c,
