@@ -196,47 +196,21 @@ fn run_mpi(world: &SimpleCommunicator, args: &MatvecArgs) -> Result<i32> {
         Err(e) => return rank_result(rank, e),
     };
     // 2. Rank 0 validates the matrix and the output, then broadcasts the shape.
-    let mut shape = [0.0f64; 4];
-    let mut info_err = None;
-    if rank == 0 {
-        let checked = crate::io::check_overwrite(&cfg.results_path(), cfg.force)
-            .map_err(Error::from)
-            .and_then(|()| {
-                if cfg.matrix.exists() {
-                    Ok(())
-                } else {
-                    Err(crate::io::IoError::NotFound {
-                        path: cfg.matrix.clone(),
-                    }
-                    .into())
-                }
-            })
-            .and_then(|()| {
-                crate::io::validate::validate_isolated(&cfg.matrix)
-                    .and_then(|r| r.into_result(&cfg.matrix))
-                    .map_err(Error::from)
-            })
-            .and_then(|()| dataset::inspect(&cfg.matrix).map_err(Error::from));
-        match checked {
-            Ok(info) => {
-                shape = [
-                    1.0,
-                    info.n_rows as f64,
-                    info.n_features as f64,
-                    f64::from(u8::from(info.sparse)),
-                ]
+    let shape = match super::broadcast_data_shape(world, &cfg.matrix, || {
+        crate::io::check_overwrite(&cfg.results_path(), cfg.force)?;
+        if cfg.matrix.exists() {
+            Ok(())
+        } else {
+            Err(crate::io::IoError::NotFound {
+                path: cfg.matrix.clone(),
             }
-            Err(e) => info_err = Some(e),
+            .into())
         }
-    }
-    world.process_at_rank(0).broadcast_into(&mut shape[..]);
-    if shape[0] != 1.0 {
-        return match info_err {
-            Some(e) => rank_result(rank, e),
-            None => Ok(EXIT_INPUT),
-        };
-    }
-    let (rows, cols, sparse) = (shape[1] as usize, shape[2] as usize, shape[3] == 1.0);
+    })? {
+        Ok(s) => s,
+        Err(code) => return Ok(code),
+    };
+    let (rows, cols, sparse) = (shape.rows, shape.features, shape.sparse);
     let layout = match BlockLayout::new(&code, rows, cols) {
         Ok(l) => l,
         Err(e) => return rank_result(rank, e.into()),

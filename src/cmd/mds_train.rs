@@ -37,7 +37,7 @@ use super::matvec::{work_or_abort, MatvecConfig, Phase, Rank0};
 use super::{invalid, rank_result};
 use crate::cli::OptimizerKind;
 use crate::coordinator::RunStatus;
-use crate::data::{Features, Task};
+use crate::data::Features;
 use crate::error::{Error, Result};
 use crate::io::dataset::{self, Split};
 use crate::io::results::{AttrValue, FinalRecord, IterationRecord, RunMeta, RunWriter};
@@ -252,42 +252,13 @@ fn run_mpi(world: &SimpleCommunicator, args: &MdsTrainArgs) -> Result<i32> {
         Ok(c) => c,
         Err(e) => return rank_result(rank, e),
     };
-    let mut shape = [0.0f64; 4];
-    let mut info_err = None;
-    if rank == 0 {
-        let checked = crate::io::check_overwrite(&cfg.results_path(), cfg.force)
-            .map_err(Error::from)
-            .and_then(|()| {
-                crate::io::validate::validate_isolated(&cfg.matrix)
-                    .and_then(|r| r.into_result(&cfg.matrix))
-                    .map_err(Error::from)
-            })
-            .and_then(|()| dataset::inspect(&cfg.matrix).map_err(Error::from));
-        match checked {
-            Ok(info) => {
-                let task = match info.task {
-                    Task::Binary => 1.0,
-                    Task::Regression => 2.0,
-                    Task::Multiclass { .. } => 3.0,
-                };
-                shape = [1.0, info.n_rows as f64, info.n_features as f64, task];
-            }
-            Err(e) => info_err = Some(e),
-        }
-    }
-    world.process_at_rank(0).broadcast_into(&mut shape[..]);
-    if shape[0] != 1.0 {
-        return match info_err {
-            Some(e) => rank_result(rank, e),
-            None => Ok(EXIT_INPUT),
-        };
-    }
-    let (rows, d) = (shape[1] as usize, shape[2] as usize);
-    let task = match shape[3] as i32 {
-        1 => Task::Binary,
-        2 => Task::Regression,
-        _ => Task::Multiclass { classes: 0 },
+    let shape = match super::broadcast_data_shape(world, &cfg.matrix, || {
+        crate::io::check_overwrite(&cfg.results_path(), cfg.force).map_err(Error::from)
+    })? {
+        Ok(s) => s,
+        Err(code) => return Ok(code),
     };
+    let (rows, d, task) = (shape.rows, shape.features, shape.task);
     let model = match model::build(args.model, d, task) {
         Ok(m) => m,
         Err(e) => return rank_result(rank, e.into()),

@@ -9,6 +9,7 @@ use std::path::Path;
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::*;
 
+use crate::data::Task;
 use crate::error::{Error, Result};
 
 pub mod codes;
@@ -166,4 +167,74 @@ pub(crate) fn check_timing(
     crate::straggler::StragglerSchedule::parse(straggler_model, n, seed)
         .map_err(|e| Error::Config(e.into()))?;
     Ok(())
+}
+
+/// What every rank learns from rank 0 about the dataset before loading its part.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct DataShape {
+    pub rows: usize,
+    pub features: usize,
+    pub sparse: bool,
+    pub task: Task,
+}
+
+/// Rank 0 runs `precheck` (its own checks, e.g. of the output folder), then validates `data` in
+/// the resource-limited child (libhdf5 is not safe on crafted files: BI-1..BI-3; a crash or hang
+/// there refuses the file) and inspects it; one broadcast gives every rank the shape. On a
+/// failure rank 0 returns the error and the other ranks `Ok(Err(EXIT_INPUT))`.
+pub(crate) fn broadcast_data_shape(
+    world: &SimpleCommunicator,
+    data: &Path,
+    precheck: impl FnOnce() -> Result<()>,
+) -> Result<std::result::Result<DataShape, i32>> {
+    // [ok, rows, features, sparse, task (1 binary, 2 regression, 3 multiclass), classes]
+    let mut msg = [0.0f64; 6];
+    let mut err = None;
+    if world.rank() == 0 {
+        let checked = precheck()
+            .and_then(|()| {
+                crate::io::validate::validate_isolated(data)
+                    .and_then(|r| r.into_result(data))
+                    .map_err(Error::from)
+            })
+            .and_then(|()| crate::io::dataset::inspect(data).map_err(Error::from));
+        match checked {
+            Ok(info) => {
+                let (task, classes) = match info.task {
+                    Task::Binary => (1.0, 0),
+                    Task::Regression => (2.0, 0),
+                    Task::Multiclass { classes } => (3.0, classes),
+                };
+                msg = [
+                    1.0,
+                    info.n_rows as f64,
+                    info.n_features as f64,
+                    f64::from(u8::from(info.sparse)),
+                    task,
+                    classes as f64,
+                ];
+            }
+            Err(e) => err = Some(e),
+        }
+    }
+    world.process_at_rank(0).broadcast_into(&mut msg[..]);
+    if msg[0] != 1.0 {
+        return match err {
+            Some(e) => Err(e),
+            None => Ok(Err(EXIT_INPUT)),
+        };
+    }
+    let task = match msg[4] as i32 {
+        1 => Task::Binary,
+        2 => Task::Regression,
+        _ => Task::Multiclass {
+            classes: msg[5] as usize,
+        },
+    };
+    Ok(Ok(DataShape {
+        rows: msg[1] as usize,
+        features: msg[2] as usize,
+        sparse: msg[3] == 1.0,
+        task,
+    }))
 }

@@ -17,7 +17,7 @@ use crate::cli::TrainArgs;
 use crate::coding::{self, GradientCode};
 use crate::config::RunConfig;
 use crate::coordinator::{self, RunStatus, Setup, INTERRUPT};
-use crate::data::{partition_ranges, Task};
+use crate::data::partition_ranges;
 use crate::error::{Error, Result};
 use crate::io::checkpoint;
 use crate::io::dataset::{self, Split};
@@ -176,59 +176,19 @@ fn run_mpi(world: &SimpleCommunicator, args: &TrainArgs) -> Result<i32> {
         Err(e) => return rank_result(rank, e.into()),
     };
     // 2. Rank 0 validates the dataset and broadcasts its shape.
-    let mut shape = [0.0f64; 5];
-    let mut info_err = None;
-    if rank == 0 {
+    let shape = match super::broadcast_data_shape(world, &cfg.data, || {
         log::info!(
             "[rank 0] gradcode {} ({}), effective config:\n{}",
             crate::VERSION,
             env!("GRADCODE_GIT_REV"),
             cfg.to_toml()
         );
-        match cfg
-            .check_paths()
-            .map_err(Error::from)
-            // libhdf5 is not safe on crafted files: a resource-limited child parses the dataset
-            // first (BI-1..BI-3); a crash or hang there refuses the file.
-            .and_then(|()| {
-                crate::io::validate::validate_isolated(&cfg.data)
-                    .and_then(|r| r.into_result(&cfg.data))
-                    .map_err(Error::from)
-            })
-            .and_then(|()| dataset::inspect(&cfg.data).map_err(Error::from))
-        {
-            Ok(info) => {
-                let (task, classes) = match info.task {
-                    Task::Binary => (1.0, 0.0),
-                    Task::Regression => (2.0, 0.0),
-                    Task::Multiclass { classes } => (3.0, classes as f64),
-                };
-                shape = [
-                    1.0,
-                    info.n_rows as f64,
-                    info.n_features as f64,
-                    task,
-                    classes,
-                ];
-            }
-            Err(e) => info_err = Some(e),
-        }
-    }
-    world.process_at_rank(0).broadcast_into(&mut shape[..]);
-    if shape[0] != 1.0 {
-        return match info_err {
-            Some(e) => rank_result(rank, e),
-            None => Ok(EXIT_INPUT),
-        };
-    }
-    let (n_rows, n_features) = (shape[1] as usize, shape[2] as usize);
-    let task = match shape[3] as i32 {
-        1 => Task::Binary,
-        2 => Task::Regression,
-        _ => Task::Multiclass {
-            classes: shape[4] as usize,
-        },
+        cfg.check_paths().map_err(Error::from)
+    })? {
+        Ok(s) => s,
+        Err(code) => return Ok(code),
     };
+    let (n_rows, n_features, task) = (shape.rows, shape.features, shape.task);
     let model = match model::build(cfg.model, n_features, task) {
         Ok(m) => m,
         Err(e) => return rank_result(rank, e.into()),
