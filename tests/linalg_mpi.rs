@@ -8,7 +8,7 @@ use std::process::Command;
 use gradcode::io::results;
 
 mod common;
-use common::{mpirun, output_text, serial, workdir, BIN};
+use common::{assert_one_mpi_error, mpirun, output_text, serial, workdir, BIN};
 
 /// A synthetic matrix: dense (`sparsity` None) or CSR.
 fn matrix(name: &str, rows: usize, cols: usize, sparsity: Option<f64>) -> PathBuf {
@@ -155,17 +155,7 @@ fn bad_input_fails_cleanly() {
         }
         args.extend(extra.iter().map(|s| s.to_string()));
         args.extend(["--out".to_string(), out_dir.clone(), "--force".to_string()]);
-        let out = mpirun(np, &args, 30);
-        assert!(!out.status.success(), "{expect}: {}", output_text(&out));
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(
-            err.matches("gradcode: error:").count(),
-            1,
-            "one error line expected for {expect}: {}",
-            output_text(&out)
-        );
-        assert!(err.contains(expect), "{expect}: {}", output_text(&out));
-        assert!(!err.contains("panicked"), "{}", output_text(&out));
+        assert_one_mpi_error(&mpirun(np, &args, 30), expect);
     }
 }
 
@@ -285,16 +275,7 @@ fn matmul_bad_input_fails_cleanly() {
         .iter()
         .map(|s| s.to_string())
         .collect();
-        let out = mpirun(np, &args, 30);
-        assert!(!out.status.success(), "{expect}: {}", output_text(&out));
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(
-            err.matches("gradcode: error:").count(),
-            1,
-            "{}",
-            output_text(&out)
-        );
-        assert!(err.contains(expect), "{expect}: {}", output_text(&out));
+        assert_one_mpi_error(&mpirun(np, &args, 30), expect);
     }
 }
 
@@ -496,15 +477,6 @@ fn coded_training_bad_input_fails_cleanly() {
             .collect();
         args.extend(extra.iter().map(|s| s.to_string()));
         args.extend(["--out".to_string(), out_dir.clone(), "--force".to_string()]);
-        let out = mpirun(np, &args, 30);
-        assert!(!out.status.success(), "{expect}: {}", output_text(&out));
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(
-            err.matches("gradcode: error:").count(),
-            1,
-            "{}",
-            output_text(&out)
-        );
-        assert!(err.contains(expect), "{expect}: {}", output_text(&out));
+        assert_one_mpi_error(&mpirun(np, &args, 30), expect);
     }
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use gradcode::io::results;
 
 mod common;
-use common::{output_text, serial, workdir, BIN};
+use common::{assert_one_mpi_error, output_text, serial, workdir, BIN};
 
 /// A small synthetic logistic dataset with a test split, made once.
 fn dataset() -> PathBuf {
@@ -798,18 +798,7 @@ fn bad_input_fails_cleanly_on_every_rank() {
         args.extend(extra.iter());
         let start = Instant::now();
         let (o, _) = mpirun(np, &args, 60);
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert!(!o.status.success(), "{args:?} should fail");
-        assert!(
-            err.contains(needle),
-            "{args:?}: expected '{needle}' in {err}"
-        );
-        assert!(!err.contains("panicked"), "{err}");
-        assert_eq!(
-            err.matches("gradcode: error:").count(),
-            1,
-            "one error line, from rank 0: {err}"
-        );
+        assert_one_mpi_error(&o, needle);
         assert!(start.elapsed() < Duration::from_secs(20));
     }
     let missing = workdir().join("missing.h5").display().to_string();

@@ -110,3 +110,18 @@ pub fn mpirun<S: AsRef<OsStr>>(np: usize, args: &[S], timeout_s: u64) -> Output 
     );
     out
 }
+
+/// An MPI job that refused its input: a failure, exactly one `gradcode: error: ...` line on
+/// stderr (from rank 0; the other ranks exit quietly) containing `expect`, and no panic.
+pub fn assert_one_mpi_error(o: &Output, expect: &str) {
+    assert!(!o.status.success(), "{expect}: {}", output_text(o));
+    let err = text(&o.stderr);
+    assert_eq!(
+        err.matches("gradcode: error:").count(),
+        1,
+        "one error line expected for {expect}: {}",
+        output_text(o)
+    );
+    assert!(err.contains(expect), "{expect}: {}", output_text(o));
+    assert!(!err.contains("panicked"), "{}", output_text(o));
+}
