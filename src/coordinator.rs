@@ -613,7 +613,9 @@ impl<'a> Coordinator<'a> {
             self.chunk_residual[q] = d.residual;
         }
         Ok(Some(Combined {
-            exact,
+            // With a gradient of the previous iteration folded in (--reuse-stale) the decode is
+            // exact for the messages, not the gradient at the current parameters.
+            exact: exact && self.cur.stale == 0,
             residual: res2.sqrt(),
             condition: cond,
         }))
@@ -847,9 +849,7 @@ pub fn run(setup: Setup<'_>) -> Outcome {
                 grad.view_mut(),
             );
             opt.step(grad.view());
-            // A decode that used a gradient of the previous iteration (--reuse-stale) is exact
-            // for the messages, not the gradient at the current parameters.
-            all_exact &= d.exact && c.cur.stale == 0;
+            all_exact &= d.exact;
         } else {
             all_exact = false;
             log::warn!("[rank 0] iteration {t}: no worker answered by the deadline; step skipped");
@@ -878,7 +878,7 @@ pub fn run(setup: Setup<'_>) -> Outcome {
         rec.set("rejected", f64::from(c.cur.rejected));
         rec.set("bytes_received", c.cur.bytes);
         if let Some(d) = &decoding {
-            rec.set("exact", f64::from(u8::from(d.exact && c.cur.stale == 0)));
+            rec.set("exact", f64::from(u8::from(d.exact)));
             rec.set("decode_residual", d.residual);
             // The guarantee of approximate codes (expander: (λ/d)·√(ns/(n−s))) for the worst chunk.
             let bound = c
