@@ -2085,24 +2085,19 @@ fn bi1_reference_path_validates_in_a_child_before_opening_the_dataset() {
     // fixture is refused with exit 2 and no results file, instead of crashing the process.
     let segv = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hdf5_segfault.h5");
     let out = fresh("bi1-reference");
+    // Three iterations of the serial reference on `data` into `out`, under a 60 s timeout.
+    let reference = |data: &Path, out: &Path| {
+        Command::new("timeout")
+            .args(["-k", "2", "60", BIN, "train", "--reference"])
+            .args(["--model", "logistic", "--iterations", "3", "--data"])
+            .arg(data)
+            .arg("--out")
+            .arg(out)
+            .output()
+            .unwrap()
+    };
     let t = Instant::now();
-    let o = Command::new("timeout")
-        .args([
-            "-k",
-            "2",
-            "60",
-            BIN,
-            "train",
-            "--reference",
-            "--model",
-            "logistic",
-        ])
-        .args(["--iterations", "3", "--data"])
-        .arg(&segv)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
+    let o = reference(&segv, &out);
     let took = t.elapsed();
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
@@ -2113,23 +2108,7 @@ fn bi1_reference_path_validates_in_a_child_before_opening_the_dataset() {
     assert!(!out.join("run.h5").exists());
     // A valid file still trains.
     let good = fresh("bi1-reference-ok");
-    let o = Command::new("timeout")
-        .args([
-            "-k",
-            "2",
-            "60",
-            BIN,
-            "train",
-            "--reference",
-            "--model",
-            "logistic",
-        ])
-        .args(["--iterations", "3", "--data"])
-        .arg(fi_data())
-        .arg("--out")
-        .arg(&good)
-        .output()
-        .unwrap();
+    let o = reference(&fi_data(), &good);
     assert!(o.status.success(), "{}", output_text(&o));
     table_row(
         "BI-1 reference path: child validator first",
