@@ -36,8 +36,10 @@ deps:
 	if [ -n "$$missing" ]; then \
 	  echo "make deps: installing $$missing"; \
 	  $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	else echo "make deps: system packages present"; fi
+	@command -v $(CARGO) >/dev/null 2>&1 || { echo "make deps: no Rust toolchain ($(CARGO) not found):" \
+	  "install it with https://rustup.rs (curl --proto '=https' -sSf https://sh.rustup.rs | sh), then open a new shell"; exit 1; }
 
 build: deps
 	$(CARGO) build --release --locked
@@ -75,7 +77,7 @@ slurm: build
 # flags). Debian keeps Open MPI as the default `mpirun`; the check below makes sure of it.
 mpich: deps
 	@dpkg-query -W -f='$${Status}\n' libmpich-dev 2>/dev/null | grep -q "install ok installed" || \
-	  { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends mpich libmpich-dev; }
+	  { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mpich libmpich-dev; }
 	@mpirun --version 2>&1 | grep -q "Open MPI" || \
 	  { echo "make mpich: installing MPICH changed the default mpirun; run: update-alternatives --set mpirun /usr/bin/mpirun.openmpi"; exit 1; }
 	PATH="$(CURDIR)/tests/mpich:$$PATH" GRADCODE_TEST_LAUNCHER=hydra MPI_PKG_CONFIG=mpich CARGO_TARGET_DIR=target/mpich \

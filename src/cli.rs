@@ -17,9 +17,18 @@ use crate::model::ModelKind;
 ///
 /// Typical use:
 ///   gradcode data convert --format libsvm --input a9a --out datasets/a9a.h5
-///   mpirun -np 9 gradcode train --data datasets/a9a.h5 --model logistic --code cyclic-mds -s 1 --out results/a9a
+///   mpirun -np 9 gradcode train --data datasets/a9a.h5 --model logistic \
+///       --code cyclic-mds -s 1 --out results/a9a
+///   gradcode report results/a9a/run.h5 --plot results/a9a/report.png
 #[derive(Debug, Parser)]
-#[command(name = "gradcode", version, about, long_about, max_term_width = 100)]
+#[command(
+    name = "gradcode",
+    version,
+    about,
+    long_about,
+    max_term_width = 100,
+    verbatim_doc_comment
+)]
 pub struct Cli {
     /// More log output (-v debug, -vv trace); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -515,4 +524,78 @@ pub struct RecoverArgs {
     /// A run folder (holding `run.h5`) or a results file.
     #[arg(value_name = "RUN_DIR_OR_FILE")]
     pub path: PathBuf,
+}
+
+/// Whether this process is rank 0 of an MPI launch, or not under a launcher at all: read from
+/// the launchers' environment (Open MPI, MPICH/hydra, PMIx, Slurm), because argument errors are
+/// reported before MPI is initialized.
+pub fn is_launcher_rank_zero() -> bool {
+    [
+        "OMPI_COMM_WORLD_RANK",
+        "PMIX_RANK",
+        "PMI_RANK",
+        "SLURM_PROCID",
+    ]
+    .iter()
+    .filter_map(|v| std::env::var(v).ok())
+    .all(|r| r.trim() == "0")
+}
+
+/// One line for a command-line error: clap's message without its usage block and hint, the
+/// continuation lines (possible values, missing arguments) joined on.
+pub fn one_line_parse_error(e: &clap::Error) -> String {
+    let text = e.render().to_string();
+    let mut parts: Vec<String> = Vec::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        if line.starts_with("Usage:") || line.starts_with("For more information") {
+            break;
+        }
+        let line = line.strip_prefix("error:").unwrap_or(line).trim();
+        match line.strip_prefix("tip:") {
+            Some(tip) => parts.push(format!("({})", tip.trim())),
+            None => parts.push(line.to_string()),
+        }
+    }
+    format!("{} (see --help)", parts.join(" "))
+}
+
+/// Handle a failed parse: help and version go to stdout with exit 0 as clap does; an error is
+/// one `gradcode: error:` line on stderr (printed by rank 0 only under mpirun, so a job prints it
+/// once) and exit code 2 on every rank.
+pub fn exit_on_parse_error(e: clap::Error) -> ! {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => e.exit(),
+        _ => {
+            if is_launcher_rank_zero() {
+                eprintln!("gradcode: error: {}", one_line_parse_error(&e));
+            }
+            std::process::exit(2)
+        }
+    }
+}
+
+impl Command {
+    /// Whether the command runs as an MPI job (train, matvec, matmul).
+    pub fn is_mpi_job(&self) -> bool {
+        matches!(
+            self,
+            Command::Train(_) | Command::Matvec(_) | Command::Matmul(_)
+        )
+    }
+}
+
+/// Restore the default SIGPIPE action (Rust ignores it, so a closed pipe becomes a panic in
+/// `println!`); for the commands whose output is read by other programs.
+pub fn restore_default_sigpipe() {
+    // SAFETY: setting a signal disposition to SIG_DFL before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
 }

@@ -1,5 +1,5 @@
 //! The crate-wide error: one variant per module area, each carrying that area's own error enum.
-//! `anyhow` is used only in `main`.
+//! `main` carries these in `anyhow` and asks [`Error::exit_code`] for the exit code.
 
 use thiserror::Error;
 

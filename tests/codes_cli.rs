@@ -332,3 +332,62 @@ fn show_expander_prints_lambda_and_a_regular_matrix() {
         assert_eq!(r.matches("0.3333").count(), 3, "{r}");
     }
 }
+
+#[test]
+fn unknown_code_name_is_a_one_line_error_listing_the_codes() {
+    let o = gradcode(&["codes", "show", "--code", "bogus", "-n", "4", "-s", "1"]);
+    let line = assert_one_line_error(&o);
+    assert_eq!(o.status.code(), Some(2), "{line}");
+    assert!(line.contains("'bogus'"), "{line}");
+    for code in [
+        "uncoded",
+        "ignore-stragglers",
+        "frc",
+        "cyclic-repetition",
+        "cyclic-mds",
+    ] {
+        assert!(line.contains(code), "{code} not listed: {line}");
+    }
+}
+
+#[test]
+fn verify_exits_non_zero_when_a_set_misses_the_tolerance() {
+    // The real cyclic MDS code loses digits past n ≈ 30 (GUIDE §3): at n = 61, s = 50 many
+    // responder sets decode with relative errors of 1e-7..1e-5.
+    let o = gradcode(&[
+        "codes",
+        "verify",
+        "--code",
+        "cyclic-mds",
+        "-n",
+        "61",
+        "-s",
+        "50",
+    ]);
+    let out = text(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{out}{}", text(&o.stderr));
+    assert!(out.lines().any(|l| l.starts_with("FAILED: ")), "{out}");
+    assert!(!out.lines().any(|l| l == "PASSED"), "{out}");
+    let line = assert_one_line_error(&o);
+    assert!(line.contains("miss the tolerance"), "{line}");
+}
+
+#[test]
+fn show_into_a_closed_pipe_ends_quietly() {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    // `codes show | head -c 16` on 0.5 MB of output: the reader goes away long before the end.
+    let mut child = Command::new(common::BIN)
+        .args(["codes", "show", "--code", "frc", "-n", "300", "-s", "2"])
+        .env("RUST_BACKTRACE", "0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 16];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    let o = child.wait_with_output().unwrap();
+    let err = text(&o.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(err.is_empty(), "{err}");
+}

@@ -792,6 +792,12 @@ fn bad_input_fails_cleanly_on_every_rank() {
             "not a worker rank",
         ),
         (1, vec!["--code", "frc", "-s", "1"], "mpirun -np N+1"),
+        // An unknown code name is refused by the parser on every rank, printed once (rank 0).
+        (
+            5,
+            vec!["--code", "bogus", "-s", "1"],
+            "invalid value 'bogus' for '--code",
+        ),
     ];
     for (np, extra, needle) in cases {
         let mut args = vec!["--data", data.as_str(), "--out", out.as_str()];
@@ -801,6 +807,22 @@ fn bad_input_fails_cleanly_on_every_rank() {
         assert_one_mpi_error(&o, needle);
         assert!(start.elapsed() < Duration::from_secs(20));
     }
+    // Fewer rows than the code has partitions: no partition may be empty.
+    let tiny = workdir().join("tiny.h5");
+    let o = Command::new(BIN)
+        .args(["data", "synth", "--kind", "logistic", "--rows", "3"])
+        .args(["--features", "4", "--seed", "1", "--force", "--out"])
+        .arg(&tiny)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", output_text(&o));
+    let tiny = tiny.display().to_string();
+    let (o, _) = mpirun(
+        7,
+        &["--data", &tiny, "--out", &out, "--code", "frc", "-s", "1"],
+        60,
+    );
+    assert_one_mpi_error(&o, "cannot split 3 rows into 6 non-empty partitions");
     let missing = workdir().join("missing.h5").display().to_string();
     let (o, _) = mpirun(5, &["--data", &missing, "--out", &out], 60);
     assert!(!o.status.success());

@@ -339,16 +339,23 @@ fn bi1_libhdf5_segfault_and_hang_fixtures_are_refused_and_train_never_starts() {
     worst = worst.max(v.wall);
     peak = peak.max(v.peak_kib);
     train_refuses(&hang, &env, "still running after 3.000 s");
-    // In-process (what rank 0 did before the validator): the segfault kills the process.
-    let o = Command::new("timeout")
-        .args(["-k", "2", "20", BIN, "data", "inspect"])
-        .arg(&segv)
-        .output()
-        .unwrap();
-    println!(
-        "BI-1 fixtures: in-process `data inspect` on hdf5_segfault.h5 ends with {:?}",
-        o.status
-    );
+    // `data inspect` opened files in-process and died with SIGSEGV on the first; it now asks
+    // the validator child first and refuses both with one error line.
+    for (f, env, want) in [
+        (&segv, &[][..], "SIGSEGV"),
+        (&hang, &env[..], "still running after 3.000 s"),
+    ] {
+        let o = Command::new("timeout")
+            .args(["-k", "2", "20", BIN, "data", "inspect"])
+            .arg(f)
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        let line = common::assert_one_line_error(&o);
+        assert_eq!(o.status.code(), Some(2), "{line}");
+        assert!(line.contains("refused") && line.contains(want), "{line}");
+        assert!(o.stdout.is_empty(), "nothing described before the refusal");
+    }
     table_row(
         "BI-1 libhdf5 segfault + hang fixtures",
         2,
@@ -2412,6 +2419,24 @@ fn bi4_schema_violations_are_refused_naming_the_field() {
         assert!(!v.stderr.contains("panicked"));
         worst = worst.max(v.wall);
         peak = peak.max(v.peak_kib);
+    }
+    // `data inspect` describes a file whose layout is readable, then gives the same verdict.
+    for (what, file, want) in cases
+        .iter()
+        .filter(|c| c.0 == "NaN feature" || c.0 == "label out of range")
+    {
+        let o = Command::new(BIN)
+            .arg("data")
+            .arg("inspect")
+            .arg(file)
+            .output()
+            .unwrap();
+        let line = common::assert_one_line_error(&o);
+        assert_eq!(o.status.code(), Some(2), "{what}: {line}");
+        assert!(line.contains(want), "{what}: wanted '{want}' in {line}");
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(out.contains("train: 4 x 2 (dense)"), "{what}: {out}");
+        assert!(out.contains("validation: INVALID"), "{what}: {out}");
     }
     table_row(
         "BI-4 schema violations name the field",

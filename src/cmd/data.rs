@@ -107,7 +107,15 @@ fn run_synth(a: &SynthArgs) -> Result<()> {
     Ok(())
 }
 
+/// `data inspect`: the validator child first (libhdf5 is not safe on crafted files, so a file
+/// that crashes or hangs it is refused before this process opens it), then the description, then
+/// the validator's verdict: a file that training would refuse is described and then reported as
+/// an error.
 fn run_inspect(path: &Path) -> Result<()> {
+    let verdict = validate::validate_isolated(path)?;
+    if matches!(verdict.outcome, validate::Outcome::Refused(_)) {
+        return Ok(verdict.into_result(path)?);
+    }
     let info = dataset::inspect(path)?;
     println!("{}", path.display());
     println!("  task: {}", task_text(info.task));
@@ -154,7 +162,16 @@ fn run_inspect(path: &Path) -> Result<()> {
     for (k, v) in &info.attrs {
         println!("    {k} = {v}");
     }
-    Ok(())
+    let valid = verdict.outcome == validate::Outcome::Valid;
+    println!(
+        "  validation: {}",
+        if valid {
+            "valid (the checks `gradcode train` applies)"
+        } else {
+            "INVALID"
+        }
+    );
+    Ok(verdict.into_result(path)?)
 }
 
 /// `data validate`: the checks in a resource-limited child (`--child`: the checks themselves).

@@ -131,7 +131,7 @@ pub fn run_from_args(argv: &[String]) -> i32 {
     }
     let args = match MdsTrainArgs::try_parse_from(&rest) {
         Ok(a) => a,
-        Err(e) => e.exit(),
+        Err(e) => crate::cli::exit_on_parse_error(e),
     };
     let level = match (args.quiet, args.verbose) {
         (true, _) => "warn",

@@ -231,8 +231,10 @@ pub trait GradientCode: Send + Sync + std::fmt::Debug {
     /// Coefficients b_ij of `worker`'s coded message, one per held partition.
     fn coefficients(&self, worker: usize) -> &[f64];
     /// Whether rank 0 may stop collecting once `responders` (sorted, 0-based) have answered.
-    /// Cheap (no linear algebra). For exact codes a guarantee: `true` implies
-    /// [`GradientCode::decode`] is exact. For approximate codes (`ignore-stragglers`, `expander`,
+    /// Cheap (no linear algebra). For exact codes a guarantee in exact arithmetic: `true` implies
+    /// [`GradientCode::decode`] is exact (tested in floating point on every set for n ≤ 10;
+    /// the real cyclic MDS code loses digits past n ≈ 30, which is why `decode` reports `exact`
+    /// from its own residual and the coordinator records that, not this). For approximate codes (`ignore-stragglers`, `expander`,
     /// `bgc`, `frc-approx`, `stochastic`) it is the stopping rule |F| ≥ n − s (`frc-approx`:
     /// also every group covered), and the decoding carries its honest residual. It may be `false` for
     /// a few sets that happen to decode exactly (cyclic MDS with composite n). Malformed sets

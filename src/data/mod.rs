@@ -108,7 +108,14 @@ impl Task {
                     .iter()
                     .position(|&v| v < 0.0 || v.fract() != 0.0 || v >= classes as f64)
                 {
-                    Some(row) => Err(bad(y[row], row, &format!(" (expected 0..{classes})"))),
+                    Some(row) => Err(bad(
+                        y[row],
+                        row,
+                        &format!(
+                            " (expected an integer class in 0..={})",
+                            classes.saturating_sub(1)
+                        ),
+                    )),
                     None => Ok(()),
                 }
             }

@@ -832,7 +832,20 @@ pub fn convert(opts: &ConvertOptions) -> Result<Converted, IoError> {
                         });
                     }
                 }
-                width(&train)
+                let w = width(&train);
+                match opts.features {
+                    Some(f) if f != w => {
+                        return Err(IoError::Data {
+                            path: opts.input.clone(),
+                            source: DataError::Invalid(format!(
+                                "--features {f} disagrees with the {w} feature columns of the \
+                                 input (CSV and IDX files carry their width; --features sets it \
+                                 for LIBSVM)"
+                            )),
+                        });
+                    }
+                    _ => w,
+                }
             }
         }
     };
@@ -1227,6 +1240,17 @@ mod tests {
         o.test_input = Some(b);
         let e = convert(&o).unwrap_err().to_string();
         assert!(e.contains("b.csv:1: header differs"), "{e}");
+        // --features is LIBSVM's: for CSV it must agree with the file's own width.
+        let f = write(dir.path(), "w.csv", b"a,b,c\n1,2,1\n");
+        let mut o = opts(InputFormat::Csv, f);
+        o.features = Some(2);
+        assert_eq!(convert(&o).unwrap().train.n_features(), 2);
+        o.features = Some(7);
+        let e = convert(&o).unwrap_err().to_string();
+        assert!(
+            e.contains("--features 7 disagrees with the 2 feature columns"),
+            "{e}"
+        );
     }
 
     /// Seeded random mutations of valid inputs: every parser returns (Ok or a clear error),
