@@ -1029,9 +1029,14 @@ pub fn run(setup: Setup<'_>) -> Outcome {
     validation.push(("all_iterations_exact".into(), AttrValue::Bool(all_exact)));
     let done = sorted.len();
     println!();
+    let resumed = if first > 0 {
+        format!(" (resumed at iteration {first})")
+    } else {
+        String::new()
+    };
     println!(
-        "gradcode summary: {} iterations, status {}",
-        done,
+        "gradcode summary: {done} of {} iterations run{resumed}, status {}",
+        cfg.iterations,
         status.name()
     );
     println!(

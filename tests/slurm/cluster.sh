@@ -37,7 +37,7 @@ ensure_packages() {
   if ! apt-get install -y slurm-wlm munge >"$D/log/apt.log" 2>&1; then
     apt-get update >>"$D/log/apt.log" 2>&1 || true
     apt-get install -y slurm-wlm munge >>"$D/log/apt.log" 2>&1 ||
-      skip "cannot install slurm-wlm munge (see $D/log/apt.log)"
+      skip "cannot install slurm-wlm munge: $(tail -n 3 "$D/log/apt.log" | tr '\n' ' ')"
   fi
   for b in slurmctld slurmd sinfo sbatch munged setpriv; do
     command -v "$b" >/dev/null 2>&1 || skip "$b still missing after installing slurm-wlm munge"

@@ -4,15 +4,19 @@
 #   tests/slurm/run.sh                      # GRADCODE defaults to target/release/gradcode
 #   GRADCODE=/path/to/gradcode tests/slurm/run.sh
 #
-# Submits train.sbatch and a 3-task sweep.sbatch, checks every job COMPLETED and every run.h5 says
-# status "complete"; then preempts a run with checkpoints (USR1 to the batch shell, as Slurm's
-# --signal=B:USR1 does) PREEMPT_TIMES times, checks it is requeued, resumes and completes, and that its
-# /model/w_final equals an uninterrupted run with the same seed (CR-4, CR-7).
+# Submits train.sbatch and a 3-task sweep.sbatch, checks every job COMPLETED and every run.h5 is
+# complete and valid (`gradcode report --csv`: status complete, validation VALID, not partial, every
+# planned iteration); then preempts a run with checkpoints (USR1 to the batch shell, as Slurm's
+# --signal=B:USR1 does) PREEMPT_TIMES times, checks it is requeued, resumes and completes, that its
+# /model/w_final equals an uninterrupted run with the same seed and that its rows are iterations
+# 0..N-1 exactly once (CR-4, CR-7).
 # Output: one `ok - ...` / `not ok - ...` line per check, then `N passed, M failed`.
 # Exit: 0 all passed, 1 a failure, 77 skipped (not root, no Slurm, no binary, no h5dump).
 #
-# Knobs: WORKERS (4), ITERATIONS (20), PREEMPT_ITERATIONS (3000: each attempt must outlast the
-# launcher's 5 s USR1 grace, GRADCODE_LAUNCH_GRACE), PREEMPT_TIMES (2), GRADCODE_LAUNCHER (srun),
+# Knobs: WORKERS (4), ITERATIONS (20), PREEMPT_ITERATIONS (3000) and PREEMPT_DELAY_MS (5, injected
+# on every worker every iteration: the preempted run lasts >= 15 s whatever the machine's speed, so
+# each attempt outlasts the launcher's 5 s USR1 grace, GRADCODE_LAUNCH_GRACE; equal delays keep the
+# FRC decode bit for bit), PREEMPT_TIMES (2), GRADCODE_LAUNCHER (srun),
 # JOB_TIMEOUT seconds per wait (300), KEEP=1 keeps the temp dir, SLURM_TEST_DIR (default: in the temp dir).
 set -uo pipefail
 
@@ -21,6 +25,7 @@ export GRADCODE="${GRADCODE:-$ROOT/target/release/gradcode}"
 WORKERS="${WORKERS:-4}"
 ITERATIONS="${ITERATIONS:-20}"
 PREEMPT_ITERATIONS="${PREEMPT_ITERATIONS:-3000}"
+PREEMPT_DELAY_MS="${PREEMPT_DELAY_MS:-5}"
 PREEMPT_TIMES="${PREEMPT_TIMES:-2}"
 JOB_TIMEOUT="${JOB_TIMEOUT:-300}"
 CLUSTER="$ROOT/tests/slurm/cluster.sh"
@@ -120,6 +125,20 @@ wait_gone() { # wait_gone JOBID...: until none is pending/running; 1 on timeout
 status_of() { # status_of RUN.h5 -> the root attribute "status"
   h5dump -a /status "$1" 2>/dev/null | sed -n 's/.*(0): "\(.*\)".*/\1/p' | sed 's/\\000//g'
 }
+# shellcheck disable=SC2317  # called through check
+valid_run() { # valid_run RUN.h5 ITERATIONS: complete, VALID, not partial, every planned iteration
+  # (quoted CSV fields, such as a straggler spec with commas, are blanked first: awk splits on commas)
+  "$GRADCODE" report --csv "$1" 2>/dev/null | sed -E 's/"[^"]*"/q/g' | awk -F, -v want="$2" '
+    NR == 1 { for (i = 1; i <= NF; i++) col[$i] = i; next }
+    NR == 2 { ok = $col["status"] == "complete" && $col["verdict"] == "VALID" && $col["partial"] == "false" &&
+              $col["iterations"] == want && $col["iterations_planned"] == want }
+    END { exit !(NR == 2 && ok) }'
+}
+# shellcheck disable=SC2317  # called through check
+rows_once() { # rows_once RUN.h5 N: /metrics/iteration is exactly 0, 1, ..., N-1
+  h5dump -y -m %.0f -d /metrics/iteration "$1" 2>/dev/null | sed -n '/DATA {/,/}/p' | tr ', ' '\n\n' |
+    grep -E '^[0-9]+$' | awk -v n="$2" '$1 != NR - 1 { bad = 1 } END { exit !(NR == n && !bad) }'
+}
 w_final() { # w_final RUN.h5 -> /model/w_final values, full precision, without the file name line
   h5dump -m '%.17g' -d /model/w_final "$1" 2>/dev/null | tail -n +2
 }
@@ -145,6 +164,7 @@ st=$(field "$TRAIN" JobState)
 check "train job $TRAIN COMPLETED (state ${st:-unknown}, exit $(field "$TRAIN" ExitCode))" test "$st" = COMPLETED
 rd="$W/results/gradcode-train-$TRAIN"
 check "train run.h5 status complete ($rd)" test "$(status_of "$rd/run.h5")" = complete
+check "train run.h5 valid: VALID, not partial, $ITERATIONS iterations (gradcode report)" valid_run "$rd/run.h5" "$ITERATIONS"
 check "train log results/slurm/gradcode-train-$TRAIN.out written" test -s "$W/results/slurm/gradcode-train-$TRAIN.out"
 p="$rd/provenance/attempt-0"
 check "train provenance (git, scontrol, env, command)" \
@@ -162,6 +182,7 @@ for i in 1 2 3; do
   check "sweep task $i COMPLETED (state ${st:-unknown})" test "$st" = COMPLETED
   rd="$W/results/gradcode-sweep-${SWEEP}_$i"
   check "sweep task $i run.h5 status complete" test "$(status_of "$rd/run.h5")" = complete
+  check "sweep task $i run.h5 valid: VALID, not partial, $ITERATIONS iterations" valid_run "$rd/run.h5" "$ITERATIONS"
   want="$(sed -n "1p;$((i + 1))p" "$ROOT/jobscripts/sweeps/example.tsv")"
   check "sweep task $i recorded its row in sweep_row.tsv" test "$(cat "$rd/sweep_row.tsv" 2>/dev/null)" = "$want"
   IFS=$'\t' read -r code s model seed < <(sed -n "$((i + 1))p" "$ROOT/jobscripts/sweeps/example.tsv")
@@ -170,7 +191,9 @@ for i in 1 2 3; do
 done
 
 # --- preemption: USR1 -> checkpoint -> exit 75 -> requeue -> resume --------------------------------
-export ITERATIONS="$PREEMPT_ITERATIONS" CHECKPOINT_EVERY=1 STRAGGLERS=none SEED=7 CODE=frc S=1
+export ITERATIONS="$PREEMPT_ITERATIONS" CHECKPOINT_EVERY=1 SEED=7 CODE=frc S=1
+STRAGGLERS="fixed:$(seq -s, 1 "$WORKERS"):$PREEMPT_DELAY_MS"
+export STRAGGLERS
 REF=$("${SB[@]}" --job-name=preempt-ref "$ROOT/jobscripts/train.sbatch")
 PRE=$("${SB[@]}" --job-name=preempt "$ROOT/jobscripts/train.sbatch")
 unset ITERATIONS CHECKPOINT_EVERY STRAGGLERS SEED CODE S
@@ -227,9 +250,13 @@ check "preempted job $PRE COMPLETED after $(field "$PRE" Restarts) requeue(s) (s
 check "preempt: each restart resumed from the checkpoint (--resume)" resumed_all
 check "preempted run.h5 status complete" test "$(status_of "$prd/run.h5")" = complete
 check "reference run.h5 status complete" test "$(status_of "$W/results/preempt-ref-$REF/run.h5")" = complete
+check "preempted run.h5 valid: VALID, not partial, $PREEMPT_ITERATIONS iterations" \
+  valid_run "$prd/run.h5" "$PREEMPT_ITERATIONS"
+check "preempted run.h5 rows are iterations 0..$((PREEMPT_ITERATIONS - 1)), each once (nothing lost or repeated)" \
+  rows_once "$prd/run.h5" "$PREEMPT_ITERATIONS"
 a="$(w_final "$prd/run.h5")"
 b="$(w_final "$W/results/preempt-ref-$REF/run.h5")"
-check "preempted /model/w_final equals the uninterrupted run's (same seed, STRAGGLERS=none)" \
+check "preempted /model/w_final equals the uninterrupted run's (same seed and delays)" \
   test -n "$a" -a "$a" = "$b"
 if [[ -z "$a" || "$a" != "$b" ]]; then
   note "preempted w_final: $(echo "$a" | sed -n '/DATA {/,$p' | tr -s ' \n' ' ' | cut -c1-200)"
