@@ -26,18 +26,24 @@ export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM := 1
 export OPENBLAS_NUM_THREADS := 1
 export OMP_NUM_THREADS := 1
 
-.PHONY: deps build run data test lint unit slurm mpich bench bench-smoke bench-approx clean help reliability fuzz fuzz-smoke
+.PHONY: deps test-deps build run data test lint unit slurm mpich bench bench-smoke bench-approx clean help reliability fuzz fuzz-smoke
+
+# $(call apt_install,TARGET,PACKAGES): install the packages not yet installed (apt-get update
+# first; no terminal in CI, so DEBIAN_FRONTEND=noninteractive, kept under sudo).
+define apt_install
+	@missing=$$(for p in $(2); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q "install ok installed" || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "make $(1): installing $$missing"; \
+	  $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	else echo "make $(1): packages present"; fi
+endef
 
 help:
 	@echo "make run | make test | make deps | make build | make data | make lint | make bench | make bench-smoke | make clean"
 
 deps:
-	@missing=$$(for p in $(APT_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q "install ok installed" || echo $$p; done); \
-	if [ -n "$$missing" ]; then \
-	  echo "make deps: installing $$missing"; \
-	  $(SUDO) apt-get update -qq && \
-	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
-	else echo "make deps: system packages present"; fi
+	$(call apt_install,deps,$(APT_PKGS))
 	@command -v $(CARGO) >/dev/null 2>&1 || { echo "make deps: no Rust toolchain ($(CARGO) not found):" \
 	  "install it with https://rustup.rs (curl --proto '=https' -sSf https://sh.rustup.rs | sh), then open a new shell"; exit 1; }
 
@@ -59,12 +65,19 @@ run: build $(DATA)
 	  --iterations $(ITERATIONS) --deadline-ms 2000 --straggler-model $(STRAGGLERS) --eval-every 10 --log-every 10 \
 	  --seed 1 --out results/fashion-mnist --force
 	$(BIN) report results/fashion-mnist/run.h5 --plot results/fashion-mnist/report.png
+	@echo "make run: result file results/fashion-mnist/run.h5 (read it with h5py: see README), plot results/fashion-mnist/report.png"
 
 lint: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --release --locked --all-targets -- -D warnings
 
-unit: build
+# What only the tests need: h5py and pandas for the Python example (scripts/load_run.py), from
+# the OS packages, so the test that runs it has them on a fresh machine.
+TEST_PKGS := python3-h5py python3-pandas
+test-deps: deps
+	$(call apt_install,test-deps,$(TEST_PKGS))
+
+unit: build test-deps
 	$(CARGO) test --release --locked
 
 # The Slurm test exits 77 (skipped, with the reason printed) where Slurm cannot be installed.
@@ -76,8 +89,7 @@ slurm: build
 # target folder), launched by MPICH's hydra through tests/mpich/mpirun (which drops Open MPI-only
 # flags). Debian keeps Open MPI as the default `mpirun`; the check below makes sure of it.
 mpich: deps
-	@dpkg-query -W -f='$${Status}\n' libmpich-dev 2>/dev/null | grep -q "install ok installed" || \
-	  { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mpich libmpich-dev; }
+	$(call apt_install,mpich,mpich libmpich-dev)
 	@mpirun --version 2>&1 | grep -q "Open MPI" || \
 	  { echo "make mpich: installing MPICH changed the default mpirun; run: update-alternatives --set mpirun /usr/bin/mpirun.openmpi"; exit 1; }
 	PATH="$(CURDIR)/tests/mpich:$$PATH" GRADCODE_TEST_LAUNCHER=hydra MPI_PKG_CONFIG=mpich CARGO_TARGET_DIR=target/mpich \

@@ -3,8 +3,10 @@
 //! with plotters' `ab_glyph` font backend), so no system font is needed at run time.
 //!
 //! Panels: training loss against wall-clock time (`elapsed_s`) and against iterations; time per
-//! iteration (`wall_s`, solid) with the oracle (`oracle_s`, dashed) in the same colour; and a
-//! worker × iteration heat map of `/timing/arrival_s` of the first run, missed arrivals in red.
+//! iteration (`wall_s`, solid, light tint) with the oracle (`oracle_s`, dashed, full colour,
+//! drawn on top so it stays visible where the two coincide); and a worker × iteration heat map
+//! of `/timing/arrival_s` of the first run that recorded any arrival (named in the panel title),
+//! missed arrivals in red. A run that did not finish (status `running`) is labelled `(partial)`.
 
 use std::path::Path;
 
@@ -238,12 +240,35 @@ fn line_panel<DB: DrawingBackend>(
         .map_err(err)
 }
 
+/// The arrival matrix of `run` when it holds at least one finite arrival.
+fn arrivals(run: &LoadedRun) -> Option<&ndarray::Array2<f64>> {
+    run.rows
+        .as_ref()
+        .and_then(|r| r.per_worker.first())
+        .filter(|m| m.iter().any(|v| v.is_finite()))
+}
+
+/// The run label: its name, with `(partial)` when it did not finish.
+fn label(run: &LoadedRun) -> String {
+    if run.is_partial() {
+        format!("{} (partial)", run.name)
+    } else {
+        run.name.clone()
+    }
+}
+
+/// A lighter tint of `c` (mixed `t` of the way to white).
+fn tint(c: RGBColor, t: f64) -> RGBColor {
+    let mix = |v: u8| (f64::from(v) + (255.0 - f64::from(v)) * t).round() as u8;
+    RGBColor(mix(c.0), mix(c.1), mix(c.2))
+}
+
 fn heat_map<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, run: &LoadedRun) -> Res {
     let title = format!(
         "arrival at rank 0, {} (ms; red = missed: late or never)",
-        run.name
+        label(run)
     );
-    let Some(m) = run.rows.as_ref().and_then(|r| r.per_worker.first()) else {
+    let Some(m) = arrivals(run) else {
         return empty_panel(area, "arrival heat map");
     };
     let (iters, n) = m.dim();
@@ -345,7 +370,7 @@ pub fn draw(runs: &[LoadedRun], out: &Path) -> Res {
         .iter()
         .enumerate()
         .map(|(i, r)| Line {
-            label: r.name.clone(),
+            label: label(r),
             color: color(i),
             points: points(&r.column("elapsed_s"), &r.column("train_loss"), 1.0),
             dashed: false,
@@ -363,7 +388,7 @@ pub fn draw(runs: &[LoadedRun], out: &Path) -> Res {
         .iter()
         .enumerate()
         .map(|(i, r)| Line {
-            label: r.name.clone(),
+            label: label(r),
             color: color(i),
             points: points(&iterations(r), &r.column("train_loss"), 1.0),
             dashed: false,
@@ -377,18 +402,21 @@ pub fn draw(runs: &[LoadedRun], out: &Path) -> Res {
         &by_iter,
     )?;
 
+    // Every run's iteration time first (light tint), then every oracle on top (full colour):
+    // the oracle is often within a millisecond of the iteration time and would vanish under it.
     let mut times = Vec::new();
+    let mut oracles = Vec::new();
     for (i, r) in runs.iter().enumerate() {
         let it = iterations(r);
         times.push(Line {
-            label: r.name.clone(),
-            color: color(i),
+            label: label(r),
+            color: tint(color(i), 0.45),
             points: points(&it, &r.column("wall_s"), 1e3),
             dashed: false,
         });
         let oracle = points(&it, &r.column("oracle_s"), 1e3);
         if !oracle.is_empty() {
-            times.push(Line {
+            oracles.push(Line {
                 label: format!("{} oracle", r.name),
                 color: color(i),
                 points: oracle,
@@ -396,15 +424,18 @@ pub fn draw(runs: &[LoadedRun], out: &Path) -> Res {
             });
         }
     }
+    times.extend(oracles);
     line_panel(
         &panels[2],
-        "time per iteration (solid) and the oracle (dashed)",
+        "time per iteration (solid, light) and the oracle (dashed)",
         "iteration",
         "ms",
         &times,
     )?;
 
-    match runs.first() {
+    // A reference run (one process) or a run whose every message missed has no arrivals: the
+    // map shows the first run that has some.
+    match runs.iter().find(|r| arrivals(r).is_some()) {
         Some(r) => heat_map(&panels[3], r)?,
         None => empty_panel(&panels[3], "arrival heat map")?,
     }
@@ -431,6 +462,13 @@ mod tests {
         assert_eq!(tick(0.45, 0.35), "0.45");
         assert_eq!(tick(20.0, 150.0), "20");
         assert_eq!(tick(0.2, 2.3), "0.2");
+    }
+
+    #[test]
+    fn tints_move_towards_white() {
+        assert_eq!(tint(RGBColor(0, 100, 255), 0.0), RGBColor(0, 100, 255));
+        assert_eq!(tint(RGBColor(0, 100, 255), 1.0), RGBColor(255, 255, 255));
+        assert_eq!(tint(RGBColor(0, 100, 255), 0.5), RGBColor(128, 178, 255));
     }
 
     #[test]
