@@ -500,20 +500,27 @@ impl<'a> Coordinator<'a> {
         }
     }
 
-    /// Collect until decodable or the deadline policy says stop. Returns whether decodable.
-    fn collect(&mut self) -> Result<bool> {
+    /// Collect until decodable or the deadline policy says stop. Returns whether decodable, or
+    /// `None` when a signal (SIGTERM/SIGUSR1) arrived first: the iteration is abandoned so the
+    /// checkpoint is written now, not after a wait of up to `--max-wait-ms` (Slurm sends SIGKILL
+    /// `KillWait` seconds after SIGTERM). `idle` runs while no message is waiting (rank 0 keeps
+    /// the results file within its flush interval during a long wait).
+    fn collect(&mut self, idle: &mut dyn FnMut() -> Result<()>) -> Result<Option<bool>> {
         let deadline = Duration::from_secs_f64(self.cfg.deadline_ms / 1e3);
         let hard = Duration::from_secs_f64(self.cfg.max_wait_ms / 1e3);
         let mut warned = false;
         loop {
             let got = self.poll()?;
             if self.decodable() {
-                return Ok(true);
+                return Ok(Some(true));
+            }
+            if INTERRUPT.load(Ordering::SeqCst) {
+                return Ok(None);
             }
             let waited = self.cur.t0.elapsed();
             if waited >= deadline {
                 match self.cfg.on_deadline {
-                    OnDeadline::BestEffort => return Ok(false),
+                    OnDeadline::BestEffort => return Ok(Some(false)),
                     OnDeadline::Wait if waited >= hard => {
                         let silent: Vec<usize> = (0..self.n)
                             .filter(|&w| self.cur.chunks_in[w] < self.chunks)
@@ -541,6 +548,7 @@ impl<'a> Coordinator<'a> {
                 }
             }
             if !got {
+                idle()?;
                 sleep_poll();
             }
         }
@@ -695,7 +703,7 @@ pub fn run(setup: Setup<'_>) -> Outcome {
     let k = code.n_partitions();
     let dim = model.dim();
     let msg_len = HEADER_LEN + dim + 1;
-    let mut schedule = match StragglerSchedule::parse(&cfg.straggler_model, n, cfg.seed) {
+    let schedule = match StragglerSchedule::parse(&cfg.straggler_model, n, cfg.seed) {
         Ok(s) => s,
         Err(e) => {
             return Outcome {
@@ -818,8 +826,15 @@ pub fn run(setup: Setup<'_>) -> Outcome {
             c.partials.iter_mut().for_each(|p| *p = None);
         }
         c.begin(t, opt.point(), validate);
-        let decodable = match c.collect() {
-            Ok(d) => d,
+        let decodable = match c.collect(&mut || writer.flush_due().map_err(Error::from)) {
+            Ok(Some(d)) => d,
+            Ok(None) => {
+                // Signalled mid-collection: iteration t is not done; the branch at the top
+                // checkpoints at t (its messages are drained as late at shutdown).
+                c.cur.collecting = false;
+                log::warn!("[rank 0] iteration {t}: signal received while collecting; abandoning the iteration");
+                continue;
+            }
             Err(e) => {
                 log::error!("[rank 0] {e}");
                 error = Some(e);
@@ -895,11 +910,13 @@ pub fn run(setup: Setup<'_>) -> Outcome {
             rec.per_worker[1][w] = c.cur.compute_s[w];
             rec.per_worker[3][w] = c.cur.chunks_in[w] as f64;
             rec.per_worker[4][w] = c.cur.stale_age[w];
-            let planned = schedule.delay_s(t, w + 1);
+            // What the worker says it injected for the gradient it sent (a `slow` worker's
+            // busy-spin included), not the plan: a worker still busy with an earlier iteration
+            // never applied this one's delay. NaN = no message this iteration, inf = failed.
             rec.per_worker[2][w] = if schedule.failed(t, w + 1) {
                 f64::INFINITY
             } else {
-                planned
+                c.cur.injected_s[w]
             };
         }
         let last = t + 1 == cfg.iterations;
@@ -1180,13 +1197,14 @@ fn validate_first(
         ));
         return out;
     };
+    // Workers that sent nothing to the validation gather within its bounded wait (ranks).
+    let silent: Vec<usize> = (0..c.n)
+        .filter(|&w| c.received[w] == 0)
+        .map(|w| w + 1)
+        .collect();
     if !missing.is_empty() {
         let mut parts = missing.clone();
         parts.dedup();
-        let silent: Vec<usize> = (0..c.n)
-            .filter(|&w| c.received[w] == 0)
-            .map(|w| w + 1)
-            .collect();
         out.push(("check".into(), AttrValue::Str("INCOMPLETE".into())));
         out.push((
             "reason".into(),
@@ -1246,9 +1264,17 @@ fn validate_first(
     ));
     out.push(("exact_decoding".into(), AttrValue::Bool(d.exact)));
     out.push(("decode_residual".into(), AttrValue::F64(d.residual)));
+    let not_decoded: Vec<usize> = (1..=c.n).filter(|r| !responders.contains(r)).collect();
     out.push((
         "responders".into(),
         AttrValue::Str(format!("{responders:?}")),
     ));
+    // Named even when the check passes: who was left out of the decoding (late or failed), and
+    // who also never answered the gather of the exact gradient.
+    out.push((
+        "not_decoded".into(),
+        AttrValue::Str(format!("{not_decoded:?}")),
+    ));
+    out.push(("silent".into(), AttrValue::Str(format!("{silent:?}"))));
     out
 }

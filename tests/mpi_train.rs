@@ -322,7 +322,11 @@ fn an_exact_code_beats_uncoded_with_a_slow_worker() {
 fn a_failed_worker_is_tolerated_by_exact_codes_and_stops_uncoded_cleanly() {
     let _g = serial();
     let w_ref = reference_w();
-    for (code, s) in [("frc", "1"), ("cyclic-mds", "1")] {
+    for (code, s) in [
+        ("frc", "1"),
+        ("cyclic-repetition", "1"),
+        ("cyclic-mds", "1"),
+    ] {
         let (o, run, _) = train(
             7,
             &format!("fail-{code}"),
@@ -417,12 +421,49 @@ fn results_file_describes_itself() {
         .unwrap()
         .iter()
         .any(|v| v.is_finite()));
-    assert!(
-        rows.per_worker[2]
-            .iter()
-            .all(|v| v.is_finite() && *v >= 0.0),
-        "injected delays recorded"
-    );
+    // Every message that arrived reports the delay its worker injected (exp:5: finite, ≥ 0);
+    // no message, no delay (NaN).
+    for (a, d) in rows.per_worker[0].iter().zip(rows.per_worker[2].iter()) {
+        assert_eq!(a.is_finite(), d.is_finite(), "arrival {a}, injected {d}");
+        assert!(d.is_nan() || *d >= 0.0, "injected {d}");
+    }
+    assert!(rows.per_worker[2].iter().any(|d| *d > 0.0));
+    for m in [
+        "wall_s",
+        "decode_s",
+        "train_loss",
+        "n_responders",
+        "decode_residual",
+        "cond",
+    ] {
+        let c = rows
+            .column(m)
+            .unwrap_or_else(|| panic!("/metrics/{m} missing"));
+        assert_eq!(c.len(), 20, "/metrics/{m}");
+        assert!(c.iter().all(|v| v.is_finite()), "/metrics/{m}: {c}");
+    }
+    for a in ["hostname", "command_line"] {
+        assert!(
+            !results::read_str_attr(&f, "env", a).unwrap().is_empty(),
+            "/env @{a}"
+        );
+    }
+    let b = hdf5::File::open(&f)
+        .and_then(|h| h.dataset("code_matrix/B"))
+        .and_then(|d| d.read_2d::<f64>())
+        .unwrap();
+    // FRC, n = 4, s = 1: 4 workers × 4 partitions, each worker holding s + 1 = 2 of them.
+    assert_eq!(b.dim(), (4, 4));
+    assert!(b
+        .rows()
+        .into_iter()
+        .all(|r| r.iter().filter(|v| **v != 0.0).count() == 2));
+    for a in ["responders", "not_decoded", "silent"] {
+        assert!(
+            results::read_str_attr(&f, "validation", a).is_ok(),
+            "/validation @{a}"
+        );
+    }
     let cfg = std::fs::read_to_string(run.join("config.toml")).unwrap();
     assert!(cfg.contains("code = \"frc\""), "{cfg}");
     // An existing run is not overwritten without --force.
@@ -445,14 +486,8 @@ fn results_file_describes_itself() {
         );
         (o, (), t)
     };
-    assert_eq!(
-        o.status.code(),
-        Some(2).filter(|_| true).or(o.status.code()),
-        "{}",
-        output_text(&o)
-    );
-    assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("--force"));
+    // Refused before any MPI traffic: one error line naming --force, non-zero exit.
+    assert_one_mpi_error(&o, "--force");
     assert_eq!(status(&run), "complete");
 }
 
@@ -750,6 +785,155 @@ fn sigkill_leaves_a_readable_file_and_usr1_checkpoints_for_requeue() {
     );
     assert_eq!(status(&run), "interrupted");
     assert!(run.join("ckpt.h5").exists());
+}
+
+/// The PID of rank 0 of the job whose command line contains `marker` (Open MPI sets
+/// OMPI_COMM_WORLD_RANK, MPICH's hydra PMI_RANK in each rank's environment).
+fn rank0_pid(marker: &str) -> Option<u32> {
+    for e in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if !cmd.starts_with(BIN) || !cmd.contains(marker) {
+            continue;
+        }
+        let env = std::fs::read(e.path().join("environ")).unwrap_or_default();
+        let rank0 = env
+            .split(|b| *b == 0)
+            .any(|v| v == b"OMPI_COMM_WORLD_RANK=0" || v == b"PMI_RANK=0");
+        if rank0 {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+#[test]
+fn sigterm_while_waiting_for_a_failed_worker_checkpoints_at_once() {
+    let _g = serial();
+    let data = dataset().display().to_string();
+    let run = out_dir("sigterm-wait");
+    let out = run.display().to_string();
+    // uncoded needs every worker; rank 2 fails at iteration 3, so iteration 3 waits for it up
+    // to --max-wait-ms (a minute). SIGTERM (Slurm's scancel, with SIGKILL KillWait seconds
+    // later) must not wait that minute out: rank 0 checkpoints iteration 3 and stops.
+    let child = common::mpirun_command(5, 90, &[])
+        .args([
+            "train", "--data", &data, "--model", "logistic", "--code", "uncoded",
+        ])
+        .args([
+            "-s",
+            "0",
+            "--iterations",
+            "50",
+            "--lr",
+            "1.0",
+            "--seed",
+            "5",
+        ])
+        .args(["--straggler-model", "fail:2@3", "--deadline-ms", "100"])
+        .args([
+            "--on-deadline",
+            "wait",
+            "--max-wait-ms",
+            "60000",
+            "--out",
+            &out,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until iteration 3 is stuck: rows 0..2 are flushed at most 1 s after they were made.
+    let start = Instant::now();
+    let pid = loop {
+        let rows = results::read_rows(&run.join("run.h5"), None).map_or(0, |r| r.len());
+        match rank0_pid(&out) {
+            Some(pid) if rows == 3 => break pid,
+            _ if start.elapsed() > Duration::from_secs(30) => {
+                let o = child.wait_with_output().unwrap();
+                panic!("the job never reached iteration 3: {}", output_text(&o));
+            }
+            _ => std::thread::sleep(Duration::from_millis(100)),
+        }
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    let signalled = Instant::now();
+    let o = child.wait_with_output().unwrap();
+    let took = signalled.elapsed();
+    assert!(
+        took < Duration::from_secs(15),
+        "stopped {took:?} after SIGTERM: {}",
+        output_text(&o)
+    );
+    assert!(!o.status.success(), "{}", output_text(&o));
+    assert_eq!(status(&run), "interrupted", "{}", output_text(&o));
+    let hash = results::read_str_attr(&run.join("run.h5"), "config", "config_sha256").unwrap();
+    let (ck, _, _) = gradcode::io::checkpoint::load(&run, &hash).unwrap();
+    assert_eq!(
+        ck.iteration, 3,
+        "the checkpoint resumes at the abandoned iteration"
+    );
+    assert_eq!(
+        results::read_rows(&run.join("run.h5"), None).unwrap().len(),
+        3
+    );
+}
+
+#[test]
+fn a_config_file_sets_the_run_and_flags_override_it() {
+    let _g = serial();
+    let dir = out_dir("config-file");
+    std::fs::create_dir_all(&dir).unwrap();
+    let toml = dir.join("run.toml");
+    let run = dir.join("run");
+    std::fs::write(
+        &toml,
+        format!(
+            "data = \"{}\"\nmodel = \"logistic\"\ncode = \"cyclic-mds\"\nstragglers = 1\niterations = 7\nlr = 0.3\nseed = 5\n",
+            dataset().display()
+        ),
+    )
+    .unwrap();
+    let (o, _) = mpirun(
+        5,
+        &[
+            "--config",
+            &toml.display().to_string(),
+            "--lr",
+            "0.7",
+            "--out",
+            &run.display().to_string(),
+        ],
+        60,
+    );
+    assert!(o.status.success(), "{}", output_text(&o));
+    let f = run.join("run.h5");
+    assert_eq!(
+        results::read_rows(&f, None).unwrap().len(),
+        7,
+        "iterations from the file"
+    );
+    assert_eq!(
+        results::read_str_attr(&f, "config", "code").unwrap(),
+        "cyclic-mds"
+    );
+    // The effective config (the flag over the file) is written back, beside run.h5 and in it.
+    let written = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    let eff: toml::Table = written.parse().unwrap();
+    assert_eq!(eff["lr"].as_float(), Some(0.7), "{written}");
+    assert_eq!(eff["iterations"].as_integer(), Some(7), "{written}");
+    assert_eq!(eff["code"].as_str(), Some("cyclic-mds"), "{written}");
+    let inside: toml::Table = results::read_str_attr(&f, "config", "toml")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(inside, eff);
 }
 
 #[test]

@@ -5,7 +5,8 @@
 //! profile, MPI library, HDF5 version), `/env` (world size, host, SLURM_* variables), `/config`
 //! (every effective setting as a typed attribute plus the whole TOML), `/code_matrix/B`,
 //! `/metrics/*` (one resizable dataset per metric, units in the name), `/timing/arrival_s`,
-//! `/timing/compute_s` and `/stragglers/injected_s` ([iteration, worker], NaN = missed),
+//! `/timing/compute_s` and `/stragglers/injected_s` ([iteration, worker], NaN = missed; the
+//! delay as the worker reported applying it, inf = failed),
 //! and at the end `/model/w_final`, `/validation`, `/summary`.
 //!
 //! Crash safety: the file uses the latest HDF5 format and SWMR writing during the iteration loop.
@@ -507,6 +508,16 @@ impl RunWriter {
     pub fn flush(&mut self) -> Result<(), IoError> {
         self.write_pending()?;
         self.file.flush().map_err(h5e(&self.path))
+    }
+
+    /// Flush when the oldest buffered row is [`FLUSH_INTERVAL`] old: for a caller that waits
+    /// (rank 0 blocked on a slow iteration) without appending, so the rows already made still
+    /// reach the file within the interval.
+    pub fn flush_due(&mut self) -> Result<(), IoError> {
+        if self.pending > 0 && self.pending_since.elapsed() >= FLUSH_INTERVAL {
+            self.flush()?;
+        }
+        Ok(())
     }
 
     /// Rows appended so far (written or buffered).
