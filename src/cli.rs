@@ -168,7 +168,8 @@ pub struct TrainArgs {
     #[arg(long)]
     #[serde(default)]
     pub resume: bool,
-    /// Evaluate test loss and accuracy every K iterations (0: never) [default: 10].
+    /// Evaluate test loss, accuracy and (binary logistic) ROC AUC every K iterations (0: never)
+    /// [default: 10].
     #[arg(long, value_name = "K")]
     pub eval_every: Option<u64>,
     /// Print a progress line every K iterations [default: 10].

@@ -36,8 +36,8 @@ use crate::config::RunConfig;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::io::checkpoint::{self, Checkpoint};
-use crate::io::results::{AttrValue, FinalRecord, IterationRecord, RunWriter};
-use crate::model::{self, Model, Workspace};
+use crate::io::results::{self, AttrValue, FinalRecord, IterationRecord, RunWriter};
+use crate::model::{self, Evaluation, Model, Workspace};
 use crate::optim::Optimizer;
 use crate::straggler::StragglerSchedule;
 
@@ -766,7 +766,7 @@ pub fn run(setup: Setup<'_>) -> Outcome {
     let mut error: Option<Error> = None;
     let mut all_exact = true;
     let mut last_loss = f64::NAN;
-    let mut last_test = (f64::NAN, f64::NAN);
+    let mut last_test: Option<Evaluation> = None;
 
     log::info!(
         "[rank 0] {} workers, code {} (k = {k}, s = {}), model {} (dim {dim}), {} rows; iterations {first}..{}",
@@ -923,9 +923,8 @@ pub fn run(setup: Setup<'_>) -> Outcome {
         if let Some(test) = &test {
             if (cfg.eval_every > 0 && (t + 1) % cfg.eval_every == 0) || last {
                 let ev = model.evaluate(opt.params(), &test.x, test.y.view(), &mut ws);
-                rec.set("test_loss", ev.loss);
-                rec.set("test_accuracy", ev.accuracy.unwrap_or(f64::NAN));
-                last_test = (ev.loss, ev.accuracy.unwrap_or(f64::NAN));
+                rec.set_test(&ev);
+                last_test = Some(ev);
             }
         }
         // Validation, outside the timed path, with a bounded wait; its time is kept out of
@@ -985,7 +984,7 @@ pub fn run(setup: Setup<'_>) -> Outcome {
                 c.complete_responders(),
                 n,
                 c.cur.late,
-                if last_test.1.is_finite() { format!("  test acc {:.4}", last_test.1) } else { String::new() }
+                last_test.and_then(|e| e.accuracy).map_or(String::new(), |a| format!("  test acc {a:.4}"))
             );
         }
         t += 1;
@@ -1067,11 +1066,8 @@ pub fn run(setup: Setup<'_>) -> Outcome {
         p50 / o50
     );
     println!("  final train loss    {last_loss:.6}");
-    if last_test.0.is_finite() {
-        println!(
-            "  test loss {:.6}   test accuracy {:.4}",
-            last_test.0, last_test.1
-        );
+    if let Some(ev) = &last_test {
+        println!("  {ev}");
     }
     for (k, v) in &validation {
         if let AttrValue::Str(s) = v {
@@ -1114,8 +1110,6 @@ pub fn run(setup: Setup<'_>) -> Outcome {
             ("oracle_p50_s".into(), AttrValue::F64(o50)),
             ("overhead_over_oracle".into(), AttrValue::F64(p50 / o50)),
             ("final_train_loss".into(), AttrValue::F64(last_loss)),
-            ("final_test_loss".into(), AttrValue::F64(last_test.0)),
-            ("final_test_accuracy".into(), AttrValue::F64(last_test.1)),
             (
                 "stragglers".into(),
                 AttrValue::Str(format!("{straggled:?}")),
@@ -1128,7 +1122,10 @@ pub fn run(setup: Setup<'_>) -> Outcome {
                 "error".into(),
                 AttrValue::Str(error.as_ref().map(|e| e.to_string()).unwrap_or_default()),
             ),
-        ],
+        ]
+        .into_iter()
+        .chain(results::test_summary(last_test.as_ref()))
+        .collect(),
         per_worker: vec![
             (
                 "on_time".into(),

@@ -361,7 +361,7 @@ fn coded_training_matches_reference(
             "{model} {code} iteration {t}: coded loss {a} vs reference {b}"
         );
     }
-    for name in ["test_loss", "test_accuracy"] {
+    for name in ["test_loss", "test_accuracy", "test_auc"] {
         let (a, b) = (rows.column(name).unwrap(), ref_rows.column(name).unwrap());
         for (t, (a, b)) in a.iter().zip(b).enumerate() {
             assert_eq!(

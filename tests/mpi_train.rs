@@ -421,6 +421,52 @@ fn results_file_describes_itself() {
         .unwrap()
         .iter()
         .any(|v| v.is_finite()));
+    // ROC AUC, recorded where the test split was evaluated, equals the AUC of the final
+    // parameters on the test split counted pair by pair here (ties one half).
+    let (acc, auc) = (
+        rows.column("test_accuracy").unwrap(),
+        rows.column("test_auc").unwrap(),
+    );
+    for (a, u) in acc.iter().zip(auc) {
+        assert_eq!(a.is_finite(), u.is_finite(), "accuracy {a}, AUC {u}");
+    }
+    let test =
+        gradcode::io::dataset::read_all(&dataset(), gradcode::io::dataset::Split::Test).unwrap();
+    let w = results::read_vector(&f, "model/w_final").unwrap();
+    let gradcode::data::Features::Dense(x) = &test.x else {
+        panic!("synthetic data is dense")
+    };
+    let d = x.ncols();
+    let z = x.dot(&w.slice(ndarray::s![..d])) + w[d];
+    let (mut pairs, mut wins) = (0.0, 0.0);
+    for (zp, _) in z.iter().zip(&test.y).filter(|(_, y)| **y > 0.0) {
+        for (zn, _) in z.iter().zip(&test.y).filter(|(_, y)| **y <= 0.0) {
+            pairs += 1.0;
+            wins += if zp > zn {
+                1.0
+            } else if zp == zn {
+                0.5
+            } else {
+                0.0
+            };
+        }
+    }
+    let last_auc = auc[auc.len() - 1];
+    assert!(
+        (last_auc - wins / pairs).abs() < 1e-12,
+        "recorded AUC {last_auc}, counted {}",
+        wins / pairs
+    );
+    assert!(
+        last_auc > 0.5,
+        "a trained classifier ranks better than chance: {last_auc}"
+    );
+    let summary_auc = hdf5::File::open(&f)
+        .and_then(|h| h.group("summary"))
+        .and_then(|g| g.attr("final_test_auc"))
+        .and_then(|a| a.read_scalar::<f64>())
+        .unwrap();
+    assert_eq!(summary_auc, last_auc);
     // Every message that arrived reports the delay its worker injected (exp:5: finite, ≥ 0);
     // no message, no delay (NaN).
     for (a, d) in rows.per_worker[0].iter().zip(rows.per_worker[2].iter()) {

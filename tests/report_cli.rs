@@ -166,6 +166,8 @@ fn table_has_one_row_per_run_with_code_and_finite_p50() {
         lines[0].starts_with("run") && lines[0].contains("p50 ms"),
         "{out}"
     );
+    // Logistic runs measure ROC AUC, so the table has its column.
+    assert!(lines[0].contains("test AUC"), "{out}");
     for (name, code, verdict) in [
         ("frc-run", "frc", "VALID"),
         ("uncoded-run", "uncoded", "VALID"),
@@ -240,6 +242,13 @@ fn json_parses_and_carries_the_table() {
     // The exact codes follow the reference trajectory.
     let f = |i: usize| runs[i]["final_train_loss"].as_f64().unwrap();
     assert!((f(0) - f(2)).abs() < 1e-8 && (f(1) - f(2)).abs() < 1e-8);
+    // ROC AUC of a trained classifier: better than chance, and the exact codes' parameters
+    // rank the test rows as the reference's do (within a pair or so of 100 × 100).
+    let auc = |i: usize| runs[i]["final_test_auc"].as_f64().unwrap();
+    for (i, run) in runs.iter().enumerate() {
+        assert!(auc(i) > 0.5 && auc(i) <= 1.0, "{run}");
+    }
+    assert!((auc(0) - auc(2)).abs() < 1e-3 && (auc(1) - auc(2)).abs() < 1e-3);
     // The reference has no oracle: overhead is null, not a number.
     assert!(runs[2]["overhead"].is_null());
 }

@@ -22,7 +22,8 @@
 //! Dispatch: `--code` of `train` is a closed list of gradient codes, so `main` hands the whole
 //! command line to [`run_from_args`] when `train` is given a `--code` starting with `mds-`.
 //! The test split, when the dataset has one, is evaluated at the new parameters every
-//! `--eval-every` iterations and after the last, as in `train` (`test_loss`, `test_accuracy`).
+//! `--eval-every` iterations and after the last, as in `train` (`test_loss`, `test_accuracy`,
+//! `test_auc`).
 //! Not done: softmax, checkpoints and `--resume`, `--chunks`, the `best-effort` deadline policy.
 
 use std::path::PathBuf;
@@ -40,7 +41,7 @@ use crate::coordinator::RunStatus;
 use crate::data::Features;
 use crate::error::{Error, Result};
 use crate::io::dataset::{self, Split};
-use crate::io::results::{AttrValue, FinalRecord, IterationRecord, RunMeta, RunWriter};
+use crate::io::results::{self, AttrValue, FinalRecord, IterationRecord, RunMeta, RunWriter};
 use crate::linalg::job::{encode_worker, rel_err, validation_tol, worker_ranges, BlockLayout};
 use crate::linalg::{Family, MdsCode};
 use crate::model::{self, Model, ModelKind, Workspace};
@@ -524,8 +525,7 @@ fn coordinate(
                 (args.eval_every > 0 && (t + 1) % args.eval_every == 0) || t + 1 == args.iterations;
             if let Some(test) = test.filter(|_| due) {
                 let ev = model.evaluate(opt.params(), &test.x, test.y.view(), &mut ws);
-                rec.set("test_loss", ev.loss);
-                rec.set("test_accuracy", ev.accuracy.unwrap_or(f64::NAN));
+                rec.set_test(&ev);
                 last_test = Some(ev);
             }
             rec.set("iteration", t as f64);
@@ -589,23 +589,13 @@ fn coordinate(
         summary: vec![
             ("final_train_loss".into(), AttrValue::F64(last_loss)),
             (
-                "final_test_loss".into(),
-                AttrValue::F64(last_test.as_ref().map_or(f64::NAN, |e| e.loss)),
-            ),
-            (
-                "final_test_accuracy".into(),
-                AttrValue::F64(
-                    last_test
-                        .as_ref()
-                        .and_then(|e| e.accuracy)
-                        .unwrap_or(f64::NAN),
-                ),
-            ),
-            (
                 "unreconciled_workers".into(),
                 AttrValue::Str(format!("{unreconciled:?}")),
             ),
-        ],
+        ]
+        .into_iter()
+        .chain(results::test_summary(last_test.as_ref()))
+        .collect(),
         per_worker: Vec::new(),
     })?;
     super::abort_if_unreconciled(&unreconciled, &path, RunStatus::Degraded.exit_code());
@@ -616,13 +606,9 @@ fn coordinate(
             path.display()
         )));
     }
-    let test_text = match &last_test {
-        Some(e) => match e.accuracy {
-            Some(a) => format!(", test loss {:.6}, test accuracy {a:.4}", e.loss),
-            None => format!(", test loss {:.6}", e.loss),
-        },
-        None => String::new(),
-    };
+    let test_text = last_test
+        .as_ref()
+        .map_or(String::new(), |e| format!(", {e}"));
     println!(
         "train ({} through mat-vecs): final train loss {last_loss:.6}{test_text}; results: {}",
         args.code,

@@ -439,8 +439,7 @@ fn run_reference(args: &TrainArgs) -> Result<i32> {
             rec.set("exact", 1.0);
             rec.set("decode_residual", 0.0);
             if let Some(ev) = ev {
-                rec.set("test_loss", ev.loss);
-                rec.set("test_accuracy", ev.accuracy.unwrap_or(f64::NAN));
+                rec.set_test(&ev);
             }
             if let Err(e) = writer.append(&rec) {
                 write_err.get_or_insert(e);
@@ -457,17 +456,9 @@ fn run_reference(args: &TrainArgs) -> Result<i32> {
         "final_train_loss".into(),
         AttrValue::F64(run.train_loss.last().copied().unwrap_or(f64::NAN)),
     )];
-    if let Some(ev) = run.test {
-        summary.push(("final_test_loss".into(), AttrValue::F64(ev.loss)));
-        summary.push((
-            "final_test_accuracy".into(),
-            AttrValue::F64(ev.accuracy.unwrap_or(f64::NAN)),
-        ));
-        println!(
-            "reference: test loss {:.6}  test accuracy {:.4}",
-            ev.loss,
-            ev.accuracy.unwrap_or(f64::NAN)
-        );
+    summary.extend(results::test_summary(run.test.as_ref()));
+    if let Some(ev) = &run.test {
+        println!("reference: {ev}");
     }
     writer.finish(&FinalRecord {
         status: "complete".into(),

@@ -28,6 +28,7 @@ use hdf5::{Dataset, File, Group, H5Type, OpenMode};
 use ndarray::{s, Array1, Array2, ArrayView1, ArrayView2};
 
 use super::IoError;
+use crate::model::Evaluation;
 
 /// Version of this layout, written as `schema_version`.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -42,6 +43,7 @@ pub const SCALAR_METRICS: &[&str] = &[
     "train_loss",
     "test_loss",
     "test_accuracy",
+    "test_auc",
     "n_responders",
     "exact",
     "decode_residual",
@@ -94,6 +96,13 @@ impl IterationRecord {
             self.scalars[i] = v;
         }
     }
+    /// Record an evaluation of the test split: `test_loss`, `test_accuracy`, `test_auc` (NaN
+    /// for what the model does not measure).
+    pub fn set_test(&mut self, ev: &Evaluation) {
+        self.set("test_loss", ev.loss);
+        self.set("test_accuracy", ev.accuracy.unwrap_or(f64::NAN));
+        self.set("test_auc", ev.auc.unwrap_or(f64::NAN));
+    }
     /// Scalar `name`.
     pub fn get(&self, name: &str) -> f64 {
         SCALAR_METRICS
@@ -101,6 +110,26 @@ impl IterationRecord {
             .position(|m| *m == name)
             .map_or(f64::NAN, |i| self.scalars[i])
     }
+}
+
+/// The `/summary` attributes of the last evaluation of the test split: `final_test_loss`,
+/// `final_test_accuracy`, `final_test_auc` (NaN when never evaluated or not measured).
+pub fn test_summary(ev: Option<&Evaluation>) -> [(String, AttrValue); 3] {
+    let nan = f64::NAN;
+    [
+        (
+            "final_test_loss".into(),
+            AttrValue::F64(ev.map_or(nan, |e| e.loss)),
+        ),
+        (
+            "final_test_accuracy".into(),
+            AttrValue::F64(ev.and_then(|e| e.accuracy).unwrap_or(nan)),
+        ),
+        (
+            "final_test_auc".into(),
+            AttrValue::F64(ev.and_then(|e| e.auc).unwrap_or(nan)),
+        ),
+    ]
 }
 
 /// All rows of a results file, as columns.

@@ -57,7 +57,7 @@ impl Model for Linear {
     ) -> f64 {
         glm::gradient_into::<SquaredLoss>(self.d, w, x, y, rw, ws, out)
     }
-    /// Mean squared-error loss; no accuracy. An empty shard gives a NaN loss.
+    /// Mean squared-error loss; no accuracy or AUC. An empty shard gives a NaN loss.
     fn evaluate(
         &self,
         w: ArrayView1<f64>,
@@ -69,6 +69,7 @@ impl Model for Linear {
         Evaluation {
             loss: total / y.len() as f64,
             accuracy: None,
+            auc: None,
         }
     }
 }

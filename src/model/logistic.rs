@@ -70,8 +70,9 @@ impl Model for Logistic {
     ) -> f64 {
         glm::gradient_into::<LogLoss>(self.d, w, x, y, rw, ws, out)
     }
-    /// Mean loss and accuracy of the prediction sign(z) (z = 0 predicts +1). An empty shard
-    /// gives a NaN loss and no accuracy.
+    /// Mean loss, accuracy of the prediction sign(z) (z = 0 predicts +1) and ROC AUC of the
+    /// score z. An empty shard gives a NaN loss, no accuracy and no AUC; one with a single class
+    /// has no AUC.
     fn evaluate(
         &self,
         w: ArrayView1<f64>,
@@ -80,14 +81,20 @@ impl Model for Logistic {
         ws: &mut Workspace,
     ) -> Evaluation {
         let (mut total, mut correct) = (0.0, 0usize);
+        let mut scored = std::mem::take(&mut ws.scored);
+        scored.clear();
         glm::for_each_score(self.d, w, x, y, ws, |r, z| {
             total += LogLoss::loss(z, y[r]);
             let pred = if z >= 0.0 { 1.0 } else { -1.0 };
             correct += usize::from(pred == y[r]);
+            scored.push((z, y[r] > 0.0));
         });
+        let auc = roc_auc(&mut scored);
+        ws.scored = scored;
         let n = y.len();
         Evaluation {
             loss: total / n as f64,
+            auc,
             accuracy: (n > 0).then(|| correct as f64 / n as f64),
         }
     }

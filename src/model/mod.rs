@@ -78,6 +78,8 @@ pub struct Workspace {
     pub(crate) params: Vec<f64>,
     /// Contiguous gradient when the caller's output view is strided.
     pub(crate) grad: Vec<f64>,
+    /// (score, positive) pairs of a binary classifier's evaluation, sorted for [`roc_auc`].
+    pub(crate) scored: Vec<(f64, bool)>,
 }
 
 impl Workspace {
@@ -201,6 +203,52 @@ pub struct Evaluation {
     pub loss: f64,
     /// Fraction of rows classified correctly (classification models only).
     pub accuracy: Option<f64>,
+    /// Area under the ROC curve of the scores (binary classifiers only, and only when both
+    /// classes occur in the data).
+    pub auc: Option<f64>,
+}
+
+impl std::fmt::Display for Evaluation {
+    /// `test loss L  test accuracy A  test AUC U`, each part only when the model has it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "test loss {:.6}", self.loss)?;
+        if let Some(a) = self.accuracy {
+            write!(f, "  test accuracy {a:.4}")?;
+        }
+        if let Some(u) = self.auc {
+            write!(f, "  test AUC {u:.4}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Area under the ROC curve of `(score, positive)` pairs: the probability that a random positive
+/// scores above a random negative, ties counting one half (the Mann–Whitney U statistic over
+/// P·N). Sorts `scored` in place; O(m log m), no allocation. `None` when either class is absent.
+/// NaN scores sort last (`f64::total_cmp`), so they rank as the highest scores.
+pub fn roc_auc(scored: &mut [(f64, bool)]) -> Option<f64> {
+    scored.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+    let (mut below_neg, mut pairs) = (0u64, 0f64);
+    let mut i = 0;
+    while i < scored.len() {
+        // One group of equal scores: its positives beat every negative below it and tie with
+        // the negatives inside it.
+        let mut j = i;
+        let (mut pos, mut neg) = (0u64, 0u64);
+        while j < scored.len() && scored[j].0.total_cmp(&scored[i].0).is_eq() {
+            if scored[j].1 {
+                pos += 1;
+            } else {
+                neg += 1;
+            }
+            j += 1;
+        }
+        pairs += pos as f64 * below_neg as f64 + 0.5 * pos as f64 * neg as f64;
+        below_neg += neg;
+        i = j;
+    }
+    let n_pos = scored.len() as u64 - below_neg;
+    (n_pos > 0 && below_neg > 0).then(|| pairs / (n_pos as f64 * below_neg as f64))
 }
 
 /// A differentiable per-row loss summed over the rows of a shard.
@@ -226,7 +274,7 @@ pub trait Model: Send + Sync + std::fmt::Debug {
         ws: &mut Workspace,
         out: ArrayViewMut1<f64>,
     ) -> f64;
-    /// Mean loss and (for classifiers) accuracy.
+    /// Mean loss, (for classifiers) accuracy and (for binary classifiers) ROC AUC.
     fn evaluate(
         &self,
         w: ArrayView1<f64>,

@@ -192,7 +192,8 @@ impl Model for Softmax {
         )
     }
     /// Mean loss and accuracy of the argmax prediction (ties go to the lowest class). An empty
-    /// shard gives a NaN loss and no accuracy.
+    /// shard gives a NaN loss and no accuracy. No AUC: ROC AUC is a binary measure, and a
+    /// one-vs-rest average would hide which classes are confused.
     fn evaluate(
         &self,
         w: ArrayView1<f64>,
@@ -210,6 +211,7 @@ impl Model for Softmax {
         Evaluation {
             loss: total / n as f64,
             accuracy: (n > 0).then(|| correct as f64 / n as f64),
+            auc: None,
         }
     }
 }

@@ -346,6 +346,48 @@ fn huge_margins_stay_finite() {
 }
 
 #[test]
+fn roc_auc_counts_ranked_pairs_with_ties_as_half() {
+    let auc = |v: &[(f64, bool)]| roc_auc(&mut v.to_vec());
+    // Scikit-learn's documented example: y = (0, 0, 1, 1), scores (0.1, 0.4, 0.35, 0.8).
+    assert_eq!(
+        auc(&[(0.1, false), (0.4, false), (0.35, true), (0.8, true)]),
+        Some(0.75)
+    );
+    assert_eq!(auc(&[(1.0, true), (0.0, false), (2.0, true)]), Some(1.0));
+    assert_eq!(auc(&[(-1.0, true), (0.0, false)]), Some(0.0));
+    assert_eq!(auc(&[(0.5, true), (0.5, false), (0.5, false)]), Some(0.5));
+    assert_eq!(auc(&[(0.5, true), (1.5, true)]), None);
+    assert_eq!(auc(&[(0.5, false)]), None);
+    assert_eq!(auc(&[]), None);
+    // Against counting every (positive, negative) pair, on scores with many ties.
+    let mut rng = rng(17);
+    for _ in 0..50 {
+        let m = rng.gen_range(2..200);
+        let v: Vec<(f64, bool)> = (0..m)
+            .map(|_| (f64::from(rng.gen_range(0..12u8)), rng.gen_bool(0.3)))
+            .collect();
+        let (mut pairs, mut wins) = (0.0, 0.0);
+        for p in v.iter().filter(|p| p.1) {
+            for n in v.iter().filter(|n| !n.1) {
+                pairs += 1.0;
+                wins += if p.0 > n.0 {
+                    1.0
+                } else if p.0 == n.0 {
+                    0.5
+                } else {
+                    0.0
+                };
+            }
+        }
+        let expect = (pairs > 0.0).then(|| wins / pairs);
+        match (auc(&v), expect) {
+            (Some(a), Some(b)) => assert!((a - b).abs() < 1e-12, "{a} vs {b}"),
+            (a, b) => assert_eq!(a, b),
+        }
+    }
+}
+
+#[test]
 fn evaluate_counts_accuracy() {
     // Logistic, w = (1, 0): z = x. z = 0 predicts +1.
     let x = Features::Dense(arr2(&[[2.0], [-1.0], [0.0], [0.0], [3.0]]));
@@ -354,6 +396,9 @@ fn evaluate_counts_accuracy() {
     let m = Logistic::new(1);
     let e = m.evaluate(arr1(&[1.0, 0.0]).view(), &x, y.view(), &mut ws);
     assert_eq!(e.accuracy, Some(0.6));
+    // Positives score 2 and 0, negatives -1, 0 and 3: of the 6 pairs, 3 ranked right and one
+    // tied (0 against 0).
+    assert_eq!(e.auc, Some(3.5 / 6.0));
     let expect = (log1p_exp(-2.0) + log1p_exp(-1.0) + 2.0 * 2f64.ln() + log1p_exp(3.0)) / 5.0;
     assert!((e.loss - expect).abs() < 1e-15);
 
@@ -364,6 +409,7 @@ fn evaluate_counts_accuracy() {
     let ys = arr1(&[2.0, 0.0, 0.0, 1.0, 1.0]);
     let e = sm.evaluate(w.view(), &x, ys.view(), &mut ws);
     assert_eq!(e.accuracy, Some(0.6));
+    assert_eq!(e.auc, None);
     assert!(e.loss.is_finite() && e.loss > 0.0);
 
     let lin = Linear::new(1);
@@ -377,7 +423,8 @@ fn evaluate_counts_accuracy() {
         e,
         Evaluation {
             loss: 0.0,
-            accuracy: None
+            accuracy: None,
+            auc: None
         }
     );
 }

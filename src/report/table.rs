@@ -40,6 +40,9 @@ pub struct Summary {
     pub final_train_loss: f64,
     pub final_test_loss: f64,
     pub final_test_accuracy: f64,
+    /// ROC AUC on the test split (binary classifiers; NaN otherwise, and in files written
+    /// before `/metrics/test_auc` existed).
+    pub final_test_auc: f64,
     /// Validation verdict (VALID / INVALID / REFERENCE), "-" when absent.
     pub verdict: String,
     /// The root `status` attribute ("?" when absent).
@@ -113,6 +116,7 @@ impl Summary {
             final_train_loss: last_finite(&train),
             final_test_loss: last_finite(&run.column("test_loss")),
             final_test_accuracy: last_finite(&run.column("test_accuracy")),
+            final_test_auc: last_finite(&run.column("test_auc")),
             verdict: run.verdict.clone().unwrap_or_else(|| "-".into()),
             status: run.status.clone().unwrap_or_else(|| "?".into()),
             partial: run.is_partial(),
@@ -160,6 +164,8 @@ fn opt<T: ToString>(v: Option<T>) -> String {
 /// The table as aligned text, then one `note:` line per missing part.
 pub fn text(rows: &[Summary]) -> String {
     let with_target = rows.iter().any(|r| r.target_loss.is_some());
+    // The AUC column only when some run measured it (binary classifiers).
+    let with_auc = rows.iter().any(|r| r.final_test_auc.is_finite());
     let target_head = match rows.iter().find_map(|r| r.target_loss) {
         Some(x) => format!("to loss {x}"),
         None => String::new(),
@@ -179,18 +185,11 @@ pub fn text(rows: &[Summary]) -> String {
     if with_target {
         head.push(target_head);
     }
-    head.extend(
-        [
-            "train loss",
-            "test loss",
-            "test acc",
-            "overhead",
-            "verdict",
-            "status",
-        ]
-        .iter()
-        .map(|s| s.to_string()),
-    );
+    head.extend(["train loss", "test loss", "test acc"].map(String::from));
+    if with_auc {
+        head.push("test AUC".into());
+    }
+    head.extend(["overhead", "verdict", "status"].map(String::from));
     let mut cells: Vec<Vec<String>> = Vec::new();
     for r in rows {
         let mut c = vec![
@@ -209,10 +208,11 @@ pub fn text(rows: &[Summary]) -> String {
             num(r.final_train_loss, 6),
             num(r.final_test_loss, 6),
             num(r.final_test_accuracy, 4),
-            num(r.overhead, 3),
-            r.verdict.clone(),
-            r.status_text(),
         ]);
+        if with_auc {
+            c.push(num(r.final_test_auc, 4));
+        }
+        c.extend([num(r.overhead, 3), r.verdict.clone(), r.status_text()]);
         cells.push(c);
     }
     let widths: Vec<usize> = (0..head.len())
@@ -282,6 +282,7 @@ const CSV_HEAD: &[&str] = &[
     "final_train_loss",
     "final_test_loss",
     "final_test_accuracy",
+    "final_test_auc",
     "verdict",
     "status",
     "partial",
@@ -328,6 +329,7 @@ fn fields(r: &Summary) -> Vec<String> {
         raw(r.final_train_loss),
         raw(r.final_test_loss),
         raw(r.final_test_accuracy),
+        raw(r.final_test_auc),
         r.verdict.clone(),
         r.status.clone(),
         r.partial.to_string(),
@@ -406,6 +408,7 @@ pub fn json(rows: &[Summary], errors: &[(String, String)]) -> String {
             ("final_train_loss", json_num(r.final_train_loss)),
             ("final_test_loss", json_num(r.final_test_loss)),
             ("final_test_accuracy", json_num(r.final_test_accuracy)),
+            ("final_test_auc", json_num(r.final_test_auc)),
             ("verdict", json_str(&r.verdict)),
             ("status", json_str(&r.status)),
             ("partial", r.partial.to_string()),
@@ -461,6 +464,7 @@ mod tests {
             final_train_loss: 0.4,
             final_test_loss: f64::NAN,
             final_test_accuracy: 0.9,
+            final_test_auc: f64::NAN,
             verdict: "-".into(),
             status: "running".into(),
             partial: true,
