@@ -422,7 +422,8 @@ fn results_file_describes_itself() {
         .iter()
         .any(|v| v.is_finite()));
     // ROC AUC, recorded where the test split was evaluated, equals the AUC of the final
-    // parameters on the test split counted pair by pair here (ties one half).
+    // parameters' scores on the test split (`model::roc_auc`, itself checked against counting
+    // every pair in the unit tests).
     let (acc, auc) = (
         rows.column("test_accuracy").unwrap(),
         rows.column("test_auc").unwrap(),
@@ -438,24 +439,12 @@ fn results_file_describes_itself() {
     };
     let d = x.ncols();
     let z = x.dot(&w.slice(ndarray::s![..d])) + w[d];
-    let (mut pairs, mut wins) = (0.0, 0.0);
-    for (zp, _) in z.iter().zip(&test.y).filter(|(_, y)| **y > 0.0) {
-        for (zn, _) in z.iter().zip(&test.y).filter(|(_, y)| **y <= 0.0) {
-            pairs += 1.0;
-            wins += if zp > zn {
-                1.0
-            } else if zp == zn {
-                0.5
-            } else {
-                0.0
-            };
-        }
-    }
+    let mut scored: Vec<(f64, bool)> = z.iter().zip(&test.y).map(|(&z, &y)| (z, y > 0.0)).collect();
+    let counted = gradcode::model::roc_auc(&mut scored).unwrap();
     let last_auc = auc[auc.len() - 1];
     assert!(
-        (last_auc - wins / pairs).abs() < 1e-12,
-        "recorded AUC {last_auc}, counted {}",
-        wins / pairs
+        (last_auc - counted).abs() < 1e-12,
+        "recorded AUC {last_auc}, counted {counted}"
     );
     assert!(
         last_auc > 0.5,

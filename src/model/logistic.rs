@@ -94,8 +94,8 @@ impl Model for Logistic {
         let n = y.len();
         Evaluation {
             loss: total / n as f64,
-            auc,
             accuracy: (n > 0).then(|| correct as f64 / n as f64),
+            auc,
         }
     }
 }

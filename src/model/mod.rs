@@ -229,23 +229,13 @@ impl std::fmt::Display for Evaluation {
 pub fn roc_auc(scored: &mut [(f64, bool)]) -> Option<f64> {
     scored.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
     let (mut below_neg, mut pairs) = (0u64, 0f64);
-    let mut i = 0;
-    while i < scored.len() {
-        // One group of equal scores: its positives beat every negative below it and tie with
-        // the negatives inside it.
-        let mut j = i;
-        let (mut pos, mut neg) = (0u64, 0u64);
-        while j < scored.len() && scored[j].0.total_cmp(&scored[i].0).is_eq() {
-            if scored[j].1 {
-                pos += 1;
-            } else {
-                neg += 1;
-            }
-            j += 1;
-        }
+    // Each group of equal scores: its positives beat every negative below it and tie with the
+    // negatives inside it.
+    for group in scored.chunk_by(|a, b| a.0.total_cmp(&b.0).is_eq()) {
+        let pos = group.iter().filter(|p| p.1).count() as u64;
+        let neg = group.len() as u64 - pos;
         pairs += pos as f64 * below_neg as f64 + 0.5 * pos as f64 * neg as f64;
         below_neg += neg;
-        i = j;
     }
     let n_pos = scored.len() as u64 - below_neg;
     (n_pos > 0 && below_neg > 0).then(|| pairs / (n_pos as f64 * below_neg as f64))
