@@ -70,6 +70,7 @@ run: build $(DATA)
 lint: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --release --locked --all-targets -- -D warnings
+	$(CARGO) clippy --release --locked --all-targets --features fault-injection -- -D warnings
 
 # What only the tests need: h5py and pandas for the Python example (scripts/load_run.py), from
 # the OS packages, so the test that runs it has them on a fresh machine.
@@ -77,8 +78,13 @@ TEST_PKGS := python3-h5py python3-pandas
 test-deps: deps
 	$(call apt_install,test-deps,$(TEST_PKGS))
 
+# The tests run against a build with the test-only fault plan (cargo feature `fault-injection`),
+# in its own target folder, so the binary `make build` produces (and `make run`, the Slurm test
+# and the benchmarks use) never contains it; `release_binary` checks that binary refuses a plan.
+FAULTS_TARGET := target/faults
 unit: build test-deps
-	$(CARGO) test --release --locked
+	$(CARGO) test --release --locked --test release_binary
+	CARGO_TARGET_DIR=$(FAULTS_TARGET) $(CARGO) test --release --locked --features fault-injection
 
 # The Slurm test exits 77 (skipped, with the reason printed) where Slurm cannot be installed.
 slurm: build

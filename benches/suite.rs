@@ -39,7 +39,7 @@ use gradcode::coding::{self, CodeKind, Decoder};
 use gradcode::data::synth::{self, SynthKind, SynthSpec};
 use gradcode::data::{Dataset, Features};
 use gradcode::io::convert::{self, ConvertOptions, InputFormat};
-use gradcode::io::results::{self, RecordedRows};
+use gradcode::io::results::{self, Metric, RecordedRows, WorkerMetric};
 use gradcode::model::{Logistic, Model, Workspace};
 
 // ------------------------------------------------------------------------------------------------
@@ -271,15 +271,12 @@ struct Run {
 }
 
 impl Run {
-    fn col(&self, name: &str) -> Vec<f64> {
-        self.rows
-            .column(name)
-            .map(|c| c.to_vec())
-            .unwrap_or_default()
+    fn col(&self, m: Metric) -> Vec<f64> {
+        self.rows.column(m).to_vec()
     }
     /// Median of a metric over iterations 1.. (iteration 0 includes start-up effects).
-    fn median_of(&self, name: &str) -> f64 {
-        median(self.col(name).into_iter().skip(1))
+    fn median_of(&self, m: Metric) -> f64 {
+        median(self.col(m).into_iter().skip(1))
     }
 }
 
@@ -897,7 +894,7 @@ fn section_overhead(ctx: &mut Ctx) -> Result<()> {
             sample_ms: 0,
         },
     )?;
-    let compute = median(probe.rows.per_worker[1].iter().copied());
+    let compute = median(probe.rows.worker(WorkerMetric::ComputeS).iter().copied());
     let mean_ms = (compute * 1e3).max(0.01);
     ctx.exp_mean_ms = mean_ms;
     let spec = format!("exp:{mean_ms:.3}");
@@ -917,15 +914,15 @@ fn section_overhead(ctx: &mut Ctx) -> Result<()> {
                 sample_ms: 0,
             },
         )?;
-        let wall = run.median_of("wall_s");
-        let oracle = run.median_of("oracle_s");
-        let dec = run.median_of("decode_s");
+        let wall = run.median_of(Metric::WallS);
+        let oracle = run.median_of(Metric::OracleS);
+        let dec = run.median_of(Metric::DecodeS);
         let ratio = wall / oracle;
         let code = coding::build(kind, n, 1, 1)?;
         let core_oracle = core_limited_oracle(&run.rows, code.as_ref(), ctx.cores);
         let dec_frac = dec / wall;
         let p95 = {
-            let mut v: Vec<f64> = run.col("wall_s").into_iter().skip(1).collect();
+            let mut v: Vec<f64> = run.col(Metric::WallS).into_iter().skip(1).collect();
             v.sort_by(f64::total_cmp);
             v.get(v.len() * 95 / 100).copied().unwrap_or(f64::NAN)
         };
@@ -1001,11 +998,12 @@ fn section_overhead(ctx: &mut Ctx) -> Result<()> {
 /// oracle's decodable set / cores). The set is rebuilt from the file as the coordinator builds
 /// it: workers in order of finish time (compute + injected delay) until `code` can decode.
 fn core_limited_oracle(rows: &RecordedRows, code: &dyn coding::GradientCode, cores: usize) -> f64 {
-    let (Some(oracle), [_, compute, injected, ..]) =
-        (rows.column("oracle_s"), &rows.per_worker[..])
-    else {
+    let oracle = rows.column(Metric::OracleS);
+    let compute = rows.worker(WorkerMetric::ComputeS);
+    let injected = rows.worker(WorkerMetric::InjectedS);
+    if compute.ncols() == 0 || injected.ncols() == 0 {
         return f64::NAN;
-    };
+    }
     let mut per_iter = Vec::new();
     let mut set = Vec::new();
     for i in 1..rows.len() {
@@ -1031,8 +1029,8 @@ fn core_limited_oracle(rows: &RecordedRows, code: &dyn coding::GradientCode, cor
 
 /// First iteration whose loss is at most `target`: (iteration, elapsed seconds).
 fn time_to(rows: &RecordedRows, target: f64) -> Option<(usize, f64)> {
-    let loss = rows.column("train_loss")?;
-    let el = rows.column("elapsed_s")?;
+    let loss = rows.column(Metric::TrainLoss);
+    let el = rows.column(Metric::ElapsedS);
     let i = loss.iter().position(|&l| l <= target)?;
     Some((i, el[i]))
 }
@@ -1078,16 +1076,17 @@ fn section_ttt(ctx: &mut Ctx) -> Result<()> {
             .context("no uncoded run")?;
         let at = iters * 3 / 4;
         let target = unc
-            .column("train_loss")
-            .and_then(|c| c.get(at).copied())
+            .column(Metric::TrainLoss)
+            .get(at)
+            .copied()
             .context("uncoded run too short")?;
         let base = time_to(unc, target).map(|t| t.1);
-        let unc_compute = median(unc.per_worker[1].iter().copied());
-        let unc_wall = median(unc.column("wall_s").into_iter().flatten().copied());
+        let unc_compute = median(unc.worker(WorkerMetric::ComputeS).iter().copied());
+        let unc_wall = median(unc.column(Metric::WallS).iter().copied());
         for (kind, r) in &runs {
             let tt = time_to(r, target);
-            let compute = median(r.per_worker[1].iter().copied());
-            let wall = median(r.column("wall_s").into_iter().flatten().copied());
+            let compute = median(r.worker(WorkerMetric::ComputeS).iter().copied());
+            let wall = median(r.column(Metric::WallS).iter().copied());
             let ratio = match (tt, base) {
                 (Some((_, t)), Some(b)) => format!("{:.2}", t / b),
                 _ => "—".into(),
@@ -1192,19 +1191,19 @@ fn section_scaling(ctx: &mut Ctx) -> Result<()> {
                 sample_ms: 0,
             },
         )?;
-        let bytes: f64 = run.col("bytes_received").iter().skip(1).sum();
-        let wall: f64 = run.col("wall_s").iter().skip(1).sum();
+        let bytes: f64 = run.col(Metric::BytesReceived).iter().skip(1).sum();
+        let wall: f64 = run.col(Metric::WallS).iter().skip(1).sum();
         let mb = |kb: u64| kb as f64 / 1024.0;
         let worker_max = run.rss_kb.iter().skip(1).copied().max().unwrap_or(0);
         rows.push(vec![
             n.to_string(),
             d.to_string(),
             format!("{}", n + 1),
-            format!("{:.3}", run.median_of("wall_s") * 1e3),
-            format!("{:.3}", run.median_of("oracle_s") * 1e3),
+            format!("{:.3}", run.median_of(Metric::WallS) * 1e3),
+            format!("{:.3}", run.median_of(Metric::OracleS) * 1e3),
             format!(
                 "{:.3}",
-                median(run.rows.per_worker[1].iter().copied()) * 1e3
+                median(run.rows.worker(WorkerMetric::ComputeS).iter().copied()) * 1e3
             ),
             format!("{:.1}", bytes / wall / 1e6),
             format!("{:.1}", mb(run.rss_kb.first().copied().unwrap_or(0))),
@@ -1261,7 +1260,7 @@ fn section_scaling(ctx: &mut Ctx) -> Result<()> {
             sample_ms: 50,
         },
     )?;
-    let late: f64 = run.col("late").iter().filter(|x| x.is_finite()).sum();
+    let late: f64 = run.col(Metric::Late).iter().filter(|x| x.is_finite()).sum();
     let rss = &run.rss0;
     let q = |a: usize, b: usize| {
         let n = rss.len();
@@ -1545,17 +1544,19 @@ fn section_linalg(ctx: &mut Ctx) -> Result<()> {
         .map(|s| s.to_string())
         .collect();
         let r = matvec_run(ctx, &format!("matvec-{code}-k{kk}"), n + 1, &args)?;
-        let mean = |name: &str| {
-            r.column(name)
-                .map_or(f64::NAN, |c| c.iter().sum::<f64>() / c.len().max(1) as f64)
+        let mean = |m: Metric| {
+            let c = r.column(m);
+            c.iter().sum::<f64>() / c.len().max(1) as f64
         };
-        let wall = mean("wall_s");
+        let wall = mean(Metric::WallS);
         if code == "replication" {
             base = wall;
         }
         let max_err = r
-            .column("grad_rel_err")
-            .map_or(f64::NAN, |c| c.iter().copied().fold(0.0, f64::max));
+            .column(Metric::GradRelErr)
+            .iter()
+            .copied()
+            .fold(0.0, f64::max);
         rows.push(vec![
             if kk == n {
                 "uncoded (replication, k = n)".to_string()
@@ -1565,7 +1566,7 @@ fn section_linalg(ctx: &mut Ctx) -> Result<()> {
             n.to_string(),
             kk.to_string(),
             format!("{:.2}", wall * 1e3),
-            format!("{:.3}", mean("decode_s") * 1e3),
+            format!("{:.3}", mean(Metric::DecodeS) * 1e3),
             format!("{:.2}×", base / wall),
             format!("{max_err:.1e}"),
         ]);

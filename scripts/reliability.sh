@@ -9,8 +9,10 @@ cd "$(dirname "$0")/.."
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
 export GRADCODE_RELIABILITY_LONG=1
 log=$(mktemp /tmp/gradcode-reliability.XXXXXX)
-cargo build --release --locked --example ckpt_stress >/dev/null || exit 1
-cargo test --release --locked --test reliability -- --nocapture --test-threads=1 >"$log" 2>&1
+# The fault plan exists only in builds with the `fault-injection` feature (own target folder).
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target/faults}
+cargo build --release --locked --features fault-injection --example ckpt_stress >/dev/null || exit 1
+cargo test --release --locked --features fault-injection --test reliability -- --nocapture --test-threads=1 >"$log" 2>&1
 rc=$?
 echo
 echo "| case | trials | passed | worst time to exit (s) | peak memory (MiB) | notes |"

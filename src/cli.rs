@@ -1,13 +1,13 @@
-//! Command-line interface (clap derive). Only parsing lives here: `config` turns train
-//! arguments into a checked [`crate::config::RunConfig`], and `cmd` runs each subcommand.
+//! Command-line interface (clap derive). Only parsing lives here: the arguments of the MPI jobs
+//! are defined with their checked configs in [`crate::config`] (they are also the keys of a
+//! `--config` file), and `cmd` runs each subcommand.
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use serde::{Deserialize, Serialize};
 
 use crate::coding::{CodeKind, DecoderKind};
-use crate::model::ModelKind;
+use crate::config::{MatmulArgs, MatvecArgs, TrainArgs};
 
 /// Straggler-resilient distributed training by gradient coding over MPI.
 ///
@@ -44,6 +44,7 @@ pub struct Cli {
 pub enum Command {
     /// Train a model. Under `mpirun -np N+1` this is the coded MPI job (rank 0 coordinates, N
     /// workers); with --reference it is the serial full-gradient path the MPI job must reproduce.
+    #[command(allow_negative_numbers = true)]
     Train(Box<TrainArgs>),
     /// Convert, generate and inspect HDF5 datasets.
     #[command(subcommand)]
@@ -63,140 +64,6 @@ pub enum Command {
     /// iterations in a consistent copy with status `recovered`; the original is kept as
     /// `run.h5.killed`.
     Recover(RecoverArgs),
-}
-
-/// What rank 0 does when the deadline passes before the responders can be decoded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum OnDeadline {
-    /// Keep collecting until the responder set is decodable, at most --max-wait-ms.
-    Wait,
-    /// Decode at the deadline, least-squares optimally, from whatever arrived; record the residual.
-    BestEffort,
-}
-
-/// The optimizers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum OptimizerKind {
-    /// Full-batch gradient descent.
-    Gd,
-    /// Nesterov's accelerated gradient (gradient at the look-ahead point).
-    Nesterov,
-}
-
-/// Arguments of `gradcode train`. Every setting may also come from `--config FILE.toml` (same
-/// names, with dashes or underscores); flags given on the command line override the file.
-#[derive(Debug, Clone, Default, Args, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct TrainArgs {
-    /// TOML file with settings (flags override it). The effective config is written back to the run folder.
-    #[arg(long, value_name = "FILE")]
-    #[serde(skip)]
-    pub config: Option<PathBuf>,
-    /// HDF5 dataset (see `gradcode data convert`).
-    #[arg(long, value_name = "FILE.h5")]
-    pub data: Option<PathBuf>,
-    /// Model to train [default: logistic].
-    #[arg(long, value_enum)]
-    pub model: Option<ModelKind>,
-    /// Gradient code [default: cyclic-mds]. Also `mds-systematic`, `mds-systematic-rotation`,
-    /// `mds-vandermonde`, `mds-chebyshev`, `mds-rotation`, `mds-circulant`, `mds-replication`:
-    /// coded training through two coded mat-vecs per step (linear and logistic; its own flags,
-    /// see `gradcode train --code mds-rotation --help`; not from a `--config` file).
-    #[arg(long, value_enum)]
-    pub code: Option<CodeKind>,
-    /// Stragglers s the code tolerates [default: 1].
-    #[arg(short = 's', long)]
-    pub stragglers: Option<usize>,
-    /// Replication d of the approximate codes: graph degree (expander; n·d even, d < n),
-    /// expected partitions per worker (bgc), group size (frc-approx; d | n), workers per
-    /// partition (stochastic) [default: s + 1].
-    #[arg(long, value_name = "D")]
-    pub degree: Option<usize>,
-    /// Decoder of the approximate codes: optimal (least squares, cached per responder set) or
-    /// one-step (one common weight, n/(n − s) for expander) [default: optimal; stochastic: one-step].
-    #[arg(long, value_enum)]
-    pub decoder: Option<DecoderKind>,
-    /// Straggle probability p of the stochastic code; its one-step decoder scales every message
-    /// by 1/(d(1 − p)), unbiased when workers straggle independently with probability p [default: s/n].
-    #[arg(long, value_name = "P")]
-    pub straggle_prob: Option<f64>,
-    /// Deadline per iteration in milliseconds [default: 1000].
-    #[arg(long, value_name = "MS")]
-    pub deadline_ms: Option<f64>,
-    /// Policy when the deadline passes without a decodable set [default: wait].
-    #[arg(long, value_enum)]
-    pub on_deadline: Option<OnDeadline>,
-    /// Bound on waiting under `--on-deadline wait`; past it the job fails naming the silent workers [default: 30000].
-    #[arg(long, value_name = "MS")]
-    pub max_wait_ms: Option<f64>,
-    /// Iterations to run [default: 100].
-    #[arg(long)]
-    pub iterations: Option<u64>,
-    /// Learning rate [default: 0.5].
-    #[arg(long)]
-    pub lr: Option<f64>,
-    /// L2 regularization λ on the weights (not the intercepts) [default: 1e-4].
-    #[arg(long)]
-    pub l2: Option<f64>,
-    /// Optimizer [default: gd].
-    #[arg(long, value_enum)]
-    pub optimizer: Option<OptimizerKind>,
-    /// Momentum for nesterov [default: 0.9].
-    #[arg(long)]
-    pub momentum: Option<f64>,
-    /// Injected stragglers: none, fixed:RANKS:MS, slow:RANKS:FACTOR, exp:MEAN_MS,
-    /// shifted-exp:SHIFT_MS:MEAN_MS, pareto:SCALE_MS:ALPHA, markov:P01:P10:MS, fail:RANK@ITER,
-    /// joined by '+'. RANKS are MPI ranks of workers (1..=N), comma-separated [default: none].
-    #[arg(long, value_name = "SPEC")]
-    pub straggler_model: Option<String>,
-    /// Seed for the code matrix, injected delays and initialization [default: 1].
-    #[arg(long)]
-    pub seed: Option<u64>,
-    /// Run folder; results go to OUT/run.h5 and OUT/config.toml [default: results/run].
-    #[arg(long, value_name = "DIR")]
-    pub out: Option<PathBuf>,
-    /// Overwrite an existing run folder's results.
-    #[arg(long)]
-    #[serde(default)]
-    pub force: bool,
-    /// Write OUT/ckpt.h5 every K iterations (0: never) [default: 0].
-    #[arg(long, value_name = "K")]
-    pub checkpoint_every: Option<u64>,
-    /// Continue from OUT/ckpt.h5 (the config must match the one that wrote it).
-    #[arg(long)]
-    #[serde(default)]
-    pub resume: bool,
-    /// Evaluate test loss, accuracy and (binary logistic) ROC AUC every K iterations (0: never)
-    /// [default: 10].
-    #[arg(long, value_name = "K")]
-    pub eval_every: Option<u64>,
-    /// Print a progress line every K iterations [default: 10].
-    #[arg(long, value_name = "K")]
-    pub log_every: Option<u64>,
-    /// Every K iterations also gather the uncoded partition gradients (outside the timed path)
-    /// and record the true relative error ‖ĝ − g‖/‖g‖ of the decoded gradient (0: only the
-    /// first iteration) [default: 0].
-    #[arg(long, value_name = "K")]
-    pub check_gradient_every: Option<u64>,
-    /// Partial work: each worker processes its partitions in C chunks and sends each chunk's
-    /// coded result as soon as it is done, so rank 0 can use the finished part of a slow
-    /// worker's work [default: 1].
-    #[arg(long, value_name = "C")]
-    pub chunks: Option<usize>,
-    /// Fold a coded gradient that arrives one iteration late into the current decode in place of
-    /// its worker's missing fresh one (SAG-style stale reuse), rather than drop it; older ones
-    /// are still dropped. A fresh message from the same worker replaces it. Recorded per
-    /// iteration (`/metrics/stale`) and per worker (`/timing/stale_age`: 0 fresh, 1 stale).
-    /// Needs `--chunks 1`; not on the first (validated) iteration.
-    #[arg(long)]
-    #[serde(default)]
-    pub reuse_stale: bool,
-    /// Run the serial reference path on one process instead of the MPI job.
-    #[arg(long)]
-    #[serde(default)]
-    pub reference: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -294,7 +161,7 @@ pub struct SynthArgs {
     /// Fraction of non-zero features per row; below 1 the output is CSR [default: 1].
     #[arg(long)]
     pub sparsity: Option<f64>,
-    /// Rows of a test split generated from the same distribution [default: 0].
+    /// Rows of a test split generated from the same distribution.
     #[arg(long, default_value_t = 0)]
     pub test_rows: usize,
     /// Seed.
@@ -329,7 +196,7 @@ pub struct ValidateArgs {
 #[derive(Debug, Subcommand)]
 pub enum CodesCommand {
     /// Print the code matrix B and the assignment of partitions to workers.
-    Show(CodeArgs),
+    Show(ShowArgs),
     /// Decode every responder set of size n − s (or a seeded sample of 10,000) and report the worst
     /// residual and condition number; exit non-zero if any set fails to decode to 1e-8.
     Verify(CodeArgs),
@@ -388,7 +255,14 @@ pub struct CodeArgs {
     /// Random straggler sets per s that verify samples for the approximate codes.
     #[arg(long, default_value_t = 1000)]
     pub sets: usize,
-    /// Also write B to /B of this HDF5 file (show only).
+}
+
+/// Arguments of `gradcode codes show`.
+#[derive(Debug, Clone, Args)]
+pub struct ShowArgs {
+    #[command(flatten)]
+    pub code: CodeArgs,
+    /// Also write B to /B of this HDF5 file.
     #[arg(long, value_name = "B.h5")]
     pub out: Option<PathBuf>,
     /// Overwrite --out.
@@ -442,81 +316,6 @@ impl std::str::FromStr for StragglerRange {
         }
         Ok(StragglerRange { first, last })
     }
-}
-
-/// `gradcode matvec`: the coded mat-vec MPI job.
-#[derive(Debug, Clone, Args)]
-pub struct MatvecArgs {
-    /// HDF5 matrix in the dataset layout: dense `/X` or CSR `/X/{data,indices,indptr}`.
-    #[arg(long, value_name = "A.h5")]
-    pub matrix: PathBuf,
-    /// Code: replication, mds-systematic, mds-vandermonde, mds-chebyshev, mds-rotation,
-    /// mds-circulant, mds-systematic-rotation.
-    #[arg(long)]
-    pub code: String,
-    /// Any K workers decode (replication: A is cut into K blocks, worker i holds block i mod K).
-    #[arg(short, long)]
-    pub k: usize,
-    /// Mat-vecs to run (a fresh seeded x each).
-    #[arg(long, default_value_t = 10)]
-    pub iterations: u64,
-    /// After this long without a decodable set rank 0 logs the silent workers and keeps waiting
-    /// (wait semantics, as in training), at most --max-wait-ms.
-    #[arg(long, default_value_t = 1000.0)]
-    pub deadline_ms: f64,
-    /// Bound on waiting for a decodable set; past it the job fails naming the silent workers.
-    #[arg(long, default_value_t = 30000.0)]
-    pub max_wait_ms: f64,
-    /// Injected stragglers, same grammar as `train --straggler-model`.
-    #[arg(long, value_name = "SPEC", default_value = "none")]
-    pub straggler_model: String,
-    /// Seed of the vectors x and of the injected delays.
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
-    /// Run folder; results go to OUT/run.h5.
-    #[arg(long, value_name = "DIR", default_value = "results/matvec")]
-    pub out: PathBuf,
-    /// Overwrite an existing results file.
-    #[arg(long)]
-    pub force: bool,
-}
-
-/// `gradcode matmul`: AᵀB by polynomial codes over MPI.
-#[derive(Debug, Clone, Args)]
-pub struct MatmulArgs {
-    /// HDF5 matrix A (s × ca) in the dataset layout (`/X`, dense or CSR).
-    #[arg(long, value_name = "A.h5")]
-    pub a: PathBuf,
-    /// HDF5 matrix B (s × cb), same rows as A.
-    #[arg(long, value_name = "B.h5")]
-    pub b: PathBuf,
-    /// Code: poly-real, poly-chebyshev, poly-rotation (threshold mp) or matdot (2m − 1).
-    #[arg(long)]
-    pub code: String,
-    /// A is cut into m column blocks (matdot: A and B into m row blocks).
-    #[arg(short, long)]
-    pub m: usize,
-    /// B is cut into p column blocks (ignored by matdot).
-    #[arg(short, long, default_value_t = 1)]
-    pub p: usize,
-    /// After this long without enough results rank 0 logs the silent workers and keeps waiting.
-    #[arg(long, default_value_t = 1000.0)]
-    pub deadline_ms: f64,
-    /// Bound on waiting; past it the job fails naming the silent workers.
-    #[arg(long, default_value_t = 30000.0)]
-    pub max_wait_ms: f64,
-    /// Injected stragglers (iteration 0), same grammar as `train --straggler-model`.
-    #[arg(long, value_name = "SPEC", default_value = "none")]
-    pub straggler_model: String,
-    /// Seed of the injected delays.
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
-    /// Run folder; results go to OUT/run.h5 and the product to OUT/product.h5.
-    #[arg(long, value_name = "DIR", default_value = "results/matmul")]
-    pub out: PathBuf,
-    /// Overwrite existing results.
-    #[arg(long)]
-    pub force: bool,
 }
 
 /// `gradcode recover`: make a killed run's results file consistent.

@@ -19,8 +19,10 @@ pub enum Error {
     #[error(transparent)]
     Comm(#[from] crate::comm::CommError),
     /// A malformed test-only fault plan (`GRADCODE_FAULT_PLAN`).
+    #[cfg(feature = "fault-injection")]
     #[error(transparent)]
     Fault(#[from] crate::faults::FaultError),
+
     /// A check that ran and failed (e.g. `codes verify`); the message says which.
     #[error("{0}")]
     Check(String),
@@ -34,13 +36,35 @@ impl Error {
     /// failures.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Config(_)
-            | Error::Io(_)
-            | Error::Data(_)
-            | Error::Code(_)
-            | Error::Model(_)
-            | Error::Fault(_) => 2,
+            Error::Config(_) | Error::Io(_) | Error::Data(_) | Error::Code(_) | Error::Model(_) => {
+                2
+            }
+            #[cfg(feature = "fault-injection")]
+            Error::Fault(_) => 2,
             Error::Comm(_) | Error::Check(_) => 1,
+        }
+    }
+}
+
+/// Coded linear algebra: bad parameters are input errors (exit 2), a failed decode at run time
+/// is a runtime failure (exit 1).
+impl From<crate::linalg::LinalgError> for Error {
+    fn from(e: crate::linalg::LinalgError) -> Self {
+        use crate::coding::CodeError;
+        use crate::config::ConfigError;
+        match e {
+            crate::linalg::LinalgError::Invalid { family, reason } => CodeError::Invalid {
+                code: family,
+                reason,
+            }
+            .into(),
+            crate::linalg::LinalgError::UnknownFamily { name, expected } => ConfigError::Invalid {
+                name: "family",
+                value: name,
+                reason: format!("unknown family (expected one of: {expected})"),
+            }
+            .into(),
+            other => Error::Check(other.to_string()),
         }
     }
 }

@@ -2,6 +2,10 @@
 //! worker kill or stop itself, delay, or send a corrupted message, and make a checkpoint write
 //! fail as a full disk would. Never set it in production: a fault plan deliberately breaks a run.
 //!
+//! Compiled only with the cargo feature `fault-injection` (on in `make test`, off in the binary
+//! `make build`/`make run` produce). A binary built without it refuses to start an MPI job while
+//! [`ENV_VAR`] is set (see `config::refuse_fault_plan`), so a plan can never be silently ignored.
+//!
 //! The plan comes from the environment variable [`ENV_VAR`] (`GRADCODE_FAULT_PLAN`), parsed once
 //! at start-up by [`init`] on every rank (a bad plan is a configuration error naming the faulty
 //! item, before any MPI traffic). Unset or empty, the plan is inert: [`active`] returns `None` and
@@ -21,8 +25,8 @@
 //!   at the write step with `ENOSPC` after the temporary file was created and partly written, the
 //!   way a full disk fails, through the real error path of [`crate::io::checkpoint::save`].
 //!
-//! Hooks: one in the worker loop ([`crate::worker`]: delay before compute, the rest just before
-//! the send) and one in the checkpoint writer. Nothing else reads the plan.
+//! Hooks: one in the worker link ([`crate::comm::link`]: delay before compute, the rest just
+//! before each result is sent) and one in the checkpoint writer. Nothing else reads the plan.
 
 use std::sync::OnceLock;
 
@@ -236,6 +240,21 @@ pub fn init(n: usize) -> Result<(), FaultError> {
 /// The active plan, if [`init`] found one.
 pub fn active() -> Option<&'static FaultPlan> {
     PLAN.get().and_then(Option::as_ref)
+}
+
+/// Sleep the planned delays of `due` (a worker's faults at `iteration`) before it computes.
+pub fn delay_before_compute(due: &[WorkerFault], rank: usize, iteration: u64) {
+    let ms: u64 = due
+        .iter()
+        .map(|f| match f {
+            WorkerFault::Delay(ms) => *ms,
+            _ => 0,
+        })
+        .sum();
+    if ms > 0 {
+        log::warn!("[rank {rank}] fault plan: {ms} ms delay at iteration {iteration}");
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
 }
 
 /// Apply the corrupting faults of `fault` to an outgoing gradient message (`head` already

@@ -9,12 +9,12 @@
 //! model and goes on without waiting for stragglers. HDF5 holds datasets, checkpoints and
 //! results.
 //!
-//! Layering, top to bottom (nothing imports upward):
-//! `cmd` → `coordinator` / `worker` / `reference` → `model`, `config`, `io` →
-//! `data`, `coding`, `comm`, `straggler`, `optim`, `error`.
-//! `data` knows no HDF5, `coding` knows no MPI, `model` knows no transport; `io` is the only
-//! module that imports `hdf5`, `comm::mpi` (with `coordinator` and `worker`) the only ones that
-//! touch MPI.
+//! Layering, top to bottom (nothing imports upward; checked by `tests/layering.rs`):
+//! `main` → `cli` → `cmd` (job entry points) → `train` (the loop and its gradient engines),
+//! `report` → `config`, `io`, `model`, `linalg` → `comm`, `coding`, `data`, `straggler`,
+//! `optim`, `error`. `data` knows no HDF5, `coding` knows no MPI, `model` knows no transport;
+//! `io` is the only module that imports `hdf5`, `comm::mpi` the only one that imports `mpi`.
+//! Nothing below `cli` imports `cli`.
 //!
 //! See `../shared/GUIDE.md` for the design and the math, and the README for usage.
 
@@ -26,18 +26,17 @@ pub mod cmd;
 pub mod coding;
 pub mod comm;
 pub mod config;
-pub mod coordinator;
 pub mod data;
 pub mod error;
+#[cfg(feature = "fault-injection")]
 pub mod faults;
 pub mod io;
 pub mod linalg;
 pub mod model;
 pub mod optim;
-pub mod reference;
 pub mod report;
 pub mod straggler;
-pub mod worker;
+pub mod train;
 
 /// Version of this build, written into every result file.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -25,11 +25,6 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
 }
 
 fn main() {
-    // `train --code mds-*`: coded training through mat-vecs, its own argument parser.
-    let argv: Vec<String> = std::env::args().collect();
-    if gradcode::cmd::mds_train::wanted(&argv) {
-        std::process::exit(gradcode::cmd::mds_train::run_from_args(&argv));
-    }
     let cli = Cli::try_parse().unwrap_or_else(|e| gradcode::cli::exit_on_parse_error(e));
     if !cli.command.is_mpi_job() {
         // Commands whose output is piped (`data inspect | head`) end quietly on a closed pipe,

@@ -1,5 +1,5 @@
 //! First-order optimizers over a flat parameter vector: gradient descent and Nesterov's
-//! accelerated gradient.
+//! accelerated gradient (constant momentum, or the (t − 1)/(t + 2) schedule).
 //!
 //! The optimizer owns the iterate. [`Optimizer::point`] is where the next gradient must be
 //! evaluated (the look-ahead point for Nesterov), so rank 0 broadcasts `point()` to the workers and
@@ -10,7 +10,51 @@
 
 use ndarray::{Array1, ArrayView1, Zip};
 
-use crate::cli::OptimizerKind;
+use serde::{Deserialize, Serialize};
+
+/// The optimizers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OptimizerKind {
+    /// Full-batch gradient descent.
+    Gd,
+    /// Nesterov's accelerated gradient (gradient at the look-ahead point).
+    Nesterov,
+}
+
+/// The momentum of `nesterov`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MomentumSchedule {
+    /// The constant --momentum.
+    Constant,
+    /// Nesterov's schedule (t − 1)/(t + 2) at step t (what published gradient-coding
+    /// experiments use); --momentum is ignored.
+    NesterovT,
+}
+
+/// The settings of an optimizer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OptimizerSpec {
+    pub kind: OptimizerKind,
+    pub lr: f64,
+    pub momentum: f64,
+    pub schedule: MomentumSchedule,
+}
+
+impl OptimizerSpec {
+    /// The momentum of the look-ahead after `steps` steps.
+    fn momentum_after(&self, steps: u64) -> f64 {
+        match self.schedule {
+            MomentumSchedule::Constant => self.momentum,
+            // Step t = steps (the iterate w_t was produced by step t); w_0 has no momentum.
+            MomentumSchedule::NesterovT => {
+                let t = steps as f64;
+                ((t - 1.0) / (t + 2.0)).max(0.0)
+            }
+        }
+    }
+}
 
 /// Everything an optimizer needs to continue bit-identically.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,12 +67,10 @@ pub struct OptimizerState {
     pub steps: u64,
 }
 
-/// Gradient descent or Nesterov's method with constant step and momentum.
+/// Gradient descent or Nesterov's method with constant step.
 #[derive(Debug, Clone)]
 pub struct Optimizer {
-    kind: OptimizerKind,
-    lr: f64,
-    momentum: f64,
+    spec: OptimizerSpec,
     state: OptimizerState,
     /// The point where the next gradient is evaluated.
     point: Array1<f64>,
@@ -36,21 +78,19 @@ pub struct Optimizer {
 
 impl Optimizer {
     /// Start at `w0`.
-    pub fn new(kind: OptimizerKind, lr: f64, momentum: f64, w0: Array1<f64>) -> Self {
+    pub fn new(spec: OptimizerSpec, w0: Array1<f64>) -> Self {
         let state = OptimizerState {
             w_prev: w0.clone(),
             w: w0,
             steps: 0,
         };
-        Self::from_state(kind, lr, momentum, state)
+        Self::from_state(spec, state)
     }
 
     /// Continue from a saved state.
-    pub fn from_state(kind: OptimizerKind, lr: f64, momentum: f64, state: OptimizerState) -> Self {
+    pub fn from_state(spec: OptimizerSpec, state: OptimizerState) -> Self {
         let mut opt = Optimizer {
-            kind,
-            lr,
-            momentum,
+            spec,
             point: state.w.clone(),
             state,
         };
@@ -59,10 +99,10 @@ impl Optimizer {
     }
 
     fn update_point(&mut self) {
-        match self.kind {
+        match self.spec.kind {
             OptimizerKind::Gd => self.point.assign(&self.state.w),
             OptimizerKind::Nesterov => {
-                let mu = self.momentum;
+                let mu = self.spec.momentum_after(self.state.steps);
                 Zip::from(&mut self.point)
                     .and(&self.state.w)
                     .and(&self.state.w_prev)
@@ -88,7 +128,7 @@ impl Optimizer {
 
     /// Take one step with the gradient evaluated at [`Optimizer::point`].
     pub fn step(&mut self, grad: ArrayView1<f64>) {
-        let lr = self.lr;
+        let lr = self.spec.lr;
         std::mem::swap(&mut self.state.w_prev, &mut self.state.w);
         // w_{t+1} = point - lr * grad; w_prev now holds w_t.
         Zip::from(&mut self.state.w)
@@ -110,12 +150,21 @@ mod tests {
     use super::*;
     use ndarray::arr1;
 
+    fn spec(kind: OptimizerKind, lr: f64, momentum: f64) -> OptimizerSpec {
+        OptimizerSpec {
+            kind,
+            lr,
+            momentum,
+            schedule: MomentumSchedule::Constant,
+        }
+    }
+
     /// Minimize ½‖w − c‖²: both methods converge; GD takes the exact step with lr = 1.
     #[test]
     fn converges_on_a_quadratic() {
         let c = arr1(&[1.0, -2.0, 3.0]);
         for kind in [OptimizerKind::Gd, OptimizerKind::Nesterov] {
-            let mut opt = Optimizer::new(kind, 0.3, 0.5, Array1::zeros(3));
+            let mut opt = Optimizer::new(spec(kind, 0.3, 0.5), Array1::zeros(3));
             for _ in 0..200 {
                 let g = &opt.point() - &c;
                 opt.step(g.view());
@@ -125,7 +174,7 @@ mod tests {
                 "{kind:?}"
             );
         }
-        let mut gd = Optimizer::new(OptimizerKind::Gd, 1.0, 0.0, Array1::zeros(3));
+        let mut gd = Optimizer::new(spec(OptimizerKind::Gd, 1.0, 0.0), Array1::zeros(3));
         let g = &gd.point() - &c;
         gd.step(g.view());
         assert_eq!(gd.params(), c.view());
@@ -134,12 +183,13 @@ mod tests {
     #[test]
     fn state_round_trip_continues_identically() {
         let c = arr1(&[0.5, 4.0]);
-        let mut a = Optimizer::new(OptimizerKind::Nesterov, 0.1, 0.9, Array1::zeros(2));
+        let mut a = Optimizer::new(spec(OptimizerKind::Nesterov, 0.1, 0.9), Array1::zeros(2));
         for _ in 0..5 {
             let g = &a.point() - &c;
             a.step(g.view());
         }
-        let mut b = Optimizer::from_state(OptimizerKind::Nesterov, 0.1, 0.9, a.state().clone());
+        let mut b =
+            Optimizer::from_state(spec(OptimizerKind::Nesterov, 0.1, 0.9), a.state().clone());
         for _ in 0..5 {
             let ga = &a.point() - &c;
             a.step(ga.view());
@@ -147,5 +197,29 @@ mod tests {
             b.step(gb.view());
         }
         assert_eq!(a.params(), b.params());
+    }
+
+    /// The (t − 1)/(t + 2) schedule: no momentum on the first step, then the look-ahead
+    /// w_t + (t − 1)/(t + 2)(w_t − w_{t−1}); it converges on the quadratic too.
+    #[test]
+    fn nesterov_t_uses_the_accelerated_schedule() {
+        let c = arr1(&[1.0, -2.0]);
+        let s = OptimizerSpec {
+            schedule: MomentumSchedule::NesterovT,
+            ..spec(OptimizerKind::Nesterov, 0.2, 0.9)
+        };
+        assert_eq!(s.momentum_after(0), 0.0);
+        assert_eq!(s.momentum_after(1), 0.0);
+        assert_eq!(s.momentum_after(4), 0.5);
+        let mut o = Optimizer::new(s, Array1::zeros(2));
+        for step in 0..300u64 {
+            let g = &o.point() - &c;
+            o.step(g.view());
+            let (w, wp) = (&o.state().w, &o.state().w_prev);
+            let mu = ((step + 1) as f64 - 1.0) / ((step + 1) as f64 + 2.0);
+            let expect = w + &((w - wp) * mu.max(0.0));
+            assert!((&o.point() - &expect).iter().all(|v| v.abs() < 1e-15));
+        }
+        assert!((&o.params() - &c).iter().all(|v| v.abs() < 1e-8));
     }
 }

@@ -35,7 +35,18 @@ enum Component {
     Fail { rank: usize, iteration: u64 },
 }
 
-/// A parsed, validated straggler schedule for `n` workers.
+/// A parsed straggler spec (syntax and values checked), independent of the worker count and
+/// the seed: what a checked job config holds. [`StragglerSpec::check_workers`] checks its ranks
+/// against the world, [`StragglerSpec::schedule`] makes the seeded schedule. Serialized as the
+/// text it was parsed from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StragglerSpec {
+    text: String,
+    components: Vec<Component>,
+}
+
+/// A seeded straggler schedule: the delays, slow-downs and failures of every worker at every
+/// iteration.
 #[derive(Debug, Clone)]
 pub struct StragglerSchedule {
     spec: String,
@@ -63,9 +74,10 @@ fn uniform(seed: u64, iteration: u64, rank: usize, stream: usize) -> f64 {
     ((h >> 11) as f64 + 0.5) / (1u64 << 53) as f64
 }
 
-impl StragglerSchedule {
-    /// Parse `spec` for workers with MPI ranks 1..=n.
-    pub fn parse(spec: &str, n: usize, seed: u64) -> Result<Self, StragglerError> {
+impl StragglerSpec {
+    /// Parse `spec`; ranks must be ≥ 1 (checked against the world by
+    /// [`StragglerSpec::check_workers`]).
+    pub fn parse(spec: &str) -> Result<Self, StragglerError> {
         let err = |reason: String| StragglerError::Invalid {
             spec: spec.to_string(),
             reason,
@@ -80,8 +92,8 @@ impl StragglerSchedule {
         let ranks = |s: &str| -> Result<Vec<usize>, StragglerError> {
             s.split(',')
                 .map(|r| match r.trim().parse::<usize>() {
-                    Ok(v) if (1..=n).contains(&v) => Ok(v),
-                    _ => Err(err(format!("rank '{r}' is not a worker rank (1..={n})"))),
+                    Ok(v) if v >= 1 => Ok(v),
+                    _ => Err(err(format!("rank '{r}' is not a worker rank (1..)"))),
                 })
                 .collect()
         };
@@ -173,13 +185,92 @@ impl StragglerSchedule {
             };
             components.push(c);
         }
-        let markov = vec![vec![Vec::new(); n + 1]; components.len()];
-        Ok(StragglerSchedule {
-            spec: spec.to_string(),
-            seed,
+        Ok(StragglerSpec {
+            text: spec.to_string(),
             components,
-            markov,
         })
+    }
+
+    /// Every rank the spec names is a worker of a world with `n` workers (ranks 1..=n).
+    pub fn check_workers(&self, n: usize) -> Result<(), StragglerError> {
+        let named = self.components.iter().flat_map(|c| match c {
+            Component::Fixed { ranks, .. } | Component::Slow { ranks, .. } => ranks.clone(),
+            Component::Fail { rank, .. } => vec![*rank],
+            _ => Vec::new(),
+        });
+        for r in named {
+            if r > n {
+                return Err(StragglerError::Invalid {
+                    spec: self.text.clone(),
+                    reason: format!("rank '{r}' is not a worker rank (1..={n})"),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The schedule of this spec under `seed`.
+    pub fn schedule(&self, seed: u64) -> StragglerSchedule {
+        StragglerSchedule {
+            spec: self.text.clone(),
+            seed,
+            markov: vec![Vec::new(); self.components.len()],
+            components: self.components.clone(),
+        }
+    }
+
+    /// The text of the spec.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// Whether the spec injects nothing at all.
+    pub fn is_none(&self) -> bool {
+        self.components.is_empty()
+    }
+}
+
+impl Default for StragglerSpec {
+    fn default() -> Self {
+        StragglerSpec {
+            text: "none".into(),
+            components: Vec::new(),
+        }
+    }
+}
+
+impl std::fmt::Display for StragglerSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl std::str::FromStr for StragglerSpec {
+    type Err = StragglerError;
+    fn from_str(s: &str) -> Result<Self, StragglerError> {
+        StragglerSpec::parse(s)
+    }
+}
+
+impl serde::Serialize for StragglerSpec {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for StragglerSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        StragglerSpec::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+impl StragglerSchedule {
+    /// Parse `spec` for workers with MPI ranks 1..=n, seeded by `seed`.
+    pub fn parse(spec: &str, n: usize, seed: u64) -> Result<Self, StragglerError> {
+        let s = StragglerSpec::parse(spec)?;
+        s.check_workers(n)?;
+        Ok(s.schedule(seed))
     }
 
     /// The spec this schedule was parsed from.
@@ -204,7 +295,11 @@ impl StragglerSchedule {
                 Component::ShiftedExp { shift, mean } => shift - mean * u().ln(),
                 Component::Pareto { scale, alpha } => scale * u().powf(-1.0 / alpha),
                 Component::Markov { p01, p10, seconds } => {
-                    let chain = &mut self.markov[ci][rank];
+                    let chains = &mut self.markov[ci];
+                    if chains.len() <= rank {
+                        chains.resize(rank + 1, Vec::new());
+                    }
+                    let chain = &mut chains[rank];
                     while chain.len() as u64 <= iteration {
                         let t = chain.len() as u64;
                         let prev = chain.last().copied().unwrap_or(false);

@@ -2,6 +2,7 @@
 //! under `mpirun`, each run wrapped in `timeout` so a deadlock fails the test instead of hanging
 //! CI, runs serialized by a mutex (few cores).
 
+use gradcode::io::results::{Metric, WorkerMetric};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -80,10 +81,10 @@ fn every_code_decodes(kind: &str, a: &Path) {
         );
         let rows = results::read_rows(&path, None).unwrap();
         assert_eq!(rows.len(), iterations);
-        let err = rows.column("grad_rel_err").unwrap();
-        let cond = rows.column("cond").unwrap();
-        let resp = rows.column("n_responders").unwrap();
-        let arrival = &rows.per_worker[0];
+        let err = rows.column(Metric::GradRelErr);
+        let cond = rows.column(Metric::Cond);
+        let resp = rows.column(Metric::NResponders);
+        let arrival = rows.worker(WorkerMetric::ArrivalS);
         for t in 0..iterations {
             // Small n: every family is well conditioned here, so the decode is accurate to
             // rounding (cond · ε with a margin), and it used only the three fast workers.
@@ -206,9 +207,9 @@ fn matmul_decodes(code: &str, np: usize, m: usize, p: usize, threshold: usize) {
         "PASSED"
     );
     let rows = results::read_rows(&run, None).unwrap();
-    assert_eq!(rows.column("n_responders").unwrap()[0], threshold as f64);
+    assert_eq!(rows.column(Metric::NResponders)[0], threshold as f64);
     assert!(
-        rows.per_worker[0][[0, 1]].is_nan(),
+        rows.worker(WorkerMetric::ArrivalS)[[0, 1]].is_nan(),
         "rank 2 must not be used"
     );
     let prod = out_dir.join("product.h5");
@@ -316,7 +317,7 @@ fn coded_training_matches_reference(
 ) -> usize {
     let _g = serial();
     let ref_rows = reference_rows(data, model, lr, &format!("ref-{model}-{code}"));
-    let reference = ref_rows.column("train_loss").unwrap().to_vec();
+    let reference = ref_rows.column(Metric::TrainLoss).to_vec();
     let out_dir = workdir().join(format!("mds-train-{model}-{code}"));
     let args: Vec<String> = [
         "train",
@@ -348,12 +349,18 @@ fn coded_training_matches_reference(
         output_text(&out)
     );
     let path = out_dir.join("run.h5");
+    // Coded training through mat-vecs runs the one training loop: its check and verdict read
+    // like every `train` run's.
     assert_eq!(
-        results::read_str_attr(&path, "validation", "verdict").unwrap(),
+        results::read_str_attr(&path, "validation", "check").unwrap(),
         "PASSED"
     );
+    assert_eq!(
+        results::read_str_attr(&path, "validation", "verdict").unwrap(),
+        "VALID"
+    );
     let rows = results::read_rows(&path, None).unwrap();
-    let loss = rows.column("train_loss").unwrap();
+    let loss = rows.column(Metric::TrainLoss);
     assert_eq!(loss.len(), reference.len());
     for (t, (a, b)) in loss.iter().zip(&reference).enumerate() {
         assert!(
@@ -361,8 +368,9 @@ fn coded_training_matches_reference(
             "{model} {code} iteration {t}: coded loss {a} vs reference {b}"
         );
     }
-    for name in ["test_loss", "test_accuracy", "test_auc"] {
-        let (a, b) = (rows.column(name).unwrap(), ref_rows.column(name).unwrap());
+    for m in [Metric::TestLoss, Metric::TestAccuracy, Metric::TestAuc] {
+        let name = m.name();
+        let (a, b) = (rows.column(m), ref_rows.column(m));
         for (t, (a, b)) in a.iter().zip(b).enumerate() {
             assert_eq!(
                 a.is_nan(),
@@ -377,14 +385,9 @@ fn coded_training_matches_reference(
     }
     // The loss went down (a real run), and every step decoded from N − s = 3 workers.
     assert!(loss[loss.len() - 1] < loss[0]);
-    assert!(rows
-        .column("n_responders")
-        .unwrap()
-        .iter()
-        .all(|&r| r == 3.0));
+    assert!(rows.column(Metric::NResponders).iter().all(|&r| r == 3.0));
     // How many iterations evaluated the test split.
-    rows.column("test_loss")
-        .unwrap()
+    rows.column(Metric::TestLoss)
         .iter()
         .filter(|v| v.is_finite())
         .count()
@@ -451,8 +454,8 @@ fn matvec_survives_a_failed_worker() {
     let out = mpirun(5, &args, 60);
     assert!(out.status.success(), "{}", output_text(&out));
     let rows = results::read_rows(&out_dir.join("run.h5"), None).unwrap();
-    let arrival = &rows.per_worker[0];
-    let err = rows.column("grad_rel_err").unwrap();
+    let arrival = rows.worker(WorkerMetric::ArrivalS);
+    let err = rows.column(Metric::GradRelErr);
     for t in 0..6 {
         assert!(err[t] < 1e-12, "it {t}: {}", err[t]);
         if t >= 2 {

@@ -2,6 +2,7 @@
 //! `timeout` so a deadlock fails the test instead of hanging CI. Runs are serialized (one MPI job
 //! at a time) because the machine has few cores and some tests compare wall times.
 
+use gradcode::io::results::{Metric, WorkerMetric};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
@@ -164,7 +165,7 @@ fn exact_codes_match_the_serial_reference_with_and_without_a_straggler() {
             let rows = results::read_rows(&run.join("run.h5"), None).unwrap();
             assert_eq!(rows.len(), 20);
             assert!(
-                rows.column("exact").unwrap().iter().all(|&e| e == 1.0),
+                rows.column(Metric::Exact).iter().all(|&e| e == 1.0),
                 "{name}: not every iteration exact"
             );
             assert_eq!(
@@ -196,8 +197,7 @@ fn approximate_decodings_finish_and_record_their_residuals() {
     let rows = results::read_rows(&run.join("run.h5"), None).unwrap();
     assert_eq!(rows.len(), 20);
     assert!(rows
-        .column("decode_residual")
-        .unwrap()
+        .column(Metric::DecodeResidual)
         .iter()
         .all(|&r| r.is_finite() && r > 0.0));
     assert_eq!(
@@ -224,12 +224,12 @@ fn approximate_decodings_finish_and_record_their_residuals() {
     assert!(o.status.success(), "{}", output_text(&o));
     let rows = results::read_rows(&run.join("run.h5"), None).unwrap();
     assert_eq!(rows.len(), 20);
-    let res = rows.column("decode_residual").unwrap();
+    let res = rows.column(Metric::DecodeResidual);
     assert!(
         res.iter().any(|&r| r > 1e-6),
         "best-effort should record non-zero residuals: {res}"
     );
-    assert!(rows.column("exact").unwrap().iter().any(|&e| e == 0.0));
+    assert!(rows.column(Metric::Exact).iter().any(|&e| e == 0.0));
     // An expander code beyond its stragglers, with the true gradient error checked every 2nd
     // iteration and the (λ/d)-bound recorded every iteration.
     let (o, run, _) = train(
@@ -253,9 +253,9 @@ fn approximate_decodings_finish_and_record_their_residuals() {
     assert!(o.status.success(), "{}", output_text(&o));
     let f = run.join("run.h5");
     let rows = results::read_rows(&f, None).unwrap();
-    let err = rows.column("grad_rel_err").unwrap();
-    let bound = rows.column("error_bound").unwrap();
-    let used = rows.column("n_responders").unwrap();
+    let err = rows.column(Metric::GradRelErr);
+    let bound = rows.column(Metric::ErrorBound);
+    let used = rows.column(Metric::NResponders);
     for t in 0..20 {
         assert_eq!(err[t].is_finite(), t % 2 == 0, "grad_rel_err at {t}: {err}");
         // The bound is positive exactly when some worker's chunk was left out (it is 0 when
@@ -335,8 +335,8 @@ fn a_failed_worker_is_tolerated_by_exact_codes_and_stops_uncoded_cleanly() {
         assert!(o.status.success(), "{code}: {}", output_text(&o));
         let rows = results::read_rows(&run.join("run.h5"), None).unwrap();
         assert_eq!(rows.len(), 20);
-        assert!(rows.column("exact").unwrap().iter().all(|&e| e == 1.0));
-        let arrivals = &rows.per_worker[0];
+        assert!(rows.column(Metric::Exact).iter().all(|&e| e == 1.0));
+        let arrivals = rows.worker(WorkerMetric::ArrivalS);
         assert!(
             arrivals.column(1).iter().skip(5).all(|v| v.is_nan()),
             "rank 2 must be silent from iteration 5"
@@ -410,23 +410,18 @@ fn results_file_describes_itself() {
         "VALID"
     );
     let rows = results::read_rows(&f, None).unwrap();
-    assert_eq!(rows.per_worker[0].ncols(), 4);
+    assert_eq!(rows.worker(WorkerMetric::ArrivalS).ncols(), 4);
+    assert!(rows.column(Metric::OracleS).iter().all(|v| v.is_finite()));
     assert!(rows
-        .column("oracle_s")
-        .unwrap()
-        .iter()
-        .all(|v| v.is_finite()));
-    assert!(rows
-        .column("test_accuracy")
-        .unwrap()
+        .column(Metric::TestAccuracy)
         .iter()
         .any(|v| v.is_finite()));
     // ROC AUC, recorded where the test split was evaluated, equals the AUC of the final
     // parameters' scores on the test split (`model::roc_auc`, itself checked against counting
     // every pair in the unit tests).
     let (acc, auc) = (
-        rows.column("test_accuracy").unwrap(),
-        rows.column("test_auc").unwrap(),
+        rows.column(Metric::TestAccuracy),
+        rows.column(Metric::TestAuc),
     );
     for (a, u) in acc.iter().zip(auc) {
         assert_eq!(a.is_finite(), u.is_finite(), "accuracy {a}, AUC {u}");
@@ -458,22 +453,28 @@ fn results_file_describes_itself() {
     assert_eq!(summary_auc, last_auc);
     // Every message that arrived reports the delay its worker injected (exp:5: finite, ≥ 0);
     // no message, no delay (NaN).
-    for (a, d) in rows.per_worker[0].iter().zip(rows.per_worker[2].iter()) {
+    for (a, d) in rows
+        .worker(WorkerMetric::ArrivalS)
+        .iter()
+        .zip(rows.worker(WorkerMetric::InjectedS).iter())
+    {
         assert_eq!(a.is_finite(), d.is_finite(), "arrival {a}, injected {d}");
         assert!(d.is_nan() || *d >= 0.0, "injected {d}");
     }
-    assert!(rows.per_worker[2].iter().any(|d| *d > 0.0));
+    assert!(rows
+        .worker(WorkerMetric::InjectedS)
+        .iter()
+        .any(|d| *d > 0.0));
     for m in [
-        "wall_s",
-        "decode_s",
-        "train_loss",
-        "n_responders",
-        "decode_residual",
-        "cond",
+        Metric::WallS,
+        Metric::DecodeS,
+        Metric::TrainLoss,
+        Metric::NResponders,
+        Metric::DecodeResidual,
+        Metric::Cond,
     ] {
-        let c = rows
-            .column(m)
-            .unwrap_or_else(|| panic!("/metrics/{m} missing"));
+        let c = rows.column(m);
+        let m = m.name();
         assert_eq!(c.len(), 20, "/metrics/{m}");
         assert!(c.iter().all(|v| v.is_finite()), "/metrics/{m}: {c}");
     }
@@ -581,8 +582,8 @@ fn resume_from_a_checkpoint_is_bit_identical() {
     let ra = results::read_rows(&full.join("run.h5"), None).unwrap();
     let rb = results::read_rows(&part.join("run.h5"), None).unwrap();
     assert_eq!(rb.len(), 20);
-    assert_eq!(ra.column("train_loss"), rb.column("train_loss"));
-    assert_eq!(ra.column("iteration"), rb.column("iteration"));
+    assert_eq!(ra.column(Metric::TrainLoss), rb.column(Metric::TrainLoss));
+    assert_eq!(ra.column(Metric::Iteration), rb.column(Metric::Iteration));
     // A checkpoint from another configuration is refused.
     let other = args(&[
         "--iterations",
@@ -637,11 +638,11 @@ fn gradients_one_iteration_late_are_folded_in_with_reuse_stale_and_recorded() {
         assert!(o.status.success(), "{}", output_text(&o));
         assert_eq!(status(&run), "complete");
         let rows = results::read_rows(&run.join("run.h5"), None).unwrap();
-        let stale = rows.column("stale").unwrap();
-        let ages = &rows.per_worker[4];
-        let responders = rows.column("n_responders").unwrap();
-        let exact = rows.column("exact").unwrap();
-        let loss = rows.column("train_loss").unwrap();
+        let stale = rows.column(Metric::Stale);
+        let ages = rows.worker(WorkerMetric::StaleAge);
+        let responders = rows.column(Metric::NResponders);
+        let exact = rows.column(Metric::Exact);
+        let loss = rows.column(Metric::TrainLoss);
         assert_eq!(
             stale[0], 0.0,
             "{name}: the validated iteration uses no stale gradient"
@@ -716,18 +717,15 @@ fn partial_work_of_slow_workers_is_decoded_exactly_and_sooner() {
     }
     let r1 = results::read_rows(&run1.join("run.h5"), None).unwrap();
     let r3 = results::read_rows(&run3.join("run.h5"), None).unwrap();
-    assert!(r3.column("exact").unwrap().iter().all(|&e| e == 1.0));
+    assert!(r3.column(Metric::Exact).iter().all(|&e| e == 1.0));
     // Iteration 0 starts with every worker idle: the chunked run decodes it well before 300 ms.
-    let (w1, w3) = (
-        r1.column("wall_s").unwrap()[0],
-        r3.column("wall_s").unwrap()[0],
-    );
+    let (w1, w3) = (r1.column(Metric::WallS)[0], r3.column(Metric::WallS)[0]);
     assert!(
         w1 >= 0.29 && w3 < w1 - 0.05,
         "first iteration: {w1} s without chunks, {w3} s with 3"
     );
     // The slow workers' partial results were used: they delivered some but not all chunks.
-    let chunks = &r3.per_worker[3];
+    let chunks = r3.worker(WorkerMetric::Chunks);
     assert!(
         chunks.column(1).iter().any(|&c| c > 0.0 && c < 3.0),
         "rank 2 chunks: {:?}",
@@ -791,7 +789,7 @@ fn sigkill_leaves_a_readable_file_and_usr1_checkpoints_for_requeue() {
         results::read_rows(&run.join("run.h5"), None).expect("killed run's results must open");
     assert!(rows.len() > 5, "only {} rows survived", rows.len());
     assert_eq!(status(&run), "running");
-    let it = rows.column("iteration").unwrap();
+    let it = rows.column(Metric::Iteration);
     assert!(
         it.iter().enumerate().all(|(i, &v)| v == i as f64),
         "rows are the finished iterations in order"

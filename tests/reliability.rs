@@ -11,6 +11,7 @@
 //! `RELIAB|case|trials|passed|worst exit s|peak KiB|note` line that `scripts/reliability.sh`
 //! turns into the table of the README.
 
+use gradcode::io::results::{Metric, WorkerMetric};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -1160,12 +1161,15 @@ fn parse_with(target: &str, data: &[u8], scratch: &Path) -> Result<String, Strin
         "config" => {
             let f = scratch.join("c.toml");
             std::fs::write(&f, data).unwrap();
-            let args = gradcode::cli::TrainArgs {
-                config: Some(f),
+            let args = gradcode::config::TrainArgs {
+                job: gradcode::config::JobArgs {
+                    config: Some(f),
+                    ..Default::default()
+                },
                 ..Default::default()
             };
             gradcode::config::RunConfig::from_args(&args, 5)
-                .map(|c| format!("n={} s={}", c.workers, c.stragglers))
+                .map(|c| format!("n={} s={}", c.workers(), c.stragglers))
                 .map_err(|e| e.to_string())
         }
         "header" => {
@@ -1215,7 +1219,7 @@ fn bi5_bi6_parsers_corpus_errors_and_seeded_mutations() {
         ("config", "valid", "ok:n=4 s=1"),
         ("config", "stragglers_spec", "ok:n=4 s=1"),
         ("config", "bad_type", "config file"),
-        ("config", "unknown_key", "unknown field `bogus`"),
+        ("config", "unknown_key", "unknown setting(s) bogus"),
         (
             "config",
             "n_le_s",
@@ -1228,7 +1232,7 @@ fn bi5_bi6_parsers_corpus_errors_and_seeded_mutations() {
         ),
         ("config", "negative", "config file"),
         ("config", "reference", "--out = '': must name a run folder"),
-        ("header", "grad", "ok:Grad len 2"),
+        ("header", "grad", "ok:Result len 2"),
         ("header", "params", "ok:Params len 0"),
         ("header", "short", "shorter than the header"),
         ("header", "bad_kind", "unknown message kind 9"),
@@ -1473,7 +1477,7 @@ fn resume_matches(args: &[String], run: &Path, iterations: usize, want: &Array1<
         "resumed run differs from the uninterrupted one"
     );
     let rows = results::read_rows(&run_h5(run), None).unwrap();
-    let it = rows.column("iteration").unwrap();
+    let it = rows.column(Metric::Iteration);
     assert_eq!(rows.len(), iterations, "rows after resume");
     assert!(
         it.iter().enumerate().all(|(i, &v)| v == i as f64),
@@ -1508,19 +1512,19 @@ fn fi1_up_to_s_late_workers_decode_the_exact_gradient_without_waiting() {
     assert!(o.status.success(), "{}", output_text(&o));
     let rows = results::read_rows(&run_h5(&run), None).unwrap();
     assert_eq!(rows.len(), 10);
-    let err = rows.column("grad_rel_err").unwrap();
+    let err = rows.column(Metric::GradRelErr);
     assert!(
         err.iter().all(|&e| e.is_finite() && e <= 1e-8),
         "gradient errors {err:?}"
     );
-    assert!(rows.column("exact").unwrap().iter().all(|&e| e == 1.0));
-    let wall4 = rows.column("wall_s").unwrap()[4];
+    assert!(rows.column(Metric::Exact).iter().all(|&e| e == 1.0));
+    let wall4 = rows.column(Metric::WallS)[4];
     assert!(
         wall4 < 0.4,
         "iteration 4 waited for the late worker: {wall4} s"
     );
     assert!(
-        rows.per_worker[0][[4, 2]].is_nan(),
+        rows.worker(WorkerMetric::ArrivalS)[[4, 2]].is_nan(),
         "worker 3 was not late at 4"
     );
     // Its late message was drained and counted, never used.
@@ -1561,10 +1565,10 @@ fn fi2_more_than_s_late_runs_the_documented_policy_without_hanging() {
     let (o, t1) = fi_run(&args, Some(plan), 60);
     assert!(o.status.success(), "{}", output_text(&o));
     let rows = results::read_rows(&run_h5(&run), None).unwrap();
-    assert_eq!(rows.column("exact").unwrap()[3], 0.0);
-    let res = rows.column("decode_residual").unwrap()[3];
+    assert_eq!(rows.column(Metric::Exact)[3], 0.0);
+    let res = rows.column(Metric::DecodeResidual)[3];
     assert!(res.is_finite() && res > 0.0, "residual {res}");
-    assert!(rows.column("wall_s").unwrap()[3] < 0.6);
+    assert!(rows.column(Metric::WallS)[3] < 0.6);
     assert!(w_final(&run).iter().all(|v| v.is_finite()));
     // wait: up to --max-wait-ms 300, then fail with the silent ranks named, exit 1.
     let run = fresh("fi2-wait");
@@ -1691,7 +1695,7 @@ fn fi4_stopped_worker_is_tolerated_and_shutdown_is_bounded() {
     );
     let rows = results::read_rows(&run_h5(&run), None).unwrap();
     assert_eq!(rows.len(), 20);
-    assert!(rows.column("exact").unwrap().iter().all(|&e| e == 1.0));
+    assert!(rows.column(Metric::Exact).iter().all(|&e| e == 1.0));
     assert_eq!(w_final(&run), want);
     table_row(
         "FI-4 worker SIGSTOP: exact, bounded exit 3",
@@ -1726,14 +1730,14 @@ fn fi5_a_late_message_is_rejected_by_its_iteration_header() {
     assert!(o.status.success(), "{}", output_text(&o));
     let rows = results::read_rows(&run_h5(&run), None).unwrap();
     assert!(
-        rows.per_worker[0][[3, 1]].is_nan(),
+        rows.worker(WorkerMetric::ArrivalS)[[3, 1]].is_nan(),
         "rank 2 answered iteration 3 on time"
     );
-    assert!(rows.column("wall_s").unwrap()[3] < 0.3);
+    assert!(rows.column(Metric::WallS)[3] < 0.3);
     let late = per_worker(&run, "late");
     assert!(late[1] >= 1.0, "late messages {late:?}");
     // Counted as late in the row of an iteration after 3 (ranks 3 and 4 can add their own).
-    let late_col = rows.column("late").unwrap();
+    let late_col = rows.column(Metric::Late);
     let after: f64 = late_col.iter().skip(4).sum();
     assert!(after >= 1.0, "late column {late_col:?}");
     // Identical to the run in which rank 2 simply was not there at 3 (FRC: its partner's message).
@@ -1766,7 +1770,7 @@ fn fi6_nan_inf_short_and_stale_messages_are_erasures() {
     assert_eq!(status_of(&run), "complete");
     assert_eq!(per_worker(&run, "rejected"), vec![1.0, 1.0, 1.0, 1.0]);
     let rows = results::read_rows(&run_h5(&run), None).unwrap();
-    let rejected: f64 = rows.column("rejected").unwrap().sum();
+    let rejected: f64 = rows.column(Metric::Rejected).sum();
     assert_eq!(rejected, 4.0);
     let w = w_final(&run);
     assert!(w.iter().all(|v| v.is_finite()));
@@ -2035,8 +2039,7 @@ fn fi8_large_messages_with_a_straggler_all_complete() {
     );
     let rows = results::read_rows(&run_h5(&run), None).unwrap();
     let bytes = rows
-        .column("bytes_received")
-        .unwrap()
+        .column(Metric::BytesReceived)
         .fold(0.0f64, |a, &b| a.max(b));
     assert!(bytes > 2.0 * 160_000.0, "bytes per iteration {bytes}");
     table_row(
@@ -2257,7 +2260,7 @@ fn cr6_kill9_while_appending_results_is_recovered_losing_at_most_one_flush() {
         assert_eq!(status_of(&run), "recovered");
         let rows = results::read_rows(&file, None).unwrap();
         assert_eq!(rows.len(), before);
-        let it = rows.column("iteration").unwrap();
+        let it = rows.column(Metric::Iteration);
         assert!(it.iter().enumerate().all(|(i, &v)| v == i as f64));
         assert!(run.join("run.h5.killed").exists(), "original not kept");
         let rep = Command::new(BIN).arg("report").arg(&run).output().unwrap();
@@ -2326,8 +2329,7 @@ fn cr7_repeated_requeue_equals_one_uninterrupted_run() {
         let rows = results::read_rows(&run_h5(&run), None).unwrap();
         assert_eq!(rows.len(), 300);
         assert!(rows
-            .column("iteration")
-            .unwrap()
+            .column(Metric::Iteration)
             .iter()
             .enumerate()
             .all(|(i, &v)| v == i as f64));

@@ -3,8 +3,7 @@
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use gradcode::cli::TrainArgs;
-use gradcode::config::RunConfig;
+use gradcode::config::{JobArgs, RunConfig, TrainArgs};
 use libfuzzer_sys::fuzz_target;
 
 fn file() -> &'static PathBuf {
@@ -17,13 +16,16 @@ fn file() -> &'static PathBuf {
 fuzz_target!(|data: &[u8]| {
     std::fs::write(file(), data).expect("write config");
     let args = TrainArgs {
-        config: Some(file().clone()),
+        job: JobArgs {
+            config: Some(file().clone()),
+            ..Default::default()
+        },
         ..Default::default()
     };
     for world in [1, 2, 5] {
         if let Ok(cfg) = RunConfig::from_args(&args, world) {
-            assert!(cfg.reference || cfg.stragglers < cfg.workers);
-            assert!(cfg.deadline_ms.is_finite() && cfg.deadline_ms > 0.0);
+            assert!(cfg.reference || cfg.stragglers < cfg.workers());
+            assert!(cfg.job.deadline_ms.is_finite() && cfg.job.deadline_ms > 0.0);
             let _ = cfg.to_toml();
             let _ = cfg.trajectory_hash();
         }

@@ -30,7 +30,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 
-use crate::cli::{CodeArgs, CodesCommand};
+use crate::cli::{CodeArgs, CodesCommand, ShowArgs};
 use crate::coding::{self, ApproxCode, CodeError, CodeKind, CodeOptions, GradientCode};
 use crate::error::{Error, Result};
 use crate::io::results::AttrValue;
@@ -175,7 +175,8 @@ fn notes(code: &dyn GradientCode, given_s: usize) -> Vec<String> {
 }
 
 /// `gradcode codes show`.
-fn show(args: &CodeArgs) -> Result<()> {
+fn show(show: &ShowArgs) -> Result<()> {
+    let args = &show.code;
     let Some(s) = args.stragglers.single() else {
         return Err(CodeError::invalid(
             args.code,
@@ -188,8 +189,8 @@ fn show(args: &CodeArgs) -> Result<()> {
     };
     let code = build(args, s)?;
     print!("{}", render(code.as_ref(), args, s));
-    if let Some(path) = &args.out {
-        write_b(code.as_ref(), args, path)?;
+    if let Some(path) = &show.out {
+        write_b(code.as_ref(), args.seed, path, show.force)?;
         println!(
             "wrote /B ({} × {}) to {}",
             code.n_workers(),
@@ -256,16 +257,16 @@ pub fn render(code: &dyn GradientCode, args: &CodeArgs, s: usize) -> String {
 }
 
 /// Write B to `/B` of a new HDF5 file (refusing to overwrite without `--force`).
-fn write_b(code: &dyn GradientCode, args: &CodeArgs, path: &Path) -> Result<()> {
+fn write_b(code: &dyn GradientCode, seed: u64, path: &Path, force: bool) -> Result<()> {
     let attrs = [
         ("code", AttrValue::Str(code.kind().name().into())),
         ("n", AttrValue::U64(code.n_workers() as u64)),
         ("k", AttrValue::U64(code.n_partitions() as u64)),
         ("s", AttrValue::U64(code.max_stragglers() as u64)),
-        ("seed", AttrValue::U64(args.seed)),
+        ("seed", AttrValue::U64(seed)),
     ]
     .map(|(k, v)| (k.to_string(), v));
-    crate::io::matrix::write_matrix(path, "B", code.matrix().view(), &attrs, args.force)?;
+    crate::io::matrix::write_matrix(path, "B", code.matrix().view(), &attrs, force)?;
     Ok(())
 }
 

@@ -1,68 +1,49 @@
 //! Subcommand implementations: each takes parsed arguments and returns the crate error.
 //!
-//! The MPI jobs (`train`, `matvec`, `matmul`, coded training through mat-vecs) share the frame
-//! below: MPI is initialized once, a job's error is printed on its rank before MPI_Finalize, and
-//! a set-up failure is reported by rank 0 alone while the other ranks exit with [`EXIT_INPUT`].
+//! The MPI jobs (`train`, `matvec`, `matmul`) are entry points over the same frame, in this
+//! order on every rank (GUIDE §2): check the configuration identically, before any MPI traffic;
+//! rank 0 validates the input in the resource-limited child, inspects it, checks what the run
+//! needs against the memory budget, and broadcasts the shape; every rank loads its part; one
+//! all-gather of the load outcome ([`gather_startup`]); then no collectives — every message goes
+//! through `comm`'s collector and worker link. A set-up failure is reported by rank 0 alone
+//! while the other ranks exit with [`EXIT_INPUT`]; a panic on any rank aborts the job.
 
 use std::path::Path;
 
-use mpi::topology::SimpleCommunicator;
-use mpi::traits::*;
-
+use crate::comm::mpi::World;
+use crate::comm::Round;
 use crate::data::Task;
 use crate::error::{Error, Result};
+use crate::io::results::{AttrValue, IterationRecord, Metric, WorkerMetric};
 
 pub mod codes;
 pub mod data;
 pub mod linalg;
 pub mod matmul;
 pub mod matvec;
-pub mod mds_train;
 pub mod recover;
 pub mod train;
 
 /// Exit code of a rank that stops because of an error another rank (rank 0) reports.
 pub const EXIT_INPUT: i32 = 2;
 
-/// Initialize MPI, run `job` on the world communicator, finalize; returns the exit code.
-/// A panic on any rank aborts the whole job; ranks other than 0 log warnings and errors only
-/// (unless debug logging was asked for), so rank 0 stays readable.
-pub(crate) fn with_mpi(job: impl FnOnce(&SimpleCommunicator) -> Result<i32>) -> Result<i32> {
-    let universe =
-        mpi::initialize().ok_or_else(|| Error::Check("MPI was already initialized".into()))?;
-    let world = universe.world();
-    let rank = world.rank();
-    install_panic_hook(rank);
-    if rank != 0 && log::max_level() < log::LevelFilter::Debug {
-        log::set_max_level(log::LevelFilter::Warn);
+/// Initialize MPI, run `job` on the world, finalize; returns the exit code.
+pub(crate) fn with_mpi(job: impl FnOnce(&World) -> Result<i32>) -> Result<i32> {
+    if let Err(e) = crate::config::refuse_fault_plan() {
+        // Before MPI starts: rank 0 of the launch reports it, the other ranks exit quietly.
+        return if crate::cli::is_launcher_rank_zero() {
+            Err(e.into())
+        } else {
+            Ok(EXIT_INPUT)
+        };
     }
-    let code = match job(&world) {
-        Ok(c) => c,
-        Err(e) => {
-            // Print before MPI_Finalize: once the other ranks exit with an error code, mpirun may
-            // kill this one, and the message must not be lost.
-            eprintln!("gradcode: error: {e}");
-            e.exit_code()
-        }
-    };
-    drop(universe);
-    Ok(code)
-}
-
-/// A panic unwinding on one rank would finalize MPI while the others wait (GUIDE §2): print it
-/// and abort the whole job instead.
-fn install_panic_hook(rank: i32) {
-    let default = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        default(info);
-        eprintln!("gradcode: fatal: rank {rank} panicked; aborting the MPI job");
-        crate::comm::mpi::abort(70);
-    }));
+    crate::comm::mpi::with_mpi(job, Error::exit_code)
+        .ok_or_else(|| Error::Check("MPI was already initialized".into()))
 }
 
 /// Set-up failures on one rank: rank 0 reports the error, other ranks exit quietly (they failed
 /// the same deterministic check, or rank 0 told them so).
-pub(crate) fn rank_result(rank: i32, e: Error) -> Result<i32> {
+pub(crate) fn rank_result(rank: usize, e: Error) -> Result<i32> {
     if rank == 0 {
         Err(e)
     } else {
@@ -70,31 +51,20 @@ pub(crate) fn rank_result(rank: i32, e: Error) -> Result<i32> {
     }
 }
 
-/// A checked setting that is out of range, as the crate error.
-pub(crate) fn invalid(
-    name: &'static str,
-    value: impl ToString,
-    reason: impl Into<String>,
-) -> Error {
-    crate::config::invalid(name, value, reason).into()
-}
-
 /// The start-up handshake, the last collective of a job: every rank reports whether its set-up
 /// (`local`) succeeded. When all did, every rank goes on with its value (`Ok(Ok(v))`). When any
 /// failed, rank 0 returns its own error or one naming the failed worker ranks, and the other
 /// ranks log theirs and return [`EXIT_INPUT`] as `Ok(Err(code))`.
 pub(crate) fn gather_startup<T>(
-    world: &SimpleCommunicator,
+    world: &World,
     local: Result<T>,
 ) -> Result<std::result::Result<T, i32>> {
     let rank = world.rank();
-    let flag = i32::from(local.is_err());
-    let mut flags = vec![0i32; world.size() as usize];
-    world.all_gather_into(&flag, &mut flags[..]);
+    let flags = world.all_gather_flags(local.is_err());
     let failed: Vec<usize> = flags
         .iter()
         .enumerate()
-        .filter(|(_, &f)| f != 0)
+        .filter(|(_, &f)| f)
         .map(|(r, _)| r)
         .collect();
     if failed.is_empty() {
@@ -126,69 +96,51 @@ pub(crate) fn abort_if_unreconciled(unreconciled: &[usize], results: &Path, code
     crate::comm::mpi::abort(code);
 }
 
-/// The worker count N of a 1 + N rank job, refusing a world of fewer than two ranks.
-pub(crate) fn workers_of(world: usize, job: &str) -> Result<usize> {
-    if world < 2 {
-        return Err(invalid(
-            "np",
-            world,
-            format!(
-                "gradcode {job} runs as 1 coordinator + N workers; run it as `mpirun -np N+1 gradcode {job} ...`"
-            ),
-        ));
-    }
-    Ok(world - 1)
-}
-
-/// The timing settings shared by the coded linear-algebra jobs: `--deadline-ms` finite and
-/// ≥ 0, `--max-wait-ms` finite and at least the deadline, and a straggler model valid for `n`
-/// workers.
-pub(crate) fn check_timing(
-    deadline_ms: f64,
-    max_wait_ms: f64,
-    straggler_model: &str,
-    n: usize,
-    seed: u64,
-) -> Result<()> {
-    if !(deadline_ms.is_finite() && deadline_ms >= 0.0) {
-        return Err(invalid(
-            "deadline-ms",
-            deadline_ms,
-            "must be a finite number ≥ 0",
-        ));
-    }
-    if !(max_wait_ms.is_finite() && max_wait_ms >= deadline_ms) {
-        return Err(invalid(
-            "max-wait-ms",
-            max_wait_ms,
-            "must be finite and at least --deadline-ms",
-        ));
-    }
-    crate::straggler::StragglerSchedule::parse(straggler_model, n, seed)
-        .map_err(|e| Error::Config(e.into()))?;
-    Ok(())
-}
-
-/// What every rank learns from rank 0 about the dataset before loading its part.
+/// What every rank learns from rank 0 about the input before loading its part.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct DataShape {
     pub rows: usize,
     pub features: usize,
     pub sparse: bool,
     pub task: Task,
+    /// Stored non-zeros of the training split (rows × features when dense).
+    pub nnz: u64,
+    /// Rows of the test split (0: none).
+    pub test_rows: usize,
 }
 
-/// Rank 0 runs `precheck` (its own checks, e.g. of the output folder), then validates `data` in
-/// the resource-limited child (libhdf5 is not safe on crafted files: BI-1..BI-3; a crash or hang
-/// there refuses the file) and inspects it; one broadcast gives every rank the shape. On a
-/// failure rank 0 returns the error and the other ranks `Ok(Err(EXIT_INPUT))`.
+impl DataShape {
+    /// Bytes of `rows` rows of this data in memory (dense f64, or CSR at the average row density).
+    pub fn bytes_of_rows(&self, rows: usize) -> Option<u128> {
+        let rows = rows as u128;
+        if self.sparse {
+            let nnz_per_row = (self.nnz as u128).div_ceil((self.rows as u128).max(1));
+            // value + index per non-zero, one row pointer and one label per row.
+            rows.checked_mul(nnz_per_row)?
+                .checked_mul(16)?
+                .checked_add(rows.checked_mul(16)?)
+        } else {
+            rows.checked_mul(self.features as u128)?
+                .checked_mul(8)?
+                .checked_add(rows.checked_mul(8)?)
+        }
+    }
+}
+
+/// Rank 0 runs `precheck` (its own checks, e.g. of the output folder), validates `data` in the
+/// resource-limited child (libhdf5 is not safe on crafted files: BI-1..BI-3; a crash or hang
+/// there refuses the file), inspects it and runs `fits` on its shape (the memory budget); one
+/// broadcast gives every rank the shape. On a failure rank 0 returns the error and the other
+/// ranks `Ok(Err(EXIT_INPUT))`.
 pub(crate) fn broadcast_data_shape(
-    world: &SimpleCommunicator,
+    world: &World,
     data: &Path,
     precheck: impl FnOnce() -> Result<()>,
+    fits: impl FnOnce(&DataShape) -> Result<()>,
 ) -> Result<std::result::Result<DataShape, i32>> {
-    // [ok, rows, features, sparse, task (1 binary, 2 regression, 3 multiclass), classes]
-    let mut msg = [0.0f64; 6];
+    // [ok, rows, features, sparse, task (1 binary, 2 regression, 3 multiclass), classes, nnz,
+    //  test rows]
+    let mut msg = [0.0f64; 8];
     let mut err = None;
     if world.rank() == 0 {
         let checked = precheck()
@@ -197,33 +149,43 @@ pub(crate) fn broadcast_data_shape(
                     .and_then(|r| r.into_result(data))
                     .map_err(Error::from)
             })
-            .and_then(|()| crate::io::dataset::inspect(data).map_err(Error::from));
+            .and_then(|()| crate::io::dataset::inspect(data).map_err(Error::from))
+            .map(|info| DataShape::from(&info))
+            .and_then(|shape| fits(&shape).map(|()| shape));
         match checked {
-            Ok(info) => {
-                let (task, classes) = match info.task {
-                    Task::Binary => (1.0, 0),
-                    Task::Regression => (2.0, 0),
-                    Task::Multiclass { classes } => (3.0, classes),
-                };
-                msg = [
-                    1.0,
-                    info.n_rows as f64,
-                    info.n_features as f64,
-                    f64::from(u8::from(info.sparse)),
-                    task,
-                    classes as f64,
-                ];
-            }
+            Ok(s) => msg = encode_shape(&s),
             Err(e) => err = Some(e),
         }
     }
-    world.process_at_rank(0).broadcast_into(&mut msg[..]);
+    world.broadcast(&mut msg);
     if msg[0] != 1.0 {
         return match err {
             Some(e) => Err(e),
             None => Ok(Err(EXIT_INPUT)),
         };
     }
+    Ok(Ok(decode_shape(&msg)))
+}
+
+fn encode_shape(s: &DataShape) -> [f64; 8] {
+    let (task, classes) = match s.task {
+        Task::Binary => (1.0, 0),
+        Task::Regression => (2.0, 0),
+        Task::Multiclass { classes } => (3.0, classes),
+    };
+    [
+        1.0,
+        s.rows as f64,
+        s.features as f64,
+        f64::from(u8::from(s.sparse)),
+        task,
+        classes as f64,
+        s.nnz as f64,
+        s.test_rows as f64,
+    ]
+}
+
+fn decode_shape(msg: &[f64; 8]) -> DataShape {
     let task = match msg[4] as i32 {
         1 => Task::Binary,
         2 => Task::Regression,
@@ -231,10 +193,158 @@ pub(crate) fn broadcast_data_shape(
             classes: msg[5] as usize,
         },
     };
-    Ok(Ok(DataShape {
+    DataShape {
         rows: msg[1] as usize,
         features: msg[2] as usize,
         sparse: msg[3] == 1.0,
         task,
-    }))
+        nnz: msg[6] as u64,
+        test_rows: msg[7] as usize,
+    }
+}
+
+/// The round's traffic and per-worker timing into `rec`: late, rejected, bytes both ways,
+/// arrival, compute and injected seconds, parts on time (the coded linear-algebra jobs).
+pub(crate) fn record_round(rec: &mut IterationRecord, round: &Round) {
+    rec.set(Metric::Late, f64::from(round.late));
+    rec.set(Metric::Rejected, f64::from(round.rejected));
+    rec.set(Metric::BytesReceived, round.bytes_in);
+    rec.set(Metric::BytesSent, round.bytes_out);
+    rec.worker_mut(WorkerMetric::ArrivalS)
+        .copy_from_slice(&round.arrival_s);
+    rec.worker_mut(WorkerMetric::ComputeS)
+        .copy_from_slice(&round.compute_s);
+    rec.worker_mut(WorkerMetric::InjectedS)
+        .copy_from_slice(&round.injected_s);
+    for (x, &p) in rec
+        .worker_mut(WorkerMetric::Chunks)
+        .iter_mut()
+        .zip(&round.parts_in)
+    {
+        *x = p as f64;
+    }
+}
+
+impl From<&crate::io::dataset::DatasetInfo> for DataShape {
+    fn from(info: &crate::io::dataset::DatasetInfo) -> Self {
+        DataShape {
+            rows: info.n_rows,
+            features: info.n_features,
+            sparse: info.sparse,
+            task: info.task,
+            nnz: info.nnz,
+            test_rows: info.test_rows.unwrap_or(0),
+        }
+    }
+}
+
+/// Attributes of one group.
+pub(crate) type Attrs = Vec<(String, AttrValue)>;
+
+/// `/code` and `/env` attributes of a results file.
+pub(crate) fn provenance(world_size: usize) -> (Attrs, Attrs) {
+    let s = |v: &str| AttrValue::Str(v.to_string());
+    let (mpi_lib, mpi_std) = crate::comm::mpi::library_version();
+    let code = vec![
+        ("gradcode_version".into(), s(crate::VERSION)),
+        ("git_revision".into(), s(env!("GRADCODE_GIT_REV"))),
+        ("build_profile".into(), s(env!("GRADCODE_PROFILE"))),
+        (
+            "features".into(),
+            s(if cfg!(feature = "fault-injection") {
+                "fault-injection"
+            } else {
+                ""
+            }),
+        ),
+        ("mpi_library".into(), AttrValue::Str(mpi_lib)),
+        ("mpi_standard".into(), AttrValue::Str(mpi_std)),
+        (
+            "hdf5_version".into(),
+            AttrValue::Str(crate::io::hdf5_version()),
+        ),
+    ];
+    let mut env = vec![
+        ("world_size".into(), AttrValue::U64(world_size as u64)),
+        ("hostname".into(), AttrValue::Str(hostname())),
+        (
+            "cwd".into(),
+            AttrValue::Str(
+                std::env::current_dir()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+            ),
+        ),
+        (
+            "command_line".into(),
+            AttrValue::Str(std::env::args().collect::<Vec<_>>().join(" ")),
+        ),
+    ];
+    let mut vars: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| {
+            k.starts_with("SLURM_") || k == "OMP_NUM_THREADS" || k == "OPENBLAS_NUM_THREADS"
+        })
+        .collect();
+    vars.sort();
+    env.extend(vars.into_iter().map(|(k, v)| (k, AttrValue::Str(v))));
+    (code, env)
+}
+
+/// The host name (without MPI, which the serial path never initializes).
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into buf.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return String::new();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+/// RELIABILITY.md promise 7: running as root is allowed but warned about (hostile input files are
+/// parsed with root rights then).
+pub(crate) fn warn_if_root() {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        log::warn!(
+            "running as root: input files are parsed and results written with root rights; run as an unprivileged user"
+        );
+    }
+}
+
+/// Create the run folder `out`, write the effective config `toml` to `config_path`, and return it
+/// with the typed `/config` attributes of the settings `cfg` (plus `job`).
+pub(crate) fn write_run_config(
+    out: &Path,
+    config_path: &Path,
+    toml: String,
+    cfg: &impl serde::Serialize,
+    job: &str,
+) -> Result<(String, Attrs)> {
+    std::fs::create_dir_all(out).map_err(|e| crate::io::IoError::os(out, e))?;
+    std::fs::write(config_path, &toml).map_err(|e| crate::io::IoError::os(out, e))?;
+    let settings = toml::Value::try_from(cfg)
+        .ok()
+        .and_then(|v| v.as_table().cloned())
+        .unwrap_or_default();
+    let mut attrs = settings_attrs(&settings);
+    attrs.push(("job".into(), AttrValue::Str(job.into())));
+    Ok((toml, attrs))
+}
+
+/// Typed attributes from a TOML table of settings.
+pub(crate) fn settings_attrs(t: &toml::Table) -> Attrs {
+    t.iter()
+        .map(|(k, v)| {
+            let a = match v {
+                toml::Value::String(s) => AttrValue::Str(s.clone()),
+                toml::Value::Integer(i) => AttrValue::U64((*i).max(0) as u64),
+                toml::Value::Float(f) => AttrValue::F64(*f),
+                toml::Value::Boolean(b) => AttrValue::Bool(*b),
+                other => AttrValue::Str(other.to_string()),
+            };
+            (k.clone(), a)
+        })
+        .collect()
 }

@@ -1,139 +1,45 @@
-//! `gradcode train`: the MPI job (rank 0 coordinates, ranks 1..=n work), or with `--reference`
-//! the serial path on one process.
+//! `gradcode train`: the MPI job (rank 0 runs the training loop, ranks 1..=n work), or with
+//! `--reference` the serial path on one process. Both run [`crate::train::run`]; they differ in
+//! the gradient engine: gradient coding ([`crate::train::coded`]) or coded mat-vecs
+//! ([`crate::train::matvec`]) for the code chosen, the serial engine for the reference.
 //!
-//! Start-up order (GUIDE §2): every rank checks the configuration and builds the code identically
-//! before any MPI traffic; rank 0 validates the dataset and broadcasts what the workers need;
-//! workers read only their partitions; one all-gather of load status ends start-up, after which
-//! there are no collectives. A panic on any rank aborts the whole job (`MPI_Abort`), so no rank
-//! can hang waiting for a dead peer.
+//! Start-up order (GUIDE §2, see [`super`]): every rank checks the configuration and builds the
+//! code identically before any MPI traffic; rank 0 validates the dataset, checks that the run
+//! fits in memory, and broadcasts the shape; workers read only what they need; one all-gather of
+//! the load outcome ends start-up, after which there are no collectives.
 
 use std::path::Path;
 
-use mpi::topology::SimpleCommunicator;
-use mpi::traits::*;
-
-use super::rank_result;
-use crate::cli::TrainArgs;
-use crate::coding::{self, GradientCode};
-use crate::config::RunConfig;
-use crate::coordinator::{self, RunStatus, Setup, INTERRUPT};
-use crate::data::partition_ranges;
+use super::{gather_startup, rank_result, DataShape};
+use crate::coding::{self, GradientCode, TrainCode};
+use crate::comm::mpi::World;
+use crate::comm::WorkerLink;
+use crate::config::{RunConfig, TrainArgs};
+use crate::data::{partition_ranges, Dataset, Task};
 use crate::error::{Error, Result};
-use crate::io::checkpoint;
+use crate::io::checkpoint::{self, Checkpoint};
 use crate::io::dataset::{self, Split};
-use crate::io::results::{self, AttrValue, FinalRecord, IterationRecord, RunMeta, RunWriter};
-use crate::model;
-use crate::straggler::StragglerSchedule;
-use crate::worker::{self, Shard};
+use crate::io::results::{self, AttrValue, RecordedRows, RunMeta, RunWriter};
+use crate::linalg::MdsCode;
+use crate::model::{self, Model, ModelKind};
+use crate::train::coded::{CodedGradients, CodedWorker, Shard};
+use crate::train::matvec::{layouts, worker_blocks, MatVecGradients};
+use crate::train::serial::SerialGradients;
+use crate::train::{self, GradientEngine, RunStatus, Setup};
 
-pub use super::EXIT_INPUT;
-
-extern "C" fn on_signal(_sig: libc::c_int) {
-    INTERRUPT.store(true, std::sync::atomic::Ordering::SeqCst);
-}
-
-fn install_signal_handlers() {
-    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-    unsafe {
-        libc::signal(libc::SIGUSR1, on_signal as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+/// Run `gradcode train`; returns the process exit code.
+pub fn run(args: &TrainArgs) -> Result<i32> {
+    train::install_signal_handlers();
+    if wants_reference(args) {
+        return run_reference(args);
     }
-}
-
-/// Typed attributes from the effective config.
-fn config_attrs(cfg: &RunConfig) -> Vec<(String, AttrValue)> {
-    let mut out = Vec::new();
-    if let Ok(toml::Value::Table(t)) = toml::Value::try_from(cfg) {
-        for (k, v) in t {
-            let a = match v {
-                toml::Value::String(s) => AttrValue::Str(s),
-                toml::Value::Integer(i) => AttrValue::U64(i.max(0) as u64),
-                toml::Value::Float(f) => AttrValue::F64(f),
-                toml::Value::Boolean(b) => AttrValue::Bool(b),
-                other => AttrValue::Str(other.to_string()),
-            };
-            out.push((k, a));
-        }
-    }
-    out
-}
-
-/// Attributes of one group.
-type Attrs = Vec<(String, AttrValue)>;
-
-/// `/code` and `/env` attributes.
-pub(crate) fn provenance(world_size: usize) -> (Attrs, Attrs) {
-    let s = |v: &str| AttrValue::Str(v.to_string());
-    let hdf5 = {
-        let (a, b, c) = hdf5::library_version();
-        format!("{a}.{b}.{c}")
-    };
-    let mpi_lib = mpi::environment::library_version()
-        .unwrap_or_default()
-        .trim_end_matches('\0')
-        .trim()
-        .to_string();
-    let (mv, ms) = mpi::environment::version();
-    let code = vec![
-        ("gradcode_version".into(), s(crate::VERSION)),
-        ("git_revision".into(), s(env!("GRADCODE_GIT_REV"))),
-        ("build_profile".into(), s(env!("GRADCODE_PROFILE"))),
-        ("mpi_library".into(), AttrValue::Str(mpi_lib)),
-        ("mpi_standard".into(), AttrValue::Str(format!("{mv}.{ms}"))),
-        ("hdf5_version".into(), AttrValue::Str(hdf5)),
-    ];
-    let mut env = vec![
-        ("world_size".into(), AttrValue::U64(world_size as u64)),
-        ("hostname".into(), AttrValue::Str(hostname())),
-        (
-            "cwd".into(),
-            AttrValue::Str(
-                std::env::current_dir()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_default(),
-            ),
-        ),
-        (
-            "command_line".into(),
-            AttrValue::Str(std::env::args().collect::<Vec<_>>().join(" ")),
-        ),
-    ];
-    let mut vars: Vec<(String, String)> = std::env::vars()
-        .filter(|(k, _)| {
-            k.starts_with("SLURM_") || k == "OMP_NUM_THREADS" || k == "OPENBLAS_NUM_THREADS"
-        })
-        .collect();
-    vars.sort();
-    env.extend(vars.into_iter().map(|(k, v)| (k, AttrValue::Str(v))));
-    (code, env)
-}
-
-/// The host name (without MPI, which the serial path never initializes).
-fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: gethostname writes at most buf.len() bytes into buf.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return String::new();
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
-}
-
-/// RELIABILITY.md promise 7: running as root is allowed but warned about (hostile input files are
-/// parsed with root rights then).
-fn warn_if_root() {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } == 0 {
-        log::warn!(
-            "running as root: input files are parsed and results written with root rights; run as an unprivileged user"
-        );
-    }
+    super::with_mpi(|world| run_mpi(world, args))
 }
 
 fn wants_reference(args: &TrainArgs) -> bool {
     args.reference
         || args
+            .job
             .config
             .as_ref()
             .and_then(|p| std::fs::read_to_string(p).ok())
@@ -142,337 +48,517 @@ fn wants_reference(args: &TrainArgs) -> bool {
             .unwrap_or(false)
 }
 
-/// Run `gradcode train`; returns the process exit code.
-pub fn run(args: &TrainArgs) -> Result<i32> {
-    if wants_reference(args) {
-        return run_reference(args);
-    }
-    super::with_mpi(|world| run_mpi(world, args))
-}
-
-fn run_mpi(world: &SimpleCommunicator, args: &TrainArgs) -> Result<i32> {
+fn run_mpi(world: &World, args: &TrainArgs) -> Result<i32> {
     let rank = world.rank();
-    let size = world.size() as usize;
-    install_signal_handlers();
-    // 1. Identical checks on every rank, no MPI traffic.
-    let cfg = match RunConfig::from_args(args, size) {
+    let cfg = match RunConfig::from_args(args, world.size()) {
         Ok(c) => c,
         Err(e) => return rank_result(rank, e.into()),
     };
-    if let Err(e) = crate::faults::init(cfg.workers) {
+    #[cfg(feature = "fault-injection")]
+    if let Err(e) = crate::faults::init(cfg.workers()) {
         return rank_result(rank, e.into());
     }
     if rank == 0 {
-        warn_if_root();
+        super::warn_if_root();
     }
-    let code: Box<dyn GradientCode> = match coding::build_with(
-        cfg.code,
-        cfg.workers,
-        cfg.stragglers,
-        cfg.seed,
-        &cfg.code_options(),
-    ) {
-        Ok(c) => c,
-        Err(e) => return rank_result(rank, e.into()),
+    match cfg.code {
+        TrainCode::Gradient(kind) => {
+            let code = match coding::build_with(
+                kind,
+                cfg.workers(),
+                cfg.stragglers,
+                cfg.job.seed,
+                &cfg.code_options(),
+            ) {
+                Ok(c) => c,
+                Err(e) => return rank_result(rank, e.into()),
+            };
+            run_coded(world, &cfg, code)
+        }
+        TrainCode::MatVec(family) => {
+            let k = cfg.workers() - cfg.stragglers;
+            let code = match MdsCode::new(family, cfg.workers(), k) {
+                Ok(c) => c,
+                Err(e) => {
+                    return rank_result(
+                        rank,
+                        crate::config::invalid("code", cfg.code, e.to_string()).into(),
+                    )
+                }
+            };
+            run_matvec(world, &cfg, &code)
+        }
+    }
+}
+
+/// Parameters of `model` on data of this shape ((features + 1) per output).
+fn model_dim(kind: ModelKind, shape: &DataShape) -> Option<u128> {
+    let outputs = match (kind, shape.task) {
+        (ModelKind::Softmax, Task::Multiclass { classes }) => classes as u128,
+        _ => 1,
     };
-    // 2. Rank 0 validates the dataset and broadcasts its shape.
-    let shape = match super::broadcast_data_shape(world, &cfg.data, || {
-        log::info!(
-            "[rank 0] gradcode {} ({}), effective config:\n{}",
-            crate::VERSION,
-            env!("GRADCODE_GIT_REV"),
-            cfg.to_toml()
-        );
-        cfg.check_paths().map_err(Error::from)
-    })? {
+    (shape.features as u128)
+        .checked_add(1)?
+        .checked_mul(outputs)
+}
+
+/// `count` vectors of `dim` values (plus a message header each), in bytes.
+fn vectors(count: u128, dim: u128) -> Option<u128> {
+    count.checked_mul(dim.checked_add(16)?)?.checked_mul(8)
+}
+
+/// Refuse a run whose buffers exceed the memory budget, naming what it needs (RELIABILITY BI-9).
+fn refuse_if_too_big(
+    cfg: &RunConfig,
+    shape: &DataShape,
+    who: &str,
+    need: Option<u128>,
+) -> Result<()> {
+    let dim = model_dim(cfg.model, shape);
+    let what = format!(
+        "{who} of this run ({} features, {} parameters, {} training rows)",
+        shape.features,
+        dim.map_or_else(|| "too many".into(), |d| d.to_string()),
+        shape.rows
+    );
+    let hint = "convert the dataset with fewer features (`gradcode data convert --features`), use more workers, or raise --max-memory-mb if the node has the memory";
+    cfg.job
+        .budget()
+        .check(&what, need, hint)
+        .map_err(Error::from)
+}
+
+/// Rank 0's and the largest worker's memory for gradient coding, checked against the budget.
+fn fits_coded(cfg: &RunConfig, code: &dyn GradientCode, shape: &DataShape) -> Result<()> {
+    let dim = model_dim(cfg.model, shape);
+    let (n, k, c) = (
+        code.n_workers() as u128,
+        code.n_partitions() as u128,
+        cfg.chunks as u128,
+    );
+    // Optimizer (3), loop (3), engine copy, ring (2), staging, decode copy (11), a slot per
+    // worker and chunk, a check piece per partition and chunk.
+    let rank0 = dim
+        .and_then(|d| vectors(11 + n * c + k * c, d))
+        .and_then(|v| v.checked_add(shape.bytes_of_rows(shape.test_rows)?));
+    refuse_if_too_big(cfg, shape, "rank 0", rank0)?;
+    let held = (0..code.n_workers())
+        .map(|w| code.assignment(w).len())
+        .max()
+        .unwrap_or(0) as u128;
+    let rows = (shape.rows as u128).div_ceil(k.max(1)).checked_mul(held);
+    let worker = dim.and_then(|d| {
+        let data = shape.bytes_of_rows(usize::try_from(rows?).ok()?)?;
+        data.checked_add(vectors(3 + 2 * c + held * c, d)?)
+    });
+    refuse_if_too_big(cfg, shape, "each worker", worker)
+}
+
+/// The dataset's shape and the model on every rank, or the exit code of a failed start-up.
+type Started = std::result::Result<(DataShape, Box<dyn Model>), i32>;
+
+/// The dataset's shape from rank 0 (after its checks and `fits`) and the model, on every rank;
+/// `Err(code)` when start-up failed (rank 0 has reported why).
+fn start(
+    world: &World,
+    cfg: &RunConfig,
+    fits: impl FnOnce(&DataShape) -> Result<()>,
+) -> Result<Started> {
+    let shape = match super::broadcast_data_shape(
+        world,
+        &cfg.data,
+        || Ok(cfg.job.check_output(cfg.resume)?),
+        fits,
+    )? {
+        Ok(s) => s,
+        Err(code) => return Ok(Err(code)),
+    };
+    match model::build(cfg.model, shape.features, shape.task) {
+        Ok(m) => Ok(Ok((shape, m))),
+        Err(e) => rank_result(world.rank(), e.into()).map(Err),
+    }
+}
+
+fn run_coded(world: &World, cfg: &RunConfig, code: Box<dyn GradientCode>) -> Result<i32> {
+    let rank = world.rank();
+    let (shape, model) = match start(world, cfg, |shape| fits_coded(cfg, code.as_ref(), shape))? {
         Ok(s) => s,
         Err(code) => return Ok(code),
     };
-    let (n_rows, n_features, task) = (shape.rows, shape.features, shape.task);
-    let model = match model::build(cfg.model, n_features, task) {
-        Ok(m) => m,
-        Err(e) => return rank_result(rank, e.into()),
-    };
     let k = code.n_partitions();
-    if let Err(e) = partition_ranges(n_rows, k) {
-        return rank_result(rank, Error::Data(e));
+    if let Err(e) = check_partitions(cfg, shape.rows, k) {
+        return rank_result(rank, e);
     }
-    if n_rows / k < cfg.chunks {
-        let e = crate::config::ConfigError::Invalid {
-            name: "chunks",
-            value: cfg.chunks.to_string(),
-            reason: format!("every partition needs at least that many rows, but {n_rows} rows in {k} partitions give {}", n_rows / k),
-        };
-        return rank_result(rank, e.into());
-    }
-    // 3. Per-rank loading; one all-gather of the outcome.
-    let mut local: Result<Option<Shard>> = Ok(None);
-    let mut rank0: Option<(
-        Option<crate::data::Dataset>,
-        RunWriter,
-        Option<checkpoint::Checkpoint>,
-    )> = None;
-    if rank == 0 {
-        match setup_rank0(&cfg, code.as_ref(), size, n_features) {
-            Ok(s) => rank0 = Some(s),
-            Err(e) => local = Err(e),
-        }
+    // Per-rank loading; one all-gather of the outcome.
+    let local: Result<Loaded> = if rank == 0 {
+        setup_rank0(
+            cfg,
+            model.as_ref(),
+            code.matrix(),
+            rank0_attrs(code.as_ref()),
+            world.size(),
+        )
+        .map(|r| Loaded::Rank0(Box::new(r)))
     } else {
-        let w = rank as usize - 1;
-        local = dataset::read_partitions(&cfg.data, Split::Train, n_rows, k, code.assignment(w))
+        let w = rank - 1;
+        dataset::read_partitions(&cfg.data, Split::Train, shape.rows, k, code.assignment(w))
             .map_err(Error::from)
             .and_then(|(data, ranges)| {
-                if data.n_features() != n_features {
+                if data.n_features() != shape.features {
                     return Err(Error::Check(format!(
-                        "rank {rank}: shard has {} features, dataset declares {n_features}",
-                        data.n_features()
+                        "rank {rank}: shard has {} features, dataset declares {}",
+                        data.n_features(),
+                        shape.features
                     )));
                 }
-                Ok(Some(Shard::new(
+                Ok(Loaded::Shard(Shard::new(
                     code.as_ref(),
                     w,
                     data,
                     ranges,
                     cfg.chunks,
                 )?))
-            });
-    }
-    let shard = match super::gather_startup(world, local)? {
-        Ok(shard) => shard,
-        Err(code) => return Ok(code),
+            })
     };
-    // 4. The run.
-    if rank == 0 {
-        let Some((test, writer, resume_from)) = rank0 else {
-            return Err(Error::Check("internal: rank 0 set-up missing".into()));
-        };
-        let outcome = coordinator::run(Setup {
-            world,
-            cfg: &cfg,
-            model: model.as_ref(),
-            code,
-            n_rows,
-            test,
-            writer,
-            resume_from,
-        });
-        super::abort_if_unreconciled(
-            &outcome.unreconciled,
-            &cfg.results_path(),
-            outcome.status.exit_code(),
-        );
-        match outcome.error {
-            // A failure during the run (I/O included, e.g. a full disk at a checkpoint) is a
-            // runtime failure: status `failed`, exit 1 (exit 2 is for input refused up front).
-            Some(e) if outcome.status == RunStatus::Failed => {
-                eprintln!("gradcode: error: {e}");
-                Ok(outcome.status.exit_code())
-            }
-            _ => Ok(outcome.status.exit_code()),
+    match gather_startup(world, local)? {
+        Err(code) => Ok(code),
+        Ok(Loaded::Rank0(r0)) => {
+            let dim = model.dim();
+            let mut engine = CodedGradients::new(world.transport(), cfg, code, dim);
+            finish_rank0(cfg, model.as_ref(), shape.rows, *r0, &mut engine)
         }
-    } else {
-        let Some(shard) = shard else {
-            return Err(Error::Check("internal: worker shard missing".into()));
-        };
-        let mut schedule = StragglerSchedule::parse(&cfg.straggler_model, cfg.workers, cfg.seed)
-            .map_err(|e| Error::Config(e.into()))?;
-        match worker::run(world, model.as_ref(), &shard, &mut schedule) {
-            Ok(s) => {
-                log::debug!(
-                    "[rank {rank}] done: {} messages, {} iterations, {:.3} s compute",
-                    s.messages_sent,
-                    s.iterations_computed,
-                    s.compute_s
-                );
-                Ok(s.stop_code)
-            }
-            Err(e) => {
-                log::error!("[rank {rank}] {e}");
-                crate::comm::mpi::abort(1);
-            }
+        Ok(Loaded::Shard(shard)) => {
+            let mut job = CodedWorker::new(model.as_ref(), &shard, rank - 1);
+            serve(world, cfg, cfg.chunks, &mut job)
         }
+        Ok(_) => Err(Error::Check("internal: unexpected start-up state".into())),
     }
 }
 
-type Rank0Setup = (
-    Option<crate::data::Dataset>,
-    RunWriter,
-    Option<checkpoint::Checkpoint>,
-);
+/// Every partition non-empty, and at least `--chunks` rows in each.
+fn check_partitions(cfg: &RunConfig, rows: usize, k: usize) -> Result<()> {
+    partition_ranges(rows, k)?;
+    if rows / k < cfg.chunks {
+        return Err(crate::config::invalid(
+            "chunks",
+            cfg.chunks,
+            format!(
+                "every partition needs at least that many rows, but {rows} rows in {k} partitions give {}",
+                rows / k
+            ),
+        )
+        .into());
+    }
+    Ok(())
+}
 
+/// What each rank loaded at start-up.
+enum Loaded {
+    Rank0(Box<Rank0>),
+    Shard(Shard),
+    Blocks(Vec<crate::linalg::job::CodedBlock>),
+}
+
+/// Rank 0's start-up products: the test split, the results writer, where to resume.
+struct Rank0 {
+    test: Option<Dataset>,
+    writer: RunWriter,
+    resume: Option<Checkpoint>,
+    initial: Option<RecordedRows>,
+    /// The training split (kept by the coded mat-vec engine, which needs y and X).
+    train: Option<Dataset>,
+}
+
+/// The code's typed attributes for `/config`.
+fn rank0_attrs(code: &dyn GradientCode) -> Vec<(String, AttrValue)> {
+    vec![
+        (
+            "code_name".into(),
+            AttrValue::Str(code.kind().name().into()),
+        ),
+        (
+            "partitions".into(),
+            AttrValue::U64(code.n_partitions() as u64),
+        ),
+        (
+            "decoder_used".into(),
+            AttrValue::Str(code.decoder_kind().name().into()),
+        ),
+    ]
+}
+
+/// Rank 0's start-up: the test split, the run folder and its effective config, the checkpoint to
+/// resume from with the rows already written, and the results file.
 fn setup_rank0(
     cfg: &RunConfig,
-    code: &dyn GradientCode,
-    size: usize,
-    n_features: usize,
-) -> Result<Rank0Setup> {
+    model: &dyn Model,
+    code_matrix: ndarray::Array2<f64>,
+    extra: Vec<(String, AttrValue)>,
+    world_size: usize,
+) -> Result<Rank0> {
     let info = dataset::inspect(&cfg.data)?;
     let test = match info.test_rows {
         Some(_) => {
             let t = dataset::read_all(&cfg.data, Split::Test)?;
-            if t.n_features() != n_features {
+            if t.n_features() != model.n_features() {
                 return Err(Error::Check(format!(
-                    "test split has {} features, training split {n_features}",
-                    t.n_features()
+                    "test split has {} features, training split {}",
+                    t.n_features(),
+                    model.n_features()
                 )));
             }
             Some(t)
         }
         None => None,
     };
-    std::fs::create_dir_all(&cfg.out).map_err(|e| crate::io::IoError::os(&cfg.out, e))?;
-    let (resume_from, initial) = if cfg.resume {
-        let (ck, path, reasons) = checkpoint::load(&cfg.out, &cfg.trajectory_hash())?;
-        for r in &reasons {
-            log::warn!("[rank 0] skipped a checkpoint generation: {r}");
-        }
-        log::info!(
-            "[rank 0] resuming from {} at iteration {}",
-            path.display(),
-            ck.iteration
-        );
-        let rows = if cfg.results_path().exists() {
-            let r = results::read_rows(&cfg.results_path(), Some(ck.iteration as usize))?;
-            if r.len() != ck.iteration as usize {
-                return Err(Error::Check(format!(
-                    "{} has {} rows but the checkpoint is at iteration {}; cannot continue the same results",
-                    cfg.results_path().display(),
-                    r.len(),
-                    ck.iteration
-                )));
-            }
-            Some(r)
-        } else {
-            None
-        };
-        (Some(ck), rows)
-    } else {
-        checkpoint::clean_stale(&cfg.out);
-        (None, None)
-    };
+    let out = &cfg.job.out;
+    std::fs::create_dir_all(out).map_err(|e| crate::io::IoError::os(out, e))?;
+    let (resume, initial) = resume_point(cfg)?;
     let config_toml = cfg.to_toml();
-    std::fs::write(cfg.out.join("config.toml"), &config_toml)
-        .map_err(|e| crate::io::IoError::os(&cfg.out, e))?;
-    let (code_attrs, env_attrs) = provenance(size);
-    let mut config = config_attrs(cfg);
+    std::fs::write(cfg.job.config_path(), &config_toml)
+        .map_err(|e| crate::io::IoError::os(out, e))?;
+    let (code_attrs, env_attrs) = super::provenance(world_size);
+    let mut config = super::settings_attrs(&cfg.settings());
+    config.push(("code".into(), AttrValue::Str(cfg.code_name())));
     config.push((
         "config_sha256".into(),
         AttrValue::Str(cfg.trajectory_hash()),
     ));
-    config.push((
-        "code_name".into(),
-        AttrValue::Str(code.kind().name().into()),
-    ));
-    config.push((
-        "partitions".into(),
-        AttrValue::U64(code.n_partitions() as u64),
-    ));
-    config.push((
-        "decoder_used".into(),
-        AttrValue::Str(code.decoder_kind().name().into()),
-    ));
+    config.push(("job".into(), AttrValue::Str("train".into())));
+    config.extend(extra);
     let meta = RunMeta {
         code: code_attrs,
         env: env_attrs,
         config,
         config_toml,
-        code_matrix: code.matrix(),
-        n_workers: code.n_workers(),
+        code_matrix,
+        n_workers: cfg.workers(),
     };
-    let writer = RunWriter::create(&cfg.results_path(), &meta, initial.as_ref())?;
-    Ok((test, writer, resume_from))
+    let writer = RunWriter::create(&cfg.job.results_path(), &meta, initial.as_ref())?;
+    Ok(Rank0 {
+        test,
+        writer,
+        resume,
+        initial,
+        train: None,
+    })
+}
+
+/// With `--resume`: the newest good checkpoint, and the rows of the results file up to it.
+fn resume_point(cfg: &RunConfig) -> Result<(Option<Checkpoint>, Option<RecordedRows>)> {
+    let out = &cfg.job.out;
+    if !cfg.resume {
+        checkpoint::clean_stale(out);
+        return Ok((None, None));
+    }
+    let (ck, path, reasons) = checkpoint::load(out, &cfg.trajectory_hash())?;
+    for r in &reasons {
+        log::warn!("[rank 0] skipped a checkpoint generation: {r}");
+    }
+    log::info!(
+        "[rank 0] resuming from {} at iteration {}",
+        path.display(),
+        ck.iteration
+    );
+    let results = cfg.job.results_path();
+    let rows = if results.exists() {
+        let r = results::read_rows(&results, Some(ck.iteration as usize))?;
+        if r.len() != ck.iteration as usize {
+            return Err(Error::Check(format!(
+                "{} has {} rows but the checkpoint is at iteration {}; cannot continue the same results",
+                results.display(),
+                r.len(),
+                ck.iteration
+            )));
+        }
+        Some(r)
+    } else {
+        None
+    };
+    Ok((Some(ck), rows))
+}
+
+/// Rank 0 after start-up: print the effective config, run the loop, report.
+fn finish_rank0(
+    cfg: &RunConfig,
+    model: &dyn Model,
+    n_rows: usize,
+    r0: Rank0,
+    engine: &mut dyn GradientEngine,
+) -> Result<i32> {
+    log::info!(
+        "[rank 0] gradcode {} ({}), effective config:\n{}",
+        crate::VERSION,
+        env!("GRADCODE_GIT_REV"),
+        cfg.to_toml()
+    );
+    let outcome = train::run(
+        Setup {
+            cfg,
+            model,
+            n_rows,
+            test: r0.test,
+            writer: r0.writer,
+            resume: r0.resume,
+            initial: r0.initial,
+        },
+        engine,
+    );
+    super::abort_if_unreconciled(
+        &outcome.unreconciled,
+        &cfg.job.results_path(),
+        outcome.status.exit_code(),
+    );
+    match outcome.error {
+        // A failure during the run (I/O included, e.g. a full disk at a checkpoint) is a
+        // runtime failure: status `failed` or `diverged`, exit 1 (exit 2 is for input refused
+        // up front).
+        Some(e) if matches!(outcome.status, RunStatus::Failed | RunStatus::Diverged) => {
+            eprintln!("gradcode: error: {e}");
+            Ok(outcome.status.exit_code())
+        }
+        _ => Ok(outcome.status.exit_code()),
+    }
+}
+
+/// A worker: serve `job` until STOP; a fatal error on the data path aborts the whole job.
+fn serve<J: crate::comm::WorkerJob>(
+    world: &World,
+    cfg: &RunConfig,
+    parts: usize,
+    job: &mut J,
+) -> Result<i32> {
+    let rank = world.rank();
+    match WorkerLink::new(world.worker(), cfg.job.schedule(), parts).serve(job) {
+        Ok(s) => {
+            log::debug!(
+                "[rank {rank}] done: {} messages, {} iterations, {:.3} s compute",
+                s.messages_sent,
+                s.iterations_computed,
+                s.compute_s
+            );
+            Ok(s.stop_code)
+        }
+        Err(e) => {
+            log::error!("[rank {rank}] {e}");
+            crate::comm::mpi::abort(1);
+        }
+    }
+}
+
+/// Memory of coded training through mat-vecs: rank 0 holds the whole data, each worker the whole
+/// X while it encodes (and its dense transpose).
+fn fits_matvec(cfg: &RunConfig, shape: &DataShape) -> Result<()> {
+    let data = shape.bytes_of_rows(shape.rows);
+    let rank0 = data
+        .and_then(|d| d.checked_add(shape.bytes_of_rows(shape.test_rows)?))
+        .and_then(|d| d.checked_add(vectors(12, model_dim(cfg.model, shape)?)?));
+    refuse_if_too_big(cfg, shape, "rank 0", rank0)?;
+    let dense_t = (shape.rows as u128)
+        .checked_mul(shape.features as u128)
+        .and_then(|v| v.checked_mul(8));
+    let worker = data.and_then(|d| d.checked_mul(2)?.checked_add(dense_t?));
+    refuse_if_too_big(cfg, shape, "each worker", worker)
+}
+
+fn run_matvec(world: &World, cfg: &RunConfig, code: &MdsCode) -> Result<i32> {
+    let rank = world.rank();
+    let (shape, model) = match start(world, cfg, |shape| fits_matvec(cfg, shape))? {
+        Ok(s) => s,
+        Err(code) => return Ok(code),
+    };
+    let lay = match layouts(code, shape.rows, shape.features) {
+        Ok(l) => l,
+        Err(e) => return rank_result(rank, e),
+    };
+    let local: Result<Loaded> = if rank == 0 {
+        let extra = vec![
+            ("code_name".into(), AttrValue::Str(cfg.code.name().into())),
+            ("k".into(), AttrValue::U64(code.threshold() as u64)),
+            ("decoder_used".into(), AttrValue::Str("mds-matvec".into())),
+        ];
+        let matrix = code.generator().as_standard_layout().into_owned();
+        setup_rank0(cfg, model.as_ref(), matrix, extra, world.size()).and_then(|mut r0| {
+            r0.train = Some(dataset::read_all(&cfg.data, Split::Train)?);
+            Ok(Loaded::Rank0(Box::new(r0)))
+        })
+    } else {
+        dataset::read_all(&cfg.data, Split::Train)
+            .map_err(Error::from)
+            .and_then(|d| worker_blocks(code, &lay, rank - 1, &d.x))
+            .map(Loaded::Blocks)
+    };
+    match gather_startup(world, local)? {
+        Err(code) => Ok(code),
+        Ok(Loaded::Rank0(mut r0)) => {
+            let Some(data) = r0.train.take() else {
+                return Err(Error::Check(
+                    "internal: rank 0 training split missing".into(),
+                ));
+            };
+            let mut engine =
+                MatVecGradients::new(world.transport(), cfg, code, &lay, model.as_ref(), &data);
+            finish_rank0(cfg, model.as_ref(), shape.rows, *r0, &mut engine)
+        }
+        Ok(Loaded::Blocks(blocks)) => {
+            let mut job = crate::linalg::serve::BlockWorker::new(&blocks);
+            serve(world, cfg, 1, &mut job)
+        }
+        Ok(_) => Err(Error::Check("internal: unexpected start-up state".into())),
+    }
+}
+
+/// Memory of the serial reference: the whole data and a few parameter vectors.
+fn fits_reference(cfg: &RunConfig, info: &dataset::DatasetInfo) -> Result<()> {
+    let shape = DataShape::from(info);
+    let need = shape
+        .bytes_of_rows(shape.rows + shape.test_rows)
+        .and_then(|d| d.checked_add(vectors(8, model_dim(cfg.model, &shape)?)?));
+    refuse_if_too_big(cfg, &shape, "the serial reference", need)
 }
 
 fn run_reference(args: &TrainArgs) -> Result<i32> {
     let cfg = RunConfig::from_args(args, 1)?;
-    warn_if_root();
-    cfg.check_paths()?;
+    super::warn_if_root();
+    cfg.job.check_output(cfg.resume)?;
     // The same resource-limited child validator as the MPI path (BI-1..BI-3): libhdf5 is not
     // safe on crafted files, so nothing in this process opens the dataset before it passes.
     crate::io::validate::validate_isolated(&cfg.data).and_then(|r| r.into_result(&cfg.data))?;
+    let info = dataset::inspect(&cfg.data)?;
+    fits_reference(&cfg, &info)?;
+    let train = dataset::read_all(&cfg.data, Split::Train)?;
+    let model = model::build(cfg.model, train.n_features(), train.task)?;
+    let r0 = setup_rank0(
+        &cfg,
+        model.as_ref(),
+        ndarray::Array2::ones((1, 1)),
+        Vec::new(),
+        1,
+    )?;
     log::info!(
         "gradcode {} serial reference, effective config:\n{}",
         crate::VERSION,
         cfg.to_toml()
     );
-    let train = dataset::read_all(&cfg.data, Split::Train)?;
-    let info = dataset::inspect(&cfg.data)?;
-    let test = if info.test_rows.is_some() {
-        Some(dataset::read_all(&cfg.data, Split::Test)?)
-    } else {
-        None
-    };
-    let model = model::build(cfg.model, train.n_features(), train.task)?;
-    std::fs::create_dir_all(&cfg.out).map_err(|e| crate::io::IoError::os(&cfg.out, e))?;
-    let config_toml = cfg.to_toml();
-    let (code_attrs, env_attrs) = provenance(1);
-    let mut config = config_attrs(&cfg);
-    config.push((
-        "config_sha256".into(),
-        AttrValue::Str(cfg.trajectory_hash()),
-    ));
-    let meta = RunMeta {
-        code: code_attrs,
-        env: env_attrs,
-        config,
-        config_toml,
-        code_matrix: ndarray::Array2::ones((1, 1)),
-        n_workers: 1,
-    };
-    let path = cfg.results_path();
-    crate::io::check_overwrite(&path, cfg.force)?;
-    let mut writer = RunWriter::create(&path, &meta, None)?;
-    let start = std::time::Instant::now();
-    let mut write_err = None;
-    let run = crate::reference::train(
-        &cfg,
-        model.as_ref(),
-        &train,
-        test.as_ref(),
-        |t, loss, wall, ev| {
-            let mut rec = IterationRecord::new(1);
-            rec.set("iteration", t as f64);
-            rec.set("wall_s", wall);
-            rec.set("elapsed_s", start.elapsed().as_secs_f64());
-            rec.set("train_loss", loss);
-            rec.set("n_responders", 1.0);
-            rec.set("exact", 1.0);
-            rec.set("decode_residual", 0.0);
-            if let Some(ev) = ev {
-                rec.set_test(&ev);
-            }
-            if let Err(e) = writer.append(&rec) {
-                write_err.get_or_insert(e);
-            }
-            if t % cfg.log_every == 0 || t + 1 == cfg.iterations {
-                log::info!("reference it {t:>5}/{}  loss {loss:.6}", cfg.iterations);
-            }
+    let mut engine = SerialGradients::new(model.as_ref(), &train);
+    let outcome = train::run(
+        Setup {
+            cfg: &cfg,
+            model: model.as_ref(),
+            n_rows: train.n_rows(),
+            test: r0.test,
+            writer: r0.writer,
+            resume: r0.resume,
+            initial: r0.initial,
         },
+        &mut engine,
     );
-    if let Some(e) = write_err {
-        return Err(e.into());
+    if let Some(e) = outcome.error {
+        if matches!(outcome.status, RunStatus::Failed | RunStatus::Diverged) {
+            eprintln!("gradcode: error: {e}");
+        }
     }
-    let mut summary = vec![(
-        "final_train_loss".into(),
-        AttrValue::F64(run.train_loss.last().copied().unwrap_or(f64::NAN)),
-    )];
-    summary.extend(results::test_summary(run.test.as_ref()));
-    if let Some(ev) = &run.test {
-        println!("reference: {ev}");
-    }
-    writer.finish(&FinalRecord {
-        status: "complete".into(),
-        w_final: run.w,
-        validation: vec![("check".into(), AttrValue::Str("REFERENCE".into()))],
-        summary,
-        per_worker: Vec::new(),
-    })?;
-    println!(
-        "reference: final train loss {:.6}; results: {}",
-        run.train_loss.last().copied().unwrap_or(f64::NAN),
-        path.display()
-    );
-    Ok(0)
+    Ok(outcome.status.exit_code())
 }
 
 /// Whether `path` looks like a results file of a finished run (used by tests and scripts).

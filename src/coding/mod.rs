@@ -43,6 +43,7 @@ macro_rules! layout_methods {
 }
 
 mod approx;
+mod choice;
 mod cyclic;
 mod decode;
 mod expander;
@@ -50,6 +51,7 @@ mod frc;
 mod uncoded;
 
 pub use approx::ApproxCode;
+pub use choice::TrainCode;
 pub use cyclic::{mds_generator, CyclicMds, CyclicRepetition};
 pub use decode::{least_squares_decode, residual_of, uniform_decode};
 pub use expander::{random_regular_graph, second_eigenvalue};

@@ -1,15 +1,38 @@
-//! Transport between rank 0 and the workers.
+//! The one protocol between rank 0 and the workers (GUIDE §2), written once.
 //!
-//! [`protocol`] defines message kinds, tags and the checked header (pure, unit-tested);
-//! [`mpi`] holds the MPI plumbing (send buffers that outlive nonblocking sends, checked matched
-//! receives, job-wide abort). The collection loop itself lives in `coordinator`, the worker loop
-//! in `worker`.
+//! - [`protocol`]: message kinds, tags and the checked header (pure).
+//! - [`Collector`] ([`collector`]): rank 0's side. Posts parameters from a ring of buffers shared
+//!   by all destinations, receives every message with a matched probe, checks every header and
+//!   payload (an invalid message is an erasure, counted and never used), collects until the
+//!   responders are decodable or the deadline policy says stop, drains late messages and records
+//!   them, gathers the uncoded pieces of a correctness check, and at the end sends STOP and
+//!   reconciles message counts so that every send completes.
+//! - [`WorkerLink`] ([`link`]): a worker's side. Blocks for the newest parameters, hands them to
+//!   the job's [`link::WorkerJob`], injects the seeded straggler delays, sends each result with a
+//!   nonblocking send from double buffers, and answers STOP with its message count.
+//! - Transports behind two traits, each with two implementations: [`mpi`] (rsmpi point-to-point,
+//!   the only place that calls it) and [`local`] (threads and channels in one process, for unit
+//!   tests of the protocol without `mpirun`).
 //!
-//! Not implemented: an in-process transport for protocol unit tests (the protocol is tested by
-//! running the real binary under `mpirun`).
+//! Every MPI job (`train`, `matvec`, `matmul`, coded training through mat-vecs) talks through
+//! these two types. What a job computes and how rank 0 decides that a round is complete stay with
+//! the job ([`link::WorkerJob`], [`collector::Rule`]).
+//!
+//! Unit tests of the protocol run rank 0 and the workers as threads over [`local`] (`tests.rs`).
+//!
+//! Not here: collectives after start-up (there are none on the data path: GUIDE §2, Open MPI 4.1
+//! has no fault tolerance), neighbour-to-neighbour exchange between workers.
 
+pub mod collector;
+pub mod link;
+pub mod local;
 pub mod mpi;
 pub mod protocol;
+#[cfg(test)]
+mod tests;
+
+pub use collector::{Collected, Collector, CollectorSpec, OnDeadline, Round, Rule};
+pub use link::{Responder, WorkerJob, WorkerLink, WorkerSummary};
 
 use thiserror::Error;
 
@@ -17,7 +40,7 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum CommError {
     #[error("protocol violation from rank {rank}: {reason}")]
-    Protocol { rank: i32, reason: String },
+    Protocol { rank: usize, reason: String },
     #[error("iteration {iteration}: no decodable set of responders after {waited_ms:.0} ms (--max-wait-ms); {have} of {n} workers answered; silent workers (ranks): {silent:?}")]
     Timeout {
         iteration: u64,
@@ -28,4 +51,75 @@ pub enum CommError {
     },
     #[error("{0}")]
     Fatal(String),
+}
+
+/// A message that has arrived and is matched to this receiver (no other receive can take it);
+/// it must be received with the transport that probed it.
+#[derive(Debug)]
+pub struct Incoming<M> {
+    /// Sender's rank.
+    pub source: usize,
+    /// The message's tag.
+    pub tag: i32,
+    /// Values in the message.
+    pub len: usize,
+    handle: M,
+}
+
+/// A send buffer that may be read by nonblocking sends in flight. Writing waits for them.
+pub trait SendSlot {
+    /// Values in the buffer.
+    fn len(&self) -> usize;
+    /// Whether the buffer has no values.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The buffer for writing; waits until no send reads from it.
+    fn write(&mut self) -> &mut [f64];
+    /// Read access.
+    fn read(&self) -> &[f64];
+    /// Whether no send reads from the buffer any more (completes what has completed).
+    fn is_free(&mut self) -> bool;
+    /// Block until every send from this buffer has completed.
+    fn wait(&mut self);
+}
+
+/// Rank 0's end of the transport.
+pub trait Transport {
+    /// The send buffer type.
+    type Buf: SendSlot;
+    /// What a matched probe holds until the receive.
+    type Handle;
+    /// A zeroed send buffer of `len` values.
+    fn buffer(&self, len: usize) -> Self::Buf;
+    /// Post a nonblocking send of the first `len` values of `buf` to rank `to`.
+    fn post(&mut self, buf: &mut Self::Buf, to: usize, tag: i32, len: usize);
+    /// A small blocking send (STOP).
+    fn send(&mut self, to: usize, tag: i32, data: &[f64]);
+    /// The next message from any rank, matched, without waiting.
+    fn probe(&mut self) -> Option<Incoming<Self::Handle>>;
+    /// Receive a matched message; `into` has exactly `msg.len` values.
+    fn receive(&mut self, msg: Incoming<Self::Handle>, into: &mut [f64]);
+}
+
+/// A worker's end of the transport (it talks only to rank 0).
+pub trait WorkerTransport {
+    /// The send buffer type.
+    type Buf: SendSlot;
+    /// What a matched probe holds until the receive.
+    type Handle;
+    /// This worker's rank (1..=n).
+    fn rank(&self) -> usize;
+    /// A zeroed send buffer of `len` values.
+    fn buffer(&self, len: usize) -> Self::Buf;
+    /// Post a nonblocking send of the first `len` values of `buf` to rank 0.
+    fn post(&mut self, buf: &mut Self::Buf, tag: i32, len: usize);
+    /// A small blocking send to rank 0 (ACK, an abandoned part).
+    fn send(&mut self, tag: i32, data: &[f64]);
+    /// Block until a message from rank 0 arrives; matched.
+    fn wait(&mut self) -> Incoming<Self::Handle>;
+    /// Receive a matched message; `into` has exactly `msg.len` values.
+    fn receive(&mut self, msg: Incoming<Self::Handle>, into: &mut [f64]);
+    /// Whether a message with `tag` from rank 0 is waiting.
+    fn waiting(&mut self, tag: i32) -> bool;
 }

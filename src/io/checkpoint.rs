@@ -111,6 +111,7 @@ pub fn save(dir: &Path, c: &Checkpoint) -> Result<PathBuf, IoError> {
             .map_err(e)?;
         // Test-only fault plan (crate::faults): fail here, with a partly written temporary, the
         // way a full disk fails a write.
+        #[cfg(feature = "fault-injection")]
         if crate::faults::active().is_some_and(|p| p.checkpoint_fails(c.iteration)) {
             log::warn!(
                 "fault plan: checkpoint write of iteration {} fails with ENOSPC",

@@ -5,6 +5,7 @@ pub mod checkpoint;
 pub mod convert;
 pub mod dataset;
 pub mod matrix;
+pub mod metrics;
 pub mod results;
 pub mod validate;
 
@@ -67,6 +68,12 @@ impl IoError {
             }
         }
     }
+}
+
+/// The HDF5 library's version, for provenance.
+pub fn hdf5_version() -> String {
+    let (a, b, c) = hdf5::library_version();
+    format!("{a}.{b}.{c}")
 }
 
 /// Refuse to overwrite `path` unless `force`.

@@ -6,8 +6,10 @@
 //! (every effective setting as a typed attribute plus the whole TOML), `/code_matrix/B`,
 //! `/metrics/*` (one resizable dataset per metric, units in the name), `/timing/arrival_s`,
 //! `/timing/compute_s` and `/stragglers/injected_s` ([iteration, worker], NaN = missed; the
-//! delay as the worker reported applying it, inf = failed),
-//! and at the end `/model/w_final`, `/validation`, `/summary`.
+//! delay as the worker reported applying it, inf = failed), `/stragglers/planned_s` (every delay
+//! the straggler model drew), `/late/*` (one row per message that arrived after its iteration was
+//! decoded: [`LateColumn`]), and at the end `/model/w_final`, `/validation`, `/summary`. The
+//! metric names are enums ([`Metric`], [`WorkerMetric`], in [`super::metrics`]).
 //!
 //! Crash safety: the file uses the latest HDF5 format and SWMR writing during the iteration loop.
 //! Rows are buffered in memory and written in one batch (one resize and one write per dataset),
@@ -25,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use hdf5::types::VarLenUnicode;
 use hdf5::{Dataset, File, Group, H5Type, OpenMode};
-use ndarray::{s, Array1, Array2, ArrayView1, ArrayView2};
+use ndarray::{s, Array1, Array2, ArrayView2};
 
 use super::IoError;
 use crate::model::Evaluation;
@@ -33,84 +35,9 @@ use crate::model::Evaluation;
 /// Version of this layout, written as `schema_version`.
 pub const SCHEMA_VERSION: u32 = 1;
 
-/// Scalar per-iteration metrics, in `/metrics`, all f64 (counts are exact integers).
-pub const SCALAR_METRICS: &[&str] = &[
-    "iteration",
-    "wall_s",
-    "elapsed_s",
-    "decode_s",
-    "oracle_s",
-    "train_loss",
-    "test_loss",
-    "test_accuracy",
-    "test_auc",
-    "n_responders",
-    "exact",
-    "decode_residual",
-    "error_bound",
-    "cond",
-    "grad_rel_err",
-    "late",
-    "rejected",
-    "bytes_received",
-    "stale",
-];
-
-/// Per-(iteration, worker) matrices: (group, name).
-/// `timing/chunks` counts the chunks (partial results) of each worker that arrived on time;
-/// `timing/stale_age` is 0 for a fresh response, 1 for one folded in a iteration late
-/// (`--reuse-stale`), NaN for none.
-pub const WORKER_METRICS: &[(&str, &str)] = &[
-    ("timing", "arrival_s"),
-    ("timing", "compute_s"),
-    ("stragglers", "injected_s"),
-    ("timing", "chunks"),
-    ("timing", "stale_age"),
-];
-
-/// One row of results.
-#[derive(Debug, Clone, PartialEq)]
-pub struct IterationRecord {
-    /// Values in the order of [`SCALAR_METRICS`].
-    pub scalars: Vec<f64>,
-    /// Rows in the order of [`WORKER_METRICS`], each of length n (NaN = missed).
-    pub per_worker: [Vec<f64>; WORKER_METRICS.len()],
-}
-
-impl IterationRecord {
-    /// A record for `n` workers with every value NaN.
-    pub fn new(n: usize) -> Self {
-        IterationRecord {
-            scalars: vec![f64::NAN; SCALAR_METRICS.len()],
-            per_worker: std::array::from_fn(|_| vec![f64::NAN; n]),
-        }
-    }
-    /// Every value back to NaN (reuse one record across iterations without allocating).
-    pub fn reset(&mut self) {
-        self.scalars.fill(f64::NAN);
-        self.per_worker.iter_mut().for_each(|r| r.fill(f64::NAN));
-    }
-    /// Set scalar `name` (one of [`SCALAR_METRICS`]).
-    pub fn set(&mut self, name: &str, v: f64) {
-        if let Some(i) = SCALAR_METRICS.iter().position(|m| *m == name) {
-            self.scalars[i] = v;
-        }
-    }
-    /// Record an evaluation of the test split: `test_loss`, `test_accuracy`, `test_auc` (NaN
-    /// for what the model does not measure).
-    pub fn set_test(&mut self, ev: &Evaluation) {
-        self.set("test_loss", ev.loss);
-        self.set("test_accuracy", ev.accuracy.unwrap_or(f64::NAN));
-        self.set("test_auc", ev.auc.unwrap_or(f64::NAN));
-    }
-    /// Scalar `name`.
-    pub fn get(&self, name: &str) -> f64 {
-        SCALAR_METRICS
-            .iter()
-            .position(|m| *m == name)
-            .map_or(f64::NAN, |i| self.scalars[i])
-    }
-}
+pub use super::metrics::{
+    IterationRecord, LateColumn, LateRow, Metric, RecordedRows, WorkerMetric,
+};
 
 /// The `/summary` attributes of the last evaluation of the test split: `final_test_loss`,
 /// `final_test_accuracy`, `final_test_auc` (NaN when never evaluated or not measured).
@@ -130,46 +57,6 @@ pub fn test_summary(ev: Option<&Evaluation>) -> [(String, AttrValue); 3] {
             AttrValue::F64(ev.and_then(|e| e.auc).unwrap_or(nan)),
         ),
     ]
-}
-
-/// All rows of a results file, as columns.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RecordedRows {
-    /// Columns in the order of [`SCALAR_METRICS`].
-    pub scalars: Vec<Array1<f64>>,
-    /// Matrices in the order of [`WORKER_METRICS`].
-    pub per_worker: Vec<Array2<f64>>,
-}
-
-impl RecordedRows {
-    /// Number of rows.
-    pub fn len(&self) -> usize {
-        self.scalars.first().map_or(0, |c| c.len())
-    }
-    /// Whether there are no rows.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-    /// Column `name` of [`SCALAR_METRICS`].
-    pub fn column(&self, name: &str) -> Option<ArrayView1<'_, f64>> {
-        SCALAR_METRICS
-            .iter()
-            .position(|m| *m == name)
-            .map(|i| self.scalars[i].view())
-    }
-    /// Row `i` as a record. A per-worker metric absent from the file (no columns: written by
-    /// an older version, or lost) reads as NaN for every worker, so the row can be appended to a
-    /// results file (resume) like any other.
-    pub fn row(&self, i: usize) -> IterationRecord {
-        let n = self.per_worker.iter().map(|m| m.ncols()).max().unwrap_or(0);
-        IterationRecord {
-            scalars: self.scalars.iter().map(|c| c[i]).collect(),
-            per_worker: std::array::from_fn(|k| match self.per_worker.get(k) {
-                Some(m) if m.ncols() > 0 => m.row(i).to_vec(),
-                _ => vec![f64::NAN; n],
-            }),
-        }
-    }
 }
 
 /// A typed attribute value.
@@ -295,8 +182,12 @@ pub struct RunWriter {
     /// once the buffers have grown), and when the oldest of them arrived.
     pending: usize,
     pending_scalars: Vec<f64>,
-    pending_workers: [Vec<f64>; WORKER_METRICS.len()],
+    pending_workers: [Vec<f64>; WorkerMetric::COUNT],
     pending_since: Instant,
+    /// `/late` columns, late rows written, and late rows buffered (row-major).
+    late: Vec<Dataset>,
+    late_rows: usize,
+    pending_late: Vec<f64>,
     /// Scratch column for writing one scalar metric.
     column: Vec<f64>,
 }
@@ -410,24 +301,30 @@ impl RunWriter {
         ] {
             group(path, &file, g)?;
         }
+        group(path, &file, "late")?;
         let n = meta.n_workers;
-        let mut scalars = Vec::new();
-        for name in SCALAR_METRICS {
-            let ds = file
-                .new_dataset::<f64>()
+        let column = |name: String| {
+            file.new_dataset::<f64>()
                 .chunk(256)
                 .shape(0..)
-                .create(format!("metrics/{name}").as_str())
-                .map_err(&e)?;
-            scalars.push(ds);
-        }
+                .create(name.as_str())
+                .map_err(&e)
+        };
+        let scalars = Metric::ALL
+            .iter()
+            .map(|m| column(format!("metrics/{}", m.name())))
+            .collect::<Result<Vec<_>, _>>()?;
+        let late = LateColumn::ALL
+            .iter()
+            .map(|c| column(format!("late/{}", c.name())))
+            .collect::<Result<Vec<_>, _>>()?;
         let mut per_worker = Vec::new();
-        for (g, name) in WORKER_METRICS {
+        for m in WorkerMetric::ALL {
             let ds = file
                 .new_dataset::<f64>()
                 .chunk((64, n.max(1)))
                 .shape((0.., n))
-                .create(format!("{g}/{name}").as_str())
+                .create(m.path().as_str())
                 .map_err(&e)?;
             per_worker.push(ds);
         }
@@ -443,10 +340,16 @@ impl RunWriter {
             pending_workers: Default::default(),
             pending_since: Instant::now(),
             column: Vec::new(),
+            late,
+            late_rows: 0,
+            pending_late: Vec::new(),
         };
         if let Some(rows) = initial {
             for i in 0..rows.len() {
                 w.buffer(&rows.row(i))?;
+            }
+            for l in &rows.late {
+                w.pending_late.extend_from_slice(&l.values());
             }
             w.write_pending()?;
         }
@@ -457,22 +360,12 @@ impl RunWriter {
 
     /// Copy one row into the pending buffers.
     fn buffer(&mut self, rec: &IterationRecord) -> Result<(), IoError> {
-        if rec.scalars.len() != SCALAR_METRICS.len() {
-            return Err(IoError::layout(
-                &self.path,
-                format!(
-                    "row of {} scalars, expected {}",
-                    rec.scalars.len(),
-                    SCALAR_METRICS.len()
-                ),
-            ));
-        }
-        if let Some(row) = rec.per_worker.iter().find(|r| r.len() != self.n) {
+        if rec.workers() != self.n {
             return Err(IoError::layout(
                 &self.path,
                 format!(
                     "per-worker row of {} values for {} workers",
-                    row.len(),
+                    rec.workers(),
                     self.n
                 ),
             ));
@@ -480,9 +373,9 @@ impl RunWriter {
         if self.pending == 0 {
             self.pending_since = Instant::now();
         }
-        self.pending_scalars.extend_from_slice(&rec.scalars);
-        for (buf, row) in self.pending_workers.iter_mut().zip(&rec.per_worker) {
-            buf.extend_from_slice(row);
+        self.pending_scalars.extend_from_slice(rec.scalars());
+        for (buf, m) in self.pending_workers.iter_mut().zip(WorkerMetric::ALL) {
+            buf.extend_from_slice(rec.worker(*m));
         }
         self.pending += 1;
         Ok(())
@@ -490,12 +383,13 @@ impl RunWriter {
 
     /// Write every buffered row: one resize and one hyperslab write per dataset.
     fn write_pending(&mut self) -> Result<(), IoError> {
+        self.write_late()?;
         let k = self.pending;
         if k == 0 {
             return Ok(());
         }
         let e = h5e(&self.path);
-        let (r, n, m) = (self.rows, self.n, SCALAR_METRICS.len());
+        let (r, n, m) = (self.rows, self.n, Metric::COUNT);
         for (i, ds) in self.scalars.iter().enumerate() {
             self.column.clear();
             self.column
@@ -515,6 +409,33 @@ impl RunWriter {
         self.pending_scalars.clear();
         self.pending_workers.iter_mut().for_each(Vec::clear);
         Ok(())
+    }
+
+    /// Write the buffered late rows: one resize and one write per column.
+    fn write_late(&mut self) -> Result<(), IoError> {
+        let m = LateColumn::COUNT;
+        let k = self.pending_late.len() / m;
+        if k == 0 {
+            return Ok(());
+        }
+        let e = h5e(&self.path);
+        let r = self.late_rows;
+        for (i, ds) in self.late.iter().enumerate() {
+            self.column.clear();
+            self.column
+                .extend(self.pending_late.iter().skip(i).step_by(m).copied());
+            ds.resize(r + k).map_err(&e)?;
+            ds.write_slice(self.column.as_slice(), s![r..r + k])
+                .map_err(&e)?;
+        }
+        self.late_rows += k;
+        self.pending_late.clear();
+        Ok(())
+    }
+
+    /// Append a late arrival; written with the next rows.
+    pub fn append_late(&mut self, row: &LateRow) {
+        self.pending_late.extend_from_slice(&row.values());
     }
 
     /// Append one iteration (copied; the caller may reuse `rec`). It reaches the file (written
@@ -566,6 +487,7 @@ impl RunWriter {
         let e = h5e(&path);
         drop(self.scalars);
         drop(self.per_worker);
+        drop(self.late);
         self.file.close().map_err(&e)?;
         let file = File::open_rw(&path).map_err(&e)?;
         let model = group(&path, &file, "model")?;
@@ -628,8 +550,9 @@ pub fn status(file: &File) -> Option<String> {
         .map(|s| s.as_str().trim().to_string())
 }
 
-/// Read every row of a results file (the first `limit` when given). Columns missing from an older
-/// or partial file read as NaN.
+/// Read every row of a results file (the first `limit` when given), and its late arrivals (those
+/// received during the rows kept). Columns missing from an older or partial file read as NaN;
+/// per-worker metrics missing from it have no columns ([`RecordedRows::has`]).
 pub fn read_rows(path: &Path, limit: Option<usize>) -> Result<RecordedRows, IoError> {
     let file = open(path)?;
     let _ = read_f64_attr(&file, "schema_version");
@@ -638,49 +561,60 @@ pub fn read_rows(path: &Path, limit: Option<usize>) -> Result<RecordedRows, IoEr
         .dataset("metrics/iteration")
         .map_err(|_| IoError::layout(path, "no /metrics/iteration: not a gradcode results file"))?;
     let mut rows = it.shape().first().copied().unwrap_or(0);
-    let widths: Vec<usize> = WORKER_METRICS
+    let worker_ds: Vec<Option<Dataset>> = WorkerMetric::ALL
         .iter()
-        .map(|(g, n)| {
-            file.dataset(&format!("{g}/{n}"))
-                .map(|d| d.shape().get(1).copied().unwrap_or(0))
-                .unwrap_or(0)
-        })
+        .map(|m| file.dataset(&m.path()).ok())
+        .collect();
+    let scalar_ds: Vec<Option<Dataset>> = Metric::ALL
+        .iter()
+        .map(|m| file.dataset(&format!("metrics/{}", m.name())).ok())
         .collect();
     // Under SWMR a killed writer may have extended some datasets and not others: keep the rows
     // present everywhere.
-    for name in SCALAR_METRICS {
-        if let Ok(ds) = file.dataset(&format!("metrics/{name}")) {
-            rows = rows.min(ds.shape().first().copied().unwrap_or(0));
-        }
-    }
-    for (g, n) in WORKER_METRICS {
-        if let Ok(ds) = file.dataset(&format!("{g}/{n}")) {
-            rows = rows.min(ds.shape().first().copied().unwrap_or(0));
-        }
+    for ds in scalar_ds.iter().chain(&worker_ds).flatten() {
+        rows = rows.min(ds.shape().first().copied().unwrap_or(0));
     }
     if let Some(l) = limit {
         rows = rows.min(l);
     }
     let mut scalars = Vec::new();
-    for name in SCALAR_METRICS {
-        let col = match file.dataset(&format!("metrics/{name}")) {
-            Ok(ds) => ds.read_slice_1d::<f64, _>(s![0..rows]).map_err(&e)?,
-            Err(_) => Array1::from_elem(rows, f64::NAN),
-        };
-        scalars.push(col);
+    for ds in &scalar_ds {
+        scalars.push(match ds {
+            Some(ds) => ds.read_slice_1d::<f64, _>(s![0..rows]).map_err(&e)?,
+            None => Array1::from_elem(rows, f64::NAN),
+        });
     }
     let mut per_worker = Vec::new();
-    for ((g, n), w) in WORKER_METRICS.iter().zip(widths) {
-        let m = match file.dataset(&format!("{g}/{n}")) {
-            Ok(ds) => ds.read_slice_2d::<f64, _>(s![0..rows, ..]).map_err(&e)?,
-            Err(_) => Array2::from_elem((rows, w), f64::NAN),
-        };
-        per_worker.push(m);
+    for ds in &worker_ds {
+        per_worker.push(match ds {
+            Some(ds) => ds.read_slice_2d::<f64, _>(s![0..rows, ..]).map_err(&e)?,
+            None => Array2::zeros((rows, 0)),
+        });
     }
     Ok(RecordedRows {
         scalars,
         per_worker,
+        present: worker_ds.iter().map(Option::is_some).collect(),
+        late: read_late(&file, path, limit.map(|_| rows as u64))?,
     })
+}
+
+/// The late arrivals (none in older files); with `rows`, only those received during the first
+/// `rows` iterations (the part of a run a resume keeps).
+fn read_late(file: &File, path: &Path, rows: Option<u64>) -> Result<Vec<LateRow>, IoError> {
+    let e = h5e(path);
+    let mut cols = Vec::new();
+    for c in LateColumn::ALL {
+        match file.dataset(&format!("late/{}", c.name())) {
+            Ok(ds) => cols.push(ds.read_1d::<f64>().map_err(&e)?),
+            Err(_) => return Ok(Vec::new()),
+        }
+    }
+    let len = cols.iter().map(Array1::len).min().unwrap_or(0);
+    Ok((0..len)
+        .map(|i| LateRow::from_values(&std::array::from_fn(|c| cols[c][i])))
+        .filter(|row| rows.map_or(true, |r| row.received_during < r))
+        .collect())
 }
 
 /// Read a 1-D f64 dataset, e.g. `model/w_final`.
@@ -705,6 +639,20 @@ pub fn read_str_attr(path: &Path, group: &str, name: &str) -> Result<String, IoE
         .and_then(|a| a.read_scalar::<VarLenUnicode>())
         .map(|s| s.as_str().trim().to_string())
         .map_err(|_| IoError::layout(path, format!("no string attribute {name} on /{group}")))
+}
+
+/// Read a numeric attribute `name` of group `group` ("" for the root) as f64.
+pub fn read_num_attr(path: &Path, group: &str, name: &str) -> Result<f64, IoError> {
+    let file = open(path)?;
+    let loc: hdf5::Group = if group.is_empty() {
+        (*file).clone()
+    } else {
+        file.group(group)
+            .map_err(|_| IoError::layout(path, format!("no /{group}")))?
+    };
+    loc.attr(name)
+        .and_then(|a| a.read_scalar::<f64>())
+        .map_err(|_| IoError::layout(path, format!("no numeric attribute {name} on /{group}")))
 }
 
 /// Keep `H5Type` in scope for generic helpers above.
@@ -791,10 +739,11 @@ pub fn recover(path: &Path) -> Result<Recovery, IoError> {
         .dataset("code_matrix/B")
         .and_then(|d| d.read_2d::<f64>())
         .map_err(&e)?;
-    let n_workers = rows
-        .per_worker
-        .first()
-        .map_or(code_matrix.nrows(), |m| m.ncols());
+    let n_workers = if rows.has(WorkerMetric::ArrivalS) {
+        rows.workers()
+    } else {
+        code_matrix.nrows()
+    };
     let meta = RunMeta {
         code: grp("code"),
         env: grp("env"),
@@ -903,9 +852,11 @@ mod tests {
 
     fn rec(i: usize, n: usize) -> IterationRecord {
         let mut r = IterationRecord::new(n);
-        r.set("iteration", i as f64);
-        r.set("train_loss", 1.0 / (i as f64 + 1.0));
-        r.per_worker[0] = (0..n).map(|w| (10 * i + w) as f64).collect();
+        r.set(Metric::Iteration, i as f64);
+        r.set(Metric::TrainLoss, 1.0 / (i as f64 + 1.0));
+        for (w, v) in r.worker_mut(WorkerMetric::ArrivalS).iter_mut().enumerate() {
+            *v = (10 * i + w) as f64;
+        }
         r
     }
 
@@ -935,12 +886,12 @@ mod tests {
         .unwrap();
         let rows = read_rows(&path, None).unwrap();
         assert_eq!(rows.len(), 8);
-        let it = rows.column("iteration").unwrap();
+        let it = rows.column(Metric::Iteration);
         assert!(it.iter().enumerate().all(|(i, &v)| v == i as f64));
-        let loss = rows.column("train_loss").unwrap();
+        let loss = rows.column(Metric::TrainLoss);
         assert!((loss[7] - 1.0 / 8.0).abs() < 1e-15);
         let r6 = rows.row(6);
-        assert_eq!(r6.per_worker[0], vec![60.0, 61.0, 62.0]);
+        assert_eq!(r6.worker(WorkerMetric::ArrivalS), [60.0, 61.0, 62.0]);
     }
 
     #[test]
@@ -959,7 +910,7 @@ mod tests {
         w.append(&rec(3, 2)).unwrap();
         w.finish(&FinalRecord::default()).unwrap();
         let rows = read_rows(&second, None).unwrap();
-        let it = rows.column("iteration").unwrap();
+        let it = rows.column(Metric::Iteration);
         assert_eq!(it.to_vec(), vec![0.0, 1.0, 2.0, 3.0]);
     }
 
@@ -980,18 +931,51 @@ mod tests {
             f.unlink("timing/stale_age").unwrap();
         }
         let kept = read_rows(&old, None).unwrap();
-        let k = WORKER_METRICS
-            .iter()
-            .position(|m| *m == ("timing", "stale_age"))
-            .unwrap();
-        assert_eq!(kept.per_worker[k].ncols(), 0);
+        assert!(!kept.has(WorkerMetric::StaleAge));
+        assert_eq!(kept.worker(WorkerMetric::StaleAge).ncols(), 0);
         let r = kept.row(1);
-        assert!(r.per_worker[k].len() == 3 && r.per_worker[k].iter().all(|v| v.is_nan()));
-        assert_eq!(r.per_worker[0], vec![10.0, 11.0, 12.0]);
+        let ages = r.worker(WorkerMetric::StaleAge);
+        assert!(ages.len() == 3 && ages.iter().all(|v| v.is_nan()));
+        assert_eq!(r.worker(WorkerMetric::ArrivalS), [10.0, 11.0, 12.0]);
         let new = dir.path().join("new.h5");
         let mut w = RunWriter::create(&new, &meta(3), Some(&kept)).unwrap();
         w.append(&rec(3, 3)).unwrap();
         w.finish(&FinalRecord::default()).unwrap();
         assert_eq!(read_rows(&new, None).unwrap().len(), 4);
+    }
+
+    /// Late arrivals go to `/late`, survive a resume, and are read back with the rows they were
+    /// received during.
+    #[test]
+    fn late_arrivals_are_written_and_kept_across_a_resume() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.h5");
+        let late = |during: u64| LateRow {
+            received_during: during,
+            iteration: during - 1,
+            rank: 2,
+            phase: 0,
+            part: 0,
+            delay_s: 0.3,
+            compute_s: 0.01,
+            injected_s: 0.28,
+            used: false,
+        };
+        let mut w = RunWriter::create(&path, &meta(2), None).unwrap();
+        for i in 0..4 {
+            w.append(&rec(i, 2)).unwrap();
+            if i > 0 {
+                w.append_late(&late(i as u64));
+            }
+        }
+        w.finish(&FinalRecord::default()).unwrap();
+        let rows = read_rows(&path, None).unwrap();
+        assert_eq!(rows.late, vec![late(1), late(2), late(3)]);
+        let kept = read_rows(&path, Some(2)).unwrap();
+        assert_eq!(kept.late, vec![late(1)]);
+        let again = dir.path().join("again.h5");
+        let w = RunWriter::create(&again, &meta(2), Some(&kept)).unwrap();
+        w.finish(&FinalRecord::default()).unwrap();
+        assert_eq!(read_rows(&again, None).unwrap().late, vec![late(1)]);
     }
 }

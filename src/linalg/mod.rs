@@ -51,6 +51,7 @@ pub mod cond;
 pub mod job;
 pub mod lcc;
 pub mod poly;
+pub mod serve;
 pub mod stream;
 
 #[cfg(test)]
@@ -94,27 +95,6 @@ impl LinalgError {
         LinalgError::Invalid {
             family: family.to_string(),
             reason: reason.into(),
-        }
-    }
-}
-
-impl From<LinalgError> for crate::error::Error {
-    fn from(e: LinalgError) -> Self {
-        use crate::coding::CodeError;
-        use crate::config::ConfigError;
-        match e {
-            LinalgError::Invalid { family, reason } => CodeError::Invalid {
-                code: family,
-                reason,
-            }
-            .into(),
-            LinalgError::UnknownFamily { name, expected } => ConfigError::Invalid {
-                name: "family",
-                value: name,
-                reason: format!("unknown family (expected one of: {expected})"),
-            }
-            .into(),
-            other => crate::error::Error::Check(other.to_string()),
         }
     }
 }

@@ -46,6 +46,9 @@ impl Model for Linear {
     ) -> f64 {
         glm::loss::<SquaredLoss>(self.d, w, x, y, ws)
     }
+    fn row_loss(&self, z: f64, y: f64) -> Option<(f64, f64)> {
+        Some((SquaredLoss::loss(z, y), SquaredLoss::dloss(z, y)))
+    }
     fn gradient_into(
         &self,
         w: ArrayView1<f64>,

@@ -59,6 +59,9 @@ impl Model for Logistic {
     ) -> f64 {
         glm::loss::<LogLoss>(self.d, w, x, y, ws)
     }
+    fn row_loss(&self, z: f64, y: f64) -> Option<(f64, f64)> {
+        Some((LogLoss::loss(z, y), LogLoss::dloss(z, y)))
+    }
     fn gradient_into(
         &self,
         w: ArrayView1<f64>,

@@ -273,6 +273,14 @@ pub trait Model: Send + Sync + std::fmt::Debug {
         ws: &mut Workspace,
     ) -> Evaluation;
 
+    /// (ℓ(z, y), ∂ℓ/∂z) of one row whose score (with the intercept) is z, for the
+    /// single-output models; coded training through mat-vecs forms its residuals with it. `None`
+    /// for models with several outputs.
+    fn row_loss(&self, z: f64, y: f64) -> Option<(f64, f64)> {
+        let _ = (z, y);
+        None
+    }
+
     /// Allocating variant of [`Model::gradient_into`].
     fn gradient(
         &self,
@@ -350,6 +358,45 @@ pub fn objective_gradient_into(
     for (i, ((o, &g), &wi)) in out.iter_mut().zip(g_sum).zip(w).enumerate() {
         let reg = if (i + 1) % d1 == 0 { 0.0 } else { l2 * wi };
         *o = g * inv_n + reg;
+    }
+}
+
+/// The training objective F(w) = (1/N) Σ_r ℓ_r(w) + (λ/2)‖w_weights‖², with the intercepts
+/// trained (unregularized) or held at 0 (`--no-intercept`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Objective {
+    /// Training rows N.
+    pub n_rows: usize,
+    /// λ.
+    pub l2: f64,
+    /// Whether the intercepts are trained.
+    pub intercept: bool,
+}
+
+impl Objective {
+    /// F(w) from the summed loss.
+    pub fn value(&self, model: &dyn Model, loss_sum: f64, w: ArrayView1<f64>) -> f64 {
+        objective(model, loss_sum, w, self.n_rows, self.l2)
+    }
+
+    /// ∇F(w) from the summed data gradient; without intercepts their entries are 0, so a model
+    /// started at 0 keeps them at 0.
+    pub fn gradient_into(
+        &self,
+        model: &dyn Model,
+        g_sum: ArrayView1<f64>,
+        w: ArrayView1<f64>,
+        mut out: ArrayViewMut1<f64>,
+    ) {
+        objective_gradient_into(model, g_sum, w, self.n_rows, self.l2, out.view_mut());
+        if !self.intercept {
+            let d1 = model.n_features() + 1;
+            for (i, o) in out.iter_mut().enumerate() {
+                if (i + 1) % d1 == 0 {
+                    *o = 0.0;
+                }
+            }
+        }
     }
 }
 

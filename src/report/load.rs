@@ -3,17 +3,17 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::io::results::{self, RecordedRows};
+use crate::io::results::{self, Metric, RecordedRows, WorkerMetric};
 use crate::io::IoError;
 
 /// Metric columns the report uses; each one found missing is named in the notes.
-const USED_METRICS: &[&str] = &[
-    "wall_s",
-    "elapsed_s",
-    "oracle_s",
-    "train_loss",
-    "test_loss",
-    "test_accuracy",
+const USED_METRICS: &[Metric] = &[
+    Metric::WallS,
+    Metric::ElapsedS,
+    Metric::OracleS,
+    Metric::TrainLoss,
+    Metric::TestLoss,
+    Metric::TestAccuracy,
 ];
 
 /// Run settings, from the `/config` group (the `toml` attribute, or the typed attributes).
@@ -55,12 +55,11 @@ pub struct LoadedRun {
 }
 
 impl LoadedRun {
-    /// Column `name` of `/metrics`, empty when `/metrics` is missing.
-    pub fn column(&self, name: &str) -> Vec<f64> {
+    /// Column `m` of `/metrics`, empty when `/metrics` is missing.
+    pub fn column(&self, m: Metric) -> Vec<f64> {
         self.rows
             .as_ref()
-            .and_then(|r| r.column(name))
-            .map(|c| c.to_vec())
+            .map(|r| r.column(m).to_vec())
             .unwrap_or_default()
     }
 
@@ -170,13 +169,13 @@ pub fn load(path: &Path) -> Result<LoadedRun, IoError> {
         }
     };
     if let Some(r) = &rows {
-        for name in USED_METRICS {
-            let key = format!("metrics/{name}");
+        for m in USED_METRICS {
+            let key = format!("metrics/{}", m.name());
             if let Err(IoError::Layout { .. }) = results::read_vector(&path, &key) {
                 missing.push(format!("no /{key}"));
             }
         }
-        if r.per_worker.first().map_or(true, |m| m.ncols() == 0) {
+        if !r.has(WorkerMetric::ArrivalS) {
             missing.push("no /timing/arrival_s".to_string());
         }
     }

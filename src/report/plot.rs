@@ -14,6 +14,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::load::LoadedRun;
+use crate::io::results::Metric;
 
 /// Width of the figure in pixels.
 pub const WIDTH: u32 = 1600;
@@ -67,7 +68,7 @@ fn points(x: &[f64], y: &[f64], scale: f64) -> Vec<(f64, f64)> {
 
 /// x values: the `iteration` column, or the row index where it is missing.
 fn iterations(run: &LoadedRun) -> Vec<f64> {
-    let it = run.column("iteration");
+    let it = run.column(Metric::Iteration);
     (0..run.iterations())
         .map(|i| {
             it.get(i)
@@ -372,7 +373,11 @@ pub fn draw(runs: &[LoadedRun], out: &Path) -> Res {
         .map(|(i, r)| Line {
             label: label(r),
             color: color(i),
-            points: points(&r.column("elapsed_s"), &r.column("train_loss"), 1.0),
+            points: points(
+                &r.column(Metric::ElapsedS),
+                &r.column(Metric::TrainLoss),
+                1.0,
+            ),
             dashed: false,
         })
         .collect();
@@ -390,7 +395,7 @@ pub fn draw(runs: &[LoadedRun], out: &Path) -> Res {
         .map(|(i, r)| Line {
             label: label(r),
             color: color(i),
-            points: points(&iterations(r), &r.column("train_loss"), 1.0),
+            points: points(&iterations(r), &r.column(Metric::TrainLoss), 1.0),
             dashed: false,
         })
         .collect();
@@ -411,10 +416,10 @@ pub fn draw(runs: &[LoadedRun], out: &Path) -> Res {
         times.push(Line {
             label: label(r),
             color: tint(color(i), 0.45),
-            points: points(&it, &r.column("wall_s"), 1e3),
+            points: points(&it, &r.column(Metric::WallS), 1e3),
             dashed: false,
         });
-        let oracle = points(&it, &r.column("oracle_s"), 1e3);
+        let oracle = points(&it, &r.column(Metric::OracleS), 1e3);
         if !oracle.is_empty() {
             oracles.push(Line {
                 label: format!("{} oracle", r.name),

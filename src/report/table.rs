@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 
 use super::load::LoadedRun;
+use crate::io::results::Metric;
 
 /// One row of the comparison table. Times are in seconds; NaN means "no value".
 #[derive(Debug, Clone, PartialEq)]
@@ -75,11 +76,11 @@ fn last_finite(v: &[f64]) -> f64 {
 impl Summary {
     /// Summarize a loaded run; `target_loss` is `--target-loss`.
     pub fn of(run: &LoadedRun, target_loss: Option<f64>) -> Summary {
-        let wall = run.column("wall_s");
-        let oracle = run.column("oracle_s");
-        let elapsed = run.column("elapsed_s");
-        let train = run.column("train_loss");
-        let iteration = run.column("iteration");
+        let wall = run.column(Metric::WallS);
+        let oracle = run.column(Metric::OracleS);
+        let elapsed = run.column(Metric::ElapsedS);
+        let train = run.column(Metric::TrainLoss);
+        let iteration = run.column(Metric::Iteration);
         let (p50, o50) = (percentile(&wall, 0.5), percentile(&oracle, 0.5));
         let reached = target_loss.and_then(|x| {
             train
@@ -114,9 +115,9 @@ impl Summary {
             time_to_target_s: reached.map(|r| r.0),
             iteration_to_target: reached.map(|r| r.1),
             final_train_loss: last_finite(&train),
-            final_test_loss: last_finite(&run.column("test_loss")),
-            final_test_accuracy: last_finite(&run.column("test_accuracy")),
-            final_test_auc: last_finite(&run.column("test_auc")),
+            final_test_loss: last_finite(&run.column(Metric::TestLoss)),
+            final_test_accuracy: last_finite(&run.column(Metric::TestAccuracy)),
+            final_test_auc: last_finite(&run.column(Metric::TestAuc)),
             verdict: run.verdict.clone().unwrap_or_else(|| "-".into()),
             status: run.status.clone().unwrap_or_else(|| "?".into()),
             partial: run.is_partial(),

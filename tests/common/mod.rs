@@ -125,3 +125,38 @@ pub fn assert_one_mpi_error(o: &Output, expect: &str) {
     assert!(err.contains(expect), "{expect}: {}", output_text(o));
     assert!(!err.contains("panicked"), "{}", output_text(o));
 }
+
+/// A `python3` that imports h5py and pandas (`make test-deps` installs Debian's; a `python3`
+/// first on PATH, from pyenv or conda, may lack them while the system one has them). `None`
+/// outside CI when there is none; under CI (`CI` set) a missing module is a failure.
+pub fn python_with_h5py() -> Option<&'static str> {
+    let found = ["python3", "/usr/bin/python3"].into_iter().find(|py| {
+        Command::new(py)
+            .args(["-c", "import h5py, pandas"])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI is set but no python3 imports h5py and pandas (make test-deps installs python3-h5py python3-pandas)"
+        );
+        eprintln!("skipped: no python3 with h5py and pandas");
+    }
+    found
+}
+
+/// A failure whose stderr holds exactly one `gradcode: error: ...` line (log lines may come
+/// before it) and no panic; returns that line.
+pub fn the_error_line(o: &Output) -> String {
+    assert!(!o.status.success(), "expected failure: {}", output_text(o));
+    let err = text(&o.stderr);
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("gradcode: error:"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{}", output_text(o));
+    assert!(!err.contains("panicked"), "{err}");
+    lines[0].to_string()
+}

@@ -1,0 +1,860 @@
+//! Rank 0's side of the protocol (GUIDE §2): post → collect until decodable or the deadline →
+//! (the job decodes) → next round; then STOP and reconcile.
+//!
+//! Rules kept here, for every job:
+//! - Parameters go only to idle workers (those that have reported on their last round; with
+//!   `overlap`, also to a worker still busy with one older round, which switches at its next part
+//!   boundary), from a ring of buffers, one per parameter version, shared by all destinations; a
+//!   buffer is reused only when every send from it has completed. A worker still busy with an old
+//!   round is handed the current parameters as soon as its late message arrives.
+//! - Rank 0 polls with a matched probe (and a 50 µs sleep when nothing came, so an
+//!   oversubscribed node is not starved) and receives every message: late ones are drained,
+//!   recorded ([`LateArrival`]) and never used (unless `reuse_stale` folds one that is exactly one
+//!   round late into the round being collected); invalid ones (header, sender, length, round,
+//!   part, non-finite values) are erasures, counted and logged.
+//! - No collective after start-up; no send is ever cancelled; STOP is answered by every worker
+//!   with its message count and rank 0 drains until the counts match (or a bound passes: the
+//!   workers that never answered are returned so the job can abort).
+//!
+//! Messages are received into a staging buffer and swapped into the worker's slot only when they
+//! are accepted, so a rejected message never overwrites an accepted one, and accepting costs no
+//! copy. The job decides when a round is complete through a [`Rule`].
+//!
+//! What became of each worker's share of each round is read from the round's record
+//! (`parts_in`) and the late arrivals ([`LateArrival`]); `io::metrics::count_outcomes` turns
+//! them into per-worker counts.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::protocol::{
+    payload_is_finite, Header, Kind, FLAG_CHECK, HEADER_LEN, TAG_PARAMS, TAG_STOP,
+};
+use super::{CommError, Incoming, SendSlot, Transport};
+
+/// What rank 0 does when the deadline passes before the responders can be decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnDeadline {
+    /// Keep collecting until the responder set is decodable, at most --max-wait-ms.
+    Wait,
+    /// Decode at the deadline, least-squares optimally, from whatever arrived; record the residual.
+    BestEffort,
+}
+
+/// The shape and policy of a collection, fixed for a job.
+#[derive(Debug, Clone)]
+pub struct CollectorSpec {
+    /// Workers n (ranks 1..=n).
+    pub workers: usize,
+    /// Result messages per worker and round (chunks of partial work; 1 otherwise).
+    pub parts: usize,
+    /// Payload length of a result, per phase and worker.
+    pub result_len: Vec<Vec<usize>>,
+    /// Payload length of one check piece (0: the job sends no checks).
+    pub check_len: usize,
+    /// Deadline per round.
+    pub deadline: Duration,
+    /// Bound on waiting past the deadline under [`OnDeadline::Wait`].
+    pub max_wait: Duration,
+    /// Policy at the deadline.
+    pub on_deadline: OnDeadline,
+    /// Fold a result exactly one round late into the round being collected (one part only).
+    pub reuse_stale: bool,
+    /// Hand new parameters to a worker still busy with one older round.
+    pub overlap: bool,
+}
+
+impl CollectorSpec {
+    /// One message per worker and round, `wait` at the deadline, no stale reuse or overlap: the
+    /// coded linear-algebra rounds.
+    pub fn one_message(
+        workers: usize,
+        result_len: Vec<Vec<usize>>,
+        deadline: Duration,
+        max_wait: Duration,
+    ) -> Self {
+        CollectorSpec {
+            workers,
+            parts: 1,
+            result_len,
+            check_len: 0,
+            deadline,
+            max_wait,
+            on_deadline: OnDeadline::Wait,
+            reuse_stale: false,
+            overlap: false,
+        }
+    }
+}
+
+/// How a collection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Collected {
+    /// The job's rule says the responders suffice.
+    Decodable,
+    /// The deadline passed under [`OnDeadline::BestEffort`].
+    Deadline,
+    /// The interrupt flag was raised (a signal): the round is abandoned.
+    Interrupted,
+}
+
+/// When the job's round is complete, and what it does with each accepted result.
+pub trait Rule {
+    /// An on-time result of worker `w` for `part` was accepted (its payload).
+    fn accept(&mut self, _w: usize, _part: usize, _payload: &[f64]) -> Result<(), CommError> {
+        Ok(())
+    }
+    /// Whether the responders so far suffice.
+    fn decodable(&self, round: &Round) -> bool;
+}
+
+/// A rule for polling outside a collection (nothing is on time then).
+struct Idle;
+impl Rule for Idle {
+    fn decodable(&self, _round: &Round) -> bool {
+        false
+    }
+}
+
+/// The round being collected, as the job reads it.
+#[derive(Debug, Clone)]
+pub struct Round {
+    pub iteration: u64,
+    pub phase: usize,
+    /// When the round was posted.
+    pub t0: Instant,
+    pub collecting: bool,
+    /// Responders per part (sorted worker indices).
+    pub responders: Vec<Vec<usize>>,
+    /// Parts each worker delivered on time (a folded stale result counts as one).
+    pub parts_in: Vec<usize>,
+    /// (finish time from the worker's header counted from the post, worker, part) of every
+    /// on-time message, for the oracle.
+    pub finish: Vec<(f64, usize, usize)>,
+    /// Seconds from the post to the arrival of each worker's last on-time part (NaN: none).
+    pub arrival_s: Vec<f64>,
+    /// Compute seconds each worker reported (NaN: no message).
+    pub compute_s: Vec<f64>,
+    /// Injected delay seconds each worker reported for what it sent (NaN: no message).
+    pub injected_s: Vec<f64>,
+    /// Seconds from the start of the round to the post to each worker (NaN: not posted).
+    pub post_offset: Vec<f64>,
+    /// 0 for a fresh response, 1 for one folded in a round late, NaN for none.
+    pub stale_age: Vec<f64>,
+    /// Results folded in a round late.
+    pub stale: u32,
+    /// Late messages (of earlier rounds) drained during this round.
+    pub late: u32,
+    /// Messages rejected during this round.
+    pub rejected: u32,
+    /// Bytes received during this round.
+    pub bytes_in: f64,
+    /// Bytes of parameters posted during this round.
+    pub bytes_out: f64,
+}
+
+impl Round {
+    fn new(n: usize, parts: usize) -> Self {
+        Round {
+            iteration: 0,
+            phase: 0,
+            t0: Instant::now(),
+            collecting: false,
+            responders: vec![Vec::with_capacity(n); parts],
+            parts_in: vec![0; n],
+            finish: Vec::with_capacity(n * parts),
+            arrival_s: vec![f64::NAN; n],
+            compute_s: vec![f64::NAN; n],
+            injected_s: vec![f64::NAN; n],
+            post_offset: vec![f64::NAN; n],
+            stale_age: vec![f64::NAN; n],
+            stale: 0,
+            late: 0,
+            rejected: 0,
+            bytes_in: 0.0,
+            bytes_out: 0.0,
+        }
+    }
+
+    fn reset(&mut self, iteration: u64, phase: usize) {
+        self.iteration = iteration;
+        self.phase = phase;
+        self.t0 = Instant::now();
+        self.collecting = true;
+        self.responders.iter_mut().for_each(Vec::clear);
+        self.parts_in.fill(0);
+        self.finish.clear();
+        for v in [
+            &mut self.arrival_s,
+            &mut self.compute_s,
+            &mut self.injected_s,
+            &mut self.post_offset,
+            &mut self.stale_age,
+        ] {
+            v.fill(f64::NAN);
+        }
+        self.stale = 0;
+        self.late = 0;
+        self.rejected = 0;
+        self.bytes_in = 0.0;
+        self.bytes_out = 0.0;
+    }
+
+    /// Workers every part of which arrived on time.
+    pub fn complete_responders(&self) -> usize {
+        let parts = self.responders.len();
+        self.parts_in.iter().filter(|&&c| c == parts).count()
+    }
+
+    /// Ranks of the workers that delivered nothing on time.
+    pub fn silent(&self) -> Vec<usize> {
+        (0..self.parts_in.len())
+            .filter(|&w| self.parts_in[w] == 0)
+            .map(|w| w + 1)
+            .collect()
+    }
+
+    fn is_current(&self, iteration: u64, phase: usize) -> bool {
+        self.collecting && self.iteration == iteration && self.phase == phase
+    }
+}
+
+/// A message that arrived after its round was decoded.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LateArrival {
+    /// The round being collected when it arrived (the last round + 1, at shutdown).
+    pub received_during: u64,
+    /// The round it was computed for.
+    pub iteration: u64,
+    pub phase: usize,
+    /// Sender's rank.
+    pub rank: usize,
+    pub part: usize,
+    /// Seconds from the post of its parameters to its arrival.
+    pub delay_s: f64,
+    pub compute_s: f64,
+    pub injected_s: f64,
+    /// Folded into the next round (`reuse_stale`).
+    pub used: bool,
+}
+
+/// One round a worker was given and has not finished.
+#[derive(Debug, Clone, Copy)]
+struct Expect {
+    iteration: u64,
+    phase: usize,
+    remaining: usize,
+    posted: Instant,
+}
+
+/// Rank 0's end of the protocol over a transport `T`.
+pub struct Collector<T: Transport> {
+    t: T,
+    spec: CollectorSpec,
+    pending: Vec<VecDeque<Expect>>,
+    /// Accepted messages (header + payload), per worker and part.
+    slots: Vec<Vec<Vec<f64>>>,
+    staging: Vec<f64>,
+    /// Messages received from each worker (reconciled with its ACK).
+    received: Vec<u64>,
+    acked: Vec<Option<u64>>,
+    ring: Vec<T::Buf>,
+    current: usize,
+    /// Per-worker buffers of [`Collector::begin_each`].
+    each: Vec<T::Buf>,
+    each_mode: bool,
+    params_len: usize,
+    params_flags: u32,
+    round: Round,
+    /// Whether each worker was given the current round.
+    posted: Vec<bool>,
+    check_round: Option<(u64, usize)>,
+    checks: Vec<Vec<f64>>,
+    have_check: Vec<bool>,
+    /// Workers that sent any check piece in the current check round.
+    check_senders: Vec<bool>,
+    rejected: Vec<u64>,
+    late: Vec<LateArrival>,
+    draining: bool,
+}
+
+fn sleep_poll() {
+    std::thread::sleep(Duration::from_micros(50));
+}
+
+impl<T: Transport> Collector<T> {
+    /// A collector for `spec` over transport `t`; nothing posted yet.
+    pub fn new(t: T, spec: CollectorSpec) -> Self {
+        let n = spec.workers;
+        let slots = (0..n)
+            .map(|w| {
+                let len = spec.result_len.iter().map(|p| p[w]).max().unwrap_or(0);
+                vec![Vec::with_capacity(HEADER_LEN + len); spec.parts]
+            })
+            .collect();
+        let round = Round::new(n, spec.parts);
+        Collector {
+            t,
+            pending: vec![VecDeque::with_capacity(2); n],
+            slots,
+            staging: Vec::new(),
+            received: vec![0; n],
+            acked: vec![None; n],
+            ring: Vec::new(),
+            current: 0,
+            each: Vec::new(),
+            each_mode: false,
+            params_len: 0,
+            params_flags: 0,
+            round,
+            posted: vec![false; n],
+            check_round: None,
+            checks: Vec::new(),
+            have_check: Vec::new(),
+            check_senders: vec![false; n],
+            rejected: vec![0; n],
+            late: Vec::new(),
+            draining: false,
+            spec,
+        }
+    }
+
+    /// Workers n.
+    pub fn workers(&self) -> usize {
+        self.spec.workers
+    }
+
+    /// The round being (or last) collected.
+    pub fn round(&self) -> &Round {
+        &self.round
+    }
+
+    /// Payload of worker `w`'s accepted result for `part` in the current round.
+    pub fn payload(&self, w: usize, part: usize) -> &[f64] {
+        self.slots[w][part].get(HEADER_LEN..).unwrap_or(&[])
+    }
+
+    /// Messages rejected as invalid, per worker, over the run.
+    pub fn rejected_by_worker(&self) -> Vec<u64> {
+        self.rejected.clone()
+    }
+
+    /// Ranks of the workers from which nothing at all arrived during the run.
+    pub fn never_answered(&self) -> Vec<usize> {
+        (0..self.spec.workers)
+            .filter(|&w| self.received[w] == 0)
+            .map(|w| w + 1)
+            .collect()
+    }
+
+    /// Late arrivals recorded since the last call.
+    pub fn take_late(&mut self) -> Vec<LateArrival> {
+        std::mem::take(&mut self.late)
+    }
+
+    /// Start round (`iteration`, `phase`) with `params` for every worker: write them once into a
+    /// free ring buffer and post to every idle worker. With `check_pieces` > 0 the workers also
+    /// send that many uncoded pieces in all ([`Collector::await_checks`]).
+    pub fn begin(&mut self, iteration: u64, phase: usize, params: &[f64], check_pieces: usize) {
+        self.start(iteration, phase, check_pieces);
+        self.each_mode = false;
+        let slot = match self.ring.iter_mut().position(SendSlot::is_free) {
+            Some(i) => i,
+            None => {
+                self.ring.push(self.t.buffer(HEADER_LEN + params.len()));
+                log::debug!(
+                    "[rank 0] parameter ring grew to {} buffers",
+                    self.ring.len()
+                );
+                self.ring.len() - 1
+            }
+        };
+        if self.ring[slot].len() < HEADER_LEN + params.len() {
+            self.ring[slot] = self.t.buffer(HEADER_LEN + params.len());
+        }
+        self.current = slot;
+        self.params_len = params.len();
+        let buf = self.ring[slot].write();
+        Header::params(iteration, phase, self.params_flags, params.len()).write(buf);
+        buf[HEADER_LEN..HEADER_LEN + params.len()].copy_from_slice(params);
+        for w in 0..self.spec.workers {
+            let busy = self.pending[w].len();
+            if busy == 0 || (self.spec.overlap && busy == 1) {
+                self.post_to(w);
+            }
+        }
+    }
+
+    /// Start round (`iteration`, `phase`) with a payload of its own for each worker (e.g. its
+    /// share of a product); posted to every idle worker.
+    pub fn begin_each(
+        &mut self,
+        iteration: u64,
+        phase: usize,
+        payload: impl Fn(usize) -> Vec<f64>,
+    ) {
+        self.start(iteration, phase, 0);
+        self.each_mode = true;
+        for b in &mut self.each {
+            b.wait();
+        }
+        self.each.clear();
+        for w in 0..self.spec.workers {
+            let p = payload(w);
+            let mut b = self.t.buffer(HEADER_LEN + p.len());
+            let buf = b.write();
+            Header::params(iteration, phase, 0, p.len()).write(buf);
+            buf[HEADER_LEN..].copy_from_slice(&p);
+            self.each.push(b);
+        }
+        for w in 0..self.spec.workers {
+            if self.pending[w].is_empty() {
+                self.post_to(w);
+            }
+        }
+    }
+
+    fn start(&mut self, iteration: u64, phase: usize, check_pieces: usize) {
+        self.end();
+        self.round.reset(iteration, phase);
+        self.posted.fill(false);
+        if check_pieces > 0 {
+            self.check_round = Some((iteration, phase));
+            let len = HEADER_LEN + self.spec.check_len;
+            self.checks
+                .resize_with(check_pieces, || Vec::with_capacity(len));
+            self.checks.truncate(check_pieces);
+            self.have_check.clear();
+            self.have_check.resize(check_pieces, false);
+            self.check_senders.fill(false);
+            self.params_flags = FLAG_CHECK;
+        } else {
+            self.params_flags = 0;
+        }
+    }
+
+    /// Post the current round's parameters to worker `w`.
+    fn post_to(&mut self, w: usize) {
+        let (buf, len) = if self.each_mode {
+            let b = &mut self.each[w];
+            let len = b.len();
+            (b, len)
+        } else {
+            (&mut self.ring[self.current], HEADER_LEN + self.params_len)
+        };
+        self.t.post(buf, w + 1, TAG_PARAMS, len);
+        self.pending[w].push_back(Expect {
+            iteration: self.round.iteration,
+            phase: self.round.phase,
+            remaining: self.spec.parts,
+            posted: Instant::now(),
+        });
+        self.posted[w] = true;
+        self.round.post_offset[w] = self.round.t0.elapsed().as_secs_f64();
+        self.round.bytes_out += (len * 8) as f64;
+    }
+
+    /// Collect until the rule says decodable, the deadline policy says stop, or `interrupt` is
+    /// raised. `idle` runs while no message is waiting (rank 0 keeps its results file within its
+    /// flush interval during a long wait).
+    pub fn collect<E: From<CommError>>(
+        &mut self,
+        rule: &mut dyn Rule,
+        interrupt: Option<&AtomicBool>,
+        idle: &mut dyn FnMut() -> Result<(), E>,
+    ) -> Result<Collected, E> {
+        let mut warned = false;
+        loop {
+            let got = self.poll(rule)?;
+            if rule.decodable(&self.round) {
+                return Ok(Collected::Decodable);
+            }
+            if interrupt.is_some_and(|f| f.load(Ordering::SeqCst)) {
+                return Ok(Collected::Interrupted);
+            }
+            let waited = self.round.t0.elapsed();
+            if waited >= self.spec.deadline {
+                match self.spec.on_deadline {
+                    OnDeadline::BestEffort => return Ok(Collected::Deadline),
+                    OnDeadline::Wait if waited >= self.spec.max_wait => {
+                        return Err(CommError::Timeout {
+                            iteration: self.round.iteration,
+                            waited_ms: waited.as_secs_f64() * 1e3,
+                            have: self.round.complete_responders(),
+                            n: self.spec.workers,
+                            silent: self.round.silent(),
+                        }
+                        .into());
+                    }
+                    OnDeadline::Wait if !warned => {
+                        warned = true;
+                        log::debug!(
+                            "[rank 0] iteration {}: deadline passed with {} responders (silent ranks {:?}); waiting (at most {} ms)",
+                            self.round.iteration,
+                            self.round.complete_responders(),
+                            self.round.silent(),
+                            self.spec.max_wait.as_millis()
+                        );
+                    }
+                    OnDeadline::Wait => {}
+                }
+            }
+            if !got {
+                idle()?;
+                sleep_poll();
+            }
+        }
+    }
+
+    /// End the collection of the current round: what arrives for it from now on is late.
+    pub fn end(&mut self) {
+        self.round.collecting = false;
+    }
+
+    /// Wait at most `wait` for the check pieces of the current check round. Returns which
+    /// arrived (by piece index).
+    pub fn await_checks(&mut self, wait: Duration) -> Result<&[bool], CommError> {
+        let start = Instant::now();
+        while self.have_check.iter().any(|h| !h) && start.elapsed() < wait {
+            if !self.poll(&mut Idle)? {
+                sleep_poll();
+            }
+        }
+        Ok(&self.have_check)
+    }
+
+    /// Whether worker `w` sent any check piece in the current check round.
+    pub fn sent_check(&self, w: usize) -> bool {
+        self.check_senders.get(w).copied().unwrap_or(false)
+    }
+
+    /// Payload of check piece `i`, if it arrived.
+    pub fn check(&self, i: usize) -> Option<&[f64]> {
+        self.have_check
+            .get(i)
+            .copied()
+            .unwrap_or(false)
+            .then(|| &self.checks[i][HEADER_LEN..])
+    }
+
+    /// Close the check round (its late pieces are drained from now on).
+    pub fn end_checks(&mut self) {
+        self.check_round = None;
+        self.params_flags = 0;
+        self.have_check.fill(false);
+    }
+
+    /// Receive every message that has arrived; whether any did.
+    fn poll(&mut self, rule: &mut dyn Rule) -> Result<bool, CommError> {
+        let mut any = false;
+        while let Some(msg) = self.t.probe() {
+            self.handle(msg, rule)?;
+            any = true;
+        }
+        Ok(any)
+    }
+
+    fn handle(&mut self, msg: Incoming<T::Handle>, rule: &mut dyn Rule) -> Result<(), CommError> {
+        let src = msg.source;
+        let tag = msg.tag;
+        self.staging.resize(msg.len, 0.0);
+        self.t.receive(msg, &mut self.staging);
+        if src == 0 || src > self.spec.workers {
+            return Err(CommError::Protocol {
+                rank: src,
+                reason: "message from a rank that is not a worker".into(),
+            });
+        }
+        let w = src - 1;
+        if tag != super::protocol::TAG_ACK {
+            self.received[w] += 1;
+        }
+        match Kind::of_tag(tag) {
+            Some(Kind::Result) => self.on_result(w, rule),
+            Some(Kind::Check) => {
+                self.on_check(w);
+                Ok(())
+            }
+            Some(Kind::Ack) => self.on_ack(w),
+            _ => {
+                self.round.rejected += 1;
+                self.rejected[w] += 1;
+                log::warn!("[rank 0] rejected a message with tag {tag} from rank {src}");
+                Ok(())
+            }
+        }
+    }
+
+    /// Why worker `w`'s result in the staging buffer is invalid, if it is.
+    fn verdict(&self, w: usize, front: Option<Expect>) -> Result<Header, String> {
+        let h = Header::parse(&self.staging).map_err(|e| e.to_string())?;
+        if h.kind != Kind::Result {
+            return Err(format!("kind {:?} on the result tag", h.kind));
+        }
+        if h.rank != w + 1 {
+            return Err(format!("header names rank {}", h.rank));
+        }
+        let Some(f) = front else {
+            return Err(format!(
+                "a result for iteration {} but the worker was given nothing",
+                h.iteration
+            ));
+        };
+        if (h.iteration, h.phase) != (f.iteration, f.phase) {
+            return Err(format!(
+                "iteration {} phase {} but the worker was given iteration {} phase {}",
+                h.iteration, h.phase, f.iteration, f.phase
+            ));
+        }
+        if h.part >= self.spec.parts {
+            return Err(format!("part {} of {}", h.part, self.spec.parts));
+        }
+        let expect = self.spec.result_len.get(h.phase).map_or(0, |p| p[w]);
+        if h.len == 0 {
+            if self.round.is_current(h.iteration, h.phase) {
+                return Err("an abandoned part for the round being collected".into());
+            }
+            return Ok(h);
+        }
+        if h.len != expect {
+            return Err(format!("payload of {} values, expected {expect}", h.len));
+        }
+        if self.round.is_current(h.iteration, h.phase)
+            && self.round.responders[h.part].binary_search(&w).is_ok()
+            && self.round.stale_age[w] != 1.0
+        {
+            return Err(format!("part {} twice", h.part));
+        }
+        if !payload_is_finite(&self.staging[HEADER_LEN..]) {
+            return Err("non-finite values in the payload".into());
+        }
+        Ok(h)
+    }
+
+    fn on_result(&mut self, w: usize, rule: &mut dyn Rule) -> Result<(), CommError> {
+        self.round.bytes_in += (self.staging.len() * 8) as f64;
+        let front = self.pending[w].front().copied();
+        let verdict = self.verdict(w, front);
+        let on_time =
+            matches!(&verdict, Ok(h) if h.len > 0 && self.round.is_current(h.iteration, h.phase));
+        if let Some(f) = self.pending[w].front_mut() {
+            f.remaining -= 1;
+            if f.remaining == 0 {
+                self.pending[w].pop_front();
+            }
+        }
+        match verdict {
+            Ok(h) if h.len == 0 => {
+                log::trace!(
+                    "[rank 0] rank {} abandoned part {} of iteration {}",
+                    w + 1,
+                    h.part,
+                    h.iteration
+                );
+            }
+            Err(reason) => {
+                self.round.rejected += 1;
+                self.rejected[w] += 1;
+                log::warn!(
+                    "[rank 0] iteration {}: rejected message from rank {}: {reason}",
+                    self.round.iteration,
+                    w + 1
+                );
+            }
+            Ok(h) if on_time => self.accept(w, h, rule)?,
+            Ok(h) => self.late_result(w, h, front, rule)?,
+        }
+        if self.round.collecting && self.pending[w].is_empty() && !self.posted[w] {
+            self.post_to(w);
+        }
+        Ok(())
+    }
+
+    /// An on-time result: into the worker's slot, counted as a responder.
+    fn accept(&mut self, w: usize, h: Header, rule: &mut dyn Rule) -> Result<(), CommError> {
+        // A fresh response replaces one folded in from the previous round.
+        self.drop_stale(w);
+        let q = h.part;
+        std::mem::swap(&mut self.staging, &mut self.slots[w][q]);
+        let r = &mut self.round;
+        if let Err(pos) = r.responders[q].binary_search(&w) {
+            r.responders[q].insert(pos, w);
+        }
+        let a = r.t0.elapsed().as_secs_f64();
+        r.parts_in[w] += 1;
+        r.arrival_s[w] = a;
+        r.compute_s[w] = h.compute_s;
+        r.injected_s[w] = h.injected_s;
+        r.stale_age[w] = 0.0;
+        r.finish
+            .push((r.post_offset[w] + h.compute_s + h.injected_s, w, q));
+        rule.accept(w, q, &self.slots[w][q][HEADER_LEN..])
+    }
+
+    /// Whether a message of `iteration` from worker `w` may stand in for its missing response
+    /// (`reuse_stale`: exactly one round late, one part, not a check round, nothing from `w`).
+    fn reusable(&self, w: usize, h: &Header) -> bool {
+        self.spec.reuse_stale
+            && self.spec.parts == 1
+            && self.round.collecting
+            && h.phase == self.round.phase
+            && h.iteration + 1 == self.round.iteration
+            && self.check_round.is_none()
+            && self.round.parts_in[w] == 0
+    }
+
+    fn late_result(
+        &mut self,
+        w: usize,
+        h: Header,
+        front: Option<Expect>,
+        rule: &mut dyn Rule,
+    ) -> Result<(), CommError> {
+        let used = self.reusable(w, &h);
+        self.late.push(LateArrival {
+            received_during: if self.draining {
+                self.round.iteration + 1
+            } else {
+                self.round.iteration
+            },
+            iteration: h.iteration,
+            phase: h.phase,
+            rank: w + 1,
+            part: h.part,
+            delay_s: front.map_or(f64::NAN, |f| f.posted.elapsed().as_secs_f64()),
+            compute_s: h.compute_s,
+            injected_s: h.injected_s,
+            used,
+        });
+        if used {
+            std::mem::swap(&mut self.staging, &mut self.slots[w][0]);
+            let r = &mut self.round;
+            if let Err(pos) = r.responders[0].binary_search(&w) {
+                r.responders[0].insert(pos, w);
+            }
+            r.parts_in[w] = 1;
+            r.arrival_s[w] = r.t0.elapsed().as_secs_f64();
+            r.compute_s[w] = h.compute_s;
+            r.injected_s[w] = h.injected_s;
+            r.stale_age[w] = 1.0;
+            r.stale += 1;
+            log::debug!(
+                "[rank 0] iteration {}: folded in rank {}'s result of iteration {}",
+                r.iteration,
+                w + 1,
+                h.iteration
+            );
+            return rule.accept(w, 0, &self.slots[w][0][HEADER_LEN..]);
+        }
+        self.round.late += 1;
+        log::debug!(
+            "[rank 0] late message from rank {} for iteration {} (now {})",
+            w + 1,
+            h.iteration,
+            self.round.iteration
+        );
+        Ok(())
+    }
+
+    /// Remove worker `w`'s folded-in stale response, if any, from the round being collected.
+    fn drop_stale(&mut self, w: usize) {
+        let r = &mut self.round;
+        if r.stale_age[w] == 1.0 {
+            if let Ok(pos) = r.responders[0].binary_search(&w) {
+                r.responders[0].remove(pos);
+            }
+            r.parts_in[w] = 0;
+            r.stale_age[w] = f64::NAN;
+            r.stale -= 1;
+        }
+    }
+
+    fn on_check(&mut self, w: usize) {
+        let src = w + 1;
+        let h = Header::parse(&self.staging);
+        if let Ok(h) = &h {
+            if h.kind == Kind::Check
+                && h.rank == src
+                && Some((h.iteration, h.phase)) == self.check_round
+            {
+                self.check_senders[w] = true;
+            }
+        }
+        match h {
+            Ok(h)
+                if h.kind == Kind::Check
+                    && h.rank == src
+                    && Some((h.iteration, h.phase)) == self.check_round
+                    && h.len == self.spec.check_len
+                    && h.part < self.checks.len()
+                    && payload_is_finite(&self.staging[HEADER_LEN..]) =>
+            {
+                if !self.have_check[h.part] {
+                    std::mem::swap(&mut self.staging, &mut self.checks[h.part]);
+                    self.have_check[h.part] = true;
+                }
+            }
+            Ok(h)
+                if h.kind == Kind::Check
+                    && h.rank == src
+                    && self.check_round != Some((h.iteration, h.phase)) =>
+            {
+                log::debug!("[rank 0] drained a late check message from rank {src}");
+            }
+            _ => {
+                self.round.rejected += 1;
+                self.rejected[w] += 1;
+                log::warn!("[rank 0] ignored an invalid check message from rank {src}");
+            }
+        }
+    }
+
+    fn on_ack(&mut self, w: usize) -> Result<(), CommError> {
+        match Header::parse(&self.staging) {
+            Ok(h) if h.kind == Kind::Ack && h.rank == w + 1 => {
+                self.acked[w] = Some(h.count);
+                Ok(())
+            }
+            _ => Err(CommError::Protocol {
+                rank: w + 1,
+                reason: "malformed STOP acknowledgement".into(),
+            }),
+        }
+    }
+
+    /// Stop every worker with the job's `exit_code`, reconcile message counts and drain, for at
+    /// most `bound`. Returns the ranks of the workers that were not reconciled (empty when all
+    /// were).
+    pub fn shutdown(&mut self, exit_code: i32, bound: Duration) -> Result<Vec<usize>, CommError> {
+        self.end();
+        self.draining = true;
+        let stop = Header::stop(exit_code.clamp(0, 255)).to_message();
+        for w in 0..self.spec.workers {
+            self.t.send(w + 1, TAG_STOP, &stop);
+        }
+        let start = Instant::now();
+        let unreconciled = loop {
+            let got = self.poll(&mut Idle)?;
+            let open: Vec<usize> = (0..self.spec.workers)
+                .filter(|&w| self.acked[w] != Some(self.received[w]))
+                .map(|w| w + 1)
+                .collect();
+            if open.is_empty() || start.elapsed() > bound {
+                break open;
+            }
+            if !got {
+                sleep_poll();
+            }
+        };
+        if unreconciled.is_empty() {
+            for b in self.ring.iter_mut().chain(self.each.iter_mut()) {
+                b.wait();
+            }
+        }
+        Ok(unreconciled)
+    }
+}

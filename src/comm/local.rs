@@ -1,0 +1,188 @@
+//! The in-process transport: rank 0 and the workers as threads of one process, messages over
+//! channels. Same traits as [`super::mpi`], so the collector and the worker link are unit-tested
+//! (deadlines, best-effort, late and malformed messages, silent workers, STOP/ACK) without
+//! `mpirun`, and a whole training run can be checked against the serial reference in one test.
+//!
+//! Semantics kept from MPI: messages between two ranks arrive in the order they were sent; a
+//! probe matches the oldest waiting message; a posted send copies the buffer at once (so a
+//! buffer is always free again, which is a valid MPI behaviour for a buffered send).
+//!
+//! Not modelled: bandwidth, message latency, rendezvous sends, process death.
+
+use std::collections::VecDeque;
+use std::sync::mpsc::{channel, Receiver, Sender};
+
+use super::{Incoming, SendSlot, Transport, WorkerTransport};
+
+/// A message in flight: (source rank, tag, values).
+#[derive(Debug)]
+struct Packet {
+    source: usize,
+    tag: i32,
+    data: Vec<f64>,
+}
+
+/// A send buffer whose sends copy it at once.
+#[derive(Debug, Clone)]
+pub struct LocalBuf(Vec<f64>);
+
+impl SendSlot for LocalBuf {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn write(&mut self) -> &mut [f64] {
+        &mut self.0
+    }
+    fn read(&self) -> &[f64] {
+        &self.0
+    }
+    fn is_free(&mut self) -> bool {
+        true
+    }
+    fn wait(&mut self) {}
+}
+
+/// Rank 0's end.
+#[derive(Debug)]
+pub struct LocalHub {
+    to_workers: Vec<Sender<Packet>>,
+    inbox: Receiver<Packet>,
+}
+
+/// A worker's end.
+#[derive(Debug)]
+pub struct LocalWorker {
+    rank: usize,
+    to_hub: Sender<Packet>,
+    inbox: Receiver<Packet>,
+    /// Messages taken off the channel by [`WorkerTransport::waiting`] and not yet received.
+    early: VecDeque<Packet>,
+}
+
+/// A world of rank 0 and `n` workers (ranks 1..=n).
+pub fn world(n: usize) -> (LocalHub, Vec<LocalWorker>) {
+    let (to_hub, hub_inbox) = channel();
+    let mut to_workers = Vec::with_capacity(n);
+    let mut workers = Vec::with_capacity(n);
+    for rank in 1..=n {
+        let (tx, rx) = channel();
+        to_workers.push(tx);
+        workers.push(LocalWorker {
+            rank,
+            to_hub: to_hub.clone(),
+            inbox: rx,
+            early: VecDeque::new(),
+        });
+    }
+    (
+        LocalHub {
+            to_workers,
+            inbox: hub_inbox,
+        },
+        workers,
+    )
+}
+
+fn incoming(p: Packet) -> Incoming<Vec<f64>> {
+    Incoming {
+        source: p.source,
+        tag: p.tag,
+        len: p.data.len(),
+        handle: p.data,
+    }
+}
+
+impl LocalHub {
+    fn deliver(&self, to: usize, tag: i32, data: Vec<f64>) {
+        // A worker thread that has ended drops its inbox; a message to it is lost, as a message
+        // to a dead process would be.
+        if let Some(tx) = to.checked_sub(1).and_then(|w| self.to_workers.get(w)) {
+            let _ = tx.send(Packet {
+                source: 0,
+                tag,
+                data,
+            });
+        }
+    }
+}
+
+impl Transport for LocalHub {
+    type Buf = LocalBuf;
+    type Handle = Vec<f64>;
+
+    fn buffer(&self, len: usize) -> LocalBuf {
+        LocalBuf(vec![0.0; len])
+    }
+    fn post(&mut self, buf: &mut LocalBuf, to: usize, tag: i32, len: usize) {
+        self.deliver(to, tag, buf.0[..len.min(buf.0.len())].to_vec());
+    }
+    fn send(&mut self, to: usize, tag: i32, data: &[f64]) {
+        self.deliver(to, tag, data.to_vec());
+    }
+    fn probe(&mut self) -> Option<Incoming<Vec<f64>>> {
+        self.inbox.try_recv().ok().map(incoming)
+    }
+    fn receive(&mut self, msg: Incoming<Vec<f64>>, into: &mut [f64]) {
+        into.copy_from_slice(&msg.handle);
+    }
+}
+
+impl LocalWorker {
+    /// Send raw values to rank 0 (tests: malformed messages, silent or rogue workers).
+    pub fn send_raw(&self, tag: i32, data: Vec<f64>) {
+        let _ = self.to_hub.send(Packet {
+            source: self.rank,
+            tag,
+            data,
+        });
+    }
+
+    /// The next message from rank 0 as raw values, waiting for it; `None` once rank 0 is gone.
+    pub fn recv_raw(&mut self) -> Option<(i32, Vec<f64>)> {
+        let p = match self.early.pop_front() {
+            Some(p) => p,
+            None => self.inbox.recv().ok()?,
+        };
+        Some((p.tag, p.data))
+    }
+}
+
+impl WorkerTransport for LocalWorker {
+    type Buf = LocalBuf;
+    type Handle = Vec<f64>;
+
+    fn rank(&self) -> usize {
+        self.rank
+    }
+    fn buffer(&self, len: usize) -> LocalBuf {
+        LocalBuf(vec![0.0; len])
+    }
+    fn post(&mut self, buf: &mut LocalBuf, tag: i32, len: usize) {
+        self.send_raw(tag, buf.0[..len.min(buf.0.len())].to_vec());
+    }
+    fn send(&mut self, tag: i32, data: &[f64]) {
+        self.send_raw(tag, data.to_vec());
+    }
+    fn wait(&mut self) -> Incoming<Vec<f64>> {
+        let p = match self.early.pop_front() {
+            Some(p) => p,
+            // Rank 0 gone without a STOP: a STOP with a failure code is what MPI_Abort would
+            // amount to for this worker.
+            None => self.inbox.recv().unwrap_or(Packet {
+                source: 0,
+                tag: super::protocol::TAG_STOP,
+                data: super::protocol::Header::stop(1).to_message().to_vec(),
+            }),
+        };
+        incoming(p)
+    }
+    fn receive(&mut self, msg: Incoming<Vec<f64>>, into: &mut [f64]) {
+        into.copy_from_slice(&msg.handle);
+    }
+    fn waiting(&mut self, tag: i32) -> bool {
+        while let Ok(p) = self.inbox.try_recv() {
+            self.early.push_back(p);
+        }
+        self.early.iter().any(|p| p.tag == tag)
+    }
+}

@@ -1,0 +1,651 @@
+//! The gradient-coding engine (Tandon et al. 2017; GUIDE §3): worker i holds the partitions
+//! S_i of the code, computes the coded gradient Σ_j b_ij g_j of its held rows in one pass
+//! (row weights b_ij, GUIDE §1) and sends it; rank 0 decodes ĝ = Σ_{i∈F} a_i c_i from the first
+//! decodable responder set F (or the best-effort set at the deadline).
+//!
+//! Partial work (`--chunks C`): each held partition is cut into C sub-partitions; chunk q of a
+//! worker stacks the q-th sub-partition of every held partition, so each chunk is a coded message
+//! of the same code over sub-partitions. Worker w sends chunks in the cyclic order w, w+1, … as
+//! they finish and abandons the rest when rank 0 has moved on; rank 0 decodes every chunk from
+//! the workers that delivered it and sums.
+//!
+//! The gradient check: workers also send the uncoded gradient of every held sub-partition, and
+//! rank 0 compares the decoded gradient with their sum (PASSED when exact to 1e-8, or, for an
+//! approximate decoding, within the guaranteed bound Σ_q err(F_q)·‖G_q‖_F).
+
+use std::ops::Range;
+use std::time::{Duration, Instant};
+
+use ndarray::{Array1, Array2, ArrayView1, ArrayViewMut1};
+
+use super::engine::{Check, Computed, GradientEngine, Iteration};
+use super::INTERRUPT;
+use crate::coding::{Decoder, GradientCode};
+use crate::comm::collector::LateArrival;
+use crate::comm::{
+    Collected, Collector, CollectorSpec, CommError, Responder, Round, Rule, Transport, WorkerJob,
+    WorkerTransport,
+};
+use crate::config::RunConfig;
+use crate::data::{DataError, Dataset, Features};
+use crate::error::{Error, Result};
+use crate::io::results::{AttrValue, LateRow, Metric, WorkerMetric};
+use crate::model::{Model, Workspace};
+use crate::straggler::StragglerSchedule;
+
+/// One chunk of a worker's work: for every held partition j, its q-th sub-partition, stacked.
+#[derive(Debug)]
+pub struct Chunk {
+    /// Rows of this chunk.
+    pub data: Dataset,
+    /// Per-row coefficient: rows of partition j get b_ij.
+    pub row_weights: Array1<f64>,
+    /// (partition, local row range inside `data`) for every held partition.
+    pub parts: Vec<(usize, Range<usize>)>,
+}
+
+/// What one worker holds: its partitions, split into chunks (one chunk unless `--chunks`).
+#[derive(Debug)]
+pub struct Shard {
+    pub chunks: Vec<Chunk>,
+}
+
+impl Shard {
+    /// Split worker `w`'s stacked rows (`ranges[p]` = rows of its p-th held partition) into
+    /// `n_chunks` chunks. Every partition needs at least `n_chunks` rows.
+    pub fn new(
+        code: &dyn GradientCode,
+        w: usize,
+        data: Dataset,
+        ranges: Vec<Range<usize>>,
+        n_chunks: usize,
+    ) -> Result<Shard, DataError> {
+        let parts = code.assignment(w);
+        let coefs = code.coefficients(w);
+        if n_chunks <= 1 {
+            let mut row_weights = Array1::zeros(data.n_rows());
+            for (r, &c) in ranges.iter().zip(coefs) {
+                row_weights.slice_mut(ndarray::s![r.clone()]).fill(c);
+            }
+            let parts = parts.iter().copied().zip(ranges).collect();
+            return Ok(Shard {
+                chunks: vec![Chunk {
+                    data,
+                    row_weights,
+                    parts,
+                }],
+            });
+        }
+        let splits: Vec<Vec<Range<usize>>> = ranges
+            .iter()
+            .map(|r| {
+                crate::data::partition_ranges(r.len(), n_chunks).map(|sub| {
+                    sub.into_iter()
+                        .map(|s| r.start + s.start..r.start + s.end)
+                        .collect()
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        let chunks = (0..n_chunks)
+            .map(|q| Self::chunk(&data, &splits, parts, coefs, q))
+            .collect::<Result<_, _>>()?;
+        Ok(Shard { chunks })
+    }
+
+    /// Chunk `q`: the q-th sub-range of every held partition, stacked.
+    fn chunk(
+        data: &Dataset,
+        splits: &[Vec<Range<usize>>],
+        parts: &[usize],
+        coefs: &[f64],
+        q: usize,
+    ) -> Result<Chunk, DataError> {
+        let pieces: Vec<Dataset> = splits
+            .iter()
+            .map(|sub| data.slice_rows(sub[q].clone()))
+            .collect();
+        let xs: Vec<&Features> = pieces.iter().map(|d| &d.x).collect();
+        let x = Features::vstack(&xs)?;
+        let ys: Vec<ArrayView1<f64>> = pieces.iter().map(|d| d.y.view()).collect();
+        let y = ndarray::concatenate(ndarray::Axis(0), &ys)
+            .map_err(|e| DataError::Invalid(e.to_string()))?;
+        let mut row_weights = Array1::zeros(y.len());
+        let mut local = Vec::with_capacity(pieces.len());
+        let mut at = 0;
+        for ((piece, &j), &c) in pieces.iter().zip(parts).zip(coefs) {
+            let len = piece.n_rows();
+            row_weights.slice_mut(ndarray::s![at..at + len]).fill(c);
+            local.push((j, at..at + len));
+            at += len;
+        }
+        Ok(Chunk {
+            data: Dataset {
+                x,
+                y,
+                task: data.task,
+            },
+            row_weights,
+            parts: local,
+        })
+    }
+
+    /// The order in which worker `w` processes its chunks.
+    pub fn order(&self, w: usize) -> impl Iterator<Item = usize> + '_ {
+        let c = self.chunks.len();
+        (0..c).map(move |t| (w + t) % c)
+    }
+}
+
+/// A worker of gradient coding: the coded gradient (and loss) of each chunk of its shard at the
+/// parameters rank 0 posts.
+pub struct CodedWorker<'a> {
+    model: &'a dyn Model,
+    shard: &'a Shard,
+    order: Vec<usize>,
+    ws: Workspace,
+}
+
+impl<'a> CodedWorker<'a> {
+    /// Worker index `w` (rank w + 1) serving `shard`.
+    pub fn new(model: &'a dyn Model, shard: &'a Shard, w: usize) -> Self {
+        CodedWorker {
+            model,
+            order: shard.order(w).collect(),
+            shard,
+            ws: Workspace::default(),
+        }
+    }
+
+    fn gradient(
+        model: &dyn Model,
+        ws: &mut Workspace,
+        w: ArrayView1<f64>,
+        x: &Features,
+        y: ArrayView1<f64>,
+        weights: Option<ArrayView1<f64>>,
+        buf: &mut [f64],
+    ) {
+        let dim = model.dim();
+        let (g, loss) = buf.split_at_mut(dim);
+        loss[0] = model.gradient_into(w, x, y, weights, ws, ArrayViewMut1::from(g));
+    }
+}
+
+impl WorkerJob for CodedWorker<'_> {
+    fn accepts(&self, phase: usize, len: usize) -> bool {
+        phase == 0 && len == self.model.dim()
+    }
+    fn max_params_len(&self) -> usize {
+        self.model.dim()
+    }
+    fn serve<T: WorkerTransport>(
+        &mut self,
+        params: &[f64],
+        out: &mut Responder<'_, T>,
+    ) -> std::result::Result<(), CommError> {
+        let w = ArrayView1::from(params);
+        let len = self.model.dim() + 1;
+        let n_chunks = self.shard.chunks.len();
+        for (i, &q) in self.order.iter().enumerate() {
+            // Newer parameters waiting (rank 0 decoded this iteration without us): skip the rest.
+            if i > 0 && out.superseded() {
+                for &skip in &self.order[i..] {
+                    out.abandon(skip);
+                }
+                return Ok(());
+            }
+            let c = &self.shard.chunks[q];
+            let (model, ws) = (self.model, &mut self.ws);
+            out.send_result(q, len, |buf| {
+                Self::gradient(
+                    model,
+                    ws,
+                    w,
+                    &c.data.x,
+                    c.data.y.view(),
+                    Some(c.row_weights.view()),
+                    buf,
+                );
+                Ok(())
+            })?;
+        }
+        if out.wants_check() {
+            // The uncoded gradient of every held sub-partition (partition j, chunk q), as piece
+            // j · chunks + q.
+            for (q, c) in self.shard.chunks.iter().enumerate() {
+                for (j, range) in &c.parts {
+                    let x = c.data.x.slice_rows(range.clone());
+                    let y = c.data.y.slice(ndarray::s![range.clone()]);
+                    let (model, ws) = (self.model, &mut self.ws);
+                    out.send_check(j * n_chunks + q, len, |buf| {
+                        Self::gradient(model, ws, w, &x, y, None, buf);
+                        Ok(())
+                    })?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Rank 0's rule: every chunk's responder set is decodable by the code.
+struct CodeRule<'a>(&'a dyn GradientCode);
+
+impl Rule for CodeRule<'_> {
+    fn decodable(&self, round: &Round) -> bool {
+        round.responders.iter().all(|set| self.0.is_decodable(set))
+    }
+}
+
+/// The decodings of every chunk of one iteration, combined.
+#[derive(Debug, Clone, Copy)]
+struct Combined {
+    /// Every chunk decoded exactly (and nothing stale folded in).
+    exact: bool,
+    /// √(Σ_q err(F_q)²).
+    residual: f64,
+    /// Largest cond(B_F) over the chunks.
+    condition: f64,
+}
+
+/// Rank 0's side of gradient coding over transport `T`.
+pub struct CodedGradients<T: Transport> {
+    c: Collector<T>,
+    decoder: Decoder,
+    dim: usize,
+    chunks: usize,
+    /// err(F_q) of the last decoding, per chunk (NaN: nobody delivered that chunk).
+    chunk_residual: Vec<f64>,
+    /// Scratch of the oracle: the finished workers per chunk.
+    oracle_sets: Vec<Vec<usize>>,
+    schedule: StragglerSchedule,
+    check_wait: Duration,
+    shutdown: Duration,
+    params: Vec<f64>,
+}
+
+impl<T: Transport> CodedGradients<T> {
+    /// Rank 0 of `cfg` with `code`, for a model of `dim` parameters, over `transport`.
+    pub fn new(transport: T, cfg: &RunConfig, code: Box<dyn GradientCode>, dim: usize) -> Self {
+        let n = code.n_workers();
+        let chunks = cfg.chunks;
+        let spec = CollectorSpec {
+            workers: n,
+            parts: chunks,
+            result_len: vec![vec![dim + 1; n]],
+            check_len: dim + 1,
+            deadline: cfg.job.deadline(),
+            max_wait: cfg.job.max_wait(),
+            on_deadline: cfg.on_deadline,
+            reuse_stale: cfg.reuse_stale,
+            overlap: chunks > 1,
+        };
+        let j = &cfg.job;
+        CodedGradients {
+            c: Collector::new(transport, spec),
+            decoder: Decoder::new(code),
+            dim,
+            chunks,
+            chunk_residual: vec![f64::NAN; chunks],
+            oracle_sets: vec![Vec::with_capacity(n); chunks],
+            schedule: j.schedule(),
+            check_wait: Duration::from_secs_f64(
+                (2.0 * j.deadline_ms / 1e3)
+                    .max(2.0)
+                    .min(j.max_wait_ms / 1e3),
+            ),
+            shutdown: j.shutdown_bound(),
+            params: vec![0.0; dim],
+        }
+    }
+
+    fn code(&self) -> &dyn GradientCode {
+        self.decoder.code()
+    }
+
+    /// Decode every chunk from its responders into `g` (gradient sum and loss sum); `None` when
+    /// nobody answered at all. Weighted sums run in worker order, so the result depends only on
+    /// the responder sets, not on arrival order.
+    fn decode_into(&mut self, g: &mut Array1<f64>) -> Result<Option<Combined>> {
+        let round = self.c.round();
+        if round.responders.iter().all(Vec::is_empty) {
+            return Ok(None);
+        }
+        g.fill(0.0);
+        let k = self.decoder.code().n_partitions();
+        let (mut exact, mut res2, mut cond) = (true, 0.0, 0.0f64);
+        for q in 0..self.chunks {
+            let set = &round.responders[q];
+            if set.is_empty() {
+                exact = false;
+                res2 += k as f64;
+                self.chunk_residual[q] = f64::NAN;
+                continue;
+            }
+            // Borrowed from the cache (no copy of the weights on the hot path).
+            let d = self.decoder.decode(set)?;
+            for (&w, &a) in d.responders.iter().zip(&d.weights) {
+                if a != 0.0 {
+                    g.scaled_add(a, &ArrayView1::from(self.c.payload(w, q)));
+                }
+            }
+            exact &= d.exact;
+            res2 += d.residual * d.residual;
+            cond = cond.max(d.condition);
+            self.chunk_residual[q] = d.residual;
+        }
+        Ok(Some(Combined {
+            // With a gradient of the previous iteration folded in (--reuse-stale) the decode is
+            // exact for the messages, not the gradient at the current parameters.
+            exact: exact && round.stale == 0,
+            residual: res2.sqrt(),
+            condition: cond,
+        }))
+    }
+
+    /// The oracle: the earliest moment the workers' own finish times (per chunk) formed a
+    /// decodable set for every chunk. Reuses its scratch: no allocation.
+    fn oracle(&mut self) -> f64 {
+        let mut fin = self.c.round().finish.clone();
+        fin.retain(|(f, _, _)| f.is_finite());
+        fin.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let sets = &mut self.oracle_sets;
+        sets.iter_mut().for_each(Vec::clear);
+        let code = self.decoder.code();
+        for &(f, w, q) in &fin {
+            if let Err(p) = sets[q].binary_search(&w) {
+                sets[q].insert(p, w);
+            }
+            if sets.iter().all(|set| code.is_decodable(set)) {
+                return f;
+            }
+        }
+        f64::NAN
+    }
+
+    /// Record the iteration's decode and per-worker metrics.
+    fn record(&mut self, it: &mut Iteration<'_>, d: Option<Combined>, oracle: f64, decode_s: f64) {
+        let round = self.c.round();
+        let rec = &mut *it.rec;
+        rec.set(Metric::DecodeS, decode_s);
+        rec.set(Metric::OracleS, oracle);
+        rec.set(Metric::NResponders, round.complete_responders() as f64);
+        rec.set(Metric::Stale, f64::from(round.stale));
+        if let Some(d) = d {
+            rec.set(Metric::DecodeResidual, d.residual);
+            rec.set(Metric::Cond, d.condition);
+            // The guarantee of approximate codes (expander: (λ/d)·√(ns/(n−s))), worst chunk.
+            let bound = round
+                .responders
+                .iter()
+                .filter_map(|set| self.decoder.code().error_bound(set))
+                .fold(f64::NAN, f64::max);
+            rec.set(Metric::ErrorBound, bound);
+        }
+        for w in 0..round.parts_in.len() {
+            let stale = round.stale_age[w] == 1.0;
+            rec.worker_mut(WorkerMetric::ArrivalS)[w] = round.arrival_s[w];
+            rec.worker_mut(WorkerMetric::ComputeS)[w] = round.compute_s[w];
+            rec.worker_mut(WorkerMetric::Chunks)[w] =
+                (round.parts_in[w] - usize::from(stale)) as f64;
+            rec.worker_mut(WorkerMetric::StaleAge)[w] = round.stale_age[w];
+            // What the worker says it injected for the gradient it sent (a `slow` worker's
+            // busy-spin included): a worker busy with an earlier iteration never applied this
+            // one's delay. NaN = no message this iteration, inf = failed.
+            let failed = self.schedule.failed(it.t, w + 1);
+            rec.worker_mut(WorkerMetric::InjectedS)[w] = if failed {
+                f64::INFINITY
+            } else {
+                round.injected_s[w]
+            };
+            rec.worker_mut(WorkerMetric::PlannedS)[w] = if failed {
+                f64::INFINITY
+            } else {
+                self.schedule.delay_s(it.t, w + 1)
+            };
+        }
+    }
+
+    /// Compare the decoded gradient `ghat` with the exact one from the check pieces.
+    fn check(&mut self, d: Option<Combined>, ghat: &Array1<f64>, t: u64) -> Result<Check> {
+        let start = Instant::now();
+        self.c.await_checks(self.check_wait)?;
+        let (attrs, passed, rel_err) = self.check_attrs(d, ghat, t);
+        self.c.end_checks();
+        Ok(Check {
+            attrs,
+            passed,
+            rel_err,
+            seconds: start.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// `/validation` attributes, verdict and relative error of the check.
+    fn check_attrs(
+        &self,
+        d: Option<Combined>,
+        ghat: &Array1<f64>,
+        t: u64,
+    ) -> (Vec<(String, AttrValue)>, bool, f64) {
+        let k = self.code().n_partitions();
+        let pieces = k * self.chunks;
+        let missing: Vec<usize> = (0..pieces)
+            .filter(|&i| self.c.check(i).is_none())
+            .map(|i| i / self.chunks)
+            .collect();
+        let round = self.c.round();
+        let n = round.parts_in.len();
+        let responders: Vec<usize> = (0..n)
+            .filter(|&w| round.parts_in[w] == self.chunks)
+            .map(|w| w + 1)
+            .collect();
+        let mut attrs: Vec<(String, AttrValue)> = vec![("iteration".into(), AttrValue::U64(t))];
+        let Some(d) = d else {
+            attrs.push(("check".into(), AttrValue::Str("FAILED".into())));
+            attrs.push((
+                "reason".into(),
+                AttrValue::Str("no decoding at the checked iteration".into()),
+            ));
+            return (attrs, false, f64::NAN);
+        };
+        let not_decoded: Vec<usize> = (1..=n).filter(|r| !responders.contains(r)).collect();
+        attrs.push((
+            "responders".into(),
+            AttrValue::Str(format!("{responders:?}")),
+        ));
+        // Who was left out of the decoding (late or failed).
+        attrs.push((
+            "not_decoded".into(),
+            AttrValue::Str(format!("{not_decoded:?}")),
+        ));
+        let missed = self.missed_check();
+        attrs.push(("missed_check".into(), AttrValue::Str(format!("{missed:?}"))));
+        if !missing.is_empty() {
+            let mut parts = missing;
+            parts.dedup();
+            attrs.push(("check".into(), AttrValue::Str("INCOMPLETE".into())));
+            attrs.push((
+                "reason".into(),
+                AttrValue::Str(format!(
+                    "partitions {parts:?} never reported; workers that sent nothing in time for the check (ranks): {missed:?}"
+                )),
+            ));
+            log::warn!("[rank 0] gradient check incomplete: partitions {parts:?} missing; ranks {missed:?} sent nothing in time");
+            return (attrs, false, f64::NAN);
+        }
+        let (rel, diff, norm, bound) = self.compare(ghat, k);
+        let passed = if d.exact {
+            rel <= 1e-8
+        } else {
+            diff <= bound * (1.0 + 1e-9) + 1e-12 * norm
+        };
+        let verdict = if passed { "PASSED" } else { "FAILED" };
+        log::info!(
+            "[rank 0] gradient check at iteration {t}: decoded vs exact gradient rel. error {rel:.3e} ({} decoding, residual {:.3e}): {verdict}",
+            if d.exact { "exact" } else { "approximate" },
+            d.residual
+        );
+        attrs.extend([
+            ("check".into(), AttrValue::Str(verdict.into())),
+            ("rel_err".into(), AttrValue::F64(rel)),
+            ("abs_err".into(), AttrValue::F64(diff)),
+            (
+                "bound".into(),
+                AttrValue::F64(if d.exact { 1e-8 * norm } else { bound }),
+            ),
+            ("exact_decoding".into(), AttrValue::Bool(d.exact)),
+            ("decode_residual".into(), AttrValue::F64(d.residual)),
+        ]);
+        (attrs, passed, rel)
+    }
+
+    /// Ranks of the workers that sent no check piece in time.
+    fn missed_check(&self) -> Vec<usize> {
+        (0..self.code().n_workers())
+            .filter(|&w| !self.c.sent_check(w))
+            .map(|w| w + 1)
+            .collect()
+    }
+
+    /// (relative error, absolute error, ‖g‖, bound Σ_q err(F_q)·‖G_q‖_F) of `ghat` against the
+    /// sum of the check pieces. A chunk nobody delivered is bounded by err(∅) = ‖1‖ = √k.
+    fn compare(&self, ghat: &Array1<f64>, k: usize) -> (f64, f64, f64, f64) {
+        let dim = self.dim;
+        let mut g = Array1::<f64>::zeros(dim + 1);
+        let mut chunk_frob2 = vec![0.0; self.chunks];
+        for i in 0..k * self.chunks {
+            if let Some(p) = self.c.check(i) {
+                let p = ArrayView1::from(p);
+                g += &p;
+                chunk_frob2[i % self.chunks] += p.iter().take(dim).map(|v| v * v).sum::<f64>();
+            }
+        }
+        let norm2 = |v: ArrayView1<f64>| v.iter().map(|x| x * x).sum::<f64>().sqrt();
+        let diff = norm2((&ghat.slice(ndarray::s![..dim]) - &g.slice(ndarray::s![..dim])).view());
+        let norm = norm2(g.slice(ndarray::s![..dim]));
+        let rel = if norm > 0.0 { diff / norm } else { diff };
+        let bound: f64 = self
+            .chunk_residual
+            .iter()
+            .zip(&chunk_frob2)
+            .map(|(&r, f2)| if r.is_nan() { (k as f64).sqrt() } else { r } * f2.sqrt())
+            .sum();
+        (rel, diff, norm, bound)
+    }
+}
+
+/// A late arrival as a results row (gradient coding: one phase, iterations are rounds).
+pub(crate) fn late_row(l: &LateArrival) -> LateRow {
+    LateRow {
+        received_during: l.received_during,
+        iteration: l.iteration,
+        rank: l.rank,
+        phase: l.phase,
+        part: l.part,
+        delay_s: l.delay_s,
+        compute_s: l.compute_s,
+        injected_s: l.injected_s,
+        used: l.used,
+    }
+}
+
+impl<T: Transport> GradientEngine for CodedGradients<T> {
+    fn describe(&self) -> String {
+        let code = self.code();
+        let mut s = format!(
+            "{} workers, code {} (k = {}, s = {})",
+            code.n_workers(),
+            code.kind(),
+            code.n_partitions(),
+            code.max_stragglers()
+        );
+        if let Some(summary) = code.summary() {
+            s.push_str(&format!("; {summary}"));
+        }
+        s
+    }
+    fn workers(&self) -> usize {
+        self.code().n_workers()
+    }
+    fn parts(&self) -> usize {
+        self.chunks
+    }
+    fn code_matrix(&self) -> Array2<f64> {
+        self.code().matrix()
+    }
+
+    fn compute(&mut self, it: &mut Iteration<'_>, g: &mut Array1<f64>) -> Result<Computed> {
+        for (dst, &v) in self.params.iter_mut().zip(it.point.iter()) {
+            *dst = v;
+        }
+        let pieces = if it.check {
+            self.code().n_partitions() * self.chunks
+        } else {
+            0
+        };
+        self.c.begin(it.t, 0, &self.params, pieces);
+        let collected = {
+            let rule = &mut CodeRule(self.decoder.code());
+            let idle = &mut *it.idle;
+            let mut on_idle = || idle();
+            self.c
+                .collect::<Error>(rule, Some(&INTERRUPT), &mut on_idle)
+        };
+        let collected = match collected {
+            Ok(c) => c,
+            Err(e) => {
+                it.late.extend(self.c.take_late().iter().map(late_row));
+                return Err(e);
+            }
+        };
+        if collected == Collected::Interrupted {
+            self.c.end();
+            self.c.end_checks();
+            return Ok(Computed::Interrupted);
+        }
+        self.c.end();
+        let td = Instant::now();
+        let d = self.decode_into(g)?;
+        let decode_s = td.elapsed().as_secs_f64();
+        let oracle = if collected == Collected::Decodable {
+            self.oracle()
+        } else {
+            f64::NAN
+        };
+        self.record(it, d, oracle, decode_s);
+        let check = if it.check {
+            let ghat = g.clone();
+            Some(self.check(d, &ghat, it.t)?)
+        } else {
+            None
+        };
+        // Traffic of the whole iteration, the check's wait included.
+        let round = self.c.round();
+        it.rec.set(Metric::Late, f64::from(round.late));
+        it.rec.set(Metric::Rejected, f64::from(round.rejected));
+        it.rec.set(Metric::BytesReceived, round.bytes_in);
+        it.rec.set(Metric::BytesSent, round.bytes_out);
+        it.late.extend(self.c.take_late().iter().map(late_row));
+        Ok(match d {
+            Some(d) => Computed::Gradient {
+                exact: d.exact,
+                check,
+            },
+            None => Computed::Nothing,
+        })
+    }
+
+    fn finish(&mut self, exit_code: i32, late: &mut Vec<LateRow>) -> Result<Vec<usize>> {
+        let r = self.c.shutdown(exit_code, self.shutdown);
+        late.extend(self.c.take_late().iter().map(late_row));
+        Ok(r?)
+    }
+
+    fn never_answered(&self) -> Vec<usize> {
+        self.c.never_answered()
+    }
+
+    fn rejected(&self) -> Vec<u64> {
+        self.c.rejected_by_worker()
+    }
+}

@@ -1,0 +1,566 @@
+//! The one training loop (rank 0, or the single process of `--reference`):
+//! post → collect → decode → step → record → checkpoint, around a [`GradientEngine`] that says
+//! how the gradient of one iteration is computed.
+//!
+//! Engines: [`coded::CodedGradients`] (gradient coding, Tandon et al.; GUIDE §3),
+//! [`matvec::MatVecGradients`] (coded training through two coded mat-vecs, Lee et al. §IV) and
+//! [`serial::SerialGradients`] (the serial reference the distributed engines must reproduce).
+//! Everything else is written once, here: the optimizer step on the objective, the gradient
+//! check against the exact gradient (the first iteration always, then every
+//! `--check-gradient-every`; outside the timed path), test evaluation every `--eval-every`,
+//! divergence detection, one results row per iteration and the late arrivals, checkpoints every
+//! `--checkpoint-every` and on SIGUSR1/SIGTERM/SIGINT, the end-of-run summary, and the run's
+//! status and exit code ([`RunStatus`]).
+//!
+//! Not here: MPI start-up (the job entry point in `cmd::train`), the protocol (`comm`).
+
+pub mod checkpointer;
+pub mod coded;
+pub mod engine;
+pub mod matvec;
+pub mod serial;
+pub mod summary;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use ndarray::Array1;
+
+pub use checkpointer::Checkpointer;
+pub use engine::{Check, Computed, GradientEngine, Iteration};
+pub use summary::{RunSummary, SummaryText};
+
+use crate::config::RunConfig;
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use crate::io::checkpoint::Checkpoint;
+use crate::io::results::{
+    self, AttrValue, FinalRecord, IterationRecord, LateRow, Metric, RecordedRows, RunWriter,
+};
+use crate::model::{Evaluation, Model, Objective, Workspace};
+use crate::optim::Optimizer;
+
+/// Set by SIGUSR1 / SIGTERM / SIGINT: checkpoint at the next iteration boundary and stop.
+pub static INTERRUPT: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_sig: libc::c_int) {
+    INTERRUPT.store(true, Ordering::SeqCst);
+}
+
+/// Route SIGUSR1 (Slurm's early warning, forwarded by mpirun), SIGTERM and SIGINT (Ctrl-C) to
+/// [`INTERRUPT`].
+pub fn install_signal_handlers() {
+    for sig in [libc::SIGUSR1, libc::SIGTERM, libc::SIGINT] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        unsafe {
+            libc::signal(sig, on_signal as *const () as libc::sighandler_t);
+        }
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunStatus {
+    /// Every iteration ran and every worker was reconciled at shutdown.
+    Complete,
+    /// Every iteration ran but some worker never answered the STOP (named in the log and file).
+    Degraded,
+    /// Stopped by a signal after writing a checkpoint; resume with --resume.
+    Interrupted,
+    /// The objective became non-finite or exploded; the rows are kept.
+    Diverged,
+    /// A fatal error stopped the run.
+    Failed,
+}
+
+impl RunStatus {
+    /// The `status` attribute value.
+    pub fn name(&self) -> &'static str {
+        match self {
+            RunStatus::Complete => "complete",
+            RunStatus::Degraded => "degraded",
+            RunStatus::Interrupted => "interrupted",
+            RunStatus::Diverged => "diverged",
+            RunStatus::Failed => "failed",
+        }
+    }
+    /// The process exit code (documented in `docs/training.md`).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            RunStatus::Complete => 0,
+            RunStatus::Failed | RunStatus::Diverged => 1,
+            RunStatus::Degraded => 3,
+            RunStatus::Interrupted => 75,
+        }
+    }
+}
+
+/// What the loop hands back to the job.
+#[derive(Debug)]
+pub struct Outcome {
+    pub status: RunStatus,
+    /// Workers (ranks) that were not reconciled at shutdown; the job must abort when non-empty.
+    pub unreconciled: Vec<usize>,
+    /// The error that stopped the run, if any.
+    pub error: Option<Error>,
+}
+
+/// Everything the loop needs besides the engine.
+pub struct Setup<'a> {
+    pub cfg: &'a RunConfig,
+    pub model: &'a dyn Model,
+    /// Training rows in all (the objective's N).
+    pub n_rows: usize,
+    pub test: Option<Dataset>,
+    pub writer: RunWriter,
+    /// The checkpoint to resume from.
+    pub resume: Option<Checkpoint>,
+    /// The rows the results file already holds (a resumed run).
+    pub initial: Option<RecordedRows>,
+}
+
+/// What one pass of the loop body decided.
+enum Next {
+    /// Go on with the next iteration.
+    Continue,
+    /// The iteration was abandoned (a signal): do not advance.
+    Again,
+    /// Stop the run (status set).
+    Stop,
+}
+
+/// The loop's state.
+struct Trainer<'a> {
+    cfg: &'a RunConfig,
+    model: &'a dyn Model,
+    objective: Objective,
+    test: Option<Dataset>,
+    writer: RunWriter,
+    ckpt: Checkpointer,
+    opt: Optimizer,
+    first: u64,
+    elapsed0: f64,
+    start: Instant,
+    /// Gradient sum and loss sum; the objective's gradient; the evaluation point.
+    g: Array1<f64>,
+    grad: Array1<f64>,
+    point: Array1<f64>,
+    ws: Workspace,
+    rec: IterationRecord,
+    late: Vec<LateRow>,
+    summary: RunSummary,
+    validation: Vec<(String, AttrValue)>,
+    checks_s: f64,
+    first_loss: Option<f64>,
+    last_loss: f64,
+    last_test: Option<Evaluation>,
+    all_exact: bool,
+    status: RunStatus,
+    error: Option<Error>,
+}
+
+/// Run the loop until the last iteration, a signal, divergence or a fatal error, then stop the
+/// engine's workers and write the end of the results file.
+pub fn run(setup: Setup<'_>, engine: &mut dyn GradientEngine) -> Outcome {
+    let mut tr = Trainer::new(setup, engine);
+    log::info!(
+        "[rank 0] {}; model {} (dim {}), {} rows; iterations {}..{}",
+        engine.describe(),
+        tr.model.kind().name(),
+        tr.model.dim(),
+        tr.objective.n_rows,
+        tr.first,
+        tr.cfg.iterations
+    );
+    let mut t = tr.first;
+    while t < tr.cfg.iterations {
+        if INTERRUPT.load(Ordering::SeqCst) {
+            tr.interrupt(t);
+            break;
+        }
+        match tr.iteration(engine, t) {
+            Ok(Next::Continue) => t += 1,
+            Ok(Next::Again) => continue,
+            Ok(Next::Stop) => break,
+            Err(e) => {
+                log::error!("[rank 0] {e}");
+                tr.fail(e);
+                break;
+            }
+        }
+        if tr.ckpt.due(t) {
+            if let Err(e) = tr.checkpoint(t) {
+                log::error!(
+                    "[rank 0] checkpoint at iteration {t} failed: {e}; the previous generation is kept"
+                );
+                tr.fail(e);
+                break;
+            }
+        }
+    }
+    tr.finish(engine)
+}
+
+impl<'a> Trainer<'a> {
+    fn new(setup: Setup<'a>, engine: &dyn GradientEngine) -> Self {
+        let Setup {
+            cfg,
+            model,
+            n_rows,
+            test,
+            writer,
+            resume,
+            initial,
+        } = setup;
+        let dim = model.dim();
+        let spec = cfg.optimizer_spec();
+        let (first, elapsed0, opt) = match resume {
+            Some(ck) => (
+                ck.iteration,
+                ck.elapsed_s,
+                Optimizer::from_state(spec, ck.state),
+            ),
+            None => (0, 0.0, Optimizer::new(spec, Array1::zeros(dim))),
+        };
+        let first_loss = initial.as_ref().and_then(|r| {
+            r.column(Metric::TrainLoss)
+                .iter()
+                .copied()
+                .find(|v| v.is_finite())
+        });
+        Trainer {
+            cfg,
+            model,
+            objective: Objective {
+                n_rows,
+                l2: cfg.l2,
+                intercept: cfg.intercept,
+            },
+            test,
+            writer,
+            ckpt: Checkpointer::new(cfg),
+            opt,
+            first,
+            elapsed0,
+            start: Instant::now(),
+            g: Array1::zeros(dim + 1),
+            grad: Array1::zeros(dim),
+            point: Array1::zeros(dim),
+            ws: Workspace::default(),
+            rec: IterationRecord::new(engine.workers()),
+            late: Vec::new(),
+            summary: RunSummary::new(engine.workers(), engine.parts(), initial.as_ref()),
+            validation: vec![("check".into(), AttrValue::Str("NOT RUN".into()))],
+            checks_s: 0.0,
+            first_loss,
+            last_loss: f64::NAN,
+            last_test: None,
+            all_exact: true,
+            status: RunStatus::Complete,
+            error: None,
+        }
+    }
+
+    /// The training clock: wall time since the start of the run (across resumes), without the
+    /// gradient checks.
+    fn elapsed(&self) -> f64 {
+        self.elapsed0 + self.start.elapsed().as_secs_f64() - self.checks_s
+    }
+
+    fn fail(&mut self, e: Error) {
+        self.error = Some(e);
+        self.status = RunStatus::Failed;
+    }
+
+    /// One iteration: compute, step, record.
+    fn iteration(&mut self, engine: &mut dyn GradientEngine, t: u64) -> Result<Next> {
+        let cfg = self.cfg;
+        let check =
+            t == self.first || (cfg.check_gradient_every > 0 && t % cfg.check_gradient_every == 0);
+        self.rec.reset();
+        self.point.assign(&self.opt.point());
+        let start = Instant::now();
+        let writer = &mut self.writer;
+        let mut idle = || writer.flush_due().map_err(Error::from);
+        let computed = engine.compute(
+            &mut Iteration {
+                t,
+                point: self.point.view(),
+                check,
+                rec: &mut self.rec,
+                late: &mut self.late,
+                idle: &mut idle,
+            },
+            &mut self.g,
+        )?;
+        let dim = self.model.dim();
+        let stepped = matches!(computed, Computed::Gradient { .. });
+        let (loss, check) = match computed {
+            Computed::Interrupted => {
+                log::warn!("[rank 0] iteration {t}: signal received while collecting; abandoning the iteration");
+                return Ok(Next::Again);
+            }
+            Computed::Nothing => {
+                self.all_exact = false;
+                log::warn!(
+                    "[rank 0] iteration {t}: no worker answered by the deadline; step skipped"
+                );
+                self.rec.set(Metric::Exact, 0.0);
+                (f64::NAN, None)
+            }
+            Computed::Gradient { exact, check } => {
+                let g = self.g.slice(ndarray::s![..dim]);
+                self.objective.gradient_into(
+                    self.model,
+                    g,
+                    self.point.view(),
+                    self.grad.view_mut(),
+                );
+                self.opt.step(self.grad.view());
+                self.all_exact &= exact;
+                self.rec.set(Metric::Exact, f64::from(u8::from(exact)));
+                let loss = self
+                    .objective
+                    .value(self.model, self.g[dim], self.point.view());
+                (loss, check)
+            }
+        };
+        self.rec.set(Metric::Iteration, t as f64);
+        self.rec.set(Metric::WallS, start.elapsed().as_secs_f64());
+        self.rec.set(Metric::TrainLoss, loss);
+        self.last_loss = loss;
+        if let Some(c) = check {
+            self.record_check(t, c);
+        }
+        self.evaluate(t);
+        self.rec.set(Metric::ElapsedS, self.elapsed());
+        let diverged = stepped && self.diverged(t, loss);
+        self.append()?;
+        self.log_progress(t, engine.workers());
+        if diverged {
+            return Ok(Next::Stop);
+        }
+        Ok(Next::Continue)
+    }
+
+    fn record_check(&mut self, t: u64, c: Check) {
+        self.rec.set(Metric::GradRelErr, c.rel_err);
+        self.checks_s += c.seconds;
+        if t == self.first {
+            self.validation = c.attrs;
+        } else if !c.passed {
+            log::warn!(
+                "[rank 0] gradient check at iteration {t} did not pass: {:?}",
+                c.attrs
+            );
+        }
+    }
+
+    /// The test split at the new parameters, every `--eval-every` iterations and after the last.
+    fn evaluate(&mut self, t: u64) {
+        let cfg = self.cfg;
+        let due = (cfg.eval_every > 0 && (t + 1) % cfg.eval_every == 0) || t + 1 == cfg.iterations;
+        if let Some(test) = self.test.as_ref().filter(|_| due) {
+            let ev = self
+                .model
+                .evaluate(self.opt.params(), &test.x, test.y.view(), &mut self.ws);
+            self.rec.set_test(&ev);
+            self.last_test = Some(ev);
+        }
+    }
+
+    /// Whether the objective left the finite or exploded past `--divergence-factor` times its
+    /// first value (at least 1); sets the status and error.
+    fn diverged(&mut self, t: u64, loss: f64) -> bool {
+        let first = *self.first_loss.get_or_insert(loss);
+        let limit = self.cfg.divergence_factor * first.max(1.0);
+        if loss.is_finite() && loss <= limit {
+            return false;
+        }
+        let cfg = self.cfg;
+        let momentum = match cfg.optimizer {
+            crate::optim::OptimizerKind::Nesterov => {
+                format!(" or --momentum (now {})", cfg.momentum)
+            }
+            crate::optim::OptimizerKind::Gd => String::new(),
+        };
+        let msg = format!(
+            "training diverged at iteration {t}: the objective is {loss:.3e}, above {} × its first value {first:.3e} (--divergence-factor); lower --lr (now {}){momentum}",
+            cfg.divergence_factor, cfg.lr
+        );
+        log::error!("[rank 0] {msg}");
+        self.error = Some(Error::Check(msg));
+        self.status = RunStatus::Diverged;
+        true
+    }
+
+    /// Append the iteration's row and its late arrivals.
+    fn append(&mut self) -> Result<()> {
+        for l in self.late.drain(..) {
+            self.writer.append_late(&l);
+            self.summary.add_late(&l);
+        }
+        self.summary.add(&self.rec);
+        self.writer.append(&self.rec)?;
+        Ok(())
+    }
+
+    fn log_progress(&self, t: u64, workers: usize) {
+        let cfg = self.cfg;
+        if t % cfg.log_every != 0 && t + 1 != cfg.iterations {
+            return;
+        }
+        let r = &self.rec;
+        let test = self
+            .last_test
+            .and_then(|e| e.accuracy)
+            .map_or(String::new(), |a| format!("  test acc {a:.4}"));
+        if workers == 0 {
+            log::info!(
+                "reference it {t:>5}/{}  loss {:.6}  iter {:7.2} ms{test}",
+                cfg.iterations,
+                r.get(Metric::TrainLoss),
+                r.get(Metric::WallS) * 1e3
+            );
+            return;
+        }
+        log::info!(
+            "[rank 0] it {:>5}/{}  loss {:.6}  iter {:7.2} ms  oracle {:7.2} ms  responders {}/{}  late {}{test}",
+            t,
+            cfg.iterations,
+            r.get(Metric::TrainLoss),
+            r.get(Metric::WallS) * 1e3,
+            r.get(Metric::OracleS) * 1e3,
+            r.get(Metric::NResponders),
+            workers,
+            r.get(Metric::Late),
+        );
+    }
+
+    /// Flush the rows, then write the checkpoint that resumes at `next` (never a checkpoint ahead
+    /// of the results: a resume would refuse the pair).
+    fn checkpoint(&mut self, next: u64) -> Result<std::path::PathBuf> {
+        self.writer.flush()?;
+        let elapsed = self.elapsed();
+        Ok(self.ckpt.save(next, self.opt.state(), elapsed)?)
+    }
+
+    /// A signal: checkpoint at `t` and stop with status `interrupted`.
+    fn interrupt(&mut self, t: u64) {
+        match self.checkpoint(t) {
+            Ok(p) => {
+                log::warn!(
+                    "[rank 0] signal received: checkpoint at iteration {t} written to {}; stopping",
+                    p.display()
+                );
+                self.status = RunStatus::Interrupted;
+            }
+            Err(e) => {
+                log::error!("[rank 0] signal received but the checkpoint failed: {e}");
+                self.fail(e);
+            }
+        }
+    }
+
+    /// Stop the workers, print and write the summary, close the file.
+    fn finish(mut self, engine: &mut dyn GradientEngine) -> Outcome {
+        let unreconciled = match engine.finish(self.status.exit_code(), &mut self.late) {
+            Ok(u) => u,
+            Err(e) => {
+                self.error.get_or_insert(e);
+                (1..=engine.workers()).collect()
+            }
+        };
+        for l in self.late.drain(..) {
+            self.writer.append_late(&l);
+            self.summary.add_late(&l);
+        }
+        if !unreconciled.is_empty() {
+            log::error!(
+                "[rank 0] workers {unreconciled:?} did not answer the STOP; the run is degraded"
+            );
+            if self.status == RunStatus::Complete {
+                self.status = RunStatus::Degraded;
+            }
+        }
+        let never = engine.never_answered();
+        self.finish_validation(&never);
+        let rejected = engine.rejected();
+        self.summary.print(&SummaryText {
+            iterations: self.cfg.iterations,
+            status: self.status.name(),
+            final_loss: self.last_loss,
+            test: self.last_test.as_ref(),
+            validation: &self.validation,
+            rejected: &rejected,
+        });
+        println!("  results: {}", self.writer.path().display());
+        let (mut summary, per_worker) = self.summary.record(&rejected);
+        summary.extend([
+            ("gradient_checks_s".into(), AttrValue::F64(self.checks_s)),
+            ("final_train_loss".into(), AttrValue::F64(self.last_loss)),
+            (
+                "unreconciled_workers".into(),
+                AttrValue::Str(format!("{unreconciled:?}")),
+            ),
+            (
+                "never_answered".into(),
+                AttrValue::Str(format!("{never:?}")),
+            ),
+            (
+                "error".into(),
+                AttrValue::Str(
+                    self.error
+                        .as_ref()
+                        .map(|e| e.to_string())
+                        .unwrap_or_default(),
+                ),
+            ),
+        ]);
+        summary.extend(results::test_summary(self.last_test.as_ref()));
+        let fin = FinalRecord {
+            status: self.status.name().into(),
+            w_final: self.opt.params().to_owned(),
+            validation: std::mem::take(&mut self.validation),
+            summary,
+            per_worker,
+        };
+        if let Err(e) = self.writer.finish(&fin) {
+            log::error!("[rank 0] could not finish the results file: {e}");
+            self.error.get_or_insert(e.into());
+            if self.status == RunStatus::Complete {
+                self.status = RunStatus::Failed;
+            }
+        }
+        Outcome {
+            status: self.status,
+            unreconciled,
+            error: self.error,
+        }
+    }
+
+    /// The overall verdict (VALID when the first check passed and the parameters are finite;
+    /// REFERENCE for the serial path) and the ranks that never answered during the run.
+    fn finish_validation(&mut self, never: &[usize]) {
+        let check = self.validation.iter().find_map(|(k, v)| match v {
+            AttrValue::Str(s) if k == "check" => Some(s.clone()),
+            _ => None,
+        });
+        let finite = self.opt.params().iter().all(|v| v.is_finite());
+        let verdict = match check.as_deref() {
+            Some("REFERENCE") => "REFERENCE",
+            Some("PASSED") if finite && self.status != RunStatus::Diverged => "VALID",
+            _ => "INVALID",
+        };
+        self.validation
+            .push(("verdict".into(), AttrValue::Str(verdict.into())));
+        self.validation.push((
+            "all_iterations_exact".into(),
+            AttrValue::Bool(self.all_exact),
+        ));
+        if verdict != "REFERENCE" {
+            self.validation
+                .push(("silent".into(), AttrValue::Str(format!("{never:?}"))));
+        }
+    }
+}
