@@ -282,6 +282,53 @@ fn plot_writes_a_png_of_the_documented_size() {
     assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
 }
 
+/// Pixels of exactly `rgb` in the rectangle x in `xs`, y in `ys` of an RGB8 PNG.
+fn count_pixels(
+    png_path: &Path,
+    rgb: [u8; 3],
+    xs: std::ops::Range<usize>,
+    ys: std::ops::Range<usize>,
+) -> usize {
+    let decoder = png::Decoder::new(std::fs::File::open(png_path).unwrap());
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    let width = info.width as usize;
+    ys.flat_map(|y| xs.clone().map(move |x| (y * width + x) * 3))
+        .filter(|&i| buf[i..i + 3] == rgb)
+        .count()
+}
+
+#[test]
+fn plot_keeps_identical_runs_apart() {
+    // An MPI run next to an exact copy of itself: both loss curves coincide, and each must
+    // still show (the first run's line used to vanish under the second's).
+    let r = runs();
+    let mut files = Vec::new();
+    for name in ["same-a", "same-b"] {
+        let f = workdir().join(name).join("run.h5");
+        std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+        std::fs::copy(&r.frc, &f).unwrap();
+        files.push(f);
+    }
+    let png_path = workdir().join("same.png");
+    let o = report(
+        &["--plot", png_path.to_str().unwrap()],
+        &[&files[0], &files[1]],
+    );
+    assert!(o.status.success(), "{}", output_text(&o));
+    // The left half of the top-left panel (loss against time; its legend sits top right), in
+    // the first two palette colours (tab10 blue and orange).
+    let (blue, orange) = ([31, 119, 180], [255, 127, 14]);
+    let (xs, ys) = (0..400, 40..500);
+    let first = count_pixels(&png_path, blue, xs.clone(), ys.clone());
+    let second = count_pixels(&png_path, orange, xs, ys);
+    assert!(
+        first > 100 && second > 100,
+        "both runs must be visible: {first} pixels of the first run, {second} of the second"
+    );
+}
+
 #[test]
 fn killed_run_is_reported_as_partial() {
     let run = killed_run();
