@@ -482,7 +482,7 @@ fn python_example_loads_a_run_into_pandas() {
     };
     let r = runs();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/load_run.py");
-    for (run, expect) in [(&r.frc, "code frc s=1"), (&r.reference, "code reference")] {
+    let load = |run: &Path| {
         let o = Command::new("timeout")
             .args(["60", python])
             .arg(&script)
@@ -490,17 +490,57 @@ fn python_example_loads_a_run_into_pandas() {
             .output()
             .unwrap();
         assert!(o.status.success(), "{}", output_text(&o));
-        let out = stdout(&o);
+        stdout(&o)
+    };
+    for (run, expect) in [(&r.frc, "code frc s=1"), (&r.reference, "code reference")] {
+        let out = load(run);
         assert!(
             out.contains(expect) && out.contains("iterations 30"),
             "{out}"
         );
+        same_percentiles_as_report(&out, run);
     }
-    let o = Command::new(python)
-        .arg(&script)
-        .arg(killed_run())
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", output_text(&o));
-    assert!(stdout(&o).contains("status running"), "{}", output_text(&o));
+    // The MPI run lists its four workers; the reference (one process) has none to list.
+    let per_rank = |out: &str| {
+        out.lines()
+            .filter(|l| {
+                l.strip_prefix("rank")
+                    .and_then(|t| t.split_whitespace().next())
+                    .is_some_and(|n| n.parse::<u32>().is_ok())
+            })
+            .count()
+    };
+    assert_eq!(per_rank(&load(&r.frc)), 4);
+    let out = load(&r.reference);
+    assert_eq!(per_rank(&out), 0, "{out}");
+    assert!(out.contains("no workers (serial reference run)"), "{out}");
+
+    let killed = killed_run();
+    let out = load(&killed);
+    assert!(out.contains("status running"), "{out}");
+    same_percentiles_as_report(&out, &killed);
+}
+
+/// load_run.py's `time per iteration p50 X ms p95 Y ms` equals `gradcode report --json` on the
+/// same file, to the printed digits (one nearest-rank rule over every complete row).
+fn same_percentiles_as_report(out: &str, run: &Path) {
+    let line = out
+        .lines()
+        .find(|l| l.contains("time per iteration p50"))
+        .unwrap_or_else(|| panic!("no p50 line: {out}"));
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let after = |w: &str| words[words.iter().position(|x| *x == w).unwrap() + 1];
+    let v = json(&report(&["--json"], &[run]));
+    let ms = |key: &str| format!("{:.3}", v["runs"][0][key].as_f64().unwrap() * 1e3);
+    assert_eq!(
+        (after("p50"), after("p95")),
+        (ms("p50_s").as_str(), ms("p95_s").as_str()),
+        "load_run.py and report --json on {}: {line}",
+        run.display()
+    );
+    assert_eq!(
+        after("iterations"),
+        v["runs"][0]["iterations"].to_string(),
+        "{line}"
+    );
 }
