@@ -12,6 +12,8 @@ STRAGGLERS ?= exp:40
 MPIRUN    ?= mpirun
 MPIFLAGS  ?= --oversubscribe --bind-to none
 FASHION   ?= /usr/share/datasets/fashion-mnist
+# real datasets beside the checkout (optional; `make datasets` converts a9a and w8a from there)
+SHARED_DATA ?= ../shared/datasets
 # --------------------------------------------------------------------------------------------
 CARGO     ?= cargo
 BIN       := target/release/gradcode
@@ -26,7 +28,7 @@ export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM := 1
 export OPENBLAS_NUM_THREADS := 1
 export OMP_NUM_THREADS := 1
 
-.PHONY: deps test-deps build run data test lint unit slurm mpich bench bench-smoke bench-approx clean help reliability fuzz fuzz-smoke
+.PHONY: deps test-deps build run data datasets test lint unit slurm mpich bench bench-smoke bench-approx clean help reliability fuzz fuzz-smoke
 
 # $(call apt_install,TARGET,PACKAGES): install the packages not yet installed (apt-get update
 # first; no terminal in CI, so DEBIAN_FRONTEND=noninteractive, kept under sudo).
@@ -40,7 +42,7 @@ define apt_install
 endef
 
 help:
-	@echo "make run | make test | make deps | make build | make data | make lint | make bench | make bench-smoke | make clean"
+	@echo "make run | make test | make deps | make build | make data | make datasets | make lint | make bench | make bench-smoke | make clean"
 
 deps:
 	$(call apt_install,deps,$(APT_PKGS))
@@ -58,6 +60,24 @@ $(DATA): | build
 	  --license MIT --out $(DATA)
 
 data: build $(DATA)
+
+# Every dataset that can be made here without downloading anything but OS packages (see
+# datasets/README.md): Fashion-MNIST from its Debian package, and a9a and w8a when
+# $(SHARED_DATA) holds them. Not packaged anywhere: a9a, w8a, reuters, abalone, MNIST.
+SHARED_SETS := $(strip $(if $(wildcard $(SHARED_DATA)/a9a/a9a),datasets/a9a.h5) \
+               $(if $(wildcard $(SHARED_DATA)/w8a/w8a),datasets/w8a.h5))
+
+datasets/a9a.h5: | build
+	$(BIN) data convert --format libsvm --input $(SHARED_DATA)/a9a/a9a --test-input $(SHARED_DATA)/a9a/a9a.t \
+	  --features 123 --license "CC BY 4.0" --out $@
+
+datasets/w8a.h5: | build
+	$(BIN) data convert --format libsvm --input $(SHARED_DATA)/w8a/w8a --features 300 \
+	  --license "none stated" --out $@
+
+datasets: data $(SHARED_SETS)
+	@$(if $(SHARED_SETS),,echo "make datasets: no $(SHARED_DATA)/a9a or w8a: only Fashion-MNIST made (datasets/README.md says where the others come from)";)
+	@ls -l datasets/*.h5
 
 run: build $(DATA)
 	$(MPIRUN) $(MPIFLAGS) -np $(NP) $(BIN) train $(if $(CONFIG),--config $(CONFIG)) \

@@ -9,7 +9,7 @@
 //! `make reliability` sets) runs the long versions: BI-1 at 2,000 mutants, CR-2 at 60 kills.
 //! `GRADCODE_BI1_TRIALS` and `GRADCODE_CR2_TRIALS` override the counts. Every test prints one
 //! `RELIAB|case|trials|passed|worst exit s|peak KiB|note` line that `scripts/reliability.sh`
-//! turns into the table of the README.
+//! turns into the table of docs/reliability.md.
 
 use gradcode::io::results::{Metric, WorkerMetric};
 use std::io::{BufRead, BufReader};

@@ -282,6 +282,53 @@ fn plot_writes_a_png_of_the_documented_size() {
     assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
 }
 
+/// Pixels of exactly `rgb` in the rectangle x in `xs`, y in `ys` of an RGB8 PNG.
+fn count_pixels(
+    png_path: &Path,
+    rgb: [u8; 3],
+    xs: std::ops::Range<usize>,
+    ys: std::ops::Range<usize>,
+) -> usize {
+    let decoder = png::Decoder::new(std::fs::File::open(png_path).unwrap());
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    let width = info.width as usize;
+    ys.flat_map(|y| xs.clone().map(move |x| (y * width + x) * 3))
+        .filter(|&i| buf[i..i + 3] == rgb)
+        .count()
+}
+
+#[test]
+fn plot_keeps_identical_runs_apart() {
+    // An MPI run next to an exact copy of itself: both loss curves coincide, and each must
+    // still show (the first run's line used to vanish under the second's).
+    let r = runs();
+    let mut files = Vec::new();
+    for name in ["same-a", "same-b"] {
+        let f = workdir().join(name).join("run.h5");
+        std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+        std::fs::copy(&r.frc, &f).unwrap();
+        files.push(f);
+    }
+    let png_path = workdir().join("same.png");
+    let o = report(
+        &["--plot", png_path.to_str().unwrap()],
+        &[&files[0], &files[1]],
+    );
+    assert!(o.status.success(), "{}", output_text(&o));
+    // The left half of the top-left panel (loss against time; its legend sits top right), in
+    // the first two palette colours (tab10 blue and orange).
+    let (blue, orange) = ([31, 119, 180], [255, 127, 14]);
+    let (xs, ys) = (0..400, 40..500);
+    let first = count_pixels(&png_path, blue, xs.clone(), ys.clone());
+    let second = count_pixels(&png_path, orange, xs, ys);
+    assert!(
+        first > 100 && second > 100,
+        "both runs must be visible: {first} pixels of the first run, {second} of the second"
+    );
+}
+
 #[test]
 fn killed_run_is_reported_as_partial() {
     let run = killed_run();
@@ -435,7 +482,7 @@ fn python_example_loads_a_run_into_pandas() {
     };
     let r = runs();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/load_run.py");
-    for (run, expect) in [(&r.frc, "code frc s=1"), (&r.reference, "code reference")] {
+    let load = |run: &Path| {
         let o = Command::new("timeout")
             .args(["60", python])
             .arg(&script)
@@ -443,17 +490,57 @@ fn python_example_loads_a_run_into_pandas() {
             .output()
             .unwrap();
         assert!(o.status.success(), "{}", output_text(&o));
-        let out = stdout(&o);
+        stdout(&o)
+    };
+    for (run, expect) in [(&r.frc, "code frc s=1"), (&r.reference, "code reference")] {
+        let out = load(run);
         assert!(
             out.contains(expect) && out.contains("iterations 30"),
             "{out}"
         );
+        same_percentiles_as_report(&out, run);
     }
-    let o = Command::new(python)
-        .arg(&script)
-        .arg(killed_run())
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", output_text(&o));
-    assert!(stdout(&o).contains("status running"), "{}", output_text(&o));
+    // The MPI run lists its four workers; the reference (one process) has none to list.
+    let per_rank = |out: &str| {
+        out.lines()
+            .filter(|l| {
+                l.strip_prefix("rank")
+                    .and_then(|t| t.split_whitespace().next())
+                    .is_some_and(|n| n.parse::<u32>().is_ok())
+            })
+            .count()
+    };
+    assert_eq!(per_rank(&load(&r.frc)), 4);
+    let out = load(&r.reference);
+    assert_eq!(per_rank(&out), 0, "{out}");
+    assert!(out.contains("no workers (serial reference run)"), "{out}");
+
+    let killed = killed_run();
+    let out = load(&killed);
+    assert!(out.contains("status running"), "{out}");
+    same_percentiles_as_report(&out, &killed);
+}
+
+/// load_run.py's `time per iteration p50 X ms p95 Y ms` equals `gradcode report --json` on the
+/// same file, to the printed digits (one nearest-rank rule over every complete row).
+fn same_percentiles_as_report(out: &str, run: &Path) {
+    let line = out
+        .lines()
+        .find(|l| l.contains("time per iteration p50"))
+        .unwrap_or_else(|| panic!("no p50 line: {out}"));
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let after = |w: &str| words[words.iter().position(|x| *x == w).unwrap() + 1];
+    let v = json(&report(&["--json"], &[run]));
+    let ms = |key: &str| format!("{:.3}", v["runs"][0][key].as_f64().unwrap() * 1e3);
+    assert_eq!(
+        (after("p50"), after("p95")),
+        (ms("p50_s").as_str(), ms("p95_s").as_str()),
+        "load_run.py and report --json on {}: {line}",
+        run.display()
+    );
+    assert_eq!(
+        after("iterations"),
+        v["runs"][0]["iterations"].to_string(),
+        "{line}"
+    );
 }

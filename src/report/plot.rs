@@ -7,11 +7,21 @@
 //! drawn on top so it stays visible where the two coincide); and a worker × iteration heat map
 //! of `/timing/arrival_s` of the first run that recorded any arrival (named in the panel title),
 //! missed arrivals in red. A run that did not finish (status `running`) is labelled `(partial)`.
+//!
+//! Runs are told apart by more than colour ([`run_style`]): each has its own dash pattern on
+//! the loss curves and its own marker on every line, placed at points shifted from run to run.
+//! An MPI run and its serial reference have the same loss curve, and the run drawn second would
+//! otherwise hide the first. The time panel keeps solid (iteration time) and dashed (oracle) for
+//! every run, so there the marker and the colour name the run.
+//!
+//! Not drawn: log scales, error bands over seeds, more than one heat map.
 
 use std::path::Path;
 
 use plotters::coord::Shift;
+use plotters::element::{Drawable, PointCollection};
 use plotters::prelude::*;
+use plotters_backend::{BackendCoord, DrawingErrorKind};
 
 use super::load::LoadedRun;
 use crate::io::results::Metric;
@@ -49,12 +59,128 @@ fn register_font() -> Res {
         .map_err(|_| "the embedded DejaVu Sans font was rejected".to_string())
 }
 
+/// A dash pattern in pixels: lengths of dash, gap, dash, gap, …; empty for a solid line.
+type Dash = &'static [f64];
+
+/// The loss curves' dash pattern per run (cycled): solid, long dashes, dots, dash-dot.
+const DASHES: [Dash; 4] = [&[], &[14.0, 6.0], &[3.0, 4.0], &[12.0, 4.0, 3.0, 4.0]];
+
+/// The oracle's dash pattern in the time panel (every run).
+const ORACLE_DASH: Dash = &[7.0, 5.0];
+
+/// Markers placed on each line, one shape per run (cycled).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Marker {
+    Circle,
+    Triangle,
+    Square,
+    Cross,
+}
+
+const MARKERS: [Marker; 4] = [
+    Marker::Circle,
+    Marker::Triangle,
+    Marker::Square,
+    Marker::Cross,
+];
+
+/// Markers per line (about; fewer on lines with fewer points).
+const MARKS_PER_LINE: usize = 10;
+
+/// How run `i` of a figure is drawn.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct RunStyle {
+    color: RGBColor,
+    /// Dash pattern of its loss curves.
+    dash: Dash,
+    marker: Marker,
+}
+
+/// The style of the `i`-th run of a figure: colour, dash pattern and marker each cycle, so the
+/// first four runs differ in all three and identical curves stay distinguishable.
+fn run_style(i: usize) -> RunStyle {
+    RunStyle {
+        color: PALETTE[i % PALETTE.len()],
+        dash: DASHES[i % DASHES.len()],
+        marker: MARKERS[i % MARKERS.len()],
+    }
+}
+
 /// One line of a panel.
 struct Line {
     label: String,
     color: RGBColor,
     points: Vec<(f64, f64)>,
-    dashed: bool,
+    dash: Dash,
+    marker: Marker,
+    /// Which run of how many (shifts the markers so that coinciding lines show both).
+    run: (usize, usize),
+}
+
+/// Indices of the marked points of a line of `len` points, drawn as run `run` of `runs`: about
+/// [`MARKS_PER_LINE`] evenly spaced, shifted by a fraction `run / runs` of the spacing.
+fn mark_indices(len: usize, run: usize, runs: usize) -> Vec<usize> {
+    if len == 0 {
+        return Vec::new();
+    }
+    let step = len.div_ceil(MARKS_PER_LINE).max(1);
+    let shift = step * (run % runs.max(1)) / runs.max(1);
+    (shift..len).step_by(step).collect()
+}
+
+/// A marker (and, for a legend, a line sample through it) as a plotters element: the position
+/// is in the chart's coordinates, the shape in pixels.
+struct Mark<C> {
+    at: C,
+    marker: Marker,
+    color: RGBColor,
+    /// A 24-pixel line sample in this dash pattern, centred on the marker (legend entries).
+    sample: Option<Dash>,
+}
+
+impl<'a, C> PointCollection<'a, C> for &'a Mark<C> {
+    type Point = &'a C;
+    type IntoIter = std::iter::Once<&'a C>;
+    fn point_iter(self) -> Self::IntoIter {
+        std::iter::once(&self.at)
+    }
+}
+
+impl<C, DB: DrawingBackend> Drawable<DB> for Mark<C> {
+    fn draw<I: Iterator<Item = BackendCoord>>(
+        &self,
+        mut pos: I,
+        backend: &mut DB,
+        _: (u32, u32),
+    ) -> Result<(), DrawingErrorKind<DB::ErrorType>> {
+        let Some((x, y)) = pos.next() else {
+            return Ok(());
+        };
+        let line = self.color.stroke_width(2);
+        if let Some(dash) = self.sample {
+            let ends = [
+                (f64::from(x - 12), f64::from(y)),
+                (f64::from(x + 12), f64::from(y)),
+            ];
+            for pl in dashes(&ends, |p| (p.0 as i32, p.1 as i32), dash) {
+                let px: Vec<BackendCoord> = pl.iter().map(|p| (p.0 as i32, p.1 as i32)).collect();
+                backend.draw_path(px, &line)?;
+            }
+        }
+        let r = 4;
+        match self.marker {
+            Marker::Circle => backend.draw_circle((x, y), r as u32, &self.color, true),
+            Marker::Square => backend.draw_rect((x - r, y - r), (x + r, y + r), &self.color, true),
+            Marker::Triangle => backend.fill_polygon(
+                [(x, y - r - 1), (x - r - 1, y + r), (x + r + 1, y + r)],
+                &self.color,
+            ),
+            Marker::Cross => {
+                backend.draw_line((x - r, y - r), (x + r, y + r), &line)?;
+                backend.draw_line((x - r, y + r), (x + r, y - r), &line)
+            }
+        }
+    }
 }
 
 /// The finite (x, y) pairs.
@@ -79,18 +205,21 @@ fn iterations(run: &LoadedRun) -> Vec<f64> {
         .collect()
 }
 
-/// Split the polyline `pts` into dashes of `on` pixels separated by gaps of `off` pixels, in data
-/// coordinates (`to_px` maps a point to pixels; the axes are linear, so a fraction of a segment in
-/// pixels is the same fraction in data).
+/// Split the polyline `pts` into the dashes of `pattern` (pixels of dash, gap, dash, gap, …,
+/// repeated; empty: one solid polyline), in data coordinates (`to_px` maps a point to pixels; the
+/// axes are linear, so a fraction of a segment in pixels is the same fraction in data).
 fn dashes(
     pts: &[(f64, f64)],
     to_px: impl Fn(&(f64, f64)) -> (i32, i32),
-    on: f64,
-    off: f64,
+    pattern: Dash,
 ) -> Vec<Vec<(f64, f64)>> {
+    if pattern.is_empty() || pattern.iter().any(|l| *l <= 0.0) {
+        return vec![pts.to_vec()];
+    }
     let mut out = Vec::new();
     let mut cur: Vec<(f64, f64)> = Vec::new();
-    let (mut drawing, mut left) = (true, on);
+    let mut k = 0;
+    let (mut drawing, mut left) = (true, pattern[0]);
     for w in pts.windows(2) {
         let (p, q) = (w[0], w[1]);
         let (a, b) = (to_px(&p), to_px(&q));
@@ -116,7 +245,8 @@ fn dashes(
                 }
                 cur.clear();
                 drawing = !drawing;
-                left = if drawing { on } else { off };
+                k = (k + 1) % pattern.len();
+                left = pattern[k];
             }
         }
     }
@@ -204,31 +334,34 @@ fn line_panel<DB: DrawingBackend>(
         // every segment is drawn on its own. plotters' DashedLineSeries overshoots short
         // segments: dashes are cut in pixel space instead.
         let style = color.stroke_width(2);
-        let polylines = if l.dashed {
-            let coord = chart.as_coord_spec().clone();
-            dashes(&l.points, move |p| coord.translate(p), 7.0, 5.0)
-        } else {
-            vec![l.points.clone()]
-        };
+        let coord = chart.as_coord_spec().clone();
+        let polylines = dashes(&l.points, move |p| coord.translate(p), l.dash);
         let segments: Vec<[(f64, f64); 2]> = polylines
             .iter()
             .flat_map(|pl| pl.windows(2).map(|w| [w[0], w[1]]))
             .collect();
-        let anno = chart
+        chart
             .draw_series(
                 segments
                     .into_iter()
                     .map(move |seg| PathElement::new(seg.to_vec(), style)),
             )
             .map_err(err)?;
-        let dashed = l.dashed;
-        anno.label(l.label.as_str()).legend(move |(x, y)| {
-            let style = color.stroke_width(2);
-            if dashed {
-                PathElement::new(vec![(x, y), (x + 7, y)], style)
-            } else {
-                PathElement::new(vec![(x, y), (x + 20, y)], style)
-            }
+        let (marker, dash) = (l.marker, l.dash);
+        let marks = mark_indices(l.points.len(), l.run.0, l.run.1);
+        let anno = chart
+            .draw_series(marks.into_iter().map(|i| Mark {
+                at: l.points[i],
+                marker,
+                color,
+                sample: None,
+            }))
+            .map_err(err)?;
+        anno.label(l.label.as_str()).legend(move |(x, y)| Mark {
+            at: (x + 12, y),
+            marker,
+            color,
+            sample: Some(dash),
         });
     }
     chart
@@ -365,46 +498,36 @@ pub fn draw(runs: &[LoadedRun], out: &Path) -> Res {
         )
         .map_err(err)?;
     let panels = root.split_evenly((2, 2));
-    let color = |i: usize| PALETTE[i % PALETTE.len()];
-
-    let by_time: Vec<Line> = runs
-        .iter()
-        .enumerate()
-        .map(|(i, r)| Line {
-            label: label(r),
-            color: color(i),
-            points: points(
-                &r.column(Metric::ElapsedS),
-                &r.column(Metric::TrainLoss),
-                1.0,
-            ),
-            dashed: false,
-        })
-        .collect();
+    let n = runs.len();
+    let loss_lines = |x: &dyn Fn(&LoadedRun) -> Vec<f64>| -> Vec<Line> {
+        runs.iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let st = run_style(i);
+                Line {
+                    label: label(r),
+                    color: st.color,
+                    points: points(&x(r), &r.column(Metric::TrainLoss), 1.0),
+                    dash: st.dash,
+                    marker: st.marker,
+                    run: (i, n),
+                }
+            })
+            .collect()
+    };
     line_panel(
         &panels[0],
         "training loss against wall-clock time",
         "elapsed (s)",
         "train loss",
-        &by_time,
+        &loss_lines(&|r| r.column(Metric::ElapsedS)),
     )?;
-
-    let by_iter: Vec<Line> = runs
-        .iter()
-        .enumerate()
-        .map(|(i, r)| Line {
-            label: label(r),
-            color: color(i),
-            points: points(&iterations(r), &r.column(Metric::TrainLoss), 1.0),
-            dashed: false,
-        })
-        .collect();
     line_panel(
         &panels[1],
         "training loss against iterations",
         "iteration",
         "train loss",
-        &by_iter,
+        &loss_lines(&iterations),
     )?;
 
     // Every run's iteration time first (light tint), then every oracle on top (full colour):
@@ -412,20 +535,25 @@ pub fn draw(runs: &[LoadedRun], out: &Path) -> Res {
     let mut times = Vec::new();
     let mut oracles = Vec::new();
     for (i, r) in runs.iter().enumerate() {
+        let st = run_style(i);
         let it = iterations(r);
         times.push(Line {
             label: label(r),
-            color: tint(color(i), 0.45),
+            color: tint(st.color, 0.45),
             points: points(&it, &r.column(Metric::WallS), 1e3),
-            dashed: false,
+            dash: &[],
+            marker: st.marker,
+            run: (i, n),
         });
         let oracle = points(&it, &r.column(Metric::OracleS), 1e3);
         if !oracle.is_empty() {
             oracles.push(Line {
                 label: format!("{} oracle", r.name),
-                color: color(i),
+                color: st.color,
                 points: oracle,
-                dashed: true,
+                dash: ORACLE_DASH,
+                marker: st.marker,
+                run: (i, n),
             });
         }
     }
@@ -455,10 +583,56 @@ mod tests {
     fn dashes_alternate_along_the_line() {
         // 1 data unit = 1 pixel: a 30-pixel line makes dashes [0,7], [12,19], [24,30].
         let px = |p: &(f64, f64)| (p.0 as i32, p.1 as i32);
-        let d = dashes(&[(0.0, 0.0), (10.0, 0.0), (30.0, 0.0)], px, 7.0, 5.0);
+        let d = dashes(&[(0.0, 0.0), (10.0, 0.0), (30.0, 0.0)], px, &[7.0, 5.0]);
         let ends: Vec<(f64, f64)> = d.iter().map(|v| (v[0].0, v[v.len() - 1].0)).collect();
         assert_eq!(ends, vec![(0.0, 7.0), (12.0, 19.0), (24.0, 30.0)]);
         assert!(d.iter().flatten().all(|p| p.0 >= 0.0 && p.0 <= 30.0));
+    }
+
+    #[test]
+    fn dash_dot_patterns_cycle_and_solid_is_one_polyline() {
+        let px = |p: &(f64, f64)| (p.0 as i32, p.1 as i32);
+        let d = dashes(&[(0.0, 0.0), (40.0, 0.0)], px, &[12.0, 4.0, 3.0, 4.0]);
+        let ends: Vec<(f64, f64)> = d.iter().map(|v| (v[0].0, v[v.len() - 1].0)).collect();
+        // 12 on, 4 off, 3 on, 4 off, then again from 23 (and from 46, past the end).
+        assert_eq!(
+            ends,
+            vec![(0.0, 12.0), (16.0, 19.0), (23.0, 35.0), (39.0, 40.0)]
+        );
+        let line = [(0.0, 0.0), (5.0, 1.0), (9.0, 3.0)];
+        assert_eq!(dashes(&line, px, &[]), vec![line.to_vec()]);
+    }
+
+    #[test]
+    fn runs_differ_in_dash_and_marker_as_well_as_colour() {
+        // The first four runs differ pairwise in all three, so two identical curves (an MPI run
+        // and its reference) are both visible.
+        for i in 0..4 {
+            for j in 0..i {
+                let (a, b) = (run_style(i), run_style(j));
+                assert_ne!(a.color, b.color, "runs {i} and {j}");
+                assert_ne!(a.dash, b.dash, "runs {i} and {j}");
+                assert_ne!(a.marker, b.marker, "runs {i} and {j}");
+            }
+        }
+        // Colours stay the tab10 palette, in order, and the first run is a plain solid line.
+        assert_eq!(run_style(0).color, PALETTE[0]);
+        assert_eq!(run_style(11).color, PALETTE[1]);
+        assert!(run_style(0).dash.is_empty());
+        // The oracle's pattern is none of the runs' loss patterns.
+        assert!(DASHES.iter().all(|d| *d != ORACLE_DASH));
+    }
+
+    #[test]
+    fn markers_of_coinciding_lines_do_not_overlap() {
+        let a = mark_indices(30, 0, 2);
+        let b = mark_indices(30, 1, 2);
+        assert_eq!(a, (0..30).step_by(3).collect::<Vec<_>>());
+        assert_eq!(b, (1..30).step_by(3).collect::<Vec<_>>());
+        assert!(a.iter().all(|i| !b.contains(i)));
+        assert!(mark_indices(0, 0, 1).is_empty());
+        assert_eq!(mark_indices(3, 2, 3), vec![0, 1, 2]);
+        assert!(mark_indices(1000, 3, 4).len() <= MARKS_PER_LINE);
     }
 
     #[test]

@@ -54,7 +54,8 @@ pub struct Summary {
     pub notes: Vec<String>,
 }
 
-/// Nearest-rank percentile of the finite values (the same rule as the run's own summary).
+/// Nearest-rank percentile of the finite values: the sorted value at index round((n − 1)·p)
+/// (the same rule as the run's own summary and `scripts/load_run.py`).
 pub fn percentile(values: &[f64], p: f64) -> f64 {
     let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
     if v.is_empty() {
