@@ -125,3 +125,27 @@ pub fn assert_one_mpi_error(o: &Output, expect: &str) {
     assert!(err.contains(expect), "{expect}: {}", output_text(o));
     assert!(!err.contains("panicked"), "{}", output_text(o));
 }
+
+/// A Python interpreter that imports every module of `modules` (`python3` on PATH, else the
+/// system's `/usr/bin/python3`: `make test-deps` installs Debian's python3-h5py and
+/// python3-pandas, which a pyenv or conda `python3` first on PATH may lack). `None` prints why
+/// the caller skips, except under CI, where the set-up installed them and a miss is a failure.
+pub fn python_with(modules: &str) -> Option<&'static str> {
+    let python = ["python3", "/usr/bin/python3"].into_iter().find(|py| {
+        Command::new(py)
+            .args(["-c", &format!("import {modules}")])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    });
+    if python.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI is set but no python3 imports {modules} (make test-deps installs python3-h5py python3-pandas)"
+        );
+        eprintln!(
+            "skipped: no python3 with {modules} (make test-deps, or pip install h5py pandas)"
+        );
+    }
+    python
+}
