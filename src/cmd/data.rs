@@ -71,6 +71,9 @@ fn run_convert(a: &ConvertArgs) -> Result<()> {
         license: a.license.clone(),
     };
     let c = convert::convert(&opts)?;
+    for w in &c.warnings {
+        log::warn!("{w}");
+    }
     dataset::write(&a.out, &c.train, c.test.as_ref(), &c.meta, a.force)?;
     report_written(&a.out, &c.train, c.test.as_ref());
     Ok(())

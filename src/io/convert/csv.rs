@@ -13,7 +13,7 @@ use std::path::Path;
 use ndarray::Array2;
 
 use super::input::{open_input, parse_finite, perr, truncate, Lines};
-use super::{parse_train_test, ConvertOptions, Parsed, RawSplit, RawX};
+use super::{parse_train_test, two_valued, ConvertOptions, Parsed, RawSplit, RawX};
 use crate::io::dataset::MAX_BYTES;
 use crate::io::IoError;
 
@@ -157,11 +157,16 @@ pub fn parse_csv<R: BufRead>(
     ))
 }
 
-/// Parse `opts.input` (and `opts.test_input`, whose header must match) as CSV.
+/// Header names that say "this is the label": no warning when the default (last) column has one.
+const LABEL_NAMES: [&str; 5] = ["label", "labels", "y", "target", "class"];
+
+/// Parse `opts.input` (and `opts.test_input`, whose header must match) as CSV, with a warning
+/// when the label column is taken by default (the last one, unless its name says it is the
+/// label) and when the labels, kept as regression targets by default, are only ±1 or 0/1.
 pub(super) fn read_splits(opts: &ConvertOptions) -> Result<Parsed, IoError> {
     let col = opts.label_column.as_deref();
     let mut first: Option<Vec<String>> = None;
-    parse_train_test(opts, |p| {
+    let mut parsed = parse_train_test(opts, |p| {
         let (split, header) = parse_csv(open_input(p)?, p, col)?;
         match &first {
             None => first = Some(header),
@@ -175,7 +180,28 @@ pub(super) fn read_splits(opts: &ConvertOptions) -> Result<Parsed, IoError> {
             Some(_) => {}
         }
         Ok(split)
-    })
+    })?;
+    let header = first.unwrap_or_default();
+    let at = label_index(&opts.input, 1, &header, col)?;
+    let name = header.get(at).map_or("", String::as_str);
+    let input = opts.input.display();
+    if col.is_none() && !LABEL_NAMES.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+        parsed.warnings.push(format!(
+            "{input}: no --label-column given: the last column '{name}' is used as the label \
+             (pass --label-column NAME or a 0-based position to choose another)"
+        ));
+    }
+    let splits: Vec<&RawSplit> = std::iter::once(&parsed.train)
+        .chain(parsed.test.as_ref())
+        .collect();
+    if let (None, Some(pair)) = (opts.task, two_valued(&splits)) {
+        parsed.warnings.push(format!(
+            "{input}: the labels in column '{name}' are only {pair}, converted as a regression \
+             task (the CSV default); pass --task binary to train a classifier such as \
+             --model logistic"
+        ));
+    }
+    Ok(parsed)
 }
 
 #[cfg(test)]
@@ -257,5 +283,45 @@ mod tests {
             e.contains("--features 7 disagrees with the 2 feature columns"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn csv_warnings_name_the_label_column_and_task_binary() {
+        let dir = tempfile::tempdir().unwrap();
+        let warnings = |text: &[u8], col: Option<&str>, task: Option<TaskChoice>| {
+            let mut o = opts(InputFormat::Csv, write(dir.path(), "w.csv", text));
+            o.label_column = col.map(String::from);
+            o.task = task;
+            convert(&o).unwrap().warnings
+        };
+        let w = warnings(b"a,b,c\n1,2,0.5\n3,4,7\n", None, None);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].contains("the last column 'c' is used as the label"),
+            "{w:?}"
+        );
+        assert!(warnings(b"a,b,c\n1,2,0.5\n", Some("c"), None).is_empty());
+        assert!(warnings(b"a,b,Y\n1,2,0.5\n", None, None).is_empty());
+        // Two-valued labels: regression kept, with the fix named; not when the task is given
+        // or the labels are not a binary pair.
+        for (text, pair) in [
+            (&b"a,label\n1,1\n2,-1\n3,1\n"[..], "-1 and +1"),
+            (b"a,label\n1,0\n2,1\n", "0 and 1"),
+        ] {
+            let w = warnings(text, None, None);
+            assert_eq!(w.len(), 1, "{w:?}");
+            assert!(
+                w[0].contains(&format!("column 'label' are only {pair}"))
+                    && w[0].contains("--task binary"),
+                "{w:?}"
+            );
+            let c = {
+                let o = opts(InputFormat::Csv, write(dir.path(), "w.csv", text));
+                convert(&o).unwrap()
+            };
+            assert_eq!(c.train.task, Task::Regression);
+            assert!(warnings(text, None, Some(TaskChoice::Binary)).is_empty());
+        }
+        assert!(warnings(b"a,label\n1,0\n2,2\n", None, None).is_empty());
     }
 }

@@ -186,6 +186,7 @@ pub(super) fn read_splits(opts: &ConvertOptions) -> Result<Parsed, IoError> {
         train,
         test,
         inputs,
+        warnings: Vec::new(),
     })
 }
 

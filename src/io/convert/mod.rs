@@ -79,6 +79,9 @@ pub struct Converted {
     pub train: Dataset,
     pub test: Option<Dataset>,
     pub meta: DatasetMeta,
+    /// What the user may want to change, one line each (the caller prints them): a CSV label
+    /// column taken by default, ±1 or 0/1 CSV labels kept as regression targets.
+    pub warnings: Vec<String>,
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -120,6 +123,8 @@ pub(crate) struct Parsed {
     pub(crate) train: RawSplit,
     pub(crate) test: Option<RawSplit>,
     pub(crate) inputs: Vec<PathBuf>,
+    /// See [`Converted::warnings`].
+    pub(crate) warnings: Vec<String>,
 }
 
 /// Parse `opts.input` and, when given, `opts.test_input` with `parse` (LIBSVM and CSV, which
@@ -139,6 +144,7 @@ fn parse_train_test(
         train,
         test,
         inputs,
+        warnings: Vec::new(),
     })
 }
 
@@ -156,6 +162,19 @@ fn refuse_idx_labels(opts: &ConvertOptions) -> Result<(), IoError> {
 // ------------------------------------------------------------------------------------------------
 // Task inference and assembly
 
+/// `Some("-1 and +1")` or `Some("0 and 1")` when every label of `splits` is in that pair (the
+/// labels a binary task accepts), else `None`.
+fn two_valued(splits: &[&RawSplit]) -> Option<&'static str> {
+    let labels = || splits.iter().flat_map(|s| s.y.iter().copied());
+    if labels().all(|v| v == 1.0 || v == -1.0) {
+        Some("-1 and +1")
+    } else if labels().all(|v| v == 0.0 || v == 1.0) {
+        Some("0 and 1")
+    } else {
+        None
+    }
+}
+
 fn infer_task(
     format: InputFormat,
     choice: Option<TaskChoice>,
@@ -166,9 +185,7 @@ fn infer_task(
         InputFormat::Idx => TaskChoice::Multiclass,
         InputFormat::Csv => TaskChoice::Regression,
         InputFormat::Libsvm => {
-            let pm1 = labels().all(|v| v == 1.0 || v == -1.0);
-            let zo = labels().all(|v| v == 0.0 || v == 1.0);
-            if pm1 || zo {
+            if two_valued(splits).is_some() {
                 TaskChoice::Binary
             } else {
                 TaskChoice::Regression
@@ -377,11 +394,17 @@ pub fn convert(opts: &ConvertOptions) -> Result<Converted, IoError> {
         train,
         test,
         inputs,
+        warnings,
     } = parsed;
     let train = finish(train, n_features, task)?;
     let test = test.map(|t| finish(t, n_features, task)).transpose()?;
     let meta = provenance(opts, &inputs)?;
-    Ok(Converted { train, test, meta })
+    Ok(Converted {
+        train,
+        test,
+        meta,
+        warnings,
+    })
 }
 
 /// Helpers shared by the converters' unit tests.
