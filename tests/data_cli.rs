@@ -460,3 +460,67 @@ fn csv_two_valued_labels_point_to_task_binary() {
     assert_eq!(dataset::inspect(&out).unwrap().task, Task::Binary);
     ok(&args);
 }
+
+/// A user's own matrix (issue 18) is checked by the real validator child: an h5py-like file is
+/// valid; ambiguous, bad or non-HDF5 files get the child's one-line reason.
+#[test]
+fn matrix_child_checks_a_users_matrix() {
+    use gradcode::io::matrix::MatrixSource;
+    use gradcode::io::validate::{run_matrix_child, Limits, Outcome};
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("a.h5");
+    {
+        let f = hdf5::File::create(&a).unwrap();
+        let m = ndarray::Array2::from_shape_fn((3, 4), |(i, j)| (i + j) as f64);
+        f.new_dataset_builder().with_data(&m).create("A").unwrap();
+        let g = f.create_group("grp").unwrap();
+        let mut bad = ndarray::Array2::<f64>::zeros((2, 2));
+        bad[[1, 0]] = f64::INFINITY;
+        g.new_dataset_builder().with_data(&bad).create("M").unwrap();
+        let t = ndarray::Array3::<f64>::zeros((2, 2, 2));
+        g.new_dataset_builder().with_data(&t).create("T").unwrap();
+    }
+    let bin = Path::new(common::BIN);
+    let run = |src: &MatrixSource| run_matrix_child(bin, src, &Limits::default()).unwrap();
+    let at = |object: &str| {
+        format!("{}:{object}", a.display())
+            .parse::<MatrixSource>()
+            .unwrap()
+    };
+    let r = run(&at("/A"));
+    assert_eq!(r.outcome, Outcome::Valid, "{r:?}");
+    assert!(
+        r.stdout
+            .contains("valid matrix /A (3 x 4, dense, every value read)"),
+        "{}",
+        r.stdout
+    );
+    for (src, want) in [
+        (
+            MatrixSource::file(&a),
+            "holds 2 matrices (/A, /grp/M): name one as",
+        ),
+        (
+            at("/grp/M"),
+            "matrix /grp/M contains a non-finite value at row 1",
+        ),
+        (at("/grp/T"), "/grp/T has rank 3 (expected 2)"),
+        (at("/B"), "no object /B in the file"),
+    ] {
+        let r = run(&src);
+        match &r.outcome {
+            Outcome::Invalid(m) => assert!(m.contains(want), "{src}: {m}"),
+            other => panic!("{src}: expected invalid, got {other:?}"),
+        }
+    }
+    // Not HDF5: refused before libhdf5 sees it, with the file named.
+    let text = Path::new(FIXTURES).join("not_hdf5.h5");
+    let e = run(&MatrixSource::file(&text))
+        .into_result(&text)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("not_hdf5.h5: not an HDF5 file or unreadable (no HDF5 signature)"),
+        "{e}"
+    );
+}

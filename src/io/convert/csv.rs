@@ -1,6 +1,6 @@
 //! CSV with a header row into a dense split: parsing ([`parse_csv`], label column by name or
 //! 0-based position, default last) and the files `gradcode data convert --format csv` reads
-//! ([`read_splits`]; a test file must have the same header). Every malformed line gets an error
+//! (`read_splits`; a test file must have the same header). Every malformed line gets an error
 //! naming the file, line and column.
 //!
 //! Not done here: quoted fields containing commas (fields are split on every comma, then

@@ -1,6 +1,6 @@
 //! IDX files (the MNIST format: big-endian header, unsigned-byte payload) into a dense split:
 //! parsing an images file and its labels file ([`parse_idx`]) and the files `gradcode data
-//! convert --format idx` reads ([`read_splits`]). A header is never trusted for an allocation:
+//! convert --format idx` reads (`read_splits`). A header is never trusted for an allocation:
 //! the payload is read incrementally up to the declared size (RELIABILITY BI-6).
 //!
 //! Not done here: IDX types other than unsigned byte (refused by name), the task (multiclass by

@@ -1,6 +1,6 @@
 //! LIBSVM text (`label idx:val ...`, 1-based increasing indices) into a sparse split: parsing
 //! ([`parse_libsvm`]) and the files `gradcode data convert --format libsvm` reads
-//! ([`read_splits`]). LIBSVM stays sparse (CSR) end to end; every malformed line gets an error
+//! (`read_splits`). LIBSVM stays sparse (CSR) end to end; every malformed line gets an error
 //! naming the file and line (RELIABILITY BI-5).
 //!
 //! Not done here: the task (±1 or 0/1 labels make it binary by default) and the assembly into a

@@ -406,20 +406,7 @@ mod tests {
 
     #[test]
     fn refuses_external_storage_virtual_filters_and_links() {
-        use hostile_fixtures as hf;
-        type Build = fn(&hdf5::File, &Path);
-        let cases: [(&str, Build); 5] = [
-            ("external storage", |f, dir| {
-                hf::external_storage_x(f, dir, "secret.bin")
-            }),
-            ("virtual dataset", |f, dir| hf::virtual_x(f, dir, "src.h5")),
-            ("filters", |f, _| hf::filtered_x(f, false)),
-            ("/X is an external link", |f, dir| {
-                hf::external_link_x(f, dir, "src2.h5")
-            }),
-            ("/X is a soft link", |f, _| hf::soft_link_x(f)),
-        ];
-        for (want, build) in cases {
+        for (want, build) in hostile_fixtures::refused_x() {
             let m = hostile(|f, dir| {
                 build(f, dir);
                 y_of(f, 4);

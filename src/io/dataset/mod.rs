@@ -5,14 +5,14 @@
 //! Workers read only the rows of the partitions they hold, by hyperslab. Every declared shape is
 //! checked (checked arithmetic, caps) before anything is allocated. The module is split by
 //! concern:
-//! - [`checks`]: checks of single HDF5 objects (signature, hard links, storage, dtype, caps),
+//! - `checks`: checks of single HDF5 objects (signature, hard links, storage, dtype, caps),
 //!   shared with [`super::matrix`];
-//! - [`object`]: one matrix object (dense 2-D dataset or CSR group), shared with
+//! - `object`: one matrix object (dense 2-D dataset or CSR group), shared with
 //!   [`super::matrix`];
-//! - [`layout`]: the dataset layout's check ([`inspect`], [`split_shape`]);
-//! - [`read`]: hyperslab reads of rows, partitions and labels ([`read_rows`], [`read_partitions`],
+//! - `layout`: the dataset layout's check ([`inspect`], [`split_shape`]);
+//! - `read`: hyperslab reads of rows, partitions and labels ([`read_rows`], [`read_partitions`],
 //!   [`read_all`], [`label_summary`]);
-//! - [`write`](mod@write): creating a dataset file ([`write()`]).
+//! - `write`: creating a dataset file ([`write()`]).
 //!
 //! Input files are hostile (GUIDE §5), so before any data is read [`inspect`] checks:
 //! - the file starts with an HDF5 signature (at offset 0, 512, 1024, ...) before libhdf5 sees it;
@@ -128,4 +128,4 @@ mod fixtures;
 /// Hostile-file builders shared with `tests/reliability.rs`.
 #[cfg(test)]
 #[path = "../../../tests/common/hostile.rs"]
-mod hostile_fixtures;
+pub(crate) mod hostile_fixtures;

@@ -74,7 +74,7 @@ pub fn label_summary(path: &Path, split: Split) -> Result<LabelSummary, IoError>
 }
 
 /// The local (shard) row index → global row index.
-fn global_row(ranges: &[Range<usize>], local: usize) -> usize {
+pub(crate) fn global_row(ranges: &[Range<usize>], local: usize) -> usize {
     let mut off = 0;
     for r in ranges {
         if local < off + r.len() {
