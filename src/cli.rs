@@ -118,10 +118,13 @@ pub struct ConvertArgs {
     /// Number of features (LIBSVM: default is the largest index seen in any split).
     #[arg(long)]
     pub features: Option<usize>,
-    /// Task [default: binary for LIBSVM with ±1/0-1 labels, regression for other LIBSVM/CSV, multiclass for IDX].
+    /// Task [default: binary for LIBSVM with ±1/0-1 labels, regression for other LIBSVM and for
+    /// CSV, multiclass for IDX]. CSV labels that are only ±1 or 0/1 stay regression targets, with a
+    /// warning: pass `--task binary` to train a classifier (`--model logistic`) on them.
     #[arg(long, value_enum)]
     pub task: Option<TaskArg>,
-    /// CSV: name or 0-based position of the label column [default: last column].
+    /// CSV: name or 0-based position of the label column [default: last column, with a warning
+    /// naming it unless it is called label, labels, y, target or class].
     #[arg(long)]
     pub label_column: Option<String>,
     /// IDX: divide pixel values by 255.

@@ -375,3 +375,152 @@ fn bad_input_gives_one_clear_error_line() {
     ]);
     assert_eq!(dataset::inspect(&out).unwrap().n_rows, 2);
 }
+
+/// `gradcode data convert --format csv --input CSV EXTRA --out OUT --force`, which must succeed;
+/// returns its stderr.
+fn convert_csv(csv: &Path, extra: &[&str], out: &Path) -> String {
+    let mut args = vec!["data", "convert", "--format", "csv", "--input", s(csv)];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["--out", s(out), "--force"]);
+    let o = gradcode(&args);
+    let se = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "{args:?} failed:\n{se}");
+    se
+}
+
+/// A CSV converted without `--label-column` says which column became the label, unless its
+/// header names it as the label.
+#[test]
+fn csv_default_label_column_is_named_in_a_warning() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("o.h5");
+    let csv = tmp.path().join("nolabel.csv");
+    std::fs::write(&csv, "x1,x2,x3\n1,2,3.5\n4,5,6.25\n7,8,9\n").unwrap();
+    let convert = |extra: &[&str]| convert_csv(&csv, extra, &out);
+    let err = convert(&[]);
+    assert!(
+        err.contains("the last column 'x3' is used as the label") && err.contains("--label-column"),
+        "{err}"
+    );
+    assert_eq!(
+        dataset::read_all(&out, Split::Train).unwrap().y.to_vec(),
+        [3.5, 6.25, 9.0]
+    );
+    let err = convert(&["--label-column", "x3"]);
+    assert!(!err.contains("--label-column"), "{err}");
+    std::fs::write(&csv, "x1,x2,Target\n1,2,3.5\n4,5,6.25\n7,8,9\n").unwrap();
+    let err = convert(&[]);
+    assert!(!err.contains("--label-column"), "{err}");
+}
+
+/// 0/1 CSV labels stay regression targets with a warning naming `--task binary`; logistic
+/// regression on that file says how to convert it; with `--task binary` it trains.
+#[test]
+fn csv_two_valued_labels_point_to_task_binary() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("o.h5");
+    let csv = tmp.path().join("zo.csv");
+    let mut text = String::from("a,b,label\n");
+    for i in 0..40 {
+        let y = i % 2;
+        text.push_str(&format!("{},{},{y}\n", i as f64 * 0.1, (y as f64) - 0.3));
+    }
+    std::fs::write(&csv, text).unwrap();
+    let convert = |extra: &[&str]| convert_csv(&csv, extra, &out);
+    let err = convert(&[]);
+    assert!(
+        err.contains("labels in column 'label' are only 0 and 1") && err.contains("--task binary"),
+        "{err}"
+    );
+    assert_eq!(dataset::inspect(&out).unwrap().task, Task::Regression);
+    let run = tmp.path().join("run");
+    let train = [
+        "train",
+        "--reference",
+        "--model",
+        "logistic",
+        "--iterations",
+        "2",
+    ];
+    let mut args = train.to_vec();
+    args.extend_from_slice(&["--data", s(&out), "--out", s(&run), "--force"]);
+    // `train` logs before it fails (as root it also warns): its last stderr line is the error.
+    let o = gradcode(&args);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    let line = err.lines().last().unwrap_or_default();
+    assert!(
+        line.starts_with("gradcode: error: ")
+            && line.contains("cannot train on a regression dataset")
+            && line.contains("gradcode data convert ... --task binary"),
+        "{err}"
+    );
+    let err = convert(&["--task", "binary"]);
+    assert!(!err.contains("--task binary"), "{err}");
+    assert_eq!(dataset::inspect(&out).unwrap().task, Task::Binary);
+    ok(&args);
+}
+
+/// A user's own matrix (issue 18) is checked by the real validator child: an h5py-like file is
+/// valid; ambiguous, bad or non-HDF5 files get the child's one-line reason.
+#[test]
+fn matrix_child_checks_a_users_matrix() {
+    use gradcode::io::matrix::MatrixSource;
+    use gradcode::io::validate::{run_matrix_child, Limits, Outcome};
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("a.h5");
+    {
+        let f = hdf5::File::create(&a).unwrap();
+        let m = ndarray::Array2::from_shape_fn((3, 4), |(i, j)| (i + j) as f64);
+        f.new_dataset_builder().with_data(&m).create("A").unwrap();
+        let g = f.create_group("grp").unwrap();
+        let mut bad = ndarray::Array2::<f64>::zeros((2, 2));
+        bad[[1, 0]] = f64::INFINITY;
+        g.new_dataset_builder().with_data(&bad).create("M").unwrap();
+        let t = ndarray::Array3::<f64>::zeros((2, 2, 2));
+        g.new_dataset_builder().with_data(&t).create("T").unwrap();
+    }
+    let bin = Path::new(common::BIN);
+    let run = |src: &MatrixSource| run_matrix_child(bin, src, &Limits::default()).unwrap();
+    let at = |object: &str| {
+        format!("{}:{object}", a.display())
+            .parse::<MatrixSource>()
+            .unwrap()
+    };
+    let r = run(&at("/A"));
+    assert_eq!(r.outcome, Outcome::Valid, "{r:?}");
+    assert!(
+        r.stdout
+            .contains("valid matrix /A (3 x 4, dense, every value read)"),
+        "{}",
+        r.stdout
+    );
+    for (src, want) in [
+        (
+            MatrixSource::file(&a),
+            "holds 2 matrices (/A, /grp/M): name one as",
+        ),
+        (
+            at("/grp/M"),
+            "matrix /grp/M contains a non-finite value at row 1",
+        ),
+        (at("/grp/T"), "/grp/T has rank 3 (expected 2)"),
+        (at("/B"), "no object /B in the file"),
+    ] {
+        let r = run(&src);
+        match &r.outcome {
+            Outcome::Invalid(m) => assert!(m.contains(want), "{src}: {m}"),
+            other => panic!("{src}: expected invalid, got {other:?}"),
+        }
+    }
+    // Not HDF5: refused before libhdf5 sees it, with the file named.
+    let text = Path::new(FIXTURES).join("not_hdf5.h5");
+    let e = run(&MatrixSource::file(&text))
+        .into_result(&text)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("not_hdf5.h5: not an HDF5 file or unreadable (no HDF5 signature)"),
+        "{e}"
+    );
+}

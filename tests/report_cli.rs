@@ -460,24 +460,7 @@ fn bad_files_give_one_clear_error_and_good_ones_are_still_reported() {
 
 #[test]
 fn python_example_loads_a_run_into_pandas() {
-    // `make test` installs Debian's python3-h5py and python3-pandas (make test-deps); a
-    // `python3` first on PATH (pyenv, conda) may lack them while the system one has them.
-    let python = ["python3", "/usr/bin/python3"].into_iter().find(|py| {
-        Command::new(py)
-            .args(["-c", "import h5py, pandas"])
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false)
-    });
-    let Some(python) = python else {
-        // Under CI the set-up installed them: a missing module there is a failure, not a skip.
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI is set but no python3 imports h5py and pandas (make test-deps installs python3-h5py python3-pandas)"
-        );
-        eprintln!(
-            "skipped: no python3 with h5py and pandas (make test-deps, or pip install h5py pandas)"
-        );
+    let Some(python) = common::python_with("h5py, pandas") else {
         return;
     };
     let r = runs();
@@ -543,4 +526,55 @@ fn same_percentiles_as_report(out: &str, run: &Path) {
         v["runs"][0]["iterations"].to_string(),
         "{line}"
     );
+}
+
+/// h5py reads the status exactly (no padding): `f.attrs["status"]` equals `"running"` in the
+/// file of a reference run killed with SIGKILL, and `"complete"` once a run has finished.
+#[test]
+fn h5py_reads_the_status_of_a_run_exactly() {
+    let Some(python) = common::python_with("h5py") else {
+        return;
+    };
+    let data = dataset().display().to_string();
+    let status_is = |run: &Path, want: &str| {
+        let check = "import sys, h5py\n\
+                     s = h5py.File(sys.argv[1], 'r', swmr=True).attrs['status']\n\
+                     print(repr(s))\n\
+                     sys.exit(0 if s == sys.argv[2] else 1)";
+        let o = Command::new(python)
+            .args(["-c", check])
+            .arg(run)
+            .arg(want)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{want}: {}", output_text(&o));
+    };
+    let killed = workdir().join("status-killed");
+    let mut child = Command::new(BIN)
+        .args(["train", "--reference", "--iterations", "100000000"])
+        .args(["--data", &data, "--force", "--out"])
+        .arg(&killed)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let run = killed.join("run.h5");
+    let t = std::time::Instant::now();
+    while !run.exists() && t.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    status_is(&run, "running");
+
+    let done = workdir().join("status-done");
+    let o = Command::new(BIN)
+        .args(["train", "--reference", "--iterations", "3", "--seed", "4"])
+        .args(["--data", &data, "--force", "--out"])
+        .arg(&done)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", output_text(&o));
+    status_is(&done.join("run.h5"), "complete");
 }

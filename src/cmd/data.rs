@@ -10,6 +10,7 @@ use crate::error::Result;
 use crate::io::check_overwrite;
 use crate::io::convert::{self, ConvertOptions, TaskChoice};
 use crate::io::dataset::{self, DatasetMeta, LabelSummary, Split};
+use crate::io::matrix::MatrixSource;
 use crate::io::validate;
 
 /// Run a `data` subcommand.
@@ -71,6 +72,9 @@ fn run_convert(a: &ConvertArgs) -> Result<()> {
         license: a.license.clone(),
     };
     let c = convert::convert(&opts)?;
+    for w in &c.warnings {
+        log::warn!("{w}");
+    }
     dataset::write(&a.out, &c.train, c.test.as_ref(), &c.meta, a.force)?;
     report_written(&a.out, &c.train, c.test.as_ref());
     Ok(())
@@ -174,9 +178,31 @@ fn run_inspect(path: &Path) -> Result<()> {
     Ok(verdict.into_result(path)?)
 }
 
+/// The child side of [`validate::validate_matrix_isolated`]: a user's matrix, not a dataset.
+fn validate_matrix_child(src: &MatrixSource) -> Result<()> {
+    let (info, full) = validate::check_matrix(src)?;
+    println!(
+        "{}: valid matrix {} ({} x {}, {}, {})",
+        src.file.display(),
+        info.object,
+        info.rows,
+        info.cols,
+        if info.sparse { "CSR" } else { "dense" },
+        if full {
+            "every value read"
+        } else {
+            "layout only: file over the full-read cap"
+        }
+    );
+    Ok(())
+}
+
 /// `data validate`: the checks in a resource-limited child (`--child`: the checks themselves).
 fn run_validate(a: &ValidateArgs) -> Result<()> {
     if a.child {
+        if let Some(src) = validate::matrix_request(&a.path) {
+            return validate_matrix_child(&src);
+        }
         let (info, full) = validate::check(&a.path)?;
         println!(
             "{}: valid ({} x {}, {}{}, {})",

@@ -263,12 +263,8 @@ impl RunWriter {
             "schema_version",
             &AttrValue::U64(u64::from(SCHEMA_VERSION)),
         )?;
-        write_attr(
-            path,
-            root,
-            "status",
-            &AttrValue::Str(format!("{:<12}", "running")),
-        )?;
+        // Stored exactly (no padding): h5py's `f.attrs["status"] == "running"` must hold.
+        write_attr(path, root, "status", &AttrValue::Str("running".into()))?;
         write_attr(path, root, "created_utc", &AttrValue::Str(utc_now()))?;
         write_attr(
             path,
@@ -515,7 +511,8 @@ impl RunWriter {
                 .create(name.as_str())
                 .map_err(&e)?;
         }
-        write_attr(&path, &file, "status", &AttrValue::Str(fin.status.clone()))?;
+        let status = AttrValue::Str(fin.status.trim().to_string());
+        write_attr(&path, &file, "status", &status)?;
         file.flush().map_err(&e)?;
         file.close().map_err(&e)
     }
@@ -542,7 +539,8 @@ pub fn open(path: &Path) -> Result<File, IoError> {
         })
 }
 
-/// The root attribute `status` (trimmed), if present.
+/// The root attribute `status`, if present (trimmed: earlier versions stored `running` padded
+/// with spaces to 12 characters).
 pub fn status(file: &File) -> Option<String> {
     file.attr("status")
         .ok()
@@ -977,5 +975,56 @@ mod tests {
         let w = RunWriter::create(&again, &meta(2), Some(&kept)).unwrap();
         w.finish(&FinalRecord::default()).unwrap();
         assert_eq!(read_rows(&again, None).unwrap().late, vec![late(1)]);
+    }
+
+    /// `status` is stored exactly as named (h5py compares it with `==`), at creation, at the end
+    /// and after a recovery; a file with the old space-padded status still reads trimmed.
+    #[test]
+    fn status_is_stored_unpadded_and_padded_files_still_read() {
+        let raw = |p: &Path| -> String {
+            let f = hdf5::File::open(p).unwrap();
+            let a = f.attr("status").unwrap();
+            a.read_scalar::<VarLenUnicode>()
+                .unwrap()
+                .as_str()
+                .to_string()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.h5");
+        let mut w = RunWriter::create(&path, &meta(2), None).unwrap();
+        w.append(&rec(0, 2)).unwrap();
+        w.flush().unwrap();
+        assert_eq!(raw(&path), "running");
+        w.finish(&FinalRecord {
+            status: "complete".into(),
+            ..FinalRecord::default()
+        })
+        .unwrap();
+        assert_eq!(raw(&path), "complete");
+        assert_eq!(read_str_attr(&path, "", "status").unwrap(), "complete");
+
+        // A killed job's file (status `running`) recovers to exactly `recovered`.
+        let killed = dir.path().join("killed.h5");
+        let mut w = RunWriter::create(&killed, &meta(2), None).unwrap();
+        w.append(&rec(0, 2)).unwrap();
+        w.flush().unwrap();
+        std::mem::forget(w);
+        let r = recover(&killed).unwrap();
+        assert_eq!((r.status_before.as_str(), r.rows), ("running", 1));
+        assert_eq!(raw(&killed), "recovered");
+
+        // Files written before: `running` padded to 12 characters.
+        let old = dir.path().join("old.h5");
+        {
+            let f = hdf5::File::create(&old).unwrap();
+            let v: VarLenUnicode = "running     ".parse().unwrap();
+            f.new_attr::<VarLenUnicode>()
+                .create("status")
+                .and_then(|a| a.write_scalar(&v))
+                .unwrap();
+        }
+        assert_eq!(raw(&old), "running     ");
+        assert_eq!(read_str_attr(&old, "", "status").unwrap(), "running");
+        assert_eq!(status(&open(&old).unwrap()).as_deref(), Some("running"));
     }
 }

@@ -317,6 +317,11 @@ pub fn build(kind: ModelKind, n_features: usize, task: Task) -> Result<Box<dyn M
         (ModelKind::Softmax, Task::Multiclass { classes }) => {
             Ok(Box::new(Softmax::new(n_features, classes)))
         }
+        (ModelKind::Logistic, Task::Regression) => Err(mismatch(
+            "logistic needs binary labels; if the targets are only ±1 or 0/1 (a CSV converts \
+             them as regression by default), convert again with \
+             `gradcode data convert ... --task binary`",
+        )),
         (ModelKind::Logistic, _) => Err(mismatch(
             "logistic needs binary labels; use softmax for multiclass",
         )),

@@ -70,3 +70,21 @@ pub fn soft_link_x(f: &hdf5::File) {
         .unwrap();
     f.link_soft("/Z", "X").unwrap();
 }
+
+/// A builder of a hostile `/X` in the open file `f` whose folder is `dir`.
+pub type Build = fn(&hdf5::File, &Path);
+
+/// Every builder above with a phrase its refusal must contain.
+pub fn refused_x() -> [(&'static str, Build); 5] {
+    [
+        ("external storage", |f, dir| {
+            external_storage_x(f, dir, "secret.bin")
+        }),
+        ("virtual dataset", |f, dir| virtual_x(f, dir, "src.h5")),
+        ("filters", |f, _| filtered_x(f, false)),
+        ("/X is an external link", |f, dir| {
+            external_link_x(f, dir, "src2.h5")
+        }),
+        ("/X is a soft link", |f, _| soft_link_x(f)),
+    ]
+}

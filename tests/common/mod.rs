@@ -126,25 +126,33 @@ pub fn assert_one_mpi_error(o: &Output, expect: &str) {
     assert!(!err.contains("panicked"), "{}", output_text(o));
 }
 
-/// A `python3` that imports h5py and pandas (`make test-deps` installs Debian's; a `python3`
-/// first on PATH, from pyenv or conda, may lack them while the system one has them). `None`
-/// outside CI when there is none; under CI (`CI` set) a missing module is a failure.
-pub fn python_with_h5py() -> Option<&'static str> {
-    let found = ["python3", "/usr/bin/python3"].into_iter().find(|py| {
+/// A Python interpreter that imports every module of `modules` (`python3` on PATH, else the
+/// system's `/usr/bin/python3`: `make test-deps` installs Debian's python3-h5py and
+/// python3-pandas, which a pyenv or conda `python3` first on PATH may lack). `None` prints why
+/// the caller skips, except under CI, where the set-up installed them and a miss is a failure.
+pub fn python_with(modules: &str) -> Option<&'static str> {
+    let python = ["python3", "/usr/bin/python3"].into_iter().find(|py| {
         Command::new(py)
-            .args(["-c", "import h5py, pandas"])
+            .args(["-c", &format!("import {modules}")])
             .output()
             .map(|o| o.status.success())
             .unwrap_or(false)
     });
-    if found.is_none() {
+    if python.is_none() {
         assert!(
             std::env::var_os("CI").is_none(),
-            "CI is set but no python3 imports h5py and pandas (make test-deps installs python3-h5py python3-pandas)"
+            "CI is set but no python3 imports {modules} (make test-deps installs python3-h5py python3-pandas)"
         );
-        eprintln!("skipped: no python3 with h5py and pandas");
+        eprintln!(
+            "skipped: no python3 with {modules} (make test-deps, or pip install h5py pandas)"
+        );
     }
-    found
+    python
+}
+
+/// A `python3` that imports h5py and pandas ([`python_with`]).
+pub fn python_with_h5py() -> Option<&'static str> {
+    python_with("h5py, pandas")
 }
 
 /// A failure whose stderr holds exactly one `gradcode: error: ...` line (log lines may come

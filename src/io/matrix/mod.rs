@@ -1,8 +1,18 @@
-//! A dense result matrix written to its own HDF5 file (`gradcode matmul` writes
-//! `OUT/product.h5` with `/C` and the decode's attributes), and read back.
+//! Matrices in HDF5 files outside the dataset layout:
+//! - a dense result matrix written to its own file and read back (`gradcode matmul` writes
+//!   `OUT/product.h5` with `/C` and the decode's attributes; `codes` writes `B`):
+//!   [`write_matrix`], [`read_matrix`], [`read_f64_attr`];
+//! - a user's own input matrix for `matvec` / `matmul`, named by a [`MatrixSource`]
+//!   (`FILE.h5` or `FILE.h5:/path`), checked and read by hyperslab ([`user`]).
 //!
 //! Not done here: chunked or compressed writes of very large products (the whole matrix is
 //! written in one call).
+
+pub mod source;
+pub mod user;
+
+pub use source::MatrixSource;
+pub use user::{matrix_info, read_matrix_rows, read_matrix_source, MatrixInfo};
 
 use std::path::Path;
 

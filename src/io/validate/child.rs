@@ -1,40 +1,19 @@
-//! Dataset validation in a resource-limited child process (RELIABILITY BI-1, BI-2, BI-3, SEC-3).
+//! The resource-limited validator child (RELIABILITY BI-1, SEC-3): [`run_child`] and
+//! [`run_matrix_child`] start `gradcode data validate --child FILE` under [`Limits`] (address
+//! space, CPU, no core dumps, no file writes, 64 descriptors, a wall clock, death with the
+//! parent, no HDF5 filter plugins), reap it and classify how it ended ([`Outcome`], [`Report`]).
 //!
-//! libhdf5 1.10.8 is not safe on crafted files (GUIDE §5): a mutated file can make it corrupt its
-//! heap or crash inside the library, before any check of ours runs. So rank 0 never lets libhdf5
-//! parse an untrusted file first in its own address space: it runs `gradcode data validate
-//! --child FILE` as a child process ([`run_child`]) with
-//! - `RLIMIT_AS` (address space, default 2 GiB), `RLIMIT_CPU` (CPU seconds), `RLIMIT_CORE` = 0
-//!   (no core dumps), `RLIMIT_FSIZE` = 0 (the validator writes no file), `RLIMIT_NOFILE` = 64;
-//! - a wall-clock timeout after which the child is killed (`SIGKILL`), and `PR_SET_PDEATHSIG` so it
-//!   dies with its parent;
-//! - `HDF5_PLUGIN_PRELOAD=::` (libhdf5 never loads a filter plugin) and `HDF5_PLUGIN_PATH`
-//!   pointing at a folder that does not exist (SEC-3).
-//!
-//! The child runs [`check`]: [`dataset::inspect`] (signature, hard links only, no external /
-//! virtual / filtered layouts, shapes with checked arithmetic against caps, storage inside the
-//! file) and then, for files up to [`FULL_CHECK_MAX_BYTES`], a full read of every split in
-//! bounded row blocks (finite values, labels valid for the task, CSR structure).
-//!
-//! Outcome ([`Outcome`]): exit 0 = valid; exit 2 with one `gradcode: error: ...` line = invalid
-//! (the message is forwarded); anything else (killed by a signal, over a limit, timed out, any
-//! other exit code) = refused, with the message "libhdf5 crashed or exceeded limits on this
-//! file: refused". A refused or invalid file never reaches the training job.
+//! Not done here: the checks the child runs (see [`super::check`], [`super::check_matrix`]).
 
 use std::io::Read;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::dataset::{self, DatasetInfo, Split};
-use super::IoError;
+use crate::io::matrix::MatrixSource;
+use crate::io::IoError;
 
-/// Files up to this size are read in full by [`check`]; larger files get [`dataset::inspect`]
-/// only (the workers' reads validate the rows they hold).
-pub const FULL_CHECK_MAX_BYTES: u64 = 1 << 30;
-/// Bytes of one row block of the full read (bounds the validator's memory).
-const BLOCK_BYTES: u64 = 16 << 20;
 /// Most bytes kept of each of the child's output streams.
 const MAX_CAPTURE: usize = 64 << 10;
 
@@ -42,6 +21,11 @@ const MAX_CAPTURE: usize = 64 << 10;
 pub const ENV_TIMEOUT_MS: &str = "GRADCODE_VALIDATE_TIMEOUT_MS";
 /// Environment variable: address-space limit of the validator child in MiB.
 pub const ENV_MEMORY_MB: &str = "GRADCODE_VALIDATE_MEMORY_MB";
+
+/// Environment variable set on the validator child when it is to check a user's matrix
+/// ([`super::check_matrix`]) instead of a dataset: the matrix's in-file path, or empty to find
+/// it. Set by [`run_matrix_child`] only (a dataset child never inherits it).
+pub const ENV_MATRIX: &str = "GRADCODE_VALIDATE_MATRIX";
 
 /// Resource limits of the validator child.
 #[derive(Debug, Clone, PartialEq)]
@@ -194,10 +178,8 @@ fn capture(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<String>
     })
 }
 
-/// Run `exe data validate --child FILE` under `limits` and classify how it ended.
-///
-/// `Err` only when the child cannot be started at all.
-pub fn run_child(exe: &Path, file: &Path, limits: &Limits) -> Result<Report, IoError> {
+/// `exe data validate --child FILE` with the limits applied between fork and exec.
+fn limited_command(exe: &Path, file: &Path, limits: &Limits) -> Command {
     let mut cmd = Command::new(exe);
     cmd.arg("data")
         .arg("validate")
@@ -211,7 +193,8 @@ pub fn run_child(exe: &Path, file: &Path, limits: &Limits) -> Result<Report, IoE
             "HDF5_PLUGIN_PATH",
             "/nonexistent/gradcode-hdf5-plugins-disabled",
         )
-        .env("RUST_BACKTRACE", "0");
+        .env("RUST_BACKTRACE", "0")
+        .env_remove(ENV_MATRIX);
     let (address_space, cpu_s) = (limits.address_space, limits.cpu_s);
     // SAFETY: the closure runs between fork and exec and calls only async-signal-safe functions
     // (setrlimit, prctl) on values captured by copy; it allocates nothing.
@@ -245,6 +228,44 @@ pub fn run_child(exe: &Path, file: &Path, limits: &Limits) -> Result<Report, IoE
             Ok(())
         });
     }
+    cmd
+}
+
+/// Run `exe data validate --child FILE` under `limits` and classify how it ended.
+///
+/// `Err` only when the child cannot be started at all.
+pub fn run_child(exe: &Path, file: &Path, limits: &Limits) -> Result<Report, IoError> {
+    run_limited(limited_command(exe, file, limits), exe, file, limits)
+}
+
+/// [`run_child`] for a user's matrix: the child checks `src` as a matrix
+/// ([`super::check_matrix`]), told so by [`ENV_MATRIX`].
+pub fn run_matrix_child(
+    exe: &Path,
+    src: &MatrixSource,
+    limits: &Limits,
+) -> Result<Report, IoError> {
+    let mut cmd = limited_command(exe, &src.file, limits);
+    cmd.env(ENV_MATRIX, src.object.as_deref().unwrap_or(""));
+    run_limited(cmd, exe, &src.file, limits)
+}
+
+/// How the child ended: its wait status, resource usage, whether the wall clock killed it, and
+/// how long it ran.
+struct Ended {
+    status: libc::c_int,
+    usage: libc::rusage,
+    timed_out: bool,
+    elapsed: Duration,
+}
+
+/// Spawn `cmd`, kill it at the wall-clock limit, reap it and classify how it ended.
+fn run_limited(
+    mut cmd: Command,
+    exe: &Path,
+    file: &Path,
+    limits: &Limits,
+) -> Result<Report, IoError> {
     let start = Instant::now();
     let mut child = cmd.spawn().map_err(|e| {
         IoError::layout(
@@ -252,9 +273,32 @@ pub fn run_child(exe: &Path, file: &Path, limits: &Limits) -> Result<Report, IoE
             format!("cannot start the dataset validator {} ({e})", exe.display()),
         )
     })?;
-    let pid = child.id() as libc::pid_t;
     let out = child.stdout.take().map(capture);
     let err = child.stderr.take().map(capture);
+    let ended = wait_limited(&child, file, limits, start);
+    drop(child);
+    let ended = ended?;
+    let stdout = out.and_then(|h| h.join().ok()).unwrap_or_default();
+    let stderr = err.and_then(|h| h.join().ok()).unwrap_or_default();
+    let signal = libc::WIFSIGNALED(ended.status).then(|| libc::WTERMSIG(ended.status));
+    Ok(Report {
+        outcome: classify(&ended, signal, &stderr, limits),
+        elapsed: ended.elapsed,
+        peak_rss_kib: ended.usage.ru_maxrss.max(0) as u64,
+        signal,
+        timed_out: ended.timed_out,
+        stdout,
+    })
+}
+
+/// Reap `child`, killing it once `limits.wall` has passed since `start`.
+fn wait_limited(
+    child: &std::process::Child,
+    file: &Path,
+    limits: &Limits,
+    start: Instant,
+) -> Result<Ended, IoError> {
+    let pid = child.id() as libc::pid_t;
     let mut status: libc::c_int = 0;
     // SAFETY: rusage is plain old data; zeroed is a valid value.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
@@ -285,18 +329,24 @@ pub fn run_child(exe: &Path, file: &Path, limits: &Limits) -> Result<Report, IoE
         }
         std::thread::sleep(Duration::from_millis(if timed_out { 1 } else { 3 }));
     }
-    let elapsed = start.elapsed();
-    drop(child);
-    let stdout = out.and_then(|h| h.join().ok()).unwrap_or_default();
-    let stderr = err.and_then(|h| h.join().ok()).unwrap_or_default();
-    let signal = libc::WIFSIGNALED(status).then(|| libc::WTERMSIG(status));
+    Ok(Ended {
+        status,
+        usage,
+        timed_out,
+        elapsed: start.elapsed(),
+    })
+}
+
+/// The outcome of an ended child from its exit and its last `gradcode: error: ` line.
+fn classify(ended: &Ended, signal: Option<i32>, stderr: &str, limits: &Limits) -> Outcome {
+    let (status, timed_out, elapsed) = (ended.status, ended.timed_out, ended.elapsed);
     let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
     let last_error = stderr
         .lines()
         .rev()
         .find_map(|l| l.strip_prefix("gradcode: error: "))
         .map(|l| l.trim().to_string());
-    let outcome = if timed_out {
+    if timed_out {
         Outcome::Refused(format!(
             "the validator was still running after {:.3} s and was killed; {}",
             limits.wall.as_secs_f64(),
@@ -331,72 +381,14 @@ pub fn run_child(exe: &Path, file: &Path, limits: &Limits) -> Result<Report, IoE
                 ))
             }
         }
-    };
-    Ok(Report {
-        outcome,
-        elapsed,
-        peak_rss_kib: usage.ru_maxrss.max(0) as u64,
-        signal,
-        timed_out,
-        stdout,
-    })
-}
-
-/// Validate `file` in a child of this executable under [`Limits::from_env`]. The check rank 0 of
-/// `gradcode train` runs before anything else opens the dataset.
-pub fn validate_isolated(file: &Path) -> Result<Report, IoError> {
-    let exe = current_exe(file)?;
-    run_child(&exe, file, &Limits::from_env())
-}
-
-/// This executable (`/proc/self/exe`).
-pub fn current_exe(file: &Path) -> Result<PathBuf, IoError> {
-    std::env::current_exe().map_err(|e| {
-        IoError::layout(
-            file,
-            format!("cannot locate the gradcode executable to validate the dataset ({e})"),
-        )
-    })
-}
-
-/// The checks the child runs, in this process: [`dataset::inspect`], then (files up to
-/// [`FULL_CHECK_MAX_BYTES`]) every row of every split read in blocks of about 16 MiB, which
-/// checks finiteness, labels and CSR structure. Returns what `inspect` found and whether the
-/// full read ran.
-pub fn check(path: &Path) -> Result<(DatasetInfo, bool), IoError> {
-    let info = dataset::inspect(path)?;
-    let len = std::fs::metadata(path)
-        .map_err(|e| IoError::os(path, e))?
-        .len();
-    if len > FULL_CHECK_MAX_BYTES {
-        return Ok((info, false));
     }
-    for split in [Split::Train, Split::Test] {
-        let Some(shape) = dataset::split_shape(path, split)? else {
-            continue;
-        };
-        let rows = shape.n_rows as u64;
-        let bytes_per_row = if shape.sparse {
-            (shape.nnz.saturating_mul(12) / rows.max(1)).max(16)
-        } else {
-            (shape.n_features as u64).saturating_mul(8).max(8)
-        };
-        let block = (BLOCK_BYTES / bytes_per_row).max(1);
-        let mut start = 0u64;
-        while start < rows {
-            let end = start.saturating_add(block).min(rows);
-            let block_rows = start as usize..end as usize;
-            dataset::read_rows(path, split, std::slice::from_ref(&block_rows))?;
-            start = end;
-        }
-    }
-    Ok((info, true))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+    use std::path::PathBuf;
 
     fn fake(dir: &Path, body: &str) -> PathBuf {
         let p = dir.join("fake-gradcode");
@@ -510,5 +502,28 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let e = run_child(&d.path().join("nope"), &d.path().join("x.h5"), &quick()).unwrap_err();
         assert!(e.to_string().contains("cannot start the dataset validator"));
+    }
+
+    #[test]
+    fn a_matrix_child_is_told_the_in_file_path() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("m.h5");
+        let exe = fake(
+            d.path(),
+            "echo \"$1 $2 $3 $4 [${GRADCODE_VALIDATE_MATRIX-unset}]\"",
+        );
+        let src = MatrixSource {
+            file: f.clone(),
+            object: Some("/grp/M".into()),
+        };
+        let r = run_matrix_child(&exe, &src, &quick()).unwrap();
+        assert_eq!(
+            r.stdout.trim(),
+            format!("data validate --child {} [/grp/M]", f.display())
+        );
+        let r = run_matrix_child(&exe, &MatrixSource::file(&f), &quick()).unwrap();
+        assert!(r.stdout.trim().ends_with(" []"), "{}", r.stdout);
+        let r = run_child(&exe, &f, &quick()).unwrap();
+        assert!(r.stdout.trim().ends_with(" [unset]"), "{}", r.stdout);
     }
 }
