@@ -36,6 +36,23 @@ pub enum DataError {
     },
     #[error("invalid parameter: {0}")]
     Invalid(String),
+    #[error("out of memory: {what} needs {bytes} bytes and the allocator refused them")]
+    OutOfMemory { what: String, bytes: u128 },
+}
+
+/// A zeroed array of `len` values for `what`, allocated fallibly: an allocator refusal is an
+/// error naming the bytes, never an abort (RELIABILITY BI-9). For the buffers whose size the
+/// input decides (parameters, gradients); the run's total was checked against the memory budget
+/// before, so this fails only when the node ran short meanwhile.
+pub fn try_zeros(len: usize, what: &str) -> Result<ndarray::Array1<f64>, DataError> {
+    let mut v: Vec<f64> = Vec::new();
+    v.try_reserve_exact(len)
+        .map_err(|_| DataError::OutOfMemory {
+            what: what.to_string(),
+            bytes: len as u128 * 8,
+        })?;
+    v.resize(len, 0.0);
+    Ok(ndarray::Array1::from(v))
 }
 
 /// The learning task a dataset is for; decides which models accept it and how labels read.
@@ -451,6 +468,14 @@ pub fn partition_ranges(rows: usize, k: usize) -> Result<Vec<Range<usize>>, Data
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A size the allocator cannot give is an error naming the bytes, not an abort.
+    #[test]
+    fn try_zeros_refuses_an_impossible_size_as_an_error() {
+        assert_eq!(try_zeros(3, "x").unwrap().to_vec(), vec![0.0; 3]);
+        let e = try_zeros(usize::MAX / 8, "the parameters").unwrap_err();
+        assert!(e.to_string().contains("the parameters needs"), "{e}");
+    }
 
     #[test]
     fn partitions_are_balanced_and_cover_all_rows() {

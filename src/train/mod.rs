@@ -24,14 +24,14 @@ pub mod summary;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use ndarray::Array1;
-
 pub use checkpointer::Checkpointer;
 pub use engine::{Check, Computed, GradientEngine, Iteration};
 pub use summary::{RunSummary, SummaryText};
 
+use ndarray::Array1;
+
 use crate::config::RunConfig;
-use crate::data::Dataset;
+use crate::data::{try_zeros, Dataset};
 use crate::error::{Error, Result};
 use crate::io::checkpoint::Checkpoint;
 use crate::io::results::{
@@ -162,7 +162,21 @@ struct Trainer<'a> {
 /// Run the loop until the last iteration, a signal, divergence or a fatal error, then stop the
 /// engine's workers and write the end of the results file.
 pub fn run(setup: Setup<'_>, engine: &mut dyn GradientEngine) -> Outcome {
-    let mut tr = Trainer::new(setup, engine);
+    let mut tr = match Trainer::new(setup, engine) {
+        Ok(tr) => tr,
+        Err(e) => {
+            log::error!("[rank 0] {e}");
+            // Nothing was run: stop the workers and report the error.
+            let unreconciled = engine
+                .finish(RunStatus::Failed.exit_code(), &mut Vec::new())
+                .unwrap_or_default();
+            return Outcome {
+                status: RunStatus::Failed,
+                unreconciled,
+                error: Some(e),
+            };
+        }
+    };
     log::info!(
         "[rank 0] {}; model {} (dim {}), {} rows; iterations {}..{}",
         engine.describe(),
@@ -202,7 +216,7 @@ pub fn run(setup: Setup<'_>, engine: &mut dyn GradientEngine) -> Outcome {
 }
 
 impl<'a> Trainer<'a> {
-    fn new(setup: Setup<'a>, engine: &dyn GradientEngine) -> Self {
+    fn new(setup: Setup<'a>, engine: &dyn GradientEngine) -> Result<Self> {
         let Setup {
             cfg,
             model,
@@ -220,7 +234,11 @@ impl<'a> Trainer<'a> {
                 ck.elapsed_s,
                 Optimizer::from_state(spec, ck.state),
             ),
-            None => (0, 0.0, Optimizer::new(spec, Array1::zeros(dim))),
+            None => (
+                0,
+                0.0,
+                Optimizer::new(spec, try_zeros(dim, "the parameters")?),
+            ),
         };
         let first_loss = initial.as_ref().and_then(|r| {
             r.column(Metric::TrainLoss)
@@ -228,7 +246,7 @@ impl<'a> Trainer<'a> {
                 .copied()
                 .find(|v| v.is_finite())
         });
-        Trainer {
+        Ok(Trainer {
             cfg,
             model,
             objective: Objective {
@@ -243,9 +261,9 @@ impl<'a> Trainer<'a> {
             first,
             elapsed0,
             start: Instant::now(),
-            g: Array1::zeros(dim + 1),
-            grad: Array1::zeros(dim),
-            point: Array1::zeros(dim),
+            g: try_zeros(dim + 1, "the gradient sum")?,
+            grad: try_zeros(dim, "the gradient")?,
+            point: try_zeros(dim, "the evaluation point")?,
             ws: Workspace::default(),
             rec: IterationRecord::new(engine.workers()),
             late: Vec::new(),
@@ -258,7 +276,7 @@ impl<'a> Trainer<'a> {
             all_exact: true,
             status: RunStatus::Complete,
             error: None,
-        }
+        })
     }
 
     /// The training clock: wall time since the start of the run (across resumes), without the
@@ -385,7 +403,7 @@ impl<'a> Trainer<'a> {
             crate::optim::OptimizerKind::Gd => String::new(),
         };
         let msg = format!(
-            "training diverged at iteration {t}: the objective is {loss:.3e}, above {} × its first value {first:.3e} (--divergence-factor); lower --lr (now {}){momentum}",
+            "training diverged at iteration {t}: the objective is {loss:.3e}, over the limit {limit:.3e} (--divergence-factor {} × its first value {first:.3e}, at least 1); lower --lr (now {}){momentum}",
             cfg.divergence_factor, cfg.lr
         );
         log::error!("[rank 0] {msg}");
