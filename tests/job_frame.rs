@@ -592,6 +592,31 @@ fn late_arrivals_are_recorded_and_counts_add_up() {
     );
     let sum_late: f64 = rows.column(Metric::Late).sum();
     assert!(sum_late >= 1.0);
+    // The report counts with the same definition, from the file.
+    let o = gradcode(&["report", "--json", &f.display().to_string()]);
+    assert!(o.status.success(), "{}", output_text(&o));
+    let json: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let run = &json["runs"][0];
+    for (key, col) in [
+        ("on_time", 0),
+        ("partial_iterations", 1),
+        ("late", 2),
+        ("missed", 3),
+    ] {
+        let got: Vec<f64> = run[key]
+            .as_array()
+            .unwrap_or_else(|| panic!("no {key} in {run}"))
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        assert_eq!(got, counts[col], "report {key} vs /summary");
+    }
+    let text = String::from_utf8_lossy(&gradcode(&["report", &f.display().to_string()]).stdout)
+        .to_string();
+    assert!(
+        text.contains("slow ranks") && text.contains("[3]"),
+        "{text}"
+    );
 }
 
 /// Issue 24 items 6, 7, 11, 12 and the `--no-intercept` / `--momentum-schedule` options.
