@@ -720,3 +720,55 @@ fn rough_edges_a_new_user_hit() {
         "MPI vs reference with --no-intercept and nesterov-t: {diff:e}"
     );
 }
+
+/// Issue 24 item 3 under a launcher: a terminal's Ctrl-C hits the whole foreground process group.
+/// Open MPI's `mpirun` aborts the job on SIGINT and returns 1 whatever the ranks did, so
+/// `jobscripts/workstation.sh` runs the launcher in its own session and turns Ctrl-C into USR1:
+/// the ranks checkpoint and the script exits 75.
+#[test]
+fn ctrl_c_on_the_workstation_script_checkpoints_and_exits_75() {
+    use std::os::unix::process::CommandExt;
+    let _g = serial();
+    let run = fresh("ws-ctrl-c");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut child = Command::new(root.join("jobscripts/workstation.sh"))
+        .current_dir(root)
+        .env("GRADCODE", BIN)
+        .env("DATA", logistic())
+        .env("ITERATIONS", "10000000")
+        .env("STRAGGLERS", "fixed:1:5")
+        .env("WORKERS", "2")
+        .env("RUN_DIR", &run)
+        .env("GRADCODE_LAUNCH_GRACE", "1")
+        .env("EXTRA_ARGS", "--log-every 1000000")
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while !run.join("run.h5").exists() && t.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let pgid = child.id().to_string();
+    let _ = Command::new("kill")
+        .args(["-INT", "--", &format!("-{pgid}")])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the script did not end after Ctrl-C"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(75));
+    assert_eq!(attr(&run, "", "status"), "interrupted");
+    assert!(run.join("ckpt.h5").exists());
+}
