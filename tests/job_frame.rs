@@ -189,6 +189,13 @@ fn coded_matvec_training_checkpoints_resumes_bit_identical_and_reruns_from_its_c
         json.contains("mds-rotation") && json.contains("\"complete\""),
         "{json}"
     );
+    // Issue 24 item 9: after a resume, the run's own /summary and the report give the same p50,
+    // over the whole run.
+    let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let report_p50 = parsed["runs"][0]["p50_s"].as_f64().unwrap();
+    let summary_p50 =
+        results::read_num_attr(&cut.join("run.h5"), "summary", "time_per_iteration_p50_s").unwrap();
+    assert_eq!(report_p50, summary_p50);
 
     // The written config re-runs the job (--out moved elsewhere) to the same parameters.
     let again = fresh("mds-again");
