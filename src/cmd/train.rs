@@ -15,13 +15,13 @@ use crate::coding::{self, GradientCode, TrainCode};
 use crate::comm::mpi::World;
 use crate::comm::WorkerLink;
 use crate::config::{RunConfig, TrainArgs};
-use crate::data::{partition_ranges, Dataset, Task};
+use crate::data::{partition_ranges, Dataset};
 use crate::error::{Error, Result};
 use crate::io::checkpoint::{self, Checkpoint};
 use crate::io::dataset::{self, Split};
 use crate::io::results::{self, AttrValue, RecordedRows, RunMeta, RunWriter};
 use crate::linalg::MdsCode;
-use crate::model::{self, Model, ModelKind};
+use crate::model::{self, Model};
 use crate::train::coded::{CodedGradients, CodedWorker, Shard};
 use crate::train::matvec::{layouts, worker_blocks, MatVecGradients};
 use crate::train::serial::SerialGradients;
@@ -91,15 +91,17 @@ fn run_mpi(world: &World, args: &TrainArgs) -> Result<i32> {
     }
 }
 
-/// Parameters of `model` on data of this shape ((features + 1) per output).
-fn model_dim(kind: ModelKind, shape: &DataShape) -> Option<u128> {
-    let outputs = match (kind, shape.task) {
-        (ModelKind::Softmax, Task::Multiclass { classes }) => classes as u128,
-        _ => 1,
-    };
-    (shape.features as u128)
-        .checked_add(1)?
-        .checked_mul(outputs)
+/// Parameters of the model of `cfg` on data of this shape.
+fn model_dim(cfg: &RunConfig, shape: &DataShape) -> Option<u128> {
+    model::size_of(cfg.model, &cfg.hidden, shape.features, shape.task).map(|m| m.dim)
+}
+
+/// Bytes of the gradient kernel's scratch for `rows` rows at once (a network's activations and
+/// backward buffers of one row block; nothing for the GLMs).
+fn kernel_scratch(cfg: &RunConfig, shape: &DataShape, rows: u128) -> Option<u128> {
+    let size = model::size_of(cfg.model, &cfg.hidden, shape.features, shape.task)?;
+    let block = rows.min(model::Mlp::BLOCK_ROWS as u128);
+    block.checked_mul(size.scratch_per_row)?.checked_mul(8)
 }
 
 /// `count` vectors of `dim` values (plus a message header each), in bytes.
@@ -114,7 +116,7 @@ fn refuse_if_too_big(
     who: &str,
     need: Option<u128>,
 ) -> Result<()> {
-    let dim = model_dim(cfg.model, shape);
+    let dim = model_dim(cfg, shape);
     let what = format!(
         "{who} of this run ({} features, {} parameters, {} training rows)",
         shape.features,
@@ -130,7 +132,7 @@ fn refuse_if_too_big(
 
 /// Rank 0's and the largest worker's memory for gradient coding, checked against the budget.
 fn fits_coded(cfg: &RunConfig, code: &dyn GradientCode, shape: &DataShape) -> Result<()> {
-    let dim = model_dim(cfg.model, shape);
+    let dim = model_dim(cfg, shape);
     let (n, k, c) = (
         code.n_workers() as u128,
         code.n_partitions() as u128,
@@ -138,9 +140,11 @@ fn fits_coded(cfg: &RunConfig, code: &dyn GradientCode, shape: &DataShape) -> Re
     );
     // Optimizer (3), loop (3), engine copy, ring (2), staging, decode copy (11), a slot per
     // worker and chunk, a check piece per partition and chunk.
+    // Evaluating the test split runs the kernel's scratch too.
     let rank0 = dim
         .and_then(|d| vectors(11 + n * c + k * c, d))
-        .and_then(|v| v.checked_add(shape.bytes_of_rows(shape.test_rows)?));
+        .and_then(|v| v.checked_add(shape.bytes_of_rows(shape.test_rows)?))
+        .and_then(|v| v.checked_add(kernel_scratch(cfg, shape, shape.test_rows as u128)?));
     refuse_if_too_big(cfg, shape, "rank 0", rank0)?;
     let held = (0..code.n_workers())
         .map(|w| code.assignment(w).len())
@@ -149,7 +153,8 @@ fn fits_coded(cfg: &RunConfig, code: &dyn GradientCode, shape: &DataShape) -> Re
     let rows = (shape.rows as u128).div_ceil(k.max(1)).checked_mul(held);
     let worker = dim.and_then(|d| {
         let data = shape.bytes_of_rows(usize::try_from(rows?).ok()?)?;
-        data.checked_add(vectors(3 + 2 * c + held * c, d)?)
+        data.checked_add(vectors(3 + 2 * c + held * c, d)?)?
+            .checked_add(kernel_scratch(cfg, shape, rows?)?)
     });
     refuse_if_too_big(cfg, shape, "each worker", worker)
 }
@@ -173,7 +178,7 @@ fn start(
         Ok(s) => s,
         Err(code) => return Ok(Err(code)),
     };
-    match model::build(cfg.model, shape.features, shape.task) {
+    match model::build(cfg.model, &cfg.hidden, shape.features, shape.task) {
         Ok(m) => Ok(Ok((shape, m))),
         Err(e) => rank_result(world.rank(), e.into()).map(Err),
     }
@@ -452,7 +457,7 @@ fn fits_matvec(cfg: &RunConfig, shape: &DataShape) -> Result<()> {
     let data = shape.bytes_of_rows(shape.rows);
     let rank0 = data
         .and_then(|d| d.checked_add(shape.bytes_of_rows(shape.test_rows)?))
-        .and_then(|d| d.checked_add(vectors(12, model_dim(cfg.model, shape)?)?));
+        .and_then(|d| d.checked_add(vectors(12, model_dim(cfg, shape)?)?));
     refuse_if_too_big(cfg, shape, "rank 0", rank0)?;
     let dense_t = (shape.rows as u128)
         .checked_mul(shape.features as u128)
@@ -513,7 +518,8 @@ fn fits_reference(cfg: &RunConfig, info: &dataset::DatasetInfo) -> Result<()> {
     let shape = DataShape::from(info);
     let need = shape
         .bytes_of_rows(shape.rows + shape.test_rows)
-        .and_then(|d| d.checked_add(vectors(8, model_dim(cfg.model, &shape)?)?));
+        .and_then(|d| d.checked_add(vectors(8, model_dim(cfg, &shape)?)?))
+        .and_then(|d| d.checked_add(kernel_scratch(cfg, &shape, shape.rows as u128)?));
     refuse_if_too_big(cfg, &shape, "the serial reference", need)
 }
 
@@ -527,7 +533,7 @@ fn run_reference(args: &TrainArgs) -> Result<i32> {
     let info = dataset::inspect(&cfg.data)?;
     fits_reference(&cfg, &info)?;
     let train = dataset::read_all(&cfg.data, Split::Train)?;
-    let model = model::build(cfg.model, train.n_features(), train.task)?;
+    let model = model::build(cfg.model, &cfg.hidden, train.n_features(), train.task)?;
     let r0 = setup_rank0(
         &cfg,
         model.as_ref(),

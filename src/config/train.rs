@@ -31,11 +31,18 @@ pub struct TrainArgs {
     pub data: Option<PathBuf>,
     /// Model: logistic (binary labels ±1 or 0/1; log-loss), linear (least squares, per-row loss
     /// ½(xᵀw + b − y)², so the objective is ½·MSE plus the L2 term), softmax (classes 0..C−1;
-    /// cross-entropy). Every model has an intercept per output, stored last in each output's
-    /// block of `/model/w_final` (d weights, then the intercept; see --no-intercept)
-    /// [default: logistic].
+    /// cross-entropy), mlp (a neural network with --hidden ReLU layers; softmax cross-entropy
+    /// for a multiclass or binary dataset, ½(z − y)² for regression; He initialization from
+    /// --seed). Every model has an intercept (bias) per output, stored last in each output's
+    /// block of `/model/w_final` (d weights, then the intercept; see --no-intercept); an mlp
+    /// stores its layers one after the other, each in that layout [default: logistic].
     #[arg(long, value_enum)]
     pub model: Option<ModelKind>,
+    /// Hidden layer widths of `--model mlp`, comma-separated, each > 0 (input → 256 → 128 →
+    /// outputs for the default; outputs: one per class, two for a binary dataset, one for
+    /// regression) [default: 256,128].
+    #[arg(long, value_name = "W1,W2,..")]
+    pub hidden: Option<String>,
     /// Code [default: cyclic-mds]. The mds-* codes train through two coded mat-vecs per step
     /// (linear and logistic only).
     #[arg(long, value_enum)]
@@ -135,6 +142,9 @@ pub struct TrainArgs {
 pub struct RunConfig {
     pub data: PathBuf,
     pub model: ModelKind,
+    /// Hidden layer widths of an MLP (empty for the GLMs); written as "256,128".
+    #[serde(default, skip_serializing_if = "Vec::is_empty", with = "widths")]
+    pub hidden: Vec<usize>,
     /// The code (`reference` for the serial path, which uses none).
     pub code: TrainCode,
     pub stragglers: usize,
@@ -206,13 +216,16 @@ impl RunConfig {
         let code = pick!(code, TrainCode::Gradient(CodeKind::CyclicMds));
         let default_s = usize::from(code != TrainCode::Gradient(CodeKind::Uncoded));
         let no_intercept = args.no_intercept || file.no_intercept;
+        let model = pick!(model, ModelKind::Logistic);
+        let hidden = hidden_layers(model, args.hidden.as_ref().or(file.hidden.as_ref()))?;
         let cfg = RunConfig {
             data: args
                 .data
                 .clone()
                 .or(file.data.clone())
                 .ok_or(ConfigError::Missing("data"))?,
-            model: pick!(model, ModelKind::Logistic),
+            model,
+            hidden,
             code,
             stragglers: if reference {
                 0
@@ -292,6 +305,13 @@ impl RunConfig {
         }
         if self.log_every == 0 {
             return Err(invalid("log-every", 0, "must be at least 1"));
+        }
+        if self.model == ModelKind::Mlp && !self.intercept {
+            return Err(invalid(
+                "no-intercept",
+                "true",
+                "applies to the linear models (logistic, linear, softmax); an mlp always trains its biases",
+            ));
         }
         if !self.reference {
             self.check_code()?;
@@ -442,12 +462,63 @@ impl RunConfig {
             // Only when set, so the hashes of runs without them are unchanged.
             + if self.reuse_stale { "reuse_stale=true\n" } else { "" }
             + if self.intercept { "" } else { "no_intercept=true\n" }
+            + &if self.hidden.is_empty() { String::new() } else { format!("hidden={}\n", widths::text(&self.hidden)) }
             + match self.momentum_schedule {
                 MomentumSchedule::Constant => "",
                 MomentumSchedule::NesterovT => "momentum_schedule=nesterov-t\n",
             };
         let digest = Sha256::digest(key.as_bytes());
         digest.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// The hidden layer widths of `model` from `--hidden` (default 256,128 for an mlp; refused for
+/// the GLMs, which have none).
+fn hidden_layers(model: ModelKind, text: Option<&String>) -> Result<Vec<usize>, ConfigError> {
+    match (model, text) {
+        (ModelKind::Mlp, None) => Ok(vec![256, 128]),
+        (ModelKind::Mlp, Some(t)) => widths::parse(t).ok_or_else(|| {
+            invalid(
+                "hidden",
+                format!("'{t}'"),
+                "must list the hidden layer widths, comma-separated, each > 0 (e.g. --hidden 256,128)",
+            )
+        }),
+        (_, None) => Ok(Vec::new()),
+        (m, Some(t)) => Err(invalid(
+            "hidden",
+            format!("'{t}'"),
+            format!("applies to --model mlp (the model is {})", m.name()),
+        )),
+    }
+}
+
+/// Layer widths as the text "256,128" (the flag's form), in and out of TOML.
+mod widths {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// "256, 128" → [256, 128]; `None` when empty or when a width is not a number > 0.
+    pub fn parse(text: &str) -> Option<Vec<usize>> {
+        let w: Vec<usize> = text
+            .split(',')
+            .map(|p| p.trim().parse::<usize>().ok().filter(|&v| v > 0))
+            .collect::<Option<_>>()?;
+        (!w.is_empty()).then_some(w)
+    }
+
+    pub fn text(w: &[usize]) -> String {
+        w.iter().map(usize::to_string).collect::<Vec<_>>().join(",")
+    }
+
+    pub fn serialize<S: Serializer>(w: &[usize], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&text(w))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<usize>, D::Error> {
+        let t = String::deserialize(d)?;
+        parse(&t).ok_or_else(|| {
+            serde::de::Error::custom(format!("hidden '{t}' is not a list of widths > 0"))
+        })
     }
 }
 
@@ -521,9 +592,16 @@ mod tests {
                 reference: true,
                 ..Default::default()
             },
+            TrainArgs {
+                model: Some(ModelKind::Mlp),
+                hidden: Some("32, 16,8".into()),
+                ..Default::default()
+            },
         ] {
             let mut a = args();
             a.code = extra.code;
+            a.model = extra.model;
+            a.hidden = extra.hidden.clone();
             a.no_intercept = extra.no_intercept;
             a.momentum_schedule = extra.momentum_schedule;
             a.degree = extra.degree;
@@ -547,6 +625,14 @@ mod tests {
             .unwrap();
             assert_eq!(again, c, "{}", c.to_toml());
             assert_eq!(again.trajectory_hash(), c.trajectory_hash());
+            if c.model == ModelKind::Mlp {
+                assert_eq!(c.hidden, vec![32, 16, 8]);
+                assert!(
+                    c.to_toml().contains("hidden = \"32,16,8\""),
+                    "{}",
+                    c.to_toml()
+                );
+            }
         }
     }
 
@@ -646,6 +732,41 @@ mod tests {
                 "--on-deadline",
             ),
             (args(), 1, "mpirun -np N+1"),
+            (
+                TrainArgs {
+                    model: Some(ModelKind::Mlp),
+                    hidden: Some("".into()),
+                    ..args()
+                },
+                4,
+                "--hidden = ''",
+            ),
+            (
+                TrainArgs {
+                    model: Some(ModelKind::Mlp),
+                    hidden: Some("64,0".into()),
+                    ..args()
+                },
+                4,
+                "each > 0",
+            ),
+            (
+                TrainArgs {
+                    hidden: Some("64".into()),
+                    ..args()
+                },
+                4,
+                "applies to --model mlp",
+            ),
+            (
+                TrainArgs {
+                    model: Some(ModelKind::Mlp),
+                    no_intercept: true,
+                    ..args()
+                },
+                4,
+                "--no-intercept",
+            ),
             (
                 TrainArgs {
                     data: None,

@@ -220,7 +220,7 @@ impl<'a> Trainer<'a> {
                 ck.elapsed_s,
                 Optimizer::from_state(spec, ck.state),
             ),
-            None => (0, 0.0, Optimizer::new(spec, Array1::zeros(dim))),
+            None => (0, 0.0, Optimizer::new(spec, model.init(cfg.job.seed))),
         };
         let first_loss = initial.as_ref().and_then(|r| {
             r.column(Metric::TrainLoss)
