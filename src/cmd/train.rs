@@ -15,6 +15,7 @@ use crate::coding::{self, GradientCode, TrainCode};
 use crate::comm::mpi::World;
 use crate::comm::WorkerLink;
 use crate::config::{RunConfig, TrainArgs};
+use crate::data::batch::BatchPlan;
 use crate::data::{partition_ranges, Dataset};
 use crate::error::{Error, Result};
 use crate::io::checkpoint::{self, Checkpoint};
@@ -151,9 +152,13 @@ fn fits_coded(cfg: &RunConfig, code: &dyn GradientCode, shape: &DataShape) -> Re
         .max()
         .unwrap_or(0) as u128;
     let rows = (shape.rows as u128).div_ceil(k.max(1)).checked_mul(held);
+    // With minibatches, the iteration's rows are gathered into buffers beside the shard.
+    let batch_rows = cfg.batch.map_or(Some(0), |b| (b as u128).checked_mul(held));
     let worker = dim.and_then(|d| {
         let data = shape.bytes_of_rows(usize::try_from(rows?).ok()?)?;
-        data.checked_add(vectors(3 + 2 * c + held * c, d)?)?
+        let drawn = shape.bytes_of_rows(usize::try_from(batch_rows?).ok()?)?;
+        data.checked_add(drawn)?
+            .checked_add(vectors(3 + 2 * c + held * c, d)?)?
             .checked_add(kernel_scratch(cfg, shape, rows?)?)
     });
     refuse_if_too_big(cfg, shape, "each worker", worker)
@@ -191,9 +196,10 @@ fn run_coded(world: &World, cfg: &RunConfig, code: Box<dyn GradientCode>) -> Res
         Err(code) => return Ok(code),
     };
     let k = code.n_partitions();
-    if let Err(e) = check_partitions(cfg, shape.rows, k) {
-        return rank_result(rank, e);
-    }
+    let cfg = &match check_partitions(cfg, shape.rows, k) {
+        Ok(c) => c,
+        Err(e) => return rank_result(rank, e),
+    };
     // Per-rank loading; one all-gather of the outcome.
     let local: Result<Loaded> = if rank == 0 {
         setup_rank0(
@@ -216,12 +222,17 @@ fn run_coded(world: &World, cfg: &RunConfig, code: Box<dyn GradientCode>) -> Res
                         shape.features
                     )));
                 }
+                let plan = match cfg.batch {
+                    Some(b) => Some(BatchPlan::new(cfg.job.seed, b, shape.rows, k)?),
+                    None => None,
+                };
                 Ok(Loaded::Shard(Shard::new(
                     code.as_ref(),
                     w,
                     data,
                     ranges,
                     cfg.chunks,
+                    plan,
                 )?))
             })
     };
@@ -230,20 +241,27 @@ fn run_coded(world: &World, cfg: &RunConfig, code: Box<dyn GradientCode>) -> Res
         Ok(Loaded::Rank0(r0)) => {
             let dim = model.dim();
             let mut engine = CodedGradients::new(world.transport(), cfg, code, dim);
-            finish_rank0(cfg, model.as_ref(), shape.rows, *r0, &mut engine)
+            finish_rank0(
+                cfg,
+                model.as_ref(),
+                cfg.step_rows(shape.rows),
+                *r0,
+                &mut engine,
+            )
         }
         Ok(Loaded::Shard(shard)) => {
-            let mut job = CodedWorker::new(model.as_ref(), &shard, rank - 1);
+            let mut job = CodedWorker::new(model.as_ref(), shard, rank - 1);
             serve(world, cfg, cfg.chunks, &mut job)
         }
         Ok(_) => Err(Error::Check("internal: unexpected start-up state".into())),
     }
 }
 
-/// Every partition non-empty, and at least `--chunks` rows in each.
-fn check_partitions(cfg: &RunConfig, rows: usize, k: usize) -> Result<()> {
+/// Every partition non-empty, at least `--chunks` rows in each (without --batch), and the
+/// config resolved against the partitions ([`RunConfig::for_data`]: --batch, --epochs).
+fn check_partitions(cfg: &RunConfig, rows: usize, k: usize) -> Result<RunConfig> {
     partition_ranges(rows, k)?;
-    if rows / k < cfg.chunks {
+    if cfg.batch.is_none() && rows / k < cfg.chunks {
         return Err(crate::config::invalid(
             "chunks",
             cfg.chunks,
@@ -254,7 +272,7 @@ fn check_partitions(cfg: &RunConfig, rows: usize, k: usize) -> Result<()> {
         )
         .into());
     }
-    Ok(())
+    Ok(cfg.for_data(rows, k)?)
 }
 
 /// What each rank loaded at start-up.
@@ -337,7 +355,8 @@ fn setup_rank0(
         config,
         config_toml,
         code_matrix,
-        n_workers: cfg.workers(),
+        // The reference with --batch knows a worker count (its partitions) but has no workers.
+        n_workers: if cfg.reference { 0 } else { cfg.workers() },
     };
     let writer = RunWriter::create(&cfg.job.results_path(), &meta, initial.as_ref())?;
     Ok(Rank0 {
@@ -476,6 +495,11 @@ fn run_matvec(world: &World, cfg: &RunConfig, code: &MdsCode) -> Result<i32> {
         Ok(l) => l,
         Err(e) => return rank_result(rank, e),
     };
+    // No minibatches here (refused by the config); --epochs are iterations.
+    let cfg = &match cfg.for_data(shape.rows, 1) {
+        Ok(c) => c,
+        Err(e) => return rank_result(rank, e.into()),
+    };
     let local: Result<Loaded> = if rank == 0 {
         let extra = vec![
             ("code_name".into(), AttrValue::Str(cfg.code.name().into())),
@@ -516,8 +540,13 @@ fn run_matvec(world: &World, cfg: &RunConfig, code: &MdsCode) -> Result<i32> {
 /// Memory of the serial reference: the whole data and a few parameter vectors.
 fn fits_reference(cfg: &RunConfig, info: &dataset::DatasetInfo) -> Result<()> {
     let shape = DataShape::from(info);
+    // With minibatches, the k·B rows of an iteration are gathered beside the data.
+    let drawn = cfg.step_rows(shape.rows).min(shape.rows);
     let need = shape
         .bytes_of_rows(shape.rows + shape.test_rows)
+        .and_then(|d| {
+            d.checked_add(shape.bytes_of_rows(if cfg.batch.is_some() { drawn } else { 0 })?)
+        })
         .and_then(|d| d.checked_add(vectors(8, model_dim(cfg, &shape)?)?))
         .and_then(|d| d.checked_add(kernel_scratch(cfg, &shape, shape.rows as u128)?));
     refuse_if_too_big(cfg, &shape, "the serial reference", need)
@@ -531,6 +560,12 @@ fn run_reference(args: &TrainArgs) -> Result<i32> {
     // safe on crafted files, so nothing in this process opens the dataset before it passes.
     crate::io::validate::validate_isolated(&cfg.data).and_then(|r| r.into_result(&cfg.data))?;
     let info = dataset::inspect(&cfg.data)?;
+    let rows = DataShape::from(&info).rows;
+    let k = reference_partitions(&cfg)?;
+    if cfg.batch.is_some() {
+        partition_ranges(rows, k)?;
+    }
+    let cfg = cfg.for_data(rows, k)?;
     fits_reference(&cfg, &info)?;
     let train = dataset::read_all(&cfg.data, Split::Train)?;
     let model = model::build(cfg.model, &cfg.hidden, train.n_features(), train.task)?;
@@ -546,12 +581,16 @@ fn run_reference(args: &TrainArgs) -> Result<i32> {
         crate::VERSION,
         cfg.to_toml()
     );
-    let mut engine = SerialGradients::new(model.as_ref(), &train);
+    let plan = match cfg.batch {
+        Some(b) => Some(BatchPlan::new(cfg.job.seed, b, rows, k)?),
+        None => None,
+    };
+    let mut engine = SerialGradients::new(model.as_ref(), &train, plan, k)?;
     let outcome = train::run(
         Setup {
             cfg: &cfg,
             model: model.as_ref(),
-            n_rows: train.n_rows(),
+            n_rows: cfg.step_rows(train.n_rows()),
             test: r0.test,
             writer: r0.writer,
             resume: r0.resume,
@@ -565,6 +604,26 @@ fn run_reference(args: &TrainArgs) -> Result<i32> {
         }
     }
     Ok(outcome.status.exit_code())
+}
+
+/// The partitions k the reference's minibatches follow: those of `--code` with `--workers N`
+/// (every code of gradcode has k = N); 1 without --batch (the whole data).
+fn reference_partitions(cfg: &RunConfig) -> Result<usize> {
+    match (cfg.batch, cfg.code) {
+        (None, _) => Ok(1),
+        (Some(_), TrainCode::Gradient(kind)) => Ok(coding::build_with(
+            kind,
+            cfg.workers(),
+            cfg.stragglers,
+            cfg.job.seed,
+            &cfg.code_options(),
+        )?
+        .n_partitions()),
+        // Refused by the config (no minibatches with the mds-* codes).
+        (Some(b), TrainCode::MatVec(_)) => {
+            Err(crate::config::invalid("batch", b, "is not available with the mds-* codes").into())
+        }
+    }
 }
 
 /// Whether `path` looks like a results file of a finished run (used by tests and scripts).

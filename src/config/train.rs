@@ -68,9 +68,23 @@ pub struct TrainArgs {
     /// best-effort (decode least-squares optimally from what arrived) [default: wait].
     #[arg(long, value_enum)]
     pub on_deadline: Option<OnDeadline>,
-    /// Iterations to run [default: 100].
+    /// Iterations to run (or --epochs) [default: 100].
     #[arg(long)]
     pub iterations: Option<u64>,
+    /// Train for E epochs instead of --iterations: an epoch is ⌈rows / (k·B)⌉ iterations with
+    /// --batch B over k partitions, one iteration without.
+    #[arg(long, value_name = "E")]
+    pub epochs: Option<u64>,
+    /// Minibatches: B rows of every partition per iteration (at most the smallest partition's
+    /// rows). Every worker holding a partition draws the same rows from (--seed, iteration,
+    /// partition), a fresh shuffle of the partition every epoch, so the code still decodes the
+    /// exact gradient of the k·B rows, and the objective (and the train loss recorded) is the
+    /// minibatch's: the loss sum over k·B plus the L2 term. With --chunks C each chunk takes
+    /// B/C of those rows. `--reference` draws the same batches from the partitions of
+    /// `--workers N` and `--code` (k = N) [default: none, the whole partitions every
+    /// iteration].
+    #[arg(long, value_name = "B")]
+    pub batch: Option<usize>,
     /// Learning rate (step size) [default: 0.5].
     #[arg(long)]
     pub lr: Option<f64>,
@@ -151,7 +165,20 @@ pub struct RunConfig {
     #[serde(flatten)]
     pub job: JobConfig,
     pub on_deadline: OnDeadline,
+    /// Iterations to run (with --epochs: 0 until [`RunConfig::for_data`] knows the data).
     pub iterations: u64,
+    /// Epochs to run instead of iterations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epochs: Option<u64>,
+    /// Rows of every partition per iteration (None: the whole partitions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<usize>,
+    /// Iterations per epoch, set by [`RunConfig::for_data`] (0 before).
+    #[serde(skip)]
+    pub per_epoch: u64,
+    /// Partitions k of the data, set by [`RunConfig::for_data`] (0 before).
+    #[serde(skip)]
+    pub partitions: usize,
     pub lr: f64,
     pub l2: f64,
     /// Whether the model has intercepts (`--no-intercept` clears it).
@@ -201,10 +228,18 @@ impl RunConfig {
             };
         }
         let reference = args.reference || file.reference;
-        let workers = if reference {
-            0
-        } else {
-            world.saturating_sub(1)
+        let batch = args.batch.or(file.batch);
+        // The serial reference with minibatches draws from the partitions of `--workers N`.
+        let workers = match (reference, batch) {
+            (false, _) => Some(world.saturating_sub(1)),
+            (true, None) => None,
+            (true, Some(b)) => Some(args.job.workers.or(file.job.workers).ok_or_else(|| {
+                invalid(
+                    "batch",
+                    b,
+                    "with --reference needs --workers N: the reference draws the minibatches of the partitions of the N-worker job it stands for",
+                )
+            })?),
         };
         if !reference && world < 2 {
             return Err(ConfigError::WorldTooSmall {
@@ -213,6 +248,7 @@ impl RunConfig {
                 hint: ", or pass --reference for the serial path",
             });
         }
+        let (iterations, epochs) = run_length(args, &file)?;
         let code = pick!(code, TrainCode::Gradient(CodeKind::CyclicMds));
         let default_s = usize::from(code != TrainCode::Gradient(CodeKind::Uncoded));
         let no_intercept = args.no_intercept || file.no_intercept;
@@ -227,19 +263,18 @@ impl RunConfig {
             model,
             hidden,
             code,
-            stragglers: if reference {
+            stragglers: if workers.is_none() {
                 0
             } else {
                 pick!(stragglers, default_s)
             },
-            job: JobConfig::from_args(
-                &args.job,
-                &file.job,
-                "results/run",
-                (!reference).then_some(workers),
-            )?,
+            job: JobConfig::from_args(&args.job, &file.job, "results/run", workers)?,
             on_deadline: pick!(on_deadline, OnDeadline::Wait),
-            iterations: pick!(iterations, 100),
+            iterations,
+            epochs,
+            batch,
+            per_epoch: 0,
+            partitions: 0,
             lr: pick!(lr, 0.5),
             l2: pick!(l2, 1e-4),
             intercept: !no_intercept,
@@ -287,8 +322,18 @@ impl RunConfig {
                 "must be a finite number > 1",
             ));
         }
-        if self.iterations == 0 {
+        if self.iterations == 0 && self.epochs.is_none() {
             return Err(invalid("iterations", 0, "must be at least 1"));
+        }
+        if self.epochs == Some(0) {
+            return Err(invalid("epochs", 0, "must be at least 1"));
+        }
+        if self.batch == Some(0) {
+            return Err(invalid(
+                "batch",
+                0,
+                "must be at least 1 (rows of every partition per iteration)",
+            ));
         }
         if !(1..=64).contains(&self.chunks) {
             return Err(invalid("chunks", self.chunks, "must be between 1 and 64"));
@@ -313,7 +358,7 @@ impl RunConfig {
                 "applies to the linear models (logistic, linear, softmax); an mlp always trains its biases",
             ));
         }
-        if !self.reference {
+        if !self.reference || self.batch.is_some() {
             self.check_code()?;
         }
         Ok(())
@@ -351,6 +396,9 @@ impl RunConfig {
             if self.chunks > 1 {
                 return refuse("chunks", self.chunks.to_string());
             }
+            if let Some(b) = self.batch {
+                return refuse("batch", b.to_string());
+            }
             if self.reuse_stale {
                 return refuse("reuse-stale", "true".into());
             }
@@ -374,9 +422,53 @@ impl RunConfig {
         }
     }
 
-    /// Workers n (0 for the serial reference).
+    /// Workers n (for the serial reference: the `--workers` its minibatches follow, 0 without
+    /// --batch).
     pub fn workers(&self) -> usize {
         self.job.workers
+    }
+
+    /// This config resolved against the data: `rows` training rows in `k` partitions. Checks
+    /// --batch and --chunks against the partitions, and sets the iterations per epoch and, with
+    /// --epochs, the iterations.
+    pub fn for_data(&self, rows: usize, k: usize) -> Result<RunConfig, ConfigError> {
+        let mut c = self.clone();
+        c.partitions = k;
+        let smallest = rows / k.max(1);
+        c.per_epoch = match self.batch {
+            None => 1,
+            Some(b) if b > smallest => {
+                return Err(invalid(
+                    "batch",
+                    b,
+                    format!(
+                        "is larger than a partition: {rows} training rows in {k} partitions leave {smallest} in the smallest; use --batch {smallest} or less"
+                    ),
+                ))
+            }
+            Some(b) if self.chunks > b => {
+                return Err(invalid(
+                    "chunks",
+                    self.chunks,
+                    format!(
+                        "with --batch {b} the chunks share the {b} rows every partition gives an iteration; use --chunks {b} or less"
+                    ),
+                ))
+            }
+            Some(b) => rows.div_ceil(k * b) as u64,
+        };
+        if let Some(e) = self.epochs {
+            c.iterations = e
+                .checked_mul(c.per_epoch)
+                .ok_or_else(|| invalid("epochs", e, "makes more iterations than fit in 64 bits"))?;
+        }
+        Ok(c)
+    }
+
+    /// Rows the loss sum of one step is over: k·B with --batch, all `rows` without (after
+    /// [`RunConfig::for_data`]).
+    pub fn step_rows(&self, rows: usize) -> usize {
+        self.batch.map_or(rows, |b| b * self.partitions)
     }
 
     /// Options of the code (degree, decoder, straggle probability).
@@ -414,15 +506,34 @@ impl RunConfig {
         "straggle-prob",
     ];
 
+    /// Keys of [`Self::NOT_REFERENCE`] that the serial reference with --batch keeps: they make
+    /// the partitions its minibatches follow.
+    const PARTITION_KEYS: &'static [&'static str] = &[
+        "code",
+        "stragglers",
+        "workers",
+        "degree",
+        "decoder",
+        "straggle-prob",
+    ];
+
     /// The effective settings in the keys of the flags (the serial reference's own: without the
-    /// settings it does not use).
+    /// settings it does not use); with --epochs, without the iterations they make.
     pub fn settings(&self) -> toml::Table {
         let mut t = match toml::Value::try_from(self) {
             Ok(toml::Value::Table(t)) => t,
             _ => toml::Table::new(),
         };
         if self.reference {
-            t.retain(|k, _| !Self::NOT_REFERENCE.contains(&k));
+            let keep = if self.batch.is_some() {
+                Self::PARTITION_KEYS
+            } else {
+                &[]
+            };
+            t.retain(|k, _| !Self::NOT_REFERENCE.contains(&k) || keep.contains(&k));
+        }
+        if self.epochs.is_some() {
+            t.remove("iterations");
         }
         t
     }
@@ -463,12 +574,35 @@ impl RunConfig {
             + if self.reuse_stale { "reuse_stale=true\n" } else { "" }
             + if self.intercept { "" } else { "no_intercept=true\n" }
             + &if self.hidden.is_empty() { String::new() } else { format!("hidden={}\n", widths::text(&self.hidden)) }
+            + &self.batch.map_or(String::new(), |b| format!("batch={b}\n"))
             + match self.momentum_schedule {
                 MomentumSchedule::Constant => "",
                 MomentumSchedule::NesterovT => "momentum_schedule=nesterov-t\n",
             };
         let digest = Sha256::digest(key.as_bytes());
         digest.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// The iterations and epochs of a run: one of the two, the flags' choice over the file's;
+/// iterations 0 when the run is given in epochs.
+fn run_length(args: &TrainArgs, file: &TrainArgs) -> Result<(u64, Option<u64>), ConfigError> {
+    let both = |e: u64, where_: &str| {
+        invalid(
+            "epochs",
+            e,
+            format!("conflicts with --iterations{where_}: give one of them"),
+        )
+    };
+    match (args.iterations, args.epochs) {
+        (Some(_), Some(e)) => Err(both(e, "")),
+        (Some(i), None) => Ok((i, None)),
+        (None, Some(e)) => Ok((0, Some(e))),
+        (None, None) => match (file.iterations, file.epochs) {
+            (Some(_), Some(e)) => Err(both(e, " (both in the config file)")),
+            (i, None) => Ok((i.unwrap_or(100), None)),
+            (None, Some(e)) => Ok((0, Some(e))),
+        },
     }
 }
 
@@ -595,6 +729,18 @@ mod tests {
             TrainArgs {
                 model: Some(ModelKind::Mlp),
                 hidden: Some("32, 16,8".into()),
+                batch: Some(16),
+                epochs: Some(3),
+                ..Default::default()
+            },
+            TrainArgs {
+                reference: true,
+                batch: Some(8),
+                code: Some(TrainCode::Gradient(CodeKind::Frc)),
+                job: JobArgs {
+                    workers: Some(6),
+                    ..Default::default()
+                },
                 ..Default::default()
             },
         ] {
@@ -602,6 +748,9 @@ mod tests {
             a.code = extra.code;
             a.model = extra.model;
             a.hidden = extra.hidden.clone();
+            a.batch = extra.batch;
+            a.epochs = extra.epochs;
+            a.job.workers = extra.job.workers;
             a.no_intercept = extra.no_intercept;
             a.momentum_schedule = extra.momentum_schedule;
             a.degree = extra.degree;
@@ -769,6 +918,49 @@ mod tests {
             ),
             (
                 TrainArgs {
+                    batch: Some(0),
+                    ..args()
+                },
+                4,
+                "--batch = 0",
+            ),
+            (
+                TrainArgs {
+                    epochs: Some(2),
+                    iterations: Some(10),
+                    ..args()
+                },
+                4,
+                "--epochs = 2: conflicts with --iterations",
+            ),
+            (
+                TrainArgs {
+                    epochs: Some(0),
+                    ..args()
+                },
+                4,
+                "--epochs = 0",
+            ),
+            (
+                TrainArgs {
+                    reference: true,
+                    batch: Some(8),
+                    ..args()
+                },
+                1,
+                "needs --workers N",
+            ),
+            (
+                TrainArgs {
+                    code: Some("mds-rotation".parse().unwrap()),
+                    batch: Some(8),
+                    ..args()
+                },
+                4,
+                "--batch = 8: is not available with the mds-* codes",
+            ),
+            (
+                TrainArgs {
                     data: None,
                     ..args()
                 },
@@ -822,6 +1014,104 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.stragglers, 0);
+    }
+
+    #[test]
+    fn the_data_resolves_batches_and_epochs() {
+        let c = RunConfig::from_args(
+            &TrainArgs {
+                batch: Some(7),
+                epochs: Some(3),
+                chunks: Some(2),
+                ..args()
+            },
+            5,
+        )
+        .unwrap();
+        // 103 rows in 4 partitions (26, 26, 26, 25): ⌈103 / 28⌉ = 4 iterations per epoch.
+        let r = c.for_data(103, 4).unwrap();
+        assert_eq!((r.per_epoch, r.iterations, r.partitions), (4, 12, 4));
+        assert_eq!(r.step_rows(103), 28);
+        let e = c.for_data(27, 4).unwrap_err().to_string();
+        assert!(
+            e.contains("--batch = 7: is larger than a partition") && e.contains("--batch 6"),
+            "{e}"
+        );
+        let few = RunConfig {
+            chunks: 8,
+            ..c.clone()
+        };
+        let e = few.for_data(103, 4).unwrap_err().to_string();
+        assert!(
+            e.contains("--chunks = 8") && e.contains("--chunks 7"),
+            "{e}"
+        );
+        // Without --batch: an epoch is one iteration, and a step is over every row.
+        let full = RunConfig::from_args(
+            &TrainArgs {
+                epochs: Some(5),
+                ..args()
+            },
+            5,
+        )
+        .unwrap()
+        .for_data(103, 4)
+        .unwrap();
+        assert_eq!(
+            (full.per_epoch, full.iterations, full.step_rows(103)),
+            (1, 5, 103)
+        );
+    }
+
+    #[test]
+    fn new_settings_at_their_defaults_keep_the_old_hash() {
+        // The hash of a default run, as the code before minibatches and networks computed it.
+        let c = RunConfig::from_args(&args(), 4).unwrap();
+        let j = &c.job;
+        let old = format!(
+            "data={}\nmodel={}\ncode={}\ns={}\nn={}\ndeadline_ms={:?}\non_deadline={:?}\nlr={:?}\nl2={:?}\noptimizer={:?}\nmomentum={:?}\nstragglers={}\nseed={}\nchunks={}\ndegree={:?}\ndecoder={:?}\nstraggle_prob={:?}\n",
+            c.data.display(),
+            c.model.name(),
+            c.code.name(),
+            c.stragglers,
+            j.workers,
+            j.deadline_ms,
+            c.on_deadline,
+            c.lr,
+            c.l2,
+            c.optimizer,
+            c.momentum,
+            j.straggler_model,
+            j.seed,
+            c.chunks,
+            c.degree,
+            c.decoder,
+            c.straggle_prob
+        );
+        let digest: String = Sha256::digest(old.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(c.trajectory_hash(), digest);
+        for other in [
+            RunConfig {
+                batch: Some(4),
+                ..c.clone()
+            },
+            RunConfig {
+                model: ModelKind::Mlp,
+                hidden: vec![8],
+                ..c.clone()
+            },
+        ] {
+            assert_ne!(other.trajectory_hash(), digest);
+        }
+        // Epochs are a run length, like iterations.
+        let e = RunConfig {
+            epochs: Some(9),
+            ..c.clone()
+        };
+        assert_eq!(e.trajectory_hash(), digest);
     }
 
     #[test]

@@ -109,7 +109,8 @@ pub struct Outcome {
 pub struct Setup<'a> {
     pub cfg: &'a RunConfig,
     pub model: &'a dyn Model,
-    /// Training rows in all (the objective's N).
+    /// Rows the loss sum of a step is over (the objective's N): the training rows, or k·B with
+    /// minibatches ([`RunConfig::step_rows`]).
     pub n_rows: usize,
     pub test: Option<Dataset>,
     pub writer: RunWriter,
@@ -164,13 +165,20 @@ struct Trainer<'a> {
 pub fn run(setup: Setup<'_>, engine: &mut dyn GradientEngine) -> Outcome {
     let mut tr = Trainer::new(setup, engine);
     log::info!(
-        "[rank 0] {}; model {} (dim {}), {} rows; iterations {}..{}",
+        "[rank 0] {}; model {} (dim {}), {} rows per step; iterations {}..{}{}",
         engine.describe(),
         tr.model.kind().name(),
         tr.model.dim(),
         tr.objective.n_rows,
         tr.first,
-        tr.cfg.iterations
+        tr.cfg.iterations,
+        match tr.cfg.batch {
+            Some(b) => format!(
+                " ({b} rows of each of {} partitions per step, {} iterations per epoch)",
+                tr.cfg.partitions, tr.cfg.per_epoch
+            ),
+            None => String::new(),
+        }
     );
     let mut t = tr.first;
     while t < tr.cfg.iterations {
@@ -326,6 +334,7 @@ impl<'a> Trainer<'a> {
             }
         };
         self.rec.set(Metric::Iteration, t as f64);
+        self.rec.set(Metric::Epoch, self.epochs_after(t));
         self.rec.set(Metric::WallS, start.elapsed().as_secs_f64());
         self.rec.set(Metric::TrainLoss, loss);
         self.last_loss = loss;
@@ -341,6 +350,11 @@ impl<'a> Trainer<'a> {
             return Ok(Next::Stop);
         }
         Ok(Next::Continue)
+    }
+
+    /// Epochs completed after iteration `t`.
+    fn epochs_after(&self, t: u64) -> f64 {
+        (t + 1) as f64 / self.cfg.per_epoch.max(1) as f64
     }
 
     fn record_check(&mut self, t: u64, c: Check) {
@@ -411,13 +425,16 @@ impl<'a> Trainer<'a> {
             return;
         }
         let r = &self.rec;
-        let test = self
+        let mut tail = self
             .last_test
             .and_then(|e| e.accuracy)
             .map_or(String::new(), |a| format!("  test acc {a:.4}"));
+        if cfg.batch.is_some() {
+            tail.push_str(&format!("  epoch {:.2}", self.epochs_after(t)));
+        }
         if workers == 0 {
             log::info!(
-                "reference it {t:>5}/{}  loss {:.6}  iter {:7.2} ms{test}",
+                "reference it {t:>5}/{}  loss {:.6}  iter {:7.2} ms{tail}",
                 cfg.iterations,
                 r.get(Metric::TrainLoss),
                 r.get(Metric::WallS) * 1e3
@@ -425,7 +442,7 @@ impl<'a> Trainer<'a> {
             return;
         }
         log::info!(
-            "[rank 0] it {:>5}/{}  loss {:.6}  iter {:7.2} ms  oracle {:7.2} ms  responders {}/{}  late {}{test}",
+            "[rank 0] it {:>5}/{}  loss {:.6}  iter {:7.2} ms  oracle {:7.2} ms  responders {}/{}  late {}{tail}",
             t,
             cfg.iterations,
             r.get(Metric::TrainLoss),
