@@ -704,6 +704,20 @@ fn results_file_describes_itself() {
     assert_eq!(status(&run), "complete");
 }
 
+/// The resumed run in `part` ended where the straight one in `full` did, bit for bit: the
+/// parameters, and every one of its `rows` rows of loss, iteration and epoch.
+fn assert_resumed_equals_straight(full: &Path, part: &Path, rows: usize) {
+    let a = results::read_vector(&full.join("run.h5"), "model/w_final").unwrap();
+    let b = results::read_vector(&part.join("run.h5"), "model/w_final").unwrap();
+    assert_eq!(a, b, "resumed parameters differ from the uninterrupted run");
+    let ra = results::read_rows(&full.join("run.h5"), None).unwrap();
+    let rb = results::read_rows(&part.join("run.h5"), None).unwrap();
+    assert_eq!(rb.len(), rows);
+    for m in [Metric::TrainLoss, Metric::Iteration, Metric::Epoch] {
+        assert_eq!(ra.column(m), rb.column(m), "{}", m.name());
+    }
+}
+
 #[test]
 fn resume_from_a_checkpoint_is_bit_identical() {
     let _g = serial();
@@ -753,14 +767,7 @@ fn resume_from_a_checkpoint_is_bit_identical() {
     let r: Vec<&str> = resumed.iter().map(String::as_str).collect();
     let (o, _) = mpirun(5, &r, 120);
     assert!(o.status.success(), "{}", output_text(&o));
-    let a = results::read_vector(&full.join("run.h5"), "model/w_final").unwrap();
-    let b = results::read_vector(&part.join("run.h5"), "model/w_final").unwrap();
-    assert_eq!(a, b, "resumed parameters differ from the uninterrupted run");
-    let ra = results::read_rows(&full.join("run.h5"), None).unwrap();
-    let rb = results::read_rows(&part.join("run.h5"), None).unwrap();
-    assert_eq!(rb.len(), 20);
-    assert_eq!(ra.column(Metric::TrainLoss), rb.column(Metric::TrainLoss));
-    assert_eq!(ra.column(Metric::Iteration), rb.column(Metric::Iteration));
+    assert_resumed_equals_straight(&full, &part, 20);
     // A checkpoint from another configuration is refused.
     let other = args(&[
         "--iterations",
@@ -777,7 +784,77 @@ fn resume_from_a_checkpoint_is_bit_identical() {
         "--seed",
         "5",
     ]);
-    let x: Vec<&str> = other.iter().map(String::as_str).collect();
+    assert_refused_as_another_configuration(&other);
+}
+
+/// Issue 21 item 3: resume is bit-identical for Adam (its moments are in the checkpoint) with
+/// a warmed-up cosine schedule, an MLP and minibatches: 16 straight iterations equal 10, a stop,
+/// and 6 more after --resume, parameters and every row of the loss.
+#[test]
+fn resume_of_adam_on_mlp_minibatches_is_bit_identical() {
+    let _g = serial();
+    let args = |iterations: &str| -> Vec<String> {
+        let mut v: Vec<&str> = MLP_BATCH
+            .iter()
+            .copied()
+            .filter(|a| !["--iterations", "12", "--lr", "0.5"].contains(a))
+            .collect();
+        v.extend([
+            "--iterations",
+            iterations,
+            "--optimizer",
+            "adam",
+            "--lr",
+            "0.01",
+            "--beta2",
+            "0.99",
+            "--lr-schedule",
+            "cosine:30",
+            "--warmup",
+            "4",
+            "--code",
+            "frc",
+            "-s",
+            "1",
+            "--checkpoint-every",
+            "5",
+        ]);
+        v.iter().map(|s| s.to_string()).collect()
+    };
+    let straight = args("16");
+    let s: Vec<&str> = straight.iter().map(String::as_str).collect();
+    let (o, full, _) = train(5, "adam-straight", &s);
+    assert!(o.status.success(), "{}", output_text(&o));
+    let first = args("10");
+    let f: Vec<&str> = first.iter().map(String::as_str).collect();
+    let (o, part, _) = train(5, "adam-resumed", &f);
+    assert!(o.status.success(), "{}", output_text(&o));
+    let ck = gradcode::io::checkpoint::read(&part.join("ckpt.h5"), &attr_hash(&part)).unwrap();
+    assert_eq!(ck.iteration, 5, "the last checkpoint before iteration 10");
+    assert!(
+        ck.state.adam.is_some(),
+        "Adam's moments are in the checkpoint"
+    );
+    let data = dataset().display().to_string();
+    let out = part.display().to_string();
+    let mut resumed = args("16");
+    resumed.extend(["--resume", "--data", &data, "--out", &out].map(String::from));
+    let r: Vec<&str> = resumed.iter().map(String::as_str).collect();
+    let (o, _) = mpirun(5, &r, 120);
+    assert!(o.status.success(), "{}", output_text(&o));
+    assert_resumed_equals_straight(&full, &part, 16);
+    // The same folder under gd (another trajectory) is refused.
+    let mut other = resumed.clone();
+    let i = other.iter().position(|a| a == "adam").unwrap();
+    other[i] = "gd".into();
+    other.retain(|a| a != "--beta2" && a != "0.99");
+    assert_refused_as_another_configuration(&other);
+}
+
+/// `mpirun -np 5 gradcode train ARGS` with `--resume` into a folder whose checkpoint another
+/// configuration wrote: refused.
+fn assert_refused_as_another_configuration(args: &[String]) {
+    let x: Vec<&str> = args.iter().map(String::as_str).collect();
     let (o, _) = mpirun(5, &x, 60);
     assert!(!o.status.success());
     assert!(
@@ -785,6 +862,11 @@ fn resume_from_a_checkpoint_is_bit_identical() {
         "{}",
         output_text(&o)
     );
+}
+
+/// The trajectory hash a run recorded in its results file.
+fn attr_hash(run: &Path) -> String {
+    results::read_str_attr(&run.join("run.h5"), "config", "config_sha256").unwrap()
 }
 
 /// `--reuse-stale`: two workers slow (30 and 45 ms), more than the s = 1 the code tolerates, so

@@ -337,6 +337,9 @@ fn setup_rank0(
     let out = &cfg.job.out;
     std::fs::create_dir_all(out).map_err(|e| crate::io::IoError::os(out, e))?;
     let (resume, initial) = resume_point(cfg)?;
+    if let Some(ck) = &resume {
+        fits_checkpoint(cfg, model, ck)?;
+    }
     let config_toml = cfg.to_toml();
     std::fs::write(cfg.job.config_path(), &config_toml)
         .map_err(|e| crate::io::IoError::os(out, e))?;
@@ -400,6 +403,32 @@ fn resume_point(cfg: &RunConfig) -> Result<(Option<Checkpoint>, Option<RecordedR
         None
     };
     Ok((Some(ck), rows))
+}
+
+/// A checkpoint's state must fit the model and the optimizer it resumes (the config hash covers
+/// both; this names what does not fit when a file was written by another build).
+fn fits_checkpoint(cfg: &RunConfig, model: &dyn Model, ck: &Checkpoint) -> Result<()> {
+    let adam = cfg.optimizer == crate::optim::OptimizerKind::Adam;
+    let why = if ck.state.w.len() != model.dim() {
+        format!(
+            "it holds {} parameters, the model has {}",
+            ck.state.w.len(),
+            model.dim()
+        )
+    } else if adam && ck.state.adam.is_none() {
+        "it has no Adam moments (checkpoint format 1, written before Adam existed)".into()
+    } else if !adam && ck.state.adam.is_some() {
+        format!(
+            "it holds Adam moments but the optimizer is {}",
+            cfg.optimizer.name()
+        )
+    } else {
+        return Ok(());
+    };
+    Err(Error::Check(format!(
+        "cannot resume from the checkpoint in {}: {why}; start a new run folder",
+        cfg.job.out.display()
+    )))
 }
 
 /// Rank 0 after start-up: print the effective config, run the loop, report.

@@ -16,7 +16,9 @@ use super::{invalid, read_settings, ConfigError, JobArgs, JobConfig};
 use crate::coding::{CodeKind, CodeOptions, DecoderKind, TrainCode};
 use crate::comm::OnDeadline;
 use crate::model::ModelKind;
-use crate::optim::{MomentumSchedule, OptimizerKind, OptimizerSpec};
+use crate::optim::{
+    AdamParams, BadSchedule, LrSchedule, MomentumSchedule, OptimizerKind, OptimizerSpec,
+};
 
 /// Arguments of `gradcode train`. Every setting may also come from `--config FILE.toml` (the long
 /// flag names as keys, dashes or underscores); flags given on the command line override the file.
@@ -97,17 +99,38 @@ pub struct TrainArgs {
     #[arg(long)]
     #[serde(default)]
     pub no_intercept: bool,
-    /// Optimizer: gd (gradient descent) or nesterov (accelerated, gradient at the look-ahead
-    /// point) [default: gd].
+    /// Optimizer: gd (gradient descent; minibatch SGD with --batch), momentum (heavy ball,
+    /// SGD with momentum: w ← w − lr·g + μ(w − w_prev)), nesterov (accelerated, gradient at the
+    /// look-ahead point) or adam (bias-corrected; --beta1, --beta2, --eps; the L2 term is in the
+    /// gradient, not decoupled weight decay) [default: gd].
     #[arg(long, value_enum)]
     pub optimizer: Option<OptimizerKind>,
-    /// Momentum μ of nesterov, in [0, 1) [default: 0.9].
+    /// Momentum μ of nesterov and momentum, in [0, 1) [default: 0.9].
     #[arg(long)]
     pub momentum: Option<f64>,
-    /// Momentum schedule of nesterov: constant (--momentum) or nesterov-t ((t − 1)/(t + 2) at
-    /// step t) [default: constant].
+    /// Momentum schedule of nesterov and momentum: constant (--momentum) or nesterov-t
+    /// ((t − 1)/(t + 2) at step t) [default: constant].
     #[arg(long, value_enum)]
     pub momentum_schedule: Option<MomentumSchedule>,
+    /// Adam's β1, the decay of the gradient's moving average, in [0, 1) [default: 0.9].
+    #[arg(long, value_name = "B1")]
+    pub beta1: Option<f64>,
+    /// Adam's β2, the decay of the squared gradient's moving average, in [0, 1) [default:
+    /// 0.999].
+    #[arg(long, value_name = "B2")]
+    pub beta2: Option<f64>,
+    /// Adam's ε, added to the root of the second moment, finite and > 0 [default: 1e-8].
+    #[arg(long, value_name = "EPS")]
+    pub eps: Option<f64>,
+    /// Learning-rate schedule, a factor of --lr at step t (counted from 0, warm-up included):
+    /// constant; step:EVERY:FACTOR (times FACTOR every EVERY steps, FACTOR in (0, 1]);
+    /// cosine:TOTAL (½(1 + cos(π·t/TOTAL)), 0 from step TOTAL on) [default: constant].
+    #[arg(long, value_name = "SCHEDULE")]
+    pub lr_schedule: Option<String>,
+    /// Linear warm-up over the first K steps: step t < K uses (t + 1)/K of the scheduled rate
+    /// [default: 0, none].
+    #[arg(long, value_name = "K")]
+    pub warmup: Option<u64>,
     /// Stop with status `diverged` (exit 1) when the training objective is not finite or exceeds
     /// this factor times its first value [default: 1e6].
     #[arg(long, value_name = "X")]
@@ -187,6 +210,19 @@ pub struct RunConfig {
     pub optimizer: OptimizerKind,
     pub momentum: f64,
     pub momentum_schedule: MomentumSchedule,
+    /// Adam's β1, β2 and ε (set exactly when the optimizer is adam).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub beta1: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub beta2: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eps: Option<f64>,
+    /// The learning-rate schedule (written only when not constant).
+    #[serde(default, skip_serializing_if = "is_constant")]
+    pub lr_schedule: LrSchedule,
+    /// Warm-up steps (written only when set).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub warmup: u64,
     pub divergence_factor: f64,
     pub checkpoint_every: u64,
     pub eval_every: u64,
@@ -249,6 +285,14 @@ impl RunConfig {
             });
         }
         let (iterations, epochs) = run_length(args, &file)?;
+        let optimizer = pick!(optimizer, OptimizerKind::Gd);
+        let [beta1, beta2, eps] = adam_settings(optimizer, args, &file)?;
+        let lr_schedule = match args.lr_schedule.as_ref().or(file.lr_schedule.as_ref()) {
+            None => LrSchedule::Constant,
+            Some(text) => text
+                .parse()
+                .map_err(|e: BadSchedule| invalid("lr-schedule", format!("'{text}'"), e.0))?,
+        };
         let code = pick!(code, TrainCode::Gradient(CodeKind::CyclicMds));
         let default_s = usize::from(code != TrainCode::Gradient(CodeKind::Uncoded));
         let no_intercept = args.no_intercept || file.no_intercept;
@@ -278,9 +322,14 @@ impl RunConfig {
             lr: pick!(lr, 0.5),
             l2: pick!(l2, 1e-4),
             intercept: !no_intercept,
-            optimizer: pick!(optimizer, OptimizerKind::Gd),
+            optimizer,
             momentum: pick!(momentum, 0.9),
             momentum_schedule: pick!(momentum_schedule, MomentumSchedule::Constant),
+            beta1,
+            beta2,
+            eps,
+            lr_schedule,
+            warmup: pick!(warmup, 0),
             divergence_factor: pick!(divergence_factor, 1e6),
             checkpoint_every: pick!(checkpoint_every, 0),
             eval_every: pick!(eval_every, 10),
@@ -314,6 +363,14 @@ impl RunConfig {
         }
         if !(0.0..1.0).contains(&self.momentum) {
             return Err(invalid("momentum", self.momentum, "must be in [0, 1)"));
+        }
+        for (name, beta) in [("beta1", self.beta1), ("beta2", self.beta2)] {
+            if let Some(b) = beta.filter(|b| !(0.0..1.0).contains(b)) {
+                return Err(invalid(name, b, "must be in [0, 1)"));
+            }
+        }
+        if let Some(e) = self.eps.filter(|e| !(e.is_finite() && *e > 0.0)) {
+            return Err(invalid("eps", e, "must be a finite number > 0"));
         }
         if !(self.divergence_factor.is_finite() && self.divergence_factor > 1.0) {
             return Err(invalid(
@@ -414,11 +471,19 @@ impl RunConfig {
 
     /// The optimizer's settings.
     pub fn optimizer_spec(&self) -> OptimizerSpec {
+        let d = AdamParams::default();
         OptimizerSpec {
             kind: self.optimizer,
             lr: self.lr,
             momentum: self.momentum,
             schedule: self.momentum_schedule,
+            adam: AdamParams {
+                beta1: self.beta1.unwrap_or(d.beta1),
+                beta2: self.beta2.unwrap_or(d.beta2),
+                eps: self.eps.unwrap_or(d.eps),
+            },
+            lr_schedule: self.lr_schedule,
+            warmup: self.warmup,
         }
     }
 
@@ -575,6 +640,15 @@ impl RunConfig {
             + if self.intercept { "" } else { "no_intercept=true\n" }
             + &if self.hidden.is_empty() { String::new() } else { format!("hidden={}\n", widths::text(&self.hidden)) }
             + &self.batch.map_or(String::new(), |b| format!("batch={b}\n"))
+            + &match (self.beta1, self.beta2, self.eps) {
+                (Some(b1), Some(b2), Some(e)) => format!("beta1={b1:?}\nbeta2={b2:?}\neps={e:?}\n"),
+                _ => String::new(),
+            }
+            + &match self.lr_schedule {
+                LrSchedule::Constant => String::new(),
+                s => format!("lr_schedule={s}\n"),
+            }
+            + &if self.warmup > 0 { format!("warmup={}\n", self.warmup) } else { String::new() }
             + match self.momentum_schedule {
                 MomentumSchedule::Constant => "",
                 MomentumSchedule::NesterovT => "momentum_schedule=nesterov-t\n",
@@ -582,6 +656,42 @@ impl RunConfig {
         let digest = Sha256::digest(key.as_bytes());
         digest.iter().map(|b| format!("{b:02x}")).collect()
     }
+}
+
+fn is_constant(s: &LrSchedule) -> bool {
+    *s == LrSchedule::Constant
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
+/// Adam's β1, β2, ε: defaults for adam; refused, naming the flag, for another optimizer.
+fn adam_settings(
+    optimizer: OptimizerKind,
+    args: &TrainArgs,
+    file: &TrainArgs,
+) -> Result<[Option<f64>; 3], ConfigError> {
+    let d = AdamParams::default();
+    let given = [
+        ("beta1", args.beta1.or(file.beta1), d.beta1),
+        ("beta2", args.beta2.or(file.beta2), d.beta2),
+        ("eps", args.eps.or(file.eps), d.eps),
+    ];
+    if optimizer != OptimizerKind::Adam {
+        if let Some((name, Some(v), _)) = given.iter().find(|g| g.1.is_some()) {
+            return Err(invalid(
+                name,
+                v,
+                format!(
+                    "applies to --optimizer adam (the optimizer is {})",
+                    optimizer.name()
+                ),
+            ));
+        }
+        return Ok([None; 3]);
+    }
+    Ok(given.map(|(_, v, default)| Some(v.unwrap_or(default))))
 }
 
 /// The iterations and epochs of a run: one of the two, the flags' choice over the file's;
@@ -731,6 +841,10 @@ mod tests {
                 hidden: Some("32, 16,8".into()),
                 batch: Some(16),
                 epochs: Some(3),
+                optimizer: Some(OptimizerKind::Adam),
+                beta2: Some(0.99),
+                lr_schedule: Some("step:30:0.5".into()),
+                warmup: Some(5),
                 ..Default::default()
             },
             TrainArgs {
@@ -750,6 +864,10 @@ mod tests {
             a.hidden = extra.hidden.clone();
             a.batch = extra.batch;
             a.epochs = extra.epochs;
+            a.optimizer = extra.optimizer;
+            a.beta2 = extra.beta2;
+            a.lr_schedule = extra.lr_schedule.clone();
+            a.warmup = extra.warmup;
             a.job.workers = extra.job.workers;
             a.no_intercept = extra.no_intercept;
             a.momentum_schedule = extra.momentum_schedule;
@@ -923,6 +1041,49 @@ mod tests {
                 },
                 4,
                 "--batch = 0",
+            ),
+            (
+                TrainArgs {
+                    optimizer: Some(OptimizerKind::Adam),
+                    beta1: Some(1.0),
+                    ..args()
+                },
+                4,
+                "--beta1 = 1: must be in [0, 1)",
+            ),
+            (
+                TrainArgs {
+                    optimizer: Some(OptimizerKind::Adam),
+                    beta2: Some(-0.5),
+                    ..args()
+                },
+                4,
+                "--beta2 = -0.5",
+            ),
+            (
+                TrainArgs {
+                    optimizer: Some(OptimizerKind::Adam),
+                    eps: Some(0.0),
+                    ..args()
+                },
+                4,
+                "--eps = 0",
+            ),
+            (
+                TrainArgs {
+                    beta1: Some(0.5),
+                    ..args()
+                },
+                4,
+                "--beta1 = 0.5: applies to --optimizer adam (the optimizer is gd)",
+            ),
+            (
+                TrainArgs {
+                    lr_schedule: Some("cosine:0".into()),
+                    ..args()
+                },
+                4,
+                "--lr-schedule = 'cosine:0': TOTAL '0'",
             ),
             (
                 TrainArgs {
@@ -1103,9 +1264,26 @@ mod tests {
                 hidden: vec![8],
                 ..c.clone()
             },
+            RunConfig {
+                warmup: 3,
+                ..c.clone()
+            },
+            RunConfig {
+                lr_schedule: LrSchedule::Cosine { total: 50 },
+                ..c.clone()
+            },
         ] {
             assert_ne!(other.trajectory_hash(), digest);
         }
+        // Adam's constants shape its trajectory.
+        let adam = |beta1| RunConfig {
+            optimizer: OptimizerKind::Adam,
+            beta1: Some(beta1),
+            beta2: Some(0.999),
+            eps: Some(1e-8),
+            ..c.clone()
+        };
+        assert_ne!(adam(0.9).trajectory_hash(), adam(0.8).trajectory_hash());
         // Epochs are a run length, like iterations.
         let e = RunConfig {
             epochs: Some(9),

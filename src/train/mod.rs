@@ -393,9 +393,10 @@ impl<'a> Trainer<'a> {
         }
         let cfg = self.cfg;
         let momentum = match cfg.optimizer {
-            crate::optim::OptimizerKind::Nesterov => {
+            crate::optim::OptimizerKind::Nesterov | crate::optim::OptimizerKind::Momentum => {
                 format!(" or --momentum (now {})", cfg.momentum)
             }
+            crate::optim::OptimizerKind::Adam => " or warm up (--warmup)".into(),
             crate::optim::OptimizerKind::Gd => String::new(),
         };
         let msg = format!(
