@@ -304,6 +304,25 @@ fn network_and_minibatch_settings_are_checked() {
             &["--epochs", "2", "--iterations", "5"],
             "conflicts with --iterations",
         ),
+        (
+            &["--optimizer", "adam", "--beta1", "1"],
+            "--beta1 = 1: must be in [0, 1)",
+        ),
+        (&["--optimizer", "adam", "--beta2", "1.5"], "--beta2 = 1.5"),
+        (
+            &["--optimizer", "adam", "--eps=-1e-8"],
+            "--eps = -0.00000001",
+        ),
+        (&["--beta1", "0.5"], "applies to --optimizer adam"),
+        (
+            &["--lr-schedule", "step:0:0.5"],
+            "--lr-schedule = 'step:0:0.5'",
+        ),
+        // 30 → 200,000 → 200,000 → 2: 4·10¹⁰ parameters, sized before anything is allocated.
+        (
+            &["--model", "mlp", "--hidden", "200000,200000"],
+            "30 features, 40006800002 parameters",
+        ),
         // 2100 rows in 4 partitions: 525 in each.
         (
             &["--batch", "600", "--workers", "4", "--code", "frc"],
