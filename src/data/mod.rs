@@ -1,4 +1,6 @@
-//! In-memory data: dense and CSR feature matrices, labels, tasks, and partitioning of rows.
+//! In-memory data: dense and CSR feature matrices, labels, tasks, partitioning of rows, and the
+//! minibatch draws that keep a gradient code exact ([`batch`]; rows gathered into reused
+//! buffers by [`Dataset::gather_into`]).
 //!
 //! No I/O here: `io::dataset` reads and writes these types from HDF5, `io::convert` builds them
 //! from LIBSVM / IDX / CSV text, and [`synth`] generates them from a seed.
