@@ -105,6 +105,7 @@ fn run_synth(a: &SynthArgs) -> Result<()> {
         ),
         sha256: String::new(),
         license: "none (synthetic data)".into(),
+        image: None,
     };
     dataset::write(&a.out, &train, test.as_ref(), &meta, a.force)?;
     report_written(&a.out, &train, test.as_ref());
@@ -123,6 +124,9 @@ fn run_inspect(path: &Path) -> Result<()> {
     let info = dataset::inspect(path)?;
     println!("{}", path.display());
     println!("  task: {}", task_text(info.task));
+    if let Some(image) = info.image {
+        println!("  images: {image} (channels × height × width)");
+    }
     for split in [Split::Train, Split::Test] {
         let Some(shape) = dataset::split_shape(path, split)? else {
             continue;

@@ -107,6 +107,8 @@ pub(crate) struct DataShape {
     pub nnz: u64,
     /// Rows of the test split (0: none).
     pub test_rows: usize,
+    /// The image shape of the rows, when the dataset records one.
+    pub image: Option<crate::data::ImageShape>,
 }
 
 impl DataShape {
@@ -164,6 +166,7 @@ pub(crate) fn broadcast_matrix_shape(
             task: Task::Regression,
             nnz: info.nnz,
             test_rows: 0,
+            image: None,
         })
     })
 }
@@ -175,8 +178,8 @@ fn broadcast_shape(
     produce: impl FnOnce() -> Result<DataShape>,
 ) -> Result<std::result::Result<DataShape, i32>> {
     // [ok, rows, features, sparse, task (1 binary, 2 regression, 3 multiclass), classes, nnz,
-    //  test rows]
-    let mut msg = [0.0f64; 8];
+    //  test rows, image channels, height, width (0: no image shape)]
+    let mut msg = [0.0f64; 11];
     let mut err = None;
     if world.rank() == 0 {
         match produce() {
@@ -204,7 +207,7 @@ pub(crate) fn resolved_matrix(src: &str) -> Result<crate::io::matrix::MatrixSour
     Ok(m)
 }
 
-fn encode_shape(s: &DataShape) -> [f64; 8] {
+fn encode_shape(s: &DataShape) -> [f64; 11] {
     let (task, classes) = match s.task {
         Task::Binary => (1.0, 0),
         Task::Regression => (2.0, 0),
@@ -219,10 +222,13 @@ fn encode_shape(s: &DataShape) -> [f64; 8] {
         classes as f64,
         s.nnz as f64,
         s.test_rows as f64,
+        s.image.map_or(0.0, |i| i.channels as f64),
+        s.image.map_or(0.0, |i| i.height as f64),
+        s.image.map_or(0.0, |i| i.width as f64),
     ]
 }
 
-fn decode_shape(msg: &[f64; 8]) -> DataShape {
+fn decode_shape(msg: &[f64; 11]) -> DataShape {
     let task = match msg[4] as i32 {
         1 => Task::Binary,
         2 => Task::Regression,
@@ -237,6 +243,11 @@ fn decode_shape(msg: &[f64; 8]) -> DataShape {
         task,
         nnz: msg[6] as u64,
         test_rows: msg[7] as usize,
+        image: (msg[8] > 0.0).then(|| crate::data::ImageShape {
+            channels: msg[8] as usize,
+            height: msg[9] as usize,
+            width: msg[10] as usize,
+        }),
     }
 }
 
@@ -271,6 +282,7 @@ impl From<&crate::io::dataset::DatasetInfo> for DataShape {
             task: info.task,
             nnz: info.nnz,
             test_rows: info.test_rows.unwrap_or(0),
+            image: info.image,
         }
     }
 }

@@ -92,16 +92,45 @@ fn run_mpi(world: &World, args: &TrainArgs) -> Result<i32> {
     }
 }
 
+/// The model of `cfg` on data of this shape (the memory checks need it built: a CNN without an
+/// image shape is refused here, by name, before them).
+fn build_model(cfg: &RunConfig, shape: &DataShape) -> Result<Box<dyn Model>, model::ModelError> {
+    model::build(
+        cfg.model,
+        &cfg.hidden,
+        shape.features,
+        shape.image,
+        shape.task,
+    )
+}
+
 /// Parameters of the model of `cfg` on data of this shape.
 fn model_dim(cfg: &RunConfig, shape: &DataShape) -> Option<u128> {
-    model::size_of(cfg.model, &cfg.hidden, shape.features, shape.task).map(|m| m.dim)
+    model::size_of(
+        cfg.model,
+        &cfg.hidden,
+        shape.features,
+        shape.image,
+        shape.task,
+    )
+    .map(|m| m.dim)
 }
 
 /// Bytes of the gradient kernel's scratch for `rows` rows at once (a network's activations and
 /// backward buffers of one row block; nothing for the GLMs).
 fn kernel_scratch(cfg: &RunConfig, shape: &DataShape, rows: u128) -> Option<u128> {
-    let size = model::size_of(cfg.model, &cfg.hidden, shape.features, shape.task)?;
-    let block = rows.min(model::Mlp::BLOCK_ROWS as u128);
+    let size = model::size_of(
+        cfg.model,
+        &cfg.hidden,
+        shape.features,
+        shape.image,
+        shape.task,
+    )?;
+    let block_rows = match cfg.model {
+        model::ModelKind::Cnn => model::Cnn::BLOCK_ROWS,
+        _ => model::Mlp::BLOCK_ROWS,
+    };
+    let block = rows.min(block_rows as u128);
     block.checked_mul(size.scratch_per_row)?.checked_mul(8)
 }
 
@@ -178,12 +207,15 @@ fn start(
         world,
         &cfg.data,
         || Ok(cfg.job.check_output(cfg.resume)?),
-        fits,
+        |shape| {
+            build_model(cfg, shape)?;
+            fits(shape)
+        },
     )? {
         Ok(s) => s,
         Err(code) => return Ok(Err(code)),
     };
-    match model::build(cfg.model, &cfg.hidden, shape.features, shape.task) {
+    match build_model(cfg, &shape) {
         Ok(m) => Ok(Ok((shape, m))),
         Err(e) => rank_result(world.rank(), e.into()).map(Err),
     }
@@ -569,6 +601,7 @@ fn run_matvec(world: &World, cfg: &RunConfig, code: &MdsCode) -> Result<i32> {
 /// Memory of the serial reference: the whole data and a few parameter vectors.
 fn fits_reference(cfg: &RunConfig, info: &dataset::DatasetInfo) -> Result<()> {
     let shape = DataShape::from(info);
+    build_model(cfg, &shape)?;
     // With minibatches, the k·B rows of an iteration are gathered beside the data.
     let drawn = cfg.step_rows(shape.rows).min(shape.rows);
     let need = shape
@@ -597,7 +630,7 @@ fn run_reference(args: &TrainArgs) -> Result<i32> {
     let cfg = cfg.for_data(rows, k)?;
     fits_reference(&cfg, &info)?;
     let train = dataset::read_all(&cfg.data, Split::Train)?;
-    let model = model::build(cfg.model, &cfg.hidden, train.n_features(), train.task)?;
+    let model = build_model(&cfg, &DataShape::from(&info))?;
     let r0 = setup_rank0(
         &cfg,
         model.as_ref(),

@@ -37,7 +37,11 @@ pub struct TrainArgs {
     /// for a multiclass or binary dataset, ½(z − y)² for regression; He initialization from
     /// --seed). Every model has an intercept (bias) per output, stored last in each output's
     /// block of `/model/w_final` (d weights, then the intercept; see --no-intercept); an mlp
-    /// stores its layers one after the other, each in that layout [default: logistic].
+    /// stores its layers one after the other, each in that layout; cnn (a LeNet-style
+    /// convolutional network, conv 5×5 ×6 → 2×2 max-pool → conv 5×5 ×16 → pool → dense 120 →
+    /// outputs, on a dataset that records its image shape, as `data convert --format idx`
+    /// writes; the mlp's losses and layout, a convolution's filters being its units)
+    /// [default: logistic].
     #[arg(long, value_enum)]
     pub model: Option<ModelKind>,
     /// Hidden layer widths of `--model mlp`, comma-separated, each > 0 (input → 256 → 128 →
@@ -408,11 +412,14 @@ impl RunConfig {
         if self.log_every == 0 {
             return Err(invalid("log-every", 0, "must be at least 1"));
         }
-        if self.model == ModelKind::Mlp && !self.intercept {
+        if matches!(self.model, ModelKind::Mlp | ModelKind::Cnn) && !self.intercept {
             return Err(invalid(
                 "no-intercept",
                 "true",
-                "applies to the linear models (logistic, linear, softmax); an mlp always trains its biases",
+                format!(
+                    "applies to the linear models (logistic, linear, softmax); an {} always trains its biases",
+                    self.model.name()
+                ),
             ));
         }
         if !self.reference || self.batch.is_some() {

@@ -58,6 +58,31 @@ pub fn try_zeros(len: usize, what: &str) -> Result<ndarray::Array1<f64>, DataErr
     Ok(ndarray::Array1::from(v))
 }
 
+/// The shape of the images a dense dataset's rows are: `channels × height × width` values per
+/// row, channel-major then row-major (an IDX image is one channel). Stored as the `/X`
+/// attribute `image_shape` = [channels, height, width]; the convolutional network needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImageShape {
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+}
+
+impl ImageShape {
+    /// Values per image (the features of a row), `None` on overflow.
+    pub fn values(&self) -> Option<usize> {
+        self.channels
+            .checked_mul(self.height)?
+            .checked_mul(self.width)
+    }
+}
+
+impl std::fmt::Display for ImageShape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}×{}×{}", self.channels, self.height, self.width)
+    }
+}
+
 /// The learning task a dataset is for; decides which models accept it and how labels read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Task {

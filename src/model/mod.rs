@@ -15,14 +15,19 @@
 //! (`c_i = X_Sᵀ (row_weights ⊙ r(w))`, GUIDE §1), so [`Model::gradient_into`] takes optional
 //! row weights.
 //!
-//! Not implemented here: convolutional networks and second-order information (K-FAC).
+//! The convolutional network ([`Cnn`]) is the MLP's head on a LeNet-style convolutional body
+//! over the dataset's image shape.
+//!
+//! Not implemented here: second-order information (K-FAC).
 
+mod cnn;
 mod glm;
 mod linear;
 mod logistic;
 mod mlp;
 mod softmax;
 
+pub use cnn::Cnn;
 pub use linear::Linear;
 pub use logistic::Logistic;
 pub use mlp::Mlp;
@@ -64,7 +69,7 @@ impl ParamBlock {
 use ndarray::{Array1, ArrayView1, ArrayViewMut1};
 use thiserror::Error;
 
-use crate::data::{Features, Task};
+use crate::data::{Features, ImageShape, Task};
 
 /// Errors of model construction.
 #[derive(Debug, Error)]
@@ -75,10 +80,16 @@ pub enum ModelError {
         task: String,
         hint: String,
     },
-    #[error("unknown model '{0}' (expected logistic, linear, softmax or mlp)")]
+    #[error("unknown model '{0}' (expected logistic, linear, softmax, mlp or cnn)")]
     Unknown(String),
     #[error("--hidden {0}: an MLP needs at least one hidden layer, each of width > 0 (e.g. --hidden 256,128)")]
     Hidden(String),
+    #[error("--model cnn needs images, and the dataset records no image shape (attribute 'image_shape' on /X); convert IDX images again with `gradcode data convert --format idx`")]
+    NoImage,
+    #[error("--model cnn: images of {0} are too small for two 5×5 convolutions each followed by a 2×2 pool (at least 16×16)")]
+    ImageTooSmall(String),
+    #[error("--model cnn: the image shape {image} does not match the {features} features")]
+    ImageFeatures { image: String, features: usize },
 }
 
 /// The models selectable on the command line.
@@ -95,6 +106,9 @@ pub enum ModelKind {
     Softmax,
     /// Multilayer perceptron (`--hidden`), ReLU; the loss follows the task.
     Mlp,
+    /// LeNet-style convolutional network on the dataset's images (conv 5×5 → pool → conv 5×5 →
+    /// pool → dense 120 → dense); the loss follows the task.
+    Cnn,
 }
 
 impl ModelKind {
@@ -104,6 +118,7 @@ impl ModelKind {
             ModelKind::Linear => "linear",
             ModelKind::Softmax => "softmax",
             ModelKind::Mlp => "mlp",
+            ModelKind::Cnn => "cnn",
         }
     }
 }
@@ -362,12 +377,14 @@ pub trait Model: Send + Sync + std::fmt::Debug {
     }
 }
 
-/// Build the model `kind` for a dataset with `n_features` features and the given task;
-/// `hidden` are the hidden layer widths of an MLP (ignored by the GLMs).
+/// Build the model `kind` for a dataset with `n_features` features (images of shape `image`, when
+/// the dataset records one) and the given task; `hidden` are the hidden layer widths of an MLP
+/// (ignored by the other models).
 pub fn build(
     kind: ModelKind,
     hidden: &[usize],
     n_features: usize,
+    image: Option<ImageShape>,
     task: Task,
 ) -> Result<Box<dyn Model>, ModelError> {
     let mismatch = |hint: &str| ModelError::TaskMismatch {
@@ -377,6 +394,7 @@ pub fn build(
     };
     match (kind, task) {
         (ModelKind::Mlp, _) => Ok(Box::new(Mlp::new(n_features, hidden, task)?)),
+        (ModelKind::Cnn, _) => Ok(Box::new(Cnn::new(n_features, image, task)?)),
         (ModelKind::Logistic, Task::Binary) => Ok(Box::new(Logistic::new(n_features))),
         (ModelKind::Linear, Task::Regression | Task::Binary) => {
             Ok(Box::new(Linear::new(n_features)))
@@ -408,14 +426,23 @@ pub struct ModelSize {
     pub scratch_per_row: u128,
 }
 
-/// The size of model `kind` (`hidden` for an MLP) on `features` features for `task`; `None` when
-/// it overflows 128 bits.
+/// The size of model `kind` (`hidden` for an MLP, `image` for a CNN) on `features` features for
+/// `task`; `None` when it overflows 128 bits or the model cannot be built (a CNN without a
+/// valid image shape: [`build`] says why).
 pub fn size_of(
     kind: ModelKind,
     hidden: &[usize],
     features: usize,
+    image: Option<ImageShape>,
     task: Task,
 ) -> Option<ModelSize> {
+    if kind == ModelKind::Cnn {
+        let cnn = Cnn::new(features, image, task).ok()?;
+        return Some(ModelSize {
+            dim: cnn.dim() as u128,
+            scratch_per_row: cnn.scratch_per_row() as u128,
+        });
+    }
     let outputs = match (kind, task) {
         (ModelKind::Softmax | ModelKind::Mlp, Task::Multiclass { classes }) => classes,
         (ModelKind::Mlp, Task::Binary) => 2,

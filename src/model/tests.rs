@@ -50,7 +50,9 @@ fn task_of(kind: ModelKind) -> Task {
     match kind {
         ModelKind::Logistic => Task::Binary,
         ModelKind::Linear => Task::Regression,
-        ModelKind::Softmax | ModelKind::Mlp => Task::Multiclass { classes: CLASSES },
+        ModelKind::Softmax | ModelKind::Mlp | ModelKind::Cnn => {
+            Task::Multiclass { classes: CLASSES }
+        }
     }
 }
 
@@ -77,7 +79,7 @@ fn model(kind: ModelKind, d: usize) -> Box<dyn Model> {
     let task = task_of(kind);
     // The MLP of the generic tests: two hidden layers (the per-task and per-layer checks are
     // in `mlp/tests.rs`).
-    build(kind, &[4, 3], d, task).unwrap()
+    build(kind, &[4, 3], d, None, task).unwrap()
 }
 
 /// A random problem: model, dense and sparse features, labels, parameters, row weights.
@@ -460,7 +462,7 @@ fn build_rejects_task_mismatches() {
         (ModelKind::Linear, Task::Multiclass { classes: 3 }),
     ];
     for (kind, task) in mismatches {
-        match build(kind, &[], 4, task) {
+        match build(kind, &[], 4, None, task) {
             Err(ModelError::TaskMismatch { model, task: t, .. }) => {
                 assert_eq!(model, kind.name());
                 assert_eq!(t, task.name());
@@ -468,13 +470,20 @@ fn build_rejects_task_mismatches() {
             other => panic!("{kind:?} on {task:?}: {other:?}"),
         }
     }
-    let m = build(ModelKind::Softmax, &[], 4, Task::Multiclass { classes: 5 }).unwrap();
+    let m = build(
+        ModelKind::Softmax,
+        &[],
+        4,
+        None,
+        Task::Multiclass { classes: 5 },
+    )
+    .unwrap();
     assert_eq!(
         (m.dim(), m.n_features(), m.kind()),
         (25, 4, ModelKind::Softmax)
     );
     assert_eq!(
-        build(ModelKind::Linear, &[], 4, Task::Binary)
+        build(ModelKind::Linear, &[], 4, None, Task::Binary)
             .unwrap()
             .dim(),
         5

@@ -13,6 +13,7 @@ use ndarray::Array2;
 
 use super::input::open_input;
 use super::{required, ConvertOptions, Parsed, RawSplit, RawX};
+use crate::data::ImageShape;
 use crate::io::dataset::{MAX_BYTES, MAX_ROWS};
 use crate::io::IoError;
 
@@ -140,6 +141,15 @@ fn read_idx(path: &Path, expect_ndim: u8, what: &str) -> Result<(Vec<usize>, Vec
 /// Parse an IDX images file and its labels file into dense rows (pixels scaled by 1/255 when
 /// `scale`) and raw labels.
 pub fn parse_idx(images: &Path, labels: &Path, scale: bool) -> Result<RawSplit, IoError> {
+    parse_idx_image(images, labels, scale).map(|(split, _)| split)
+}
+
+/// [`parse_idx`] and the shape of its images (one channel, height × width from the header).
+fn parse_idx_image(
+    images: &Path,
+    labels: &Path,
+    scale: bool,
+) -> Result<(RawSplit, ImageShape), IoError> {
     let (idims, pixels) = read_idx(images, 3, "images")?;
     let (ldims, lab) = read_idx(labels, 1, "labels")?;
     if idims[0] != ldims[0] {
@@ -160,25 +170,38 @@ pub fn parse_idx(images: &Path, labels: &Path, scale: bool) -> Result<RawSplit, 
     let s = if scale { 1.0 / 255.0 } else { 1.0 };
     let x = Array2::from_shape_vec((n, cols), pixels.iter().map(|&p| p as f64 * s).collect())
         .map_err(|e| IoError::layout(images, e.to_string()))?;
-    Ok(RawSplit {
+    let image = ImageShape {
+        channels: 1,
+        height: idims[1],
+        width: idims[2],
+    };
+    let split = RawSplit {
         x: RawX::Dense(x),
         y: lab.iter().map(|&l| l as f64).collect(),
         lines: vec![0; n],
         path: labels.to_path_buf(),
-    })
+    };
+    Ok((split, image))
 }
 
 /// Parse `opts.input` with `opts.labels` (and the test pair) as IDX.
 pub(super) fn read_splits(opts: &ConvertOptions) -> Result<Parsed, IoError> {
     let labels = required(&opts.labels, "--labels", "for IDX input")?;
     let mut inputs = vec![opts.input.clone(), labels.to_path_buf()];
-    let train = parse_idx(&opts.input, labels, opts.scale)?;
+    let (train, image) = parse_idx_image(&opts.input, labels, opts.scale)?;
     let test = match &opts.test_input {
         Some(t) => {
             let tl = required(&opts.test_labels, "--test-labels", "with --test-input")?;
             inputs.push(t.clone());
             inputs.push(tl.to_path_buf());
-            Some(parse_idx(t, tl, opts.scale)?)
+            let (test, test_image) = parse_idx_image(t, tl, opts.scale)?;
+            if test_image != image {
+                return Err(IoError::layout(
+                    t,
+                    format!("test images are {test_image} but training images are {image}"),
+                ));
+            }
+            Some(test)
         }
         None => None,
     };
@@ -187,6 +210,7 @@ pub(super) fn read_splits(opts: &ConvertOptions) -> Result<Parsed, IoError> {
         test,
         inputs,
         warnings: Vec::new(),
+        image: Some(image),
     })
 }
 
@@ -225,6 +249,13 @@ mod tests {
             panic!()
         };
         assert_eq!(x[[2, 3]], 255.0);
+        // The images' shape goes with the dataset (the CNN reads it).
+        let image = ImageShape {
+            channels: 1,
+            height: 2,
+            width: 2,
+        };
+        assert_eq!(c.meta.image, Some(image));
 
         let bad = |name: &str, bytes: Vec<u8>, images: bool| -> String {
             let f = write(dir.path(), name, &bytes);

@@ -125,6 +125,8 @@ pub(crate) struct Parsed {
     pub(crate) inputs: Vec<PathBuf>,
     /// See [`Converted::warnings`].
     pub(crate) warnings: Vec<String>,
+    /// The image shape of the rows (IDX).
+    pub(crate) image: Option<crate::data::ImageShape>,
 }
 
 /// Parse `opts.input` and, when given, `opts.test_input` with `parse` (LIBSVM and CSV, which
@@ -145,6 +147,7 @@ fn parse_train_test(
         test,
         inputs,
         warnings: Vec::new(),
+        image: None,
     })
 }
 
@@ -374,6 +377,7 @@ fn provenance(opts: &ConvertOptions, inputs: &[PathBuf]) -> Result<DatasetMeta, 
             .license
             .clone()
             .unwrap_or_else(|| "unspecified".to_string()),
+        image: None,
     })
 }
 
@@ -395,10 +399,14 @@ pub fn convert(opts: &ConvertOptions) -> Result<Converted, IoError> {
         test,
         inputs,
         warnings,
+        image,
     } = parsed;
     let train = finish(train, n_features, task)?;
     let test = test.map(|t| finish(t, n_features, task)).transpose()?;
-    let meta = provenance(opts, &inputs)?;
+    let meta = DatasetMeta {
+        image,
+        ..provenance(opts, &inputs)?
+    };
     Ok(Converted {
         train,
         test,

@@ -56,5 +56,6 @@ pub(crate) fn meta() -> DatasetMeta {
         source: "unit test".into(),
         sha256: "abc".into(),
         license: "CC0".into(),
+        image: None,
     }
 }

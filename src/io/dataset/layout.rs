@@ -11,11 +11,11 @@ use hdf5::LinkType;
 
 use super::checks::{
     attr_to_string, check_dataset, check_storage, hard_link, layout_err, links_of, open_dataset,
-    open_hdf5, read_scalar_u64_attr, string_attr, Kind, MAX_ATTRS,
+    open_hdf5, read_scalar_u64_attr, read_u64_attr, string_attr, Kind, MAX_ATTRS,
 };
 use super::object::{check_x, SplitLayout};
-use super::{DatasetInfo, Split, SplitShape, FORMAT_VERSION, MAX_FEATURES};
-use crate::data::Task;
+use super::{DatasetInfo, Split, SplitShape, FORMAT_VERSION, IMAGE_SHAPE_ATTR, MAX_FEATURES};
+use crate::data::{ImageShape, Task};
 use crate::io::IoError;
 
 /// An open dataset file whose layout passed [`open_checked`].
@@ -26,6 +26,7 @@ pub(crate) struct Checked {
     pub(crate) test: Option<SplitLayout>,
     pub(crate) task: Task,
     pub(crate) attrs: Vec<(String, String)>,
+    pub(crate) image: Option<ImageShape>,
 }
 
 impl Checked {
@@ -133,6 +134,53 @@ fn root_task(path: &Path, root: &hdf5::Group, attrs: &[(String, String)]) -> Res
     })
 }
 
+/// The `image_shape` attribute of `/X` (three positive values whose product is the features of
+/// dense rows), `None` when absent.
+fn image_shape(
+    path: &Path,
+    root: &hdf5::Group,
+    train: &SplitShape,
+) -> Result<Option<ImageShape>, IoError> {
+    if train.sparse {
+        return Ok(None);
+    }
+    let x = open_dataset(path, root, "X", "/X")?;
+    let has = x
+        .attr_names()
+        .map_err(|e| IoError::hdf5(path, e))?
+        .iter()
+        .any(|n| n == IMAGE_SHAPE_ATTR);
+    if !has {
+        return Ok(None);
+    }
+    let what = format!("/X attribute '{IMAGE_SHAPE_ATTR}'");
+    let v = read_u64_attr(path, &x, IMAGE_SHAPE_ATTR, &what)?;
+    let dims: Vec<usize> = v.iter().filter_map(|&d| usize::try_from(d).ok()).collect();
+    let image = match dims.as_slice() {
+        &[channels, height, width] if channels > 0 && height > 0 && width > 0 => ImageShape {
+            channels,
+            height,
+            width,
+        },
+        _ => {
+            return Err(layout_err(
+                path,
+                format!("{what} is {v:?} (expected [channels, height, width], each > 0)"),
+            ))
+        }
+    };
+    if image.values() != Some(train.n_features) {
+        return Err(layout_err(
+            path,
+            format!(
+                "{what} {image} disagrees with /X ({} features)",
+                train.n_features
+            ),
+        ));
+    }
+    Ok(Some(image))
+}
+
 pub(crate) fn open_checked(path: &Path) -> Result<Checked, IoError> {
     let (file, file_len) = open_hdf5(path)?;
     let root: &hdf5::Group = &file;
@@ -167,6 +215,7 @@ pub(crate) fn open_checked(path: &Path) -> Result<Checked, IoError> {
             }
         }
     }
+    let image = image_shape(path, root, &train.shape)?;
     Ok(Checked {
         path: path.to_path_buf(),
         file,
@@ -174,6 +223,7 @@ pub(crate) fn open_checked(path: &Path) -> Result<Checked, IoError> {
         test,
         task,
         attrs,
+        image,
     })
 }
 
@@ -189,6 +239,7 @@ pub fn inspect(path: &Path) -> Result<DatasetInfo, IoError> {
         task: c.task,
         test_rows: c.test.map(|t| t.shape.n_rows),
         attrs: c.attrs,
+        image: c.image,
     })
 }
 
@@ -206,6 +257,7 @@ pub fn split_shape(path: &Path, split: Split) -> Result<Option<SplitShape>, IoEr
 mod tests {
     use super::super::fixtures::{dense_ds, meta};
     use super::super::write::{write, write_str_attr, write_u64_attr};
+    use super::super::DatasetMeta;
     use super::super::{read_all, read_rows};
     use super::*;
     use ndarray::{arr1, Array1, Array2};
@@ -252,6 +304,61 @@ mod tests {
     }
 
     use super::super::hostile_fixtures::{self, y_of};
+
+    /// Issue 21: the image shape written with a dataset is read back by `inspect`; an
+    /// `image_shape` that is not three positive values whose product is the features is
+    /// refused by name, and a shape that does not describe the rows is refused on writing.
+    #[test]
+    fn image_shape_round_trip_and_bad_attributes() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("img.h5");
+        let image = ImageShape {
+            channels: 2,
+            height: 3,
+            width: 2,
+        };
+        let m = DatasetMeta {
+            image: Some(image),
+            ..meta()
+        };
+        let d = dense_ds(20, 12, Task::Binary);
+        write(&p, &d, Some(&dense_ds(5, 12, Task::Binary)), &m, false).unwrap();
+        assert_eq!(inspect(&p).unwrap().image, Some(image));
+        let plain = dir.path().join("plain.h5");
+        write(&plain, &d, None, &meta(), false).unwrap();
+        assert_eq!(inspect(&plain).unwrap().image, None);
+        let wrong = DatasetMeta {
+            image: Some(ImageShape {
+                channels: 1,
+                height: 3,
+                width: 3,
+            }),
+            ..meta()
+        };
+        let e = write(&dir.path().join("w.h5"), &d, None, &wrong, false).unwrap_err();
+        assert!(e.to_string().contains("1×3×3"), "{e}");
+        for (value, want) in [
+            (vec![1u64, 3, 3], "disagrees with /X (12 features)"),
+            (vec![12u64, 1], "expected [channels, height, width]"),
+            (vec![0u64, 3, 4], "each > 0"),
+        ] {
+            let e = hostile(|f, _| {
+                f.new_dataset_builder()
+                    .with_data(&Array2::<f64>::zeros((4, 12)))
+                    .create("X")
+                    .unwrap()
+                    .new_attr_builder()
+                    .with_data(&value)
+                    .create(IMAGE_SHAPE_ATTR)
+                    .unwrap();
+                y_of(f, 4);
+            });
+            assert!(
+                e.contains("image_shape") && e.contains(want),
+                "{value:?}: {e}"
+            );
+        }
+    }
 
     #[test]
     fn refuses_absurd_and_inconsistent_shapes() {

@@ -31,7 +31,7 @@
 
 use std::path::PathBuf;
 
-use crate::data::Task;
+use crate::data::{ImageShape, Task};
 
 pub(crate) mod checks;
 pub(crate) mod layout;
@@ -89,7 +89,14 @@ pub struct DatasetInfo {
     pub test_rows: Option<usize>,
     /// String attributes of the root group (source, sha256, license, ...).
     pub attrs: Vec<(String, String)>,
+    /// The `image_shape` attribute of `/X`, when the rows are images (checked against the
+    /// features).
+    pub image: Option<ImageShape>,
 }
+
+/// The attribute of `/X` (and `/X_test`) holding the image shape [channels, height, width] of
+/// the rows.
+pub const IMAGE_SHAPE_ATTR: &str = "image_shape";
 
 /// Provenance recorded as attributes of a written dataset.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -97,6 +104,9 @@ pub struct DatasetMeta {
     pub source: String,
     pub sha256: String,
     pub license: String,
+    /// The image shape of the rows (IDX images), written as the `image_shape` attribute of
+    /// `/X` (and `/X_test`).
+    pub image: Option<ImageShape>,
 }
 
 /// Shape of one split as declared by the file (checked, not read).

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use hdf5::types::VarLenUnicode;
 
-use super::{DatasetMeta, Split, FORMAT_VERSION};
-use crate::data::{DataError, Dataset, Features, Task};
+use super::{DatasetMeta, Split, FORMAT_VERSION, IMAGE_SHAPE_ATTR};
+use crate::data::{DataError, Dataset, Features, ImageShape, Task};
 use crate::io::IoError;
 
 fn h5w<'a>(path: &'a Path, what: &str) -> impl Fn(hdf5::Error) -> IoError + 'a {
@@ -89,6 +89,41 @@ fn write_split(path: &Path, file: &hdf5::File, d: &Dataset, split: Split) -> Res
     Ok(())
 }
 
+/// The `image_shape` attribute [channels, height, width] of `/X` (and `/X_test`), after checking
+/// that an image is a dense row.
+fn write_image_shape(
+    path: &Path,
+    file: &hdf5::File,
+    train: &Dataset,
+    test: Option<&Dataset>,
+    image: ImageShape,
+) -> Result<(), IoError> {
+    if image.values() != Some(train.n_features()) || matches!(train.x, Features::Sparse(_)) {
+        return Err(IoError::Data {
+            path: path.to_path_buf(),
+            source: DataError::Invalid(format!(
+                "image shape {image} does not describe dense rows of {} features",
+                train.n_features()
+            )),
+        });
+    }
+    let shape = [
+        image.channels as u64,
+        image.height as u64,
+        image.width as u64,
+    ];
+    let split_names = std::iter::once(Split::Train).chain(test.map(|_| Split::Test));
+    for split in split_names {
+        let name = split.names().0;
+        let ds = file.dataset(name).map_err(h5w(path, &format!("/{name}")))?;
+        ds.new_attr_builder()
+            .with_data(&shape)
+            .create(IMAGE_SHAPE_ATTR)
+            .map_err(h5w(path, &format!("/{name} attribute {IMAGE_SHAPE_ATTR}")))?;
+    }
+    Ok(())
+}
+
 fn write_contents(
     path: &Path,
     tmp: &Path,
@@ -100,6 +135,9 @@ fn write_contents(
     write_split(path, &file, train, Split::Train)?;
     if let Some(t) = test {
         write_split(path, &file, t, Split::Test)?;
+    }
+    if let Some(image) = meta.image {
+        write_image_shape(path, &file, train, test, image)?;
     }
     let root: &hdf5::Location = &file;
     write_str_attr(path, root, "source", &meta.source)?;

@@ -29,7 +29,8 @@
 //! for large n; and a worker's compute is a small share of an iteration on a loaded node, where
 //! messages and stragglers dominate.
 //!
-//! Not implemented: convolutional layers, other activations, dropout, batch normalization.
+//! Not implemented: other activations, dropout, batch normalization (convolutional layers are
+//! [`super::Cnn`]'s).
 
 use ndarray::linalg::general_mat_mul;
 use ndarray::{s, ArrayView2, ArrayViewMut2};
@@ -42,13 +43,102 @@ use crate::data::CsrMatrix;
 
 /// What the output layer's loss is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Head {
+pub(super) enum Head {
     /// Softmax cross-entropy; labels are class indices 0..C−1.
     Classes,
     /// Softmax cross-entropy over two classes; labels ±1.
     Binary,
     /// ½(z − y)² on one output.
     Squared,
+}
+
+impl Head {
+    /// The head for `task` and its outputs.
+    pub(super) fn of(task: Task) -> (Head, usize) {
+        match task {
+            Task::Multiclass { classes } => (Head::Classes, classes),
+            Task::Binary => (Head::Binary, 2),
+            Task::Regression => (Head::Squared, 1),
+        }
+    }
+
+    /// The loss of one row's outputs `z`; with `residual`, `z` is overwritten by
+    /// weight · ∂ℓ/∂z.
+    #[inline]
+    pub(super) fn row_loss(self, z: &mut [f64], y: f64, residual: Option<f64>) -> f64 {
+        match self {
+            Head::Classes | Head::Binary => {
+                let class = self.class_of(y);
+                match residual {
+                    Some(weight) => softmax::row_residual(z, class, weight),
+                    None => softmax::row_loss(z, class),
+                }
+            }
+            Head::Squared => {
+                let e = z[0] - y;
+                if let Some(weight) = residual {
+                    z[0] = weight * e;
+                }
+                0.5 * e * e
+            }
+        }
+    }
+
+    #[inline]
+    fn class_of(self, y: f64) -> usize {
+        match self {
+            Head::Binary => usize::from(y > 0.0),
+            _ => softmax::class_of(y),
+        }
+    }
+
+    /// Overwrite the outputs of the rows `rows` (each `z`, `width` wide) by their residuals:
+    /// weight · ∂ℓ/∂z; returns Σ weight · ℓ.
+    pub(super) fn residuals(
+        self,
+        outputs: &mut [f64],
+        width: usize,
+        rows: std::ops::Range<usize>,
+        y: ArrayView1<f64>,
+        rw: Option<&ArrayView1<f64>>,
+    ) -> f64 {
+        let mut loss = 0.0;
+        for (z, r) in outputs.chunks_exact_mut(width).zip(rows) {
+            let weight = rw.map_or(1.0, |rw| rw[r]);
+            loss += weight * self.row_loss(z, y[r], Some(weight));
+        }
+        loss
+    }
+
+    /// Mean loss, accuracy (classification) and AUC (binary) of the outputs that `each` (given
+    /// the workspace) hands to its callback, row by row.
+    pub(super) fn evaluate(
+        self,
+        y: ArrayView1<f64>,
+        ws: &mut Workspace,
+        each: impl FnOnce(&mut Workspace, &mut dyn FnMut(usize, &mut [f64])),
+    ) -> Evaluation {
+        let mut scored = std::mem::take(&mut ws.scored);
+        scored.clear();
+        let (mut total, mut correct) = (0.0, 0usize);
+        each(ws, &mut |r, z| {
+            if self != Head::Squared {
+                correct += usize::from(softmax::argmax(z) == self.class_of(y[r]));
+            }
+            if self == Head::Binary {
+                scored.push((z[1] - z[0], y[r] > 0.0));
+            }
+            total += self.row_loss(z, y[r], None);
+        });
+        let auc = roc_auc(&mut scored);
+        ws.scored = scored;
+        let n = y.len();
+        Evaluation {
+            loss: total / n as f64,
+            accuracy: (self != Head::Squared && n > 0).then(|| correct as f64 / n as f64),
+            auc,
+        }
+    }
 }
 
 /// A multilayer perceptron with ReLU hidden layers.
@@ -70,11 +160,7 @@ impl Mlp {
         if hidden.is_empty() || hidden.contains(&0) {
             return Err(ModelError::Hidden(format!("{hidden:?}")));
         }
-        let (outputs, head) = match task {
-            Task::Multiclass { classes } => (classes, Head::Classes),
-            Task::Binary => (2, Head::Binary),
-            Task::Regression => (1, Head::Squared),
-        };
+        let (head, outputs) = Head::of(task);
         let mut widths = Vec::with_capacity(hidden.len() + 2);
         widths.push(d);
         widths.extend_from_slice(hidden);
@@ -150,36 +236,6 @@ impl Mlp {
         let len = acts.len();
         let width = self.widths[self.widths.len() - 1];
         &mut acts[len - r * width..]
-    }
-
-    /// The loss of one row's outputs `z`; with `residual`, `z` is overwritten by
-    /// weight · ∂ℓ/∂z.
-    #[inline]
-    fn row_loss(&self, z: &mut [f64], y: f64, residual: Option<f64>) -> f64 {
-        match self.head {
-            Head::Classes | Head::Binary => {
-                let class = self.class_of(y);
-                match residual {
-                    Some(weight) => softmax::row_residual(z, class, weight),
-                    None => softmax::row_loss(z, class),
-                }
-            }
-            Head::Squared => {
-                let e = z[0] - y;
-                if let Some(weight) = residual {
-                    z[0] = weight * e;
-                }
-                0.5 * e * e
-            }
-        }
-    }
-
-    #[inline]
-    fn class_of(&self, y: f64) -> usize {
-        match self.head {
-            Head::Binary => usize::from(y > 0.0),
-            _ => softmax::class_of(y),
-        }
     }
 
     /// Backward pass of one row block whose outputs hold the residuals: accumulate the
@@ -291,13 +347,29 @@ impl Mlp {
     }
 }
 
+/// He initialization of the layers `blocks` of `w` from `seed`: weights N(0, 2/fan_in), biases 0.
+pub(super) fn he_init(blocks: &[ParamBlock], seed: u64, mut w: ArrayViewMut1<f64>) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    w.fill(0.0);
+    for b in blocks {
+        let std = (2.0 / b.inputs.max(1) as f64).sqrt();
+        let normal = Normal::new(0.0, std).unwrap_or_else(|_| unreachable!());
+        let mut block = w.slice_mut(s![b.range()]);
+        for (i, v) in block.iter_mut().enumerate() {
+            if !b.is_bias(i) {
+                *v = normal.sample(&mut rng);
+            }
+        }
+    }
+}
+
 /// The `units × inputs` weight matrix of block `b` inside `w` (row stride inputs + 1).
 ///
 /// Built with explicit strides: slicing the bias column off a `units × (inputs + 1)` view would
 /// give a one-unit layer a row stride of 0, which BLAS refuses, and ndarray would then fall back
 /// to a matrix product that allocates on every call.
 #[inline]
-fn weight_view<'a>(w: &'a [f64], b: &ParamBlock) -> ArrayView2<'a, f64> {
+pub(super) fn weight_view<'a>(w: &'a [f64], b: &ParamBlock) -> ArrayView2<'a, f64> {
     use ndarray::ShapeBuilder;
     // The block lies inside `w` (dim checked by the caller); the view ends at the last weight.
     let shape = (b.units, b.inputs).strides((b.inputs + 1, 1));
@@ -308,7 +380,7 @@ fn weight_view<'a>(w: &'a [f64], b: &ParamBlock) -> ArrayView2<'a, f64> {
 /// The weight part of a block's gradient `gl` (the block's own slice), strided like
 /// [`weight_view`].
 #[inline]
-fn grad_view<'a>(gl: &'a mut [f64], b: ParamBlock) -> ArrayViewMut2<'a, f64> {
+pub(super) fn grad_view<'a>(gl: &'a mut [f64], b: ParamBlock) -> ArrayViewMut2<'a, f64> {
     use ndarray::ShapeBuilder;
     let shape = (b.units, b.inputs).strides((b.inputs + 1, 1));
     let len = gl.len().saturating_sub(1);
@@ -316,12 +388,12 @@ fn grad_view<'a>(gl: &'a mut [f64], b: ParamBlock) -> ArrayViewMut2<'a, f64> {
 }
 
 #[inline]
-fn view(v: &[f64], rows: usize, cols: usize) -> ArrayView2<'_, f64> {
+pub(super) fn view(v: &[f64], rows: usize, cols: usize) -> ArrayView2<'_, f64> {
     ArrayView2::from_shape((rows, cols), &v[..rows * cols]).unwrap_or_else(|_| unreachable!())
 }
 
 #[inline]
-fn view_mut(v: &mut [f64], rows: usize, cols: usize) -> ArrayViewMut2<'_, f64> {
+pub(super) fn view_mut(v: &mut [f64], rows: usize, cols: usize) -> ArrayViewMut2<'_, f64> {
     ArrayViewMut2::from_shape((rows, cols), &mut v[..rows * cols])
         .unwrap_or_else(|_| unreachable!())
 }
@@ -400,19 +472,8 @@ impl Model for Mlp {
         &self.blocks
     }
     /// He initialization: weights N(0, 2/fan_in) from `seed`, biases 0.
-    fn init_into(&self, seed: u64, mut w: ArrayViewMut1<f64>) {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x4D4C_505F_494E_4954);
-        w.fill(0.0);
-        for b in &self.blocks {
-            let std = (2.0 / b.inputs.max(1) as f64).sqrt();
-            let normal = Normal::new(0.0, std).unwrap_or_else(|_| unreachable!());
-            let mut block = w.slice_mut(s![b.range()]);
-            for (i, v) in block.iter_mut().enumerate() {
-                if !b.is_bias(i) {
-                    *v = normal.sample(&mut rng);
-                }
-            }
-        }
+    fn init_into(&self, seed: u64, w: ArrayViewMut1<f64>) {
+        he_init(&self.blocks, seed ^ 0x4D4C_505F_494E_4954, w);
     }
     fn loss(
         &self,
@@ -422,7 +483,9 @@ impl Model for Mlp {
         ws: &mut Workspace,
     ) -> f64 {
         let mut total = 0.0;
-        self.for_each_output(w, x, y, ws, |r, z| total += self.row_loss(z, y[r], None));
+        self.for_each_output(w, x, y, ws, |r, z| {
+            total += self.head.row_loss(z, y[r], None)
+        });
         total
     }
     fn gradient_into(
@@ -456,10 +519,9 @@ impl Model for Mlp {
                 let mut loss = 0.0;
                 self.for_each_block(w, x, acts, |rows, a| {
                     let out = self.outputs(a, rows.len());
-                    for (z, r) in out.chunks_exact_mut(width).zip(rows.clone()) {
-                        let weight = rw.as_ref().map_or(1.0, |rw| rw[r]);
-                        loss += weight * self.row_loss(z, y[r], Some(weight));
-                    }
+                    loss += self
+                        .head
+                        .residuals(out, width, rows.clone(), y, rw.as_ref());
                     self.backward(w, x, rows, a, d0, d1, g);
                 });
                 loss
@@ -475,28 +537,10 @@ impl Model for Mlp {
         y: ArrayView1<f64>,
         ws: &mut Workspace,
     ) -> Evaluation {
-        let mut scored = std::mem::take(&mut ws.scored);
-        scored.clear();
-        let (mut total, mut correct) = (0.0, 0usize);
-        self.for_each_output(w, x, y, ws, |r, z| {
-            if self.head != Head::Squared {
-                correct += usize::from(softmax::argmax(z) == self.class_of(y[r]));
-            }
-            if self.head == Head::Binary {
-                scored.push((z[1] - z[0], y[r] > 0.0));
-            }
-            total += self.row_loss(z, y[r], None);
-        });
-        let auc = roc_auc(&mut scored);
-        ws.scored = scored;
-        let n = y.len();
-        Evaluation {
-            loss: total / n as f64,
-            accuracy: (self.head != Head::Squared && n > 0).then(|| correct as f64 / n as f64),
-            auc,
-        }
+        self.head
+            .evaluate(y, ws, |ws, f| self.for_each_output(w, x, y, ws, f))
     }
 }
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;
