@@ -12,7 +12,11 @@
 //! The L2 term is part of the objective's gradient, so with Adam it is classic L2 (scaled by the
 //! adaptive step), not decoupled weight decay (AdamW).
 //!
-//! Not implemented: AdamW, AMSGrad, per-layer learning rates, K-FAC (later issues).
+//! K-FAC's preconditioner is [`kfac`]; it is not yet an [`OptimizerKind`].
+//!
+//! Not implemented: AdamW, AMSGrad, per-layer learning rates.
+
+pub mod kfac;
 
 use std::fmt;
 use std::str::FromStr;

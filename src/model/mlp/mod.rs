@@ -33,7 +33,7 @@
 //! [`super::Cnn`]'s).
 
 use ndarray::linalg::general_mat_mul;
-use ndarray::{s, ArrayView2, ArrayViewMut2};
+use ndarray::{s, Array2, ArrayView2, ArrayViewMut2};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
@@ -299,6 +299,67 @@ impl Mlp {
         }
     }
 
+    /// The K-FAC factor sums of every layer over the rows of `x` at `w`: per layer
+    /// (Σ_r c_r ā_r ā_rᵀ, Σ_r c_r g_r g_rᵀ), with ā_r the layer's input on row r and a 1 for the
+    /// bias, g_r the gradient of row r's loss with respect to the layer's pre-activations and c_r
+    /// the row weight (1 without). Both are linear in the rows, so a coded combination of
+    /// partition sums decodes like the gradient. Allocates its buffers per call.
+    pub fn kfac_factors(
+        &self,
+        w: ArrayView1<f64>,
+        x: &Features,
+        y: ArrayView1<f64>,
+        rw: Option<ArrayView1<f64>>,
+    ) -> Vec<(Array2<f64>, Array2<f64>)> {
+        let mut ws = Workspace::default();
+        let Workspace { rows, params, .. } = &mut ws;
+        let w = checked_params(self.dim, self.widths[0], w, params, x, y);
+        let mut sums: Vec<(Array2<f64>, Array2<f64>)> = self
+            .blocks
+            .iter()
+            .map(|b| {
+                let n = b.inputs + 1;
+                (Array2::zeros((n, n)), Array2::zeros((b.units, b.units)))
+            })
+            .collect();
+        let acts = scratch(rows, self.act_len(Self::block_rows(x.n_rows())));
+        let width = self.widths[self.widths.len() - 1];
+        self.for_each_block(w, x, acts, |rows, a| {
+            let r = rows.len();
+            let out = self.outputs(a, r);
+            self.head.residuals(out, width, rows.clone(), y, None);
+            let c = Array2::from_shape_fn((r, 1), |(i, _)| {
+                rw.as_ref().map_or(1.0, |rw| rw[rows.start + i])
+            });
+            let mut at = a.len();
+            let mut delta = view(&a[at - r * width..at], r, width).to_owned();
+            for l in (0..self.layers()).rev() {
+                let b = self.blocks[l];
+                let start = at - r * b.units;
+                let mut abar = Array2::ones((r, b.inputs + 1));
+                let mut inputs = abar.slice_mut(s![.., ..b.inputs]);
+                if l == 0 {
+                    dense_rows(x, rows.clone(), &mut inputs);
+                } else {
+                    inputs.assign(&view(&a[start - r * b.inputs..start], r, b.inputs));
+                }
+                sums[l].0 += &abar.t().dot(&(&abar * &c));
+                sums[l].1 += &delta.t().dot(&(&delta * &c));
+                if l > 0 {
+                    let mut prev = delta.dot(&weight_view(w, &b));
+                    prev.zip_mut_with(&abar.slice(s![.., ..b.inputs]), |p, &av| {
+                        if av <= 0.0 {
+                            *p = 0.0;
+                        }
+                    });
+                    delta = prev;
+                }
+                at = start;
+            }
+        });
+        sums
+    }
+
     /// Rows of the largest row block over `n` rows.
     fn block_rows(n: usize) -> usize {
         Self::BLOCK_ROWS.min(n)
@@ -416,6 +477,22 @@ fn first_layer(x: &Features, rows: std::ops::Range<usize>, w1: ArrayView2<f64>, 
                         acc += v * wk[j as usize];
                     }
                     *zk = acc;
+                }
+            }
+        }
+    }
+}
+
+/// The rows `rows` of `x` into `out` (dense; a CSR row scattered into zeros).
+fn dense_rows(x: &Features, rows: std::ops::Range<usize>, out: &mut ArrayViewMut2<f64>) {
+    match x {
+        Features::Dense(x) => out.assign(&x.slice(s![rows, ..])),
+        Features::Sparse(x) => {
+            out.fill(0.0);
+            for (mut o, i) in out.outer_iter_mut().zip(rows) {
+                let (idx, val) = x.row(i);
+                for (&j, &v) in idx.iter().zip(val) {
+                    o[j as usize] = v;
                 }
             }
         }

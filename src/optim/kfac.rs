@@ -1,0 +1,260 @@
+//! K-FAC preconditioning of a network's layers (Martens & Grosse 2015; GUIDE §8), by the eigen
+//! method of kfac-pytorch (Pauloski et al., KAISA 2021).
+//!
+//! A layer with `units` outputs over `inputs` inputs has the gradient ∇W, a `units × (inputs+1)`
+//! matrix (each unit's weights, then its bias: the models' parameter block, row-major, so the
+//! block *is* the matrix). Its Kronecker factors are A = E[ā āᵀ] over the inputs with a 1 for the
+//! bias and G = E[g gᵀ] over the pre-activation gradients; the Fisher block is A ⊗ G, and the
+//! preconditioned gradient V solves G V A + γV = ∇W, i.e. vec(V) = (A ⊗ G + γI)⁻¹ vec(∇W). With
+//! A = Q_A Λ_A Q_Aᵀ and G = Q_G Λ_G Q_Gᵀ:
+//! V = Q_G [(Q_Gᵀ ∇W Q_A) ⊘ (λ_G λ_Aᵀ + γ)] Q_Aᵀ.
+//!
+//! [`LayerFactors`] keeps the running averages (decay ξ: F ← ξF + (1 − ξ)F_new; the first update
+//! takes F_new as it is), the eigendecompositions of the last refresh (negative eigenvalues of
+//! rounding clamped to 0, as kfac-pytorch does), and preconditions one block. [`precondition`]
+//! does every layer and the KL clipping ν = min(1, √(κ / (lr² Σ_l ⟨V_l, ∇W_l⟩))).
+//!
+//! Not done here: computing the factors from a model's activations (the models do:
+//! `Mlp::kfac_factors`), their coded decoding, when to refresh, checkpoints.
+
+use ndarray::linalg::general_mat_mul;
+use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2};
+use ndarray_linalg::{Eigh, UPLO};
+use thiserror::Error;
+
+/// Errors of the K-FAC preconditioner.
+#[derive(Debug, Error, PartialEq)]
+pub enum KfacError {
+    #[error("K-FAC: the eigendecomposition of layer {layer}'s {factor} factor ({n}×{n}) failed: {reason}")]
+    Eigen {
+        layer: usize,
+        factor: &'static str,
+        n: usize,
+        reason: String,
+    },
+    #[error("K-FAC: layer {layer}'s {factor} factor is {rows}×{cols}, expected {n}×{n}")]
+    Shape {
+        layer: usize,
+        factor: &'static str,
+        rows: usize,
+        cols: usize,
+        n: usize,
+    },
+}
+
+/// One symmetric factor, its running average and its last eigendecomposition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Factor {
+    /// The running average.
+    pub value: Array2<f64>,
+    /// Eigenvectors (columns) of the last refresh.
+    pub basis: Array2<f64>,
+    /// Eigenvalues of the last refresh (clamped at 0).
+    pub eigenvalues: Array1<f64>,
+}
+
+impl Factor {
+    fn new(n: usize) -> Self {
+        Factor {
+            value: Array2::zeros((n, n)),
+            basis: Array2::eye(n),
+            eigenvalues: Array1::zeros(n),
+        }
+    }
+
+    fn n(&self) -> usize {
+        self.value.nrows()
+    }
+}
+
+/// The factors of one layer: A over the `inputs + 1` inputs (bias last), G over the `units`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerFactors {
+    /// Index of the layer's first parameter.
+    pub offset: usize,
+    pub units: usize,
+    pub inputs: usize,
+    pub a: Factor,
+    pub g: Factor,
+    /// Whether a factor update has happened (the first one is taken as it is).
+    pub updated: bool,
+}
+
+impl LayerFactors {
+    /// Zero factors and identity eigenbases of the layer at `offset` with `units` units over
+    /// `inputs` inputs.
+    pub fn new(offset: usize, units: usize, inputs: usize) -> Self {
+        LayerFactors {
+            offset,
+            units,
+            inputs,
+            a: Factor::new(inputs + 1),
+            g: Factor::new(units),
+            updated: false,
+        }
+    }
+
+    /// Parameters of the layer.
+    pub fn len(&self) -> usize {
+        self.units * (self.inputs + 1)
+    }
+
+    /// Whether the layer has no parameters.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Fold new estimates `a_new`, `g_new` into the running averages with `decay`.
+    pub fn update(
+        &mut self,
+        layer: usize,
+        a_new: ArrayView2<f64>,
+        g_new: ArrayView2<f64>,
+        decay: f64,
+    ) -> Result<(), KfacError> {
+        for (f, new, name) in [(&mut self.a, a_new, "A"), (&mut self.g, g_new, "G")] {
+            let n = f.n();
+            if new.dim() != (n, n) {
+                return Err(KfacError::Shape {
+                    layer,
+                    factor: name,
+                    rows: new.nrows(),
+                    cols: new.ncols(),
+                    n,
+                });
+            }
+            if self.updated {
+                f.value
+                    .zip_mut_with(&new, |v, &x| *v = decay * *v + (1.0 - decay) * x);
+            } else {
+                f.value.assign(&new);
+            }
+        }
+        self.updated = true;
+        Ok(())
+    }
+
+    /// Eigendecompose both running averages (the symmetric eigensolver of LAPACK).
+    pub fn refresh(&mut self, layer: usize) -> Result<(), KfacError> {
+        for (f, name) in [(&mut self.a, "A"), (&mut self.g, "G")] {
+            let (vals, vecs) = f.value.eigh(UPLO::Upper).map_err(|e| KfacError::Eigen {
+                layer,
+                factor: name,
+                n: f.n(),
+                reason: e.to_string(),
+            })?;
+            f.eigenvalues = vals.mapv(|v| v.max(0.0));
+            f.basis = vecs;
+        }
+        Ok(())
+    }
+
+    /// `out = Q_G [(Q_Gᵀ ∇W Q_A) ⊘ (λ_G λ_Aᵀ + γ)] Q_Aᵀ` for the layer's gradient `grad` (its
+    /// block, `units × (inputs + 1)` row-major); `scratch` holds `units × (inputs + 1)` values.
+    pub fn precondition(
+        &self,
+        grad: ArrayView2<f64>,
+        damping: f64,
+        scratch: &mut Array2<f64>,
+        out: &mut ArrayViewMut2<f64>,
+    ) {
+        let (qa, qg) = (&self.a.basis, &self.g.basis);
+        // out = Q_Gᵀ ∇W, then scratch = out Q_A.
+        general_mat_mul(1.0, &qg.t(), &grad, 0.0, out);
+        general_mat_mul(1.0, &*out, qa, 0.0, scratch);
+        for ((i, j), v) in scratch.indexed_iter_mut() {
+            *v /= self.g.eigenvalues[i] * self.a.eigenvalues[j] + damping;
+        }
+        // out = Q_G scratch Q_Aᵀ.
+        let mut tmp = Array2::zeros(scratch.dim());
+        general_mat_mul(1.0, qg, &*scratch, 0.0, &mut tmp);
+        general_mat_mul(1.0, &tmp, &qa.t(), 0.0, out);
+    }
+}
+
+/// Precondition every layer of `grad` into `out` (entries outside the layers are copied), then
+/// scale by the KL clip ν when `kl_clip` = Some((lr, κ)). Returns ν (1 without clipping).
+pub fn precondition(
+    layers: &[LayerFactors],
+    grad: &[f64],
+    damping: f64,
+    kl_clip: Option<(f64, f64)>,
+    out: &mut [f64],
+) -> f64 {
+    out.copy_from_slice(grad);
+    let mut vg = 0.0;
+    for l in layers {
+        let shape = (l.units, l.inputs + 1);
+        let range = l.offset..l.offset + l.len();
+        let g =
+            ArrayView2::from_shape(shape, &grad[range.clone()]).unwrap_or_else(|_| unreachable!());
+        let mut o =
+            ArrayViewMut2::from_shape(shape, &mut out[range]).unwrap_or_else(|_| unreachable!());
+        let mut scratch = Array2::zeros(shape);
+        l.precondition(g, damping, &mut scratch, &mut o);
+        vg += (&o * &g).sum();
+    }
+    let nu = match kl_clip {
+        Some((lr, kappa)) if vg > 0.0 => (kappa / (lr * lr * vg)).sqrt().min(1.0),
+        _ => 1.0,
+    };
+    if nu != 1.0 {
+        for l in layers {
+            for v in &mut out[l.offset..l.offset + l.len()] {
+                *v *= nu;
+            }
+        }
+    }
+    nu
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array1;
+
+    fn spd(n: usize, seed: u64) -> Array2<f64> {
+        let m = Array2::from_shape_fn((n, n), |(i, j)| {
+            (((i * 7 + j * 3) as u64 + seed) % 11) as f64 / 11.0 - 0.4
+        });
+        m.dot(&m.t()) + Array2::<f64>::eye(n) * 0.05
+    }
+
+    #[test]
+    fn running_averages_and_kl_clip() {
+        let mut l = LayerFactors::new(0, 2, 1);
+        let (a1, g1) = (spd(2, 1), spd(2, 2));
+        let (a2, g2) = (spd(2, 3), spd(2, 4));
+        l.update(0, a1.view(), g1.view(), 0.9).unwrap();
+        assert_eq!(l.a.value, a1);
+        l.update(0, a2.view(), g2.view(), 0.9).unwrap();
+        let want = &a1 * 0.9 + &a2 * 0.1;
+        assert!((&l.a.value - &want).iter().all(|d| d.abs() < 1e-15));
+        let e = l.update(0, a2.view(), spd(3, 1).view(), 0.9).unwrap_err();
+        assert!(
+            e.to_string().contains("G factor is 3×3, expected 2×2"),
+            "{e}"
+        );
+        l.refresh(0).unwrap();
+        let grad = [1.0, -2.0, 0.5, 3.0];
+        let mut out = [0.0; 4];
+        let nu1 = precondition(std::slice::from_ref(&l), &grad, 0.1, None, &mut out);
+        let unclipped = Array1::from(out.to_vec());
+        let vg: f64 = unclipped.iter().zip(&grad).map(|(v, g)| v * g).sum();
+        assert_eq!(nu1, 1.0);
+        assert!(vg > 0.0);
+        // κ a quarter of lr²·⟨V, ∇⟩: ν = ½.
+        let lr = 0.3;
+        let nu = precondition(
+            std::slice::from_ref(&l),
+            &grad,
+            0.1,
+            Some((lr, 0.25 * lr * lr * vg)),
+            &mut out,
+        );
+        assert!((nu - 0.5).abs() < 1e-12, "{nu}");
+        for (o, u) in out.iter().zip(&unclipped) {
+            assert!((o - 0.5 * u).abs() < 1e-12);
+        }
+    }
+}
