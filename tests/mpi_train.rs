@@ -403,6 +403,36 @@ fn cnn_matches_the_serial_reference_and_needs_an_image_shape() {
     let rows = results::read_rows(&f, None).unwrap();
     assert_eq!(rows.len(), 5);
     assert!(rows.column(Metric::Exact).iter().all(|&e| e == 1.0));
+    // Memory-bounded ranks: a budget too small for one row of activations is refused, naming
+    // the smallest that could work; under that budget the kernels run on micro-batches (one
+    // image at a time here) and the run still matches the reference.
+    let _ = std::fs::remove_dir_all(&run);
+    let small = [&coded[..], &settings, &["--max-memory-mb", "0.01"]].concat();
+    let (o, _) = mpirun(5, &small, 60);
+    assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
+    let line = common::the_error_line(&o);
+    let needle = "the smallest budget that could work is --max-memory-mb ";
+    let at = line.find(needle).unwrap_or_else(|| panic!("{line}")) + needle.len();
+    let smallest = line[at..].split_whitespace().next().unwrap().to_string();
+    let _ = std::fs::remove_dir_all(&run);
+    let fits = [
+        &coded[..],
+        &settings,
+        &["--max-memory-mb", smallest.as_str()],
+    ]
+    .concat();
+    let (o, _) = mpirun(5, &fits, 120);
+    assert!(
+        o.status.success(),
+        "--max-memory-mb {smallest}: {}",
+        output_text(&o)
+    );
+    let w = results::read_vector(&f, "model/w_final").unwrap();
+    let rel = rel_diff(&w, &w_ref);
+    assert!(
+        rel < 1e-8,
+        "micro-batches: relative difference to the reference {rel:e}"
+    );
     // No image shape: refused by every rank before anything is allocated.
     let synth = dataset().display().to_string();
     let bad = out_dir("cnn-no-image").display().to_string();

@@ -116,9 +116,15 @@ fn model_dim(cfg: &RunConfig, shape: &DataShape) -> Option<u128> {
     .map(|m| m.dim)
 }
 
-/// Bytes of the gradient kernel's scratch for `rows` rows at once (a network's activations and
-/// backward buffers of one row block; nothing for the GLMs).
-fn kernel_scratch(cfg: &RunConfig, shape: &DataShape, rows: u128) -> Option<u128> {
+/// Bytes of the gradient kernel's scratch for `rows` rows in blocks of `block` rows (a network's
+/// activations and backward buffers of one row block; nothing for the GLMs).
+fn kernel_scratch(cfg: &RunConfig, shape: &DataShape, rows: u128, block: usize) -> Option<u128> {
+    rows.min(block as u128)
+        .checked_mul(scratch_row_bytes(cfg, shape)?)
+}
+
+/// Bytes of the kernel's scratch per row of a block.
+fn scratch_row_bytes(cfg: &RunConfig, shape: &DataShape) -> Option<u128> {
     let size = model::size_of(
         cfg.model,
         &cfg.hidden,
@@ -126,12 +132,55 @@ fn kernel_scratch(cfg: &RunConfig, shape: &DataShape, rows: u128) -> Option<u128
         shape.image,
         shape.task,
     )?;
-    let block_rows = match cfg.model {
+    size.scratch_per_row.checked_mul(8)
+}
+
+/// Rows per block of the networks' kernels (micro-batches: the gradient is accumulated block
+/// after block, the same to rounding): the model's default, or fewer when `--max-memory-mb`
+/// leaves less room than that for the activations beside the `fixed` bytes a rank needs anyway;
+/// 0 when not even one row fits. Every rank computes the same from the same settings (the node's
+/// available memory, which differs between nodes, does not shrink the blocks).
+fn micro_batch_rows(cfg: &RunConfig, shape: &DataShape, fixed: u128) -> usize {
+    let default = match cfg.model {
         model::ModelKind::Cnn => model::Cnn::BLOCK_ROWS,
         _ => model::Mlp::BLOCK_ROWS,
     };
-    let block = rows.min(block_rows as u128);
-    block.checked_mul(size.scratch_per_row)?.checked_mul(8)
+    let per_row = scratch_row_bytes(cfg, shape).unwrap_or(u128::MAX);
+    match cfg.job.max_memory_mb {
+        Some(mb) if per_row > 0 => {
+            let room = ((mb * 1e6) as u128).saturating_sub(fixed);
+            (room / per_row).min(default as u128) as usize
+        }
+        _ => default,
+    }
+}
+
+/// The micro-batch rows under `--max-memory-mb` beside `fixed` bytes; refuses the run when not
+/// even one row of activations fits, naming the smallest budget that could work.
+fn refuse_if_no_row_fits(
+    cfg: &RunConfig,
+    shape: &DataShape,
+    who: &str,
+    fixed: u128,
+) -> Result<usize> {
+    let block = micro_batch_rows(cfg, shape, fixed);
+    if block > 0 {
+        return Ok(block);
+    }
+    let need = scratch_row_bytes(cfg, shape).and_then(|r| r.checked_add(fixed));
+    let smallest = need.map_or_else(
+        || "none: the size overflows".to_string(),
+        |b| format!("--max-memory-mb {}", b.div_ceil(1_000_000)),
+    );
+    Err(Error::Config(crate::config::invalid(
+        "max-memory-mb",
+        cfg.job.max_memory_mb.unwrap_or(0.0),
+        format!(
+            "{who} needs {} beside one row of the {}'s activations; the smallest budget that could work is {smallest}",
+            crate::config::human_bytes(fixed),
+            cfg.model.name()
+        ),
+    )))
 }
 
 /// `count` vectors of `dim` values (plus a message header each), in bytes.
@@ -162,35 +211,73 @@ fn refuse_if_too_big(
 
 /// Rank 0's and the largest worker's memory for gradient coding, checked against the budget.
 fn fits_coded(cfg: &RunConfig, code: &dyn GradientCode, shape: &DataShape) -> Result<()> {
-    let dim = model_dim(cfg, shape);
-    let (n, k, c) = (
-        code.n_workers() as u128,
-        code.n_partitions() as u128,
-        cfg.chunks as u128,
-    );
-    // Optimizer (3), loop (3), engine copy, ring (2), staging, decode copy (11), a slot per
-    // worker and chunk, a check piece per partition and chunk.
+    let mem = CodedMemory::of(cfg, code, shape);
+    let Some(rank0) = mem.rank0 else {
+        return refuse_if_too_big(cfg, shape, "rank 0", None);
+    };
+    let Some(worker) = mem.worker else {
+        return refuse_if_too_big(cfg, shape, "each worker", None);
+    };
+    let block = refuse_if_no_row_fits(cfg, shape, "every rank", rank0.max(worker))?;
     // Evaluating the test split runs the kernel's scratch too.
-    let rank0 = dim
-        .and_then(|d| vectors(11 + n * c + k * c, d))
-        .and_then(|v| v.checked_add(shape.bytes_of_rows(shape.test_rows)?))
-        .and_then(|v| v.checked_add(kernel_scratch(cfg, shape, shape.test_rows as u128)?));
+    let rank0 = kernel_scratch(cfg, shape, shape.test_rows as u128, block)
+        .and_then(|s| rank0.checked_add(s));
     refuse_if_too_big(cfg, shape, "rank 0", rank0)?;
-    let held = (0..code.n_workers())
-        .map(|w| code.assignment(w).len())
-        .max()
-        .unwrap_or(0) as u128;
-    let rows = (shape.rows as u128).div_ceil(k.max(1)).checked_mul(held);
-    // With minibatches, the iteration's rows are gathered into buffers beside the shard.
-    let batch_rows = cfg.batch.map_or(Some(0), |b| (b as u128).checked_mul(held));
-    let worker = dim.and_then(|d| {
-        let data = shape.bytes_of_rows(usize::try_from(rows?).ok()?)?;
-        let drawn = shape.bytes_of_rows(usize::try_from(batch_rows?).ok()?)?;
-        data.checked_add(drawn)?
-            .checked_add(vectors(3 + 2 * c + held * c, d)?)?
-            .checked_add(kernel_scratch(cfg, shape, rows?)?)
-    });
+    let worker = mem
+        .rows
+        .and_then(|r| kernel_scratch(cfg, shape, r, block))
+        .and_then(|s| worker.checked_add(s));
     refuse_if_too_big(cfg, shape, "each worker", worker)
+}
+
+/// The memory of gradient coding's ranks besides the kernel's scratch; `None` on overflow.
+struct CodedMemory {
+    /// Rank 0: optimizer (3), loop (3), engine copy, ring (2), staging, decode copy (11), a slot
+    /// per worker and chunk, a check piece per partition and chunk; the test split.
+    rank0: Option<u128>,
+    /// The largest worker: its shard, the drawn minibatch, its vectors.
+    worker: Option<u128>,
+    /// The largest worker's rows.
+    rows: Option<u128>,
+}
+
+impl CodedMemory {
+    fn of(cfg: &RunConfig, code: &dyn GradientCode, shape: &DataShape) -> Self {
+        let dim = model_dim(cfg, shape);
+        let (n, k, c) = (
+            code.n_workers() as u128,
+            code.n_partitions() as u128,
+            cfg.chunks as u128,
+        );
+        let held = (0..code.n_workers())
+            .map(|w| code.assignment(w).len())
+            .max()
+            .unwrap_or(0) as u128;
+        let rows = (shape.rows as u128).div_ceil(k.max(1)).checked_mul(held);
+        // With minibatches, the iteration's rows are gathered into buffers beside the shard.
+        let batch_rows = cfg.batch.map_or(Some(0), |b| (b as u128).checked_mul(held));
+        let worker = dim.and_then(|d| {
+            let data = shape.bytes_of_rows(usize::try_from(rows?).ok()?)?;
+            let drawn = shape.bytes_of_rows(usize::try_from(batch_rows?).ok()?)?;
+            data.checked_add(drawn)?
+                .checked_add(vectors(3 + 2 * c + held * c, d)?)
+        });
+        let rank0 = dim
+            .and_then(|d| vectors(11 + n * c + k * c, d))
+            .and_then(|v| v.checked_add(shape.bytes_of_rows(shape.test_rows)?));
+        CodedMemory {
+            rank0,
+            worker,
+            rows,
+        }
+    }
+
+    /// The micro-batch rows every rank uses (the same on all: fits_coded refused the run when
+    /// no row fits).
+    fn block_rows(&self, cfg: &RunConfig, shape: &DataShape) -> usize {
+        let fixed = self.rank0.unwrap_or(0).max(self.worker.unwrap_or(0));
+        micro_batch_rows(cfg, shape, fixed).max(1)
+    }
 }
 
 /// The dataset's shape and the model on every rank, or the exit code of a failed start-up.
@@ -223,10 +310,13 @@ fn start(
 
 fn run_coded(world: &World, cfg: &RunConfig, code: Box<dyn GradientCode>) -> Result<i32> {
     let rank = world.rank();
-    let (shape, model) = match start(world, cfg, |shape| fits_coded(cfg, code.as_ref(), shape))? {
+    let (shape, mut model) = match start(world, cfg, |shape| fits_coded(cfg, code.as_ref(), shape))?
+    {
         Ok(s) => s,
         Err(code) => return Ok(code),
     };
+    // The micro-batches rank 0 checked (fits_coded refused the run when no row fits).
+    model.set_block_rows(CodedMemory::of(cfg, code.as_ref(), &shape).block_rows(cfg, &shape));
     let k = code.n_partitions();
     let cfg = &match check_partitions(cfg, shape.rows, k) {
         Ok(c) => c,
@@ -603,15 +693,22 @@ fn fits_reference(cfg: &RunConfig, info: &dataset::DatasetInfo) -> Result<()> {
     let shape = DataShape::from(info);
     build_model(cfg, &shape)?;
     // With minibatches, the k·B rows of an iteration are gathered beside the data.
-    let drawn = cfg.step_rows(shape.rows).min(shape.rows);
-    let need = shape
-        .bytes_of_rows(shape.rows + shape.test_rows)
-        .and_then(|d| {
-            d.checked_add(shape.bytes_of_rows(if cfg.batch.is_some() { drawn } else { 0 })?)
-        })
-        .and_then(|d| d.checked_add(vectors(8, model_dim(cfg, &shape)?)?))
-        .and_then(|d| d.checked_add(kernel_scratch(cfg, &shape, shape.rows as u128)?));
+    let Some(fixed) = reference_fixed(cfg, &shape) else {
+        return refuse_if_too_big(cfg, &shape, "the serial reference", None);
+    };
+    let block = refuse_if_no_row_fits(cfg, &shape, "the serial reference", fixed)?;
+    let need =
+        kernel_scratch(cfg, &shape, shape.rows as u128, block).and_then(|s| fixed.checked_add(s));
     refuse_if_too_big(cfg, &shape, "the serial reference", need)
+}
+
+/// The serial reference's memory besides the kernel's scratch (as [`fits_reference`] counts it).
+fn reference_fixed(cfg: &RunConfig, shape: &DataShape) -> Option<u128> {
+    let drawn = cfg.step_rows(shape.rows).min(shape.rows);
+    shape
+        .bytes_of_rows(shape.rows + shape.test_rows)?
+        .checked_add(shape.bytes_of_rows(if cfg.batch.is_some() { drawn } else { 0 })?)?
+        .checked_add(vectors(8, model_dim(cfg, shape)?)?)
 }
 
 fn run_reference(args: &TrainArgs) -> Result<i32> {
@@ -630,7 +727,11 @@ fn run_reference(args: &TrainArgs) -> Result<i32> {
     let cfg = cfg.for_data(rows, k)?;
     fits_reference(&cfg, &info)?;
     let train = dataset::read_all(&cfg.data, Split::Train)?;
-    let model = build_model(&cfg, &DataShape::from(&info))?;
+    let shape = DataShape::from(&info);
+    let mut model = build_model(&cfg, &shape)?;
+    if let Some(fixed) = reference_fixed(&cfg, &shape) {
+        model.set_block_rows(micro_batch_rows(&cfg, &shape, fixed).max(1));
+    }
     let r0 = setup_rank0(
         &cfg,
         model.as_ref(),

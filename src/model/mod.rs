@@ -356,6 +356,13 @@ pub trait Model: Send + Sync + std::fmt::Debug {
         None
     }
 
+    /// Bound the rows a network's kernels hold activations for at once (micro-batches: the
+    /// gradient is accumulated block after block, the same to rounding; at least 1). The linear
+    /// models, whose scratch is a few values per row, ignore it.
+    fn set_block_rows(&mut self, rows: usize) {
+        let _ = rows;
+    }
+
     /// Allocating variant of [`Model::gradient_into`].
     fn gradient(
         &self,

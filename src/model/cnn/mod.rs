@@ -84,13 +84,16 @@ pub struct Cnn {
     head: Head,
     outputs: usize,
     dim: usize,
+    /// Images per block of the forward and backward passes ([`Model::set_block_rows`]).
+    block: usize,
 }
 
 /// Lengths of the pieces of a block's scratch, in the order [`Cnn::carve`] hands them out.
 const PIECES: usize = 15;
 
 impl Cnn {
-    /// Rows (images) per block of the forward and backward passes.
+    /// Rows (images) per block of the forward and backward passes, unless a memory budget asks
+    /// for fewer.
     pub const BLOCK_ROWS: usize = 64;
 
     /// The network for images of `image` shape (`d` features) and `task`.
@@ -157,6 +160,7 @@ impl Cnn {
             head,
             outputs,
             dim: d2.offset + d2.len(),
+            block: Self::BLOCK_ROWS,
         })
     }
 
@@ -268,11 +272,11 @@ impl Cnn {
         mut f: impl FnMut(std::ops::Range<usize>, &mut Pieces),
     ) {
         let n = x.n_rows();
-        let block = Self::BLOCK_ROWS.min(n);
+        let block = self.block.min(n);
         let buf = scratch(rows_buf, self.pieces(block).iter().sum());
         let mut start = 0;
         while start < n {
-            let end = (start + Self::BLOCK_ROWS).min(n);
+            let end = (start + self.block).min(n);
             let mut p = self.carve(buf, end - start);
             self.forward(w, x, start..end, &mut p);
             f(start..end, &mut p);
@@ -547,6 +551,9 @@ impl Model for Cnn {
     /// He initialization: weights N(0, 2/fan_in) from `seed`, biases 0.
     fn init_into(&self, seed: u64, w: ArrayViewMut1<f64>) {
         he_init(&self.blocks, seed ^ 0x434E_4E5F_494E_4954, w);
+    }
+    fn set_block_rows(&mut self, rows: usize) {
+        self.block = rows.max(1);
     }
     fn loss(
         &self,

@@ -345,3 +345,29 @@ fn evaluation_counts_the_argmax() {
     let acc = e.accuracy.unwrap();
     assert!((0.0..=1.0).contains(&acc) && ((acc * 9.0).round() - acc * 9.0).abs() < 1e-9);
 }
+
+/// Issue 21 (memory-bounded workers): micro-batches of any size (gradient accumulation block
+/// after block) give the gradient and the loss of one pass, to rounding.
+#[test]
+fn micro_batches_accumulate_the_same_gradient() {
+    let n = net(Task::Multiclass { classes: 4 }, MNIST, 70, 6);
+    let whole = n
+        .cnn
+        .gradient(n.w.view(), &n.x, n.y.view(), Some(n.rw.view()));
+    for rows in [1, 7, 200] {
+        let mut m = n.cnn.clone();
+        m.set_block_rows(rows);
+        let g = m.gradient(n.w.view(), &n.x, n.y.view(), Some(n.rw.view()));
+        let e = rel_err(&g, &whole);
+        assert!(e < 1e-12, "blocks of {rows}: {e}");
+        let mut ws = Workspace::default();
+        let (a, b) = (
+            m.loss(n.w.view(), &n.x, n.y.view(), &mut ws),
+            n.cnn.loss(n.w.view(), &n.x, n.y.view(), &mut ws),
+        );
+        assert!(
+            (a - b).abs() < 1e-12 * b.abs(),
+            "blocks of {rows}: {a} vs {b}"
+        );
+    }
+}

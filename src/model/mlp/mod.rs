@@ -149,10 +149,12 @@ pub struct Mlp {
     blocks: Vec<ParamBlock>,
     head: Head,
     dim: usize,
+    /// Rows per block of the forward and backward passes ([`Model::set_block_rows`]).
+    block: usize,
 }
 
 impl Mlp {
-    /// Rows per block of the forward and backward passes.
+    /// Rows per block of the forward and backward passes, unless a memory budget asks for fewer.
     pub const BLOCK_ROWS: usize = 256;
 
     /// An MLP over `d` input features with `hidden` layer widths for `task`.
@@ -185,6 +187,7 @@ impl Mlp {
             blocks,
             head,
             dim: offset,
+            block: Self::BLOCK_ROWS,
         })
     }
 
@@ -322,7 +325,7 @@ impl Mlp {
                 (Array2::zeros((n, n)), Array2::zeros((b.units, b.units)))
             })
             .collect();
-        let acts = scratch(rows, self.act_len(Self::block_rows(x.n_rows())));
+        let acts = scratch(rows, self.act_len(self.block_rows(x.n_rows())));
         let width = self.widths[self.widths.len() - 1];
         self.for_each_block(w, x, acts, |rows, a| {
             let r = rows.len();
@@ -361,8 +364,8 @@ impl Mlp {
     }
 
     /// Rows of the largest row block over `n` rows.
-    fn block_rows(n: usize) -> usize {
-        Self::BLOCK_ROWS.min(n)
+    fn block_rows(&self, n: usize) -> usize {
+        self.block.min(n)
     }
 
     /// Run `f(block rows, acts)` after the forward pass of every row block of `x`; `acts` has
@@ -377,7 +380,7 @@ impl Mlp {
         let n = x.n_rows();
         let mut start = 0;
         while start < n {
-            let end = (start + Self::BLOCK_ROWS).min(n);
+            let end = (start + self.block).min(n);
             let a = &mut acts[..self.act_len(end - start)];
             self.forward(w, x, start..end, a);
             f(start..end, a);
@@ -397,7 +400,7 @@ impl Mlp {
     ) {
         let Workspace { rows, params, .. } = ws;
         let w = checked_params(self.dim, self.widths[0], w, params, x, y);
-        let acts = scratch(rows, self.act_len(Self::block_rows(x.n_rows())));
+        let acts = scratch(rows, self.act_len(self.block_rows(x.n_rows())));
         let width = self.widths[self.widths.len() - 1];
         self.for_each_block(w, x, acts, |rows, a| {
             let out = self.outputs(a, rows.len());
@@ -552,6 +555,9 @@ impl Model for Mlp {
     fn init_into(&self, seed: u64, w: ArrayViewMut1<f64>) {
         he_init(&self.blocks, seed ^ 0x4D4C_505F_494E_4954, w);
     }
+    fn set_block_rows(&mut self, rows: usize) {
+        self.block = rows.max(1);
+    }
     fn loss(
         &self,
         w: ArrayView1<f64>,
@@ -574,7 +580,7 @@ impl Model for Mlp {
         ws: &mut Workspace,
         out: ArrayViewMut1<f64>,
     ) -> f64 {
-        let block = Self::block_rows(x.n_rows());
+        let block = self.block_rows(x.n_rows());
         let widest = self.widths[1..].iter().copied().max().unwrap_or(0);
         let width = self.widths[self.widths.len() - 1];
         let acts_len = self.act_len(block);

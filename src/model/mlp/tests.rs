@@ -456,3 +456,20 @@ fn kfac_direction_equals_the_dense_kronecker_solve() {
         );
     }
 }
+
+/// Issue 21 (memory-bounded workers): micro-batches of any size give the gradient of one pass,
+/// to rounding, dense and CSR.
+#[test]
+fn micro_batches_accumulate_the_same_gradient() {
+    let n = net(Task::Multiclass { classes: 3 }, &[9, 4], 23, 300, 7);
+    for x in [&n.dense, &n.sparse] {
+        let whole = n.mlp.gradient(n.w.view(), x, n.y.view(), Some(n.rw.view()));
+        for rows in [1, 13, 1000] {
+            let mut m = n.mlp.clone();
+            m.set_block_rows(rows);
+            let g = m.gradient(n.w.view(), x, n.y.view(), Some(n.rw.view()));
+            let e = rel_err(&g, &whole);
+            assert!(e < 1e-12, "blocks of {rows}: {e}");
+        }
+    }
+}
