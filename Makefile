@@ -28,7 +28,7 @@ export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM := 1
 export OPENBLAS_NUM_THREADS := 1
 export OMP_NUM_THREADS := 1
 
-.PHONY: deps test-deps build run data datasets test lint unit slurm mpich bench bench-smoke bench-approx clean help reliability fuzz fuzz-smoke
+.PHONY: deps test-deps build run data datasets test lint unit slurm mpich bench bench-smoke bench-approx bench-nn clean help reliability fuzz fuzz-smoke
 
 # $(call apt_install,TARGET,PACKAGES): install the packages not yet installed (apt-get update
 # first; no terminal in CI, so DEBIAN_FRONTEND=noninteractive, kept under sudo).
@@ -136,6 +136,13 @@ bench: build
 # and more-than-s delays on a9a; writes results/bench/approx/README.md (about 2 minutes).
 bench-approx: build
 	bash scripts/bench_approx.sh
+
+# Neural networks (issue 21): the MLP and the CNN on Fashion-MNIST, 8 workers, cyclic MDS s = 1
+# under exp:40 delays, momentum and Adam, uncoded beside coded; iterations and seconds to the
+# target test accuracy; writes results/bench/nn/README.md (tens of minutes on 2 cores;
+# MLP_ITERATIONS=200 CNN_ITERATIONS=60 for a short run).
+bench-nn: build
+	bash scripts/bench_nn.sh
 
 # The suite with tiny sizes (< 60 s once built): checks the harness, not the machine.
 bench-smoke: build
