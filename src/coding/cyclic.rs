@@ -25,8 +25,8 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 
 use super::{
-    check_n_s, check_responders, decode, responders_valid, CodeError, CodeKind, Decoding,
-    GradientCode, Layout,
+    check_n_s, check_responders, decode, CodeError, CodeKind, Decoding, GradientCode, Layout,
+    StoppingRule,
 };
 
 macro_rules! cyclic_impl {
@@ -41,13 +41,15 @@ macro_rules! cyclic_impl {
             }
             /// |F| ≥ n − s.
             fn is_decodable(&self, responders: &[usize]) -> bool {
-                let n = self.layout.n();
-                responders.len() + self.s >= n && responders_valid(n, responders)
+                StoppingRule::AtLeast(self.layout.n() - self.s).holds(self.layout.n(), responders)
+            }
+            fn stopping_rule(&self) -> Option<StoppingRule> {
+                Some(StoppingRule::AtLeast(self.layout.n() - self.s))
             }
             /// Least squares by SVD, for decodable and best-effort sets alike.
             fn decode(&self, responders: &[usize]) -> Result<Decoding, CodeError> {
                 check_responders($kind, self.layout.n(), responders)?;
-                decode::least_squares_decode(self.layout.b.view(), responders)
+                decode::least_squares_decode(self.layout.b().view(), responders)
             }
         }
     };

@@ -17,6 +17,7 @@
 //! This module knows no MPI and no I/O. Workers are indexed 0..n here (MPI rank = index + 1).
 
 use std::collections::HashMap;
+use std::sync::OnceLock;
 
 use ndarray::{Array2, ArrayView2, ArrayViewMut1};
 use thiserror::Error;
@@ -37,7 +38,7 @@ macro_rules! layout_methods {
             self.layout.coefficients(worker)
         }
         fn matrix(&self) -> ndarray::Array2<f64> {
-            self.layout.b.clone()
+            self.layout.b().clone()
         }
     };
 }
@@ -48,6 +49,7 @@ mod cyclic;
 mod decode;
 mod expander;
 mod frc;
+mod stop;
 mod uncoded;
 
 pub use approx::ApproxCode;
@@ -56,6 +58,7 @@ pub use cyclic::{mds_generator, CyclicMds, CyclicRepetition};
 pub use decode::{least_squares_decode, residual_of, uniform_decode};
 pub use expander::{random_regular_graph, second_eigenvalue};
 pub use frc::Frc;
+pub use stop::{StopTracker, StoppingRule};
 pub use uncoded::{IgnoreStragglers, Uncoded};
 
 /// Errors of code construction and decoding.
@@ -242,6 +245,13 @@ pub trait GradientCode: Send + Sync + std::fmt::Debug {
     /// a few sets that happen to decode exactly (cyclic MDS with composite n). Malformed sets
     /// (unsorted, repeats, out of range) are never decodable.
     fn is_decodable(&self, responders: &[usize]) -> bool;
+    /// The rule behind [`GradientCode::is_decodable`] when it is a count of responders or a
+    /// cover of worker groups ([`StoppingRule`]), so that it can be tracked one arrival at a time
+    /// ([`StopTracker`]); `None` for a code whose test only `is_decodable` can make on the whole
+    /// set. Every code of this crate has one, and its `is_decodable` is that rule.
+    fn stopping_rule(&self) -> Option<StoppingRule> {
+        None
+    }
     /// Decoding weights for `responders` (sorted, 0-based). For a set that is not decodable this
     /// is the best-effort (least-squares optimal or code-specific) decoding with its residual.
     /// Approximate codes use their configured [`DecoderKind`].
@@ -402,24 +412,38 @@ pub(crate) fn check_responders(
     }
 }
 
-/// Partitions and coefficients per worker, with the dense B they define; shared by every code.
+/// Partitions and coefficients per worker, and the dense B they define (built on first use: at
+/// n = 10⁴ it would take 800 MB, and the simulator needs only the sparse rows); shared by every
+/// code.
 #[derive(Debug, Clone)]
 pub(crate) struct Layout {
     parts: Vec<Vec<usize>>,
     coefs: Vec<Vec<f64>>,
-    b: Array2<f64>,
+    k: usize,
+    b: OnceLock<Array2<f64>>,
 }
 
 impl Layout {
     /// From per-worker partitions and coefficients (same lengths, partitions below `k`).
     fn new(k: usize, parts: Vec<Vec<usize>>, coefs: Vec<Vec<f64>>) -> Layout {
-        let mut b = Array2::zeros((parts.len(), k));
-        for (w, (p, c)) in parts.iter().zip(&coefs).enumerate() {
-            for (&j, &v) in p.iter().zip(c) {
-                b[[w, j]] += v;
-            }
+        Layout {
+            parts,
+            coefs,
+            k,
+            b: OnceLock::new(),
         }
-        Layout { parts, coefs, b }
+    }
+    /// The dense code matrix B (n × k).
+    fn b(&self) -> &Array2<f64> {
+        self.b.get_or_init(|| {
+            let mut b = Array2::zeros((self.parts.len(), self.k));
+            for (w, (p, c)) in self.parts.iter().zip(&self.coefs).enumerate() {
+                for (&j, &v) in p.iter().zip(c) {
+                    b[[w, j]] += v;
+                }
+            }
+            b
+        })
     }
     /// Worker i holds {i, …, i+s} mod n with coefficients `coefs[i]` (cyclic assignment).
     fn cyclic(n: usize, s: usize, coefs: Vec<Vec<f64>>) -> Layout {
@@ -432,7 +456,7 @@ impl Layout {
         self.parts.len()
     }
     fn k(&self) -> usize {
-        self.b.ncols()
+        self.k
     }
     fn assignment(&self, worker: usize) -> &[usize] {
         self.parts.get(worker).map_or(&[], |p| p.as_slice())

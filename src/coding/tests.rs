@@ -400,3 +400,69 @@ fn decoder_caches_per_responder_set() {
     assert!(dec.decode(&[3, 1]).is_err());
     assert_eq!(dec.cached(), 2);
 }
+
+#[test]
+fn the_incremental_stop_tracker_agrees_with_is_decodable() {
+    // Every code of the crate (approximate ones with their default degree, where they build),
+    // n ≤ 10, 20 seeded arrival orders each: after every arrival the tracker says what
+    // is_decodable says of the sorted set so far.
+    let kinds = [
+        CodeKind::Uncoded,
+        CodeKind::IgnoreStragglers,
+        CodeKind::Frc,
+        CodeKind::CyclicRepetition,
+        CodeKind::CyclicMds,
+        CodeKind::Expander,
+        CodeKind::Bgc,
+        CodeKind::FrcApprox,
+        CodeKind::Stochastic,
+    ];
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let mut checked = 0;
+    for kind in kinds {
+        for n in 1..=10 {
+            for s in 0..n {
+                let Ok(code) = build(kind, n, s, 1) else {
+                    continue;
+                };
+                let rule = code.stopping_rule().expect("every code here has a rule");
+                for _ in 0..20 {
+                    let mut order: Vec<usize> = (0..n).collect();
+                    rand::seq::SliceRandom::shuffle(order.as_mut_slice(), &mut rng);
+                    let mut tracker = StopTracker::new(rule, n);
+                    let mut set = Vec::new();
+                    for &w in &order {
+                        let now = tracker.add(w);
+                        tracker.add(w); // a repeat changes nothing
+                        set.push(w);
+                        set.sort_unstable();
+                        assert_eq!(now, code.is_decodable(&set), "{kind} n={n} s={s} {set:?}");
+                        assert_eq!(tracker.holds(), now);
+                        assert_eq!(tracker.count(), set.len());
+                        checked += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert!(checked > 10_000, "{checked}");
+    // Out-of-range workers are ignored, and a rule never holds on a malformed set.
+    let mut t = StopTracker::new(StoppingRule::AtLeast(1), 2);
+    assert!(!t.add(5));
+    assert!(!StoppingRule::AtLeast(1).holds(2, &[1, 0]));
+}
+
+#[test]
+fn codes_build_without_the_dense_matrix_at_ten_thousand_workers() {
+    // The simulator builds codes at n = 10⁴: the dense B (800 MB) must not be made unless asked.
+    for kind in [CodeKind::CyclicMds, CodeKind::Frc, CodeKind::Uncoded] {
+        let s = if kind == CodeKind::Uncoded { 0 } else { 1 };
+        let n = 10_000;
+        let code = build(kind, n, s, 1).unwrap();
+        assert_eq!(code.assignment(n - 1).len(), s + 1);
+        let rule = code.stopping_rule().unwrap();
+        assert!(rule.holds(n, &(0..n).collect::<Vec<_>>()));
+    }
+    let small = build(CodeKind::Frc, 4, 1, 1).unwrap();
+    assert_eq!(small.matrix().dim(), (4, 4));
+}
