@@ -36,6 +36,7 @@ pub mod linalg;
 pub mod model;
 pub mod optim;
 pub mod report;
+pub mod sim;
 pub mod straggler;
 pub mod train;
 

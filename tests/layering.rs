@@ -18,6 +18,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("error", 4),
     ("config", 5),
     ("io", 5),
+    ("sim", 5),
     ("coding", 6),
     ("model", 6),
     ("linalg", 7),
