@@ -64,6 +64,57 @@ pub enum Command {
     /// iterations in a consistent copy with status `recovered`; the original is kept as
     /// `run.h5.killed`.
     Recover(RecoverArgs),
+    /// Simulate the training loop's timing without MPI (a discrete-event simulation of the
+    /// protocol with the same codes, straggler models and deadline policies), from a compute
+    /// time or the replay of recorded runs; writes a results file marked simulated that
+    /// `gradcode report` compares with real runs (docs/tuning.md).
+    #[command(allow_negative_numbers = true)]
+    Simulate(Box<SimulateArgs>),
+}
+
+/// Arguments of `gradcode simulate`: the settings of `train` (`--data` optional: it only sizes
+/// the messages) and the simulator's inputs.
+#[derive(Debug, Clone, Args)]
+pub struct SimulateArgs {
+    #[command(flatten)]
+    pub train: TrainArgs,
+    /// Replay per-worker compute times and drawn delays recorded in these results files
+    /// (run.h5 or run folders; repeatable, concatenated per worker). Worker w replays recorded
+    /// rank w + 1; n defaults to the trace's worker count.
+    #[arg(long, value_name = "RUN.h5")]
+    pub replay: Vec<PathBuf>,
+    /// How replayed samples are drawn: sample (each iteration draws one recorded iteration of
+    /// that worker, seeded) or sequential (recorded iteration t at simulated iteration t).
+    #[arg(long, value_enum, default_value_t)]
+    pub replay_order: crate::sim::ReplayOrder,
+    /// Let every simulated worker draw from all recorded workers' samples (to simulate more
+    /// workers than the trace has; refused otherwise).
+    #[arg(long)]
+    pub pool_workers: bool,
+    /// Without --replay: compute milliseconds per iteration of a worker holding the whole
+    /// dataset (a worker's compute is this times its share); delays come from
+    /// --straggler-model.
+    #[arg(long, value_name = "MS")]
+    pub compute_ms: Option<f64>,
+    /// Link latency α in milliseconds [default: fitted from --replay, else this machine's].
+    #[arg(long, value_name = "MS")]
+    pub alpha_ms: Option<f64>,
+    /// Link cost β in milliseconds per megabyte (10⁶ bytes) [default: as --alpha-ms].
+    #[arg(long, value_name = "MS")]
+    pub beta_ms_per_mb: Option<f64>,
+    /// Rank 0's time from the decodable set to the step, ms [default: from --replay, else 0.5].
+    #[arg(long, value_name = "MS")]
+    pub step_ms: Option<f64>,
+    /// Rank 0's time between iterations (evaluation, results), ms [default: from --replay,
+    /// else 0].
+    #[arg(long, value_name = "MS")]
+    pub gap_ms: Option<f64>,
+    /// Model parameters (message size) [default: from --data, else from the replayed files].
+    #[arg(long)]
+    pub dim: Option<usize>,
+    /// Print the link model and rank 0's times fitted from the --replay files, and exit.
+    #[arg(long)]
+    pub fit_link: bool,
 }
 
 #[derive(Debug, Subcommand)]

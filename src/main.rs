@@ -21,6 +21,7 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
         Command::Matvec(args) => gradcode::cmd::matvec::run(args)?,
         Command::Matmul(args) => gradcode::cmd::matmul::run(args)?,
         Command::Recover(args) => gradcode::cmd::recover::run(args)?,
+        Command::Simulate(args) => gradcode::cmd::simulate::run(args)?,
     })
 }
 

@@ -8,30 +8,11 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 mod common;
-use common::{output_text, serial, workdir, BIN};
+use common::{output_text, serial, synth_logistic, workdir, BIN};
 
 fn dataset() -> PathBuf {
     static DATA: OnceLock<PathBuf> = OnceLock::new();
-    DATA.get_or_init(|| {
-        let p = workdir().join("synth.h5");
-        let o = Command::new(BIN)
-            .args(["data", "synth", "--kind", "logistic", "--rows", "2000"])
-            .args([
-                "--features",
-                "20",
-                "--test-rows",
-                "200",
-                "--seed",
-                "2",
-                "--out",
-            ])
-            .arg(&p)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", output_text(&o));
-        p
-    })
-    .clone()
+    DATA.get_or_init(|| synth_logistic(2)).clone()
 }
 
 struct Runs {

@@ -22,6 +22,7 @@ pub mod linalg;
 pub mod matmul;
 pub mod matvec;
 pub mod recover;
+pub mod simulate;
 pub mod train;
 
 /// Exit code of a rank that stops because of an error another rank (rank 0) reports.
@@ -247,16 +248,33 @@ pub(crate) fn record_round(rec: &mut IterationRecord, round: &Round) {
     rec.set(Metric::Rejected, f64::from(round.rejected));
     rec.set(Metric::BytesReceived, round.bytes_in);
     rec.set(Metric::BytesSent, round.bytes_out);
+    record_workers(
+        rec,
+        &round.arrival_s,
+        &round.compute_s,
+        &round.injected_s,
+        &round.parts_in,
+    );
+}
+
+/// Per-worker arrival, compute and injected seconds and parts on time into `rec`.
+pub(crate) fn record_workers(
+    rec: &mut IterationRecord,
+    arrival_s: &[f64],
+    compute_s: &[f64],
+    injected_s: &[f64],
+    parts_in: &[usize],
+) {
     rec.worker_mut(WorkerMetric::ArrivalS)
-        .copy_from_slice(&round.arrival_s);
+        .copy_from_slice(arrival_s);
     rec.worker_mut(WorkerMetric::ComputeS)
-        .copy_from_slice(&round.compute_s);
+        .copy_from_slice(compute_s);
     rec.worker_mut(WorkerMetric::InjectedS)
-        .copy_from_slice(&round.injected_s);
+        .copy_from_slice(injected_s);
     for (x, &p) in rec
         .worker_mut(WorkerMetric::Chunks)
         .iter_mut()
-        .zip(&round.parts_in)
+        .zip(parts_in)
     {
         *x = p as f64;
     }

@@ -251,6 +251,53 @@ impl RunConfig {
         Ok(cfg)
     }
 
+    /// The config of a simulated run (`gradcode simulate`): the settings and checks of `train`
+    /// for n simulated workers, n from `--workers`, the config file or `default_workers` (the
+    /// replayed trace's). `--data` may be absent (a timing-only simulation: the path is left
+    /// empty and not written back); `--reference` and `--resume` are refused.
+    pub fn for_simulation(
+        args: &TrainArgs,
+        default_workers: Option<usize>,
+    ) -> Result<RunConfig, ConfigError> {
+        let file = match &args.job.config {
+            Some(path) => read_settings::<TrainArgs>(path)?,
+            None => TrainArgs::default(),
+        };
+        if args.reference || file.reference {
+            return Err(invalid(
+                "reference",
+                "true",
+                "a simulation runs the MPI job's protocol; drop --reference",
+            ));
+        }
+        if args.resume || file.resume {
+            return Err(invalid(
+                "resume",
+                "true",
+                "a simulation has no checkpoint to resume from; drop --resume",
+            ));
+        }
+        let n = args
+            .job
+            .workers
+            .or(file.job.workers)
+            .or(default_workers)
+            .ok_or(ConfigError::Missing("workers"))?;
+        if n == 0 {
+            return Err(invalid("workers", 0, "must be at least 1"));
+        }
+        let mut a = args.clone();
+        if a.data.is_none() && file.data.is_none() {
+            a.data = Some(PathBuf::new());
+        }
+        RunConfig::from_args(&a, n + 1)
+    }
+
+    /// Whether a dataset was given (a timing-only simulation has none).
+    pub fn has_data(&self) -> bool {
+        !self.data.as_os_str().is_empty()
+    }
+
     fn check(&self) -> Result<(), ConfigError> {
         let finite_pos = |name, v: f64| {
             if v.is_finite() && v > 0.0 {
@@ -403,6 +450,9 @@ impl RunConfig {
         };
         if self.reference {
             t.retain(|k, _| !Self::NOT_REFERENCE.contains(&k));
+        }
+        if !self.has_data() {
+            t.remove("data");
         }
         t
     }

@@ -66,6 +66,8 @@ pub struct TraceFile {
     pub gap_s: Vec<f64>,
     /// Parameters of the run's model (from `/model/w_final`), when the file has them.
     pub dim: Option<usize>,
+    /// The straggler model the run was recorded under (its `/config`).
+    pub straggler_model: Option<String>,
 }
 
 impl TraceFile {
@@ -95,7 +97,9 @@ impl TraceFile {
             .ok()
             .map(|w| w.len());
         let chunks = args.chunks.unwrap_or(1).max(1);
-        TraceFile::from_rows(&path, &rows, &shares, chunks, dim)
+        let mut file = TraceFile::from_rows(&path, &rows, &shares, chunks, dim)?;
+        file.straggler_model = args.job.straggler_model;
+        Ok(file)
     }
 
     /// The trace of `rows`, recorded with `chunks` parts per worker and iteration and the data
@@ -145,6 +149,7 @@ impl TraceFile {
             step_s: step_samples(rows, chunks, first),
             gap_s: gap_samples(rows, first),
             dim,
+            straggler_model: None,
         })
     }
 }

@@ -59,6 +59,22 @@ pub fn workdir() -> &'static Path {
     })
 }
 
+/// `gradcode data synth --kind logistic` of 2000 training and 200 test rows with 20 features
+/// into this test binary's work folder as `synth.h5`; the path.
+pub fn synth_logistic(seed: u64) -> PathBuf {
+    let p = workdir().join("synth.h5");
+    let o = Command::new(BIN)
+        .args(["data", "synth", "--kind", "logistic", "--rows", "2000"])
+        .args(["--features", "20", "--test-rows", "200", "--seed"])
+        .arg(seed.to_string())
+        .arg("--out")
+        .arg(&p)
+        .output()
+        .expect("run gradcode data synth");
+    assert!(o.status.success(), "{}", output_text(&o));
+    p
+}
+
 /// Exit status, stdout and stderr of a finished process, for assertion messages.
 pub fn output_text(o: &Output) -> String {
     format!(
