@@ -333,6 +333,7 @@ fn setup_rank0(
         config_toml,
         code_matrix,
         n_workers: cfg.workers(),
+        n_layers: 0,
     };
     let writer = RunWriter::create(&cfg.job.results_path(), &meta, initial.as_ref())?;
     Ok(Rank0 {
