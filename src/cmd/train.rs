@@ -37,15 +37,7 @@ pub fn run(args: &TrainArgs) -> Result<i32> {
 }
 
 fn wants_reference(args: &TrainArgs) -> bool {
-    args.reference
-        || args
-            .job
-            .config
-            .as_ref()
-            .and_then(|p| std::fs::read_to_string(p).ok())
-            .and_then(|t| t.parse::<toml::Table>().ok())
-            .and_then(|t| t.get("reference").and_then(|v| v.as_bool()))
-            .unwrap_or(false)
+    super::reference_requested(args.reference, args.job.config.as_deref())
 }
 
 fn run_mpi(world: &World, args: &TrainArgs) -> Result<i32> {
