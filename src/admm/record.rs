@@ -19,7 +19,7 @@ use ndarray::{Array2, ArrayView1, ArrayView2};
 
 use super::layer::Terms;
 use super::net::{evaluate, Net};
-use super::report::{is_eval, RankTiming};
+use super::report::RankTiming;
 use super::state::{save_manifest, Stamp};
 use crate::config::AdmmConfig;
 use crate::error::{Error, Result};
@@ -252,12 +252,13 @@ impl<'a> Recorder<'a> {
             return;
         }
         let r = &self.rec;
+        // The newest evaluation (of this iteration or an earlier one).
         let acc = match self.last_eval {
-            Some(e) if is_eval(cfg.eval_every, cfg.iterations, t) => format!(
+            Some(e) => format!(
                 "  train acc {:.4}  test acc {:.4}",
                 e.train_accuracy, e.test_accuracy
             ),
-            _ => String::new(),
+            None => String::new(),
         };
         log::info!(
             "{} it {t:>5}/{}  objective {:.6e}  lagrangian {:.6e}  primal {:.3e}  dual {:.3e}  iter {:7.1} ms{acc}",
