@@ -12,13 +12,16 @@
 //!   bytes (fewer than full precision) and the ages within the bound; `report` plots it.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use gradcode::io::results::{self, LayerMetric, Metric};
 
 mod common;
-use common::{assert_one_mpi_error, gradcode, mpirun, output_text, serial, workdir, BIN};
+use common::{
+    assert_one_mpi_error, gradcode, mpirun, mpirun_direct, output_text, serial, wait_bounded,
+    workdir,
+};
 
 /// A binary dataset: 240 training rows, 60 test rows, 8 features.
 fn dataset() -> PathBuf {
@@ -203,40 +206,6 @@ fn bad_input_is_one_error_line_and_exit_2_on_every_rank() {
     );
 }
 
-/// mpirun without `timeout` (a USR1 to `timeout` would end it): it forwards USR1 to the ranks.
-fn spawn(np: usize, out: &Path, extra: &[&str]) -> std::process::Child {
-    Command::new("mpirun")
-        .args([
-            "--oversubscribe",
-            "--bind-to",
-            "none",
-            "-np",
-            &np.to_string(),
-            BIN,
-        ])
-        .args(args(out, extra))
-        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
-        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
-        .env("OPENBLAS_NUM_THREADS", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-fn wait_bounded(mut child: std::process::Child, limit: Duration) -> Output {
-    let start = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            panic!("the job did not end within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
-}
-
 #[test]
 fn checkpoints_resume_bit_identical_after_a_stop_and_after_sigusr1() {
     let _g = serial();
@@ -295,7 +264,10 @@ fn checkpoints_resume_bit_identical_after_a_stop_and_after_sigusr1() {
     // SIGUSR1 once the first checkpoint is there: every rank checkpoints at a common boundary,
     // exit 75, status interrupted; the resumed run ends where the straight one did.
     let sig = fresh("ckpt-usr1");
-    let child = spawn(4, &sig, &with("40"));
+    let child = mpirun_direct(4)
+        .args(args(&sig, &with("40")))
+        .spawn()
+        .unwrap();
     let t = Instant::now();
     while !sig.join("ckpt.h5").exists() && t.elapsed() < Duration::from_secs(60) {
         std::thread::sleep(Duration::from_millis(10));
