@@ -5,7 +5,7 @@
 //! - The MPI job reproduces the serial reference to 1e-9 per iteration (one layer per rank, and
 //!   two layers per rank with 16-bit quantized exchange).
 //! - Bad input is one error line and exit 2 on every rank: fewer ranks than layers, ρ ≤ 0, layer
-//!   sizes that do not match the data.
+//!   sizes that do not match the data, a run too big for the memory budget.
 //! - Checkpoints: a run stopped at a checkpoint and resumed, and one interrupted by SIGUSR1
 //!   (exit 75) and resumed, end bit-identical to an uninterrupted run.
 //! - Bounded staleness with a slow layer rank and 8-bit exchange runs to the end, records its
@@ -177,7 +177,7 @@ fn the_mpi_job_matches_the_serial_reference_per_iteration() {
 fn bad_input_is_one_error_line_and_exit_2_on_every_rank() {
     let _g = serial();
     let out = fresh("bad");
-    let cases: [(usize, &[&str], &str); 4] = [
+    let cases: [(usize, &[&str], &str); 5] = [
         (3, &["--layers", "8,6,5,2"], "--layers-per-rank"),
         (4, &["--layers", "8,6,5,2", "--rho", "0"], "--rho = 0"),
         (
@@ -186,6 +186,12 @@ fn bad_input_is_one_error_line_and_exit_2_on_every_rank() {
             "--rho = -0.001",
         ),
         (4, &["--layers", "9,6,5,2"], "8 features"),
+        // A run too big for the memory budget (RELIABILITY BI-9), named with its bytes.
+        (
+            4,
+            &["--layers", "8,6,5,2", "--max-memory-mb", "0.01"],
+            "--max-memory-mb 0.01 allows",
+        ),
     ];
     for (np, flags, expect) in cases {
         let o = run_mpi(np, &out, flags);

@@ -86,32 +86,30 @@ fn rank_bytes(
     values.checked_add(messages)?.checked_mul(8)
 }
 
-/// Refuse a run whose largest rank would not fit in the memory budget (RELIABILITY BI-9).
+/// Refuse a run whose largest rank would not fit in the memory budget (RELIABILITY BI-9); the
+/// serial reference holds rank 0's rows and every layer in one process.
 fn fits(cfg: &AdmmConfig, shape: &DataShape) -> Result<()> {
     let net = Net::new(cfg.sizes.clone());
     let n = cfg.train_rows.unwrap_or(shape.rows) as u128;
     let test = (shape.test_rows + cfg.holdout) as u128;
-    let per = if cfg.reference {
-        net.layers()
-    } else {
-        cfg.layers_per_rank
-    };
     let hint = "use --train-rows to train on fewer rows, narrower layers, more layer ranks (--layers-per-rank), or raise --max-memory-mb if the node has the memory";
     let budget = cfg.job.budget();
-    for (who, range) in std::iter::once(("rank 0".to_string(), None)).chain(
-        net.groups(per).into_iter().enumerate().map(|(r, g)| {
-            (
-                format!("layer rank {} (layers {}..={})", r + 1, g.start(), g.end()),
-                Some(g),
-            )
-        }),
-    ) {
-        let need = rank_bytes(cfg, &net, range.as_ref(), n, test);
-        let what = format!(
-            "{who} of this run ({} training rows, layers {})",
-            n, cfg.layers
-        );
-        budget.check(&what, need, hint)?;
+    let what = |who: &str| {
+        format!(
+            "{who} of this run ({n} training rows, layers {})",
+            cfg.layers
+        )
+    };
+    let rank0 = rank_bytes(cfg, &net, None, n, test);
+    if cfg.reference {
+        let all = rank_bytes(cfg, &net, Some(&(1..=net.layers())), n, test);
+        let need = rank0.zip(all).and_then(|(a, b)| a.checked_add(b));
+        return Ok(budget.check(&what("the serial reference"), need, hint)?);
+    }
+    budget.check(&what("rank 0"), rank0, hint)?;
+    for (r, g) in net.groups(cfg.layers_per_rank).into_iter().enumerate() {
+        let who = format!("layer rank {} (layers {}..={})", r + 1, g.start(), g.end());
+        budget.check(&what(&who), rank_bytes(cfg, &net, Some(&g), n, test), hint)?;
     }
     Ok(())
 }
