@@ -174,3 +174,84 @@ impl<T: Transport> Monitor<T> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::comm::local::{self, LocalPeer};
+    use crate::comm::protocol::{TAG_ACK, TAG_REPORT};
+    use crate::comm::PeerTransport;
+
+    fn send(p: &mut LocalPeer, h: Header, payload: &[f64]) {
+        let mut m = vec![0.0; HEADER_LEN + payload.len()];
+        h.write(&mut m);
+        m[HEADER_LEN..].copy_from_slice(payload);
+        PeerTransport::send(p, 0, h.kind.tag(), &m);
+    }
+
+    #[test]
+    fn reports_arrive_in_order_per_rank_and_out_of_order_is_refused() {
+        let mut peers = local::mesh(3).into_iter();
+        let mut mon = Monitor::new(peers.next().unwrap(), 2, 5);
+        let (mut a, mut b) = (peers.next().unwrap(), peers.next().unwrap());
+        assert!(mon.poll().unwrap().is_none());
+        send(&mut a, Header::report(5, 1, 0.5, 0.0, 2), &[1.0, 2.0]);
+        send(&mut b, Header::saved(6, 2), &[]);
+        match mon.poll().unwrap() {
+            Some(Event::Report {
+                rank,
+                header,
+                payload,
+            }) => {
+                assert_eq!((rank, header.iteration, header.compute_s), (1, 5, 0.5));
+                assert_eq!(payload, &[1.0, 2.0]);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            mon.poll().unwrap(),
+            Some(Event::Saved {
+                rank: 2,
+                iteration: 6
+            })
+        ));
+        assert_eq!(mon.next_report(1), 6);
+        // Rank 1 skips iteration 6; rank 2 sends a report naming rank 1; a report on the saved tag.
+        send(&mut a, Header::report(7, 1, 0.0, 0.0, 0), &[]);
+        assert!(mon.poll().unwrap_err().to_string().contains("expected 6"));
+        send(&mut b, Header::report(5, 1, 0.0, 0.0, 0), &[]);
+        assert!(mon.poll().unwrap_err().to_string().contains("names rank 1"));
+        let mut m = Header::report(5, 2, 0.0, 0.0, 0).to_message();
+        m[1] = 20.0; // kind Saved on the report tag
+        PeerTransport::send(&mut b, 0, TAG_REPORT, &m);
+        assert!(mon.poll().is_err());
+    }
+
+    #[test]
+    fn shutdown_reconciles_counts_and_names_a_silent_rank() {
+        let mut peers = local::mesh(3).into_iter();
+        let mut mon = Monitor::new(peers.next().unwrap(), 2, 0);
+        let (mut a, b) = (peers.next().unwrap(), peers.next().unwrap());
+        send(&mut a, Header::report(0, 1, 0.0, 0.0, 1), &[3.0]);
+        // Rank 1 answers STOP with its count (after a report rank 0 drains at shutdown); rank 2
+        // never answers.
+        let answer = std::thread::spawn(move || {
+            let mut a = a;
+            loop {
+                if let Some(m) = PeerTransport::probe(&mut a, 0) {
+                    let mut buf = vec![0.0; m.len];
+                    PeerTransport::receive(&mut a, m, &mut buf);
+                    if Header::parse(&buf).unwrap().kind == Kind::Stop {
+                        send(&mut a, Header::report(1, 1, 0.0, 0.0, 1), &[4.0]);
+                        PeerTransport::send(&mut a, 0, TAG_ACK, &Header::ack(1, 2).to_message());
+                        return;
+                    }
+                }
+            }
+        });
+        let open = mon.shutdown(0, Duration::from_millis(300)).unwrap();
+        answer.join().unwrap();
+        assert_eq!(open, vec![2]);
+        drop(b);
+    }
+}
