@@ -9,6 +9,10 @@
 //! SHA-256 over the stored state) and falls back to the previous generation with the reason
 //! logged when the newest one is bad.
 //!
+//! Format 2 adds the optimizer's moments (`/adam_m`, `/adam_v`, with Adam only). Format 1 files
+//! (no moments) still load; they can only come from gd or nesterov runs, and a resume checks
+//! that the state fits the optimizer.
+//!
 //! Besides `train`'s checkpoint ([`Checkpoint`]: the optimizer state), the same atomic write,
 //! generations and verification hold checkpoints of named arrays ([`ArrayCheckpoint`], under a
 //! file stem of the caller's: `gradcode admm` writes one per layer rank, `ckpt.layersA-B.h5`,
@@ -22,10 +26,13 @@ use ndarray::{Array1, ArrayViewD, IxDyn};
 use sha2::{Digest, Sha256};
 
 use super::IoError;
-use crate::optim::OptimizerState;
+use crate::optim::{AdamMoments, OptimizerState};
 
-/// Version of the checkpoint layout.
-pub const FORMAT_VERSION: u64 = 1;
+/// Version of the checkpoint layout written (2: with the optimizer's moments).
+pub const FORMAT_VERSION: u64 = 2;
+
+/// Versions read: 1 (before the moments) and 2.
+const READABLE: [u64; 2] = [1, 2];
 
 /// Everything needed to continue a run bit for bit.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,6 +58,12 @@ fn digest(c: &Checkpoint) -> String {
     h.update(c.config_hash.as_bytes());
     for v in c.state.w.iter().chain(c.state.w_prev.iter()) {
         h.update(v.to_le_bytes());
+    }
+    // Format 1 had no moments: without them the digest is the same.
+    if let Some(a) = &c.state.adam {
+        for v in a.m.iter().chain(a.v.iter()) {
+            h.update(v.to_le_bytes());
+        }
     }
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -203,6 +216,14 @@ pub fn save(dir: &Path, c: &Checkpoint) -> Result<PathBuf, IoError> {
             .with_data(&c.state.w_prev)
             .create("w_prev")
             .map_err(e)?;
+        if let Some(a) = &c.state.adam {
+            for (name, v) in [("adam_m", &a.m), ("adam_v", &a.v)] {
+                f.new_dataset_builder()
+                    .with_data(v)
+                    .create(name)
+                    .map_err(e)?;
+            }
+        }
         write_header(
             f,
             tmp,
@@ -252,14 +273,15 @@ impl Reader<'_> {
     }
 }
 
-/// Open checkpoint `path`, check its format version (attribute `version_attr`) and that the
-/// configuration hash is `expected_hash`; the reader and the hash.
+/// Open checkpoint `path`, check its format version (attribute `version_attr`, one of
+/// `readable`) and that the configuration hash is `expected_hash`; the reader, the hash and the
+/// version.
 fn open_verified<'p>(
     path: &'p Path,
     version_attr: &str,
-    version: u64,
+    readable: &[u64],
     expected_hash: &str,
-) -> Result<(Reader<'p>, String), IoError> {
+) -> Result<(Reader<'p>, String, u64), IoError> {
     if !path.exists() {
         return Err(IoError::NotFound {
             path: path.to_path_buf(),
@@ -271,9 +293,9 @@ fn open_verified<'p>(
     })?;
     let r = Reader { f, path };
     let found = r.u64(version_attr)?;
-    if found != version {
+    if !readable.contains(&found) {
         return Err(r.bad(format!(
-            "checkpoint format version {found}, this gradcode reads {version}"
+            "checkpoint format version {found}, this gradcode reads {readable:?}"
         )));
     }
     let config_hash = r.string("config_sha256")?;
@@ -284,13 +306,14 @@ fn open_verified<'p>(
             &expected_hash.get(..12).unwrap_or(expected_hash)
         )));
     }
-    Ok((r, config_hash))
+    Ok((r, config_hash, found))
 }
 
 /// Read and verify one checkpoint file.
 pub fn read(path: &Path, expected_hash: &str) -> Result<Checkpoint, IoError> {
     let bad = |m: String| IoError::layout(path, m);
-    let (r, config_hash) = open_verified(path, "format_version", FORMAT_VERSION, expected_hash)?;
+    let (r, config_hash, version) =
+        open_verified(path, "format_version", &READABLE, expected_hash)?;
     let f = &r.f;
     let vec = |name: &str| -> Result<Array1<f64>, IoError> {
         f.dataset(name)
@@ -303,6 +326,21 @@ pub fn read(path: &Path, expected_hash: &str) -> Result<Checkpoint, IoError> {
             "parameters have mismatched lengths or non-finite values".into(),
         ));
     }
+    let adam = if version >= 2 && f.link_exists("adam_m") {
+        let (m, v) = (vec("adam_m")?, vec("adam_v")?);
+        if m.len() != w.len()
+            || v.len() != w.len()
+            || m.iter().chain(v.iter()).any(|x| !x.is_finite())
+            || v.iter().any(|&x| x < 0.0)
+        {
+            return Err(bad(
+                "Adam's moments have mismatched lengths, non-finite or negative values".into(),
+            ));
+        }
+        Some(AdamMoments { m, v })
+    } else {
+        None
+    };
     let elapsed_s = r.f64("elapsed_s")?;
     let c = Checkpoint {
         iteration: r.u64("iteration")?,
@@ -310,6 +348,7 @@ pub fn read(path: &Path, expected_hash: &str) -> Result<Checkpoint, IoError> {
             w,
             w_prev,
             steps: r.u64("steps")?,
+            adam,
         },
         config_hash,
         seed: r.u64("seed")?,
@@ -428,10 +467,10 @@ pub fn save_arrays(dir: &Path, stem: &str, c: &ArrayCheckpoint) -> Result<PathBu
 
 /// Read and verify one named-array checkpoint file.
 pub fn read_arrays(path: &Path, expected_hash: &str) -> Result<ArrayCheckpoint, IoError> {
-    let (r, config_hash) = open_verified(
+    let (r, config_hash, _) = open_verified(
         path,
         "arrays_format_version",
-        ARRAYS_FORMAT_VERSION,
+        &[ARRAYS_FORMAT_VERSION],
         expected_hash,
     )?;
     let list = r.string("arrays")?;
@@ -490,6 +529,7 @@ mod tests {
                 w: Array1::from(vec![1.0, it as f64]),
                 w_prev: Array1::from(vec![0.5, 0.25]),
                 steps: it,
+                adam: None,
             },
             config_hash: "abc".into(),
             seed: 7,
@@ -535,6 +575,49 @@ mod tests {
         std::os::unix::fs::symlink(&target, d.path().join("ckpt.h5")).unwrap();
         assert!(save(d.path(), &ckpt(1)).is_err());
         assert_eq!(std::fs::read(&target).unwrap(), b"keep");
+    }
+
+    #[test]
+    fn adam_moments_round_trip_and_format_1_still_loads() {
+        let d = tempfile::tempdir().unwrap();
+        let mut c = ckpt(5);
+        c.state.adam = Some(AdamMoments {
+            m: Array1::from(vec![0.1, -0.2]),
+            v: Array1::from(vec![0.01, 0.04]),
+        });
+        save(d.path(), &c).unwrap();
+        let (back, _, _) = load(d.path(), "abc").unwrap();
+        assert_eq!(back, c);
+        // A flipped moment fails the checksum.
+        let p = d.path().join("ckpt.h5");
+        {
+            let f = File::open_rw(&p).unwrap();
+            f.dataset("adam_v")
+                .unwrap()
+                .write(&Array1::from(vec![0.01, 0.05]))
+                .unwrap();
+        }
+        let e = read(&p, "abc").unwrap_err().to_string();
+        assert!(e.contains("checksum"), "{e}");
+        // A format-1 file (gd/nesterov: no moments, the same checksum) still loads.
+        save(d.path(), &ckpt(6)).unwrap();
+        {
+            let f = File::open_rw(&p).unwrap();
+            f.attr("format_version")
+                .unwrap()
+                .write_scalar(&1u64)
+                .unwrap();
+        }
+        assert_eq!(read(&p, "abc").unwrap(), ckpt(6));
+        {
+            let f = File::open_rw(&p).unwrap();
+            f.attr("format_version")
+                .unwrap()
+                .write_scalar(&3u64)
+                .unwrap();
+        }
+        let e = read(&p, "abc").unwrap_err().to_string();
+        assert!(e.contains("format version 3"), "{e}");
     }
 
     #[test]

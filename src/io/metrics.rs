@@ -80,6 +80,9 @@ metric_enum! {
         Stale => "stale",
         /// Bytes of parameters rank 0 posted during this iteration.
         BytesSent => "bytes_sent",
+        /// Epochs completed after this iteration: (iteration + 1) / iterations per epoch
+        /// (`--batch`; without it every iteration is one epoch).
+        Epoch => "epoch",
         /// pdADMM (`admm`): the objective F = R(z_L; y) + Σ φ_l + Σ (ν/2)‖q_l − f(z_l)‖².
         Objective => "objective",
         /// pdADMM: the augmented Lagrangian L_ρ = F + Σ ⟨u_l, p_{l+1} − q_l⟩ + (ρ/2)‖p_{l+1} − q_l‖².
@@ -499,7 +502,10 @@ mod tests {
     fn names_are_the_schema_in_order() {
         let names: Vec<&str> = Metric::ALL.iter().map(|m| m.name()).collect();
         assert_eq!(names[..4], ["iteration", "wall_s", "elapsed_s", "decode_s"]);
-        assert_eq!(Metric::COUNT, 26);
+        // 20 until minibatches added `epoch`, at the end so older files read as before; then
+        // pdADMM's six.
+        assert_eq!(Metric::COUNT, 27);
+        assert_eq!(names[20], "epoch");
         assert_eq!(LayerMetric::Tau.path(), "layers/tau");
         assert_eq!(WorkerMetric::ArrivalS.path(), "timing/arrival_s");
         assert_eq!(WorkerMetric::InjectedS.path(), "stragglers/injected_s");

@@ -502,10 +502,7 @@ mod tests {
     fn a_matrix_child_is_told_the_in_file_path() {
         let d = tempfile::tempdir().unwrap();
         let f = d.path().join("m.h5");
-        let exe = fake(
-            d.path(),
-            "echo \"$1 $2 $3 $4 [${GRADCODE_VALIDATE_MATRIX-unset}]\"",
-        );
+        let exe = fake(d.path(), "echo \"$# [$1 $2 $3 $4 $5 $6]\"");
         let src = MatrixSource {
             file: f.clone(),
             object: Some("/grp/M".into()),
@@ -513,11 +510,13 @@ mod tests {
         let r = run_matrix_child(&exe, &src, &quick()).unwrap();
         assert_eq!(
             r.stdout.trim(),
-            format!("data validate --child {} [/grp/M]", f.display())
+            format!("6 [data validate --child {} --matrix /grp/M]", f.display())
         );
+        // No path: an empty one (the child searches the file).
         let r = run_matrix_child(&exe, &MatrixSource::file(&f), &quick()).unwrap();
-        assert!(r.stdout.trim().ends_with(" []"), "{}", r.stdout);
+        assert!(r.stdout.trim().starts_with("6 ["), "{}", r.stdout);
+        // A dataset child is not told of a matrix.
         let r = run_child(&exe, &f, &quick()).unwrap();
-        assert!(r.stdout.trim().ends_with(" [unset]"), "{}", r.stdout);
+        assert!(r.stdout.trim().starts_with("4 ["), "{}", r.stdout);
     }
 }
