@@ -9,6 +9,7 @@
 #
 #   scripts/bench_admm.sh                       # every part (about 1.5 h on a loaded 2-core node)
 #   PARTS="scaling stragglers" scripts/bench_admm.sh
+#   SKIP_DONE=1 scripts/bench_admm.sh            # only the runs without a complete result
 #
 # Writes results/bench/admm/runs/<name>/run.h5 (+ .log), commands.txt (the command of every run)
 # and summary.md (one table row per run, read from the files). Every run is full-batch pdADMM
@@ -39,7 +40,7 @@ fi
 subset() {
   [[ -f "$2" ]] && return 0
   "$PYTHON" - "$@" <<'PY'
-import sys, h5py, numpy as np
+import sys, h5py
 src, dst, n, hold = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 with h5py.File(src, "r") as f, h5py.File(dst, "w") as g:
     x, y = f["X"], f["y"]
@@ -51,13 +52,13 @@ with h5py.File(src, "r") as f, h5py.File(dst, "w") as g:
     for k, v in f.attrs.items():
         g.attrs[k] = v
     g.attrs["n_rows"] = n
-    g.attrs["nnz"] = int(np.count_nonzero(g["X"][:]))
+    g.attrs["nnz"] = g["X"].size  # dense: all stored values count
     g.attrs["source"] = f"the first {n} rows of {src.rsplit('/', 1)[-1]}" + (
         f", test split its last {hold} rows" if hold else "")
 PY
 }
 COMMANDS="$OUT/commands.txt"
-: > "$COMMANDS"
+touch "$COMMANDS"
 
 # run NAME NP ARGS...: one MPI job into runs/NAME (NP 0: the serial reference, no mpirun).
 run() {
@@ -69,11 +70,18 @@ run() {
   else
     cmd=("${MPI[@]}" -np "$np" "$BIN" "$@" --out "$dir" --force)
   fi
+  if [[ -n "${SKIP_DONE:-}" ]] && grep -qsE "complete after|status complete" "$dir.log"; then
+    echo "== $name: done before"
+    return 0
+  fi
+  # One line per run: a run repeated replaces its line.
+  grep -v "^$name: " "$COMMANDS" > "$COMMANDS.tmp" || true
+  mv "$COMMANDS.tmp" "$COMMANDS"
   echo "$name: ${cmd[*]}" | sed "s|$ROOT/||g" >> "$COMMANDS"
-  echo "== $name"
+  echo "== $name ($(date -u +%H:%M:%S), load $(cut -d' ' -f1-3 /proc/loadavg))"
   local t0=$SECONDS
   timeout 7200 "${cmd[@]}" > "$dir.log" 2>&1 || echo "   $name failed (exit $?; see $dir.log)"
-  echo "   $((SECONDS - t0)) s"
+  echo "   $((SECONDS - t0)) s (load $(cut -d' ' -f1-3 /proc/loadavg))"
 }
 
 has() { [[ " $PARTS " == *" $1 "* ]]; }
@@ -97,9 +105,9 @@ fi
 if has stragglers; then
   # 4,000 rows, 784-256-256-10, 40 iterations: no injected delay; layer rank 2 sleeping 1.5 s
   # every iteration; every rank sleeping an exponential delay of mean 0.5 s; each with
-  # --max-staleness 0 and 2.
+  # --max-staleness 0, 2 and 8.
   for model in none fixed:2:1500 exp:500; do
-    for k in 0 2; do
+    for k in 0 2 8; do
       run "strag-${model//[:,]/-}-k$k" 4 "${MLP[@]}" --data "$MNIST" --layers 784,256,256,10 \
         --train-rows 4000 --holdout 2000 --iterations 40 --eval-every 10 --log-every 10 \
         --straggler-model "$model" --max-staleness "$k"
