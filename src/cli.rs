@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::coding::{CodeKind, DecoderKind};
-use crate::config::{MatmulArgs, MatvecArgs, TrainArgs};
+use crate::config::{AdmmArgs, MatmulArgs, MatvecArgs, TrainArgs};
 
 /// Straggler-resilient distributed training by gradient coding over MPI.
 ///
@@ -60,6 +60,11 @@ pub enum Command {
     /// Coded AᵀB under `mpirun -np N+1` (polynomial codes, MatDot); rank 0 decodes from the
     /// first threshold results.
     Matmul(MatmulArgs),
+    /// Train an MLP by pdADMM under `mpirun -np 1+L`: model parallelism without backpropagation
+    /// (rank 0 records, layer rank l holds layer l and talks only to its two neighbours); with
+    /// --reference the serial reference in one process.
+    #[command(allow_negative_numbers = true)]
+    Admm(Box<AdmmArgs>),
     /// Recover the results file of a killed job (status `running`): keep its complete
     /// iterations in a consistent copy with status `recovered`; the original is kept as
     /// `run.h5.killed`.
@@ -440,11 +445,11 @@ pub fn exit_on_parse_error(e: clap::Error) -> ! {
 }
 
 impl Command {
-    /// Whether the command runs as an MPI job (train, matvec, matmul).
+    /// Whether the command runs as an MPI job (train, matvec, matmul, admm).
     pub fn is_mpi_job(&self) -> bool {
         matches!(
             self,
-            Command::Train(_) | Command::Matvec(_) | Command::Matmul(_)
+            Command::Train(_) | Command::Matvec(_) | Command::Matmul(_) | Command::Admm(_)
         )
     }
 }

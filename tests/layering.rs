@@ -14,6 +14,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("cmd", 1),
     ("cli", 2),
     ("train", 3),
+    ("admm", 3),
     ("report", 3),
     ("error", 4),
     ("config", 5),

@@ -241,6 +241,7 @@ fn meta(cfg: &RunConfig, sim: &Simulator, replayed: &str) -> RunMeta {
         config_toml: cfg.to_toml(),
         code_matrix: code.matrix(),
         n_workers: cfg.workers(),
+        n_layers: 0,
     }
 }
 

@@ -38,15 +38,7 @@ pub fn run(args: &TrainArgs) -> Result<i32> {
 }
 
 fn wants_reference(args: &TrainArgs) -> bool {
-    args.reference
-        || args
-            .job
-            .config
-            .as_ref()
-            .and_then(|p| std::fs::read_to_string(p).ok())
-            .and_then(|t| t.parse::<toml::Table>().ok())
-            .and_then(|t| t.get("reference").and_then(|v| v.as_bool()))
-            .unwrap_or(false)
+    super::reference_requested(args.reference, args.job.config.as_deref())
 }
 
 fn run_mpi(world: &World, args: &TrainArgs) -> Result<i32> {
@@ -360,6 +352,7 @@ fn setup_rank0(
         code_matrix,
         // The reference with --batch knows a worker count (its partitions) but has no workers.
         n_workers: if cfg.reference { 0 } else { cfg.workers() },
+        n_layers: 0,
     };
     let writer = RunWriter::create(&cfg.job.results_path(), &meta, initial.as_ref())?;
     Ok(Rank0 {

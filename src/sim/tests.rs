@@ -10,7 +10,7 @@ use ndarray::{Array1, Array2};
 use super::*;
 use crate::coding::{self, CodeKind, GradientCode};
 use crate::comm::OnDeadline;
-use crate::io::metrics::{LateRow, Metric, RecordedRows, WorkerMetric};
+use crate::io::metrics::{LateRow, LayerMetric, Metric, RecordedRows, WorkerMetric};
 use crate::straggler::StragglerSchedule;
 
 const FREE: LinkModel = LinkModel {
@@ -407,6 +407,7 @@ fn rows(iters: usize) -> RecordedRows {
         scalars,
         per_worker,
         present,
+        per_layer: vec![Array2::zeros((iters, 0)); LayerMetric::ALL.len()],
         late: Vec::new(),
     }
 }
