@@ -212,7 +212,7 @@ fn limited_command(exe: &Path, file: &Path, limits: &Limits) -> Command {
                 rlim_max: 0,
             };
             let top = if libc::getrlimit(libc::RLIMIT_NOFILE, &mut open_max) == 0 {
-                (open_max.rlim_cur as u64).min(65_536) as libc::c_int
+                open_max.rlim_cur.min(65_536) as libc::c_int
             } else {
                 1024
             };
@@ -399,8 +399,8 @@ fn classify(ended: &Ended, signal: Option<i32>, stderr: &str, limits: &Limits) -
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
     use std::os::fd::AsRawFd;
+    use std::os::unix::fs::PermissionsExt;
     use std::path::PathBuf;
 
     fn fake(dir: &Path, body: &str) -> PathBuf {
