@@ -189,6 +189,13 @@ fn coded_matvec_training_checkpoints_resumes_bit_identical_and_reruns_from_its_c
         json.contains("mds-rotation") && json.contains("\"complete\""),
         "{json}"
     );
+    // Issue 24 item 9: after a resume, the run's own /summary and the report give the same p50,
+    // over the whole run.
+    let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let report_p50 = parsed["runs"][0]["p50_s"].as_f64().unwrap();
+    let summary_p50 =
+        results::read_num_attr(&cut.join("run.h5"), "summary", "time_per_iteration_p50_s").unwrap();
+    assert_eq!(report_p50, summary_p50);
 
     // The written config re-runs the job (--out moved elsewhere) to the same parameters.
     let again = fresh("mds-again");
@@ -719,4 +726,56 @@ fn rough_edges_a_new_user_hit() {
         diff < 1e-8,
         "MPI vs reference with --no-intercept and nesterov-t: {diff:e}"
     );
+}
+
+/// Issue 24 item 3 under a launcher: a terminal's Ctrl-C hits the whole foreground process group.
+/// Open MPI's `mpirun` aborts the job on SIGINT and returns 1 whatever the ranks did, so
+/// `jobscripts/workstation.sh` runs the launcher in its own session and turns Ctrl-C into USR1:
+/// the ranks checkpoint and the script exits 75.
+#[test]
+fn ctrl_c_on_the_workstation_script_checkpoints_and_exits_75() {
+    use std::os::unix::process::CommandExt;
+    let _g = serial();
+    let run = fresh("ws-ctrl-c");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut child = Command::new(root.join("jobscripts/workstation.sh"))
+        .current_dir(root)
+        .env("GRADCODE", BIN)
+        .env("DATA", logistic())
+        .env("ITERATIONS", "10000000")
+        .env("STRAGGLERS", "fixed:1:5")
+        .env("WORKERS", "2")
+        .env("RUN_DIR", &run)
+        .env("GRADCODE_LAUNCH_GRACE", "1")
+        .env("EXTRA_ARGS", "--log-every 1000000")
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while !run.join("run.h5").exists() && t.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let pgid = child.id().to_string();
+    let _ = Command::new("kill")
+        .args(["-INT", "--", &format!("-{pgid}")])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the script did not end after Ctrl-C"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(75));
+    assert_eq!(attr(&run, "", "status"), "interrupted");
+    assert!(run.join("ckpt.h5").exists());
 }

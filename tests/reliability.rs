@@ -767,6 +767,7 @@ fn ckpt(it: u64, hash: &str) -> Checkpoint {
             w: Array1::from(vec![MARKER, it as f64, 3.0]),
             w_prev: Array1::from(vec![0.5, 0.25, 0.125]),
             steps: it,
+            adam: None,
         },
         config_hash: hash.into(),
         seed: 7,

@@ -118,7 +118,7 @@ fn dim_of(args: &SimulateArgs, cfg: &RunConfig, files: &[TraceFile]) -> Result<u
     }
     if cfg.has_data() {
         let info = dataset::inspect(&cfg.data)?;
-        let m = model::build(cfg.model, info.n_features, info.task)?;
+        let m = model::build(cfg.model, &cfg.hidden, info.n_features, info.task)?;
         return Ok(m.dim());
     }
     files.iter().find_map(|f| f.dim).ok_or_else(|| {

@@ -9,6 +9,13 @@
 //! they finish and abandons the rest when rank 0 has moved on; rank 0 decodes every chunk from
 //! the workers that delivered it and sums.
 //!
+//! Minibatches (`--batch B`, [`crate::data::batch`]): every iteration each held partition gives
+//! B rows drawn from (seed, iteration, partition), the same on every worker that holds it, so
+//! the decoded sum is the exact gradient of the k·B rows. The worker keeps its stacked
+//! partitions whole and gathers each iteration's rows into reused buffers (timed as compute);
+//! with `--chunks C`, chunk q takes the q-th of C consecutive pieces of every held partition's
+//! B rows, a coded message of the same code over the pieces, as above.
+//!
 //! The gradient check: workers also send the uncoded gradient of every held sub-partition, and
 //! rank 0 compares the decoded gradient with their sum (PASSED when exact to 1e-8, or, for an
 //! approximate decoding, within the guaranteed bound Σ_q err(F_q)·‖G_q‖_F).
@@ -27,7 +34,8 @@ use crate::comm::{
     WorkerTransport,
 };
 use crate::config::RunConfig;
-use crate::data::{DataError, Dataset, Features};
+use crate::data::batch::{BatchPlan, Minibatch};
+use crate::data::{partition_ranges, DataError, Dataset, Features};
 use crate::error::{Error, Result};
 use crate::io::results::{AttrValue, LateRow, Metric, WorkerMetric};
 use crate::model::{Model, Workspace};
@@ -47,33 +55,44 @@ pub struct Chunk {
 /// What one worker holds: its partitions, split into chunks (one chunk unless `--chunks`).
 #[derive(Debug)]
 pub struct Shard {
+    /// The chunks; with minibatches, the whole stacked partitions as one chunk, from which
+    /// every iteration's chunks are drawn.
     pub chunks: Vec<Chunk>,
+    /// With minibatches: the current iteration's chunks.
+    draws: Option<Draws>,
 }
 
 impl Shard {
     /// Split worker `w`'s stacked rows (`ranges[p]` = rows of its p-th held partition) into
-    /// `n_chunks` chunks. Every partition needs at least `n_chunks` rows.
+    /// `n_chunks` chunks. Every partition needs at least `n_chunks` rows. With a minibatch
+    /// `plan`, keep the rows whole: each iteration draws its chunks from them.
     pub fn new(
         code: &dyn GradientCode,
         w: usize,
         data: Dataset,
         ranges: Vec<Range<usize>>,
         n_chunks: usize,
+        plan: Option<BatchPlan>,
     ) -> Result<Shard, DataError> {
         let parts = code.assignment(w);
         let coefs = code.coefficients(w);
-        if n_chunks <= 1 {
+        if n_chunks <= 1 || plan.is_some() {
             let mut row_weights = Array1::zeros(data.n_rows());
             for (r, &c) in ranges.iter().zip(coefs) {
                 row_weights.slice_mut(ndarray::s![r.clone()]).fill(c);
             }
-            let parts = parts.iter().copied().zip(ranges).collect();
+            let whole = Chunk {
+                data,
+                row_weights,
+                parts: parts.iter().copied().zip(ranges).collect(),
+            };
+            let draws = match plan {
+                Some(p) => Some(Draws::new(&whole, p, n_chunks.max(1))?),
+                None => None,
+            };
             return Ok(Shard {
-                chunks: vec![Chunk {
-                    data,
-                    row_weights,
-                    parts,
-                }],
+                chunks: vec![whole],
+                draws,
             });
         }
         let splits: Vec<Vec<Range<usize>>> = ranges
@@ -89,7 +108,10 @@ impl Shard {
         let chunks = (0..n_chunks)
             .map(|q| Self::chunk(&data, &splits, parts, coefs, q))
             .collect::<Result<_, _>>()?;
-        Ok(Shard { chunks })
+        Ok(Shard {
+            chunks,
+            draws: None,
+        })
     }
 
     /// Chunk `q`: the q-th sub-range of every held partition, stacked.
@@ -129,10 +151,66 @@ impl Shard {
         })
     }
 
+    /// Chunks per iteration.
+    pub fn n_chunks(&self) -> usize {
+        self.draws
+            .as_ref()
+            .map_or(self.chunks.len(), |d| d.chunks.len())
+    }
+
     /// The order in which worker `w` processes its chunks.
     pub fn order(&self, w: usize) -> impl Iterator<Item = usize> + '_ {
-        let c = self.chunks.len();
+        let c = self.n_chunks();
         (0..c).map(move |t| (w + t) % c)
+    }
+}
+
+/// A worker's minibatch of the current iteration: its chunks, refilled every iteration from
+/// the shard's whole partitions.
+#[derive(Debug)]
+struct Draws {
+    minibatch: Minibatch,
+    /// The batch positions (a sub-range of 0..B) each chunk takes of every partition.
+    pieces: Vec<Range<usize>>,
+    /// Chunk q of the current iteration (row weights and layout fixed, rows refilled).
+    chunks: Vec<Chunk>,
+}
+
+impl Draws {
+    /// `n_chunks` chunks of minibatches of `plan` drawn from `whole`.
+    fn new(whole: &Chunk, plan: BatchPlan, n_chunks: usize) -> Result<Draws, DataError> {
+        let pieces = partition_ranges(plan.batch(), n_chunks)?;
+        let minibatch = Minibatch::new(plan, whole.parts.iter().cloned())?;
+        let chunks = pieces
+            .iter()
+            .map(|piece| {
+                let mut row_weights = Vec::with_capacity(piece.len() * whole.parts.len());
+                let mut parts = Vec::with_capacity(whole.parts.len());
+                for (j, range) in &whole.parts {
+                    let coef = whole.row_weights[range.start];
+                    parts.push((*j, row_weights.len()..row_weights.len() + piece.len()));
+                    row_weights.extend(std::iter::repeat(coef).take(piece.len()));
+                }
+                Chunk {
+                    data: whole.data.slice_rows(0..0),
+                    row_weights: Array1::from(row_weights),
+                    parts,
+                }
+            })
+            .collect();
+        Ok(Draws {
+            minibatch,
+            pieces,
+            chunks,
+        })
+    }
+
+    /// Chunk `q` of iteration `t`, drawn from `whole`.
+    fn fill(&mut self, whole: &Chunk, q: usize, t: u64) -> &Chunk {
+        let c = &mut self.chunks[q];
+        self.minibatch
+            .gather(t, self.pieces[q].clone(), &whole.data, &mut c.data);
+        c
     }
 }
 
@@ -140,14 +218,14 @@ impl Shard {
 /// parameters rank 0 posts.
 pub struct CodedWorker<'a> {
     model: &'a dyn Model,
-    shard: &'a Shard,
+    shard: Shard,
     order: Vec<usize>,
     ws: Workspace,
 }
 
 impl<'a> CodedWorker<'a> {
     /// Worker index `w` (rank w + 1) serving `shard`.
-    pub fn new(model: &'a dyn Model, shard: &'a Shard, w: usize) -> Self {
+    pub fn new(model: &'a dyn Model, shard: Shard, w: usize) -> Self {
         CodedWorker {
             model,
             order: shard.order(w).collect(),
@@ -185,7 +263,8 @@ impl WorkerJob for CodedWorker<'_> {
     ) -> std::result::Result<(), CommError> {
         let w = ArrayView1::from(params);
         let len = self.model.dim() + 1;
-        let n_chunks = self.shard.chunks.len();
+        let n_chunks = self.shard.n_chunks();
+        let t = out.iteration();
         for (i, &q) in self.order.iter().enumerate() {
             // Newer parameters waiting (rank 0 decoded this iteration without us): skip the rest.
             if i > 0 && out.superseded() {
@@ -194,9 +273,13 @@ impl WorkerJob for CodedWorker<'_> {
                 }
                 return Ok(());
             }
-            let c = &self.shard.chunks[q];
             let (model, ws) = (self.model, &mut self.ws);
+            let Shard { chunks, draws } = &mut self.shard;
             out.send_result(q, len, |buf| {
+                let c = match draws {
+                    Some(d) => d.fill(&chunks[0], q, t),
+                    None => &chunks[q],
+                };
                 Self::gradient(
                     model,
                     ws,
@@ -212,7 +295,11 @@ impl WorkerJob for CodedWorker<'_> {
         if out.wants_check() {
             // The uncoded gradient of every held sub-partition (partition j, chunk q), as piece
             // j · chunks + q.
-            for (q, c) in self.shard.chunks.iter().enumerate() {
+            let chunks = match &self.shard.draws {
+                Some(d) => &d.chunks,
+                None => &self.shard.chunks,
+            };
+            for (q, c) in chunks.iter().enumerate() {
                 for (j, range) in &c.parts {
                     let x = c.data.x.slice_rows(range.clone());
                     let y = c.data.y.slice(ndarray::s![range.clone()]);

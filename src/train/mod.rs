@@ -109,7 +109,8 @@ pub struct Outcome {
 pub struct Setup<'a> {
     pub cfg: &'a RunConfig,
     pub model: &'a dyn Model,
-    /// Training rows in all (the objective's N).
+    /// Rows the loss sum of a step is over (the objective's N): the training rows, or k·B with
+    /// minibatches ([`RunConfig::step_rows`]).
     pub n_rows: usize,
     pub test: Option<Dataset>,
     pub writer: RunWriter,
@@ -178,13 +179,20 @@ pub fn run(setup: Setup<'_>, engine: &mut dyn GradientEngine) -> Outcome {
         }
     };
     log::info!(
-        "[rank 0] {}; model {} (dim {}), {} rows; iterations {}..{}",
+        "[rank 0] {}; model {} (dim {}), {} rows per step; iterations {}..{}{}",
         engine.describe(),
         tr.model.kind().name(),
         tr.model.dim(),
         tr.objective.n_rows,
         tr.first,
-        tr.cfg.iterations
+        tr.cfg.iterations,
+        match tr.cfg.batch {
+            Some(b) => format!(
+                " ({b} rows of each of {} partitions per step, {} iterations per epoch)",
+                tr.cfg.partitions, tr.cfg.per_epoch
+            ),
+            None => String::new(),
+        }
     );
     let mut t = tr.first;
     while t < tr.cfg.iterations {
@@ -234,11 +242,11 @@ impl<'a> Trainer<'a> {
                 ck.elapsed_s,
                 Optimizer::from_state(spec, ck.state),
             ),
-            None => (
-                0,
-                0.0,
-                Optimizer::new(spec, try_zeros(dim, "the parameters")?),
-            ),
+            None => {
+                let mut w = try_zeros(dim, "the parameters")?;
+                model.init_into(cfg.job.seed, w.view_mut());
+                (0, 0.0, Optimizer::new(spec, w))
+            }
         };
         let first_loss = initial.as_ref().and_then(|r| {
             r.column(Metric::TrainLoss)
@@ -344,6 +352,7 @@ impl<'a> Trainer<'a> {
             }
         };
         self.rec.set(Metric::Iteration, t as f64);
+        self.rec.set(Metric::Epoch, self.epochs_after(t));
         self.rec.set(Metric::WallS, start.elapsed().as_secs_f64());
         self.rec.set(Metric::TrainLoss, loss);
         self.last_loss = loss;
@@ -359,6 +368,11 @@ impl<'a> Trainer<'a> {
             return Ok(Next::Stop);
         }
         Ok(Next::Continue)
+    }
+
+    /// Epochs completed after iteration `t`.
+    fn epochs_after(&self, t: u64) -> f64 {
+        (t + 1) as f64 / self.cfg.per_epoch.max(1) as f64
     }
 
     fn record_check(&mut self, t: u64, c: Check) {
@@ -397,9 +411,10 @@ impl<'a> Trainer<'a> {
         }
         let cfg = self.cfg;
         let momentum = match cfg.optimizer {
-            crate::optim::OptimizerKind::Nesterov => {
+            crate::optim::OptimizerKind::Nesterov | crate::optim::OptimizerKind::Momentum => {
                 format!(" or --momentum (now {})", cfg.momentum)
             }
+            crate::optim::OptimizerKind::Adam => " or warm up (--warmup)".into(),
             crate::optim::OptimizerKind::Gd => String::new(),
         };
         let msg = format!(
@@ -429,13 +444,16 @@ impl<'a> Trainer<'a> {
             return;
         }
         let r = &self.rec;
-        let test = self
+        let mut tail = self
             .last_test
             .and_then(|e| e.accuracy)
             .map_or(String::new(), |a| format!("  test acc {a:.4}"));
+        if cfg.batch.is_some() {
+            tail.push_str(&format!("  epoch {:.2}", self.epochs_after(t)));
+        }
         if workers == 0 {
             log::info!(
-                "reference it {t:>5}/{}  loss {:.6}  iter {:7.2} ms{test}",
+                "reference it {t:>5}/{}  loss {:.6}  iter {:7.2} ms{tail}",
                 cfg.iterations,
                 r.get(Metric::TrainLoss),
                 r.get(Metric::WallS) * 1e3
@@ -443,7 +461,7 @@ impl<'a> Trainer<'a> {
             return;
         }
         log::info!(
-            "[rank 0] it {:>5}/{}  loss {:.6}  iter {:7.2} ms  oracle {:7.2} ms  responders {}/{}  late {}{test}",
+            "[rank 0] it {:>5}/{}  loss {:.6}  iter {:7.2} ms  oracle {:7.2} ms  responders {}/{}  late {}{tail}",
             t,
             cfg.iterations,
             r.get(Metric::TrainLoss),
