@@ -22,6 +22,7 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
         Command::Matmul(args) => gradcode::cmd::matmul::run(args)?,
         Command::Recover(args) => gradcode::cmd::recover::run(args)?,
         Command::Simulate(args) => gradcode::cmd::simulate::run(args)?,
+        Command::Tune(args) => gradcode::cmd::tune::run(args)?,
     })
 }
 
