@@ -28,7 +28,7 @@ export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM := 1
 export OPENBLAS_NUM_THREADS := 1
 export OMP_NUM_THREADS := 1
 
-.PHONY: deps test-deps build run data datasets test lint unit slurm mpich bench bench-smoke bench-approx clean help reliability fuzz fuzz-smoke
+.PHONY: deps test-deps build run data datasets test lint unit slurm mpich bench bench-smoke bench-approx bench-tune clean help reliability fuzz fuzz-smoke
 
 # $(call apt_install,TARGET,PACKAGES): install the packages not yet installed (apt-get update
 # first; no terminal in CI, so DEBIAN_FRONTEND=noninteractive, kept under sudo).
@@ -136,6 +136,12 @@ bench: build
 # and more-than-s delays on a9a; writes results/bench/approx/README.md (about 2 minutes).
 bench-approx: build
 	bash scripts/bench_approx.sh
+
+# gradcode simulate and tune validated on this machine (issue 22): simulated vs real time per
+# iteration of the exact codes at n = 8, and the tuned configuration vs the candidates actually run
+# under exp:20 and fixed:1,2:300 on a9a; writes results/bench/tune/README.md (about 4 minutes).
+bench-tune: build
+	bash scripts/bench_tune.sh
 
 # The suite with tiny sizes (< 60 s once built): checks the harness, not the machine.
 bench-smoke: build

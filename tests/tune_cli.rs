@@ -93,6 +93,31 @@ fn the_tuned_config_runs_under_train() {
 }
 
 #[test]
+fn a_replay_simulates_the_recorded_run_by_default() {
+    let prof = profile();
+    let out = workdir().join("replay-default");
+    let o = gradcode(&[
+        "simulate",
+        "--replay",
+        prof.to_str().unwrap(),
+        "--iterations",
+        "5",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", output_text(&o));
+    let f = out.join("run.h5");
+    assert_eq!(
+        results::read_str_attr(&f, "config", "code").unwrap(),
+        "uncoded"
+    );
+    assert_eq!(
+        results::read_str_attr(&f, "config", "straggler-model").unwrap(),
+        "exp:20"
+    );
+}
+
+#[test]
 fn the_time_per_iteration_objective_and_more_workers() {
     let prof = profile();
     let toml_path = workdir().join("tuned16.toml");
