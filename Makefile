@@ -28,7 +28,7 @@ export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM := 1
 export OPENBLAS_NUM_THREADS := 1
 export OMP_NUM_THREADS := 1
 
-.PHONY: deps test-deps build run data datasets test lint unit slurm mpich bench bench-smoke bench-approx bench-admm clean help reliability fuzz fuzz-smoke
+.PHONY: deps test-deps build run data datasets test lint unit slurm mpich bench bench-smoke bench-approx bench-admm bench-tune clean help reliability fuzz fuzz-smoke
 
 # $(call apt_install,TARGET,PACKAGES): install the packages not yet installed (apt-get update
 # first; no terminal in CI, so DEBIAN_FRONTEND=noninteractive, kept under sudo).
@@ -143,6 +143,12 @@ bench-approx: build
 # cores; PARTS="scaling stragglers" for some). See docs/admm.md.
 bench-admm: build data test-deps
 	bash scripts/bench_admm.sh
+
+# gradcode simulate and tune validated on this machine (issue 22): simulated vs real time per
+# iteration of the exact codes at n = 8, and the tuned configuration vs the candidates actually run
+# under exp:20 and fixed:1,2:300 on a9a; writes results/bench/tune/README.md (about 4 minutes).
+bench-tune: build
+	bash scripts/bench_tune.sh
 
 # The suite with tiny sizes (< 60 s once built): checks the harness, not the machine.
 bench-smoke: build

@@ -75,6 +75,51 @@ pub enum Command {
     /// `gradcode report` compares with real runs (docs/tuning.md).
     #[command(allow_negative_numbers = true)]
     Simulate(Box<SimulateArgs>),
+    /// Choose code, s, deadline policy and chunks for this machine: replay a short uncoded
+    /// profiling run (--profile), simulate the candidates, print them ranked by predicted time
+    /// to target and write the best as a `train --config` TOML (docs/tuning.md).
+    #[command(allow_negative_numbers = true)]
+    Tune(TuneArgs),
+}
+
+/// What `gradcode tune` ranks by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum TuneObjective {
+    /// Predicted seconds until the training loss reaches the profile's iterations to target.
+    #[default]
+    TimeToTarget,
+    /// Median seconds per iteration.
+    TimePerIteration,
+}
+
+/// Arguments of `gradcode tune`.
+#[derive(Debug, Clone, Args)]
+pub struct TuneArgs {
+    /// The profiling run: `run.h5` (or its folder) of a short `train --code uncoded` job with
+    /// the data, model, optimizer and straggler conditions to tune for (run it with mpirun or
+    /// sbatch; tune does not launch MPI jobs).
+    #[arg(long, value_name = "RUN.h5")]
+    pub profile: PathBuf,
+    /// Workers to tune for [default: the profile's]; more than the profile has draws every
+    /// worker from all profiled workers' samples.
+    #[arg(long, value_name = "N")]
+    pub np: Option<usize>,
+    /// Training loss the predicted time is measured to: the profile's first iteration at or
+    /// below it sets the iterations to target [default: the profile's whole length].
+    #[arg(long, value_name = "LOSS")]
+    pub target_loss: Option<f64>,
+    /// Wall seconds the search may take; candidates past it are skipped and counted.
+    #[arg(long, default_value_t = 60.0, value_name = "S")]
+    pub budget_s: f64,
+    /// What to rank by.
+    #[arg(long, value_enum, default_value_t)]
+    pub objective: TuneObjective,
+    /// Ranked candidates to print.
+    #[arg(long, default_value_t = 10)]
+    pub top: usize,
+    /// Where to write the best configuration (TOML in the keys of `train --config`).
+    #[arg(long, value_name = "FILE.toml", default_value = "tuned.toml")]
+    pub config_out: PathBuf,
 }
 
 /// Arguments of `gradcode simulate`: the settings of `train` (`--data` optional: it only sizes

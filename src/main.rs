@@ -23,6 +23,7 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
         Command::Admm(args) => gradcode::cmd::admm::run(args)?,
         Command::Recover(args) => gradcode::cmd::recover::run(args)?,
         Command::Simulate(args) => gradcode::cmd::simulate::run(args)?,
+        Command::Tune(args) => gradcode::cmd::tune::run(args)?,
     })
 }
 

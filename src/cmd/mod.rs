@@ -25,6 +25,7 @@ pub mod matvec;
 pub mod recover;
 pub mod simulate;
 pub mod train;
+pub mod tune;
 
 /// Exit code of a rank that stops because of an error another rank (rank 0) reports.
 pub const EXIT_INPUT: i32 = 2;

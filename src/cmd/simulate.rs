@@ -14,7 +14,7 @@ use std::path::PathBuf;
 
 use crate::cli::SimulateArgs;
 use crate::coding::{self, TrainCode};
-use crate::config::RunConfig;
+use crate::config::{RunConfig, TrainArgs};
 use crate::error::{Error, Result};
 use crate::io::dataset;
 use crate::io::results::WorkerMetric;
@@ -35,11 +35,10 @@ pub fn run(args: &SimulateArgs) -> Result<i32> {
         return Ok(0);
     }
     let default_workers = files.iter().map(|f| f.workers.len()).max();
-    // A replay's delays are the recorded ones: name the model they were drawn from.
-    let mut train = args.train.clone();
-    if train.job.straggler_model.is_none() {
-        train.job.straggler_model = files.iter().find_map(|f| f.straggler_model.clone());
-    }
+    let train = match files.iter().find_map(|f| f.recorded.as_deref()) {
+        Some(rec) => with_recorded_defaults(&args.train, rec),
+        None => args.train.clone(),
+    };
     let cfg = RunConfig::for_simulation(&train, default_workers)?;
     let sim = build(args, &cfg, &files)?;
     let replayed: Vec<String> = args
@@ -48,6 +47,33 @@ pub fn run(args: &SimulateArgs) -> Result<i32> {
         .map(|p| p.display().to_string())
         .collect();
     simulate_to_file(&cfg, sim, &replayed.join(" "))
+}
+
+/// The settings of a replay: what is not given is the first replayed run's (its code with s,
+/// degree and decoder when no `--code` is given; policy, deadlines, chunks, model, batch; the
+/// straggler model its delays were drawn from), so `simulate --replay RUN` simulates that run.
+fn with_recorded_defaults(given: &TrainArgs, rec: &TrainArgs) -> TrainArgs {
+    let mut a = given.clone();
+    if a.code.is_none() {
+        a.code = rec.code;
+        a.stragglers = a.stragglers.or(rec.stragglers);
+        a.degree = a.degree.or(rec.degree);
+        a.decoder = a.decoder.or(rec.decoder);
+        a.straggle_prob = a.straggle_prob.or(rec.straggle_prob);
+    }
+    a.on_deadline = a.on_deadline.or(rec.on_deadline);
+    a.chunks = a.chunks.or(rec.chunks);
+    a.model = a.model.or(rec.model);
+    a.hidden = a.hidden.clone().or_else(|| rec.hidden.clone());
+    a.batch = a.batch.or(rec.batch);
+    let (j, r) = (&mut a.job, &rec.job);
+    j.deadline_ms = j.deadline_ms.or(r.deadline_ms);
+    j.max_wait_ms = j.max_wait_ms.or(r.max_wait_ms);
+    j.straggler_model = j
+        .straggler_model
+        .clone()
+        .or_else(|| r.straggler_model.clone());
+    a
 }
 
 /// The recorded runs of `--replay`.

@@ -57,7 +57,7 @@ fn replay(delays: &[Vec<f64>], compute_per_share: f64) -> Workload {
         step_s: Vec::new(),
         gap_s: Vec::new(),
         dim: None,
-        straggler_model: None,
+        recorded: None,
     };
     let n = delays.len();
     Workload::Replay(Trace::new(&[file], n, ReplayOrder::Sequential, 1, false).unwrap())

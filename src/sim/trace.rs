@@ -66,8 +66,8 @@ pub struct TraceFile {
     pub gap_s: Vec<f64>,
     /// Parameters of the run's model (from `/model/w_final`), when the file has them.
     pub dim: Option<usize>,
-    /// The straggler model the run was recorded under (its `/config`).
-    pub straggler_model: Option<String>,
+    /// The recorded run's settings (its `/config`), when read from a file.
+    pub recorded: Option<Box<TrainArgs>>,
 }
 
 impl TraceFile {
@@ -98,7 +98,7 @@ impl TraceFile {
             .map(|w| w.len());
         let chunks = args.chunks.unwrap_or(1).max(1);
         let mut file = TraceFile::from_rows(&path, &rows, &shares, chunks, dim)?;
-        file.straggler_model = args.job.straggler_model;
+        file.recorded = Some(Box::new(args));
         Ok(file)
     }
 
@@ -149,7 +149,7 @@ impl TraceFile {
             step_s: step_samples(rows, chunks, first),
             gap_s: gap_samples(rows, first),
             dim,
-            straggler_model: None,
+            recorded: None,
         })
     }
 }
