@@ -255,6 +255,10 @@ pub struct CodeArgs {
     /// Straggle probability p of the stochastic code [default: s/n].
     #[arg(long, value_name = "P")]
     pub straggle_prob: Option<f64>,
+    /// Pieces m of the comm-efficient code: each worker holds s + m partitions and sends
+    /// ⌈dim/m⌉ values; 1 ≤ m ≤ n − s [default: 2, or 1 when n − s = 1].
+    #[arg(long, value_name = "M")]
+    pub split: Option<usize>,
     /// Random straggler sets per s that verify samples for the approximate codes.
     #[arg(long, default_value_t = 1000)]
     pub sets: usize,

@@ -154,25 +154,91 @@ fn exact_codes_match_the_serial_reference_with_and_without_a_straggler() {
                     "5000",
                 ],
             );
-            assert!(o.status.success(), "{name}: {}", output_text(&o));
-            assert_eq!(status(&run), "complete", "{name}");
-            let w = results::read_vector(&run.join("run.h5"), "model/w_final").unwrap();
-            let rel = rel_diff(&w, &w_ref);
-            assert!(
-                rel < 1e-8,
-                "{name}: relative difference to the reference {rel:e}"
-            );
-            let rows = results::read_rows(&run.join("run.h5"), None).unwrap();
+            let rows = assert_exact_run(&name, &o, &run, &w_ref);
             assert_eq!(rows.len(), 20);
-            assert!(
-                rows.column(Metric::Exact).iter().all(|&e| e == 1.0),
-                "{name}: not every iteration exact"
-            );
-            assert_eq!(
-                results::read_str_attr(&run.join("run.h5"), "validation", "check").unwrap(),
-                "PASSED",
-                "{name}"
-            );
+        }
+    }
+}
+
+/// A run that completed, ends within 1e-8 of the reference `w_ref`, decoded every iteration
+/// exactly and passed its gradient check; its rows.
+fn assert_exact_run(
+    name: &str,
+    o: &Output,
+    run: &Path,
+    w_ref: &ndarray::Array1<f64>,
+) -> results::RecordedRows {
+    assert!(o.status.success(), "{name}: {}", output_text(o));
+    assert_eq!(status(run), "complete", "{name}");
+    let f = run.join("run.h5");
+    let w = results::read_vector(&f, "model/w_final").unwrap();
+    let rel = rel_diff(&w, w_ref);
+    assert!(
+        rel < 1e-8,
+        "{name}: relative difference to the reference {rel:e}"
+    );
+    let rows = results::read_rows(&f, None).unwrap();
+    assert!(
+        rows.column(Metric::Exact).iter().all(|&e| e == 1.0),
+        "{name}: not every iteration exact"
+    );
+    assert_eq!(
+        results::read_str_attr(&f, "validation", "check").unwrap(),
+        "PASSED",
+        "{name}"
+    );
+    rows
+}
+
+/// `--code comm-efficient --split M` (Ye & Abbe): the MPI job matches the serial reference to
+/// 1e-8 with and without a straggler (and with partial work), every iteration decodes exactly,
+/// the first-iteration check passes, and every result message is ⌈dim/M⌉ + 1 values long
+/// (`/metrics/bytes_received` is a whole number of them after the checked first iteration).
+#[test]
+fn comm_efficient_matches_the_reference_with_messages_m_times_shorter() {
+    let _g = serial();
+    let w_ref = reference_w();
+    let dim: usize = 31; // 30 features and the intercept
+    let cases: &[(usize, usize, usize, &str, &str)] = &[
+        (6, 1, 2, "none", "1"),
+        (6, 1, 2, "fixed:2:150", "1"),
+        (6, 1, 1, "none", "1"),
+        (7, 2, 3, "fixed:3:100", "2"),
+    ];
+    for &(n, s, m, stragglers, chunks) in cases {
+        let name = format!("ce-{n}-{s}-{m}-{}-{chunks}", stragglers.replace(':', "_"));
+        let (o, run, _) = train(
+            n + 1,
+            &name,
+            &[
+                "--code",
+                "comm-efficient",
+                "-s",
+                &s.to_string(),
+                "--split",
+                &m.to_string(),
+                "--chunks",
+                chunks,
+                "--straggler-model",
+                stragglers,
+                "--deadline-ms",
+                "5000",
+            ],
+        );
+        let rows = assert_exact_run(&name, &o, &run, &w_ref);
+        if stragglers == "none" {
+            let message = (12 + dim.div_ceil(m) + 1) * 8;
+            for (t, &b) in rows
+                .column(Metric::BytesReceived)
+                .iter()
+                .enumerate()
+                .skip(1)
+            {
+                assert!(
+                    b > 0.0 && b % message as f64 == 0.0,
+                    "{name}: iteration {t} received {b} bytes, not a whole number of {message}-byte messages"
+                );
+            }
         }
     }
 }
@@ -1009,6 +1075,17 @@ fn bad_input_fails_cleanly_on_every_rank() {
             "not a worker rank",
         ),
         (1, vec!["--code", "frc", "-s", "1"], "mpirun -np N+1"),
+        // A split that does not fit: each worker holds s + m of the n partitions.
+        (
+            5,
+            vec!["--code", "comm-efficient", "-s", "1", "--split", "4"],
+            "m must be between 1 and n − s = 3",
+        ),
+        (
+            5,
+            vec!["--code", "cyclic-mds", "-s", "1", "--split", "2"],
+            "applies only to the comm-efficient code",
+        ),
         // An unknown code name is refused by the parser on every rank, printed once (rank 0).
         (
             5,

@@ -57,6 +57,11 @@ pub struct TrainArgs {
     /// by 1/(d(1 − p)), unbiased when workers straggle independently with probability p [default: s/n].
     #[arg(long, value_name = "P")]
     pub straggle_prob: Option<f64>,
+    /// Pieces m of the comm-efficient code (Ye & Abbe): each worker holds s + m partitions and
+    /// sends ⌈dim/m⌉ values instead of dim, so rank 0 receives m times fewer bytes;
+    /// 1 ≤ m ≤ n − s [default: 2, or 1 when n − s = 1].
+    #[arg(long, value_name = "M")]
+    pub split: Option<usize>,
     /// Policy when the deadline passes without a decodable set: wait (at most --max-wait-ms) or
     /// best-effort (decode least-squares optimally from what arrived) [default: wait].
     #[arg(long, value_enum)]
@@ -167,6 +172,9 @@ pub struct RunConfig {
     /// Straggle probability p of the stochastic code (None: s / n).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub straggle_prob: Option<f64>,
+    /// Pieces m of the comm-efficient code (None: its default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split: Option<usize>,
     /// Fold gradients one iteration late into the current decode (`--reuse-stale`).
     pub reuse_stale: bool,
     /// Continue from the checkpoint (operational: never written back).
@@ -242,6 +250,7 @@ impl RunConfig {
             degree: args.degree.or(file.degree),
             decoder: args.decoder.or(file.decoder),
             straggle_prob: args.straggle_prob.or(file.straggle_prob),
+            split: args.split.or(file.split),
             reuse_stale: args.reuse_stale || file.reuse_stale,
             resume: args.resume || file.resume,
             reference,
@@ -340,6 +349,9 @@ impl RunConfig {
             if self.degree.is_some() || self.decoder.is_some() || self.straggle_prob.is_some() {
                 return refuse("degree/decoder/straggle-prob", "set".into());
             }
+            if let Some(m) = self.split {
+                return refuse("split", m.to_string());
+            }
         }
         Ok(())
     }
@@ -365,6 +377,7 @@ impl RunConfig {
             degree: self.degree,
             decoder: self.decoder,
             straggle_prob: self.straggle_prob,
+            split: self.split,
         }
     }
 
@@ -392,6 +405,7 @@ impl RunConfig {
         "degree",
         "decoder",
         "straggle-prob",
+        "split",
     ];
 
     /// The effective settings in the keys of the flags (the serial reference's own: without the
@@ -440,6 +454,7 @@ impl RunConfig {
             self.chunks
         ) + &format!("degree={:?}\ndecoder={:?}\nstraggle_prob={:?}\n", self.degree, self.decoder, self.straggle_prob)
             // Only when set, so the hashes of runs without them are unchanged.
+            + &self.split.map_or(String::new(), |m| format!("split={m}\n"))
             + if self.reuse_stale { "reuse_stale=true\n" } else { "" }
             + if self.intercept { "" } else { "no_intercept=true\n" }
             + match self.momentum_schedule {
@@ -521,6 +536,11 @@ mod tests {
                 reference: true,
                 ..Default::default()
             },
+            TrainArgs {
+                code: Some(TrainCode::Gradient(CodeKind::CommEfficient)),
+                split: Some(3),
+                ..Default::default()
+            },
         ] {
             let mut a = args();
             a.code = extra.code;
@@ -529,6 +549,7 @@ mod tests {
             a.degree = extra.degree;
             a.reuse_stale = extra.reuse_stale;
             a.reference = extra.reference;
+            a.split = extra.split;
             a.job.straggler_model = extra.job.straggler_model.clone();
             a.job.max_memory_mb = extra.job.max_memory_mb;
             let c = RunConfig::from_args(&a, 9).unwrap();

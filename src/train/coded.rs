@@ -33,15 +33,44 @@ use crate::io::results::{AttrValue, LateRow, Metric, WorkerMetric};
 use crate::model::{Model, Workspace};
 use crate::straggler::StragglerSchedule;
 
-/// One chunk of a worker's work: for every held partition j, its q-th sub-partition, stacked.
+/// The rows of one chunk, as its code computes them.
+#[derive(Debug)]
+pub enum Rows {
+    /// One-pass codes (split m = 1): every held partition's rows stacked, with a per-row
+    /// coefficient (rows of partition j get b_ij).
+    Stacked {
+        data: Dataset,
+        row_weights: Array1<f64>,
+    },
+    /// Split codes (`comm-efficient`, m > 1): each held partition's rows apart, in assignment
+    /// order, since each partition's gradient is computed before its pieces are coded.
+    Apart(Vec<Dataset>),
+}
+
+/// One chunk of a worker's work: for every held partition j, its q-th sub-partition.
 #[derive(Debug)]
 pub struct Chunk {
-    /// Rows of this chunk.
-    pub data: Dataset,
-    /// Per-row coefficient: rows of partition j get b_ij.
-    pub row_weights: Array1<f64>,
-    /// (partition, local row range inside `data`) for every held partition.
+    pub rows: Rows,
+    /// (partition, local row range) for every held partition: inside the stacked data, or the
+    /// whole of its own dataset ([`Rows::Apart`]).
     pub parts: Vec<(usize, Range<usize>)>,
+}
+
+impl Chunk {
+    /// Features and labels of the `i`-th held partition's rows (a copy only when stacked).
+    fn partition(&self, i: usize) -> Option<(std::borrow::Cow<'_, Features>, ArrayView1<'_, f64>)> {
+        let (_, range) = self.parts.get(i)?;
+        Some(match &self.rows {
+            Rows::Stacked { data, .. } => (
+                std::borrow::Cow::Owned(data.x.slice_rows(range.clone())),
+                data.y.slice(ndarray::s![range.clone()]),
+            ),
+            Rows::Apart(pieces) => {
+                let d = pieces.get(i)?;
+                (std::borrow::Cow::Borrowed(&d.x), d.y.view())
+            }
+        })
+    }
 }
 
 /// What one worker holds: its partitions, split into chunks (one chunk unless `--chunks`).
@@ -52,7 +81,8 @@ pub struct Shard {
 
 impl Shard {
     /// Split worker `w`'s stacked rows (`ranges[p]` = rows of its p-th held partition) into
-    /// `n_chunks` chunks. Every partition needs at least `n_chunks` rows.
+    /// `n_chunks` chunks. Every partition needs at least `n_chunks` rows. A split code keeps
+    /// each partition's rows apart ([`Rows::Apart`]).
     pub fn new(
         code: &dyn GradientCode,
         w: usize,
@@ -62,6 +92,9 @@ impl Shard {
     ) -> Result<Shard, DataError> {
         let parts = code.assignment(w);
         let coefs = code.coefficients(w);
+        if code.split() > 1 {
+            return Self::apart(parts, &data, &ranges, n_chunks);
+        }
         if n_chunks <= 1 {
             let mut row_weights = Array1::zeros(data.n_rows());
             for (r, &c) in ranges.iter().zip(coefs) {
@@ -70,25 +103,60 @@ impl Shard {
             let parts = parts.iter().copied().zip(ranges).collect();
             return Ok(Shard {
                 chunks: vec![Chunk {
-                    data,
-                    row_weights,
+                    rows: Rows::Stacked { data, row_weights },
                     parts,
                 }],
             });
         }
-        let splits: Vec<Vec<Range<usize>>> = ranges
+        let splits = Self::sub_ranges(&ranges, n_chunks)?;
+        let chunks = (0..n_chunks)
+            .map(|q| Self::chunk(&data, &splits, parts, coefs, q))
+            .collect::<Result<_, _>>()?;
+        Ok(Shard { chunks })
+    }
+
+    /// `ranges[p]` cut into `n_chunks` consecutive sub-ranges each.
+    fn sub_ranges(
+        ranges: &[Range<usize>],
+        n_chunks: usize,
+    ) -> Result<Vec<Vec<Range<usize>>>, DataError> {
+        ranges
             .iter()
             .map(|r| {
-                crate::data::partition_ranges(r.len(), n_chunks).map(|sub| {
+                crate::data::partition_ranges(r.len(), n_chunks.max(1)).map(|sub| {
                     sub.into_iter()
                         .map(|s| r.start + s.start..r.start + s.end)
                         .collect()
                 })
             })
-            .collect::<Result<_, _>>()?;
-        let chunks = (0..n_chunks)
-            .map(|q| Self::chunk(&data, &splits, parts, coefs, q))
-            .collect::<Result<_, _>>()?;
+            .collect()
+    }
+
+    /// A split code's shard: chunk q holds the q-th sub-range of every held partition, apart.
+    fn apart(
+        parts: &[usize],
+        data: &Dataset,
+        ranges: &[Range<usize>],
+        n_chunks: usize,
+    ) -> Result<Shard, DataError> {
+        let splits = Self::sub_ranges(ranges, n_chunks)?;
+        let chunks = (0..n_chunks.max(1))
+            .map(|q| {
+                let pieces: Vec<Dataset> = splits
+                    .iter()
+                    .map(|sub| data.slice_rows(sub[q].clone()))
+                    .collect();
+                let parts = parts
+                    .iter()
+                    .zip(&pieces)
+                    .map(|(&j, d)| (j, 0..d.n_rows()))
+                    .collect();
+                Chunk {
+                    rows: Rows::Apart(pieces),
+                    parts,
+                }
+            })
+            .collect();
         Ok(Shard { chunks })
     }
 
@@ -119,12 +187,14 @@ impl Shard {
             at += len;
         }
         Ok(Chunk {
-            data: Dataset {
-                x,
-                y,
-                task: data.task,
+            rows: Rows::Stacked {
+                data: Dataset {
+                    x,
+                    y,
+                    task: data.task,
+                },
+                row_weights,
             },
-            row_weights,
             parts: local,
         })
     }
@@ -136,6 +206,49 @@ impl Shard {
     }
 }
 
+/// How a worker of a split code (m > 1) codes its partitions' gradients into one message of
+/// ⌈dim/m⌉ values and the loss: Σ_p Σ_u b[p, u] · (piece u of partition p's gradient).
+#[derive(Debug)]
+struct SplitEncoder {
+    m: usize,
+    /// ⌈dim/m⌉.
+    len: usize,
+    /// The worker's coefficients, `[p·m + u]`.
+    coefs: Vec<f64>,
+    /// One partition's gradient and loss (dim + 1).
+    grad: Vec<f64>,
+}
+
+impl SplitEncoder {
+    /// Code chunk `c`'s partitions at `w` into `out` (⌈dim/m⌉ values, then the loss coded with
+    /// piece 0's coefficients).
+    fn encode(
+        &mut self,
+        model: &dyn Model,
+        ws: &mut Workspace,
+        w: ArrayView1<f64>,
+        c: &Chunk,
+        out: &mut [f64],
+    ) {
+        let dim = model.dim();
+        out.fill(0.0);
+        for (p, cp) in self.coefs.chunks(self.m).enumerate() {
+            let Some((x, y)) = c.partition(p) else {
+                continue;
+            };
+            CodedWorker::gradient(model, ws, w, &x, y, None, &mut self.grad);
+            for (u, &b) in cp.iter().enumerate() {
+                let lo = (u * self.len).min(dim);
+                let hi = ((u + 1) * self.len).min(dim);
+                for (o, g) in out[..hi - lo].iter_mut().zip(&self.grad[lo..hi]) {
+                    *o += b * g;
+                }
+            }
+            out[self.len] += cp[0] * self.grad[dim];
+        }
+    }
+}
+
 /// A worker of gradient coding: the coded gradient (and loss) of each chunk of its shard at the
 /// parameters rank 0 posts.
 pub struct CodedWorker<'a> {
@@ -143,16 +256,34 @@ pub struct CodedWorker<'a> {
     shard: &'a Shard,
     order: Vec<usize>,
     ws: Workspace,
+    /// Split codes only.
+    split: Option<SplitEncoder>,
 }
 
 impl<'a> CodedWorker<'a> {
-    /// Worker index `w` (rank w + 1) serving `shard`.
-    pub fn new(model: &'a dyn Model, shard: &'a Shard, w: usize) -> Self {
+    /// Worker index `w` (rank w + 1) of `code` serving `shard`.
+    pub fn new(model: &'a dyn Model, shard: &'a Shard, code: &dyn GradientCode, w: usize) -> Self {
+        let m = code.split();
+        let split = (m > 1).then(|| SplitEncoder {
+            m,
+            len: crate::coding::piece_len(model.dim(), m),
+            coefs: code.coefficients(w).to_vec(),
+            grad: vec![0.0; model.dim() + 1],
+        });
         CodedWorker {
             model,
             order: shard.order(w).collect(),
             shard,
             ws: Workspace::default(),
+            split,
+        }
+    }
+
+    /// Values of one result message: the coded gradient (or one piece of it) and the loss.
+    fn result_len(&self) -> usize {
+        match &self.split {
+            Some(sp) => sp.len + 1,
+            None => self.model.dim() + 1,
         }
     }
 
@@ -184,7 +315,7 @@ impl WorkerJob for CodedWorker<'_> {
         out: &mut Responder<'_, T>,
     ) -> std::result::Result<(), CommError> {
         let w = ArrayView1::from(params);
-        let len = self.model.dim() + 1;
+        let len = self.result_len();
         let n_chunks = self.shard.chunks.len();
         for (i, &q) in self.order.iter().enumerate() {
             // Newer parameters waiting (rank 0 decoded this iteration without us): skip the rest.
@@ -195,29 +326,39 @@ impl WorkerJob for CodedWorker<'_> {
                 return Ok(());
             }
             let c = &self.shard.chunks[q];
-            let (model, ws) = (self.model, &mut self.ws);
+            let (model, ws, split) = (self.model, &mut self.ws, &mut self.split);
             out.send_result(q, len, |buf| {
-                Self::gradient(
-                    model,
-                    ws,
-                    w,
-                    &c.data.x,
-                    c.data.y.view(),
-                    Some(c.row_weights.view()),
-                    buf,
-                );
+                match (&c.rows, split) {
+                    (Rows::Stacked { data, row_weights }, _) => Self::gradient(
+                        model,
+                        ws,
+                        w,
+                        &data.x,
+                        data.y.view(),
+                        Some(row_weights.view()),
+                        buf,
+                    ),
+                    (Rows::Apart(_), Some(sp)) => sp.encode(model, ws, w, c, buf),
+                    (Rows::Apart(_), None) => {
+                        return Err(CommError::Fatal(
+                            "internal: a split shard without its encoder".into(),
+                        ))
+                    }
+                }
                 Ok(())
             })?;
         }
         if out.wants_check() {
             // The uncoded gradient of every held sub-partition (partition j, chunk q), as piece
-            // j · chunks + q.
+            // j · chunks + q, full length.
+            let check_len = self.model.dim() + 1;
             for (q, c) in self.shard.chunks.iter().enumerate() {
-                for (j, range) in &c.parts {
-                    let x = c.data.x.slice_rows(range.clone());
-                    let y = c.data.y.slice(ndarray::s![range.clone()]);
+                for (i, (j, _)) in c.parts.iter().enumerate() {
+                    let Some((x, y)) = c.partition(i) else {
+                        continue;
+                    };
                     let (model, ws) = (self.model, &mut self.ws);
-                    out.send_check(j * n_chunks + q, len, |buf| {
+                    out.send_check(j * n_chunks + q, check_len, |buf| {
                         Self::gradient(model, ws, w, &x, y, None, buf);
                         Ok(())
                     })?;
@@ -272,7 +413,7 @@ impl<T: Transport> CodedGradients<T> {
         let spec = CollectorSpec {
             workers: n,
             parts: chunks,
-            result_len: vec![vec![dim + 1; n]],
+            result_len: vec![vec![crate::coding::piece_len(dim, code.split()) + 1; n]],
             check_len: dim + 1,
             deadline: cfg.job.deadline(),
             max_wait: cfg.job.max_wait(),
@@ -324,9 +465,13 @@ impl<T: Transport> CodedGradients<T> {
             }
             // Borrowed from the cache (no copy of the weights on the hot path).
             let d = self.decoder.decode(set)?;
-            for (&w, &a) in d.responders.iter().zip(&d.weights) {
-                if a != 0.0 {
-                    g.scaled_add(a, &ArrayView1::from(self.c.payload(w, q)));
+            if d.pieces() > 1 {
+                add_pieces(d, |w| self.c.payload(w, q), self.dim, g);
+            } else {
+                for (&w, &a) in d.responders.iter().zip(&d.weights) {
+                    if a != 0.0 {
+                        g.scaled_add(a, &ArrayView1::from(self.c.payload(w, q)));
+                    }
                 }
             }
             exact &= d.exact;
@@ -531,6 +676,33 @@ impl<T: Transport> CodedGradients<T> {
             .map(|(&r, f2)| if r.is_nan() { (k as f64).sqrt() } else { r } * f2.sqrt())
             .sum();
         (rel, diff, norm, bound)
+    }
+}
+
+/// `g` += the gradient (`g[..dim]`) and loss (`g[dim]`) decoded by `d` (split m > 1) from the
+/// responders' messages (`message(w)`: ⌈dim/m⌉ values, then the loss coded with piece 0), in
+/// worker order.
+fn add_pieces<'m>(
+    d: &crate::coding::Decoding,
+    message: impl Fn(usize) -> &'m [f64],
+    dim: usize,
+    g: &mut Array1<f64>,
+) {
+    let m = d.pieces();
+    let len = crate::coding::piece_len(dim, m);
+    for (i, &w) in d.responders.iter().enumerate() {
+        let msg = message(w);
+        for u in 0..m {
+            let a = d.piece(u)[i];
+            if a == 0.0 {
+                continue;
+            }
+            let lo = (u * len).min(dim);
+            let hi = ((u + 1) * len).min(dim);
+            g.slice_mut(ndarray::s![lo..hi])
+                .scaled_add(a, &ArrayView1::from(&msg[..hi - lo]));
+        }
+        g[dim] += d.piece(0)[i] * msg[len];
     }
 }
 
