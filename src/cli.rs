@@ -372,7 +372,8 @@ pub fn one_line_parse_error(e: &clap::Error) -> String {
 
 /// Handle a failed parse: help and version go to stdout with exit 0 as clap does; an error is
 /// one `gradcode: error:` line on stderr (printed by rank 0 only under mpirun, so a job prints it
-/// once) and exit code 2 on every rank.
+/// once) and exit code 2 on every rank (the other ranks half a second later, so that the
+/// launcher's abort does not cut rank 0 off before it prints).
 pub fn exit_on_parse_error(e: clap::Error) -> ! {
     use clap::error::ErrorKind;
     match e.kind() {
@@ -382,6 +383,10 @@ pub fn exit_on_parse_error(e: clap::Error) -> ! {
         _ => {
             if is_launcher_rank_zero() {
                 eprintln!("gradcode: error: {}", one_line_parse_error(&e));
+            } else {
+                // The launcher aborts the job when the first rank exits non-zero; give rank 0
+                // (perhaps started later on a loaded node) the time to print the one line.
+                std::thread::sleep(std::time::Duration::from_millis(500));
             }
             std::process::exit(2)
         }

@@ -243,6 +243,82 @@ fn comm_efficient_matches_the_reference_with_messages_m_times_shorter() {
     }
 }
 
+/// `--compress` on a comm-efficient code (m = 2): every compressor, with and without error
+/// feedback, finishes; every result message is (12 + wire + 1) values with the compressor's
+/// fixed wire length (fewer bytes than uncompressed); the first-iteration check PASSES on the
+/// uncompressed decode while `compress_rel_err` records what compression changed at every
+/// check; `decode_weight_sq` is recorded every iteration; no iteration counts as exact; and
+/// the unbiased or error-corrected runs end near the reference's training loss.
+#[test]
+fn every_compressor_finishes_records_bytes_and_its_error() {
+    use gradcode::compress::Compressor;
+    let _g = serial();
+    let _ = reference_w();
+    let ref_rows = results::read_rows(&workdir().join("reference/run.h5"), None).unwrap();
+    let ref_loss = *ref_rows.column(Metric::TrainLoss).last().unwrap();
+    let len = 16; // ⌈31/2⌉
+    for (spec, ef) in [
+        ("qsgd:4", false),
+        ("qsgd:4", true),
+        ("topk:0.25", false),
+        ("topk:0.25", true),
+        ("sign", false),
+        ("sign", true),
+    ] {
+        let name = format!("compress-{}-{ef}", spec.replace(':', "_"));
+        let mut extra = vec![
+            "--code",
+            "comm-efficient",
+            "-s",
+            "1",
+            "--split",
+            "2",
+            "--compress",
+            spec,
+            "--check-gradient-every",
+            "5",
+            "--deadline-ms",
+            "5000",
+        ];
+        if ef {
+            extra.push("--error-feedback");
+        }
+        let (o, run, _) = train(7, &name, &extra);
+        assert!(o.status.success(), "{name}: {}", output_text(&o));
+        assert_eq!(status(&run), "complete", "{name}");
+        let f = run.join("run.h5");
+        assert_eq!(
+            results::read_str_attr(&f, "validation", "check").unwrap(),
+            "PASSED",
+            "{name}"
+        );
+        let rows = results::read_rows(&f, None).unwrap();
+        let c: Compressor = spec.parse().unwrap();
+        let message = (12 + c.wire_len(len) + 1) * 8;
+        assert!(message < (12 + len + 1) * 8, "{name}");
+        for (t, &b) in rows.column(Metric::BytesReceived).iter().enumerate() {
+            assert!(
+                b > 0.0 && b % message as f64 == 0.0,
+                "{name}: iteration {t} received {b} bytes, not whole {message}-byte messages"
+            );
+        }
+        let cerr = rows.column(Metric::CompressRelErr);
+        for (t, e) in cerr.iter().enumerate() {
+            assert_eq!(e.is_finite(), t % 5 == 0, "{name}: iteration {t}: {e}");
+        }
+        assert!(cerr[0] > 0.0, "{name}: compression changed nothing");
+        assert!(rows.column(Metric::DecodeWeightSq).iter().all(|v| *v > 0.0));
+        assert!(rows.column(Metric::Exact).iter().all(|&e| e == 0.0));
+        let loss = *rows.column(Metric::TrainLoss).last().unwrap();
+        if ef || spec.starts_with("qsgd") {
+            assert!(
+                (loss - ref_loss).abs() < 0.05 * ref_loss,
+                "{name}: final loss {loss} vs the reference's {ref_loss}"
+            );
+        }
+    }
+}
+
 #[test]
 fn approximate_decodings_finish_and_record_their_residuals() {
     let _g = serial();
@@ -1075,6 +1151,20 @@ fn bad_input_fails_cleanly_on_every_rank() {
             "not a worker rank",
         ),
         (1, vec!["--code", "frc", "-s", "1"], "mpirun -np N+1"),
+        // Compression settings: a fraction of 0, low rank on a GLM, an unknown compressor
+        // (the parser, on every rank), error feedback without a compressor.
+        (
+            5,
+            vec!["--compress", "topk:0"],
+            "invalid value 'topk:0' for '--compress <SPEC>': the fraction of entries kept must be a number in (0, 1]",
+        ),
+        (
+            5,
+            vec!["--compress", "lowrank:2"],
+            "--compress lowrank on a GLM (logistic)",
+        ),
+        (5, vec!["--compress", "zip"], "unknown compressor"),
+        (5, vec!["--error-feedback"], "needs a compressor"),
         // A split that does not fit: each worker holds s + m of the n partitions.
         (
             5,

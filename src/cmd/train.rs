@@ -228,7 +228,8 @@ fn run_coded(world: &World, cfg: &RunConfig, code: Box<dyn GradientCode>) -> Res
             finish_rank0(cfg, model.as_ref(), shape.rows, *r0, &mut engine)
         }
         Ok(Loaded::Shard(shard)) => {
-            let mut job = CodedWorker::new(model.as_ref(), &shard, code.as_ref(), rank - 1);
+            let mut job = CodedWorker::new(model.as_ref(), &shard, code.as_ref(), rank - 1)
+                .compressing(cfg.compress, cfg.error_feedback, cfg.job.seed);
             serve(world, cfg, cfg.chunks, &mut job)
         }
         Ok(_) => Err(Error::Check("internal: unexpected start-up state".into())),

@@ -11,7 +11,8 @@
 //!   oversubscribed node is not starved) and receives every message: late ones are drained,
 //!   recorded ([`LateArrival`]) and never used (unless `reuse_stale` folds one that is exactly one
 //!   round late into the round being collected); invalid ones (header, sender, length, round,
-//!   part, non-finite values) are erasures, counted and logged.
+//!   part, non-finite values, a compressed vector that does not decompress) are erasures,
+//!   counted and logged.
 //! - No collective after start-up; no send is ever cancelled; STOP is answered by every worker
 //!   with its message count and rank 0 drains until the counts match (or a bound passes: the
 //!   workers that never answered are returned so the job can abort).
@@ -34,6 +35,7 @@ use super::protocol::{
     payload_is_finite, Header, Kind, FLAG_CHECK, HEADER_LEN, TAG_PARAMS, TAG_STOP,
 };
 use super::{CommError, Incoming, SendSlot, Transport};
+use crate::compress::Compressor;
 
 /// What rank 0 does when the deadline passes before the responders can be decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
@@ -66,6 +68,10 @@ pub struct CollectorSpec {
     pub reuse_stale: bool,
     /// Hand new parameters to a worker still busy with one older round.
     pub overlap: bool,
+    /// Results start with a vector of this many values compressed by this compressor (the job's
+    /// own values follow): a payload that does not decompress is rejected like any other
+    /// invalid message. None: plain values.
+    pub compressed: Option<(Compressor, usize)>,
 }
 
 impl CollectorSpec {
@@ -87,6 +93,7 @@ impl CollectorSpec {
             on_deadline: OnDeadline::Wait,
             reuse_stale: false,
             overlap: false,
+            compressed: None,
         }
     }
 }
@@ -631,6 +638,11 @@ impl<T: Transport> Collector<T> {
         }
         if !payload_is_finite(&self.staging[HEADER_LEN..]) {
             return Err("non-finite values in the payload".into());
+        }
+        if let Some((c, len)) = &self.spec.compressed {
+            let wire = &self.staging[HEADER_LEN..];
+            c.validate(&wire[..c.wire_len(*len).min(wire.len())], *len)
+                .map_err(|e| e.to_string())?;
         }
         Ok(h)
     }

@@ -67,6 +67,7 @@ fn spec(n: usize, len: usize, deadline_ms: u64, max_wait_ms: u64, on: OnDeadline
         on_deadline: on,
         reuse_stale: false,
         overlap: false,
+        compressed: None,
     }
 }
 
@@ -137,8 +138,9 @@ fn best_effort_stops_at_the_deadline_and_wait_fails_naming_the_silent() {
         let (hub, workers) = local::world(3);
         let threads = serve_all(workers, 1, "fail:2@0");
         let mut c = Collector::new(hub, spec(3, 1, 50, 150, on));
-        c.begin(0, 0, &[1.0], 0);
+        // The deadline counts from the post, inside `begin`: time from before it.
         let t = Instant::now();
+        c.begin(0, 0, &[1.0], 0);
         let got = c.collect(&mut Count(3), None, &mut no_idle());
         let took = t.elapsed();
         c.end();
@@ -240,6 +242,55 @@ fn malformed_and_stale_messages_are_erasures_counted_and_never_used() {
     for h in honest {
         h.join().unwrap();
     }
+}
+
+/// With compressed results (`--compress`), a payload of the right length and finite values that
+/// does not decompress (a top-k index out of range) is an erasure like any other invalid message;
+/// a well-formed one is accepted.
+#[test]
+fn a_compressed_result_that_does_not_decompress_is_an_erasure() {
+    use crate::compress::{Compressor, NoiseKey};
+    // A vector of 5: the 3 largest values, then one word of three 3-bit indices.
+    let c = Compressor::TopK { fraction: 0.5 };
+    let wire_len = c.wire_len(5);
+    assert_eq!(wire_len, 4);
+    let (hub, mut workers) = local::world(2);
+    let honest = rogue(
+        workers.pop().unwrap(),
+        move |h, _| {
+            let mut wire = vec![0.0; wire_len];
+            c.compress(&[1.0, -4.0, 0.5, 3.0, 0.0], NoiseKey::default(), &mut wire)
+                .unwrap();
+            let hd = Header::result(h.iteration, 2, 0, 0, wire_len);
+            vec![(TAG_RESULT, result_msg(hd, &wire))]
+        },
+        false,
+    );
+    let bad = rogue(
+        workers.pop().unwrap(),
+        move |h, _| {
+            // Indices 7, 1 and 2 in a vector of 5.
+            let wire = [1.0, 2.0, 3.0, f64::from_bits(7 | (1 << 3) | (2 << 6))];
+            let hd = Header::result(h.iteration, 1, 0, 0, wire_len);
+            vec![(TAG_RESULT, result_msg(hd, &wire[..wire_len]))]
+        },
+        true,
+    );
+    let mut sp = spec(2, wire_len, 200, 5000, OnDeadline::BestEffort);
+    sp.compressed = Some((c, 5));
+    let mut c0 = Collector::new(hub, sp);
+    c0.begin(0, 0, &[0.0], 0);
+    let got = c0.collect(&mut Count(2), None, &mut no_idle()).unwrap();
+    assert_eq!(got, Collected::Deadline);
+    c0.end();
+    assert_eq!(c0.round().responders[0], vec![1]);
+    assert_eq!(c0.rejected_by_worker(), vec![1, 0]);
+    let mut out = [0.0; 5];
+    c.decompress(c0.payload(1, 0), &mut out).unwrap();
+    assert_eq!(out, [1.0, -4.0, 0.0, 3.0, 0.0]);
+    let _ = c0.shutdown(0, Duration::from_millis(300));
+    bad.join().unwrap();
+    honest.join().unwrap();
 }
 
 #[test]

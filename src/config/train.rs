@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 use super::{invalid, read_settings, ConfigError, JobArgs, JobConfig};
 use crate::coding::{CodeKind, CodeOptions, DecoderKind, TrainCode};
 use crate::comm::OnDeadline;
+use crate::compress::Compressor;
 use crate::model::ModelKind;
 use crate::optim::{MomentumSchedule, OptimizerKind, OptimizerSpec};
 
@@ -120,6 +121,18 @@ pub struct TrainArgs {
     /// worker's work [default: 1].
     #[arg(long, value_name = "C")]
     pub chunks: Option<usize>,
+    /// Compress every coded message at its sender (rank 0 decompresses before decoding):
+    /// none; qsgd:LEVELS (stochastic quantization to LEVELS levels, unbiased); topk:FRACTION
+    /// (the largest FRACTION of the entries, as index/value pairs); sign (one bit per entry and
+    /// the mean magnitude); lowrank:RANK (matrix parameters of neural networks only). Biased
+    /// compressors (topk, sign) want --error-feedback [default: none].
+    #[arg(long, value_name = "SPEC")]
+    pub compress: Option<Compressor>,
+    /// Error feedback at each worker: send C(c + e), keep e ← c + e − C(c + e) per coded message;
+    /// a message the worker skips leaves e for the next one it sends. Needs --compress.
+    #[arg(long)]
+    #[serde(default)]
+    pub error_feedback: bool,
     /// Fold a coded gradient that arrives one iteration late into the current decode in place of
     /// its worker's missing fresh one (SAG-style stale reuse), rather than drop it; older ones
     /// are still dropped. A fresh message from the same worker replaces it. Recorded per
@@ -177,6 +190,12 @@ pub struct RunConfig {
     pub split: Option<usize>,
     /// Fold gradients one iteration late into the current decode (`--reuse-stale`).
     pub reuse_stale: bool,
+    /// Compressor of the coded messages (`--compress`).
+    #[serde(default, skip_serializing_if = "Compressor::is_none")]
+    pub compress: Compressor,
+    /// Error feedback on the compressed messages (`--error-feedback`).
+    #[serde(default)]
+    pub error_feedback: bool,
     /// Continue from the checkpoint (operational: never written back).
     #[serde(skip)]
     pub resume: bool,
@@ -252,6 +271,8 @@ impl RunConfig {
             straggle_prob: args.straggle_prob.or(file.straggle_prob),
             split: args.split.or(file.split),
             reuse_stale: args.reuse_stale || file.reuse_stale,
+            compress: args.compress.or(file.compress).unwrap_or_default(),
+            error_feedback: args.error_feedback || file.error_feedback,
             resume: args.resume || file.resume,
             reference,
             no_intercept,
@@ -352,6 +373,33 @@ impl RunConfig {
             if let Some(m) = self.split {
                 return refuse("split", m.to_string());
             }
+            if !self.compress.is_none() {
+                return refuse("compress", self.compress.to_string());
+            }
+        }
+        self.check_compression()
+    }
+
+    /// `--compress` and `--error-feedback` against each other and the model.
+    fn check_compression(&self) -> Result<(), ConfigError> {
+        if self.error_feedback && self.compress.is_none() {
+            return Err(invalid(
+                "error-feedback",
+                "true",
+                "needs a compressor: add --compress qsgd:LEVELS, topk:FRACTION or sign",
+            ));
+        }
+        if let Compressor::LowRank { .. } = self.compress {
+            if !self.model.has_matrix_parameters() {
+                return Err(invalid(
+                    "compress",
+                    self.compress,
+                    format!(
+                        "--compress lowrank on a GLM ({}): low-rank compression factors the matrix parameters of neural-network models, and this model has one parameter vector; use qsgd:LEVELS, topk:FRACTION or sign",
+                        self.model.name()
+                    ),
+                ));
+            }
         }
         Ok(())
     }
@@ -406,6 +454,8 @@ impl RunConfig {
         "decoder",
         "straggle-prob",
         "split",
+        "compress",
+        "error-feedback",
     ];
 
     /// The effective settings in the keys of the flags (the serial reference's own: without the
@@ -456,6 +506,8 @@ impl RunConfig {
             // Only when set, so the hashes of runs without them are unchanged.
             + &self.split.map_or(String::new(), |m| format!("split={m}\n"))
             + if self.reuse_stale { "reuse_stale=true\n" } else { "" }
+            + &(if self.compress.is_none() { String::new() } else { format!("compress={}\n", self.compress) })
+            + if self.error_feedback { "error_feedback=true\n" } else { "" }
             + if self.intercept { "" } else { "no_intercept=true\n" }
             + match self.momentum_schedule {
                 MomentumSchedule::Constant => "",
@@ -539,6 +591,8 @@ mod tests {
             TrainArgs {
                 code: Some(TrainCode::Gradient(CodeKind::CommEfficient)),
                 split: Some(3),
+                compress: Some("topk:0.05".parse().unwrap()),
+                error_feedback: true,
                 ..Default::default()
             },
         ] {
@@ -550,6 +604,8 @@ mod tests {
             a.reuse_stale = extra.reuse_stale;
             a.reference = extra.reference;
             a.split = extra.split;
+            a.compress = extra.compress;
+            a.error_feedback = extra.error_feedback;
             a.job.straggler_model = extra.job.straggler_model.clone();
             a.job.max_memory_mb = extra.job.max_memory_mb;
             let c = RunConfig::from_args(&a, 9).unwrap();
@@ -667,6 +723,31 @@ mod tests {
                 "--on-deadline",
             ),
             (args(), 1, "mpirun -np N+1"),
+            (
+                TrainArgs {
+                    error_feedback: true,
+                    ..args()
+                },
+                4,
+                "--error-feedback = true: needs a compressor",
+            ),
+            (
+                TrainArgs {
+                    compress: Some("lowrank:4".parse().unwrap()),
+                    ..args()
+                },
+                4,
+                "--compress = lowrank:4: --compress lowrank on a GLM (logistic)",
+            ),
+            (
+                TrainArgs {
+                    code: Some("mds-rotation".parse().unwrap()),
+                    compress: Some("sign".parse().unwrap()),
+                    ..args()
+                },
+                4,
+                "--compress = sign: is not available with the mds-* codes",
+            ),
             (
                 TrainArgs {
                     data: None,

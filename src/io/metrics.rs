@@ -79,6 +79,12 @@ metric_enum! {
         Stale => "stale",
         /// Bytes of parameters rank 0 posted during this iteration.
         BytesSent => "bytes_sent",
+        /// ‖ĝ − ĝ_u‖/‖ĝ_u‖ at a gradient check with `--compress`: ĝ decoded from the compressed
+        /// messages, ĝ_u from the same responders' uncompressed ones.
+        CompressRelErr => "compress_rel_err",
+        /// Σ a² over the decoding weights used (with `--compress`): the factor by which the
+        /// decode amplifies independent per-message compression noise.
+        DecodeWeightSq => "decode_weight_sq",
     }
 }
 
@@ -412,7 +418,7 @@ mod tests {
     fn names_are_the_schema_in_order() {
         let names: Vec<&str> = Metric::ALL.iter().map(|m| m.name()).collect();
         assert_eq!(names[..4], ["iteration", "wall_s", "elapsed_s", "decode_s"]);
-        assert_eq!(Metric::COUNT, 20);
+        assert_eq!(Metric::COUNT, 22);
         assert_eq!(WorkerMetric::ArrivalS.path(), "timing/arrival_s");
         assert_eq!(WorkerMetric::InjectedS.path(), "stragglers/injected_s");
         assert_eq!(WorkerMetric::PlannedS.path(), "stragglers/planned_s");

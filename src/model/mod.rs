@@ -61,6 +61,12 @@ impl ModelKind {
             ModelKind::Softmax => "softmax",
         }
     }
+    /// Whether the model has matrix-shaped parameter blocks (layers) that `--compress
+    /// lowrank:RANK` can factor. None of the GLMs does (softmax's weights are one block per
+    /// class, trained as one vector); the neural-network models will.
+    pub fn has_matrix_parameters(&self) -> bool {
+        false
+    }
 }
 
 /// Scratch space owned by the caller so that gradient evaluation does not allocate per call.

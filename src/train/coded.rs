@@ -9,9 +9,20 @@
 //! they finish and abandons the rest when rank 0 has moved on; rank 0 decodes every chunk from
 //! the workers that delivered it and sums.
 //!
+//! Split codes (`comm-efficient`, m > 1; Ye & Abbe): a worker keeps each held partition's rows
+//! apart ([`Rows::Apart`]), computes each partition's gradient and codes its m pieces into one
+//! message of ⌈dim/m⌉ values plus the loss (coded with piece 0); rank 0 decodes piece by piece
+//! with the m weight vectors of the decoding. Every other code keeps the one-pass path.
+//!
+//! Compression (`--compress`, [`crate::compress`]): the worker codes its message as above, then
+//! compresses the coded vector (with error feedback, one residual per chunk) and sends it with
+//! the loss; rank 0 decompresses every message of the responders before decoding.
+//!
 //! The gradient check: workers also send the uncoded gradient of every held sub-partition, and
 //! rank 0 compares the decoded gradient with their sum (PASSED when exact to 1e-8, or, for an
-//! approximate decoding, within the guaranteed bound Σ_q err(F_q)·‖G_q‖_F).
+//! approximate decoding, within the guaranteed bound Σ_q err(F_q)·‖G_q‖_F). With compression
+//! the verdict is about the decode of the uncompressed messages, rebuilt from those pieces, and
+//! the change compression made is recorded beside it.
 
 use std::ops::Range;
 use std::time::{Duration, Instant};
@@ -26,6 +37,7 @@ use crate::comm::{
     Collected, Collector, CollectorSpec, CommError, Responder, Round, Rule, Transport, WorkerJob,
     WorkerTransport,
 };
+use crate::compress::{Compressor, ErrorFeedback, NoiseKey};
 use crate::config::RunConfig;
 use crate::data::{DataError, Dataset, Features};
 use crate::error::{Error, Result};
@@ -206,6 +218,20 @@ impl Shard {
     }
 }
 
+/// `out` (⌈dim/m⌉ values, then the loss) += the pieces of one partition's gradient and loss
+/// `grad` (dim + 1) with its m coefficients `b` (piece u scaled by b[u]; the loss by b[0]).
+fn add_coded(out: &mut [f64], b: &[f64], grad: &[f64], len: usize) {
+    let dim = grad.len() - 1;
+    for (u, &bu) in b.iter().enumerate() {
+        let lo = (u * len).min(dim);
+        let hi = ((u + 1) * len).min(dim);
+        for (o, g) in out[..hi - lo].iter_mut().zip(&grad[lo..hi]) {
+            *o += bu * g;
+        }
+    }
+    out[len] += b[0] * grad[dim];
+}
+
 /// How a worker of a split code (m > 1) codes its partitions' gradients into one message of
 /// ⌈dim/m⌉ values and the loss: Σ_p Σ_u b[p, u] · (piece u of partition p's gradient).
 #[derive(Debug)]
@@ -230,22 +256,42 @@ impl SplitEncoder {
         c: &Chunk,
         out: &mut [f64],
     ) {
-        let dim = model.dim();
         out.fill(0.0);
         for (p, cp) in self.coefs.chunks(self.m).enumerate() {
             let Some((x, y)) = c.partition(p) else {
                 continue;
             };
             CodedWorker::gradient(model, ws, w, &x, y, None, &mut self.grad);
-            for (u, &b) in cp.iter().enumerate() {
-                let lo = (u * self.len).min(dim);
-                let hi = ((u + 1) * self.len).min(dim);
-                for (o, g) in out[..hi - lo].iter_mut().zip(&self.grad[lo..hi]) {
-                    *o += b * g;
-                }
-            }
-            out[self.len] += cp[0] * self.grad[dim];
+            add_coded(out, cp, &self.grad, self.len);
         }
+    }
+}
+
+/// A worker's compressor of its coded messages (`--compress`), with its error feedback.
+#[derive(Debug)]
+struct Sender {
+    c: Compressor,
+    /// Values of the coded vector before compression (⌈dim/m⌉).
+    len: usize,
+    /// One residual per chunk (`--error-feedback`).
+    feedback: Option<Vec<ErrorFeedback>>,
+    /// The coded vector and the loss, before compression.
+    coded: Vec<f64>,
+    seed: u64,
+}
+
+impl Sender {
+    /// Compress `self.coded` into `out` (the compressed vector, then the loss as it is).
+    fn send(&mut self, key: NoiseKey, out: &mut [f64]) -> Result<(), CommError> {
+        let (v, loss) = self.coded.split_at(self.len);
+        let (wire, rest) = out.split_at_mut(self.c.wire_len(self.len));
+        match self.feedback.as_mut().and_then(|f| f.get_mut(key.part)) {
+            Some(e) => e.compress(&self.c, v, key, wire),
+            None => self.c.compress(v, key, wire),
+        }
+        .map_err(|e| CommError::Fatal(e.to_string()))?;
+        rest[0] = loss[0];
+        Ok(())
     }
 }
 
@@ -258,6 +304,8 @@ pub struct CodedWorker<'a> {
     ws: Workspace,
     /// Split codes only.
     split: Option<SplitEncoder>,
+    /// `--compress` only.
+    sender: Option<Sender>,
 }
 
 impl<'a> CodedWorker<'a> {
@@ -276,15 +324,66 @@ impl<'a> CodedWorker<'a> {
             shard,
             ws: Workspace::default(),
             split,
+            sender: None,
         }
     }
 
-    /// Values of one result message: the coded gradient (or one piece of it) and the loss.
-    fn result_len(&self) -> usize {
-        match &self.split {
-            Some(sp) => sp.len + 1,
-            None => self.model.dim() + 1,
+    /// Compress every message with `c` (nothing for `none`), with one error-feedback residual
+    /// per chunk when `error_feedback`; QSGD's draws are keyed by `seed`.
+    pub fn compressing(mut self, c: Compressor, error_feedback: bool, seed: u64) -> Self {
+        if c.is_none() {
+            return self;
         }
+        let len = self.coded_len();
+        self.sender = Some(Sender {
+            c,
+            len,
+            feedback: error_feedback
+                .then(|| vec![ErrorFeedback::default(); self.shard.chunks.len()]),
+            coded: vec![0.0; len + 1],
+            seed,
+        });
+        self
+    }
+
+    /// Values of the coded vector (⌈dim/m⌉; dim for one-pass codes).
+    fn coded_len(&self) -> usize {
+        self.split.as_ref().map_or(self.model.dim(), |sp| sp.len)
+    }
+
+    /// Values of one result message: the (compressed) coded vector and the loss.
+    fn result_len(&self) -> usize {
+        let len = self.coded_len();
+        self.sender.as_ref().map_or(len, |sd| sd.c.wire_len(len)) + 1
+    }
+
+    /// The coded message of chunk `c` at `w` into `out` (coded vector, then the loss).
+    fn code_chunk(
+        model: &dyn Model,
+        ws: &mut Workspace,
+        split: &mut Option<SplitEncoder>,
+        w: ArrayView1<f64>,
+        c: &Chunk,
+        out: &mut [f64],
+    ) -> Result<(), CommError> {
+        match (&c.rows, split) {
+            (Rows::Stacked { data, row_weights }, _) => Self::gradient(
+                model,
+                ws,
+                w,
+                &data.x,
+                data.y.view(),
+                Some(row_weights.view()),
+                out,
+            ),
+            (Rows::Apart(_), Some(sp)) => sp.encode(model, ws, w, c, out),
+            (Rows::Apart(_), None) => {
+                return Err(CommError::Fatal(
+                    "internal: a split shard without its encoder".into(),
+                ))
+            }
+        }
+        Ok(())
     }
 
     fn gradient(
@@ -326,26 +425,19 @@ impl WorkerJob for CodedWorker<'_> {
                 return Ok(());
             }
             let c = &self.shard.chunks[q];
+            let key = NoiseKey {
+                seed: self.sender.as_ref().map_or(0, |sd| sd.seed),
+                iteration: out.iteration(),
+                rank: out.rank(),
+                part: q,
+            };
             let (model, ws, split) = (self.model, &mut self.ws, &mut self.split);
-            out.send_result(q, len, |buf| {
-                match (&c.rows, split) {
-                    (Rows::Stacked { data, row_weights }, _) => Self::gradient(
-                        model,
-                        ws,
-                        w,
-                        &data.x,
-                        data.y.view(),
-                        Some(row_weights.view()),
-                        buf,
-                    ),
-                    (Rows::Apart(_), Some(sp)) => sp.encode(model, ws, w, c, buf),
-                    (Rows::Apart(_), None) => {
-                        return Err(CommError::Fatal(
-                            "internal: a split shard without its encoder".into(),
-                        ))
-                    }
+            out.send_result(q, len, |buf| match &mut self.sender {
+                None => Self::code_chunk(model, ws, split, w, c, buf),
+                Some(sd) => {
+                    Self::code_chunk(model, ws, split, w, c, &mut sd.coded)?;
+                    sd.send(key, buf)
                 }
-                Ok(())
             })?;
         }
         if out.wants_check() {
@@ -387,6 +479,9 @@ struct Combined {
     residual: f64,
     /// Largest cond(B_F) over the chunks.
     condition: f64,
+    /// Σ a² over every decoding weight used (chunks, pieces, responders): with independent
+    /// compression errors of variance σ² per message, E‖ĝ − ĝ_uncompressed‖² ≤ Σ a² · max σ².
+    weight_sq: f64,
 }
 
 /// Rank 0's side of gradient coding over transport `T`.
@@ -403,6 +498,14 @@ pub struct CodedGradients<T: Transport> {
     check_wait: Duration,
     shutdown: Duration,
     params: Vec<f64>,
+    /// `--compress` (none: messages are decoded as they are).
+    compress: Compressor,
+    /// Values of a coded vector before compression (⌈dim/m⌉).
+    coded_len: usize,
+    /// Per worker: its decompressed message (or, at a check, its uncompressed one) and loss.
+    dense: Vec<Vec<f64>>,
+    /// ‖ĝ − ĝ_uncompressed‖/‖ĝ_uncompressed‖ at the last check (NaN: none).
+    compress_err: f64,
 }
 
 impl<T: Transport> CodedGradients<T> {
@@ -410,16 +513,24 @@ impl<T: Transport> CodedGradients<T> {
     pub fn new(transport: T, cfg: &RunConfig, code: Box<dyn GradientCode>, dim: usize) -> Self {
         let n = code.n_workers();
         let chunks = cfg.chunks;
+        let coded_len = crate::coding::piece_len(dim, code.split());
+        let compress = cfg.compress;
+        if compress.is_biased() && !cfg.error_feedback {
+            log::warn!(
+                "[rank 0] --compress {compress} is biased: without --error-feedback the decoded gradient is biased"
+            );
+        }
         let spec = CollectorSpec {
             workers: n,
             parts: chunks,
-            result_len: vec![vec![crate::coding::piece_len(dim, code.split()) + 1; n]],
+            result_len: vec![vec![compress.wire_len(coded_len) + 1; n]],
             check_len: dim + 1,
             deadline: cfg.job.deadline(),
             max_wait: cfg.job.max_wait(),
             on_deadline: cfg.on_deadline,
             reuse_stale: cfg.reuse_stale,
             overlap: chunks > 1,
+            compressed: (!compress.is_none()).then_some((compress, coded_len)),
         };
         let j = &cfg.job;
         CodedGradients {
@@ -437,6 +548,14 @@ impl<T: Transport> CodedGradients<T> {
             ),
             shutdown: j.shutdown_bound(),
             params: vec![0.0; dim],
+            compress,
+            coded_len,
+            dense: if compress.is_none() {
+                Vec::new()
+            } else {
+                vec![vec![0.0; coded_len + 1]; n]
+            },
+            compress_err: f64::NAN,
         }
     }
 
@@ -454,7 +573,7 @@ impl<T: Transport> CodedGradients<T> {
         }
         g.fill(0.0);
         let k = self.decoder.code().n_partitions();
-        let (mut exact, mut res2, mut cond) = (true, 0.0, 0.0f64);
+        let (mut exact, mut res2, mut cond, mut weight_sq) = (true, 0.0, 0.0f64, 0.0);
         for q in 0..self.chunks {
             let set = &round.responders[q];
             if set.is_empty() {
@@ -465,15 +584,24 @@ impl<T: Transport> CodedGradients<T> {
             }
             // Borrowed from the cache (no copy of the weights on the hot path).
             let d = self.decoder.decode(set)?;
-            if d.pieces() > 1 {
-                add_pieces(d, |w| self.c.payload(w, q), self.dim, g);
+            if self.compress.is_none() {
+                accumulate(d, |w| self.c.payload(w, q), self.dim, g);
             } else {
-                for (&w, &a) in d.responders.iter().zip(&d.weights) {
-                    if a != 0.0 {
-                        g.scaled_add(a, &ArrayView1::from(self.c.payload(w, q)));
-                    }
+                for &w in &d.responders {
+                    let msg = self.c.payload(w, q);
+                    let (wire, loss) = msg.split_at(msg.len() - 1);
+                    let dense = &mut self.dense[w];
+                    self.compress
+                        .decompress(wire, &mut dense[..self.coded_len])
+                        .map_err(|e| CommError::Protocol {
+                            rank: w + 1,
+                            reason: e.to_string(),
+                        })?;
+                    dense[self.coded_len] = loss[0];
                 }
+                accumulate(d, |w| &self.dense[w], self.dim, g);
             }
+            weight_sq += d.weights.iter().map(|a| a * a).sum::<f64>();
             exact &= d.exact;
             res2 += d.residual * d.residual;
             cond = cond.max(d.condition);
@@ -485,7 +613,42 @@ impl<T: Transport> CodedGradients<T> {
             exact: exact && round.stale == 0,
             residual: res2.sqrt(),
             condition: cond,
+            weight_sq,
         }))
+    }
+
+    /// The gradient (and loss) rank 0 would have decoded from uncompressed messages at the
+    /// check: each responder's coded message rebuilt from the check pieces (the uncoded
+    /// gradients of its partitions) with the code's coefficients, decoded with this iteration's
+    /// weights. None when a check piece is missing.
+    fn uncompressed_decode(&mut self) -> Result<Option<Array1<f64>>> {
+        let (chunks, len) = (self.chunks, self.coded_len);
+        let k = self.decoder.code().n_partitions();
+        if (0..k * chunks).any(|i| self.c.check(i).is_none()) {
+            return Ok(None);
+        }
+        let mut g = Array1::<f64>::zeros(self.dim + 1);
+        for q in 0..chunks {
+            let set = self.c.round().responders[q].clone();
+            let code = self.decoder.code();
+            let m = code.split();
+            for &w in &set {
+                let dense = &mut self.dense[w];
+                dense.fill(0.0);
+                let held = code.assignment(w).iter();
+                for (&j, b) in held.zip(code.coefficients(w).chunks(m)) {
+                    if let Some(piece) = self.c.check(j * chunks + q) {
+                        add_coded(dense, b, piece, len);
+                    }
+                }
+            }
+            if set.is_empty() {
+                continue;
+            }
+            let d = self.decoder.decode(&set)?;
+            accumulate(d, |w| &self.dense[w], self.dim, &mut g);
+        }
+        Ok(Some(g))
     }
 
     /// The oracle: the earliest moment the workers' own finish times (per chunk) formed a
@@ -526,6 +689,9 @@ impl<T: Transport> CodedGradients<T> {
                 .filter_map(|set| self.decoder.code().error_bound(set))
                 .fold(f64::NAN, f64::max);
             rec.set(Metric::ErrorBound, bound);
+            if !self.compress.is_none() {
+                rec.set(Metric::DecodeWeightSq, d.weight_sq);
+            }
         }
         for w in 0..round.parts_in.len() {
             let stale = round.stale_age[w] == 1.0;
@@ -555,7 +721,16 @@ impl<T: Transport> CodedGradients<T> {
     fn check(&mut self, d: Option<Combined>, ghat: &Array1<f64>, t: u64) -> Result<Check> {
         let start = Instant::now();
         self.c.await_checks(self.check_wait)?;
-        let (attrs, passed, rel_err) = self.check_attrs(d, ghat, t);
+        self.compress_err = f64::NAN;
+        let uncompressed = if self.compress.is_none() {
+            None
+        } else {
+            self.uncompressed_decode()?
+        };
+        let (attrs, passed, rel_err) = match &uncompressed {
+            Some(g_unc) => self.check_compressed(d, ghat, g_unc, t),
+            None => self.check_attrs(d, ghat, t),
+        };
         self.c.end_checks();
         Ok(Check {
             attrs,
@@ -644,6 +819,39 @@ impl<T: Transport> CodedGradients<T> {
         (attrs, passed, rel)
     }
 
+    /// The check of a run with `--compress`: the code's verdict on the uncompressed decode
+    /// `g_unc` (what the code must get exactly), the compression's error ‖ĝ − g_unc‖/‖g_unc‖
+    /// (kept for `/metrics/compress_rel_err`), and as the relative error the true error of the
+    /// gradient used, ‖ĝ − g‖/‖g‖.
+    fn check_compressed(
+        &mut self,
+        d: Option<Combined>,
+        ghat: &Array1<f64>,
+        g_unc: &Array1<f64>,
+        t: u64,
+    ) -> (Vec<(String, AttrValue)>, bool, f64) {
+        let (mut attrs, passed, _) = self.check_attrs(d, g_unc, t);
+        let k = self.code().n_partitions();
+        let (rel, ..) = self.compare(ghat, k);
+        let dim = self.dim;
+        let norm2 = |v: ArrayView1<f64>| v.iter().map(|x| x * x).sum::<f64>().sqrt();
+        let diff =
+            norm2((&ghat.slice(ndarray::s![..dim]) - &g_unc.slice(ndarray::s![..dim])).view());
+        let norm = norm2(g_unc.slice(ndarray::s![..dim]));
+        self.compress_err = if norm > 0.0 { diff / norm } else { diff };
+        log::info!(
+            "[rank 0] gradient check at iteration {t}: --compress {} changes the decoded gradient by {:.3e} (relative); its error against the exact gradient is {rel:.3e}",
+            self.compress,
+            self.compress_err
+        );
+        attrs.extend([
+            ("compress".into(), AttrValue::Str(self.compress.to_string())),
+            ("compress_rel_err".into(), AttrValue::F64(self.compress_err)),
+            ("compressed_grad_rel_err".into(), AttrValue::F64(rel)),
+        ]);
+        (attrs, passed, rel)
+    }
+
     /// Ranks of the workers that sent no check piece in time.
     fn missed_check(&self) -> Vec<usize> {
         (0..self.code().n_workers())
@@ -676,6 +884,25 @@ impl<T: Transport> CodedGradients<T> {
             .map(|(&r, f2)| if r.is_nan() { (k as f64).sqrt() } else { r } * f2.sqrt())
             .sum();
         (rel, diff, norm, bound)
+    }
+}
+
+/// `g` += the gradient (`g[..dim]`) and loss (`g[dim]`) decoded by `d` from the responders'
+/// messages (`message(w)`), in worker order: one weight per whole message (dim + 1 values), or
+/// for a split code m weights per message ([`add_pieces`]).
+fn accumulate<'m>(
+    d: &crate::coding::Decoding,
+    message: impl Fn(usize) -> &'m [f64],
+    dim: usize,
+    g: &mut Array1<f64>,
+) {
+    if d.pieces() > 1 {
+        return add_pieces(d, message, dim, g);
+    }
+    for (&w, &a) in d.responders.iter().zip(&d.weights) {
+        if a != 0.0 {
+            g.scaled_add(a, &ArrayView1::from(message(w)));
+        }
     }
 }
 
@@ -734,6 +961,14 @@ impl<T: Transport> GradientEngine for CodedGradients<T> {
         if let Some(summary) = code.summary() {
             s.push_str(&format!("; {summary}"));
         }
+        if !self.compress.is_none() {
+            s.push_str(&format!(
+                "; messages compressed by {} ({} of {} values)",
+                self.compress,
+                self.compress.wire_len(self.coded_len),
+                self.coded_len
+            ));
+        }
         s
     }
     fn workers(&self) -> usize {
@@ -787,7 +1022,9 @@ impl<T: Transport> GradientEngine for CodedGradients<T> {
         self.record(it, d, oracle, decode_s);
         let check = if it.check {
             let ghat = g.clone();
-            Some(self.check(d, &ghat, it.t)?)
+            let c = self.check(d, &ghat, it.t)?;
+            it.rec.set(Metric::CompressRelErr, self.compress_err);
+            Some(c)
         } else {
             None
         };
@@ -799,8 +1036,10 @@ impl<T: Transport> GradientEngine for CodedGradients<T> {
         it.rec.set(Metric::BytesSent, round.bytes_out);
         it.late.extend(self.c.take_late().iter().map(late_row));
         Ok(match d {
+            // A compressed message is not the gradient it codes: exact decoding of it is not
+            // the exact gradient.
             Some(d) => Computed::Gradient {
-                exact: d.exact,
+                exact: d.exact && self.compress.is_none(),
                 check,
             },
             None => Computed::Nothing,

@@ -1,0 +1,503 @@
+//! Compression of coded messages (issue 20 §3; GUIDE §3 "Compression with coding"): a worker
+//! compresses the coded vector it sends, rank 0 decompresses every message before decoding.
+//! Decoding is linear, so the decoded gradient is ĝ = Σ_i a_i C(c_i).
+//!
+//! Compressors (`--compress`):
+//! - `none`: the message as it is.
+//! - `qsgd:LEVELS[:BUCKET]` (Alistarh et al. 2017, with their bucketing): the vector is cut into
+//!   buckets of BUCKET values (default 512), and in a bucket b, C(v)_i = ‖v_b‖₂ · sign(v_i) ·
+//!   ξ_i / s with s = LEVELS and ξ_i ∈ {⌊s|v_i|/‖v_b‖⌋, ⌊s|v_i|/‖v_b‖⌋ + 1}, rounding up with
+//!   probability equal to the remainder: E[C(v)] = v (unbiased), E‖C(v) − v‖² ≤
+//!   min(B/s², √B/s)·‖v‖² with B = BUCKET (without buckets, B would be the whole length and the
+//!   variance √len/s‖v‖² unusable for long messages). The random draws are counter-based (a hash
+//!   of seed, iteration, rank, chunk and coordinate), so a run is reproducible and needs no
+//!   generator state.
+//! - `topk:FRACTION`: the k = ⌈FRACTION·len⌉ entries of largest magnitude (ties to the lower
+//!   index), zeros elsewhere. Biased.
+//! - `sign`: C(v)_i = (‖v‖₁/len) · sign(v_i) (scaled sign, EF-signSGD, Karimireddy et al. 2019;
+//!   0 counts as +). Biased.
+//! - `lowrank:RANK`: PowerSGD-style rank-RANK factors of matrix-shaped parameters. The GLMs
+//!   (logistic, linear, softmax) have none, so it is refused by the configuration; the hook is
+//!   here (a variant, its parsing and its errors) for the neural-network models to fill.
+//!
+//! Error feedback ([`ErrorFeedback`], `--error-feedback`): the sender keeps the residual e of
+//! what compression dropped and sends C(c + e), then e ← c + e − C(c + e). The residual lives
+//! with the worker's coded message (one per chunk) and is updated only when a message is sent:
+//! an iteration the worker skips (abandoned, superseded, failed) leaves it as it is, so the next
+//! message it does send carries it. A message that is sent but arrives after its deadline is
+//! dropped by rank 0 with what it carried.
+//!
+//! Wire format: a message is still f64 values, but fewer. Integers (levels, indices, sign bits)
+//! are packed b bits at a time into the low 62 bits of a word read as an f64 bit pattern; bits 62
+//! and 63 stay 0, so every word is a finite non-negative f64 and rank 0's check of non-finite
+//! payloads still holds. Every length is fixed by the compressor and the vector length
+//! ([`Compressor::wire_len`]), so the collector checks it like any other.
+//!
+//! | compressor | values on the wire for len values |
+//! |---|---|
+//! | none | len |
+//! | qsgd:s:B | ⌈len/B⌉ (bucket norms) + ⌈len / ⌊62/b⌋⌉, b = ⌈log₂(2s + 1)⌉ |
+//! | topk:f | k values + ⌈k / ⌊62/b⌋⌉ index words, b = ⌈log₂ len⌉ |
+//! | sign | 1 (scale) + ⌈len / 62⌉ |
+//!
+//! No I/O, no MPI. Not implemented: low-rank compression itself; sparse-support messages
+//! (issue 20 §2).
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// Errors of compressor settings and of compressed messages.
+#[derive(Debug, Error, PartialEq)]
+pub enum CompressError {
+    /// A `--compress` value that does not parse (clap and the config file name the flag).
+    #[error("{reason}")]
+    Spec { spec: String, reason: String },
+    #[error("malformed {compressor} message: {reason}")]
+    Malformed { compressor: String, reason: String },
+    #[error("--compress {compressor} is not available here: {reason}")]
+    Unavailable { compressor: String, reason: String },
+}
+
+/// Most QSGD levels (so that a level fits 21 bits).
+pub const MAX_LEVELS: u32 = 1 << 20;
+/// QSGD's bucket size when the spec gives none (the QSGD paper's experiments use 512).
+pub const DEFAULT_BUCKET: usize = 512;
+/// Bits of a wire word that carry data (62: bits 62 and 63 stay 0, the word is a finite f64).
+const WORD_BITS: u32 = 62;
+
+/// A compressor of coded messages (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum Compressor {
+    #[default]
+    None,
+    Qsgd {
+        levels: u32,
+        bucket: usize,
+    },
+    TopK {
+        fraction: f64,
+    },
+    Sign,
+    LowRank {
+        rank: usize,
+    },
+}
+
+/// What makes one message's random draws distinct (QSGD): the run's seed, the iteration, the
+/// sender's rank and the chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct NoiseKey {
+    pub seed: u64,
+    pub iteration: u64,
+    pub rank: usize,
+    pub part: usize,
+}
+
+/// SplitMix64's finalizer: a bijective 64-bit mix.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+impl NoiseKey {
+    fn stream(&self) -> u64 {
+        mix(self.seed ^ mix(self.iteration ^ mix(((self.rank as u64) << 32) ^ self.part as u64)))
+    }
+}
+
+/// Uniform in [0, 1) for coordinate `i` of the message with stream `s`.
+fn uniform(s: u64, i: usize) -> f64 {
+    (mix(s ^ mix(i as u64)) >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+}
+
+/// Bits for integers 0..count (at least 1).
+fn bits_for(count: u64) -> u32 {
+    (64 - count.saturating_sub(1).leading_zeros()).max(1)
+}
+
+/// Words holding `count` integers of `bits` bits.
+fn packed_words(count: usize, bits: u32) -> usize {
+    count.div_ceil((WORD_BITS / bits) as usize)
+}
+
+/// Pack `values` (each below 2^bits) into `out`.
+fn pack(values: impl Iterator<Item = u64>, bits: u32, out: &mut [f64]) {
+    let per = (WORD_BITS / bits) as usize;
+    out.fill(0.0);
+    let mut word = 0u64;
+    let mut at = 0;
+    for (i, v) in values.enumerate() {
+        word |= v << ((i % per) as u32 * bits);
+        if i % per == per - 1 {
+            out[at] = f64::from_bits(word);
+            at += 1;
+            word = 0;
+        }
+    }
+    if word != 0 {
+        out[at] = f64::from_bits(word);
+    }
+}
+
+/// The `count` integers of `bits` bits packed in `words`, each handed to `f(i, value)`; an
+/// error when a word uses bits 62 or 63.
+fn unpack(
+    words: &[f64],
+    bits: u32,
+    count: usize,
+    mut f: impl FnMut(usize, u64) -> Result<(), String>,
+) -> Result<(), String> {
+    let per = (WORD_BITS / bits) as usize;
+    let mask = (1u64 << bits) - 1;
+    for (w, word) in words.iter().enumerate() {
+        let word = word.to_bits();
+        if word >> WORD_BITS != 0 {
+            return Err(format!("word {w} has its top bits set"));
+        }
+        for j in 0..per {
+            let i = w * per + j;
+            if i >= count {
+                break;
+            }
+            f(i, (word >> (j as u32 * bits)) & mask)?;
+        }
+    }
+    Ok(())
+}
+
+impl std::fmt::Display for Compressor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Compressor::None => f.write_str("none"),
+            Compressor::Qsgd { levels, bucket } if *bucket == DEFAULT_BUCKET => {
+                write!(f, "qsgd:{levels}")
+            }
+            Compressor::Qsgd { levels, bucket } => write!(f, "qsgd:{levels}:{bucket}"),
+            Compressor::TopK { fraction } => write!(f, "topk:{fraction}"),
+            Compressor::Sign => f.write_str("sign"),
+            Compressor::LowRank { rank } => write!(f, "lowrank:{rank}"),
+        }
+    }
+}
+
+impl std::str::FromStr for Compressor {
+    type Err = CompressError;
+    fn from_str(text: &str) -> Result<Self, CompressError> {
+        let spec = text.trim();
+        let err = |reason: String| CompressError::Spec {
+            spec: spec.to_string(),
+            reason,
+        };
+        let (name, arg) = match spec.split_once(':') {
+            Some((n, a)) => (n, Some(a)),
+            None => (spec, None),
+        };
+        let needs = |what: &str| err(format!("{name} needs {what} ({name}:{what})"));
+        match (name, arg) {
+            ("none", None) => Ok(Compressor::None),
+            ("sign", None) => Ok(Compressor::Sign),
+            ("qsgd", Some(a)) => {
+                let (l, b) = match a.split_once(':') {
+                    Some((l, b)) => (l, Some(b)),
+                    None => (a, None),
+                };
+                let levels = match l.parse::<u32>() {
+                    Ok(v) if (1..=MAX_LEVELS).contains(&v) => v,
+                    _ => {
+                        return Err(err(format!(
+                            "the number of levels must be an integer from 1 to {MAX_LEVELS}"
+                        )))
+                    }
+                };
+                let bucket = match b.map(str::parse::<usize>) {
+                    None => DEFAULT_BUCKET,
+                    Some(Ok(v)) if v >= 1 => v,
+                    Some(_) => {
+                        return Err(err(
+                            "the bucket size (qsgd:LEVELS:BUCKET) must be an integer of at least 1"
+                                .into(),
+                        ))
+                    }
+                };
+                Ok(Compressor::Qsgd { levels, bucket })
+            }
+            ("topk", Some(a)) => match a.parse::<f64>() {
+                Ok(fraction) if fraction > 0.0 && fraction <= 1.0 => {
+                    Ok(Compressor::TopK { fraction })
+                }
+                _ => Err(err(
+                    "the fraction of entries kept must be a number in (0, 1]".into(),
+                )),
+            },
+            ("lowrank", Some(a)) => match a.parse::<usize>() {
+                Ok(rank) if rank >= 1 => Ok(Compressor::LowRank { rank }),
+                _ => Err(err("the rank must be an integer of at least 1".into())),
+            },
+            ("qsgd", None) => Err(needs("LEVELS")),
+            ("topk", None) => Err(needs("FRACTION")),
+            ("lowrank", None) => Err(needs("RANK")),
+            ("none" | "sign", Some(_)) => Err(err(format!("{name} takes no argument"))),
+            _ => Err(err(
+                "unknown compressor (expected none, qsgd:LEVELS, topk:FRACTION, sign or lowrank:RANK)"
+                    .into(),
+            )),
+        }
+    }
+}
+
+impl Serialize for Compressor {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for Compressor {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+impl Compressor {
+    /// Whether E[C(v)] ≠ v (top-k, sign, low-rank): error feedback corrects the bias.
+    pub fn is_biased(&self) -> bool {
+        matches!(
+            self,
+            Compressor::TopK { .. } | Compressor::Sign | Compressor::LowRank { .. }
+        )
+    }
+
+    /// Whether messages are compressed at all.
+    pub fn is_none(&self) -> bool {
+        *self == Compressor::None
+    }
+
+    fn unavailable(&self) -> CompressError {
+        CompressError::Unavailable {
+            compressor: self.to_string(),
+            reason: "low-rank compression applies to the matrix parameters of neural-network \
+                     models, and this build has none"
+                .into(),
+        }
+    }
+
+    /// Entries top-k keeps of `len`.
+    fn kept(fraction: f64, len: usize) -> usize {
+        ((fraction * len as f64).ceil() as usize).clamp(len.min(1), len)
+    }
+
+    /// Values on the wire for a vector of `len` values (see the module docs' table).
+    pub fn wire_len(&self, len: usize) -> usize {
+        match *self {
+            Compressor::None | Compressor::LowRank { .. } => len,
+            Compressor::Qsgd { levels, bucket } => {
+                len.div_ceil(bucket) + packed_words(len, bits_for(2 * u64::from(levels) + 1))
+            }
+            Compressor::TopK { fraction } => {
+                let k = Self::kept(fraction, len);
+                k + packed_words(k, bits_for(len as u64))
+            }
+            Compressor::Sign => 1 + packed_words(len, 1),
+        }
+    }
+
+    /// Write C(`v`) into `wire` ([`Compressor::wire_len`] of `v.len()` values). `key` seeds the
+    /// random rounding of QSGD.
+    pub fn compress(
+        &self,
+        v: &[f64],
+        key: NoiseKey,
+        wire: &mut [f64],
+    ) -> Result<(), CompressError> {
+        let len = v.len();
+        match *self {
+            Compressor::None => wire.copy_from_slice(v),
+            Compressor::LowRank { .. } => return Err(self.unavailable()),
+            Compressor::Qsgd { levels, bucket } => {
+                let s = f64::from(levels);
+                let buckets = len.div_ceil(bucket);
+                let (norms, packed) = wire.split_at_mut(buckets);
+                for (nb, b) in norms.iter_mut().zip(v.chunks(bucket)) {
+                    *nb = b.iter().map(|x| x * x).sum::<f64>().sqrt();
+                }
+                let stream = key.stream();
+                let codes = v.iter().enumerate().map(|(i, &x)| {
+                    let norm = norms[i / bucket];
+                    if norm == 0.0 {
+                        return u64::from(levels);
+                    }
+                    let r = (x.abs() / norm * s).min(s);
+                    let low = r.floor();
+                    let level = (low + f64::from(u8::from(uniform(stream, i) < r - low))).min(s);
+                    // code = s + sign · level, in 0..=2s
+                    if x < 0.0 {
+                        u64::from(levels) - level as u64
+                    } else {
+                        u64::from(levels) + level as u64
+                    }
+                });
+                pack(codes, bits_for(2 * u64::from(levels) + 1), packed);
+            }
+            Compressor::TopK { fraction } => {
+                let k = Self::kept(fraction, len);
+                let mut idx: Vec<usize> = (0..len).collect();
+                let by_size =
+                    |a: &usize, b: &usize| v[*b].abs().total_cmp(&v[*a].abs()).then(a.cmp(b));
+                if k < len {
+                    idx.select_nth_unstable_by(k - 1, by_size);
+                }
+                idx.truncate(k);
+                idx.sort_unstable();
+                for (dst, &i) in wire.iter_mut().zip(&idx) {
+                    *dst = v[i];
+                }
+                pack(
+                    idx.iter().map(|&i| i as u64),
+                    bits_for(len as u64),
+                    &mut wire[k..],
+                );
+            }
+            Compressor::Sign => {
+                wire[0] = v.iter().map(|x| x.abs()).sum::<f64>() / len.max(1) as f64;
+                pack(v.iter().map(|&x| u64::from(x < 0.0)), 1, &mut wire[1..]);
+            }
+        }
+        Ok(())
+    }
+
+    fn malformed(&self, reason: String) -> CompressError {
+        CompressError::Malformed {
+            compressor: self.to_string(),
+            reason,
+        }
+    }
+
+    /// Write the vector `wire` stands for into `out` (`len` values). A message that cannot
+    /// come from [`Compressor::compress`] (wrong length, an index out of range, a level above
+    /// the range, a negative or non-finite scale) is an error, never a panic.
+    pub fn decompress(&self, wire: &[f64], out: &mut [f64]) -> Result<(), CompressError> {
+        if matches!(self, Compressor::TopK { .. }) {
+            out.fill(0.0);
+        }
+        self.each(wire, out.len(), |i, v| out[i] = v)
+    }
+
+    /// Whether `wire` is a well-formed message for a vector of `len` values (what
+    /// [`Compressor::decompress`] checks, without writing anything).
+    pub fn validate(&self, wire: &[f64], len: usize) -> Result<(), CompressError> {
+        self.each(wire, len, |_, _| {})
+    }
+
+    /// Hand every value `wire` stands for to `put(index, value)` (top-k: only the kept ones),
+    /// after checking the message (see [`Compressor::decompress`]).
+    fn each(
+        &self,
+        wire: &[f64],
+        len: usize,
+        mut put: impl FnMut(usize, f64),
+    ) -> Result<(), CompressError> {
+        if wire.len() != self.wire_len(len) {
+            return Err(self.malformed(format!(
+                "{} values, expected {} for a vector of {len}",
+                wire.len(),
+                self.wire_len(len)
+            )));
+        }
+        let scale_ok = |s: f64| s.is_finite() && s >= 0.0;
+        let unpacked = match *self {
+            Compressor::None => {
+                wire.iter().enumerate().for_each(|(i, &v)| put(i, v));
+                Ok(())
+            }
+            Compressor::LowRank { .. } => return Err(self.unavailable()),
+            Compressor::Qsgd { levels, bucket } => {
+                let (norms, packed) = wire.split_at(len.div_ceil(bucket));
+                if let Some(bad) = norms.iter().find(|&&x| !scale_ok(x)) {
+                    return Err(self.malformed(format!("bucket norm {bad}")));
+                }
+                let s = u64::from(levels);
+                unpack(packed, bits_for(2 * s + 1), len, |i, code| {
+                    if code > 2 * s {
+                        return Err(format!("level code {code} above {}", 2 * s));
+                    }
+                    put(
+                        i,
+                        (code as f64 - s as f64) * norms[i / bucket] / f64::from(levels),
+                    );
+                    Ok(())
+                })
+            }
+            Compressor::TopK { fraction } => {
+                let k = Self::kept(fraction, len);
+                let values = &wire[..k];
+                unpack(&wire[k..], bits_for(len as u64), k, |i, at| {
+                    if at as usize >= len {
+                        return Err(format!("index {at} of a vector of {len}"));
+                    }
+                    put(at as usize, values[i]);
+                    Ok(())
+                })
+            }
+            Compressor::Sign => {
+                let scale = wire[0];
+                if !scale_ok(scale) {
+                    return Err(self.malformed(format!("scale {scale}")));
+                }
+                unpack(&wire[1..], 1, len, |i, bit| {
+                    put(i, if bit == 1 { -scale } else { scale });
+                    Ok(())
+                })
+            }
+        };
+        unpacked.map_err(|r| self.malformed(r))
+    }
+}
+
+/// The error-feedback state of one coded message stream (one worker, one chunk): the residual
+/// of what compression has dropped so far, added to the next message sent.
+#[derive(Debug, Clone, Default)]
+pub struct ErrorFeedback {
+    residual: Vec<f64>,
+    corrected: Vec<f64>,
+    sent: Vec<f64>,
+}
+
+impl ErrorFeedback {
+    /// The residual e (empty before the first message).
+    pub fn residual(&self) -> &[f64] {
+        &self.residual
+    }
+
+    /// Write C(`v` + e) into `wire` and set e ← v + e − C(v + e).
+    pub fn compress(
+        &mut self,
+        c: &Compressor,
+        v: &[f64],
+        key: NoiseKey,
+        wire: &mut [f64],
+    ) -> Result<(), CompressError> {
+        let len = v.len();
+        self.residual.resize(len, 0.0);
+        self.corrected.clear();
+        self.corrected
+            .extend(v.iter().zip(&self.residual).map(|(a, e)| a + e));
+        c.compress(&self.corrected, key, wire)?;
+        self.sent.resize(len, 0.0);
+        c.decompress(wire, &mut self.sent)?;
+        for ((e, x), y) in self
+            .residual
+            .iter_mut()
+            .zip(&self.corrected)
+            .zip(&self.sent)
+        {
+            *e = x - y;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;
