@@ -26,6 +26,7 @@ fn data(rows: usize, d: usize, sparsity: f64) -> Dataset {
         sparsity,
         test_rows: 0,
         seed: 1,
+        zipf: None,
     };
     synth::generate(&spec).expect("synthetic data").0
 }

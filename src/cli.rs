@@ -164,6 +164,11 @@ pub struct SynthArgs {
     /// Fraction of non-zero features per row; below 1 the output is CSR [default: 1].
     #[arg(long)]
     pub sparsity: Option<f64>,
+    /// Skew the columns like one-hot categorical data: every row has round(sparsity × features)
+    /// distinct columns drawn with P(column j) ∝ 1/(j + 1)^A (needs --sparsity below 1). E.g.
+    /// Amazon Employee Access's shape: --features 241915 --sparsity 0.000182 --zipf 1.
+    #[arg(long, value_name = "A")]
+    pub zipf: Option<f64>,
     /// Rows of a test split generated from the same distribution.
     #[arg(long, default_value_t = 0)]
     pub test_rows: usize,

@@ -244,7 +244,7 @@ fn comm_efficient_matches_the_reference_with_messages_m_times_shorter() {
 }
 
 /// `--compress` on a comm-efficient code (m = 2): every compressor, with and without error
-/// feedback, finishes; every result message is (12 + wire + 1) values with the compressor's
+/// feedback (QSGD with enough levels for feedback to be stable), finishes; every result message is (12 + wire + 1) values with the compressor's
 /// fixed wire length (fewer bytes than uncompressed); the first-iteration check PASSES on the
 /// uncompressed decode while `compress_rel_err` records what compression changed at every
 /// check; `decode_weight_sq` is recorded every iteration; no iteration counts as exact; and
@@ -259,7 +259,7 @@ fn every_compressor_finishes_records_bytes_and_its_error() {
     let len = 16; // ⌈31/2⌉
     for (spec, ef) in [
         ("qsgd:4", false),
-        ("qsgd:4", true),
+        ("qsgd:64", true),
         ("topk:0.25", false),
         ("topk:0.25", true),
         ("sign", false),
@@ -1165,6 +1165,11 @@ fn bad_input_fails_cleanly_on_every_rank() {
         ),
         (5, vec!["--compress", "zip"], "unknown compressor"),
         (5, vec!["--error-feedback"], "needs a compressor"),
+        (
+            5,
+            vec!["--compress", "qsgd:4", "--error-feedback"],
+            "feeding back the error of --compress qsgd:4 is unstable",
+        ),
         // A split that does not fit: each worker holds s + m of the n partitions.
         (
             5,

@@ -244,6 +244,11 @@ fn specs_parse_and_bad_ones_say_why() {
         assert!(e.contains(want), "{text}: {e}");
     }
     assert!(Compressor::Sign.is_biased() && !"qsgd:2".parse::<Compressor>().unwrap().is_biased());
+    // ω = min(B/s², √B/s): √512/4 = 5.66 for qsgd:4, 16/64² = 0.0039 for qsgd:64:16.
+    let omega = |t: &str| t.parse::<Compressor>().unwrap().variance_bound().unwrap();
+    assert!((omega("qsgd:4") - 512f64.sqrt() / 4.0).abs() < 1e-12);
+    assert!((omega("qsgd:64:16") - 16.0 / 4096.0).abs() < 1e-12);
+    assert_eq!(Compressor::Sign.variance_bound(), None);
 }
 
 /// Error feedback: what was sent plus the residual is what was given, across a skipped send

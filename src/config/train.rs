@@ -389,6 +389,18 @@ impl RunConfig {
                 "needs a compressor: add --compress qsgd:LEVELS, topk:FRACTION or sign",
             ));
         }
+        if let Some(omega) = self.compress.variance_bound().filter(|&w| w >= 1.0) {
+            if self.error_feedback {
+                return Err(invalid(
+                    "error-feedback",
+                    "true",
+                    format!(
+                        "feeding back the error of --compress {} is unstable: its error bound E‖C(x) − x‖² ≤ ω‖x‖² has ω = min(B/s², √B/s) = {omega:.3} ≥ 1, so the residual grows; use more levels or smaller buckets (ω < 1), or no error feedback (QSGD is unbiased without it)",
+                        self.compress
+                    ),
+                ));
+            }
+        }
         if let Compressor::LowRank { .. } = self.compress {
             if !self.model.has_matrix_parameters() {
                 return Err(invalid(
@@ -730,6 +742,15 @@ mod tests {
                 },
                 4,
                 "--error-feedback = true: needs a compressor",
+            ),
+            (
+                TrainArgs {
+                    compress: Some("qsgd:4".parse().unwrap()),
+                    error_feedback: true,
+                    ..args()
+                },
+                4,
+                "ω = min(B/s², √B/s) = 5.657 ≥ 1",
             ),
             (
                 TrainArgs {
