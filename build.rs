@@ -14,6 +14,16 @@ fn main() {
         "cargo:rustc-env=GRADCODE_PROFILE={}",
         std::env::var("PROFILE").unwrap_or_default()
     );
-    println!("cargo:rerun-if-changed=.git/HEAD");
-    println!("cargo:rerun-if-changed=.git/index");
+    // In a linked worktree `.git` is a file: ask git where HEAD and the index are, so the
+    // script reruns when they change and not on every build (a missing path always reruns it).
+    for name in ["HEAD", "index"] {
+        let path = Command::new("git")
+            .args(["rev-parse", "--git-path", name])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_else(|| format!(".git/{name}"));
+        println!("cargo:rerun-if-changed={path}");
+    }
 }

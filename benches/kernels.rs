@@ -2,7 +2,10 @@
 //!
 //! - `gradient/{dense,csr}/rows=R/cols=D`: a worker's coded gradient (logistic, with row weights);
 //! - `decode_sum/n=N/d=D`: rank 0's weighted sum of n coded gradients (the coordinator's loop);
-//! - `decode_solve/{code}/n=N`: decoding weights for a new responder set (uncached) and a cache hit.
+//! - `decode_solve/{code}/n=N`: decoding weights for a new responder set (uncached) and a cache hit;
+//! - `mlp/...`: the MLP's gradient (784-256-128-10, 512 rows, dense), and the GEMMs of its
+//!   forward and backward pass alone in f64 and in f32 (the measurement behind the model's
+//!   choice of f64, `src/model/mlp/mod.rs`).
 //!
 //! Short measurement times so that `make bench` stays within its budget; the end-to-end figures
 //! against the bandwidth limit come from `benches/suite.rs`.
@@ -11,12 +14,13 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use ndarray::{Array1, ArrayView1};
+use ndarray::linalg::{general_mat_mul, Dot};
+use ndarray::{Array1, Array2, ArrayView1, LinalgScalar};
 
 use gradcode::coding::{self, CodeKind, Decoder};
 use gradcode::data::synth::{self, SynthKind, SynthSpec};
-use gradcode::data::Dataset;
-use gradcode::model::{Logistic, Model, Workspace};
+use gradcode::data::{Dataset, Features, Task};
+use gradcode::model::{Logistic, Mlp, Model, Workspace};
 
 fn data(rows: usize, d: usize, sparsity: f64) -> Dataset {
     let spec = SynthSpec {
@@ -121,5 +125,115 @@ fn decode_solve(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, gradient, decode_sum, decode_solve);
+/// The GEMMs of one forward and backward pass of a dense MLP with layer `widths` over `rows`
+/// rows, in precision `A`: Z_l = A_{l−1} W_lᵀ, then ∇W_l = Δ_lᵀ A_{l−1} and Δ_{l−1} = Δ_l W_l.
+struct Gemms<A> {
+    acts: Vec<Array2<A>>,
+    weights: Vec<Array2<A>>,
+    grads: Vec<Array2<A>>,
+    deltas: Vec<Array2<A>>,
+}
+
+impl<A: LinalgScalar + From<u8>> Gemms<A> {
+    fn new(rows: usize, widths: &[usize]) -> Self {
+        let v = |i: usize| A::from((i % 7) as u8);
+        Gemms {
+            acts: widths
+                .iter()
+                .map(|&w| Array2::from_shape_fn((rows, w), |(i, j)| v(i + j)))
+                .collect(),
+            weights: widths
+                .windows(2)
+                .map(|p| Array2::from_shape_fn((p[1], p[0]), |(i, j)| v(i * 3 + j)))
+                .collect(),
+            grads: widths
+                .windows(2)
+                .map(|p| Array2::from_elem((p[1], p[0]), A::zero()))
+                .collect(),
+            deltas: widths
+                .iter()
+                .map(|&w| Array2::from_elem((rows, w), A::zero()))
+                .collect(),
+        }
+    }
+
+    fn pass(&mut self) {
+        let layers = self.weights.len();
+        for l in 0..layers {
+            let (before, after) = self.acts.split_at_mut(l + 1);
+            let w = &self.weights[l];
+            general_mat_mul(A::one(), &before[l], &w.t(), A::zero(), &mut after[0]);
+        }
+        for l in (0..layers).rev() {
+            let (before, after) = self.deltas.split_at_mut(l + 1);
+            general_mat_mul(
+                A::one(),
+                &after[0].t(),
+                &self.acts[l],
+                A::one(),
+                &mut self.grads[l],
+            );
+            if l > 0 {
+                general_mat_mul(
+                    A::one(),
+                    &after[0],
+                    &self.weights[l],
+                    A::zero(),
+                    &mut before[l],
+                );
+            }
+        }
+    }
+}
+
+fn mlp(c: &mut Criterion) {
+    let mut g = c.benchmark_group("mlp");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(2));
+    let (rows, widths) = (512, [784, 256, 128, 10]);
+    // Elements: the flops of the pass (three GEMMs per layer but the first, which has two).
+    let flops: usize = widths
+        .windows(2)
+        .map(|p| 2 * rows * p[0] * p[1])
+        .sum::<usize>()
+        * 3
+        - 2 * rows * widths[0] * widths[1];
+    g.throughput(Throughput::Elements(flops as u64));
+    let mut g64 = Gemms::<f64>::new(rows, &widths);
+    g.bench_function("gemms-f64/784-256-128-10/rows=512", |b| {
+        b.iter(|| g64.pass())
+    });
+    let mut g32 = Gemms::<f32>::new(rows, &widths);
+    g.bench_function("gemms-f32/784-256-128-10/rows=512", |b| {
+        b.iter(|| g32.pass())
+    });
+    let x = Array2::from_shape_fn((rows, 784), |(i, j)| ((i * 7 + j) % 13) as f64 / 13.0);
+    let y = Array1::from_shape_fn(rows, |i| (i % 10) as f64);
+    let model = Mlp::new(784, &[256, 128], Task::Multiclass { classes: 10 }).expect("mlp");
+    let w = model.init(1);
+    let rw = Array1::from_elem(rows, 0.5);
+    let mut out = Array1::zeros(model.dim());
+    let mut ws = Workspace::default();
+    let xf = Features::Dense(x);
+    g.bench_function("gradient-f64/784-256-128-10/rows=512", |b| {
+        b.iter(|| {
+            black_box(model.gradient_into(
+                w.view(),
+                &xf,
+                y.view(),
+                Some(rw.view()),
+                &mut ws,
+                out.view_mut(),
+            ))
+        })
+    });
+    // A plain square dgemm, the BLAS ceiling on this machine (elements: its flops).
+    let a = Array2::from_shape_fn((512, 512), |(i, j)| ((i + j) % 5) as f64);
+    g.throughput(Throughput::Elements(2 * 512 * 512 * 512));
+    g.bench_function("dgemm/512x512x512", |b| b.iter(|| black_box(a.dot(&a))));
+    g.finish();
+}
+
+criterion_group!(benches, gradient, decode_sum, decode_solve, mlp);
 criterion_main!(benches);

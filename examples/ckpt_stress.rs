@@ -26,6 +26,7 @@ fn state(iteration: u64, dim: usize) -> Checkpoint {
             w_prev: w.mapv(|v| v * 0.5),
             w,
             steps: iteration,
+            adam: None,
         },
         config_hash: HASH.into(),
         seed: 7,

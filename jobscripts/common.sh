@@ -246,7 +246,17 @@ gc_run() {
     echo >>"$GC_PROVENANCE/command.txt"
   fi
   GC_LAUNCHED_AT=$SECONDS
-  "${GC_LAUNCH[@]}" "$GRADCODE" train "${GC_ARGS[@]}" &
+  if gc_in_slurm; then
+    "${GC_LAUNCH[@]}" "$GRADCODE" train "${GC_ARGS[@]}" &
+  else
+    # Outside Slurm, Ctrl-C and TERM become USR1 for the ranks (checkpoint, exit 75, as the ranks
+    # do on SIGINT/SIGTERM themselves): the launcher runs in its own session, so a terminal's
+    # Ctrl-C reaches this script only. (Open MPI's mpirun, hit by SIGINT or SIGTERM itself,
+    # aborts the job and returns 1 whatever the ranks returned.) Under Slurm, Slurm's own
+    # signalling (--signal=B:USR1) is the way.
+    trap gc_on_usr1 INT TERM
+    setsid "${GC_LAUNCH[@]}" "$GRADCODE" train "${GC_ARGS[@]}" &
+  fi
   GC_CHILD=$!
   if ((GC_USR1 > 0)); then # the signal came before the ranks existed: pass it on (after the grace)
     gc_on_usr1

@@ -3,12 +3,12 @@
 #
 #   jobscripts/workstation.sh                       # 4 workers + coordinator, defaults as train.sbatch
 #   WORKERS=8 CODE=frc S=2 jobscripts/workstation.sh
-#   RUN_DIR=results/my-run jobscripts/workstation.sh   # rerun after Ctrl-\ / USR1: resumes from ckpt.h5
+#   RUN_DIR=results/my-run jobscripts/workstation.sh   # rerun after Ctrl-C / USR1: resumes from ckpt.h5
 #
 # Same environment variables as train.sbatch (CONFIG, DATA, MODEL, CODE, S, DEADLINE_MS, ITERATIONS, LR,
 # STRAGGLERS, SEED, CHECKPOINT_EVERY, EXTRA_ARGS) plus WORKERS. Result: results/<JOB_NAME>-local-<date>-<pid>/
-# `kill -USR1 <pid of this script>` makes the ranks checkpoint and exit 75; rerun with the same RUN_DIR
-# to resume.
+# Ctrl-C, or `kill -USR1` / `kill -TERM` of this script, makes the ranks checkpoint and exit 75 (mpirun
+# runs in its own session: the script forwards USR1 to it); rerun with the same RUN_DIR to resume.
 # shellcheck source=jobscripts/common.sh
 source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/common.sh"
 

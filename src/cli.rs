@@ -196,6 +196,10 @@ pub struct ValidateArgs {
     /// Run the checks in this process (the child side; no resource limits).
     #[arg(long, hide = true)]
     pub child: bool,
+    /// With --child: check a user's matrix (the object at this in-file path; "" to find the
+    /// file's only one) instead of a dataset.
+    #[arg(long, hide = true, value_name = "OBJECT")]
+    pub matrix: Option<String>,
     /// Also print a machine-readable `stats:` line (outcome, time, peak memory of the child).
     #[arg(long, hide = true)]
     pub stats: bool,

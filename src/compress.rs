@@ -16,9 +16,15 @@
 //!   index), zeros elsewhere. Biased.
 //! - `sign`: C(v)_i = (‖v‖₁/len) · sign(v_i) (scaled sign, EF-signSGD, Karimireddy et al. 2019;
 //!   0 counts as +). Biased.
-//! - `lowrank:RANK`: PowerSGD-style rank-RANK factors of matrix-shaped parameters. The GLMs
-//!   (logistic, linear, softmax) have none, so it is refused by the configuration; the hook is
-//!   here (a variant, its parsing and its errors) for the neural-network models to fill.
+//! - `lowrank:RANK`: rank-r factors of every weight matrix (the MLP's layers, [`Matrices`]),
+//!   PowerSGD-style (Vogels et al. 2019): one step of power iteration per message, P = M·Q,
+//!   P orthonormalized (Gram-Schmidt), Q ← Mᵀ·P, and M ≈ P·Qᵀ, r = min(RANK, rows, columns);
+//!   the biases and anything after the last matrix are sent as they are. Q is kept by the
+//!   sender between messages (a warm start per worker and chunk, [`Compressor::compress_with`];
+//!   the first one is seeded from the run's seed, rank and chunk). It is **not** PowerSGD's
+//!   all-reduce: each worker factors its own coded message and rank 0 reconstructs each one
+//!   before decoding, so P and Q are never averaged across workers. Biased. The GLMs
+//!   (logistic, linear, softmax) have no weight matrices: the configuration refuses it there.
 //!
 //! Error feedback ([`ErrorFeedback`], `--error-feedback`): the sender keeps the residual e of
 //! what compression dropped and sends C(c + e), then e ← c + e − C(c + e). It is stable only
@@ -43,9 +49,9 @@
 //! | qsgd:s:B | ⌈len/B⌉ (bucket norms) + ⌈len / ⌊62/b⌋⌉, b = ⌈log₂(2s + 1)⌉ |
 //! | topk:f | k values + ⌈k / ⌊62/b⌋⌉ index words, b = ⌈log₂ len⌉ |
 //! | sign | 1 (scale) + ⌈len / 62⌉ |
+//! | lowrank:r | Σ over matrices (units × inputs) of r·(units + inputs) + units, + the rest |
 //!
-//! No I/O, no MPI. Not implemented: low-rank compression itself; sparse-support messages
-//! (issue 20 §2).
+//! No I/O, no MPI. Not implemented: sparse-support messages (issue 20 §2).
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -69,6 +75,32 @@ pub const DEFAULT_BUCKET: usize = 512;
 /// Bits of a wire word that carry data (62: bits 62 and 63 stay 0, the word is a finite f64).
 const WORD_BITS: u32 = 62;
 
+/// Most weight matrices `lowrank` factors (layers of a network).
+pub const MAX_MATRICES: usize = 16;
+
+/// The weight matrices `lowrank` factors in a vector: consecutive blocks from its start, each
+/// `units` rows of `inputs` weights followed by the unit's bias (a model's parameter blocks);
+/// values after the last block are sent as they are. A small value, so the compressor stays
+/// `Copy`; empty until the job sets it from its model ([`Compressor::with_matrices`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Matrices {
+    count: usize,
+    /// (units, inputs) of each block (u32 to keep the value small).
+    shapes: [(u32, u32); MAX_MATRICES],
+}
+
+impl Matrices {
+    fn iter(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        self.shapes[..self.count]
+            .iter()
+            .map(|&(u, i)| (u as usize, i as usize))
+    }
+    /// Values the blocks cover.
+    fn covered(&self) -> usize {
+        self.iter().map(|(u, i)| u * (i + 1)).sum()
+    }
+}
+
 /// A compressor of coded messages (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub enum Compressor {
@@ -84,6 +116,8 @@ pub enum Compressor {
     Sign,
     LowRank {
         rank: usize,
+        /// Set by the job from its model; empty: unavailable.
+        matrices: Matrices,
     },
 }
 
@@ -181,7 +215,7 @@ impl std::fmt::Display for Compressor {
             Compressor::Qsgd { levels, bucket } => write!(f, "qsgd:{levels}:{bucket}"),
             Compressor::TopK { fraction } => write!(f, "topk:{fraction}"),
             Compressor::Sign => f.write_str("sign"),
-            Compressor::LowRank { rank } => write!(f, "lowrank:{rank}"),
+            Compressor::LowRank { rank, .. } => write!(f, "lowrank:{rank}"),
         }
     }
 }
@@ -236,7 +270,10 @@ impl std::str::FromStr for Compressor {
                 )),
             },
             ("lowrank", Some(a)) => match a.parse::<usize>() {
-                Ok(rank) if rank >= 1 => Ok(Compressor::LowRank { rank }),
+                Ok(rank) if rank >= 1 => Ok(Compressor::LowRank {
+                    rank,
+                    matrices: Matrices::default(),
+                }),
                 _ => Err(err("the rank must be an integer of at least 1".into())),
             },
             ("qsgd", None) => Err(needs("LEVELS")),
@@ -297,8 +334,54 @@ impl Compressor {
         CompressError::Unavailable {
             compressor: self.to_string(),
             reason: "low-rank compression applies to the matrix parameters of neural-network \
-                     models, and this build has none"
+                     models, and none were given"
                 .into(),
+        }
+    }
+
+    /// `lowrank` factoring the blocks `shapes` ((units, inputs) each, consecutive from the
+    /// vector's start); the other compressors are returned as they are. More than
+    /// [`MAX_MATRICES`] blocks, or none, is an error.
+    pub fn with_matrices(self, shapes: &[(usize, usize)]) -> Result<Self, CompressError> {
+        let Compressor::LowRank { rank, .. } = self else {
+            return Ok(self);
+        };
+        if shapes.is_empty() || shapes.len() > MAX_MATRICES {
+            return Err(CompressError::Unavailable {
+                compressor: self.to_string(),
+                reason: format!(
+                    "the model has {} weight matrices; low-rank compression takes 1 to {MAX_MATRICES}",
+                    shapes.len()
+                ),
+            });
+        }
+        let mut matrices = Matrices {
+            count: shapes.len(),
+            ..Matrices::default()
+        };
+        for (dst, &(u, i)) in matrices.shapes.iter_mut().zip(shapes) {
+            *dst = match (u32::try_from(u), u32::try_from(i)) {
+                (Ok(u), Ok(i)) => (u, i),
+                _ => {
+                    return Err(CompressError::Unavailable {
+                        compressor: self.to_string(),
+                        reason: format!("a {u} × {i} weight matrix is too large"),
+                    })
+                }
+            };
+        }
+        Ok(Compressor::LowRank { rank, matrices })
+    }
+
+    /// Low-rank's (rank, matrices) when it has matrices and they fit `len` values.
+    fn factors(&self, len: usize) -> Option<(usize, &Matrices)> {
+        match self {
+            Compressor::LowRank { rank, matrices }
+                if matrices.count > 0 && matrices.covered() <= len =>
+            {
+                Some((*rank, matrices))
+            }
+            _ => None,
         }
     }
 
@@ -310,7 +393,17 @@ impl Compressor {
     /// Values on the wire for a vector of `len` values (see the module docs' table).
     pub fn wire_len(&self, len: usize) -> usize {
         match *self {
-            Compressor::None | Compressor::LowRank { .. } => len,
+            Compressor::LowRank { .. } => match self.factors(len) {
+                Some((rank, m)) => {
+                    let factored: usize = m
+                        .iter()
+                        .map(|(u, i)| rank.min(u).min(i) * (u + i) + u)
+                        .sum();
+                    factored + len - m.covered()
+                }
+                None => len,
+            },
+            Compressor::None => len,
             Compressor::Qsgd { levels, bucket } => {
                 len.div_ceil(bucket) + packed_words(len, bits_for(2 * u64::from(levels) + 1))
             }
@@ -323,17 +416,33 @@ impl Compressor {
     }
 
     /// Write C(`v`) into `wire` ([`Compressor::wire_len`] of `v.len()` values). `key` seeds the
-    /// random rounding of QSGD.
+    /// random rounding of QSGD (and low-rank's cold start: see [`Compressor::compress_with`]).
     pub fn compress(
         &self,
         v: &[f64],
         key: NoiseKey,
         wire: &mut [f64],
     ) -> Result<(), CompressError> {
+        self.compress_with(v, key, wire, &mut Vec::new())
+    }
+
+    /// [`Compressor::compress`] with the sender's state `warm`: low-rank's Q of every matrix,
+    /// used as the power iteration's start and replaced by the new Q (empty or of another size:
+    /// a cold start drawn from the key's seed, rank and chunk). The other compressors leave it.
+    pub fn compress_with(
+        &self,
+        v: &[f64],
+        key: NoiseKey,
+        wire: &mut [f64],
+        warm: &mut Vec<f64>,
+    ) -> Result<(), CompressError> {
         let len = v.len();
         match *self {
             Compressor::None => wire.copy_from_slice(v),
-            Compressor::LowRank { .. } => return Err(self.unavailable()),
+            Compressor::LowRank { .. } => match self.factors(len) {
+                Some((rank, m)) => low_rank(rank, m, v, key, wire, warm),
+                None => return Err(self.unavailable()),
+            },
             Compressor::Qsgd { levels, bucket } => {
                 let s = f64::from(levels);
                 let buckets = len.div_ceil(bucket);
@@ -430,7 +539,13 @@ impl Compressor {
                 wire.iter().enumerate().for_each(|(i, &v)| put(i, v));
                 Ok(())
             }
-            Compressor::LowRank { .. } => return Err(self.unavailable()),
+            Compressor::LowRank { .. } => match self.factors(len) {
+                Some((rank, m)) => {
+                    low_rank_each(rank, m, wire, put);
+                    Ok(())
+                }
+                None => return Err(self.unavailable()),
+            },
             Compressor::Qsgd { levels, bucket } => {
                 let (norms, packed) = wire.split_at(len.div_ceil(bucket));
                 if let Some(bad) = norms.iter().find(|&&x| !scale_ok(x)) {
@@ -479,6 +594,8 @@ impl Compressor {
 #[derive(Debug, Clone, Default)]
 pub struct ErrorFeedback {
     residual: Vec<f64>,
+    /// The compressor's own state (low-rank's warm start).
+    warm: Vec<f64>,
     corrected: Vec<f64>,
     sent: Vec<f64>,
 }
@@ -502,7 +619,7 @@ impl ErrorFeedback {
         self.corrected.clear();
         self.corrected
             .extend(v.iter().zip(&self.residual).map(|(a, e)| a + e));
-        c.compress(&self.corrected, key, wire)?;
+        c.compress_with(&self.corrected, key, wire, &mut self.warm)?;
         self.sent.resize(len, 0.0);
         c.decompress(wire, &mut self.sent)?;
         for ((e, x), y) in self
@@ -514,6 +631,129 @@ impl ErrorFeedback {
             *e = x - y;
         }
         Ok(())
+    }
+}
+
+/// Low-rank compression of `v` laid out as `m` into `wire` (see the module docs): per matrix
+/// M (units × inputs, row stride inputs + 1), P = M·Q orthonormalized, then Q = Mᵀ·P; the wire
+/// holds P (units × r), Q (inputs × r), the biases; then the rest of `v`. `warm` holds every
+/// matrix's Q (inputs × r, row-major) in order.
+fn low_rank(
+    rank: usize,
+    m: &Matrices,
+    v: &[f64],
+    key: NoiseKey,
+    wire: &mut [f64],
+    warm: &mut Vec<f64>,
+) {
+    let q_len: usize = m.iter().map(|(u, i)| rank.min(u).min(i) * i).sum();
+    if warm.len() != q_len {
+        let s = NoiseKey {
+            iteration: 0,
+            ..key
+        }
+        .stream();
+        warm.clear();
+        warm.extend((0..q_len).map(|i| uniform(s, i) - 0.5));
+    }
+    let (mut at_v, mut at_w, mut at_q) = (0, 0, 0);
+    for (units, inputs) in m.iter() {
+        let r = rank.min(units).min(inputs);
+        let stride = inputs + 1;
+        let block = &v[at_v..at_v + units * stride];
+        let q = &mut warm[at_q..at_q + inputs * r];
+        if q.iter().all(|&x| x == 0.0) {
+            // A zero matrix left a zero Q: start again from the seeded draw.
+            let s = NoiseKey {
+                iteration: 0,
+                ..key
+            }
+            .stream();
+            q.iter_mut()
+                .enumerate()
+                .for_each(|(i, x)| *x = uniform(s, at_q + i) - 0.5);
+        }
+        let (p, rest) = wire[at_w..].split_at_mut(units * r);
+        let (q_out, rest) = rest.split_at_mut(inputs * r);
+        p.fill(0.0);
+        for u in 0..units {
+            let row = &block[u * stride..u * stride + inputs];
+            let pu = &mut p[u * r..(u + 1) * r];
+            for (i, &x) in row.iter().enumerate() {
+                for (pk, qk) in pu.iter_mut().zip(&q[i * r..(i + 1) * r]) {
+                    *pk += x * qk;
+                }
+            }
+        }
+        orthonormalize_columns(p, r);
+        q_out.fill(0.0);
+        for u in 0..units {
+            let row = &block[u * stride..u * stride + inputs];
+            let pu = &p[u * r..(u + 1) * r];
+            for (i, &x) in row.iter().enumerate() {
+                for (qk, pk) in q_out[i * r..(i + 1) * r].iter_mut().zip(pu) {
+                    *qk += x * pk;
+                }
+            }
+        }
+        q.copy_from_slice(q_out);
+        for (b, u) in rest[..units].iter_mut().zip(0..units) {
+            *b = block[u * stride + inputs];
+        }
+        at_v += units * stride;
+        at_w += r * (units + inputs) + units;
+        at_q += inputs * r;
+    }
+    wire[at_w..].copy_from_slice(&v[at_v..]);
+}
+
+/// Gram-Schmidt (two passes) on the `r` columns of the row-major `rows × r` matrix `p`; a column
+/// left with less than 1e-10 of its norm (in the span of the earlier ones: a matrix of rank
+/// below r) becomes zero, so it adds nothing to P·Qᵀ.
+fn orthonormalize_columns(p: &mut [f64], r: usize) {
+    let col_norm = |p: &[f64], k: usize| p.chunks(r).map(|row| row[k] * row[k]).sum::<f64>().sqrt();
+    for k in 0..r {
+        let before = col_norm(p, k);
+        for _ in 0..2 {
+            for j in 0..k {
+                let dot: f64 = p.chunks(r).map(|row| row[k] * row[j]).sum();
+                p.chunks_mut(r).for_each(|row| row[k] -= dot * row[j]);
+            }
+        }
+        let norm = col_norm(p, k);
+        let scale = if norm > 1e-10 * before && norm > 0.0 {
+            1.0 / norm
+        } else {
+            0.0
+        };
+        p.chunks_mut(r).for_each(|row| row[k] *= scale);
+    }
+}
+
+/// Every value of the low-rank message `wire` for layout `m`, to `put(index, value)`: P·Qᵀ
+/// for each matrix's weights, its biases, then the rest.
+fn low_rank_each(rank: usize, m: &Matrices, wire: &[f64], mut put: impl FnMut(usize, f64)) {
+    let (mut at_v, mut at_w) = (0, 0);
+    for (units, inputs) in m.iter() {
+        let r = rank.min(units).min(inputs);
+        let (p, rest) = wire[at_w..].split_at(units * r);
+        let (q, biases) = rest.split_at(inputs * r);
+        for u in 0..units {
+            let pu = &p[u * r..(u + 1) * r];
+            for i in 0..inputs {
+                let qi = &q[i * r..(i + 1) * r];
+                put(
+                    at_v + u * (inputs + 1) + i,
+                    pu.iter().zip(qi).map(|(a, b)| a * b).sum(),
+                );
+            }
+            put(at_v + u * (inputs + 1) + inputs, biases[u]);
+        }
+        at_v += units * (inputs + 1);
+        at_w += r * (units + inputs) + units;
+    }
+    for (j, &x) in wire[at_w..].iter().enumerate() {
+        put(at_v + j, x);
     }
 }
 

@@ -32,7 +32,7 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    /// Process exit code (README, "Exit codes"): 2 for bad input or configuration, 1 for runtime
+    /// Process exit code (docs/training.md, "Exit codes"): 2 for bad input or configuration, 1 for runtime
     /// failures.
     pub fn exit_code(&self) -> i32 {
         match self {

@@ -16,7 +16,8 @@
 //! `io` is the only module that imports `hdf5`, `comm::mpi` the only one that imports `mpi`.
 //! Nothing below `cli` imports `cli`.
 //!
-//! See `../shared/GUIDE.md` for the design and the math, and the README for usage.
+//! See `../shared/GUIDE.md` for the design and the math, `docs/architecture.md` for the layers,
+//! and `docs/` for usage.
 
 // BLAS for ndarray's `dot` comes from the system OpenBLAS.
 extern crate blas_src;

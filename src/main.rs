@@ -1,5 +1,5 @@
 //! The `gradcode` binary: parse the command line, set up logging, run a subcommand, and turn
-//! its outcome into one `gradcode: error:` line and the documented exit code (README, "Exit
+//! its outcome into one `gradcode: error:` line and the documented exit code (docs/training.md, "Exit
 //! codes": 0 success, 1 runtime failure, 2 bad input or configuration; a job's own codes such
 //! as 75 for a checkpoint-and-stop are returned by the subcommand).
 use clap::Parser;

@@ -1,7 +1,7 @@
 //! The one training loop, end to end, for every engine (the real binary, alone or under
 //! `mpirun` with a timeout): coded training through mat-vecs checkpoints and resumes bit for bit
 //! like gradient coding; every run's written config re-runs it; a run too big for memory is
-//! refused before allocating; divergence stops the run; SIGINT checkpoints like SIGTERM; the
+//! refused before allocating (reliability BI-9); divergence stops the run; SIGINT checkpoints like SIGTERM; the
 //! reference writes the same schema; per-worker counts add up; and the rough edges a new user hit
 //! (negative flag values, `uncoded`'s s, the help text, the config dump before an error).
 
@@ -189,6 +189,13 @@ fn coded_matvec_training_checkpoints_resumes_bit_identical_and_reruns_from_its_c
         json.contains("mds-rotation") && json.contains("\"complete\""),
         "{json}"
     );
+    // Issue 24 item 9: after a resume, the run's own /summary and the report give the same p50,
+    // over the whole run.
+    let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let report_p50 = parsed["runs"][0]["p50_s"].as_f64().unwrap();
+    let summary_p50 =
+        results::read_num_attr(&cut.join("run.h5"), "summary", "time_per_iteration_p50_s").unwrap();
+    assert_eq!(report_p50, summary_p50);
 
     // The written config re-runs the job (--out moved elsewhere) to the same parameters.
     let again = fresh("mds-again");
@@ -364,78 +371,6 @@ print(m[["iteration", "wall_s", "oracle_s", "train_loss", "test_accuracy"]].tail
         let py = Command::new(python).args(["-c", &script]).output().unwrap();
         assert!(py.status.success(), "{}: {}", f.display(), output_text(&py));
     }
-}
-
-/// Issue 24 item 1 (RELIABILITY BI-9): a LIBSVM index of 2·10⁹ passes validation, but a run
-/// over it would need a 16 GB parameter vector per buffer: refused before any allocation, one
-/// error line naming the features and the bytes, exit 2, no result folder — serial and MPI.
-#[test]
-fn a_run_too_big_for_memory_is_refused_before_allocating() {
-    let _g = serial();
-    let dir = workdir().join("huge");
-    std::fs::create_dir_all(&dir).unwrap();
-    let text = dir.join("huge.libsvm");
-    let mut lines = String::new();
-    for i in 0..8 {
-        lines.push_str(&format!(
-            "{} 3:1 {}:1\n",
-            if i % 2 == 0 { "+1" } else { "-1" },
-            5 + i
-        ));
-    }
-    lines.push_str("+1 3:1 2000000000:1\n");
-    std::fs::write(&text, lines).unwrap();
-    let h5 = dir.join("huge.h5");
-    let o = gradcode(&[
-        "data",
-        "convert",
-        "--format",
-        "libsvm",
-        "--input",
-        &text.display().to_string(),
-        "--out",
-        &h5.display().to_string(),
-        "--force",
-    ]);
-    assert!(o.status.success(), "{}", output_text(&o));
-    let o = gradcode(&["data", "validate", &h5.display().to_string()]);
-    assert!(o.status.success(), "a valid dataset: {}", output_text(&o));
-    let out = dir.join("run-ref");
-    let o = gradcode(&[
-        "train",
-        "--reference",
-        "--data",
-        &h5.display().to_string(),
-        "--out",
-        &out.display().to_string(),
-    ]);
-    assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
-    let line = the_error_line(&o);
-    assert!(
-        line.contains("2000000000 features") && line.contains("GB"),
-        "{line}"
-    );
-    assert!(!out.exists(), "a refused run left {}", out.display());
-    let out = dir.join("run-mpi");
-    let o = train_mpi(3, &out, &["--data", &h5.display().to_string()]);
-    assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
-    assert_one_mpi_error(&o, "2000000000 features");
-    assert!(!out.exists(), "a refused run left {}", out.display());
-    // A budget the run does fit passes the same check; one it does not is named.
-    let o = gradcode(&[
-        "train",
-        "--reference",
-        "--data",
-        &logistic().display().to_string(),
-        "--iterations",
-        "2",
-        "--max-memory-mb",
-        "0.001",
-        "--out",
-        &dir.join("tiny").display().to_string(),
-    ]);
-    let line = the_error_line(&o);
-    assert!(line.contains("--max-memory-mb 0.001"), "{line}");
 }
 
 /// Issue 24 item 17: a diverging objective stops the run with status `diverged`, exit 1, the
@@ -664,6 +599,31 @@ fn late_arrivals_are_recorded_and_counts_add_up() {
     );
     let sum_late: f64 = rows.column(Metric::Late).sum();
     assert!(sum_late >= 1.0);
+    // The report counts with the same definition, from the file.
+    let o = gradcode(&["report", "--json", &f.display().to_string()]);
+    assert!(o.status.success(), "{}", output_text(&o));
+    let json: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let run = &json["runs"][0];
+    for (key, col) in [
+        ("on_time", 0),
+        ("partial_iterations", 1),
+        ("late", 2),
+        ("missed", 3),
+    ] {
+        let got: Vec<f64> = run[key]
+            .as_array()
+            .unwrap_or_else(|| panic!("no {key} in {run}"))
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        assert_eq!(got, counts[col], "report {key} vs /summary");
+    }
+    let text = String::from_utf8_lossy(&gradcode(&["report", &f.display().to_string()]).stdout)
+        .to_string();
+    assert!(
+        text.contains("slow ranks") && text.contains("[3]"),
+        "{text}"
+    );
 }
 
 /// Issue 24 items 6, 7, 11, 12 and the `--no-intercept` / `--momentum-schedule` options.
@@ -766,4 +726,56 @@ fn rough_edges_a_new_user_hit() {
         diff < 1e-8,
         "MPI vs reference with --no-intercept and nesterov-t: {diff:e}"
     );
+}
+
+/// Issue 24 item 3 under a launcher: a terminal's Ctrl-C hits the whole foreground process group.
+/// Open MPI's `mpirun` aborts the job on SIGINT and returns 1 whatever the ranks did, so
+/// `jobscripts/workstation.sh` runs the launcher in its own session and turns Ctrl-C into USR1:
+/// the ranks checkpoint and the script exits 75.
+#[test]
+fn ctrl_c_on_the_workstation_script_checkpoints_and_exits_75() {
+    use std::os::unix::process::CommandExt;
+    let _g = serial();
+    let run = fresh("ws-ctrl-c");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut child = Command::new(root.join("jobscripts/workstation.sh"))
+        .current_dir(root)
+        .env("GRADCODE", BIN)
+        .env("DATA", logistic())
+        .env("ITERATIONS", "10000000")
+        .env("STRAGGLERS", "fixed:1:5")
+        .env("WORKERS", "2")
+        .env("RUN_DIR", &run)
+        .env("GRADCODE_LAUNCH_GRACE", "1")
+        .env("EXTRA_ARGS", "--log-every 1000000")
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while !run.join("run.h5").exists() && t.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let pgid = child.id().to_string();
+    let _ = Command::new("kill")
+        .args(["-INT", "--", &format!("-{pgid}")])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the script did not end after Ctrl-C"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(75));
+    assert_eq!(attr(&run, "", "status"), "interrupted");
+    assert!(run.join("ckpt.h5").exists());
 }

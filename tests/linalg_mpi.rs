@@ -483,3 +483,106 @@ fn coded_training_bad_input_fails_cleanly() {
         assert_one_mpi_error(&mpirun(np, &args, 30), expect);
     }
 }
+
+/// A user's own matrices, written as h5py would (plain 2-D datasets, no labels, no task):
+/// `FILE.h5` holding one 2-D dataset, and `FILE.h5:/path` naming one of several; `matvec` and
+/// `matmul` read them, and decode what the uncoded product gives.
+#[test]
+fn plain_hdf5_matrices_are_accepted() {
+    let _g = serial();
+    let dir = workdir().join("plain");
+    std::fs::create_dir_all(&dir).unwrap();
+    let a = ndarray::Array2::from_shape_fn((40, 6), |(i, j)| ((i * 7 + j * 3) % 11) as f64 - 5.0);
+    let b = ndarray::Array2::from_shape_fn((40, 3), |(i, j)| ((i + 2 * j) % 5) as f64 * 0.5);
+    let a_path = dir.join("a.h5");
+    let b_path = dir.join("b.h5");
+    {
+        let f = hdf5::File::create(&a_path).unwrap();
+        f.new_dataset_builder().with_data(&a).create("A").unwrap();
+        let f = hdf5::File::create(&b_path).unwrap();
+        let g = f.create_group("grp").unwrap();
+        g.new_dataset_builder().with_data(&b).create("M").unwrap();
+        f.new_dataset_builder()
+            .with_data(&ndarray::Array2::<f64>::zeros((2, 2)))
+            .create("other")
+            .unwrap();
+    }
+    let out = dir.join("mv");
+    let o = mpirun(
+        4,
+        &[
+            "matvec",
+            "--matrix",
+            &a_path.display().to_string(),
+            "--code",
+            "mds-systematic",
+            "-k",
+            "2",
+            "--iterations",
+            "2",
+            "--out",
+            &out.display().to_string(),
+            "--force",
+        ],
+        60,
+    );
+    assert!(o.status.success(), "{}", output_text(&o));
+    assert_eq!(
+        results::read_str_attr(&out.join("run.h5"), "validation", "verdict").unwrap(),
+        "PASSED"
+    );
+    // Without a path the file with two matrices is ambiguous; named, it is read.
+    let o = mpirun(
+        4,
+        &[
+            "matmul",
+            "--a",
+            &a_path.display().to_string(),
+            "--b",
+            &b_path.display().to_string(),
+            "--code",
+            "poly-real",
+            "-m",
+            "2",
+            "--out",
+            &dir.join("mm0").display().to_string(),
+            "--force",
+        ],
+        60,
+    );
+    assert_one_mpi_error(&o, "name one as");
+    let out = dir.join("mm");
+    let named = format!("{}:/grp/M", b_path.display());
+    let o = mpirun(
+        4,
+        &[
+            "matmul",
+            "--a",
+            &a_path.display().to_string(),
+            "--b",
+            &named,
+            "--code",
+            "poly-real",
+            "-m",
+            "2",
+            "--out",
+            &out.display().to_string(),
+            "--force",
+        ],
+        60,
+    );
+    assert!(o.status.success(), "{}", output_text(&o));
+    let c = dense_of_named(&out.join("product.h5"), "C");
+    let truth = a.t().dot(&b);
+    let err = (&c - &truth).mapv(|v| v * v).sum().sqrt() / truth.mapv(|v| v * v).sum().sqrt();
+    assert!(err < 1e-10, "AᵀB rel. error {err:e}");
+}
+
+fn dense_of_named(p: &Path, name: &str) -> ndarray::Array2<f64> {
+    hdf5::File::open(p)
+        .unwrap()
+        .dataset(name)
+        .unwrap()
+        .read_2d()
+        .unwrap()
+}

@@ -243,6 +243,32 @@ fn comm_efficient_matches_the_reference_with_messages_m_times_shorter() {
     }
 }
 
+/// A compressed run's rows: every iteration received whole `message`-byte messages, and
+/// `compress_rel_err` is recorded exactly at the gradient checks (every `check_every`), not
+/// zero at the first.
+fn assert_compressed_rows(
+    name: &str,
+    rows: &results::RecordedRows,
+    message: usize,
+    check_every: usize,
+) {
+    for (t, &b) in rows.column(Metric::BytesReceived).iter().enumerate() {
+        assert!(
+            b > 0.0 && b % message as f64 == 0.0,
+            "{name}: iteration {t} received {b} bytes, not whole {message}-byte messages"
+        );
+    }
+    let cerr = rows.column(Metric::CompressRelErr);
+    for (t, e) in cerr.iter().enumerate() {
+        assert_eq!(
+            e.is_finite(),
+            t % check_every == 0,
+            "{name}: iteration {t}: {e}"
+        );
+    }
+    assert!(cerr[0] > 0.0, "{name}: compression changed nothing");
+}
+
 /// `--compress` on a comm-efficient code (m = 2): every compressor, with and without error
 /// feedback (QSGD with enough levels for feedback to be stable), finishes; every result message is (12 + wire + 1) values with the compressor's
 /// fixed wire length (fewer bytes than uncompressed); the first-iteration check PASSES on the
@@ -296,17 +322,7 @@ fn every_compressor_finishes_records_bytes_and_its_error() {
         let c: Compressor = spec.parse().unwrap();
         let message = (12 + c.wire_len(len) + 1) * 8;
         assert!(message < (12 + len + 1) * 8, "{name}");
-        for (t, &b) in rows.column(Metric::BytesReceived).iter().enumerate() {
-            assert!(
-                b > 0.0 && b % message as f64 == 0.0,
-                "{name}: iteration {t} received {b} bytes, not whole {message}-byte messages"
-            );
-        }
-        let cerr = rows.column(Metric::CompressRelErr);
-        for (t, e) in cerr.iter().enumerate() {
-            assert_eq!(e.is_finite(), t % 5 == 0, "{name}: iteration {t}: {e}");
-        }
-        assert!(cerr[0] > 0.0, "{name}: compression changed nothing");
+        assert_compressed_rows(&name, &rows, message, 5);
         assert!(rows.column(Metric::DecodeWeightSq).iter().all(|v| *v > 0.0));
         assert!(rows.column(Metric::Exact).iter().all(|&e| e == 0.0));
         let loss = *rows.column(Metric::TrainLoss).last().unwrap();
@@ -317,6 +333,253 @@ fn every_compressor_finishes_records_bytes_and_its_error() {
             );
         }
     }
+}
+
+/// The settings of the MLP minibatch runs: a small network on the synthetic (binary) data,
+/// 16 rows of every partition per iteration.
+const MLP_BATCH: &[&str] = &[
+    "--model",
+    "mlp",
+    "--hidden",
+    "8,6",
+    "--batch",
+    "16",
+    "--iterations",
+    "12",
+    "--lr",
+    "0.5",
+    "--seed",
+    "5",
+];
+
+/// The serial reference of [`MLP_BATCH`] drawing the minibatches of `n` workers' partitions.
+fn mlp_reference(n: usize) -> ndarray::Array1<f64> {
+    let out = out_dir(&format!("mlp-reference-{n}"));
+    let o = Command::new(BIN)
+        .args(["train", "--reference", "--workers", &n.to_string()])
+        .args(["--code", "uncoded", "--data"])
+        .arg(dataset())
+        .arg("--out")
+        .arg(&out)
+        .args(MLP_BATCH)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", output_text(&o));
+    results::read_vector(&out.join("run.h5"), "model/w_final").unwrap()
+}
+
+/// Issue 20 §3 on the MLP: `--compress lowrank:2` factors each layer's weight matrix (biases
+/// as they are), with and without error feedback: the run completes, the first-iteration check
+/// PASSES (the code is still exact on the uncompressed messages), every result message has
+/// low-rank's wire length — 2·(8 + 30) + 8 + 2·(6 + 8) + 6 + 2·(2 + 6) + 2 = 136 values for
+/// the 316 parameters of a 30-8-6-2 network — `compress_rel_err` is recorded at every check and
+/// is not zero, and the minibatch loss falls.
+#[test]
+fn lowrank_compresses_the_mlp_layers() {
+    use gradcode::compress::Compressor;
+    let _g = serial();
+    let c = "lowrank:2"
+        .parse::<Compressor>()
+        .unwrap()
+        .with_matrices(&[(8, 30), (6, 8), (2, 6)])
+        .unwrap();
+    assert_eq!(c.wire_len(316), 136);
+    let message = (12 + 136 + 1) * 8;
+    for ef in [false, true] {
+        let name = format!("lowrank-mlp-{ef}");
+        let mut args: Vec<&str> = MLP_BATCH.to_vec();
+        args.extend([
+            "--code",
+            "cyclic-mds",
+            "-s",
+            "1",
+            "--compress",
+            "lowrank:2",
+            "--check-gradient-every",
+            "4",
+            "--deadline-ms",
+            "5000",
+        ]);
+        if ef {
+            args.push("--error-feedback");
+        }
+        let (o, run, _) = train(5, &name, &args);
+        assert!(o.status.success(), "{name}: {}", output_text(&o));
+        let f = run.join("run.h5");
+        assert_eq!(
+            results::read_str_attr(&f, "validation", "check").unwrap(),
+            "PASSED",
+            "{name}"
+        );
+        let rows = results::read_rows(&f, None).unwrap();
+        assert_compressed_rows(&name, &rows, message, 4);
+        let loss = rows.column(Metric::TrainLoss).to_vec();
+        let (first, last) = (loss[..3].iter().sum::<f64>(), loss[9..].iter().sum::<f64>());
+        assert!(last < first, "{name}: minibatch loss {loss:?}");
+    }
+}
+
+/// Issue 21: minibatches keep the codes exact. An MLP trained on minibatches (every worker
+/// holding a partition draws the same rows from (seed, iteration, partition)) matches the
+/// serial reference drawing the same batches, to 1e-8, for every exact code with and without a
+/// straggler, and with the batch split into chunks; every iteration decodes exactly.
+#[test]
+fn mlp_minibatches_match_the_serial_reference_for_every_exact_code() {
+    let _g = serial();
+    let refs = [(4, mlp_reference(4)), (5, mlp_reference(5))];
+    let cases: &[(&str, usize, usize, &[&str])] = &[
+        ("uncoded", 4, 0, &[]),
+        ("frc", 4, 1, &[]),
+        ("frc", 4, 1, &["--chunks", "2"]),
+        ("cyclic-repetition", 4, 1, &[]),
+        ("cyclic-mds", 4, 1, &[]),
+        ("cyclic-mds", 5, 2, &[]),
+    ];
+    for &(code, n, s, extra) in cases {
+        let w_ref = &refs.iter().find(|(m, _)| *m == n).unwrap().1;
+        for stragglers in ["none", "fixed:2:40"] {
+            if code == "uncoded" && stragglers != "none" {
+                continue;
+            }
+            let name = format!(
+                "mlp-{code}-{n}-{s}-{}{}",
+                stragglers.replace(':', "_"),
+                extra.join("")
+            );
+            let mut args: Vec<&str> = MLP_BATCH.to_vec();
+            let s_text = s.to_string();
+            args.extend([
+                "--code",
+                code,
+                "-s",
+                &s_text,
+                "--straggler-model",
+                stragglers,
+            ]);
+            args.extend(["--deadline-ms", "5000"]);
+            args.extend(extra);
+            let (o, run, _) = train(n + 1, &name, &args);
+            assert!(o.status.success(), "{name}: {}", output_text(&o));
+            let f = run.join("run.h5");
+            let w = results::read_vector(&f, "model/w_final").unwrap();
+            let rel = rel_diff(&w, w_ref);
+            assert!(
+                rel < 1e-8,
+                "{name}: relative difference to the reference {rel:e}"
+            );
+            let rows = results::read_rows(&f, None).unwrap();
+            assert_eq!(rows.len(), 12);
+            assert!(
+                rows.column(Metric::Exact).iter().all(|&e| e == 1.0),
+                "{name}: not every iteration exact"
+            );
+            assert_eq!(
+                results::read_str_attr(&f, "validation", "check").unwrap(),
+                "PASSED",
+                "{name}"
+            );
+            // 2100 rows, k = n partitions of 16 rows per step: ⌈2100 / (16 n)⌉ per epoch.
+            let per_epoch = 2100f64 / (16 * n) as f64;
+            let epoch = rows.column(Metric::Epoch);
+            assert_eq!(epoch[11], 12.0 / per_epoch.ceil(), "{name}");
+        }
+    }
+    // The references of 4 and 5 workers draw other batches: the partitions are part of the
+    // trajectory.
+    assert!(rel_diff(&refs[0].1, &refs[1].1) > 1e-6);
+}
+
+/// Issue 21 item 5: bad network, minibatch and run-length settings are refused with one error
+/// line and exit 2, by the serial reference and (a batch larger than a partition, which only
+/// the data reveals) by every rank of the MPI job; `--epochs` runs whole epochs.
+#[test]
+fn network_and_minibatch_settings_are_checked() {
+    let _g = serial();
+    let data = dataset().display().to_string();
+    let out = out_dir("bad-nn").display().to_string();
+    let base = ["train", "--reference", "--data", &data, "--out", &out];
+    let cases: &[(&[&str], &str)] = &[
+        (&["--model", "mlp", "--hidden", ""], "--hidden = ''"),
+        (&["--model", "mlp", "--hidden", "16,0"], "each > 0"),
+        (&["--model", "mlp", "--hidden", "16,x"], "--hidden = '16,x'"),
+        (
+            &["--model", "logistic", "--hidden", "16"],
+            "applies to --model mlp",
+        ),
+        (&["--model", "mlp", "--no-intercept"], "--no-intercept"),
+        (&["--batch", "0", "--workers", "4"], "--batch = 0"),
+        (&["--batch", "8"], "needs --workers N"),
+        (
+            &["--epochs", "2", "--iterations", "5"],
+            "conflicts with --iterations",
+        ),
+        (
+            &["--optimizer", "adam", "--beta1", "1"],
+            "--beta1 = 1: must be in [0, 1)",
+        ),
+        (&["--optimizer", "adam", "--beta2", "1.5"], "--beta2 = 1.5"),
+        (
+            &["--optimizer", "adam", "--eps=-1e-8"],
+            "--eps = -0.00000001",
+        ),
+        (&["--beta1", "0.5"], "applies to --optimizer adam"),
+        (
+            &["--lr-schedule", "step:0:0.5"],
+            "--lr-schedule = 'step:0:0.5'",
+        ),
+        // 30 → 200,000 → 200,000 → 2: 4·10¹⁰ parameters, sized before anything is allocated.
+        (
+            &["--model", "mlp", "--hidden", "200000,200000"],
+            "30 features, 40006800002 parameters",
+        ),
+        // 2100 rows in 4 partitions: 525 in each.
+        (
+            &["--batch", "600", "--workers", "4", "--code", "frc"],
+            "--batch = 600: is larger than a partition",
+        ),
+    ];
+    for (extra, needle) in cases {
+        let o = common::gradcode(&[&base[..], extra].concat());
+        assert_eq!(o.status.code(), Some(2), "{extra:?}: {}", output_text(&o));
+        let line = common::the_error_line(&o);
+        assert!(line.contains(needle), "{extra:?}: {line}");
+    }
+    assert!(!Path::new(&out).join("run.h5").exists());
+    let o = mpirun(
+        5,
+        &[
+            "--data", &data, "--out", &out, "--code", "frc", "-s", "1", "--batch", "526",
+        ],
+        60,
+    )
+    .0;
+    assert_one_mpi_error(&o, "--batch = 526: is larger than a partition");
+    assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
+    // Two epochs of 4 × 64 rows over 2100 rows: 2 × ⌈2100 / 256⌉ = 18 iterations.
+    let run = out_dir("epochs");
+    let o = common::gradcode(&[
+        "train",
+        "--reference",
+        "--data",
+        &data,
+        "--batch",
+        "64",
+        "--workers",
+        "4",
+        "--epochs",
+        "2",
+        "--out",
+        &run.display().to_string(),
+    ]);
+    assert!(o.status.success(), "{}", output_text(&o));
+    let rows = results::read_rows(&run.join("run.h5"), None).unwrap();
+    assert_eq!(rows.len(), 18);
+    assert_eq!(rows.column(Metric::Epoch)[17], 2.0);
+    let toml = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(
+        toml.contains("epochs = 2") && !toml.contains("iterations"),
+        "{toml}"
+    );
 }
 
 #[test]
@@ -669,6 +932,20 @@ fn results_file_describes_itself() {
     assert_eq!(status(&run), "complete");
 }
 
+/// The resumed run in `part` ended where the straight one in `full` did, bit for bit: the
+/// parameters, and every one of its `rows` rows of loss, iteration and epoch.
+fn assert_resumed_equals_straight(full: &Path, part: &Path, rows: usize) {
+    let a = results::read_vector(&full.join("run.h5"), "model/w_final").unwrap();
+    let b = results::read_vector(&part.join("run.h5"), "model/w_final").unwrap();
+    assert_eq!(a, b, "resumed parameters differ from the uninterrupted run");
+    let ra = results::read_rows(&full.join("run.h5"), None).unwrap();
+    let rb = results::read_rows(&part.join("run.h5"), None).unwrap();
+    assert_eq!(rb.len(), rows);
+    for m in [Metric::TrainLoss, Metric::Iteration, Metric::Epoch] {
+        assert_eq!(ra.column(m), rb.column(m), "{}", m.name());
+    }
+}
+
 #[test]
 fn resume_from_a_checkpoint_is_bit_identical() {
     let _g = serial();
@@ -718,14 +995,7 @@ fn resume_from_a_checkpoint_is_bit_identical() {
     let r: Vec<&str> = resumed.iter().map(String::as_str).collect();
     let (o, _) = mpirun(5, &r, 120);
     assert!(o.status.success(), "{}", output_text(&o));
-    let a = results::read_vector(&full.join("run.h5"), "model/w_final").unwrap();
-    let b = results::read_vector(&part.join("run.h5"), "model/w_final").unwrap();
-    assert_eq!(a, b, "resumed parameters differ from the uninterrupted run");
-    let ra = results::read_rows(&full.join("run.h5"), None).unwrap();
-    let rb = results::read_rows(&part.join("run.h5"), None).unwrap();
-    assert_eq!(rb.len(), 20);
-    assert_eq!(ra.column(Metric::TrainLoss), rb.column(Metric::TrainLoss));
-    assert_eq!(ra.column(Metric::Iteration), rb.column(Metric::Iteration));
+    assert_resumed_equals_straight(&full, &part, 20);
     // A checkpoint from another configuration is refused.
     let other = args(&[
         "--iterations",
@@ -742,7 +1012,77 @@ fn resume_from_a_checkpoint_is_bit_identical() {
         "--seed",
         "5",
     ]);
-    let x: Vec<&str> = other.iter().map(String::as_str).collect();
+    assert_refused_as_another_configuration(&other);
+}
+
+/// Issue 21 item 3: resume is bit-identical for Adam (its moments are in the checkpoint) with
+/// a warmed-up cosine schedule, an MLP and minibatches: 16 straight iterations equal 10, a stop,
+/// and 6 more after --resume, parameters and every row of the loss.
+#[test]
+fn resume_of_adam_on_mlp_minibatches_is_bit_identical() {
+    let _g = serial();
+    let args = |iterations: &str| -> Vec<String> {
+        let mut v: Vec<&str> = MLP_BATCH
+            .iter()
+            .copied()
+            .filter(|a| !["--iterations", "12", "--lr", "0.5"].contains(a))
+            .collect();
+        v.extend([
+            "--iterations",
+            iterations,
+            "--optimizer",
+            "adam",
+            "--lr",
+            "0.01",
+            "--beta2",
+            "0.99",
+            "--lr-schedule",
+            "cosine:30",
+            "--warmup",
+            "4",
+            "--code",
+            "frc",
+            "-s",
+            "1",
+            "--checkpoint-every",
+            "5",
+        ]);
+        v.iter().map(|s| s.to_string()).collect()
+    };
+    let straight = args("16");
+    let s: Vec<&str> = straight.iter().map(String::as_str).collect();
+    let (o, full, _) = train(5, "adam-straight", &s);
+    assert!(o.status.success(), "{}", output_text(&o));
+    let first = args("10");
+    let f: Vec<&str> = first.iter().map(String::as_str).collect();
+    let (o, part, _) = train(5, "adam-resumed", &f);
+    assert!(o.status.success(), "{}", output_text(&o));
+    let ck = gradcode::io::checkpoint::read(&part.join("ckpt.h5"), &attr_hash(&part)).unwrap();
+    assert_eq!(ck.iteration, 5, "the last checkpoint before iteration 10");
+    assert!(
+        ck.state.adam.is_some(),
+        "Adam's moments are in the checkpoint"
+    );
+    let data = dataset().display().to_string();
+    let out = part.display().to_string();
+    let mut resumed = args("16");
+    resumed.extend(["--resume", "--data", &data, "--out", &out].map(String::from));
+    let r: Vec<&str> = resumed.iter().map(String::as_str).collect();
+    let (o, _) = mpirun(5, &r, 120);
+    assert!(o.status.success(), "{}", output_text(&o));
+    assert_resumed_equals_straight(&full, &part, 16);
+    // The same folder under gd (another trajectory) is refused.
+    let mut other = resumed.clone();
+    let i = other.iter().position(|a| a == "adam").unwrap();
+    other[i] = "gd".into();
+    other.retain(|a| a != "--beta2" && a != "0.99");
+    assert_refused_as_another_configuration(&other);
+}
+
+/// `mpirun -np 5 gradcode train ARGS` with `--resume` into a folder whose checkpoint another
+/// configuration wrote: refused.
+fn assert_refused_as_another_configuration(args: &[String]) {
+    let x: Vec<&str> = args.iter().map(String::as_str).collect();
     let (o, _) = mpirun(5, &x, 60);
     assert!(!o.status.success());
     assert!(
@@ -750,6 +1090,11 @@ fn resume_from_a_checkpoint_is_bit_identical() {
         "{}",
         output_text(&o)
     );
+}
+
+/// The trajectory hash a run recorded in its results file.
+fn attr_hash(run: &Path) -> String {
+    results::read_str_attr(&run.join("run.h5"), "config", "config_sha256").unwrap()
 }
 
 /// `--reuse-stale`: two workers slow (30 and 45 ms), more than the s = 1 the code tolerates, so

@@ -26,7 +26,7 @@ use rand_chacha::ChaCha8Rng;
 
 mod common;
 use common::hostile::{self, y_of};
-use common::{assert_one_mpi_error, output_text, serial, workdir, BIN};
+use common::{assert_one_mpi_error, output_text, serial, the_error_line, workdir, BIN};
 
 fn long() -> bool {
     std::env::var("GRADCODE_RELIABILITY_LONG").is_ok_and(|v| v == "1")
@@ -767,6 +767,7 @@ fn ckpt(it: u64, hash: &str) -> Checkpoint {
             w: Array1::from(vec![MARKER, it as f64, 3.0]),
             w_prev: Array1::from(vec![0.5, 0.25, 0.125]),
             steps: it,
+            adam: None,
         },
         config_hash: hash.into(),
         seed: 7,
@@ -2565,4 +2566,103 @@ fn bi8_checkpoint_from_another_configuration_is_refused() {
         0,
         "other --lr / --seed: refused by the config hash (exit 2), run folder untouched",
     );
+}
+
+/// Issue 24 item 1 (RELIABILITY BI-9): a LIBSVM index of 2·10⁹ passes validation, but a run
+/// over it would need a 16 GB parameter vector per buffer: refused before any allocation, one
+/// error line naming the features and the bytes, exit 2, no result folder — serial and MPI.
+#[test]
+fn bi9_a_run_too_big_for_memory_is_refused_before_allocating() {
+    let _g = serial();
+    let t0 = Instant::now();
+    let dir = workdir().join("huge");
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = dir.join("huge.libsvm");
+    let mut lines = String::new();
+    for i in 0..8 {
+        lines.push_str(&format!(
+            "{} 3:1 {}:1\n",
+            if i % 2 == 0 { "+1" } else { "-1" },
+            5 + i
+        ));
+    }
+    lines.push_str("+1 3:1 2000000000:1\n");
+    std::fs::write(&text, lines).unwrap();
+    let h5 = dir.join("huge.h5");
+    let o = gradcode_cmd(&[
+        "data",
+        "convert",
+        "--format",
+        "libsvm",
+        "--input",
+        &text.display().to_string(),
+        "--out",
+        &h5.display().to_string(),
+        "--force",
+    ]);
+    assert!(o.status.success(), "{}", output_text(&o));
+    let o = gradcode_cmd(&["data", "validate", &h5.display().to_string()]);
+    assert!(o.status.success(), "a valid dataset: {}", output_text(&o));
+    let out = dir.join("run-ref");
+    let o = gradcode_cmd(&[
+        "train",
+        "--reference",
+        "--data",
+        &h5.display().to_string(),
+        "--out",
+        &out.display().to_string(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
+    let line = the_error_line(&o);
+    assert!(
+        line.contains("2000000000 features") && line.contains("GB"),
+        "{line}"
+    );
+    assert!(!out.exists(), "a refused run left {}", out.display());
+    let out = dir.join("run-mpi");
+    let o = common::mpirun(
+        3,
+        &[
+            "train",
+            "--out",
+            &out.display().to_string(),
+            "--data",
+            &h5.display().to_string(),
+        ],
+        60,
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
+    assert_one_mpi_error(&o, "2000000000 features");
+    assert!(!out.exists(), "a refused run left {}", out.display());
+    // A budget the run does fit passes the same check; one it does not is named.
+    let o = gradcode_cmd(&[
+        "train",
+        "--reference",
+        "--data",
+        &synth("bi9.h5", &[]).display().to_string(),
+        "--iterations",
+        "2",
+        "--max-memory-mb",
+        "0.001",
+        "--out",
+        &dir.join("tiny").display().to_string(),
+    ]);
+    let line = the_error_line(&o);
+    assert!(line.contains("--max-memory-mb 0.001"), "{line}");
+    table_row(
+        "BI-9 run too big for memory",
+        3,
+        3,
+        t0.elapsed(),
+        0,
+        "2e9-feature LIBSVM: serial and MPI refused before allocating (exit 2, bytes named, no run folder); --max-memory-mb honoured",
+    );
+}
+
+fn gradcode_cmd(args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .args(args)
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap()
 }

@@ -206,8 +206,11 @@ fn validate_matrix_child(src: &MatrixSource) -> Result<()> {
 /// `data validate`: the checks in a resource-limited child (`--child`: the checks themselves).
 fn run_validate(a: &ValidateArgs) -> Result<()> {
     if a.child {
-        if let Some(src) = validate::matrix_request(&a.path) {
-            return validate_matrix_child(&src);
+        if let Some(object) = &a.matrix {
+            return validate_matrix_child(&MatrixSource {
+                file: a.path.clone(),
+                object: (!object.is_empty()).then(|| object.clone()),
+            });
         }
         let (info, full) = validate::check(&a.path)?;
         println!(

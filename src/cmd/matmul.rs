@@ -22,7 +22,6 @@
 //! Not done here: several products per run, worker-side encoding, the uncoded check on large
 //! sizes (it costs rank 0 one full product).
 
-use std::path::Path;
 use std::time::Instant;
 
 use ndarray::{Array2, ArrayView1, ArrayView2};
@@ -36,8 +35,9 @@ use crate::comm::{
 use crate::config::{MatmulArgs, MatmulConfig};
 use crate::data::Features;
 use crate::error::{Error, Result};
-use crate::io::dataset::{self, Split};
+use crate::io::matrix::{read_matrix_source, MatrixSource};
 use crate::io::results::{AttrValue, FinalRecord, IterationRecord, Metric, RunMeta, RunWriter};
+use crate::io::validate::validate_matrix_isolated;
 use crate::linalg::job::{rel_err, validation_tol};
 use crate::linalg::poly::Share;
 use crate::linalg::PolyCode;
@@ -63,17 +63,15 @@ fn setup_rank0(cfg: &MatmulConfig, code: &PolyCode, size: usize) -> Result<Rank0
     let results = cfg.job.results_path();
     crate::io::check_overwrite(&results, cfg.job.force)?;
     let mut shapes = Vec::new();
+    let mut sources = Vec::new();
     for p in [&cfg.a, &cfg.b] {
-        let p = Path::new(p);
-        if !p.exists() {
-            return Err(crate::io::IoError::NotFound {
-                path: p.to_path_buf(),
-            }
-            .into());
-        }
-        crate::io::validate::validate_isolated(p)?.into_result(p)?;
-        let info = dataset::inspect(p)?;
-        shapes.push((info.n_rows, info.n_features));
+        let src: MatrixSource = p.parse()?;
+        let info = validate_matrix_isolated(&src)?;
+        shapes.push((info.rows, info.cols));
+        sources.push(MatrixSource {
+            object: Some(info.object),
+            ..src
+        });
     }
     if shapes[0].0 != shapes[1].0 {
         return Err(Error::Check(format!(
@@ -81,8 +79,8 @@ fn setup_rank0(cfg: &MatmulConfig, code: &PolyCode, size: usize) -> Result<Rank0
             cfg.a, shapes[0].0, shapes[0].1, cfg.b, shapes[1].0, shapes[1].1
         )));
     }
-    let a = dense(dataset::read_all(Path::new(&cfg.a), Split::Train)?.x);
-    let b = dense(dataset::read_all(Path::new(&cfg.b), Split::Train)?.x);
+    let a = dense(read_matrix_source(&sources[0])?);
+    let b = dense(read_matrix_source(&sources[1])?);
     let shares = code.encode(a.view(), b.view())?;
     let (toml, mut config) = super::write_run_config(
         &cfg.job.out,
@@ -258,6 +256,64 @@ impl Rule for Threshold<'_> {
     }
 }
 
+/// The decoded product, its error against the uncoded AᵀB, the cond of the system solved, and
+/// the ranks used.
+type Product = (Array2<f64>, f64, f64, Vec<usize>);
+
+/// `/validation`, whether the check passed, and the product.
+type Checked = (Vec<(String, AttrValue)>, bool, Product);
+
+/// Decode AᵀB from the arrived results and check it against the uncoded product (outside the
+/// timed path): `/validation`, the row's metrics, and the product when it decoded.
+fn decode_and_check(
+    code: &PolyCode,
+    a: ArrayView2<f64>,
+    b: ArrayView2<f64>,
+    arrived: &[(usize, Array2<f64>)],
+    t0: Instant,
+    rec: &mut IterationRecord,
+) -> Result<Checked> {
+    let td = Instant::now();
+    let views: Vec<(usize, ArrayView2<f64>)> =
+        arrived.iter().map(|(w, m)| (*w, m.view())).collect();
+    let d = code.decode(&views, a.ncols(), b.ncols())?;
+    let decode_s = td.elapsed().as_secs_f64();
+    let wall = t0.elapsed().as_secs_f64();
+    let truth = a.t().dot(&b);
+    let flat = |m: &Array2<f64>| -> Vec<f64> { m.iter().copied().collect() };
+    let (dv, tv) = (flat(&d.value), flat(&truth));
+    let err = if d.value.dim() == truth.dim() {
+        rel_err(ArrayView1::from(&dv[..]), ArrayView1::from(&tv[..]))
+    } else {
+        f64::INFINITY
+    };
+    let tol = validation_tol(d.cond);
+    let passed = err <= tol;
+    let verdict = if passed { "PASSED" } else { "FAILED" };
+    let used: Vec<usize> = d.used.iter().map(|w| w + 1).collect();
+    log::info!(
+        "[rank 0] decoded AᵀB from ranks {used:?}: rel. error {err:.3e} vs uncoded (cond {:.3e}, tolerance {tol:.1e}): {verdict}",
+        d.cond
+    );
+    let validation = vec![
+        ("check".into(), AttrValue::Str(verdict.into())),
+        ("verdict".into(), AttrValue::Str(verdict.into())),
+        ("rel_err".into(), AttrValue::F64(err)),
+        ("tolerance".into(), AttrValue::F64(tol)),
+        ("cond".into(), AttrValue::F64(d.cond)),
+        ("used_workers".into(), AttrValue::Str(format!("{used:?}"))),
+    ];
+    rec.set(Metric::Iteration, 0.0);
+    rec.set(Metric::WallS, wall);
+    rec.set(Metric::ElapsedS, wall);
+    rec.set(Metric::DecodeS, decode_s);
+    rec.set(Metric::NResponders, arrived.len() as f64);
+    rec.set(Metric::Exact, 1.0);
+    rec.set(Metric::Cond, d.cond);
+    rec.set(Metric::GradRelErr, err);
+    Ok((validation, passed, (d.value, err, d.cond, used)))
+}
+
 /// Rank 0: post the shares, collect until the threshold, decode, check, write, stop.
 fn coordinate(
     world: &World,
@@ -266,7 +322,7 @@ fn coordinate(
     a: ArrayView2<f64>,
     b: ArrayView2<f64>,
     shares: &[Share],
-    mut writer: RunWriter,
+    writer: RunWriter,
 ) -> Result<i32> {
     let n = cfg.workers();
     let mut c = Collector::new(
@@ -285,7 +341,7 @@ fn coordinate(
         shares,
         arrived: Vec::new(),
     };
-    let mut result = c
+    let collected = c
         .collect::<Error>(&mut rule, None, &mut || Ok(()))
         .and_then(|got| match got {
             Collected::Decodable => Ok(()),
@@ -294,58 +350,33 @@ fn coordinate(
             )),
         });
     c.end();
-    let mut validation = vec![
-        ("check".to_string(), AttrValue::Str("FAILED".into())),
-        ("verdict".to_string(), AttrValue::Str("FAILED".into())),
-    ];
-    let mut passed = false;
     let mut rec = IterationRecord::new(n);
-    let mut product = None;
-    if result.is_ok() {
-        let td = Instant::now();
-        let views: Vec<(usize, ArrayView2<f64>)> =
-            rule.arrived.iter().map(|(w, m)| (*w, m.view())).collect();
-        match code.decode(&views, a.ncols(), b.ncols()) {
-            Ok(d) => {
-                let decode_s = td.elapsed().as_secs_f64();
-                let wall = t0.elapsed().as_secs_f64();
-                let truth = a.t().dot(&b);
-                let flat = |m: &Array2<f64>| -> Vec<f64> { m.iter().copied().collect() };
-                let (dv, tv) = (flat(&d.value), flat(&truth));
-                let err = if d.value.dim() == truth.dim() {
-                    rel_err(ArrayView1::from(&dv[..]), ArrayView1::from(&tv[..]))
-                } else {
-                    f64::INFINITY
-                };
-                let tol = validation_tol(d.cond);
-                passed = err <= tol;
-                let verdict = if passed { "PASSED" } else { "FAILED" };
-                let used: Vec<usize> = d.used.iter().map(|w| w + 1).collect();
-                log::info!(
-                    "[rank 0] decoded AᵀB from ranks {used:?}: rel. error {err:.3e} vs uncoded (cond {:.3e}, tolerance {tol:.1e}): {verdict}",
-                    d.cond
-                );
-                validation = vec![
-                    ("check".into(), AttrValue::Str(verdict.into())),
-                    ("verdict".into(), AttrValue::Str(verdict.into())),
-                    ("rel_err".into(), AttrValue::F64(err)),
-                    ("tolerance".into(), AttrValue::F64(tol)),
-                    ("cond".into(), AttrValue::F64(d.cond)),
-                    ("used_workers".into(), AttrValue::Str(format!("{used:?}"))),
-                ];
-                rec.set(Metric::Iteration, 0.0);
-                rec.set(Metric::WallS, wall);
-                rec.set(Metric::ElapsedS, wall);
-                rec.set(Metric::DecodeS, decode_s);
-                rec.set(Metric::NResponders, rule.arrived.len() as f64);
-                rec.set(Metric::Exact, 1.0);
-                rec.set(Metric::Cond, d.cond);
-                rec.set(Metric::GradRelErr, err);
-                product = Some((d.value, err, d.cond, used));
-            }
-            Err(e) => result = Err(e.into()),
-        }
-    }
+    let checked =
+        collected.and_then(|()| decode_and_check(code, a, b, &rule.arrived, t0, &mut rec));
+    finish(cfg, code, &mut c, writer, rec, checked)
+}
+
+/// Stop the workers, write the results and the product, report.
+fn finish<T: crate::comm::Transport>(
+    cfg: &MatmulConfig,
+    code: &PolyCode,
+    c: &mut Collector<T>,
+    mut writer: RunWriter,
+    mut rec: IterationRecord,
+    checked: Result<Checked>,
+) -> Result<i32> {
+    let (validation, passed, product, result) = match checked {
+        Ok((v, p, prod)) => (v, p, Some(prod), Ok(())),
+        Err(e) => (
+            vec![
+                ("check".to_string(), AttrValue::Str("FAILED".into())),
+                ("verdict".to_string(), AttrValue::Str("FAILED".into())),
+            ],
+            false,
+            None,
+            Err(e),
+        ),
+    };
     super::record_round(&mut rec, c.round());
     // Shutdown: STOP, reconcile counts, drain.
     let exit = i32::from(!(result.is_ok() && passed));

@@ -34,7 +34,7 @@ use crate::comm::{Collected, Collector, CollectorSpec, WorkerLink};
 use crate::config::{MatvecArgs, MatvecConfig};
 use crate::data::Features;
 use crate::error::{Error, Result};
-use crate::io::dataset::{self, Split};
+use crate::io::matrix::{read_matrix_rows, read_matrix_source};
 use crate::io::results::{AttrValue, FinalRecord, IterationRecord, Metric, RunMeta, RunWriter};
 use crate::linalg::job::{
     encode_worker, features_matvec, iteration_vector, rel_err, validation_tol, worker_ranges,
@@ -56,24 +56,13 @@ fn run_mpi(world: &World, args: &MatvecArgs) -> Result<i32> {
         Ok(c) => c,
         Err(e) => return rank_result(rank, e.into()),
     };
-    let matrix = std::path::PathBuf::from(&cfg.matrix);
     // 2. Rank 0 validates the matrix and the output, then broadcasts the shape.
-    let shape = match super::broadcast_data_shape(
-        world,
-        &matrix,
-        || {
-            crate::io::check_overwrite(&cfg.job.results_path(), cfg.job.force)?;
-            if matrix.exists() {
-                Ok(())
-            } else {
-                Err(crate::io::IoError::NotFound {
-                    path: matrix.clone(),
-                }
-                .into())
-            }
-        },
-        |_| Ok(()),
-    )? {
+    let shape = match super::broadcast_matrix_shape(world, &cfg.matrix, || {
+        Ok(crate::io::check_overwrite(
+            &cfg.job.results_path(),
+            cfg.job.force,
+        )?)
+    })? {
         Ok(s) => s,
         Err(code) => return Ok(code),
     };
@@ -87,9 +76,11 @@ fn run_mpi(world: &World, args: &MatvecArgs) -> Result<i32> {
             .map(|s| Some(Loaded::Rank0(Box::new(s))))
     } else {
         let w = rank - 1;
-        dataset::read_rows(&matrix, Split::Train, &worker_ranges(&code, &layout, w))
-            .map_err(Error::from)
-            .and_then(|d| encode_worker(&code, &layout, w, d.x).map_err(Error::from))
+        super::resolved_matrix(&cfg.matrix)
+            .and_then(|m| {
+                read_matrix_rows(&m, &worker_ranges(&code, &layout, w)).map_err(Error::from)
+            })
+            .and_then(|x| encode_worker(&code, &layout, w, x).map_err(Error::from))
             .map(|b| {
                 log::debug!(
                     "[rank {rank}] holds a {} coded block of {} rows",
@@ -133,7 +124,7 @@ fn setup_rank0(
     size: usize,
     sparse: bool,
 ) -> Result<(Features, RunWriter)> {
-    let a = dataset::read_all(std::path::Path::new(&cfg.matrix), Split::Train)?.x;
+    let a = read_matrix_source(&super::resolved_matrix(&cfg.matrix)?)?;
     let (toml, mut config) = super::write_run_config(
         &cfg.job.out,
         &cfg.job.config_path(),
@@ -182,9 +173,14 @@ fn setup_rank0(
     Ok((a, writer))
 }
 
-/// Running totals for `/summary`.
-#[derive(Debug, Default)]
-struct Totals {
+/// Rank 0's state over the run, for `/summary` and `/validation`.
+struct Run<'a> {
+    cfg: &'a MatvecConfig,
+    code: &'a MdsCode,
+    layout: &'a BlockLayout,
+    a: &'a Features,
+    writer: RunWriter,
+    start: Instant,
     iterations: u64,
     wall: f64,
     decode: f64,
@@ -192,6 +188,11 @@ struct Totals {
     max_rel_err: f64,
     late: u64,
     rejected: u64,
+    validation: Vec<(String, AttrValue)>,
+    passed: bool,
+    /// The last decoded A·x, and the uncoded product (scratch).
+    last: Array1<f64>,
+    truth: Vec<f64>,
 }
 
 /// One iteration's record from the collected round.
@@ -257,7 +258,7 @@ fn coordinate(
     code: &MdsCode,
     layout: &BlockLayout,
     a: &Features,
-    mut writer: RunWriter,
+    writer: RunWriter,
 ) -> Result<i32> {
     let n = cfg.workers();
     let mut c = Collector::new(
@@ -269,127 +270,142 @@ fn coordinate(
             cfg.job.max_wait(),
         ),
     );
-    let start = Instant::now();
-    let mut totals = Totals::default();
-    let mut validation_attrs: Vec<(String, AttrValue)> = Vec::new();
-    let mut passed = false;
-    let mut last = Array1::<f64>::zeros(layout.rows);
-    let mut truth = vec![0.0; layout.rows];
-    let mut run = || -> Result<()> {
-        for t in 0..cfg.iterations {
-            let x = iteration_vector(cfg.job.seed, t, layout.cols);
-            c.begin(t, 0, x.as_slice().unwrap_or(&x.to_vec()), 0);
-            let mut rule = MdsRound::new(code, layout.rows)?;
-            let got = c.collect::<Error>(&mut rule, None, &mut || Ok(()));
-            c.end();
-            for l in c.take_late() {
-                writer.append_late(&late_row(&l));
-            }
-            if got? != Collected::Decodable {
-                return Err(Error::Check(
-                    "internal: a mat-vec round ended undecoded".into(),
-                ));
-            }
-            let d = rule.decode()?;
-            let wall = c.round().t0.elapsed().as_secs_f64();
-            // Outside the timed path: the uncoded product.
-            features_matvec(a, x.view(), &mut truth)?;
-            let y = d.value.column(0);
-            let err = if y.len() == layout.rows {
-                rel_err(y, ArrayView1::from(&truth[..]))
-            } else {
-                f64::INFINITY
-            };
-            if t == 0 {
-                (passed, validation_attrs) = validation(err, d.cond, &d.used, &c.round().silent());
-            }
-            let round = c.round();
-            let rec = record(
-                round,
-                t,
-                wall,
-                start.elapsed().as_secs_f64(),
-                rule.decode_s,
-                d.cond,
-                err,
-            );
-            writer.append(&rec)?;
-            totals.iterations += 1;
-            totals.wall += wall;
-            totals.decode += rule.decode_s;
-            totals.max_cond = totals.max_cond.max(d.cond);
-            totals.max_rel_err = totals.max_rel_err.max(err);
-            totals.late += u64::from(round.late);
-            totals.rejected += u64::from(round.rejected);
-            log::debug!(
-                "[rank 0] it {t}: wall {:.3} ms, decode {:.3} ms, used ranks {:?}, cond {:.2e}, rel. error {err:.2e}",
-                wall * 1e3,
-                rule.decode_s * 1e3,
-                d.used.iter().map(|w| w + 1).collect::<Vec<_>>(),
-                d.cond
-            );
-            last.assign(&y);
+    let mut run = Run {
+        cfg,
+        code,
+        layout,
+        a,
+        writer,
+        start: Instant::now(),
+        iterations: 0,
+        wall: 0.0,
+        decode: 0.0,
+        max_cond: 0.0,
+        max_rel_err: 0.0,
+        late: 0,
+        rejected: 0,
+        validation: Vec::new(),
+        passed: false,
+        last: Array1::zeros(layout.rows),
+        truth: vec![0.0; layout.rows],
+    };
+    let outcome = (0..cfg.iterations).try_for_each(|t| run.iteration(&mut c, t));
+    run.finish(&mut c, outcome)
+}
+
+impl Run<'_> {
+    /// One mat-vec: post x_t, collect, decode, compare with the uncoded product, record.
+    fn iteration<T: crate::comm::Transport>(&mut self, c: &mut Collector<T>, t: u64) -> Result<()> {
+        let (layout, code) = (self.layout, self.code);
+        let x = iteration_vector(self.cfg.job.seed, t, layout.cols);
+        c.begin(t, 0, x.as_slice().unwrap_or(&x.to_vec()), 0);
+        let mut rule = MdsRound::new(code, layout.rows)?;
+        let got = c.collect::<Error>(&mut rule, None, &mut || Ok(()));
+        c.end();
+        for l in c.take_late() {
+            self.writer.append_late(&late_row(&l));
         }
+        if got? != Collected::Decodable {
+            return Err(Error::Check(
+                "internal: a mat-vec round ended undecoded".into(),
+            ));
+        }
+        let d = rule.decode()?;
+        let wall = c.round().t0.elapsed().as_secs_f64();
+        // Outside the timed path: the uncoded product.
+        features_matvec(self.a, x.view(), &mut self.truth)?;
+        let y = d.value.column(0);
+        let err = if y.len() == layout.rows {
+            rel_err(y, ArrayView1::from(&self.truth[..]))
+        } else {
+            f64::INFINITY
+        };
+        if t == 0 {
+            (self.passed, self.validation) = validation(err, d.cond, &d.used, &c.round().silent());
+        }
+        let round = c.round();
+        let elapsed = self.start.elapsed().as_secs_f64();
+        let rec = record(round, t, wall, elapsed, rule.decode_s, d.cond, err);
+        self.writer.append(&rec)?;
+        self.iterations += 1;
+        self.wall += wall;
+        self.decode += rule.decode_s;
+        self.max_cond = self.max_cond.max(d.cond);
+        self.max_rel_err = self.max_rel_err.max(err);
+        self.late += u64::from(round.late);
+        self.rejected += u64::from(round.rejected);
+        log::debug!(
+            "[rank 0] it {t}: wall {:.3} ms, decode {:.3} ms, used ranks {:?}, cond {:.2e}, rel. error {err:.2e}",
+            wall * 1e3,
+            rule.decode_s * 1e3,
+            d.used.iter().map(|w| w + 1).collect::<Vec<_>>(),
+            d.cond
+        );
+        self.last.assign(&y);
         Ok(())
-    };
-    let outcome = run();
-    let exit = match (&outcome, passed) {
-        (Ok(()), true) => 0,
-        _ => 1,
-    };
-    let unreconciled = c.shutdown(exit, cfg.job.shutdown_bound())?;
-    for l in c.take_late() {
-        writer.append_late(&late_row(&l));
     }
-    if validation_attrs.is_empty() {
-        validation_attrs = vec![
-            ("check".into(), AttrValue::Str("FAILED".into())),
-            ("verdict".into(), AttrValue::Str("FAILED".into())),
+
+    /// Stop the workers, write the end of the results file, report.
+    fn finish<T: crate::comm::Transport>(
+        mut self,
+        c: &mut Collector<T>,
+        outcome: Result<()>,
+    ) -> Result<i32> {
+        let exit = i32::from(!(outcome.is_ok() && self.passed));
+        let unreconciled = c.shutdown(exit, self.cfg.job.shutdown_bound())?;
+        for l in c.take_late() {
+            self.writer.append_late(&late_row(&l));
+        }
+        if self.validation.is_empty() {
+            self.validation = vec![
+                ("check".into(), AttrValue::Str("FAILED".into())),
+                ("verdict".into(), AttrValue::Str("FAILED".into())),
+                (
+                    "reason".into(),
+                    AttrValue::Str("the first iteration never decoded".into()),
+                ),
+            ];
+        }
+        let it = self.iterations.max(1) as f64;
+        let summary = vec![
+            ("iterations".into(), AttrValue::U64(self.iterations)),
+            ("mean_wall_s".into(), AttrValue::F64(self.wall / it)),
+            ("mean_decode_s".into(), AttrValue::F64(self.decode / it)),
+            ("max_cond".into(), AttrValue::F64(self.max_cond)),
+            ("max_rel_err".into(), AttrValue::F64(self.max_rel_err)),
+            ("late".into(), AttrValue::U64(self.late)),
+            ("rejected".into(), AttrValue::U64(self.rejected)),
             (
-                "reason".into(),
-                AttrValue::Str("the first iteration never decoded".into()),
+                "unreconciled_workers".into(),
+                AttrValue::Str(format!("{unreconciled:?}")),
             ),
         ];
-    }
-    let it = totals.iterations.max(1) as f64;
-    let summary = vec![
-        ("iterations".into(), AttrValue::U64(totals.iterations)),
-        ("mean_wall_s".into(), AttrValue::F64(totals.wall / it)),
-        ("mean_decode_s".into(), AttrValue::F64(totals.decode / it)),
-        ("max_cond".into(), AttrValue::F64(totals.max_cond)),
-        ("max_rel_err".into(), AttrValue::F64(totals.max_rel_err)),
-        ("late".into(), AttrValue::U64(totals.late)),
-        ("rejected".into(), AttrValue::U64(totals.rejected)),
-        (
-            "unreconciled_workers".into(),
-            AttrValue::Str(format!("{unreconciled:?}")),
-        ),
-    ];
-    let path = writer.path().to_path_buf();
-    writer.finish(&FinalRecord {
-        status: if exit == 0 { "complete" } else { "failed" }.into(),
-        w_final: last,
-        validation: validation_attrs,
-        summary,
-        per_worker: Vec::new(),
-    })?;
-    super::abort_if_unreconciled(&unreconciled, &path, 3);
-    outcome?;
-    if !passed {
-        return Err(Error::Check(format!(
-            "matvec validation FAILED: the decoded A·x differs from the uncoded product beyond the tolerance; see /validation in {}",
+        let path = self.writer.path().to_path_buf();
+        self.writer.finish(&FinalRecord {
+            status: if exit == 0 { "complete" } else { "failed" }.into(),
+            w_final: self.last,
+            validation: self.validation,
+            summary,
+            per_worker: Vec::new(),
+        })?;
+        super::abort_if_unreconciled(&unreconciled, &path, 3);
+        outcome?;
+        if !self.passed {
+            return Err(Error::Check(format!(
+                "matvec validation FAILED: the decoded A·x differs from the uncoded product beyond the tolerance; see /validation in {}",
+                path.display()
+            )));
+        }
+        println!(
+            "matvec: {} iterations with {}, mean wall {:.3} ms, mean decode {:.3} ms, max cond {:.3e}, max rel. error {:.3e}; validation PASSED; results: {}",
+            self.iterations,
+            self.cfg.code_name(),
+            self.wall / it * 1e3,
+            self.decode / it * 1e3,
+            self.max_cond,
+            self.max_rel_err,
             path.display()
-        )));
+        );
+        Ok(0)
     }
-    println!(
-        "matvec: {} iterations with {}, mean wall {:.3} ms, mean decode {:.3} ms, max cond {:.3e}, max rel. error {:.3e}; validation PASSED; results: {}",
-        totals.iterations,
-        cfg.code_name(),
-        totals.wall / it * 1e3,
-        totals.decode / it * 1e3,
-        totals.max_cond,
-        totals.max_rel_err,
-        path.display()
-    );
-    Ok(0)
 }

@@ -138,21 +138,48 @@ pub(crate) fn broadcast_data_shape(
     precheck: impl FnOnce() -> Result<()>,
     fits: impl FnOnce(&DataShape) -> Result<()>,
 ) -> Result<std::result::Result<DataShape, i32>> {
+    broadcast_shape(world, || {
+        precheck()?;
+        crate::io::validate::validate_isolated(data).and_then(|r| r.into_result(data))?;
+        let shape = DataShape::from(&crate::io::dataset::inspect(data)?);
+        fits(&shape)?;
+        Ok(shape)
+    })
+}
+
+/// The same for a user's matrix (`matvec --matrix FILE.h5[:/PATH]`): validated as a matrix in
+/// the resource-limited child (no labels or task needed).
+pub(crate) fn broadcast_matrix_shape(
+    world: &World,
+    src: &str,
+    precheck: impl FnOnce() -> Result<()>,
+) -> Result<std::result::Result<DataShape, i32>> {
+    broadcast_shape(world, || {
+        precheck()?;
+        let info = crate::io::validate::validate_matrix_isolated(&src.parse()?)?;
+        Ok(DataShape {
+            rows: info.rows,
+            features: info.cols,
+            sparse: info.sparse,
+            task: Task::Regression,
+            nnz: info.nnz,
+            test_rows: 0,
+        })
+    })
+}
+
+/// Rank 0 runs `produce`; one broadcast gives every rank the shape, or rank 0 the error and the
+/// others `Ok(Err(EXIT_INPUT))`.
+fn broadcast_shape(
+    world: &World,
+    produce: impl FnOnce() -> Result<DataShape>,
+) -> Result<std::result::Result<DataShape, i32>> {
     // [ok, rows, features, sparse, task (1 binary, 2 regression, 3 multiclass), classes, nnz,
     //  test rows]
     let mut msg = [0.0f64; 8];
     let mut err = None;
     if world.rank() == 0 {
-        let checked = precheck()
-            .and_then(|()| {
-                crate::io::validate::validate_isolated(data)
-                    .and_then(|r| r.into_result(data))
-                    .map_err(Error::from)
-            })
-            .and_then(|()| crate::io::dataset::inspect(data).map_err(Error::from))
-            .map(|info| DataShape::from(&info))
-            .and_then(|shape| fits(&shape).map(|()| shape));
-        match checked {
+        match produce() {
             Ok(s) => msg = encode_shape(&s),
             Err(e) => err = Some(e),
         }
@@ -165,6 +192,16 @@ pub(crate) fn broadcast_data_shape(
         };
     }
     Ok(Ok(decode_shape(&msg)))
+}
+
+/// A user's matrix on a rank after rank 0 has validated it: the object named, or the one the
+/// file holds.
+pub(crate) fn resolved_matrix(src: &str) -> Result<crate::io::matrix::MatrixSource> {
+    let mut m: crate::io::matrix::MatrixSource = src.parse()?;
+    if m.object.is_none() {
+        m.object = Some(crate::io::matrix::matrix_info(&m)?.object);
+    }
+    Ok(m)
 }
 
 fn encode_shape(s: &DataShape) -> [f64; 8] {

@@ -15,14 +15,15 @@ use crate::coding::{self, GradientCode, TrainCode};
 use crate::comm::mpi::World;
 use crate::comm::WorkerLink;
 use crate::config::{RunConfig, TrainArgs};
-use crate::data::{partition_ranges, Dataset, Task};
+use crate::data::batch::BatchPlan;
+use crate::data::{partition_ranges, Dataset};
 use crate::error::{Error, Result};
 use crate::io::checkpoint::{self, Checkpoint};
 use crate::io::dataset::{self, Split};
 use crate::io::results::{self, AttrValue, RecordedRows, RunMeta, RunWriter};
 use crate::linalg::MdsCode;
-use crate::model::{self, Model, ModelKind};
-use crate::train::coded::{CodedGradients, CodedWorker, Shard};
+use crate::model::{self, Model};
+use crate::train::coded::{for_model, CodedGradients, CodedWorker, Shard};
 use crate::train::matvec::{layouts, worker_blocks, MatVecGradients};
 use crate::train::serial::SerialGradients;
 use crate::train::{self, GradientEngine, RunStatus, Setup};
@@ -91,15 +92,17 @@ fn run_mpi(world: &World, args: &TrainArgs) -> Result<i32> {
     }
 }
 
-/// Parameters of `model` on data of this shape ((features + 1) per output).
-fn model_dim(kind: ModelKind, shape: &DataShape) -> Option<u128> {
-    let outputs = match (kind, shape.task) {
-        (ModelKind::Softmax, Task::Multiclass { classes }) => classes as u128,
-        _ => 1,
-    };
-    (shape.features as u128)
-        .checked_add(1)?
-        .checked_mul(outputs)
+/// Parameters of the model of `cfg` on data of this shape.
+fn model_dim(cfg: &RunConfig, shape: &DataShape) -> Option<u128> {
+    model::size_of(cfg.model, &cfg.hidden, shape.features, shape.task).map(|m| m.dim)
+}
+
+/// Bytes of the gradient kernel's scratch for `rows` rows at once (a network's activations and
+/// backward buffers of one row block; nothing for the GLMs).
+fn kernel_scratch(cfg: &RunConfig, shape: &DataShape, rows: u128) -> Option<u128> {
+    let size = model::size_of(cfg.model, &cfg.hidden, shape.features, shape.task)?;
+    let block = rows.min(model::Mlp::BLOCK_ROWS as u128);
+    block.checked_mul(size.scratch_per_row)?.checked_mul(8)
 }
 
 /// `count` vectors of `dim` values (plus a message header each), in bytes.
@@ -114,7 +117,7 @@ fn refuse_if_too_big(
     who: &str,
     need: Option<u128>,
 ) -> Result<()> {
-    let dim = model_dim(cfg.model, shape);
+    let dim = model_dim(cfg, shape);
     let what = format!(
         "{who} of this run ({} features, {} parameters, {} training rows)",
         shape.features,
@@ -130,7 +133,7 @@ fn refuse_if_too_big(
 
 /// Rank 0's and the largest worker's memory for gradient coding, checked against the budget.
 fn fits_coded(cfg: &RunConfig, code: &dyn GradientCode, shape: &DataShape) -> Result<()> {
-    let dim = model_dim(cfg.model, shape);
+    let dim = model_dim(cfg, shape);
     let (n, k, c) = (
         code.n_workers() as u128,
         code.n_partitions() as u128,
@@ -138,18 +141,25 @@ fn fits_coded(cfg: &RunConfig, code: &dyn GradientCode, shape: &DataShape) -> Re
     );
     // Optimizer (3), loop (3), engine copy, ring (2), staging, decode copy (11), a slot per
     // worker and chunk, a check piece per partition and chunk.
+    // Evaluating the test split runs the kernel's scratch too.
     let rank0 = dim
         .and_then(|d| vectors(11 + n * c + k * c, d))
-        .and_then(|v| v.checked_add(shape.bytes_of_rows(shape.test_rows)?));
+        .and_then(|v| v.checked_add(shape.bytes_of_rows(shape.test_rows)?))
+        .and_then(|v| v.checked_add(kernel_scratch(cfg, shape, shape.test_rows as u128)?));
     refuse_if_too_big(cfg, shape, "rank 0", rank0)?;
     let held = (0..code.n_workers())
         .map(|w| code.assignment(w).len())
         .max()
         .unwrap_or(0) as u128;
     let rows = (shape.rows as u128).div_ceil(k.max(1)).checked_mul(held);
+    // With minibatches, the iteration's rows are gathered into buffers beside the shard.
+    let batch_rows = cfg.batch.map_or(Some(0), |b| (b as u128).checked_mul(held));
     let worker = dim.and_then(|d| {
         let data = shape.bytes_of_rows(usize::try_from(rows?).ok()?)?;
-        data.checked_add(vectors(3 + 2 * c + held * c, d)?)
+        let drawn = shape.bytes_of_rows(usize::try_from(batch_rows?).ok()?)?;
+        data.checked_add(drawn)?
+            .checked_add(vectors(3 + 2 * c + held * c, d)?)?
+            .checked_add(kernel_scratch(cfg, shape, rows?)?)
     });
     refuse_if_too_big(cfg, shape, "each worker", worker)
 }
@@ -173,7 +183,7 @@ fn start(
         Ok(s) => s,
         Err(code) => return Ok(Err(code)),
     };
-    match model::build(cfg.model, shape.features, shape.task) {
+    match model::build(cfg.model, &cfg.hidden, shape.features, shape.task) {
         Ok(m) => Ok(Ok((shape, m))),
         Err(e) => rank_result(world.rank(), e.into()).map(Err),
     }
@@ -186,9 +196,10 @@ fn run_coded(world: &World, cfg: &RunConfig, code: Box<dyn GradientCode>) -> Res
         Err(code) => return Ok(code),
     };
     let k = code.n_partitions();
-    if let Err(e) = check_partitions(cfg, shape.rows, k) {
-        return rank_result(rank, e);
-    }
+    let cfg = &match check_partitions(cfg, shape.rows, k) {
+        Ok(c) => c,
+        Err(e) => return rank_result(rank, e),
+    };
     // Per-rank loading; one all-gather of the outcome.
     let local: Result<Loaded> = if rank == 0 {
         setup_rank0(
@@ -211,12 +222,17 @@ fn run_coded(world: &World, cfg: &RunConfig, code: Box<dyn GradientCode>) -> Res
                         shape.features
                     )));
                 }
+                let plan = match cfg.batch {
+                    Some(b) => Some(BatchPlan::new(cfg.job.seed, b, shape.rows, k)?),
+                    None => None,
+                };
                 Ok(Loaded::Shard(Shard::new(
                     code.as_ref(),
                     w,
                     data,
                     ranges,
                     cfg.chunks,
+                    plan,
                 )?))
             })
     };
@@ -224,22 +240,34 @@ fn run_coded(world: &World, cfg: &RunConfig, code: Box<dyn GradientCode>) -> Res
         Err(code) => Ok(code),
         Ok(Loaded::Rank0(r0)) => {
             let dim = model.dim();
-            let mut engine = CodedGradients::new(world.transport(), cfg, code, dim);
-            finish_rank0(cfg, model.as_ref(), shape.rows, *r0, &mut engine)
+            let compress = for_model(cfg.compress, model.as_ref())?;
+            let mut engine = CodedGradients::new(world.transport(), cfg, code, dim, compress);
+            finish_rank0(
+                cfg,
+                model.as_ref(),
+                cfg.step_rows(shape.rows),
+                *r0,
+                &mut engine,
+            )
         }
         Ok(Loaded::Shard(shard)) => {
-            let mut job = CodedWorker::new(model.as_ref(), &shard, code.as_ref(), rank - 1)
-                .compressing(cfg.compress, cfg.error_feedback, cfg.job.seed);
+            let mut job = CodedWorker::new(model.as_ref(), shard, code.as_ref(), rank - 1)
+                .compressing(
+                    for_model(cfg.compress, model.as_ref())?,
+                    cfg.error_feedback,
+                    cfg.job.seed,
+                );
             serve(world, cfg, cfg.chunks, &mut job)
         }
         Ok(_) => Err(Error::Check("internal: unexpected start-up state".into())),
     }
 }
 
-/// Every partition non-empty, and at least `--chunks` rows in each.
-fn check_partitions(cfg: &RunConfig, rows: usize, k: usize) -> Result<()> {
+/// Every partition non-empty, at least `--chunks` rows in each (without --batch), and the
+/// config resolved against the partitions ([`RunConfig::for_data`]: --batch, --epochs).
+fn check_partitions(cfg: &RunConfig, rows: usize, k: usize) -> Result<RunConfig> {
     partition_ranges(rows, k)?;
-    if rows / k < cfg.chunks {
+    if cfg.batch.is_none() && rows / k < cfg.chunks {
         return Err(crate::config::invalid(
             "chunks",
             cfg.chunks,
@@ -250,7 +278,7 @@ fn check_partitions(cfg: &RunConfig, rows: usize, k: usize) -> Result<()> {
         )
         .into());
     }
-    Ok(())
+    Ok(cfg.for_data(rows, k)?)
 }
 
 /// What each rank loaded at start-up.
@@ -315,6 +343,9 @@ fn setup_rank0(
     let out = &cfg.job.out;
     std::fs::create_dir_all(out).map_err(|e| crate::io::IoError::os(out, e))?;
     let (resume, initial) = resume_point(cfg)?;
+    if let Some(ck) = &resume {
+        fits_checkpoint(cfg, model, ck)?;
+    }
     let config_toml = cfg.to_toml();
     std::fs::write(cfg.job.config_path(), &config_toml)
         .map_err(|e| crate::io::IoError::os(out, e))?;
@@ -333,7 +364,8 @@ fn setup_rank0(
         config,
         config_toml,
         code_matrix,
-        n_workers: cfg.workers(),
+        // The reference with --batch knows a worker count (its partitions) but has no workers.
+        n_workers: if cfg.reference { 0 } else { cfg.workers() },
     };
     let writer = RunWriter::create(&cfg.job.results_path(), &meta, initial.as_ref())?;
     Ok(Rank0 {
@@ -377,6 +409,32 @@ fn resume_point(cfg: &RunConfig) -> Result<(Option<Checkpoint>, Option<RecordedR
         None
     };
     Ok((Some(ck), rows))
+}
+
+/// A checkpoint's state must fit the model and the optimizer it resumes (the config hash covers
+/// both; this names what does not fit when a file was written by another build).
+fn fits_checkpoint(cfg: &RunConfig, model: &dyn Model, ck: &Checkpoint) -> Result<()> {
+    let adam = cfg.optimizer == crate::optim::OptimizerKind::Adam;
+    let why = if ck.state.w.len() != model.dim() {
+        format!(
+            "it holds {} parameters, the model has {}",
+            ck.state.w.len(),
+            model.dim()
+        )
+    } else if adam && ck.state.adam.is_none() {
+        "it has no Adam moments (checkpoint format 1, written before Adam existed)".into()
+    } else if !adam && ck.state.adam.is_some() {
+        format!(
+            "it holds Adam moments but the optimizer is {}",
+            cfg.optimizer.name()
+        )
+    } else {
+        return Ok(());
+    };
+    Err(Error::Check(format!(
+        "cannot resume from the checkpoint in {}: {why}; start a new run folder",
+        cfg.job.out.display()
+    )))
 }
 
 /// Rank 0 after start-up: print the effective config, run the loop, report.
@@ -453,7 +511,7 @@ fn fits_matvec(cfg: &RunConfig, shape: &DataShape) -> Result<()> {
     let data = shape.bytes_of_rows(shape.rows);
     let rank0 = data
         .and_then(|d| d.checked_add(shape.bytes_of_rows(shape.test_rows)?))
-        .and_then(|d| d.checked_add(vectors(12, model_dim(cfg.model, shape)?)?));
+        .and_then(|d| d.checked_add(vectors(12, model_dim(cfg, shape)?)?));
     refuse_if_too_big(cfg, shape, "rank 0", rank0)?;
     let dense_t = (shape.rows as u128)
         .checked_mul(shape.features as u128)
@@ -471,6 +529,11 @@ fn run_matvec(world: &World, cfg: &RunConfig, code: &MdsCode) -> Result<i32> {
     let lay = match layouts(code, shape.rows, shape.features) {
         Ok(l) => l,
         Err(e) => return rank_result(rank, e),
+    };
+    // No minibatches here (refused by the config); --epochs are iterations.
+    let cfg = &match cfg.for_data(shape.rows, 1) {
+        Ok(c) => c,
+        Err(e) => return rank_result(rank, e.into()),
     };
     let local: Result<Loaded> = if rank == 0 {
         let extra = vec![
@@ -512,9 +575,15 @@ fn run_matvec(world: &World, cfg: &RunConfig, code: &MdsCode) -> Result<i32> {
 /// Memory of the serial reference: the whole data and a few parameter vectors.
 fn fits_reference(cfg: &RunConfig, info: &dataset::DatasetInfo) -> Result<()> {
     let shape = DataShape::from(info);
+    // With minibatches, the k·B rows of an iteration are gathered beside the data.
+    let drawn = cfg.step_rows(shape.rows).min(shape.rows);
     let need = shape
         .bytes_of_rows(shape.rows + shape.test_rows)
-        .and_then(|d| d.checked_add(vectors(8, model_dim(cfg.model, &shape)?)?));
+        .and_then(|d| {
+            d.checked_add(shape.bytes_of_rows(if cfg.batch.is_some() { drawn } else { 0 })?)
+        })
+        .and_then(|d| d.checked_add(vectors(8, model_dim(cfg, &shape)?)?))
+        .and_then(|d| d.checked_add(kernel_scratch(cfg, &shape, shape.rows as u128)?));
     refuse_if_too_big(cfg, &shape, "the serial reference", need)
 }
 
@@ -526,9 +595,15 @@ fn run_reference(args: &TrainArgs) -> Result<i32> {
     // safe on crafted files, so nothing in this process opens the dataset before it passes.
     crate::io::validate::validate_isolated(&cfg.data).and_then(|r| r.into_result(&cfg.data))?;
     let info = dataset::inspect(&cfg.data)?;
+    let rows = DataShape::from(&info).rows;
+    let k = reference_partitions(&cfg)?;
+    if cfg.batch.is_some() {
+        partition_ranges(rows, k)?;
+    }
+    let cfg = cfg.for_data(rows, k)?;
     fits_reference(&cfg, &info)?;
     let train = dataset::read_all(&cfg.data, Split::Train)?;
-    let model = model::build(cfg.model, train.n_features(), train.task)?;
+    let model = model::build(cfg.model, &cfg.hidden, train.n_features(), train.task)?;
     let r0 = setup_rank0(
         &cfg,
         model.as_ref(),
@@ -541,12 +616,16 @@ fn run_reference(args: &TrainArgs) -> Result<i32> {
         crate::VERSION,
         cfg.to_toml()
     );
-    let mut engine = SerialGradients::new(model.as_ref(), &train);
+    let plan = match cfg.batch {
+        Some(b) => Some(BatchPlan::new(cfg.job.seed, b, rows, k)?),
+        None => None,
+    };
+    let mut engine = SerialGradients::new(model.as_ref(), &train, plan, k)?;
     let outcome = train::run(
         Setup {
             cfg: &cfg,
             model: model.as_ref(),
-            n_rows: train.n_rows(),
+            n_rows: cfg.step_rows(train.n_rows()),
             test: r0.test,
             writer: r0.writer,
             resume: r0.resume,
@@ -560,6 +639,26 @@ fn run_reference(args: &TrainArgs) -> Result<i32> {
         }
     }
     Ok(outcome.status.exit_code())
+}
+
+/// The partitions k the reference's minibatches follow: those of `--code` with `--workers N`
+/// (every code of gradcode has k = N); 1 without --batch (the whole data).
+fn reference_partitions(cfg: &RunConfig) -> Result<usize> {
+    match (cfg.batch, cfg.code) {
+        (None, _) => Ok(1),
+        (Some(_), TrainCode::Gradient(kind)) => Ok(coding::build_with(
+            kind,
+            cfg.workers(),
+            cfg.stragglers,
+            cfg.job.seed,
+            &cfg.code_options(),
+        )?
+        .n_partitions()),
+        // Refused by the config (no minibatches with the mds-* codes).
+        (Some(b), TrainCode::MatVec(_)) => {
+            Err(crate::config::invalid("batch", b, "is not available with the mds-* codes").into())
+        }
+    }
 }
 
 /// Whether `path` looks like a results file of a finished run (used by tests and scripts).

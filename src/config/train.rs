@@ -17,7 +17,9 @@ use crate::coding::{CodeKind, CodeOptions, DecoderKind, TrainCode};
 use crate::comm::OnDeadline;
 use crate::compress::Compressor;
 use crate::model::ModelKind;
-use crate::optim::{MomentumSchedule, OptimizerKind, OptimizerSpec};
+use crate::optim::{
+    AdamParams, BadSchedule, LrSchedule, MomentumSchedule, OptimizerKind, OptimizerSpec,
+};
 
 /// Arguments of `gradcode train`. Every setting may also come from `--config FILE.toml` (the long
 /// flag names as keys, dashes or underscores); flags given on the command line override the file.
@@ -32,11 +34,18 @@ pub struct TrainArgs {
     pub data: Option<PathBuf>,
     /// Model: logistic (binary labels ±1 or 0/1; log-loss), linear (least squares, per-row loss
     /// ½(xᵀw + b − y)², so the objective is ½·MSE plus the L2 term), softmax (classes 0..C−1;
-    /// cross-entropy). Every model has an intercept per output, stored last in each output's
-    /// block of `/model/w_final` (d weights, then the intercept; see --no-intercept)
-    /// [default: logistic].
+    /// cross-entropy), mlp (a neural network with --hidden ReLU layers; softmax cross-entropy
+    /// for a multiclass or binary dataset, ½(z − y)² for regression; He initialization from
+    /// --seed). Every model has an intercept (bias) per output, stored last in each output's
+    /// block of `/model/w_final` (d weights, then the intercept; see --no-intercept); an mlp
+    /// stores its layers one after the other, each in that layout [default: logistic].
     #[arg(long, value_enum)]
     pub model: Option<ModelKind>,
+    /// Hidden layer widths of `--model mlp`, comma-separated, each > 0 (input → 256 → 128 →
+    /// outputs for the default; outputs: one per class, two for a binary dataset, one for
+    /// regression) [default: 256,128].
+    #[arg(long, value_name = "W1,W2,..")]
+    pub hidden: Option<String>,
     /// Code [default: cyclic-mds]. The mds-* codes train through two coded mat-vecs per step
     /// (linear and logistic only).
     #[arg(long, value_enum)]
@@ -67,9 +76,23 @@ pub struct TrainArgs {
     /// best-effort (decode least-squares optimally from what arrived) [default: wait].
     #[arg(long, value_enum)]
     pub on_deadline: Option<OnDeadline>,
-    /// Iterations to run [default: 100].
+    /// Iterations to run (or --epochs) [default: 100].
     #[arg(long)]
     pub iterations: Option<u64>,
+    /// Train for E epochs instead of --iterations: an epoch is ⌈rows / (k·B)⌉ iterations with
+    /// --batch B over k partitions, one iteration without.
+    #[arg(long, value_name = "E")]
+    pub epochs: Option<u64>,
+    /// Minibatches: B rows of every partition per iteration (at most the smallest partition's
+    /// rows). Every worker holding a partition draws the same rows from (--seed, iteration,
+    /// partition), a fresh shuffle of the partition every epoch, so the code still decodes the
+    /// exact gradient of the k·B rows, and the objective (and the train loss recorded) is the
+    /// minibatch's: the loss sum over k·B plus the L2 term. With --chunks C each chunk takes
+    /// B/C of those rows. `--reference` draws the same batches from the partitions of
+    /// `--workers N` and `--code` (k = N) [default: none, the whole partitions every
+    /// iteration].
+    #[arg(long, value_name = "B")]
+    pub batch: Option<usize>,
     /// Learning rate (step size) [default: 0.5].
     #[arg(long)]
     pub lr: Option<f64>,
@@ -82,17 +105,38 @@ pub struct TrainArgs {
     #[arg(long)]
     #[serde(default)]
     pub no_intercept: bool,
-    /// Optimizer: gd (gradient descent) or nesterov (accelerated, gradient at the look-ahead
-    /// point) [default: gd].
+    /// Optimizer: gd (gradient descent; minibatch SGD with --batch), momentum (heavy ball,
+    /// SGD with momentum: w ← w − lr·g + μ(w − w_prev)), nesterov (accelerated, gradient at the
+    /// look-ahead point) or adam (bias-corrected; --beta1, --beta2, --eps; the L2 term is in the
+    /// gradient, not decoupled weight decay) [default: gd].
     #[arg(long, value_enum)]
     pub optimizer: Option<OptimizerKind>,
-    /// Momentum μ of nesterov, in [0, 1) [default: 0.9].
+    /// Momentum μ of nesterov and momentum, in [0, 1) [default: 0.9].
     #[arg(long)]
     pub momentum: Option<f64>,
-    /// Momentum schedule of nesterov: constant (--momentum) or nesterov-t ((t − 1)/(t + 2) at
-    /// step t) [default: constant].
+    /// Momentum schedule of nesterov and momentum: constant (--momentum) or nesterov-t
+    /// ((t − 1)/(t + 2) at step t) [default: constant].
     #[arg(long, value_enum)]
     pub momentum_schedule: Option<MomentumSchedule>,
+    /// Adam's β1, the decay of the gradient's moving average, in [0, 1) [default: 0.9].
+    #[arg(long, value_name = "B1")]
+    pub beta1: Option<f64>,
+    /// Adam's β2, the decay of the squared gradient's moving average, in [0, 1) [default:
+    /// 0.999].
+    #[arg(long, value_name = "B2")]
+    pub beta2: Option<f64>,
+    /// Adam's ε, added to the root of the second moment, finite and > 0 [default: 1e-8].
+    #[arg(long, value_name = "EPS")]
+    pub eps: Option<f64>,
+    /// Learning-rate schedule, a factor of --lr at step t (counted from 0, warm-up included):
+    /// constant; step:EVERY:FACTOR (times FACTOR every EVERY steps, FACTOR in (0, 1]);
+    /// cosine:TOTAL (½(1 + cos(π·t/TOTAL)), 0 from step TOTAL on) [default: constant].
+    #[arg(long, value_name = "SCHEDULE")]
+    pub lr_schedule: Option<String>,
+    /// Linear warm-up over the first K steps: step t < K uses (t + 1)/K of the scheduled rate
+    /// [default: 0, none].
+    #[arg(long, value_name = "K")]
+    pub warmup: Option<u64>,
     /// Stop with status `diverged` (exit 1) when the training objective is not finite or exceeds
     /// this factor times its first value [default: 1e6].
     #[arg(long, value_name = "X")]
@@ -124,8 +168,9 @@ pub struct TrainArgs {
     /// Compress every coded message at its sender (rank 0 decompresses before decoding):
     /// none; qsgd:LEVELS (stochastic quantization to LEVELS levels, unbiased); topk:FRACTION
     /// (the largest FRACTION of the entries, as index/value pairs); sign (one bit per entry and
-    /// the mean magnitude); lowrank:RANK (matrix parameters of neural networks only). Biased
-    /// compressors (topk, sign) want --error-feedback [default: none].
+    /// the mean magnitude); lowrank:RANK (--model mlp: rank-RANK factors of every layer's
+    /// weights, PowerSGD-style with a warm start per worker). Biased compressors (topk, sign,
+    /// lowrank) want --error-feedback [default: none].
     #[arg(long, value_name = "SPEC")]
     pub compress: Option<Compressor>,
     /// Error feedback at each worker: send C(c + e), keep e ← c + e − C(c + e) per coded message;
@@ -153,13 +198,29 @@ pub struct TrainArgs {
 pub struct RunConfig {
     pub data: PathBuf,
     pub model: ModelKind,
+    /// Hidden layer widths of an MLP (empty for the GLMs); written as "256,128".
+    #[serde(default, skip_serializing_if = "Vec::is_empty", with = "widths")]
+    pub hidden: Vec<usize>,
     /// The code (`reference` for the serial path, which uses none).
     pub code: TrainCode,
     pub stragglers: usize,
     #[serde(flatten)]
     pub job: JobConfig,
     pub on_deadline: OnDeadline,
+    /// Iterations to run (with --epochs: 0 until [`RunConfig::for_data`] knows the data).
     pub iterations: u64,
+    /// Epochs to run instead of iterations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epochs: Option<u64>,
+    /// Rows of every partition per iteration (None: the whole partitions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<usize>,
+    /// Iterations per epoch, set by [`RunConfig::for_data`] (0 before).
+    #[serde(skip)]
+    pub per_epoch: u64,
+    /// Partitions k of the data, set by [`RunConfig::for_data`] (0 before).
+    #[serde(skip)]
+    pub partitions: usize,
     pub lr: f64,
     pub l2: f64,
     /// Whether the model has intercepts (`--no-intercept` clears it).
@@ -168,6 +229,19 @@ pub struct RunConfig {
     pub optimizer: OptimizerKind,
     pub momentum: f64,
     pub momentum_schedule: MomentumSchedule,
+    /// Adam's β1, β2 and ε (set exactly when the optimizer is adam).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub beta1: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub beta2: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eps: Option<f64>,
+    /// The learning-rate schedule (written only when not constant).
+    #[serde(default, skip_serializing_if = "is_constant")]
+    pub lr_schedule: LrSchedule,
+    /// Warm-up steps (written only when set).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub warmup: u64,
     pub divergence_factor: f64,
     pub checkpoint_every: u64,
     pub eval_every: u64,
@@ -218,10 +292,18 @@ impl RunConfig {
             };
         }
         let reference = args.reference || file.reference;
-        let workers = if reference {
-            0
-        } else {
-            world.saturating_sub(1)
+        let batch = args.batch.or(file.batch);
+        // The serial reference with minibatches draws from the partitions of `--workers N`.
+        let workers = match (reference, batch) {
+            (false, _) => Some(world.saturating_sub(1)),
+            (true, None) => None,
+            (true, Some(b)) => Some(args.job.workers.or(file.job.workers).ok_or_else(|| {
+                invalid(
+                    "batch",
+                    b,
+                    "with --reference needs --workers N: the reference draws the minibatches of the partitions of the N-worker job it stands for",
+                )
+            })?),
         };
         if !reference && world < 2 {
             return Err(ConfigError::WorldTooSmall {
@@ -230,36 +312,52 @@ impl RunConfig {
                 hint: ", or pass --reference for the serial path",
             });
         }
+        let (iterations, epochs) = run_length(args, &file)?;
+        let optimizer = pick!(optimizer, OptimizerKind::Gd);
+        let [beta1, beta2, eps] = adam_settings(optimizer, args, &file)?;
+        let lr_schedule = match args.lr_schedule.as_ref().or(file.lr_schedule.as_ref()) {
+            None => LrSchedule::Constant,
+            Some(text) => text
+                .parse()
+                .map_err(|e: BadSchedule| invalid("lr-schedule", format!("'{text}'"), e.0))?,
+        };
         let code = pick!(code, TrainCode::Gradient(CodeKind::CyclicMds));
         let default_s = usize::from(code != TrainCode::Gradient(CodeKind::Uncoded));
         let no_intercept = args.no_intercept || file.no_intercept;
+        let model = pick!(model, ModelKind::Logistic);
+        let hidden = hidden_layers(model, args.hidden.as_ref().or(file.hidden.as_ref()))?;
         let cfg = RunConfig {
             data: args
                 .data
                 .clone()
                 .or(file.data.clone())
                 .ok_or(ConfigError::Missing("data"))?,
-            model: pick!(model, ModelKind::Logistic),
+            model,
+            hidden,
             code,
-            stragglers: if reference {
+            stragglers: if workers.is_none() {
                 0
             } else {
                 pick!(stragglers, default_s)
             },
-            job: JobConfig::from_args(
-                &args.job,
-                &file.job,
-                "results/run",
-                (!reference).then_some(workers),
-            )?,
+            job: JobConfig::from_args(&args.job, &file.job, "results/run", workers)?,
             on_deadline: pick!(on_deadline, OnDeadline::Wait),
-            iterations: pick!(iterations, 100),
+            iterations,
+            epochs,
+            batch,
+            per_epoch: 0,
+            partitions: 0,
             lr: pick!(lr, 0.5),
             l2: pick!(l2, 1e-4),
             intercept: !no_intercept,
-            optimizer: pick!(optimizer, OptimizerKind::Gd),
+            optimizer,
             momentum: pick!(momentum, 0.9),
             momentum_schedule: pick!(momentum_schedule, MomentumSchedule::Constant),
+            beta1,
+            beta2,
+            eps,
+            lr_schedule,
+            warmup: pick!(warmup, 0),
             divergence_factor: pick!(divergence_factor, 1e6),
             checkpoint_every: pick!(checkpoint_every, 0),
             eval_every: pick!(eval_every, 10),
@@ -297,6 +395,14 @@ impl RunConfig {
         if !(0.0..1.0).contains(&self.momentum) {
             return Err(invalid("momentum", self.momentum, "must be in [0, 1)"));
         }
+        for (name, beta) in [("beta1", self.beta1), ("beta2", self.beta2)] {
+            if let Some(b) = beta.filter(|b| !(0.0..1.0).contains(b)) {
+                return Err(invalid(name, b, "must be in [0, 1)"));
+            }
+        }
+        if let Some(e) = self.eps.filter(|e| !(e.is_finite() && *e > 0.0)) {
+            return Err(invalid("eps", e, "must be a finite number > 0"));
+        }
         if !(self.divergence_factor.is_finite() && self.divergence_factor > 1.0) {
             return Err(invalid(
                 "divergence-factor",
@@ -304,8 +410,18 @@ impl RunConfig {
                 "must be a finite number > 1",
             ));
         }
-        if self.iterations == 0 {
+        if self.iterations == 0 && self.epochs.is_none() {
             return Err(invalid("iterations", 0, "must be at least 1"));
+        }
+        if self.epochs == Some(0) {
+            return Err(invalid("epochs", 0, "must be at least 1"));
+        }
+        if self.batch == Some(0) {
+            return Err(invalid(
+                "batch",
+                0,
+                "must be at least 1 (rows of every partition per iteration)",
+            ));
         }
         if !(1..=64).contains(&self.chunks) {
             return Err(invalid("chunks", self.chunks, "must be between 1 and 64"));
@@ -323,7 +439,14 @@ impl RunConfig {
         if self.log_every == 0 {
             return Err(invalid("log-every", 0, "must be at least 1"));
         }
-        if !self.reference {
+        if self.model == ModelKind::Mlp && !self.intercept {
+            return Err(invalid(
+                "no-intercept",
+                "true",
+                "applies to the linear models (logistic, linear, softmax); an mlp always trains its biases",
+            ));
+        }
+        if !self.reference || self.batch.is_some() {
             self.check_code()?;
         }
         Ok(())
@@ -360,6 +483,9 @@ impl RunConfig {
             }
             if self.chunks > 1 {
                 return refuse("chunks", self.chunks.to_string());
+            }
+            if let Some(b) = self.batch {
+                return refuse("batch", b.to_string());
             }
             if self.reuse_stale {
                 return refuse("reuse-stale", "true".into());
@@ -412,23 +538,93 @@ impl RunConfig {
                     ),
                 ));
             }
+            if self.split.is_some_and(|m| m > 1) {
+                return Err(invalid(
+                    "compress",
+                    self.compress,
+                    "factors the model's weight matrices, which a piece of a split code (--split > 1) does not hold whole; use --split 1 or another compressor",
+                ));
+            }
+            let layers = self.hidden.len() + 1;
+            if layers > crate::compress::MAX_MATRICES {
+                return Err(invalid(
+                    "compress",
+                    self.compress,
+                    format!(
+                        "factors at most {} weight matrices and this network has {layers}",
+                        crate::compress::MAX_MATRICES
+                    ),
+                ));
+            }
         }
         Ok(())
     }
 
     /// The optimizer's settings.
     pub fn optimizer_spec(&self) -> OptimizerSpec {
+        let d = AdamParams::default();
         OptimizerSpec {
             kind: self.optimizer,
             lr: self.lr,
             momentum: self.momentum,
             schedule: self.momentum_schedule,
+            adam: AdamParams {
+                beta1: self.beta1.unwrap_or(d.beta1),
+                beta2: self.beta2.unwrap_or(d.beta2),
+                eps: self.eps.unwrap_or(d.eps),
+            },
+            lr_schedule: self.lr_schedule,
+            warmup: self.warmup,
         }
     }
 
-    /// Workers n (0 for the serial reference).
+    /// Workers n (for the serial reference: the `--workers` its minibatches follow, 0 without
+    /// --batch).
     pub fn workers(&self) -> usize {
         self.job.workers
+    }
+
+    /// This config resolved against the data: `rows` training rows in `k` partitions. Checks
+    /// --batch and --chunks against the partitions, and sets the iterations per epoch and, with
+    /// --epochs, the iterations.
+    pub fn for_data(&self, rows: usize, k: usize) -> Result<RunConfig, ConfigError> {
+        let mut c = self.clone();
+        c.partitions = k;
+        let smallest = rows / k.max(1);
+        c.per_epoch = match self.batch {
+            None => 1,
+            Some(b) if b > smallest => {
+                return Err(invalid(
+                    "batch",
+                    b,
+                    format!(
+                        "is larger than a partition: {rows} training rows in {k} partitions leave {smallest} in the smallest; use --batch {smallest} or less"
+                    ),
+                ))
+            }
+            Some(b) if self.chunks > b => {
+                return Err(invalid(
+                    "chunks",
+                    self.chunks,
+                    format!(
+                        "with --batch {b} the chunks share the {b} rows every partition gives an iteration; use --chunks {b} or less"
+                    ),
+                ))
+            }
+            Some(b) => rows.div_ceil(k * b) as u64,
+        };
+        if let Some(e) = self.epochs {
+            c.iterations = e
+                .checked_mul(c.per_epoch)
+                .ok_or_else(|| invalid("epochs", e, "makes more iterations than fit in 64 bits"))?;
+        }
+        Ok(c)
+    }
+
+    /// Rows the loss sum of one step is over: k·B with --batch, all `rows` without (after
+    /// [`RunConfig::for_data`]).
+    pub fn step_rows(&self, rows: usize) -> usize {
+        self.batch.map_or(rows, |b| b * self.partitions)
     }
 
     /// Options of the code (degree, decoder, straggle probability).
@@ -470,15 +666,34 @@ impl RunConfig {
         "error-feedback",
     ];
 
+    /// Keys of [`Self::NOT_REFERENCE`] that the serial reference with --batch keeps: they make
+    /// the partitions its minibatches follow.
+    const PARTITION_KEYS: &'static [&'static str] = &[
+        "code",
+        "stragglers",
+        "workers",
+        "degree",
+        "decoder",
+        "straggle-prob",
+    ];
+
     /// The effective settings in the keys of the flags (the serial reference's own: without the
-    /// settings it does not use).
+    /// settings it does not use); with --epochs, without the iterations they make.
     pub fn settings(&self) -> toml::Table {
         let mut t = match toml::Value::try_from(self) {
             Ok(toml::Value::Table(t)) => t,
             _ => toml::Table::new(),
         };
         if self.reference {
-            t.retain(|k, _| !Self::NOT_REFERENCE.contains(&k));
+            let keep = if self.batch.is_some() {
+                Self::PARTITION_KEYS
+            } else {
+                &[]
+            };
+            t.retain(|k, _| !Self::NOT_REFERENCE.contains(&k) || keep.contains(&k));
+        }
+        if self.epochs.is_some() {
+            t.remove("iterations");
         }
         t
     }
@@ -521,12 +736,131 @@ impl RunConfig {
             + &(if self.compress.is_none() { String::new() } else { format!("compress={}\n", self.compress) })
             + if self.error_feedback { "error_feedback=true\n" } else { "" }
             + if self.intercept { "" } else { "no_intercept=true\n" }
+            + &if self.hidden.is_empty() { String::new() } else { format!("hidden={}\n", widths::text(&self.hidden)) }
+            + &self.batch.map_or(String::new(), |b| format!("batch={b}\n"))
+            + &match (self.beta1, self.beta2, self.eps) {
+                (Some(b1), Some(b2), Some(e)) => format!("beta1={b1:?}\nbeta2={b2:?}\neps={e:?}\n"),
+                _ => String::new(),
+            }
+            + &match self.lr_schedule {
+                LrSchedule::Constant => String::new(),
+                s => format!("lr_schedule={s}\n"),
+            }
+            + &if self.warmup > 0 { format!("warmup={}\n", self.warmup) } else { String::new() }
             + match self.momentum_schedule {
                 MomentumSchedule::Constant => "",
                 MomentumSchedule::NesterovT => "momentum_schedule=nesterov-t\n",
             };
         let digest = Sha256::digest(key.as_bytes());
         digest.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+fn is_constant(s: &LrSchedule) -> bool {
+    *s == LrSchedule::Constant
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
+/// Adam's β1, β2, ε: defaults for adam; refused, naming the flag, for another optimizer.
+fn adam_settings(
+    optimizer: OptimizerKind,
+    args: &TrainArgs,
+    file: &TrainArgs,
+) -> Result<[Option<f64>; 3], ConfigError> {
+    let d = AdamParams::default();
+    let given = [
+        ("beta1", args.beta1.or(file.beta1), d.beta1),
+        ("beta2", args.beta2.or(file.beta2), d.beta2),
+        ("eps", args.eps.or(file.eps), d.eps),
+    ];
+    if optimizer != OptimizerKind::Adam {
+        if let Some((name, Some(v), _)) = given.iter().find(|g| g.1.is_some()) {
+            return Err(invalid(
+                name,
+                v,
+                format!(
+                    "applies to --optimizer adam (the optimizer is {})",
+                    optimizer.name()
+                ),
+            ));
+        }
+        return Ok([None; 3]);
+    }
+    Ok(given.map(|(_, v, default)| Some(v.unwrap_or(default))))
+}
+
+/// The iterations and epochs of a run: one of the two, the flags' choice over the file's;
+/// iterations 0 when the run is given in epochs.
+fn run_length(args: &TrainArgs, file: &TrainArgs) -> Result<(u64, Option<u64>), ConfigError> {
+    let both = |e: u64, where_: &str| {
+        invalid(
+            "epochs",
+            e,
+            format!("conflicts with --iterations{where_}: give one of them"),
+        )
+    };
+    match (args.iterations, args.epochs) {
+        (Some(_), Some(e)) => Err(both(e, "")),
+        (Some(i), None) => Ok((i, None)),
+        (None, Some(e)) => Ok((0, Some(e))),
+        (None, None) => match (file.iterations, file.epochs) {
+            (Some(_), Some(e)) => Err(both(e, " (both in the config file)")),
+            (i, None) => Ok((i.unwrap_or(100), None)),
+            (None, Some(e)) => Ok((0, Some(e))),
+        },
+    }
+}
+
+/// The hidden layer widths of `model` from `--hidden` (default 256,128 for an mlp; refused for
+/// the GLMs, which have none).
+fn hidden_layers(model: ModelKind, text: Option<&String>) -> Result<Vec<usize>, ConfigError> {
+    match (model, text) {
+        (ModelKind::Mlp, None) => Ok(vec![256, 128]),
+        (ModelKind::Mlp, Some(t)) => widths::parse(t).ok_or_else(|| {
+            invalid(
+                "hidden",
+                format!("'{t}'"),
+                "must list the hidden layer widths, comma-separated, each > 0 (e.g. --hidden 256,128)",
+            )
+        }),
+        (_, None) => Ok(Vec::new()),
+        (m, Some(t)) => Err(invalid(
+            "hidden",
+            format!("'{t}'"),
+            format!("applies to --model mlp (the model is {})", m.name()),
+        )),
+    }
+}
+
+/// Layer widths as the text "256,128" (the flag's form), in and out of TOML.
+mod widths {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// "256, 128" → [256, 128]; `None` when empty or when a width is not a number > 0.
+    pub fn parse(text: &str) -> Option<Vec<usize>> {
+        let w: Vec<usize> = text
+            .split(',')
+            .map(|p| p.trim().parse::<usize>().ok().filter(|&v| v > 0))
+            .collect::<Option<_>>()?;
+        (!w.is_empty()).then_some(w)
+    }
+
+    pub fn text(w: &[usize]) -> String {
+        w.iter().map(usize::to_string).collect::<Vec<_>>().join(",")
+    }
+
+    pub fn serialize<S: Serializer>(w: &[usize], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&text(w))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<usize>, D::Error> {
+        let t = String::deserialize(d)?;
+        parse(&t).ok_or_else(|| {
+            serde::de::Error::custom(format!("hidden '{t}' is not a list of widths > 0"))
+        })
     }
 }
 
@@ -607,9 +941,39 @@ mod tests {
                 error_feedback: true,
                 ..Default::default()
             },
+            TrainArgs {
+                model: Some(ModelKind::Mlp),
+                hidden: Some("32, 16,8".into()),
+                batch: Some(16),
+                epochs: Some(3),
+                optimizer: Some(OptimizerKind::Adam),
+                beta2: Some(0.99),
+                lr_schedule: Some("step:30:0.5".into()),
+                warmup: Some(5),
+                ..Default::default()
+            },
+            TrainArgs {
+                reference: true,
+                batch: Some(8),
+                code: Some(TrainCode::Gradient(CodeKind::Frc)),
+                job: JobArgs {
+                    workers: Some(6),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
         ] {
             let mut a = args();
             a.code = extra.code;
+            a.model = extra.model;
+            a.hidden = extra.hidden.clone();
+            a.batch = extra.batch;
+            a.epochs = extra.epochs;
+            a.optimizer = extra.optimizer;
+            a.beta2 = extra.beta2;
+            a.lr_schedule = extra.lr_schedule.clone();
+            a.warmup = extra.warmup;
+            a.job.workers = extra.job.workers;
             a.no_intercept = extra.no_intercept;
             a.momentum_schedule = extra.momentum_schedule;
             a.degree = extra.degree;
@@ -636,6 +1000,14 @@ mod tests {
             .unwrap();
             assert_eq!(again, c, "{}", c.to_toml());
             assert_eq!(again.trajectory_hash(), c.trajectory_hash());
+            if c.model == ModelKind::Mlp {
+                assert_eq!(c.hidden, vec![32, 16, 8]);
+                assert!(
+                    c.to_toml().contains("hidden = \"32,16,8\""),
+                    "{}",
+                    c.to_toml()
+                );
+            }
         }
     }
 
@@ -762,12 +1134,155 @@ mod tests {
             ),
             (
                 TrainArgs {
+                    model: Some(ModelKind::Mlp),
+                    hidden: Some("8".into()),
+                    code: Some(TrainCode::Gradient(CodeKind::CommEfficient)),
+                    split: Some(2),
+                    compress: Some("lowrank:2".parse().unwrap()),
+                    ..args()
+                },
+                4,
+                "--compress = lowrank:2: factors the model's weight matrices, which a piece of a split code (--split > 1) does not hold whole",
+            ),
+            (
+                TrainArgs {
+                    model: Some(ModelKind::Mlp),
+                    hidden: Some("2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2".into()),
+                    compress: Some("lowrank:2".parse().unwrap()),
+                    ..args()
+                },
+                4,
+                "factors at most 16 weight matrices and this network has 17",
+            ),
+            (
+                TrainArgs {
+                    model: Some(ModelKind::Mlp),
+                    hidden: Some("".into()),
+                    ..args()
+                },
+                4,
+                "--hidden = ''",
+            ),
+            (
+                TrainArgs {
+                    model: Some(ModelKind::Mlp),
+                    hidden: Some("64,0".into()),
+                    ..args()
+                },
+                4,
+                "each > 0",
+            ),
+            (
+                TrainArgs {
+                    hidden: Some("64".into()),
+                    ..args()
+                },
+                4,
+                "applies to --model mlp",
+            ),
+            (
+                TrainArgs {
+                    model: Some(ModelKind::Mlp),
+                    no_intercept: true,
+                    ..args()
+                },
+                4,
+                "--no-intercept",
+            ),
+            (
+                TrainArgs {
+                    batch: Some(0),
+                    ..args()
+                },
+                4,
+                "--batch = 0",
+            ),
+            (
+                TrainArgs {
+                    optimizer: Some(OptimizerKind::Adam),
+                    beta1: Some(1.0),
+                    ..args()
+                },
+                4,
+                "--beta1 = 1: must be in [0, 1)",
+            ),
+            (
+                TrainArgs {
+                    optimizer: Some(OptimizerKind::Adam),
+                    beta2: Some(-0.5),
+                    ..args()
+                },
+                4,
+                "--beta2 = -0.5",
+            ),
+            (
+                TrainArgs {
+                    optimizer: Some(OptimizerKind::Adam),
+                    eps: Some(0.0),
+                    ..args()
+                },
+                4,
+                "--eps = 0",
+            ),
+            (
+                TrainArgs {
+                    beta1: Some(0.5),
+                    ..args()
+                },
+                4,
+                "--beta1 = 0.5: applies to --optimizer adam (the optimizer is gd)",
+            ),
+            (
+                TrainArgs {
+                    lr_schedule: Some("cosine:0".into()),
+                    ..args()
+                },
+                4,
+                "--lr-schedule = 'cosine:0': TOTAL '0'",
+            ),
+            (
+                TrainArgs {
+                    epochs: Some(2),
+                    iterations: Some(10),
+                    ..args()
+                },
+                4,
+                "--epochs = 2: conflicts with --iterations",
+            ),
+            (
+                TrainArgs {
+                    epochs: Some(0),
+                    ..args()
+                },
+                4,
+                "--epochs = 0",
+            ),
+            (
+                TrainArgs {
+                    reference: true,
+                    batch: Some(8),
+                    ..args()
+                },
+                1,
+                "needs --workers N",
+            ),
+            (
+                TrainArgs {
                     code: Some("mds-rotation".parse().unwrap()),
                     compress: Some("sign".parse().unwrap()),
                     ..args()
                 },
                 4,
                 "--compress = sign: is not available with the mds-* codes",
+            ),
+            (
+                TrainArgs {
+                    code: Some("mds-rotation".parse().unwrap()),
+                    batch: Some(8),
+                    ..args()
+                },
+                4,
+                "--batch = 8: is not available with the mds-* codes",
             ),
             (
                 TrainArgs {
@@ -824,6 +1339,121 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.stragglers, 0);
+    }
+
+    #[test]
+    fn the_data_resolves_batches_and_epochs() {
+        let c = RunConfig::from_args(
+            &TrainArgs {
+                batch: Some(7),
+                epochs: Some(3),
+                chunks: Some(2),
+                ..args()
+            },
+            5,
+        )
+        .unwrap();
+        // 103 rows in 4 partitions (26, 26, 26, 25): ⌈103 / 28⌉ = 4 iterations per epoch.
+        let r = c.for_data(103, 4).unwrap();
+        assert_eq!((r.per_epoch, r.iterations, r.partitions), (4, 12, 4));
+        assert_eq!(r.step_rows(103), 28);
+        let e = c.for_data(27, 4).unwrap_err().to_string();
+        assert!(
+            e.contains("--batch = 7: is larger than a partition") && e.contains("--batch 6"),
+            "{e}"
+        );
+        let few = RunConfig {
+            chunks: 8,
+            ..c.clone()
+        };
+        let e = few.for_data(103, 4).unwrap_err().to_string();
+        assert!(
+            e.contains("--chunks = 8") && e.contains("--chunks 7"),
+            "{e}"
+        );
+        // Without --batch: an epoch is one iteration, and a step is over every row.
+        let full = RunConfig::from_args(
+            &TrainArgs {
+                epochs: Some(5),
+                ..args()
+            },
+            5,
+        )
+        .unwrap()
+        .for_data(103, 4)
+        .unwrap();
+        assert_eq!(
+            (full.per_epoch, full.iterations, full.step_rows(103)),
+            (1, 5, 103)
+        );
+    }
+
+    #[test]
+    fn new_settings_at_their_defaults_keep_the_old_hash() {
+        // The hash of a default run, as the code before minibatches and networks computed it.
+        let c = RunConfig::from_args(&args(), 4).unwrap();
+        let j = &c.job;
+        let old = format!(
+            "data={}\nmodel={}\ncode={}\ns={}\nn={}\ndeadline_ms={:?}\non_deadline={:?}\nlr={:?}\nl2={:?}\noptimizer={:?}\nmomentum={:?}\nstragglers={}\nseed={}\nchunks={}\ndegree={:?}\ndecoder={:?}\nstraggle_prob={:?}\n",
+            c.data.display(),
+            c.model.name(),
+            c.code.name(),
+            c.stragglers,
+            j.workers,
+            j.deadline_ms,
+            c.on_deadline,
+            c.lr,
+            c.l2,
+            c.optimizer,
+            c.momentum,
+            j.straggler_model,
+            j.seed,
+            c.chunks,
+            c.degree,
+            c.decoder,
+            c.straggle_prob
+        );
+        let digest: String = Sha256::digest(old.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(c.trajectory_hash(), digest);
+        for other in [
+            RunConfig {
+                batch: Some(4),
+                ..c.clone()
+            },
+            RunConfig {
+                model: ModelKind::Mlp,
+                hidden: vec![8],
+                ..c.clone()
+            },
+            RunConfig {
+                warmup: 3,
+                ..c.clone()
+            },
+            RunConfig {
+                lr_schedule: LrSchedule::Cosine { total: 50 },
+                ..c.clone()
+            },
+        ] {
+            assert_ne!(other.trajectory_hash(), digest);
+        }
+        // Adam's constants shape its trajectory.
+        let adam = |beta1| RunConfig {
+            optimizer: OptimizerKind::Adam,
+            beta1: Some(beta1),
+            beta2: Some(0.999),
+            eps: Some(1e-8),
+            ..c.clone()
+        };
+        assert_ne!(adam(0.9).trajectory_hash(), adam(0.8).trajectory_hash());
+        // Epochs are a run length, like iterations.
+        let e = RunConfig {
+            epochs: Some(9),
+            ..c.clone()
+        };
+        assert_eq!(e.trajectory_hash(), digest);
     }
 
     #[test]

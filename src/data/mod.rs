@@ -1,10 +1,13 @@
-//! In-memory data: dense and CSR feature matrices, labels, tasks, and partitioning of rows.
+//! In-memory data: dense and CSR feature matrices, labels, tasks, partitioning of rows, and the
+//! minibatch draws that keep a gradient code exact ([`batch`]; rows gathered into reused
+//! buffers by [`Dataset::gather_into`]).
 //!
 //! No I/O here: `io::dataset` reads and writes these types from HDF5, `io::convert` builds them
 //! from LIBSVM / IDX / CSV text, and [`synth`] generates them from a seed.
 //!
 //! Not implemented: column-major (CSC) storage, which no kernel of gradcode needs.
 
+pub mod batch;
 pub mod synth;
 
 use std::ops::Range;
@@ -36,6 +39,23 @@ pub enum DataError {
     },
     #[error("invalid parameter: {0}")]
     Invalid(String),
+    #[error("out of memory: {what} needs {bytes} bytes and the allocator refused them")]
+    OutOfMemory { what: String, bytes: u128 },
+}
+
+/// A zeroed array of `len` values for `what`, allocated fallibly: an allocator refusal is an
+/// error naming the bytes, never an abort (RELIABILITY BI-9). For the buffers whose size the
+/// input decides (parameters, gradients); the run's total was checked against the memory budget
+/// before, so this fails only when the node ran short meanwhile.
+pub fn try_zeros(len: usize, what: &str) -> Result<ndarray::Array1<f64>, DataError> {
+    let mut v: Vec<f64> = Vec::new();
+    v.try_reserve_exact(len)
+        .map_err(|_| DataError::OutOfMemory {
+            what: what.to_string(),
+            bytes: len as u128 * 8,
+        })?;
+    v.resize(len, 0.0);
+    Ok(ndarray::Array1::from(v))
 }
 
 /// The learning task a dataset is for; decides which models accept it and how labels read.
@@ -276,6 +296,22 @@ impl CsrMatrix {
         }
     }
 
+    /// Overwrite `out` with rows `rows` of this matrix, in that order, reusing its storage.
+    pub fn gather_into(&self, rows: &[usize], out: &mut CsrMatrix) {
+        out.n_rows = rows.len();
+        out.n_cols = self.n_cols;
+        out.indptr.clear();
+        out.indices.clear();
+        out.data.clear();
+        out.indptr.push(0);
+        for &r in rows {
+            let (a, b) = (self.indptr[r], self.indptr[r + 1]);
+            out.indices.extend_from_slice(&self.indices[a..b]);
+            out.data.extend_from_slice(&self.data[a..b]);
+            out.indptr.push(out.data.len());
+        }
+    }
+
     /// Dense copy (for tests and small matrices only).
     pub fn to_dense(&self) -> Array2<f64> {
         let mut out = Array2::zeros((self.n_rows, self.n_cols));
@@ -325,6 +361,32 @@ impl Features {
         match self {
             Features::Dense(x) => Features::Dense(x.slice(s![range, ..]).to_owned()),
             Features::Sparse(x) => Features::Sparse(x.slice_rows(range)),
+        }
+    }
+
+    /// Overwrite `out` with rows `rows` of this matrix, in that order, in the same storage
+    /// (dense or CSR). Reuses `out`'s storage when it already has that kind and, for dense
+    /// rows, that shape: a buffer refilled every iteration allocates only the first time.
+    pub fn gather_into(&self, rows: &[usize], out: &mut Features) {
+        match (self, &mut *out) {
+            (Features::Dense(x), Features::Dense(o)) if o.dim() == (rows.len(), x.ncols()) => {
+                for (mut dst, &r) in o.outer_iter_mut().zip(rows) {
+                    dst.assign(&x.row(r));
+                }
+            }
+            (Features::Dense(x), _) => *out = Features::Dense(x.select(Axis(0), rows)),
+            (Features::Sparse(x), Features::Sparse(o)) => x.gather_into(rows, o),
+            (Features::Sparse(x), _) => {
+                let mut o = CsrMatrix {
+                    n_rows: 0,
+                    n_cols: x.n_cols,
+                    indptr: Vec::new(),
+                    indices: Vec::new(),
+                    data: Vec::new(),
+                };
+                x.gather_into(rows, &mut o);
+                *out = Features::Sparse(o);
+            }
         }
     }
 
@@ -420,6 +482,19 @@ impl Dataset {
         self.x.n_cols()
     }
 
+    /// Overwrite `out` with rows `rows` (features and labels), reusing its storage (see
+    /// [`Features::gather_into`]).
+    pub fn gather_into(&self, rows: &[usize], out: &mut Dataset) {
+        self.x.gather_into(rows, &mut out.x);
+        if out.y.len() != rows.len() {
+            out.y = Array1::zeros(rows.len());
+        }
+        for (dst, &r) in out.y.iter_mut().zip(rows) {
+            *dst = self.y[r];
+        }
+        out.task = self.task;
+    }
+
     /// The rows in `range`.
     pub fn slice_rows(&self, range: Range<usize>) -> Dataset {
         Dataset {
@@ -452,6 +527,14 @@ pub fn partition_ranges(rows: usize, k: usize) -> Result<Vec<Range<usize>>, Data
 mod tests {
     use super::*;
 
+    /// A size the allocator cannot give is an error naming the bytes, not an abort.
+    #[test]
+    fn try_zeros_refuses_an_impossible_size_as_an_error() {
+        assert_eq!(try_zeros(3, "x").unwrap().to_vec(), vec![0.0; 3]);
+        let e = try_zeros(usize::MAX / 8, "the parameters").unwrap_err();
+        assert!(e.to_string().contains("the parameters needs"), "{e}");
+    }
+
     #[test]
     fn partitions_are_balanced_and_cover_all_rows() {
         let p = partition_ranges(10, 3).unwrap();
@@ -469,6 +552,47 @@ mod tests {
         let st = CsrMatrix::vstack(&[&m, &m.slice_rows(1..2)]).unwrap();
         assert_eq!(st.n_rows(), 3);
         assert_eq!(st.to_dense().row(2), m.to_dense().row(1));
+    }
+
+    #[test]
+    fn gathered_rows_match_and_reuse_the_buffer() {
+        let m = CsrMatrix::new(
+            4,
+            3,
+            vec![0, 1, 3, 3, 5],
+            vec![1, 0, 2, 0, 1],
+            vec![1.0, 2.0, 3.0, 4.0, 5.0],
+        )
+        .unwrap();
+        let y = ndarray::arr1(&[0.0, 1.0, 2.0, 1.0]);
+        let task = Task::Multiclass { classes: 3 };
+        let rows = [3, 0, 2, 3];
+        for x in [Features::Dense(m.to_dense()), Features::Sparse(m.clone())] {
+            let d = Dataset::new(x, y.clone(), task).unwrap();
+            let mut out = d.slice_rows(0..1);
+            for _ in 0..2 {
+                d.gather_into(&rows, &mut out);
+                assert_eq!(out.y, ndarray::arr1(&[1.0, 0.0, 2.0, 1.0]));
+                let dense = match &out.x {
+                    Features::Dense(a) => a.clone(),
+                    Features::Sparse(c) => c.to_dense(),
+                };
+                for (i, &r) in rows.iter().enumerate() {
+                    assert_eq!(dense.row(i), m.to_dense().row(r));
+                }
+            }
+            // The second gather reused the first one's storage.
+            let before = match &out.x {
+                Features::Dense(a) => a.as_ptr() as usize,
+                Features::Sparse(c) => c.data().as_ptr() as usize,
+            };
+            d.gather_into(&[1, 2, 0, 0], &mut out);
+            let after = match &out.x {
+                Features::Dense(a) => a.as_ptr() as usize,
+                Features::Sparse(c) => c.data().as_ptr() as usize,
+            };
+            assert_eq!(before, after);
+        }
     }
 
     #[test]

@@ -8,6 +8,10 @@
 //! Loading verifies each generation (format version, config hash, lengths, finiteness and a
 //! SHA-256 over the stored state) and falls back to the previous generation with the reason
 //! logged when the newest one is bad.
+//!
+//! Format 2 adds the optimizer's moments (`/adam_m`, `/adam_v`, with Adam only). Format 1 files
+//! (no moments) still load; they can only come from gd or nesterov runs, and a resume checks
+//! that the state fits the optimizer.
 
 use std::path::{Path, PathBuf};
 
@@ -17,10 +21,13 @@ use ndarray::Array1;
 use sha2::{Digest, Sha256};
 
 use super::IoError;
-use crate::optim::OptimizerState;
+use crate::optim::{AdamMoments, OptimizerState};
 
-/// Version of the checkpoint layout.
-pub const FORMAT_VERSION: u64 = 1;
+/// Version of the checkpoint layout written (2: with the optimizer's moments).
+pub const FORMAT_VERSION: u64 = 2;
+
+/// Versions read: 1 (before the moments) and 2.
+const READABLE: [u64; 2] = [1, 2];
 
 /// Everything needed to continue a run bit for bit.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,6 +53,12 @@ fn digest(c: &Checkpoint) -> String {
     h.update(c.config_hash.as_bytes());
     for v in c.state.w.iter().chain(c.state.w_prev.iter()) {
         h.update(v.to_le_bytes());
+    }
+    // Format 1 had no moments: without them the digest is the same.
+    if let Some(a) = &c.state.adam {
+        for v in a.m.iter().chain(a.v.iter()) {
+            h.update(v.to_le_bytes());
+        }
     }
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -126,6 +139,14 @@ pub fn save(dir: &Path, c: &Checkpoint) -> Result<PathBuf, IoError> {
             .with_data(&c.state.w_prev)
             .create("w_prev")
             .map_err(e)?;
+        if let Some(a) = &c.state.adam {
+            for (name, v) in [("adam_m", &a.m), ("adam_v", &a.v)] {
+                f.new_dataset_builder()
+                    .with_data(v)
+                    .create(name)
+                    .map_err(e)?;
+            }
+        }
         let u = |name: &str, v: u64| {
             f.new_attr::<u64>()
                 .create(name)
@@ -189,9 +210,9 @@ pub fn read(path: &Path, expected_hash: &str) -> Result<Checkpoint, IoError> {
             .map_err(|_| bad(format!("missing attribute {name}")))
     };
     let version = u("format_version")?;
-    if version != FORMAT_VERSION {
+    if !READABLE.contains(&version) {
         return Err(bad(format!(
-            "checkpoint format version {version}, this gradcode reads {FORMAT_VERSION}"
+            "checkpoint format version {version}, this gradcode reads {READABLE:?}"
         )));
     }
     let config_hash = s("config_sha256")?;
@@ -213,6 +234,21 @@ pub fn read(path: &Path, expected_hash: &str) -> Result<Checkpoint, IoError> {
             "parameters have mismatched lengths or non-finite values".into(),
         ));
     }
+    let adam = if version >= 2 && f.link_exists("adam_m") {
+        let (m, v) = (vec("adam_m")?, vec("adam_v")?);
+        if m.len() != w.len()
+            || v.len() != w.len()
+            || m.iter().chain(v.iter()).any(|x| !x.is_finite())
+            || v.iter().any(|&x| x < 0.0)
+        {
+            return Err(bad(
+                "Adam's moments have mismatched lengths, non-finite or negative values".into(),
+            ));
+        }
+        Some(AdamMoments { m, v })
+    } else {
+        None
+    };
     let elapsed_s = f
         .attr("elapsed_s")
         .and_then(|a| a.read_scalar::<f64>())
@@ -223,6 +259,7 @@ pub fn read(path: &Path, expected_hash: &str) -> Result<Checkpoint, IoError> {
             w,
             w_prev,
             steps: u("steps")?,
+            adam,
         },
         config_hash,
         seed: u("seed")?,
@@ -271,6 +308,7 @@ mod tests {
                 w: Array1::from(vec![1.0, it as f64]),
                 w_prev: Array1::from(vec![0.5, 0.25]),
                 steps: it,
+                adam: None,
             },
             config_hash: "abc".into(),
             seed: 7,
@@ -316,6 +354,49 @@ mod tests {
         std::os::unix::fs::symlink(&target, d.path().join("ckpt.h5")).unwrap();
         assert!(save(d.path(), &ckpt(1)).is_err());
         assert_eq!(std::fs::read(&target).unwrap(), b"keep");
+    }
+
+    #[test]
+    fn adam_moments_round_trip_and_format_1_still_loads() {
+        let d = tempfile::tempdir().unwrap();
+        let mut c = ckpt(5);
+        c.state.adam = Some(AdamMoments {
+            m: Array1::from(vec![0.1, -0.2]),
+            v: Array1::from(vec![0.01, 0.04]),
+        });
+        save(d.path(), &c).unwrap();
+        let (back, _, _) = load(d.path(), "abc").unwrap();
+        assert_eq!(back, c);
+        // A flipped moment fails the checksum.
+        let p = d.path().join("ckpt.h5");
+        {
+            let f = File::open_rw(&p).unwrap();
+            f.dataset("adam_v")
+                .unwrap()
+                .write(&Array1::from(vec![0.01, 0.05]))
+                .unwrap();
+        }
+        let e = read(&p, "abc").unwrap_err().to_string();
+        assert!(e.contains("checksum"), "{e}");
+        // A format-1 file (gd/nesterov: no moments, the same checksum) still loads.
+        save(d.path(), &ckpt(6)).unwrap();
+        {
+            let f = File::open_rw(&p).unwrap();
+            f.attr("format_version")
+                .unwrap()
+                .write_scalar(&1u64)
+                .unwrap();
+        }
+        assert_eq!(read(&p, "abc").unwrap(), ckpt(6));
+        {
+            let f = File::open_rw(&p).unwrap();
+            f.attr("format_version")
+                .unwrap()
+                .write_scalar(&3u64)
+                .unwrap();
+        }
+        let e = read(&p, "abc").unwrap_err().to_string();
+        assert!(e.contains("format version 3"), "{e}");
     }
 
     #[test]

@@ -79,6 +79,9 @@ metric_enum! {
         Stale => "stale",
         /// Bytes of parameters rank 0 posted during this iteration.
         BytesSent => "bytes_sent",
+        /// Epochs completed after this iteration: (iteration + 1) / iterations per epoch
+        /// (`--batch`; without it every iteration is one epoch).
+        Epoch => "epoch",
         /// ‖ĝ − ĝ_u‖/‖ĝ_u‖ at a gradient check with `--compress`: ĝ decoded from the compressed
         /// messages, ĝ_u from the same responders' uncompressed ones.
         CompressRelErr => "compress_rel_err",
@@ -418,7 +421,11 @@ mod tests {
     fn names_are_the_schema_in_order() {
         let names: Vec<&str> = Metric::ALL.iter().map(|m| m.name()).collect();
         assert_eq!(names[..4], ["iteration", "wall_s", "elapsed_s", "decode_s"]);
-        assert_eq!(Metric::COUNT, 22);
+        // 20 until minibatches added `epoch`, at the end so older files read as before; then
+        // compression's two.
+        assert_eq!(Metric::COUNT, 23);
+        assert_eq!(names[20], "epoch");
+        assert_eq!(names[21..], ["compress_rel_err", "decode_weight_sq"]);
         assert_eq!(WorkerMetric::ArrivalS.path(), "timing/arrival_s");
         assert_eq!(WorkerMetric::InjectedS.path(), "stragglers/injected_s");
         assert_eq!(WorkerMetric::PlannedS.path(), "stragglers/planned_s");

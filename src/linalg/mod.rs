@@ -31,7 +31,7 @@
 //! * `systematic-rotation`: the systematic form G·G_S⁻¹ of `rotation` (r = 2), the k systematic
 //!   workers placed at the evenly spread nodes ⌊w·n/k⌋ so that G_S is well conditioned; decoded
 //!   by [`StreamingDecoder`] like `systematic`, with 10–100× smaller worst cond than the Cauchy
-//!   parity (README table).
+//!   parity (the table in docs/linear-algebra.md).
 //!
 //! Decoding always goes through an SVD of the square system ([`svd_solve`]), so the subset's
 //! condition number comes with every decode (never the normal equations).

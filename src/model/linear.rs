@@ -6,10 +6,18 @@ use super::*;
 #[derive(Debug, Clone)]
 pub struct Linear {
     d: usize,
+    blocks: [ParamBlock; 1],
 }
 impl Linear {
     pub fn new(d: usize) -> Self {
-        Linear { d }
+        Linear {
+            d,
+            blocks: [ParamBlock {
+                offset: 0,
+                units: 1,
+                inputs: d,
+            }],
+        }
     }
 }
 
@@ -36,6 +44,9 @@ impl Model for Linear {
     }
     fn n_features(&self) -> usize {
         self.d
+    }
+    fn blocks(&self) -> &[ParamBlock] {
+        &self.blocks
     }
     fn loss(
         &self,

@@ -6,10 +6,18 @@ use super::*;
 #[derive(Debug, Clone)]
 pub struct Logistic {
     d: usize,
+    blocks: [ParamBlock; 1],
 }
 impl Logistic {
     pub fn new(d: usize) -> Self {
-        Logistic { d }
+        Logistic {
+            d,
+            blocks: [ParamBlock {
+                offset: 0,
+                units: 1,
+                inputs: d,
+            }],
+        }
     }
 }
 
@@ -49,6 +57,9 @@ impl Model for Logistic {
     }
     fn n_features(&self) -> usize {
         self.d
+    }
+    fn blocks(&self) -> &[ParamBlock] {
+        &self.blocks
     }
     fn loss(
         &self,

@@ -1,25 +1,65 @@
 //! Models: per-row losses summed over a shard, and their gradients, for dense and CSR features.
 //!
-//! Every model is a generalized linear model with an intercept: parameters are laid out as
-//! `outputs` blocks of `features + 1` values (weights, then the bias), so `dim = (d + 1) * outputs`.
-//! Losses are *sums* over rows (so partition sums add up to the full sum); the training
-//! objective divides by the total row count and adds L2 regularization on the weights (not the
-//! bias), see [`objective_gradient_into`]. Numerically stable log-sigmoid and log-sum-exp.
+//! The generalized linear models (logistic, linear, softmax) and a multilayer perceptron
+//! ([`Mlp`]). Every model's parameter vector is a sequence of [`ParamBlock`]s: `units` blocks of
+//! `inputs + 1` values (a unit's weights, then its bias). A GLM is one block with a unit per
+//! output, so `dim = (d + 1) * outputs`; an MLP has one block per layer. The blocks say where the
+//! biases are: the training objective divides the loss sum by the row count and adds L2
+//! regularization on the weights, not the biases (see [`objective_gradient_into`]), and
+//! `--no-intercept` holds the biases at 0. Losses are *sums* over rows (so partition sums add up
+//! to the full sum). Numerically stable log-sigmoid and log-sum-exp. A model gives its initial
+//! parameters from the run's seed ([`Model::init`]: zeros for the GLMs, He initialization for the
+//! MLP).
 //!
 //! The worker's coded gradient is one pass over its stacked rows with per-row weights
 //! (`c_i = X_Sᵀ (row_weights ⊙ r(w))`, GUIDE §1), so [`Model::gradient_into`] takes optional
 //! row weights.
 //!
-//! Not implemented here: multilayer models (MLP) and second-order information (K-FAC).
+//! Not implemented here: convolutional networks and second-order information (K-FAC).
 
 mod glm;
 mod linear;
 mod logistic;
+mod mlp;
 mod softmax;
 
 pub use linear::Linear;
 pub use logistic::Logistic;
+pub use mlp::Mlp;
 pub use softmax::Softmax;
+
+/// `units` consecutive blocks of `inputs + 1` parameters starting at `offset`: each unit's
+/// `inputs` weights, then its bias. A model's parameters are a sequence of these
+/// ([`Model::blocks`]); the weights are regularized, the biases are not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParamBlock {
+    /// Index of the block's first parameter.
+    pub offset: usize,
+    /// Units (outputs of a GLM, neurons of a layer).
+    pub units: usize,
+    /// Inputs of each unit (weights per unit; the bias comes after them).
+    pub inputs: usize,
+}
+
+impl ParamBlock {
+    /// Parameters in the block.
+    pub fn len(&self) -> usize {
+        self.units * (self.inputs + 1)
+    }
+    /// Whether the block holds no parameters.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Its range in the parameter vector.
+    pub fn range(&self) -> std::ops::Range<usize> {
+        self.offset..self.offset + self.len()
+    }
+    /// Whether entry `i` of the block (counted from `offset`) is a bias.
+    #[inline]
+    pub fn is_bias(&self, i: usize) -> bool {
+        (i + 1) % (self.inputs + 1) == 0
+    }
+}
 
 use ndarray::{Array1, ArrayView1, ArrayViewMut1};
 use thiserror::Error;
@@ -35,8 +75,10 @@ pub enum ModelError {
         task: String,
         hint: String,
     },
-    #[error("unknown model '{0}' (expected logistic, linear or softmax)")]
+    #[error("unknown model '{0}' (expected logistic, linear, softmax or mlp)")]
     Unknown(String),
+    #[error("--hidden {0}: an MLP needs at least one hidden layer, each of width > 0 (e.g. --hidden 256,128)")]
+    Hidden(String),
 }
 
 /// The models selectable on the command line.
@@ -51,6 +93,8 @@ pub enum ModelKind {
     Linear,
     /// Multinomial logistic regression (labels 0..C-1).
     Softmax,
+    /// Multilayer perceptron (`--hidden`), ReLU; the loss follows the task.
+    Mlp,
 }
 
 impl ModelKind {
@@ -59,13 +103,14 @@ impl ModelKind {
             ModelKind::Logistic => "logistic",
             ModelKind::Linear => "linear",
             ModelKind::Softmax => "softmax",
+            ModelKind::Mlp => "mlp",
         }
     }
     /// Whether the model has matrix-shaped parameter blocks (layers) that `--compress
-    /// lowrank:RANK` can factor. None of the GLMs does (softmax's weights are one block per
-    /// class, trained as one vector); the neural-network models will.
+    /// lowrank:RANK` can factor: the MLP's layers. None of the GLMs does (softmax's weights are
+    /// one block per class, trained as one vector).
     pub fn has_matrix_parameters(&self) -> bool {
-        false
+        matches!(self, ModelKind::Mlp)
     }
 }
 
@@ -78,7 +123,8 @@ pub struct Workspace {
     /// General scratch (see [`Workspace::take`]); kept for callers outside the model kernels.
     #[allow(dead_code)]
     pub(crate) buf: Vec<f64>,
-    /// Scores z, overwritten in place by residuals r, for one block of rows (rows × outputs).
+    /// Scores z, overwritten in place by residuals r, for one block of rows (rows × outputs);
+    /// a network's activations and backward buffers of one row block.
     pub(crate) rows: Vec<f64>,
     /// Contiguous copy of the parameters when the caller passes a strided view.
     pub(crate) params: Vec<f64>,
@@ -255,6 +301,20 @@ pub trait Model: Send + Sync + std::fmt::Debug {
     fn dim(&self) -> usize;
     /// Number of input features the model was built for.
     fn n_features(&self) -> usize;
+    /// The layout of the parameters: where the weights and the biases are.
+    fn blocks(&self) -> &[ParamBlock];
+    /// Writes the parameters training starts from into `w` (length [`Model::dim`]), drawn from
+    /// `seed` where the model needs randomness (the GLMs start from zeros).
+    fn init_into(&self, seed: u64, mut w: ArrayViewMut1<f64>) {
+        let _ = seed;
+        w.fill(0.0);
+    }
+    /// [`Model::init_into`] into a new vector.
+    fn init(&self, seed: u64) -> Array1<f64> {
+        let mut w = Array1::zeros(self.dim());
+        self.init_into(seed, w.view_mut());
+        w
+    }
     /// Σ_rows ℓ_r(w) (no regularization).
     fn loss(&self, w: ArrayView1<f64>, x: &Features, y: ArrayView1<f64>, ws: &mut Workspace)
         -> f64;
@@ -308,14 +368,21 @@ pub trait Model: Send + Sync + std::fmt::Debug {
     }
 }
 
-/// Build the model `kind` for a dataset with `n_features` features and the given task.
-pub fn build(kind: ModelKind, n_features: usize, task: Task) -> Result<Box<dyn Model>, ModelError> {
+/// Build the model `kind` for a dataset with `n_features` features and the given task;
+/// `hidden` are the hidden layer widths of an MLP (ignored by the GLMs).
+pub fn build(
+    kind: ModelKind,
+    hidden: &[usize],
+    n_features: usize,
+    task: Task,
+) -> Result<Box<dyn Model>, ModelError> {
     let mismatch = |hint: &str| ModelError::TaskMismatch {
         model: kind.name().into(),
         task: task.name().into(),
         hint: hint.into(),
     };
     match (kind, task) {
+        (ModelKind::Mlp, _) => Ok(Box::new(Mlp::new(n_features, hidden, task)?)),
         (ModelKind::Logistic, Task::Binary) => Ok(Box::new(Logistic::new(n_features))),
         (ModelKind::Linear, Task::Regression | Task::Binary) => {
             Ok(Box::new(Linear::new(n_features)))
@@ -336,7 +403,56 @@ pub fn build(kind: ModelKind, n_features: usize, task: Task) -> Result<Box<dyn M
     }
 }
 
-/// Objective F(w) = (1/N) Σ ℓ_r(w) + (λ/2)‖w_weights‖² (bias not regularized).
+/// What a model needs in memory, known before it is built (the memory check sizes a run from
+/// it before anything is allocated).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModelSize {
+    /// Parameters.
+    pub dim: u128,
+    /// Scratch values per row of a block the gradient kernel holds at once (a network's
+    /// activations and backward buffers; 0 for the GLMs, whose scratch is a few values per row).
+    pub scratch_per_row: u128,
+}
+
+/// The size of model `kind` (`hidden` for an MLP) on `features` features for `task`; `None` when
+/// it overflows 128 bits.
+pub fn size_of(
+    kind: ModelKind,
+    hidden: &[usize],
+    features: usize,
+    task: Task,
+) -> Option<ModelSize> {
+    let outputs = match (kind, task) {
+        (ModelKind::Softmax | ModelKind::Mlp, Task::Multiclass { classes }) => classes,
+        (ModelKind::Mlp, Task::Binary) => 2,
+        _ => 1,
+    } as u128;
+    if kind != ModelKind::Mlp {
+        let dim = (features as u128).checked_add(1)?.checked_mul(outputs)?;
+        return Some(ModelSize {
+            dim,
+            scratch_per_row: 0,
+        });
+    }
+    let widths: Vec<u128> = std::iter::once(features as u128)
+        .chain(hidden.iter().map(|&w| w as u128))
+        .chain(std::iter::once(outputs))
+        .collect();
+    let mut dim = 0u128;
+    for pair in widths.windows(2) {
+        dim = dim.checked_add(pair[0].checked_add(1)?.checked_mul(pair[1])?)?;
+    }
+    let widest = widths[1..].iter().copied().max().unwrap_or(0);
+    let acts = widths[1..]
+        .iter()
+        .try_fold(0u128, |a, &w| a.checked_add(w))?;
+    Some(ModelSize {
+        dim,
+        scratch_per_row: acts.checked_add(widest.checked_mul(2)?)?,
+    })
+}
+
+/// Objective F(w) = (1/N) Σ ℓ_r(w) + (λ/2)‖w_weights‖² (biases not regularized).
 pub fn objective(
     model: &dyn Model,
     loss_sum: f64,
@@ -344,12 +460,17 @@ pub fn objective(
     n_rows: usize,
     l2: f64,
 ) -> f64 {
-    let d1 = model.n_features() + 1;
-    let reg: f64 = w
+    let reg: f64 = model
+        .blocks()
         .iter()
-        .enumerate()
-        .filter(|(i, _)| (i + 1) % d1 != 0)
-        .map(|(_, v)| v * v)
+        .map(|b| {
+            w.slice(ndarray::s![b.range()])
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !b.is_bias(*i))
+                .map(|(_, v)| v * v)
+                .sum::<f64>()
+        })
         .sum();
     loss_sum / n_rows as f64 + 0.5 * l2 * reg
 }
@@ -364,11 +485,18 @@ pub fn objective_gradient_into(
     l2: f64,
     mut out: ArrayViewMut1<f64>,
 ) {
-    let d1 = model.n_features() + 1;
     let inv_n = 1.0 / n_rows as f64;
-    for (i, ((o, &g), &wi)) in out.iter_mut().zip(g_sum).zip(w).enumerate() {
-        let reg = if (i + 1) % d1 == 0 { 0.0 } else { l2 * wi };
-        *o = g * inv_n + reg;
+    for b in model.blocks() {
+        let r = b.range();
+        let (g_sum, w) = (
+            g_sum.slice(ndarray::s![r.clone()]),
+            w.slice(ndarray::s![r.clone()]),
+        );
+        let mut out = out.slice_mut(ndarray::s![r]);
+        for (i, ((o, &g), &wi)) in out.iter_mut().zip(g_sum).zip(w).enumerate() {
+            let reg = if b.is_bias(i) { 0.0 } else { l2 * wi };
+            *o = g * inv_n + reg;
+        }
     }
 }
 
@@ -376,7 +504,7 @@ pub fn objective_gradient_into(
 /// trained (unregularized) or held at 0 (`--no-intercept`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Objective {
-    /// Training rows N.
+    /// Rows N the loss sum is over (the training rows; k·B for a minibatch).
     pub n_rows: usize,
     /// λ.
     pub l2: f64,
@@ -401,10 +529,12 @@ impl Objective {
     ) {
         objective_gradient_into(model, g_sum, w, self.n_rows, self.l2, out.view_mut());
         if !self.intercept {
-            let d1 = model.n_features() + 1;
-            for (i, o) in out.iter_mut().enumerate() {
-                if (i + 1) % d1 == 0 {
-                    *o = 0.0;
+            for b in model.blocks() {
+                let mut out = out.slice_mut(ndarray::s![b.range()]);
+                for (i, o) in out.iter_mut().enumerate() {
+                    if b.is_bias(i) {
+                        *o = 0.0;
+                    }
                 }
             }
         }

@@ -14,10 +14,19 @@ use crate::data::CsrMatrix;
 pub struct Softmax {
     d: usize,
     classes: usize,
+    blocks: [ParamBlock; 1],
 }
 impl Softmax {
     pub fn new(d: usize, classes: usize) -> Self {
-        Softmax { d, classes }
+        Softmax {
+            d,
+            classes,
+            blocks: [ParamBlock {
+                offset: 0,
+                units: classes,
+                inputs: d,
+            }],
+        }
     }
 
     /// Call `f(row, z)` with the C logits of every row (biases included), in order.
@@ -98,14 +107,14 @@ fn csr_logits(x: &CsrMatrix, r: usize, w: &[f64], d: usize, z: &mut [f64]) {
 
 /// The class index stored in a label.
 #[inline]
-fn class_of(y: f64) -> usize {
+pub(super) fn class_of(y: f64) -> usize {
     debug_assert!(y >= 0.0 && y.fract() == 0.0, "bad class label {y}");
     y as usize
 }
 
 /// logsumexp(z) − z_y with the max-shift.
 #[inline]
-fn row_loss(z: &[f64], y: usize) -> f64 {
+pub(super) fn row_loss(z: &[f64], y: usize) -> f64 {
     let m = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let s: f64 = z.iter().map(|&v| (v - m).exp()).sum();
     m + s.ln() - z[y]
@@ -114,7 +123,7 @@ fn row_loss(z: &[f64], y: usize) -> f64 {
 /// Overwrite the logits `z` by the residual weight · (softmax(z) − e_y); returns the row's
 /// loss logsumexp(z) − z_y (unweighted), computed from the same exponentials.
 #[inline]
-fn row_residual(z: &mut [f64], y: usize, weight: f64) -> f64 {
+pub(super) fn row_residual(z: &mut [f64], y: usize, weight: f64) -> f64 {
     let m = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let zy = z[y];
     let mut s = 0.0;
@@ -132,7 +141,7 @@ fn row_residual(z: &mut [f64], y: usize, weight: f64) -> f64 {
 
 /// First index of the largest logit.
 #[inline]
-fn argmax(z: &[f64]) -> usize {
+pub(super) fn argmax(z: &[f64]) -> usize {
     let mut best = 0;
     for (k, &v) in z.iter().enumerate() {
         if v > z[best] {
@@ -151,6 +160,9 @@ impl Model for Softmax {
     }
     fn n_features(&self) -> usize {
         self.d
+    }
+    fn blocks(&self) -> &[ParamBlock] {
+        &self.blocks
     }
     fn loss(
         &self,

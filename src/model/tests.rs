@@ -12,16 +12,21 @@ const ROWS: usize = 20;
 const FEATURES: usize = 7;
 const CLASSES: usize = 3;
 
-fn rng(seed: u64) -> ChaCha8Rng {
+pub(super) fn rng(seed: u64) -> ChaCha8Rng {
     ChaCha8Rng::seed_from_u64(seed)
 }
 
-fn normal(rng: &mut ChaCha8Rng) -> f64 {
+pub(super) fn normal(rng: &mut ChaCha8Rng) -> f64 {
     rng.sample(StandardNormal)
 }
 
 /// A random matrix with about `density` of its entries nonzero, as CSR.
-fn random_csr(rng: &mut ChaCha8Rng, rows: usize, cols: usize, density: f64) -> CsrMatrix {
+pub(super) fn random_csr(
+    rng: &mut ChaCha8Rng,
+    rows: usize,
+    cols: usize,
+    density: f64,
+) -> CsrMatrix {
     let (mut indptr, mut indices, mut data) = (vec![0], Vec::new(), Vec::new());
     for _ in 0..rows {
         for c in 0..cols {
@@ -36,32 +41,43 @@ fn random_csr(rng: &mut ChaCha8Rng, rows: usize, cols: usize, density: f64) -> C
 }
 
 /// The same data as (dense, sparse) features.
-fn features(rng: &mut ChaCha8Rng, rows: usize, cols: usize) -> (Features, Features) {
+pub(super) fn features(rng: &mut ChaCha8Rng, rows: usize, cols: usize) -> (Features, Features) {
     let csr = random_csr(rng, rows, cols, 0.3);
     (Features::Dense(csr.to_dense()), Features::Sparse(csr))
 }
 
+fn task_of(kind: ModelKind) -> Task {
+    match kind {
+        ModelKind::Logistic => Task::Binary,
+        ModelKind::Linear => Task::Regression,
+        ModelKind::Softmax | ModelKind::Mlp => Task::Multiclass { classes: CLASSES },
+    }
+}
+
 fn labels(rng: &mut ChaCha8Rng, kind: ModelKind, rows: usize) -> Array1<f64> {
-    Array1::from_shape_fn(rows, |_| match kind {
-        ModelKind::Logistic => {
+    task_labels(rng, task_of(kind), rows)
+}
+
+/// Random labels of `task`: ±1, 2·N(0, 1), or a class.
+pub(super) fn task_labels(rng: &mut ChaCha8Rng, task: Task, rows: usize) -> Array1<f64> {
+    Array1::from_shape_fn(rows, |_| match task {
+        Task::Binary => {
             if rng.gen::<bool>() {
                 1.0
             } else {
                 -1.0
             }
         }
-        ModelKind::Linear => 2.0 * normal(rng),
-        ModelKind::Softmax => rng.gen_range(0..CLASSES) as f64,
+        Task::Regression => 2.0 * normal(rng),
+        Task::Multiclass { classes } => rng.gen_range(0..classes) as f64,
     })
 }
 
 fn model(kind: ModelKind, d: usize) -> Box<dyn Model> {
-    let task = match kind {
-        ModelKind::Logistic => Task::Binary,
-        ModelKind::Linear => Task::Regression,
-        ModelKind::Softmax => Task::Multiclass { classes: CLASSES },
-    };
-    build(kind, d, task).unwrap()
+    let task = task_of(kind);
+    // The MLP of the generic tests: two hidden layers (the per-task and per-layer checks are
+    // in `mlp/tests.rs`).
+    build(kind, &[4, 3], d, task).unwrap()
 }
 
 /// A random problem: model, dense and sparse features, labels, parameters, row weights.
@@ -93,9 +109,14 @@ fn problem(kind: ModelKind, seed: u64, rows: usize, d: usize) -> Problem {
     }
 }
 
-const KINDS: [ModelKind; 3] = [ModelKind::Logistic, ModelKind::Linear, ModelKind::Softmax];
+const KINDS: [ModelKind; 4] = [
+    ModelKind::Logistic,
+    ModelKind::Linear,
+    ModelKind::Softmax,
+    ModelKind::Mlp,
+];
 
-fn rel_err(a: &Array1<f64>, b: &Array1<f64>) -> f64 {
+pub(super) fn rel_err(a: &Array1<f64>, b: &Array1<f64>) -> f64 {
     let diff = (a - b).mapv(|v| v * v).sum().sqrt();
     let scale = b
         .mapv(|v| v * v)
@@ -126,7 +147,7 @@ fn weighted_loss(
         .sum()
 }
 
-fn central_difference(f: impl Fn(&Array1<f64>) -> f64, w: &Array1<f64>) -> Array1<f64> {
+pub(super) fn central_difference(f: impl Fn(&Array1<f64>) -> f64, w: &Array1<f64>) -> Array1<f64> {
     const H: f64 = 1e-6;
     Array1::from_shape_fn(w.len(), |i| {
         let (mut wp, mut wm) = (w.clone(), w.clone());
@@ -439,7 +460,7 @@ fn build_rejects_task_mismatches() {
         (ModelKind::Linear, Task::Multiclass { classes: 3 }),
     ];
     for (kind, task) in mismatches {
-        match build(kind, 4, task) {
+        match build(kind, &[], 4, task) {
             Err(ModelError::TaskMismatch { model, task: t, .. }) => {
                 assert_eq!(model, kind.name());
                 assert_eq!(t, task.name());
@@ -447,12 +468,17 @@ fn build_rejects_task_mismatches() {
             other => panic!("{kind:?} on {task:?}: {other:?}"),
         }
     }
-    let m = build(ModelKind::Softmax, 4, Task::Multiclass { classes: 5 }).unwrap();
+    let m = build(ModelKind::Softmax, &[], 4, Task::Multiclass { classes: 5 }).unwrap();
     assert_eq!(
         (m.dim(), m.n_features(), m.kind()),
         (25, 4, ModelKind::Softmax)
     );
-    assert_eq!(build(ModelKind::Linear, 4, Task::Binary).unwrap().dim(), 5);
+    assert_eq!(
+        build(ModelKind::Linear, &[], 4, Task::Binary)
+            .unwrap()
+            .dim(),
+        5
+    );
 }
 
 #[test]

@@ -3,7 +3,8 @@
 use std::fmt::Write as _;
 
 use super::load::LoadedRun;
-use crate::io::results::Metric;
+use crate::io::metrics::{count_outcomes, WorkerCounts};
+use crate::io::results::{Metric, WorkerMetric};
 
 /// One row of the comparison table. Times are in seconds; NaN means "no value".
 #[derive(Debug, Clone, PartialEq)]
@@ -52,18 +53,56 @@ pub struct Summary {
     pub partial: bool,
     /// What is missing from the file.
     pub notes: Vec<String>,
+    /// How each worker's iterations ended (on time, partial, late, missed: the definition of the
+    /// run's own summary); empty for a file without workers or per-worker timing.
+    pub workers_counts: Vec<WorkerCounts>,
 }
 
 /// Nearest-rank percentile of the finite values: the sorted value at index round((n − 1)·p)
-/// (the same rule as the run's own summary and `scripts/load_run.py`).
+/// (the rule of the run's own summary and of `scripts/load_run.py`).
 pub fn percentile(values: &[f64], p: f64) -> f64 {
     let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
-    if v.is_empty() {
-        return f64::NAN;
-    }
     v.sort_by(f64::total_cmp);
-    let i = ((v.len() - 1) as f64 * p).round() as usize;
-    v[i.min(v.len() - 1)]
+    crate::io::metrics::percentile(&v, p)
+}
+
+/// Per-worker counts of a run's iterations from its file: parts on time per iteration
+/// (`/timing/chunks`) and the late arrivals (`/late`); the parts a worker owes per iteration are
+/// the most any worker delivered on time (1, the chunks, or 2 for coded mat-vecs).
+fn worker_counts(run: &LoadedRun) -> Vec<WorkerCounts> {
+    let Some(rows) = &run.rows else {
+        return Vec::new();
+    };
+    if !rows.has(WorkerMetric::Chunks) || rows.workers() == 0 {
+        return Vec::new();
+    }
+    let chunks = rows.worker(WorkerMetric::Chunks);
+    let parts = chunks
+        .iter()
+        .copied()
+        .filter(|v| v.is_finite())
+        .fold(0.0f64, f64::max)
+        .max(1.0) as usize;
+    count_outcomes(chunks, parts, &rows.late)
+}
+
+/// Ranks on time in fewer than half of the iterations (the run's own `stragglers`).
+fn slow_ranks(counts: &[WorkerCounts], iterations: usize) -> String {
+    let slow: Vec<usize> = counts
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| (c.on_time as f64) < 0.5 * iterations as f64)
+        .map(|(w, _)| w + 1)
+        .collect();
+    format!("{slow:?}")
+}
+
+fn per_worker(counts: &[WorkerCounts], f: fn(&WorkerCounts) -> u64) -> String {
+    counts
+        .iter()
+        .map(|c| f(c).to_string())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn last_finite(v: &[f64]) -> f64 {
@@ -123,6 +162,7 @@ impl Summary {
             status: run.status.clone().unwrap_or_else(|| "?".into()),
             partial: run.is_partial(),
             notes: run.missing.clone(),
+            workers_counts: worker_counts(run),
         }
     }
 
@@ -191,6 +231,11 @@ pub fn text(rows: &[Summary]) -> String {
     if with_auc {
         head.push("test AUC".into());
     }
+    // Ranks on time in fewer than half the iterations, when some run has workers.
+    let with_workers = rows.iter().any(|r| !r.workers_counts.is_empty());
+    if with_workers {
+        head.push("slow ranks".into());
+    }
     head.extend(["overhead", "verdict", "status"].map(String::from));
     let mut cells: Vec<Vec<String>> = Vec::new();
     for r in rows {
@@ -213,6 +258,13 @@ pub fn text(rows: &[Summary]) -> String {
         ]);
         if with_auc {
             c.push(num(r.final_test_auc, 4));
+        }
+        if with_workers {
+            c.push(if r.workers_counts.is_empty() {
+                "-".into()
+            } else {
+                slow_ranks(&r.workers_counts, r.iterations)
+            });
         }
         c.extend([num(r.overhead, 3), r.verdict.clone(), r.status_text()]);
         cells.push(c);
@@ -289,6 +341,10 @@ const CSV_HEAD: &[&str] = &[
     "status",
     "partial",
     "notes",
+    "on_time",
+    "partial_iterations",
+    "late",
+    "missed",
 ];
 
 fn csv_field(s: &str) -> String {
@@ -336,6 +392,10 @@ fn fields(r: &Summary) -> Vec<String> {
         r.status.clone(),
         r.partial.to_string(),
         r.notes.join("; "),
+        per_worker(&r.workers_counts, |c| c.on_time),
+        per_worker(&r.workers_counts, |c| c.partial),
+        per_worker(&r.workers_counts, |c| c.late),
+        per_worker(&r.workers_counts, |c| c.missed),
     ]
 }
 
@@ -379,6 +439,18 @@ fn json_num(v: f64) -> String {
     }
 }
 
+/// Per-worker counts as a JSON array (by rank).
+fn json_list(counts: &[WorkerCounts], f: fn(&WorkerCounts) -> u64) -> String {
+    format!(
+        "[{}]",
+        counts
+            .iter()
+            .map(|c| f(c).to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
 fn json_opt<T: ToString>(v: Option<T>) -> String {
     v.map_or_else(|| "null".into(), |v| v.to_string())
 }
@@ -415,6 +487,13 @@ pub fn json(rows: &[Summary], errors: &[(String, String)]) -> String {
             ("status", json_str(&r.status)),
             ("partial", r.partial.to_string()),
             ("notes", format!("[{}]", notes.join(", "))),
+            ("on_time", json_list(&r.workers_counts, |c| c.on_time)),
+            (
+                "partial_iterations",
+                json_list(&r.workers_counts, |c| c.partial),
+            ),
+            ("late", json_list(&r.workers_counts, |c| c.late)),
+            ("missed", json_list(&r.workers_counts, |c| c.missed)),
         ];
         out.push_str(if i == 0 { "\n    {" } else { ",\n    {" });
         for (j, (k, v)) in members.iter().enumerate() {
@@ -471,6 +550,7 @@ mod tests {
             status: "running".into(),
             partial: true,
             notes: vec!["no /validation".into()],
+            workers_counts: Vec::new(),
         }
     }
 

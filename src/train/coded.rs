@@ -18,6 +18,13 @@
 //! compresses the coded vector (with error feedback, one residual per chunk) and sends it with
 //! the loss; rank 0 decompresses every message of the responders before decoding.
 //!
+//! Minibatches (`--batch B`, [`crate::data::batch`]): every iteration each held partition gives
+//! B rows drawn from (seed, iteration, partition), the same on every worker that holds it, so
+//! the decoded sum is the exact gradient of the k·B rows. The worker keeps its stacked
+//! partitions whole and gathers each iteration's rows into reused buffers (timed as compute);
+//! with `--chunks C`, chunk q takes the q-th of C consecutive pieces of every held partition's
+//! B rows, a coded message of the same code over the pieces, as above.
+//!
 //! The gradient check: workers also send the uncoded gradient of every held sub-partition, and
 //! rank 0 compares the decoded gradient with their sum (PASSED when exact to 1e-8, or, for an
 //! approximate decoding, within the guaranteed bound Σ_q err(F_q)·‖G_q‖_F). With compression
@@ -39,7 +46,8 @@ use crate::comm::{
 };
 use crate::compress::{Compressor, ErrorFeedback, NoiseKey};
 use crate::config::RunConfig;
-use crate::data::{DataError, Dataset, Features};
+use crate::data::batch::{BatchPlan, Minibatch};
+use crate::data::{partition_ranges, DataError, Dataset, Features};
 use crate::error::{Error, Result};
 use crate::io::results::{AttrValue, LateRow, Metric, WorkerMetric};
 use crate::model::{Model, Workspace};
@@ -88,43 +96,59 @@ impl Chunk {
 /// What one worker holds: its partitions, split into chunks (one chunk unless `--chunks`).
 #[derive(Debug)]
 pub struct Shard {
+    /// The chunks; with minibatches, the whole stacked partitions as one chunk, from which
+    /// every iteration's chunks are drawn.
     pub chunks: Vec<Chunk>,
+    /// With minibatches: the current iteration's chunks.
+    draws: Option<Draws>,
 }
 
 impl Shard {
     /// Split worker `w`'s stacked rows (`ranges[p]` = rows of its p-th held partition) into
-    /// `n_chunks` chunks. Every partition needs at least `n_chunks` rows. A split code keeps
-    /// each partition's rows apart ([`Rows::Apart`]).
+    /// `n_chunks` chunks. Every partition needs at least `n_chunks` rows. With a minibatch
+    /// `plan`, keep the rows whole: each iteration draws its chunks from them. Without one, a
+    /// split code keeps each partition's rows apart ([`Rows::Apart`]).
     pub fn new(
         code: &dyn GradientCode,
         w: usize,
         data: Dataset,
         ranges: Vec<Range<usize>>,
         n_chunks: usize,
+        plan: Option<BatchPlan>,
     ) -> Result<Shard, DataError> {
         let parts = code.assignment(w);
         let coefs = code.coefficients(w);
-        if code.split() > 1 {
+        let m = code.split();
+        if m > 1 && plan.is_none() {
             return Self::apart(parts, &data, &ranges, n_chunks);
         }
-        if n_chunks <= 1 {
+        if n_chunks <= 1 || plan.is_some() {
+            // A split code's rows carry piece 0's coefficient; its encoder uses its own.
             let mut row_weights = Array1::zeros(data.n_rows());
-            for (r, &c) in ranges.iter().zip(coefs) {
+            for (r, &c) in ranges.iter().zip(coefs.iter().step_by(m)) {
                 row_weights.slice_mut(ndarray::s![r.clone()]).fill(c);
             }
-            let parts = parts.iter().copied().zip(ranges).collect();
+            let whole = Chunk {
+                rows: Rows::Stacked { data, row_weights },
+                parts: parts.iter().copied().zip(ranges).collect(),
+            };
+            let draws = match plan {
+                Some(p) => Some(Draws::new(&whole, p, n_chunks.max(1))?),
+                None => None,
+            };
             return Ok(Shard {
-                chunks: vec![Chunk {
-                    rows: Rows::Stacked { data, row_weights },
-                    parts,
-                }],
+                chunks: vec![whole],
+                draws,
             });
         }
         let splits = Self::sub_ranges(&ranges, n_chunks)?;
         let chunks = (0..n_chunks)
             .map(|q| Self::chunk(&data, &splits, parts, coefs, q))
             .collect::<Result<_, _>>()?;
-        Ok(Shard { chunks })
+        Ok(Shard {
+            chunks,
+            draws: None,
+        })
     }
 
     /// `ranges[p]` cut into `n_chunks` consecutive sub-ranges each.
@@ -169,7 +193,10 @@ impl Shard {
                 }
             })
             .collect();
-        Ok(Shard { chunks })
+        Ok(Shard {
+            chunks,
+            draws: None,
+        })
     }
 
     /// Chunk `q`: the q-th sub-range of every held partition, stacked.
@@ -211,9 +238,16 @@ impl Shard {
         })
     }
 
+    /// Chunks per iteration.
+    pub fn n_chunks(&self) -> usize {
+        self.draws
+            .as_ref()
+            .map_or(self.chunks.len(), |d| d.chunks.len())
+    }
+
     /// The order in which worker `w` processes its chunks.
     pub fn order(&self, w: usize) -> impl Iterator<Item = usize> + '_ {
-        let c = self.chunks.len();
+        let c = self.n_chunks();
         (0..c).map(move |t| (w + t) % c)
     }
 }
@@ -275,6 +309,8 @@ struct Sender {
     len: usize,
     /// One residual per chunk (`--error-feedback`).
     feedback: Option<Vec<ErrorFeedback>>,
+    /// Without feedback: the compressor's state per chunk (low-rank's warm start).
+    warm: Vec<Vec<f64>>,
     /// The coded vector and the loss, before compression.
     coded: Vec<f64>,
     seed: u64,
@@ -287,7 +323,10 @@ impl Sender {
         let (wire, rest) = out.split_at_mut(self.c.wire_len(self.len));
         match self.feedback.as_mut().and_then(|f| f.get_mut(key.part)) {
             Some(e) => e.compress(&self.c, v, key, wire),
-            None => self.c.compress(v, key, wire),
+            None => match self.warm.get_mut(key.part) {
+                Some(warm) => self.c.compress_with(v, key, wire, warm),
+                None => self.c.compress(v, key, wire),
+            },
         }
         .map_err(|e| CommError::Fatal(e.to_string()))?;
         rest[0] = loss[0];
@@ -295,11 +334,96 @@ impl Sender {
     }
 }
 
+/// A worker's minibatch of the current iteration: its chunks, refilled every iteration from
+/// the shard's whole partitions.
+#[derive(Debug)]
+struct Draws {
+    minibatch: Minibatch,
+    /// The batch positions (a sub-range of 0..B) each chunk takes of every partition.
+    pieces: Vec<Range<usize>>,
+    /// Chunk q of the current iteration (row weights and layout fixed, rows refilled).
+    chunks: Vec<Chunk>,
+}
+
+impl Draws {
+    /// `n_chunks` chunks of minibatches of `plan` drawn from `whole`.
+    fn new(whole: &Chunk, plan: BatchPlan, n_chunks: usize) -> Result<Draws, DataError> {
+        let pieces = partition_ranges(plan.batch(), n_chunks)?;
+        let minibatch = Minibatch::new(plan, whole.parts.iter().cloned())?;
+        let Rows::Stacked {
+            data: whole_data,
+            row_weights: whole_weights,
+        } = &whole.rows
+        else {
+            return Err(DataError::Invalid(
+                "internal: minibatches are drawn from stacked rows".into(),
+            ));
+        };
+        let chunks = pieces
+            .iter()
+            .map(|piece| {
+                let mut row_weights = Vec::with_capacity(piece.len() * whole.parts.len());
+                let mut parts = Vec::with_capacity(whole.parts.len());
+                for (j, range) in &whole.parts {
+                    let coef = whole_weights[range.start];
+                    parts.push((*j, row_weights.len()..row_weights.len() + piece.len()));
+                    row_weights.extend(std::iter::repeat(coef).take(piece.len()));
+                }
+                Chunk {
+                    rows: Rows::Stacked {
+                        data: whole_data.slice_rows(0..0),
+                        row_weights: Array1::from(row_weights),
+                    },
+                    parts,
+                }
+            })
+            .collect();
+        Ok(Draws {
+            minibatch,
+            pieces,
+            chunks,
+        })
+    }
+
+    /// Chunk `q` of iteration `t`, drawn from `whole`.
+    fn fill(&mut self, whole: &Chunk, q: usize, t: u64) -> &Chunk {
+        let c = &mut self.chunks[q];
+        if let (Rows::Stacked { data: from, .. }, Rows::Stacked { data: to, .. }) =
+            (&whole.rows, &mut c.rows)
+        {
+            self.minibatch.gather(t, self.pieces[q].clone(), from, to);
+        }
+        c
+    }
+}
+
+/// `c` set to factor `model`'s weight matrices (`lowrank`: every parameter block, which must
+/// follow each other from the vector's start); the other compressors as they are.
+pub fn for_model(c: Compressor, model: &dyn Model) -> Result<Compressor> {
+    if !matches!(c, Compressor::LowRank { .. }) {
+        return Ok(c);
+    }
+    let mut at = 0;
+    let mut shapes = Vec::with_capacity(model.blocks().len());
+    for b in model.blocks() {
+        if b.offset != at {
+            return Err(Error::Check(format!(
+                "--compress {c}: the model's parameter blocks are not consecutive (one starts at {}, expected {at})",
+                b.offset
+            )));
+        }
+        shapes.push((b.units, b.inputs));
+        at += b.len();
+    }
+    c.with_matrices(&shapes)
+        .map_err(|e| Error::Check(e.to_string()))
+}
+
 /// A worker of gradient coding: the coded gradient (and loss) of each chunk of its shard at the
 /// parameters rank 0 posts.
 pub struct CodedWorker<'a> {
     model: &'a dyn Model,
-    shard: &'a Shard,
+    shard: Shard,
     order: Vec<usize>,
     ws: Workspace,
     /// Split codes only.
@@ -310,7 +434,7 @@ pub struct CodedWorker<'a> {
 
 impl<'a> CodedWorker<'a> {
     /// Worker index `w` (rank w + 1) of `code` serving `shard`.
-    pub fn new(model: &'a dyn Model, shard: &'a Shard, code: &dyn GradientCode, w: usize) -> Self {
+    pub fn new(model: &'a dyn Model, shard: Shard, code: &dyn GradientCode, w: usize) -> Self {
         let m = code.split();
         let split = (m > 1).then(|| SplitEncoder {
             m,
@@ -338,8 +462,8 @@ impl<'a> CodedWorker<'a> {
         self.sender = Some(Sender {
             c,
             len,
-            feedback: error_feedback
-                .then(|| vec![ErrorFeedback::default(); self.shard.chunks.len()]),
+            feedback: error_feedback.then(|| vec![ErrorFeedback::default(); self.shard.n_chunks()]),
+            warm: vec![Vec::new(); self.shard.n_chunks()],
             coded: vec![0.0; len + 1],
             seed,
         });
@@ -415,7 +539,8 @@ impl WorkerJob for CodedWorker<'_> {
     ) -> std::result::Result<(), CommError> {
         let w = ArrayView1::from(params);
         let len = self.result_len();
-        let n_chunks = self.shard.chunks.len();
+        let n_chunks = self.shard.n_chunks();
+        let t = out.iteration();
         for (i, &q) in self.order.iter().enumerate() {
             // Newer parameters waiting (rank 0 decoded this iteration without us): skip the rest.
             if i > 0 && out.superseded() {
@@ -424,19 +549,26 @@ impl WorkerJob for CodedWorker<'_> {
                 }
                 return Ok(());
             }
-            let c = &self.shard.chunks[q];
             let key = NoiseKey {
                 seed: self.sender.as_ref().map_or(0, |sd| sd.seed),
-                iteration: out.iteration(),
+                iteration: t,
                 rank: out.rank(),
                 part: q,
             };
             let (model, ws, split) = (self.model, &mut self.ws, &mut self.split);
-            out.send_result(q, len, |buf| match &mut self.sender {
-                None => Self::code_chunk(model, ws, split, w, c, buf),
-                Some(sd) => {
-                    Self::code_chunk(model, ws, split, w, c, &mut sd.coded)?;
-                    sd.send(key, buf)
+            let Shard { chunks, draws } = &mut self.shard;
+            let sender = &mut self.sender;
+            out.send_result(q, len, |buf| {
+                let c = match draws {
+                    Some(d) => d.fill(&chunks[0], q, t),
+                    None => &chunks[q],
+                };
+                match sender {
+                    None => Self::code_chunk(model, ws, split, w, c, buf),
+                    Some(sd) => {
+                        Self::code_chunk(model, ws, split, w, c, &mut sd.coded)?;
+                        sd.send(key, buf)
+                    }
                 }
             })?;
         }
@@ -444,7 +576,11 @@ impl WorkerJob for CodedWorker<'_> {
             // The uncoded gradient of every held sub-partition (partition j, chunk q), as piece
             // j · chunks + q, full length.
             let check_len = self.model.dim() + 1;
-            for (q, c) in self.shard.chunks.iter().enumerate() {
+            let chunks = match &self.shard.draws {
+                Some(d) => &d.chunks,
+                None => &self.shard.chunks,
+            };
+            for (q, c) in chunks.iter().enumerate() {
                 for (i, (j, _)) in c.parts.iter().enumerate() {
                     let Some((x, y)) = c.partition(i) else {
                         continue;
@@ -510,11 +646,17 @@ pub struct CodedGradients<T: Transport> {
 
 impl<T: Transport> CodedGradients<T> {
     /// Rank 0 of `cfg` with `code`, for a model of `dim` parameters, over `transport`.
-    pub fn new(transport: T, cfg: &RunConfig, code: Box<dyn GradientCode>, dim: usize) -> Self {
+    /// `compress` is `cfg.compress` set for the model ([`for_model`]).
+    pub fn new(
+        transport: T,
+        cfg: &RunConfig,
+        code: Box<dyn GradientCode>,
+        dim: usize,
+        compress: Compressor,
+    ) -> Self {
         let n = code.n_workers();
         let chunks = cfg.chunks;
         let coded_len = crate::coding::piece_len(dim, code.split());
-        let compress = cfg.compress;
         if compress.is_biased() && !cfg.error_feedback {
             log::warn!(
                 "[rank 0] --compress {compress} is biased: without --error-feedback the decoded gradient is biased"

@@ -24,14 +24,14 @@ pub mod summary;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use ndarray::Array1;
-
 pub use checkpointer::Checkpointer;
 pub use engine::{Check, Computed, GradientEngine, Iteration};
 pub use summary::{RunSummary, SummaryText};
 
+use ndarray::Array1;
+
 use crate::config::RunConfig;
-use crate::data::Dataset;
+use crate::data::{try_zeros, Dataset};
 use crate::error::{Error, Result};
 use crate::io::checkpoint::Checkpoint;
 use crate::io::results::{
@@ -109,7 +109,8 @@ pub struct Outcome {
 pub struct Setup<'a> {
     pub cfg: &'a RunConfig,
     pub model: &'a dyn Model,
-    /// Training rows in all (the objective's N).
+    /// Rows the loss sum of a step is over (the objective's N): the training rows, or k·B with
+    /// minibatches ([`RunConfig::step_rows`]).
     pub n_rows: usize,
     pub test: Option<Dataset>,
     pub writer: RunWriter,
@@ -162,15 +163,36 @@ struct Trainer<'a> {
 /// Run the loop until the last iteration, a signal, divergence or a fatal error, then stop the
 /// engine's workers and write the end of the results file.
 pub fn run(setup: Setup<'_>, engine: &mut dyn GradientEngine) -> Outcome {
-    let mut tr = Trainer::new(setup, engine);
+    let mut tr = match Trainer::new(setup, engine) {
+        Ok(tr) => tr,
+        Err(e) => {
+            log::error!("[rank 0] {e}");
+            // Nothing was run: stop the workers and report the error.
+            let unreconciled = engine
+                .finish(RunStatus::Failed.exit_code(), &mut Vec::new())
+                .unwrap_or_default();
+            return Outcome {
+                status: RunStatus::Failed,
+                unreconciled,
+                error: Some(e),
+            };
+        }
+    };
     log::info!(
-        "[rank 0] {}; model {} (dim {}), {} rows; iterations {}..{}",
+        "[rank 0] {}; model {} (dim {}), {} rows per step; iterations {}..{}{}",
         engine.describe(),
         tr.model.kind().name(),
         tr.model.dim(),
         tr.objective.n_rows,
         tr.first,
-        tr.cfg.iterations
+        tr.cfg.iterations,
+        match tr.cfg.batch {
+            Some(b) => format!(
+                " ({b} rows of each of {} partitions per step, {} iterations per epoch)",
+                tr.cfg.partitions, tr.cfg.per_epoch
+            ),
+            None => String::new(),
+        }
     );
     let mut t = tr.first;
     while t < tr.cfg.iterations {
@@ -202,7 +224,7 @@ pub fn run(setup: Setup<'_>, engine: &mut dyn GradientEngine) -> Outcome {
 }
 
 impl<'a> Trainer<'a> {
-    fn new(setup: Setup<'a>, engine: &dyn GradientEngine) -> Self {
+    fn new(setup: Setup<'a>, engine: &dyn GradientEngine) -> Result<Self> {
         let Setup {
             cfg,
             model,
@@ -220,7 +242,11 @@ impl<'a> Trainer<'a> {
                 ck.elapsed_s,
                 Optimizer::from_state(spec, ck.state),
             ),
-            None => (0, 0.0, Optimizer::new(spec, Array1::zeros(dim))),
+            None => {
+                let mut w = try_zeros(dim, "the parameters")?;
+                model.init_into(cfg.job.seed, w.view_mut());
+                (0, 0.0, Optimizer::new(spec, w))
+            }
         };
         let first_loss = initial.as_ref().and_then(|r| {
             r.column(Metric::TrainLoss)
@@ -228,7 +254,7 @@ impl<'a> Trainer<'a> {
                 .copied()
                 .find(|v| v.is_finite())
         });
-        Trainer {
+        Ok(Trainer {
             cfg,
             model,
             objective: Objective {
@@ -243,9 +269,9 @@ impl<'a> Trainer<'a> {
             first,
             elapsed0,
             start: Instant::now(),
-            g: Array1::zeros(dim + 1),
-            grad: Array1::zeros(dim),
-            point: Array1::zeros(dim),
+            g: try_zeros(dim + 1, "the gradient sum")?,
+            grad: try_zeros(dim, "the gradient")?,
+            point: try_zeros(dim, "the evaluation point")?,
             ws: Workspace::default(),
             rec: IterationRecord::new(engine.workers()),
             late: Vec::new(),
@@ -258,7 +284,7 @@ impl<'a> Trainer<'a> {
             all_exact: true,
             status: RunStatus::Complete,
             error: None,
-        }
+        })
     }
 
     /// The training clock: wall time since the start of the run (across resumes), without the
@@ -326,6 +352,7 @@ impl<'a> Trainer<'a> {
             }
         };
         self.rec.set(Metric::Iteration, t as f64);
+        self.rec.set(Metric::Epoch, self.epochs_after(t));
         self.rec.set(Metric::WallS, start.elapsed().as_secs_f64());
         self.rec.set(Metric::TrainLoss, loss);
         self.last_loss = loss;
@@ -341,6 +368,11 @@ impl<'a> Trainer<'a> {
             return Ok(Next::Stop);
         }
         Ok(Next::Continue)
+    }
+
+    /// Epochs completed after iteration `t`.
+    fn epochs_after(&self, t: u64) -> f64 {
+        (t + 1) as f64 / self.cfg.per_epoch.max(1) as f64
     }
 
     fn record_check(&mut self, t: u64, c: Check) {
@@ -379,13 +411,14 @@ impl<'a> Trainer<'a> {
         }
         let cfg = self.cfg;
         let momentum = match cfg.optimizer {
-            crate::optim::OptimizerKind::Nesterov => {
+            crate::optim::OptimizerKind::Nesterov | crate::optim::OptimizerKind::Momentum => {
                 format!(" or --momentum (now {})", cfg.momentum)
             }
+            crate::optim::OptimizerKind::Adam => " or warm up (--warmup)".into(),
             crate::optim::OptimizerKind::Gd => String::new(),
         };
         let msg = format!(
-            "training diverged at iteration {t}: the objective is {loss:.3e}, above {} × its first value {first:.3e} (--divergence-factor); lower --lr (now {}){momentum}",
+            "training diverged at iteration {t}: the objective is {loss:.3e}, over the limit {limit:.3e} (--divergence-factor {} × its first value {first:.3e}, at least 1); lower --lr (now {}){momentum}",
             cfg.divergence_factor, cfg.lr
         );
         log::error!("[rank 0] {msg}");
@@ -411,13 +444,16 @@ impl<'a> Trainer<'a> {
             return;
         }
         let r = &self.rec;
-        let test = self
+        let mut tail = self
             .last_test
             .and_then(|e| e.accuracy)
             .map_or(String::new(), |a| format!("  test acc {a:.4}"));
+        if cfg.batch.is_some() {
+            tail.push_str(&format!("  epoch {:.2}", self.epochs_after(t)));
+        }
         if workers == 0 {
             log::info!(
-                "reference it {t:>5}/{}  loss {:.6}  iter {:7.2} ms{test}",
+                "reference it {t:>5}/{}  loss {:.6}  iter {:7.2} ms{tail}",
                 cfg.iterations,
                 r.get(Metric::TrainLoss),
                 r.get(Metric::WallS) * 1e3
@@ -425,7 +461,7 @@ impl<'a> Trainer<'a> {
             return;
         }
         log::info!(
-            "[rank 0] it {:>5}/{}  loss {:.6}  iter {:7.2} ms  oracle {:7.2} ms  responders {}/{}  late {}{test}",
+            "[rank 0] it {:>5}/{}  loss {:.6}  iter {:7.2} ms  oracle {:7.2} ms  responders {}/{}  late {}{tail}",
             t,
             cfg.iterations,
             r.get(Metric::TrainLoss),

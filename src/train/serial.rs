@@ -2,36 +2,65 @@
 //! same model, objective, optimizer, seed and loop as the MPI job. The distributed engines must
 //! reproduce it (to rounding for exact codes); the integration tests compare the two. Its results
 //! file has the same schema, with code `reference`, verdict `REFERENCE` and no workers.
+//!
+//! With minibatches it draws, at every iteration, the B rows of each of the k partitions that
+//! the MPI job's workers draw ([`crate::data::batch`]; k from `--workers` and `--code`), and
+//! takes the gradient of those k·B rows in one pass.
 
 use ndarray::{Array1, Array2};
 
 use super::engine::{Check, Computed, GradientEngine, Iteration};
-use crate::data::Dataset;
+use crate::data::batch::{BatchPlan, Minibatch};
+use crate::data::{partition_ranges, DataError, Dataset};
 use crate::error::Result;
 use crate::io::results::{AttrValue, LateRow, Metric};
 use crate::model::{Model, Workspace};
 
-/// The full gradient of the training split at every iteration.
+/// The full gradient of the training split (or of its minibatch) at every iteration.
 pub struct SerialGradients<'a> {
     model: &'a dyn Model,
     data: &'a Dataset,
     ws: Workspace,
+    /// With minibatches: the draws and the iteration's rows.
+    batch: Option<(Minibatch, Dataset)>,
 }
 
 impl<'a> SerialGradients<'a> {
-    /// The engine of `model` on `data`.
-    pub fn new(model: &'a dyn Model, data: &'a Dataset) -> Self {
-        SerialGradients {
+    /// The engine of `model` on `data`; with a minibatch `plan`, over `k` partitions.
+    pub fn new(
+        model: &'a dyn Model,
+        data: &'a Dataset,
+        plan: Option<BatchPlan>,
+        k: usize,
+    ) -> Result<Self, DataError> {
+        let batch = match plan {
+            Some(p) => {
+                let parts = partition_ranges(data.n_rows(), k)?;
+                Some((
+                    Minibatch::new(p, parts.into_iter().enumerate())?,
+                    data.slice_rows(0..0),
+                ))
+            }
+            None => None,
+        };
+        Ok(SerialGradients {
             model,
             data,
             ws: Workspace::default(),
-        }
+            batch,
+        })
     }
 }
 
 impl GradientEngine for SerialGradients<'_> {
     fn describe(&self) -> String {
-        "serial reference (one process, full gradient)".into()
+        match &self.batch {
+            Some((m, _)) => format!(
+                "serial reference (one process, minibatches of {} rows from each partition)",
+                m.plan().batch()
+            ),
+            None => "serial reference (one process, full gradient)".into(),
+        }
     }
     fn workers(&self) -> usize {
         0
@@ -44,10 +73,18 @@ impl GradientEngine for SerialGradients<'_> {
     }
     fn compute(&mut self, it: &mut Iteration<'_>, g: &mut Array1<f64>) -> Result<Computed> {
         let dim = self.model.dim();
+        let data = match &mut self.batch {
+            Some((m, rows)) => {
+                let b = m.plan().batch();
+                m.gather(it.t, 0..b, self.data, rows);
+                &*rows
+            }
+            None => self.data,
+        };
         let loss = self.model.gradient_into(
             it.point,
-            &self.data.x,
-            self.data.y.view(),
+            &data.x,
+            data.y.view(),
             None,
             &mut self.ws,
             g.slice_mut(ndarray::s![..dim]),

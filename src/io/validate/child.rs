@@ -22,11 +22,6 @@ pub const ENV_TIMEOUT_MS: &str = "GRADCODE_VALIDATE_TIMEOUT_MS";
 /// Environment variable: address-space limit of the validator child in MiB.
 pub const ENV_MEMORY_MB: &str = "GRADCODE_VALIDATE_MEMORY_MB";
 
-/// Environment variable set on the validator child when it is to check a user's matrix
-/// ([`super::check_matrix`]) instead of a dataset: the matrix's in-file path, or empty to find
-/// it. Set by [`run_matrix_child`] only (a dataset child never inherits it).
-pub const ENV_MATRIX: &str = "GRADCODE_VALIDATE_MATRIX";
-
 /// Resource limits of the validator child.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Limits {
@@ -193,8 +188,7 @@ fn limited_command(exe: &Path, file: &Path, limits: &Limits) -> Command {
             "HDF5_PLUGIN_PATH",
             "/nonexistent/gradcode-hdf5-plugins-disabled",
         )
-        .env("RUST_BACKTRACE", "0")
-        .env_remove(ENV_MATRIX);
+        .env("RUST_BACKTRACE", "0");
     let (address_space, cpu_s) = (limits.address_space, limits.cpu_s);
     // SAFETY: the closure runs between fork and exec and calls only async-signal-safe functions
     // (setrlimit, prctl) on values captured by copy; it allocates nothing.
@@ -239,14 +233,14 @@ pub fn run_child(exe: &Path, file: &Path, limits: &Limits) -> Result<Report, IoE
 }
 
 /// [`run_child`] for a user's matrix: the child checks `src` as a matrix
-/// ([`super::check_matrix`]), told so by [`ENV_MATRIX`].
+/// ([`super::check_matrix`]), told so by its hidden `--matrix OBJECT` argument ("" = find it).
 pub fn run_matrix_child(
     exe: &Path,
     src: &MatrixSource,
     limits: &Limits,
 ) -> Result<Report, IoError> {
     let mut cmd = limited_command(exe, &src.file, limits);
-    cmd.env(ENV_MATRIX, src.object.as_deref().unwrap_or(""));
+    cmd.arg("--matrix").arg(src.object.as_deref().unwrap_or(""));
     run_limited(cmd, exe, &src.file, limits)
 }
 
@@ -508,10 +502,7 @@ mod tests {
     fn a_matrix_child_is_told_the_in_file_path() {
         let d = tempfile::tempdir().unwrap();
         let f = d.path().join("m.h5");
-        let exe = fake(
-            d.path(),
-            "echo \"$1 $2 $3 $4 [${GRADCODE_VALIDATE_MATRIX-unset}]\"",
-        );
+        let exe = fake(d.path(), "echo \"$# [$1 $2 $3 $4 $5 $6]\"");
         let src = MatrixSource {
             file: f.clone(),
             object: Some("/grp/M".into()),
@@ -519,11 +510,13 @@ mod tests {
         let r = run_matrix_child(&exe, &src, &quick()).unwrap();
         assert_eq!(
             r.stdout.trim(),
-            format!("data validate --child {} [/grp/M]", f.display())
+            format!("6 [data validate --child {} --matrix /grp/M]", f.display())
         );
+        // No path: an empty one (the child searches the file).
         let r = run_matrix_child(&exe, &MatrixSource::file(&f), &quick()).unwrap();
-        assert!(r.stdout.trim().ends_with(" []"), "{}", r.stdout);
+        assert!(r.stdout.trim().starts_with("6 ["), "{}", r.stdout);
+        // A dataset child is not told of a matrix.
         let r = run_child(&exe, &f, &quick()).unwrap();
-        assert!(r.stdout.trim().ends_with(" [unset]"), "{}", r.stdout);
+        assert!(r.stdout.trim().starts_with("4 ["), "{}", r.stdout);
     }
 }

@@ -17,7 +17,7 @@
 //! bounded row blocks (finite values, labels valid for the task, CSR structure).
 //!
 //! A user's own matrix for `matvec` / `matmul` ([`validate_matrix_isolated`]) is checked the
-//! same way: the child, started with [`ENV_MATRIX`] naming the in-file path (empty: find it),
+//! same way: the child, started with `--matrix OBJECT` naming the in-file path (empty: find it),
 //! runs [`check_matrix`] ([`crate::io::matrix::matrix_info`], then the full read).
 //!
 //! Outcome ([`Outcome`]): exit 0 = valid; exit 2 with one `gradcode: error: ...` line = invalid
@@ -30,7 +30,7 @@ mod child;
 use std::path::{Path, PathBuf};
 
 pub use child::{
-    run_child, run_matrix_child, Limits, Outcome, Report, ENV_MATRIX, ENV_MEMORY_MB, ENV_TIMEOUT_MS,
+    run_child, run_matrix_child, Limits, Outcome, Report, ENV_MEMORY_MB, ENV_TIMEOUT_MS,
 };
 
 use super::dataset::{self, DatasetInfo, Split, SplitShape};
@@ -67,15 +67,6 @@ pub fn validate_matrix_isolated(src: &MatrixSource) -> Result<MatrixInfo, IoErro
     let exe = current_exe(&src.file)?;
     run_matrix_child(&exe, src, &Limits::from_env())?.into_result(&src.file)?;
     matrix::matrix_info(src)
-}
-
-/// In a validator child: the matrix that [`ENV_MATRIX`] asks to check in `file`, if any.
-pub fn matrix_request(file: &Path) -> Option<MatrixSource> {
-    let object = std::env::var(ENV_MATRIX).ok()?;
-    Some(MatrixSource {
-        file: file.to_path_buf(),
-        object: (!object.is_empty()).then_some(object),
-    })
 }
 
 /// Row ranges of about [`BLOCK_BYTES`] each covering the `shape.n_rows` rows.

@@ -1,0 +1,173 @@
+//! The results file `OUT/run.h5` (GUIDE §5), written by rank 0 only.
+//!
+//! Self-describing: root attributes `schema_version`, `status` (running → complete | degraded |
+//! failed | interrupted), `created_utc`, `gradcode_version`; `/code` (version, git revision, build
+//! profile, MPI library, HDF5 version), `/env` (world size, host, SLURM_* variables), `/config`
+//! (every effective setting as a typed attribute plus the whole TOML), `/code_matrix/B`,
+//! `/metrics/*` (one resizable dataset per metric, units in the name), `/timing/arrival_s`,
+//! `/timing/compute_s` and `/stragglers/injected_s` ([iteration, worker], NaN = missed; the
+//! delay as the worker reported applying it, inf = failed), `/stragglers/planned_s` (every delay
+//! the straggler model drew), `/late/*` (one row per message that arrived after its iteration was
+//! decoded: [`LateColumn`]), and at the end `/model/w_final`, `/validation`, `/summary`. The
+//! metric names are enums ([`Metric`], [`WorkerMetric`], in [`super::metrics`]).
+//!
+//! Crash safety: the file uses the latest HDF5 format and SWMR writing during the iteration loop.
+//! Rows are buffered in memory and written in one batch (one resize and one write per dataset),
+//! then flushed, at once for the first row, then at most [`FLUSH_INTERVAL`] after the oldest
+//! buffered row (and before every
+//! checkpoint, see [`RunWriter::flush`]): per-row writes cost ~0.35 ms, 10 % of a fast
+//! iteration. So a job killed with SIGKILL loses at most one flush interval of rows and leaves a
+//! file that opens read-only in SWMR mode ([`read_rows`] does so; with h5py `h5py.File(p, "r", swmr=True)`, or
+//! run `h5clear -s run.h5` once for tools that open it normally) with status `running` and every
+//! finished iteration. [`RunWriter::finish`] leaves SWMR mode, then writes the final groups and
+//! the status.
+
+use std::path::Path;
+
+use hdf5::types::VarLenUnicode;
+use hdf5::{File, Group};
+use ndarray::{Array1, Array2};
+
+use super::IoError;
+use crate::model::Evaluation;
+
+mod read;
+mod recover;
+mod writer;
+
+pub use read::{open, read_num_attr, read_rows, read_str_attr, read_vector, status};
+pub use recover::{recover, Recovery};
+pub use writer::{RunWriter, FLUSH_INTERVAL};
+
+/// Version of this layout, written as `schema_version`.
+pub const SCHEMA_VERSION: u32 = 1;
+
+pub use super::metrics::{
+    IterationRecord, LateColumn, LateRow, Metric, RecordedRows, WorkerMetric,
+};
+
+/// The `/summary` attributes of the last evaluation of the test split: `final_test_loss`,
+/// `final_test_accuracy`, `final_test_auc` (NaN when never evaluated or not measured).
+pub fn test_summary(ev: Option<&Evaluation>) -> [(String, AttrValue); 3] {
+    let nan = f64::NAN;
+    [
+        (
+            "final_test_loss".into(),
+            AttrValue::F64(ev.map_or(nan, |e| e.loss)),
+        ),
+        (
+            "final_test_accuracy".into(),
+            AttrValue::F64(ev.and_then(|e| e.accuracy).unwrap_or(nan)),
+        ),
+        (
+            "final_test_auc".into(),
+            AttrValue::F64(ev.and_then(|e| e.auc).unwrap_or(nan)),
+        ),
+    ]
+}
+
+/// A typed attribute value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AttrValue {
+    Str(String),
+    F64(f64),
+    U64(u64),
+    Bool(bool),
+}
+
+/// What the file says about itself, written once at creation.
+#[derive(Debug, Clone, Default)]
+pub struct RunMeta {
+    /// Attributes of `/code`.
+    pub code: Vec<(String, AttrValue)>,
+    /// Attributes of `/env`.
+    pub env: Vec<(String, AttrValue)>,
+    /// Attributes of `/config` (typed settings).
+    pub config: Vec<(String, AttrValue)>,
+    /// The whole effective config as TOML.
+    pub config_toml: String,
+    /// The code matrix B (n × k).
+    pub code_matrix: Array2<f64>,
+    /// Number of workers n.
+    pub n_workers: usize,
+}
+
+/// What is written when the run ends.
+#[derive(Debug, Clone, Default)]
+pub struct FinalRecord {
+    /// complete | degraded | failed | interrupted.
+    pub status: String,
+    /// Final parameters.
+    pub w_final: Array1<f64>,
+    /// Attributes of `/validation`.
+    pub validation: Vec<(String, AttrValue)>,
+    /// Attributes of `/summary`.
+    pub summary: Vec<(String, AttrValue)>,
+    /// Per-worker summary columns in `/summary` (name, values of length n).
+    pub per_worker: Vec<(String, Vec<f64>)>,
+}
+
+pub(super) fn h5e(path: &Path) -> impl Fn(hdf5::Error) -> IoError + '_ {
+    move |e| IoError::hdf5(path, e)
+}
+
+pub(super) fn vlu(path: &Path, s: &str) -> Result<VarLenUnicode, IoError> {
+    // NUL bytes cannot be stored (MPI's library_version ends in them): drop them.
+    let clean: String = s.chars().filter(|c| *c != '\0').collect();
+    clean
+        .parse::<VarLenUnicode>()
+        .map_err(|e| IoError::hdf5(path, e))
+}
+
+/// Write (or overwrite) attribute `name` on `loc`.
+pub(super) fn write_attr(
+    path: &Path,
+    loc: &hdf5::Location,
+    name: &str,
+    value: &AttrValue,
+) -> Result<(), IoError> {
+    let e = h5e(path);
+    if loc.attr(name).is_ok() {
+        loc.delete_attr(name).map_err(&e)?;
+    }
+    match value {
+        AttrValue::Str(v) => {
+            let v = vlu(path, v)?;
+            loc.new_attr::<VarLenUnicode>()
+                .create(name)
+                .and_then(|a| a.write_scalar(&v))
+        }
+        AttrValue::F64(v) => loc
+            .new_attr::<f64>()
+            .create(name)
+            .and_then(|a| a.write_scalar(v)),
+        AttrValue::U64(v) => loc
+            .new_attr::<u64>()
+            .create(name)
+            .and_then(|a| a.write_scalar(v)),
+        AttrValue::Bool(v) => loc
+            .new_attr::<bool>()
+            .create(name)
+            .and_then(|a| a.write_scalar(v)),
+    }
+    .map_err(&e)
+}
+
+pub(crate) fn write_attrs(
+    path: &Path,
+    loc: &hdf5::Location,
+    attrs: &[(String, AttrValue)],
+) -> Result<(), IoError> {
+    attrs
+        .iter()
+        .try_for_each(|(k, v)| write_attr(path, loc, k, v))
+}
+
+pub(super) fn group(path: &Path, file: &File, name: &str) -> Result<Group, IoError> {
+    file.group(name)
+        .or_else(|_| file.create_group(name))
+        .map_err(h5e(path))
+}
+
+#[cfg(test)]
+mod tests;

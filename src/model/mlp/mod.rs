@@ -1,0 +1,502 @@
+//! A multilayer perceptron: dense layers with ReLU between them, and a loss on the last layer's
+//! outputs that the dataset's task decides — softmax cross-entropy over C classes (multiclass),
+//! over two classes (binary, label −1 → class 0, +1 → class 1), or ½(z − y)² (regression, one
+//! output: the linear model's loss).
+//!
+//! Parameters: one [`ParamBlock`] per layer, `units` = the layer's width, each unit's weights
+//! over the previous layer then its bias (the GLMs' layout, layer after layer). He
+//! initialization from the seed: weights N(0, 2/fan_in), biases 0.
+//!
+//! Forward and backward are batched GEMMs through BLAS on row blocks of [`Mlp::BLOCK_ROWS`] rows:
+//! Z_l = A_{l−1} W_lᵀ + b_l, A_l = relu(Z_l); backward from the output residual
+//! R = weight ⊙ ∂ℓ/∂z: ∇W_l += Δ_lᵀ A_{l−1}, ∇b_l += 1ᵀ Δ_l, Δ_{l−1} = (Δ_l W_l) ⊙ [A_{l−1} > 0].
+//! The weights are strided views into the parameter vector (leading dimension inputs + 1, no
+//! copy), the gradient is accumulated in place, and the activations of a block live in the
+//! caller's [`Workspace`], so after the first call with a given block shape nothing is
+//! allocated. A CSR input multiplies the first layer row by row (the sparse product), every
+//! other layer is a GEMM. The row blocks bound the activation memory (a block's activations,
+//! not the shard's) and keep them in cache between the forward and the backward pass.
+//!
+//! Precision: f64, like everything else. Measured with `cargo bench --bench kernels -- mlp`
+//! (784-256-128-10, the GEMMs of one forward and backward pass of 512 rows, OpenBLAS 0.3.21,
+//! `OPENBLAS_NUM_THREADS=1`, on the 2-core machine at a load average of about 5): f64 12.9 ms
+//! (40 GFLOP/s), f32 6.3 ms (81 GFLOP/s); this kernel in f64 16.2 ms (32 GFLOP/s, 82 % of a
+//! square 512³ dgemm's 39 GFLOP/s in the same run). f32 would halve the GEMM time, and it is not
+//! worth it here: a coded message is a combination of partition gradients that rank 0 decodes
+//! with weights as large as cond(B_F) (5 at n = 8, 6.7e4 at n = 31 for cyclic MDS, GUIDE §3), so
+//! f32 rounding in the messages (1e-7 relative) would become 1e-7·cond in the decoded gradient,
+//! past the 1e-8 agreement with the serial reference that the exact codes promise and far past it
+//! for large n; and a worker's compute is a small share of an iteration on a loaded node, where
+//! messages and stragglers dominate.
+//!
+//! Not implemented: convolutional layers, other activations, dropout, batch normalization.
+
+use ndarray::linalg::general_mat_mul;
+use ndarray::{s, ArrayView2, ArrayViewMut2};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Normal};
+
+use super::*;
+use crate::data::CsrMatrix;
+
+/// What the output layer's loss is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Head {
+    /// Softmax cross-entropy; labels are class indices 0..C−1.
+    Classes,
+    /// Softmax cross-entropy over two classes; labels ±1.
+    Binary,
+    /// ½(z − y)² on one output.
+    Squared,
+}
+
+/// A multilayer perceptron with ReLU hidden layers.
+#[derive(Debug, Clone)]
+pub struct Mlp {
+    /// Widths of every layer: the input features, the hidden layers, the outputs.
+    widths: Vec<usize>,
+    blocks: Vec<ParamBlock>,
+    head: Head,
+    dim: usize,
+}
+
+impl Mlp {
+    /// Rows per block of the forward and backward passes.
+    pub const BLOCK_ROWS: usize = 256;
+
+    /// An MLP over `d` input features with `hidden` layer widths for `task`.
+    pub fn new(d: usize, hidden: &[usize], task: Task) -> Result<Self, ModelError> {
+        if hidden.is_empty() || hidden.contains(&0) {
+            return Err(ModelError::Hidden(format!("{hidden:?}")));
+        }
+        let (outputs, head) = match task {
+            Task::Multiclass { classes } => (classes, Head::Classes),
+            Task::Binary => (2, Head::Binary),
+            Task::Regression => (1, Head::Squared),
+        };
+        let mut widths = Vec::with_capacity(hidden.len() + 2);
+        widths.push(d);
+        widths.extend_from_slice(hidden);
+        widths.push(outputs);
+        let mut blocks = Vec::with_capacity(widths.len() - 1);
+        let mut offset = 0usize;
+        for pair in widths.windows(2) {
+            let b = ParamBlock {
+                offset,
+                units: pair[1],
+                inputs: pair[0],
+            };
+            offset = pair[0]
+                .checked_add(1)
+                .and_then(|w| w.checked_mul(pair[1]))
+                .and_then(|n| n.checked_add(offset))
+                .ok_or_else(|| ModelError::Hidden(format!("{hidden:?} (too many parameters)")))?;
+            blocks.push(b);
+        }
+        Ok(Mlp {
+            widths,
+            blocks,
+            head,
+            dim: offset,
+        })
+    }
+
+    /// Widths of every layer, input and output included.
+    pub fn widths(&self) -> &[usize] {
+        &self.widths
+    }
+
+    /// Layers with weights.
+    fn layers(&self) -> usize {
+        self.blocks.len()
+    }
+
+    /// Values of the activations of `rows` rows (every layer after the input).
+    fn act_len(&self, rows: usize) -> usize {
+        rows * self.widths[1..].iter().sum::<usize>()
+    }
+
+    /// Forward pass of one row block: layer l's outputs (post-ReLU for the hidden layers, the
+    /// raw outputs for the last) into `acts`, layer after layer, each `rows × width` row-major.
+    fn forward(&self, w: &[f64], x: &Features, rows: std::ops::Range<usize>, acts: &mut [f64]) {
+        let r = rows.len();
+        let mut at = 0;
+        for (l, b) in self.blocks.iter().enumerate() {
+            let (before, rest) = acts.split_at_mut(at);
+            let out = &mut rest[..r * b.units];
+            let wl = weight_view(w, b);
+            if l == 0 {
+                first_layer(x, rows.clone(), wl, out);
+            } else {
+                let prev = self.widths[l];
+                let a = view(&before[at - r * prev..], r, prev);
+                let mut z = view_mut(out, r, b.units);
+                general_mat_mul(1.0, &a, &wl.t(), 0.0, &mut z);
+            }
+            let last = l + 1 == self.layers();
+            for row in out.chunks_exact_mut(b.units) {
+                for (k, z) in row.iter_mut().enumerate() {
+                    let v = *z + w[b.offset + k * (b.inputs + 1) + b.inputs];
+                    *z = if last || v > 0.0 { v } else { 0.0 };
+                }
+            }
+            at += r * b.units;
+        }
+    }
+
+    /// The outputs of `r` rows inside `acts`.
+    fn outputs<'s>(&self, acts: &'s mut [f64], r: usize) -> &'s mut [f64] {
+        let len = acts.len();
+        let width = self.widths[self.widths.len() - 1];
+        &mut acts[len - r * width..]
+    }
+
+    /// The loss of one row's outputs `z`; with `residual`, `z` is overwritten by
+    /// weight · ∂ℓ/∂z.
+    #[inline]
+    fn row_loss(&self, z: &mut [f64], y: f64, residual: Option<f64>) -> f64 {
+        match self.head {
+            Head::Classes | Head::Binary => {
+                let class = self.class_of(y);
+                match residual {
+                    Some(weight) => softmax::row_residual(z, class, weight),
+                    None => softmax::row_loss(z, class),
+                }
+            }
+            Head::Squared => {
+                let e = z[0] - y;
+                if let Some(weight) = residual {
+                    z[0] = weight * e;
+                }
+                0.5 * e * e
+            }
+        }
+    }
+
+    #[inline]
+    fn class_of(&self, y: f64) -> usize {
+        match self.head {
+            Head::Binary => usize::from(y > 0.0),
+            _ => softmax::class_of(y),
+        }
+    }
+
+    /// Backward pass of one row block whose outputs hold the residuals: accumulate the
+    /// gradient into `g`. `acts` as [`Mlp::forward`] left it; `d0`, `d1` scratch of
+    /// `rows × widest hidden layer`.
+    #[allow(clippy::too_many_arguments)]
+    fn backward(
+        &self,
+        w: &[f64],
+        x: &Features,
+        rows: std::ops::Range<usize>,
+        acts: &[f64],
+        d0: &mut [f64],
+        d1: &mut [f64],
+        g: &mut [f64],
+    ) {
+        let r = rows.len();
+        // `acts[..at]` ends with layer l's outputs.
+        let mut at = acts.len();
+        let (mut cur, mut next) = (d0, d1);
+        for l in (0..self.layers()).rev() {
+            let b = self.blocks[l];
+            let start = at - r * b.units;
+            // Δ_l: the residuals for the last layer, else the scratch filled below.
+            let delta: &[f64] = if l + 1 == self.layers() {
+                &acts[start..at]
+            } else {
+                &cur[..r * b.units]
+            };
+            let gl = &mut g[b.range()];
+            // Bias: column sums of Δ_l.
+            for row in delta.chunks_exact(b.units) {
+                for (k, &v) in row.iter().enumerate() {
+                    gl[k * (b.inputs + 1) + b.inputs] += v;
+                }
+            }
+            let dv = view(delta, r, b.units);
+            let mut gw = grad_view(gl, b);
+            if l == 0 {
+                first_layer_grad(x, rows.clone(), dv, &mut gw);
+                break;
+            }
+            let a = view(&acts[start - r * b.inputs..start], r, b.inputs);
+            general_mat_mul(1.0, &dv.t(), &a, 1.0, &mut gw);
+            // Δ_{l−1} = (Δ_l W_l) ⊙ [A_{l−1} > 0].
+            let prev = &mut next[..r * b.inputs];
+            general_mat_mul(
+                1.0,
+                &dv,
+                &weight_view(w, &b),
+                0.0,
+                &mut view_mut(prev, r, b.inputs),
+            );
+            for (p, &av) in prev.iter_mut().zip(a.iter()) {
+                if av <= 0.0 {
+                    *p = 0.0;
+                }
+            }
+            std::mem::swap(&mut cur, &mut next);
+            at = start;
+        }
+    }
+
+    /// Rows of the largest row block over `n` rows.
+    fn block_rows(n: usize) -> usize {
+        Self::BLOCK_ROWS.min(n)
+    }
+
+    /// Run `f(block rows, acts)` after the forward pass of every row block of `x`; `acts` has
+    /// room for the activations of the largest block.
+    fn for_each_block(
+        &self,
+        w: &[f64],
+        x: &Features,
+        acts: &mut [f64],
+        mut f: impl FnMut(std::ops::Range<usize>, &mut [f64]),
+    ) {
+        let n = x.n_rows();
+        let mut start = 0;
+        while start < n {
+            let end = (start + Self::BLOCK_ROWS).min(n);
+            let a = &mut acts[..self.act_len(end - start)];
+            self.forward(w, x, start..end, a);
+            f(start..end, a);
+            start = end;
+        }
+    }
+
+    /// The forward pass of every row block of `x` at `w` (checked), then `f(row, outputs)` for
+    /// every row; the activations live in `ws.rows`.
+    fn for_each_output(
+        &self,
+        w: ArrayView1<f64>,
+        x: &Features,
+        y: ArrayView1<f64>,
+        ws: &mut Workspace,
+        mut f: impl FnMut(usize, &mut [f64]),
+    ) {
+        let Workspace { rows, params, .. } = ws;
+        let w = checked_params(self.dim, self.widths[0], w, params, x, y);
+        let acts = scratch(rows, self.act_len(Self::block_rows(x.n_rows())));
+        let width = self.widths[self.widths.len() - 1];
+        self.for_each_block(w, x, acts, |rows, a| {
+            let out = self.outputs(a, rows.len());
+            for (z, r) in out.chunks_exact_mut(width).zip(rows) {
+                f(r, z);
+            }
+        });
+    }
+}
+
+/// The `units × inputs` weight matrix of block `b` inside `w` (row stride inputs + 1).
+///
+/// Built with explicit strides: slicing the bias column off a `units × (inputs + 1)` view would
+/// give a one-unit layer a row stride of 0, which BLAS refuses, and ndarray would then fall back
+/// to a matrix product that allocates on every call.
+#[inline]
+fn weight_view<'a>(w: &'a [f64], b: &ParamBlock) -> ArrayView2<'a, f64> {
+    use ndarray::ShapeBuilder;
+    // The block lies inside `w` (dim checked by the caller); the view ends at the last weight.
+    let shape = (b.units, b.inputs).strides((b.inputs + 1, 1));
+    ArrayView2::from_shape(shape, &w[b.offset..b.offset + b.len().saturating_sub(1)])
+        .unwrap_or_else(|_| unreachable!())
+}
+
+/// The weight part of a block's gradient `gl` (the block's own slice), strided like
+/// [`weight_view`].
+#[inline]
+fn grad_view<'a>(gl: &'a mut [f64], b: ParamBlock) -> ArrayViewMut2<'a, f64> {
+    use ndarray::ShapeBuilder;
+    let shape = (b.units, b.inputs).strides((b.inputs + 1, 1));
+    let len = gl.len().saturating_sub(1);
+    ArrayViewMut2::from_shape(shape, &mut gl[..len]).unwrap_or_else(|_| unreachable!())
+}
+
+#[inline]
+fn view(v: &[f64], rows: usize, cols: usize) -> ArrayView2<'_, f64> {
+    ArrayView2::from_shape((rows, cols), &v[..rows * cols]).unwrap_or_else(|_| unreachable!())
+}
+
+#[inline]
+fn view_mut(v: &mut [f64], rows: usize, cols: usize) -> ArrayViewMut2<'_, f64> {
+    ArrayViewMut2::from_shape((rows, cols), &mut v[..rows * cols])
+        .unwrap_or_else(|_| unreachable!())
+}
+
+/// Z_1 = X_b W_1ᵀ (no bias) for the rows of a block, dense (GEMM) or CSR (row by row).
+fn first_layer(x: &Features, rows: std::ops::Range<usize>, w1: ArrayView2<f64>, out: &mut [f64]) {
+    let (r, units) = (rows.len(), w1.nrows());
+    match x {
+        Features::Dense(x) => {
+            let xb = x.slice(s![rows, ..]);
+            general_mat_mul(1.0, &xb, &w1.t(), 0.0, &mut view_mut(out, r, units));
+        }
+        Features::Sparse(x) => {
+            for (i, z) in rows.zip(out.chunks_exact_mut(units)) {
+                let (idx, val) = x.row(i);
+                for (k, zk) in z.iter_mut().enumerate() {
+                    let wk = w1.row(k);
+                    let mut acc = 0.0;
+                    for (&j, &v) in idx.iter().zip(val) {
+                        acc += v * wk[j as usize];
+                    }
+                    *zk = acc;
+                }
+            }
+        }
+    }
+}
+
+/// ∇W_1 += Δ_1ᵀ X_b for the rows of a block.
+fn first_layer_grad(
+    x: &Features,
+    rows: std::ops::Range<usize>,
+    delta: ArrayView2<f64>,
+    gw: &mut ArrayViewMut2<f64>,
+) {
+    match x {
+        Features::Dense(x) => {
+            let xb = x.slice(s![rows, ..]);
+            general_mat_mul(1.0, &delta.t(), &xb, 1.0, gw);
+        }
+        Features::Sparse(x) => csr_grad(x, rows, delta, gw),
+    }
+}
+
+fn csr_grad(
+    x: &CsrMatrix,
+    rows: std::ops::Range<usize>,
+    delta: ArrayView2<f64>,
+    gw: &mut ArrayViewMut2<f64>,
+) {
+    for (i, dr) in rows.zip(delta.outer_iter()) {
+        let (idx, val) = x.row(i);
+        for (k, &dk) in dr.iter().enumerate() {
+            if dk == 0.0 {
+                continue;
+            }
+            let mut gk = gw.row_mut(k);
+            for (&j, &v) in idx.iter().zip(val) {
+                gk[j as usize] += dk * v;
+            }
+        }
+    }
+}
+
+impl Model for Mlp {
+    fn kind(&self) -> ModelKind {
+        ModelKind::Mlp
+    }
+    fn dim(&self) -> usize {
+        self.dim
+    }
+    fn n_features(&self) -> usize {
+        self.widths[0]
+    }
+    fn blocks(&self) -> &[ParamBlock] {
+        &self.blocks
+    }
+    /// He initialization: weights N(0, 2/fan_in) from `seed`, biases 0.
+    fn init_into(&self, seed: u64, mut w: ArrayViewMut1<f64>) {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x4D4C_505F_494E_4954);
+        w.fill(0.0);
+        for b in &self.blocks {
+            let std = (2.0 / b.inputs.max(1) as f64).sqrt();
+            let normal = Normal::new(0.0, std).unwrap_or_else(|_| unreachable!());
+            let mut block = w.slice_mut(s![b.range()]);
+            for (i, v) in block.iter_mut().enumerate() {
+                if !b.is_bias(i) {
+                    *v = normal.sample(&mut rng);
+                }
+            }
+        }
+    }
+    fn loss(
+        &self,
+        w: ArrayView1<f64>,
+        x: &Features,
+        y: ArrayView1<f64>,
+        ws: &mut Workspace,
+    ) -> f64 {
+        let mut total = 0.0;
+        self.for_each_output(w, x, y, ws, |r, z| total += self.row_loss(z, y[r], None));
+        total
+    }
+    fn gradient_into(
+        &self,
+        w: ArrayView1<f64>,
+        x: &Features,
+        y: ArrayView1<f64>,
+        rw: Option<ArrayView1<f64>>,
+        ws: &mut Workspace,
+        out: ArrayViewMut1<f64>,
+    ) -> f64 {
+        let block = Self::block_rows(x.n_rows());
+        let widest = self.widths[1..].iter().copied().max().unwrap_or(0);
+        let width = self.widths[self.widths.len() - 1];
+        let acts_len = self.act_len(block);
+        run_gradient_kernel(
+            self.dim,
+            self.widths[0],
+            w,
+            x,
+            y,
+            rw.as_ref(),
+            ws,
+            out,
+            |w, rows, g| {
+                g.fill(0.0);
+                // One buffer: the activations of a block, then two backward buffers.
+                let buf = scratch(rows, acts_len + 2 * block * widest);
+                let (acts, deltas) = buf.split_at_mut(acts_len);
+                let (d0, d1) = deltas.split_at_mut(block * widest);
+                let mut loss = 0.0;
+                self.for_each_block(w, x, acts, |rows, a| {
+                    let out = self.outputs(a, rows.len());
+                    for (z, r) in out.chunks_exact_mut(width).zip(rows.clone()) {
+                        let weight = rw.as_ref().map_or(1.0, |rw| rw[r]);
+                        loss += weight * self.row_loss(z, y[r], Some(weight));
+                    }
+                    self.backward(w, x, rows, a, d0, d1, g);
+                });
+                loss
+            },
+        )
+    }
+    /// Mean loss; for classification, the accuracy of the argmax (ties to the lowest class);
+    /// for a binary task, the ROC AUC of the score z₊ − z₋.
+    fn evaluate(
+        &self,
+        w: ArrayView1<f64>,
+        x: &Features,
+        y: ArrayView1<f64>,
+        ws: &mut Workspace,
+    ) -> Evaluation {
+        let mut scored = std::mem::take(&mut ws.scored);
+        scored.clear();
+        let (mut total, mut correct) = (0.0, 0usize);
+        self.for_each_output(w, x, y, ws, |r, z| {
+            if self.head != Head::Squared {
+                correct += usize::from(softmax::argmax(z) == self.class_of(y[r]));
+            }
+            if self.head == Head::Binary {
+                scored.push((z[1] - z[0], y[r] > 0.0));
+            }
+            total += self.row_loss(z, y[r], None);
+        });
+        let auc = roc_auc(&mut scored);
+        ws.scored = scored;
+        let n = y.len();
+        Evaluation {
+            loss: total / n as f64,
+            accuracy: (self.head != Head::Squared && n > 0).then(|| correct as f64 / n as f64),
+            auc,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
