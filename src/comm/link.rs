@@ -18,7 +18,9 @@
 
 use std::time::{Duration, Instant};
 
-use super::protocol::{Header, Kind, HEADER_LEN, TAG_ACK, TAG_CHECK, TAG_PARAMS, TAG_RESULT};
+use super::protocol::{
+    Header, Kind, HEADER_LEN, TAG_ACK, TAG_CHECK, TAG_PARAMS, TAG_RESULT, TAG_SUPPORT,
+};
 use super::{CommError, SendSlot, WorkerTransport};
 use crate::straggler::StragglerSchedule;
 
@@ -241,6 +243,20 @@ impl<T: WorkerTransport> WorkerLink<T> {
 
     fn protocol(reason: String) -> CommError {
         CommError::Protocol { rank: 0, reason }
+    }
+
+    /// Send this worker's support once, before serving: the columns of the full result vector
+    /// its results will carry, in that order ([`Collector::receive_supports`]).
+    ///
+    /// [`Collector::receive_supports`]: super::Collector::receive_supports
+    pub fn send_support(&mut self, columns: &[u32]) {
+        let mut msg = vec![0.0; HEADER_LEN + columns.len()];
+        Header::support(self.rank, columns.len()).write(&mut msg);
+        for (m, &c) in msg[HEADER_LEN..].iter_mut().zip(columns) {
+            *m = f64::from(c);
+        }
+        self.out.t.send(TAG_SUPPORT, &msg);
+        self.out.sent += 1;
     }
 
     /// Serve `job` until STOP; returns what the worker did and the job's exit code.

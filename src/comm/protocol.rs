@@ -17,6 +17,7 @@
 //! | [`Kind::Check`] | worker | `iteration`, `rank`, `phase`, `part` (which uncoded piece), `len` |
 //! | [`Kind::Stop`] | rank 0 | `exit_code` |
 //! | [`Kind::Ack`] | worker | `rank`, `count` (messages the worker sent in the whole run) |
+//! | [`Kind::Support`] | worker, once at start-up | `rank`, `len` (the payload: the columns its results carry, increasing) |
 //!
 //! Pure and MPI-free: the transports in [`super::mpi`] and [`super::local`] move the buffers.
 
@@ -32,6 +33,8 @@ pub const TAG_CHECK: i32 = 13;
 pub const TAG_STOP: i32 = 14;
 /// Tag of the STOP acknowledgement (worker → rank 0).
 pub const TAG_ACK: i32 = 15;
+/// Tag of a worker's support, sent once at start-up (worker → rank 0; issue 20 §2).
+pub const TAG_SUPPORT: i32 = 16;
 
 /// Values in the header.
 pub const HEADER_LEN: usize = 12;
@@ -57,15 +60,19 @@ pub enum Kind {
     Stop = 4,
     /// A worker's answer to STOP; carries how many messages it sent.
     Ack = 5,
+    /// A worker's support: the columns (indices into the full result vector) its results carry,
+    /// in this order, sent once before the first round.
+    Support = 6,
 }
 
 impl Kind {
-    const ALL: [Kind; 5] = [
+    const ALL: [Kind; 6] = [
         Kind::Params,
         Kind::Result,
         Kind::Check,
         Kind::Stop,
         Kind::Ack,
+        Kind::Support,
     ];
 
     fn from_f64(v: f64) -> Option<Kind> {
@@ -85,6 +92,7 @@ impl Kind {
             Kind::Check => TAG_CHECK,
             Kind::Stop => TAG_STOP,
             Kind::Ack => TAG_ACK,
+            Kind::Support => TAG_SUPPORT,
         }
     }
 }
@@ -226,6 +234,15 @@ impl Header {
         }
     }
 
+    /// A worker's support of `len` columns.
+    pub fn support(rank: usize, len: usize) -> Header {
+        Header {
+            rank,
+            len,
+            ..Header::empty(Kind::Support)
+        }
+    }
+
     /// Write the header into the first [`HEADER_LEN`] values of `buf`.
     pub fn write(&self, buf: &mut [f64]) {
         buf[..HEADER_LEN].copy_from_slice(&[
@@ -317,6 +334,16 @@ impl Header {
                 ("injected_s", 8),
                 ("count", 9),
                 ("len", 11),
+            ],
+            Kind::Support => &[
+                ("iteration", 2),
+                ("phase", 4),
+                ("part", 5),
+                ("flags", 6),
+                ("compute_s", 7),
+                ("injected_s", 8),
+                ("count", 9),
+                ("exit_code", 10),
             ],
             Kind::Ack => &[
                 ("iteration", 2),

@@ -31,12 +31,7 @@ impl WorkerJob for Scale {
         out: &mut Responder<'_, T>,
     ) -> Result<(), CommError> {
         let r = out.rank() as f64;
-        out.send_result(0, self.len, |buf| {
-            for (b, x) in buf.iter_mut().zip(params) {
-                *b = r * x;
-            }
-            Ok(())
-        })?;
+        out.send_result(0, self.len, |buf| scale_into(r, params, buf))?;
         if out.wants_check() {
             let piece = out.rank() - 1;
             out.send_check(piece, self.len, |buf| {
@@ -46,6 +41,14 @@ impl WorkerJob for Scale {
         }
         Ok(())
     }
+}
+
+/// `buf` = r · `params` (as far as both go).
+fn scale_into(r: f64, params: &[f64], buf: &mut [f64]) -> Result<(), CommError> {
+    for (b, x) in buf.iter_mut().zip(params) {
+        *b = r * x;
+    }
+    Ok(())
 }
 
 /// At least `need` complete responders.
@@ -410,4 +413,81 @@ fn the_parameter_ring_serves_every_worker_the_current_round() {
     for h in threads {
         h.join().unwrap();
     }
+}
+
+/// A worker job for the supports: answers the first `len` values of rank · x (x of 5 values).
+struct Prefix {
+    len: usize,
+}
+
+impl WorkerJob for Prefix {
+    fn accepts(&self, phase: usize, len: usize) -> bool {
+        phase == 0 && len == 5
+    }
+    fn max_params_len(&self) -> usize {
+        5
+    }
+    fn serve<T: WorkerTransport>(
+        &mut self,
+        params: &[f64],
+        out: &mut Responder<'_, T>,
+    ) -> Result<(), CommError> {
+        let r = out.rank() as f64;
+        out.send_result(0, self.len, |buf| scale_into(r, params, buf))
+    }
+}
+
+/// Issue 20 §2: every worker sends its support once at start-up; rank 0 receives them in any
+/// order, and from then on checks each worker's results against its own length
+/// (support + extra; an empty support keeps the dense length). The support messages count in
+/// the reconciliation at STOP like any other. A malformed support is an error naming the rank.
+#[test]
+fn supports_are_exchanged_once_and_set_each_workers_result_length() {
+    let (hub, workers) = local::world(3);
+    let supports: Vec<Vec<u32>> = vec![vec![0, 3], vec![], vec![1, 2, 4]];
+    let threads: Vec<JoinHandle<i32>> = workers
+        .into_iter()
+        .zip(supports.clone())
+        .map(|(w, cols)| {
+            let schedule = StragglerSchedule::parse("none", 3, 1).unwrap();
+            std::thread::spawn(move || {
+                let len = if cols.is_empty() { 5 } else { cols.len() + 1 };
+                let mut link = WorkerLink::new(w, schedule, 1);
+                link.send_support(&cols);
+                link.serve(&mut Prefix { len }).unwrap().stop_code
+            })
+        })
+        .collect();
+    let mut c = Collector::new(hub, spec(3, 5, 1000, 5000, OnDeadline::Wait));
+    let got = c.receive_supports(5, 1, Duration::from_secs(5)).unwrap();
+    assert_eq!(got, supports);
+    // Workers answer with their own lengths: 3, 5 (dense) and 4 values.
+    c.begin(0, 0, &[1.0, 2.0, 3.0, 4.0, 5.0], 0);
+    let got = c.collect(&mut Count(3), None, &mut no_idle()).unwrap();
+    assert_eq!(got, Collected::Decodable);
+    c.end();
+    assert_eq!(c.payload(0, 0), &[1.0, 2.0, 3.0]);
+    assert_eq!(c.payload(1, 0), &[2.0, 4.0, 6.0, 8.0, 10.0]);
+    assert_eq!(c.payload(2, 0), &[3.0, 6.0, 9.0, 12.0]);
+    assert_eq!(c.round().rejected, 0);
+    let unreconciled = c.shutdown(0, Duration::from_secs(5)).unwrap();
+    assert!(unreconciled.is_empty(), "{unreconciled:?}");
+    for t in threads {
+        assert_eq!(t.join().unwrap(), 0);
+    }
+
+    // A support that is not increasing is refused, naming its rank.
+    let (hub, workers) = local::world(1);
+    let schedule = StragglerSchedule::parse("none", 1, 1).unwrap();
+    let mut link = WorkerLink::new(workers.into_iter().next().unwrap(), schedule, 1);
+    link.send_support(&[2, 1]);
+    let mut c = Collector::new(hub, spec(1, 5, 1000, 5000, OnDeadline::Wait));
+    let e = c
+        .receive_supports(5, 1, Duration::from_secs(5))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("rank 1") && e.contains("support column 1"),
+        "{e}"
+    );
 }
