@@ -13,7 +13,7 @@ use std::path::Path;
 use super::{gather_startup, rank_result, DataShape};
 use crate::coding::{self, GradientCode, TrainCode};
 use crate::comm::mpi::World;
-use crate::comm::WorkerLink;
+use crate::comm::{Messages, WorkerLink};
 use crate::config::{RunConfig, TrainArgs};
 use crate::data::batch::BatchPlan;
 use crate::data::{partition_ranges, Dataset};
@@ -242,6 +242,9 @@ fn run_coded(world: &World, cfg: &RunConfig, code: Box<dyn GradientCode>) -> Res
             let dim = model.dim();
             let compress = for_model(cfg.compress, model.as_ref())?;
             let mut engine = CodedGradients::new(world.transport(), cfg, code, dim, compress);
+            if cfg.messages != Messages::Dense {
+                engine.receive_supports(cfg.job.max_wait())?;
+            }
             finish_rank0(
                 cfg,
                 model.as_ref(),
@@ -256,7 +259,8 @@ fn run_coded(world: &World, cfg: &RunConfig, code: Box<dyn GradientCode>) -> Res
                     for_model(cfg.compress, model.as_ref())?,
                     cfg.error_feedback,
                     cfg.job.seed,
-                );
+                )
+                .messages(cfg.messages, cfg.model)?;
             serve(world, cfg, cfg.chunks, &mut job)
         }
         Ok(_) => Err(Error::Check("internal: unexpected start-up state".into())),

@@ -39,6 +39,11 @@ pub trait WorkerJob {
         params: &[f64],
         out: &mut Responder<'_, T>,
     ) -> Result<(), CommError>;
+    /// The support to send once before serving ([`WorkerLink::send_support`]); None: the job
+    /// sends none (rank 0 expects none).
+    fn support(&self) -> Option<Vec<u32>> {
+        None
+    }
 }
 
 /// What a worker did, for its log line.
@@ -265,6 +270,9 @@ impl<T: WorkerTransport> WorkerLink<T> {
         let plan = crate::faults::active();
         #[cfg(feature = "fault-injection")]
         let mut fired = vec![false; plan.map_or(0, |p| p.faults.len())];
+        if let Some(columns) = job.support() {
+            self.send_support(&columns);
+        }
         loop {
             let msg = self.out.t.wait();
             let (tag, len) = (msg.tag, msg.len);

@@ -14,7 +14,11 @@ use sha2::{Digest, Sha256};
 
 use super::{invalid, read_settings, ConfigError, JobArgs, JobConfig};
 use crate::coding::{CodeKind, CodeOptions, DecoderKind, TrainCode};
-use crate::comm::OnDeadline;
+use crate::comm::{Messages, OnDeadline};
+
+fn is_dense(m: &Messages) -> bool {
+    *m == Messages::Dense
+}
 use crate::compress::Compressor;
 use crate::model::ModelKind;
 use crate::optim::{
@@ -186,6 +190,14 @@ pub struct TrainArgs {
     #[arg(long)]
     #[serde(default)]
     pub reuse_stale: bool,
+    /// What coded results carry (issue 20 §2): dense (the full vector); support (for CSR data:
+    /// only the columns a worker's rows touch, indices sent once at start-up, rank 0 scatters
+    /// while decoding; exact as dense); auto (support for a worker whose support is at most
+    /// half the columns). logistic and linear, --split 1, without --compress, --batch,
+    /// --chunks or --reuse-stale [default: dense].
+    #[arg(long, value_enum)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messages: Option<Messages>,
     /// Run the serial reference path on one process instead of the MPI job.
     #[arg(long)]
     #[serde(default)]
@@ -264,6 +276,9 @@ pub struct RunConfig {
     pub split: Option<usize>,
     /// Fold gradients one iteration late into the current decode (`--reuse-stale`).
     pub reuse_stale: bool,
+    /// What coded results carry (`--messages`).
+    #[serde(default, skip_serializing_if = "is_dense")]
+    pub messages: Messages,
     /// Compressor of the coded messages (`--compress`).
     #[serde(default, skip_serializing_if = "Compressor::is_none")]
     pub compress: Compressor,
@@ -371,6 +386,7 @@ impl RunConfig {
             reuse_stale: args.reuse_stale || file.reuse_stale,
             compress: args.compress.or(file.compress).unwrap_or_default(),
             error_feedback: args.error_feedback || file.error_feedback,
+            messages: pick!(messages, Messages::Dense),
             resume: args.resume || file.resume,
             reference,
             no_intercept,
@@ -503,7 +519,42 @@ impl RunConfig {
                 return refuse("compress", self.compress.to_string());
             }
         }
-        self.check_compression()
+        self.check_compression()?;
+        self.check_messages()
+    }
+
+    /// `--messages support|auto` against the settings it does not combine with.
+    fn check_messages(&self) -> Result<(), ConfigError> {
+        if self.messages == Messages::Dense {
+            return Ok(());
+        }
+        let conflict = if !matches!(self.model, ModelKind::Logistic | ModelKind::Linear) {
+            Some(format!("--model {}", self.model.name()))
+        } else if self.split.is_some_and(|m| m > 1) {
+            Some("--split above 1".into())
+        } else if !self.compress.is_none() {
+            Some("--compress".into())
+        } else if self.batch.is_some() {
+            Some("--batch".into())
+        } else if self.chunks > 1 {
+            Some("--chunks above 1".into())
+        } else if self.reuse_stale {
+            Some("--reuse-stale".into())
+        } else if matches!(self.code, TrainCode::MatVec(_)) {
+            Some("the mds-* codes".into())
+        } else {
+            None
+        };
+        match conflict {
+            Some(what) => Err(invalid(
+                "messages",
+                format!("{:?}", self.messages).to_lowercase(),
+                format!(
+                    "sparse-support messages are not available with {what}; use --messages dense"
+                ),
+            )),
+            None => Ok(()),
+        }
     }
 
     /// `--compress` and `--error-feedback` against each other and the model.
@@ -664,6 +715,7 @@ impl RunConfig {
         "split",
         "compress",
         "error-feedback",
+        "messages",
     ];
 
     /// Keys of [`Self::NOT_REFERENCE`] that the serial reference with --batch keeps: they make
@@ -735,6 +787,11 @@ impl RunConfig {
             + if self.reuse_stale { "reuse_stale=true\n" } else { "" }
             + &(if self.compress.is_none() { String::new() } else { format!("compress={}\n", self.compress) })
             + if self.error_feedback { "error_feedback=true\n" } else { "" }
+            + match self.messages {
+                Messages::Dense => "",
+                Messages::Support => "messages=support\n",
+                Messages::Auto => "messages=auto\n",
+            }
             + if self.intercept { "" } else { "no_intercept=true\n" }
             + &if self.hidden.is_empty() { String::new() } else { format!("hidden={}\n", widths::text(&self.hidden)) }
             + &self.batch.map_or(String::new(), |b| format!("batch={b}\n"))

@@ -40,6 +40,7 @@ use super::engine::{Check, Computed, GradientEngine, Iteration};
 use super::INTERRUPT;
 use crate::coding::{Decoder, GradientCode};
 use crate::comm::collector::LateArrival;
+use crate::comm::Messages;
 use crate::comm::{
     Collected, Collector, CollectorSpec, CommError, Responder, Round, Rule, Transport, WorkerJob,
     WorkerTransport,
@@ -50,7 +51,7 @@ use crate::data::batch::{BatchPlan, Minibatch};
 use crate::data::{partition_ranges, DataError, Dataset, Features};
 use crate::error::{Error, Result};
 use crate::io::results::{AttrValue, LateRow, Metric, WorkerMetric};
-use crate::model::{Model, Workspace};
+use crate::model::{Model, ModelKind, Workspace};
 use crate::straggler::StragglerSchedule;
 
 /// The rows of one chunk, as its code computes them.
@@ -419,6 +420,42 @@ pub fn for_model(c: Compressor, model: &dyn Model) -> Result<Compressor> {
         .map_err(|e| Error::Check(e.to_string()))
 }
 
+/// A worker's results on its support (`--messages support|auto`, issue 20 §2): its rows
+/// re-indexed to the columns they touch, a model of that many features (and the intercept),
+/// and the parameters gathered there every iteration.
+struct OnSupport {
+    /// The columns of the full model (without the intercept) the rows touch, increasing.
+    columns: Vec<u32>,
+    model: Box<dyn Model>,
+    /// The parameters on the support, then the intercept.
+    w: Vec<f64>,
+}
+
+impl OnSupport {
+    /// `self.w` ← the full parameters `params` on the support (the intercept last).
+    fn gather(&mut self, params: &[f64]) {
+        for (l, &j) in self.w.iter_mut().zip(&self.columns) {
+            *l = params[j as usize];
+        }
+        if let (Some(last), Some(b)) = (self.w.last_mut(), params.last()) {
+            *last = *b;
+        }
+    }
+
+    /// `full` (dim + 1: gradient, intercept, loss) ← `piece` (on the support: gradient,
+    /// intercept, loss) scattered.
+    fn scatter(&self, piece: &[f64], full: &mut [f64]) {
+        full.fill(0.0);
+        let n = self.columns.len();
+        for (&j, &v) in self.columns.iter().zip(piece) {
+            full[j as usize] = v;
+        }
+        let dim = full.len() - 1;
+        full[dim - 1] = piece[n];
+        full[dim] = piece[n + 1];
+    }
+}
+
 /// A worker of gradient coding: the coded gradient (and loss) of each chunk of its shard at the
 /// parameters rank 0 posts.
 pub struct CodedWorker<'a> {
@@ -430,6 +467,12 @@ pub struct CodedWorker<'a> {
     split: Option<SplitEncoder>,
     /// `--compress` only.
     sender: Option<Sender>,
+    /// `--messages support|auto`: None for dense messages.
+    local: Option<OnSupport>,
+    /// `--messages support|auto`: the support sent at start-up (empty: dense).
+    announce: Option<Vec<u32>>,
+    /// A check piece on the support, before it is scattered to full length.
+    piece: Vec<f64>,
 }
 
 impl<'a> CodedWorker<'a> {
@@ -449,7 +492,51 @@ impl<'a> CodedWorker<'a> {
             ws: Workspace::default(),
             split,
             sender: None,
+            local: None,
+            announce: None,
+            piece: Vec::new(),
         }
+    }
+
+    /// Send results on the support of this worker's rows (`messages` support, or auto when
+    /// the support is at most half the columns): re-index its rows to the columns they touch
+    /// and build `kind`'s model on them. Dense features have every column as support. Needs
+    /// one stacked chunk (the configuration refuses --chunks, --batch and --split with it).
+    pub fn messages(mut self, messages: Messages, kind: ModelKind) -> Result<Self> {
+        if messages == Messages::Dense {
+            return Ok(self);
+        }
+        let n_cols = self.model.dim() - 1;
+        let [Chunk {
+            rows: Rows::Stacked { data, .. },
+            ..
+        }] = &mut self.shard.chunks[..]
+        else {
+            return Err(Error::Check(
+                "internal: --messages support needs one stacked chunk".into(),
+            ));
+        };
+        let columns = match &data.x {
+            Features::Sparse(x) => x.support(),
+            Features::Dense(_) => (0..n_cols as u32).collect(),
+        };
+        if messages == Messages::Auto && 2 * columns.len() > n_cols {
+            self.announce = Some(Vec::new());
+            return Ok(self);
+        }
+        if let Features::Sparse(x) = &data.x {
+            data.x = Features::Sparse(x.on_support(&columns)?);
+        }
+        let model = crate::model::build(kind, &[], columns.len(), data.task)?;
+        let dim = model.dim();
+        self.piece = vec![0.0; dim + 1];
+        self.local = Some(OnSupport {
+            w: vec![0.0; dim],
+            model,
+            columns: columns.clone(),
+        });
+        self.announce = Some(columns);
+        Ok(self)
     }
 
     /// Compress every message with `c` (nothing for `none`), with one error-feedback residual
@@ -477,6 +564,9 @@ impl<'a> CodedWorker<'a> {
 
     /// Values of one result message: the (compressed) coded vector and the loss.
     fn result_len(&self) -> usize {
+        if let Some(l) = &self.local {
+            return l.model.dim() + 1;
+        }
         let len = self.coded_len();
         self.sender.as_ref().map_or(len, |sd| sd.c.wire_len(len)) + 1
     }
@@ -526,6 +616,9 @@ impl<'a> CodedWorker<'a> {
 }
 
 impl WorkerJob for CodedWorker<'_> {
+    fn support(&self) -> Option<Vec<u32>> {
+        self.announce.clone()
+    }
     fn accepts(&self, phase: usize, len: usize) -> bool {
         phase == 0 && len == self.model.dim()
     }
@@ -537,10 +630,16 @@ impl WorkerJob for CodedWorker<'_> {
         params: &[f64],
         out: &mut Responder<'_, T>,
     ) -> std::result::Result<(), CommError> {
-        let w = ArrayView1::from(params);
         let len = self.result_len();
         let n_chunks = self.shard.n_chunks();
         let t = out.iteration();
+        if let Some(l) = &mut self.local {
+            l.gather(params);
+        }
+        let (model, w) = match &self.local {
+            Some(l) => (l.model.as_ref(), ArrayView1::from(&l.w[..])),
+            None => (self.model, ArrayView1::from(params)),
+        };
         for (i, &q) in self.order.iter().enumerate() {
             // Newer parameters waiting (rank 0 decoded this iteration without us): skip the rest.
             if i > 0 && out.superseded() {
@@ -555,7 +654,7 @@ impl WorkerJob for CodedWorker<'_> {
                 rank: out.rank(),
                 part: q,
             };
-            let (model, ws, split) = (self.model, &mut self.ws, &mut self.split);
+            let (ws, split) = (&mut self.ws, &mut self.split);
             let Shard { chunks, draws } = &mut self.shard;
             let sender = &mut self.sender;
             out.send_result(q, len, |buf| {
@@ -585,9 +684,15 @@ impl WorkerJob for CodedWorker<'_> {
                     let Some((x, y)) = c.partition(i) else {
                         continue;
                     };
-                    let (model, ws) = (self.model, &mut self.ws);
+                    let (ws, piece, local) = (&mut self.ws, &mut self.piece, &self.local);
                     out.send_check(j * n_chunks + q, check_len, |buf| {
-                        Self::gradient(model, ws, w, &x, y, None, buf);
+                        match local {
+                            Some(l) => {
+                                Self::gradient(model, ws, w, &x, y, None, piece);
+                                l.scatter(piece, buf);
+                            }
+                            None => Self::gradient(model, ws, w, &x, y, None, buf),
+                        }
                         Ok(())
                     })?;
                 }
@@ -642,6 +747,8 @@ pub struct CodedGradients<T: Transport> {
     dense: Vec<Vec<f64>>,
     /// ‖ĝ − ĝ_uncompressed‖/‖ĝ_uncompressed‖ at the last check (NaN: none).
     compress_err: f64,
+    /// Per worker, the columns its results carry (`--messages`; empty: the full vector).
+    supports: Vec<Vec<u32>>,
 }
 
 impl<T: Transport> CodedGradients<T> {
@@ -698,11 +805,20 @@ impl<T: Transport> CodedGradients<T> {
                 vec![vec![0.0; coded_len + 1]; n]
             },
             compress_err: f64::NAN,
+            supports: vec![Vec::new(); n],
         }
     }
 
     fn code(&self) -> &dyn GradientCode {
         self.decoder.code()
+    }
+
+    /// Receive every worker's support once, before the first round (`--messages
+    /// support|auto`): its results then carry the gradient on those columns, the intercept and
+    /// the loss, and are scattered while decoding.
+    pub fn receive_supports(&mut self, wait: Duration) -> Result<()> {
+        self.supports = self.c.receive_supports(self.dim - 1, 2, wait)?;
+        Ok(())
     }
 
     /// Decode every chunk from its responders into `g` (gradient sum and loss sum); `None` when
@@ -726,7 +842,9 @@ impl<T: Transport> CodedGradients<T> {
             }
             // Borrowed from the cache (no copy of the weights on the hot path).
             let d = self.decoder.decode(set)?;
-            if self.compress.is_none() {
+            if self.supports.iter().any(|s| !s.is_empty()) {
+                scatter_add(d, |w| self.c.payload(w, q), &self.supports, g);
+            } else if self.compress.is_none() {
                 accumulate(d, |w| self.c.payload(w, q), self.dim, g);
             } else {
                 for &w in &d.responders {
@@ -1045,6 +1163,34 @@ fn accumulate<'m>(
         if a != 0.0 {
             g.scaled_add(a, &ArrayView1::from(message(w)));
         }
+    }
+}
+
+/// `g` += Σ a_w · (worker w's message scattered from its support `supports[w]`: gradient on
+/// those columns, intercept, loss; an empty support: the full vector), in worker order: the
+/// same additions as [`accumulate`] on the scattered messages, without the zeros.
+fn scatter_add<'m>(
+    d: &crate::coding::Decoding,
+    message: impl Fn(usize) -> &'m [f64],
+    supports: &[Vec<u32>],
+    g: &mut Array1<f64>,
+) {
+    let dim = g.len() - 1;
+    for (&w, &a) in d.responders.iter().zip(&d.weights) {
+        if a == 0.0 {
+            continue;
+        }
+        let msg = message(w);
+        let cols = &supports[w];
+        if cols.is_empty() {
+            g.scaled_add(a, &ArrayView1::from(msg));
+            continue;
+        }
+        for (&j, &v) in cols.iter().zip(msg) {
+            g[j as usize] += a * v;
+        }
+        g[dim - 1] += a * msg[cols.len()];
+        g[dim] += a * msg[cols.len() + 1];
     }
 }
 
