@@ -31,6 +31,7 @@ COMMON=(--model logistic --lr 4 --iterations "$ITERATIONS" --seed 1 --deadline-m
 # name | flags
 RUNS=(
   "cyclic-mds (dense)|--code cyclic-mds -s 1"
+  "support messages|--code cyclic-mds -s 1 --messages support"
   "comm-efficient m=1|--code comm-efficient -s 1 --split 1"
   "comm-efficient m=2|--code comm-efficient -s 1 --split 2"
   "comm-efficient m=4|--code comm-efficient -s 1 --split 4"
