@@ -28,7 +28,7 @@ export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM := 1
 export OPENBLAS_NUM_THREADS := 1
 export OMP_NUM_THREADS := 1
 
-.PHONY: deps test-deps build run data datasets test lint unit slurm mpich bench bench-smoke bench-approx bench-admm bench-tune clean help reliability fuzz fuzz-smoke
+.PHONY: deps test-deps build run data datasets test lint unit slurm mpich bench bench-smoke bench-approx bench-admm bench-tune bench-comm clean help reliability fuzz fuzz-smoke
 
 # $(call apt_install,TARGET,PACKAGES): install the packages not yet installed (apt-get update
 # first; no terminal in CI, so DEBIAN_FRONTEND=noninteractive, kept under sudo).
@@ -42,7 +42,7 @@ define apt_install
 endef
 
 help:
-	@echo "make run | make test | make deps | make build | make data | make datasets | make lint | make bench | make bench-smoke | make bench-admm | make clean"
+	@echo "make run | make test | make deps | make build | make data | make datasets | make lint | make bench | make bench-smoke | make bench-approx | make bench-admm | make bench-tune | make bench-comm | make clean"
 
 deps:
 	$(call apt_install,deps,$(APT_PKGS))
@@ -149,6 +149,12 @@ bench-admm: build data test-deps
 # under exp:20 and fixed:1,2:300 on a9a; writes results/bench/tune/README.md (about 4 minutes).
 bench-tune: build
 	bash scripts/bench_tune.sh
+
+# Less communication (issue 20): dense vs comm-efficient codes (m = 1, 2, 4) vs every compressor
+# with and without error feedback, on an Amazon-like sparse problem synthesized by `data synth
+# --zipf`, 8 workers, 100 iterations; writes results/bench/comm/README.md (a few minutes).
+bench-comm: build
+	bash scripts/bench_comm.sh
 
 # The suite with tiny sizes (< 60 s once built): checks the harness, not the machine.
 bench-smoke: build

@@ -265,6 +265,11 @@ pub struct SynthArgs {
     /// Fraction of non-zero features per row; below 1 the output is CSR [default: 1].
     #[arg(long)]
     pub sparsity: Option<f64>,
+    /// Skew the columns like one-hot categorical data: every row has round(sparsity × features)
+    /// distinct columns drawn with P(column j) ∝ 1/(j + 1)^A (needs --sparsity below 1). E.g.
+    /// Amazon Employee Access's shape: --features 241915 --sparsity 0.000182 --zipf 1.
+    #[arg(long, value_name = "A")]
+    pub zipf: Option<f64>,
     /// Rows of a test split generated from the same distribution.
     #[arg(long, default_value_t = 0)]
     pub test_rows: usize,
@@ -360,6 +365,10 @@ pub struct CodeArgs {
     /// Straggle probability p of the stochastic code [default: s/n].
     #[arg(long, value_name = "P")]
     pub straggle_prob: Option<f64>,
+    /// Pieces m of the comm-efficient code: each worker holds s + m partitions and sends
+    /// ⌈dim/m⌉ values; 1 ≤ m ≤ n − s [default: 2, or 1 when n − s = 1].
+    #[arg(long, value_name = "M")]
+    pub split: Option<usize>,
     /// Random straggler sets per s that verify samples for the approximate codes.
     #[arg(long, default_value_t = 1000)]
     pub sets: usize,
@@ -473,7 +482,8 @@ pub fn one_line_parse_error(e: &clap::Error) -> String {
 
 /// Handle a failed parse: help and version go to stdout with exit 0 as clap does; an error is
 /// one `gradcode: error:` line on stderr (printed by rank 0 only under mpirun, so a job prints it
-/// once) and exit code 2 on every rank.
+/// once) and exit code 2 on every rank (the other ranks half a second later, so that the
+/// launcher's abort does not cut rank 0 off before it prints).
 pub fn exit_on_parse_error(e: clap::Error) -> ! {
     use clap::error::ErrorKind;
     match e.kind() {
@@ -483,6 +493,10 @@ pub fn exit_on_parse_error(e: clap::Error) -> ! {
         _ => {
             if is_launcher_rank_zero() {
                 eprintln!("gradcode: error: {}", one_line_parse_error(&e));
+            } else {
+                // The launcher aborts the job when the first rank exits non-zero; give rank 0
+                // (perhaps started later on a loaded node) the time to print the one line.
+                std::thread::sleep(std::time::Duration::from_millis(500));
             }
             std::process::exit(2)
         }

@@ -27,6 +27,7 @@ pub mod cli;
 pub mod cmd;
 pub mod coding;
 pub mod comm;
+pub mod compress;
 pub mod config;
 pub mod data;
 pub mod error;

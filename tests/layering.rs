@@ -27,6 +27,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("faults", 9),
     ("straggler", 9),
     ("optim", 9),
+    ("compress", 9),
     ("data", 9),
 ];
 

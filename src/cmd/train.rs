@@ -13,7 +13,7 @@ use std::path::Path;
 use super::{gather_startup, rank_result, DataShape};
 use crate::coding::{self, GradientCode, TrainCode};
 use crate::comm::mpi::World;
-use crate::comm::WorkerLink;
+use crate::comm::{Messages, WorkerLink};
 use crate::config::{RunConfig, TrainArgs};
 use crate::data::batch::BatchPlan;
 use crate::data::{partition_ranges, Dataset};
@@ -23,7 +23,7 @@ use crate::io::dataset::{self, Split};
 use crate::io::results::{self, AttrValue, RecordedRows, RunMeta, RunWriter};
 use crate::linalg::MdsCode;
 use crate::model::{self, Model};
-use crate::train::coded::{CodedGradients, CodedWorker, Shard};
+use crate::train::coded::{for_model, CodedGradients, CodedWorker, Shard};
 use crate::train::matvec::{layouts, worker_blocks, MatVecGradients};
 use crate::train::serial::SerialGradients;
 use crate::train::{self, GradientEngine, RunStatus, Setup};
@@ -232,7 +232,11 @@ fn run_coded(world: &World, cfg: &RunConfig, code: Box<dyn GradientCode>) -> Res
         Err(code) => Ok(code),
         Ok(Loaded::Rank0(r0)) => {
             let dim = model.dim();
-            let mut engine = CodedGradients::new(world.transport(), cfg, code, dim);
+            let compress = for_model(cfg.compress, model.as_ref())?;
+            let mut engine = CodedGradients::new(world.transport(), cfg, code, dim, compress);
+            if cfg.messages != Messages::Dense {
+                engine.receive_supports(cfg.job.max_wait())?;
+            }
             finish_rank0(
                 cfg,
                 model.as_ref(),
@@ -242,7 +246,13 @@ fn run_coded(world: &World, cfg: &RunConfig, code: Box<dyn GradientCode>) -> Res
             )
         }
         Ok(Loaded::Shard(shard)) => {
-            let mut job = CodedWorker::new(model.as_ref(), shard, rank - 1);
+            let mut job = CodedWorker::new(model.as_ref(), shard, code.as_ref(), rank - 1)
+                .compressing(
+                    for_model(cfg.compress, model.as_ref())?,
+                    cfg.error_feedback,
+                    cfg.job.seed,
+                )
+                .messages(cfg.messages, cfg.model)?;
             serve(world, cfg, cfg.chunks, &mut job)
         }
         Ok(_) => Err(Error::Check("internal: unexpected start-up state".into())),

@@ -54,6 +54,29 @@ pub use stream::{Event, Monitor};
 
 use thiserror::Error;
 
+/// What a worker's coded results carry (`--messages`, issue 20 §2).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Messages {
+    /// The full vector.
+    #[default]
+    Dense,
+    /// Only the columns the worker's rows touch (its support, sent once at start-up).
+    Support,
+    /// The support when it is at most half the columns, else the full vector (per worker).
+    Auto,
+}
+
 /// Errors of the transport and of the collection protocol.
 #[derive(Debug, Error)]
 pub enum CommError {

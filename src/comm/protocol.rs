@@ -17,6 +17,7 @@
 //! | [`Kind::Check`] | worker | `iteration`, `rank`, `phase`, `part` (which uncoded piece), `len` |
 //! | [`Kind::Stop`] | rank 0 | `exit_code` |
 //! | [`Kind::Ack`] | worker | `rank`, `count` (messages the worker sent in the whole run) |
+//! | [`Kind::Support`] | worker, once at start-up | `rank`, `len` (the payload: the columns its results carry, increasing) |
 //! | [`Kind::Forward`] | layer rank → next layer rank | `iteration` (the iteration whose first phase uses it), `rank`, `part` (the layer l whose q_l, u_l it carries), `len` |
 //! | [`Kind::Backward`] | layer rank → previous layer rank | `iteration` (the iteration whose second phase uses it), `rank`, `part` (the layer l whose p_l it carries), `len` |
 //! | [`Kind::Done`] | layer rank → neighbour | `rank`, `count` (data messages it sent on this link) |
@@ -56,6 +57,8 @@ pub const TAG_SAVED: i32 = 20;
 pub const TAG_GRANT: i32 = 21;
 /// Tag of rank 0's request to checkpoint and stop at a boundary (admm).
 pub const TAG_HALT: i32 = 22;
+/// Tag of a worker's support, sent once at start-up (worker → rank 0; issue 20 §2).
+pub const TAG_SUPPORT: i32 = 23;
 
 /// Values in the header.
 pub const HEADER_LEN: usize = 12;
@@ -96,10 +99,13 @@ pub enum Kind {
     Grant = 21,
     /// Rank 0 asks a layer rank to checkpoint at boundary `iteration` and stop there.
     Halt = 22,
+    /// A worker's support: the columns (indices into the full result vector) its results carry,
+    /// in this order, sent once before the first round.
+    Support = 6,
 }
 
 impl Kind {
-    const ALL: [Kind; 12] = [
+    const ALL: [Kind; 13] = [
         Kind::Params,
         Kind::Result,
         Kind::Check,
@@ -112,6 +118,7 @@ impl Kind {
         Kind::Saved,
         Kind::Grant,
         Kind::Halt,
+        Kind::Support,
     ];
 
     fn from_f64(v: f64) -> Option<Kind> {
@@ -138,6 +145,7 @@ impl Kind {
             Kind::Saved => TAG_SAVED,
             Kind::Grant => TAG_GRANT,
             Kind::Halt => TAG_HALT,
+            Kind::Support => TAG_SUPPORT,
         }
     }
 }
@@ -335,6 +343,15 @@ impl Header {
         }
     }
 
+    /// A worker's support of `len` columns.
+    pub fn support(rank: usize, len: usize) -> Header {
+        Header {
+            rank,
+            len,
+            ..Header::empty(Kind::Support)
+        }
+    }
+
     /// Write the header into the first [`HEADER_LEN`] values of `buf`.
     pub fn write(&self, buf: &mut [f64]) {
         buf[..HEADER_LEN].copy_from_slice(&[
@@ -426,6 +443,16 @@ impl Header {
                 ("injected_s", 8),
                 ("count", 9),
                 ("len", 11),
+            ],
+            Kind::Support => &[
+                ("iteration", 2),
+                ("phase", 4),
+                ("part", 5),
+                ("flags", 6),
+                ("compute_s", 7),
+                ("injected_s", 8),
+                ("count", 9),
+                ("exit_code", 10),
             ],
             Kind::Ack => &[
                 ("iteration", 2),

@@ -95,6 +95,12 @@ metric_enum! {
         TrainAccuracy => "train_accuracy",
         /// pdADMM: bytes the layer ranks sent to each other during this iteration.
         BytesNeighbour => "bytes_neighbour",
+        /// ‖ĝ − ĝ_u‖/‖ĝ_u‖ at a gradient check with `--compress`: ĝ decoded from the compressed
+        /// messages, ĝ_u from the same responders' uncompressed ones.
+        CompressRelErr => "compress_rel_err",
+        /// Σ a² over the decoding weights used (with `--compress`): the factor by which the
+        /// decode amplifies independent per-message compression noise.
+        DecodeWeightSq => "decode_weight_sq",
     }
 }
 
@@ -503,10 +509,11 @@ mod tests {
         let names: Vec<&str> = Metric::ALL.iter().map(|m| m.name()).collect();
         assert_eq!(names[..4], ["iteration", "wall_s", "elapsed_s", "decode_s"]);
         // 20 until minibatches added `epoch`, at the end so older files read as before; then
-        // pdADMM's six.
-        assert_eq!(Metric::COUNT, 27);
+        // pdADMM's six, then compression's two.
+        assert_eq!(Metric::COUNT, 29);
         assert_eq!(names[20], "epoch");
         assert_eq!(LayerMetric::Tau.path(), "layers/tau");
+        assert_eq!(names[27..], ["compress_rel_err", "decode_weight_sq"]);
         assert_eq!(WorkerMetric::ArrivalS.path(), "timing/arrival_s");
         assert_eq!(WorkerMetric::InjectedS.path(), "stragglers/injected_s");
         assert_eq!(WorkerMetric::PlannedS.path(), "stragglers/planned_s");

@@ -177,6 +177,7 @@ fn shares_of(args: &TrainArgs) -> Result<Vec<f64>, String> {
         degree: args.degree,
         decoder: args.decoder,
         straggle_prob: args.straggle_prob,
+        split: args.split,
     };
     let code = coding::build_with(kind, n, s, args.job.seed.unwrap_or(1), &opts)
         .map_err(|e| format!("its code cannot be rebuilt ({e})"))?;
