@@ -377,8 +377,14 @@ impl Simulator {
         ((HEADER_LEN + self.set.dim) * 8) as f64
     }
 
+    /// A worker's message: the coded vector (one of m pieces for a split code) and the loss.
     fn message_bytes(&self, payload: bool) -> f64 {
-        let len = if payload { self.set.dim + 1 } else { 0 };
+        let m = self.code().split().max(1);
+        let len = if payload {
+            self.set.dim.div_ceil(m) + 1
+        } else {
+            0
+        };
         ((HEADER_LEN + len) * 8) as f64
     }
 

@@ -459,3 +459,30 @@ fn a_file_without_per_worker_timing_is_not_a_trace() {
     let e = TraceFile::from_rows(Path::new("ref.h5"), &r, &[], 1, None).unwrap_err();
     assert!(e.to_string().contains("no per-worker timing"), "{e}");
 }
+
+#[test]
+fn a_split_code_sends_messages_m_times_shorter() {
+    // comm-efficient with m = 2 pieces at n = 5, s = 1: each message carries ⌈10/2⌉ values and
+    // the loss; rank 0 stops at the first n − s = 4 of them.
+    let code = coding::build_with(
+        CodeKind::CommEfficient,
+        5,
+        1,
+        1,
+        &coding::CodeOptions {
+            split: Some(2),
+            ..coding::CodeOptions::default()
+        },
+    )
+    .unwrap();
+    let same = vec![vec![0.0; 2]; 5];
+    let mut s = Simulator::new(code, settings(1, DEFAULT_LINK, NONE), replay(&same, 0.4)).unwrap();
+    let r = s.step().unwrap();
+    let m = ((12 + 5 + 1) * 8) as f64;
+    assert!(
+        r.bytes_in >= 4.0 * m && r.bytes_in <= 5.0 * m,
+        "{}",
+        r.bytes_in
+    );
+    assert_eq!(r.bytes_in % m, 0.0, "{}", r.bytes_in);
+}
