@@ -141,12 +141,14 @@ MpiDefault=none
 MailProg=/bin/true
 ReturnToService=2
 SlurmctldTimeout=30
-SlurmdTimeout=20
+SlurmdTimeout=60
 MessageTimeout=5
 InactiveLimit=0
 MinJobAge=600
 KillWait=5
 CONF
+    # SlurmdTimeout 60 s: a node whose link is cut is declared DOWN (and its job requeued) well after
+    # gradcode's own bounded shutdown (max(--max-wait-ms, 10 s)), so the test sees gradcode's answer.
     for ((k = 1; k <= NODES; k++)); do
       echo "NodeName=node$k NodeAddr=$NET.$((10 + k)) CPUs=$NODE_CPUS State=UNKNOWN"
     done
