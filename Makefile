@@ -28,7 +28,7 @@ export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM := 1
 export OPENBLAS_NUM_THREADS := 1
 export OMP_NUM_THREADS := 1
 
-.PHONY: deps test-deps build run data datasets test lint unit install slurm cluster mpich bench bench-smoke bench-approx clean help reliability fuzz fuzz-smoke
+.PHONY: deps test-deps build run data datasets test lint unit install easybuild-check slurm cluster mpich bench bench-smoke bench-approx clean help reliability fuzz fuzz-smoke
 
 # $(call apt_install,TARGET,PACKAGES): install the packages not yet installed (apt-get update
 # first; no terminal in CI, so DEBIAN_FRONTEND=noninteractive, kept under sudo).
@@ -133,6 +133,12 @@ install:
 	  >$(DESTDIR)$(MODULEFILES)/gradcode/$(VERSION).lua
 	@echo "make install: $(PREFIX)/bin/gradcode; module file $(MODULEFILES)/gradcode/$(VERSION).lua" \
 	  "(module use $(MODULEFILES); module load gradcode)"
+
+# The EasyBuild easyconfig (easybuild/gradcode-0.1.0.eb) through EasyBuild's extended dry run
+# (EasyBuild from PyPI in a temporary virtualenv, Lmod from Debian's lmod). Not part of `make test`.
+easybuild-check:
+	@bash easybuild/check.sh; rc=$$?; \
+	if [ $$rc -eq 77 ]; then echo "make easybuild-check: skipped (see the reason above)"; exit 0; fi; exit $$rc
 
 # Multi-node test (issue 23): 3 Slurm nodes in network namespaces on this machine, TCP between them.
 # Exits 77 (skipped, reason printed) where namespaces cannot be made (not root, a container without them).
