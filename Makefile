@@ -28,7 +28,7 @@ export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM := 1
 export OPENBLAS_NUM_THREADS := 1
 export OMP_NUM_THREADS := 1
 
-.PHONY: deps test-deps build run data datasets test lint unit install easybuild-check slurm cluster mpich bench bench-smoke bench-approx clean help reliability fuzz fuzz-smoke
+.PHONY: deps test-deps build run data datasets test lint unit install easybuild-check slurm cluster mpich bench bench-smoke bench-approx bench-cluster clean help reliability fuzz fuzz-smoke
 
 # $(call apt_install,TARGET,PACKAGES): install the packages not yet installed (apt-get update
 # first; no terminal in CI, so DEBIAN_FRONTEND=noninteractive, kept under sudo).
@@ -166,6 +166,11 @@ test: build lint unit slurm cluster mpich bench-smoke
 bench: build
 	$(CARGO) bench --locked --bench kernels
 	$(CARGO) bench --locked --bench suite
+
+# Scaling across nodes (issue 23): one node against NODES=3 nodes of the namespace test cluster, a9a
+# and Fashion-MNIST (root and network namespaces; about 2 minutes). Table in docs/cluster.md.
+bench-cluster: build
+	bash scripts/bench_cluster.sh
 
 # Approximate codes and partial work (issue 5): exact, approximate and chunked runs under exp, Pareto
 # and more-than-s delays on a9a; writes results/bench/approx/README.md (about 2 minutes).
