@@ -58,9 +58,14 @@ preflight() {
     ip netns del "$probe" >/dev/null 2>&1 || true
     skip "cannot enter a network namespace (ip netns exec failed)"
   fi
-  if ! ip netns exec "$probe" unshare --uts hostname gcprobe >/dev/null 2>&1; then
+  if ! nsenter --net="/run/netns/$probe" unshare --uts --mount --propagation private \
+    sh -c 'hostname gcprobe && mount -t tmpfs gcprobe /dev/shm' >/dev/null 2>&1; then
     ip netns del "$probe" >/dev/null 2>&1 || true
-    skip "cannot make a UTS namespace (unshare --uts failed)"
+    skip "cannot make a node's UTS and mount namespaces (unshare --uts --mount, a private /dev/shm)"
+  fi
+  if ! ip -n "$probe" link add gcprobe0 type veth peer name gcprobe1 >/dev/null 2>&1; then
+    ip netns del "$probe" >/dev/null 2>&1 || true
+    skip "cannot make veth pairs (ip link add type veth failed)"
   fi
   ip netns del "$probe"
 }
