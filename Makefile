@@ -28,7 +28,7 @@ export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM := 1
 export OPENBLAS_NUM_THREADS := 1
 export OMP_NUM_THREADS := 1
 
-.PHONY: deps test-deps build run data datasets test lint unit slurm mpich bench bench-smoke bench-approx bench-nn clean help reliability fuzz fuzz-smoke
+.PHONY: deps test-deps build run data datasets test lint unit install easybuild-check slurm cluster mpich bench bench-smoke bench-approx bench-admm bench-tune bench-comm bench-cluster bench-nn clean help reliability fuzz fuzz-smoke
 
 # $(call apt_install,TARGET,PACKAGES): install the packages not yet installed (apt-get update
 # first; no terminal in CI, so DEBIAN_FRONTEND=noninteractive, kept under sudo).
@@ -42,7 +42,7 @@ define apt_install
 endef
 
 help:
-	@echo "make run | make test | make deps | make build | make data | make datasets | make lint | make bench | make bench-smoke | make clean"
+	@echo "make run | make test | make deps | make build | make data | make datasets | make lint | make bench | make bench-smoke | make bench-approx | make bench-admm | make bench-tune | make bench-comm | make bench-nn | make bench-cluster | make install PREFIX=... | make cluster | make reliability | make clean"
 
 deps:
 	$(call apt_install,deps,$(APT_PKGS))
@@ -111,6 +111,41 @@ slurm: build
 	@bash tests/slurm/run.sh; rc=$$?; \
 	if [ $$rc -eq 77 ]; then echo "make slurm: skipped (see the reason above)"; exit 0; fi; exit $$rc
 
+# Install the way HPC sites do (issue 23): PREFIX/bin/gradcode, PREFIX/share/gradcode/{jobscripts,
+# docs, README.md, CHANGELOG.md} and an Lmod modulefile MODULEFILES/gradcode/VERSION.lua that puts the
+# binary on PATH and points the job scripts at the installed copy. Builds nothing: run `make build`
+# (or `cargo build --release`) first. DESTDIR is prepended for staged (package) installs.
+PREFIX      ?= /usr/local
+MODULEFILES ?= $(PREFIX)/modulefiles
+VERSION     := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+install:
+	@test -x $(BIN) || { echo "make install: no $(BIN): run make build first"; exit 1; }
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/gradcode/jobscripts/sweeps \
+	  $(DESTDIR)$(PREFIX)/share/gradcode/docs $(DESTDIR)$(MODULEFILES)/gradcode
+	install -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/gradcode
+	install -m 0755 jobscripts/*.sbatch jobscripts/workstation.sh $(DESTDIR)$(PREFIX)/share/gradcode/jobscripts/
+	install -m 0644 jobscripts/common.sh jobscripts/README.md $(DESTDIR)$(PREFIX)/share/gradcode/jobscripts/
+	install -m 0644 jobscripts/sweeps/* $(DESTDIR)$(PREFIX)/share/gradcode/jobscripts/sweeps/
+	install -m 0644 docs/*.md docs/*.png $(DESTDIR)$(PREFIX)/share/gradcode/docs/
+	install -m 0644 README.md CHANGELOG.md $(DESTDIR)$(PREFIX)/share/gradcode/
+	echo "gradcode $(VERSION) installed by make install" >$(DESTDIR)$(PREFIX)/share/gradcode/INSTALLED
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' scripts/gradcode.lua.in \
+	  >$(DESTDIR)$(MODULEFILES)/gradcode/$(VERSION).lua
+	@echo "make install: $(PREFIX)/bin/gradcode; module file $(MODULEFILES)/gradcode/$(VERSION).lua" \
+	  "(module use $(MODULEFILES); module load gradcode)"
+
+# The EasyBuild easyconfig (easybuild/gradcode-0.1.0.eb) through EasyBuild's extended dry run
+# (EasyBuild from PyPI in a temporary virtualenv, Lmod from Debian's lmod). Not part of `make test`.
+easybuild-check:
+	@bash easybuild/check.sh; rc=$$?; \
+	if [ $$rc -eq 77 ]; then echo "make easybuild-check: skipped (see the reason above)"; exit 0; fi; exit $$rc
+
+# Multi-node test (issue 23): 3 Slurm nodes in network namespaces on this machine, TCP between them.
+# Exits 77 (skipped, reason printed) where namespaces cannot be made (not root, a container without them).
+cluster: build
+	@bash tests/cluster/run.sh; rc=$$?; \
+	if [ $$rc -eq 77 ]; then echo "make cluster: skipped (see the reason above)"; exit 0; fi; exit $$rc
+
 # The MPI integration tests again, against MPICH: a second build linked to libmpich (its own
 # target folder), launched by MPICH's hydra through tests/mpich/mpirun (which drops Open MPI-only
 # flags). Debian keeps Open MPI as the default `mpirun`; the check below makes sure of it.
@@ -123,7 +158,7 @@ mpich: deps
 	PATH="$(CURDIR)/tests/mpich:$$PATH" GRADCODE_TEST_LAUNCHER=hydra MPI_PKG_CONFIG=mpich CARGO_TARGET_DIR=target/mpich \
 	  $(CARGO) test --release --locked --test linalg_mpi
 
-test: build lint unit slurm mpich bench-smoke
+test: build lint unit slurm cluster mpich bench-smoke
 
 # Benchmarks against the physical limit (issue 7): criterion micro-benchmarks, then the suite
 # (bandwidth, decode, overhead over the oracle, time to target, scaling, memory) that writes
@@ -131,6 +166,11 @@ test: build lint unit slurm mpich bench-smoke
 bench: build
 	$(CARGO) bench --locked --bench kernels
 	$(CARGO) bench --locked --bench suite
+
+# Scaling across nodes (issue 23): one node against NODES=3 nodes of the namespace test cluster, a9a
+# and Fashion-MNIST (root and network namespaces; about 2 minutes). Table in docs/cluster.md.
+bench-cluster: build
+	bash scripts/bench_cluster.sh
 
 # Approximate codes and partial work (issue 5): exact, approximate and chunked runs under exp, Pareto
 # and more-than-s delays on a9a; writes results/bench/approx/README.md (about 2 minutes).
@@ -143,6 +183,25 @@ bench-approx: build
 # MLP_ITERATIONS=200 CNN_ITERATIONS=60 for a short run).
 bench-nn: build
 	bash scripts/bench_nn.sh
+
+# pdADMM (issue 19): accuracy and wall time on MNIST and Fashion-MNIST, a 10-layer net, the
+# backprop baseline, time and bytes against depth and width, stragglers with and without
+# --max-staleness, quantized exchange; writes results/bench/admm/summary.md (about 1.5 h on 2
+# cores; PARTS="scaling stragglers" for some). See docs/admm.md.
+bench-admm: build data test-deps
+	bash scripts/bench_admm.sh
+
+# gradcode simulate and tune validated on this machine (issue 22): simulated vs real time per
+# iteration of the exact codes at n = 8, and the tuned configuration vs the candidates actually run
+# under exp:20 and fixed:1,2:300 on a9a; writes results/bench/tune/README.md (about 4 minutes).
+bench-tune: build
+	bash scripts/bench_tune.sh
+
+# Less communication (issue 20): dense vs comm-efficient codes (m = 1, 2, 4) vs every compressor
+# with and without error feedback, on an Amazon-like sparse problem synthesized by `data synth
+# --zipf`, 8 workers, 100 iterations; writes results/bench/comm/README.md (a few minutes).
+bench-comm: build
+	bash scripts/bench_comm.sh
 
 # The suite with tiny sizes (< 60 s once built): checks the harness, not the machine.
 bench-smoke: build

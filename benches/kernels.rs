@@ -30,6 +30,7 @@ fn data(rows: usize, d: usize, sparsity: f64) -> Dataset {
         sparsity,
         test_rows: 0,
         seed: 1,
+        zipf: None,
     };
     synth::generate(&spec).expect("synthetic data").0
 }
@@ -60,6 +61,61 @@ fn gradient(c: &mut Criterion) {
                     black_box(model.gradient_into(
                         w.view(),
                         &ds.x,
+                        ds.y.view(),
+                        Some(rw.view()),
+                        &mut ws,
+                        out.view_mut(),
+                    ))
+                })
+            },
+        );
+    }
+    g.finish();
+}
+
+/// Issue 20 §2: the CSR gradient kernel of one worker's rows of the Amazon-like problem (8
+/// workers at s = 1: 2 of 8 partitions of 26,208 rows, 241,915 Zipf columns, 44 a row), on the
+/// full column space and re-indexed to the worker's support (local w and g).
+fn support(c: &mut Criterion) {
+    let mut g = c.benchmark_group("support");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(2));
+    let (rows, d) = (6_552, 241_915);
+    let spec = SynthSpec {
+        kind: SynthKind::Logistic,
+        rows,
+        features: d,
+        sparsity: 44.0 / d as f64,
+        test_rows: 0,
+        seed: 1,
+        zipf: Some(1.0),
+    };
+    let ds = synth::generate(&spec).expect("synthetic data").0;
+    let Features::Sparse(x) = &ds.x else {
+        panic!("zipf data is CSR")
+    };
+    let cols = x.support();
+    let local = Features::Sparse(x.on_support(&cols).expect("its own support"));
+    eprintln!(
+        "support: {} of {d} columns ({:.1} %)",
+        cols.len(),
+        100.0 * cols.len() as f64 / d as f64
+    );
+    let rw = Array1::from_elem(rows, 0.5);
+    for (name, x, dim) in [("full", &ds.x, d), ("on-support", &local, cols.len())] {
+        let model = Logistic::new(dim);
+        let w = Array1::from_elem(model.dim(), 0.01);
+        let mut out = Array1::zeros(model.dim());
+        let mut ws = Workspace::default();
+        g.throughput(Throughput::Elements(x.nnz() as u64));
+        g.bench_function(
+            BenchmarkId::new(name, format!("rows={rows}/cols={dim}")),
+            |b| {
+                b.iter(|| {
+                    black_box(model.gradient_into(
+                        w.view(),
+                        x,
                         ds.y.view(),
                         Some(rw.view()),
                         &mut ws,
@@ -234,5 +290,5 @@ fn mlp(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, gradient, decode_sum, decode_solve, mlp);
+criterion_group!(benches, gradient, support, decode_sum, decode_solve, mlp);
 criterion_main!(benches);

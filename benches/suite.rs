@@ -492,6 +492,7 @@ fn synth_data(rows: usize, d: usize, sparsity: f64) -> Result<Dataset> {
         sparsity,
         test_rows: 0,
         seed: 1,
+        zipf: None,
     })?;
     Ok(train)
 }

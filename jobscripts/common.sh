@@ -7,7 +7,8 @@
 # Environment it reads (all optional):
 #   GRADCODE_ROOT     project root (default: the submit dir if it holds jobscripts/, else this file's ../)
 #   GRADCODE          the binary (default: $GRADCODE_ROOT/target/release/gradcode)
-#   RESULTS_DIR       parent of run folders (default: $GRADCODE_ROOT/results)
+#   RESULTS_DIR       parent of run folders (default: $GRADCODE_ROOT/results; for an installed copy,
+#                     which has a file INSTALLED in GRADCODE_ROOT: the submit dir's results/)
 #   RUN_DIR           the run folder itself (default: $RESULTS_DIR/<job-name>-<job-id>,
 #                     for array tasks <job-name>-<array-job-id>_<task-id>)
 #   GRADCODE_LAUNCHER srun | mpirun (default: srun inside a Slurm allocation when it offers the MPI
@@ -17,6 +18,11 @@
 #   GRADCODE_MPIRUN_ARGS  extra mpirun arguments (word-split), e.g. "--mca btl self,vader"
 #   GRADCODE_REQUEUE  1 (default) requeue an interrupted Slurm job; 0 just exit 75
 #   GRADCODE_LAUNCH_GRACE  seconds after the launch during which a USR1 is held back (default 5)
+#   GRADCODE_NET_IF   interfaces (names or CIDR subnets, comma-separated) Open MPI may use for TCP
+#                     (btl_tcp_if_include and oob_tcp_if_include); default on a multi-node job: the
+#                     interface that routes to the submit host; `none`: leave Open MPI's own choice
+#   RANK0_NODE_EXCLUSIVE  1: rank 0 alone on the first node (its other slots stay idle)
+#   HOSTFILE          mpirun without Slurm across machines: Open MPI hostfile ("host slots=N" lines)
 set -euo pipefail
 
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
@@ -38,9 +44,16 @@ if [[ -z "${GRADCODE_ROOT:-}" ]]; then
   fi
 fi
 export GRADCODE_ROOT
-cd "$GRADCODE_ROOT" # relative DATA/CONFIG paths are relative to the project root
+# An installed copy (`make install`, `module load gradcode` sets GRADCODE_ROOT and GRADCODE) is
+# read-only: relative DATA/CONFIG paths and results/ are then relative to the submit directory.
+if [[ -f "$GRADCODE_ROOT/INSTALLED" ]]; then
+  GC_WORKDIR="${SLURM_SUBMIT_DIR:-$PWD}"
+else
+  GC_WORKDIR="$GRADCODE_ROOT"
+fi
+cd "$GC_WORKDIR" # relative DATA/CONFIG paths are relative to the project root (or the submit dir)
 export GRADCODE="${GRADCODE:-$GRADCODE_ROOT/target/release/gradcode}"
-RESULTS_DIR="${RESULTS_DIR:-$GRADCODE_ROOT/results}"
+RESULTS_DIR="${RESULTS_DIR:-$GC_WORKDIR/results}"
 
 # OpenMPI refuses to start as root without these (containers, CI, test clusters).
 if [[ $EUID -eq 0 ]]; then
@@ -112,6 +125,82 @@ gc_provenance() {
   { mpirun --version 2>&1 | head -n 2 || true; } >"$p/mpi-version.txt"
 }
 
+# --- node layout and network ----------------------------------------------------------------------
+# gc_expand_tasks "3(x2),2" -> "3 3 2": Slurm's compressed tasks-per-node list, one count per node.
+gc_expand_tasks() {
+  local part out=() n k
+  IFS=, read -r -a part <<<"$1"
+  for n in "${part[@]}"; do
+    if [[ "$n" =~ ^([0-9]+)\(x([0-9]+)\)$ ]]; then
+      for ((k = 0; k < BASH_REMATCH[2]; k++)); do out+=("${BASH_REMATCH[1]}"); done
+    else
+      out+=("$n")
+    fi
+  done
+  echo "${out[*]}"
+}
+
+# gc_slurm_np: ranks of this job. `sbatch --nodes=3 --ntasks-per-node=3` keeps the script's --ntasks=5
+# line in SLURM_NTASKS but allocates 3 per node: a per-node request wins (SLURM_TASKS_PER_NODE summed).
+gc_slurm_np() {
+  local total=0 n
+  if [[ -n "${SLURM_NTASKS_PER_NODE:-}" && -n "${SLURM_TASKS_PER_NODE:-}" ]]; then
+    for n in $(gc_expand_tasks "$SLURM_TASKS_PER_NODE"); do total=$((total + n)); done
+    echo "$total"
+  else
+    echo "${SLURM_NTASKS:?SLURM_NTASKS unset: submit with --ntasks=WORKERS+1}"
+  fi
+}
+
+# gc_layout NP: sets GC_NP, the rank count. With RANK0_NODE_EXCLUSIVE=1 on a multi-node allocation it
+# writes RUN_DIR/hostfile (one line per rank: the first node once, then every other node as often as
+# it has slots) and GC_NP is 1 + the other nodes' slots (the first node's other slots stay idle).
+gc_layout() {
+  local hosts counts i n
+  GC_NP=$1
+  if [[ "${RANK0_NODE_EXCLUSIVE:-0}" != 1 ]] || ! gc_in_slurm || ((${SLURM_JOB_NUM_NODES:-1} < 2)); then
+    return 0
+  fi
+  mapfile -t hosts < <(scontrol show hostnames "$SLURM_JOB_NODELIST")
+  read -r -a counts <<<"$(gc_expand_tasks "$SLURM_TASKS_PER_NODE")"
+  ((${#hosts[@]} >= 2 && ${#counts[@]} == ${#hosts[@]})) || gc_die "RANK0_NODE_EXCLUSIVE: cannot read the node list"
+  {
+    echo "${hosts[0]}"
+    for ((i = 1; i < ${#hosts[@]}; i++)); do
+      for ((n = 0; n < counts[i]; n++)); do echo "${hosts[i]}"; done
+    done
+  } >"$RUN_DIR/hostfile"
+  GC_RANK_HOSTFILE="$RUN_DIR/hostfile"
+  GC_NP=$(wc -l <"$GC_RANK_HOSTFILE")
+  gc_log "RANK0_NODE_EXCLUSIVE=1: rank 0 alone on ${hosts[0]}, $((GC_NP - 1)) workers on the other nodes"
+}
+
+# gc_record_layout: on a multi-node srun launch, the host of every rank into provenance/layout.txt
+# ("RANK: HOST" lines, one short job step running hostname with the same layout).
+gc_record_layout() {
+  [[ "${GC_LAUNCH[0]}" == srun && ${SLURM_JOB_NUM_NODES:-1} -gt 1 && -n "${GC_PROVENANCE:-}" ]] || return 0
+  timeout 60 "${GC_LAUNCH[@]}" --mpi=none --label hostname 2>/dev/null | sort -n >"$GC_PROVENANCE/layout.txt" || true
+}
+
+# gc_net: restrict Open MPI's TCP (MPI traffic and its out-of-band channel) to the cluster interface.
+gc_net() {
+  local ifs="${GRADCODE_NET_IF:-}" addr dev
+  if [[ -z "$ifs" ]] && gc_in_slurm && ((${SLURM_JOB_NUM_NODES:-1} > 1)); then
+    # The interface holding the address Slurm reaches this node at (NodeAddr) is the cluster network.
+    addr=$(scontrol show node "${SLURMD_NODENAME:-$(hostname -s)}" 2>/dev/null | grep -oE 'NodeAddr=[^ ]+' | cut -d= -f2)
+    [[ -n "$addr" && ! "$addr" =~ ^[0-9.]+$ ]] && addr=$(getent ahostsv4 "$addr" 2>/dev/null | awk 'NR == 1 {print $1}')
+    if [[ -n "$addr" ]]; then
+      dev=$(ip -o addr show to "$addr" 2>/dev/null | awk 'NR == 1 {print $2}')
+      [[ -n "$dev" && "$dev" != lo ]] && ifs="$dev"
+    fi
+    [[ -n "$ifs" ]] || gc_log "network: cannot tell the cluster interface (NodeAddr '$addr'); set GRADCODE_NET_IF"
+  fi
+  [[ -z "$ifs" || "$ifs" == none ]] && return 0
+  export OMPI_MCA_btl_tcp_if_include="${OMPI_MCA_btl_tcp_if_include:-$ifs}"
+  export OMPI_MCA_oob_tcp_if_include="${OMPI_MCA_oob_tcp_if_include:-$ifs}"
+  gc_log "network: Open MPI TCP restricted to $OMPI_MCA_btl_tcp_if_include (GRADCODE_NET_IF)"
+}
+
 # --- launcher ------------------------------------------------------------------------------------
 # Facts behind the default (checked on Debian 12, Slurm 22.05, Open MPI 4.1.4 by tests/slurm/run.sh):
 #   * Open MPI under `srun --mpi=pmix` works (Slurm's pmix plugin serves PMIx to Open MPI's ext3x client).
@@ -159,10 +248,20 @@ gc_launcher() {
     srun)
       gc_in_slurm || gc_die "GRADCODE_LAUNCHER=srun needs a Slurm allocation"
       GC_LAUNCH=(srun "--mpi=$plugin" --ntasks="$np")
+      if [[ -n "${GC_RANK_HOSTFILE:-}" ]]; then
+        export SLURM_HOSTFILE="$GC_RANK_HOSTFILE"
+        GC_LAUNCH+=(--distribution=arbitrary)
+      fi
       ;;
     mpirun)
       if [[ "$flavour" == openmpi ]]; then
         GC_LAUNCH=(mpirun -np "$np")
+        if [[ -n "${GC_RANK_HOSTFILE:-}" ]]; then
+          GC_LAUNCH+=(--hostfile "$GC_RANK_HOSTFILE" --map-by slot)
+        elif [[ -n "${HOSTFILE:-}" ]]; then
+          [[ -f "$HOSTFILE" ]] || gc_die "HOSTFILE=$HOSTFILE not found"
+          GC_LAUNCH+=(--hostfile "$HOSTFILE")
+        fi
         # More ranks than CPUs (a workstation, or sbatch --overcommit): Open MPI needs --oversubscribe
         # (which also makes idle ranks yield), and binding several ranks to one core would serialise them.
         if ! gc_in_slurm || ((np > $(gc_cpus))); then
@@ -187,7 +286,12 @@ gc_launcher() {
 gc_train_args() {
   GC_ARGS=()
   [[ -n "${CONFIG:-}" ]] && { [[ -f "$CONFIG" ]] || gc_die "CONFIG=$CONFIG not found"; GC_ARGS+=(--config "$CONFIG"); }
-  [[ -n "${DATA:-}" ]] && GC_ARGS+=(--data "$DATA")
+  if [[ -n "${DATA:-}" ]]; then
+    [[ -f "$DATA" ]] || gc_die "DATA=$DATA: file not found (in $PWD). Make it first, e.g.
+    $GRADCODE data synth --kind logistic --rows 2000 --features 20 --seed 1 --out $DATA
+  or run \`make data\` and use DATA=datasets/fashion-mnist.h5 MODEL=softmax"
+    GC_ARGS+=(--data "$DATA")
+  fi
   [[ -n "${MODEL:-}" ]] && GC_ARGS+=(--model "$MODEL")
   [[ -n "${CODE:-}" ]] && GC_ARGS+=(--code "$CODE")
   [[ -n "${S:-}" ]] && GC_ARGS+=(-s "$S")
@@ -237,7 +341,11 @@ trap gc_on_usr1 USR1
 # trapped signals) and sets GC_RC to its exit code.
 gc_run() {
   local np=$1 seen
+  gc_net
+  gc_layout "$np"
+  np=$GC_NP
   gc_launcher "$np"
+  gc_record_layout
   [[ -x "$GRADCODE" ]] || gc_die "GRADCODE=$GRADCODE is not executable (build with: cargo build --release)"
   gc_log "run folder: $RUN_DIR"
   gc_log "launch: ${GC_LAUNCH[*]} $GRADCODE train ${GC_ARGS[*]}"

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::coding::{CodeKind, DecoderKind};
-use crate::config::{MatmulArgs, MatvecArgs, TrainArgs};
+use crate::config::{AdmmArgs, MatmulArgs, MatvecArgs, TrainArgs};
 
 /// Straggler-resilient distributed training by gradient coding over MPI.
 ///
@@ -60,10 +60,111 @@ pub enum Command {
     /// Coded AᵀB under `mpirun -np N+1` (polynomial codes, MatDot); rank 0 decodes from the
     /// first threshold results.
     Matmul(MatmulArgs),
+    /// Train an MLP by pdADMM under `mpirun -np 1+L`: model parallelism without backpropagation
+    /// (rank 0 records, layer rank l holds layer l and talks only to its two neighbours); with
+    /// --reference the serial reference in one process.
+    #[command(allow_negative_numbers = true)]
+    Admm(Box<AdmmArgs>),
     /// Recover the results file of a killed job (status `running`): keep its complete
     /// iterations in a consistent copy with status `recovered`; the original is kept as
     /// `run.h5.killed`.
     Recover(RecoverArgs),
+    /// Simulate the training loop's timing without MPI (a discrete-event simulation of the
+    /// protocol with the same codes, straggler models and deadline policies), from a compute
+    /// time or the replay of recorded runs; writes a results file marked simulated that
+    /// `gradcode report` compares with real runs (docs/tuning.md).
+    #[command(allow_negative_numbers = true)]
+    Simulate(Box<SimulateArgs>),
+    /// Choose code, s, deadline policy and chunks for this machine: replay a short uncoded
+    /// profiling run (--profile), simulate the candidates, print them ranked by predicted time
+    /// to target and write the best as a `train --config` TOML (docs/tuning.md).
+    #[command(allow_negative_numbers = true)]
+    Tune(TuneArgs),
+}
+
+/// What `gradcode tune` ranks by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum TuneObjective {
+    /// Predicted seconds until the training loss reaches the profile's iterations to target.
+    #[default]
+    TimeToTarget,
+    /// Median seconds per iteration.
+    TimePerIteration,
+}
+
+/// Arguments of `gradcode tune`.
+#[derive(Debug, Clone, Args)]
+pub struct TuneArgs {
+    /// The profiling run: `run.h5` (or its folder) of a short `train --code uncoded` job with
+    /// the data, model, optimizer and straggler conditions to tune for (run it with mpirun or
+    /// sbatch; tune does not launch MPI jobs).
+    #[arg(long, value_name = "RUN.h5")]
+    pub profile: PathBuf,
+    /// Workers to tune for [default: the profile's]; more than the profile has draws every
+    /// worker from all profiled workers' samples.
+    #[arg(long, value_name = "N")]
+    pub np: Option<usize>,
+    /// Training loss the predicted time is measured to: the profile's first iteration at or
+    /// below it sets the iterations to target [default: the profile's whole length].
+    #[arg(long, value_name = "LOSS")]
+    pub target_loss: Option<f64>,
+    /// Wall seconds the search may take; candidates past it are skipped and counted.
+    #[arg(long, default_value_t = 60.0, value_name = "S")]
+    pub budget_s: f64,
+    /// What to rank by.
+    #[arg(long, value_enum, default_value_t)]
+    pub objective: TuneObjective,
+    /// Ranked candidates to print.
+    #[arg(long, default_value_t = 10)]
+    pub top: usize,
+    /// Where to write the best configuration (TOML in the keys of `train --config`).
+    #[arg(long, value_name = "FILE.toml", default_value = "tuned.toml")]
+    pub config_out: PathBuf,
+}
+
+/// Arguments of `gradcode simulate`: the settings of `train` (`--data` optional: it only sizes
+/// the messages) and the simulator's inputs.
+#[derive(Debug, Clone, Args)]
+pub struct SimulateArgs {
+    #[command(flatten)]
+    pub train: TrainArgs,
+    /// Replay per-worker compute times and drawn delays recorded in these results files
+    /// (run.h5 or run folders; repeatable, concatenated per worker). Worker w replays recorded
+    /// rank w + 1; n defaults to the trace's worker count.
+    #[arg(long, value_name = "RUN.h5")]
+    pub replay: Vec<PathBuf>,
+    /// How replayed samples are drawn: sample (each iteration draws one recorded iteration of
+    /// that worker, seeded) or sequential (recorded iteration t at simulated iteration t).
+    #[arg(long, value_enum, default_value_t)]
+    pub replay_order: crate::sim::ReplayOrder,
+    /// Let every simulated worker draw from all recorded workers' samples (to simulate more
+    /// workers than the trace has; refused otherwise).
+    #[arg(long)]
+    pub pool_workers: bool,
+    /// Without --replay: compute milliseconds per iteration of a worker holding the whole
+    /// dataset (a worker's compute is this times its share); delays come from
+    /// --straggler-model.
+    #[arg(long, value_name = "MS")]
+    pub compute_ms: Option<f64>,
+    /// Link latency α in milliseconds [default: fitted from --replay, else this machine's].
+    #[arg(long, value_name = "MS")]
+    pub alpha_ms: Option<f64>,
+    /// Link cost β in milliseconds per megabyte (10⁶ bytes) [default: as --alpha-ms].
+    #[arg(long, value_name = "MS")]
+    pub beta_ms_per_mb: Option<f64>,
+    /// Rank 0's time from the decodable set to the step, ms [default: from --replay, else 0.5].
+    #[arg(long, value_name = "MS")]
+    pub step_ms: Option<f64>,
+    /// Rank 0's time between iterations (evaluation, results), ms [default: from --replay,
+    /// else 0].
+    #[arg(long, value_name = "MS")]
+    pub gap_ms: Option<f64>,
+    /// Model parameters (message size) [default: from --data, else from the replayed files].
+    #[arg(long)]
+    pub dim: Option<usize>,
+    /// Print the link model and rank 0's times fitted from the --replay files, and exit.
+    #[arg(long)]
+    pub fit_link: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -164,6 +265,11 @@ pub struct SynthArgs {
     /// Fraction of non-zero features per row; below 1 the output is CSR [default: 1].
     #[arg(long)]
     pub sparsity: Option<f64>,
+    /// Skew the columns like one-hot categorical data: every row has round(sparsity × features)
+    /// distinct columns drawn with P(column j) ∝ 1/(j + 1)^A (needs --sparsity below 1). E.g.
+    /// Amazon Employee Access's shape: --features 241915 --sparsity 0.000182 --zipf 1.
+    #[arg(long, value_name = "A")]
+    pub zipf: Option<f64>,
     /// Rows of a test split generated from the same distribution.
     #[arg(long, default_value_t = 0)]
     pub test_rows: usize,
@@ -259,6 +365,10 @@ pub struct CodeArgs {
     /// Straggle probability p of the stochastic code [default: s/n].
     #[arg(long, value_name = "P")]
     pub straggle_prob: Option<f64>,
+    /// Pieces m of the comm-efficient code: each worker holds s + m partitions and sends
+    /// ⌈dim/m⌉ values; 1 ≤ m ≤ n − s [default: 2, or 1 when n − s = 1].
+    #[arg(long, value_name = "M")]
+    pub split: Option<usize>,
     /// Random straggler sets per s that verify samples for the approximate codes.
     #[arg(long, default_value_t = 1000)]
     pub sets: usize,
@@ -372,7 +482,8 @@ pub fn one_line_parse_error(e: &clap::Error) -> String {
 
 /// Handle a failed parse: help and version go to stdout with exit 0 as clap does; an error is
 /// one `gradcode: error:` line on stderr (printed by rank 0 only under mpirun, so a job prints it
-/// once) and exit code 2 on every rank.
+/// once) and exit code 2 on every rank (the other ranks half a second later, so that the
+/// launcher's abort does not cut rank 0 off before it prints).
 pub fn exit_on_parse_error(e: clap::Error) -> ! {
     use clap::error::ErrorKind;
     match e.kind() {
@@ -382,6 +493,10 @@ pub fn exit_on_parse_error(e: clap::Error) -> ! {
         _ => {
             if is_launcher_rank_zero() {
                 eprintln!("gradcode: error: {}", one_line_parse_error(&e));
+            } else {
+                // The launcher aborts the job when the first rank exits non-zero; give rank 0
+                // (perhaps started later on a loaded node) the time to print the one line.
+                std::thread::sleep(std::time::Duration::from_millis(500));
             }
             std::process::exit(2)
         }
@@ -389,11 +504,11 @@ pub fn exit_on_parse_error(e: clap::Error) -> ! {
 }
 
 impl Command {
-    /// Whether the command runs as an MPI job (train, matvec, matmul).
+    /// Whether the command runs as an MPI job (train, matvec, matmul, admm).
     pub fn is_mpi_job(&self) -> bool {
         matches!(
             self,
-            Command::Train(_) | Command::Matvec(_) | Command::Matmul(_)
+            Command::Train(_) | Command::Matvec(_) | Command::Matmul(_) | Command::Admm(_)
         )
     }
 }

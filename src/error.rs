@@ -18,6 +18,9 @@ pub enum Error {
     Model(#[from] crate::model::ModelError),
     #[error(transparent)]
     Comm(#[from] crate::comm::CommError),
+    /// `gradcode simulate` / `tune`: bad settings or traces (exit 2), a simulated timeout (1).
+    #[error(transparent)]
+    Sim(#[from] crate::sim::SimError),
     /// A malformed test-only fault plan (`GRADCODE_FAULT_PLAN`).
     #[cfg(feature = "fault-injection")]
     #[error(transparent)]
@@ -41,6 +44,8 @@ impl Error {
             }
             #[cfg(feature = "fault-injection")]
             Error::Fault(_) => 2,
+            Error::Sim(crate::sim::SimError::Timeout { .. }) => 1,
+            Error::Sim(_) => 2,
             Error::Comm(_) | Error::Check(_) => 1,
         }
     }

@@ -11,7 +11,7 @@
 //!
 //! Layering, top to bottom (nothing imports upward; checked by `tests/layering.rs`):
 //! `main` → `cli` → `cmd` (job entry points) → `train` (the loop and its gradient engines),
-//! `report` → `config`, `io`, `model`, `linalg` → `comm`, `coding`, `data`, `straggler`,
+//! `admm` (pdADMM's loops), `report` → `config`, `io`, `model`, `linalg` → `comm`, `coding`, `data`, `straggler`,
 //! `optim`, `error`. `data` knows no HDF5, `coding` knows no MPI, `model` knows no transport;
 //! `io` is the only module that imports `hdf5`, `comm::mpi` the only one that imports `mpi`.
 //! Nothing below `cli` imports `cli`.
@@ -22,10 +22,12 @@
 // BLAS for ndarray's `dot` comes from the system OpenBLAS.
 extern crate blas_src;
 
+pub mod admm;
 pub mod cli;
 pub mod cmd;
 pub mod coding;
 pub mod comm;
+pub mod compress;
 pub mod config;
 pub mod data;
 pub mod error;
@@ -36,6 +38,7 @@ pub mod linalg;
 pub mod model;
 pub mod optim;
 pub mod report;
+pub mod sim;
 pub mod straggler;
 pub mod train;
 

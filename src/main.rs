@@ -20,7 +20,10 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
         Command::Report(args) => gradcode::report::run(args)?,
         Command::Matvec(args) => gradcode::cmd::matvec::run(args)?,
         Command::Matmul(args) => gradcode::cmd::matmul::run(args)?,
+        Command::Admm(args) => gradcode::cmd::admm::run(args)?,
         Command::Recover(args) => gradcode::cmd::recover::run(args)?,
+        Command::Simulate(args) => gradcode::cmd::simulate::run(args)?,
+        Command::Tune(args) => gradcode::cmd::tune::run(args)?,
     })
 }
 

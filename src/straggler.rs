@@ -13,7 +13,8 @@
 //! `pareto:SCALE_MS:ALPHA`, `markov:P01:P10:MS`, `fail:RANK@ITER`. RANKS are MPI ranks of
 //! workers (1..=n), comma-separated.
 //!
-//! Not implemented: replay of recorded traces.
+//! Replay of recorded traces is the simulator's (`sim::Trace`), not a straggler model of the
+//! real job.
 
 use thiserror::Error;
 
@@ -66,7 +67,7 @@ pub fn splitmix64(mut x: u64) -> u64 {
 }
 
 /// A uniform draw in (0, 1) determined by (seed, iteration, rank, stream).
-fn uniform(seed: u64, iteration: u64, rank: usize, stream: usize) -> f64 {
+pub(crate) fn uniform(seed: u64, iteration: u64, rank: usize, stream: usize) -> f64 {
     let mut h = splitmix64(seed ^ 0x5EED_0F57_4A66_1E25);
     h = splitmix64(h ^ iteration);
     h = splitmix64(h ^ rank as u64);

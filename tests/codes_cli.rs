@@ -391,3 +391,36 @@ fn show_into_a_closed_pipe_ends_quietly() {
     assert!(!err.contains("panicked"), "{err}");
     assert!(err.is_empty(), "{err}");
 }
+
+/// The comm-efficient code (Ye & Abbe): show prints one column per (partition, piece) and the
+/// s + m partitions of each worker; verify passes on every straggler set; a split that does not
+/// fit n and s is one clear error line, exit 2, naming what is required.
+#[test]
+fn comm_efficient_show_verify_and_a_split_that_does_not_fit() {
+    let run = |line: &str| gradcode(&line.split(' ').collect::<Vec<_>>());
+    let o = run("codes show --code comm-efficient -n 5 -s 1 --split 2");
+    let out = text(&o.stdout);
+    assert!(o.status.success(), "{out}");
+    assert!(out.contains("B (5 × 10"), "{out}");
+    assert!(out.contains("p4.1"), "{out}");
+    assert!(out.contains("d = s + m = 3 partitions"), "{out}");
+    assert!(out.contains("w3      3, 4, 0"), "{out}");
+    for nsm in [
+        "-n 8 -s 1 --split 2",
+        "-n 8 -s 1 --split 4",
+        "-n 10 -s 3 --split 4",
+        "-n 7 -s 2 --split 1",
+    ] {
+        let o = run(&format!("codes verify --code comm-efficient {nsm}"));
+        let out = text(&o.stdout);
+        assert!(o.status.success(), "{nsm}: {out}");
+        assert!(out.lines().any(|l| l == "PASSED"), "{out}");
+    }
+    let o = run("codes verify --code comm-efficient -n 8 -s 2 --split 7");
+    assert_eq!(o.status.code(), Some(2));
+    let line = assert_one_line_error(&o);
+    assert!(
+        line.contains("--split 7") && line.contains("between 1 and n − s = 6"),
+        "{line}"
+    );
+}

@@ -240,6 +240,27 @@ fn synth_round_trips_through_inspect() {
     );
 }
 
+/// `--zipf A`: skewed one-hot-like columns, round(sparsity × features) a row, recorded in the
+/// dataset's source; an exponent that is not > 0 is one clear error line.
+#[test]
+fn synth_zipf_columns() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("z.h5");
+    let args = "data synth --kind logistic --rows 500 --features 2000 --sparsity 0.005 --zipf 1.1 --seed 2 --out";
+    let mut a: Vec<&str> = args.split(' ').collect();
+    a.push(s(&out));
+    ok(&a);
+    let d = dataset::read_all(&out, Split::Train).unwrap();
+    assert_eq!(d.x.nnz(), 500 * 10);
+    let so = ok(&["data", "inspect", s(&out)]);
+    assert!(so.contains("zipf=1.1"), "{so}");
+    let bad_args = args.replace("--zipf 1.1", "--zipf 0");
+    let mut bad: Vec<&str> = bad_args.split(' ').collect();
+    bad.push(s(&out));
+    bad.push("--force");
+    fails(&bad, "--zipf must be a finite exponent > 0");
+}
+
 #[test]
 fn bad_input_gives_one_clear_error_line() {
     let tmp = tempfile::tempdir().unwrap();

@@ -14,8 +14,8 @@ use gradcode::io::results::{self, Metric, WorkerMetric};
 
 mod common;
 use common::{
-    assert_one_line_error, assert_one_mpi_error, output_text, python_with_h5py, serial,
-    the_error_line, workdir, BIN,
+    assert_one_line_error, assert_one_mpi_error, mpirun_direct, output_text, python_with_h5py,
+    serial, the_error_line, wait_bounded, workdir, BIN,
 };
 
 fn synth(name: &str, args: &[&str]) -> PathBuf {
@@ -124,25 +124,10 @@ fn coded_matvec_training_checkpoints_resumes_bit_identical_and_reruns_from_its_c
     // The same run, interrupted once it has passed the first checkpoint.
     let cut = fresh("mds-cut");
     // mpirun itself (not under `timeout`, which a USR1 would end): it forwards USR1 to the ranks.
-    let child = Command::new("mpirun")
-        .args([
-            "--oversubscribe",
-            "--bind-to",
-            "none",
-            "-np",
-            "6",
-            BIN,
-            "train",
-            "--out",
-        ])
+    let child = mpirun_direct(6)
+        .args(["train", "--out"])
         .arg(&cut)
         .args(common_args)
-        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
-        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
-        .env("OPENBLAS_NUM_THREADS", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let t = Instant::now();
@@ -203,19 +188,6 @@ fn coded_matvec_training_checkpoints_resumes_bit_identical_and_reruns_from_its_c
     let o = train_mpi(6, &again, &["--config", &config]);
     assert!(o.status.success(), "{}", output_text(&o));
     assert_eq!(w_final(&again), w_final(&straight));
-}
-
-/// Wait for `child` at most `bound`, then kill it (a hang fails the test instead of CI).
-fn wait_bounded(mut child: std::process::Child, bound: Duration) -> Output {
-    let t = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if t.elapsed() > bound {
-            let _ = child.kill();
-            panic!("the job did not end within {bound:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
 }
 
 /// Issue 24 item 2: every run's written config re-runs it to the same result — a gradient-coding

@@ -14,10 +14,12 @@ const LAYERS: &[(&str, u32)] = &[
     ("cmd", 1),
     ("cli", 2),
     ("train", 3),
+    ("admm", 3),
     ("report", 3),
     ("error", 4),
     ("config", 5),
     ("io", 5),
+    ("sim", 5),
     ("coding", 6),
     ("model", 6),
     ("linalg", 7),
@@ -25,6 +27,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("faults", 9),
     ("straggler", 9),
     ("optim", 9),
+    ("compress", 9),
     ("data", 9),
 ];
 

@@ -5,33 +5,14 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 mod common;
-use common::{output_text, serial, workdir, BIN};
+use common::{output_text, serial, synth_logistic, workdir, BIN};
 
 fn dataset() -> PathBuf {
     static DATA: OnceLock<PathBuf> = OnceLock::new();
-    DATA.get_or_init(|| {
-        let p = workdir().join("synth.h5");
-        let o = Command::new(BIN)
-            .args(["data", "synth", "--kind", "logistic", "--rows", "2000"])
-            .args([
-                "--features",
-                "20",
-                "--test-rows",
-                "200",
-                "--seed",
-                "2",
-                "--out",
-            ])
-            .arg(&p)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", output_text(&o));
-        p
-    })
-    .clone()
+    DATA.get_or_init(|| synth_logistic(2)).clone()
 }
 
 struct Runs {
@@ -99,6 +80,8 @@ fn killed_run() -> PathBuf {
             let data = dataset().display().to_string();
             let out = workdir().join("killed-run");
             let out_s = out.display().to_string();
+            std::fs::create_dir_all(workdir()).unwrap();
+            let log = workdir().join("killed-run.log");
             let mut child = Command::new("mpirun")
                 .args(["--oversubscribe", "--bind-to", "none", "-np", "5", BIN])
                 .args(["train", "--data", &data, "--code", "frc", "-s", "1"])
@@ -108,16 +91,22 @@ fn killed_run() -> PathBuf {
                     "--straggler-model",
                     "fixed:1:20",
                 ])
-                .args(["--out", &out_s])
+                .args(["--out", &out_s, "--log-every", "1"])
                 .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
                 .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
                 .env("OPENBLAS_NUM_THREADS", "1")
                 .stdin(std::process::Stdio::null())
                 .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap())
                 .spawn()
                 .unwrap();
-            std::thread::sleep(Duration::from_secs(3));
+            // Kill it once rank 0 has logged iteration 10 and the writer has flushed since
+            // (at most FLUSH_INTERVAL = 1 s later): a loaded machine starts mpirun slowly.
+            let started = Instant::now();
+            while progress(&log) < 10 && started.elapsed() < Duration::from_secs(120) {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            std::thread::sleep(Duration::from_millis(2500));
             let pattern =
                 format!("{BIN} train --data {data} --code frc -s 1 --iterations 100000000");
             let _ = Command::new("pkill").args(["-9", "-f", &pattern]).status();
@@ -126,6 +115,16 @@ fn killed_run() -> PathBuf {
             out.join("run.h5")
         })
         .clone()
+}
+
+/// The last iteration rank 0's progress lines (`it    12/...`) name in `log`.
+fn progress(log: &Path) -> u64 {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| l.split_once("] it ").map(|(_, rest)| rest))
+        .filter_map(|rest| rest.trim_start().split('/').next()?.parse().ok())
+        .max()
+        .unwrap_or(0)
 }
 
 fn report(args: &[&str], files: &[&Path]) -> Output {

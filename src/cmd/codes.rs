@@ -91,6 +91,7 @@ fn options(args: &CodeArgs) -> CodeOptions {
         degree: args.degree,
         decoder: args.decoder,
         straggle_prob: args.straggle_prob,
+        split: args.split,
     }
 }
 
@@ -194,7 +195,7 @@ fn show(show: &ShowArgs) -> Result<()> {
         println!(
             "wrote /B ({} × {}) to {}",
             code.n_workers(),
-            code.n_partitions(),
+            code.n_partitions() * code.split(),
             path.display()
         );
     }
@@ -204,28 +205,43 @@ fn show(show: &ShowArgs) -> Result<()> {
 /// The text `show` prints: header, B with aligned columns, the assignment.
 pub fn render(code: &dyn GradientCode, args: &CodeArgs, s: usize) -> String {
     use std::fmt::Write;
-    let (n, k) = (code.n_workers(), code.n_partitions());
+    let (n, k, m) = (code.n_workers(), code.n_partitions(), code.split());
     let b = code.matrix();
     let mut out = String::new();
     let _ = writeln!(out, "{}", header(code, args, s));
     for note in notes(code, s) {
         let _ = writeln!(out, "{note}");
     }
+    // A split code has a column per (partition j, piece u): "pj.u".
+    let names: Vec<String> = (0..k * m)
+        .map(|c| match m {
+            1 => format!("p{c}"),
+            _ => format!("p{}.{}", c / m, c % m),
+        })
+        .collect();
     let cells: Vec<Vec<String>> = (0..n)
-        .map(|i| (0..k).map(|j| fmt_num(b[[i, j]])).collect())
+        .map(|i| (0..k * m).map(|j| fmt_num(b[[i, j]])).collect())
         .collect();
     let width = cells
         .iter()
         .flatten()
         .map(|c| c.len())
-        .chain((0..k).map(|j| format!("p{j}").len()))
+        .chain(names.iter().map(|c| c.len()))
         .max()
         .unwrap_or(1);
     let label = format!("w{}", n.saturating_sub(1)).len().max(2);
-    let _ = writeln!(out, "\nB ({n} × {k}; row = worker, column = partition):");
+    if m == 1 {
+        let _ = writeln!(out, "\nB ({n} × {k}; row = worker, column = partition):");
+    } else {
+        let _ = writeln!(
+            out,
+            "\nB ({n} × {}; row = worker, column pj.u = piece u of partition j):",
+            k * m
+        );
+    }
     let _ = write!(out, "{:label$}", "");
-    for j in 0..k {
-        let _ = write!(out, "  {:>width$}", format!("p{j}"));
+    for name in &names {
+        let _ = write!(out, "  {name:>width$}");
     }
     let _ = writeln!(out);
     for (i, row) in cells.iter().enumerate() {
@@ -239,17 +255,27 @@ pub fn render(code: &dyn GradientCode, args: &CodeArgs, s: usize) -> String {
     let rows: Vec<(String, String, String)> = (0..n)
         .map(|w| {
             let parts: Vec<String> = code.assignment(w).iter().map(|p| p.to_string()).collect();
-            let coefs: Vec<String> = code.coefficients(w).iter().map(|&c| fmt_num(c)).collect();
+            let coefs: Vec<String> = code
+                .coefficients(w)
+                .chunks(m)
+                .map(|c| {
+                    let c: Vec<String> = c.iter().map(|&v| fmt_num(v)).collect();
+                    match m {
+                        1 => c.join(", "),
+                        _ => format!("[{}]", c.join(", ")),
+                    }
+                })
+                .collect();
             (format!("w{w}"), parts.join(", "), coefs.join(", "))
         })
         .collect();
     let pw = rows.iter().map(|r| r.1.len()).max().unwrap_or(0).max(10);
     let label = label.max(6);
-    let _ = writeln!(
-        out,
-        "  {:<label$}  {:<pw$}  coefficients",
-        "worker", "partitions"
-    );
+    let what = match m {
+        1 => "coefficients",
+        _ => "coefficients [piece 0, …, piece m − 1] per partition",
+    };
+    let _ = writeln!(out, "  {:<label$}  {:<pw$}  {what}", "worker", "partitions");
     for (w, p, c) in rows {
         let _ = writeln!(out, "  {w:<label$}  {p:<pw$}  {c}");
     }
@@ -264,6 +290,7 @@ fn write_b(code: &dyn GradientCode, seed: u64, path: &Path, force: bool) -> Resu
         ("k", AttrValue::U64(code.n_partitions() as u64)),
         ("s", AttrValue::U64(code.max_stragglers() as u64)),
         ("seed", AttrValue::U64(seed)),
+        ("split", AttrValue::U64(code.split() as u64)),
     ]
     .map(|(k, v)| (k.to_string(), v));
     crate::io::matrix::write_matrix(path, "B", code.matrix().view(), &attrs, force)?;
@@ -386,8 +413,10 @@ pub fn verify(args: &CodeArgs, s: usize) -> Result<VerifyReport> {
     }
 
     let started = Instant::now();
-    let g: Array2<f64> =
-        Array2::from_shape_fn((k, VERIFY_COLS), |_| StandardNormal.sample(&mut rng));
+    // A split code's message is one piece long: VERIFY_COLS values per piece.
+    let pieces = code.split();
+    let cols = VERIFY_COLS * pieces;
+    let g: Array2<f64> = Array2::from_shape_fn((k, cols), |_| StandardNormal.sample(&mut rng));
     let full = g.sum_axis(Axis(0));
     let full_norm = full.dot(&full).sqrt().max(f64::MIN_POSITIVE);
     let b = code.matrix();
@@ -405,22 +434,36 @@ pub fn verify(args: &CodeArgs, s: usize) -> Result<VerifyReport> {
         failed: 0,
         first_failure: None,
     };
-    let mut msg = Array1::<f64>::zeros(VERIFY_COLS);
     for f in &sets {
         report.sets_checked += 1;
         let decodable = code.is_decodable(f);
         let d = code.decode(f)?;
-        let mut est = Array1::<f64>::zeros(VERIFY_COLS);
-        for (&w, &a) in d.responders.iter().zip(&d.weights) {
-            code.encode_into(w, g.view(), msg.view_mut());
-            est.scaled_add(a, &msg);
-        }
+        let msgs: Vec<Array1<f64>> = f
+            .iter()
+            .map(|&w| {
+                let mut msg = Array1::<f64>::zeros(VERIFY_COLS);
+                code.encode_into(w, g.view(), msg.view_mut());
+                msg
+            })
+            .collect();
+        let views: Vec<_> = msgs.iter().map(|m| m.view()).collect();
+        let mut est = Array1::<f64>::zeros(cols);
+        coding::combine_into(&d, &views, est.view_mut());
         let err = &est - &full;
         let rel = err.dot(&err).sqrt() / full_norm;
-        // r = B_Fᵀa − 1 from the dense B, independently of the decoder's own residual
-        let mut r = Array1::<f64>::from_elem(k, -1.0);
-        for (&w, &a) in d.responders.iter().zip(&d.weights) {
-            r.scaled_add(a, &b.row(w));
+        // r = B_Fᵀa − 1 from the dense B, independently of the decoder's own residual (split
+        // codes: B_Fᵀa_u − t_u for every piece u, stacked)
+        let mut r = Array1::<f64>::zeros(k * pieces * pieces);
+        for u in 0..pieces {
+            let mut ru = r.slice_mut(ndarray::s![u * k * pieces..(u + 1) * k * pieces]);
+            for (c, x) in ru.iter_mut().enumerate() {
+                if c % pieces == u {
+                    *x = -1.0;
+                }
+            }
+            for (&w, &a) in d.responders.iter().zip(d.piece(u)) {
+                ru.scaled_add(a, &b.row(w));
+            }
         }
         let r_norm = r.dot(&r).sqrt();
         let (check, ok) = if approximate {

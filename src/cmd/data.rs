@@ -92,6 +92,7 @@ fn run_synth(a: &SynthArgs) -> Result<()> {
         sparsity: a.sparsity.unwrap_or(1.0),
         test_rows: a.test_rows,
         seed: a.seed,
+        zipf: a.zipf,
     };
     let (train, test) = synth::generate(&spec)?;
     let kind = match spec.kind {
@@ -100,8 +101,13 @@ fn run_synth(a: &SynthArgs) -> Result<()> {
     };
     let meta = DatasetMeta {
         source: format!(
-            "gradcode synth: kind={kind} rows={} features={} sparsity={} test_rows={} seed={}",
-            spec.rows, spec.features, spec.sparsity, spec.test_rows, spec.seed
+            "gradcode synth: kind={kind} rows={} features={} sparsity={} test_rows={} seed={}{}",
+            spec.rows,
+            spec.features,
+            spec.sparsity,
+            spec.test_rows,
+            spec.seed,
+            spec.zipf.map_or(String::new(), |a| format!(" zipf={a}"))
         ),
         sha256: String::new(),
         license: "none (synthetic data)".into(),

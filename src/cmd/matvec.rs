@@ -156,6 +156,7 @@ fn setup_rank0(
         config_toml: toml,
         code_matrix: code.generator().as_standard_layout().into_owned(),
         n_workers: cfg.workers(),
+        n_layers: 0,
     };
     log::info!(
         "[rank 0] gradcode {} matvec: {} × {} {} matrix, code {} (n = {}, k = {}, {} data blocks of {} rows)",

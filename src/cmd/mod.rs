@@ -1,6 +1,6 @@
 //! Subcommand implementations: each takes parsed arguments and returns the crate error.
 //!
-//! The MPI jobs (`train`, `matvec`, `matmul`) are entry points over the same frame, in this
+//! The MPI jobs (`train`, `matvec`, `matmul`, `admm`) are entry points over the same frame, in this
 //! order on every rank (GUIDE §2): check the configuration identically, before any MPI traffic;
 //! rank 0 validates the input in the resource-limited child, inspects it, checks what the run
 //! needs against the memory budget, and broadcasts the shape; every rank loads its part; one
@@ -16,13 +16,16 @@ use crate::data::Task;
 use crate::error::{Error, Result};
 use crate::io::results::{AttrValue, IterationRecord, Metric, WorkerMetric};
 
+pub mod admm;
 pub mod codes;
 pub mod data;
 pub mod linalg;
 pub mod matmul;
 pub mod matvec;
 pub mod recover;
+pub mod simulate;
 pub mod train;
+pub mod tune;
 
 /// Exit code of a rank that stops because of an error another rank (rank 0) reports.
 pub const EXIT_INPUT: i32 = 2;
@@ -179,11 +182,27 @@ fn broadcast_shape(
 ) -> Result<std::result::Result<DataShape, i32>> {
     // [ok, rows, features, sparse, task (1 binary, 2 regression, 3 multiclass), classes, nnz,
     //  test rows, image channels, height, width (0: no image shape)]
-    let mut msg = [0.0f64; 11];
+    Ok(
+        broadcast_from_rank0::<11>(world, || produce().map(|s| encode_shape(&s)))?
+            .map(|msg| decode_shape(&msg)),
+    )
+}
+
+/// Rank 0 runs `produce` (values 1.. of the message; value 0 is set to 1 for success); one
+/// broadcast (a start-up collective) gives every rank the message, or rank 0 its error and the
+/// other ranks `Ok(Err(EXIT_INPUT))`.
+pub(crate) fn broadcast_from_rank0<const N: usize>(
+    world: &World,
+    produce: impl FnOnce() -> Result<[f64; N]>,
+) -> Result<std::result::Result<[f64; N], i32>> {
+    let mut msg = [0.0f64; N];
     let mut err = None;
     if world.rank() == 0 {
         match produce() {
-            Ok(s) => msg = encode_shape(&s),
+            Ok(m) => {
+                msg = m;
+                msg[0] = 1.0;
+            }
             Err(e) => err = Some(e),
         }
     }
@@ -194,7 +213,17 @@ fn broadcast_shape(
             None => Ok(Err(EXIT_INPUT)),
         };
     }
-    Ok(Ok(decode_shape(&msg)))
+    Ok(Ok(msg))
+}
+
+/// Whether a job runs its serial reference: `--reference`, or `reference = true` in its
+/// `--config` file.
+pub(crate) fn reference_requested(flag: bool, config: Option<&Path>) -> bool {
+    flag || config
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .and_then(|t| t.parse::<toml::Table>().ok())
+        .and_then(|t| t.get("reference").and_then(|v| v.as_bool()))
+        .unwrap_or(false)
 }
 
 /// A user's matrix on a rank after rank 0 has validated it: the object named, or the one the
@@ -258,16 +287,33 @@ pub(crate) fn record_round(rec: &mut IterationRecord, round: &Round) {
     rec.set(Metric::Rejected, f64::from(round.rejected));
     rec.set(Metric::BytesReceived, round.bytes_in);
     rec.set(Metric::BytesSent, round.bytes_out);
+    record_workers(
+        rec,
+        &round.arrival_s,
+        &round.compute_s,
+        &round.injected_s,
+        &round.parts_in,
+    );
+}
+
+/// Per-worker arrival, compute and injected seconds and parts on time into `rec`.
+pub(crate) fn record_workers(
+    rec: &mut IterationRecord,
+    arrival_s: &[f64],
+    compute_s: &[f64],
+    injected_s: &[f64],
+    parts_in: &[usize],
+) {
     rec.worker_mut(WorkerMetric::ArrivalS)
-        .copy_from_slice(&round.arrival_s);
+        .copy_from_slice(arrival_s);
     rec.worker_mut(WorkerMetric::ComputeS)
-        .copy_from_slice(&round.compute_s);
+        .copy_from_slice(compute_s);
     rec.worker_mut(WorkerMetric::InjectedS)
-        .copy_from_slice(&round.injected_s);
+        .copy_from_slice(injected_s);
     for (x, &p) in rec
         .worker_mut(WorkerMetric::Chunks)
         .iter_mut()
-        .zip(&round.parts_in)
+        .zip(parts_in)
     {
         *x = p as f64;
     }

@@ -13,7 +13,7 @@ use std::path::Path;
 use super::{gather_startup, rank_result, DataShape};
 use crate::coding::{self, GradientCode, TrainCode};
 use crate::comm::mpi::World;
-use crate::comm::WorkerLink;
+use crate::comm::{Messages, WorkerLink};
 use crate::config::{RunConfig, TrainArgs};
 use crate::data::batch::BatchPlan;
 use crate::data::{partition_ranges, Dataset};
@@ -23,7 +23,7 @@ use crate::io::dataset::{self, Split};
 use crate::io::results::{self, AttrValue, RecordedRows, RunMeta, RunWriter};
 use crate::linalg::MdsCode;
 use crate::model::{self, Model};
-use crate::train::coded::{CodedGradients, CodedWorker, Shard};
+use crate::train::coded::{for_model, CodedGradients, CodedWorker, Shard};
 use crate::train::matvec::{layouts, worker_blocks, MatVecGradients};
 use crate::train::serial::SerialGradients;
 use crate::train::{self, GradientEngine, RunStatus, Setup};
@@ -38,15 +38,7 @@ pub fn run(args: &TrainArgs) -> Result<i32> {
 }
 
 fn wants_reference(args: &TrainArgs) -> bool {
-    args.reference
-        || args
-            .job
-            .config
-            .as_ref()
-            .and_then(|p| std::fs::read_to_string(p).ok())
-            .and_then(|t| t.parse::<toml::Table>().ok())
-            .and_then(|t| t.get("reference").and_then(|v| v.as_bool()))
-            .unwrap_or(false)
+    super::reference_requested(args.reference, args.job.config.as_deref())
 }
 
 fn run_mpi(world: &World, args: &TrainArgs) -> Result<i32> {
@@ -362,7 +354,11 @@ fn run_coded(world: &World, cfg: &RunConfig, code: Box<dyn GradientCode>) -> Res
         Err(code) => Ok(code),
         Ok(Loaded::Rank0(r0)) => {
             let dim = model.dim();
-            let mut engine = CodedGradients::new(world.transport(), cfg, code, dim);
+            let compress = for_model(cfg.compress, model.as_ref())?;
+            let mut engine = CodedGradients::new(world.transport(), cfg, code, dim, compress);
+            if cfg.messages != Messages::Dense {
+                engine.receive_supports(cfg.job.max_wait())?;
+            }
             finish_rank0(
                 cfg,
                 model.as_ref(),
@@ -372,7 +368,13 @@ fn run_coded(world: &World, cfg: &RunConfig, code: Box<dyn GradientCode>) -> Res
             )
         }
         Ok(Loaded::Shard(shard)) => {
-            let mut job = CodedWorker::new(model.as_ref(), shard, rank - 1);
+            let mut job = CodedWorker::new(model.as_ref(), shard, code.as_ref(), rank - 1)
+                .compressing(
+                    for_model(cfg.compress, model.as_ref())?,
+                    cfg.error_feedback,
+                    cfg.job.seed,
+                )
+                .messages(cfg.messages, cfg.model)?;
             serve(world, cfg, cfg.chunks, &mut job)
         }
         Ok(_) => Err(Error::Check("internal: unexpected start-up state".into())),
@@ -482,6 +484,7 @@ fn setup_rank0(
         code_matrix,
         // The reference with --batch knows a worker count (its partitions) but has no workers.
         n_workers: if cfg.reference { 0 } else { cfg.workers() },
+        n_layers: 0,
     };
     let writer = RunWriter::create(&cfg.job.results_path(), &meta, initial.as_ref())?;
     Ok(Rank0 {

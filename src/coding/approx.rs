@@ -38,8 +38,8 @@ use rand_chacha::ChaCha8Rng;
 
 use super::expander::{random_regular_graph, second_eigenvalue};
 use super::{
-    check_n_s, check_responders, decode, responders_valid, CodeError, CodeKind, CodeOptions,
-    DecoderKind, Decoding, GradientCode, Layout,
+    check_n_s, check_responders, decode, CodeError, CodeKind, CodeOptions, DecoderKind, Decoding,
+    GradientCode, Layout, StoppingRule,
 };
 
 /// Graphs drawn at most while looking for one with λ < d (almost always the first is).
@@ -173,14 +173,14 @@ impl ApproxCode {
                 ))
             }
         };
+        // From the sparse rows: the dense B is built only when a decoding needs it.
+        let col_mean = coefs.iter().flatten().sum::<f64>() / n as f64;
+        let mut held = vec![false; n];
+        for (&j, &c) in parts.iter().flatten().zip(coefs.iter().flatten()) {
+            held[j] |= c != 0.0;
+        }
+        let unheld = held.iter().filter(|h| !**h).count();
         let layout = Layout::new(n, parts, coefs);
-        let col_mean = layout.b.sum() / n as f64;
-        let unheld = layout
-            .b
-            .columns()
-            .into_iter()
-            .filter(|c| c.iter().all(|&x| x == 0.0))
-            .count();
         let decoder = opts.decoder.unwrap_or(if kind == CodeKind::Stochastic {
             DecoderKind::OneStep
         } else {
@@ -216,6 +216,18 @@ impl ApproxCode {
     pub fn unheld_partitions(&self) -> usize {
         self.unheld
     }
+    /// |F| ≥ n − s; for `frc-approx` also any set covering every group (exact).
+    fn rule(&self) -> StoppingRule {
+        let m = self.layout.n() - self.s;
+        if self.kind == CodeKind::FrcApprox {
+            StoppingRule::AtLeastOrEveryGroup {
+                m,
+                size: self.degree,
+            }
+        } else {
+            StoppingRule::AtLeast(m)
+        }
+    }
     /// The one-step weight for `m` responders.
     pub fn one_step_weight(&self, m: usize) -> f64 {
         match self.straggle_prob {
@@ -237,7 +249,7 @@ impl ApproxCode {
     pub fn decode_optimal(&self, responders: &[usize]) -> Result<Decoding, CodeError> {
         check_responders(self.kind, self.layout.n(), responders)?;
         if self.kind != CodeKind::FrcApprox {
-            return decode::least_squares_decode(self.layout.b.view(), responders);
+            return decode::least_squares_decode(self.layout.b().view(), responders);
         }
         // FRC groups: weight 1 on the first responder of each group
         let d = self.degree;
@@ -263,19 +275,6 @@ impl ApproxCode {
             condition: if responders.is_empty() { f64::NAN } else { 1.0 },
         })
     }
-    /// Whether every FRC group has a responder (`frc-approx`; sorted valid responders).
-    fn groups_covered(&self, responders: &[usize]) -> bool {
-        let d = self.degree;
-        let mut covered = 0;
-        let mut last = None;
-        for &w in responders {
-            if last != Some(w / d) {
-                covered += 1;
-                last = Some(w / d);
-            }
-        }
-        covered == self.layout.n() / d
-    }
 }
 
 impl GradientCode for ApproxCode {
@@ -289,12 +288,10 @@ impl GradientCode for ApproxCode {
     }
     /// |F| ≥ n − s; for `frc-approx` also any set covering every group (exact).
     fn is_decodable(&self, responders: &[usize]) -> bool {
-        let n = self.layout.n();
-        if !responders_valid(n, responders) {
-            return false;
-        }
-        responders.len() + self.s >= n
-            || (self.kind == CodeKind::FrcApprox && self.groups_covered(responders))
+        self.rule().holds(self.layout.n(), responders)
+    }
+    fn stopping_rule(&self) -> Option<StoppingRule> {
+        Some(self.rule())
     }
     fn decode(&self, responders: &[usize]) -> Result<Decoding, CodeError> {
         match self.decoder {

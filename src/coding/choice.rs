@@ -18,12 +18,13 @@ pub enum TrainCode {
 }
 
 /// Every gradient code then every mat-vec family, in `--help` order.
-const ALL: [TrainCode; 16] = [
+const ALL: [TrainCode; 17] = [
     TrainCode::Gradient(CodeKind::Uncoded),
     TrainCode::Gradient(CodeKind::IgnoreStragglers),
     TrainCode::Gradient(CodeKind::Frc),
     TrainCode::Gradient(CodeKind::CyclicRepetition),
     TrainCode::Gradient(CodeKind::CyclicMds),
+    TrainCode::Gradient(CodeKind::CommEfficient),
     TrainCode::Gradient(CodeKind::Expander),
     TrainCode::Gradient(CodeKind::Bgc),
     TrainCode::Gradient(CodeKind::FrcApprox),
@@ -72,6 +73,9 @@ impl TrainCode {
                 CodeKind::Frc => "fractional repetition; needs (s + 1) | n",
                 CodeKind::CyclicRepetition => "cyclic repetition (Tandon et al., Alg. 2)",
                 CodeKind::CyclicMds => "real cyclic MDS (Reed–Solomon) code; needs n − s odd",
+                CodeKind::CommEfficient => {
+                    "communication-efficient (Ye & Abbe): messages of ⌈dim/m⌉ values (--split m)"
+                }
                 CodeKind::Expander => "approximate: expander graph code (--degree d)",
                 CodeKind::Bgc => "approximate: Bernoulli gradient code",
                 CodeKind::FrcApprox => "approximate: FRC groups of d, stops after n − s",

@@ -24,34 +24,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 
-use super::{
-    check_n_s, check_responders, decode, responders_valid, CodeError, CodeKind, Decoding,
-    GradientCode, Layout,
-};
-
-macro_rules! cyclic_impl {
-    ($ty:ty, $kind:expr) => {
-        impl GradientCode for $ty {
-            fn kind(&self) -> CodeKind {
-                $kind
-            }
-            layout_methods!();
-            fn max_stragglers(&self) -> usize {
-                self.s
-            }
-            /// |F| ≥ n − s.
-            fn is_decodable(&self, responders: &[usize]) -> bool {
-                let n = self.layout.n();
-                responders.len() + self.s >= n && responders_valid(n, responders)
-            }
-            /// Least squares by SVD, for decodable and best-effort sets alike.
-            fn decode(&self, responders: &[usize]) -> Result<Decoding, CodeError> {
-                check_responders($kind, self.layout.n(), responders)?;
-                decode::least_squares_decode(self.layout.b.view(), responders)
-            }
-        }
-    };
-}
+use super::{check_n_s, CodeError, CodeKind, GradientCode, Layout};
 
 /// Cyclic repetition code with a random H drawn from the seed.
 #[derive(Debug, Clone)]
@@ -111,7 +84,7 @@ impl CyclicRepetition {
     }
 }
 
-cyclic_impl!(CyclicRepetition, CodeKind::CyclicRepetition);
+least_squares_impl!(CyclicRepetition, CodeKind::CyclicRepetition);
 
 /// Real-valued cyclic MDS (Reed–Solomon) code; needs n − s odd or s = 0.
 #[derive(Debug, Clone)]
@@ -137,7 +110,7 @@ impl CyclicMds {
     }
 }
 
-cyclic_impl!(CyclicMds, CodeKind::CyclicMds);
+least_squares_impl!(CyclicMds, CodeKind::CyclicMds);
 
 /// Coefficients g_0 … g_s of g(x) = Π_{j∈J} (x − e^{2πij/n}) for the interval J of s exponents
 /// centred at n/2 (real because J is closed under j ↦ n − j). Errors when n − s is even (s > 0),

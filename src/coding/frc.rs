@@ -5,8 +5,8 @@
 //! answered. O(n), perfectly conditioned.
 
 use super::{
-    check_n_s, check_responders, decode, responders_valid, CodeError, CodeKind, Decoding,
-    GradientCode, Layout,
+    check_n_s, check_responders, decode, CodeError, CodeKind, Decoding, GradientCode, Layout,
+    StoppingRule,
 };
 
 /// The fractional repetition code.
@@ -63,21 +63,12 @@ impl GradientCode for Frc {
     fn max_stragglers(&self) -> usize {
         self.s
     }
-    /// Every group has a responder (responders are sorted, so count group changes).
+    /// Every group has a responder.
     fn is_decodable(&self, responders: &[usize]) -> bool {
-        if !responders_valid(self.layout.n(), responders) {
-            return false;
-        }
-        let mut covered = 0;
-        let mut last = None;
-        for &w in responders {
-            let g = self.group_of(w);
-            if last != Some(g) {
-                covered += 1;
-                last = Some(g);
-            }
-        }
-        covered == self.n_groups()
+        StoppingRule::EveryGroup { size: self.s + 1 }.holds(self.layout.n(), responders)
+    }
+    fn stopping_rule(&self) -> Option<StoppingRule> {
+        Some(StoppingRule::EveryGroup { size: self.s + 1 })
     }
     /// Weight 1 on the first responder of each group, 0 on the others. An uncovered group leaves
     /// its s + 1 partitions out: residual √(#uncovered partitions). `condition` is that of the

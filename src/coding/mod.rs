@@ -8,7 +8,8 @@
 //!
 //! Exact codes: `uncoded`, `ignore-stragglers`, `frc` (fractional repetition),
 //! `cyclic-repetition` (Tandon et al. 2017, Alg. 2), `cyclic-mds` (Raviv, Tamo, Tandon, Dimakis
-//! 2017, real-valued). Approximate codes (`approx.rs`): `expander` (B = A_G/d for a seeded random
+//! 2017, real-valued), and `comm-efficient` (Ye & Abbe 2018, `comm.rs`: the gradient cut into m
+//! pieces, messages of ⌈dim/m⌉ values, each worker holding s + m partitions). Approximate codes (`approx.rs`): `expander` (B = A_G/d for a seeded random
 //! d-regular graph, with the bound (λ/d)·√(ns/(n−s))), `bgc` (Bernoulli gradient code),
 //! `frc-approx` (FRC groups of d, stopping at n − s responders) and `stochastic` (cyclic placement,
 //! unbiased one-step scaling by the straggle probability). Approximate codes decode with the
@@ -17,6 +18,7 @@
 //! This module knows no MPI and no I/O. Workers are indexed 0..n here (MPI rank = index + 1).
 
 use std::collections::HashMap;
+use std::sync::OnceLock;
 
 use ndarray::{Array2, ArrayView2, ArrayViewMut1};
 use thiserror::Error;
@@ -37,25 +39,71 @@ macro_rules! layout_methods {
             self.layout.coefficients(worker)
         }
         fn matrix(&self) -> ndarray::Array2<f64> {
-            self.layout.b.clone()
+            self.layout.b().clone()
+        }
+        fn split(&self) -> usize {
+            self.layout.m
+        }
+    };
+}
+
+/// The [`GradientCode`] impl of the exact codes that stop at |F| ≥ n − s and decode every set
+/// by least squares (`cyclic-repetition`, `cyclic-mds`, `comm-efficient`), from their
+/// `layout: Layout` and `s` fields; further methods (`summary`) may follow the kind.
+macro_rules! least_squares_impl {
+    ($ty:ty, $kind:expr $(, $($extra:tt)*)?) => {
+        impl GradientCode for $ty {
+            fn kind(&self) -> CodeKind {
+                $kind
+            }
+            layout_methods!();
+            fn max_stragglers(&self) -> usize {
+                self.s
+            }
+            /// |F| ≥ n − s.
+            fn is_decodable(&self, responders: &[usize]) -> bool {
+                $crate::coding::StoppingRule::AtLeast(self.layout.n() - self.s)
+                    .holds(self.layout.n(), responders)
+            }
+            fn stopping_rule(&self) -> Option<$crate::coding::StoppingRule> {
+                Some($crate::coding::StoppingRule::AtLeast(self.layout.n() - self.s))
+            }
+            /// Least squares by SVD (one SVD for the m pieces of a split code), for decodable
+            /// and best-effort sets alike.
+            fn decode(
+                &self,
+                responders: &[usize],
+            ) -> Result<$crate::coding::Decoding, $crate::coding::CodeError> {
+                $crate::coding::check_responders($kind, self.layout.n(), responders)?;
+                $crate::coding::least_squares_decode_split(
+                    self.layout.b().view(),
+                    responders,
+                    self.layout.m,
+                )
+            }
+            $($($extra)*)?
         }
     };
 }
 
 mod approx;
 mod choice;
+mod comm;
 mod cyclic;
 mod decode;
 mod expander;
 mod frc;
+mod stop;
 mod uncoded;
 
 pub use approx::ApproxCode;
 pub use choice::TrainCode;
+pub use comm::{CommEfficient, Construction};
 pub use cyclic::{mds_generator, CyclicMds, CyclicRepetition};
-pub use decode::{least_squares_decode, residual_of, uniform_decode};
+pub use decode::{least_squares_decode, least_squares_decode_split, residual_of, uniform_decode};
 pub use expander::{random_regular_graph, second_eigenvalue};
 pub use frc::Frc;
+pub use stop::{StopTracker, StoppingRule};
 pub use uncoded::{IgnoreStragglers, Uncoded};
 
 /// Errors of code construction and decoding.
@@ -106,6 +154,9 @@ pub enum CodeKind {
     CyclicRepetition,
     /// Real-valued cyclic MDS (Reed–Solomon) code; needs n − s odd.
     CyclicMds,
+    /// Communication-efficient (Ye & Abbe): the gradient in m pieces (--split m), messages of
+    /// ⌈dim/m⌉ values, each worker holding s + m partitions.
+    CommEfficient,
     /// Approximate: B = A_G/d for a seeded random d-regular graph G (--degree d, n·d even, d < n).
     Expander,
     /// Approximate: Bernoulli gradient code, each worker holds each partition with prob. d/n.
@@ -125,6 +176,7 @@ impl CodeKind {
             CodeKind::Frc => "frc",
             CodeKind::CyclicRepetition => "cyclic-repetition",
             CodeKind::CyclicMds => "cyclic-mds",
+            CodeKind::CommEfficient => "comm-efficient",
             CodeKind::Expander => "expander",
             CodeKind::Bgc => "bgc",
             CodeKind::FrcApprox => "frc-approx",
@@ -192,6 +244,9 @@ pub struct CodeOptions {
     pub decoder: Option<DecoderKind>,
     /// Straggle probability p of `stochastic` (`--straggle-prob`), in [0, 1). Default s/n.
     pub straggle_prob: Option<f64>,
+    /// Pieces m of `comm-efficient` (`--split`), 1 ≤ m ≤ n − s. Default 2 (1 when n − s = 1).
+    /// Only `comm-efficient` accepts it.
+    pub split: Option<usize>,
 }
 
 impl std::fmt::Display for CodeKind {
@@ -205,14 +260,27 @@ impl std::fmt::Display for CodeKind {
 pub struct Decoding {
     /// The responders (sorted worker indices) the weights belong to.
     pub responders: Vec<usize>,
-    /// One weight per responder, in the order of `responders`.
+    /// One weight per responder, in the order of `responders`; for a code with split m > 1,
+    /// m such vectors one after the other (piece-major: [`Decoding::piece`]).
     pub weights: Vec<f64>,
-    /// err(F) = ‖B_Fᵀ a − 1‖₂: zero for an exact decoding.
+    /// err(F) = ‖B_Fᵀ a − 1‖₂ (split codes: √Σ_u ‖B_Fᵀ a_u − t_u‖²): zero for an exact decoding.
     pub residual: f64,
     /// Whether the decoded gradient equals the full gradient (residual below tolerance).
     pub exact: bool,
     /// Condition number of B_F (σ_max / σ_min of its non-zero singular values).
     pub condition: f64,
+}
+
+impl Decoding {
+    /// Weight vectors in `weights`: the code's split m (1 for every code but comm-efficient).
+    pub fn pieces(&self) -> usize {
+        self.weights.len() / self.responders.len().max(1)
+    }
+    /// The weights of piece `u`, one per responder (piece 0 is all of them when m = 1).
+    pub fn piece(&self, u: usize) -> &[f64] {
+        let n = self.responders.len();
+        self.weights.get(u * n..(u + 1) * n).unwrap_or(&[])
+    }
 }
 
 /// Residual below which a decoding counts as exact.
@@ -230,8 +298,15 @@ pub trait GradientCode: Send + Sync + std::fmt::Debug {
     fn max_stragglers(&self) -> usize;
     /// Partitions held by `worker` (0-based), in the order of [`GradientCode::coefficients`].
     fn assignment(&self, worker: usize) -> &[usize];
-    /// Coefficients b_ij of `worker`'s coded message, one per held partition.
+    /// Coefficients b_ij of `worker`'s coded message, one per held partition; with a split
+    /// m > 1, m per held partition (`[p·m + u]`: held partition p, piece u).
     fn coefficients(&self, worker: usize) -> &[f64];
+    /// Pieces m the gradient is cut into (Ye & Abbe): a worker's message carries ⌈dim/m⌉
+    /// values, piece u of the gradient being coordinates u·⌈dim/m⌉ … . 1 for every code but
+    /// `comm-efficient`.
+    fn split(&self) -> usize {
+        1
+    }
     /// Whether rank 0 may stop collecting once `responders` (sorted, 0-based) have answered.
     /// Cheap (no linear algebra). For exact codes a guarantee in exact arithmetic: `true` implies
     /// [`GradientCode::decode`] is exact (tested in floating point on every set for n ≤ 10;
@@ -242,6 +317,13 @@ pub trait GradientCode: Send + Sync + std::fmt::Debug {
     /// a few sets that happen to decode exactly (cyclic MDS with composite n). Malformed sets
     /// (unsorted, repeats, out of range) are never decodable.
     fn is_decodable(&self, responders: &[usize]) -> bool;
+    /// The rule behind [`GradientCode::is_decodable`] when it is a count of responders or a
+    /// cover of worker groups ([`StoppingRule`]), so that it can be tracked one arrival at a time
+    /// ([`StopTracker`]); `None` for a code whose test only `is_decodable` can make on the whole
+    /// set. Every code of this crate has one, and its `is_decodable` is that rule.
+    fn stopping_rule(&self) -> Option<StoppingRule> {
+        None
+    }
     /// Decoding weights for `responders` (sorted, 0-based). For a set that is not decodable this
     /// is the best-effort (least-squares optimal or code-specific) decoding with its residual.
     /// Approximate codes use their configured [`DecoderKind`].
@@ -265,26 +347,81 @@ pub trait GradientCode: Send + Sync + std::fmt::Debug {
         None
     }
 
-    /// The code matrix B (n × k).
+    /// The code matrix B (n × k; with a split m > 1, n × k·m, column j·m + u for partition j,
+    /// piece u).
     fn matrix(&self) -> Array2<f64> {
-        let mut b = Array2::zeros((self.n_workers(), self.n_partitions()));
+        let m = self.split();
+        let mut b = Array2::zeros((self.n_workers(), self.n_partitions() * m));
         for w in 0..self.n_workers() {
-            for (&j, &c) in self.assignment(w).iter().zip(self.coefficients(w)) {
-                b[[w, j]] = c;
+            for (&j, c) in self
+                .assignment(w)
+                .iter()
+                .zip(self.coefficients(w).chunks(m))
+            {
+                for (u, &v) in c.iter().enumerate() {
+                    b[[w, j * m + u]] = v;
+                }
             }
         }
         b
     }
 
-    /// `out = b_wᵀ G` for partial gradients `g` (k × d): what worker `w` sends.
+    /// `out = b_wᵀ G` for partial gradients `g` (k × d): what worker `w` sends. With a split
+    /// m > 1 `out` has ⌈d/m⌉ values: Σ_{held j} Σ_u b_w[j, u] G_j^(u), G_j^(u) the u-th piece of
+    /// row j (the last piece zero-padded).
     fn encode_into(&self, worker: usize, g: ArrayView2<f64>, mut out: ArrayViewMut1<f64>) {
         out.fill(0.0);
-        for (&j, &c) in self
+        let m = self.split();
+        if m == 1 {
+            for (&j, &c) in self
+                .assignment(worker)
+                .iter()
+                .zip(self.coefficients(worker))
+            {
+                out.scaled_add(c, &g.row(j));
+            }
+            return;
+        }
+        let len = out.len();
+        for (&j, c) in self
             .assignment(worker)
             .iter()
-            .zip(self.coefficients(worker))
+            .zip(self.coefficients(worker).chunks(m))
         {
-            out.scaled_add(c, &g.row(j));
+            let row = g.row(j);
+            for (u, &cu) in c.iter().enumerate() {
+                let piece = row.slice(ndarray::s![
+                    (u * len).min(row.len())..((u + 1) * len).min(row.len())
+                ]);
+                out.slice_mut(ndarray::s![..piece.len()])
+                    .scaled_add(cu, &piece);
+            }
+        }
+    }
+}
+
+/// Length of one message of a code with split `m` for a gradient of `dim` values: ⌈dim/m⌉.
+pub fn piece_len(dim: usize, m: usize) -> usize {
+    dim.div_ceil(m.max(1))
+}
+
+/// ĝ = the decoded gradient from the responders' `messages` (in the order of
+/// `d.responders`, each of ⌈dim/m⌉ values, m = [`Decoding::pieces`]): piece u of `out`
+/// (dim values) is Σ_i a_u[i] · messages[i] (truncated to the piece).
+pub fn combine_into(
+    d: &Decoding,
+    messages: &[ndarray::ArrayView1<f64>],
+    mut out: ArrayViewMut1<f64>,
+) {
+    out.fill(0.0);
+    let m = d.pieces().max(1);
+    let len = piece_len(out.len(), m);
+    for u in 0..m {
+        let lo = (u * len).min(out.len());
+        let hi = ((u + 1) * len).min(out.len());
+        let mut dst = out.slice_mut(ndarray::s![lo..hi]);
+        for (msg, &a) in messages.iter().zip(d.piece(u)) {
+            dst.scaled_add(a, &msg.slice(ndarray::s![..hi - lo]));
         }
     }
 }
@@ -343,6 +480,14 @@ pub fn build_with(
             ));
         }
     }
+    if kind != CodeKind::CommEfficient {
+        if let Some(m) = opts.split {
+            return Err(CodeError::invalid(
+                kind,
+                format!("--split {m} applies only to the comm-efficient code"),
+            ));
+        }
+    }
     if kind != CodeKind::Stochastic {
         if let Some(p) = opts.straggle_prob {
             return Err(CodeError::invalid(
@@ -357,6 +502,10 @@ pub fn build_with(
         CodeKind::Frc => Box::new(Frc::new(n, s)?),
         CodeKind::CyclicRepetition => Box::new(CyclicRepetition::new(n, s, seed)?),
         CodeKind::CyclicMds => Box::new(CyclicMds::new(n, s)?),
+        CodeKind::CommEfficient => {
+            let m = opts.split.unwrap_or(if n - s >= 2 { 2 } else { 1 });
+            Box::new(CommEfficient::new(n, s, m)?)
+        }
         CodeKind::Expander | CodeKind::Bgc | CodeKind::FrcApprox | CodeKind::Stochastic => {
             Box::new(ApproxCode::new(kind, n, s, seed, opts)?)
         }
@@ -402,24 +551,50 @@ pub(crate) fn check_responders(
     }
 }
 
-/// Partitions and coefficients per worker, with the dense B they define; shared by every code.
+/// Partitions and coefficients per worker, and the dense B they define (built on first use: at
+/// n = 10⁴ it would take 800 MB, and the simulator needs only the sparse rows); shared by every
+/// code.
+///
+/// With a split m > 1 (`comm-efficient`) each held partition has m coefficients, one per piece
+/// (`coefs[w][p·m + u]`), and B has a column per (partition, piece): column j·m + u.
 #[derive(Debug, Clone)]
 pub(crate) struct Layout {
     parts: Vec<Vec<usize>>,
     coefs: Vec<Vec<f64>>,
-    b: Array2<f64>,
+    k: usize,
+    m: usize,
+    b: OnceLock<Array2<f64>>,
 }
 
 impl Layout {
     /// From per-worker partitions and coefficients (same lengths, partitions below `k`).
     fn new(k: usize, parts: Vec<Vec<usize>>, coefs: Vec<Vec<f64>>) -> Layout {
-        let mut b = Array2::zeros((parts.len(), k));
-        for (w, (p, c)) in parts.iter().zip(&coefs).enumerate() {
-            for (&j, &v) in p.iter().zip(c) {
-                b[[w, j]] += v;
-            }
+        Layout::split(k, 1, parts, coefs)
+    }
+    /// From per-worker partitions and m coefficients per held partition (`coefs[w][p·m + u]`).
+    fn split(k: usize, m: usize, parts: Vec<Vec<usize>>, coefs: Vec<Vec<f64>>) -> Layout {
+        Layout {
+            parts,
+            coefs,
+            k,
+            m,
+            b: OnceLock::new(),
         }
-        Layout { parts, coefs, b }
+    }
+    /// The dense code matrix B (n × k·m).
+    fn b(&self) -> &Array2<f64> {
+        self.b.get_or_init(|| {
+            let m = self.m;
+            let mut b = Array2::zeros((self.parts.len(), self.k * m));
+            for (w, (p, c)) in self.parts.iter().zip(&self.coefs).enumerate() {
+                for (&j, cj) in p.iter().zip(c.chunks(m)) {
+                    for (u, &v) in cj.iter().enumerate() {
+                        b[[w, j * m + u]] += v;
+                    }
+                }
+            }
+            b
+        })
     }
     /// Worker i holds {i, …, i+s} mod n with coefficients `coefs[i]` (cyclic assignment).
     fn cyclic(n: usize, s: usize, coefs: Vec<Vec<f64>>) -> Layout {
@@ -432,7 +607,7 @@ impl Layout {
         self.parts.len()
     }
     fn k(&self) -> usize {
-        self.b.ncols()
+        self.k
     }
     fn assignment(&self, worker: usize) -> &[usize] {
         self.parts.get(worker).map_or(&[], |p| p.as_slice())

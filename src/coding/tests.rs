@@ -400,3 +400,229 @@ fn decoder_caches_per_responder_set() {
     assert!(dec.decode(&[3, 1]).is_err());
     assert_eq!(dec.cached(), 2);
 }
+
+/// Decoded gradient from the code's own messages of `g` (k × dim), relative error against 1ᵀG:
+/// split-aware ([`combine_into`]).
+fn split_rel_err(code: &dyn GradientCode, d: &Decoding, g: &Array2<f64>) -> f64 {
+    let full = g.sum_axis(ndarray::Axis(0));
+    let len = piece_len(g.ncols(), code.split());
+    let msgs: Vec<Array1<f64>> = d
+        .responders
+        .iter()
+        .map(|&w| {
+            let mut m = Array1::zeros(len);
+            code.encode_into(w, g.view(), m.view_mut());
+            m
+        })
+        .collect();
+    let views: Vec<_> = msgs.iter().map(|m| m.view()).collect();
+    let mut est = Array1::zeros(g.ncols());
+    combine_into(d, &views, est.view_mut());
+    let diff = &est - &full;
+    diff.dot(&diff).sqrt() / full.dot(&full).sqrt()
+}
+
+/// Comm-efficient (Ye & Abbe): for every n ≤ 10, s < n, 1 ≤ m ≤ n − s and every straggler set
+/// of size s, the n − s responders decode the full gradient exactly from messages of ⌈dim/m⌉
+/// values (dim = 8m + 3, so the last piece is padded).
+#[test]
+fn comm_efficient_every_straggler_set_decodes_exactly() {
+    let mut checked = 0;
+    for n in 1..=10 {
+        for s in 0..n {
+            for m in 1..=n - s {
+                let code = build_with(
+                    CodeKind::CommEfficient,
+                    n,
+                    s,
+                    1,
+                    &CodeOptions {
+                        split: Some(m),
+                        ..Default::default()
+                    },
+                )
+                .unwrap();
+                assert_eq!((code.split(), code.n_partitions()), (m, n));
+                assert_eq!(code.matrix().dim(), (n, n * m));
+                for w in 0..n {
+                    assert_eq!(code.assignment(w).len(), s + m, "({n},{s},{m})");
+                    assert_eq!(code.coefficients(w).len(), (s + m) * m);
+                }
+                let g = random_g(n, 8 * m + 3, 17);
+                for f in subsets(n, n - s) {
+                    assert!(code.is_decodable(&f), "({n},{s},{m}) {f:?}");
+                    let d = code.decode(&f).unwrap();
+                    assert_eq!(d.pieces(), m);
+                    assert!(d.exact, "({n},{s},{m}) {f:?}: residual {:e}", d.residual);
+                    let e = split_rel_err(code.as_ref(), &d, &g);
+                    assert!(e < 1e-10, "({n},{s},{m}) {f:?}: rel err {e:e}");
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert!(checked > 5000, "{checked}");
+}
+
+/// Fewer than n − s responders never decode exactly (n ≤ 8), and the residual the decoder
+/// reports is the one recomputed from the code's rows.
+#[test]
+fn comm_efficient_smaller_sets_are_not_exact_and_residuals_are_honest() {
+    for n in 2..=8 {
+        for s in 0..n {
+            for m in 1..=n - s {
+                let code = CommEfficient::new(n, s, m).unwrap();
+                for size in 0..n - s {
+                    for f in subsets(n, size) {
+                        assert!(!code.is_decodable(&f));
+                        let d = code.decode(&f).unwrap();
+                        assert!(!d.exact, "({n},{s},{m}) {f:?}");
+                        let r = residual_of(&code, &f, &d.weights);
+                        assert!(
+                            (r - d.residual).abs() < 1e-9 * r.max(1.0),
+                            "{r} vs {}",
+                            d.residual
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The construction in use (Chebyshev basis at Chebyshev points, spread by the golden stride,
+/// pieces in the top coefficients) is far better conditioned than the paper's monomial form at
+/// equispaced nodes: worst cond(B_F) and decoding error over every straggler set.
+#[test]
+fn comm_efficient_chebyshev_is_better_conditioned_than_vandermonde() {
+    for (n, s, m) in [(8, 1, 2), (10, 2, 2), (10, 3, 4)] {
+        let worst = |c: Construction| {
+            let code = CommEfficient::with_construction(n, s, m, c).unwrap();
+            let g = random_g(n, 8 * m, 3);
+            subsets(n, n - s)
+                .iter()
+                .fold((0.0f64, 0.0f64), |(wc, we), f| {
+                    let d = code.decode(f).unwrap();
+                    (wc.max(d.condition), we.max(split_rel_err(&code, &d, &g)))
+                })
+        };
+        let (cheb_cond, cheb_err) = worst(Construction::Chebyshev);
+        let (vand_cond, vand_err) = worst(Construction::Vandermonde);
+        assert!(
+            cheb_cond * 1e3 < vand_cond,
+            "({n},{s},{m}): {cheb_cond:e} vs {vand_cond:e}"
+        );
+        assert!(
+            cheb_err < 1e-12 && cheb_err < vand_err,
+            "({n},{s},{m}): {cheb_err:e} vs {vand_err:e}"
+        );
+    }
+}
+
+#[test]
+fn comm_efficient_messages_are_m_times_shorter_and_m_1_is_one_coefficient_per_partition() {
+    let code = CommEfficient::new(6, 1, 3).unwrap();
+    let g = random_g(6, 10, 4);
+    // ⌈10/3⌉ = 4 values; worker 0 holds partitions 0..=3.
+    let mut msg = Array1::<f64>::zeros(piece_len(10, 3));
+    code.encode_into(0, g.view(), msg.view_mut());
+    assert_eq!(msg.len(), 4);
+    let c = code.coefficients(0);
+    // coordinate 3 of the message = piece 2's coordinate 3, i.e. gradient coordinate 11 ≥ dim:
+    // padding, so only pieces 0 and 1 contribute there.
+    let got3: f64 = (0..4)
+        .map(|p| c[p * 3] * g[[p, 3]] + c[p * 3 + 1] * g[[p, 7]])
+        .sum();
+    assert!((msg[3] - got3).abs() < 1e-12, "{} vs {got3}", msg[3]);
+    assert_eq!(code.assignment(0), &[0, 1, 2, 3]);
+    let one = CommEfficient::new(7, 2, 1).unwrap();
+    assert_eq!(one.split(), 1);
+    assert_eq!(one.coefficients(3).len(), 3);
+    assert_eq!(one.assignment(3), &[3, 4, 5]);
+}
+
+#[test]
+fn split_is_refused_where_it_does_not_fit() {
+    let opts = |m| CodeOptions {
+        split: Some(m),
+        ..Default::default()
+    };
+    let r = reason(build_with(CodeKind::CommEfficient, 4, 1, 1, &opts(4)).unwrap_err());
+    assert!(
+        r.contains("--split 4") && r.contains("between 1 and n − s = 3"),
+        "{r}"
+    );
+    let r = reason(build_with(CodeKind::CommEfficient, 4, 1, 1, &opts(0)).unwrap_err());
+    assert!(r.contains("--split 0"), "{r}");
+    let r = reason(build_with(CodeKind::CyclicMds, 5, 2, 1, &opts(2)).unwrap_err());
+    assert!(r.contains("only to the comm-efficient code"), "{r}");
+    // the default split is 2, or 1 when n − s = 1
+    assert_eq!(build(CodeKind::CommEfficient, 5, 1, 1).unwrap().split(), 2);
+    assert_eq!(build(CodeKind::CommEfficient, 2, 1, 1).unwrap().split(), 1);
+}
+
+#[test]
+fn the_incremental_stop_tracker_agrees_with_is_decodable() {
+    // Every code of the crate (approximate ones with their default degree, where they build),
+    // n ≤ 10, 20 seeded arrival orders each: after every arrival the tracker says what
+    // is_decodable says of the sorted set so far.
+    let kinds = [
+        CodeKind::Uncoded,
+        CodeKind::IgnoreStragglers,
+        CodeKind::Frc,
+        CodeKind::CyclicRepetition,
+        CodeKind::CyclicMds,
+        CodeKind::Expander,
+        CodeKind::Bgc,
+        CodeKind::FrcApprox,
+        CodeKind::Stochastic,
+    ];
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let mut checked = 0;
+    for kind in kinds {
+        for n in 1..=10 {
+            for s in 0..n {
+                let Ok(code) = build(kind, n, s, 1) else {
+                    continue;
+                };
+                let rule = code.stopping_rule().expect("every code here has a rule");
+                for _ in 0..20 {
+                    let mut order: Vec<usize> = (0..n).collect();
+                    rand::seq::SliceRandom::shuffle(order.as_mut_slice(), &mut rng);
+                    let mut tracker = StopTracker::new(rule, n);
+                    let mut set = Vec::new();
+                    for &w in &order {
+                        let now = tracker.add(w);
+                        tracker.add(w); // a repeat changes nothing
+                        set.push(w);
+                        set.sort_unstable();
+                        assert_eq!(now, code.is_decodable(&set), "{kind} n={n} s={s} {set:?}");
+                        assert_eq!(tracker.holds(), now);
+                        assert_eq!(tracker.count(), set.len());
+                        checked += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert!(checked > 10_000, "{checked}");
+    // Out-of-range workers are ignored, and a rule never holds on a malformed set.
+    let mut t = StopTracker::new(StoppingRule::AtLeast(1), 2);
+    assert!(!t.add(5));
+    assert!(!StoppingRule::AtLeast(1).holds(2, &[1, 0]));
+}
+
+#[test]
+fn codes_build_without_the_dense_matrix_at_ten_thousand_workers() {
+    // The simulator builds codes at n = 10⁴: the dense B (800 MB) must not be made unless asked.
+    for kind in [CodeKind::CyclicMds, CodeKind::Frc, CodeKind::Uncoded] {
+        let s = if kind == CodeKind::Uncoded { 0 } else { 1 };
+        let n = 10_000;
+        let code = build(kind, n, s, 1).unwrap();
+        assert_eq!(code.assignment(n - 1).len(), s + 1);
+        let rule = code.stopping_rule().unwrap();
+        assert!(rule.holds(n, &(0..n).collect::<Vec<_>>()));
+    }
+    let small = build(CodeKind::Frc, 4, 1, 1).unwrap();
+    assert_eq!(small.matrix().dim(), (4, 4));
+}

@@ -2,8 +2,8 @@
 //! rescale; approximate by design). Both have k = n and B = I.
 
 use super::{
-    check_n_s, check_responders, decode, responders_valid, CodeError, CodeKind, Decoding,
-    GradientCode, Layout,
+    check_n_s, check_responders, decode, CodeError, CodeKind, Decoding, GradientCode, Layout,
+    StoppingRule,
 };
 
 fn identity(n: usize) -> Layout {
@@ -34,13 +34,16 @@ impl GradientCode for Uncoded {
         0
     }
     fn is_decodable(&self, responders: &[usize]) -> bool {
-        responders.len() == self.layout.n() && responders_valid(self.layout.n(), responders)
+        StoppingRule::AtLeast(self.layout.n()).holds(self.layout.n(), responders)
+    }
+    fn stopping_rule(&self) -> Option<StoppingRule> {
+        Some(StoppingRule::AtLeast(self.layout.n()))
     }
     /// Weights 1 on everyone; with missing workers the least-squares decoding (also weights 1,
     /// residual √(missing), condition 1).
     fn decode(&self, responders: &[usize]) -> Result<Decoding, CodeError> {
         check_responders(self.kind(), self.layout.n(), responders)?;
-        decode::least_squares_decode(self.layout.b.view(), responders)
+        decode::least_squares_decode(self.layout.b().view(), responders)
     }
 }
 
@@ -72,8 +75,10 @@ impl GradientCode for IgnoreStragglers {
         self.s
     }
     fn is_decodable(&self, responders: &[usize]) -> bool {
-        let n = self.layout.n();
-        responders.len() + self.s >= n && responders_valid(n, responders)
+        StoppingRule::AtLeast(self.layout.n() - self.s).holds(self.layout.n(), responders)
+    }
+    fn stopping_rule(&self) -> Option<StoppingRule> {
+        Some(StoppingRule::AtLeast(self.layout.n() - self.s))
     }
     /// a = n/|F| on the responders (for any |F| ≥ 1); the residual is the honest
     /// ‖B_Fᵀ a − 1‖₂ = √(|F| (n/|F| − 1)² + n − |F|), condition 1.

@@ -11,7 +11,8 @@
 //!   oversubscribed node is not starved) and receives every message: late ones are drained,
 //!   recorded ([`LateArrival`]) and never used (unless `reuse_stale` folds one that is exactly one
 //!   round late into the round being collected); invalid ones (header, sender, length, round,
-//!   part, non-finite values) are erasures, counted and logged.
+//!   part, non-finite values, a compressed vector that does not decompress) are erasures,
+//!   counted and logged.
 //! - No collective after start-up; no send is ever cancelled; STOP is answered by every worker
 //!   with its message count and rank 0 drains until the counts match (or a bound passes: the
 //!   workers that never answered are returned so the job can abort).
@@ -31,9 +32,10 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::protocol::{
-    payload_is_finite, Header, Kind, FLAG_CHECK, HEADER_LEN, TAG_PARAMS, TAG_STOP,
+    payload_is_finite, Header, Kind, FLAG_CHECK, HEADER_LEN, TAG_PARAMS, TAG_STOP, TAG_SUPPORT,
 };
 use super::{CommError, Incoming, SendSlot, Transport};
+use crate::compress::Compressor;
 
 /// What rank 0 does when the deadline passes before the responders can be decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
@@ -66,6 +68,10 @@ pub struct CollectorSpec {
     pub reuse_stale: bool,
     /// Hand new parameters to a worker still busy with one older round.
     pub overlap: bool,
+    /// Results start with a vector of this many values compressed by this compressor (the job's
+    /// own values follow): a payload that does not decompress is rejected like any other
+    /// invalid message. None: plain values.
+    pub compressed: Option<(Compressor, usize)>,
 }
 
 impl CollectorSpec {
@@ -87,6 +93,7 @@ impl CollectorSpec {
             on_deadline: OnDeadline::Wait,
             reuse_stale: false,
             overlap: false,
+            compressed: None,
         }
     }
 }
@@ -321,6 +328,72 @@ impl<T: Transport> Collector<T> {
             draining: false,
             spec,
         }
+    }
+
+    /// Receive every worker's support ([`super::WorkerLink::send_support`]), once, before the
+    /// first round, waiting at most `wait`: strictly increasing columns below `n_cols`. From
+    /// then on a worker with a support sends results of `support.len() + extra` values in
+    /// every phase (the collector checks that length); an empty support keeps the worker's
+    /// result length (dense results). Any other message, a malformed support, a second one or
+    /// silence past `wait` is an error naming the rank.
+    pub fn receive_supports(
+        &mut self,
+        n_cols: usize,
+        extra: usize,
+        wait: Duration,
+    ) -> Result<Vec<Vec<u32>>, CommError> {
+        let n = self.spec.workers;
+        let mut got: Vec<Option<Vec<u32>>> = vec![None; n];
+        let start = Instant::now();
+        while got.iter().any(Option::is_none) {
+            let Some(msg) = self.t.probe() else {
+                if start.elapsed() > wait {
+                    let silent: Vec<usize> = (1..=n).filter(|&r| got[r - 1].is_none()).collect();
+                    return Err(CommError::Fatal(format!(
+                        "no support from ranks {silent:?} within {:.0} ms of start-up",
+                        wait.as_secs_f64() * 1e3
+                    )));
+                }
+                sleep_poll();
+                continue;
+            };
+            let (src, tag) = (msg.source, msg.tag);
+            self.staging.resize(msg.len, 0.0);
+            self.t.receive(msg, &mut self.staging);
+            let bad = |reason: String| CommError::Protocol { rank: src, reason };
+            if src == 0 || src > n {
+                return Err(bad("message from a rank that is not a worker".into()));
+            }
+            let w = src - 1;
+            self.received[w] += 1;
+            if tag != TAG_SUPPORT {
+                return Err(bad(format!("a message with tag {tag} before its support")));
+            }
+            let h = Header::parse(&self.staging).map_err(|e| bad(format!("support: {e}")))?;
+            if h.kind != Kind::Support || h.rank != src || got[w].is_some() {
+                return Err(bad(format!(
+                    "not the one support of rank {src} ({:?} from rank {})",
+                    h.kind, h.rank
+                )));
+            }
+            let mut cols: Vec<u32> = Vec::with_capacity(h.len);
+            for &v in &self.staging[HEADER_LEN..] {
+                let increasing = cols.last().map_or(true, |&p| f64::from(p) < v);
+                if !(v.fract() == 0.0 && v >= 0.0 && v < n_cols as f64 && increasing) {
+                    return Err(bad(format!(
+                        "support column {v} is not an increasing column index below {n_cols}"
+                    )));
+                }
+                cols.push(v as u32);
+            }
+            if !cols.is_empty() {
+                for phase in self.spec.result_len.iter_mut() {
+                    phase[w] = cols.len() + extra;
+                }
+            }
+            got[w] = Some(cols);
+        }
+        Ok(got.into_iter().flatten().collect())
     }
 
     /// Workers n.
@@ -631,6 +704,11 @@ impl<T: Transport> Collector<T> {
         }
         if !payload_is_finite(&self.staging[HEADER_LEN..]) {
             return Err("non-finite values in the payload".into());
+        }
+        if let Some((c, len)) = &self.spec.compressed {
+            let wire = &self.staging[HEADER_LEN..];
+            c.validate(&wire[..c.wire_len(*len).min(wire.len())], *len)
+                .map_err(|e| e.to_string())?;
         }
         Ok(h)
     }

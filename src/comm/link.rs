@@ -18,7 +18,9 @@
 
 use std::time::{Duration, Instant};
 
-use super::protocol::{Header, Kind, HEADER_LEN, TAG_ACK, TAG_CHECK, TAG_PARAMS, TAG_RESULT};
+use super::protocol::{
+    Header, Kind, HEADER_LEN, TAG_ACK, TAG_CHECK, TAG_PARAMS, TAG_RESULT, TAG_SUPPORT,
+};
 use super::{CommError, SendSlot, WorkerTransport};
 use crate::straggler::StragglerSchedule;
 
@@ -37,6 +39,11 @@ pub trait WorkerJob {
         params: &[f64],
         out: &mut Responder<'_, T>,
     ) -> Result<(), CommError>;
+    /// The support to send once before serving ([`WorkerLink::send_support`]); None: the job
+    /// sends none (rank 0 expects none).
+    fn support(&self) -> Option<Vec<u32>> {
+        None
+    }
 }
 
 /// What a worker did, for its log line.
@@ -243,12 +250,29 @@ impl<T: WorkerTransport> WorkerLink<T> {
         CommError::Protocol { rank: 0, reason }
     }
 
+    /// Send this worker's support once, before serving: the columns of the full result vector
+    /// its results will carry, in that order ([`Collector::receive_supports`]).
+    ///
+    /// [`Collector::receive_supports`]: super::Collector::receive_supports
+    pub fn send_support(&mut self, columns: &[u32]) {
+        let mut msg = vec![0.0; HEADER_LEN + columns.len()];
+        Header::support(self.rank, columns.len()).write(&mut msg);
+        for (m, &c) in msg[HEADER_LEN..].iter_mut().zip(columns) {
+            *m = f64::from(c);
+        }
+        self.out.t.send(TAG_SUPPORT, &msg);
+        self.out.sent += 1;
+    }
+
     /// Serve `job` until STOP; returns what the worker did and the job's exit code.
     pub fn serve<J: WorkerJob>(mut self, job: &mut J) -> Result<WorkerSummary, CommError> {
         #[cfg(feature = "fault-injection")]
         let plan = crate::faults::active();
         #[cfg(feature = "fault-injection")]
         let mut fired = vec![false; plan.map_or(0, |p| p.faults.len())];
+        if let Some(columns) = job.support() {
+            self.send_support(&columns);
+        }
         loop {
             let msg = self.out.t.wait();
             let (tag, len) = (msg.tag, msg.len);

@@ -7,12 +7,15 @@
 //! probe matches the oldest waiting message; a posted send copies the buffer at once (so a
 //! buffer is always free again, which is a valid MPI behaviour for a buffered send).
 //!
+//! [`world`] is a star (rank 0 and workers that talk only to it); [`mesh`] connects every rank to
+//! every other (the layer ranks of `admm` and their rank 0).
+//!
 //! Not modelled: bandwidth, message latency, rendezvous sends, process death.
 
 use std::collections::VecDeque;
 use std::sync::mpsc::{channel, Receiver, Sender};
 
-use super::{Incoming, SendSlot, Transport, WorkerTransport};
+use super::{Incoming, PeerTransport, SendSlot, Transport, WorkerTransport};
 
 /// A message in flight: (source rank, tag, values).
 #[derive(Debug)]
@@ -184,5 +187,109 @@ impl WorkerTransport for LocalWorker {
             self.early.push_back(p);
         }
         self.early.iter().any(|p| p.tag == tag)
+    }
+}
+
+/// One rank of a [`mesh`]: a channel to every rank and one from every rank.
+#[derive(Debug)]
+pub struct LocalPeer {
+    rank: usize,
+    to: Vec<Sender<Packet>>,
+    from: Vec<Receiver<Packet>>,
+    /// Where the next any-source probe starts (rank 0's end), so no sender is starved.
+    next: usize,
+}
+
+/// `n` ranks (0..n), each connected to every other; messages from one rank arrive in order.
+pub fn mesh(n: usize) -> Vec<LocalPeer> {
+    let mut to: Vec<Vec<Sender<Packet>>> = (0..n).map(|_| Vec::with_capacity(n)).collect();
+    let mut from: Vec<Vec<Receiver<Packet>>> = (0..n).map(|_| Vec::with_capacity(n)).collect();
+    // Channel (src → dst) for every pair, self included (never used).
+    for dst_from in from.iter_mut() {
+        for src_to in to.iter_mut() {
+            let (tx, rx) = channel();
+            src_to.push(tx);
+            dst_from.push(rx);
+        }
+    }
+    // `to[src][dst]` must pair with `from[dst][src]`: the loops above built `to[src]` in dst
+    // order and `from[dst]` in src order, so they do.
+    to.into_iter()
+        .zip(from)
+        .enumerate()
+        .map(|(rank, (to, from))| LocalPeer {
+            rank,
+            to,
+            from,
+            next: 0,
+        })
+        .collect()
+}
+
+impl LocalPeer {
+    fn deliver(&self, to: usize, tag: i32, data: Vec<f64>) {
+        // A rank thread that has ended dropped its inboxes; the message is lost, as a message to
+        // a dead process would be.
+        if let Some(tx) = self.to.get(to) {
+            let _ = tx.send(Packet {
+                source: self.rank,
+                tag,
+                data,
+            });
+        }
+    }
+}
+
+impl PeerTransport for LocalPeer {
+    type Buf = LocalBuf;
+    type Handle = Vec<f64>;
+
+    fn rank(&self) -> usize {
+        self.rank
+    }
+    fn buffer(&self, len: usize) -> LocalBuf {
+        LocalBuf(vec![0.0; len])
+    }
+    fn post(&mut self, buf: &mut LocalBuf, to: usize, tag: i32, len: usize) {
+        self.deliver(to, tag, buf.0[..len.min(buf.0.len())].to_vec());
+    }
+    fn send(&mut self, to: usize, tag: i32, data: &[f64]) {
+        self.deliver(to, tag, data.to_vec());
+    }
+    fn probe(&mut self, from: usize) -> Option<Incoming<Vec<f64>>> {
+        self.from.get(from)?.try_recv().ok().map(incoming)
+    }
+    fn receive(&mut self, msg: Incoming<Vec<f64>>, into: &mut [f64]) {
+        into.copy_from_slice(&msg.handle);
+    }
+}
+
+/// Rank 0 of a mesh as the coordinator's end: any-source probes, round robin over the senders.
+impl Transport for LocalPeer {
+    type Buf = LocalBuf;
+    type Handle = Vec<f64>;
+
+    fn buffer(&self, len: usize) -> LocalBuf {
+        PeerTransport::buffer(self, len)
+    }
+    fn post(&mut self, buf: &mut LocalBuf, to: usize, tag: i32, len: usize) {
+        PeerTransport::post(self, buf, to, tag, len);
+    }
+    fn send(&mut self, to: usize, tag: i32, data: &[f64]) {
+        PeerTransport::send(self, to, tag, data);
+    }
+    fn probe(&mut self) -> Option<Incoming<Vec<f64>>> {
+        let n = self.from.len();
+        for i in 0..n {
+            let src = (self.next + i) % n;
+            if let Ok(p) = self.from[src].try_recv() {
+                self.next = (src + 1) % n;
+                return Some(incoming(p));
+            }
+        }
+        None
+    }
+    fn receive(&mut self, msg: Incoming<Vec<f64>>, into: &mut [f64]) {
+        PeerTransport::receive(self, msg, into);
     }
 }

@@ -10,31 +10,72 @@
 //! - [`WorkerLink`] ([`link`]): a worker's side. Blocks for the newest parameters, hands them to
 //!   the job's [`link::WorkerJob`], injects the seeded straggler delays, sends each result with a
 //!   nonblocking send from double buffers, and answers STOP with its message count.
-//! - Transports behind two traits, each with two implementations: [`mpi`] (rsmpi point-to-point,
-//!   the only place that calls it) and [`local`] (threads and channels in one process, for unit
-//!   tests of the protocol without `mpirun`).
+//! - [`LayerLink`] ([`neighbour`]) and [`Monitor`] ([`stream`]): the links of `gradcode admm`
+//!   (pdADMM, model parallelism). A layer rank exchanges with its two neighbour layer ranks by
+//!   nonblocking point-to-point (p backwards, q and u forwards), streams one report per iteration
+//!   to rank 0, and obeys rank 0's grants, halt and STOP; rank 0 receives the reports as a
+//!   stream, in order per rank. The same rules as above: every header checked, matched receives,
+//!   sends from buffers that outlive them and are never cancelled, every message received before
+//!   shutdown (a `Done` with a count on every neighbour link, STOP/ACK with rank 0), polling with
+//!   a short sleep, no collective after start-up.
+//! - Transports behind three traits, each with two implementations: [`mpi`] (rsmpi
+//!   point-to-point, the only place that calls it) and [`local`] (threads and channels in one
+//!   process, for unit tests of the protocol without `mpirun`). [`Transport`] is rank 0's end,
+//!   [`WorkerTransport`] a worker's (it talks to rank 0 only), [`PeerTransport`] a layer rank's
+//!   (it talks to rank 0 and its neighbours).
 //!
 //! Every MPI job (`train`, `matvec`, `matmul`, coded training through mat-vecs) talks through
-//! these two types. What a job computes and how rank 0 decides that a round is complete stay with
-//! the job ([`link::WorkerJob`], [`collector::Rule`]).
+//! the collector and the worker link; `admm` through the layer link and the monitor (a job whose
+//! workers run ahead of rank 0 by design: a round per iteration posted and collected by rank 0
+//! would be a barrier every iteration, which `--max-staleness` exists to avoid). What a job
+//! computes and how rank 0 decides that a round is complete stay with the job
+//! ([`link::WorkerJob`], [`collector::Rule`]).
 //!
-//! Unit tests of the protocol run rank 0 and the workers as threads over [`local`] (`tests.rs`).
+//! Unit tests of the protocol run rank 0 and the workers as threads over [`local`] (`tests.rs`,
+//! and the layer link's in `neighbour.rs`).
 //!
 //! Not here: collectives after start-up (there are none on the data path: GUIDE §2, Open MPI 4.1
-//! has no fault tolerance), neighbour-to-neighbour exchange between workers.
+//! has no fault tolerance).
 
 pub mod collector;
 pub mod link;
 pub mod local;
 pub mod mpi;
+pub mod neighbour;
 pub mod protocol;
+pub mod stream;
 #[cfg(test)]
 mod tests;
 
 pub use collector::{Collected, Collector, CollectorSpec, OnDeadline, Round, Rule};
 pub use link::{Responder, WorkerJob, WorkerLink, WorkerSummary};
+pub use neighbour::{FromNeighbour, LayerLink, LinkSpec, Side};
+pub use stream::{Event, Monitor};
 
 use thiserror::Error;
+
+/// What a worker's coded results carry (`--messages`, issue 20 §2).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Messages {
+    /// The full vector.
+    #[default]
+    Dense,
+    /// Only the columns the worker's rows touch (its support, sent once at start-up).
+    Support,
+    /// The support when it is at most half the columns, else the full vector (per worker).
+    Auto,
+}
 
 /// Errors of the transport and of the collection protocol.
 #[derive(Debug, Error)]
@@ -122,4 +163,26 @@ pub trait WorkerTransport {
     fn receive(&mut self, msg: Incoming<Self::Handle>, into: &mut [f64]);
     /// Whether a message with `tag` from rank 0 is waiting.
     fn waiting(&mut self, tag: i32) -> bool;
+}
+
+/// A layer rank's end of the transport (`gradcode admm`): it talks to rank 0 and to its
+/// neighbour ranks, each by rank.
+pub trait PeerTransport {
+    /// The send buffer type.
+    type Buf: SendSlot;
+    /// What a matched probe holds until the receive.
+    type Handle;
+    /// This rank.
+    fn rank(&self) -> usize;
+    /// A zeroed send buffer of `len` values.
+    fn buffer(&self, len: usize) -> Self::Buf;
+    /// Post a nonblocking send of the first `len` values of `buf` to rank `to`.
+    fn post(&mut self, buf: &mut Self::Buf, to: usize, tag: i32, len: usize);
+    /// A small blocking send (a header-only message).
+    fn send(&mut self, to: usize, tag: i32, data: &[f64]);
+    /// The next message from rank `from` (any tag, in the order it was sent), matched, without
+    /// waiting.
+    fn probe(&mut self, from: usize) -> Option<Incoming<Self::Handle>>;
+    /// Receive a matched message; `into` has exactly `msg.len` values.
+    fn receive(&mut self, msg: Incoming<Self::Handle>, into: &mut [f64]);
 }

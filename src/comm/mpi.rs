@@ -5,8 +5,8 @@
 //!   returns the exit code.
 //! - [`World`]: the start-up collectives (the last ones of a job: a broadcast from rank 0 and one
 //!   all-gather of the load outcome), the job-wide abort, and the two transport ends.
-//! - [`MpiTransport`] (rank 0) and [`MpiWorker`] implement [`Transport`] and [`WorkerTransport`]
-//!   with nonblocking sends and matched probes.
+//! - [`MpiTransport`] (rank 0), [`MpiWorker`] and [`MpiPeer`] implement [`Transport`],
+//!   [`WorkerTransport`] and [`PeerTransport`] with nonblocking sends and matched probes.
 //!
 //! rsmpi ties a request to the lifetime of its buffer through a scope. gradcode's sends must
 //! outlive any lexical scope (a parameter send to a worker may still be in flight when rank 0
@@ -21,7 +21,7 @@ use mpi::request::{Request, StaticScope};
 use mpi::topology::{Communicator, SimpleCommunicator};
 use mpi::traits::*;
 
-use super::{Incoming, SendSlot, Transport, WorkerTransport};
+use super::{Incoming, PeerTransport, SendSlot, Transport, WorkerTransport};
 
 /// A heap buffer with the nonblocking sends currently reading from it.
 pub struct SendBuf {
@@ -189,6 +189,40 @@ impl WorkerTransport for MpiWorker<'_> {
     }
 }
 
+/// A layer rank's end over MPI (it talks to rank 0 and its neighbours).
+pub struct MpiPeer<'a> {
+    world: &'a SimpleCommunicator,
+    rank: usize,
+}
+
+impl PeerTransport for MpiPeer<'_> {
+    type Buf = SendBuf;
+    type Handle = Message;
+
+    fn rank(&self) -> usize {
+        self.rank
+    }
+    fn buffer(&self, len: usize) -> SendBuf {
+        SendBuf::new(len)
+    }
+    /// As rank 0's end posts (to any rank).
+    fn post(&mut self, buf: &mut SendBuf, to: usize, tag: i32, len: usize) {
+        MpiTransport { world: self.world }.post(buf, to, tag, len);
+    }
+    fn send(&mut self, to: usize, tag: i32, data: &[f64]) {
+        MpiTransport { world: self.world }.send(to, tag, data);
+    }
+    fn probe(&mut self, from: usize) -> Option<Incoming<Message>> {
+        self.world
+            .process_at_rank(from as i32)
+            .immediate_matched_probe()
+            .map(|(m, s)| incoming(m, s))
+    }
+    fn receive(&mut self, msg: Incoming<Message>, into: &mut [f64]) {
+        msg.handle.matched_receive_into(into);
+    }
+}
+
 /// The MPI world of a job: rank, size, start-up collectives, transports, abort.
 pub struct World {
     comm: SimpleCommunicator,
@@ -213,6 +247,14 @@ impl World {
     /// A worker's transport end.
     pub fn worker(&self) -> MpiWorker<'_> {
         MpiWorker {
+            world: &self.comm,
+            rank: self.rank(),
+        }
+    }
+
+    /// A layer rank's transport end.
+    pub fn peer(&self) -> MpiPeer<'_> {
+        MpiPeer {
             world: &self.comm,
             rank: self.rank(),
         }

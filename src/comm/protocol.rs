@@ -17,6 +17,17 @@
 //! | [`Kind::Check`] | worker | `iteration`, `rank`, `phase`, `part` (which uncoded piece), `len` |
 //! | [`Kind::Stop`] | rank 0 | `exit_code` |
 //! | [`Kind::Ack`] | worker | `rank`, `count` (messages the worker sent in the whole run) |
+//! | [`Kind::Support`] | worker, once at start-up | `rank`, `len` (the payload: the columns its results carry, increasing) |
+//! | [`Kind::Forward`] | layer rank → next layer rank | `iteration` (the iteration whose first phase uses it), `rank`, `part` (the layer l whose q_l, u_l it carries), `len` |
+//! | [`Kind::Backward`] | layer rank → previous layer rank | `iteration` (the iteration whose second phase uses it), `rank`, `part` (the layer l whose p_l it carries), `len` |
+//! | [`Kind::Done`] | layer rank → neighbour | `rank`, `count` (data messages it sent on this link) |
+//! | [`Kind::Report`] | layer rank → rank 0 | `iteration`, `rank`, `compute_s`, `injected_s`, `len` |
+//! | [`Kind::Saved`] | layer rank → rank 0 | `iteration` (the boundary its checkpoint holds), `rank` |
+//! | [`Kind::Grant`] | rank 0 → layer rank | `iteration` (the first iteration not yet granted) |
+//! | [`Kind::Halt`] | rank 0 → layer rank | `iteration` (the boundary at which to checkpoint and stop) |
+//!
+//! The last seven are the messages of `gradcode admm` (pdADMM: layers exchange with their two
+//! neighbours, [`super::neighbour`], and stream their reports to rank 0, [`super::stream`]).
 //!
 //! Pure and MPI-free: the transports in [`super::mpi`] and [`super::local`] move the buffers.
 
@@ -32,6 +43,22 @@ pub const TAG_CHECK: i32 = 13;
 pub const TAG_STOP: i32 = 14;
 /// Tag of the STOP acknowledgement (worker → rank 0).
 pub const TAG_ACK: i32 = 15;
+/// Tag of a layer's q and u sent to the next layer rank (admm).
+pub const TAG_FORWARD: i32 = 16;
+/// Tag of a layer's p sent to the previous layer rank (admm).
+pub const TAG_BACKWARD: i32 = 17;
+/// Tag of the last message on a neighbour link, with its count (admm).
+pub const TAG_DONE: i32 = 18;
+/// Tag of a layer rank's per-iteration report to rank 0 (admm).
+pub const TAG_REPORT: i32 = 19;
+/// Tag of a layer rank's "checkpoint written" to rank 0 (admm).
+pub const TAG_SAVED: i32 = 20;
+/// Tag of rank 0's grant of iterations to a layer rank (admm).
+pub const TAG_GRANT: i32 = 21;
+/// Tag of rank 0's request to checkpoint and stop at a boundary (admm).
+pub const TAG_HALT: i32 = 22;
+/// Tag of a worker's support, sent once at start-up (worker → rank 0; issue 20 §2).
+pub const TAG_SUPPORT: i32 = 23;
 
 /// Values in the header.
 pub const HEADER_LEN: usize = 12;
@@ -44,7 +71,7 @@ pub const FLAG_CHECK: u32 = 1;
 /// exactness limit of f64 integers).
 pub const MAX_LEN: usize = 1 << 40;
 
-/// What a message is.
+/// What a message is (its number in the header; the admm kinds are numbered like their tags).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     /// Rank 0's parameters (or the vector of a mat-vec, a worker's share of a product).
@@ -57,15 +84,41 @@ pub enum Kind {
     Stop = 4,
     /// A worker's answer to STOP; carries how many messages it sent.
     Ack = 5,
+    /// A layer's q_l and u_l for the next layer rank.
+    Forward = 16,
+    /// A layer's p_l for the previous layer rank.
+    Backward = 17,
+    /// The last message on a neighbour link; carries how many data messages preceded it.
+    Done = 18,
+    /// A layer rank's per-iteration report (objective terms, residuals, timings; weights at
+    /// evaluation iterations).
+    Report = 19,
+    /// A layer rank wrote its checkpoint of a boundary.
+    Saved = 20,
+    /// Rank 0 lets a layer rank run every iteration below `iteration`.
+    Grant = 21,
+    /// Rank 0 asks a layer rank to checkpoint at boundary `iteration` and stop there.
+    Halt = 22,
+    /// A worker's support: the columns (indices into the full result vector) its results carry,
+    /// in this order, sent once before the first round.
+    Support = 6,
 }
 
 impl Kind {
-    const ALL: [Kind; 5] = [
+    const ALL: [Kind; 13] = [
         Kind::Params,
         Kind::Result,
         Kind::Check,
         Kind::Stop,
         Kind::Ack,
+        Kind::Forward,
+        Kind::Backward,
+        Kind::Done,
+        Kind::Report,
+        Kind::Saved,
+        Kind::Grant,
+        Kind::Halt,
+        Kind::Support,
     ];
 
     fn from_f64(v: f64) -> Option<Kind> {
@@ -85,6 +138,14 @@ impl Kind {
             Kind::Check => TAG_CHECK,
             Kind::Stop => TAG_STOP,
             Kind::Ack => TAG_ACK,
+            Kind::Forward => TAG_FORWARD,
+            Kind::Backward => TAG_BACKWARD,
+            Kind::Done => TAG_DONE,
+            Kind::Report => TAG_REPORT,
+            Kind::Saved => TAG_SAVED,
+            Kind::Grant => TAG_GRANT,
+            Kind::Halt => TAG_HALT,
+            Kind::Support => TAG_SUPPORT,
         }
     }
 }
@@ -226,6 +287,71 @@ impl Header {
         }
     }
 
+    /// Layer `layer`'s values for the neighbour (`Kind::Forward` or `Kind::Backward`), used by its
+    /// `iteration`, `len` values, from `rank`.
+    pub fn neighbour(kind: Kind, iteration: u64, rank: usize, layer: usize, len: usize) -> Header {
+        Header {
+            iteration,
+            rank,
+            part: layer,
+            len,
+            ..Header::empty(kind)
+        }
+    }
+
+    /// The last message on a neighbour link: `rank` sent `count` data messages before it.
+    pub fn done(rank: usize, count: u64) -> Header {
+        Header {
+            rank,
+            count,
+            ..Header::empty(Kind::Done)
+        }
+    }
+
+    /// A layer rank's report of `iteration`, `len` values.
+    pub fn report(
+        iteration: u64,
+        rank: usize,
+        compute_s: f64,
+        injected_s: f64,
+        len: usize,
+    ) -> Header {
+        Header {
+            iteration,
+            rank,
+            compute_s,
+            injected_s,
+            len,
+            ..Header::empty(Kind::Report)
+        }
+    }
+
+    /// A layer rank wrote its checkpoint of boundary `iteration`.
+    pub fn saved(iteration: u64, rank: usize) -> Header {
+        Header {
+            iteration,
+            rank,
+            ..Header::empty(Kind::Saved)
+        }
+    }
+
+    /// Rank 0's grant of every iteration below `until`, or its halt at boundary `until`.
+    pub fn control(kind: Kind, until: u64) -> Header {
+        Header {
+            iteration: until,
+            ..Header::empty(kind)
+        }
+    }
+
+    /// A worker's support of `len` columns.
+    pub fn support(rank: usize, len: usize) -> Header {
+        Header {
+            rank,
+            len,
+            ..Header::empty(Kind::Support)
+        }
+    }
+
     /// Write the header into the first [`HEADER_LEN`] values of `buf`.
     pub fn write(&self, buf: &mut [f64]) {
         buf[..HEADER_LEN].copy_from_slice(&[
@@ -318,6 +444,16 @@ impl Header {
                 ("count", 9),
                 ("len", 11),
             ],
+            Kind::Support => &[
+                ("iteration", 2),
+                ("phase", 4),
+                ("part", 5),
+                ("flags", 6),
+                ("compute_s", 7),
+                ("injected_s", 8),
+                ("count", 9),
+                ("exit_code", 10),
+            ],
             Kind::Ack => &[
                 ("iteration", 2),
                 ("phase", 4),
@@ -325,6 +461,52 @@ impl Header {
                 ("flags", 6),
                 ("compute_s", 7),
                 ("injected_s", 8),
+                ("exit_code", 10),
+                ("len", 11),
+            ],
+            Kind::Forward | Kind::Backward => &[
+                ("phase", 4),
+                ("flags", 6),
+                ("compute_s", 7),
+                ("injected_s", 8),
+                ("count", 9),
+                ("exit_code", 10),
+            ],
+            Kind::Done => &[
+                ("iteration", 2),
+                ("phase", 4),
+                ("part", 5),
+                ("flags", 6),
+                ("compute_s", 7),
+                ("injected_s", 8),
+                ("exit_code", 10),
+                ("len", 11),
+            ],
+            Kind::Report => &[
+                ("phase", 4),
+                ("part", 5),
+                ("flags", 6),
+                ("count", 9),
+                ("exit_code", 10),
+            ],
+            Kind::Saved => &[
+                ("phase", 4),
+                ("part", 5),
+                ("flags", 6),
+                ("compute_s", 7),
+                ("injected_s", 8),
+                ("count", 9),
+                ("exit_code", 10),
+                ("len", 11),
+            ],
+            Kind::Grant | Kind::Halt => &[
+                ("rank", 3),
+                ("phase", 4),
+                ("part", 5),
+                ("flags", 6),
+                ("compute_s", 7),
+                ("injected_s", 8),
+                ("count", 9),
                 ("exit_code", 10),
                 ("len", 11),
             ],
@@ -373,6 +555,16 @@ mod tests {
         round_trip(Header::check(7, 2, 0, 5, 6));
         round_trip(Header::stop(75));
         round_trip(Header::ack(4, 1234));
+        round_trip(Header::neighbour(Kind::Forward, 9, 2, 3, 8));
+        round_trip(Header::neighbour(Kind::Backward, 9, 3, 4, 5));
+        round_trip(Header::done(2, 17));
+        round_trip(Header::report(6, 1, 0.5, 0.25, 10));
+        round_trip(Header::saved(20, 3));
+        round_trip(Header::control(Kind::Grant, 12));
+        round_trip(Header::control(Kind::Halt, 12));
+        for k in Kind::ALL {
+            assert_eq!(Kind::of_tag(k.tag()), Some(k));
+        }
         assert!(Header::params(7, 0, FLAG_CHECK, 0).wants_check());
         assert!(!Header::params(7, 0, 0, 0).wants_check());
         assert_eq!(Kind::of_tag(TAG_ACK), Some(Kind::Ack));
@@ -448,5 +640,28 @@ mod tests {
         let mut p = Header::params(1, 0, 0, 0).to_message();
         p[6] = 6.0;
         assert_eq!(Header::parse(&p), Err(HeaderError::Flags(6)));
+        // A grant naming a sender, a neighbour message carrying a count, a report a part.
+        let mut g = Header::control(Kind::Grant, 4).to_message();
+        g[3] = 1.0;
+        assert!(matches!(
+            Header::parse(&g),
+            Err(HeaderError::Unused {
+                kind: Kind::Grant,
+                field: "rank",
+                ..
+            })
+        ));
+        let mut f = Header::neighbour(Kind::Forward, 1, 1, 1, 0).to_message();
+        f[9] = 2.0;
+        assert!(matches!(
+            Header::parse(&f),
+            Err(HeaderError::Unused { field: "count", .. })
+        ));
+        let mut r = Header::report(1, 1, 0.0, 0.0, 0).to_message();
+        r[5] = 1.0;
+        assert!(matches!(
+            Header::parse(&r),
+            Err(HeaderError::Unused { field: "part", .. })
+        ));
     }
 }

@@ -31,12 +31,7 @@ impl WorkerJob for Scale {
         out: &mut Responder<'_, T>,
     ) -> Result<(), CommError> {
         let r = out.rank() as f64;
-        out.send_result(0, self.len, |buf| {
-            for (b, x) in buf.iter_mut().zip(params) {
-                *b = r * x;
-            }
-            Ok(())
-        })?;
+        out.send_result(0, self.len, |buf| scale_into(r, params, buf))?;
         if out.wants_check() {
             let piece = out.rank() - 1;
             out.send_check(piece, self.len, |buf| {
@@ -46,6 +41,14 @@ impl WorkerJob for Scale {
         }
         Ok(())
     }
+}
+
+/// `buf` = r · `params` (as far as both go).
+fn scale_into(r: f64, params: &[f64], buf: &mut [f64]) -> Result<(), CommError> {
+    for (b, x) in buf.iter_mut().zip(params) {
+        *b = r * x;
+    }
+    Ok(())
 }
 
 /// At least `need` complete responders.
@@ -67,6 +70,7 @@ fn spec(n: usize, len: usize, deadline_ms: u64, max_wait_ms: u64, on: OnDeadline
         on_deadline: on,
         reuse_stale: false,
         overlap: false,
+        compressed: None,
     }
 }
 
@@ -137,8 +141,9 @@ fn best_effort_stops_at_the_deadline_and_wait_fails_naming_the_silent() {
         let (hub, workers) = local::world(3);
         let threads = serve_all(workers, 1, "fail:2@0");
         let mut c = Collector::new(hub, spec(3, 1, 50, 150, on));
-        c.begin(0, 0, &[1.0], 0);
+        // The deadline counts from the post, inside `begin`: time from before it.
         let t = Instant::now();
+        c.begin(0, 0, &[1.0], 0);
         let got = c.collect(&mut Count(3), None, &mut no_idle());
         let took = t.elapsed();
         c.end();
@@ -240,6 +245,55 @@ fn malformed_and_stale_messages_are_erasures_counted_and_never_used() {
     for h in honest {
         h.join().unwrap();
     }
+}
+
+/// With compressed results (`--compress`), a payload of the right length and finite values that
+/// does not decompress (a top-k index out of range) is an erasure like any other invalid message;
+/// a well-formed one is accepted.
+#[test]
+fn a_compressed_result_that_does_not_decompress_is_an_erasure() {
+    use crate::compress::{Compressor, NoiseKey};
+    // A vector of 5: the 3 largest values, then one word of three 3-bit indices.
+    let c = Compressor::TopK { fraction: 0.5 };
+    let wire_len = c.wire_len(5);
+    assert_eq!(wire_len, 4);
+    let (hub, mut workers) = local::world(2);
+    let honest = rogue(
+        workers.pop().unwrap(),
+        move |h, _| {
+            let mut wire = vec![0.0; wire_len];
+            c.compress(&[1.0, -4.0, 0.5, 3.0, 0.0], NoiseKey::default(), &mut wire)
+                .unwrap();
+            let hd = Header::result(h.iteration, 2, 0, 0, wire_len);
+            vec![(TAG_RESULT, result_msg(hd, &wire))]
+        },
+        false,
+    );
+    let bad = rogue(
+        workers.pop().unwrap(),
+        move |h, _| {
+            // Indices 7, 1 and 2 in a vector of 5.
+            let wire = [1.0, 2.0, 3.0, f64::from_bits(7 | (1 << 3) | (2 << 6))];
+            let hd = Header::result(h.iteration, 1, 0, 0, wire_len);
+            vec![(TAG_RESULT, result_msg(hd, &wire[..wire_len]))]
+        },
+        true,
+    );
+    let mut sp = spec(2, wire_len, 200, 5000, OnDeadline::BestEffort);
+    sp.compressed = Some((c, 5));
+    let mut c0 = Collector::new(hub, sp);
+    c0.begin(0, 0, &[0.0], 0);
+    let got = c0.collect(&mut Count(2), None, &mut no_idle()).unwrap();
+    assert_eq!(got, Collected::Deadline);
+    c0.end();
+    assert_eq!(c0.round().responders[0], vec![1]);
+    assert_eq!(c0.rejected_by_worker(), vec![1, 0]);
+    let mut out = [0.0; 5];
+    c.decompress(c0.payload(1, 0), &mut out).unwrap();
+    assert_eq!(out, [1.0, -4.0, 0.0, 3.0, 0.0]);
+    let _ = c0.shutdown(0, Duration::from_millis(300));
+    bad.join().unwrap();
+    honest.join().unwrap();
 }
 
 #[test]
@@ -359,4 +413,81 @@ fn the_parameter_ring_serves_every_worker_the_current_round() {
     for h in threads {
         h.join().unwrap();
     }
+}
+
+/// A worker job for the supports: answers the first `len` values of rank · x (x of 5 values).
+struct Prefix {
+    len: usize,
+}
+
+impl WorkerJob for Prefix {
+    fn accepts(&self, phase: usize, len: usize) -> bool {
+        phase == 0 && len == 5
+    }
+    fn max_params_len(&self) -> usize {
+        5
+    }
+    fn serve<T: WorkerTransport>(
+        &mut self,
+        params: &[f64],
+        out: &mut Responder<'_, T>,
+    ) -> Result<(), CommError> {
+        let r = out.rank() as f64;
+        out.send_result(0, self.len, |buf| scale_into(r, params, buf))
+    }
+}
+
+/// Issue 20 §2: every worker sends its support once at start-up; rank 0 receives them in any
+/// order, and from then on checks each worker's results against its own length
+/// (support + extra; an empty support keeps the dense length). The support messages count in
+/// the reconciliation at STOP like any other. A malformed support is an error naming the rank.
+#[test]
+fn supports_are_exchanged_once_and_set_each_workers_result_length() {
+    let (hub, workers) = local::world(3);
+    let supports: Vec<Vec<u32>> = vec![vec![0, 3], vec![], vec![1, 2, 4]];
+    let threads: Vec<JoinHandle<i32>> = workers
+        .into_iter()
+        .zip(supports.clone())
+        .map(|(w, cols)| {
+            let schedule = StragglerSchedule::parse("none", 3, 1).unwrap();
+            std::thread::spawn(move || {
+                let len = if cols.is_empty() { 5 } else { cols.len() + 1 };
+                let mut link = WorkerLink::new(w, schedule, 1);
+                link.send_support(&cols);
+                link.serve(&mut Prefix { len }).unwrap().stop_code
+            })
+        })
+        .collect();
+    let mut c = Collector::new(hub, spec(3, 5, 1000, 5000, OnDeadline::Wait));
+    let got = c.receive_supports(5, 1, Duration::from_secs(5)).unwrap();
+    assert_eq!(got, supports);
+    // Workers answer with their own lengths: 3, 5 (dense) and 4 values.
+    c.begin(0, 0, &[1.0, 2.0, 3.0, 4.0, 5.0], 0);
+    let got = c.collect(&mut Count(3), None, &mut no_idle()).unwrap();
+    assert_eq!(got, Collected::Decodable);
+    c.end();
+    assert_eq!(c.payload(0, 0), &[1.0, 2.0, 3.0]);
+    assert_eq!(c.payload(1, 0), &[2.0, 4.0, 6.0, 8.0, 10.0]);
+    assert_eq!(c.payload(2, 0), &[3.0, 6.0, 9.0, 12.0]);
+    assert_eq!(c.round().rejected, 0);
+    let unreconciled = c.shutdown(0, Duration::from_secs(5)).unwrap();
+    assert!(unreconciled.is_empty(), "{unreconciled:?}");
+    for t in threads {
+        assert_eq!(t.join().unwrap(), 0);
+    }
+
+    // A support that is not increasing is refused, naming its rank.
+    let (hub, workers) = local::world(1);
+    let schedule = StragglerSchedule::parse("none", 1, 1).unwrap();
+    let mut link = WorkerLink::new(workers.into_iter().next().unwrap(), schedule, 1);
+    link.send_support(&[2, 1]);
+    let mut c = Collector::new(hub, spec(1, 5, 1000, 5000, OnDeadline::Wait));
+    let e = c
+        .receive_supports(5, 1, Duration::from_secs(5))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("rank 1") && e.contains("support column 1"),
+        "{e}"
+    );
 }

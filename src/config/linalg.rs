@@ -232,7 +232,7 @@ impl MatmulConfig {
     }
 }
 
-fn settings_toml(job: &str, cfg: &impl Serialize) -> String {
+pub(super) fn settings_toml(job: &str, cfg: &impl Serialize) -> String {
     let body = toml::to_string_pretty(cfg)
         .unwrap_or_else(|e| format!("# could not serialize config: {e}\n"));
     format!(

@@ -4,8 +4,9 @@
 //! optional) and a checked config built from it: [`JobArgs`] → [`JobConfig`] holds what every
 //! MPI job shares (deadline, max wait, injected stragglers parsed once, seed, run folder, memory
 //! budget); [`TrainArgs`] → [`RunConfig`] adds training; [`MatvecArgs`] → [`MatvecConfig`] and
-//! [`MatmulArgs`] → [`MatmulConfig`] the coded linear-algebra jobs. A bad setting is refused on
-//! every rank with the same message naming the flag, before any MPI traffic.
+//! [`MatmulArgs`] → [`MatmulConfig`] the coded linear-algebra jobs; [`AdmmArgs`] →
+//! [`AdmmConfig`] pdADMM. A bad setting is refused on every rank with the same message naming
+//! the flag, before any MPI traffic.
 //!
 //! A config file uses the long flag names as keys (dashes or underscores); flags override it; an
 //! unknown key is refused naming the valid ones. Every run writes its effective config back as
@@ -14,11 +15,13 @@
 //! Not here: checks that depend on the file system (run on rank 0 only: see
 //! [`JobConfig::check_output`]) or on the dataset (after rank 0 has inspected it).
 
+mod admm;
 mod file;
 mod job;
 mod linalg;
 mod train;
 
+pub use admm::{AdmmArgs, AdmmConfig, MAX_STALENESS};
 pub use file::{read_settings, settings_keys};
 pub use job::{refuse_fault_plan, JobArgs, JobConfig, MemoryBudget};
 pub use linalg::{MatmulArgs, MatmulConfig, MatvecArgs, MatvecConfig};

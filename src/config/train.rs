@@ -14,7 +14,12 @@ use sha2::{Digest, Sha256};
 
 use super::{invalid, read_settings, ConfigError, JobArgs, JobConfig};
 use crate::coding::{CodeKind, CodeOptions, DecoderKind, TrainCode};
-use crate::comm::OnDeadline;
+use crate::comm::{Messages, OnDeadline};
+
+fn is_dense(m: &Messages) -> bool {
+    *m == Messages::Dense
+}
+use crate::compress::Compressor;
 use crate::model::ModelKind;
 use crate::optim::{
     AdamParams, BadSchedule, LrSchedule, MomentumSchedule, OptimizerKind, OptimizerSpec,
@@ -70,6 +75,11 @@ pub struct TrainArgs {
     /// by 1/(d(1 − p)), unbiased when workers straggle independently with probability p [default: s/n].
     #[arg(long, value_name = "P")]
     pub straggle_prob: Option<f64>,
+    /// Pieces m of the comm-efficient code (Ye & Abbe): each worker holds s + m partitions and
+    /// sends ⌈dim/m⌉ values instead of dim, so rank 0 receives m times fewer bytes;
+    /// 1 ≤ m ≤ n − s [default: 2, or 1 when n − s = 1].
+    #[arg(long, value_name = "M")]
+    pub split: Option<usize>,
     /// Policy when the deadline passes without a decodable set: wait (at most --max-wait-ms) or
     /// best-effort (decode least-squares optimally from what arrived) [default: wait].
     #[arg(long, value_enum)]
@@ -163,6 +173,19 @@ pub struct TrainArgs {
     /// worker's work [default: 1].
     #[arg(long, value_name = "C")]
     pub chunks: Option<usize>,
+    /// Compress every coded message at its sender (rank 0 decompresses before decoding):
+    /// none; qsgd:LEVELS (stochastic quantization to LEVELS levels, unbiased); topk:FRACTION
+    /// (the largest FRACTION of the entries, as index/value pairs); sign (one bit per entry and
+    /// the mean magnitude); lowrank:RANK (--model mlp: rank-RANK factors of every layer's
+    /// weights, PowerSGD-style with a warm start per worker). Biased compressors (topk, sign,
+    /// lowrank) want --error-feedback [default: none].
+    #[arg(long, value_name = "SPEC")]
+    pub compress: Option<Compressor>,
+    /// Error feedback at each worker: send C(c + e), keep e ← c + e − C(c + e) per coded message;
+    /// a message the worker skips leaves e for the next one it sends. Needs --compress.
+    #[arg(long)]
+    #[serde(default)]
+    pub error_feedback: bool,
     /// Fold a coded gradient that arrives one iteration late into the current decode in place of
     /// its worker's missing fresh one (SAG-style stale reuse), rather than drop it; older ones
     /// are still dropped. A fresh message from the same worker replaces it. Recorded per
@@ -171,6 +194,14 @@ pub struct TrainArgs {
     #[arg(long)]
     #[serde(default)]
     pub reuse_stale: bool,
+    /// What coded results carry (issue 20 §2): dense (the full vector); support (for CSR data:
+    /// only the columns a worker's rows touch, indices sent once at start-up, rank 0 scatters
+    /// while decoding; exact as dense); auto (support for a worker whose support is at most
+    /// half the columns). logistic and linear, --split 1, without --compress, --batch,
+    /// --chunks or --reuse-stale [default: dense].
+    #[arg(long, value_enum)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messages: Option<Messages>,
     /// Run the serial reference path on one process instead of the MPI job.
     #[arg(long)]
     #[serde(default)]
@@ -244,8 +275,20 @@ pub struct RunConfig {
     /// Straggle probability p of the stochastic code (None: s / n).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub straggle_prob: Option<f64>,
+    /// Pieces m of the comm-efficient code (None: its default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split: Option<usize>,
     /// Fold gradients one iteration late into the current decode (`--reuse-stale`).
     pub reuse_stale: bool,
+    /// What coded results carry (`--messages`).
+    #[serde(default, skip_serializing_if = "is_dense")]
+    pub messages: Messages,
+    /// Compressor of the coded messages (`--compress`).
+    #[serde(default, skip_serializing_if = "Compressor::is_none")]
+    pub compress: Compressor,
+    /// Error feedback on the compressed messages (`--error-feedback`).
+    #[serde(default)]
+    pub error_feedback: bool,
     /// Continue from the checkpoint (operational: never written back).
     #[serde(skip)]
     pub resume: bool,
@@ -343,13 +386,64 @@ impl RunConfig {
             degree: args.degree.or(file.degree),
             decoder: args.decoder.or(file.decoder),
             straggle_prob: args.straggle_prob.or(file.straggle_prob),
+            split: args.split.or(file.split),
             reuse_stale: args.reuse_stale || file.reuse_stale,
+            compress: args.compress.or(file.compress).unwrap_or_default(),
+            error_feedback: args.error_feedback || file.error_feedback,
+            messages: pick!(messages, Messages::Dense),
             resume: args.resume || file.resume,
             reference,
             no_intercept,
         };
         cfg.check()?;
         Ok(cfg)
+    }
+
+    /// The config of a simulated run (`gradcode simulate`): the settings and checks of `train`
+    /// for n simulated workers, n from `--workers`, the config file or `default_workers` (the
+    /// replayed trace's). `--data` may be absent (a timing-only simulation: the path is left
+    /// empty and not written back); `--reference` and `--resume` are refused.
+    pub fn for_simulation(
+        args: &TrainArgs,
+        default_workers: Option<usize>,
+    ) -> Result<RunConfig, ConfigError> {
+        let file = match &args.job.config {
+            Some(path) => read_settings::<TrainArgs>(path)?,
+            None => TrainArgs::default(),
+        };
+        if args.reference || file.reference {
+            return Err(invalid(
+                "reference",
+                "true",
+                "a simulation runs the MPI job's protocol; drop --reference",
+            ));
+        }
+        if args.resume || file.resume {
+            return Err(invalid(
+                "resume",
+                "true",
+                "a simulation has no checkpoint to resume from; drop --resume",
+            ));
+        }
+        let n = args
+            .job
+            .workers
+            .or(file.job.workers)
+            .or(default_workers)
+            .ok_or(ConfigError::Missing("workers"))?;
+        if n == 0 {
+            return Err(invalid("workers", 0, "must be at least 1"));
+        }
+        let mut a = args.clone();
+        if a.data.is_none() && file.data.is_none() {
+            a.data = Some(PathBuf::new());
+        }
+        RunConfig::from_args(&a, n + 1)
+    }
+
+    /// Whether a dataset was given (a timing-only simulation has none).
+    pub fn has_data(&self) -> bool {
+        !self.data.as_os_str().is_empty()
     }
 
     fn check(&self) -> Result<(), ConfigError> {
@@ -472,6 +566,101 @@ impl RunConfig {
             if self.degree.is_some() || self.decoder.is_some() || self.straggle_prob.is_some() {
                 return refuse("degree/decoder/straggle-prob", "set".into());
             }
+            if let Some(m) = self.split {
+                return refuse("split", m.to_string());
+            }
+            if !self.compress.is_none() {
+                return refuse("compress", self.compress.to_string());
+            }
+        }
+        self.check_compression()?;
+        self.check_messages()
+    }
+
+    /// `--messages support|auto` against the settings it does not combine with.
+    fn check_messages(&self) -> Result<(), ConfigError> {
+        if self.messages == Messages::Dense {
+            return Ok(());
+        }
+        let conflict = if !matches!(self.model, ModelKind::Logistic | ModelKind::Linear) {
+            Some(format!("--model {}", self.model.name()))
+        } else if self.split.is_some_and(|m| m > 1) {
+            Some("--split above 1".into())
+        } else if !self.compress.is_none() {
+            Some("--compress".into())
+        } else if self.batch.is_some() {
+            Some("--batch".into())
+        } else if self.chunks > 1 {
+            Some("--chunks above 1".into())
+        } else if self.reuse_stale {
+            Some("--reuse-stale".into())
+        } else if matches!(self.code, TrainCode::MatVec(_)) {
+            Some("the mds-* codes".into())
+        } else {
+            None
+        };
+        match conflict {
+            Some(what) => Err(invalid(
+                "messages",
+                format!("{:?}", self.messages).to_lowercase(),
+                format!(
+                    "sparse-support messages are not available with {what}; use --messages dense"
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// `--compress` and `--error-feedback` against each other and the model.
+    fn check_compression(&self) -> Result<(), ConfigError> {
+        if self.error_feedback && self.compress.is_none() {
+            return Err(invalid(
+                "error-feedback",
+                "true",
+                "needs a compressor: add --compress qsgd:LEVELS, topk:FRACTION or sign",
+            ));
+        }
+        if let Some(omega) = self.compress.variance_bound().filter(|&w| w >= 1.0) {
+            if self.error_feedback {
+                return Err(invalid(
+                    "error-feedback",
+                    "true",
+                    format!(
+                        "feeding back the error of --compress {} is unstable: its error bound E‖C(x) − x‖² ≤ ω‖x‖² has ω = min(B/s², √B/s) = {omega:.3} ≥ 1, so the residual grows; use more levels or smaller buckets (ω < 1), or no error feedback (QSGD is unbiased without it)",
+                        self.compress
+                    ),
+                ));
+            }
+        }
+        if let Compressor::LowRank { .. } = self.compress {
+            if !self.model.has_matrix_parameters() {
+                return Err(invalid(
+                    "compress",
+                    self.compress,
+                    format!(
+                        "--compress lowrank on a GLM ({}): low-rank compression factors the matrix parameters of neural-network models, and this model has one parameter vector; use qsgd:LEVELS, topk:FRACTION or sign",
+                        self.model.name()
+                    ),
+                ));
+            }
+            if self.split.is_some_and(|m| m > 1) {
+                return Err(invalid(
+                    "compress",
+                    self.compress,
+                    "factors the model's weight matrices, which a piece of a split code (--split > 1) does not hold whole; use --split 1 or another compressor",
+                ));
+            }
+            let layers = self.hidden.len() + 1;
+            if layers > crate::compress::MAX_MATRICES {
+                return Err(invalid(
+                    "compress",
+                    self.compress,
+                    format!(
+                        "factors at most {} weight matrices and this network has {layers}",
+                        crate::compress::MAX_MATRICES
+                    ),
+                ));
+            }
         }
         Ok(())
     }
@@ -549,6 +738,7 @@ impl RunConfig {
             degree: self.degree,
             decoder: self.decoder,
             straggle_prob: self.straggle_prob,
+            split: self.split,
         }
     }
 
@@ -576,6 +766,10 @@ impl RunConfig {
         "degree",
         "decoder",
         "straggle-prob",
+        "split",
+        "compress",
+        "error-feedback",
+        "messages",
     ];
 
     /// Keys of [`Self::NOT_REFERENCE`] that the serial reference with --batch keeps: they make
@@ -606,6 +800,9 @@ impl RunConfig {
         }
         if self.epochs.is_some() {
             t.remove("iterations");
+        }
+        if !self.has_data() {
+            t.remove("data");
         }
         t
     }
@@ -643,7 +840,15 @@ impl RunConfig {
             self.chunks
         ) + &format!("degree={:?}\ndecoder={:?}\nstraggle_prob={:?}\n", self.degree, self.decoder, self.straggle_prob)
             // Only when set, so the hashes of runs without them are unchanged.
+            + &self.split.map_or(String::new(), |m| format!("split={m}\n"))
             + if self.reuse_stale { "reuse_stale=true\n" } else { "" }
+            + &(if self.compress.is_none() { String::new() } else { format!("compress={}\n", self.compress) })
+            + if self.error_feedback { "error_feedback=true\n" } else { "" }
+            + match self.messages {
+                Messages::Dense => "",
+                Messages::Support => "messages=support\n",
+                Messages::Auto => "messages=auto\n",
+            }
             + if self.intercept { "" } else { "no_intercept=true\n" }
             + &if self.hidden.is_empty() { String::new() } else { format!("hidden={}\n", widths::text(&self.hidden)) }
             + &self.batch.map_or(String::new(), |b| format!("batch={b}\n"))
@@ -844,6 +1049,13 @@ mod tests {
                 ..Default::default()
             },
             TrainArgs {
+                code: Some(TrainCode::Gradient(CodeKind::CommEfficient)),
+                split: Some(3),
+                compress: Some("topk:0.05".parse().unwrap()),
+                error_feedback: true,
+                ..Default::default()
+            },
+            TrainArgs {
                 model: Some(ModelKind::Mlp),
                 hidden: Some("32, 16,8".into()),
                 batch: Some(16),
@@ -881,6 +1093,9 @@ mod tests {
             a.degree = extra.degree;
             a.reuse_stale = extra.reuse_stale;
             a.reference = extra.reference;
+            a.split = extra.split;
+            a.compress = extra.compress;
+            a.error_feedback = extra.error_feedback;
             a.job.straggler_model = extra.job.straggler_model.clone();
             a.job.max_memory_mb = extra.job.max_memory_mb;
             let c = RunConfig::from_args(&a, 9).unwrap();
@@ -1008,6 +1223,53 @@ mod tests {
             (args(), 1, "mpirun -np N+1"),
             (
                 TrainArgs {
+                    error_feedback: true,
+                    ..args()
+                },
+                4,
+                "--error-feedback = true: needs a compressor",
+            ),
+            (
+                TrainArgs {
+                    compress: Some("qsgd:4".parse().unwrap()),
+                    error_feedback: true,
+                    ..args()
+                },
+                4,
+                "ω = min(B/s², √B/s) = 5.657 ≥ 1",
+            ),
+            (
+                TrainArgs {
+                    compress: Some("lowrank:4".parse().unwrap()),
+                    ..args()
+                },
+                4,
+                "--compress = lowrank:4: --compress lowrank on a GLM (logistic)",
+            ),
+            (
+                TrainArgs {
+                    model: Some(ModelKind::Mlp),
+                    hidden: Some("8".into()),
+                    code: Some(TrainCode::Gradient(CodeKind::CommEfficient)),
+                    split: Some(2),
+                    compress: Some("lowrank:2".parse().unwrap()),
+                    ..args()
+                },
+                4,
+                "--compress = lowrank:2: factors the model's weight matrices, which a piece of a split code (--split > 1) does not hold whole",
+            ),
+            (
+                TrainArgs {
+                    model: Some(ModelKind::Mlp),
+                    hidden: Some("2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2".into()),
+                    compress: Some("lowrank:2".parse().unwrap()),
+                    ..args()
+                },
+                4,
+                "factors at most 16 weight matrices and this network has 17",
+            ),
+            (
+                TrainArgs {
                     model: Some(ModelKind::Mlp),
                     hidden: Some("".into()),
                     ..args()
@@ -1117,6 +1379,15 @@ mod tests {
                 },
                 1,
                 "needs --workers N",
+            ),
+            (
+                TrainArgs {
+                    code: Some("mds-rotation".parse().unwrap()),
+                    compress: Some("sign".parse().unwrap()),
+                    ..args()
+                },
+                4,
+                "--compress = sign: is not available with the mds-* codes",
             ),
             (
                 TrainArgs {

@@ -278,6 +278,55 @@ impl CsrMatrix {
         (&self.indices[a..b], &self.data[a..b])
     }
 
+    /// The columns some row touches, sorted: the support of every gradient of these rows
+    /// (issue 20 §2, sparse-support messages).
+    pub fn support(&self) -> Vec<u32> {
+        let mut seen = vec![false; self.n_cols];
+        for &c in &self.indices {
+            seen[c as usize] = true;
+        }
+        (0..self.n_cols as u32)
+            .filter(|&j| seen[j as usize])
+            .collect()
+    }
+
+    /// This matrix with its columns re-indexed to `support` (strictly increasing columns that
+    /// hold every column a row touches, e.g. [`CsrMatrix::support`]): column `support[l]`
+    /// becomes column l of `support.len()`. The kernels then read and write vectors of the
+    /// support's length instead of `n_cols`, with every row's entries in the same order, so
+    /// the results gathered back are bit-identical. An error when `support` is not strictly
+    /// increasing, is out of range, or misses a touched column.
+    pub fn on_support(&self, support: &[u32]) -> Result<CsrMatrix, DataError> {
+        let bad = |m: String| Err(DataError::BadCsr(m));
+        if support.windows(2).any(|w| w[0] >= w[1]) {
+            return bad("the support's columns must be strictly increasing".into());
+        }
+        if support.last().is_some_and(|&j| j as usize >= self.n_cols) {
+            return bad(format!(
+                "the support names a column beyond the {} columns",
+                self.n_cols
+            ));
+        }
+        let mut local = vec![u32::MAX; self.n_cols];
+        for (l, &j) in support.iter().enumerate() {
+            local[j as usize] = l as u32;
+        }
+        let mut indices = Vec::with_capacity(self.indices.len());
+        for &j in &self.indices {
+            match local[j as usize] {
+                u32::MAX => return bad(format!("column {j} is touched but not in the support")),
+                l => indices.push(l),
+            }
+        }
+        Ok(CsrMatrix {
+            n_rows: self.n_rows,
+            n_cols: support.len(),
+            indptr: self.indptr.clone(),
+            indices,
+            data: self.data.clone(),
+        })
+    }
+
     /// Stack several CSR matrices with the same column count vertically.
     pub fn vstack(parts: &[&CsrMatrix]) -> Result<CsrMatrix, DataError> {
         let n_cols = parts.first().map_or(0, |p| p.n_cols);

@@ -12,12 +12,17 @@
 //! Format 2 adds the optimizer's moments (`/adam_m`, `/adam_v`, with Adam only). Format 1 files
 //! (no moments) still load; they can only come from gd or nesterov runs, and a resume checks
 //! that the state fits the optimizer.
+//!
+//! Besides `train`'s checkpoint ([`Checkpoint`]: the optimizer state), the same atomic write,
+//! generations and verification hold checkpoints of named arrays ([`ArrayCheckpoint`], under a
+//! file stem of the caller's: `gradcode admm` writes one per layer rank, `ckpt.layersA-B.h5`,
+//! and rank 0's manifest `ckpt.h5`, which holds no array).
 
 use std::path::{Path, PathBuf};
 
 use hdf5::types::VarLenUnicode;
 use hdf5::File;
-use ndarray::Array1;
+use ndarray::{Array1, ArrayViewD, IxDyn};
 use sha2::{Digest, Sha256};
 
 use super::IoError;
@@ -77,26 +82,46 @@ fn fsync_path(p: &Path) -> Result<(), IoError> {
 
 /// The current and previous generation paths in `dir`.
 pub fn generations(dir: &Path) -> [PathBuf; 2] {
-    [dir.join("ckpt.h5"), dir.join("ckpt.prev.h5")]
+    stem_generations(dir, "ckpt")
 }
 
 /// Remove temporaries left by a crash during a save.
 pub fn clean_stale(dir: &Path) {
+    clean_stale_stem(dir, "ckpt");
+}
+
+/// The current and previous generation paths of checkpoint `stem` in `dir`.
+pub fn stem_generations(dir: &Path, stem: &str) -> [PathBuf; 2] {
+    [
+        dir.join(format!("{stem}.h5")),
+        dir.join(format!("{stem}.prev.h5")),
+    ]
+}
+
+/// Remove temporaries of checkpoint `stem` left by a crash during a save.
+pub fn clean_stale_stem(dir: &Path, stem: &str) {
+    let prefix = format!(".{stem}.h5.tmp");
     if let Ok(entries) = std::fs::read_dir(dir) {
         for e in entries.flatten() {
             let name = e.file_name();
-            if name.to_string_lossy().starts_with(".ckpt.h5.tmp") && !is_symlink(&e.path()) {
+            if name.to_string_lossy().starts_with(&prefix) && !is_symlink(&e.path()) {
                 let _ = std::fs::remove_file(e.path());
             }
         }
     }
 }
 
-/// Write a new generation atomically.
-pub fn save(dir: &Path, c: &Checkpoint) -> Result<PathBuf, IoError> {
+/// Write a new generation of checkpoint `stem` atomically: `body` fills a new temporary file,
+/// which is closed, fsynced and renamed into place after the current generation became the
+/// previous one; then the folder is fsynced.
+fn write_atomically(
+    dir: &Path,
+    stem: &str,
+    body: impl FnOnce(&File, &Path) -> Result<(), IoError>,
+) -> Result<PathBuf, IoError> {
     std::fs::create_dir_all(dir).map_err(|e| IoError::os(dir, e))?;
-    clean_stale(dir);
-    let [cur, prev] = generations(dir);
+    clean_stale_stem(dir, stem);
+    let [cur, prev] = stem_generations(dir, stem);
     for p in [&cur, &prev] {
         if is_symlink(p) {
             return Err(IoError::layout(
@@ -105,7 +130,7 @@ pub fn save(dir: &Path, c: &Checkpoint) -> Result<PathBuf, IoError> {
             ));
         }
     }
-    let tmp = dir.join(format!(".ckpt.h5.tmp.{}", std::process::id()));
+    let tmp = dir.join(format!(".{stem}.h5.tmp.{}", std::process::id()));
     if tmp.symlink_metadata().is_ok() {
         return Err(IoError::layout(
             &tmp,
@@ -118,59 +143,7 @@ pub fn save(dir: &Path, c: &Checkpoint) -> Result<PathBuf, IoError> {
             .with_fapl(|p| p.libver_latest())
             .create_excl(&tmp)
             .map_err(e)?;
-        f.new_dataset_builder()
-            .with_data(&c.state.w)
-            .create("w")
-            .map_err(e)?;
-        // Test-only fault plan (crate::faults): fail here, with a partly written temporary, the
-        // way a full disk fails a write.
-        #[cfg(feature = "fault-injection")]
-        if crate::faults::active().is_some_and(|p| p.checkpoint_fails(c.iteration)) {
-            log::warn!(
-                "fault plan: checkpoint write of iteration {} fails with ENOSPC",
-                c.iteration
-            );
-            return Err(IoError::os(
-                &tmp,
-                std::io::Error::from_raw_os_error(libc::ENOSPC),
-            ));
-        }
-        f.new_dataset_builder()
-            .with_data(&c.state.w_prev)
-            .create("w_prev")
-            .map_err(e)?;
-        if let Some(a) = &c.state.adam {
-            for (name, v) in [("adam_m", &a.m), ("adam_v", &a.v)] {
-                f.new_dataset_builder()
-                    .with_data(v)
-                    .create(name)
-                    .map_err(e)?;
-            }
-        }
-        let u = |name: &str, v: u64| {
-            f.new_attr::<u64>()
-                .create(name)
-                .and_then(|a| a.write_scalar(&v))
-                .map_err(e)
-        };
-        u("format_version", FORMAT_VERSION)?;
-        u("iteration", c.iteration)?;
-        u("steps", c.state.steps)?;
-        u("seed", c.seed)?;
-        f.new_attr::<f64>()
-            .create("elapsed_s")
-            .and_then(|a| a.write_scalar(&c.elapsed_s))
-            .map_err(e)?;
-        for (name, v) in [
-            ("config_sha256", c.config_hash.clone()),
-            ("state_sha256", digest(c)),
-        ] {
-            let v: VarLenUnicode = v.parse().map_err(|err| IoError::hdf5(&tmp, err))?;
-            f.new_attr::<VarLenUnicode>()
-                .create(name)
-                .and_then(|a| a.write_scalar(&v))
-                .map_err(e)?;
-        }
+        body(&f, &tmp)?;
         f.close().map_err(e)?;
         fsync_path(&tmp)
     })();
@@ -186,9 +159,129 @@ pub fn save(dir: &Path, c: &Checkpoint) -> Result<PathBuf, IoError> {
     Ok(cur)
 }
 
-/// Read and verify one checkpoint file.
-pub fn read(path: &Path, expected_hash: &str) -> Result<Checkpoint, IoError> {
-    let bad = |m: String| IoError::layout(path, m);
+/// Test-only fault plan (crate::faults): fail the write of `iteration`, with a partly written
+/// temporary, the way a full disk fails a write.
+fn injected_failure(tmp: &Path, iteration: u64) -> Result<(), IoError> {
+    #[cfg(feature = "fault-injection")]
+    if crate::faults::active().is_some_and(|p| p.checkpoint_fails(iteration)) {
+        log::warn!("fault plan: checkpoint write of iteration {iteration} fails with ENOSPC");
+        return Err(IoError::os(
+            tmp,
+            std::io::Error::from_raw_os_error(libc::ENOSPC),
+        ));
+    }
+    let _ = (tmp, iteration);
+    Ok(())
+}
+
+/// Write scalar attributes and the two checksums' strings on `f`.
+fn write_header(
+    f: &File,
+    tmp: &Path,
+    u64s: &[(&str, u64)],
+    elapsed_s: f64,
+    strings: &[(&str, String)],
+) -> Result<(), IoError> {
+    let e = |err: hdf5::Error| IoError::hdf5(tmp, err);
+    for (name, v) in u64s {
+        f.new_attr::<u64>()
+            .create(*name)
+            .and_then(|a| a.write_scalar(v))
+            .map_err(e)?;
+    }
+    f.new_attr::<f64>()
+        .create("elapsed_s")
+        .and_then(|a| a.write_scalar(&elapsed_s))
+        .map_err(e)?;
+    for (name, v) in strings {
+        let v: VarLenUnicode = v.parse().map_err(|err| IoError::hdf5(tmp, err))?;
+        f.new_attr::<VarLenUnicode>()
+            .create(*name)
+            .and_then(|a| a.write_scalar(&v))
+            .map_err(e)?;
+    }
+    Ok(())
+}
+
+/// Write a new generation atomically.
+pub fn save(dir: &Path, c: &Checkpoint) -> Result<PathBuf, IoError> {
+    write_atomically(dir, "ckpt", |f, tmp| {
+        let e = |err: hdf5::Error| IoError::hdf5(tmp, err);
+        f.new_dataset_builder()
+            .with_data(&c.state.w)
+            .create("w")
+            .map_err(e)?;
+        injected_failure(tmp, c.iteration)?;
+        f.new_dataset_builder()
+            .with_data(&c.state.w_prev)
+            .create("w_prev")
+            .map_err(e)?;
+        if let Some(a) = &c.state.adam {
+            for (name, v) in [("adam_m", &a.m), ("adam_v", &a.v)] {
+                f.new_dataset_builder()
+                    .with_data(v)
+                    .create(name)
+                    .map_err(e)?;
+            }
+        }
+        write_header(
+            f,
+            tmp,
+            &[
+                ("format_version", FORMAT_VERSION),
+                ("iteration", c.iteration),
+                ("steps", c.state.steps),
+                ("seed", c.seed),
+            ],
+            c.elapsed_s,
+            &[
+                ("config_sha256", c.config_hash.clone()),
+                ("state_sha256", digest(c)),
+            ],
+        )
+    })
+}
+
+/// A checkpoint file opened for reading, with its attribute readers.
+struct Reader<'p> {
+    f: File,
+    path: &'p Path,
+}
+
+impl Reader<'_> {
+    fn bad(&self, m: String) -> IoError {
+        IoError::layout(self.path, m)
+    }
+    fn u64(&self, name: &str) -> Result<u64, IoError> {
+        self.f
+            .attr(name)
+            .and_then(|a| a.read_scalar::<u64>())
+            .map_err(|_| self.bad(format!("missing attribute {name}")))
+    }
+    fn f64(&self, name: &str) -> Result<f64, IoError> {
+        self.f
+            .attr(name)
+            .and_then(|a| a.read_scalar::<f64>())
+            .map_err(|_| self.bad(format!("missing attribute {name}")))
+    }
+    fn string(&self, name: &str) -> Result<String, IoError> {
+        self.f
+            .attr(name)
+            .and_then(|a| a.read_scalar::<VarLenUnicode>())
+            .map(|v| v.as_str().to_string())
+            .map_err(|_| self.bad(format!("missing attribute {name}")))
+    }
+}
+
+/// Open checkpoint `path`, check its format version (attribute `version_attr`, one of
+/// `readable`) and that the configuration hash is `expected_hash`; the reader, the hash and the
+/// version.
+fn open_verified<'p>(
+    path: &'p Path,
+    version_attr: &str,
+    readable: &[u64],
+    expected_hash: &str,
+) -> Result<(Reader<'p>, String, u64), IoError> {
     if !path.exists() {
         return Err(IoError::NotFound {
             path: path.to_path_buf(),
@@ -198,31 +291,30 @@ pub fn read(path: &Path, expected_hash: &str) -> Result<Checkpoint, IoError> {
         path: path.to_path_buf(),
         detail: err.to_string(),
     })?;
-    let u = |name: &str| -> Result<u64, IoError> {
-        f.attr(name)
-            .and_then(|a| a.read_scalar::<u64>())
-            .map_err(|_| bad(format!("missing attribute {name}")))
-    };
-    let s = |name: &str| -> Result<String, IoError> {
-        f.attr(name)
-            .and_then(|a| a.read_scalar::<VarLenUnicode>())
-            .map(|v| v.as_str().to_string())
-            .map_err(|_| bad(format!("missing attribute {name}")))
-    };
-    let version = u("format_version")?;
-    if !READABLE.contains(&version) {
-        return Err(bad(format!(
-            "checkpoint format version {version}, this gradcode reads {READABLE:?}"
+    let r = Reader { f, path };
+    let found = r.u64(version_attr)?;
+    if !readable.contains(&found) {
+        return Err(r.bad(format!(
+            "checkpoint format version {found}, this gradcode reads {readable:?}"
         )));
     }
-    let config_hash = s("config_sha256")?;
+    let config_hash = r.string("config_sha256")?;
     if config_hash != expected_hash {
-        return Err(bad(format!(
+        return Err(r.bad(format!(
             "written by another configuration (config hash {}… , this run {}…); start a new run folder or use the original settings",
             &config_hash.get(..12).unwrap_or(&config_hash),
             &expected_hash.get(..12).unwrap_or(expected_hash)
         )));
     }
+    Ok((r, config_hash, found))
+}
+
+/// Read and verify one checkpoint file.
+pub fn read(path: &Path, expected_hash: &str) -> Result<Checkpoint, IoError> {
+    let bad = |m: String| IoError::layout(path, m);
+    let (r, config_hash, version) =
+        open_verified(path, "format_version", &READABLE, expected_hash)?;
+    let f = &r.f;
     let vec = |name: &str| -> Result<Array1<f64>, IoError> {
         f.dataset(name)
             .and_then(|d| d.read_1d::<f64>())
@@ -249,23 +341,20 @@ pub fn read(path: &Path, expected_hash: &str) -> Result<Checkpoint, IoError> {
     } else {
         None
     };
-    let elapsed_s = f
-        .attr("elapsed_s")
-        .and_then(|a| a.read_scalar::<f64>())
-        .map_err(|_| bad("missing attribute elapsed_s".into()))?;
+    let elapsed_s = r.f64("elapsed_s")?;
     let c = Checkpoint {
-        iteration: u("iteration")?,
+        iteration: r.u64("iteration")?,
         state: OptimizerState {
             w,
             w_prev,
-            steps: u("steps")?,
+            steps: r.u64("steps")?,
             adam,
         },
         config_hash,
-        seed: u("seed")?,
+        seed: r.u64("seed")?,
         elapsed_s,
     };
-    if s("state_sha256")? != digest(&c) {
+    if r.string("state_sha256")? != digest(&c) {
         return Err(bad("state checksum mismatch (corrupted checkpoint)".into()));
     }
     Ok(c)
@@ -295,6 +384,138 @@ pub fn load(
             format!("no usable checkpoint: {}", reasons.join("; ")),
         ))
     }
+}
+
+/// Version of the named-array checkpoint layout.
+pub const ARRAYS_FORMAT_VERSION: u64 = 1;
+
+/// One named array of an [`ArrayCheckpoint`] (row-major values).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NamedArray {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub values: Vec<f64>,
+}
+
+/// A checkpoint of named arrays: the state of a set of layers of `gradcode admm`, or (with no
+/// arrays) its manifest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArrayCheckpoint {
+    /// The boundary it holds: the next iteration to run.
+    pub iteration: u64,
+    /// The trajectory hash of the configuration that wrote it.
+    pub config_hash: String,
+    pub seed: u64,
+    /// Elapsed seconds of the run when it was written.
+    pub elapsed_s: f64,
+    pub arrays: Vec<NamedArray>,
+}
+
+fn arrays_digest(c: &ArrayCheckpoint) -> String {
+    let mut h = Sha256::new();
+    h.update(c.iteration.to_le_bytes());
+    h.update(c.seed.to_le_bytes());
+    h.update(c.elapsed_s.to_le_bytes());
+    h.update(c.config_hash.as_bytes());
+    for a in &c.arrays {
+        h.update((a.name.len() as u64).to_le_bytes());
+        h.update(a.name.as_bytes());
+        for d in &a.shape {
+            h.update((*d as u64).to_le_bytes());
+        }
+        for v in &a.values {
+            h.update(v.to_le_bytes());
+        }
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Write a new generation of checkpoint `stem` (`stem.h5`, the previous one kept as
+/// `stem.prev.h5`) atomically.
+pub fn save_arrays(dir: &Path, stem: &str, c: &ArrayCheckpoint) -> Result<PathBuf, IoError> {
+    write_atomically(dir, stem, |f, tmp| {
+        let e = |err: hdf5::Error| IoError::hdf5(tmp, err);
+        for (i, a) in c.arrays.iter().enumerate() {
+            let view = ArrayViewD::from_shape(IxDyn(&a.shape), &a.values)
+                .map_err(|err| IoError::layout(tmp, format!("array {}: {err}", a.name)))?;
+            f.new_dataset_builder()
+                .with_data(&view)
+                .create(a.name.as_str())
+                .map_err(e)?;
+            if i == 0 {
+                injected_failure(tmp, c.iteration)?;
+            }
+        }
+        let names: Vec<&str> = c.arrays.iter().map(|a| a.name.as_str()).collect();
+        write_header(
+            f,
+            tmp,
+            &[
+                ("arrays_format_version", ARRAYS_FORMAT_VERSION),
+                ("iteration", c.iteration),
+                ("seed", c.seed),
+            ],
+            c.elapsed_s,
+            &[
+                ("arrays", names.join(",")),
+                ("config_sha256", c.config_hash.clone()),
+                ("state_sha256", arrays_digest(c)),
+            ],
+        )
+    })
+}
+
+/// Read and verify one named-array checkpoint file.
+pub fn read_arrays(path: &Path, expected_hash: &str) -> Result<ArrayCheckpoint, IoError> {
+    let (r, config_hash, _) = open_verified(
+        path,
+        "arrays_format_version",
+        &[ARRAYS_FORMAT_VERSION],
+        expected_hash,
+    )?;
+    let list = r.string("arrays")?;
+    let mut arrays = Vec::new();
+    for name in list.split(',').filter(|n| !n.is_empty()) {
+        let a =
+            r.f.dataset(name)
+                .and_then(|d| d.read_dyn::<f64>())
+                .map_err(|_| r.bad(format!("missing or unreadable /{name}")))?;
+        arrays.push(NamedArray {
+            name: name.to_string(),
+            shape: a.shape().to_vec(),
+            values: a.iter().copied().collect(),
+        });
+    }
+    let c = ArrayCheckpoint {
+        iteration: r.u64("iteration")?,
+        config_hash,
+        seed: r.u64("seed")?,
+        elapsed_s: r.f64("elapsed_s")?,
+        arrays,
+    };
+    if r.string("state_sha256")? != arrays_digest(&c) {
+        return Err(r.bad("state checksum mismatch (corrupted checkpoint)".into()));
+    }
+    Ok(c)
+}
+
+/// Every valid generation of checkpoint `stem` in `dir`, newest first, and the reasons the
+/// others were rejected (a missing file is no reason).
+pub fn arrays_generations(
+    dir: &Path,
+    stem: &str,
+    expected_hash: &str,
+) -> (Vec<(ArrayCheckpoint, PathBuf)>, Vec<String>) {
+    let mut good = Vec::new();
+    let mut reasons = Vec::new();
+    for p in stem_generations(dir, stem) {
+        match read_arrays(&p, expected_hash) {
+            Ok(c) => good.push((c, p)),
+            Err(IoError::NotFound { .. }) => {}
+            Err(err) => reasons.push(err.to_string()),
+        }
+    }
+    (good, reasons)
 }
 
 #[cfg(test)]
@@ -405,5 +626,54 @@ mod tests {
         std::fs::write(d.path().join(".ckpt.h5.tmp.999"), b"half").unwrap();
         save(d.path(), &ckpt(3)).unwrap();
         assert!(!d.path().join(".ckpt.h5.tmp.999").exists());
+    }
+
+    fn arrays(it: u64) -> ArrayCheckpoint {
+        ArrayCheckpoint {
+            iteration: it,
+            config_hash: "h".into(),
+            seed: 3,
+            elapsed_s: 0.5,
+            arrays: vec![
+                NamedArray {
+                    name: "layer2.w".into(),
+                    shape: vec![2, 3],
+                    values: (0..6).map(|v| v as f64 + it as f64).collect(),
+                },
+                NamedArray {
+                    name: "layer2.b".into(),
+                    shape: vec![2],
+                    values: vec![-1.0, 1.0],
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn named_arrays_round_trip_with_generations_and_verification() {
+        let d = tempfile::tempdir().unwrap();
+        let stem = "ckpt.layers2-2";
+        save_arrays(d.path(), stem, &arrays(4)).unwrap();
+        save_arrays(d.path(), stem, &arrays(8)).unwrap();
+        let (good, reasons) = arrays_generations(d.path(), stem, "h");
+        assert!(reasons.is_empty());
+        let its: Vec<u64> = good.iter().map(|g| g.0.iteration).collect();
+        assert_eq!(its, vec![8, 4]);
+        assert_eq!(good[0].0, arrays(8));
+        // Train's checkpoint in the same folder is untouched by the stem's generations.
+        assert!(!d.path().join("ckpt.h5").exists());
+        // A flipped value is caught by the checksum; another config by the hash.
+        let cur = d.path().join(format!("{stem}.h5"));
+        let len = std::fs::metadata(&cur).unwrap().len();
+        std::fs::write(&cur, vec![0u8; (len / 3) as usize]).unwrap();
+        let (good, reasons) = arrays_generations(d.path(), stem, "h");
+        assert_eq!((good.len(), reasons.len()), (1, 1));
+        assert_eq!(good[0].0.iteration, 4);
+        let e = read_arrays(&d.path().join(format!("{stem}.prev.h5")), "x").unwrap_err();
+        assert!(e.to_string().contains("another configuration"), "{e}");
+        // A train checkpoint is not a named-array checkpoint.
+        save(d.path(), &ckpt(1)).unwrap();
+        let e = read_arrays(&d.path().join("ckpt.h5"), "abc").unwrap_err();
+        assert!(e.to_string().contains("arrays_format_version"), "{e}");
     }
 }

@@ -3,8 +3,9 @@
 //! and reads them.
 //!
 //! The names are the dataset names of the schema (GUIDE §5, `docs/results.md`): scalars under
-//! `/metrics/<name>`, per-(iteration, worker) matrices under `/<group>/<name>`, late arrivals as
-//! columns under `/late/<name>`.
+//! `/metrics/<name>`, per-(iteration, worker) matrices under `/<group>/<name>`, per-(iteration,
+//! layer) matrices under `/layers/<name>` (`gradcode admm` only), late arrivals as columns under
+//! `/late/<name>`.
 
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 
@@ -82,6 +83,24 @@ metric_enum! {
         /// Epochs completed after this iteration: (iteration + 1) / iterations per epoch
         /// (`--batch`; without it every iteration is one epoch).
         Epoch => "epoch",
+        /// pdADMM (`admm`): the objective F = R(z_L; y) + Σ φ_l + Σ (ν/2)‖q_l − f(z_l)‖².
+        Objective => "objective",
+        /// pdADMM: the augmented Lagrangian L_ρ = F + Σ ⟨u_l, p_{l+1} − q_l⟩ + (ρ/2)‖p_{l+1} − q_l‖².
+        Lagrangian => "lagrangian",
+        /// pdADMM: √Σ_l ‖p_{l+1} − q_l‖² (the primal residual of the coupling constraints).
+        PrimalResidual => "primal_residual",
+        /// pdADMM: √Σ_l ρ²‖q_l^{k+1} − q_l^k‖² (the dual residual).
+        DualResidual => "dual_residual",
+        /// Fraction of the training rows classified correctly (admm: the assembled network).
+        TrainAccuracy => "train_accuracy",
+        /// pdADMM: bytes the layer ranks sent to each other during this iteration.
+        BytesNeighbour => "bytes_neighbour",
+        /// ‖ĝ − ĝ_u‖/‖ĝ_u‖ at a gradient check with `--compress`: ĝ decoded from the compressed
+        /// messages, ĝ_u from the same responders' uncompressed ones.
+        CompressRelErr => "compress_rel_err",
+        /// Σ a² over the decoding weights used (with `--compress`): the factor by which the
+        /// decode amplifies independent per-message compression noise.
+        DecodeWeightSq => "decode_weight_sq",
     }
 }
 
@@ -101,6 +120,43 @@ metric_enum! {
         /// The delay the straggler model drew for the worker at this iteration, whether or not
         /// it was applied (inf = failed): every draw, unbiased by who answered.
         PlannedS => "planned_s",
+        /// pdADMM: seconds the layer rank waited for its neighbours and rank 0's grants.
+        WaitS => "wait_s",
+    }
+}
+
+metric_enum! {
+    /// Per-(iteration, layer) metrics of `gradcode admm`, in `/layers`; NaN = no value (the
+    /// output layer L has no q_L, u_L, so no residuals).
+    LayerMetric {
+        /// ‖p_{l+1} − q_l‖.
+        PrimalResidual => "primal_residual",
+        /// ρ‖q_l^{k+1} − q_l^k‖.
+        DualResidual => "dual_residual",
+        /// φ_l = (ν/2)‖z_l − W_l p_l − b_l‖².
+        Phi => "phi",
+        /// (ν/2)‖q_l − f(z_l)‖².
+        ActivationGap => "activation_gap",
+        /// ⟨u_l, p_{l+1} − q_l⟩ + (ρ/2)‖p_{l+1} − q_l‖².
+        Coupling => "coupling",
+        /// R(z_L; y), the cross-entropy summed over the rows (output layer only).
+        Loss => "loss",
+        /// τ_l of the p-update's backtracking.
+        Tau => "tau",
+        /// θ_l of the W-update's backtracking.
+        Theta => "theta",
+        /// Iterations by which the previous layer's q, u that the layer used were old (negative:
+        /// the neighbour ran ahead and its newer values were used; `--max-staleness` bounds both).
+        LeftAge => "left_age",
+        /// The same for the next layer's p.
+        RightAge => "right_age",
+    }
+}
+
+impl LayerMetric {
+    /// `layers/name`.
+    pub fn path(self) -> String {
+        format!("layers/{}", self.name())
     }
 }
 
@@ -146,20 +202,39 @@ metric_enum! {
 pub struct IterationRecord {
     scalars: [f64; Metric::COUNT],
     per_worker: [Vec<f64>; WorkerMetric::COUNT],
+    per_layer: [Vec<f64>; LayerMetric::COUNT],
 }
 
 impl IterationRecord {
     /// A record for `n` workers with every value NaN.
     pub fn new(n: usize) -> Self {
+        IterationRecord::with_layers(n, 0)
+    }
+    /// A record for `n` workers and `layers` layers (admm) with every value NaN.
+    pub fn with_layers(n: usize, layers: usize) -> Self {
         IterationRecord {
             scalars: [f64::NAN; Metric::COUNT],
             per_worker: std::array::from_fn(|_| vec![f64::NAN; n]),
+            per_layer: std::array::from_fn(|_| vec![f64::NAN; layers]),
         }
     }
     /// Every value back to NaN (reuse one record across iterations without allocating).
     pub fn reset(&mut self) {
         self.scalars.fill(f64::NAN);
         self.per_worker.iter_mut().for_each(|r| r.fill(f64::NAN));
+        self.per_layer.iter_mut().for_each(|r| r.fill(f64::NAN));
+    }
+    /// Layers in the record (0 outside admm).
+    pub fn layers(&self) -> usize {
+        self.per_layer[0].len()
+    }
+    /// Per-layer row `m`.
+    pub fn layer(&self, m: LayerMetric) -> &[f64] {
+        &self.per_layer[m.index()]
+    }
+    /// Per-layer row `m`, for writing.
+    pub fn layer_mut(&mut self, m: LayerMetric) -> &mut [f64] {
+        &mut self.per_layer[m.index()]
     }
     /// Set scalar `m`.
     pub fn set(&mut self, m: Metric, v: f64) {
@@ -248,6 +323,9 @@ pub struct RecordedRows {
     pub(crate) per_worker: Vec<Array2<f64>>,
     /// Which per-worker metrics the file holds.
     pub(crate) present: Vec<bool>,
+    /// Matrices in the order of [`LayerMetric::ALL`] [iteration, layer]; zero columns when the
+    /// file has none (every run but admm).
+    pub(crate) per_layer: Vec<Array2<f64>>,
     /// Late arrivals (empty in files written before they were recorded).
     pub late: Vec<LateRow>,
 }
@@ -277,12 +355,27 @@ impl RecordedRows {
     pub fn workers(&self) -> usize {
         self.per_worker.iter().map(|m| m.ncols()).max().unwrap_or(0)
     }
+    /// Layers (columns of the per-layer metrics; 0 outside admm).
+    pub fn layers(&self) -> usize {
+        self.per_layer.iter().map(|m| m.ncols()).max().unwrap_or(0)
+    }
+    /// Per-layer matrix `m` [iteration, layer] (no columns when the file has none).
+    pub fn layer(&self, m: LayerMetric) -> ArrayView2<'_, f64> {
+        self.per_layer[m.index()].view()
+    }
     /// Row `i` as a record. A per-worker metric absent from the file (written by an older
     /// version, or lost) reads as NaN for every worker, so the row can be appended to a results
     /// file (resume) like any other.
     pub fn row(&self, i: usize) -> IterationRecord {
         let n = self.workers();
-        let mut rec = IterationRecord::new(n);
+        let layers = self.layers();
+        let mut rec = IterationRecord::with_layers(n, layers);
+        for m in LayerMetric::ALL {
+            let src = &self.per_layer[m.index()];
+            if src.ncols() == layers {
+                rec.layer_mut(*m).copy_from_slice(&src.row(i).to_vec());
+            }
+        }
         for m in Metric::ALL {
             rec.set(*m, self.scalars[m.index()][i]);
         }
@@ -415,9 +508,12 @@ mod tests {
     fn names_are_the_schema_in_order() {
         let names: Vec<&str> = Metric::ALL.iter().map(|m| m.name()).collect();
         assert_eq!(names[..4], ["iteration", "wall_s", "elapsed_s", "decode_s"]);
-        // 20 until minibatches added `epoch`, at the end so older files read as before.
-        assert_eq!(Metric::COUNT, 21);
+        // 20 until minibatches added `epoch`, at the end so older files read as before; then
+        // pdADMM's six, then compression's two.
+        assert_eq!(Metric::COUNT, 29);
         assert_eq!(names[20], "epoch");
+        assert_eq!(LayerMetric::Tau.path(), "layers/tau");
+        assert_eq!(names[27..], ["compress_rel_err", "decode_weight_sq"]);
         assert_eq!(WorkerMetric::ArrivalS.path(), "timing/arrival_s");
         assert_eq!(WorkerMetric::InjectedS.path(), "stragglers/injected_s");
         assert_eq!(WorkerMetric::PlannedS.path(), "stragglers/planned_s");

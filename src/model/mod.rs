@@ -121,6 +121,12 @@ impl ModelKind {
             ModelKind::Cnn => "cnn",
         }
     }
+    /// Whether the model has matrix-shaped parameter blocks (layers) that `--compress
+    /// lowrank:RANK` can factor: the MLP's layers. None of the GLMs does (softmax's weights are
+    /// one block per class, trained as one vector).
+    pub fn has_matrix_parameters(&self) -> bool {
+        matches!(self, ModelKind::Mlp)
+    }
 }
 
 /// Scratch space owned by the caller so that gradient evaluation does not allocate per call.

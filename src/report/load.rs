@@ -100,17 +100,24 @@ fn settings_from_toml(text: &str) -> Option<Settings> {
         .get("reference")
         .and_then(|v| v.as_bool())
         .unwrap_or(false);
+    // `gradcode admm` (pdADMM): no code; the network is its model.
+    let admm = t.contains_key("rho") && t.contains_key("layers");
     Some(Settings {
-        code: if reference {
-            Some("reference".into())
-        } else {
-            s("code")
+        code: match (admm, reference) {
+            (true, false) => Some("pdadmm".into()),
+            (true, true) => Some("pdadmm-reference".into()),
+            (false, true) => Some("reference".into()),
+            (false, false) => s("code"),
         },
         stragglers: if reference { Some(0) } else { u("stragglers") },
         straggler_model: s("straggler-model"),
         iterations: u("iterations"),
         workers: u("workers"),
-        model: s("model"),
+        model: if admm {
+            s("layers").map(|l| format!("mlp {l}"))
+        } else {
+            s("model")
+        },
         reference,
     })
 }

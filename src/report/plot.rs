@@ -8,6 +8,10 @@
 //! of `/timing/arrival_s` of the first run that recorded any arrival (named in the panel title),
 //! missed arrivals in red. A run that did not finish (status `running`) is labelled `(partial)`.
 //!
+//! A `gradcode admm` run (pdADMM) adds two panels (the figure is then 3 × 2 panels): the primal
+//! residual √Σ‖p_{l+1} − q_l‖² (solid) and the dual residual (dashed) on a log10 axis, and the
+//! train (solid) and test (dashed) accuracy of the assembled network at its evaluations.
+//!
 //! Runs are told apart by more than colour ([`run_style`]): each has its own dash pattern on
 //! the loss curves and its own marker on every line, placed at points shifted from run to run.
 //! An MPI run and its serial reference have the same loss curve, and the run drawn second would
@@ -497,7 +501,8 @@ pub fn draw(runs: &[LoadedRun], out: &Path) -> Res {
             ("sans-serif", 26),
         )
         .map_err(err)?;
-    let panels = root.split_evenly((2, 2));
+    let admm = runs.iter().any(has_residuals);
+    let panels = root.split_evenly(if admm { (2, 3) } else { (2, 2) });
     let n = runs.len();
     let loss_lines = |x: &dyn Fn(&LoadedRun) -> Vec<f64>| -> Vec<Line> {
         runs.iter()
@@ -572,7 +577,53 @@ pub fn draw(runs: &[LoadedRun], out: &Path) -> Res {
         Some(r) => heat_map(&panels[3], r)?,
         None => empty_panel(&panels[3], "arrival heat map")?,
     }
+    if admm {
+        let pair = |first: Metric, second: Metric, f: fn(f64) -> f64| -> Vec<Line> {
+            let mut lines = Vec::new();
+            for (i, r) in runs.iter().enumerate().filter(|(_, r)| has_residuals(r)) {
+                let st = run_style(i);
+                let it = iterations(r);
+                for (m, dash, what) in [
+                    (first, &[][..], first.name()),
+                    (second, ORACLE_DASH, second.name()),
+                ] {
+                    let y: Vec<f64> = r.column(m).iter().map(|&v| f(v)).collect();
+                    lines.push(Line {
+                        label: format!("{} {what}", label(r)),
+                        color: st.color,
+                        points: points(&it, &y, 1.0),
+                        dash,
+                        marker: st.marker,
+                        run: (i, n),
+                    });
+                }
+            }
+            lines
+        };
+        let log10 = |v: f64| if v > 0.0 { v.log10() } else { f64::NAN };
+        line_panel(
+            &panels[4],
+            "pdADMM residuals: primal (solid), dual (dashed)",
+            "iteration",
+            "log10 residual",
+            &pair(Metric::PrimalResidual, Metric::DualResidual, log10),
+        )?;
+        line_panel(
+            &panels[5],
+            "accuracy of the assembled network: train (solid), test (dashed)",
+            "iteration",
+            "accuracy",
+            &pair(Metric::TrainAccuracy, Metric::TestAccuracy, |v| v),
+        )?;
+    }
     root.present().map_err(err)
+}
+
+/// Whether `run` recorded pdADMM residuals (a `gradcode admm` run).
+fn has_residuals(run: &LoadedRun) -> bool {
+    run.column(Metric::PrimalResidual)
+        .iter()
+        .any(|v| v.is_finite())
 }
 
 #[cfg(test)]

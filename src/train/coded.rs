@@ -9,6 +9,15 @@
 //! they finish and abandons the rest when rank 0 has moved on; rank 0 decodes every chunk from
 //! the workers that delivered it and sums.
 //!
+//! Split codes (`comm-efficient`, m > 1; Ye & Abbe): a worker keeps each held partition's rows
+//! apart ([`Rows::Apart`]), computes each partition's gradient and codes its m pieces into one
+//! message of ⌈dim/m⌉ values plus the loss (coded with piece 0); rank 0 decodes piece by piece
+//! with the m weight vectors of the decoding. Every other code keeps the one-pass path.
+//!
+//! Compression (`--compress`, [`crate::compress`]): the worker codes its message as above, then
+//! compresses the coded vector (with error feedback, one residual per chunk) and sends it with
+//! the loss; rank 0 decompresses every message of the responders before decoding.
+//!
 //! Minibatches (`--batch B`, [`crate::data::batch`]): every iteration each held partition gives
 //! B rows drawn from (seed, iteration, partition), the same on every worker that holds it, so
 //! the decoded sum is the exact gradient of the k·B rows. The worker keeps its stacked
@@ -18,7 +27,9 @@
 //!
 //! The gradient check: workers also send the uncoded gradient of every held sub-partition, and
 //! rank 0 compares the decoded gradient with their sum (PASSED when exact to 1e-8, or, for an
-//! approximate decoding, within the guaranteed bound Σ_q err(F_q)·‖G_q‖_F).
+//! approximate decoding, within the guaranteed bound Σ_q err(F_q)·‖G_q‖_F). With compression
+//! the verdict is about the decode of the uncompressed messages, rebuilt from those pieces, and
+//! the change compression made is recorded beside it.
 
 use std::ops::Range;
 use std::time::{Duration, Instant};
@@ -29,27 +40,58 @@ use super::engine::{Check, Computed, GradientEngine, Iteration};
 use super::INTERRUPT;
 use crate::coding::{Decoder, GradientCode};
 use crate::comm::collector::LateArrival;
+use crate::comm::Messages;
 use crate::comm::{
     Collected, Collector, CollectorSpec, CommError, Responder, Round, Rule, Transport, WorkerJob,
     WorkerTransport,
 };
+use crate::compress::{Compressor, ErrorFeedback, NoiseKey};
 use crate::config::RunConfig;
 use crate::data::batch::{BatchPlan, Minibatch};
 use crate::data::{partition_ranges, DataError, Dataset, Features};
 use crate::error::{Error, Result};
 use crate::io::results::{AttrValue, LateRow, Metric, WorkerMetric};
-use crate::model::{Model, Workspace};
+use crate::model::{Model, ModelKind, Workspace};
 use crate::straggler::StragglerSchedule;
 
-/// One chunk of a worker's work: for every held partition j, its q-th sub-partition, stacked.
+/// The rows of one chunk, as its code computes them.
+#[derive(Debug)]
+pub enum Rows {
+    /// One-pass codes (split m = 1): every held partition's rows stacked, with a per-row
+    /// coefficient (rows of partition j get b_ij).
+    Stacked {
+        data: Dataset,
+        row_weights: Array1<f64>,
+    },
+    /// Split codes (`comm-efficient`, m > 1): each held partition's rows apart, in assignment
+    /// order, since each partition's gradient is computed before its pieces are coded.
+    Apart(Vec<Dataset>),
+}
+
+/// One chunk of a worker's work: for every held partition j, its q-th sub-partition.
 #[derive(Debug)]
 pub struct Chunk {
-    /// Rows of this chunk.
-    pub data: Dataset,
-    /// Per-row coefficient: rows of partition j get b_ij.
-    pub row_weights: Array1<f64>,
-    /// (partition, local row range inside `data`) for every held partition.
+    pub rows: Rows,
+    /// (partition, local row range) for every held partition: inside the stacked data, or the
+    /// whole of its own dataset ([`Rows::Apart`]).
     pub parts: Vec<(usize, Range<usize>)>,
+}
+
+impl Chunk {
+    /// Features and labels of the `i`-th held partition's rows (a copy only when stacked).
+    fn partition(&self, i: usize) -> Option<(std::borrow::Cow<'_, Features>, ArrayView1<'_, f64>)> {
+        let (_, range) = self.parts.get(i)?;
+        Some(match &self.rows {
+            Rows::Stacked { data, .. } => (
+                std::borrow::Cow::Owned(data.x.slice_rows(range.clone())),
+                data.y.slice(ndarray::s![range.clone()]),
+            ),
+            Rows::Apart(pieces) => {
+                let d = pieces.get(i)?;
+                (std::borrow::Cow::Borrowed(&d.x), d.y.view())
+            }
+        })
+    }
 }
 
 /// What one worker holds: its partitions, split into chunks (one chunk unless `--chunks`).
@@ -65,7 +107,8 @@ pub struct Shard {
 impl Shard {
     /// Split worker `w`'s stacked rows (`ranges[p]` = rows of its p-th held partition) into
     /// `n_chunks` chunks. Every partition needs at least `n_chunks` rows. With a minibatch
-    /// `plan`, keep the rows whole: each iteration draws its chunks from them.
+    /// `plan`, keep the rows whole: each iteration draws its chunks from them. Without one, a
+    /// split code keeps each partition's rows apart ([`Rows::Apart`]).
     pub fn new(
         code: &dyn GradientCode,
         w: usize,
@@ -76,14 +119,18 @@ impl Shard {
     ) -> Result<Shard, DataError> {
         let parts = code.assignment(w);
         let coefs = code.coefficients(w);
+        let m = code.split();
+        if m > 1 && plan.is_none() {
+            return Self::apart(parts, &data, &ranges, n_chunks);
+        }
         if n_chunks <= 1 || plan.is_some() {
+            // A split code's rows carry piece 0's coefficient; its encoder uses its own.
             let mut row_weights = Array1::zeros(data.n_rows());
-            for (r, &c) in ranges.iter().zip(coefs) {
+            for (r, &c) in ranges.iter().zip(coefs.iter().step_by(m)) {
                 row_weights.slice_mut(ndarray::s![r.clone()]).fill(c);
             }
             let whole = Chunk {
-                data,
-                row_weights,
+                rows: Rows::Stacked { data, row_weights },
                 parts: parts.iter().copied().zip(ranges).collect(),
             };
             let draws = match plan {
@@ -95,19 +142,58 @@ impl Shard {
                 draws,
             });
         }
-        let splits: Vec<Vec<Range<usize>>> = ranges
+        let splits = Self::sub_ranges(&ranges, n_chunks)?;
+        let chunks = (0..n_chunks)
+            .map(|q| Self::chunk(&data, &splits, parts, coefs, q))
+            .collect::<Result<_, _>>()?;
+        Ok(Shard {
+            chunks,
+            draws: None,
+        })
+    }
+
+    /// `ranges[p]` cut into `n_chunks` consecutive sub-ranges each.
+    fn sub_ranges(
+        ranges: &[Range<usize>],
+        n_chunks: usize,
+    ) -> Result<Vec<Vec<Range<usize>>>, DataError> {
+        ranges
             .iter()
             .map(|r| {
-                crate::data::partition_ranges(r.len(), n_chunks).map(|sub| {
+                crate::data::partition_ranges(r.len(), n_chunks.max(1)).map(|sub| {
                     sub.into_iter()
                         .map(|s| r.start + s.start..r.start + s.end)
                         .collect()
                 })
             })
-            .collect::<Result<_, _>>()?;
-        let chunks = (0..n_chunks)
-            .map(|q| Self::chunk(&data, &splits, parts, coefs, q))
-            .collect::<Result<_, _>>()?;
+            .collect()
+    }
+
+    /// A split code's shard: chunk q holds the q-th sub-range of every held partition, apart.
+    fn apart(
+        parts: &[usize],
+        data: &Dataset,
+        ranges: &[Range<usize>],
+        n_chunks: usize,
+    ) -> Result<Shard, DataError> {
+        let splits = Self::sub_ranges(ranges, n_chunks)?;
+        let chunks = (0..n_chunks.max(1))
+            .map(|q| {
+                let pieces: Vec<Dataset> = splits
+                    .iter()
+                    .map(|sub| data.slice_rows(sub[q].clone()))
+                    .collect();
+                let parts = parts
+                    .iter()
+                    .zip(&pieces)
+                    .map(|(&j, d)| (j, 0..d.n_rows()))
+                    .collect();
+                Chunk {
+                    rows: Rows::Apart(pieces),
+                    parts,
+                }
+            })
+            .collect();
         Ok(Shard {
             chunks,
             draws: None,
@@ -141,12 +227,14 @@ impl Shard {
             at += len;
         }
         Ok(Chunk {
-            data: Dataset {
-                x,
-                y,
-                task: data.task,
+            rows: Rows::Stacked {
+                data: Dataset {
+                    x,
+                    y,
+                    task: data.task,
+                },
+                row_weights,
             },
-            row_weights,
             parts: local,
         })
     }
@@ -162,6 +250,88 @@ impl Shard {
     pub fn order(&self, w: usize) -> impl Iterator<Item = usize> + '_ {
         let c = self.n_chunks();
         (0..c).map(move |t| (w + t) % c)
+    }
+}
+
+/// `out` (⌈dim/m⌉ values, then the loss) += the pieces of one partition's gradient and loss
+/// `grad` (dim + 1) with its m coefficients `b` (piece u scaled by b[u]; the loss by b[0]).
+fn add_coded(out: &mut [f64], b: &[f64], grad: &[f64], len: usize) {
+    let dim = grad.len() - 1;
+    for (u, &bu) in b.iter().enumerate() {
+        let lo = (u * len).min(dim);
+        let hi = ((u + 1) * len).min(dim);
+        for (o, g) in out[..hi - lo].iter_mut().zip(&grad[lo..hi]) {
+            *o += bu * g;
+        }
+    }
+    out[len] += b[0] * grad[dim];
+}
+
+/// How a worker of a split code (m > 1) codes its partitions' gradients into one message of
+/// ⌈dim/m⌉ values and the loss: Σ_p Σ_u b[p, u] · (piece u of partition p's gradient).
+#[derive(Debug)]
+struct SplitEncoder {
+    m: usize,
+    /// ⌈dim/m⌉.
+    len: usize,
+    /// The worker's coefficients, `[p·m + u]`.
+    coefs: Vec<f64>,
+    /// One partition's gradient and loss (dim + 1).
+    grad: Vec<f64>,
+}
+
+impl SplitEncoder {
+    /// Code chunk `c`'s partitions at `w` into `out` (⌈dim/m⌉ values, then the loss coded with
+    /// piece 0's coefficients).
+    fn encode(
+        &mut self,
+        model: &dyn Model,
+        ws: &mut Workspace,
+        w: ArrayView1<f64>,
+        c: &Chunk,
+        out: &mut [f64],
+    ) {
+        out.fill(0.0);
+        for (p, cp) in self.coefs.chunks(self.m).enumerate() {
+            let Some((x, y)) = c.partition(p) else {
+                continue;
+            };
+            CodedWorker::gradient(model, ws, w, &x, y, None, &mut self.grad);
+            add_coded(out, cp, &self.grad, self.len);
+        }
+    }
+}
+
+/// A worker's compressor of its coded messages (`--compress`), with its error feedback.
+#[derive(Debug)]
+struct Sender {
+    c: Compressor,
+    /// Values of the coded vector before compression (⌈dim/m⌉).
+    len: usize,
+    /// One residual per chunk (`--error-feedback`).
+    feedback: Option<Vec<ErrorFeedback>>,
+    /// Without feedback: the compressor's state per chunk (low-rank's warm start).
+    warm: Vec<Vec<f64>>,
+    /// The coded vector and the loss, before compression.
+    coded: Vec<f64>,
+    seed: u64,
+}
+
+impl Sender {
+    /// Compress `self.coded` into `out` (the compressed vector, then the loss as it is).
+    fn send(&mut self, key: NoiseKey, out: &mut [f64]) -> Result<(), CommError> {
+        let (v, loss) = self.coded.split_at(self.len);
+        let (wire, rest) = out.split_at_mut(self.c.wire_len(self.len));
+        match self.feedback.as_mut().and_then(|f| f.get_mut(key.part)) {
+            Some(e) => e.compress(&self.c, v, key, wire),
+            None => match self.warm.get_mut(key.part) {
+                Some(warm) => self.c.compress_with(v, key, wire, warm),
+                None => self.c.compress(v, key, wire),
+            },
+        }
+        .map_err(|e| CommError::Fatal(e.to_string()))?;
+        rest[0] = loss[0];
+        Ok(())
     }
 }
 
@@ -181,19 +351,30 @@ impl Draws {
     fn new(whole: &Chunk, plan: BatchPlan, n_chunks: usize) -> Result<Draws, DataError> {
         let pieces = partition_ranges(plan.batch(), n_chunks)?;
         let minibatch = Minibatch::new(plan, whole.parts.iter().cloned())?;
+        let Rows::Stacked {
+            data: whole_data,
+            row_weights: whole_weights,
+        } = &whole.rows
+        else {
+            return Err(DataError::Invalid(
+                "internal: minibatches are drawn from stacked rows".into(),
+            ));
+        };
         let chunks = pieces
             .iter()
             .map(|piece| {
                 let mut row_weights = Vec::with_capacity(piece.len() * whole.parts.len());
                 let mut parts = Vec::with_capacity(whole.parts.len());
                 for (j, range) in &whole.parts {
-                    let coef = whole.row_weights[range.start];
+                    let coef = whole_weights[range.start];
                     parts.push((*j, row_weights.len()..row_weights.len() + piece.len()));
                     row_weights.extend(std::iter::repeat(coef).take(piece.len()));
                 }
                 Chunk {
-                    data: whole.data.slice_rows(0..0),
-                    row_weights: Array1::from(row_weights),
+                    rows: Rows::Stacked {
+                        data: whole_data.slice_rows(0..0),
+                        row_weights: Array1::from(row_weights),
+                    },
                     parts,
                 }
             })
@@ -208,9 +389,70 @@ impl Draws {
     /// Chunk `q` of iteration `t`, drawn from `whole`.
     fn fill(&mut self, whole: &Chunk, q: usize, t: u64) -> &Chunk {
         let c = &mut self.chunks[q];
-        self.minibatch
-            .gather(t, self.pieces[q].clone(), &whole.data, &mut c.data);
+        if let (Rows::Stacked { data: from, .. }, Rows::Stacked { data: to, .. }) =
+            (&whole.rows, &mut c.rows)
+        {
+            self.minibatch.gather(t, self.pieces[q].clone(), from, to);
+        }
         c
+    }
+}
+
+/// `c` set to factor `model`'s weight matrices (`lowrank`: every parameter block, which must
+/// follow each other from the vector's start); the other compressors as they are.
+pub fn for_model(c: Compressor, model: &dyn Model) -> Result<Compressor> {
+    if !matches!(c, Compressor::LowRank { .. }) {
+        return Ok(c);
+    }
+    let mut at = 0;
+    let mut shapes = Vec::with_capacity(model.blocks().len());
+    for b in model.blocks() {
+        if b.offset != at {
+            return Err(Error::Check(format!(
+                "--compress {c}: the model's parameter blocks are not consecutive (one starts at {}, expected {at})",
+                b.offset
+            )));
+        }
+        shapes.push((b.units, b.inputs));
+        at += b.len();
+    }
+    c.with_matrices(&shapes)
+        .map_err(|e| Error::Check(e.to_string()))
+}
+
+/// A worker's results on its support (`--messages support|auto`, issue 20 §2): its rows
+/// re-indexed to the columns they touch, a model of that many features (and the intercept),
+/// and the parameters gathered there every iteration.
+struct OnSupport {
+    /// The columns of the full model (without the intercept) the rows touch, increasing.
+    columns: Vec<u32>,
+    model: Box<dyn Model>,
+    /// The parameters on the support, then the intercept.
+    w: Vec<f64>,
+}
+
+impl OnSupport {
+    /// `self.w` ← the full parameters `params` on the support (the intercept last).
+    fn gather(&mut self, params: &[f64]) {
+        for (l, &j) in self.w.iter_mut().zip(&self.columns) {
+            *l = params[j as usize];
+        }
+        if let (Some(last), Some(b)) = (self.w.last_mut(), params.last()) {
+            *last = *b;
+        }
+    }
+
+    /// `full` (dim + 1: gradient, intercept, loss) ← `piece` (on the support: gradient,
+    /// intercept, loss) scattered.
+    fn scatter(&self, piece: &[f64], full: &mut [f64]) {
+        full.fill(0.0);
+        let n = self.columns.len();
+        for (&j, &v) in self.columns.iter().zip(piece) {
+            full[j as usize] = v;
+        }
+        let dim = full.len() - 1;
+        full[dim - 1] = piece[n];
+        full[dim] = piece[n + 1];
     }
 }
 
@@ -221,17 +463,141 @@ pub struct CodedWorker<'a> {
     shard: Shard,
     order: Vec<usize>,
     ws: Workspace,
+    /// Split codes only.
+    split: Option<SplitEncoder>,
+    /// `--compress` only.
+    sender: Option<Sender>,
+    /// `--messages support|auto`: None for dense messages.
+    local: Option<OnSupport>,
+    /// `--messages support|auto`: the support sent at start-up (empty: dense).
+    announce: Option<Vec<u32>>,
+    /// A check piece on the support, before it is scattered to full length.
+    piece: Vec<f64>,
 }
 
 impl<'a> CodedWorker<'a> {
-    /// Worker index `w` (rank w + 1) serving `shard`.
-    pub fn new(model: &'a dyn Model, shard: Shard, w: usize) -> Self {
+    /// Worker index `w` (rank w + 1) of `code` serving `shard`.
+    pub fn new(model: &'a dyn Model, shard: Shard, code: &dyn GradientCode, w: usize) -> Self {
+        let m = code.split();
+        let split = (m > 1).then(|| SplitEncoder {
+            m,
+            len: crate::coding::piece_len(model.dim(), m),
+            coefs: code.coefficients(w).to_vec(),
+            grad: vec![0.0; model.dim() + 1],
+        });
         CodedWorker {
             model,
             order: shard.order(w).collect(),
             shard,
             ws: Workspace::default(),
+            split,
+            sender: None,
+            local: None,
+            announce: None,
+            piece: Vec::new(),
         }
+    }
+
+    /// Send results on the support of this worker's rows (`messages` support, or auto when
+    /// the support is at most half the columns): re-index its rows to the columns they touch
+    /// and build `kind`'s model on them. Dense features have every column as support. Needs
+    /// one stacked chunk (the configuration refuses --chunks, --batch and --split with it).
+    pub fn messages(mut self, messages: Messages, kind: ModelKind) -> Result<Self> {
+        if messages == Messages::Dense {
+            return Ok(self);
+        }
+        let n_cols = self.model.dim() - 1;
+        let [Chunk {
+            rows: Rows::Stacked { data, .. },
+            ..
+        }] = &mut self.shard.chunks[..]
+        else {
+            return Err(Error::Check(
+                "internal: --messages support needs one stacked chunk".into(),
+            ));
+        };
+        let columns = match &data.x {
+            Features::Sparse(x) => x.support(),
+            Features::Dense(_) => (0..n_cols as u32).collect(),
+        };
+        if messages == Messages::Auto && 2 * columns.len() > n_cols {
+            self.announce = Some(Vec::new());
+            return Ok(self);
+        }
+        if let Features::Sparse(x) = &data.x {
+            data.x = Features::Sparse(x.on_support(&columns)?);
+        }
+        let model = crate::model::build(kind, &[], columns.len(), None, data.task)?;
+        let dim = model.dim();
+        self.piece = vec![0.0; dim + 1];
+        self.local = Some(OnSupport {
+            w: vec![0.0; dim],
+            model,
+            columns: columns.clone(),
+        });
+        self.announce = Some(columns);
+        Ok(self)
+    }
+
+    /// Compress every message with `c` (nothing for `none`), with one error-feedback residual
+    /// per chunk when `error_feedback`; QSGD's draws are keyed by `seed`.
+    pub fn compressing(mut self, c: Compressor, error_feedback: bool, seed: u64) -> Self {
+        if c.is_none() {
+            return self;
+        }
+        let len = self.coded_len();
+        self.sender = Some(Sender {
+            c,
+            len,
+            feedback: error_feedback.then(|| vec![ErrorFeedback::default(); self.shard.n_chunks()]),
+            warm: vec![Vec::new(); self.shard.n_chunks()],
+            coded: vec![0.0; len + 1],
+            seed,
+        });
+        self
+    }
+
+    /// Values of the coded vector (⌈dim/m⌉; dim for one-pass codes).
+    fn coded_len(&self) -> usize {
+        self.split.as_ref().map_or(self.model.dim(), |sp| sp.len)
+    }
+
+    /// Values of one result message: the (compressed) coded vector and the loss.
+    fn result_len(&self) -> usize {
+        if let Some(l) = &self.local {
+            return l.model.dim() + 1;
+        }
+        let len = self.coded_len();
+        self.sender.as_ref().map_or(len, |sd| sd.c.wire_len(len)) + 1
+    }
+
+    /// The coded message of chunk `c` at `w` into `out` (coded vector, then the loss).
+    fn code_chunk(
+        model: &dyn Model,
+        ws: &mut Workspace,
+        split: &mut Option<SplitEncoder>,
+        w: ArrayView1<f64>,
+        c: &Chunk,
+        out: &mut [f64],
+    ) -> Result<(), CommError> {
+        match (&c.rows, split) {
+            (Rows::Stacked { data, row_weights }, _) => Self::gradient(
+                model,
+                ws,
+                w,
+                &data.x,
+                data.y.view(),
+                Some(row_weights.view()),
+                out,
+            ),
+            (Rows::Apart(_), Some(sp)) => sp.encode(model, ws, w, c, out),
+            (Rows::Apart(_), None) => {
+                return Err(CommError::Fatal(
+                    "internal: a split shard without its encoder".into(),
+                ))
+            }
+        }
+        Ok(())
     }
 
     fn gradient(
@@ -250,6 +616,9 @@ impl<'a> CodedWorker<'a> {
 }
 
 impl WorkerJob for CodedWorker<'_> {
+    fn support(&self) -> Option<Vec<u32>> {
+        self.announce.clone()
+    }
     fn accepts(&self, phase: usize, len: usize) -> bool {
         phase == 0 && len == self.model.dim()
     }
@@ -261,10 +630,16 @@ impl WorkerJob for CodedWorker<'_> {
         params: &[f64],
         out: &mut Responder<'_, T>,
     ) -> std::result::Result<(), CommError> {
-        let w = ArrayView1::from(params);
-        let len = self.model.dim() + 1;
+        let len = self.result_len();
         let n_chunks = self.shard.n_chunks();
         let t = out.iteration();
+        if let Some(l) = &mut self.local {
+            l.gather(params);
+        }
+        let (model, w) = match &self.local {
+            Some(l) => (l.model.as_ref(), ArrayView1::from(&l.w[..])),
+            None => (self.model, ArrayView1::from(params)),
+        };
         for (i, &q) in self.order.iter().enumerate() {
             // Newer parameters waiting (rank 0 decoded this iteration without us): skip the rest.
             if i > 0 && out.superseded() {
@@ -273,39 +648,51 @@ impl WorkerJob for CodedWorker<'_> {
                 }
                 return Ok(());
             }
-            let (model, ws) = (self.model, &mut self.ws);
+            let key = NoiseKey {
+                seed: self.sender.as_ref().map_or(0, |sd| sd.seed),
+                iteration: t,
+                rank: out.rank(),
+                part: q,
+            };
+            let (ws, split) = (&mut self.ws, &mut self.split);
             let Shard { chunks, draws } = &mut self.shard;
+            let sender = &mut self.sender;
             out.send_result(q, len, |buf| {
                 let c = match draws {
                     Some(d) => d.fill(&chunks[0], q, t),
                     None => &chunks[q],
                 };
-                Self::gradient(
-                    model,
-                    ws,
-                    w,
-                    &c.data.x,
-                    c.data.y.view(),
-                    Some(c.row_weights.view()),
-                    buf,
-                );
-                Ok(())
+                match sender {
+                    None => Self::code_chunk(model, ws, split, w, c, buf),
+                    Some(sd) => {
+                        Self::code_chunk(model, ws, split, w, c, &mut sd.coded)?;
+                        sd.send(key, buf)
+                    }
+                }
             })?;
         }
         if out.wants_check() {
             // The uncoded gradient of every held sub-partition (partition j, chunk q), as piece
-            // j · chunks + q.
+            // j · chunks + q, full length.
+            let check_len = self.model.dim() + 1;
             let chunks = match &self.shard.draws {
                 Some(d) => &d.chunks,
                 None => &self.shard.chunks,
             };
             for (q, c) in chunks.iter().enumerate() {
-                for (j, range) in &c.parts {
-                    let x = c.data.x.slice_rows(range.clone());
-                    let y = c.data.y.slice(ndarray::s![range.clone()]);
-                    let (model, ws) = (self.model, &mut self.ws);
-                    out.send_check(j * n_chunks + q, len, |buf| {
-                        Self::gradient(model, ws, w, &x, y, None, buf);
+                for (i, (j, _)) in c.parts.iter().enumerate() {
+                    let Some((x, y)) = c.partition(i) else {
+                        continue;
+                    };
+                    let (ws, piece, local) = (&mut self.ws, &mut self.piece, &self.local);
+                    out.send_check(j * n_chunks + q, check_len, |buf| {
+                        match local {
+                            Some(l) => {
+                                Self::gradient(model, ws, w, &x, y, None, piece);
+                                l.scatter(piece, buf);
+                            }
+                            None => Self::gradient(model, ws, w, &x, y, None, buf),
+                        }
                         Ok(())
                     })?;
                 }
@@ -333,6 +720,9 @@ struct Combined {
     residual: f64,
     /// Largest cond(B_F) over the chunks.
     condition: f64,
+    /// Σ a² over every decoding weight used (chunks, pieces, responders): with independent
+    /// compression errors of variance σ² per message, E‖ĝ − ĝ_uncompressed‖² ≤ Σ a² · max σ².
+    weight_sq: f64,
 }
 
 /// Rank 0's side of gradient coding over transport `T`.
@@ -349,23 +739,47 @@ pub struct CodedGradients<T: Transport> {
     check_wait: Duration,
     shutdown: Duration,
     params: Vec<f64>,
+    /// `--compress` (none: messages are decoded as they are).
+    compress: Compressor,
+    /// Values of a coded vector before compression (⌈dim/m⌉).
+    coded_len: usize,
+    /// Per worker: its decompressed message (or, at a check, its uncompressed one) and loss.
+    dense: Vec<Vec<f64>>,
+    /// ‖ĝ − ĝ_uncompressed‖/‖ĝ_uncompressed‖ at the last check (NaN: none).
+    compress_err: f64,
+    /// Per worker, the columns its results carry (`--messages`; empty: the full vector).
+    supports: Vec<Vec<u32>>,
 }
 
 impl<T: Transport> CodedGradients<T> {
     /// Rank 0 of `cfg` with `code`, for a model of `dim` parameters, over `transport`.
-    pub fn new(transport: T, cfg: &RunConfig, code: Box<dyn GradientCode>, dim: usize) -> Self {
+    /// `compress` is `cfg.compress` set for the model ([`for_model`]).
+    pub fn new(
+        transport: T,
+        cfg: &RunConfig,
+        code: Box<dyn GradientCode>,
+        dim: usize,
+        compress: Compressor,
+    ) -> Self {
         let n = code.n_workers();
         let chunks = cfg.chunks;
+        let coded_len = crate::coding::piece_len(dim, code.split());
+        if compress.is_biased() && !cfg.error_feedback {
+            log::warn!(
+                "[rank 0] --compress {compress} is biased: without --error-feedback the decoded gradient is biased"
+            );
+        }
         let spec = CollectorSpec {
             workers: n,
             parts: chunks,
-            result_len: vec![vec![dim + 1; n]],
+            result_len: vec![vec![compress.wire_len(coded_len) + 1; n]],
             check_len: dim + 1,
             deadline: cfg.job.deadline(),
             max_wait: cfg.job.max_wait(),
             on_deadline: cfg.on_deadline,
             reuse_stale: cfg.reuse_stale,
             overlap: chunks > 1,
+            compressed: (!compress.is_none()).then_some((compress, coded_len)),
         };
         let j = &cfg.job;
         CodedGradients {
@@ -383,11 +797,28 @@ impl<T: Transport> CodedGradients<T> {
             ),
             shutdown: j.shutdown_bound(),
             params: vec![0.0; dim],
+            compress,
+            coded_len,
+            dense: if compress.is_none() {
+                Vec::new()
+            } else {
+                vec![vec![0.0; coded_len + 1]; n]
+            },
+            compress_err: f64::NAN,
+            supports: vec![Vec::new(); n],
         }
     }
 
     fn code(&self) -> &dyn GradientCode {
         self.decoder.code()
+    }
+
+    /// Receive every worker's support once, before the first round (`--messages
+    /// support|auto`): its results then carry the gradient on those columns, the intercept and
+    /// the loss, and are scattered while decoding.
+    pub fn receive_supports(&mut self, wait: Duration) -> Result<()> {
+        self.supports = self.c.receive_supports(self.dim - 1, 2, wait)?;
+        Ok(())
     }
 
     /// Decode every chunk from its responders into `g` (gradient sum and loss sum); `None` when
@@ -400,7 +831,7 @@ impl<T: Transport> CodedGradients<T> {
         }
         g.fill(0.0);
         let k = self.decoder.code().n_partitions();
-        let (mut exact, mut res2, mut cond) = (true, 0.0, 0.0f64);
+        let (mut exact, mut res2, mut cond, mut weight_sq) = (true, 0.0, 0.0f64, 0.0);
         for q in 0..self.chunks {
             let set = &round.responders[q];
             if set.is_empty() {
@@ -411,11 +842,26 @@ impl<T: Transport> CodedGradients<T> {
             }
             // Borrowed from the cache (no copy of the weights on the hot path).
             let d = self.decoder.decode(set)?;
-            for (&w, &a) in d.responders.iter().zip(&d.weights) {
-                if a != 0.0 {
-                    g.scaled_add(a, &ArrayView1::from(self.c.payload(w, q)));
+            if self.supports.iter().any(|s| !s.is_empty()) {
+                scatter_add(d, |w| self.c.payload(w, q), &self.supports, g);
+            } else if self.compress.is_none() {
+                accumulate(d, |w| self.c.payload(w, q), self.dim, g);
+            } else {
+                for &w in &d.responders {
+                    let msg = self.c.payload(w, q);
+                    let (wire, loss) = msg.split_at(msg.len() - 1);
+                    let dense = &mut self.dense[w];
+                    self.compress
+                        .decompress(wire, &mut dense[..self.coded_len])
+                        .map_err(|e| CommError::Protocol {
+                            rank: w + 1,
+                            reason: e.to_string(),
+                        })?;
+                    dense[self.coded_len] = loss[0];
                 }
+                accumulate(d, |w| &self.dense[w], self.dim, g);
             }
+            weight_sq += d.weights.iter().map(|a| a * a).sum::<f64>();
             exact &= d.exact;
             res2 += d.residual * d.residual;
             cond = cond.max(d.condition);
@@ -427,7 +873,42 @@ impl<T: Transport> CodedGradients<T> {
             exact: exact && round.stale == 0,
             residual: res2.sqrt(),
             condition: cond,
+            weight_sq,
         }))
+    }
+
+    /// The gradient (and loss) rank 0 would have decoded from uncompressed messages at the
+    /// check: each responder's coded message rebuilt from the check pieces (the uncoded
+    /// gradients of its partitions) with the code's coefficients, decoded with this iteration's
+    /// weights. None when a check piece is missing.
+    fn uncompressed_decode(&mut self) -> Result<Option<Array1<f64>>> {
+        let (chunks, len) = (self.chunks, self.coded_len);
+        let k = self.decoder.code().n_partitions();
+        if (0..k * chunks).any(|i| self.c.check(i).is_none()) {
+            return Ok(None);
+        }
+        let mut g = Array1::<f64>::zeros(self.dim + 1);
+        for q in 0..chunks {
+            let set = self.c.round().responders[q].clone();
+            let code = self.decoder.code();
+            let m = code.split();
+            for &w in &set {
+                let dense = &mut self.dense[w];
+                dense.fill(0.0);
+                let held = code.assignment(w).iter();
+                for (&j, b) in held.zip(code.coefficients(w).chunks(m)) {
+                    if let Some(piece) = self.c.check(j * chunks + q) {
+                        add_coded(dense, b, piece, len);
+                    }
+                }
+            }
+            if set.is_empty() {
+                continue;
+            }
+            let d = self.decoder.decode(&set)?;
+            accumulate(d, |w| &self.dense[w], self.dim, &mut g);
+        }
+        Ok(Some(g))
     }
 
     /// The oracle: the earliest moment the workers' own finish times (per chunk) formed a
@@ -468,6 +949,9 @@ impl<T: Transport> CodedGradients<T> {
                 .filter_map(|set| self.decoder.code().error_bound(set))
                 .fold(f64::NAN, f64::max);
             rec.set(Metric::ErrorBound, bound);
+            if !self.compress.is_none() {
+                rec.set(Metric::DecodeWeightSq, d.weight_sq);
+            }
         }
         for w in 0..round.parts_in.len() {
             let stale = round.stale_age[w] == 1.0;
@@ -497,7 +981,16 @@ impl<T: Transport> CodedGradients<T> {
     fn check(&mut self, d: Option<Combined>, ghat: &Array1<f64>, t: u64) -> Result<Check> {
         let start = Instant::now();
         self.c.await_checks(self.check_wait)?;
-        let (attrs, passed, rel_err) = self.check_attrs(d, ghat, t);
+        self.compress_err = f64::NAN;
+        let uncompressed = if self.compress.is_none() {
+            None
+        } else {
+            self.uncompressed_decode()?
+        };
+        let (attrs, passed, rel_err) = match &uncompressed {
+            Some(g_unc) => self.check_compressed(d, ghat, g_unc, t),
+            None => self.check_attrs(d, ghat, t),
+        };
         self.c.end_checks();
         Ok(Check {
             attrs,
@@ -586,6 +1079,39 @@ impl<T: Transport> CodedGradients<T> {
         (attrs, passed, rel)
     }
 
+    /// The check of a run with `--compress`: the code's verdict on the uncompressed decode
+    /// `g_unc` (what the code must get exactly), the compression's error ‖ĝ − g_unc‖/‖g_unc‖
+    /// (kept for `/metrics/compress_rel_err`), and as the relative error the true error of the
+    /// gradient used, ‖ĝ − g‖/‖g‖.
+    fn check_compressed(
+        &mut self,
+        d: Option<Combined>,
+        ghat: &Array1<f64>,
+        g_unc: &Array1<f64>,
+        t: u64,
+    ) -> (Vec<(String, AttrValue)>, bool, f64) {
+        let (mut attrs, passed, _) = self.check_attrs(d, g_unc, t);
+        let k = self.code().n_partitions();
+        let (rel, ..) = self.compare(ghat, k);
+        let dim = self.dim;
+        let norm2 = |v: ArrayView1<f64>| v.iter().map(|x| x * x).sum::<f64>().sqrt();
+        let diff =
+            norm2((&ghat.slice(ndarray::s![..dim]) - &g_unc.slice(ndarray::s![..dim])).view());
+        let norm = norm2(g_unc.slice(ndarray::s![..dim]));
+        self.compress_err = if norm > 0.0 { diff / norm } else { diff };
+        log::info!(
+            "[rank 0] gradient check at iteration {t}: --compress {} changes the decoded gradient by {:.3e} (relative); its error against the exact gradient is {rel:.3e}",
+            self.compress,
+            self.compress_err
+        );
+        attrs.extend([
+            ("compress".into(), AttrValue::Str(self.compress.to_string())),
+            ("compress_rel_err".into(), AttrValue::F64(self.compress_err)),
+            ("compressed_grad_rel_err".into(), AttrValue::F64(rel)),
+        ]);
+        (attrs, passed, rel)
+    }
+
     /// Ranks of the workers that sent no check piece in time.
     fn missed_check(&self) -> Vec<usize> {
         (0..self.code().n_workers())
@@ -621,6 +1147,80 @@ impl<T: Transport> CodedGradients<T> {
     }
 }
 
+/// `g` += the gradient (`g[..dim]`) and loss (`g[dim]`) decoded by `d` from the responders'
+/// messages (`message(w)`), in worker order: one weight per whole message (dim + 1 values), or
+/// for a split code m weights per message ([`add_pieces`]).
+fn accumulate<'m>(
+    d: &crate::coding::Decoding,
+    message: impl Fn(usize) -> &'m [f64],
+    dim: usize,
+    g: &mut Array1<f64>,
+) {
+    if d.pieces() > 1 {
+        return add_pieces(d, message, dim, g);
+    }
+    for (&w, &a) in d.responders.iter().zip(&d.weights) {
+        if a != 0.0 {
+            g.scaled_add(a, &ArrayView1::from(message(w)));
+        }
+    }
+}
+
+/// `g` += Σ a_w · (worker w's message scattered from its support `supports[w]`: gradient on
+/// those columns, intercept, loss; an empty support: the full vector), in worker order: the
+/// same additions as [`accumulate`] on the scattered messages, without the zeros.
+fn scatter_add<'m>(
+    d: &crate::coding::Decoding,
+    message: impl Fn(usize) -> &'m [f64],
+    supports: &[Vec<u32>],
+    g: &mut Array1<f64>,
+) {
+    let dim = g.len() - 1;
+    for (&w, &a) in d.responders.iter().zip(&d.weights) {
+        if a == 0.0 {
+            continue;
+        }
+        let msg = message(w);
+        let cols = &supports[w];
+        if cols.is_empty() {
+            g.scaled_add(a, &ArrayView1::from(msg));
+            continue;
+        }
+        for (&j, &v) in cols.iter().zip(msg) {
+            g[j as usize] += a * v;
+        }
+        g[dim - 1] += a * msg[cols.len()];
+        g[dim] += a * msg[cols.len() + 1];
+    }
+}
+
+/// `g` += the gradient (`g[..dim]`) and loss (`g[dim]`) decoded by `d` (split m > 1) from the
+/// responders' messages (`message(w)`: ⌈dim/m⌉ values, then the loss coded with piece 0), in
+/// worker order.
+fn add_pieces<'m>(
+    d: &crate::coding::Decoding,
+    message: impl Fn(usize) -> &'m [f64],
+    dim: usize,
+    g: &mut Array1<f64>,
+) {
+    let m = d.pieces();
+    let len = crate::coding::piece_len(dim, m);
+    for (i, &w) in d.responders.iter().enumerate() {
+        let msg = message(w);
+        for u in 0..m {
+            let a = d.piece(u)[i];
+            if a == 0.0 {
+                continue;
+            }
+            let lo = (u * len).min(dim);
+            let hi = ((u + 1) * len).min(dim);
+            g.slice_mut(ndarray::s![lo..hi])
+                .scaled_add(a, &ArrayView1::from(&msg[..hi - lo]));
+        }
+        g[dim] += d.piece(0)[i] * msg[len];
+    }
+}
+
 /// A late arrival as a results row (gradient coding: one phase, iterations are rounds).
 pub(crate) fn late_row(l: &LateArrival) -> LateRow {
     LateRow {
@@ -648,6 +1248,14 @@ impl<T: Transport> GradientEngine for CodedGradients<T> {
         );
         if let Some(summary) = code.summary() {
             s.push_str(&format!("; {summary}"));
+        }
+        if !self.compress.is_none() {
+            s.push_str(&format!(
+                "; messages compressed by {} ({} of {} values)",
+                self.compress,
+                self.compress.wire_len(self.coded_len),
+                self.coded_len
+            ));
         }
         s
     }
@@ -702,7 +1310,9 @@ impl<T: Transport> GradientEngine for CodedGradients<T> {
         self.record(it, d, oracle, decode_s);
         let check = if it.check {
             let ghat = g.clone();
-            Some(self.check(d, &ghat, it.t)?)
+            let c = self.check(d, &ghat, it.t)?;
+            it.rec.set(Metric::CompressRelErr, self.compress_err);
+            Some(c)
         } else {
             None
         };
@@ -714,8 +1324,10 @@ impl<T: Transport> GradientEngine for CodedGradients<T> {
         it.rec.set(Metric::BytesSent, round.bytes_out);
         it.late.extend(self.c.take_late().iter().map(late_row));
         Ok(match d {
+            // A compressed message is not the gradient it codes: exact decoding of it is not
+            // the exact gradient.
             Some(d) => Computed::Gradient {
-                exact: d.exact,
+                exact: d.exact && self.compress.is_none(),
                 check,
             },
             None => Computed::Nothing,

@@ -59,6 +59,22 @@ pub fn workdir() -> &'static Path {
     })
 }
 
+/// `gradcode data synth --kind logistic` of 2000 training and 200 test rows with 20 features
+/// into this test binary's work folder as `synth.h5`; the path.
+pub fn synth_logistic(seed: u64) -> PathBuf {
+    let p = workdir().join("synth.h5");
+    let o = Command::new(BIN)
+        .args(["data", "synth", "--kind", "logistic", "--rows", "2000"])
+        .args(["--features", "20", "--test-rows", "200", "--seed"])
+        .arg(seed.to_string())
+        .arg("--out")
+        .arg(&p)
+        .output()
+        .expect("run gradcode data synth");
+    assert!(o.status.success(), "{}", output_text(&o));
+    p
+}
+
 /// Exit status, stdout and stderr of a finished process, for assertion messages.
 pub fn output_text(o: &Output) -> String {
     format!(
@@ -75,14 +91,32 @@ pub fn output_text(o: &Output) -> String {
 /// found first is `tests/mpich/mpirun` (hydra, Open MPI-only flags dropped).
 pub fn mpirun_command(np: usize, timeout_s: u64, envs: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new("timeout");
-    cmd.args(["-k", "5", &timeout_s.to_string(), "mpirun"])
-        .args([
-            "--oversubscribe",
-            "--bind-to",
-            "none",
-            "-np",
-            &np.to_string(),
-        ]);
+    cmd.args(["-k", "5", &timeout_s.to_string(), "mpirun"]);
+    mpirun_setup(&mut cmd, np, envs);
+    cmd.env("RUST_LOG", "info");
+    cmd
+}
+
+/// `mpirun --oversubscribe --bind-to none -np NP gradcode` itself, not under `timeout` (a
+/// signal to `timeout` would end it; mpirun forwards USR1 to the ranks), with root allowed, one
+/// BLAS thread, stdin closed and the output piped; the caller appends the subcommand and bounds
+/// the wait with [`wait_bounded`].
+pub fn mpirun_direct(np: usize) -> Command {
+    let mut cmd = Command::new("mpirun");
+    mpirun_setup(&mut cmd, np, &[]);
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd
+}
+
+/// The launch flags, `-x` of `envs`, the binary and the environment every MPI test run has.
+fn mpirun_setup(cmd: &mut Command, np: usize, envs: &[(&str, &str)]) {
+    cmd.args([
+        "--oversubscribe",
+        "--bind-to",
+        "none",
+        "-np",
+        &np.to_string(),
+    ]);
     for (k, _) in envs {
         cmd.args(["-x", k]);
     }
@@ -91,9 +125,20 @@ pub fn mpirun_command(np: usize, timeout_s: u64, envs: &[(&str, &str)]) -> Comma
         .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
         .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
         .env("OPENBLAS_NUM_THREADS", "1")
-        .env("RUST_LOG", "info")
         .stdin(Stdio::null());
-    cmd
+}
+
+/// Wait for `child` at most `bound`, then kill it (a hang fails the test instead of CI).
+pub fn wait_bounded(mut child: std::process::Child, bound: std::time::Duration) -> Output {
+    let t = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if t.elapsed() > bound {
+            let _ = child.kill();
+            panic!("the job did not end within {bound:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
 }
 
 /// Run `mpirun ... gradcode ARGS` to completion; a timeout (exit 124) fails the test.

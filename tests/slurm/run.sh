@@ -30,52 +30,15 @@ PREEMPT_TIMES="${PREEMPT_TIMES:-2}"
 JOB_TIMEOUT="${JOB_TIMEOUT:-300}"
 CLUSTER="$ROOT/tests/slurm/cluster.sh"
 
-PASS=0
-FAIL=0
-ok() {
-  echo "ok - $*"
-  PASS=$((PASS + 1))
-}
-not_ok() {
-  echo "not ok - $*"
-  FAIL=$((FAIL + 1))
-}
-check() { # check DESCRIPTION COMMAND...
-  local d=$1
-  shift
-  if "$@"; then ok "$d"; else not_ok "$d"; fi
-}
-note() { echo "# $*"; }
-skip() {
-  echo "# SKIP: $*"
-  exit 77
-}
+# shellcheck source=tests/slurm/lib.sh
+source "$ROOT/tests/slurm/lib.sh"
 
 [[ $EUID -eq 0 ]] || skip "needs root to run slurmd/munged"
 [[ -x "$GRADCODE" ]] || skip "no gradcode binary at $GRADCODE (cargo build --release, or set GRADCODE)"
 command -v h5dump >/dev/null 2>&1 || skip "h5dump missing (apt-get install hdf5-tools)"
 
-T="$(mktemp -d "${TMPDIR:-/tmp}/gradcode-slurm-run.XXXXXX")"
-chmod 755 "$T" # munged (user munge) must reach the cluster state below it
+test_tempdir gradcode-slurm-run
 export SLURM_TEST_DIR="${SLURM_TEST_DIR:-$T/cluster}"
-CLUSTER_UP=0
-# shellcheck disable=SC2317  # called by the EXIT trap
-finish() {
-  local rc=$?
-  trap - EXIT INT TERM
-  if ((CLUSTER_UP)); then "$CLUSTER" down >"$T/cluster-down.log" 2>&1 || echo "# cluster down failed: $T/cluster-down.log"; fi
-  if ((rc == 77)); then
-    rm -rf "$T"
-    exit 77
-  fi
-  ((rc == 0)) || not_ok "test script aborted (exit $rc)"
-  echo "$PASS passed, $FAIL failed"
-  if ((FAIL == 0)) && [[ -z "${KEEP:-}" ]]; then rm -rf "$T"; else echo "# kept $T"; fi
-  ((FAIL == 0)) || exit 1
-  exit 0
-}
-trap finish EXIT
-trap 'exit 130' INT TERM
 
 # --- cluster -------------------------------------------------------------------------------------
 "$CLUSTER" up >"$T/cluster-up.log" 2>&1
@@ -109,31 +72,6 @@ SB=(sbatch --parsable --ntasks="$NTASKS" --time=00:15:00)
 ((NTASKS > $(nproc))) && SB+=(--overcommit)
 
 # --- helpers -------------------------------------------------------------------------------------
-field() { # field JOBID NAME -> value from `scontrol show job` (first record)
-  scontrol -o show job "$1" 2>/dev/null | head -n 1 | grep -oE "(^| )$2=[^ ]*" | head -n 1 | cut -d= -f2-
-}
-wait_gone() { # wait_gone JOBID...: until none is pending/running; 1 on timeout
-  local end=$((SECONDS + JOB_TIMEOUT))
-  while [[ -n "$(squeue -h -j "$(
-    IFS=,
-    echo "$*"
-  )" -o %i 2>/dev/null)" ]]; do
-    ((SECONDS < end)) || return 1
-    sleep 1
-  done
-}
-status_of() { # status_of RUN.h5 -> the root attribute "status"
-  h5dump -a /status "$1" 2>/dev/null | sed -n 's/.*(0): "\(.*\)".*/\1/p' | sed 's/\\000//g'
-}
-# shellcheck disable=SC2317  # called through check
-valid_run() { # valid_run RUN.h5 ITERATIONS: complete, VALID, not partial, every planned iteration
-  # (quoted CSV fields, such as a straggler spec with commas, are blanked first: awk splits on commas)
-  "$GRADCODE" report --csv "$1" 2>/dev/null | sed -E 's/"[^"]*"/q/g' | awk -F, -v want="$2" '
-    NR == 1 { for (i = 1; i <= NF; i++) col[$i] = i; next }
-    NR == 2 { ok = $col["status"] == "complete" && $col["verdict"] == "VALID" && $col["partial"] == "false" &&
-              $col["iterations"] == want && $col["iterations_planned"] == want }
-    END { exit !(NR == 2 && ok) }'
-}
 # shellcheck disable=SC2317  # called through check
 rows_once() { # rows_once RUN.h5 N: /metrics/iteration is exactly 0, 1, ..., N-1
   h5dump -y -m %.0f -d /metrics/iteration "$1" 2>/dev/null | sed -n '/DATA {/,/}/p' | tr ', ' '\n\n' |

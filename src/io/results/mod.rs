@@ -8,8 +8,9 @@
 //! `/timing/compute_s` and `/stragglers/injected_s` ([iteration, worker], NaN = missed; the
 //! delay as the worker reported applying it, inf = failed), `/stragglers/planned_s` (every delay
 //! the straggler model drew), `/late/*` (one row per message that arrived after its iteration was
-//! decoded: [`LateColumn`]), and at the end `/model/w_final`, `/validation`, `/summary`. The
-//! metric names are enums ([`Metric`], [`WorkerMetric`], in [`super::metrics`]).
+//! decoded: [`LateColumn`]), `/layers/*` ([iteration, layer], `gradcode admm` only:
+//! [`LayerMetric`]), and at the end `/model/w_final`, `/validation`, `/summary`. The metric names
+//! are enums ([`Metric`], [`WorkerMetric`], [`LayerMetric`], in [`super::metrics`]).
 //!
 //! Crash safety: the file uses the latest HDF5 format and SWMR writing during the iteration loop.
 //! Rows are buffered in memory and written in one batch (one resize and one write per dataset),
@@ -43,7 +44,7 @@ pub use writer::{RunWriter, FLUSH_INTERVAL};
 pub const SCHEMA_VERSION: u32 = 1;
 
 pub use super::metrics::{
-    IterationRecord, LateColumn, LateRow, Metric, RecordedRows, WorkerMetric,
+    IterationRecord, LateColumn, LateRow, LayerMetric, Metric, RecordedRows, WorkerMetric,
 };
 
 /// The `/summary` attributes of the last evaluation of the test split: `final_test_loss`,
@@ -90,6 +91,9 @@ pub struct RunMeta {
     pub code_matrix: Array2<f64>,
     /// Number of workers n.
     pub n_workers: usize,
+    /// Number of layers of a pdADMM run (`/layers/*` columns); 0 for every other job, which
+    /// then has no `/layers` group.
+    pub n_layers: usize,
 }
 
 /// What is written when the run ends.

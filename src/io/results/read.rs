@@ -7,7 +7,7 @@ use hdf5::types::VarLenUnicode;
 use hdf5::{Dataset, File, OpenMode};
 use ndarray::{s, Array1, Array2};
 
-use super::{h5e, IoError, LateColumn, LateRow, Metric, RecordedRows, WorkerMetric};
+use super::{h5e, IoError, LateColumn, LateRow, LayerMetric, Metric, RecordedRows, WorkerMetric};
 
 fn read_f64_attr(file: &File, name: &str) -> Option<f64> {
     file.attr(name)
@@ -58,9 +58,18 @@ pub fn read_rows(path: &Path, limit: Option<usize>) -> Result<RecordedRows, IoEr
         .iter()
         .map(|m| file.dataset(&format!("metrics/{}", m.name())).ok())
         .collect();
+    let layer_ds: Vec<Option<Dataset>> = LayerMetric::ALL
+        .iter()
+        .map(|m| file.dataset(&m.path()).ok())
+        .collect();
     // Under SWMR a killed writer may have extended some datasets and not others: keep the rows
     // present everywhere.
-    for ds in scalar_ds.iter().chain(&worker_ds).flatten() {
+    for ds in scalar_ds
+        .iter()
+        .chain(&worker_ds)
+        .chain(&layer_ds)
+        .flatten()
+    {
         rows = rows.min(ds.shape().first().copied().unwrap_or(0));
     }
     if let Some(l) = limit {
@@ -73,16 +82,21 @@ pub fn read_rows(path: &Path, limit: Option<usize>) -> Result<RecordedRows, IoEr
             None => Array1::from_elem(rows, f64::NAN),
         });
     }
-    let mut per_worker = Vec::new();
-    for ds in &worker_ds {
-        per_worker.push(match ds {
-            Some(ds) => ds.read_slice_2d::<f64, _>(s![0..rows, ..]).map_err(&e)?,
-            None => Array2::zeros((rows, 0)),
-        });
-    }
+    let matrix = |ds: &Option<Dataset>| -> Result<Array2<f64>, IoError> {
+        match ds {
+            Some(ds) => ds.read_slice_2d::<f64, _>(s![0..rows, ..]).map_err(&e),
+            None => Ok(Array2::zeros((rows, 0))),
+        }
+    };
+    let per_worker = worker_ds
+        .iter()
+        .map(matrix)
+        .collect::<Result<Vec<_>, _>>()?;
+    let per_layer = layer_ds.iter().map(matrix).collect::<Result<Vec<_>, _>>()?;
     Ok(RecordedRows {
         scalars,
         per_worker,
+        per_layer,
         present: worker_ds.iter().map(Option::is_some).collect(),
         late: read_late(&file, path, limit.map(|_| rows as u64))?,
     })

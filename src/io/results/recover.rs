@@ -105,6 +105,7 @@ pub fn recover(path: &Path) -> Result<Recovery, IoError> {
         config_toml,
         code_matrix,
         n_workers,
+        n_layers: rows.layers(),
     };
     let root: &hdf5::Location = &file;
     let root_attrs: Vec<(String, AttrValue)> = read_attrs(root)

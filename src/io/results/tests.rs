@@ -9,6 +9,7 @@ fn meta(n: usize) -> RunMeta {
         config_toml: String::new(),
         code_matrix: Array2::eye(n),
         n_workers: n,
+        n_layers: 0,
     }
 }
 
@@ -190,4 +191,60 @@ fn status_is_stored_unpadded_and_padded_files_still_read() {
     assert_eq!(raw(&old), "running     ");
     assert_eq!(read_str_attr(&old, "", "status").unwrap(), "running");
     assert_eq!(status(&open(&old).unwrap()).as_deref(), Some("running"));
+}
+
+#[test]
+fn per_layer_rows_round_trip_and_other_runs_have_no_layers_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("run.h5");
+    let (n, layers) = (2, 3);
+    let admm = RunMeta {
+        n_layers: layers,
+        ..meta(n)
+    };
+    let row = |i: usize| {
+        let mut r = IterationRecord::with_layers(n, layers);
+        r.set(Metric::Iteration, i as f64);
+        r.set(Metric::Objective, 10.0 - i as f64);
+        for (l, v) in r
+            .layer_mut(LayerMetric::PrimalResidual)
+            .iter_mut()
+            .enumerate()
+        {
+            *v = (i * 10 + l) as f64;
+        }
+        r
+    };
+    let mut w = RunWriter::create(&path, &admm, None).unwrap();
+    for i in 0..4 {
+        w.append(&row(i)).unwrap();
+    }
+    // A row for another number of layers is refused.
+    assert!(w.append(&IterationRecord::with_layers(n, 2)).is_err());
+    w.finish(&FinalRecord::default()).unwrap();
+    let rows = read_rows(&path, None).unwrap();
+    assert_eq!((rows.len(), rows.layers(), rows.workers()), (4, layers, n));
+    assert_eq!(rows.layer(LayerMetric::PrimalResidual)[[3, 2]], 32.0);
+    assert!(rows.layer(LayerMetric::Tau)[[0, 0]].is_nan());
+    assert_eq!(rows.column(Metric::Objective)[2], 8.0);
+    // A resumed file keeps the per-layer rows it continues from.
+    let again = dir.path().join("again.h5");
+    let kept = read_rows(&path, Some(2)).unwrap();
+    let mut w = RunWriter::create(&again, &admm, Some(&kept)).unwrap();
+    w.append(&row(2)).unwrap();
+    w.finish(&FinalRecord::default()).unwrap();
+    let back = read_rows(&again, None).unwrap();
+    assert_eq!(
+        back.layer(LayerMetric::PrimalResidual),
+        rows.layer(LayerMetric::PrimalResidual)
+            .slice(ndarray::s![..3, ..])
+    );
+    // Every other job writes no /layers.
+    let plain = dir.path().join("plain.h5");
+    RunWriter::create(&plain, &meta(n), None)
+        .unwrap()
+        .finish(&FinalRecord::default())
+        .unwrap();
+    assert_eq!(read_rows(&plain, None).unwrap().layers(), 0);
+    assert!(open(&plain).unwrap().group("layers").is_err());
 }

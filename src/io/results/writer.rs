@@ -9,7 +9,7 @@ use ndarray::{s, ArrayView2};
 
 use super::{
     group, h5e, write_attr, write_attrs, AttrValue, FinalRecord, IoError, IterationRecord,
-    LateColumn, LateRow, Metric, RecordedRows, RunMeta, WorkerMetric, SCHEMA_VERSION,
+    LateColumn, LateRow, LayerMetric, Metric, RecordedRows, RunMeta, WorkerMetric, SCHEMA_VERSION,
 };
 
 /// Longest time a row stays buffered before it is written and flushed to `run.h5`: the most a
@@ -28,6 +28,10 @@ pub struct RunWriter {
     pub(super) rows: usize,
     scalars: Vec<Dataset>,
     per_worker: Vec<Dataset>,
+    /// Layers of a pdADMM run and their `/layers/*` matrices (none when 0).
+    layers: usize,
+    per_layer: Vec<Dataset>,
+    pending_layers: [Vec<f64>; LayerMetric::COUNT],
     /// Rows appended but not yet written, flat (row-major, reused: appending allocates nothing
     /// once the buffers have grown), and when the oldest of them arrived.
     pending: usize,
@@ -174,6 +178,20 @@ impl RunWriter {
                 .map_err(&e)?;
             per_worker.push(ds);
         }
+        let layers = meta.n_layers;
+        let mut per_layer = Vec::new();
+        if layers > 0 {
+            group(path, &file, "layers")?;
+            for m in LayerMetric::ALL {
+                let ds = file
+                    .new_dataset::<f64>()
+                    .chunk((64, layers))
+                    .shape((0.., layers))
+                    .create(m.path().as_str())
+                    .map_err(&e)?;
+                per_layer.push(ds);
+            }
+        }
         let mut w = RunWriter {
             path: path.to_path_buf(),
             file,
@@ -181,6 +199,9 @@ impl RunWriter {
             rows: 0,
             scalars,
             per_worker,
+            layers,
+            per_layer,
+            pending_layers: Default::default(),
             pending: 0,
             pending_scalars: Vec::new(),
             pending_workers: Default::default(),
@@ -216,12 +237,25 @@ impl RunWriter {
                 ),
             ));
         }
+        if rec.layers() != self.layers {
+            return Err(IoError::layout(
+                &self.path,
+                format!(
+                    "per-layer row of {} values for {} layers",
+                    rec.layers(),
+                    self.layers
+                ),
+            ));
+        }
         if self.pending == 0 {
             self.pending_since = Instant::now();
         }
         self.pending_scalars.extend_from_slice(rec.scalars());
         for (buf, m) in self.pending_workers.iter_mut().zip(WorkerMetric::ALL) {
             buf.extend_from_slice(rec.worker(*m));
+        }
+        for (buf, m) in self.pending_layers.iter_mut().zip(LayerMetric::ALL) {
+            buf.extend_from_slice(rec.layer(*m));
         }
         self.pending += 1;
         Ok(())
@@ -244,9 +278,20 @@ impl RunWriter {
             ds.write_slice(self.column.as_slice(), s![r..r + k])
                 .map_err(&e)?;
         }
-        for (ds, buf) in self.per_worker.iter().zip(&self.pending_workers) {
-            ds.resize((r + k, n)).map_err(&e)?;
-            let a = ArrayView2::from_shape((k, n), buf.as_slice())
+        let matrices = self
+            .per_worker
+            .iter()
+            .zip(&self.pending_workers)
+            .map(|(ds, buf)| (ds, buf, n))
+            .chain(
+                self.per_layer
+                    .iter()
+                    .zip(&self.pending_layers)
+                    .map(|(ds, buf)| (ds, buf, self.layers)),
+            );
+        for (ds, buf, cols) in matrices {
+            ds.resize((r + k, cols)).map_err(&e)?;
+            let a = ArrayView2::from_shape((k, cols), buf.as_slice())
                 .map_err(|err| IoError::layout(&self.path, err.to_string()))?;
             ds.write_slice(a, s![r..r + k, ..]).map_err(&e)?;
         }
@@ -254,6 +299,7 @@ impl RunWriter {
         self.pending = 0;
         self.pending_scalars.clear();
         self.pending_workers.iter_mut().for_each(Vec::clear);
+        self.pending_layers.iter_mut().for_each(Vec::clear);
         Ok(())
     }
 
@@ -333,6 +379,7 @@ impl RunWriter {
         let e = h5e(&path);
         drop(self.scalars);
         drop(self.per_worker);
+        drop(self.per_layer);
         drop(self.late);
         self.file.close().map_err(&e)?;
         let file = File::open_rw(&path).map_err(&e)?;

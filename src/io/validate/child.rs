@@ -191,7 +191,7 @@ fn limited_command(exe: &Path, file: &Path, limits: &Limits) -> Command {
         .env("RUST_BACKTRACE", "0");
     let (address_space, cpu_s) = (limits.address_space, limits.cpu_s);
     // SAFETY: the closure runs between fork and exec and calls only async-signal-safe functions
-    // (setrlimit, prctl) on values captured by copy; it allocates nothing.
+    // (getrlimit, fcntl, setrlimit, prctl) on values captured by copy; it allocates nothing.
     unsafe {
         cmd.pre_exec(move || {
             let set = |res, soft: u64, hard: u64| -> std::io::Result<()> {
@@ -204,6 +204,24 @@ fn limited_command(exe: &Path, file: &Path, limits: &Limits) -> Command {
                 }
                 Ok(())
             };
+            // The parent's other descriptors (an HDF5 file it holds open, with its lock) must
+            // not live on in the child: a lock the child inherits makes the parent's next
+            // open of that file fail. Mark them close-on-exec (std's own pipes already are).
+            let mut open_max = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            let top = if libc::getrlimit(libc::RLIMIT_NOFILE, &mut open_max) == 0 {
+                open_max.rlim_cur.min(65_536) as libc::c_int
+            } else {
+                1024
+            };
+            for fd in 3..top {
+                let flags = libc::fcntl(fd, libc::F_GETFD);
+                if flags >= 0 {
+                    libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+                }
+            }
             set(libc::RLIMIT_AS, address_space, address_space)?;
             set(libc::RLIMIT_CPU, cpu_s, cpu_s.saturating_add(1))?;
             set(libc::RLIMIT_CORE, 0, 0)?;
@@ -381,6 +399,7 @@ fn classify(ended: &Ended, signal: Option<i32>, stderr: &str, limits: &Limits) -
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::AsRawFd;
     use std::os::unix::fs::PermissionsExt;
     use std::path::PathBuf;
 
@@ -489,6 +508,26 @@ mod tests {
         let r = run_child(&exe, &f, &lim).unwrap();
         assert!(matches!(r.outcome, Outcome::Refused(_)), "{r:?}");
         assert!(r.peak_rss_kib < 300 << 10, "{r:?}");
+    }
+
+    #[test]
+    fn the_parents_open_files_do_not_reach_the_child() {
+        // An HDF5 file the parent holds open (libhdf5 opens without close-on-exec) must not be
+        // inherited: its lock would outlive the parent's close and refuse the next open.
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("x.h5");
+        let held = std::fs::File::create(d.path().join("held")).unwrap();
+        const FD: i32 = 987;
+        // SAFETY: dup2 onto an fd number this test owns; the result is checked and closed below.
+        assert_eq!(unsafe { libc::dup2(held.as_raw_fd(), FD) }, FD);
+        let exe = fake(
+            d.path(),
+            &format!("if [ -e /proc/$$/fd/{FD} ]; then echo inherited; else echo closed; fi"),
+        );
+        let r = run_child(&exe, &f, &quick());
+        // SAFETY: closes the descriptor dup2 made above.
+        unsafe { libc::close(FD) };
+        assert_eq!(r.unwrap().stdout.trim(), "closed");
     }
 
     #[test]

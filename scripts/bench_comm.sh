@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Less communication (issue 20, parts 1 and 3): on a wide sparse logistic problem shaped like
+# Amazon Employee Access (241,915 one-hot-like columns with a Zipf column distribution, 44
+# non-zeros per row, 26,208 training rows), 8 workers and s = 1, run the dense baseline
+# (cyclic-mds), the communication-efficient code with m = 1, 2, 4, and every compressor with and
+# without error feedback, and tabulate bytes and time per iteration, training loss, test
+# accuracy and AUC at the same iteration count, and what compression changed in the gradient.
+#
+#   scripts/bench_comm.sh            # writes results/bench/comm/{README.md,summary.csv}
+#   ITERATIONS=50 scripts/bench_comm.sh
+#
+# 1 + 8 ranks (oversubscribed on small machines), no injected stragglers: the iteration time is
+# computation plus communication.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BIN="${GRADCODE:-$ROOT/target/release/gradcode}"
+OUT="${OUT:-$ROOT/results/bench/comm}"
+ITERATIONS="${ITERATIONS:-100}"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
+LOAD0="$(cut -d' ' -f1-3 /proc/loadavg)"
+mkdir -p "$OUT/runs"
+DATA="$OUT/runs/amazon-like.h5"
+SYNTH=(data synth --kind logistic --rows 26208 --test-rows 6552 --features 241915
+       --sparsity 0.000182 --zipf 1 --seed 1)
+if [[ ! -f "$DATA" ]]; then
+  "$BIN" -q "${SYNTH[@]}" --out "$DATA"
+fi
+COMMON=(--model logistic --lr 4 --iterations "$ITERATIONS" --seed 1 --deadline-ms 2000
+        --eval-every 0 --check-gradient-every 20)
+
+# name | flags
+RUNS=(
+  "cyclic-mds (dense)|--code cyclic-mds -s 1"
+  "support messages|--code cyclic-mds -s 1 --messages support"
+  "comm-efficient m=1|--code comm-efficient -s 1 --split 1"
+  "comm-efficient m=2|--code comm-efficient -s 1 --split 2"
+  "comm-efficient m=4|--code comm-efficient -s 1 --split 4"
+  "qsgd:4|--code cyclic-mds -s 1 --compress qsgd:4"
+  "qsgd:32|--code cyclic-mds -s 1 --compress qsgd:32"
+  "qsgd:32 + EF|--code cyclic-mds -s 1 --compress qsgd:32 --error-feedback"
+  "topk:0.01|--code cyclic-mds -s 1 --compress topk:0.01"
+  "topk:0.01 + EF|--code cyclic-mds -s 1 --compress topk:0.01 --error-feedback"
+  "sign|--code cyclic-mds -s 1 --compress sign"
+  "sign + EF|--code cyclic-mds -s 1 --compress sign --error-feedback"
+  "comm-efficient m=2 + topk:0.01 + EF|--code comm-efficient -s 1 --split 2 --compress topk:0.01 --error-feedback"
+)
+
+# Mean of the finite values of dataset $2 in run file $1, after the first $3 rows (default 0).
+mean() {
+  h5dump -y -d "$2" "$1" | sed -n '/DATA {/,/}/p' | tr -s ' ,' '\n' | grep -vE '^(DATA|\{|\})?$' \
+    | awk -v skip="${3:-0}" 'NR > skip && $1 ~ /^-?[0-9.]+([eE][-+]?[0-9]+)?$/ {s += $1; n++} END {if (n) printf "%.6g", s / n; else print "nan"}'
+}
+
+CSV="$OUT/summary.csv"
+echo "run,bytes_received_per_iter,bytes_sent_per_iter,p50_ms,p95_ms,final_train_loss,test_accuracy,test_auc,compress_rel_err,decode_weight_sq,flags" > "$CSV"
+for r in "${RUNS[@]}"; do
+  IFS='|' read -r name flags <<< "$r"
+  dir="$OUT/runs/$(echo "$name" | tr -c 'a-zA-Z0-9=.\n' '_')"
+  # shellcheck disable=SC2086
+  timeout 600 mpirun --oversubscribe --bind-to none -np 9 "$BIN" -q train --data "$DATA" \
+    "${COMMON[@]}" $flags --out "$dir" --force > "$dir.log" 2>&1 \
+    || { echo "run $name failed (see $dir.log)"; continue; }
+  fields=$("$BIN" report "$dir" --json | python3 -c '
+import json, sys
+r = json.load(sys.stdin)["runs"][0]
+f = lambda v, fmt: "" if v is None else fmt.format(v)
+print(",".join([f(r["p50_s"] * 1e3, "{:.1f}"), f(r["p95_s"] * 1e3, "{:.1f}"), f(r.get("final_train_loss"), "{:.5f}"),
+                f(r.get("final_test_accuracy"), "{:.4f}"), f(r.get("final_test_auc"), "{:.4f}")]))')
+  f="$dir/run.h5"
+  # Bytes: every iteration after the first (the first also gathers the check pieces).
+  echo "$name,$(mean "$f" /metrics/bytes_received 1),$(mean "$f" /metrics/bytes_sent 1),$fields,$(mean "$f" /metrics/compress_rel_err),$(mean "$f" /metrics/decode_weight_sq),$flags" >> "$CSV"
+  echo "done $name"
+done
+
+{
+  echo "# Less communication on an Amazon-like sparse problem (8 workers, s = 1, $ITERATIONS iterations)"
+  echo
+  echo "Made by \`scripts/bench_comm.sh\` (\`make bench-comm\`) on $(hostname) ($(nproc) cores), $(date -u +%Y-%m-%d);"
+  echo "load average when it started: $LOAD0."
+  echo "Data: \`gradcode ${SYNTH[*]}\` (26,208 × 241,915 CSR, 44 non-zeros a row, Zipf columns;"
+  echo "6,552 test rows). Every run: \`mpirun --oversubscribe --bind-to none -np 9 gradcode train --data DATA ${COMMON[*]} FLAGS\`,"
+  echo "no injected stragglers. Bytes are per iteration at rank 0, means over iterations 1.. (the first"
+  echo "also gathers the check pieces, which are not counted); \`compress_rel_err\` is the mean over the"
+  echo "gradient checks of ‖ĝ − ĝ_uncompressed‖/‖ĝ_uncompressed‖, \`Σa²\` the mean of \`decode_weight_sq\`."
+  echo
+  echo "| run | bytes received / iter | bytes sent / iter | p50 ms | p95 ms | train loss | test acc | test AUC | compress rel err | Σa² |"
+  echo "|---|---|---|---|---|---|---|---|---|---|"
+  tail -n +2 "$CSV" | awk -F, '{printf "| %s | %.0f | %.0f | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6, $7, $8, $9, $10}'
+  echo
+  echo "Flags of each run:"
+  echo
+  tail -n +2 "$CSV" | awk -F, '{printf "- %s: `%s`\n", $1, $11}'
+} > "$OUT/README.md"
+cat "$OUT/README.md"

@@ -1,0 +1,396 @@
+//! `gradcode tune`: choose code × s × deadline policy × chunks for this machine by simulation
+//! (issue 22 §2; GUIDE §4, §8).
+//!
+//! 1. **Profile.** The user runs a short uncoded job with the settings to tune for (the
+//!    straggler conditions included) and passes its `run.h5` (`--profile`). `tune` does not
+//!    launch `mpirun` itself: under Slurm the profiling job is an ordinary `sbatch` of
+//!    `train`, and on a workstation one `mpirun` line (docs/tuning.md); `tune` itself is a
+//!    serial command that runs anywhere.
+//! 2. **Fit.** Per worker, the empirical distribution of its compute time per share of the data
+//!    and of its drawn delays (the replay trace of [`crate::sim::Trace`]), and the link model and
+//!    rank 0's own times ([`crate::sim::fit_link`]).
+//! 3. **Search.** Every candidate (exact codes with s = 0..=3, `ignore-stragglers`, the `wait`
+//!    policy or `best-effort` at three deadlines from the profile's own iteration times, one or
+//!    two chunks) is simulated on the replayed trace until its predicted progress reaches the
+//!    profile's iterations to target, or until the `--budget-s` wall budget of the search runs
+//!    out. Progress per iteration: 1 for an exact decode, 1 − err/√k for an approximate one (a
+//!    heuristic: the decoded gradient's relative error bound, GUIDE §5), 0 for an empty one.
+//! 4. **Choose.** Candidates ranked by predicted time to target (`--objective time-to-target`)
+//!    or by median time per iteration (`time-per-iteration`); the best is written as a
+//!    `--config` TOML in the keys of `train` (the profile's own settings with the chosen ones).
+//!
+//! Batch size (`--batch`, for `--model mlp`) is not searched yet: the hook is
+//! [`batch_candidates`], which returns only the profile's batch. Searching it needs the gradient
+//! noise scale of Pollux (GUIDE §8) to turn a batch size into iterations to target, which the
+//! profile does not record.
+
+use std::path::Path;
+use std::time::Instant;
+
+use crate::cli::{SimulateArgs, TuneArgs, TuneObjective};
+use crate::coding::{CodeKind, TrainCode};
+use crate::comm::OnDeadline;
+use crate::config::{RunConfig, TrainArgs};
+use crate::error::{Error, Result};
+use crate::io::metrics::percentile;
+use crate::io::results::{self, Metric};
+use crate::sim::{SimError, TraceFile};
+
+/// One configuration to simulate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    pub code: CodeKind,
+    pub s: usize,
+    pub on_deadline: OnDeadline,
+    /// Deadline (ms) of `best-effort`; `wait`'s is the profile's.
+    pub deadline_ms: Option<f64>,
+    pub chunks: usize,
+    /// `--batch` (None: full partitions).
+    pub batch: Option<usize>,
+}
+
+/// A simulated candidate.
+#[derive(Debug, Clone)]
+pub struct Scored {
+    pub cand: Candidate,
+    pub p50_s: f64,
+    pub exact_share: f64,
+    /// Simulated iterations to reach the profile's progress to target.
+    pub iterations: u64,
+    /// Predicted seconds to target (inf: not reached within the cap).
+    pub time_to_target_s: f64,
+}
+
+/// Run `gradcode tune`; returns the process exit code.
+pub fn run(args: &TuneArgs) -> Result<i32> {
+    if !(args.budget_s.is_finite() && args.budget_s > 0.0) {
+        return Err(SimError::invalid("budget-s", args.budget_s, "must be a number > 0").into());
+    }
+    let profile = TraceFile::read(&args.profile)?;
+    let base = profile_args(&args.profile)?;
+    let n = args.np.unwrap_or(profile.workers.len());
+    if n == 0 {
+        return Err(SimError::invalid("np", 0, "must be at least 1").into());
+    }
+    let iterations = iterations_to_target(&args.profile, args.target_loss)?;
+    let walls = profile_walls(&args.profile)?;
+    let started = Instant::now();
+    let mut scored = Vec::new();
+    let mut skipped = 0usize;
+    for cand in candidates(n, &walls, base.batch) {
+        if started.elapsed().as_secs_f64() > args.budget_s {
+            skipped += 1;
+            continue;
+        }
+        if let Some(s) = score(args, &base, n, &cand, &profile, iterations)? {
+            scored.push(s);
+        }
+    }
+    if scored.is_empty() {
+        return Err(Error::Check(
+            "no candidate configuration could be simulated".into(),
+        ));
+    }
+    rank(&mut scored, args.objective);
+    print_ranking(&scored, iterations, skipped, args.top);
+    let best = &scored[0];
+    let toml = best_config(&base, n, &best.cand, iterations)?;
+    if let Some(dir) = args.config_out.parent() {
+        if !dir.as_os_str().is_empty() {
+            std::fs::create_dir_all(dir).map_err(|e| crate::io::IoError::os(dir, e))?;
+        }
+    }
+    std::fs::write(&args.config_out, toml)
+        .map_err(|e| crate::io::IoError::os(&args.config_out, e))?;
+    println!(
+        "best: {} → {} (run it with `mpirun -np {} gradcode train --config {} --out DIR`)",
+        describe(&best.cand),
+        args.config_out.display(),
+        n + 1,
+        args.config_out.display()
+    );
+    Ok(0)
+}
+
+/// The profile's own settings (its `/config` toml).
+fn profile_args(path: &Path) -> Result<TrainArgs> {
+    let path = run_file(path);
+    let text = results::read_str_attr(&path, "config", "toml")?;
+    toml::from_str(&text).map_err(|e| {
+        SimError::Trace {
+            path,
+            reason: format!("its /config toml does not parse ({e})"),
+        }
+        .into()
+    })
+}
+
+fn run_file(path: &Path) -> std::path::PathBuf {
+    if path.is_dir() {
+        path.join(crate::config::RESULTS_FILE)
+    } else {
+        path.to_path_buf()
+    }
+}
+
+/// Iterations the profile needed to reach `target` (its whole length without a target, or when
+/// it never reached it: then the prediction is per that many iterations).
+fn iterations_to_target(path: &Path, target: Option<f64>) -> Result<u64> {
+    let rows = results::read_rows(&run_file(path), None)?;
+    let loss = rows.column(Metric::TrainLoss);
+    let n = rows.len() as u64;
+    let hit = target.and_then(|t| loss.iter().position(|&l| l <= t));
+    Ok(hit.map_or(n, |i| i as u64 + 1).max(1))
+}
+
+/// The profile's iteration times after the first (sorted).
+fn profile_walls(path: &Path) -> Result<Vec<f64>> {
+    let rows = results::read_rows(&run_file(path), None)?;
+    let mut w: Vec<f64> = rows
+        .column(Metric::WallS)
+        .iter()
+        .skip(1)
+        .copied()
+        .filter(|x| x.is_finite())
+        .collect();
+    w.sort_by(f64::total_cmp);
+    Ok(w)
+}
+
+/// The hook of the batch-size search (see the module docs): the profile's batch only.
+pub fn batch_candidates(profile_batch: Option<usize>) -> Vec<Option<usize>> {
+    vec![profile_batch]
+}
+
+/// The search space for n workers.
+pub fn candidates(n: usize, walls: &[f64], batch: Option<usize>) -> Vec<Candidate> {
+    let mut codes: Vec<(CodeKind, usize)> = vec![(CodeKind::Uncoded, 0)];
+    for s in 1..=3.min(n.saturating_sub(1)) {
+        codes.push((CodeKind::CyclicRepetition, s));
+        codes.push((CodeKind::CyclicMds, s));
+        if n % (s + 1) == 0 {
+            codes.push((CodeKind::Frc, s));
+        }
+        codes.push((CodeKind::IgnoreStragglers, s));
+    }
+    let mut policies = vec![(OnDeadline::Wait, None)];
+    if !walls.is_empty() {
+        for q in [0.25, 0.5, 0.75] {
+            let ms = (percentile(walls, q) * 1e3 * 10.0).round() / 10.0;
+            if ms > 0.0 {
+                policies.push((OnDeadline::BestEffort, Some(ms)));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for &(code, s) in &codes {
+        for &(on_deadline, deadline_ms) in &policies {
+            for chunks in [1, 2] {
+                for &b in &batch_candidates(batch) {
+                    out.push(Candidate {
+                        code,
+                        s,
+                        on_deadline,
+                        deadline_ms,
+                        chunks,
+                        batch: b,
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The train settings of `cand` over the profile's.
+fn candidate_args(base: &TrainArgs, n: usize, cand: &Candidate) -> TrainArgs {
+    let mut a = base.clone();
+    a.job.config = None;
+    a.job.out = None;
+    a.job.force = false;
+    a.job.workers = Some(n);
+    a.code = Some(TrainCode::Gradient(cand.code));
+    a.stragglers = Some(cand.s);
+    a.on_deadline = Some(cand.on_deadline);
+    if let Some(d) = cand.deadline_ms {
+        a.job.deadline_ms = Some(d);
+    }
+    a.chunks = Some(cand.chunks);
+    a.batch = cand.batch;
+    a.reuse_stale = false;
+    a.resume = false;
+    a
+}
+
+/// Simulate `cand` until its progress reaches `target_iterations` (at most 20× as many
+/// iterations); None when the candidate is not a valid configuration here.
+fn score(
+    args: &TuneArgs,
+    base: &TrainArgs,
+    n: usize,
+    cand: &Candidate,
+    profile: &TraceFile,
+    target_iterations: u64,
+) -> Result<Option<Scored>> {
+    let mut train = candidate_args(base, n, cand);
+    train.data = None;
+    let sargs = SimulateArgs {
+        train,
+        replay: vec![args.profile.clone()],
+        replay_order: crate::sim::ReplayOrder::Sample,
+        pool_workers: n > profile.workers.len(),
+        compute_ms: None,
+        alpha_ms: None,
+        beta_ms_per_mb: None,
+        step_ms: None,
+        gap_ms: None,
+        dim: profile.dim.or(Some(1)),
+        fit_link: false,
+    };
+    let Ok(cfg) = RunConfig::for_simulation(&sargs.train, Some(n)) else {
+        return Ok(None);
+    };
+    let Ok(mut sim) = super::simulate::build(&sargs, &cfg, std::slice::from_ref(profile)) else {
+        return Ok(None);
+    };
+    let k = sim.code().n_partitions().max(1) as f64;
+    let (mut progress, mut walls, mut exact, mut t) = (0.0, Vec::new(), 0u64, 0u64);
+    let mut elapsed = 0.0;
+    let cap = target_iterations.saturating_mul(20);
+    while progress < target_iterations as f64 && t < cap {
+        let round = match sim.step() {
+            Ok(r) => r,
+            Err(_) => return Ok(None),
+        };
+        let p = match sim.decoding(&round)? {
+            Some(d) if d.exact == 1.0 => 1.0,
+            Some(d) if d.residual.is_finite() => (1.0 - d.residual / k.sqrt()).max(0.0),
+            _ => 0.0,
+        };
+        exact += u64::from(p == 1.0);
+        progress += p;
+        walls.push(round.wall_s);
+        elapsed = round.elapsed_s;
+        t += 1;
+    }
+    walls.sort_by(f64::total_cmp);
+    Ok(Some(Scored {
+        cand: cand.clone(),
+        p50_s: percentile(&walls, 0.5),
+        exact_share: exact as f64 / t.max(1) as f64,
+        iterations: t,
+        time_to_target_s: if progress >= target_iterations as f64 {
+            elapsed
+        } else {
+            f64::INFINITY
+        },
+    }))
+}
+
+/// Best first by the objective (ties: the simpler candidate, which comes first in the search).
+pub fn rank(scored: &mut [Scored], objective: TuneObjective) {
+    let key = |s: &Scored| match objective {
+        TuneObjective::TimeToTarget => s.time_to_target_s,
+        TuneObjective::TimePerIteration => s.p50_s,
+    };
+    scored.sort_by(|a, b| key(a).total_cmp(&key(b)));
+}
+
+fn describe(c: &Candidate) -> String {
+    let policy = match (c.on_deadline, c.deadline_ms) {
+        (OnDeadline::BestEffort, Some(d)) => format!("best-effort {d} ms"),
+        _ => "wait".into(),
+    };
+    format!("{} s={} {policy} chunks={}", c.code.name(), c.s, c.chunks)
+}
+
+fn print_ranking(scored: &[Scored], target: u64, skipped: usize, top: usize) {
+    println!(
+        "{} candidates simulated (progress of {target} exact iterations to target){}",
+        scored.len(),
+        if skipped > 0 {
+            format!("; {skipped} skipped by --budget-s")
+        } else {
+            String::new()
+        }
+    );
+    println!(
+        "{:>4}  {:<44} {:>9} {:>7} {:>7} {:>12}",
+        "rank", "configuration", "p50 ms", "exact", "iters", "to target s"
+    );
+    for (i, s) in scored.iter().take(top).enumerate() {
+        println!(
+            "{:>4}  {:<44} {:>9.2} {:>6.0}% {:>7} {:>12.3}",
+            i + 1,
+            describe(&s.cand),
+            s.p50_s * 1e3,
+            s.exact_share * 100.0,
+            s.iterations,
+            s.time_to_target_s
+        );
+    }
+}
+
+/// The best candidate as a `train --config` TOML: the profile's settings with the chosen code,
+/// s, policy, deadline, chunks and workers, and the iterations to target; no output folder.
+fn best_config(base: &TrainArgs, n: usize, cand: &Candidate, iterations: u64) -> Result<String> {
+    let mut a = candidate_args(base, n, cand);
+    a.iterations = base
+        .iterations
+        .map(|i| i.max(iterations))
+        .or(Some(iterations));
+    let body = toml::to_string(&a).map_err(|e| Error::Check(format!("config: {e}")))?;
+    Ok(format!(
+        "# gradcode tune: {} (predicted best for this machine; docs/tuning.md)\n{body}",
+        describe(cand)
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_search_space_has_frc_only_where_s_plus_1_divides_n() {
+        let walls = [0.01, 0.02, 0.03, 0.04];
+        let c = candidates(8, &walls, None);
+        let frc: Vec<usize> = c
+            .iter()
+            .filter(|c| c.code == CodeKind::Frc && c.chunks == 1)
+            .filter(|c| c.on_deadline == OnDeadline::Wait)
+            .map(|c| c.s)
+            .collect();
+        assert_eq!(frc, vec![1, 3]);
+        // Best-effort deadlines at the profile's quartiles (nearest rank), in ms.
+        let mut d: Vec<f64> = c.iter().filter_map(|c| c.deadline_ms).collect();
+        d.sort_by(f64::total_cmp);
+        d.dedup();
+        assert_eq!(d, vec![20.0, 30.0]);
+        // One worker: uncoded only.
+        assert!(candidates(1, &walls, None)
+            .iter()
+            .all(|c| c.code == CodeKind::Uncoded));
+    }
+
+    #[test]
+    fn ranking_puts_the_fastest_first_by_the_objective() {
+        let c = candidates(4, &[], None);
+        let mk = |i: usize, p50: f64, ttt: f64| Scored {
+            cand: c[i].clone(),
+            p50_s: p50,
+            exact_share: 1.0,
+            iterations: 10,
+            time_to_target_s: ttt,
+        };
+        let mut v = vec![
+            mk(0, 0.03, 1.0),
+            mk(1, 0.01, f64::INFINITY),
+            mk(2, 0.02, 0.5),
+        ];
+        rank(&mut v, TuneObjective::TimeToTarget);
+        assert_eq!(v[0].cand, c[2]);
+        assert_eq!(v[2].cand, c[1]);
+        rank(&mut v, TuneObjective::TimePerIteration);
+        assert_eq!(v[0].cand, c[1]);
+    }
+}

@@ -1,0 +1,186 @@
+//! `gradcode tune` as a user runs it: a profiling run in, a ranked table out, and the best
+//! configuration as a TOML that `train --config` runs; bad input is one line and exit 2.
+
+mod common;
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use common::{
+    assert_one_line_error, gradcode, mpirun, output_text, serial, synth_logistic, text, workdir,
+};
+use gradcode::io::results;
+
+/// An uncoded profiling run (n = 4, exp:20, 30 iterations) on synthetic data, made once.
+fn profile() -> PathBuf {
+    static RUN: OnceLock<PathBuf> = OnceLock::new();
+    RUN.get_or_init(|| {
+        let _g = serial();
+        let data = synth_logistic(9);
+        let out = workdir().join("profile");
+        let o = mpirun(
+            5,
+            &[
+                "train",
+                "--data",
+                data.to_str().unwrap(),
+                "--code",
+                "uncoded",
+                "--straggler-model",
+                "exp:20",
+                "--iterations",
+                "30",
+                "--out",
+                out.to_str().unwrap(),
+            ],
+            120,
+        );
+        assert!(o.status.success(), "{}", output_text(&o));
+        out.join("run.h5")
+    })
+    .clone()
+}
+
+#[test]
+fn the_tuned_config_runs_under_train() {
+    let prof = profile();
+    let toml_path = workdir().join("tuned.toml");
+    let o = gradcode(&[
+        "tune",
+        "--profile",
+        prof.to_str().unwrap(),
+        "--config-out",
+        toml_path.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", output_text(&o));
+    let out = text(&o.stdout);
+    assert!(out.contains("candidates simulated"), "{out}");
+    let first = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("1 "))
+        .unwrap_or_else(|| panic!("no rank 1: {out}"));
+    let cfg: toml::Table = std::fs::read_to_string(&toml_path)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let code = cfg["code"].as_str().unwrap().to_string();
+    assert!(first.contains(&code), "{first} vs {code}");
+    assert_eq!(cfg["workers"].as_integer(), Some(4));
+    assert_eq!(cfg["straggler-model"].as_str(), Some("exp:20"));
+    // The profile was uncoded with exponential delays on 4 workers: a code that tolerates a
+    // straggler is predicted faster.
+    assert!(cfg["stragglers"].as_integer().unwrap() >= 1, "{cfg}");
+    // train --config runs it.
+    let run = workdir().join("tuned-run");
+    let _g = serial();
+    let o = mpirun(
+        5,
+        &[
+            "train",
+            "--config",
+            toml_path.to_str().unwrap(),
+            "--iterations",
+            "5",
+            "--out",
+            run.to_str().unwrap(),
+        ],
+        120,
+    );
+    assert!(o.status.success(), "{}", output_text(&o));
+    let f = run.join("run.h5");
+    assert_eq!(results::read_str_attr(&f, "config", "code").unwrap(), code);
+    assert_eq!(results::read_rows(&f, None).unwrap().len(), 5);
+}
+
+#[test]
+fn a_replay_simulates_the_recorded_run_by_default() {
+    let prof = profile();
+    let out = workdir().join("replay-default");
+    let o = gradcode(&[
+        "simulate",
+        "--replay",
+        prof.to_str().unwrap(),
+        "--iterations",
+        "5",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", output_text(&o));
+    let f = out.join("run.h5");
+    assert_eq!(
+        results::read_str_attr(&f, "config", "code").unwrap(),
+        "uncoded"
+    );
+    assert_eq!(
+        results::read_str_attr(&f, "config", "straggler-model").unwrap(),
+        "exp:20"
+    );
+}
+
+#[test]
+fn the_time_per_iteration_objective_and_more_workers() {
+    let prof = profile();
+    let toml_path = workdir().join("tuned16.toml");
+    let o = gradcode(&[
+        "tune",
+        "--profile",
+        prof.to_str().unwrap(),
+        "--np",
+        "16",
+        "--objective",
+        "time-per-iteration",
+        "--top",
+        "3",
+        "--config-out",
+        toml_path.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", output_text(&o));
+    let cfg: toml::Table = std::fs::read_to_string(&toml_path)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(cfg["workers"].as_integer(), Some(16));
+    // Ranked rows: exactly --top of them, p50 ascending.
+    let out = text(&o.stdout);
+    let p50: Vec<f64> = out
+        .lines()
+        .filter(|l| {
+            l.trim_start()
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_digit())
+        })
+        .filter(|l| !l.contains("candidates"))
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f[f.len() - 4].parse().unwrap()
+        })
+        .collect();
+    assert_eq!(p50.len(), 3, "{out}");
+    assert!(p50.windows(2).all(|w| w[0] <= w[1]), "{out}");
+}
+
+#[test]
+fn bad_input_is_one_line_and_exit_2() {
+    let prof = profile();
+    let prof = prof.to_str().unwrap();
+    let not_h5 = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/not_hdf5.h5");
+    let cfg = workdir().join("bad.toml");
+    let cfg = cfg.to_str().unwrap();
+    for (args, expect) in [
+        (vec!["--profile", prof, "--budget-s", "0"], "budget-s"),
+        (vec!["--profile", prof, "--budget-s", "-3"], "budget-s"),
+        (vec!["--profile", prof, "--objective", "fastest"], "fastest"),
+        (vec!["--profile", not_h5], "not_hdf5.h5"),
+        (vec!["--profile", prof, "--np", "0"], "np"),
+    ] {
+        let mut a = vec!["tune"];
+        a.extend(args.iter().copied());
+        a.extend(["--config-out", cfg]);
+        let o = gradcode(&a);
+        let line = assert_one_line_error(&o);
+        assert!(line.contains(expect), "{args:?}: {line}");
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {line}");
+    }
+    assert!(!std::path::Path::new(cfg).exists());
+}
