@@ -157,7 +157,7 @@ pub fn recover(path: &Path) -> Result<Recovery, IoError> {
             per_worker: Vec::new(),
         })?;
         // The original creation time, schema and version (create() wrote new ones).
-        let f = File::open_rw(&tmp).map_err(h5e(&tmp))?;
+        let f = open_rw_retrying(&tmp)?;
         let loc: &hdf5::Location = &f;
         write_attrs(&tmp, loc, &root_attrs)?;
         f.flush().map_err(h5e(&tmp))?;
@@ -188,4 +188,21 @@ pub fn recover(path: &Path) -> Result<Recovery, IoError> {
         status_after: status_after.into(),
         kept: Some(kept),
     })
+}
+
+/// Open `path` (a file this process has just closed) for writing. A child process forked by
+/// another thread while the file was open holds its lock until it execs, so a lock refusal is
+/// retried for up to 2 s before it is an error.
+fn open_rw_retrying(path: &Path) -> Result<File, IoError> {
+    let mut tries = 0;
+    loop {
+        match File::open_rw(path) {
+            Ok(f) => return Ok(f),
+            Err(e) if tries < 100 && e.to_string().contains("unable to lock file") => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => return Err(h5e(path)(e)),
+        }
+    }
 }
