@@ -144,7 +144,13 @@ fn dim_of(args: &SimulateArgs, cfg: &RunConfig, files: &[TraceFile]) -> Result<u
     }
     if cfg.has_data() {
         let info = dataset::inspect(&cfg.data)?;
-        let m = model::build(cfg.model, &cfg.hidden, info.n_features, info.image, info.task)?;
+        let m = model::build(
+            cfg.model,
+            &cfg.hidden,
+            info.n_features,
+            info.image,
+            info.task,
+        )?;
         return Ok(m.dim());
     }
     files.iter().find_map(|f| f.dim).ok_or_else(|| {
