@@ -490,8 +490,7 @@ fn matrix_child_checks_a_users_matrix() {
     use gradcode::io::validate::{run_matrix_child, Limits, Outcome};
     let tmp = tempfile::tempdir().unwrap();
     let a = tmp.path().join("a.h5");
-    {
-        let f = hdf5::File::create(&a).unwrap();
+    common::h5_write(&a, false, |f| {
         let m = ndarray::Array2::from_shape_fn((3, 4), |(i, j)| (i + j) as f64);
         f.new_dataset_builder().with_data(&m).create("A").unwrap();
         let g = f.create_group("grp").unwrap();
@@ -500,7 +499,7 @@ fn matrix_child_checks_a_users_matrix() {
         g.new_dataset_builder().with_data(&bad).create("M").unwrap();
         let t = ndarray::Array3::<f64>::zeros((2, 2, 2));
         g.new_dataset_builder().with_data(&t).create("T").unwrap();
-    }
+    });
     let bin = Path::new(common::BIN);
     let run = |src: &MatrixSource| run_matrix_child(bin, src, &Limits::default()).unwrap();
     let at = |object: &str| {

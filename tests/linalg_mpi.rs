@@ -496,17 +496,17 @@ fn plain_hdf5_matrices_are_accepted() {
     let b = ndarray::Array2::from_shape_fn((40, 3), |(i, j)| ((i + 2 * j) % 5) as f64 * 0.5);
     let a_path = dir.join("a.h5");
     let b_path = dir.join("b.h5");
-    {
-        let f = hdf5::File::create(&a_path).unwrap();
+    common::h5_write(&a_path, false, |f| {
         f.new_dataset_builder().with_data(&a).create("A").unwrap();
-        let f = hdf5::File::create(&b_path).unwrap();
+    });
+    common::h5_write(&b_path, false, |f| {
         let g = f.create_group("grp").unwrap();
         g.new_dataset_builder().with_data(&b).create("M").unwrap();
         f.new_dataset_builder()
             .with_data(&ndarray::Array2::<f64>::zeros((2, 2)))
             .create("other")
             .unwrap();
-    }
+    });
     let out = dir.join("mv");
     let o = mpirun(
         4,

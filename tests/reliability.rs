@@ -439,16 +439,15 @@ fn build(name: &str, f: impl FnOnce(&hdf5::File, &Path)) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let p = dir.join(format!("{name}.h5"));
-    {
-        let file = hdf5::File::create(&p).unwrap();
-        f(&file, &dir);
+    common::h5_write(&p, false, |file| {
+        f(file, &dir);
         let task: hdf5::types::VarLenUnicode = "binary".parse().unwrap();
         file.new_attr::<hdf5::types::VarLenUnicode>()
             .create("task")
             .unwrap()
             .write_scalar(&task)
             .unwrap();
-    }
+    });
     p
 }
 
@@ -776,14 +775,12 @@ fn ckpt(it: u64, hash: &str) -> Checkpoint {
 }
 
 fn set_attr_u64(p: &Path, name: &str, v: u64) {
-    let f = hdf5::File::open_rw(p).unwrap();
-    f.attr(name).unwrap().write_scalar(&v).unwrap();
+    common::h5_write(p, true, |f| f.attr(name).unwrap().write_scalar(&v).unwrap());
 }
 
 fn set_attr_str(p: &Path, name: &str, v: &str) {
-    let f = hdf5::File::open_rw(p).unwrap();
     let v: hdf5::types::VarLenUnicode = v.parse().unwrap();
-    f.attr(name).unwrap().write_scalar(&v).unwrap();
+    common::h5_write(p, true, |f| f.attr(name).unwrap().write_scalar(&v).unwrap());
 }
 
 #[test]

@@ -359,11 +359,10 @@ fn missing_groups_are_named_and_the_rest_reported() {
     let damaged = workdir().join("damaged").join("run.h5");
     std::fs::create_dir_all(damaged.parent().unwrap()).unwrap();
     std::fs::copy(&r.frc, &damaged).unwrap();
-    {
-        let f = hdf5::File::open_rw(&damaged).unwrap();
+    common::h5_write(&damaged, true, |f| {
         f.unlink("validation").unwrap();
         f.unlink("timing").unwrap();
-    }
+    });
     let o = report(&[], &[&damaged]);
     assert!(o.status.success(), "{}", output_text(&o));
     let out = stdout(&o);
@@ -382,8 +381,7 @@ fn missing_groups_are_named_and_the_rest_reported() {
 
     // Only a status and a config: no /metrics.
     let bare = workdir().join("bare.h5");
-    {
-        let f = hdf5::File::create(&bare).unwrap();
+    common::h5_write(&bare, false, |f| {
         let s: hdf5::types::VarLenUnicode = "complete".parse().unwrap();
         f.new_attr::<hdf5::types::VarLenUnicode>()
             .create("status")
@@ -398,7 +396,7 @@ fn missing_groups_are_named_and_the_rest_reported() {
             .unwrap()
             .write_scalar(&t)
             .unwrap();
-    }
+    });
     let o = report(&["--json"], &[&bare]);
     assert!(o.status.success(), "{}", output_text(&o));
     let v = json(&o);

@@ -2,6 +2,7 @@
 //! 4 × 2 `/X` stored or linked in a way the validator must refuse without opening any other
 //! file, plus a label vector. Shared by the `io::dataset` unit tests (through `#[path]`) and
 //! `tests/reliability.rs`; each builder writes into an open file `f` whose folder is `dir`.
+//! Also [`h5_write`], the one way a test process writes an HDF5 file that a child then reads.
 #![allow(dead_code)]
 
 use std::path::Path;
@@ -18,11 +19,12 @@ pub fn y_of(f: &hdf5::File, n: usize) {
 
 /// A 4 × 2 zero `/X` in a new file `src`.
 fn source_file(src: &Path) {
-    let s = hdf5::File::create(src).unwrap();
-    s.new_dataset_builder()
-        .with_data(&Array2::<f64>::zeros((4, 2)))
-        .create("X")
-        .unwrap();
+    h5_write(src, false, |s| {
+        s.new_dataset_builder()
+            .with_data(&Array2::<f64>::zeros((4, 2)))
+            .create("X")
+            .unwrap();
+    });
 }
 
 /// `/X` with external storage in `dir/outside` (64 bytes written there).
@@ -87,4 +89,34 @@ pub fn refused_x() -> [(&'static str, Build); 5] {
         }),
         ("/X is a soft link", |f, _| soft_link_x(f)),
     ]
+}
+
+/// Write or edit the HDF5 file `path` from this test process without leaving a lock on it.
+///
+/// libhdf5 opens files without `O_CLOEXEC` and holds an `flock` until the last descriptor of the
+/// open file closes. A `gradcode` child that another test thread forks while the file is open
+/// inherits the descriptor and keeps the lock until it exits, so the next child that opens the
+/// file fails with "unable to lock file, errno = 11" (seen in CI). The file is therefore built
+/// under a scratch name (a copy of `path` when `edit`), then copied by std (which opens with
+/// `O_CLOEXEC`) to a fresh inode that is renamed onto `path`: no HDF5 descriptor ever refers to
+/// the inode the children read.
+pub fn h5_write<R>(path: &Path, edit: bool, f: impl FnOnce(&hdf5::File) -> R) -> R {
+    static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = path.file_name().unwrap().to_string_lossy().into_owned();
+    let scratch = path.with_file_name(format!(".{name}.h5write-{}-{n}", std::process::id()));
+    let partial = path.with_file_name(format!(".{name}.h5copy-{}-{n}", std::process::id()));
+    let r = {
+        let file = if edit {
+            std::fs::copy(path, &scratch).unwrap();
+            hdf5::File::open_rw(&scratch).unwrap()
+        } else {
+            hdf5::File::create(&scratch).unwrap()
+        };
+        f(&file)
+    };
+    std::fs::copy(&scratch, &partial).unwrap();
+    std::fs::rename(&partial, path).unwrap();
+    let _ = std::fs::remove_file(&scratch);
+    r
 }

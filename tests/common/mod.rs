@@ -5,6 +5,8 @@
 #![allow(dead_code)]
 
 pub mod hostile;
+#[allow(unused_imports)] // not every test binary writes HDF5 files
+pub use hostile::h5_write;
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
