@@ -110,7 +110,10 @@ pub fn run<T: Transport>(
             status = RunStatus::Degraded;
         }
     }
-    if let Err(e) = c.rec.finish(status, error.as_ref(), &unreconciled) {
+    if let Err(e) = c
+        .rec
+        .finish(status, error.as_ref(), &unreconciled, c.mon.peak_rss_kib())
+    {
         log::error!("[rank 0] could not finish the results file: {e}");
         error.get_or_insert(e);
         status = RunStatus::Failed;

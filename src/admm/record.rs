@@ -280,12 +280,15 @@ impl<'a> Recorder<'a> {
         Ok(save_manifest(stamp, iteration, elapsed)?)
     }
 
-    /// Write the end of the results file: status, the last weights, `/validation`, `/summary`.
+    /// Write the end of the results file: status, the last weights, `/validation`, `/summary`
+    /// (with rank 0's peak memory and each layer rank's, `peak_rss_kib`, from its STOP
+    /// acknowledgement; empty for the serial reference).
     pub fn finish(
         self,
         status: RunStatus,
         error: Option<&Error>,
         unreconciled: &[usize],
+        peak_rss_kib: &[f64],
     ) -> Result<()> {
         let iterations = self.rows - self.first;
         let (p50, p95) = p50_p95(self.walls.iter().copied());
@@ -300,7 +303,7 @@ impl<'a> Recorder<'a> {
         let ev = self.last_eval;
         let f = |v: Option<f64>| AttrValue::F64(v.unwrap_or(f64::NAN));
         let n = iterations.max(1) as f64;
-        let summary = vec![
+        let mut summary = vec![
             ("iterations_run".into(), AttrValue::U64(iterations)),
             ("resumed_at".into(), AttrValue::U64(self.first)),
             (
@@ -346,7 +349,11 @@ impl<'a> Recorder<'a> {
                 AttrValue::Str(error.map(|e| e.to_string()).unwrap_or_default()),
             ),
         ];
-        let per_worker = vec![
+        summary.push((
+            "rank0_peak_rss_mib".into(),
+            AttrValue::F64(crate::comm::peak_rss_kib() / 1024.0),
+        ));
+        let mut per_worker = vec![
             (
                 "mean_compute_s".into(),
                 self.compute.iter().map(|c| c / n).collect(),
@@ -356,6 +363,12 @@ impl<'a> Recorder<'a> {
                 self.waits.iter().map(|c| c / n).collect(),
             ),
         ];
+        if !peak_rss_kib.is_empty() {
+            per_worker.push((
+                "peak_rss_mib".into(),
+                peak_rss_kib.iter().map(|k| k / 1024.0).collect(),
+            ));
+        }
         let validation = vec![
             (
                 "check".into(),

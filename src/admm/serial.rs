@@ -65,7 +65,7 @@ pub fn run(
             }
         }
     }
-    if let Err(e) = rec.finish(status, error.as_ref(), &[]) {
+    if let Err(e) = rec.finish(status, error.as_ref(), &[], &[]) {
         log::error!("could not finish the results file: {e}");
         error.get_or_insert(e);
         status = RunStatus::Failed;

@@ -269,6 +269,8 @@ pub struct Collector<T: Transport> {
     /// Messages received from each worker (reconciled with its ACK).
     received: Vec<u64>,
     acked: Vec<Option<u64>>,
+    /// Each worker's peak resident memory (KiB) from its ACK; NaN until it arrived.
+    peak_rss_kib: Vec<f64>,
     ring: Vec<T::Buf>,
     current: usize,
     /// Per-worker buffers of [`Collector::begin_each`].
@@ -311,6 +313,7 @@ impl<T: Transport> Collector<T> {
             staging: Vec::new(),
             received: vec![0; n],
             acked: vec![None; n],
+            peak_rss_kib: vec![f64::NAN; n],
             ring: Vec::new(),
             current: 0,
             each: Vec::new(),
@@ -414,6 +417,12 @@ impl<T: Transport> Collector<T> {
     /// Messages rejected as invalid, per worker, over the run.
     pub fn rejected_by_worker(&self) -> Vec<u64> {
         self.rejected.clone()
+    }
+
+    /// Each worker's peak resident memory in KiB, as its STOP acknowledgement reported it (NaN
+    /// for a worker whose ACK did not arrive).
+    pub fn peak_rss_kib(&self) -> &[f64] {
+        &self.peak_rss_kib
     }
 
     /// Ranks of the workers from which nothing at all arrived during the run.
@@ -895,6 +904,7 @@ impl<T: Transport> Collector<T> {
         match Header::parse(&self.staging) {
             Ok(h) if h.kind == Kind::Ack && h.rank == w + 1 => {
                 self.acked[w] = Some(h.count);
+                self.peak_rss_kib[w] = Header::ack_peak_rss_kib(&self.staging).unwrap_or(f64::NAN);
                 Ok(())
             }
             _ => Err(CommError::Protocol {

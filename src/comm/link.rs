@@ -56,6 +56,22 @@ pub struct WorkerSummary {
     pub stop_code: i32,
 }
 
+/// This process's peak resident memory in KiB (`getrusage` `ru_maxrss`; NaN where it cannot be
+/// read). Workers send it with their STOP acknowledgement; rank 0 records its own beside them.
+pub fn peak_rss_kib() -> f64 {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes a whole `rusage` into the zeroed buffer it is given and reads
+    // nothing else; the buffer is only read after it returned 0.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) };
+    if rc == 0 {
+        // SAFETY: initialised by the successful call above (and zeroed before it).
+        let usage = unsafe { usage.assume_init() };
+        usage.ru_maxrss as f64
+    } else {
+        f64::NAN
+    }
+}
+
 /// Send buffers and counters of a worker.
 struct Outbox<T: WorkerTransport> {
     t: T,
@@ -336,7 +352,7 @@ impl<T: WorkerTransport> WorkerLink<T> {
                 }
                 Some(Kind::Stop) if h.kind == Kind::Stop => {
                     self.summary.stop_code = h.exit_code;
-                    let ack = Header::ack(self.rank, self.out.sent).to_message();
+                    let ack = Header::ack_message(self.rank, self.out.sent, peak_rss_kib());
                     self.out.t.send(TAG_ACK, &ack);
                     self.out.wait_all();
                     self.summary.messages_sent = self.out.sent;

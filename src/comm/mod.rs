@@ -48,7 +48,7 @@ pub mod stream;
 mod tests;
 
 pub use collector::{Collected, Collector, CollectorSpec, OnDeadline, Round, Rule};
-pub use link::{Responder, WorkerJob, WorkerLink, WorkerSummary};
+pub use link::{peak_rss_kib, Responder, WorkerJob, WorkerLink, WorkerSummary};
 pub use neighbour::{FromNeighbour, LayerLink, LinkSpec, Side};
 pub use stream::{Event, Monitor};
 

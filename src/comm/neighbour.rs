@@ -386,7 +386,7 @@ impl<T: PeerTransport> LayerLink<T> {
                 ));
             }
         }
-        let ack = Header::ack(self.rank, self.root_sent).to_message();
+        let ack = Header::ack_message(self.rank, self.root_sent, super::link::peak_rss_kib());
         self.t.send(0, TAG_ACK, &ack);
         for b in self.out.iter_mut().flatten() {
             b.wait();

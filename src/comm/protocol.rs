@@ -16,7 +16,7 @@
 //! | [`Kind::Result`] | worker | `iteration`, `rank`, `phase`, `part`, `compute_s`, `injected_s`, `len` (0: the part was abandoned) |
 //! | [`Kind::Check`] | worker | `iteration`, `rank`, `phase`, `part` (which uncoded piece), `len` |
 //! | [`Kind::Stop`] | rank 0 | `exit_code` |
-//! | [`Kind::Ack`] | worker | `rank`, `count` (messages the worker sent in the whole run) |
+//! | [`Kind::Ack`] | worker | `rank`, `count` (messages the worker sent in the whole run), `len` = [`ACK_LEN`] (the payload: the sender's peak resident memory in KiB) |
 //! | [`Kind::Support`] | worker, once at start-up | `rank`, `len` (the payload: the columns its results carry, increasing) |
 //! | [`Kind::Forward`] | layer rank → next layer rank | `iteration` (the iteration whose first phase uses it), `rank`, `part` (the layer l whose q_l, u_l it carries), `len` |
 //! | [`Kind::Backward`] | layer rank → previous layer rank | `iteration` (the iteration whose second phase uses it), `rank`, `part` (the layer l whose p_l it carries), `len` |
@@ -67,6 +67,9 @@ pub const MAGIC: f64 = 26_467.0;
 /// Parameter flag: the worker also sends the uncoded pieces of its work ([`Kind::Check`]) so rank
 /// 0 can compare the decoded result with the exact one.
 pub const FLAG_CHECK: u32 = 1;
+/// Values in an ACK's payload: the sender's peak resident memory in KiB (`ru_maxrss`), so rank 0
+/// records every rank's memory high-water mark in the results.
+pub const ACK_LEN: usize = 1;
 /// Largest payload a header may declare (2^40 values, 8 TiB: beyond any real message, below the
 /// exactness limit of f64 integers).
 pub const MAX_LEN: usize = 1 << 40;
@@ -278,13 +281,32 @@ impl Header {
         }
     }
 
-    /// A worker's acknowledgement of STOP: it sent `count` messages in the run.
+    /// A worker's acknowledgement of STOP: it sent `count` messages in the run; [`ACK_LEN`]
+    /// payload values follow ([`Header::ack_message`]).
     pub fn ack(rank: usize, count: u64) -> Header {
         Header {
             rank,
             count,
+            len: ACK_LEN,
             ..Header::empty(Kind::Ack)
         }
+    }
+
+    /// The whole ACK message: the header and the sender's peak resident memory in KiB.
+    pub fn ack_message(rank: usize, count: u64, peak_rss_kib: f64) -> [f64; HEADER_LEN + ACK_LEN] {
+        let mut m = [0.0; HEADER_LEN + ACK_LEN];
+        m[..HEADER_LEN].copy_from_slice(&Header::ack(rank, count).to_message());
+        m[HEADER_LEN] = peak_rss_kib;
+        m
+    }
+
+    /// The peak resident memory (KiB) an ACK carries; `None` when it is not a finite
+    /// non-negative number.
+    pub fn ack_peak_rss_kib(message: &[f64]) -> Option<f64> {
+        message
+            .get(HEADER_LEN)
+            .copied()
+            .filter(|v| v.is_finite() && *v >= 0.0)
     }
 
     /// Layer `layer`'s values for the neighbour (`Kind::Forward` or `Kind::Backward`), used by its
@@ -409,6 +431,12 @@ impl Header {
                 actual: buf.len() - HEADER_LEN,
             });
         }
+        if h.kind == Kind::Ack && h.len != ACK_LEN {
+            return Err(HeaderError::Field {
+                field: "len",
+                value: buf[11],
+            });
+        }
         h.check_fields(buf)?;
         Ok(h)
     }
@@ -462,7 +490,6 @@ impl Header {
                 ("compute_s", 7),
                 ("injected_s", 8),
                 ("exit_code", 10),
-                ("len", 11),
             ],
             Kind::Forward | Kind::Backward => &[
                 ("phase", 4),
@@ -622,7 +649,18 @@ mod tests {
                 ..
             })
         ));
-        let mut ack = Header::ack(2, 9).to_message();
+        let mut ack = Header::ack_message(2, 9, 2048.0);
+        assert_eq!(Header::parse(&ack).unwrap(), Header::ack(2, 9));
+        assert_eq!(Header::ack_peak_rss_kib(&ack), Some(2048.0));
+        ack[HEADER_LEN] = f64::NAN;
+        assert_eq!(Header::ack_peak_rss_kib(&ack), None);
+        assert!(matches!(
+            Header::parse(&Header::ack(2, 9).to_message()),
+            Err(HeaderError::Length {
+                declared: 1,
+                actual: 0
+            })
+        ));
         ack[10] = 1.0;
         assert!(matches!(
             Header::parse(&ack),

@@ -41,6 +41,8 @@ pub struct Monitor<T: Transport> {
     next_report: Vec<u64>,
     received: Vec<u64>,
     acked: Vec<Option<u64>>,
+    /// Each layer rank's peak resident memory (KiB) from its ACK; NaN until it arrived.
+    peak_rss_kib: Vec<f64>,
     /// Bytes received from and sent to the layer ranks (whole run).
     pub bytes_in: f64,
     pub bytes_out: f64,
@@ -60,9 +62,16 @@ impl<T: Transport> Monitor<T> {
             next_report: vec![first; workers],
             received: vec![0; workers],
             acked: vec![None; workers],
+            peak_rss_kib: vec![f64::NAN; workers],
             bytes_in: 0.0,
             bytes_out: 0.0,
         }
+    }
+
+    /// Each layer rank's peak resident memory in KiB from its STOP acknowledgement (NaN for a
+    /// rank whose ACK did not arrive).
+    pub fn peak_rss_kib(&self) -> &[f64] {
+        &self.peak_rss_kib
     }
 
     /// Layer ranks.
@@ -136,6 +145,7 @@ impl<T: Transport> Monitor<T> {
             })),
             Kind::Ack => {
                 self.acked[w] = Some(h.count);
+                self.peak_rss_kib[w] = Header::ack_peak_rss_kib(&self.staging).unwrap_or(f64::NAN);
                 Ok(Some(Event::Ack { rank: src }))
             }
             other => Err(bad(format!("unexpected {other:?} message to rank 0"))),
@@ -243,7 +253,7 @@ mod tests {
                     PeerTransport::receive(&mut a, m, &mut buf);
                     if Header::parse(&buf).unwrap().kind == Kind::Stop {
                         send(&mut a, Header::report(1, 1, 0.0, 0.0, 1), &[4.0]);
-                        PeerTransport::send(&mut a, 0, TAG_ACK, &Header::ack(1, 2).to_message());
+                        PeerTransport::send(&mut a, 0, TAG_ACK, &Header::ack_message(1, 2, 1024.0));
                         return;
                     }
                 }
@@ -252,6 +262,8 @@ mod tests {
         let open = mon.shutdown(0, Duration::from_millis(300)).unwrap();
         answer.join().unwrap();
         assert_eq!(open, vec![2]);
+        assert_eq!(mon.peak_rss_kib()[0], 1024.0);
+        assert!(mon.peak_rss_kib()[1].is_nan(), "rank 2 never answered");
         drop(b);
     }
 }

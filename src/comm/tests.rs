@@ -128,7 +128,16 @@ fn decodes_from_the_first_set_and_drains_the_late_message_unused() {
     assert_eq!(c.round().late, 1);
     // The answer of rank 3 in iteration 1 is for x of iteration 1, not 0.
     assert_eq!(c.payload(2, 0), &[30.0, 60.0]);
+    assert!(c.peak_rss_kib().iter().all(|v| v.is_nan()), "no ACK yet");
     assert!(c.shutdown(0, Duration::from_secs(5)).unwrap().is_empty());
+    // Every worker's ACK carried its (here: the test process's) peak resident memory.
+    let own = crate::comm::peak_rss_kib();
+    assert!(own > 0.0);
+    assert!(
+        c.peak_rss_kib().iter().all(|&v| v > 0.0 && v <= own),
+        "{:?} vs {own}",
+        c.peak_rss_kib()
+    );
     for h in threads {
         assert_eq!(h.join().unwrap(), 0);
     }
@@ -183,7 +192,7 @@ fn rogue(
             let h = Header::parse(&msg).unwrap();
             if tag == TAG_STOP {
                 if ack {
-                    w.send_raw(TAG_ACK, Header::ack(1, sent).to_message().to_vec());
+                    w.send_raw(TAG_ACK, Header::ack_message(1, sent, 4096.0).to_vec());
                 }
                 return;
             }
@@ -223,7 +232,7 @@ fn malformed_and_stale_messages_are_erasures_counted_and_never_used() {
                     result_msg(Header::result(h.iteration, 2, 0, 0, 1), x),
                 ),
                 (99, result_msg(good(1), x)),
-                (TAG_RESULT, Header::ack(1, 0).to_message().to_vec()),
+                (TAG_RESULT, Header::ack_message(1, 0, 0.0).to_vec()),
             ]
         },
         true,

@@ -80,6 +80,10 @@ pub trait GradientEngine {
     fn never_answered(&self) -> Vec<usize> {
         Vec::new()
     }
+    /// Each worker's peak resident memory in KiB as reported at STOP (NaN where unknown).
+    fn peak_rss_kib(&self) -> Vec<f64> {
+        vec![f64::NAN; self.workers()]
+    }
     /// Messages rejected as invalid, per worker.
     fn rejected(&self) -> Vec<u64> {
         vec![0; self.workers()]

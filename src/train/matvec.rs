@@ -342,6 +342,10 @@ impl<T: Transport> GradientEngine for MatVecGradients<'_, T> {
         self.c.never_answered()
     }
 
+    fn peak_rss_kib(&self) -> Vec<f64> {
+        self.c.peak_rss_kib().to_vec()
+    }
+
     fn rejected(&self) -> Vec<u64> {
         self.c.rejected_by_worker()
     }
