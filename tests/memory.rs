@@ -123,6 +123,10 @@ fn every_rank_records_its_peak_memory_and_the_budget_holds_under_it() {
     assert!(o.status.success(), "{}", output_text(&o));
     let (bounded0, bounded_w) = peaks("bounded");
 
+    eprintln!(
+        "peak MiB: rank 0 {base0} without buffers, {bounded0} under {budget} MB; \
+         workers {base_w:?} without buffers, {free_w:?} without a budget, {bounded_w:?} under it"
+    );
     // Within the budget, every rank, with 5 % for the allocator's rounding.
     let over = |peak: f64, base: f64| (peak - base) * MB_PER_MIB;
     assert!(

@@ -147,6 +147,16 @@ fn micro_batch_rows(cfg: &RunConfig, shape: &DataShape, fixed: u128) -> usize {
     }
 }
 
+/// Says the rows per micro-batch a `--max-memory-mb` budget left (once, on rank 0).
+fn log_micro_batches(cfg: &RunConfig, block: usize) {
+    let network = matches!(cfg.model, model::ModelKind::Mlp | model::ModelKind::Cnn);
+    if let (true, Some(mb)) = (network, cfg.job.max_memory_mb) {
+        log::info!(
+            "--max-memory-mb {mb}: the network's passes run in micro-batches of {block} rows"
+        );
+    }
+}
+
 /// The micro-batch rows under `--max-memory-mb` beside `fixed` bytes; refuses the run when not
 /// even one row of activations fits, naming the smallest budget that could work.
 fn refuse_if_no_row_fits(
@@ -308,7 +318,11 @@ fn run_coded(world: &World, cfg: &RunConfig, code: Box<dyn GradientCode>) -> Res
         Err(code) => return Ok(code),
     };
     // The micro-batches rank 0 checked (fits_coded refused the run when no row fits).
-    model.set_block_rows(CodedMemory::of(cfg, code.as_ref(), &shape).block_rows(cfg, &shape));
+    let block = CodedMemory::of(cfg, code.as_ref(), &shape).block_rows(cfg, &shape);
+    model.set_block_rows(block);
+    if rank == 0 {
+        log_micro_batches(cfg, block);
+    }
     let k = code.n_partitions();
     let cfg = &match check_partitions(cfg, shape.rows, k) {
         Ok(c) => c,
@@ -733,7 +747,9 @@ fn run_reference(args: &TrainArgs) -> Result<i32> {
     let shape = DataShape::from(&info);
     let mut model = build_model(&cfg, &shape)?;
     if let Some(fixed) = reference_fixed(&cfg, &shape) {
-        model.set_block_rows(micro_batch_rows(&cfg, &shape, fixed).max(1));
+        let block = micro_batch_rows(&cfg, &shape, fixed).max(1);
+        model.set_block_rows(block);
+        log_micro_batches(&cfg, block);
     }
     let r0 = setup_rank0(
         &cfg,
