@@ -28,7 +28,7 @@ export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM := 1
 export OPENBLAS_NUM_THREADS := 1
 export OMP_NUM_THREADS := 1
 
-.PHONY: deps test-deps build run data datasets test lint unit install easybuild-check slurm cluster mpich bench bench-smoke bench-approx bench-admm bench-tune bench-comm bench-cluster bench-nn clean help reliability fuzz fuzz-smoke
+.PHONY: deps test-deps build run data datasets test lint unit install easybuild-check slurm cluster mpich bench bench-smoke bench-approx bench-admm bench-tune bench-hetero bench-comm bench-cluster bench-nn clean help reliability fuzz fuzz-smoke
 
 # $(call apt_install,TARGET,PACKAGES): install the packages not yet installed (apt-get update
 # first; no terminal in CI, so DEBIAN_FRONTEND=noninteractive, kept under sudo).
@@ -42,7 +42,7 @@ define apt_install
 endef
 
 help:
-	@echo "make run | make test | make deps | make build | make data | make datasets | make lint | make bench | make bench-smoke | make bench-approx | make bench-admm | make bench-tune | make bench-comm | make bench-nn | make bench-cluster | make install PREFIX=... | make cluster | make reliability | make clean"
+	@echo "make run | make test | make deps | make build | make data | make datasets | make lint | make bench | make bench-smoke | make bench-approx | make bench-admm | make bench-tune | make bench-hetero | make bench-comm | make bench-nn | make bench-cluster | make install PREFIX=... | make cluster | make reliability | make clean"
 
 deps:
 	$(call apt_install,deps,$(APT_PKGS))
@@ -196,6 +196,12 @@ bench-admm: build data test-deps
 # under exp:20 and fixed:1,2:300 on a9a; writes results/bench/tune/README.md (about 4 minutes).
 bench-tune: build
 	bash scripts/bench_tune.sh
+
+# Heterogeneous workers (issue 22 §2b): hetero --worker-speeds against cyclic-repetition, s = 1,
+# when two of 8 workers are 2× slower (slow:1,2:2), a9a, logistic and an MLP, runs alternated A/B;
+# writes results/bench/hetero/README.md (about 2 minutes). Table in docs/tuning.md.
+bench-hetero: build
+	bash scripts/bench_hetero.sh
 
 # Less communication (issue 20): dense vs comm-efficient codes (m = 1, 2, 4) vs every compressor
 # with and without error feedback, on an Amazon-like sparse problem synthesized by `data synth

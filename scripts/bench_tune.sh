@@ -21,12 +21,9 @@ SHARED="${SHARED:-$ROOT/../shared/datasets}"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
 RUNS="$OUT/runs"
 mkdir -p "$RUNS"
-DATA="$ROOT/datasets/a9a.h5"
-if [[ ! -f "$DATA" ]]; then
-  DATA="$RUNS/a9a.h5"
-  [[ -f "$DATA" ]] || "$BIN" -q data convert --format libsvm --input "$SHARED/a9a/a9a" \
-    --test-input "$SHARED/a9a/a9a.t" --features 123 --out "$DATA"
-fi
+# shellcheck source=a9a_data.sh
+source "$ROOT/scripts/a9a_data.sh"
+DATA="$(a9a_data "$RUNS")"
 
 train() { # name model iterations flags...
   local name=$1 model=$2 iters=$3; shift 3

@@ -369,6 +369,10 @@ pub struct CodeArgs {
     /// ⌈dim/m⌉ values; 1 ≤ m ≤ n − s [default: 2, or 1 when n − s = 1].
     #[arg(long, value_name = "M")]
     pub split: Option<usize>,
+    /// Per-worker speeds of the hetero code, comma-separated, one per worker, each > 0 (only
+    /// their ratios matter; worker i holds about k(s + 1)·v_i/Σv partitions) [default: all 1].
+    #[arg(long, value_name = "V1,V2,..")]
+    pub worker_speeds: Option<crate::coding::Speeds>,
     /// Random straggler sets per s that verify samples for the approximate codes.
     #[arg(long, default_value_t = 1000)]
     pub sets: usize,

@@ -424,3 +424,53 @@ fn comm_efficient_show_verify_and_a_split_that_does_not_fit() {
         "{line}"
     );
 }
+
+/// The heterogeneity-aware code: show prints the speeds and more partitions on the faster
+/// workers; verify passes on every straggler set for a range of s; speeds that do not fit n, or
+/// speeds on another code, are one clear error line, exit 2.
+#[test]
+fn hetero_show_verify_and_speeds_that_do_not_fit() {
+    let run = |line: &str| gradcode(&line.split(' ').collect::<Vec<_>>());
+    let o = run("codes show --code hetero -n 6 -s 1 --worker-speeds 1,0.5,1,1,2,1");
+    let out = text(&o.stdout);
+    assert!(o.status.success(), "{out}{}", text(&o.stderr));
+    assert!(out.contains("k = 48 partitions"), "{out}");
+    assert!(out.contains("speeds 1,0.5,1,1,2,1"), "{out}");
+    let loads: Vec<usize> = out
+        .lines()
+        .filter(|l| l.starts_with("  w") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
+        .map(|l| {
+            l.split_whitespace()
+                .skip(1)
+                .take_while(|p| p.ends_with(','))
+                .count()
+                + 1
+        })
+        .collect();
+    assert_eq!(loads.len(), 6, "{out}");
+    assert_eq!(loads.iter().sum::<usize>(), 96, "{loads:?}");
+    assert!(loads[4] > loads[0] && loads[0] > loads[1], "{loads:?}");
+    let o = run("codes verify --code hetero -n 8 -s 0..3 --worker-speeds 1,1,0.5,0.5,1,1,1,2");
+    let out = text(&o.stdout);
+    assert!(o.status.success(), "{out}{}", text(&o.stderr));
+    assert_eq!(out.lines().filter(|l| *l == "PASSED").count(), 4, "{out}");
+    for (line, needle) in [
+        (
+            "codes verify --code hetero -n 4 -s 1 --worker-speeds 1,1",
+            "2 speeds for n = 4",
+        ),
+        (
+            "codes verify --code frc -n 4 -s 1 --worker-speeds 1,1,1,1",
+            "only to the hetero code",
+        ),
+        (
+            "codes show --code hetero -n 3 -s 1 --worker-speeds 1,0,1",
+            "not a number > 0",
+        ),
+    ] {
+        let o = run(line);
+        assert_eq!(o.status.code(), Some(2), "{line}");
+        let err = assert_one_line_error(&o);
+        assert!(err.contains(needle), "{line}: {err}");
+    }
+}

@@ -140,23 +140,66 @@ fn exact_codes_match_the_serial_reference_with_and_without_a_straggler() {
                 continue;
             }
             let name = format!("{code}-{n}-{s}-{}", stragglers.replace(':', "_"));
-            let (o, run, _) = train(
-                n + 1,
-                &name,
-                &[
-                    "--code",
-                    code,
-                    "-s",
-                    &s.to_string(),
-                    "--straggler-model",
-                    stragglers,
-                    "--deadline-ms",
-                    "5000",
-                ],
-            );
+            let (o, run) = train_code(n, &name, code, s, stragglers, &[]);
             let rows = assert_exact_run(&name, &o, &run, &w_ref);
             assert_eq!(rows.len(), 20);
         }
+    }
+}
+
+/// `train` of `code` with s stragglers on n workers under `stragglers`, deadline 5 s, plus `extra`.
+fn train_code(
+    n: usize,
+    name: &str,
+    code: &str,
+    s: usize,
+    stragglers: &str,
+    extra: &[&str],
+) -> (Output, PathBuf) {
+    let s = s.to_string();
+    let mut args = vec![
+        "--code",
+        code,
+        "-s",
+        &s,
+        "--straggler-model",
+        stragglers,
+        "--deadline-ms",
+        "5000",
+    ];
+    args.extend_from_slice(extra);
+    let (o, run, _) = train(n + 1, name, &args);
+    (o, run)
+}
+
+/// `--code hetero --worker-speeds`: more partitions on the faster workers, and the run still
+/// matches the serial reference to 1e-8 with every iteration exact, with and without a straggler
+/// (the straggler a slow worker holding fewer partitions, then a fast one holding more).
+#[test]
+fn hetero_code_matches_the_serial_reference_with_a_straggler() {
+    let _g = serial();
+    let w_ref = reference_w();
+    for (s, speeds, stragglers) in [
+        (1, "1,0.5,1,1,1,1", "none"),
+        (1, "1,0.5,1,1,1,1", "fixed:2:150"),
+        (2, "2,1,1,0.5,0.5,1", "fixed:1:150"),
+    ] {
+        let name = format!("hetero-{s}-{}", stragglers.replace(':', "_"));
+        let (o, run) = train_code(
+            6,
+            &name,
+            "hetero",
+            s,
+            stragglers,
+            &["--worker-speeds", speeds],
+        );
+        let rows = assert_exact_run(&name, &o, &run, &w_ref);
+        assert_eq!(rows.len(), 20);
+        let toml = results::read_str_attr(&run.join("run.h5"), "config", "toml").unwrap();
+        assert!(
+            toml.contains(&format!("worker-speeds = \"{speeds}\"")),
+            "{toml}"
+        );
     }
 }
 

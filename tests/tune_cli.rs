@@ -55,6 +55,17 @@ fn the_tuned_config_runs_under_train() {
     assert!(o.status.success(), "{}", output_text(&o));
     let out = text(&o.stdout);
     assert!(out.contains("candidates simulated"), "{out}");
+    // Per-worker speeds fitted from the profile, one per worker, the fastest 1 (for hetero).
+    let fitted = out
+        .lines()
+        .find_map(|l| l.strip_prefix("fitted worker speeds (fastest = 1, for --code hetero): "))
+        .unwrap_or_else(|| panic!("no fitted speeds: {out}"));
+    let v: Vec<f64> = fitted.split(',').map(|x| x.parse().unwrap()).collect();
+    assert_eq!(v.len(), 4, "{fitted}");
+    assert!(
+        v.iter().all(|x| *x > 0.0 && *x <= 1.0) && v.contains(&1.0),
+        "{fitted}"
+    );
     let first = out
         .lines()
         .find(|l| l.trim_start().starts_with("1 "))
@@ -66,6 +77,9 @@ fn the_tuned_config_runs_under_train() {
     let code = cfg["code"].as_str().unwrap().to_string();
     assert!(first.contains(&code), "{first} vs {code}");
     assert_eq!(cfg["workers"].as_integer(), Some(4));
+    if code == "hetero" {
+        assert_eq!(cfg["worker-speeds"].as_str(), Some(fitted), "{cfg}");
+    }
     assert_eq!(cfg["straggler-model"].as_str(), Some("exp:20"));
     // The profile was uncoded with exponential delays on 4 workers: a code that tolerates a
     // straggler is predicted faster.

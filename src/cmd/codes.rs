@@ -92,6 +92,7 @@ fn options(args: &CodeArgs) -> CodeOptions {
         decoder: args.decoder,
         straggle_prob: args.straggle_prob,
         split: args.split,
+        speeds: args.worker_speeds.as_ref().map(|v| v.0.clone()),
     }
 }
 
@@ -130,6 +131,7 @@ fn fmt_num(v: f64) -> String {
 fn header(code: &dyn GradientCode, args: &CodeArgs, s: impl std::fmt::Display) -> String {
     let seeded = [
         CodeKind::CyclicRepetition,
+        CodeKind::Hetero,
         CodeKind::Expander,
         CodeKind::Bgc,
     ];

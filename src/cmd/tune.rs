@@ -9,7 +9,9 @@
 //! 2. **Fit.** Per worker, the empirical distribution of its compute time per share of the data
 //!    and of its drawn delays (the replay trace of [`crate::sim::Trace`]), and the link model and
 //!    rank 0's own times ([`crate::sim::fit_link`]).
-//! 3. **Search.** Every candidate (exact codes with s = 0..=3, `ignore-stragglers`, the `wait`
+//! 3. **Search.** Every candidate (exact codes with s = 0..=3, `hetero` with the fitted per-worker
+//!    speeds (the inverse median compute time per share of each worker; written into the TOML as
+//!    `worker-speeds` when chosen), `ignore-stragglers`, the `wait`
 //!    policy or `best-effort` at three deadlines from the profile's own iteration times, one or
 //!    two chunks) is simulated on the replayed trace until its predicted progress reaches the
 //!    profile's iterations to target, or until the `--budget-s` wall budget of the search runs
@@ -28,13 +30,13 @@ use std::path::Path;
 use std::time::Instant;
 
 use crate::cli::{SimulateArgs, TuneArgs, TuneObjective};
-use crate::coding::{CodeKind, TrainCode};
+use crate::coding::{CodeKind, Speeds, TrainCode};
 use crate::comm::OnDeadline;
 use crate::config::{RunConfig, TrainArgs};
 use crate::error::{Error, Result};
 use crate::io::metrics::percentile;
 use crate::io::results::{self, Metric};
-use crate::sim::{SimError, TraceFile};
+use crate::sim::{Sample, SimError, TraceFile};
 
 /// One configuration to simulate.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,6 +49,8 @@ pub struct Candidate {
     pub chunks: usize,
     /// `--batch` (None: full partitions).
     pub batch: Option<usize>,
+    /// `--worker-speeds` of a `hetero` candidate (the profile's fit).
+    pub speeds: Option<Speeds>,
 }
 
 /// A simulated candidate.
@@ -74,10 +78,14 @@ pub fn run(args: &TuneArgs) -> Result<i32> {
     }
     let iterations = iterations_to_target(&args.profile, args.target_loss)?;
     let walls = profile_walls(&args.profile)?;
+    let speeds = fit_speeds(&profile.workers).filter(|v| v.0.len() == n);
+    if let Some(v) = &speeds {
+        println!("fitted worker speeds (fastest = 1, for --code hetero): {v}");
+    }
     let started = Instant::now();
     let mut scored = Vec::new();
     let mut skipped = 0usize;
-    for cand in candidates(n, &walls, base.batch) {
+    for cand in candidates(n, &walls, base.batch, speeds.as_ref()) {
         if started.elapsed().as_secs_f64() > args.budget_s {
             skipped += 1;
             continue;
@@ -162,10 +170,46 @@ pub fn batch_candidates(profile_batch: Option<usize>) -> Vec<Option<usize>> {
     vec![profile_batch]
 }
 
-/// The search space for n workers.
-pub fn candidates(n: usize, walls: &[f64], batch: Option<usize>) -> Vec<Candidate> {
+/// Per-worker speeds from a profile: the inverse of each worker's median compute time per share
+/// of the data (slow-down included, drawn delays not: they do not grow with the load), scaled
+/// so that the fastest is 1 and rounded to two decimals (at least 0.01). None when a worker has
+/// no finite sample.
+pub fn fit_speeds(workers: &[Vec<Sample>]) -> Option<Speeds> {
+    let times: Vec<f64> = workers
+        .iter()
+        .map(|w| {
+            let mut t: Vec<f64> = w
+                .iter()
+                .map(|x| x.compute_per_share_s * x.slow_factor.max(1.0))
+                .filter(|t| t.is_finite() && *t > 0.0)
+                .collect();
+            t.sort_by(f64::total_cmp);
+            (!t.is_empty()).then(|| percentile(&t, 0.5))
+        })
+        .collect::<Option<_>>()?;
+    let fastest = times.iter().copied().fold(f64::INFINITY, f64::min);
+    (!times.is_empty()).then(|| {
+        Speeds(
+            times
+                .iter()
+                .map(|t| ((fastest / t) * 100.0).round().max(1.0) / 100.0)
+                .collect(),
+        )
+    })
+}
+
+/// The search space for n workers (`hetero` with `speeds` when they are given).
+pub fn candidates(
+    n: usize,
+    walls: &[f64],
+    batch: Option<usize>,
+    speeds: Option<&Speeds>,
+) -> Vec<Candidate> {
     let mut codes: Vec<(CodeKind, usize)> = vec![(CodeKind::Uncoded, 0)];
     for s in 1..=3.min(n.saturating_sub(1)) {
+        if speeds.is_some() {
+            codes.push((CodeKind::Hetero, s));
+        }
         codes.push((CodeKind::CyclicRepetition, s));
         codes.push((CodeKind::CyclicMds, s));
         if n % (s + 1) == 0 {
@@ -194,6 +238,7 @@ pub fn candidates(n: usize, walls: &[f64], batch: Option<usize>) -> Vec<Candidat
                         deadline_ms,
                         chunks,
                         batch: b,
+                        speeds: speeds.filter(|_| code == CodeKind::Hetero).cloned(),
                     });
                 }
             }
@@ -217,6 +262,7 @@ fn candidate_args(base: &TrainArgs, n: usize, cand: &Candidate) -> TrainArgs {
     }
     a.chunks = Some(cand.chunks);
     a.batch = cand.batch;
+    a.worker_speeds = cand.speeds.clone();
     a.reuse_stale = false;
     a.resume = false;
     a
@@ -353,7 +399,7 @@ mod tests {
     #[test]
     fn the_search_space_has_frc_only_where_s_plus_1_divides_n() {
         let walls = [0.01, 0.02, 0.03, 0.04];
-        let c = candidates(8, &walls, None);
+        let c = candidates(8, &walls, None, None);
         let frc: Vec<usize> = c
             .iter()
             .filter(|c| c.code == CodeKind::Frc && c.chunks == 1)
@@ -367,14 +413,54 @@ mod tests {
         d.dedup();
         assert_eq!(d, vec![20.0, 30.0]);
         // One worker: uncoded only.
-        assert!(candidates(1, &walls, None)
+        assert!(candidates(1, &walls, None, None)
             .iter()
             .all(|c| c.code == CodeKind::Uncoded));
     }
 
     #[test]
+    fn speeds_are_fitted_from_compute_per_share_and_slow_down() {
+        let w = |c: f64, slow: f64| {
+            vec![
+                Sample {
+                    compute_per_share_s: c,
+                    slow_factor: slow,
+                    delay_s: 0.3,
+                };
+                3
+            ]
+        };
+        let v = fit_speeds(&[w(0.1, 1.0), w(0.1, 2.0), w(0.4, 1.0), w(0.1, 1.0)]).unwrap();
+        assert_eq!(v.0, vec![1.0, 0.5, 0.25, 1.0]);
+        assert!(fit_speeds(&[w(0.1, 1.0), Vec::new()]).is_none());
+        let speeds = Speeds(vec![1.0; 4]);
+        let c = candidates(4, &[], None, Some(&speeds));
+        let h: Vec<&Candidate> = c.iter().filter(|c| c.code == CodeKind::Hetero).collect();
+        assert!(!h.is_empty() && h.iter().all(|c| c.speeds.as_ref() == Some(&speeds)));
+        assert!(c
+            .iter()
+            .filter(|c| c.code != CodeKind::Hetero)
+            .all(|c| c.speeds.is_none()));
+    }
+
+    #[test]
+    fn a_hetero_best_config_carries_the_fitted_speeds_into_the_toml() {
+        let speeds = Speeds(vec![1.0, 0.5, 1.0, 0.25]);
+        let c = candidates(4, &[], None, Some(&speeds));
+        let h = c.iter().find(|c| c.code == CodeKind::Hetero).unwrap();
+        let toml = best_config(&TrainArgs::default(), 4, h, 50).unwrap();
+        assert!(toml.contains("worker-speeds = \"1,0.5,1,0.25\""), "{toml}");
+        let back: TrainArgs = toml::from_str(&toml).unwrap();
+        assert_eq!(back.worker_speeds, Some(speeds));
+        assert_eq!(back.code, Some(TrainCode::Gradient(CodeKind::Hetero)));
+        let other = c.iter().find(|c| c.code == CodeKind::CyclicMds).unwrap();
+        let toml = best_config(&TrainArgs::default(), 4, other, 50).unwrap();
+        assert!(!toml.contains("worker-speeds"), "{toml}");
+    }
+
+    #[test]
     fn ranking_puts_the_fastest_first_by_the_objective() {
-        let c = candidates(4, &[], None);
+        let c = candidates(4, &[], None, None);
         let mk = |i: usize, p50: f64, ttt: f64| Scored {
             cand: c[i].clone(),
             p50_s: p50,

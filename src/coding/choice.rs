@@ -18,13 +18,14 @@ pub enum TrainCode {
 }
 
 /// Every gradient code then every mat-vec family, in `--help` order.
-const ALL: [TrainCode; 17] = [
+const ALL: [TrainCode; 18] = [
     TrainCode::Gradient(CodeKind::Uncoded),
     TrainCode::Gradient(CodeKind::IgnoreStragglers),
     TrainCode::Gradient(CodeKind::Frc),
     TrainCode::Gradient(CodeKind::CyclicRepetition),
     TrainCode::Gradient(CodeKind::CyclicMds),
     TrainCode::Gradient(CodeKind::CommEfficient),
+    TrainCode::Gradient(CodeKind::Hetero),
     TrainCode::Gradient(CodeKind::Expander),
     TrainCode::Gradient(CodeKind::Bgc),
     TrainCode::Gradient(CodeKind::FrcApprox),
@@ -75,6 +76,9 @@ impl TrainCode {
                 CodeKind::CyclicMds => "real cyclic MDS (Reed–Solomon) code; needs n − s odd",
                 CodeKind::CommEfficient => {
                     "communication-efficient (Ye & Abbe): messages of ⌈dim/m⌉ values (--split m)"
+                }
+                CodeKind::Hetero => {
+                    "heterogeneity-aware: partitions in proportion to --worker-speeds"
                 }
                 CodeKind::Expander => "approximate: expander graph code (--degree d)",
                 CodeKind::Bgc => "approximate: Bernoulli gradient code",

@@ -9,7 +9,8 @@
 //! Exact codes: `uncoded`, `ignore-stragglers`, `frc` (fractional repetition),
 //! `cyclic-repetition` (Tandon et al. 2017, Alg. 2), `cyclic-mds` (Raviv, Tamo, Tandon, Dimakis
 //! 2017, real-valued), and `comm-efficient` (Ye & Abbe 2018, `comm.rs`: the gradient cut into m
-//! pieces, messages of ⌈dim/m⌉ values, each worker holding s + m partitions). Approximate codes (`approx.rs`): `expander` (B = A_G/d for a seeded random
+//! pieces, messages of ⌈dim/m⌉ values, each worker holding s + m partitions), and `hetero`
+//! (`hetero.rs`: Wang et al. 2019, partitions in proportion to per-worker speeds). Approximate codes (`approx.rs`): `expander` (B = A_G/d for a seeded random
 //! d-regular graph, with the bound (λ/d)·√(ns/(n−s))), `bgc` (Bernoulli gradient code),
 //! `frc-approx` (FRC groups of d, stopping at n − s responders) and `stochastic` (cyclic placement,
 //! unbiased one-step scaling by the straggle probability). Approximate codes decode with the
@@ -93,6 +94,7 @@ mod cyclic;
 mod decode;
 mod expander;
 mod frc;
+pub(crate) mod hetero;
 mod stop;
 mod uncoded;
 
@@ -103,6 +105,7 @@ pub use cyclic::{mds_generator, CyclicMds, CyclicRepetition};
 pub use decode::{least_squares_decode, least_squares_decode_split, residual_of, uniform_decode};
 pub use expander::{random_regular_graph, second_eigenvalue};
 pub use frc::Frc;
+pub use hetero::{Hetero, Speeds};
 pub use stop::{StopTracker, StoppingRule};
 pub use uncoded::{IgnoreStragglers, Uncoded};
 
@@ -157,6 +160,9 @@ pub enum CodeKind {
     /// Communication-efficient (Ye & Abbe): the gradient in m pieces (--split m), messages of
     /// ⌈dim/m⌉ values, each worker holding s + m partitions.
     CommEfficient,
+    /// Heterogeneity-aware (Wang et al. 2019): partitions in proportion to --worker-speeds,
+    /// exact from any n − s workers.
+    Hetero,
     /// Approximate: B = A_G/d for a seeded random d-regular graph G (--degree d, n·d even, d < n).
     Expander,
     /// Approximate: Bernoulli gradient code, each worker holds each partition with prob. d/n.
@@ -177,6 +183,7 @@ impl CodeKind {
             CodeKind::CyclicRepetition => "cyclic-repetition",
             CodeKind::CyclicMds => "cyclic-mds",
             CodeKind::CommEfficient => "comm-efficient",
+            CodeKind::Hetero => "hetero",
             CodeKind::Expander => "expander",
             CodeKind::Bgc => "bgc",
             CodeKind::FrcApprox => "frc-approx",
@@ -231,8 +238,9 @@ impl std::fmt::Display for DecoderKind {
     }
 }
 
-/// Options of the approximate codes; `CodeOptions::default()` gives every code its defaults.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+/// Options of the approximate codes and of `hetero`; `CodeOptions::default()` gives every code
+/// its defaults.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct CodeOptions {
     /// Replication d (`--degree`): graph degree for `expander`, expected partitions per worker
     /// for `bgc`, group size for `frc-approx`, workers per partition for `stochastic`.
@@ -247,6 +255,9 @@ pub struct CodeOptions {
     /// Pieces m of `comm-efficient` (`--split`), 1 ≤ m ≤ n − s. Default 2 (1 when n − s = 1).
     /// Only `comm-efficient` accepts it.
     pub split: Option<usize>,
+    /// Per-worker speeds of `hetero` (`--worker-speeds`), one per worker, each > 0 (relative:
+    /// only their ratios matter). Default all equal. Only `hetero` accepts it.
+    pub speeds: Option<Vec<f64>>,
 }
 
 impl std::fmt::Display for CodeKind {
@@ -432,7 +443,7 @@ pub fn combine_into(
 /// `frc` needs (s + 1) | n; `cyclic-mds` needs n − s odd (or s = 0). `uncoded` accepts any
 /// valid s but always waits for all n workers (its [`GradientCode::max_stragglers`] is 0);
 /// `ignore-stragglers` stops after n − s responders and is approximate by design. The seed is
-/// used by `cyclic-repetition`, `expander` and `bgc`. The approximate codes get their defaults
+/// used by `cyclic-repetition`, `hetero`, `expander` and `bgc`. The approximate codes get their defaults
 /// (degree s + 1, see [`CodeOptions`]); use [`build_with`] to choose.
 pub fn build(
     kind: CodeKind,
@@ -488,6 +499,12 @@ pub fn build_with(
             ));
         }
     }
+    if kind != CodeKind::Hetero && opts.speeds.is_some() {
+        return Err(CodeError::invalid(
+            kind,
+            "--worker-speeds applies only to the hetero code",
+        ));
+    }
     if kind != CodeKind::Stochastic {
         if let Some(p) = opts.straggle_prob {
             return Err(CodeError::invalid(
@@ -505,6 +522,15 @@ pub fn build_with(
         CodeKind::CommEfficient => {
             let m = opts.split.unwrap_or(if n - s >= 2 { 2 } else { 1 });
             Box::new(CommEfficient::new(n, s, m)?)
+        }
+        CodeKind::Hetero => {
+            let equal = vec![1.0; n];
+            Box::new(Hetero::new(
+                n,
+                s,
+                seed,
+                opts.speeds.as_deref().unwrap_or(&equal),
+            )?)
         }
         CodeKind::Expander | CodeKind::Bgc | CodeKind::FrcApprox | CodeKind::Stochastic => {
             Box::new(ApproxCode::new(kind, n, s, seed, opts)?)
@@ -670,5 +696,8 @@ impl Decoder {
 #[cfg(test)]
 #[path = "tests/approx.rs"]
 mod approx_tests;
+#[cfg(test)]
+#[path = "tests/hetero.rs"]
+mod hetero_tests;
 #[cfg(test)]
 mod tests;

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{invalid, read_settings, ConfigError, JobArgs, JobConfig};
-use crate::coding::{CodeKind, CodeOptions, DecoderKind, TrainCode};
+use crate::coding::{CodeKind, CodeOptions, DecoderKind, Speeds, TrainCode};
 use crate::comm::{Messages, OnDeadline};
 
 fn is_dense(m: &Messages) -> bool {
@@ -80,6 +80,13 @@ pub struct TrainArgs {
     /// 1 ≤ m ≤ n − s [default: 2, or 1 when n − s = 1].
     #[arg(long, value_name = "M")]
     pub split: Option<usize>,
+    /// Per-worker speeds of the hetero code, comma-separated, one per worker (rank 1 first),
+    /// each > 0; only their ratios matter: worker i holds about k(s + 1)·v_i/Σv of the
+    /// k = 8n partitions, so that expected finish times are balanced. `gradcode tune` fits them
+    /// from a profile [default: all 1].
+    #[arg(long, value_name = "V1,V2,..")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker_speeds: Option<Speeds>,
     /// Policy when the deadline passes without a decodable set: wait (at most --max-wait-ms) or
     /// best-effort (decode least-squares optimally from what arrived) [default: wait].
     #[arg(long, value_enum)]
@@ -278,6 +285,9 @@ pub struct RunConfig {
     /// Pieces m of the comm-efficient code (None: its default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub split: Option<usize>,
+    /// Per-worker speeds of the hetero code (None: all equal).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker_speeds: Option<Speeds>,
     /// Fold gradients one iteration late into the current decode (`--reuse-stale`).
     pub reuse_stale: bool,
     /// What coded results carry (`--messages`).
@@ -387,6 +397,7 @@ impl RunConfig {
             decoder: args.decoder.or(file.decoder),
             straggle_prob: args.straggle_prob.or(file.straggle_prob),
             split: args.split.or(file.split),
+            worker_speeds: args.worker_speeds.clone().or(file.worker_speeds.clone()),
             reuse_stale: args.reuse_stale || file.reuse_stale,
             compress: args.compress.or(file.compress).unwrap_or_default(),
             error_feedback: args.error_feedback || file.error_feedback,
@@ -739,6 +750,7 @@ impl RunConfig {
             decoder: self.decoder,
             straggle_prob: self.straggle_prob,
             split: self.split,
+            speeds: self.worker_speeds.as_ref().map(|v| v.0.clone()),
         }
     }
 
@@ -767,6 +779,7 @@ impl RunConfig {
         "decoder",
         "straggle-prob",
         "split",
+        "worker-speeds",
         "compress",
         "error-feedback",
         "messages",
@@ -781,6 +794,7 @@ impl RunConfig {
         "degree",
         "decoder",
         "straggle-prob",
+        "worker-speeds",
     ];
 
     /// The effective settings in the keys of the flags (the serial reference's own: without the
@@ -841,6 +855,7 @@ impl RunConfig {
         ) + &format!("degree={:?}\ndecoder={:?}\nstraggle_prob={:?}\n", self.degree, self.decoder, self.straggle_prob)
             // Only when set, so the hashes of runs without them are unchanged.
             + &self.split.map_or(String::new(), |m| format!("split={m}\n"))
+            + &self.worker_speeds.as_ref().map_or(String::new(), |v| format!("worker_speeds={v}\n"))
             + if self.reuse_stale { "reuse_stale=true\n" } else { "" }
             + &(if self.compress.is_none() { String::new() } else { format!("compress={}\n", self.compress) })
             + if self.error_feedback { "error_feedback=true\n" } else { "" }

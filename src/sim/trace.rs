@@ -178,6 +178,7 @@ fn shares_of(args: &TrainArgs) -> Result<Vec<f64>, String> {
         decoder: args.decoder,
         straggle_prob: args.straggle_prob,
         split: args.split,
+        speeds: args.worker_speeds.as_ref().map(|v| v.0.clone()),
     };
     let code = coding::build_with(kind, n, s, args.job.seed.unwrap_or(1), &opts)
         .map_err(|e| format!("its code cannot be rebuilt ({e})"))?;
