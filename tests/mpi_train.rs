@@ -960,6 +960,29 @@ fn network_and_minibatch_settings_are_checked() {
     )
     .0;
     assert_one_mpi_error(&o, "--batch = 526: is larger than a partition");
+    // K-FAC on a GLM: refused at validation on every rank, one line, exit 2.
+    let o = mpirun(
+        5,
+        &[
+            "--data",
+            &data,
+            "--out",
+            &out,
+            "--code",
+            "frc",
+            "-s",
+            "1",
+            "--optimizer",
+            "kfac",
+        ],
+        60,
+    )
+    .0;
+    assert_one_mpi_error(
+        &o,
+        "--optimizer = kfac: preconditions the dense layers of --model mlp",
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
     assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
     // Two epochs of 4 × 64 rows over 2100 rows: 2 × ⌈2100 / 256⌉ = 18 iterations.
     let run = out_dir("epochs");

@@ -1653,6 +1653,38 @@ mod tests {
         assert!(e.contains("no checkpoint"), "{e}");
     }
 
+    /// Every `examples/*.toml` is a valid config for its `workers` + 1 ranks, and the K-FAC
+    /// example selects K-FAC with its settings.
+    #[test]
+    fn the_example_configs_are_valid() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+                continue;
+            }
+            let table: toml::Table = std::fs::read_to_string(&path).unwrap().parse().unwrap();
+            let ranks = table["workers"].as_integer().unwrap() as usize + 1;
+            let args = TrainArgs {
+                job: JobArgs {
+                    config: Some(path.clone()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            let c = RunConfig::from_args(&args, ranks)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            if path.ends_with("fashion-mlp-kfac.toml") {
+                let k = c.kfac().unwrap();
+                assert_eq!((k.decay, k.inv_every), (0.95, 10));
+                assert_eq!(c.hidden, vec![256, 128]);
+            }
+            seen += 1;
+        }
+        assert!(seen >= 1, "no example configs in {}", dir.display());
+    }
+
     #[test]
     fn unknown_keys_in_the_file_are_refused() {
         let dir = tempfile::tempdir().unwrap();
