@@ -178,9 +178,10 @@ bench-approx: build
 	bash scripts/bench_approx.sh
 
 # Neural networks (issue 21): the MLP and the CNN on Fashion-MNIST, 8 workers, cyclic MDS s = 1
-# under exp:40 delays, momentum and Adam, uncoded beside coded; iterations and seconds to the
-# target test accuracy; writes results/bench/nn/README.md (tens of minutes on 2 cores;
-# MLP_ITERATIONS=200 CNN_ITERATIONS=60 for a short run).
+# under exp:40 delays, momentum, Adam and K-FAC (with the share of rank 0's time in K-FAC),
+# uncoded beside coded; iterations and seconds to the target test accuracy; writes
+# results/bench/nn/README.md (tens of minutes on 2 cores; MLP_ITERATIONS=200 CNN_ITERATIONS=60
+# for a short run, ONLY="mlp-kfac" for some runs).
 bench-nn: build
 	bash scripts/bench_nn.sh
 

@@ -27,6 +27,7 @@ fn state(iteration: u64, dim: usize) -> Checkpoint {
             w,
             steps: iteration,
             adam: None,
+            kfac: None,
         },
         config_hash: HASH.into(),
         seed: 7,

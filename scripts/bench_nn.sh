@@ -4,12 +4,15 @@
 # Adam, and `uncoded` beside the coded Adam run under the same seeded delays. For every run: the
 # first iteration and wall time (`elapsed_s`) at which the test accuracy reaches the target (88 %
 # for the MLP, 90 % for the CNN; evaluated every EVAL_EVERY iterations), the best test accuracy
-# and the median iteration time. Also records the load average before and after.
+# and the median iteration time; for K-FAC (`mlp-kfac`) also the share of rank 0's iteration time
+# spent in K-FAC (Σ kfac_s / Σ wall_s: folding the decoded factors in, eigendecompositions and
+# preconditioning), of which the eigendecompositions, and for every run the workers' median compute
+# time (the factor accumulation is the K-FAC run's excess over mlp-momentum's). Also records the
+# load average before and after.
 #
 #   scripts/bench_nn.sh                      # writes results/bench/nn/{README.md,summary.csv}
 #   MLP_ITERATIONS=200 CNN_ITERATIONS=60 scripts/bench_nn.sh     # a short run
-#
-# K-FAC is not selectable yet (`optim::kfac` is the preconditioner alone), so it has no row.
+#   ONLY="mlp-momentum mlp-kfac" MLP_ITERATIONS=40 scripts/bench_nn.sh   # some runs only
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BIN="${GRADCODE:-$ROOT/target/release/gradcode}"
@@ -36,9 +39,21 @@ column() {
     | tr -s ' ,' '\n' | grep -E '^-?[0-9.]+(e[-+]?[0-9]+)?$|^-?nan$' || true
 }
 
+# The median of the numbers on stdin (empty without any).
+median() {
+  sort -g | awk '{ w[NR] = $1 } END { if (NR) print (NR % 2) ? w[(NR + 1) / 2] : (w[NR / 2] + w[NR / 2 + 1]) / 2 }'
+}
+
+# Σ of one /metrics column over Σ wall_s (empty when the column is all NaN).
+share() {
+  paste -d' ' <(column "$1" "$2") <(column "$1" wall_s) \
+    | awk '$1 !~ /nan/ { s += $1; w += $2; n++ } END { if (n && w > 0) printf "%.3f", s / w }'
+}
+
 # name | model flags | optimizer flags | code flags | target accuracy | iterations
 RUNS=(
   "mlp-momentum|--model mlp --hidden 256,128|--optimizer momentum --momentum 0.9 --lr 0.05|--code cyclic-mds -s 1|0.88|$MLP_ITERATIONS"
+  "mlp-kfac|--model mlp --hidden 256,128|--optimizer kfac --momentum 0.9 --lr 0.05 --kfac-inv-every 10|--code cyclic-mds -s 1|0.88|$MLP_ITERATIONS"
   "mlp-adam|--model mlp --hidden 256,128|--optimizer adam --lr 0.001|--code cyclic-mds -s 1|0.88|$MLP_ITERATIONS"
   "mlp-adam-uncoded|--model mlp --hidden 256,128|--optimizer adam --lr 0.001|--code uncoded -s 0|0.88|$MLP_ITERATIONS"
   "cnn-momentum|--model cnn|--optimizer momentum --momentum 0.9 --lr 0.05|--code cyclic-mds -s 1|0.90|$CNN_ITERATIONS"
@@ -48,9 +63,10 @@ RUNS=(
 
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 CSV="$OUT/summary.csv"
-echo "run,iterations,target,iteration_at_target,seconds_at_target,best_test_accuracy,final_elapsed_s,median_iteration_ms" > "$CSV"
+echo "run,iterations,target,iteration_at_target,seconds_at_target,best_test_accuracy,final_elapsed_s,median_iteration_ms,kfac_share,kfac_eig_share,median_compute_ms" > "$CSV"
 for r in "${RUNS[@]}"; do
   IFS='|' read -r name mflags oflags cflags target iters <<< "$r"
+  if [[ -n "${ONLY:-}" && " $ONLY " != *" $name "* ]]; then continue; fi
   run="$OUT/runs/$name"
   # shellcheck disable=SC2086
   timeout 3600 mpirun --oversubscribe --bind-to none -np 9 "$BIN" -q train --data "$DATA" \
@@ -59,13 +75,15 @@ for r in "${RUNS[@]}"; do
     || { echo "run $name failed (see $run.log)"; continue; }
   paste -d' ' <(column "$run/run.h5" iteration) <(column "$run/run.h5" elapsed_s) \
     <(column "$run/run.h5" test_accuracy) <(column "$run/run.h5" wall_s) > "$run.cols"
-  median_ms=$(cut -d' ' -f4 "$run.cols" | sort -g \
-    | awk '{ w[NR] = $1 } END { m = (NR % 2) ? w[(NR + 1) / 2] : (w[NR / 2] + w[NR / 2 + 1]) / 2; printf "%.1f", m * 1e3 }')
+  median_ms=$(cut -d' ' -f4 "$run.cols" | median | awk '{ printf "%.1f", $1 * 1e3 }')
   line=$(awk -v t="$target" -v n="$iters" -v med="$median_ms" '
     $3 !~ /nan/ && $3 + 0 > best { best = $3 + 0 }
     $3 !~ /nan/ && $3 + 0 >= t && hit == "" { hit = $1; at = $2 }
     { last = $2 }
     END { printf "%s,%s,%s,%s,%.4f,%.1f,%s", n, t, hit, (hit == "" ? "" : sprintf("%.1f", at)), best, last, med }' "$run.cols")
+  compute_ms=$(h5dump -y -w 0 -d /timing/compute_s "$run/run.h5" | awk '/DATA \{/{on=1; next} /\}/{on=0} on' \
+    | tr -s ' ,' '\n' | grep -E '^[0-9.]+(e[-+]?[0-9]+)?$' | median | awk '{ printf "%.1f", $1 * 1e3 }')
+  line="$line,$(share "$run/run.h5" kfac_s),$(share "$run/run.h5" kfac_eig_s),$compute_ms"
   echo "$name,$line" >> "$CSV"
   echo "done $name: $line"
 done
@@ -79,8 +97,8 @@ LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
   echo "$BATCH rows per partition, test accuracy every $EVAL_EVERY iterations. Load average (1, 5,"
   echo "15 min) before: $LOAD_BEFORE; after: $LOAD_AFTER."
   echo
-  echo "| run | iterations | target | iteration at target | seconds at target | best test accuracy | elapsed (s) | median iteration (ms) |"
-  echo "|---|---|---|---|---|---|---|---|"
-  tail -n +2 "$CSV" | awk -F, '{printf "| %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, ($4==""?"not reached":$4), $5, $6, $7, $8}'
+  echo "| run | iterations | target | iteration at target | seconds at target | best test accuracy | elapsed (s) | median iteration (ms) | K-FAC share | of which eigh | median worker compute (ms) |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|"
+  tail -n +2 "$CSV" | awk -F, '{printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, ($4==""?"not reached":$4), $5, $6, $7, $8, $9, $10, $11}'
 } > "$OUT/README.md"
 cat "$OUT/README.md"

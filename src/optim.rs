@@ -12,7 +12,10 @@
 //! The L2 term is part of the objective's gradient, so with Adam it is classic L2 (scaled by the
 //! adaptive step), not decoupled weight decay (AdamW).
 //!
-//! K-FAC's preconditioner is [`kfac`]; it is not yet an [`OptimizerKind`].
+//! K-FAC (`kfac`) is heavy-ball momentum on the gradient the caller preconditioned with
+//! [`kfac`]: the optimizer keeps the K-FAC state ([`OptimizerState::kfac`]) so that it is
+//! checkpointed with the iterate, and the training loop folds the decoded factors in and
+//! preconditions before [`Optimizer::step`].
 //!
 //! Not implemented: AdamW, AMSGrad, per-layer learning rates.
 
@@ -37,6 +40,9 @@ pub enum OptimizerKind {
     Momentum,
     /// Adam: bias-corrected moving averages of the gradient and its square.
     Adam,
+    /// K-FAC: heavy-ball momentum on the gradient preconditioned by the layers' Kronecker
+    /// factors (networks only).
+    Kfac,
 }
 
 impl OptimizerKind {
@@ -47,6 +53,7 @@ impl OptimizerKind {
             OptimizerKind::Nesterov => "nesterov",
             OptimizerKind::Momentum => "momentum",
             OptimizerKind::Adam => "adam",
+            OptimizerKind::Kfac => "kfac",
         }
     }
 }
@@ -191,6 +198,8 @@ pub struct OptimizerSpec {
     pub lr_schedule: LrSchedule,
     /// Steps of linear warm-up: the rate at step t < warmup is scaled by (t + 1)/warmup.
     pub warmup: u64,
+    /// K-FAC's settings (used by `kfac` only).
+    pub kfac: kfac::KfacSpec,
 }
 
 impl OptimizerSpec {
@@ -240,6 +249,9 @@ pub struct OptimizerState {
     pub steps: u64,
     /// Adam's moments (None for the other optimizers).
     pub adam: Option<AdamMoments>,
+    /// K-FAC's factors and eigenbases (None for the other optimizers, and for `kfac` until the
+    /// caller attaches the layers with [`Optimizer::attach_kfac`]).
+    pub kfac: Option<kfac::KfacState>,
 }
 
 /// One of the optimizers, with its state.
@@ -263,6 +275,7 @@ impl Optimizer {
             w: w0,
             steps: 0,
             adam,
+            kfac: None,
         };
         Self::from_state(spec, state)
     }
@@ -287,9 +300,10 @@ impl Optimizer {
 
     fn update_point(&mut self) {
         match self.spec.kind {
-            OptimizerKind::Gd | OptimizerKind::Momentum | OptimizerKind::Adam => {
-                self.point.assign(&self.state.w)
-            }
+            OptimizerKind::Gd
+            | OptimizerKind::Momentum
+            | OptimizerKind::Adam
+            | OptimizerKind::Kfac => self.point.assign(&self.state.w),
             OptimizerKind::Nesterov => {
                 let mu = self.spec.momentum_after(self.state.steps);
                 Zip::from(&mut self.point)
@@ -331,7 +345,7 @@ impl Optimizer {
                 .and(&grad)
                 .for_each(|w, &y, &g| *w = y - lr * g),
             // w_{t+1} = w_t − lr·g + μ (w_t − w_{t−1}); w still holds w_{t−1}.
-            OptimizerKind::Momentum => {
+            OptimizerKind::Momentum | OptimizerKind::Kfac => {
                 let mu = self.spec.momentum_after(t);
                 Zip::from(w)
                     .and(&*w_prev)
@@ -364,6 +378,21 @@ impl Optimizer {
     pub fn state(&self) -> &OptimizerState {
         &self.state
     }
+
+    /// The settings.
+    pub fn spec(&self) -> &OptimizerSpec {
+        &self.spec
+    }
+
+    /// Give a `kfac` optimizer its K-FAC state when it has none (a new run).
+    pub fn attach_kfac(&mut self, state: kfac::KfacState) {
+        self.state.kfac.get_or_insert(state);
+    }
+
+    /// The K-FAC state, when there is one.
+    pub fn kfac_mut(&mut self) -> Option<&mut kfac::KfacState> {
+        self.state.kfac.as_mut()
+    }
 }
 
 #[cfg(test)]
@@ -380,6 +409,7 @@ mod tests {
             adam: AdamParams::default(),
             lr_schedule: LrSchedule::Constant,
             warmup: 0,
+            kfac: kfac::KfacSpec::default(),
         }
     }
 

@@ -648,6 +648,123 @@ fn mlp_minibatches_match_the_serial_reference_for_every_exact_code() {
     assert!(rel_diff(&refs[0].1, &refs[1].1) > 1e-6);
 }
 
+/// The K-FAC settings of the tests: factors every second iteration (so rounds with and without
+/// them alternate), eigenbases every third, a damping and a KL clip that act.
+const KFAC: &[&str] = &[
+    "--optimizer",
+    "kfac",
+    "--kfac-update-every",
+    "2",
+    "--kfac-inv-every",
+    "3",
+    "--kfac-damping",
+    "0.01",
+    "--kfac-kl-clip",
+    "0.01",
+    "--momentum",
+    "0.5",
+];
+
+/// Issue 21, K-FAC: the coded factor sums decode with the gradient's weights, so K-FAC on an
+/// MLP with minibatches under cyclic MDS matches the serial reference running the same K-FAC to
+/// 1e-8, with and without a straggler; every iteration is exact; the preconditioner acts (ν
+/// recorded, the trajectory differs from momentum's); and a factor round costs exactly the
+/// packed factors more per message: per layer (i + 1)(i + 2)/2 + u(u + 1)/2 values for a layer
+/// of u units over i inputs, 496 + 36 + 45 + 21 + 28 + 3 = 629 for the 30-8-6-2 network.
+#[test]
+fn kfac_matches_the_serial_reference_with_and_without_a_straggler() {
+    let _g = serial();
+    let reference = |name: &str, extra: &[&str]| {
+        let out = out_dir(name);
+        let o = Command::new(BIN)
+            .args(["train", "--reference", "--workers", "4"])
+            .args(["--code", "uncoded", "--data"])
+            .arg(dataset())
+            .arg("--out")
+            .arg(&out)
+            .args(MLP_BATCH)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", output_text(&o));
+        out.join("run.h5")
+    };
+    let ref_file = reference("kfac-reference", KFAC);
+    let w_ref = results::read_vector(&ref_file, "model/w_final").unwrap();
+    let momentum = reference(
+        "kfac-momentum",
+        &["--optimizer", "momentum", "--momentum", "0.5"],
+    );
+    let w_mom = results::read_vector(&momentum, "model/w_final").unwrap();
+    assert!(rel_diff(&w_ref, &w_mom) > 1e-3, "K-FAC changed nothing");
+    let ref_rows = results::read_rows(&ref_file, None).unwrap();
+    assert!(ref_rows
+        .column(Metric::KfacNu)
+        .iter()
+        .all(|&v| v > 0.0 && v <= 1.0));
+    // (header + gradient + loss + factors) values of 8 bytes per message.
+    let (plain, with_factors) = ((12 + 316 + 1) * 8, (12 + 316 + 1 + 629) * 8);
+    for stragglers in ["none", "fixed:2:40"] {
+        let name = format!("kfac-cyclic-mds-{}", stragglers.replace(':', "_"));
+        let mut args: Vec<&str> = MLP_BATCH.to_vec();
+        args.extend(KFAC);
+        args.extend(["--code", "cyclic-mds", "-s", "1", "--deadline-ms", "5000"]);
+        args.extend(["--straggler-model", stragglers]);
+        let (o, run, _) = train(5, &name, &args);
+        let rows = assert_exact_run(&name, &o, &run, &w_ref);
+        let nu = rows.column(Metric::KfacNu);
+        assert!(nu.iter().all(|&v| v > 0.0 && v <= 1.0), "{name}: {nu:?}");
+        // At least n − s = 3 messages a round, at most all 4 and a late factor message of the
+        // round before (drained in this one).
+        for (t, &b) in rows.column(Metric::BytesReceived).iter().enumerate() {
+            if t % 2 == 0 {
+                assert!(
+                    b >= (3 * with_factors) as f64,
+                    "{name}: iteration {t}: {b} bytes"
+                );
+                assert!(
+                    b <= (4 * with_factors + plain) as f64,
+                    "{name}: iteration {t}"
+                );
+            } else {
+                assert!(
+                    b <= (4 * plain + with_factors) as f64 && b >= (3 * plain) as f64,
+                    "{name}: iteration {t}: {b} bytes"
+                );
+            }
+        }
+    }
+}
+
+/// Issue 21, K-FAC: resume is bit-identical — the factors, eigenbases and the iteration of the
+/// last factor update are in the checkpoint: 14 straight iterations equal 7 (checkpoint at 5,
+/// between two eigendecompositions and after a factor update), a stop, and 9 more after --resume.
+#[test]
+fn resume_of_kfac_is_bit_identical() {
+    let _g = serial();
+    let args = |iterations: &str| -> Vec<String> {
+        let mut v: Vec<&str> = MLP_BATCH
+            .iter()
+            .copied()
+            .filter(|a| !["--iterations", "12"].contains(a))
+            .collect();
+        v.extend(KFAC);
+        v.extend(["--iterations", iterations, "--code", "frc", "-s", "1"]);
+        v.extend(["--checkpoint-every", "5"]);
+        v.iter().map(|s| s.to_string()).collect()
+    };
+    let (full, part, ck, resumed) = stop_and_resume("kfac", &args, "14", "7");
+    assert_eq!(ck.iteration, 5);
+    let k = ck.state.kfac.expect("K-FAC's state is in the checkpoint");
+    assert_eq!(k.last_update, Some(4));
+    assert_eq!(k.layers.len(), 3);
+    assert_resumed_equals_straight(&full, &part, 14);
+    let mut other = resumed.clone();
+    let i = other.iter().position(|a| a == "0.01").unwrap();
+    other[i] = "0.02".into();
+    assert_refused_as_another_configuration(&other);
+}
+
 /// A small image dataset converted from IDX files written here: 240 training and 60 test
 /// images of 16×16 pixels in 3 classes (a class brightens its own band of rows), made once.
 fn image_dataset() -> PathBuf {
@@ -851,6 +968,11 @@ fn network_and_minibatch_settings_are_checked() {
         ),
         (&["--beta1", "0.5"], "applies to --optimizer adam"),
         (
+            &["--optimizer", "kfac", "--model", "logistic"],
+            "--optimizer = kfac: preconditions the dense layers of --model mlp (the model is logistic",
+        ),
+        (&["--kfac-decay", "0.9"], "applies to --optimizer kfac"),
+        (
             &["--lr-schedule", "step:0:0.5"],
             "--lr-schedule = 'step:0:0.5'",
         ),
@@ -881,6 +1003,29 @@ fn network_and_minibatch_settings_are_checked() {
     )
     .0;
     assert_one_mpi_error(&o, "--batch = 526: is larger than a partition");
+    // K-FAC on a GLM: refused at validation on every rank, one line, exit 2.
+    let o = mpirun(
+        5,
+        &[
+            "--data",
+            &data,
+            "--out",
+            &out,
+            "--code",
+            "frc",
+            "-s",
+            "1",
+            "--optimizer",
+            "kfac",
+        ],
+        60,
+    )
+    .0;
+    assert_one_mpi_error(
+        &o,
+        "--optimizer = kfac: preconditions the dense layers of --model mlp",
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
     assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
     // Two epochs of 4 × 64 rows over 2100 rows: 2 × ⌈2100 / 256⌉ = 18 iterations.
     let run = out_dir("epochs");
@@ -1376,27 +1521,12 @@ fn resume_of_adam_on_mlp_minibatches_is_bit_identical() {
         ]);
         v.iter().map(|s| s.to_string()).collect()
     };
-    let straight = args("16");
-    let s: Vec<&str> = straight.iter().map(String::as_str).collect();
-    let (o, full, _) = train(5, "adam-straight", &s);
-    assert!(o.status.success(), "{}", output_text(&o));
-    let first = args("10");
-    let f: Vec<&str> = first.iter().map(String::as_str).collect();
-    let (o, part, _) = train(5, "adam-resumed", &f);
-    assert!(o.status.success(), "{}", output_text(&o));
-    let ck = gradcode::io::checkpoint::read(&part.join("ckpt.h5"), &attr_hash(&part)).unwrap();
+    let (full, part, ck, resumed) = stop_and_resume("adam", &args, "16", "10");
     assert_eq!(ck.iteration, 5, "the last checkpoint before iteration 10");
     assert!(
         ck.state.adam.is_some(),
         "Adam's moments are in the checkpoint"
     );
-    let data = dataset().display().to_string();
-    let out = part.display().to_string();
-    let mut resumed = args("16");
-    resumed.extend(["--resume", "--data", &data, "--out", &out].map(String::from));
-    let r: Vec<&str> = resumed.iter().map(String::as_str).collect();
-    let (o, _) = mpirun(5, &r, 120);
-    assert!(o.status.success(), "{}", output_text(&o));
     assert_resumed_equals_straight(&full, &part, 16);
     // The same folder under gd (another trajectory) is refused.
     let mut other = resumed.clone();
@@ -1404,6 +1534,39 @@ fn resume_of_adam_on_mlp_minibatches_is_bit_identical() {
     other[i] = "gd".into();
     other.retain(|a| a != "--beta2" && a != "0.99");
     assert_refused_as_another_configuration(&other);
+}
+
+/// Run `args(total)` into `NAME-straight` and `args(stop)` into `NAME-resumed` (5 ranks each),
+/// read the latter's checkpoint, then resume it to `total`. Returns both folders, the
+/// checkpoint the resume started from and the resume's arguments.
+fn stop_and_resume(
+    name: &str,
+    args: &dyn Fn(&str) -> Vec<String>,
+    total: &str,
+    stop: &str,
+) -> (
+    PathBuf,
+    PathBuf,
+    gradcode::io::checkpoint::Checkpoint,
+    Vec<String>,
+) {
+    let straight = args(total);
+    let s: Vec<&str> = straight.iter().map(String::as_str).collect();
+    let (o, full, _) = train(5, &format!("{name}-straight"), &s);
+    assert!(o.status.success(), "{}", output_text(&o));
+    let first = args(stop);
+    let f: Vec<&str> = first.iter().map(String::as_str).collect();
+    let (o, part, _) = train(5, &format!("{name}-resumed"), &f);
+    assert!(o.status.success(), "{}", output_text(&o));
+    let ck = gradcode::io::checkpoint::read(&part.join("ckpt.h5"), &attr_hash(&part)).unwrap();
+    let data = dataset().display().to_string();
+    let out = part.display().to_string();
+    let mut resumed = args(total);
+    resumed.extend(["--resume", "--data", &data, "--out", &out].map(String::from));
+    let r: Vec<&str> = resumed.iter().map(String::as_str).collect();
+    let (o, _) = mpirun(5, &r, 120);
+    assert!(o.status.success(), "{}", output_text(&o));
+    (full, part, ck, resumed)
 }
 
 /// `mpirun -np 5 gradcode train ARGS` with `--resume` into a folder whose checkpoint another

@@ -767,6 +767,7 @@ fn ckpt(it: u64, hash: &str) -> Checkpoint {
             w_prev: Array1::from(vec![0.5, 0.25, 0.125]),
             steps: it,
             adam: None,
+            kfac: None,
         },
         config_hash: hash.into(),
         seed: 7,

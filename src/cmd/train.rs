@@ -369,7 +369,8 @@ fn run_coded(world: &World, cfg: &RunConfig, code: Box<dyn GradientCode>) -> Res
         Ok(Loaded::Rank0(r0)) => {
             let dim = model.dim();
             let compress = for_model(cfg.compress, model.as_ref())?;
-            let mut engine = CodedGradients::new(world.transport(), cfg, code, dim, compress);
+            let kfac = kfac_len(cfg, model.as_ref());
+            let mut engine = CodedGradients::new(world.transport(), cfg, code, dim, compress, kfac);
             if cfg.messages != Messages::Dense {
                 engine.receive_supports(cfg.job.max_wait())?;
             }
@@ -388,10 +389,21 @@ fn run_coded(world: &World, cfg: &RunConfig, code: Box<dyn GradientCode>) -> Res
                     cfg.error_feedback,
                     cfg.job.seed,
                 )
-                .messages(cfg.messages, cfg.model)?;
+                .messages(cfg.messages, cfg.model)?
+                .with_kfac(kfac_len(cfg, model.as_ref()));
             serve(world, cfg, cfg.chunks, &mut job)
         }
         Ok(_) => Err(Error::Check("internal: unexpected start-up state".into())),
+    }
+}
+
+/// Values of the packed K-FAC factors a factor-update message carries (0 without K-FAC).
+fn kfac_len(cfg: &RunConfig, model: &dyn Model) -> usize {
+    match cfg.kfac() {
+        Some(_) => {
+            crate::optim::kfac::packed_len(model.kfac_layers().iter().map(|b| (b.units, b.inputs)))
+        }
+        None => 0,
     }
 }
 
@@ -561,6 +573,8 @@ fn fits_checkpoint(cfg: &RunConfig, model: &dyn Model, ck: &Checkpoint) -> Resul
             "it holds Adam moments but the optimizer is {}",
             cfg.optimizer.name()
         )
+    } else if let Some(why) = kfac_misfit(cfg, model, ck) {
+        why
     } else {
         return Ok(());
     };
@@ -568,6 +582,28 @@ fn fits_checkpoint(cfg: &RunConfig, model: &dyn Model, ck: &Checkpoint) -> Resul
         "cannot resume from the checkpoint in {}: {why}; start a new run folder",
         cfg.job.out.display()
     )))
+}
+
+/// Why a checkpoint's K-FAC state does not fit the run (None: it fits).
+fn kfac_misfit(cfg: &RunConfig, model: &dyn Model, ck: &Checkpoint) -> Option<String> {
+    match (&ck.state.kfac, cfg.kfac().is_some()) {
+        (None, true) => Some(
+            "it has no K-FAC state (checkpoint format 2 or older, or another optimizer)".into(),
+        ),
+        (Some(_), false) => Some(format!(
+            "it holds K-FAC state but the optimizer is {}",
+            cfg.optimizer.name()
+        )),
+        (Some(k), true) => {
+            let theirs = k.layers.iter().map(|l| (l.offset, l.units, l.inputs));
+            let ours = model
+                .kfac_layers()
+                .iter()
+                .map(|b| (b.offset, b.units, b.inputs));
+            (!theirs.eq(ours)).then(|| "its K-FAC layers are not the model's".into())
+        }
+        (None, false) => None,
+    }
 }
 
 /// Rank 0 after start-up: print the effective config, run the loop, report.

@@ -21,6 +21,7 @@ fn is_dense(m: &Messages) -> bool {
 }
 use crate::compress::Compressor;
 use crate::model::ModelKind;
+use crate::optim::kfac::KfacSpec;
 use crate::optim::{
     AdamParams, BadSchedule, LrSchedule, MomentumSchedule, OptimizerKind, OptimizerSpec,
 };
@@ -122,8 +123,10 @@ pub struct TrainArgs {
     pub no_intercept: bool,
     /// Optimizer: gd (gradient descent; minibatch SGD with --batch), momentum (heavy ball,
     /// SGD with momentum: w ← w − lr·g + μ(w − w_prev)), nesterov (accelerated, gradient at the
-    /// look-ahead point) or adam (bias-corrected; --beta1, --beta2, --eps; the L2 term is in the
-    /// gradient, not decoupled weight decay) [default: gd].
+    /// look-ahead point), adam (bias-corrected; --beta1, --beta2, --eps; the L2 term is in the
+    /// gradient, not decoupled weight decay) or kfac (--model mlp: heavy-ball momentum with
+    /// --momentum on the gradient preconditioned by every layer's Kronecker factors, decoded
+    /// from the coded messages like the gradient; --kfac-*) [default: gd].
     #[arg(long, value_enum)]
     pub optimizer: Option<OptimizerKind>,
     /// Momentum μ of nesterov and momentum, in [0, 1) [default: 0.9].
@@ -143,6 +146,26 @@ pub struct TrainArgs {
     /// Adam's ε, added to the root of the second moment, finite and > 0 [default: 1e-8].
     #[arg(long, value_name = "EPS")]
     pub eps: Option<f64>,
+    /// K-FAC's running-average decay ξ of the factors (F ← ξF + (1 − ξ)F_new), in [0, 1)
+    /// [default: 0.95].
+    #[arg(long, value_name = "XI")]
+    pub kfac_decay: Option<f64>,
+    /// K-FAC's damping γ, finite and > 0: the direction divides by λ_G λ_Aᵀ + γ
+    /// [default: 0.003].
+    #[arg(long, value_name = "GAMMA")]
+    pub kfac_damping: Option<f64>,
+    /// K-FAC's KL clip κ: the step is scaled by min(1, √(κ / (lr² ⟨V, ∇⟩))); 0 turns it off
+    /// [default: 0.001].
+    #[arg(long, value_name = "KAPPA")]
+    pub kfac_kl_clip: Option<f64>,
+    /// K-FAC: every K iterations the workers' messages also carry their coded factor sums
+    /// (upper triangles of A and G per layer), decoded with the gradient's weights
+    /// [default: 1].
+    #[arg(long, value_name = "K")]
+    pub kfac_update_every: Option<u64>,
+    /// K-FAC: eigendecompose the factors every K iterations (at rank 0) [default: 10].
+    #[arg(long, value_name = "K")]
+    pub kfac_inv_every: Option<u64>,
     /// Learning-rate schedule, a factor of --lr at step t (counted from 0, warm-up included):
     /// constant; step:EVERY:FACTOR (times FACTOR every EVERY steps, FACTOR in (0, 1]);
     /// cosine:TOTAL (½(1 + cos(π·t/TOTAL)), 0 from step TOTAL on) [default: constant].
@@ -259,6 +282,17 @@ pub struct RunConfig {
     pub beta2: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eps: Option<f64>,
+    /// K-FAC's settings (set exactly when the optimizer is kfac).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kfac_decay: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kfac_damping: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kfac_kl_clip: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kfac_update_every: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kfac_inv_every: Option<u64>,
     /// The learning-rate schedule (written only when not constant).
     #[serde(default, skip_serializing_if = "is_constant")]
     pub lr_schedule: LrSchedule,
@@ -344,6 +378,7 @@ impl RunConfig {
         let (iterations, epochs) = run_length(args, &file)?;
         let optimizer = pick!(optimizer, OptimizerKind::Gd);
         let [beta1, beta2, eps] = adam_settings(optimizer, args, &file)?;
+        let kfac = kfac_settings(optimizer, args, &file)?;
         let lr_schedule = match args.lr_schedule.as_ref().or(file.lr_schedule.as_ref()) {
             None => LrSchedule::Constant,
             Some(text) => text
@@ -385,6 +420,11 @@ impl RunConfig {
             beta1,
             beta2,
             eps,
+            kfac_decay: kfac.map(|k| k.decay),
+            kfac_damping: kfac.map(|k| k.damping),
+            kfac_kl_clip: kfac.map(|k| k.kl_clip),
+            kfac_update_every: kfac.map(|k| k.update_every),
+            kfac_inv_every: kfac.map(|k| k.inv_every),
             lr_schedule,
             warmup: pick!(warmup, 0),
             divergence_factor: pick!(divergence_factor, 1e6),
@@ -481,6 +521,7 @@ impl RunConfig {
         if let Some(e) = self.eps.filter(|e| !(e.is_finite() && *e > 0.0)) {
             return Err(invalid("eps", e, "must be a finite number > 0"));
         }
+        self.check_kfac()?;
         if !(self.divergence_factor.is_finite() && self.divergence_factor > 1.0) {
             return Err(invalid(
                 "divergence-factor",
@@ -531,6 +572,79 @@ impl RunConfig {
             self.check_code()?;
         }
         Ok(())
+    }
+
+    /// `--optimizer kfac`: its settings, and the models and messages it works with.
+    fn check_kfac(&self) -> Result<(), ConfigError> {
+        let Some(k) = self.kfac() else {
+            return Ok(());
+        };
+        if self.model != ModelKind::Mlp {
+            return Err(invalid(
+                "optimizer",
+                "kfac",
+                format!(
+                    "preconditions the dense layers of --model mlp (the model is {}{}); use gd, momentum, nesterov or adam",
+                    self.model.name(),
+                    if self.model == ModelKind::Cnn {
+                        ": the conv layers' KFC factors are not implemented"
+                    } else {
+                        ", which has no layers"
+                    }
+                ),
+            ));
+        }
+        if !(0.0..1.0).contains(&k.decay) {
+            return Err(invalid("kfac-decay", k.decay, "must be in [0, 1)"));
+        }
+        if !(k.damping.is_finite() && k.damping > 0.0) {
+            return Err(invalid(
+                "kfac-damping",
+                k.damping,
+                "must be a finite number > 0",
+            ));
+        }
+        if !(k.kl_clip.is_finite() && k.kl_clip >= 0.0) {
+            return Err(invalid(
+                "kfac-kl-clip",
+                k.kl_clip,
+                "must be a finite number >= 0 (0: no clipping)",
+            ));
+        }
+        for (name, v) in [
+            ("kfac-update-every", k.update_every),
+            ("kfac-inv-every", k.inv_every),
+        ] {
+            if v == 0 {
+                return Err(invalid(name, 0, "must be at least 1"));
+            }
+        }
+        let conflict = if !self.compress.is_none() {
+            Some(format!("--compress {}", self.compress))
+        } else if self.split.is_some_and(|m| m > 1) {
+            Some("--split above 1".into())
+        } else {
+            None
+        };
+        match conflict {
+            Some(what) => Err(invalid(
+                "optimizer",
+                "kfac",
+                format!("the coded factors travel uncompressed in whole messages: not available with {what}"),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// K-FAC's settings when the optimizer is kfac.
+    pub fn kfac(&self) -> Option<KfacSpec> {
+        Some(KfacSpec {
+            decay: self.kfac_decay?,
+            damping: self.kfac_damping?,
+            kl_clip: self.kfac_kl_clip?,
+            update_every: self.kfac_update_every?,
+            inv_every: self.kfac_inv_every?,
+        })
     }
 
     /// Checks of the code against the world and the other settings.
@@ -691,6 +805,7 @@ impl RunConfig {
             },
             lr_schedule: self.lr_schedule,
             warmup: self.warmup,
+            kfac: self.kfac().unwrap_or_default(),
         }
     }
 
@@ -876,6 +991,10 @@ impl RunConfig {
                 s => format!("lr_schedule={s}\n"),
             }
             + &if self.warmup > 0 { format!("warmup={}\n", self.warmup) } else { String::new() }
+            + &self.kfac().map_or(String::new(), |k| format!(
+                "kfac_decay={:?}\nkfac_damping={:?}\nkfac_kl_clip={:?}\nkfac_update_every={}\nkfac_inv_every={}\n",
+                k.decay, k.damping, k.kl_clip, k.update_every, k.inv_every
+            ))
             + match self.momentum_schedule {
                 MomentumSchedule::Constant => "",
                 MomentumSchedule::NesterovT => "momentum_schedule=nesterov-t\n",
@@ -919,6 +1038,49 @@ fn adam_settings(
         return Ok([None; 3]);
     }
     Ok(given.map(|(_, v, default)| Some(v.unwrap_or(default))))
+}
+
+/// K-FAC's settings: defaults for kfac; refused, naming the flag, for another optimizer.
+fn kfac_settings(
+    optimizer: OptimizerKind,
+    args: &TrainArgs,
+    file: &TrainArgs,
+) -> Result<Option<KfacSpec>, ConfigError> {
+    let (decay, damping, kl_clip) = (
+        args.kfac_decay.or(file.kfac_decay),
+        args.kfac_damping.or(file.kfac_damping),
+        args.kfac_kl_clip.or(file.kfac_kl_clip),
+    );
+    let update_every = args.kfac_update_every.or(file.kfac_update_every);
+    let inv_every = args.kfac_inv_every.or(file.kfac_inv_every);
+    if optimizer != OptimizerKind::Kfac {
+        let given = [
+            ("kfac-decay", decay.map(|v| v.to_string())),
+            ("kfac-damping", damping.map(|v| v.to_string())),
+            ("kfac-kl-clip", kl_clip.map(|v| v.to_string())),
+            ("kfac-update-every", update_every.map(|v| v.to_string())),
+            ("kfac-inv-every", inv_every.map(|v| v.to_string())),
+        ];
+        if let Some((name, Some(v))) = given.into_iter().find(|g| g.1.is_some()) {
+            return Err(invalid(
+                name,
+                v,
+                format!(
+                    "applies to --optimizer kfac (the optimizer is {})",
+                    optimizer.name()
+                ),
+            ));
+        }
+        return Ok(None);
+    }
+    let d = KfacSpec::default();
+    Ok(Some(KfacSpec {
+        decay: decay.unwrap_or(d.decay),
+        damping: damping.unwrap_or(d.damping),
+        kl_clip: kl_clip.unwrap_or(d.kl_clip),
+        update_every: update_every.unwrap_or(d.update_every),
+        inv_every: inv_every.unwrap_or(d.inv_every),
+    }))
 }
 
 /// The iterations and epochs of a run: one of the two, the flags' choice over the file's;
@@ -1082,6 +1244,16 @@ mod tests {
                 ..Default::default()
             },
             TrainArgs {
+                model: Some(ModelKind::Mlp),
+                hidden: Some("32,16,8".into()),
+                batch: Some(16),
+                optimizer: Some(OptimizerKind::Kfac),
+                kfac_decay: Some(0.9),
+                kfac_inv_every: Some(5),
+                kfac_kl_clip: Some(0.0),
+                ..Default::default()
+            },
+            TrainArgs {
                 reference: true,
                 batch: Some(8),
                 code: Some(TrainCode::Gradient(CodeKind::Frc)),
@@ -1102,6 +1274,9 @@ mod tests {
             a.beta2 = extra.beta2;
             a.lr_schedule = extra.lr_schedule.clone();
             a.warmup = extra.warmup;
+            a.kfac_decay = extra.kfac_decay;
+            a.kfac_inv_every = extra.kfac_inv_every;
+            a.kfac_kl_clip = extra.kfac_kl_clip;
             a.job.workers = extra.job.workers;
             a.no_intercept = extra.no_intercept;
             a.momentum_schedule = extra.momentum_schedule;
@@ -1328,6 +1503,61 @@ mod tests {
             ),
             (
                 TrainArgs {
+                    optimizer: Some(OptimizerKind::Kfac),
+                    ..args()
+                },
+                4,
+                "--optimizer = kfac: preconditions the dense layers of --model mlp (the model is logistic",
+            ),
+            (
+                TrainArgs {
+                    model: Some(ModelKind::Cnn),
+                    optimizer: Some(OptimizerKind::Kfac),
+                    ..args()
+                },
+                4,
+                "KFC factors are not implemented",
+            ),
+            (
+                TrainArgs {
+                    kfac_damping: Some(0.1),
+                    ..args()
+                },
+                4,
+                "--kfac-damping = 0.1: applies to --optimizer kfac (the optimizer is gd)",
+            ),
+            (
+                TrainArgs {
+                    model: Some(ModelKind::Mlp),
+                    optimizer: Some(OptimizerKind::Kfac),
+                    kfac_decay: Some(1.0),
+                    ..args()
+                },
+                4,
+                "--kfac-decay = 1: must be in [0, 1)",
+            ),
+            (
+                TrainArgs {
+                    model: Some(ModelKind::Mlp),
+                    optimizer: Some(OptimizerKind::Kfac),
+                    kfac_inv_every: Some(0),
+                    ..args()
+                },
+                4,
+                "--kfac-inv-every = 0: must be at least 1",
+            ),
+            (
+                TrainArgs {
+                    model: Some(ModelKind::Mlp),
+                    optimizer: Some(OptimizerKind::Kfac),
+                    compress: Some("qsgd:4".parse().unwrap()),
+                    ..args()
+                },
+                4,
+                "not available with --compress qsgd",
+            ),
+            (
+                TrainArgs {
                     optimizer: Some(OptimizerKind::Adam),
                     beta1: Some(1.0),
                     ..args()
@@ -1436,6 +1666,38 @@ mod tests {
         .unwrap();
         let e = resume.job.check_output(true).unwrap_err().to_string();
         assert!(e.contains("no checkpoint"), "{e}");
+    }
+
+    /// Every `examples/*.toml` is a valid config for its `workers` + 1 ranks, and the K-FAC
+    /// example selects K-FAC with its settings.
+    #[test]
+    fn the_example_configs_are_valid() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+                continue;
+            }
+            let table: toml::Table = std::fs::read_to_string(&path).unwrap().parse().unwrap();
+            let ranks = table["workers"].as_integer().unwrap() as usize + 1;
+            let args = TrainArgs {
+                job: JobArgs {
+                    config: Some(path.clone()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            let c = RunConfig::from_args(&args, ranks)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            if path.ends_with("fashion-mlp-kfac.toml") {
+                let k = c.kfac().unwrap();
+                assert_eq!((k.decay, k.inv_every), (0.95, 10));
+                assert_eq!(c.hidden, vec![256, 128]);
+            }
+            seen += 1;
+        }
+        assert!(seen >= 1, "no example configs in {}", dir.display());
     }
 
     #[test]

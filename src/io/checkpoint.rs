@@ -11,7 +11,11 @@
 //!
 //! Format 2 adds the optimizer's moments (`/adam_m`, `/adam_v`, with Adam only). Format 1 files
 //! (no moments) still load; they can only come from gd or nesterov runs, and a resume checks
-//! that the state fits the optimizer.
+//! that the state fits the optimizer. Format 3 adds K-FAC's state (with `kfac` only):
+//! `/kfac_layout` (offset, units, inputs per layer), per layer l and factor F ∈ {a, g}
+//! `/kfac_F{l}` (the running average), `/kfac_F{l}_basis`, `/kfac_F{l}_eig`, and the attribute
+//! `kfac_last_update` (the iteration of the last factor update, absent before the first).
+//! Formats 1 and 2 (no K-FAC state, the same checksum) still load.
 //!
 //! Besides `train`'s checkpoint ([`Checkpoint`]: the optimizer state), the same atomic write,
 //! generations and verification hold checkpoints of named arrays ([`ArrayCheckpoint`], under a
@@ -22,17 +26,19 @@ use std::path::{Path, PathBuf};
 
 use hdf5::types::VarLenUnicode;
 use hdf5::File;
-use ndarray::{Array1, ArrayViewD, IxDyn};
+use ndarray::{Array1, Array2, ArrayViewD, IxDyn};
 use sha2::{Digest, Sha256};
 
 use super::IoError;
+use crate::optim::kfac::{Factor, KfacState, LayerFactors};
 use crate::optim::{AdamMoments, OptimizerState};
 
-/// Version of the checkpoint layout written (2: with the optimizer's moments).
-pub const FORMAT_VERSION: u64 = 2;
+/// Version of the checkpoint layout written (2: with the optimizer's moments; 3: with K-FAC's
+/// state).
+pub const FORMAT_VERSION: u64 = 3;
 
-/// Versions read: 1 (before the moments) and 2.
-const READABLE: [u64; 2] = [1, 2];
+/// Versions read: 1 (before the moments), 2 (before K-FAC) and 3.
+const READABLE: [u64; 3] = [1, 2, 3];
 
 /// Everything needed to continue a run bit for bit.
 #[derive(Debug, Clone, PartialEq)]
@@ -62,6 +68,18 @@ fn digest(c: &Checkpoint) -> String {
     // Format 1 had no moments: without them the digest is the same.
     if let Some(a) = &c.state.adam {
         for v in a.m.iter().chain(a.v.iter()) {
+            h.update(v.to_le_bytes());
+        }
+    }
+    // Formats 1 and 2 had no K-FAC state: without it the digest is the same.
+    if let Some(k) = &c.state.kfac {
+        h.update(k.last_update.map_or(u64::MAX, |t| t).to_le_bytes());
+        for l in &k.layers {
+            for v in [l.offset, l.units, l.inputs] {
+                h.update((v as u64).to_le_bytes());
+            }
+        }
+        for v in k.values() {
             h.update(v.to_le_bytes());
         }
     }
@@ -224,15 +242,22 @@ pub fn save(dir: &Path, c: &Checkpoint) -> Result<PathBuf, IoError> {
                     .map_err(e)?;
             }
         }
+        let mut header = vec![
+            ("format_version", FORMAT_VERSION),
+            ("iteration", c.iteration),
+            ("steps", c.state.steps),
+            ("seed", c.seed),
+        ];
+        if let Some(k) = &c.state.kfac {
+            write_kfac(f, tmp, k)?;
+            if let Some(t) = k.last_update {
+                header.push(("kfac_last_update", t));
+            }
+        }
         write_header(
             f,
             tmp,
-            &[
-                ("format_version", FORMAT_VERSION),
-                ("iteration", c.iteration),
-                ("steps", c.state.steps),
-                ("seed", c.seed),
-            ],
+            &header,
             c.elapsed_s,
             &[
                 ("config_sha256", c.config_hash.clone()),
@@ -240,6 +265,94 @@ pub fn save(dir: &Path, c: &Checkpoint) -> Result<PathBuf, IoError> {
             ],
         )
     })
+}
+
+/// K-FAC's layout and every layer's factors, bases and eigenvalues (format 3).
+fn write_kfac(f: &File, tmp: &Path, k: &KfacState) -> Result<(), IoError> {
+    let e = |err: hdf5::Error| IoError::hdf5(tmp, err);
+    let layout = Array2::from_shape_fn((k.layers.len(), 3), |(i, j)| {
+        let l = &k.layers[i];
+        [l.offset, l.units, l.inputs][j] as u64
+    });
+    f.new_dataset_builder()
+        .with_data(&layout)
+        .create("kfac_layout")
+        .map_err(e)?;
+    for (i, l) in k.layers.iter().enumerate() {
+        for (name, fac) in [("a", &l.a), ("g", &l.g)] {
+            let base = format!("kfac_{name}{i}");
+            for (suffix, data) in [("", &fac.value), ("_basis", &fac.basis)] {
+                // LAPACK's eigenvectors come column-major.
+                f.new_dataset_builder()
+                    .with_data(&data.as_standard_layout())
+                    .create(format!("{base}{suffix}").as_str())
+                    .map_err(e)?;
+            }
+            f.new_dataset_builder()
+                .with_data(&fac.eigenvalues)
+                .create(format!("{base}_eig").as_str())
+                .map_err(e)?;
+        }
+    }
+    Ok(())
+}
+
+/// K-FAC's state from a format-3 file that has one (None otherwise).
+fn read_kfac(r: &Reader<'_>) -> Result<Option<KfacState>, IoError> {
+    let f = &r.f;
+    if !f.link_exists("kfac_layout") {
+        return Ok(None);
+    }
+    let bad = |what: &str| r.bad(format!("K-FAC state: missing or unreadable /{what}"));
+    let layout = f
+        .dataset("kfac_layout")
+        .and_then(|d| d.read_2d::<u64>())
+        .map_err(|_| bad("kfac_layout"))?;
+    let last_update = f
+        .attr("kfac_last_update")
+        .and_then(|a| a.read_scalar::<u64>())
+        .ok();
+    let mut layers = Vec::with_capacity(layout.nrows());
+    for (i, row) in layout.outer_iter().enumerate() {
+        let [offset, units, inputs] = [row[0], row[1], row[2]].map(|v| v as usize);
+        let factor = |name: &str, n: usize| -> Result<Factor, IoError> {
+            let base = format!("kfac_{name}{i}");
+            let mat = |suffix: &str| {
+                let full = format!("{base}{suffix}");
+                f.dataset(&full)
+                    .and_then(|d| d.read_2d::<f64>())
+                    .ok()
+                    .filter(|m| m.dim() == (n, n) && m.iter().all(|v| v.is_finite()))
+                    .ok_or_else(|| bad(&full))
+            };
+            let (value, basis) = (mat("")?, mat("_basis")?);
+            let eig = format!("{base}_eig");
+            let eigenvalues = f
+                .dataset(&eig)
+                .and_then(|d| d.read_1d::<f64>())
+                .ok()
+                .filter(|v| v.len() == n && v.iter().all(|x| x.is_finite()))
+                .ok_or_else(|| bad(&eig))?;
+            Ok(Factor {
+                value,
+                basis,
+                eigenvalues,
+            })
+        };
+        let (a, g) = (factor("a", inputs + 1)?, factor("g", units)?);
+        layers.push(LayerFactors {
+            offset,
+            units,
+            inputs,
+            a,
+            g,
+            updated: last_update.is_some(),
+        });
+    }
+    Ok(Some(KfacState {
+        layers,
+        last_update,
+    }))
 }
 
 /// A checkpoint file opened for reading, with its attribute readers.
@@ -341,6 +454,7 @@ pub fn read(path: &Path, expected_hash: &str) -> Result<Checkpoint, IoError> {
     } else {
         None
     };
+    let kfac = if version >= 3 { read_kfac(&r)? } else { None };
     let elapsed_s = r.f64("elapsed_s")?;
     let c = Checkpoint {
         iteration: r.u64("iteration")?,
@@ -349,6 +463,7 @@ pub fn read(path: &Path, expected_hash: &str) -> Result<Checkpoint, IoError> {
             w_prev,
             steps: r.u64("steps")?,
             adam,
+            kfac,
         },
         config_hash,
         seed: r.u64("seed")?,
@@ -530,6 +645,7 @@ mod tests {
                 w_prev: Array1::from(vec![0.5, 0.25]),
                 steps: it,
                 adam: None,
+                kfac: None,
             },
             config_hash: "abc".into(),
             seed: 7,
@@ -601,23 +717,49 @@ mod tests {
         assert!(e.contains("checksum"), "{e}");
         // A format-1 file (gd/nesterov: no moments, the same checksum) still loads.
         save(d.path(), &ckpt(6)).unwrap();
-        {
-            let f = File::open_rw(&p).unwrap();
-            f.attr("format_version")
-                .unwrap()
-                .write_scalar(&1u64)
-                .unwrap();
-        }
+        set_format(&p, 1);
         assert_eq!(read(&p, "abc").unwrap(), ckpt(6));
+        set_format(&p, 4);
+        let e = read(&p, "abc").unwrap_err().to_string();
+        assert!(e.contains("format version 4"), "{e}");
+    }
+
+    /// Format 3: K-FAC's factors, bases, eigenvalues and last update round-trip bit for bit,
+    /// a changed basis fails the checksum, and a format-2 file (no K-FAC state) still loads.
+    #[test]
+    fn kfac_state_round_trips_and_format_2_still_loads() {
+        let d = tempfile::tempdir().unwrap();
+        let mut c = ckpt(9);
+        let mut k = KfacState::new([(0, 2, 1), (4, 1, 2)]);
+        let sums: Vec<f64> = (0..k.packed_len()).map(|i| 1.0 + i as f64 * 0.37).collect();
+        k.update_packed(&sums, 3, 0.95, 8).unwrap();
+        k.refresh().unwrap();
+        c.state.kfac = Some(k);
+        save(d.path(), &c).unwrap();
+        let (back, _, _) = load(d.path(), "abc").unwrap();
+        assert_eq!(back, c);
+        let p = d.path().join("ckpt.h5");
         {
             let f = File::open_rw(&p).unwrap();
-            f.attr("format_version")
+            f.dataset("kfac_g1_basis")
                 .unwrap()
-                .write_scalar(&3u64)
+                .write(&ndarray::arr2(&[[-1.0]]))
                 .unwrap();
         }
         let e = read(&p, "abc").unwrap_err().to_string();
-        assert!(e.contains("format version 3"), "{e}");
+        assert!(e.contains("checksum"), "{e}");
+        save(d.path(), &ckpt(10)).unwrap();
+        set_format(&p, 2);
+        assert_eq!(read(&p, "abc").unwrap(), ckpt(10));
+    }
+
+    /// Rewrite the format version of the checkpoint file `p`.
+    fn set_format(p: &Path, version: u64) {
+        let f = File::open_rw(p).unwrap();
+        f.attr("format_version")
+            .unwrap()
+            .write_scalar(&version)
+            .unwrap();
     }
 
     #[test]

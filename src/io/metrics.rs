@@ -101,6 +101,13 @@ metric_enum! {
         /// Σ a² over the decoding weights used (with `--compress`): the factor by which the
         /// decode amplifies independent per-message compression noise.
         DecodeWeightSq => "decode_weight_sq",
+        /// K-FAC (`--optimizer kfac`): rank 0's seconds folding the decoded factors in,
+        /// eigendecomposing and preconditioning.
+        KfacS => "kfac_s",
+        /// K-FAC: of [`Metric::KfacS`], the seconds of the eigendecompositions.
+        KfacEigS => "kfac_eig_s",
+        /// K-FAC: the KL-clip scale ν of the step (1: not clipped).
+        KfacNu => "kfac_nu",
     }
 }
 
@@ -509,11 +516,12 @@ mod tests {
         let names: Vec<&str> = Metric::ALL.iter().map(|m| m.name()).collect();
         assert_eq!(names[..4], ["iteration", "wall_s", "elapsed_s", "decode_s"]);
         // 20 until minibatches added `epoch`, at the end so older files read as before; then
-        // pdADMM's six, then compression's two.
-        assert_eq!(Metric::COUNT, 29);
+        // pdADMM's six, then compression's two, then K-FAC's three.
+        assert_eq!(Metric::COUNT, 32);
         assert_eq!(names[20], "epoch");
         assert_eq!(LayerMetric::Tau.path(), "layers/tau");
-        assert_eq!(names[27..], ["compress_rel_err", "decode_weight_sq"]);
+        assert_eq!(names[27..29], ["compress_rel_err", "decode_weight_sq"]);
+        assert_eq!(names[29..], ["kfac_s", "kfac_eig_s", "kfac_nu"]);
         assert_eq!(WorkerMetric::ArrivalS.path(), "timing/arrival_s");
         assert_eq!(WorkerMetric::InjectedS.path(), "stragglers/injected_s");
         assert_eq!(WorkerMetric::PlannedS.path(), "stragglers/planned_s");

@@ -369,6 +369,27 @@ pub trait Model: Send + Sync + std::fmt::Debug {
         let _ = rows;
     }
 
+    /// The layers K-FAC preconditions (a network's dense layers, in order); empty for the models
+    /// without K-FAC factors.
+    fn kfac_layers(&self) -> &[ParamBlock] {
+        &[]
+    }
+
+    /// The K-FAC factor sums of every [`Model::kfac_layers`] layer over the rows of `x` at `w`,
+    /// with the row weights, packed into `out` (`optim::kfac::packed_len` values: per layer the
+    /// upper triangle of Σ c_r ā_r ā_rᵀ, then that of Σ c_r g_r g_rᵀ). Linear in the rows, so
+    /// coded combinations decode like the gradient. Writes nothing for models without layers.
+    fn kfac_factors_into(
+        &self,
+        w: ArrayView1<f64>,
+        x: &Features,
+        y: ArrayView1<f64>,
+        row_weights: Option<ArrayView1<f64>>,
+        out: &mut [f64],
+    ) {
+        let _ = (w, x, y, row_weights, out);
+    }
+
     /// Allocating variant of [`Model::gradient_into`].
     fn gradient(
         &self,

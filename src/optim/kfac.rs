@@ -14,12 +14,18 @@
 //! rounding clamped to 0, as kfac-pytorch does), and preconditions one block. [`precondition`]
 //! does every layer and the KL clipping ν = min(1, √(κ / (lr² Σ_l ⟨V_l, ∇W_l⟩))).
 //!
+//! [`KfacState`] is what a run keeps between iterations (every layer's factors and the iteration
+//! of the last factor update; checkpointed with the optimizer) and [`KfacSpec`] its settings
+//! (`--kfac-*`): it folds the decoded factor *sums* in (packed upper triangles, [`packed_len`],
+//! the layout the coded messages carry), refreshes the eigenbases, and preconditions a gradient.
+//!
 //! Not done here: computing the factors from a model's activations (the models do:
-//! `Mlp::kfac_factors`), their coded decoding, when to refresh, checkpoints.
+//! `Mlp::kfac_factors`), their coded decoding (`train::coded`), the conv layers' KFC factors.
 
 use ndarray::linalg::general_mat_mul;
 use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2};
 use ndarray_linalg::{Eigh, UPLO};
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// Errors of the K-FAC preconditioner.
@@ -32,6 +38,8 @@ pub enum KfacError {
         n: usize,
         reason: String,
     },
+    #[error("K-FAC: {len} packed factor values, the layers need at least {need}")]
+    Packed { len: usize, need: usize },
     #[error("K-FAC: layer {layer}'s {factor} factor is {rows}×{cols}, expected {n}×{n}")]
     Shape {
         layer: usize,
@@ -144,7 +152,8 @@ impl LayerFactors {
                 reason: e.to_string(),
             })?;
             f.eigenvalues = vals.mapv(|v| v.max(0.0));
-            f.basis = vecs;
+            // Row-major, as a checkpoint reads it back: a resumed run multiplies the same layout.
+            f.basis = vecs.as_standard_layout().into_owned();
         }
         Ok(())
     }
@@ -208,6 +217,165 @@ pub fn precondition(
     nu
 }
 
+/// K-FAC's settings (`--kfac-decay`, `--kfac-damping`, `--kfac-kl-clip`,
+/// `--kfac-update-every`, `--kfac-inv-every`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct KfacSpec {
+    /// Running-average decay ξ of the factors.
+    pub decay: f64,
+    /// Damping γ added to λ_G λ_Aᵀ.
+    pub damping: f64,
+    /// KL clip κ (0: no clipping).
+    pub kl_clip: f64,
+    /// Fold new factors in every this many iterations.
+    pub update_every: u64,
+    /// Eigendecompose the factors every this many iterations.
+    pub inv_every: u64,
+}
+
+impl Default for KfacSpec {
+    /// ξ = 0.95, γ = 0.003, κ = 0.001, factors every iteration, eigenbases every 10
+    /// (kfac-pytorch's decay and clip; KAISA's damping).
+    fn default() -> Self {
+        KfacSpec {
+            decay: 0.95,
+            damping: 0.003,
+            kl_clip: 0.001,
+            update_every: 1,
+            inv_every: 10,
+        }
+    }
+}
+
+impl KfacSpec {
+    /// Whether iteration `t` carries new factors.
+    pub fn updates_at(&self, t: u64) -> bool {
+        t % self.update_every.max(1) == 0
+    }
+    /// Whether iteration `t` refreshes the eigenbases (after folding its factors in).
+    pub fn refreshes_at(&self, t: u64) -> bool {
+        t % self.inv_every.max(1) == 0
+    }
+}
+
+/// Values of the packed upper triangle of an n×n symmetric matrix.
+fn tri(n: usize) -> usize {
+    n * (n + 1) / 2
+}
+
+/// Values of every layer's packed factors: per layer the upper triangle of A, row by row, then
+/// that of G (`layers` as (units, inputs)).
+pub fn packed_len(layers: impl IntoIterator<Item = (usize, usize)>) -> usize {
+    layers
+        .into_iter()
+        .map(|(units, inputs)| tri(inputs + 1) + tri(units))
+        .sum()
+}
+
+/// Write the upper triangle of `m` row by row into the front of `out`; the values written.
+pub fn pack_upper(m: ArrayView2<f64>, out: &mut [f64]) -> usize {
+    let n = m.nrows();
+    let mut k = 0;
+    for i in 0..n {
+        for j in i..n {
+            out[k] = m[(i, j)];
+            k += 1;
+        }
+    }
+    k
+}
+
+/// The symmetric matrix of the packed upper triangle `packed` (n(n+1)/2 values) times `scale`.
+fn unpack_upper(packed: &[f64], n: usize, scale: f64, out: &mut Array2<f64>) {
+    let mut k = 0;
+    for i in 0..n {
+        for j in i..n {
+            let v = packed[k] * scale;
+            out[(i, j)] = v;
+            out[(j, i)] = v;
+            k += 1;
+        }
+    }
+}
+
+/// The K-FAC state of a run: every layer's factors and eigenbases, and the iteration of the
+/// last factor update (None before the first).
+#[derive(Debug, Clone, PartialEq)]
+pub struct KfacState {
+    pub layers: Vec<LayerFactors>,
+    pub last_update: Option<u64>,
+}
+
+impl KfacState {
+    /// Zero factors and identity bases for the layers `(offset, units, inputs)`.
+    pub fn new(layers: impl IntoIterator<Item = (usize, usize, usize)>) -> Self {
+        KfacState {
+            layers: layers
+                .into_iter()
+                .map(|(offset, units, inputs)| LayerFactors::new(offset, units, inputs))
+                .collect(),
+            last_update: None,
+        }
+    }
+
+    /// Values of the packed factors ([`packed_len`]).
+    pub fn packed_len(&self) -> usize {
+        packed_len(self.layers.iter().map(|l| (l.units, l.inputs)))
+    }
+
+    /// Fold the packed factor sums `sums` (over `rows` rows) of iteration `t` into the running
+    /// averages with `decay`.
+    pub fn update_packed(
+        &mut self,
+        sums: &[f64],
+        rows: usize,
+        decay: f64,
+        t: u64,
+    ) -> Result<(), KfacError> {
+        let scale = 1.0 / rows.max(1) as f64;
+        let mut at = 0;
+        for (i, l) in self.layers.iter_mut().enumerate() {
+            let (na, ng) = (l.inputs + 1, l.units);
+            let (mut a, mut g) = (Array2::zeros((na, na)), Array2::zeros((ng, ng)));
+            let need = at + tri(na) + tri(ng);
+            if sums.len() < need {
+                return Err(KfacError::Packed {
+                    len: sums.len(),
+                    need,
+                });
+            }
+            unpack_upper(&sums[at..at + tri(na)], na, scale, &mut a);
+            at += tri(na);
+            unpack_upper(&sums[at..at + tri(ng)], ng, scale, &mut g);
+            at += tri(ng);
+            l.update(i, a.view(), g.view(), decay)?;
+        }
+        self.last_update = Some(t);
+        Ok(())
+    }
+
+    /// Eigendecompose every layer's factors.
+    pub fn refresh(&mut self) -> Result<(), KfacError> {
+        for (i, l) in self.layers.iter_mut().enumerate() {
+            l.refresh(i)?;
+        }
+        Ok(())
+    }
+
+    /// Every value of the state, in a fixed order (for checkpoint digests).
+    pub fn values(&self) -> impl Iterator<Item = f64> + '_ {
+        self.layers.iter().flat_map(|l| {
+            [&l.a, &l.g].into_iter().flat_map(|f| {
+                f.value
+                    .iter()
+                    .chain(f.basis.iter())
+                    .chain(f.eigenvalues.iter())
+                    .copied()
+            })
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -256,5 +424,52 @@ mod tests {
         for (o, u) in out.iter().zip(&unclipped) {
             assert!((o - 0.5 * u).abs() < 1e-12);
         }
+    }
+
+    /// The packed upper triangles (the coded messages' layout) fold in exactly as the full
+    /// matrices over the rows, every layer in order, and a short buffer is refused.
+    #[test]
+    fn packed_factor_sums_fold_in_like_the_matrices() {
+        let dims = [(2, 3), (3, 2)];
+        let mut packed_state = KfacState::new([(0, 2, 3), (8, 3, 2)]);
+        let mut full = packed_state.clone();
+        assert_eq!(packed_state.packed_len(), packed_len(dims));
+        assert_eq!(packed_state.packed_len(), 10 + 3 + 6 + 6);
+        let rows = 4;
+        for (t, seed) in [(0u64, 1u64), (1, 5)] {
+            let mats: Vec<(Array2<f64>, Array2<f64>)> = dims
+                .iter()
+                .enumerate()
+                .map(|(i, &(units, inputs))| {
+                    (
+                        spd(inputs + 1, seed + i as u64),
+                        spd(units, seed + 7 + i as u64),
+                    )
+                })
+                .collect();
+            let mut buf = vec![0.0; packed_state.packed_len()];
+            let mut at = 0;
+            for (a, g) in &mats {
+                at += pack_upper(a.view(), &mut buf[at..]);
+                at += pack_upper(g.view(), &mut buf[at..]);
+            }
+            assert_eq!(at, buf.len());
+            packed_state.update_packed(&buf, rows, 0.9, t).unwrap();
+            for (i, (l, (a, g))) in full.layers.iter_mut().zip(&mats).enumerate() {
+                let inv = 1.0 / rows as f64;
+                l.update(i, (a * inv).view(), (g * inv).view(), 0.9)
+                    .unwrap();
+            }
+            assert_eq!(packed_state.last_update, Some(t));
+            for (p, f) in packed_state.layers.iter().zip(&full.layers) {
+                for (x, y) in [(&p.a.value, &f.a.value), (&p.g.value, &f.g.value)] {
+                    assert!((x - y).iter().all(|d| d.abs() < 1e-15));
+                }
+            }
+        }
+        let e = packed_state
+            .update_packed(&[0.0; 12], rows, 0.9, 2)
+            .unwrap_err();
+        assert_eq!(e, KfacError::Packed { len: 12, need: 13 });
     }
 }

@@ -25,6 +25,12 @@
 //! with `--chunks C`, chunk q takes the q-th of C consecutive pieces of every held partition's
 //! B rows, a coded message of the same code over the pieces, as above.
 //!
+//! K-FAC (`--optimizer kfac`): on a factor-update iteration rank 0 posts the parameters as phase 1
+//! instead of 0, and each worker appends to its coded message the same coded combination of its
+//! partitions' K-FAC factor sums (row weights b_ij again; packed upper triangles,
+//! `Model::kfac_factors_into`). Rank 0 decodes the whole longer message with the gradient's
+//! weights, so the factors of the k·B rows are exact from any decodable set, in the same round.
+//!
 //! The gradient check: workers also send the uncoded gradient of every held sub-partition, and
 //! rank 0 compares the decoded gradient with their sum (PASSED when exact to 1e-8, or, for an
 //! approximate decoding, within the guaranteed bound Σ_q err(F_q)·‖G_q‖_F). With compression
@@ -473,6 +479,8 @@ pub struct CodedWorker<'a> {
     announce: Option<Vec<u32>>,
     /// A check piece on the support, before it is scattered to full length.
     piece: Vec<f64>,
+    /// K-FAC: values of the packed factor sums appended in phase 1 (0: no K-FAC).
+    kfac_len: usize,
 }
 
 impl<'a> CodedWorker<'a> {
@@ -495,7 +503,14 @@ impl<'a> CodedWorker<'a> {
             local: None,
             announce: None,
             piece: Vec::new(),
+            kfac_len: 0,
         }
+    }
+
+    /// K-FAC: answer phase-1 posts with the coded factor sums (`len` packed values) appended.
+    pub fn with_kfac(mut self, len: usize) -> Self {
+        self.kfac_len = len;
+        self
     }
 
     /// Send results on the support of this worker's rows (`messages` support, or auto when
@@ -562,13 +577,15 @@ impl<'a> CodedWorker<'a> {
         self.split.as_ref().map_or(self.model.dim(), |sp| sp.len)
     }
 
-    /// Values of one result message: the (compressed) coded vector and the loss.
-    fn result_len(&self) -> usize {
+    /// Values of one result message of `phase`: the (compressed) coded vector and the loss, and
+    /// in phase 1 the coded K-FAC factor sums.
+    fn result_len(&self, phase: usize) -> usize {
         if let Some(l) = &self.local {
             return l.model.dim() + 1;
         }
         let len = self.coded_len();
-        self.sender.as_ref().map_or(len, |sd| sd.c.wire_len(len)) + 1
+        let factors = if phase == 1 { self.kfac_len } else { 0 };
+        self.sender.as_ref().map_or(len, |sd| sd.c.wire_len(len)) + 1 + factors
     }
 
     /// The coded message of chunk `c` at `w` into `out` (coded vector, then the loss).
@@ -581,15 +598,14 @@ impl<'a> CodedWorker<'a> {
         out: &mut [f64],
     ) -> Result<(), CommError> {
         match (&c.rows, split) {
-            (Rows::Stacked { data, row_weights }, _) => Self::gradient(
-                model,
-                ws,
-                w,
-                &data.x,
-                data.y.view(),
-                Some(row_weights.view()),
-                out,
-            ),
+            (Rows::Stacked { data, row_weights }, _) => {
+                let (x, y, rw) = (&data.x, data.y.view(), Some(row_weights.view()));
+                let (head, factors) = out.split_at_mut(model.dim() + 1);
+                Self::gradient(model, ws, w, x, y, rw, head);
+                if !factors.is_empty() {
+                    model.kfac_factors_into(w, x, y, rw, factors);
+                }
+            }
             (Rows::Apart(_), Some(sp)) => sp.encode(model, ws, w, c, out),
             (Rows::Apart(_), None) => {
                 return Err(CommError::Fatal(
@@ -620,7 +636,7 @@ impl WorkerJob for CodedWorker<'_> {
         self.announce.clone()
     }
     fn accepts(&self, phase: usize, len: usize) -> bool {
-        phase == 0 && len == self.model.dim()
+        (phase == 0 || (phase == 1 && self.kfac_len > 0)) && len == self.model.dim()
     }
     fn max_params_len(&self) -> usize {
         self.model.dim()
@@ -630,7 +646,7 @@ impl WorkerJob for CodedWorker<'_> {
         params: &[f64],
         out: &mut Responder<'_, T>,
     ) -> std::result::Result<(), CommError> {
-        let len = self.result_len();
+        let len = self.result_len(out.phase());
         let n_chunks = self.shard.n_chunks();
         let t = out.iteration();
         if let Some(l) = &mut self.local {
@@ -753,13 +769,15 @@ pub struct CodedGradients<T: Transport> {
 
 impl<T: Transport> CodedGradients<T> {
     /// Rank 0 of `cfg` with `code`, for a model of `dim` parameters, over `transport`.
-    /// `compress` is `cfg.compress` set for the model ([`for_model`]).
+    /// `compress` is `cfg.compress` set for the model ([`for_model`]); `kfac_len` the packed
+    /// K-FAC factor values phase-1 results append (0: no K-FAC).
     pub fn new(
         transport: T,
         cfg: &RunConfig,
         code: Box<dyn GradientCode>,
         dim: usize,
         compress: Compressor,
+        kfac_len: usize,
     ) -> Self {
         let n = code.n_workers();
         let chunks = cfg.chunks;
@@ -769,10 +787,14 @@ impl<T: Transport> CodedGradients<T> {
                 "[rank 0] --compress {compress} is biased: without --error-feedback the decoded gradient is biased"
             );
         }
+        let mut result_len = vec![vec![compress.wire_len(coded_len) + 1; n]];
+        if kfac_len > 0 {
+            result_len.push(vec![coded_len + 1 + kfac_len; n]);
+        }
         let spec = CollectorSpec {
             workers: n,
             parts: chunks,
-            result_len: vec![vec![compress.wire_len(coded_len) + 1; n]],
+            result_len,
             check_len: dim + 1,
             deadline: cfg.job.deadline(),
             max_wait: cfg.job.max_wait(),
@@ -1161,7 +1183,10 @@ fn accumulate<'m>(
     }
     for (&w, &a) in d.responders.iter().zip(&d.weights) {
         if a != 0.0 {
-            g.scaled_add(a, &ArrayView1::from(message(w)));
+            // A message without K-FAC factors fills the front of a longer `g`.
+            let msg = message(w);
+            g.slice_mut(ndarray::s![..msg.len()])
+                .scaled_add(a, &ArrayView1::from(msg));
         }
     }
 }
@@ -1278,7 +1303,9 @@ impl<T: Transport> GradientEngine for CodedGradients<T> {
         } else {
             0
         };
-        self.c.begin(it.t, 0, &self.params, pieces);
+        // Phase 1: the results also carry the coded K-FAC factor sums.
+        self.c
+            .begin(it.t, usize::from(it.factors), &self.params, pieces);
         let collected = {
             let rule = &mut CodeRule(self.decoder.code());
             let idle = &mut *it.idle;

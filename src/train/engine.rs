@@ -19,6 +19,8 @@ pub struct Iteration<'a> {
     pub point: ArrayView1<'a, f64>,
     /// Whether to check the computed gradient against the exact one (outside the timed path).
     pub check: bool,
+    /// Whether to also compute the K-FAC factor sums (packed) into `g[dim + 1..]`.
+    pub factors: bool,
     /// The iteration's record: the engine sets its own metrics (decode, responders, timing…).
     pub rec: &'a mut IterationRecord,
     /// Late arrivals recorded during the iteration.
@@ -71,7 +73,8 @@ pub trait GradientEngine {
     fn parts(&self) -> usize;
     /// The matrix recorded as `/code_matrix/B`.
     fn code_matrix(&self) -> Array2<f64>;
-    /// The gradient sum at `it.point` into `g[..dim]` and the loss sum into `g[dim]`.
+    /// The gradient sum at `it.point` into `g[..dim]` and the loss sum into `g[dim]` (and, when
+    /// `it.factors`, the K-FAC factor sums into the rest of `g`).
     fn compute(&mut self, it: &mut Iteration<'_>, g: &mut Array1<f64>) -> Result<Computed>;
     /// End the run: stop the workers with the job's `exit_code` and reconcile. Late arrivals
     /// drained meanwhile go to `late`. Returns the ranks that were not reconciled.

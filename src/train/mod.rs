@@ -38,6 +38,7 @@ use crate::io::results::{
     self, AttrValue, FinalRecord, IterationRecord, LateRow, Metric, RecordedRows, RunWriter,
 };
 use crate::model::{Evaluation, Model, Objective, Workspace};
+use crate::optim::kfac::{self, KfacSpec, KfacState};
 use crate::optim::Optimizer;
 
 /// Set by SIGUSR1 / SIGTERM / SIGINT: checkpoint at the next iteration boundary and stop.
@@ -139,6 +140,10 @@ struct Trainer<'a> {
     writer: RunWriter,
     ckpt: Checkpointer,
     opt: Optimizer,
+    /// K-FAC's settings (`--optimizer kfac`; its state is in the optimizer's).
+    kfac: Option<KfacSpec>,
+    /// The preconditioned gradient (K-FAC only).
+    pre: Vec<f64>,
     first: u64,
     elapsed0: f64,
     start: Instant,
@@ -236,7 +241,8 @@ impl<'a> Trainer<'a> {
         } = setup;
         let dim = model.dim();
         let spec = cfg.optimizer_spec();
-        let (first, elapsed0, opt) = match resume {
+        let kfac = cfg.kfac();
+        let (first, elapsed0, mut opt) = match resume {
             Some(ck) => (
                 ck.iteration,
                 ck.elapsed_s,
@@ -247,6 +253,16 @@ impl<'a> Trainer<'a> {
                 model.init_into(cfg.job.seed, w.view_mut());
                 (0, 0.0, Optimizer::new(spec, w))
             }
+        };
+        let kfac_len = match kfac {
+            Some(_) => {
+                let layers = model.kfac_layers().iter();
+                opt.attach_kfac(KfacState::new(
+                    layers.map(|b| (b.offset, b.units, b.inputs)),
+                ));
+                opt.kfac_mut().map_or(0, |k| k.packed_len())
+            }
+            None => 0,
         };
         let first_loss = initial.as_ref().and_then(|r| {
             r.column(Metric::TrainLoss)
@@ -266,10 +282,16 @@ impl<'a> Trainer<'a> {
             writer,
             ckpt: Checkpointer::new(cfg),
             opt,
+            kfac,
+            pre: if kfac.is_some() {
+                vec![0.0; dim]
+            } else {
+                Vec::new()
+            },
             first,
             elapsed0,
             start: Instant::now(),
-            g: try_zeros(dim + 1, "the gradient sum")?,
+            g: try_zeros(dim + 1 + kfac_len, "the gradient sum and K-FAC factors")?,
             grad: try_zeros(dim, "the gradient")?,
             point: try_zeros(dim, "the evaluation point")?,
             ws: Workspace::default(),
@@ -308,11 +330,13 @@ impl<'a> Trainer<'a> {
         let start = Instant::now();
         let writer = &mut self.writer;
         let mut idle = || writer.flush_due().map_err(Error::from);
+        let factors = self.kfac.is_some_and(|k| k.updates_at(t));
         let computed = engine.compute(
             &mut Iteration {
                 t,
                 point: self.point.view(),
                 check,
+                factors,
                 rec: &mut self.rec,
                 late: &mut self.late,
                 idle: &mut idle,
@@ -342,6 +366,7 @@ impl<'a> Trainer<'a> {
                     self.point.view(),
                     self.grad.view_mut(),
                 );
+                self.precondition(t, factors)?;
                 self.opt.step(self.grad.view());
                 self.all_exact &= exact;
                 self.rec.set(Metric::Exact, f64::from(u8::from(exact)));
@@ -368,6 +393,46 @@ impl<'a> Trainer<'a> {
             return Ok(Next::Stop);
         }
         Ok(Next::Continue)
+    }
+
+    /// K-FAC: fold the decoded factors of iteration `t` in (when it carried them), refresh the
+    /// eigenbases when due (and after the first factors), and precondition the gradient in
+    /// place. Nothing without K-FAC, or before any factors arrived.
+    fn precondition(&mut self, t: u64, factors: bool) -> Result<()> {
+        let Some(spec) = self.kfac else {
+            return Ok(());
+        };
+        let start = Instant::now();
+        let lr = self.opt.spec().lr_at(self.opt.steps());
+        let (dim, rows) = (self.model.dim(), self.objective.n_rows);
+        let Some(state) = self.opt.kfac_mut() else {
+            return Ok(());
+        };
+        let kerr = |e: kfac::KfacError| Error::Check(e.to_string());
+        let first = state.last_update.is_none();
+        if factors {
+            let sums = self.g.as_slice().map_or(&[][..], |g| &g[dim + 1..]);
+            state
+                .update_packed(sums, rows, spec.decay, t)
+                .map_err(kerr)?;
+        }
+        if state.last_update.is_none() {
+            return Ok(());
+        }
+        let mut eig_s = 0.0;
+        if spec.refreshes_at(t) || (factors && first) {
+            let e = Instant::now();
+            state.refresh().map_err(kerr)?;
+            eig_s = e.elapsed().as_secs_f64();
+        }
+        let clip = (spec.kl_clip > 0.0).then_some((lr, spec.kl_clip));
+        let grad = self.grad.as_slice().unwrap_or(&[]);
+        let nu = kfac::precondition(&state.layers, grad, spec.damping, clip, &mut self.pre);
+        self.grad.assign(&ndarray::ArrayView1::from(&self.pre[..]));
+        self.rec.set(Metric::KfacS, start.elapsed().as_secs_f64());
+        self.rec.set(Metric::KfacEigS, eig_s);
+        self.rec.set(Metric::KfacNu, nu);
+        Ok(())
     }
 
     /// Epochs completed after iteration `t`.
@@ -411,7 +476,9 @@ impl<'a> Trainer<'a> {
         }
         let cfg = self.cfg;
         let momentum = match cfg.optimizer {
-            crate::optim::OptimizerKind::Nesterov | crate::optim::OptimizerKind::Momentum => {
+            crate::optim::OptimizerKind::Nesterov
+            | crate::optim::OptimizerKind::Momentum
+            | crate::optim::OptimizerKind::Kfac => {
                 format!(" or --momentum (now {})", cfg.momentum)
             }
             crate::optim::OptimizerKind::Adam => " or warm up (--warmup)".into(),

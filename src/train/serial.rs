@@ -90,6 +90,13 @@ impl GradientEngine for SerialGradients<'_> {
             g.slice_mut(ndarray::s![..dim]),
         );
         g[dim] = loss;
+        if it.factors {
+            let (x, y) = (&data.x, data.y.view());
+            if let Some(out) = g.as_slice_mut() {
+                self.model
+                    .kfac_factors_into(it.point, x, y, None, &mut out[dim + 1..]);
+            }
+        }
         it.rec.set(Metric::NResponders, 1.0);
         it.rec.set(Metric::DecodeResidual, 0.0);
         it.rec.set(Metric::DecodeS, 0.0);

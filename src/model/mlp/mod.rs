@@ -539,6 +539,25 @@ fn csr_grad(
 }
 
 impl Model for Mlp {
+    fn kfac_layers(&self) -> &[ParamBlock] {
+        &self.blocks
+    }
+
+    fn kfac_factors_into(
+        &self,
+        w: ArrayView1<f64>,
+        x: &Features,
+        y: ArrayView1<f64>,
+        row_weights: Option<ArrayView1<f64>>,
+        out: &mut [f64],
+    ) {
+        let mut at = 0;
+        for (a, g) in self.kfac_factors(w, x, y, row_weights) {
+            at += crate::optim::kfac::pack_upper(a.view(), &mut out[at..]);
+            at += crate::optim::kfac::pack_upper(g.view(), &mut out[at..]);
+        }
+    }
+
     fn kind(&self) -> ModelKind {
         ModelKind::Mlp
     }
