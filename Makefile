@@ -28,7 +28,7 @@ export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM := 1
 export OPENBLAS_NUM_THREADS := 1
 export OMP_NUM_THREADS := 1
 
-.PHONY: deps test-deps build run data datasets test lint unit install easybuild-check slurm cluster mpich bench bench-smoke bench-approx bench-admm bench-tune bench-hetero bench-comm bench-cluster bench-nn clean help reliability fuzz fuzz-smoke
+.PHONY: deps test-deps build run data datasets test lint unit install easybuild-check slurm cluster mpich bench bench-smoke bench-approx bench-admm bench-tune bench-hetero bench-comm bench-cluster bench-nn clean help reliability reliability-net fuzz fuzz-smoke
 
 # $(call apt_install,TARGET,PACKAGES): install the packages not yet installed (apt-get update
 # first; no terminal in CI, so DEBIAN_FRONTEND=noninteractive, kept under sudo).
@@ -42,7 +42,7 @@ define apt_install
 endef
 
 help:
-	@echo "make run | make test | make deps | make build | make data | make datasets | make lint | make bench | make bench-smoke | make bench-approx | make bench-admm | make bench-tune | make bench-hetero | make bench-comm | make bench-nn | make bench-cluster | make install PREFIX=... | make cluster | make reliability | make clean"
+	@echo "make run | make test | make deps | make build | make data | make datasets | make lint | make bench | make bench-smoke | make bench-approx | make bench-admm | make bench-tune | make bench-hetero | make bench-comm | make bench-nn | make bench-cluster | make install PREFIX=... | make cluster | make reliability | make reliability-net | make clean"
 
 deps:
 	$(call apt_install,deps,$(APT_PKGS))
@@ -218,9 +218,16 @@ clean:
 	$(CARGO) clean
 	rm -f $(DATA)
 
-# Long reliability suite (BI-1 at thousands of mutants, CR-2 at >= 50 kills): prints the table.
+# Long reliability suite (BI-1 at thousands of mutants, CR-2 at >= 50 kills, and NET-1..3: network
+# faults on the namespace cluster, NET_TRIALS (5) trials each, about 1 min per trial): prints the table.
+# The NET rows are skipped with the reason (exit 77) where root, network namespaces or Slurm are missing.
 reliability: build
 	@bash scripts/reliability.sh
+
+# Only the NET-1..3 rows (tests/cluster/net_faults.sh; NET_CASES="1 2 3", NET_TRIALS=5).
+reliability-net: build
+	@bash tests/cluster/net_faults.sh; rc=$$?; \
+	if [ $$rc -eq 77 ]; then echo "make reliability-net: skipped (see the reason above)"; exit 0; fi; exit $$rc
 
 # cargo-fuzz targets (LIBSVM, IDX, CSV, config, message header) over the checked-in corpus.
 fuzz-smoke: deps

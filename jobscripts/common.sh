@@ -22,6 +22,9 @@
 #                     (btl_tcp_if_include and oob_tcp_if_include); default on a multi-node job: the
 #                     interface that routes to the submit host; `none`: leave Open MPI's own choice
 #   RANK0_NODE_EXCLUSIVE  1: rank 0 alone on the first node (its other slots stay idle)
+#   GRADCODE_NO_KILL  1 (default): srun --no-kill, a failed node does not kill the job step: its ranks
+#                     go silent and rank 0 finishes degraded (exit 3) or by its policy; 0: Slurm's
+#                     default (the step is killed; with `sbatch --no-kill=off` the job is requeued)
 #   HOSTFILE          mpirun without Slurm across machines: Open MPI hostfile ("host slots=N" lines)
 set -euo pipefail
 
@@ -248,6 +251,10 @@ gc_launcher() {
     srun)
       gc_in_slurm || gc_die "GRADCODE_LAUNCHER=srun needs a Slurm allocation"
       GC_LAUNCH=(srun "--mpi=$plugin" --ntasks="$np")
+      # A node lost mid-run (link cut, node crash) is a set of silent workers to gradcode, which
+      # decodes without them and ends by itself with its result written; without --no-kill Slurm
+      # kills the step (and requeues the job) once it declares the node DOWN, racing rank 0.
+      [[ "${GRADCODE_NO_KILL:-1}" == 1 ]] && GC_LAUNCH+=(--no-kill)
       if [[ -n "${GC_RANK_HOSTFILE:-}" ]]; then
         export SLURM_HOSTFILE="$GC_RANK_HOSTFILE"
         GC_LAUNCH+=(--distribution=arbitrary)

@@ -19,7 +19,8 @@
 # State in $CLUSTER_TEST_DIR (default ${TMPDIR:-/tmp}/gradcode-cluster-test): slurm.conf, spool, logs,
 # PID files, and net.env (namespace names). `down` stops only the PIDs recorded there and deletes only
 # the namespaces named there. Knobs: NODES (3), NODE_CPUS (8: CPUs Slurm believes each node has, so
-# up to 8 ranks per node fit; all nodes share this machine's cores), CLUSTER_NET (10.77.0: the /24 inside
+# up to 8 ranks per node fit; all nodes share this machine's cores), SLURMD_TIMEOUT (60: seconds before
+# slurmctld declares a silent node DOWN), SLURMD_DEBUG (info), CLUSTER_NET (10.77.0: the /24 inside
 # the namespaces). Exit 77 = skipped (not root, no `ip netns`, Slurm or munge missing).
 set -euo pipefail
 
@@ -146,14 +147,17 @@ MpiDefault=none
 MailProg=/bin/true
 ReturnToService=2
 SlurmctldTimeout=30
-SlurmdTimeout=60
+SlurmdTimeout=${SLURMD_TIMEOUT:-60}
 MessageTimeout=5
 InactiveLimit=0
 MinJobAge=600
 KillWait=5
+SlurmdDebug=${SLURMD_DEBUG:-info}
 CONF
-    # SlurmdTimeout 60 s: a node whose link is cut is declared DOWN (and its job requeued) well after
-    # gradcode's own bounded shutdown (max(--max-wait-ms, 10 s)), so the test sees gradcode's answer.
+    # SlurmdTimeout (60 s): when slurmctld declares a silent node DOWN. The job scripts run with
+    # --no-kill, so that no longer ends a job (tests/cluster/net_faults.sh passes with 20 too); without
+    # --no-kill Slurm kills the step then, racing gradcode's bounded shutdown (max(--max-wait-ms, 10 s)).
+    # SLURMD_DEBUG (info): SlurmdDebug, e.g. debug2 for Slurm's PMIx plugin's traffic.
     for ((k = 1; k <= NODES; k++)); do
       echo "NodeName=node$k NodeAddr=$NET.$((10 + k)) CPUs=$NODE_CPUS State=UNKNOWN"
     done
