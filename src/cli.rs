@@ -117,6 +117,11 @@ pub struct TuneArgs {
     /// Ranked candidates to print.
     #[arg(long, default_value_t = 10)]
     pub top: usize,
+    /// Runs to fit the link model from instead of the profile (repeatable; e.g. one job with
+    /// --chunks 1 and --chunks 2, which determines the per-message cost the profile's single
+    /// message per worker cannot).
+    #[arg(long, value_name = "RUN.h5")]
+    pub link_from: Vec<PathBuf>,
     /// Where to write the best configuration (TOML in the keys of `train --config`).
     #[arg(long, value_name = "FILE.toml", default_value = "tuned.toml")]
     pub config_out: PathBuf,
@@ -149,6 +154,10 @@ pub struct SimulateArgs {
     /// Link latency α in milliseconds [default: fitted from --replay, else this machine's].
     #[arg(long, value_name = "MS")]
     pub alpha_ms: Option<f64>,
+    /// Per-message cost α_m in milliseconds: the sender's and rank 0's time per message
+    /// (each chunk is one), whatever its size [default: as --alpha-ms].
+    #[arg(long, value_name = "MS")]
+    pub message_ms: Option<f64>,
     /// Link cost β in milliseconds per megabyte (10⁶ bytes) [default: as --alpha-ms].
     #[arg(long, value_name = "MS")]
     pub beta_ms_per_mb: Option<f64>,

@@ -8,7 +8,10 @@
 //!    serial command that runs anywhere.
 //! 2. **Fit.** Per worker, the empirical distribution of its compute time per share of the data
 //!    and of its drawn delays (the replay trace of [`crate::sim::Trace`]), and the link model and
-//!    rank 0's own times ([`crate::sim::fit_link`]).
+//!    rank 0's own times ([`crate::sim::fit_link`]). The profile sends one message per worker
+//!    and iteration, so its fit keeps the per-message cost α_m at this machine's default; runs
+//!    given with `--link-from` (e.g. the same job with `--chunks 1` and `--chunks 2`) replace
+//!    the link fit, α_m included.
 //! 3. **Search.** Every candidate (exact codes with s = 0..=3, `ignore-stragglers`, the `wait`
 //!    policy or `best-effort` at three deadlines from the profile's own iteration times, one or
 //!    two chunks) is simulated on the replayed trace until its predicted progress reaches the
@@ -34,7 +37,7 @@ use crate::config::{RunConfig, TrainArgs};
 use crate::error::{Error, Result};
 use crate::io::metrics::percentile;
 use crate::io::results::{self, Metric};
-use crate::sim::{SimError, TraceFile};
+use crate::sim::{LinkModel, SimError, TraceFile};
 
 /// One configuration to simulate.
 #[derive(Debug, Clone, PartialEq)]
@@ -74,6 +77,19 @@ pub fn run(args: &TuneArgs) -> Result<i32> {
     }
     let iterations = iterations_to_target(&args.profile, args.target_loss)?;
     let walls = profile_walls(&args.profile)?;
+    let link = if args.link_from.is_empty() {
+        None
+    } else {
+        let files = super::simulate::read_traces(&args.link_from)?;
+        let (link, _) = super::simulate::fitted(&files)?;
+        println!(
+            "link fitted from --link-from: alpha {:.3} ms, per message {:.3} ms, beta {:.1} ms/MB",
+            link.alpha_s * 1e3,
+            link.message_s * 1e3,
+            link.beta_s_per_byte * 1e9
+        );
+        Some(link)
+    };
     let started = Instant::now();
     let mut scored = Vec::new();
     let mut skipped = 0usize;
@@ -82,7 +98,7 @@ pub fn run(args: &TuneArgs) -> Result<i32> {
             skipped += 1;
             continue;
         }
-        if let Some(s) = score(args, &base, n, &cand, &profile, iterations)? {
+        if let Some(s) = score(&args.profile, &base, n, &cand, &profile, iterations, link)? {
             scored.push(s);
         }
     }
@@ -222,26 +238,29 @@ fn candidate_args(base: &TrainArgs, n: usize, cand: &Candidate) -> TrainArgs {
     a
 }
 
-/// Simulate `cand` until its progress reaches `target_iterations` (at most 20× as many
-/// iterations); None when the candidate is not a valid configuration here.
+/// Simulate `cand` on the replay of `profile` (read from `profile_path`) until its progress
+/// reaches `target_iterations` (at most 20× as many iterations); None when the candidate is
+/// not a valid configuration here. `link`: the link to use instead of the profile's fit.
 fn score(
-    args: &TuneArgs,
+    profile_path: &Path,
     base: &TrainArgs,
     n: usize,
     cand: &Candidate,
     profile: &TraceFile,
     target_iterations: u64,
+    link: Option<LinkModel>,
 ) -> Result<Option<Scored>> {
     let mut train = candidate_args(base, n, cand);
     train.data = None;
     let sargs = SimulateArgs {
         train,
-        replay: vec![args.profile.clone()],
+        replay: vec![profile_path.to_path_buf()],
         replay_order: crate::sim::ReplayOrder::Sample,
         pool_workers: n > profile.workers.len(),
         compute_ms: None,
-        alpha_ms: None,
-        beta_ms_per_mb: None,
+        alpha_ms: link.map(|l| l.alpha_s * 1e3),
+        message_ms: link.map(|l| l.message_s * 1e3),
+        beta_ms_per_mb: link.map(|l| l.beta_s_per_byte * 1e9),
         step_ms: None,
         gap_ms: None,
         dim: profile.dim.or(Some(1)),
@@ -333,7 +352,12 @@ fn print_ranking(scored: &[Scored], target: u64, skipped: usize, top: usize) {
 
 /// The best candidate as a `train --config` TOML: the profile's settings with the chosen code,
 /// s, policy, deadline, chunks and workers, and the iterations to target; no output folder.
-fn best_config(base: &TrainArgs, n: usize, cand: &Candidate, iterations: u64) -> Result<String> {
+pub(crate) fn best_config(
+    base: &TrainArgs,
+    n: usize,
+    cand: &Candidate,
+    iterations: u64,
+) -> Result<String> {
     let mut a = candidate_args(base, n, cand);
     a.iterations = base
         .iterations

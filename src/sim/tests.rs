@@ -15,6 +15,7 @@ use crate::straggler::StragglerSchedule;
 
 const FREE: LinkModel = LinkModel {
     alpha_s: 0.0,
+    message_s: 0.0,
     beta_s_per_byte: 0.0,
 };
 const NONE: Overheads = Overheads {
@@ -97,6 +98,7 @@ fn uncoded_time_is_the_slowest_finish_and_link_costs_add_up() {
     // time (here all four at once: the last waits for three others).
     let link = LinkModel {
         alpha_s: 0.01,
+        message_s: 0.0,
         beta_s_per_byte: 1e-5,
     };
     let over = Overheads {
@@ -425,22 +427,31 @@ fn recorded_rows_replay_per_share_and_fit_the_link() {
     assert!(f.link.iter().all(|l| close(l.round_trip_s, 0.005)));
     assert!(f.step_s.iter().all(|&s| close(s, 0.001)));
     assert!(f.gap_s.iter().all(|&g| (g - 0.002).abs() < 1e-12));
-    let link = fit_link(&f.link, 1e-9).unwrap();
+    let default = LinkModel {
+        alpha_s: 0.0,
+        message_s: 1e-4,
+        beta_s_per_byte: 1e-9,
+    };
+    let link = fit_link(&f.link, default).unwrap();
     let bytes = f.link[0].bytes;
-    assert!(close(2.0 * link.alpha_s + 1e-9 * bytes, 0.005));
+    assert_eq!(f.link[0].messages, 1.0);
+    // One size, one message count: β and α_m keep their defaults, α takes the rest.
+    assert_eq!(link.message_s, 1e-4);
+    assert!(close(2.0 * link.alpha_s + 2e-4 + 1e-9 * bytes, 0.005));
     // Two message sizes: the line through them.
-    let two = [
-        LinkSample {
-            bytes: 1000.0,
-            round_trip_s: 0.003,
-        },
-        LinkSample {
-            bytes: 3000.0,
-            round_trip_s: 0.007,
-        },
-    ];
-    let l = fit_link(&two, 0.0).unwrap();
+    let sample = |bytes: f64, messages: f64, round_trip_s: f64| LinkSample {
+        bytes,
+        messages,
+        round_trip_s,
+    };
+    let two = [sample(1000.0, 1.0, 0.003), sample(3000.0, 1.0, 0.007)];
+    let zero = LinkModel {
+        message_s: 0.0,
+        ..default
+    };
+    let l = fit_link(&two, zero).unwrap();
     assert!(close(l.beta_s_per_byte, 2e-6) && close(l.alpha_s, 0.0005));
+    assert_eq!(l.message_s, 0.0);
 
     // More workers than the trace has: refused, unless pooled.
     let e = Trace::new(std::slice::from_ref(&f), 3, ReplayOrder::Sample, 1, false).unwrap_err();
@@ -485,4 +496,85 @@ fn a_split_code_sends_messages_m_times_shorter() {
         r.bytes_in
     );
     assert_eq!(r.bytes_in % m, 0.0, "{}", r.bytes_in);
+}
+
+#[test]
+fn the_per_message_cost_is_fitted_from_two_chunk_counts_and_charged_per_chunk() {
+    // Round trips 2α + (C + 1)·α_m + β·bytes with α = 1 ms, α_m = 0.5 ms, β = 1 ns/B, at two
+    // sizes and two chunk counts (three medians of noisy samples each).
+    let truth = |b: f64, c: f64| 2e-3 + (c + 1.0) * 0.5e-3 + 1e-9 * b;
+    let mut samples = Vec::new();
+    for (b, c) in [
+        (1000.0, 1.0),
+        (1000.0, 2.0),
+        (60_000.0, 1.0),
+        (60_000.0, 4.0),
+    ] {
+        for noise in [-1e-4, 0.0, 3e-4] {
+            samples.push(LinkSample {
+                bytes: b,
+                messages: c,
+                round_trip_s: truth(b, c) + noise,
+            });
+        }
+    }
+    let l = fit_link(&samples, DEFAULT_LINK).unwrap();
+    assert!((l.alpha_s - 1e-3).abs() < 1e-9, "{l:?}");
+    assert!((l.message_s - 0.5e-3).abs() < 1e-9, "{l:?}");
+    assert!((l.beta_s_per_byte - 1e-9).abs() < 1e-15, "{l:?}");
+    // One size, two chunk counts (the bytes differ by the chunk's share only when given so):
+    // α_m fitted, β kept.
+    let one: Vec<LinkSample> = samples
+        .iter()
+        .filter(|s| s.bytes == 1000.0)
+        .copied()
+        .collect();
+    let l = fit_link(&one, DEFAULT_LINK).unwrap();
+    assert_eq!(l.beta_s_per_byte, DEFAULT_LINK.beta_s_per_byte);
+    assert!((l.message_s - 0.5e-3).abs() < 1e-9, "{l:?}");
+
+    // In the simulation: one worker, no delay, compute 0.4 s in C chunks, α_m = 10 ms. Each
+    // chunk's send costs the worker α_m before its next chunk, and rank 0 α_m to receive it:
+    // the last chunk arrives after compute + C·α_m + α, and is received α_m later.
+    let link = LinkModel {
+        alpha_s: 0.002,
+        message_s: 0.01,
+        beta_s_per_byte: 0.0,
+    };
+    let wall = |chunks: usize| {
+        let mut s = sim(
+            CodeKind::Uncoded,
+            1,
+            0,
+            settings(chunks, link, NONE),
+            replay(&[vec![0.0; 2]], 0.4),
+        );
+        s.step().unwrap().wall_s
+    };
+    let expect = |c: f64| 0.002 + 0.4 + c * 0.01 + 0.002 + 0.01;
+    assert!(
+        close(wall(1), expect(1.0)),
+        "{} vs {}",
+        wall(1),
+        expect(1.0)
+    );
+    assert!(
+        close(wall(2), expect(2.0)),
+        "{} vs {}",
+        wall(2),
+        expect(2.0)
+    );
+    // Without it, more chunks cost nothing here.
+    let free = LinkModel {
+        message_s: 0.0,
+        ..link
+    };
+    let mut s = sim(
+        CodeKind::Uncoded,
+        1,
+        0,
+        settings(4, free, NONE),
+        replay(&[vec![0.0; 2]], 0.4),
+    );
+    assert!(close(s.step().unwrap().wall_s, 0.002 + 0.4 + 0.002));
 }
