@@ -46,14 +46,15 @@ pub struct Overheads {
     pub gap_s: f64,
 }
 
-/// The link of this machine (2 cores, Open MPI 4.1 shared memory, `--oversubscribe`, 9 ranks),
-/// fitted by `gradcode simulate --fit-link` from uncoded runs of a9a (1.1 KB messages) and
-/// Fashion-MNIST softmax (63 KB) with `exp:20` at n = 8 (docs/tuning.md). The per-byte cost
-/// reflects cores shared by nine processes more than memory bandwidth. α_m is not fitted yet
-/// (0: the former model).
+/// The link of this machine (2 cores, Open MPI 4.1 shared memory, `--oversubscribe`, 9 ranks):
+/// α and β fitted by `gradcode simulate --fit-link` from uncoded runs of a9a (1.1 KB messages)
+/// and Fashion-MNIST softmax (63 KB) with `exp:20` at n = 8; α_m from four `frc` s = 3 runs of
+/// a9a under `exp:20`, 100 iterations each, alternately with one and two chunks, at a load
+/// average of 10 (docs/tuning.md). The per-byte and per-message costs reflect cores shared by
+/// nine processes more than memory bandwidth.
 pub const DEFAULT_LINK: LinkModel = LinkModel {
     alpha_s: 0.6e-3,
-    message_s: 0.0,
+    message_s: 0.6e-3,
     beta_s_per_byte: 0.25e-6,
 };
 
