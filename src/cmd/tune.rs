@@ -110,7 +110,7 @@ pub fn run(args: &TuneArgs) -> Result<i32> {
     rank(&mut scored, args.objective);
     print_ranking(&scored, iterations, skipped, args.top);
     let best = &scored[0];
-    let toml = best_config(&base, n, &best.cand, iterations)?;
+    let toml = best_config("gradcode tune", &base, n, &best.cand, iterations)?;
     if let Some(dir) = args.config_out.parent() {
         if !dir.as_os_str().is_empty() {
             std::fs::create_dir_all(dir).map_err(|e| crate::io::IoError::os(dir, e))?;
@@ -129,7 +129,7 @@ pub fn run(args: &TuneArgs) -> Result<i32> {
 }
 
 /// The profile's own settings (its `/config` toml).
-fn profile_args(path: &Path) -> Result<TrainArgs> {
+pub(crate) fn profile_args(path: &Path) -> Result<TrainArgs> {
     let path = run_file(path);
     let text = results::read_str_attr(&path, "config", "toml")?;
     toml::from_str(&text).map_err(|e| {
@@ -151,7 +151,7 @@ fn run_file(path: &Path) -> std::path::PathBuf {
 
 /// Iterations the profile needed to reach `target` (its whole length without a target, or when
 /// it never reached it: then the prediction is per that many iterations).
-fn iterations_to_target(path: &Path, target: Option<f64>) -> Result<u64> {
+pub(crate) fn iterations_to_target(path: &Path, target: Option<f64>) -> Result<u64> {
     let rows = results::read_rows(&run_file(path), None)?;
     let loss = rows.column(Metric::TrainLoss);
     let n = rows.len() as u64;
@@ -241,7 +241,7 @@ fn candidate_args(base: &TrainArgs, n: usize, cand: &Candidate) -> TrainArgs {
 /// Simulate `cand` on the replay of `profile` (read from `profile_path`) until its progress
 /// reaches `target_iterations` (at most 20× as many iterations); None when the candidate is
 /// not a valid configuration here. `link`: the link to use instead of the profile's fit.
-fn score(
+pub(crate) fn score(
     profile_path: &Path,
     base: &TrainArgs,
     n: usize,
@@ -315,7 +315,7 @@ pub fn rank(scored: &mut [Scored], objective: TuneObjective) {
     scored.sort_by(|a, b| key(a).total_cmp(&key(b)));
 }
 
-fn describe(c: &Candidate) -> String {
+pub(crate) fn describe(c: &Candidate) -> String {
     let policy = match (c.on_deadline, c.deadline_ms) {
         (OnDeadline::BestEffort, Some(d)) => format!("best-effort {d} ms"),
         _ => "wait".into(),
@@ -353,6 +353,7 @@ fn print_ranking(scored: &[Scored], target: u64, skipped: usize, top: usize) {
 /// The best candidate as a `train --config` TOML: the profile's settings with the chosen code,
 /// s, policy, deadline, chunks and workers, and the iterations to target; no output folder.
 pub(crate) fn best_config(
+    origin: &str,
     base: &TrainArgs,
     n: usize,
     cand: &Candidate,
@@ -365,7 +366,7 @@ pub(crate) fn best_config(
         .or(Some(iterations));
     let body = toml::to_string(&a).map_err(|e| Error::Check(format!("config: {e}")))?;
     Ok(format!(
-        "# gradcode tune: {} (predicted best for this machine; docs/tuning.md)\n{body}",
+        "# {origin}: {} (predicted best for this machine; docs/tuning.md)\n{body}",
         describe(cand)
     ))
 }

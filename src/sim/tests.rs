@@ -578,3 +578,102 @@ fn the_per_message_cost_is_fitted_from_two_chunk_counts_and_charged_per_chunk() 
     );
     assert!(close(s.step().unwrap().wall_s, 0.002 + 0.4 + 0.002));
 }
+
+mod plan {
+    use super::super::plan::*;
+    use crate::coding::CodeKind;
+
+    /// Job A: 100/n seconds with n workers (1..=5); job B: 10 s whatever n.
+    fn jobs() -> Vec<JobCurve> {
+        let curve = |name: &str, f: &dyn Fn(f64) -> f64| JobCurve {
+            name: name.into(),
+            choices: (1..=5)
+                .map(|n| Choice {
+                    workers: n,
+                    code: CodeKind::Uncoded,
+                    s: 0,
+                    chunks: 1,
+                    time_s: f(n as f64),
+                })
+                .collect(),
+            fixed_ranks: None,
+        };
+        vec![curve("a", &|n| 100.0 / n), curve("b", &|_| 10.0)]
+    }
+
+    #[test]
+    fn the_plan_gives_ranks_where_they_shorten_a_job_and_beats_equal_split_and_fifo() {
+        let j = jobs();
+        // 6 ranks: both start at 1 worker (4 ranks); A's gain per rank is the largest, so
+        // both spare ranks go to A (3 workers); B gains nothing from more.
+        let a = allocate(&j, 6, PlanObjective::Mean, &[1.0, 1.0]).unwrap();
+        assert_eq!(a, vec![3, 1]);
+        let plan = schedule(
+            &j,
+            6,
+            Policy::Plan {
+                objective: PlanObjective::Mean,
+                replan_every: 0,
+            },
+        )
+        .unwrap();
+        assert!((plan.mean_s() - (100.0 / 3.0 + 10.0) / 2.0).abs() < 1e-9);
+        // Equal split: 3 ranks each (2 workers): A 50 s, B 10 s.
+        let eq = schedule(&j, 6, Policy::EqualSplit).unwrap();
+        assert_eq!((eq.mean_s(), eq.max_s()), (30.0, 50.0));
+        // FIFO: A alone with 5 workers (20 s), then B (10 s): ends at 20 and 30.
+        let fifo = schedule(&j, 6, Policy::Fifo).unwrap();
+        assert_eq!((fifo.mean_s(), fifo.max_s()), (25.0, 30.0));
+        assert_eq!(fifo.slots[1].start_s, 20.0);
+        assert!(plan.mean_s() < fifo.mean_s() && plan.mean_s() < eq.mean_s());
+
+        // Re-planning after each completion: B ends at 10 s having used 2 ranks, which A then
+        // gets (4 → 5 workers... within 6 ranks: 5 workers), finishing the rest faster.
+        let re = schedule(
+            &j,
+            6,
+            Policy::Plan {
+                objective: PlanObjective::Mean,
+                replan_every: 1,
+            },
+        )
+        .unwrap();
+        // At 10 s A has done 10/33.3 = 30 % of its work; the rest at 5 workers: 0.7 × 20 s.
+        assert_eq!(re.slots[0].replans, vec![(10.0, 5)]);
+        assert!((re.slots[0].end_s - (10.0 + 0.7 * 20.0)).abs() < 1e-9);
+        assert!(re.mean_s() < plan.mean_s());
+    }
+
+    #[test]
+    fn the_max_objective_shortens_the_slowest_and_fixed_ranks_are_kept_or_refused() {
+        let mut j = jobs();
+        // Max: only A (the slowest) is grown.
+        let a = allocate(&j, 6, PlanObjective::Max, &[1.0, 1.0]).unwrap();
+        assert_eq!(a, vec![3, 1]);
+        // When the slowest cannot be shortened, the spare ranks go to the others: A flat at
+        // 100 s, B 10/n s: B grows to 3 workers, the max stays A's.
+        let mut flat = j.clone();
+        for c in &mut flat[0].choices {
+            c.time_s = 100.0;
+        }
+        for c in &mut flat[1].choices {
+            c.time_s = 10.0 / c.workers as f64;
+        }
+        assert_eq!(
+            allocate(&flat, 6, PlanObjective::Max, &[1.0, 1.0]).unwrap(),
+            vec![1, 3]
+        );
+        // B fixed at 4 ranks: A gets the 2 left (1 worker).
+        j[1].fixed_ranks = Some(4);
+        assert_eq!(
+            allocate(&j, 6, PlanObjective::Mean, &[1.0, 1.0]).unwrap(),
+            vec![1, 3]
+        );
+        // More ranks demanded than the allocation has.
+        let e = allocate(&j, 5, PlanObjective::Mean, &[1.0, 1.0]).unwrap_err();
+        assert!(
+            e.to_string().contains("more than the allocation's 5"),
+            "{e}"
+        );
+    }
+}
