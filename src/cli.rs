@@ -105,7 +105,7 @@ pub struct PlanArgs {
     #[arg(long, value_enum, default_value_t)]
     pub objective: crate::sim::plan::PlanObjective,
     /// Re-allocate the ranks of finished jobs after every K completions, in the simulated
-    /// schedule (the written scripts are the initial plan) [default: 0, never].
+    /// schedule only (the written scripts are the initial plan); 0: never.
     #[arg(long, default_value_t = 0, value_name = "K")]
     pub replan_every: usize,
     /// Folder for the job scripts, their configs and plan.json.
