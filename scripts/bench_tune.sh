@@ -10,6 +10,8 @@
 #    predicts from. p50 / p95 of the time per iteration, and the ratios simulated / real.
 # 2. Tuned vs run: for each straggler regime (exp:20, fixed:1,2:300) an uncoded profile, `tune`
 #    on it, and the candidates actually run; real time to the profile's final training loss.
+# 3. gradcode plan: three jobs profiled by the exp:20 uncoded run on 9 ranks; the plan's mean and
+#    max completion against an equal split and FIFO (simulated), with and without re-planning.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BIN="${GRADCODE:-$ROOT/target/release/gradcode}"
@@ -121,6 +123,38 @@ PY
 }
 tune_regime exp exp:20 "$ITERATIONS"
 tune_regime fixed fixed:1,2:300 "$FIXED_ITERATIONS"
+
+# 3. gradcode plan: three jobs on the exp:20 profile, one node of 9 ranks (simulated schedules).
+JOBS="$RUNS/plan-jobs.toml"
+cat >"$JOBS" <<TOML
+[[job]]
+name = "a9a-short"
+profile = "$RUNS/exp-uncoded-s0"
+iterations = 50
+[[job]]
+name = "a9a-target"
+profile = "$RUNS/exp-uncoded-s0"
+target-loss = 0.345
+[[job]]
+name = "a9a-long"
+profile = "$RUNS/exp-uncoded-s0"
+iterations = 400
+TOML
+for re in 0 1; do
+  "$BIN" -q plan "$JOBS" --nodes 1 --cores-per-node 9 --replan-every "$re" \
+    --out "$RUNS/plan-re$re" >"$RUNS/plan-re$re.txt"
+done
+{
+  echo
+  echo "## gradcode plan: 3 jobs on 9 ranks, plan vs equal split vs FIFO (predicted, a9a exp:20 profile)"
+  echo
+  echo '```'
+  cat "$RUNS/plan-re0.txt"
+  echo
+  echo "--replan-every 1:"
+  sed -n '/^schedule/,/^FIFO/p' "$RUNS/plan-re1.txt"
+  echo '```'
+} >>"$REPORT"
 echo >>"$REPORT"
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$REPORT"
 cat "$REPORT"

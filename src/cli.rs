@@ -80,6 +80,37 @@ pub enum Command {
     /// to target and write the best as a `train --config` TOML (docs/tuning.md).
     #[command(allow_negative_numbers = true)]
     Tune(TuneArgs),
+    /// Share one allocation among several training jobs: from each job's profiling run, predict
+    /// its time to target at every rank count, allocate ranks, code and s per job to minimize
+    /// the mean (or max) completion time, compare with an equal split and FIFO, and write one
+    /// Slurm script and `train --config` per job and a plan.json (docs/tuning.md).
+    Plan(PlanArgs),
+}
+
+/// Arguments of `gradcode plan`.
+#[derive(Debug, Clone, Args)]
+pub struct PlanArgs {
+    /// The jobs: a TOML file with one `[[job]]` table per job, keys `profile` (the run.h5 of a
+    /// short uncoded profiling run, required), `name`, `data`, `model` (default: the
+    /// profile's), `target-loss` or `iterations`, `ranks` (a fixed rank count).
+    #[arg(value_name = "JOBS.toml")]
+    pub jobs: PathBuf,
+    /// Nodes of the allocation.
+    #[arg(long)]
+    pub nodes: usize,
+    /// Ranks per node (one per core).
+    #[arg(long)]
+    pub cores_per_node: usize,
+    /// What to minimize: the mean or the max (last) predicted completion time.
+    #[arg(long, value_enum, default_value_t)]
+    pub objective: crate::sim::plan::PlanObjective,
+    /// Re-allocate the ranks of finished jobs after every K completions, in the simulated
+    /// schedule only (the written scripts are the initial plan); 0: never.
+    #[arg(long, default_value_t = 0, value_name = "K")]
+    pub replan_every: usize,
+    /// Folder for the job scripts, their configs and plan.json.
+    #[arg(long, default_value = "plan", value_name = "DIR")]
+    pub out: PathBuf,
 }
 
 /// What `gradcode tune` ranks by.
@@ -117,6 +148,11 @@ pub struct TuneArgs {
     /// Ranked candidates to print.
     #[arg(long, default_value_t = 10)]
     pub top: usize,
+    /// Runs to fit the link model from instead of the profile (repeatable; e.g. one job with
+    /// --chunks 1 and --chunks 2, which determines the per-message cost the profile's single
+    /// message per worker cannot).
+    #[arg(long, value_name = "RUN.h5")]
+    pub link_from: Vec<PathBuf>,
     /// Where to write the best configuration (TOML in the keys of `train --config`).
     #[arg(long, value_name = "FILE.toml", default_value = "tuned.toml")]
     pub config_out: PathBuf,
@@ -149,6 +185,10 @@ pub struct SimulateArgs {
     /// Link latency α in milliseconds [default: fitted from --replay, else this machine's].
     #[arg(long, value_name = "MS")]
     pub alpha_ms: Option<f64>,
+    /// Per-message cost α_m in milliseconds: the sender's and rank 0's time per message
+    /// (each chunk is one), whatever its size [default: as --alpha-ms].
+    #[arg(long, value_name = "MS")]
+    pub message_ms: Option<f64>,
     /// Link cost β in milliseconds per megabyte (10⁶ bytes) [default: as --alpha-ms].
     #[arg(long, value_name = "MS")]
     pub beta_ms_per_mb: Option<f64>,

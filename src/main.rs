@@ -24,6 +24,7 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
         Command::Recover(args) => gradcode::cmd::recover::run(args)?,
         Command::Simulate(args) => gradcode::cmd::simulate::run(args)?,
         Command::Tune(args) => gradcode::cmd::tune::run(args)?,
+        Command::Plan(args) => gradcode::cmd::plan::run(args)?,
     })
 }
 

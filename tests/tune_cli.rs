@@ -7,38 +7,14 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use common::{
-    assert_one_line_error, gradcode, mpirun, output_text, serial, synth_logistic, text, workdir,
+    assert_one_line_error, gradcode, mpirun, output_text, serial, text, uncoded_profile, workdir,
 };
 use gradcode::io::results;
 
 /// An uncoded profiling run (n = 4, exp:20, 30 iterations) on synthetic data, made once.
 fn profile() -> PathBuf {
     static RUN: OnceLock<PathBuf> = OnceLock::new();
-    RUN.get_or_init(|| {
-        let _g = serial();
-        let data = synth_logistic(9);
-        let out = workdir().join("profile");
-        let o = mpirun(
-            5,
-            &[
-                "train",
-                "--data",
-                data.to_str().unwrap(),
-                "--code",
-                "uncoded",
-                "--straggler-model",
-                "exp:20",
-                "--iterations",
-                "30",
-                "--out",
-                out.to_str().unwrap(),
-            ],
-            120,
-        );
-        assert!(o.status.success(), "{}", output_text(&o));
-        out.join("run.h5")
-    })
-    .clone()
+    RUN.get_or_init(|| uncoded_profile(5, 30, 9)).clone()
 }
 
 #[test]

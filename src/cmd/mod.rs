@@ -22,6 +22,7 @@ pub mod data;
 pub mod linalg;
 pub mod matmul;
 pub mod matvec;
+pub mod plan;
 pub mod recover;
 pub mod simulate;
 pub mod train;

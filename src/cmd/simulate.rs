@@ -92,7 +92,7 @@ pub(crate) fn fitted(files: &[TraceFile]) -> Result<(LinkModel, Overheads)> {
         );
     }
     let samples: Vec<_> = files.iter().flat_map(|f| f.link.iter().copied()).collect();
-    let link = fit_link(&samples, DEFAULT_LINK.beta_s_per_byte).ok_or_else(|| {
+    let link = fit_link(&samples, DEFAULT_LINK).ok_or_else(|| {
         SimError::invalid(
             "fit-link",
             "",
@@ -126,8 +126,9 @@ fn overheads_of(files: &[TraceFile]) -> Overheads {
 
 fn print_link(link: &LinkModel, over: &Overheads) {
     println!(
-        "alpha-ms = {:.4}\nbeta-ms-per-mb = {:.4}\nstep-ms = {:.4}\ngap-ms = {:.4}",
+        "alpha-ms = {:.4}\nmessage-ms = {:.4}\nbeta-ms-per-mb = {:.4}\nstep-ms = {:.4}\ngap-ms = {:.4}",
         link.alpha_s * 1e3,
+        link.message_s * 1e3,
         link.beta_s_per_byte * 1e9,
         over.step_s * 1e3,
         over.gap_s * 1e3
@@ -218,6 +219,9 @@ pub(crate) fn build(
     if let Some(a) = args.alpha_ms {
         link.alpha_s = a * 1e-3;
     }
+    if let Some(m) = args.message_ms {
+        link.message_s = m * 1e-3;
+    }
     if let Some(b) = args.beta_ms_per_mb {
         link.beta_s_per_byte = b * 1e-9;
     }
@@ -261,6 +265,7 @@ fn meta(cfg: &RunConfig, sim: &Simulator, replayed: &str) -> RunMeta {
         ("simulated".into(), AttrValue::Bool(true)),
         ("sim_replay".into(), AttrValue::Str(replayed.into())),
         ("sim_alpha_s".into(), f(set.link.alpha_s)),
+        ("sim_message_s".into(), f(set.link.message_s)),
         ("sim_beta_s_per_byte".into(), f(set.link.beta_s_per_byte)),
         ("sim_step_s".into(), f(set.overheads.step_s)),
         ("sim_gap_s".into(), f(set.overheads.gap_s)),

@@ -8,7 +8,10 @@
 //!    serial command that runs anywhere.
 //! 2. **Fit.** Per worker, the empirical distribution of its compute time per share of the data
 //!    and of its drawn delays (the replay trace of [`crate::sim::Trace`]), and the link model and
-//!    rank 0's own times ([`crate::sim::fit_link`]).
+//!    rank 0's own times ([`crate::sim::fit_link`]). The profile sends one message per worker
+//!    and iteration, so its fit keeps the per-message cost α_m at this machine's default; runs
+//!    given with `--link-from` (e.g. the same job with `--chunks 1` and `--chunks 2`) replace
+//!    the link fit, α_m included.
 //! 3. **Search.** Every candidate (exact codes with s = 0..=3, `hetero` with the fitted per-worker
 //!    speeds (the inverse median compute time per share of each worker; written into the TOML as
 //!    `worker-speeds` when chosen), `ignore-stragglers`, the `wait`
@@ -36,7 +39,7 @@ use crate::config::{RunConfig, TrainArgs};
 use crate::error::{Error, Result};
 use crate::io::metrics::percentile;
 use crate::io::results::{self, Metric};
-use crate::sim::{Sample, SimError, TraceFile};
+use crate::sim::{LinkModel, Sample, SimError, TraceFile};
 
 /// One configuration to simulate.
 #[derive(Debug, Clone, PartialEq)]
@@ -82,6 +85,19 @@ pub fn run(args: &TuneArgs) -> Result<i32> {
     if let Some(v) = &speeds {
         println!("fitted worker speeds (fastest = 1, for --code hetero): {v}");
     }
+    let link = if args.link_from.is_empty() {
+        None
+    } else {
+        let files = super::simulate::read_traces(&args.link_from)?;
+        let (link, _) = super::simulate::fitted(&files)?;
+        println!(
+            "link fitted from --link-from: alpha {:.3} ms, per message {:.3} ms, beta {:.1} ms/MB",
+            link.alpha_s * 1e3,
+            link.message_s * 1e3,
+            link.beta_s_per_byte * 1e9
+        );
+        Some(link)
+    };
     let started = Instant::now();
     let mut scored = Vec::new();
     let mut skipped = 0usize;
@@ -90,7 +106,7 @@ pub fn run(args: &TuneArgs) -> Result<i32> {
             skipped += 1;
             continue;
         }
-        if let Some(s) = score(args, &base, n, &cand, &profile, iterations)? {
+        if let Some(s) = score(&args.profile, &base, n, &cand, &profile, iterations, link)? {
             scored.push(s);
         }
     }
@@ -102,7 +118,7 @@ pub fn run(args: &TuneArgs) -> Result<i32> {
     rank(&mut scored, args.objective);
     print_ranking(&scored, iterations, skipped, args.top);
     let best = &scored[0];
-    let toml = best_config(&base, n, &best.cand, iterations)?;
+    let toml = best_config("gradcode tune", &base, n, &best.cand, iterations)?;
     if let Some(dir) = args.config_out.parent() {
         if !dir.as_os_str().is_empty() {
             std::fs::create_dir_all(dir).map_err(|e| crate::io::IoError::os(dir, e))?;
@@ -121,7 +137,7 @@ pub fn run(args: &TuneArgs) -> Result<i32> {
 }
 
 /// The profile's own settings (its `/config` toml).
-fn profile_args(path: &Path) -> Result<TrainArgs> {
+pub(crate) fn profile_args(path: &Path) -> Result<TrainArgs> {
     let path = run_file(path);
     let text = results::read_str_attr(&path, "config", "toml")?;
     toml::from_str(&text).map_err(|e| {
@@ -143,7 +159,7 @@ fn run_file(path: &Path) -> std::path::PathBuf {
 
 /// Iterations the profile needed to reach `target` (its whole length without a target, or when
 /// it never reached it: then the prediction is per that many iterations).
-fn iterations_to_target(path: &Path, target: Option<f64>) -> Result<u64> {
+pub(crate) fn iterations_to_target(path: &Path, target: Option<f64>) -> Result<u64> {
     let rows = results::read_rows(&run_file(path), None)?;
     let loss = rows.column(Metric::TrainLoss);
     let n = rows.len() as u64;
@@ -268,26 +284,29 @@ fn candidate_args(base: &TrainArgs, n: usize, cand: &Candidate) -> TrainArgs {
     a
 }
 
-/// Simulate `cand` until its progress reaches `target_iterations` (at most 20× as many
-/// iterations); None when the candidate is not a valid configuration here.
-fn score(
-    args: &TuneArgs,
+/// Simulate `cand` on the replay of `profile` (read from `profile_path`) until its progress
+/// reaches `target_iterations` (at most 20× as many iterations); None when the candidate is
+/// not a valid configuration here. `link`: the link to use instead of the profile's fit.
+pub(crate) fn score(
+    profile_path: &Path,
     base: &TrainArgs,
     n: usize,
     cand: &Candidate,
     profile: &TraceFile,
     target_iterations: u64,
+    link: Option<LinkModel>,
 ) -> Result<Option<Scored>> {
     let mut train = candidate_args(base, n, cand);
     train.data = None;
     let sargs = SimulateArgs {
         train,
-        replay: vec![args.profile.clone()],
+        replay: vec![profile_path.to_path_buf()],
         replay_order: crate::sim::ReplayOrder::Sample,
         pool_workers: n > profile.workers.len(),
         compute_ms: None,
-        alpha_ms: None,
-        beta_ms_per_mb: None,
+        alpha_ms: link.map(|l| l.alpha_s * 1e3),
+        message_ms: link.map(|l| l.message_s * 1e3),
+        beta_ms_per_mb: link.map(|l| l.beta_s_per_byte * 1e9),
         step_ms: None,
         gap_ms: None,
         dim: profile.dim.or(Some(1)),
@@ -342,7 +361,7 @@ pub fn rank(scored: &mut [Scored], objective: TuneObjective) {
     scored.sort_by(|a, b| key(a).total_cmp(&key(b)));
 }
 
-fn describe(c: &Candidate) -> String {
+pub(crate) fn describe(c: &Candidate) -> String {
     let policy = match (c.on_deadline, c.deadline_ms) {
         (OnDeadline::BestEffort, Some(d)) => format!("best-effort {d} ms"),
         _ => "wait".into(),
@@ -379,7 +398,13 @@ fn print_ranking(scored: &[Scored], target: u64, skipped: usize, top: usize) {
 
 /// The best candidate as a `train --config` TOML: the profile's settings with the chosen code,
 /// s, policy, deadline, chunks and workers, and the iterations to target; no output folder.
-fn best_config(base: &TrainArgs, n: usize, cand: &Candidate, iterations: u64) -> Result<String> {
+pub(crate) fn best_config(
+    origin: &str,
+    base: &TrainArgs,
+    n: usize,
+    cand: &Candidate,
+    iterations: u64,
+) -> Result<String> {
     let mut a = candidate_args(base, n, cand);
     a.iterations = base
         .iterations
@@ -387,7 +412,7 @@ fn best_config(base: &TrainArgs, n: usize, cand: &Candidate, iterations: u64) ->
         .or(Some(iterations));
     let body = toml::to_string(&a).map_err(|e| Error::Check(format!("config: {e}")))?;
     Ok(format!(
-        "# gradcode tune: {} (predicted best for this machine; docs/tuning.md)\n{body}",
+        "# {origin}: {} (predicted best for this machine; docs/tuning.md)\n{body}",
         describe(cand)
     ))
 }
@@ -448,13 +473,13 @@ mod tests {
         let speeds = Speeds(vec![1.0, 0.5, 1.0, 0.25]);
         let c = candidates(4, &[], None, Some(&speeds));
         let h = c.iter().find(|c| c.code == CodeKind::Hetero).unwrap();
-        let toml = best_config(&TrainArgs::default(), 4, h, 50).unwrap();
+        let toml = best_config("gradcode tune", &TrainArgs::default(), 4, h, 50).unwrap();
         assert!(toml.contains("worker-speeds = \"1,0.5,1,0.25\""), "{toml}");
         let back: TrainArgs = toml::from_str(&toml).unwrap();
         assert_eq!(back.worker_speeds, Some(speeds));
         assert_eq!(back.code, Some(TrainCode::Gradient(CodeKind::Hetero)));
         let other = c.iter().find(|c| c.code == CodeKind::CyclicMds).unwrap();
-        let toml = best_config(&TrainArgs::default(), 4, other, 50).unwrap();
+        let toml = best_config("gradcode tune", &TrainArgs::default(), 4, other, 50).unwrap();
         assert!(!toml.contains("worker-speeds"), "{toml}");
     }
 

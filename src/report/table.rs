@@ -411,7 +411,8 @@ pub fn csv(rows: &[Summary]) -> String {
     out
 }
 
-fn json_str(s: &str) -> String {
+/// `s` as a JSON string literal.
+pub fn json_str(s: &str) -> String {
     let mut o = String::with_capacity(s.len() + 2);
     o.push('"');
     for c in s.chars() {
@@ -431,7 +432,8 @@ fn json_str(s: &str) -> String {
     o
 }
 
-fn json_num(v: f64) -> String {
+/// `v` as a JSON number (`null` when not finite).
+pub fn json_num(v: f64) -> String {
     if v.is_finite() {
         format!("{v:?}")
     } else {

@@ -309,6 +309,7 @@ impl Simulator {
             ("deadline-ms", settings.deadline_s),
             ("max-wait-ms", settings.max_wait_s),
             ("alpha-ms", settings.link.alpha_s),
+            ("message-ms", settings.link.message_s),
             ("beta-ms-per-mb", settings.link.beta_s_per_byte),
             ("step-ms", settings.overheads.step_s),
             ("gap-ms", settings.overheads.gap_s),
@@ -594,6 +595,8 @@ impl Simulator {
         };
         work.compute_cum += work.compute_part;
         work.injected_cum += work.spin_part + work.delay_part;
+        // The send takes α_m of the worker's time; the message is receivable α later.
+        let at = at + self.set.link.message_s;
         let alpha = self.set.link.alpha_s;
         let msg = Msg {
             w,

@@ -40,6 +40,7 @@
 
 mod des;
 mod link;
+pub mod plan;
 mod trace;
 mod workload;
 
@@ -68,6 +69,9 @@ pub enum SimError {
     /// A replayed results file that cannot serve as a trace.
     #[error("--replay {path}: {reason}")]
     Trace { path: PathBuf, reason: String },
+    /// A `gradcode plan` jobs file that cannot be planned.
+    #[error("{path}: {reason}")]
+    Plan { path: PathBuf, reason: String },
     #[error(transparent)]
     Io(#[from] crate::io::IoError),
     #[error(transparent)]

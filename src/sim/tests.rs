@@ -15,6 +15,7 @@ use crate::straggler::StragglerSchedule;
 
 const FREE: LinkModel = LinkModel {
     alpha_s: 0.0,
+    message_s: 0.0,
     beta_s_per_byte: 0.0,
 };
 const NONE: Overheads = Overheads {
@@ -97,6 +98,7 @@ fn uncoded_time_is_the_slowest_finish_and_link_costs_add_up() {
     // time (here all four at once: the last waits for three others).
     let link = LinkModel {
         alpha_s: 0.01,
+        message_s: 0.0,
         beta_s_per_byte: 1e-5,
     };
     let over = Overheads {
@@ -425,22 +427,31 @@ fn recorded_rows_replay_per_share_and_fit_the_link() {
     assert!(f.link.iter().all(|l| close(l.round_trip_s, 0.005)));
     assert!(f.step_s.iter().all(|&s| close(s, 0.001)));
     assert!(f.gap_s.iter().all(|&g| (g - 0.002).abs() < 1e-12));
-    let link = fit_link(&f.link, 1e-9).unwrap();
+    let default = LinkModel {
+        alpha_s: 0.0,
+        message_s: 1e-4,
+        beta_s_per_byte: 1e-9,
+    };
+    let link = fit_link(&f.link, default).unwrap();
     let bytes = f.link[0].bytes;
-    assert!(close(2.0 * link.alpha_s + 1e-9 * bytes, 0.005));
+    assert_eq!(f.link[0].messages, 1.0);
+    // One size, one message count: β and α_m keep their defaults, α takes the rest.
+    assert_eq!(link.message_s, 1e-4);
+    assert!(close(2.0 * link.alpha_s + 2e-4 + 1e-9 * bytes, 0.005));
     // Two message sizes: the line through them.
-    let two = [
-        LinkSample {
-            bytes: 1000.0,
-            round_trip_s: 0.003,
-        },
-        LinkSample {
-            bytes: 3000.0,
-            round_trip_s: 0.007,
-        },
-    ];
-    let l = fit_link(&two, 0.0).unwrap();
+    let sample = |bytes: f64, messages: f64, round_trip_s: f64| LinkSample {
+        bytes,
+        messages,
+        round_trip_s,
+    };
+    let two = [sample(1000.0, 1.0, 0.003), sample(3000.0, 1.0, 0.007)];
+    let zero = LinkModel {
+        message_s: 0.0,
+        ..default
+    };
+    let l = fit_link(&two, zero).unwrap();
     assert!(close(l.beta_s_per_byte, 2e-6) && close(l.alpha_s, 0.0005));
+    assert_eq!(l.message_s, 0.0);
 
     // More workers than the trace has: refused, unless pooled.
     let e = Trace::new(std::slice::from_ref(&f), 3, ReplayOrder::Sample, 1, false).unwrap_err();
@@ -485,4 +496,184 @@ fn a_split_code_sends_messages_m_times_shorter() {
         r.bytes_in
     );
     assert_eq!(r.bytes_in % m, 0.0, "{}", r.bytes_in);
+}
+
+#[test]
+fn the_per_message_cost_is_fitted_from_two_chunk_counts_and_charged_per_chunk() {
+    // Round trips 2α + (C + 1)·α_m + β·bytes with α = 1 ms, α_m = 0.5 ms, β = 1 ns/B, at two
+    // sizes and two chunk counts (three medians of noisy samples each).
+    let truth = |b: f64, c: f64| 2e-3 + (c + 1.0) * 0.5e-3 + 1e-9 * b;
+    let mut samples = Vec::new();
+    for (b, c) in [
+        (1000.0, 1.0),
+        (1000.0, 2.0),
+        (60_000.0, 1.0),
+        (60_000.0, 4.0),
+    ] {
+        for noise in [-1e-4, 0.0, 3e-4] {
+            samples.push(LinkSample {
+                bytes: b,
+                messages: c,
+                round_trip_s: truth(b, c) + noise,
+            });
+        }
+    }
+    let l = fit_link(&samples, DEFAULT_LINK).unwrap();
+    assert!((l.alpha_s - 1e-3).abs() < 1e-9, "{l:?}");
+    assert!((l.message_s - 0.5e-3).abs() < 1e-9, "{l:?}");
+    assert!((l.beta_s_per_byte - 1e-9).abs() < 1e-15, "{l:?}");
+    // One size, two chunk counts (the bytes differ by the chunk's share only when given so):
+    // α_m fitted, β kept.
+    let one: Vec<LinkSample> = samples
+        .iter()
+        .filter(|s| s.bytes == 1000.0)
+        .copied()
+        .collect();
+    let l = fit_link(&one, DEFAULT_LINK).unwrap();
+    assert_eq!(l.beta_s_per_byte, DEFAULT_LINK.beta_s_per_byte);
+    assert!((l.message_s - 0.5e-3).abs() < 1e-9, "{l:?}");
+
+    // In the simulation: one worker, no delay, compute 0.4 s in C chunks, α_m = 10 ms. Each
+    // chunk's send costs the worker α_m before its next chunk, and rank 0 α_m to receive it:
+    // the last chunk arrives after compute + C·α_m + α, and is received α_m later.
+    let link = LinkModel {
+        alpha_s: 0.002,
+        message_s: 0.01,
+        beta_s_per_byte: 0.0,
+    };
+    let wall = |chunks: usize| {
+        let mut s = sim(
+            CodeKind::Uncoded,
+            1,
+            0,
+            settings(chunks, link, NONE),
+            replay(&[vec![0.0; 2]], 0.4),
+        );
+        s.step().unwrap().wall_s
+    };
+    let expect = |c: f64| 0.002 + 0.4 + c * 0.01 + 0.002 + 0.01;
+    assert!(
+        close(wall(1), expect(1.0)),
+        "{} vs {}",
+        wall(1),
+        expect(1.0)
+    );
+    assert!(
+        close(wall(2), expect(2.0)),
+        "{} vs {}",
+        wall(2),
+        expect(2.0)
+    );
+    // Without it, more chunks cost nothing here.
+    let free = LinkModel {
+        message_s: 0.0,
+        ..link
+    };
+    let mut s = sim(
+        CodeKind::Uncoded,
+        1,
+        0,
+        settings(4, free, NONE),
+        replay(&[vec![0.0; 2]], 0.4),
+    );
+    assert!(close(s.step().unwrap().wall_s, 0.002 + 0.4 + 0.002));
+}
+
+mod plan {
+    use super::super::plan::*;
+    use crate::coding::CodeKind;
+
+    /// Job A: 100/n seconds with n workers (1..=5); job B: 10 s whatever n.
+    fn jobs() -> Vec<JobCurve> {
+        let curve = |name: &str, f: &dyn Fn(f64) -> f64| JobCurve {
+            name: name.into(),
+            choices: (1..=5)
+                .map(|n| Choice {
+                    workers: n,
+                    code: CodeKind::Uncoded,
+                    s: 0,
+                    chunks: 1,
+                    time_s: f(n as f64),
+                })
+                .collect(),
+            fixed_ranks: None,
+        };
+        vec![curve("a", &|n| 100.0 / n), curve("b", &|_| 10.0)]
+    }
+
+    #[test]
+    fn the_plan_gives_ranks_where_they_shorten_a_job_and_beats_equal_split_and_fifo() {
+        let j = jobs();
+        // 6 ranks: both start at 1 worker (4 ranks); A's gain per rank is the largest, so
+        // both spare ranks go to A (3 workers); B gains nothing from more.
+        let a = allocate(&j, 6, PlanObjective::Mean, &[1.0, 1.0]).unwrap();
+        assert_eq!(a, vec![3, 1]);
+        let plan = schedule(
+            &j,
+            6,
+            Policy::Plan {
+                objective: PlanObjective::Mean,
+                replan_every: 0,
+            },
+        )
+        .unwrap();
+        assert!((plan.mean_s() - (100.0 / 3.0 + 10.0) / 2.0).abs() < 1e-9);
+        // Equal split: 3 ranks each (2 workers): A 50 s, B 10 s.
+        let eq = schedule(&j, 6, Policy::EqualSplit).unwrap();
+        assert_eq!((eq.mean_s(), eq.max_s()), (30.0, 50.0));
+        // FIFO: A alone with 5 workers (20 s), then B (10 s): ends at 20 and 30.
+        let fifo = schedule(&j, 6, Policy::Fifo).unwrap();
+        assert_eq!((fifo.mean_s(), fifo.max_s()), (25.0, 30.0));
+        assert_eq!(fifo.slots[1].start_s, 20.0);
+        assert!(plan.mean_s() < fifo.mean_s() && plan.mean_s() < eq.mean_s());
+
+        // Re-planning after each completion: B ends at 10 s having used 2 ranks, which A then
+        // gets (4 → 5 workers... within 6 ranks: 5 workers), finishing the rest faster.
+        let re = schedule(
+            &j,
+            6,
+            Policy::Plan {
+                objective: PlanObjective::Mean,
+                replan_every: 1,
+            },
+        )
+        .unwrap();
+        // At 10 s A has done 10/33.3 = 30 % of its work; the rest at 5 workers: 0.7 × 20 s.
+        assert_eq!(re.slots[0].replans, vec![(10.0, 5)]);
+        assert!((re.slots[0].end_s - (10.0 + 0.7 * 20.0)).abs() < 1e-9);
+        assert!(re.mean_s() < plan.mean_s());
+    }
+
+    #[test]
+    fn the_max_objective_shortens_the_slowest_and_fixed_ranks_are_kept_or_refused() {
+        let mut j = jobs();
+        // Max: only A (the slowest) is grown.
+        let a = allocate(&j, 6, PlanObjective::Max, &[1.0, 1.0]).unwrap();
+        assert_eq!(a, vec![3, 1]);
+        // When the slowest cannot be shortened, the spare ranks go to the others: A flat at
+        // 100 s, B 10/n s: B grows to 3 workers, the max stays A's.
+        let mut flat = j.clone();
+        for c in &mut flat[0].choices {
+            c.time_s = 100.0;
+        }
+        for c in &mut flat[1].choices {
+            c.time_s = 10.0 / c.workers as f64;
+        }
+        assert_eq!(
+            allocate(&flat, 6, PlanObjective::Max, &[1.0, 1.0]).unwrap(),
+            vec![1, 3]
+        );
+        // B fixed at 4 ranks: A gets the 2 left (1 worker).
+        j[1].fixed_ranks = Some(4);
+        assert_eq!(
+            allocate(&j, 6, PlanObjective::Mean, &[1.0, 1.0]).unwrap(),
+            vec![1, 3]
+        );
+        // More ranks demanded than the allocation has.
+        let e = allocate(&j, 5, PlanObjective::Mean, &[1.0, 1.0]).unwrap_err();
+        assert!(
+            e.to_string().contains("more than the allocation's 5"),
+            "{e}"
+        );
+    }
 }

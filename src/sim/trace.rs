@@ -270,7 +270,8 @@ fn link_samples(
     if !rows.has(WorkerMetric::ArrivalS) {
         return Vec::new();
     }
-    let bytes = ((2 * HEADER_LEN + 2 * dim + 1) * 8) as f64;
+    // The parameters and one chunk of the result (the worker's last message).
+    let bytes = ((2 * HEADER_LEN + dim + dim.div_ceil(chunks.max(1)) + 1) * 8) as f64;
     let mut out = Vec::new();
     for t in first..rows.len() {
         for w in 0..rows.workers() {
@@ -283,6 +284,7 @@ fn link_samples(
             if rt.is_finite() {
                 out.push(LinkSample {
                     bytes,
+                    messages: chunks as f64,
                     round_trip_s: rt.max(0.0),
                 });
             }

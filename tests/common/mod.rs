@@ -215,3 +215,31 @@ pub fn the_error_line(o: &Output) -> String {
     assert!(!err.contains("panicked"), "{err}");
     lines[0].to_string()
 }
+
+/// An uncoded profiling run under `exp:20` (`np` ranks, `iterations`, synthetic logistic data of
+/// `seed`) in `workdir()/profile`, for `tune` and `plan`; its run.h5.
+pub fn uncoded_profile(np: usize, iterations: u64, seed: u64) -> PathBuf {
+    let _g = serial();
+    let data = synth_logistic(seed);
+    let out = workdir().join("profile");
+    let iterations = iterations.to_string();
+    let o = mpirun(
+        np,
+        &[
+            "train",
+            "--data",
+            data.to_str().unwrap(),
+            "--code",
+            "uncoded",
+            "--straggler-model",
+            "exp:20",
+            "--iterations",
+            &iterations,
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        120,
+    );
+    assert!(o.status.success(), "{}", output_text(&o));
+    out.join("run.h5")
+}

@@ -4,7 +4,8 @@
 #   tests/slurm/run.sh                      # GRADCODE defaults to target/release/gradcode
 #   GRADCODE=/path/to/gradcode tests/slurm/run.sh
 #
-# Submits train.sbatch and a 3-task sweep.sbatch, checks every job COMPLETED and every run.h5 is
+# Submits train.sbatch and a 3-task sweep.sbatch, and the 3 scripts `gradcode plan` writes for
+# three jobs profiled by that train run; checks every job COMPLETED and every run.h5 is
 # complete and valid (`gradcode report --csv`: status complete, validation VALID, not partial, every
 # planned iteration); then preempts a run with checkpoints (USR1 to the batch shell, as Slurm's
 # --signal=B:USR1 does) PREEMPT_TIMES times, checks it is requeued, resumes and completes, that its
@@ -126,6 +127,50 @@ for i in 1 2 3; do
   IFS=$'\t' read -r code s model seed < <(sed -n "$((i + 1))p" "$ROOT/jobscripts/sweeps/example.tsv")
   check "sweep task $i ran its row (--code $code -s $s --straggler-model $model --seed $seed)" \
     grep -q -- "--code $code -s $s .*--straggler-model $model --seed $seed" "$rd/provenance/attempt-0/command.txt"
+done
+
+# --- gradcode plan: three jobs in one allocation, each submitted from its written script ----------
+# The train job above is the jobs' profiling run; the plan shares 6 ranks among 3 short jobs.
+PLAN="$W/plan"
+cat >"$W/jobs.toml" <<TOML
+[[job]]
+name = "plan-a"
+profile = "$W/results/gradcode-train-$TRAIN/run.h5"
+iterations = 6
+[[job]]
+name = "plan-b"
+profile = "$W/results/gradcode-train-$TRAIN/run.h5"
+iterations = 8
+[[job]]
+name = "plan-c"
+profile = "$W/results/gradcode-train-$TRAIN/run.h5"
+iterations = 10
+TOML
+plan_3() { "$GRADCODE" -q plan "$W/jobs.toml" --nodes 1 --cores-per-node 6 --out "$PLAN" >"$T/plan.txt"; }
+check "gradcode plan writes a script per job for 3 jobs on 6 ranks" plan_3
+# One after another (afterany): three srun steps launched at the same moment on this one-node
+# test cluster have failed to start ("task launch failed"), which is not what this tests.
+plan_jobs=()
+dep=()
+for j in plan-a plan-b plan-c; do
+  id=$(sbatch --parsable --overcommit "${dep[@]}" "$PLAN/$j.sbatch" 2>/dev/null) && plan_jobs+=("$id:$j")
+  dep=(--dependency="afterany:$id")
+done
+check "the 3 planned scripts are accepted by sbatch" test "${#plan_jobs[@]}" = 3
+if wait_gone "${plan_jobs[@]%%:*}"; then ok "planned jobs finish within ${JOB_TIMEOUT}s"; else
+  not_ok "planned jobs finish within ${JOB_TIMEOUT}s"
+  scancel "${plan_jobs[@]%%:*}" 2>/dev/null
+fi
+declare -A plan_iters=([plan-a]=6 [plan-b]=8 [plan-c]=10)
+for e in "${plan_jobs[@]}"; do
+  id=${e%%:*} j=${e#*:}
+  st=$(field "$id" JobState)
+  ntasks=$(grep -oE '^#SBATCH --ntasks=[0-9]+' "$PLAN/$j.sbatch" | cut -d= -f2)
+  check "planned job $j ($id, $ntasks ranks) COMPLETED (state ${st:-unknown})" test "$st" = COMPLETED
+  check "planned job $j run.h5 valid: VALID, not partial, ${plan_iters[$j]} iterations" \
+    valid_run "$W/results/$j-$id/run.h5" "${plan_iters[$j]}"
+  check "planned job $j ran its written config (--config $j.toml)" \
+    grep -q -- "--config $PLAN/$j.toml" "$W/results/$j-$id/provenance/attempt-0/command.txt"
 done
 
 # --- preemption: USR1 -> checkpoint -> exit 75 -> requeue -> resume --------------------------------
