@@ -1068,6 +1068,32 @@ fn a_failed_worker_is_tolerated_by_exact_codes_and_stops_uncoded_cleanly() {
     );
 }
 
+/// Issue 20 §4: the α–β link probe at start-up writes the fitted latency and inverse bandwidth
+/// of the links to rank 0 into `/env`, finite and positive, within its budget.
+#[test]
+fn the_link_probe_records_alpha_and_beta() {
+    let _g = serial();
+    let (o, run, _) = train(5, "link-probe", &["--code", "frc", "-s", "1"]);
+    assert!(o.status.success(), "{}", output_text(&o));
+    let f = run.join("run.h5");
+    let alpha = results::read_num_attr(&f, "env", "link_alpha_s").unwrap();
+    let beta = results::read_num_attr(&f, "env", "link_beta_s_per_byte").unwrap();
+    assert!(alpha.is_finite() && alpha > 0.0, "alpha {alpha}");
+    assert!(beta.is_finite() && beta > 0.0, "beta {beta}");
+    let trips = results::read_num_attr(&f, "env", "link_probe_round_trips").unwrap();
+    assert!(
+        trips >= 8.0,
+        "at least two sizes to each of the 4 workers: {trips}"
+    );
+    let took = results::read_num_attr(&f, "env", "link_probe_s").unwrap();
+    assert!(took < 0.2 + 0.1, "the probe keeps to its budget: {took} s");
+    assert!(
+        output_text(&o).contains("link probe: alpha"),
+        "logged once at rank 0: {}",
+        output_text(&o)
+    );
+}
+
 #[test]
 fn results_file_describes_itself() {
     let _g = serial();

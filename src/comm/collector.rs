@@ -32,7 +32,8 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::protocol::{
-    payload_is_finite, Header, Kind, FLAG_CHECK, HEADER_LEN, TAG_PARAMS, TAG_STOP, TAG_SUPPORT,
+    payload_is_finite, Header, Kind, FLAG_CHECK, HEADER_LEN, TAG_PARAMS, TAG_PROBE, TAG_STOP,
+    TAG_SUPPORT,
 };
 use super::{CommError, Incoming, SendSlot, Transport};
 use crate::compress::Compressor;
@@ -268,6 +269,8 @@ pub struct Collector<T: Transport> {
     staging: Vec<f64>,
     /// Messages received from each worker (reconciled with its ACK).
     received: Vec<u64>,
+    /// Of those, link-probe echoes ([`Collector::round_trip`]).
+    echoes: Vec<u64>,
     acked: Vec<Option<u64>>,
     ring: Vec<T::Buf>,
     current: usize,
@@ -310,6 +313,7 @@ impl<T: Transport> Collector<T> {
             slots,
             staging: Vec::new(),
             received: vec![0; n],
+            echoes: vec![0; n],
             acked: vec![None; n],
             ring: Vec::new(),
             current: 0,
@@ -416,10 +420,11 @@ impl<T: Transport> Collector<T> {
         self.rejected.clone()
     }
 
-    /// Ranks of the workers from which nothing at all arrived during the run.
+    /// Ranks of the workers from which nothing at all arrived during the run (link-probe
+    /// echoes do not count).
     pub fn never_answered(&self) -> Vec<usize> {
         (0..self.spec.workers)
-            .filter(|&w| self.received[w] == 0)
+            .filter(|&w| self.received[w] == self.echoes[w])
             .map(|w| w + 1)
             .collect()
     }
@@ -435,20 +440,7 @@ impl<T: Transport> Collector<T> {
     pub fn begin(&mut self, iteration: u64, phase: usize, params: &[f64], check_pieces: usize) {
         self.start(iteration, phase, check_pieces);
         self.each_mode = false;
-        let slot = match self.ring.iter_mut().position(SendSlot::is_free) {
-            Some(i) => i,
-            None => {
-                self.ring.push(self.t.buffer(HEADER_LEN + params.len()));
-                log::debug!(
-                    "[rank 0] parameter ring grew to {} buffers",
-                    self.ring.len()
-                );
-                self.ring.len() - 1
-            }
-        };
-        if self.ring[slot].len() < HEADER_LEN + params.len() {
-            self.ring[slot] = self.t.buffer(HEADER_LEN + params.len());
-        }
+        let slot = self.free_ring_slot(HEADER_LEN + params.len());
         self.current = slot;
         self.params_len = params.len();
         let buf = self.ring[slot].write();
@@ -458,6 +450,85 @@ impl<T: Transport> Collector<T> {
             let busy = self.pending[w].len();
             if busy == 0 || (self.spec.overlap && busy == 1) {
                 self.post_to(w);
+            }
+        }
+    }
+
+    /// A ring buffer no send reads from any more, with room for `len` values (the ring grows
+    /// when every buffer is still being sent).
+    fn free_ring_slot(&mut self, len: usize) -> usize {
+        let slot = match self.ring.iter_mut().position(SendSlot::is_free) {
+            Some(i) => i,
+            None => {
+                self.ring.push(self.t.buffer(len));
+                log::debug!(
+                    "[rank 0] parameter ring grew to {} buffers",
+                    self.ring.len()
+                );
+                self.ring.len() - 1
+            }
+        };
+        if self.ring[slot].len() < len {
+            self.ring[slot] = self.t.buffer(len);
+        }
+        slot
+    }
+
+    /// One link-probe round trip (start-up only, before the first round; [`super::probe`]):
+    /// send probe `seq` of `len` zero values to worker `w` from a ring buffer and wait at most
+    /// `wait` for its echo. Returns the round-trip time, or None when the echo did not come in
+    /// time (it is drained when it comes). Any other message meanwhile is handled as always.
+    pub fn round_trip(
+        &mut self,
+        w: usize,
+        seq: usize,
+        len: usize,
+        wait: Duration,
+    ) -> Result<Option<Duration>, CommError> {
+        let slot = self.free_ring_slot(HEADER_LEN + len);
+        let buf = self.ring[slot].write();
+        Header::probe(0, seq, len).write(buf);
+        buf[HEADER_LEN..HEADER_LEN + len].fill(0.0);
+        let t0 = Instant::now();
+        self.t
+            .post(&mut self.ring[slot], w + 1, TAG_PROBE, HEADER_LEN + len);
+        loop {
+            let Some(msg) = self.t.probe() else {
+                if t0.elapsed() > wait {
+                    return Ok(None);
+                }
+                // Yield rather than sleep: a sleep would add its granularity to the latency
+                // measured, and the worker may need this core to answer.
+                std::thread::yield_now();
+                continue;
+            };
+            if msg.tag != TAG_PROBE {
+                self.handle(msg, &mut Idle)?;
+                continue;
+            }
+            let src = msg.source;
+            if let Some(h) = self.on_echo(msg)? {
+                if src == w + 1 && h.part == seq && h.len == len {
+                    return Ok(Some(t0.elapsed()));
+                }
+            }
+        }
+    }
+
+    /// Receive a link-probe echo; its header when it is one (a stale echo is drained and
+    /// counted like the others).
+    fn on_echo(&mut self, msg: Incoming<T::Handle>) -> Result<Option<Header>, CommError> {
+        let src = self.take(msg)? + 1;
+        self.received[src - 1] += 1;
+        match Header::parse(&self.staging) {
+            Ok(h) if h.kind == Kind::Probe && h.rank == src => {
+                self.echoes[src - 1] += 1;
+                Ok(Some(h))
+            }
+            _ => {
+                self.rejected[src - 1] += 1;
+                log::warn!("[rank 0] rejected a malformed link-probe echo from rank {src}");
+                Ok(None)
             }
         }
     }
@@ -631,9 +702,10 @@ impl<T: Transport> Collector<T> {
         Ok(any)
     }
 
-    fn handle(&mut self, msg: Incoming<T::Handle>, rule: &mut dyn Rule) -> Result<(), CommError> {
+    /// Receive `msg` into the staging buffer; the sending worker's index (a message from a rank
+    /// that is not a worker is a protocol error).
+    fn take(&mut self, msg: Incoming<T::Handle>) -> Result<usize, CommError> {
         let src = msg.source;
-        let tag = msg.tag;
         self.staging.resize(msg.len, 0.0);
         self.t.receive(msg, &mut self.staging);
         if src == 0 || src > self.spec.workers {
@@ -642,7 +714,17 @@ impl<T: Transport> Collector<T> {
                 reason: "message from a rank that is not a worker".into(),
             });
         }
-        let w = src - 1;
+        Ok(src - 1)
+    }
+
+    fn handle(&mut self, msg: Incoming<T::Handle>, rule: &mut dyn Rule) -> Result<(), CommError> {
+        if msg.tag == TAG_PROBE {
+            // An echo that came after its probe gave up waiting: drained.
+            return self.on_echo(msg).map(|_| ());
+        }
+        let tag = msg.tag;
+        let w = self.take(msg)?;
+        let src = w + 1;
         if tag != super::protocol::TAG_ACK {
             self.received[w] += 1;
         }

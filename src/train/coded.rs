@@ -821,6 +821,12 @@ impl<T: Transport> CodedGradients<T> {
         Ok(())
     }
 
+    /// The α–β link probe ([`crate::comm::probe`]), once, before the first round.
+    pub fn probe_links(&mut self) -> Result<crate::comm::probe::LinkProbe> {
+        let plan = crate::comm::probe::ProbePlan::startup();
+        Ok(crate::comm::probe::probe_links(&mut self.c, &plan)?)
+    }
+
     /// Decode every chunk from its responders into `g` (gradient sum and loss sum); `None` when
     /// nobody answered at all. Weighted sums run in worker order, so the result depends only on
     /// the responder sets, not on arrival order.
