@@ -94,6 +94,7 @@ mod decode;
 mod expander;
 mod frc;
 mod stop;
+mod tree;
 mod uncoded;
 
 pub use approx::ApproxCode;
@@ -104,6 +105,7 @@ pub use decode::{least_squares_decode, least_squares_decode_split, residual_of, 
 pub use expander::{random_regular_graph, second_eigenvalue};
 pub use frc::Frc;
 pub use stop::{StopTracker, StoppingRule};
+pub use tree::TreeCode;
 pub use uncoded::{IgnoreStragglers, Uncoded};
 
 /// Errors of code construction and decoding.
