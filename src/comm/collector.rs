@@ -274,8 +274,10 @@ pub struct Collector<T: Transport> {
     acked: Vec<Option<u64>>,
     ring: Vec<T::Buf>,
     current: usize,
-    /// Per-worker buffers of [`Collector::begin_each`].
-    each: Vec<T::Buf>,
+    /// Per-worker rings of buffers of [`Collector::begin_each`], and per worker the buffer
+    /// holding the current round and its message's length.
+    each: Vec<Vec<T::Buf>>,
+    each_current: Vec<(usize, usize)>,
     each_mode: bool,
     params_len: usize,
     params_flags: u32,
@@ -290,6 +292,23 @@ pub struct Collector<T: Transport> {
     rejected: Vec<u64>,
     late: Vec<LateArrival>,
     draining: bool,
+}
+
+/// A buffer of `ring` no send reads from any more, with room for `len` values (the ring grows
+/// when every buffer is still being sent, a buffer grows when it is too short).
+fn free_slot<T: Transport>(t: &T, ring: &mut Vec<T::Buf>, len: usize) -> usize {
+    let slot = match ring.iter_mut().position(SendSlot::is_free) {
+        Some(i) => i,
+        None => {
+            ring.push(t.buffer(len));
+            log::debug!("[rank 0] a send ring grew to {} buffers", ring.len());
+            ring.len() - 1
+        }
+    };
+    if ring[slot].len() < len {
+        ring[slot] = t.buffer(len);
+    }
+    slot
 }
 
 fn sleep_poll() {
@@ -317,7 +336,8 @@ impl<T: Transport> Collector<T> {
             acked: vec![None; n],
             ring: Vec::new(),
             current: 0,
-            each: Vec::new(),
+            each: (0..n).map(|_| Vec::new()).collect(),
+            each_current: vec![(0, 0); n],
             each_mode: false,
             params_len: 0,
             params_flags: 0,
@@ -446,6 +466,12 @@ impl<T: Transport> Collector<T> {
         let buf = self.ring[slot].write();
         Header::params(iteration, phase, self.params_flags, params.len()).write(buf);
         buf[HEADER_LEN..HEADER_LEN + params.len()].copy_from_slice(params);
+        self.post_idle();
+    }
+
+    /// Post the current round to every worker that is idle (or, with `overlap`, busy with one
+    /// older round).
+    fn post_idle(&mut self) {
         for w in 0..self.spec.workers {
             let busy = self.pending[w].len();
             if busy == 0 || (self.spec.overlap && busy == 1) {
@@ -457,21 +483,7 @@ impl<T: Transport> Collector<T> {
     /// A ring buffer no send reads from any more, with room for `len` values (the ring grows
     /// when every buffer is still being sent).
     fn free_ring_slot(&mut self, len: usize) -> usize {
-        let slot = match self.ring.iter_mut().position(SendSlot::is_free) {
-            Some(i) => i,
-            None => {
-                self.ring.push(self.t.buffer(len));
-                log::debug!(
-                    "[rank 0] parameter ring grew to {} buffers",
-                    self.ring.len()
-                );
-                self.ring.len() - 1
-            }
-        };
-        if self.ring[slot].len() < len {
-            self.ring[slot] = self.t.buffer(len);
-        }
-        slot
+        free_slot(&self.t, &mut self.ring, len)
     }
 
     /// One link-probe round trip (start-up only, before the first round; [`super::probe`]):
@@ -534,32 +546,30 @@ impl<T: Transport> Collector<T> {
     }
 
     /// Start round (`iteration`, `phase`) with a payload of its own for each worker (e.g. its
-    /// share of a product); posted to every idle worker.
+    /// share of a product, or the parameters on its support): `len(w)` values that `fill(w,
+    /// buf)` writes. Like [`Collector::begin`] otherwise: `check_pieces` > 0 asks for the check
+    /// pieces, and the round is posted to every idle worker (the others get it when they
+    /// answer). Each worker has its own ring of buffers, so a send still in flight to a
+    /// straggler is never waited for.
     pub fn begin_each(
         &mut self,
         iteration: u64,
         phase: usize,
-        payload: impl Fn(usize) -> Vec<f64>,
+        check_pieces: usize,
+        len: impl Fn(usize) -> usize,
+        mut fill: impl FnMut(usize, &mut [f64]),
     ) {
-        self.start(iteration, phase, 0);
+        self.start(iteration, phase, check_pieces);
         self.each_mode = true;
-        for b in &mut self.each {
-            b.wait();
-        }
-        self.each.clear();
         for w in 0..self.spec.workers {
-            let p = payload(w);
-            let mut b = self.t.buffer(HEADER_LEN + p.len());
-            let buf = b.write();
-            Header::params(iteration, phase, 0, p.len()).write(buf);
-            buf[HEADER_LEN..].copy_from_slice(&p);
-            self.each.push(b);
+            let p = len(w);
+            let slot = free_slot(&self.t, &mut self.each[w], HEADER_LEN + p);
+            self.each_current[w] = (slot, HEADER_LEN + p);
+            let buf = self.each[w][slot].write();
+            Header::params(iteration, phase, self.params_flags, p).write(buf);
+            fill(w, &mut buf[HEADER_LEN..HEADER_LEN + p]);
         }
-        for w in 0..self.spec.workers {
-            if self.pending[w].is_empty() {
-                self.post_to(w);
-            }
-        }
+        self.post_idle();
     }
 
     fn start(&mut self, iteration: u64, phase: usize, check_pieces: usize) {
@@ -584,9 +594,8 @@ impl<T: Transport> Collector<T> {
     /// Post the current round's parameters to worker `w`.
     fn post_to(&mut self, w: usize) {
         let (buf, len) = if self.each_mode {
-            let b = &mut self.each[w];
-            let len = b.len();
-            (b, len)
+            let (slot, len) = self.each_current[w];
+            (&mut self.each[w][slot], len)
         } else {
             (&mut self.ring[self.current], HEADER_LEN + self.params_len)
         };
@@ -1011,7 +1020,7 @@ impl<T: Transport> Collector<T> {
             }
         };
         if unreconciled.is_empty() {
-            for b in self.ring.iter_mut().chain(self.each.iter_mut()) {
+            for b in self.ring.iter_mut().chain(self.each.iter_mut().flatten()) {
                 b.wait();
             }
         }

@@ -75,7 +75,8 @@ pub enum Messages {
     /// The full vector.
     #[default]
     Dense,
-    /// Only the columns the worker's rows touch (its support, sent once at start-up).
+    /// Only the columns the worker's rows touch (its support, sent once at start-up): the
+    /// results carry them, and rank 0 sends each worker the parameters on them only.
     Support,
     /// The support when it is at most half the columns, else the full vector (per worker).
     Auto,

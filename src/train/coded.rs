@@ -432,13 +432,13 @@ struct OnSupport {
 }
 
 impl OnSupport {
-    /// `self.w` ← the full parameters `params` on the support (the intercept last).
+    /// `self.w` ← the parameters `params` on the support (the intercept last): rank 0 sends
+    /// them gathered already (then they have the support's length), or in full.
     fn gather(&mut self, params: &[f64]) {
-        for (l, &j) in self.w.iter_mut().zip(&self.columns) {
-            *l = params[j as usize];
-        }
-        if let (Some(last), Some(b)) = (self.w.last_mut(), params.last()) {
-            *last = *b;
+        if params.len() == self.w.len() {
+            self.w.copy_from_slice(params);
+        } else {
+            on_support(params, &self.columns, &mut self.w);
         }
     }
 
@@ -620,7 +620,8 @@ impl WorkerJob for CodedWorker<'_> {
         self.announce.clone()
     }
     fn accepts(&self, phase: usize, len: usize) -> bool {
-        phase == 0 && len == self.model.dim()
+        let on_support = self.local.as_ref().is_some_and(|l| len == l.w.len());
+        phase == 0 && (len == self.model.dim() || on_support)
     }
     fn max_params_len(&self) -> usize {
         self.model.dim()
@@ -1172,6 +1173,17 @@ fn accumulate<'m>(
     }
 }
 
+/// `buf` (`cols.len() + 1` values) ← `params` gathered on the columns `cols` (increasing),
+/// then the intercept (the last parameter).
+fn on_support(params: &[f64], cols: &[u32], buf: &mut [f64]) {
+    for (b, &j) in buf.iter_mut().zip(cols) {
+        *b = params[j as usize];
+    }
+    if let (Some(b), Some(&v)) = (buf.last_mut(), params.last()) {
+        *b = v;
+    }
+}
+
 /// `g` += Σ a_w · (worker w's message scattered from its support `supports[w]`: gradient on
 /// those columns, intercept, loss; an empty support: the full vector), in worker order: the
 /// same additions as [`accumulate`] on the scattered messages, without the zeros.
@@ -1284,7 +1296,25 @@ impl<T: Transport> GradientEngine for CodedGradients<T> {
         } else {
             0
         };
-        self.c.begin(it.t, 0, &self.params, pieces);
+        if self.supports.iter().all(Vec::is_empty) {
+            self.c.begin(it.t, 0, &self.params, pieces);
+        } else {
+            // Each worker gets the parameters on its support (then the intercept) only.
+            let (params, supports) = (&self.params, &self.supports);
+            self.c.begin_each(
+                it.t,
+                0,
+                pieces,
+                |w| match supports[w].len() {
+                    0 => params.len(),
+                    cols => cols + 1,
+                },
+                |w, buf| match supports[w].len() {
+                    0 => buf.copy_from_slice(params),
+                    _ => on_support(params, &supports[w], buf),
+                },
+            );
+        }
         let collected = {
             let rule = &mut CodeRule(self.decoder.code());
             let idle = &mut *it.idle;
@@ -1352,5 +1382,59 @@ impl<T: Transport> GradientEngine for CodedGradients<T> {
 
     fn rejected(&self) -> Vec<u64> {
         self.c.rejected_by_worker()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::Task;
+
+    /// Issue 20 §4: the parameters rank 0 sends on a worker's support (gathered, then the
+    /// intercept) are, bit for bit, what the worker gathers from the full vector, so its
+    /// messages are those of a run that sends the full parameters; a support of every column
+    /// and an empty support (intercept only) too.
+    #[test]
+    fn parameters_on_the_support_are_the_gathered_full_ones_bit_for_bit() {
+        let n_cols = 9;
+        let full: Vec<f64> = (0..=n_cols)
+            .map(|i| (i as f64 * 0.37).sin() / 3.0)
+            .collect();
+        for columns in [vec![1u32, 4, 5, 8], (0..n_cols as u32).collect(), vec![]] {
+            let model =
+                crate::model::build(ModelKind::Logistic, &[], columns.len(), None, Task::Binary)
+                    .unwrap();
+            let dim = model.dim();
+            let mut from_full = OnSupport {
+                columns: columns.clone(),
+                model,
+                w: vec![f64::NAN; dim],
+            };
+            from_full.gather(&full);
+            let mut sent = vec![f64::NAN; columns.len() + 1];
+            on_support(&full, &columns, &mut sent);
+            assert_eq!(sent.len(), dim, "{columns:?}");
+            let mut from_sent = OnSupport {
+                columns: columns.clone(),
+                model: crate::model::build(
+                    ModelKind::Logistic,
+                    &[],
+                    columns.len(),
+                    None,
+                    Task::Binary,
+                )
+                .unwrap(),
+                w: vec![f64::NAN; dim],
+            };
+            from_sent.gather(&sent);
+            let bits = |w: &[f64]| w.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&from_sent.w), bits(&from_full.w), "{columns:?}");
+            let want: Vec<f64> = columns
+                .iter()
+                .map(|&j| full[j as usize])
+                .chain([full[n_cols]])
+                .collect();
+            assert_eq!(bits(&from_full.w), bits(&want), "{columns:?}");
+        }
     }
 }
