@@ -428,8 +428,8 @@ fn lowrank_compresses_the_mlp_layers() {
 /// support once and then its coded gradient on those columns only; rank 0 scatters while
 /// decoding, and rank 0 sends each worker the parameters on its support only. The model
 /// matches the dense messages' to 1e-12 (with and without a straggler), the first-iteration
-/// check PASSES, and rank 0 receives and sends fewer bytes per iteration; `auto` also
-/// matches. Bad combinations are refused.
+/// check PASSES, and rank 0 receives and sends fewer bytes per iteration; `auto` and support
+/// messages in two chunks also match. Bad combinations are refused.
 #[test]
 fn support_messages_match_dense_ones_with_fewer_bytes() {
     let _g = serial();
@@ -447,8 +447,17 @@ fn support_messages_match_dense_ones_with_fewer_bytes() {
     let data = data.display().to_string();
     for stragglers in ["none", "fixed:2:40"] {
         let mut runs = Vec::new();
-        for messages in ["dense", "support", "auto"] {
-            let name = format!("messages-{messages}-{}", stragglers.replace(':', "_"));
+        for (messages, chunks) in [
+            ("dense", "1"),
+            ("support", "1"),
+            ("auto", "1"),
+            ("dense", "2"),
+            ("support", "2"),
+        ] {
+            let name = format!(
+                "messages-{messages}-c{chunks}-{}",
+                stragglers.replace(':', "_")
+            );
             let run = out_dir(&name);
             let out = run.display().to_string();
             let args = [
@@ -472,6 +481,8 @@ fn support_messages_match_dense_ones_with_fewer_bytes() {
                 "8",
                 "--deadline-ms",
                 "5000",
+                "--chunks",
+                chunks,
             ];
             let (o, _) = mpirun(5, &args, 60);
             assert!(o.status.success(), "{name}: {}", output_text(&o));
@@ -495,20 +506,22 @@ fn support_messages_match_dense_ones_with_fewer_bytes() {
             ));
         }
         let (dense, support, auto) = (&runs[0], &runs[1], &runs[2]);
-        for other in [support, auto] {
+        let (dense_chunked, chunked) = (&runs[3], &runs[4]);
+        for other in [support, auto, chunked] {
             let rel = rel_diff(&other.1, &dense.1);
             assert!(rel < 1e-12, "{}: {rel:e} from dense", other.0);
         }
-        // Fewer bytes received, and (parameters on the support) fewer sent.
-        for (what, s, d) in [
-            ("received", support.2, dense.2),
-            ("sent", support.3, dense.3),
-        ] {
-            assert!(
-                s < 0.7 * d,
-                "{}: {s} bytes {what} per iteration vs dense {d}",
-                support.0
-            );
+        // Fewer bytes received, and (parameters on the support) fewer sent, than dense messages
+        // in as many chunks (two support messages a worker, each on the union of its chunks'
+        // supports).
+        for (run, dense) in [(support, dense), (chunked, dense_chunked)] {
+            for (what, s, d) in [("received", run.2, dense.2), ("sent", run.3, dense.3)] {
+                assert!(
+                    s < 0.7 * d,
+                    "{}: {s} bytes {what} per iteration vs dense {d}",
+                    run.0
+                );
+            }
         }
         // Rank 0 receives three or four messages in an iteration, as the fourth arrives before
         // the decode or after it (then counted with the next iteration): per-iteration bytes
@@ -531,14 +544,13 @@ fn support_messages_match_dense_ones_with_fewer_bytes() {
             &bad,
             "--messages",
             "support",
-            "--chunks",
-            "2",
+            "--reuse-stale",
         ],
         60,
     );
     assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
     assert!(
-        output_text(&o).contains("sparse-support messages are not available with --chunks above 1"),
+        output_text(&o).contains("sparse-support messages are not available with --reuse-stale"),
         "{}",
         output_text(&o)
     );

@@ -590,8 +590,6 @@ impl RunConfig {
             Some("--compress".into())
         } else if self.batch.is_some() {
             Some("--batch".into())
-        } else if self.chunks > 1 {
-            Some("--chunks above 1".into())
         } else if self.reuse_stale {
             Some("--reuse-stale".into())
         } else if matches!(self.code, TrainCode::MatVec(_)) {

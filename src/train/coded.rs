@@ -500,34 +500,47 @@ impl<'a> CodedWorker<'a> {
 
     /// Send results on the support of this worker's rows (`messages` support, or auto when
     /// the support is at most half the columns): re-index its rows to the columns they touch
-    /// and build `kind`'s model on them. Dense features have every column as support. Needs
-    /// one stacked chunk (the configuration refuses --chunks, --batch and --split with it).
+    /// (in every chunk: the union of the chunks' supports) and build `kind`'s model on them.
+    /// Dense features have every column as support. Needs stacked chunks and no minibatch
+    /// draws (the configuration refuses --batch and --split with it).
     pub fn messages(mut self, messages: Messages, kind: ModelKind) -> Result<Self> {
         if messages == Messages::Dense {
             return Ok(self);
         }
         let n_cols = self.model.dim() - 1;
-        let [Chunk {
-            rows: Rows::Stacked { data, .. },
-            ..
-        }] = &mut self.shard.chunks[..]
-        else {
-            return Err(Error::Check(
-                "internal: --messages support needs one stacked chunk".into(),
-            ));
+        let mut datasets = Vec::with_capacity(self.shard.chunks.len());
+        for c in &mut self.shard.chunks {
+            match &mut c.rows {
+                Rows::Stacked { data, .. } if self.shard.draws.is_none() => datasets.push(data),
+                _ => {
+                    return Err(Error::Check(
+                        "internal: --messages support needs stacked chunks without draws".into(),
+                    ))
+                }
+            }
+        }
+        let Some(task) = datasets.first().map(|d| d.task) else {
+            return Err(Error::Check("internal: a worker without rows".into()));
         };
-        let columns = match &data.x {
-            Features::Sparse(x) => x.support(),
-            Features::Dense(_) => (0..n_cols as u32).collect(),
-        };
+        let mut columns: Vec<u32> = Vec::new();
+        for data in &datasets {
+            match &data.x {
+                Features::Sparse(x) => columns.extend(x.support()),
+                Features::Dense(_) => columns.extend(0..n_cols as u32),
+            }
+        }
+        columns.sort_unstable();
+        columns.dedup();
         if messages == Messages::Auto && 2 * columns.len() > n_cols {
             self.announce = Some(Vec::new());
             return Ok(self);
         }
-        if let Features::Sparse(x) = &data.x {
-            data.x = Features::Sparse(x.on_support(&columns)?);
+        for data in datasets {
+            if let Features::Sparse(x) = &data.x {
+                data.x = Features::Sparse(x.on_support(&columns)?);
+            }
         }
-        let model = crate::model::build(kind, &[], columns.len(), None, data.task)?;
+        let model = crate::model::build(kind, &[], columns.len(), None, task)?;
         let dim = model.dim();
         self.piece = vec![0.0; dim + 1];
         self.local = Some(OnSupport {
