@@ -4,7 +4,9 @@
 # non-zeros per row, 26,208 training rows), 8 workers and s = 1, run the dense baseline
 # (cyclic-mds), the communication-efficient code with m = 1, 2, 4, and every compressor with and
 # without error feedback, and tabulate bytes and time per iteration, training loss, test
-# accuracy and AUC at the same iteration count, and what compression changed in the gradient.
+# accuracy and AUC at the same iteration count, and what compression changed in the gradient;
+# then models the flat and the tree decode for 10^3-10^4 workers from the dense run's start-up
+# link probe (scripts/tree_model.py).
 #
 #   scripts/bench_comm.sh            # writes results/bench/comm/{README.md,summary.csv}
 #   ITERATIONS=50 scripts/bench_comm.sh
@@ -91,4 +93,27 @@ done
   echo
   tail -n +2 "$CSV" | awk -F, '{printf "- %s: `%s`\n", $1, $11}'
 } > "$OUT/README.md"
+
+# The flat and the tree decode modelled for 10^3-10^4 workers (issue 20 §4) from the dense
+# run's start-up link probe (/env/link_alpha_s, /env/link_beta_s_per_byte) and its message
+# size (bytes received per iteration / 8 workers).
+dense="$OUT/runs/$(echo "cyclic-mds (dense)" | tr -c 'a-zA-Z0-9=.\n' '_')/run.h5"
+attr() { h5dump -a "/env/$2" "$1" 2>/dev/null | sed -n 's/^ *(0): //p'; }
+alpha="$(attr "$dense" link_alpha_s || true)"
+if [[ -n "$alpha" ]]; then
+  beta="$(attr "$dense" link_beta_s_per_byte)"
+  msg="$(awk -v b="$(mean "$dense" /metrics/bytes_received 1)" 'BEGIN {printf "%.0f", b / 8}')"
+  {
+    echo
+    echo "## Flat vs tree decode for 10³–10⁴ workers (a model, not a measurement)"
+    echo
+    echo "\`scripts/tree_model.py $alpha $beta $msg\`: the dense run's link probe and message size;"
+    echo "rank 0 receives n messages one at a time (flat), or leaders G − 1 each in parallel and then"
+    echo "rank 0 n/G (tree); computation, stragglers and the parameters sent out are left out."
+    echo
+    python3 "$ROOT/scripts/tree_model.py" "$alpha" "$beta" "$msg"
+  } >> "$OUT/README.md"
+else
+  echo "no link probe in $dense: the tree model is left out"
+fi
 cat "$OUT/README.md"

@@ -469,9 +469,10 @@ fn lowrank_compresses_the_mlp_layers() {
 
 /// Issue 20 §2: sparse-support messages. On CSR data (Zipf columns) every worker sends its
 /// support once and then its coded gradient on those columns only; rank 0 scatters while
-/// decoding. The model matches the dense messages' to 1e-12 (with and without a straggler),
-/// the first-iteration check PASSES, and rank 0 receives fewer bytes per iteration; `auto`
-/// also matches. Bad combinations are refused.
+/// decoding, and rank 0 sends each worker the parameters on its support only. The model
+/// matches the dense messages' to 1e-12 (with and without a straggler), the first-iteration
+/// check PASSES, and rank 0 receives and sends fewer bytes per iteration; `auto` and support
+/// messages in two chunks also match. Bad combinations are refused.
 #[test]
 fn support_messages_match_dense_ones_with_fewer_bytes() {
     let _g = serial();
@@ -489,8 +490,17 @@ fn support_messages_match_dense_ones_with_fewer_bytes() {
     let data = data.display().to_string();
     for stragglers in ["none", "fixed:2:40"] {
         let mut runs = Vec::new();
-        for messages in ["dense", "support", "auto"] {
-            let name = format!("messages-{messages}-{}", stragglers.replace(':', "_"));
+        for (messages, chunks) in [
+            ("dense", "1"),
+            ("support", "1"),
+            ("auto", "1"),
+            ("dense", "2"),
+            ("support", "2"),
+        ] {
+            let name = format!(
+                "messages-{messages}-c{chunks}-{}",
+                stragglers.replace(':', "_")
+            );
             let run = out_dir(&name);
             let out = run.display().to_string();
             let args = [
@@ -514,6 +524,8 @@ fn support_messages_match_dense_ones_with_fewer_bytes() {
                 "8",
                 "--deadline-ms",
                 "5000",
+                "--chunks",
+                chunks,
             ];
             let (o, _) = mpirun(5, &args, 60);
             assert!(o.status.success(), "{name}: {}", output_text(&o));
@@ -524,26 +536,36 @@ fn support_messages_match_dense_ones_with_fewer_bytes() {
                 "{name}"
             );
             let rows = results::read_rows(&f, None).unwrap();
-            let bytes = rows.column(Metric::BytesReceived).to_vec();
-            let per_iter = bytes[1..].iter().sum::<f64>() / (bytes.len() - 1) as f64;
+            // Bytes per iteration after the first (which also gathers the check pieces).
+            let per_iter = |m: Metric| {
+                let b = rows.column(m).to_vec();
+                b[1..].iter().sum::<f64>() / (b.len() - 1) as f64
+            };
             runs.push((
                 name,
                 results::read_vector(&f, "model/w_final").unwrap(),
-                per_iter,
+                per_iter(Metric::BytesReceived),
+                per_iter(Metric::BytesSent),
             ));
         }
         let (dense, support, auto) = (&runs[0], &runs[1], &runs[2]);
-        for other in [support, auto] {
+        let (dense_chunked, chunked) = (&runs[3], &runs[4]);
+        for other in [support, auto, chunked] {
             let rel = rel_diff(&other.1, &dense.1);
             assert!(rel < 1e-12, "{}: {rel:e} from dense", other.0);
         }
-        assert!(
-            support.2 < 0.7 * dense.2,
-            "{}: {} bytes per iteration vs dense {}",
-            support.0,
-            support.2,
-            dense.2
-        );
+        // Fewer bytes received, and (parameters on the support) fewer sent, than dense messages
+        // in as many chunks (two support messages a worker, each on the union of its chunks'
+        // supports).
+        for (run, dense) in [(support, dense), (chunked, dense_chunked)] {
+            for (what, s, d) in [("received", run.2, dense.2), ("sent", run.3, dense.3)] {
+                assert!(
+                    s < 0.7 * d,
+                    "{}: {s} bytes {what} per iteration vs dense {d}",
+                    run.0
+                );
+            }
+        }
         // Rank 0 receives three or four messages in an iteration, as the fourth arrives before
         // the decode or after it (then counted with the next iteration): per-iteration bytes
         // of runs that send the same messages differ by up to one message in four.
@@ -565,14 +587,13 @@ fn support_messages_match_dense_ones_with_fewer_bytes() {
             &bad,
             "--messages",
             "support",
-            "--chunks",
-            "2",
+            "--reuse-stale",
         ],
         60,
     );
     assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
     assert!(
-        output_text(&o).contains("sparse-support messages are not available with --chunks above 1"),
+        output_text(&o).contains("sparse-support messages are not available with --reuse-stale"),
         "{}",
         output_text(&o)
     );
@@ -1253,6 +1274,32 @@ fn a_failed_worker_is_tolerated_by_exact_codes_and_stops_uncoded_cleanly() {
     assert_eq!(
         results::read_rows(&run.join("run.h5"), None).unwrap().len(),
         5
+    );
+}
+
+/// Issue 20 §4: the α–β link probe at start-up writes the fitted latency and inverse bandwidth
+/// of the links to rank 0 into `/env`, finite and positive, within its budget.
+#[test]
+fn the_link_probe_records_alpha_and_beta() {
+    let _g = serial();
+    let (o, run, _) = train(5, "link-probe", &["--code", "frc", "-s", "1"]);
+    assert!(o.status.success(), "{}", output_text(&o));
+    let f = run.join("run.h5");
+    let alpha = results::read_num_attr(&f, "env", "link_alpha_s").unwrap();
+    let beta = results::read_num_attr(&f, "env", "link_beta_s_per_byte").unwrap();
+    assert!(alpha.is_finite() && alpha > 0.0, "alpha {alpha}");
+    assert!(beta.is_finite() && beta > 0.0, "beta {beta}");
+    let trips = results::read_num_attr(&f, "env", "link_probe_round_trips").unwrap();
+    assert!(
+        trips >= 8.0,
+        "at least two sizes to each of the 4 workers: {trips}"
+    );
+    let took = results::read_num_attr(&f, "env", "link_probe_s").unwrap();
+    assert!(took < 0.2 + 0.1, "the probe keeps to its budget: {took} s");
+    assert!(
+        output_text(&o).contains("link probe: alpha"),
+        "logged once at rank 0: {}",
+        output_text(&o)
     );
 }
 

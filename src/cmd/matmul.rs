@@ -336,7 +336,14 @@ fn coordinate(
         ),
     );
     let t0 = Instant::now();
-    c.begin_each(0, 0, |w| pack(&shares[w]));
+    let packed: Vec<Vec<f64>> = shares.iter().map(pack).collect();
+    c.begin_each(
+        0,
+        0,
+        0,
+        |w| packed[w].len(),
+        |w, buf| buf.copy_from_slice(&packed[w]),
+    );
     let mut rule = Threshold {
         need: code.threshold(),
         shares,

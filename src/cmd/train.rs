@@ -366,7 +366,7 @@ fn run_coded(world: &World, cfg: &RunConfig, code: Box<dyn GradientCode>) -> Res
     };
     match gather_startup(world, local)? {
         Err(code) => Ok(code),
-        Ok(Loaded::Rank0(r0)) => {
+        Ok(Loaded::Rank0(mut r0)) => {
             let dim = model.dim();
             let compress = for_model(cfg.compress, model.as_ref())?;
             let kfac = kfac_len(cfg, model.as_ref());
@@ -374,6 +374,7 @@ fn run_coded(world: &World, cfg: &RunConfig, code: Box<dyn GradientCode>) -> Res
             if cfg.messages != Messages::Dense {
                 engine.receive_supports(cfg.job.max_wait())?;
             }
+            r0.writer.add_env(link_attrs(&engine.probe_links()?));
             finish_rank0(
                 cfg,
                 model.as_ref(),
@@ -405,6 +406,51 @@ fn kfac_len(cfg: &RunConfig, model: &dyn Model) -> usize {
         }
         None => 0,
     }
+}
+
+/// The link probe's `/env` attributes, logged once: α and β when the fit succeeded, and what
+/// the probe did.
+fn link_attrs(p: &crate::comm::probe::LinkProbe) -> Vec<(String, AttrValue)> {
+    let mut attrs = vec![
+        (
+            "link_probe_round_trips".into(),
+            AttrValue::U64(p.round_trips as u64),
+        ),
+        ("link_probe_s".into(), AttrValue::F64(p.elapsed_s)),
+    ];
+    for (w, f) in p.per_worker.iter().enumerate() {
+        if let Some(f) = f {
+            log::debug!(
+                "[rank 0] link to rank {}: alpha {:.2} us, beta {:.3} ns/byte",
+                w + 1,
+                f.alpha_s * 1e6,
+                f.beta_s_per_byte * 1e9
+            );
+        }
+    }
+    match p.fit {
+        Some(f) => {
+            log::info!(
+                "[rank 0] link probe: alpha {:.2} us, beta {:.3} ns/byte ({:.2} GB/s) from {} round trips in {:.0} ms",
+                f.alpha_s * 1e6,
+                f.beta_s_per_byte * 1e9,
+                1e-9 / f.beta_s_per_byte,
+                p.round_trips,
+                p.elapsed_s * 1e3
+            );
+            attrs.push(("link_alpha_s".into(), AttrValue::F64(f.alpha_s)));
+            attrs.push((
+                "link_beta_s_per_byte".into(),
+                AttrValue::F64(f.beta_s_per_byte),
+            ));
+        }
+        None => log::warn!(
+            "[rank 0] link probe: no positive alpha-beta fit from {} round trips in {:.0} ms; /env/link_* not written",
+            p.round_trips,
+            p.elapsed_s * 1e3
+        ),
+    }
+    attrs
 }
 
 /// Every partition non-empty, at least `--chunks` rows in each (without --batch), and the

@@ -96,6 +96,7 @@ mod expander;
 mod frc;
 pub(crate) mod hetero;
 mod stop;
+mod tree;
 mod uncoded;
 
 pub use approx::ApproxCode;
@@ -107,6 +108,7 @@ pub use expander::{random_regular_graph, second_eigenvalue};
 pub use frc::Frc;
 pub use hetero::{Hetero, Speeds};
 pub use stop::{StopTracker, StoppingRule};
+pub use tree::TreeCode;
 pub use uncoded::{IgnoreStragglers, Uncoded};
 
 /// Errors of code construction and decoding.

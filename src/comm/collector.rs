@@ -32,7 +32,8 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::protocol::{
-    payload_is_finite, Header, Kind, FLAG_CHECK, HEADER_LEN, TAG_PARAMS, TAG_STOP, TAG_SUPPORT,
+    payload_is_finite, Header, Kind, FLAG_CHECK, HEADER_LEN, TAG_PARAMS, TAG_PROBE, TAG_STOP,
+    TAG_SUPPORT,
 };
 use super::{CommError, Incoming, SendSlot, Transport};
 use crate::compress::Compressor;
@@ -268,13 +269,17 @@ pub struct Collector<T: Transport> {
     staging: Vec<f64>,
     /// Messages received from each worker (reconciled with its ACK).
     received: Vec<u64>,
+    /// Of those, link-probe echoes ([`Collector::round_trip`]).
+    echoes: Vec<u64>,
     acked: Vec<Option<u64>>,
     /// Each worker's peak resident memory (KiB) from its ACK; NaN until it arrived.
     peak_rss_kib: Vec<f64>,
     ring: Vec<T::Buf>,
     current: usize,
-    /// Per-worker buffers of [`Collector::begin_each`].
-    each: Vec<T::Buf>,
+    /// Per-worker rings of buffers of [`Collector::begin_each`], and per worker the buffer
+    /// holding the current round and its message's length.
+    each: Vec<Vec<T::Buf>>,
+    each_current: Vec<(usize, usize)>,
     each_mode: bool,
     params_len: usize,
     params_flags: u32,
@@ -289,6 +294,23 @@ pub struct Collector<T: Transport> {
     rejected: Vec<u64>,
     late: Vec<LateArrival>,
     draining: bool,
+}
+
+/// A buffer of `ring` no send reads from any more, with room for `len` values (the ring grows
+/// when every buffer is still being sent, a buffer grows when it is too short).
+fn free_slot<T: Transport>(t: &T, ring: &mut Vec<T::Buf>, len: usize) -> usize {
+    let slot = match ring.iter_mut().position(SendSlot::is_free) {
+        Some(i) => i,
+        None => {
+            ring.push(t.buffer(len));
+            log::debug!("[rank 0] a send ring grew to {} buffers", ring.len());
+            ring.len() - 1
+        }
+    };
+    if ring[slot].len() < len {
+        ring[slot] = t.buffer(len);
+    }
+    slot
 }
 
 fn sleep_poll() {
@@ -312,11 +334,13 @@ impl<T: Transport> Collector<T> {
             slots,
             staging: Vec::new(),
             received: vec![0; n],
+            echoes: vec![0; n],
             acked: vec![None; n],
             peak_rss_kib: vec![f64::NAN; n],
             ring: Vec::new(),
             current: 0,
-            each: Vec::new(),
+            each: (0..n).map(|_| Vec::new()).collect(),
+            each_current: vec![(0, 0); n],
             each_mode: false,
             params_len: 0,
             params_flags: 0,
@@ -425,10 +449,11 @@ impl<T: Transport> Collector<T> {
         &self.peak_rss_kib
     }
 
-    /// Ranks of the workers from which nothing at all arrived during the run.
+    /// Ranks of the workers from which nothing at all arrived during the run (link-probe
+    /// echoes do not count).
     pub fn never_answered(&self) -> Vec<usize> {
         (0..self.spec.workers)
-            .filter(|&w| self.received[w] == 0)
+            .filter(|&w| self.received[w] == self.echoes[w])
             .map(|w| w + 1)
             .collect()
     }
@@ -444,25 +469,18 @@ impl<T: Transport> Collector<T> {
     pub fn begin(&mut self, iteration: u64, phase: usize, params: &[f64], check_pieces: usize) {
         self.start(iteration, phase, check_pieces);
         self.each_mode = false;
-        let slot = match self.ring.iter_mut().position(SendSlot::is_free) {
-            Some(i) => i,
-            None => {
-                self.ring.push(self.t.buffer(HEADER_LEN + params.len()));
-                log::debug!(
-                    "[rank 0] parameter ring grew to {} buffers",
-                    self.ring.len()
-                );
-                self.ring.len() - 1
-            }
-        };
-        if self.ring[slot].len() < HEADER_LEN + params.len() {
-            self.ring[slot] = self.t.buffer(HEADER_LEN + params.len());
-        }
+        let slot = self.free_ring_slot(HEADER_LEN + params.len());
         self.current = slot;
         self.params_len = params.len();
         let buf = self.ring[slot].write();
         Header::params(iteration, phase, self.params_flags, params.len()).write(buf);
         buf[HEADER_LEN..HEADER_LEN + params.len()].copy_from_slice(params);
+        self.post_idle();
+    }
+
+    /// Post the current round to every worker that is idle (or, with `overlap`, busy with one
+    /// older round).
+    fn post_idle(&mut self) {
         for w in 0..self.spec.workers {
             let busy = self.pending[w].len();
             if busy == 0 || (self.spec.overlap && busy == 1) {
@@ -471,33 +489,96 @@ impl<T: Transport> Collector<T> {
         }
     }
 
+    /// A ring buffer no send reads from any more, with room for `len` values (the ring grows
+    /// when every buffer is still being sent).
+    fn free_ring_slot(&mut self, len: usize) -> usize {
+        free_slot(&self.t, &mut self.ring, len)
+    }
+
+    /// One link-probe round trip (start-up only, before the first round; [`super::probe`]):
+    /// send probe `seq` of `len` zero values to worker `w` from a ring buffer and wait at most
+    /// `wait` for its echo. Returns the round-trip time, or None when the echo did not come in
+    /// time (it is drained when it comes). Any other message meanwhile is handled as always.
+    pub fn round_trip(
+        &mut self,
+        w: usize,
+        seq: usize,
+        len: usize,
+        wait: Duration,
+    ) -> Result<Option<Duration>, CommError> {
+        let slot = self.free_ring_slot(HEADER_LEN + len);
+        let buf = self.ring[slot].write();
+        Header::probe(0, seq, len).write(buf);
+        buf[HEADER_LEN..HEADER_LEN + len].fill(0.0);
+        let t0 = Instant::now();
+        self.t
+            .post(&mut self.ring[slot], w + 1, TAG_PROBE, HEADER_LEN + len);
+        loop {
+            let Some(msg) = self.t.probe() else {
+                if t0.elapsed() > wait {
+                    return Ok(None);
+                }
+                // Yield rather than sleep: a sleep would add its granularity to the latency
+                // measured, and the worker may need this core to answer.
+                std::thread::yield_now();
+                continue;
+            };
+            if msg.tag != TAG_PROBE {
+                self.handle(msg, &mut Idle)?;
+                continue;
+            }
+            let src = msg.source;
+            if let Some(h) = self.on_echo(msg)? {
+                if src == w + 1 && h.part == seq && h.len == len {
+                    return Ok(Some(t0.elapsed()));
+                }
+            }
+        }
+    }
+
+    /// Receive a link-probe echo; its header when it is one (a stale echo is drained and
+    /// counted like the others).
+    fn on_echo(&mut self, msg: Incoming<T::Handle>) -> Result<Option<Header>, CommError> {
+        let src = self.take(msg)? + 1;
+        self.received[src - 1] += 1;
+        match Header::parse(&self.staging) {
+            Ok(h) if h.kind == Kind::Probe && h.rank == src => {
+                self.echoes[src - 1] += 1;
+                Ok(Some(h))
+            }
+            _ => {
+                self.rejected[src - 1] += 1;
+                log::warn!("[rank 0] rejected a malformed link-probe echo from rank {src}");
+                Ok(None)
+            }
+        }
+    }
+
     /// Start round (`iteration`, `phase`) with a payload of its own for each worker (e.g. its
-    /// share of a product); posted to every idle worker.
+    /// share of a product, or the parameters on its support): `len(w)` values that `fill(w,
+    /// buf)` writes. Like [`Collector::begin`] otherwise: `check_pieces` > 0 asks for the check
+    /// pieces, and the round is posted to every idle worker (the others get it when they
+    /// answer). Each worker has its own ring of buffers, so a send still in flight to a
+    /// straggler is never waited for.
     pub fn begin_each(
         &mut self,
         iteration: u64,
         phase: usize,
-        payload: impl Fn(usize) -> Vec<f64>,
+        check_pieces: usize,
+        len: impl Fn(usize) -> usize,
+        mut fill: impl FnMut(usize, &mut [f64]),
     ) {
-        self.start(iteration, phase, 0);
+        self.start(iteration, phase, check_pieces);
         self.each_mode = true;
-        for b in &mut self.each {
-            b.wait();
-        }
-        self.each.clear();
         for w in 0..self.spec.workers {
-            let p = payload(w);
-            let mut b = self.t.buffer(HEADER_LEN + p.len());
-            let buf = b.write();
-            Header::params(iteration, phase, 0, p.len()).write(buf);
-            buf[HEADER_LEN..].copy_from_slice(&p);
-            self.each.push(b);
+            let p = len(w);
+            let slot = free_slot(&self.t, &mut self.each[w], HEADER_LEN + p);
+            self.each_current[w] = (slot, HEADER_LEN + p);
+            let buf = self.each[w][slot].write();
+            Header::params(iteration, phase, self.params_flags, p).write(buf);
+            fill(w, &mut buf[HEADER_LEN..HEADER_LEN + p]);
         }
-        for w in 0..self.spec.workers {
-            if self.pending[w].is_empty() {
-                self.post_to(w);
-            }
-        }
+        self.post_idle();
     }
 
     fn start(&mut self, iteration: u64, phase: usize, check_pieces: usize) {
@@ -522,9 +603,8 @@ impl<T: Transport> Collector<T> {
     /// Post the current round's parameters to worker `w`.
     fn post_to(&mut self, w: usize) {
         let (buf, len) = if self.each_mode {
-            let b = &mut self.each[w];
-            let len = b.len();
-            (b, len)
+            let (slot, len) = self.each_current[w];
+            (&mut self.each[w][slot], len)
         } else {
             (&mut self.ring[self.current], HEADER_LEN + self.params_len)
         };
@@ -640,9 +720,10 @@ impl<T: Transport> Collector<T> {
         Ok(any)
     }
 
-    fn handle(&mut self, msg: Incoming<T::Handle>, rule: &mut dyn Rule) -> Result<(), CommError> {
+    /// Receive `msg` into the staging buffer; the sending worker's index (a message from a rank
+    /// that is not a worker is a protocol error).
+    fn take(&mut self, msg: Incoming<T::Handle>) -> Result<usize, CommError> {
         let src = msg.source;
-        let tag = msg.tag;
         self.staging.resize(msg.len, 0.0);
         self.t.receive(msg, &mut self.staging);
         if src == 0 || src > self.spec.workers {
@@ -651,7 +732,17 @@ impl<T: Transport> Collector<T> {
                 reason: "message from a rank that is not a worker".into(),
             });
         }
-        let w = src - 1;
+        Ok(src - 1)
+    }
+
+    fn handle(&mut self, msg: Incoming<T::Handle>, rule: &mut dyn Rule) -> Result<(), CommError> {
+        if msg.tag == TAG_PROBE {
+            // An echo that came after its probe gave up waiting: drained.
+            return self.on_echo(msg).map(|_| ());
+        }
+        let tag = msg.tag;
+        let w = self.take(msg)?;
+        let src = w + 1;
         if tag != super::protocol::TAG_ACK {
             self.received[w] += 1;
         }
@@ -939,7 +1030,7 @@ impl<T: Transport> Collector<T> {
             }
         };
         if unreconciled.is_empty() {
-            for b in self.ring.iter_mut().chain(self.each.iter_mut()) {
+            for b in self.ring.iter_mut().chain(self.each.iter_mut().flatten()) {
                 b.wait();
             }
         }

@@ -1,6 +1,7 @@
 //! A worker's side of the protocol (GUIDE §2): wait for the newest parameters, let the job
 //! compute, inject the seeded straggler delay, send each result with a nonblocking send, and
-//! answer STOP with the number of messages sent.
+//! answer STOP with the number of messages sent. A link probe from rank 0 (start-up,
+//! [`super::probe`]) is echoed back at once.
 //!
 //! A worker blocks in a matched probe on rank 0 (blocking waits are the cheapest on an
 //! oversubscribed node). It never runs ahead of rank 0: rank 0 hands it new parameters only after
@@ -19,7 +20,7 @@
 use std::time::{Duration, Instant};
 
 use super::protocol::{
-    Header, Kind, HEADER_LEN, TAG_ACK, TAG_CHECK, TAG_PARAMS, TAG_RESULT, TAG_SUPPORT,
+    Header, Kind, HEADER_LEN, TAG_ACK, TAG_CHECK, TAG_PARAMS, TAG_PROBE, TAG_RESULT, TAG_SUPPORT,
 };
 use super::{CommError, SendSlot, WorkerTransport};
 use crate::straggler::StragglerSchedule;
@@ -300,6 +301,14 @@ impl<T: WorkerTransport> WorkerLink<T> {
                     HEADER_LEN + job.max_params_len()
                 )));
             }
+            if tag == TAG_PROBE && len > HEADER_LEN + super::probe::MAX_PROBE_LEN {
+                self.scratch.resize(len, 0.0);
+                self.out.t.receive(msg, &mut self.scratch);
+                return Err(Self::protocol(format!(
+                    "link probe of {len} values, expected at most {}",
+                    HEADER_LEN + super::probe::MAX_PROBE_LEN
+                )));
+            }
             let buf = if tag == TAG_PARAMS {
                 &mut self.params
             } else {
@@ -349,6 +358,12 @@ impl<T: WorkerTransport> WorkerLink<T> {
                     if !r.abandoned {
                         self.summary.iterations_computed += 1;
                     }
+                }
+                Some(Kind::Probe) if h.kind == Kind::Probe && h.rank == 0 => {
+                    // Echoed at once, the same size, with this worker's rank.
+                    Header::probe(self.rank, h.part, h.len).write(buf);
+                    self.out.t.send(TAG_PROBE, buf);
+                    self.out.sent += 1;
                 }
                 Some(Kind::Stop) if h.kind == Kind::Stop => {
                     self.summary.stop_code = h.exit_code;

@@ -10,6 +10,9 @@
 //! - [`WorkerLink`] ([`link`]): a worker's side. Blocks for the newest parameters, hands them to
 //!   the job's [`link::WorkerJob`], injects the seeded straggler delays, sends each result with a
 //!   nonblocking send from double buffers, and answers STOP with its message count.
+//! - [`probe`]: the α–β link probe at start-up (rank 0 times echoed probes of a few sizes to
+//!   each worker through the collector and the worker link and fits latency and inverse
+//!   bandwidth).
 //! - [`LayerLink`] ([`neighbour`]) and [`Monitor`] ([`stream`]): the links of `gradcode admm`
 //!   (pdADMM, model parallelism). A layer rank exchanges with its two neighbour layer ranks by
 //!   nonblocking point-to-point (p backwards, q and u forwards), streams one report per iteration
@@ -42,6 +45,7 @@ pub mod link;
 pub mod local;
 pub mod mpi;
 pub mod neighbour;
+pub mod probe;
 pub mod protocol;
 pub mod stream;
 #[cfg(test)]
@@ -71,7 +75,8 @@ pub enum Messages {
     /// The full vector.
     #[default]
     Dense,
-    /// Only the columns the worker's rows touch (its support, sent once at start-up).
+    /// Only the columns the worker's rows touch (its support, sent once at start-up): the
+    /// results carry them, and rank 0 sends each worker the parameters on them only.
     Support,
     /// The support when it is at most half the columns, else the full vector (per worker).
     Auto,

@@ -18,6 +18,7 @@
 //! | [`Kind::Stop`] | rank 0 | `exit_code` |
 //! | [`Kind::Ack`] | worker | `rank`, `count` (messages the worker sent in the whole run), `len` = [`ACK_LEN`] (the payload: the sender's peak resident memory in KiB) |
 //! | [`Kind::Support`] | worker, once at start-up | `rank`, `len` (the payload: the columns its results carry, increasing) |
+//! | [`Kind::Probe`] | rank 0 → worker at start-up, echoed back | `iteration` (always 0), `rank` (0 from rank 0, the worker's in the echo), `part` (the probe's number), `len` (zeros: only the size matters) |
 //! | [`Kind::Forward`] | layer rank → next layer rank | `iteration` (the iteration whose first phase uses it), `rank`, `part` (the layer l whose q_l, u_l it carries), `len` |
 //! | [`Kind::Backward`] | layer rank → previous layer rank | `iteration` (the iteration whose second phase uses it), `rank`, `part` (the layer l whose p_l it carries), `len` |
 //! | [`Kind::Done`] | layer rank → neighbour | `rank`, `count` (data messages it sent on this link) |
@@ -59,6 +60,8 @@ pub const TAG_GRANT: i32 = 21;
 pub const TAG_HALT: i32 = 22;
 /// Tag of a worker's support, sent once at start-up (worker → rank 0; issue 20 §2).
 pub const TAG_SUPPORT: i32 = 23;
+/// Tag of the link probe at start-up (rank 0 → worker, echoed back; [`Kind::Probe`]).
+pub const TAG_PROBE: i32 = 24;
 
 /// Values in the header.
 pub const HEADER_LEN: usize = 12;
@@ -105,10 +108,13 @@ pub enum Kind {
     /// A worker's support: the columns (indices into the full result vector) its results carry,
     /// in this order, sent once before the first round.
     Support = 6,
+    /// The α–β link probe at start-up: rank 0 sends it, the worker echoes it back unchanged
+    /// but for the rank (`comm::probe`).
+    Probe = 7,
 }
 
 impl Kind {
-    const ALL: [Kind; 13] = [
+    const ALL: [Kind; 14] = [
         Kind::Params,
         Kind::Result,
         Kind::Check,
@@ -122,6 +128,7 @@ impl Kind {
         Kind::Grant,
         Kind::Halt,
         Kind::Support,
+        Kind::Probe,
     ];
 
     fn from_f64(v: f64) -> Option<Kind> {
@@ -149,6 +156,7 @@ impl Kind {
             Kind::Grant => TAG_GRANT,
             Kind::Halt => TAG_HALT,
             Kind::Support => TAG_SUPPORT,
+            Kind::Probe => TAG_PROBE,
         }
     }
 }
@@ -374,6 +382,17 @@ impl Header {
         }
     }
 
+    /// Link probe number `seq` from `rank` (0: rank 0's, a worker's rank: its echo), `len`
+    /// payload values.
+    pub fn probe(rank: usize, seq: usize, len: usize) -> Header {
+        Header {
+            rank,
+            part: seq,
+            len,
+            ..Header::empty(Kind::Probe)
+        }
+    }
+
     /// Write the header into the first [`HEADER_LEN`] values of `buf`.
     pub fn write(&self, buf: &mut [f64]) {
         buf[..HEADER_LEN].copy_from_slice(&[
@@ -491,7 +510,8 @@ impl Header {
                 ("injected_s", 8),
                 ("exit_code", 10),
             ],
-            Kind::Forward | Kind::Backward => &[
+            // A probe's iteration is 0 (start-up): checked like a neighbour message's.
+            Kind::Forward | Kind::Backward | Kind::Probe => &[
                 ("phase", 4),
                 ("flags", 6),
                 ("compute_s", 7),
@@ -589,6 +609,9 @@ mod tests {
         round_trip(Header::saved(20, 3));
         round_trip(Header::control(Kind::Grant, 12));
         round_trip(Header::control(Kind::Halt, 12));
+        round_trip(Header::support(3, 4));
+        round_trip(Header::probe(0, 5, 16));
+        round_trip(Header::probe(2, 5, 0));
         for k in Kind::ALL {
             assert_eq!(Kind::of_tag(k.tag()), Some(k));
         }

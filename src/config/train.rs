@@ -226,9 +226,10 @@ pub struct TrainArgs {
     pub reuse_stale: bool,
     /// What coded results carry (issue 20 §2): dense (the full vector); support (for CSR data:
     /// only the columns a worker's rows touch, indices sent once at start-up, rank 0 scatters
-    /// while decoding; exact as dense); auto (support for a worker whose support is at most
-    /// half the columns). logistic and linear, --split 1, without --compress, --batch,
-    /// --chunks or --reuse-stale [default: dense].
+    /// while decoding and sends each worker the parameters on its support only; exact as
+    /// dense); auto (support for a worker whose support is at most half the columns).
+    /// logistic and linear, --split 1, without --compress, --batch or --reuse-stale
+    /// [default: dense].
     #[arg(long, value_enum)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub messages: Option<Messages>,
@@ -715,8 +716,6 @@ impl RunConfig {
             Some("--compress".into())
         } else if self.batch.is_some() {
             Some("--batch".into())
-        } else if self.chunks > 1 {
-            Some("--chunks above 1".into())
         } else if self.reuse_stale {
             Some("--reuse-stale".into())
         } else if matches!(self.code, TrainCode::MatVec(_)) {

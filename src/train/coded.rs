@@ -438,13 +438,13 @@ struct OnSupport {
 }
 
 impl OnSupport {
-    /// `self.w` ← the full parameters `params` on the support (the intercept last).
+    /// `self.w` ← the parameters `params` on the support (the intercept last): rank 0 sends
+    /// them gathered already (then they have the support's length), or in full.
     fn gather(&mut self, params: &[f64]) {
-        for (l, &j) in self.w.iter_mut().zip(&self.columns) {
-            *l = params[j as usize];
-        }
-        if let (Some(last), Some(b)) = (self.w.last_mut(), params.last()) {
-            *last = *b;
+        if params.len() == self.w.len() {
+            self.w.copy_from_slice(params);
+        } else {
+            on_support(params, &self.columns, &mut self.w);
         }
     }
 
@@ -515,34 +515,47 @@ impl<'a> CodedWorker<'a> {
 
     /// Send results on the support of this worker's rows (`messages` support, or auto when
     /// the support is at most half the columns): re-index its rows to the columns they touch
-    /// and build `kind`'s model on them. Dense features have every column as support. Needs
-    /// one stacked chunk (the configuration refuses --chunks, --batch and --split with it).
+    /// (in every chunk: the union of the chunks' supports) and build `kind`'s model on them.
+    /// Dense features have every column as support. Needs stacked chunks and no minibatch
+    /// draws (the configuration refuses --batch and --split with it).
     pub fn messages(mut self, messages: Messages, kind: ModelKind) -> Result<Self> {
         if messages == Messages::Dense {
             return Ok(self);
         }
         let n_cols = self.model.dim() - 1;
-        let [Chunk {
-            rows: Rows::Stacked { data, .. },
-            ..
-        }] = &mut self.shard.chunks[..]
-        else {
-            return Err(Error::Check(
-                "internal: --messages support needs one stacked chunk".into(),
-            ));
+        let mut datasets = Vec::with_capacity(self.shard.chunks.len());
+        for c in &mut self.shard.chunks {
+            match &mut c.rows {
+                Rows::Stacked { data, .. } if self.shard.draws.is_none() => datasets.push(data),
+                _ => {
+                    return Err(Error::Check(
+                        "internal: --messages support needs stacked chunks without draws".into(),
+                    ))
+                }
+            }
+        }
+        let Some(task) = datasets.first().map(|d| d.task) else {
+            return Err(Error::Check("internal: a worker without rows".into()));
         };
-        let columns = match &data.x {
-            Features::Sparse(x) => x.support(),
-            Features::Dense(_) => (0..n_cols as u32).collect(),
-        };
+        let mut columns: Vec<u32> = Vec::new();
+        for data in &datasets {
+            match &data.x {
+                Features::Sparse(x) => columns.extend(x.support()),
+                Features::Dense(_) => columns.extend(0..n_cols as u32),
+            }
+        }
+        columns.sort_unstable();
+        columns.dedup();
         if messages == Messages::Auto && 2 * columns.len() > n_cols {
             self.announce = Some(Vec::new());
             return Ok(self);
         }
-        if let Features::Sparse(x) = &data.x {
-            data.x = Features::Sparse(x.on_support(&columns)?);
+        for data in datasets {
+            if let Features::Sparse(x) = &data.x {
+                data.x = Features::Sparse(x.on_support(&columns)?);
+            }
         }
-        let model = crate::model::build(kind, &[], columns.len(), None, data.task)?;
+        let model = crate::model::build(kind, &[], columns.len(), None, task)?;
         let dim = model.dim();
         self.piece = vec![0.0; dim + 1];
         self.local = Some(OnSupport {
@@ -636,7 +649,9 @@ impl WorkerJob for CodedWorker<'_> {
         self.announce.clone()
     }
     fn accepts(&self, phase: usize, len: usize) -> bool {
-        (phase == 0 || (phase == 1 && self.kfac_len > 0)) && len == self.model.dim()
+        let on_support = self.local.as_ref().is_some_and(|l| len == l.w.len());
+        (phase == 0 && (len == self.model.dim() || on_support))
+            || (phase == 1 && self.kfac_len > 0 && len == self.model.dim())
     }
     fn max_params_len(&self) -> usize {
         self.model.dim()
@@ -841,6 +856,12 @@ impl<T: Transport> CodedGradients<T> {
     pub fn receive_supports(&mut self, wait: Duration) -> Result<()> {
         self.supports = self.c.receive_supports(self.dim - 1, 2, wait)?;
         Ok(())
+    }
+
+    /// The α–β link probe ([`crate::comm::probe`]), once, before the first round.
+    pub fn probe_links(&mut self) -> Result<crate::comm::probe::LinkProbe> {
+        let plan = crate::comm::probe::ProbePlan::startup();
+        Ok(crate::comm::probe::probe_links(&mut self.c, &plan)?)
     }
 
     /// Decode every chunk from its responders into `g` (gradient sum and loss sum); `None` when
@@ -1191,6 +1212,17 @@ fn accumulate<'m>(
     }
 }
 
+/// `buf` (`cols.len() + 1` values) ← `params` gathered on the columns `cols` (increasing),
+/// then the intercept (the last parameter).
+fn on_support(params: &[f64], cols: &[u32], buf: &mut [f64]) {
+    for (b, &j) in buf.iter_mut().zip(cols) {
+        *b = params[j as usize];
+    }
+    if let (Some(b), Some(&v)) = (buf.last_mut(), params.last()) {
+        *b = v;
+    }
+}
+
 /// `g` += Σ a_w · (worker w's message scattered from its support `supports[w]`: gradient on
 /// those columns, intercept, loss; an empty support: the full vector), in worker order: the
 /// same additions as [`accumulate`] on the scattered messages, without the zeros.
@@ -1304,8 +1336,26 @@ impl<T: Transport> GradientEngine for CodedGradients<T> {
             0
         };
         // Phase 1: the results also carry the coded K-FAC factor sums.
-        self.c
-            .begin(it.t, usize::from(it.factors), &self.params, pieces);
+        let phase = usize::from(it.factors);
+        if self.supports.iter().all(Vec::is_empty) {
+            self.c.begin(it.t, phase, &self.params, pieces);
+        } else {
+            // Each worker gets the parameters on its support (then the intercept) only.
+            let (params, supports) = (&self.params, &self.supports);
+            self.c.begin_each(
+                it.t,
+                phase,
+                pieces,
+                |w| match supports[w].len() {
+                    0 => params.len(),
+                    cols => cols + 1,
+                },
+                |w, buf| match supports[w].len() {
+                    0 => buf.copy_from_slice(params),
+                    _ => on_support(params, &supports[w], buf),
+                },
+            );
+        }
         let collected = {
             let rule = &mut CodeRule(self.decoder.code());
             let idle = &mut *it.idle;
@@ -1377,5 +1427,59 @@ impl<T: Transport> GradientEngine for CodedGradients<T> {
 
     fn rejected(&self) -> Vec<u64> {
         self.c.rejected_by_worker()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::Task;
+
+    /// Issue 20 §4: the parameters rank 0 sends on a worker's support (gathered, then the
+    /// intercept) are, bit for bit, what the worker gathers from the full vector, so its
+    /// messages are those of a run that sends the full parameters; a support of every column
+    /// and an empty support (intercept only) too.
+    #[test]
+    fn parameters_on_the_support_are_the_gathered_full_ones_bit_for_bit() {
+        let n_cols = 9;
+        let full: Vec<f64> = (0..=n_cols)
+            .map(|i| (i as f64 * 0.37).sin() / 3.0)
+            .collect();
+        for columns in [vec![1u32, 4, 5, 8], (0..n_cols as u32).collect(), vec![]] {
+            let model =
+                crate::model::build(ModelKind::Logistic, &[], columns.len(), None, Task::Binary)
+                    .unwrap();
+            let dim = model.dim();
+            let mut from_full = OnSupport {
+                columns: columns.clone(),
+                model,
+                w: vec![f64::NAN; dim],
+            };
+            from_full.gather(&full);
+            let mut sent = vec![f64::NAN; columns.len() + 1];
+            on_support(&full, &columns, &mut sent);
+            assert_eq!(sent.len(), dim, "{columns:?}");
+            let mut from_sent = OnSupport {
+                columns: columns.clone(),
+                model: crate::model::build(
+                    ModelKind::Logistic,
+                    &[],
+                    columns.len(),
+                    None,
+                    Task::Binary,
+                )
+                .unwrap(),
+                w: vec![f64::NAN; dim],
+            };
+            from_sent.gather(&sent);
+            let bits = |w: &[f64]| w.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&from_sent.w), bits(&from_full.w), "{columns:?}");
+            let want: Vec<f64> = columns
+                .iter()
+                .map(|&j| full[j as usize])
+                .chain([full[n_cols]])
+                .collect();
+            assert_eq!(bits(&from_full.w), bits(&want), "{columns:?}");
+        }
     }
 }

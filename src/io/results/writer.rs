@@ -44,6 +44,9 @@ pub struct RunWriter {
     pending_late: Vec<f64>,
     /// Scratch column for writing one scalar metric.
     column: Vec<f64>,
+    /// `/env` attributes learnt after creation (SWMR mode creates no attributes): written by
+    /// [`RunWriter::finish`].
+    late_env: Vec<(String, AttrValue)>,
 }
 
 impl std::fmt::Debug for RunWriter {
@@ -207,6 +210,7 @@ impl RunWriter {
             pending_workers: Default::default(),
             pending_since: Instant::now(),
             column: Vec::new(),
+            late_env: Vec::new(),
             late,
             late_rows: 0,
             pending_late: Vec::new(),
@@ -372,6 +376,12 @@ impl RunWriter {
         &self.path
     }
 
+    /// Attributes for `/env` measured after the file was created (the link probe): written when
+    /// the run ends, since a file in SWMR mode takes no new attributes.
+    pub fn add_env(&mut self, attrs: Vec<(String, AttrValue)>) {
+        self.late_env.extend(attrs);
+    }
+
     /// Leave SWMR mode and write the final parameters, validation, summary and status.
     pub fn finish(mut self, fin: &FinalRecord) -> Result<(), IoError> {
         self.write_pending()?;
@@ -394,6 +404,9 @@ impl RunWriter {
                 .with_data(&fin.w_final)
                 .create("w_final")
                 .map_err(&e)?;
+        }
+        if !self.late_env.is_empty() {
+            write_attrs(&path, &*group(&path, &file, "env")?, &self.late_env)?;
         }
         write_attrs(&path, &*group(&path, &file, "validation")?, &fin.validation)?;
         let summary = group(&path, &file, "summary")?;

@@ -1,0 +1,368 @@
+//! The two-level (hierarchical) gradient code of the tree decode (issue 20 §4).
+//!
+//! n workers form n/G groups of G consecutive workers; the first worker of a group is its
+//! leader. An outer code C ((n/G) × k_out, tolerating s_out groups) is built over the groups and
+//! an inner code D (G × k_in, tolerating s_in members) inside every group, both of the same
+//! exact kind. Partition (j, i) = j·k_in + i is piece i of outer partition j; worker
+//! (group g, member m) holds partition (j, i) when group g holds j in C and member m holds i
+//! in D, with coefficient C[g, j]·D[m, i]. The code matrix is the Kronecker product B = C ⊗ D,
+//! so the code is also an ordinary gradient code of n workers and k_out·k_in partitions, and
+//! rank 0 may decode members' messages directly (a group whose leader is gone).
+//!
+//! Decoding in two levels: a leader that has the messages of members F_g with D_{F_g}
+//! decodable forms y_g = Σ_{m ∈ F_g} a_m (message of m) with a_{F_g}ᵀ D_{F_g} = 1ᵀ, which is
+//! Σ_j C[g, j] h_j (h_j the gradient of outer partition j: the inner sum over its pieces);
+//! rank 0, with y_g from groups R such that C_R is decodable, forms Σ_{g ∈ R} b_g y_g with
+//! b_Rᵀ C_R = 1ᵀ, which is the full gradient.
+//!
+//! Guaranteed exact: every straggler pattern in which at most s_out groups are *lost* — a group
+//! is lost when more than s_in of its members are missing, or when its combined message does
+//! not reach rank 0 (its leader straggles or is dead) — in particular any s_out stragglers, and
+//! any (s_out + 1)(s_in + 1) − 1 stragglers none of which is a leader. Not guaranteed:
+//! more lost groups than s_out, even when the flat least-squares decode of B could still succeed
+//! ([`TreeCode::flat_decode`] tells). What this module does not do: move messages (the links
+//! are in `comm`; `--decode-tree` is not wired to a job yet), or choose G.
+
+use ndarray::Array2;
+
+use super::{build_with, CodeError, CodeKind, CodeOptions, Decoding, GradientCode};
+
+/// The two-level code: an outer code over the groups and an inner code inside each group.
+#[derive(Debug)]
+pub struct TreeCode {
+    outer: Box<dyn GradientCode>,
+    inner: Box<dyn GradientCode>,
+    g: usize,
+    /// Per worker: held partitions and their coefficients.
+    parts: Vec<Vec<usize>>,
+    coefs: Vec<Vec<f64>>,
+}
+
+impl TreeCode {
+    /// The `kind` code of n workers in groups of `g` (`--decode-tree G`), tolerating `s_out`
+    /// lost groups and `s_in` missing members per group. `kind` must be an exact code with
+    /// one piece per message (no split).
+    pub fn new(
+        kind: CodeKind,
+        n: usize,
+        g: usize,
+        s_out: usize,
+        s_in: usize,
+        seed: u64,
+    ) -> Result<Self, CodeError> {
+        if g < 2 || g > n || n % g != 0 {
+            return Err(CodeError::invalid(
+                kind,
+                format!(
+                    "--decode-tree {g} must be at least 2, at most the number of workers n = {n}, and divide it"
+                ),
+            ));
+        }
+        if kind.is_approximate() || kind == CodeKind::CommEfficient {
+            return Err(CodeError::invalid(
+                kind,
+                "the tree decode needs an exact code with whole messages (uncoded, frc, cyclic-repetition or cyclic-mds)",
+            ));
+        }
+        let opts = CodeOptions::default();
+        let outer = build_with(kind, n / g, s_out, seed, &opts)?;
+        let inner = build_with(kind, g, s_in, seed.wrapping_add(1), &opts)?;
+        let k_in = inner.n_partitions();
+        let (mut parts, mut coefs) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        for w in 0..n {
+            let (grp, m) = (w / g, w % g);
+            let (mut p, mut c) = (Vec::new(), Vec::new());
+            for (&j, &cj) in outer.assignment(grp).iter().zip(outer.coefficients(grp)) {
+                for (&i, &di) in inner.assignment(m).iter().zip(inner.coefficients(m)) {
+                    p.push(j * k_in + i);
+                    c.push(cj * di);
+                }
+            }
+            parts.push(p);
+            coefs.push(c);
+        }
+        Ok(TreeCode {
+            outer,
+            inner,
+            g,
+            parts,
+            coefs,
+        })
+    }
+
+    /// Workers n.
+    pub fn n_workers(&self) -> usize {
+        self.parts.len()
+    }
+    /// Partitions k_out · k_in.
+    pub fn n_partitions(&self) -> usize {
+        self.outer.n_partitions() * self.inner.n_partitions()
+    }
+    /// Group size G.
+    pub fn group_size(&self) -> usize {
+        self.g
+    }
+    /// Groups n/G.
+    pub fn n_groups(&self) -> usize {
+        self.outer.n_workers()
+    }
+    /// The group of worker `w`.
+    pub fn group_of(&self, w: usize) -> usize {
+        w / self.g
+    }
+    /// The leader (first worker) of group `grp`.
+    pub fn leader(&self, grp: usize) -> usize {
+        grp * self.g
+    }
+    /// Partitions held by worker `w`.
+    pub fn assignment(&self, w: usize) -> &[usize] {
+        &self.parts[w]
+    }
+    /// Coefficients of worker `w`'s message, one per held partition.
+    pub fn coefficients(&self, w: usize) -> &[f64] {
+        &self.coefs[w]
+    }
+    /// The code matrix B = C ⊗ D (n × k_out·k_in).
+    pub fn matrix(&self) -> Array2<f64> {
+        let mut b = Array2::zeros((self.n_workers(), self.n_partitions()));
+        for (w, (p, c)) in self.parts.iter().zip(&self.coefs).enumerate() {
+            for (&j, &v) in p.iter().zip(c) {
+                b[[w, j]] += v;
+            }
+        }
+        b
+    }
+
+    /// A leader's weights over the members of its group that answered (`members`: sorted
+    /// indices 0..G within the group); exact when at most s_in are missing.
+    pub fn leader_decode(&self, members: &[usize]) -> Result<Decoding, CodeError> {
+        self.inner.decode(members)
+    }
+    /// Whether a leader can decode its group's block exactly from `members`.
+    pub fn group_decodable(&self, members: &[usize]) -> bool {
+        self.inner.is_decodable(members)
+    }
+    /// Rank 0's weights over the groups whose combined message arrived (sorted group indices);
+    /// exact when at most s_out are lost.
+    pub fn root_decode(&self, groups: &[usize]) -> Result<Decoding, CodeError> {
+        self.outer.decode(groups)
+    }
+    /// Whether rank 0 can decode exactly from the combined messages of `groups`.
+    pub fn root_decodable(&self, groups: &[usize]) -> bool {
+        self.outer.is_decodable(groups)
+    }
+
+    /// The groups whose leaders could decode exactly from `responders` (sorted worker
+    /// indices), and each one's members.
+    fn groups_of(&self, responders: &[usize]) -> Vec<(usize, Vec<usize>)> {
+        let mut members = vec![Vec::new(); self.n_groups()];
+        for &w in responders {
+            members[self.group_of(w)].push(w % self.g);
+        }
+        members
+            .into_iter()
+            .enumerate()
+            .filter(|(_, m)| self.group_decodable(m))
+            .collect()
+    }
+
+    /// The two-level decode of `responders` (sorted worker indices, every message reaching its
+    /// leader and every decodable group's combined message reaching rank 0), as flat weights:
+    /// worker (g, m) weighs b_g·a_m. `exact` holds when both levels were exact.
+    pub fn two_level_decode(&self, responders: &[usize]) -> Result<Decoding, CodeError> {
+        let groups = self.groups_of(responders);
+        let ids: Vec<usize> = groups.iter().map(|(grp, _)| *grp).collect();
+        let root = self.root_decode(&ids)?;
+        let (mut who, mut weights) = (Vec::new(), Vec::new());
+        let mut exact = root.exact;
+        let mut condition = root.condition;
+        for ((grp, members), &b) in groups.iter().zip(&root.weights) {
+            let lead = self.leader_decode(members)?;
+            exact &= lead.exact;
+            condition = condition.max(lead.condition);
+            for (&m, &a) in members.iter().zip(&lead.weights) {
+                who.push(grp * self.g + m);
+                weights.push(b * a);
+            }
+        }
+        let b = self.matrix();
+        let mut residual = 0.0;
+        for j in 0..b.ncols() {
+            let got: f64 = who.iter().zip(&weights).map(|(&w, &a)| a * b[[w, j]]).sum();
+            residual += (got - 1.0).powi(2);
+        }
+        Ok(Decoding {
+            responders: who,
+            weights,
+            residual: residual.sqrt(),
+            exact,
+            condition,
+        })
+    }
+
+    /// Whether the two-level decode of `responders` is exact by the guarantee (at most s_out
+    /// groups lost).
+    pub fn is_decodable(&self, responders: &[usize]) -> bool {
+        let ids: Vec<usize> = self
+            .groups_of(responders)
+            .into_iter()
+            .map(|(g, _)| g)
+            .collect();
+        self.root_decodable(&ids)
+    }
+
+    /// The flat least-squares decode of B from `responders` (rank 0 with every member's
+    /// message: the fallback when leaders are gone).
+    pub fn flat_decode(&self, responders: &[usize]) -> Result<Decoding, CodeError> {
+        super::decode::least_squares_decode(self.matrix().view(), responders)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every subset of missing workers of an n-worker code, as sorted responder sets.
+    fn subsets(n: usize) -> impl Iterator<Item = Vec<usize>> {
+        (0u32..(1 << n)).map(move |mask| (0..n).filter(|&w| mask & (1 << w) == 0).collect())
+    }
+
+    /// Whether `responders` is a pattern the construction guarantees.
+    fn allowed(t: &TreeCode, s_out: usize, s_in: usize, responders: &[usize]) -> bool {
+        let mut missing = vec![0; t.n_groups()];
+        for w in 0..t.n_workers() {
+            if responders.binary_search(&w).is_err() {
+                missing[t.group_of(w)] += 1;
+            }
+        }
+        missing.iter().filter(|&&m| m > s_in).count() <= s_out
+    }
+
+    /// Seeded pseudo-random values in [-1, 1).
+    fn values(seed: u64, count: usize) -> Vec<f64> {
+        let mut x = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (0..count)
+            .map(|_| {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (x >> 11) as f64 / (1u64 << 52) as f64 - 1.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_allowed_pattern_decodes_exactly_in_two_levels() {
+        let dim = 3;
+        let cases = [
+            (CodeKind::Frc, 4, 2, 1, 1),
+            (CodeKind::Frc, 8, 2, 1, 1),
+            (CodeKind::Frc, 8, 4, 0, 1),
+            (CodeKind::CyclicRepetition, 6, 3, 1, 1),
+            (CodeKind::CyclicRepetition, 9, 3, 1, 1),
+            (CodeKind::CyclicRepetition, 8, 4, 1, 2),
+            (CodeKind::CyclicMds, 6, 3, 1, 2),
+            (CodeKind::Uncoded, 4, 2, 0, 0),
+        ];
+        for (kind, n, g, s_out, s_in) in cases {
+            let t = TreeCode::new(kind, n, g, s_out, s_in, 7).expect("valid tree code");
+            let k = t.n_partitions();
+            // Partial gradients h_p (k × dim) and each worker's coded message.
+            let h = values(n as u64, k * dim);
+            let message = |w: usize| -> Vec<f64> {
+                let mut m = vec![0.0; dim];
+                for (&p, &c) in t.assignment(w).iter().zip(t.coefficients(w)) {
+                    for d in 0..dim {
+                        m[d] += c * h[p * dim + d];
+                    }
+                }
+                m
+            };
+            let full: Vec<f64> = (0..dim)
+                .map(|d| (0..k).map(|p| h[p * dim + d]).sum())
+                .collect();
+            let mut checked = 0;
+            for responders in subsets(n) {
+                if !allowed(&t, s_out, s_in, &responders) {
+                    continue;
+                }
+                assert!(
+                    t.is_decodable(&responders),
+                    "{kind:?} n={n} G={g} {responders:?}"
+                );
+                // Leaders combine, rank 0 combines the leaders' messages.
+                let groups = t.groups_of(&responders);
+                let ids: Vec<usize> = groups.iter().map(|(grp, _)| *grp).collect();
+                let root = t.root_decode(&ids).expect("root decode");
+                let mut g_hat = vec![0.0; dim];
+                for ((grp, members), &b) in groups.iter().zip(&root.weights) {
+                    let lead = t.leader_decode(members).expect("leader decode");
+                    assert!(lead.exact, "{kind:?} group {grp} members {members:?}");
+                    let mut y = vec![0.0; dim];
+                    for (&m, &a) in members.iter().zip(&lead.weights) {
+                        let msg = message(grp * g + m);
+                        for d in 0..dim {
+                            y[d] += a * msg[d];
+                        }
+                    }
+                    for d in 0..dim {
+                        g_hat[d] += b * y[d];
+                    }
+                }
+                for d in 0..dim {
+                    assert!(
+                        (g_hat[d] - full[d]).abs() < 1e-9,
+                        "{kind:?} n={n} G={g} {responders:?}: {} vs {}",
+                        g_hat[d],
+                        full[d]
+                    );
+                }
+                let flat = t.two_level_decode(&responders).expect("two-level decode");
+                assert!(
+                    flat.exact && flat.residual < 1e-9,
+                    "{kind:?} {responders:?}"
+                );
+                checked += 1;
+            }
+            assert!(checked >= 1, "{kind:?} n={n} G={g}: no allowed pattern");
+        }
+    }
+
+    #[test]
+    fn a_lost_group_beyond_s_out_is_not_claimed() {
+        let t = TreeCode::new(CodeKind::Frc, 8, 2, 1, 1, 1).expect("valid");
+        // Groups 0 and 1 lost entirely (workers 0..4 missing): two lost groups, s_out = 1.
+        let responders: Vec<usize> = (4..8).collect();
+        assert!(!t.is_decodable(&responders));
+        assert!(!t.two_level_decode(&responders).expect("decode").exact);
+    }
+
+    #[test]
+    fn the_code_matrix_is_the_kronecker_product() {
+        let t = TreeCode::new(CodeKind::CyclicRepetition, 6, 3, 1, 1, 3).expect("valid");
+        let c = t.outer.matrix();
+        let d = t.inner.matrix();
+        let b = t.matrix();
+        assert_eq!(b.dim(), (6, c.ncols() * d.ncols()));
+        for w in 0..6 {
+            for j in 0..c.ncols() {
+                for i in 0..d.ncols() {
+                    let want = c[[w / 3, j]] * d[[w % 3, i]];
+                    assert_eq!(b[[w, j * d.ncols() + i]], want);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn bad_group_sizes_are_refused_by_name() {
+        for g in [0, 1, 3, 16] {
+            let e = TreeCode::new(CodeKind::Frc, 8, g, 0, 1, 0).expect_err("refused");
+            assert!(e.to_string().contains("--decode-tree"), "{e}");
+        }
+        let e = TreeCode::new(CodeKind::Expander, 8, 2, 0, 1, 0).expect_err("refused");
+        assert!(e.to_string().contains("exact code"), "{e}");
+    }
+}
