@@ -25,7 +25,8 @@ use crate::config::AdmmConfig;
 use crate::error::{Error, Result};
 use crate::io::metrics::p50_p95;
 use crate::io::results::{
-    AttrValue, FinalRecord, IterationRecord, LayerMetric, Metric, RunWriter, WorkerMetric,
+    AttrValue, FinalRecord, IterationRecord, LayerMetric, Metric, PeakMemory, RunWriter,
+    WorkerMetric,
 };
 use crate::train::RunStatus;
 
@@ -349,10 +350,6 @@ impl<'a> Recorder<'a> {
                 AttrValue::Str(error.map(|e| e.to_string()).unwrap_or_default()),
             ),
         ];
-        summary.push((
-            "rank0_peak_rss_mib".into(),
-            AttrValue::F64(crate::comm::peak_rss_kib() / 1024.0),
-        ));
         let mut per_worker = vec![
             (
                 "mean_compute_s".into(),
@@ -363,12 +360,8 @@ impl<'a> Recorder<'a> {
                 self.waits.iter().map(|c| c / n).collect(),
             ),
         ];
-        if !peak_rss_kib.is_empty() {
-            per_worker.push((
-                "peak_rss_mib".into(),
-                peak_rss_kib.iter().map(|k| k / 1024.0).collect(),
-            ));
-        }
+        let memory = PeakMemory::from_kib(crate::comm::peak_rss_kib(), peak_rss_kib);
+        memory.record(&mut summary, &mut per_worker);
         let validation = vec![
             (
                 "check".into(),
@@ -402,6 +395,7 @@ impl<'a> Recorder<'a> {
             p50 * 1e3,
             self.bytes_neighbour / n
         );
+        memory.print();
         println!("  results: {}", self.writer.path().display());
         self.writer.finish(&FinalRecord {
             status: status.name().into(),

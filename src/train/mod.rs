@@ -35,7 +35,8 @@ use crate::data::{try_zeros, Dataset};
 use crate::error::{Error, Result};
 use crate::io::checkpoint::Checkpoint;
 use crate::io::results::{
-    self, AttrValue, FinalRecord, IterationRecord, LateRow, Metric, RecordedRows, RunWriter,
+    self, AttrValue, FinalRecord, IterationRecord, LateRow, Metric, PeakMemory, RecordedRows,
+    RunWriter,
 };
 use crate::model::{Evaluation, Model, Objective, Workspace};
 use crate::optim::kfac::{self, KfacSpec, KfacState};
@@ -597,7 +598,7 @@ impl<'a> Trainer<'a> {
             validation: &self.validation,
             rejected: &rejected,
         });
-        let memory = PeakMemory::of(engine);
+        let memory = PeakMemory::from_kib(crate::comm::peak_rss_kib(), &engine.peak_rss_kib());
         memory.print();
         println!("  results: {}", self.writer.path().display());
         let (mut summary, mut per_worker) = self.summary.record(&rejected);
@@ -667,55 +668,6 @@ impl<'a> Trainer<'a> {
         if verdict != "REFERENCE" {
             self.validation
                 .push(("silent".into(), AttrValue::Str(format!("{never:?}"))));
-        }
-    }
-}
-
-/// Peak resident memory of every rank (`ru_maxrss`): rank 0's own and each worker's from its
-/// STOP acknowledgement. Written as `/summary` `rank0_peak_rss_mib` and the per-worker column
-/// `/summary/peak_rss_mib` (NaN for a worker whose ACK did not arrive), so a user sizes
-/// `--max-memory-mb` and the job's `--mem` from a real run.
-struct PeakMemory {
-    rank0_mib: f64,
-    workers_mib: Vec<f64>,
-}
-
-impl PeakMemory {
-    fn of(engine: &dyn GradientEngine) -> PeakMemory {
-        PeakMemory {
-            rank0_mib: crate::comm::peak_rss_kib() / 1024.0,
-            workers_mib: engine
-                .peak_rss_kib()
-                .iter()
-                .map(|kib| kib / 1024.0)
-                .collect(),
-        }
-    }
-
-    fn print(&self) {
-        let known = self
-            .workers_mib
-            .iter()
-            .enumerate()
-            .filter(|(_, m)| m.is_finite());
-        match known.max_by(|a, b| a.1.total_cmp(b.1)) {
-            Some((w, m)) => println!(
-                "  peak memory         rank 0 {:.1} MiB, workers up to {m:.1} MiB (rank {})",
-                self.rank0_mib,
-                w + 1
-            ),
-            None => println!("  peak memory         rank 0 {:.1} MiB", self.rank0_mib),
-        }
-    }
-
-    fn record(
-        &self,
-        summary: &mut Vec<(String, AttrValue)>,
-        per_worker: &mut Vec<(String, Vec<f64>)>,
-    ) {
-        summary.push(("rank0_peak_rss_mib".into(), AttrValue::F64(self.rank0_mib)));
-        if !self.workers_mib.is_empty() {
-            per_worker.push(("peak_rss_mib".into(), self.workers_mib.clone()));
         }
     }
 }

@@ -67,6 +67,55 @@ pub fn test_summary(ev: Option<&Evaluation>) -> [(String, AttrValue); 3] {
     ]
 }
 
+/// Peak resident memory of every rank (`ru_maxrss`): rank 0's own and each worker's from its
+/// STOP acknowledgement. Written as `/summary` `rank0_peak_rss_mib` and the per-worker column
+/// `/summary/peak_rss_mib` (NaN for a worker whose ACK did not arrive), so a user sizes
+/// `--max-memory-mb` and the job's `--mem` from a real run.
+pub struct PeakMemory {
+    rank0_mib: f64,
+    workers_mib: Vec<f64>,
+}
+
+impl PeakMemory {
+    /// From rank 0's peak and each worker's, in KiB as `getrusage` gives them.
+    pub fn from_kib(rank0_kib: f64, workers_kib: &[f64]) -> PeakMemory {
+        PeakMemory {
+            rank0_mib: rank0_kib / 1024.0,
+            workers_mib: workers_kib.iter().map(|kib| kib / 1024.0).collect(),
+        }
+    }
+
+    /// One line of the end-of-run summary: rank 0's peak and the largest worker's.
+    pub fn print(&self) {
+        let known = self
+            .workers_mib
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m.is_finite());
+        match known.max_by(|a, b| a.1.total_cmp(b.1)) {
+            Some((w, m)) => println!(
+                "  peak memory         rank 0 {:.1} MiB, workers up to {m:.1} MiB (rank {})",
+                self.rank0_mib,
+                w + 1
+            ),
+            None => println!("  peak memory         rank 0 {:.1} MiB", self.rank0_mib),
+        }
+    }
+
+    /// Add `rank0_peak_rss_mib` to `summary` and the `peak_rss_mib` column (when there are
+    /// workers) to `per_worker`.
+    pub fn record(
+        &self,
+        summary: &mut Vec<(String, AttrValue)>,
+        per_worker: &mut Vec<(String, Vec<f64>)>,
+    ) {
+        summary.push(("rank0_peak_rss_mib".into(), AttrValue::F64(self.rank0_mib)));
+        if !self.workers_mib.is_empty() {
+            per_worker.push(("peak_rss_mib".into(), self.workers_mib.clone()));
+        }
+    }
+}
+
 /// A typed attribute value.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AttrValue {
