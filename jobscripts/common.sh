@@ -361,6 +361,8 @@ gc_run() {
     echo >>"$GC_PROVENANCE/command.txt"
   fi
   GC_LAUNCHED_AT=$SECONDS
+  local launched_epoch
+  launched_epoch=$(date +%s)
   if gc_in_slurm; then
     "${GC_LAUNCH[@]}" "$GRADCODE" train "${GC_ARGS[@]}" &
   else
@@ -386,7 +388,22 @@ gc_run() {
   done
   GC_CHILD=""
   gc_log "gradcode exited with code $GC_RC"
+  gc_check_launch "$launched_epoch"
   [[ -n "${GC_PROVENANCE:-}" ]] && echo "$GC_RC" >"$GC_PROVENANCE/exit_code"
+  return 0
+}
+
+# gc_check_launch EPOCH: a launcher that returned 0 without gradcode having written
+# RUN_DIR/run.h5 since EPOCH (seconds, less 5) did not run the ranks (an srun that could not create its
+# step, a GRADCODE that is not gradcode): GC_RC becomes 1, so the job does not end COMPLETED.
+gc_check_launch() {
+  local since=$1 written
+  ((GC_RC == 0)) || return 0
+  written=$(stat -c %Y "$RUN_DIR/run.h5" 2>/dev/null || echo 0)
+  if ((written < since - 5)); then # 5 s of slack for a shared file system's clock
+    gc_log "the launcher returned 0 but gradcode wrote no $RUN_DIR/run.h5 in this launch: the ranks did not run (see the launcher's messages above); exit 1"
+    GC_RC=1
+  fi
   return 0
 }
 

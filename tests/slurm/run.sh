@@ -93,11 +93,18 @@ job_log() { cat "$W/results/slurm/$1.out" 2>/dev/null; }
 # --- one run and a sweep -------------------------------------------------------------------------
 TRAIN=$(ITERATIONS="$ITERATIONS" "${SB[@]}" "$ROOT/jobscripts/train.sbatch")
 SWEEP=$(ITERATIONS="$ITERATIONS" "${SB[@]}" --array=1-3 "$ROOT/jobscripts/sweep.sbatch")
-note "train job $TRAIN, sweep array job $SWEEP"
-if wait_gone "$TRAIN" "$SWEEP"; then ok "train and sweep jobs finish within ${JOB_TIMEOUT}s"; else
+# A launch that runs no gradcode (here GRADCODE=/bin/true: the launcher returns 0 and nothing is
+# written) must not end COMPLETED.
+NORUN=$(GRADCODE=/bin/true ITERATIONS="$ITERATIONS" "${SB[@]}" --dependency="afterany:$TRAIN" "$ROOT/jobscripts/train.sbatch")
+note "train job $TRAIN, sweep array job $SWEEP, launch-without-gradcode job $NORUN"
+if wait_gone "$TRAIN" "$SWEEP" "$NORUN"; then ok "train and sweep jobs finish within ${JOB_TIMEOUT}s"; else
   not_ok "train and sweep jobs finish within ${JOB_TIMEOUT}s"
-  scancel "$TRAIN" "$SWEEP" 2>/dev/null
+  scancel "$TRAIN" "$SWEEP" "$NORUN" 2>/dev/null
 fi
+st=$(field "$NORUN" JobState)
+check "a launch that wrote no run.h5 ends FAILED, exit 1 (state ${st:-unknown}, exit $(field "$NORUN" ExitCode))" \
+  test "$st:$(field "$NORUN" ExitCode)" = FAILED:1:0
+check "its log says the ranks did not run" grep -q "the ranks did not run" "$W/results/slurm/gradcode-train-$NORUN.out"
 
 st=$(field "$TRAIN" JobState)
 check "train job $TRAIN COMPLETED (state ${st:-unknown}, exit $(field "$TRAIN" ExitCode))" test "$st" = COMPLETED
