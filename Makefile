@@ -28,7 +28,7 @@ export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM := 1
 export OPENBLAS_NUM_THREADS := 1
 export OMP_NUM_THREADS := 1
 
-.PHONY: deps test-deps build run data datasets test lint unit install easybuild-check slurm cluster mpich bench bench-smoke bench-approx bench-admm bench-tune bench-hetero bench-comm bench-cluster bench-nn clean help reliability reliability-net fuzz fuzz-smoke
+.PHONY: deps test-deps build run data datasets test lint unit install easybuild-deps easybuild-check easybuild-build slurm cluster mpich bench bench-smoke bench-approx bench-admm bench-tune bench-hetero bench-comm bench-cluster bench-nn clean help reliability reliability-net fuzz fuzz-smoke
 
 # $(call apt_install,TARGET,PACKAGES): install the packages not yet installed (apt-get update
 # first; no terminal in CI, so DEBIAN_FRONTEND=noninteractive, kept under sudo).
@@ -42,7 +42,7 @@ define apt_install
 endef
 
 help:
-	@echo "make run | make test | make deps | make build | make data | make datasets | make lint | make bench | make bench-smoke | make bench-approx | make bench-admm | make bench-tune | make bench-hetero | make bench-comm | make bench-nn | make bench-cluster | make install PREFIX=... | make cluster | make reliability | make reliability-net | make clean"
+	@echo "make run | make test | make deps | make build | make data | make datasets | make lint | make bench | make bench-smoke | make bench-approx | make bench-admm | make bench-tune | make bench-hetero | make bench-comm | make bench-nn | make bench-cluster | make install PREFIX=... | make easybuild-check | make easybuild-build | make cluster | make reliability | make reliability-net | make clean"
 
 deps:
 	$(call apt_install,deps,$(APT_PKGS))
@@ -136,9 +136,20 @@ install:
 
 # The EasyBuild easyconfig (easybuild/gradcode-0.1.0.eb) through EasyBuild's extended dry run
 # (EasyBuild from PyPI in a temporary virtualenv, Lmod from Debian's lmod). Not part of `make test`.
-easybuild-check:
+# Lmod, EasyBuild's modules tool, from the OS packages (EasyBuild itself comes from PyPI).
+EB_PKGS := lmod
+easybuild-deps: deps
+	$(call apt_install,easybuild-deps,$(EB_PKGS))
+
+easybuild-check: easybuild-deps
 	@bash easybuild/check.sh; rc=$$?; \
 	if [ $$rc -eq 77 ]; then echo "make easybuild-check: skipped (see the reason above)"; exit 0; fi; exit $$rc
+
+# The full EasyBuild build and install (compiles the crate again: minutes), then the installed copy
+# through `module load gradcode/0.1.0` runs a 3-rank mpirun job. Not part of `make test`.
+easybuild-build: easybuild-deps
+	@bash easybuild/check.sh --full; rc=$$?; \
+	if [ $$rc -eq 77 ]; then echo "make easybuild-build: skipped (see the reason above)"; exit 0; fi; exit $$rc
 
 # Multi-node test (issue 23): 3 Slurm nodes in network namespaces on this machine, TCP between them.
 # Exits 77 (skipped, reason printed) where namespaces cannot be made (not root, a container without them).
