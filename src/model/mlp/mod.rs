@@ -33,7 +33,7 @@
 //! [`super::Cnn`]'s).
 
 use ndarray::linalg::general_mat_mul;
-use ndarray::{s, Array2, ArrayView2, ArrayViewMut2};
+use ndarray::{s, ArrayView2, ArrayViewMut2};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
@@ -302,65 +302,101 @@ impl Mlp {
         }
     }
 
-    /// The K-FAC factor sums of every layer over the rows of `x` at `w`: per layer
-    /// (Σ_r c_r ā_r ā_rᵀ, Σ_r c_r g_r g_rᵀ), with ā_r the layer's input on row r and a 1 for the
-    /// bias, g_r the gradient of row r's loss with respect to the layer's pre-activations and c_r
-    /// the row weight (1 without). Both are linear in the rows, so a coded combination of
-    /// partition sums decodes like the gradient. Allocates its buffers per call.
-    pub fn kfac_factors(
+    /// The K-FAC factor sums of every layer over the rows of `x` at `w`, packed into `out`
+    /// ([`Model::kfac_factors_into`]): per layer the upper triangles of Σ_r c_r ā_r ā_rᵀ and
+    /// Σ_r c_r g_r g_rᵀ, with ā_r the layer's input on row r and a 1 for the bias, g_r the
+    /// gradient of row r's loss with respect to the layer's pre-activations and c_r the row
+    /// weight (1 without). Both are linear in the rows, so a coded combination of partition sums
+    /// decodes like the gradient. One forward pass per row block, then the backward recursion
+    /// of the Δ's; per layer two GEMMs (`optim::kfac::add_weighted_gram`) into a reused square
+    /// whose upper triangle is added to `out`.
+    #[allow(clippy::too_many_arguments)]
+    fn kfac_into(
         &self,
         w: ArrayView1<f64>,
         x: &Features,
         y: ArrayView1<f64>,
         rw: Option<ArrayView1<f64>>,
-    ) -> Vec<(Array2<f64>, Array2<f64>)> {
-        let mut ws = Workspace::default();
-        let Workspace { rows, params, .. } = &mut ws;
+        ws: &mut Workspace,
+        out: &mut [f64],
+    ) {
+        use crate::optim::kfac::{add_weighted_gram, tri};
+        let Workspace {
+            rows, params, kfac, ..
+        } = ws;
         let w = checked_params(self.dim, self.widths[0], w, params, x, y);
-        let mut sums: Vec<(Array2<f64>, Array2<f64>)> = self
+        let total: usize = self
             .blocks
             .iter()
-            .map(|b| {
-                let n = b.inputs + 1;
-                (Array2::zeros((n, n)), Array2::zeros((b.units, b.units)))
-            })
-            .collect();
-        let acts = scratch(rows, self.act_len(self.block_rows(x.n_rows())));
+            .map(|b| tri(b.inputs + 1) + tri(b.units))
+            .sum();
+        out[..total].fill(0.0);
+        let block = self.block_rows(x.n_rows());
+        let widest = self.widths[1..].iter().copied().max().unwrap_or(0);
+        let side = self
+            .blocks
+            .iter()
+            .map(|b| (b.inputs + 1).max(b.units))
+            .max()
+            .unwrap_or(0);
+        let acts_len = self.act_len(block);
+        let buf = scratch(rows, acts_len + 2 * block * widest);
+        let (acts, deltas) = buf.split_at_mut(acts_len);
+        let (d0, d1) = deltas.split_at_mut(block * widest);
+        let k = scratch(kfac, 2 * block * side + side * side);
+        let (vs, square) = k.split_at_mut(2 * block * side);
+        let (v, scaled) = vs.split_at_mut(block * side);
         let width = self.widths[self.widths.len() - 1];
         self.for_each_block(w, x, acts, |rows, a| {
             let r = rows.len();
-            let out = self.outputs(a, r);
-            self.head.residuals(out, width, rows.clone(), y, None);
-            let c = Array2::from_shape_fn((r, 1), |(i, _)| {
-                rw.as_ref().map_or(1.0, |rw| rw[rows.start + i])
-            });
+            let c = |i: usize| rw.as_ref().map_or(1.0, |rw| rw[rows.start + i]);
+            self.head
+                .residuals(self.outputs(a, r), width, rows.clone(), y, None);
             let mut at = a.len();
-            let mut delta = view(&a[at - r * width..at], r, width).to_owned();
+            let mut packed_at = total;
+            let (mut cur, mut next) = (&mut *d0, &mut *d1);
             for l in (0..self.layers()).rev() {
                 let b = self.blocks[l];
+                let n = b.inputs + 1;
                 let start = at - r * b.units;
-                let mut abar = Array2::ones((r, b.inputs + 1));
+                packed_at -= tri(n) + tri(b.units);
+                let delta: &[f64] = if l + 1 == self.layers() {
+                    &a[start..at]
+                } else {
+                    &cur[..r * b.units]
+                };
+                let mut abar = view_mut(v, r, n);
                 let mut inputs = abar.slice_mut(s![.., ..b.inputs]);
                 if l == 0 {
                     dense_rows(x, rows.clone(), &mut inputs);
                 } else {
                     inputs.assign(&view(&a[start - r * b.inputs..start], r, b.inputs));
                 }
-                sums[l].0 += &abar.t().dot(&(&abar * &c));
-                sums[l].1 += &delta.t().dot(&(&delta * &c));
+                abar.column_mut(b.inputs).fill(1.0);
+                let (fa, fg) = out[packed_at..].split_at_mut(tri(n));
+                add_weighted_gram(view(v, r, n), c, scaled, square, fa);
+                add_weighted_gram(view(delta, r, b.units), c, scaled, square, fg);
                 if l > 0 {
-                    let mut prev = delta.dot(&weight_view(w, &b));
-                    prev.zip_mut_with(&abar.slice(s![.., ..b.inputs]), |p, &av| {
+                    // Δ_{l−1} = (Δ_l W_l) ⊙ [A_{l−1} > 0].
+                    let prev = &mut next[..r * b.inputs];
+                    general_mat_mul(
+                        1.0,
+                        &view(delta, r, b.units),
+                        &weight_view(w, &b),
+                        0.0,
+                        &mut view_mut(prev, r, b.inputs),
+                    );
+                    let input = &a[start - r * b.inputs..start];
+                    for (p, &av) in prev.iter_mut().zip(input) {
                         if av <= 0.0 {
                             *p = 0.0;
                         }
-                    });
-                    delta = prev;
+                    }
+                    std::mem::swap(&mut cur, &mut next);
                 }
                 at = start;
             }
         });
-        sums
     }
 
     /// Rows of the largest row block over `n` rows.
@@ -549,13 +585,10 @@ impl Model for Mlp {
         x: &Features,
         y: ArrayView1<f64>,
         row_weights: Option<ArrayView1<f64>>,
+        ws: &mut Workspace,
         out: &mut [f64],
     ) {
-        let mut at = 0;
-        for (a, g) in self.kfac_factors(w, x, y, row_weights) {
-            at += crate::optim::kfac::pack_upper(a.view(), &mut out[at..]);
-            at += crate::optim::kfac::pack_upper(g.view(), &mut out[at..]);
-        }
+        self.kfac_into(w, x, y, row_weights, ws, out);
     }
 
     fn kind(&self) -> ModelKind {

@@ -404,6 +404,35 @@ fn kfac_factor_sums_are_weighted_sums_of_per_row_outer_products() {
     }
 }
 
+/// The packed K-FAC factor sums: after the first call with a shape nothing is allocated (the
+/// factors accumulate straight into the packed buffer through the workspace), a second call
+/// gives the same bits, and row blocks of any size give the whole pass's sums to rounding.
+#[test]
+fn kfac_factor_sums_reuse_the_workspace_and_blocks_agree() {
+    use crate::optim::kfac::packed_len;
+    let n = net(Task::Multiclass { classes: 3 }, &[9, 4], 24, 300, 7);
+    let m = &n.mlp;
+    let len = packed_len(m.kfac_layers().iter().map(|b| (b.units, b.inputs)));
+    let (mut ws, mut out) = (Workspace::default(), vec![f64::NAN; len]);
+    let run = |m: &Mlp, ws: &mut Workspace, out: &mut [f64]| {
+        m.kfac_factors_into(n.w.view(), &n.dense, n.y.view(), Some(n.rw.view()), ws, out)
+    };
+    run(m, &mut ws, &mut out);
+    let first = out.clone();
+    assert!(first.iter().all(|v| v.is_finite()));
+    let count = allocations(|| run(m, &mut ws, &mut out));
+    assert_eq!(count, 0, "allocations after the first call");
+    assert_eq!(out, first);
+    for rows in [1, 13] {
+        let mut small = m.clone();
+        small.set_block_rows(rows);
+        let mut o = vec![0.0; len];
+        run(&small, &mut Workspace::default(), &mut o);
+        let e = rel_err(&Array1::from(o), &Array1::from(first.clone()));
+        assert!(e < 1e-12, "blocks of {rows}: {e}");
+    }
+}
+
 /// Issue 21: on a tiny MLP (6-5-3) the K-FAC direction of each layer (eigen method) equals
 /// (A ⊗ G + γI)⁻¹ vec(∇W) solved densely, to 1e-10 (no decay, no KL clip).
 #[test]
