@@ -267,6 +267,60 @@ pub(crate) fn block_rows(n_rows: usize, n_cols: usize) -> usize {
     rows.clamp(16, n_rows.max(16))
 }
 
+/// K-FAC's scratch for one row block ([`Model::kfac_factors_into`]): a layer's inputs with the
+/// 1 (or its pre-activation gradients), their row-weighted copy, and one factor as a square.
+pub(crate) struct FactorScratch<'a> {
+    rows: &'a mut [f64],
+    scaled: &'a mut [f64],
+    square: &'a mut [f64],
+}
+
+impl<'a> FactorScratch<'a> {
+    /// The scratch inside `buf` for at most `cells` values of rows (rows × width) and factors of
+    /// at most `side` × `side`; `buf` grows only when a larger shape comes.
+    pub(crate) fn carve(buf: &'a mut Vec<f64>, cells: usize, side: usize) -> Self {
+        let k = scratch(buf, 2 * cells + side * side);
+        let (vs, square) = k.split_at_mut(2 * cells);
+        let (rows, scaled) = vs.split_at_mut(cells);
+        FactorScratch {
+            rows,
+            scaled,
+            square,
+        }
+    }
+
+    /// Add a block of rows of layer `b` to its packed factor sums `out` (A's upper triangle,
+    /// then G's): `grads` are the rows' pre-activation gradients (m × b.units), `inputs` fills
+    /// their inputs (m × b.inputs, the 1 for the bias is added here); row i weighs `c(i)` in G
+    /// and `c(i) · a_scale` in A.
+    pub(crate) fn add_layer(
+        &mut self,
+        b: &ParamBlock,
+        inputs: impl FnOnce(&mut ndarray::ArrayViewMut2<f64>),
+        grads: ndarray::ArrayView2<f64>,
+        c: impl Fn(usize) -> f64,
+        a_scale: f64,
+        out: &mut [f64],
+    ) {
+        use crate::optim::kfac::{add_weighted_gram, tri};
+        let (m, n) = (grads.nrows(), b.inputs + 1);
+        let mut abar = ndarray::ArrayViewMut2::from_shape((m, n), &mut self.rows[..m * n])
+            .unwrap_or_else(|_| unreachable!());
+        inputs(&mut abar.slice_mut(ndarray::s![.., ..b.inputs]));
+        abar.column_mut(b.inputs).fill(1.0);
+        let (fa, fg) = out.split_at_mut(tri(n));
+        let (s, q) = (&mut *self.scaled, &mut *self.square);
+        add_weighted_gram(abar.view(), |i| c(i) * a_scale, s, q, fa);
+        add_weighted_gram(grads, c, s, q, &mut fg[..tri(b.units)]);
+    }
+}
+
+/// Zero the packed K-FAC factor sums of the layers `blocks` at the front of `out`.
+pub(crate) fn zero_factor_sums(blocks: &[ParamBlock], out: &mut [f64]) {
+    let len = crate::optim::kfac::packed_len(blocks.iter().map(|b| (b.units, b.inputs)));
+    out[..len].fill(0.0);
+}
+
 /// Quality measures of a parameter vector on a dataset.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Evaluation {
