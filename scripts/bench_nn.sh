@@ -4,11 +4,11 @@
 # Adam, and `uncoded` beside the coded Adam run under the same seeded delays. For every run: the
 # first iteration and wall time (`elapsed_s`) at which the test accuracy reaches the target (88 %
 # for the MLP, 90 % for the CNN; evaluated every EVAL_EVERY iterations), the best test accuracy
-# and the median iteration time; for K-FAC (`mlp-kfac`) also the share of rank 0's iteration time
-# spent in K-FAC (Σ kfac_s / Σ wall_s: folding the decoded factors in, eigendecompositions and
-# preconditioning), of which the eigendecompositions, and for every run the workers' median compute
-# time (the factor accumulation is the K-FAC run's excess over mlp-momentum's). Also records the
-# load average before and after.
+# and the median iteration time; for K-FAC (`mlp-kfac`, `cnn-kfac`) also the share of rank 0's
+# iteration time spent in K-FAC (Σ kfac_s / Σ wall_s: folding the decoded factors in,
+# eigendecompositions and preconditioning), of which the eigendecompositions, and for every run the
+# workers' median compute time (the factor accumulation is the K-FAC run's excess over the momentum
+# run's of the same model). Also records the load average before and after.
 #
 #   scripts/bench_nn.sh                      # writes results/bench/nn/{README.md,summary.csv}
 #   MLP_ITERATIONS=200 CNN_ITERATIONS=60 scripts/bench_nn.sh     # a short run
@@ -57,6 +57,7 @@ RUNS=(
   "mlp-adam|--model mlp --hidden 256,128|--optimizer adam --lr 0.001|--code cyclic-mds -s 1|0.88|$MLP_ITERATIONS"
   "mlp-adam-uncoded|--model mlp --hidden 256,128|--optimizer adam --lr 0.001|--code uncoded -s 0|0.88|$MLP_ITERATIONS"
   "cnn-momentum|--model cnn|--optimizer momentum --momentum 0.9 --lr 0.05|--code cyclic-mds -s 1|0.90|$CNN_ITERATIONS"
+  "cnn-kfac|--model cnn|--optimizer kfac --momentum 0.9 --lr 0.05 --kfac-inv-every 10|--code cyclic-mds -s 1|0.90|$CNN_ITERATIONS"
   "cnn-adam|--model cnn|--optimizer adam --lr 0.001|--code cyclic-mds -s 1|0.90|$CNN_ITERATIONS"
   "cnn-adam-uncoded|--model cnn|--optimizer adam --lr 0.001|--code uncoded -s 0|0.90|$CNN_ITERATIONS"
 )

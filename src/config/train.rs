@@ -124,9 +124,10 @@ pub struct TrainArgs {
     /// Optimizer: gd (gradient descent; minibatch SGD with --batch), momentum (heavy ball,
     /// SGD with momentum: w ← w − lr·g + μ(w − w_prev)), nesterov (accelerated, gradient at the
     /// look-ahead point), adam (bias-corrected; --beta1, --beta2, --eps; the L2 term is in the
-    /// gradient, not decoupled weight decay) or kfac (--model mlp: heavy-ball momentum with
-    /// --momentum on the gradient preconditioned by every layer's Kronecker factors, decoded
-    /// from the coded messages like the gradient; --kfac-*) [default: gd].
+    /// gradient, not decoupled weight decay) or kfac (--model mlp or cnn: heavy-ball momentum
+    /// with --momentum on the gradient preconditioned by every layer's Kronecker factors — a
+    /// convolution's the KFC factors over its positions — decoded from the coded messages like
+    /// the gradient; --kfac-*) [default: gd].
     #[arg(long, value_enum)]
     pub optimizer: Option<OptimizerKind>,
     /// Momentum μ of nesterov and momentum, in [0, 1) [default: 0.9].
@@ -580,18 +581,13 @@ impl RunConfig {
         let Some(k) = self.kfac() else {
             return Ok(());
         };
-        if self.model != ModelKind::Mlp {
+        if !matches!(self.model, ModelKind::Mlp | ModelKind::Cnn) {
             return Err(invalid(
                 "optimizer",
                 "kfac",
                 format!(
-                    "preconditions the dense layers of --model mlp (the model is {}{}); use gd, momentum, nesterov or adam",
+                    "preconditions the layers of --model mlp or cnn (the model is {}, which has no layers); use gd, momentum, nesterov or adam",
                     self.model.name(),
-                    if self.model == ModelKind::Cnn {
-                        ": the conv layers' KFC factors are not implemented"
-                    } else {
-                        ", which has no layers"
-                    }
                 ),
             ));
         }
@@ -1506,16 +1502,19 @@ mod tests {
                     ..args()
                 },
                 4,
-                "--optimizer = kfac: preconditions the dense layers of --model mlp (the model is logistic",
+                "--optimizer = kfac: preconditions the layers of --model mlp or cnn (the model is logistic",
             ),
             (
+                // The CNN passes the model check (its conv layers have KFC factors) and
+                // reaches the settings'.
                 TrainArgs {
                     model: Some(ModelKind::Cnn),
                     optimizer: Some(OptimizerKind::Kfac),
+                    kfac_decay: Some(1.0),
                     ..args()
                 },
                 4,
-                "KFC factors are not implemented",
+                "--kfac-decay = 1: must be in [0, 1)",
             ),
             (
                 TrainArgs {

@@ -18,7 +18,8 @@
 //! The convolutional network ([`Cnn`]) is the MLP's head on a LeNet-style convolutional body
 //! over the dataset's image shape.
 //!
-//! Not implemented here: second-order information (K-FAC).
+//! The networks also give K-FAC's factor sums ([`Model::kfac_factors_into`]): per dense layer
+//! those of Martens & Grosse (2015), per convolution the KFC ones of Grosse & Martens (2016).
 
 mod cnn;
 mod glm;
@@ -147,6 +148,9 @@ pub struct Workspace {
     pub(crate) grad: Vec<f64>,
     /// (score, positive) pairs of a binary classifier's evaluation, sorted for [`roc_auc`].
     pub(crate) scored: Vec<(f64, bool)>,
+    /// K-FAC's scratch for one row block: a layer's inputs (with the 1) or pre-activation
+    /// gradients, their row-weighted copy, and one factor as a full matrix.
+    pub(crate) kfac: Vec<f64>,
 }
 
 impl Workspace {
@@ -263,6 +267,60 @@ pub(crate) fn block_rows(n_rows: usize, n_cols: usize) -> usize {
     rows.clamp(16, n_rows.max(16))
 }
 
+/// K-FAC's scratch for one row block ([`Model::kfac_factors_into`]): a layer's inputs with the
+/// 1 (or its pre-activation gradients), their row-weighted copy, and one factor as a square.
+pub(crate) struct FactorScratch<'a> {
+    rows: &'a mut [f64],
+    scaled: &'a mut [f64],
+    square: &'a mut [f64],
+}
+
+impl<'a> FactorScratch<'a> {
+    /// The scratch inside `buf` for at most `cells` values of rows (rows × width) and factors of
+    /// at most `side` × `side`; `buf` grows only when a larger shape comes.
+    pub(crate) fn carve(buf: &'a mut Vec<f64>, cells: usize, side: usize) -> Self {
+        let k = scratch(buf, 2 * cells + side * side);
+        let (vs, square) = k.split_at_mut(2 * cells);
+        let (rows, scaled) = vs.split_at_mut(cells);
+        FactorScratch {
+            rows,
+            scaled,
+            square,
+        }
+    }
+
+    /// Add a block of rows of layer `b` to its packed factor sums `out` (A's upper triangle,
+    /// then G's): `grads` are the rows' pre-activation gradients (m × b.units), `inputs` fills
+    /// their inputs (m × b.inputs, the 1 for the bias is added here); row i weighs `c(i)` in G
+    /// and `c(i) · a_scale` in A.
+    pub(crate) fn add_layer(
+        &mut self,
+        b: &ParamBlock,
+        inputs: impl FnOnce(&mut ndarray::ArrayViewMut2<f64>),
+        grads: ndarray::ArrayView2<f64>,
+        c: impl Fn(usize) -> f64,
+        a_scale: f64,
+        out: &mut [f64],
+    ) {
+        use crate::optim::kfac::{add_weighted_gram, tri};
+        let (m, n) = (grads.nrows(), b.inputs + 1);
+        let mut abar = ndarray::ArrayViewMut2::from_shape((m, n), &mut self.rows[..m * n])
+            .unwrap_or_else(|_| unreachable!());
+        inputs(&mut abar.slice_mut(ndarray::s![.., ..b.inputs]));
+        abar.column_mut(b.inputs).fill(1.0);
+        let (fa, fg) = out.split_at_mut(tri(n));
+        let (s, q) = (&mut *self.scaled, &mut *self.square);
+        add_weighted_gram(abar.view(), |i| c(i) * a_scale, s, q, fa);
+        add_weighted_gram(grads, c, s, q, &mut fg[..tri(b.units)]);
+    }
+}
+
+/// Zero the packed K-FAC factor sums of the layers `blocks` at the front of `out`.
+pub(crate) fn zero_factor_sums(blocks: &[ParamBlock], out: &mut [f64]) {
+    let len = crate::optim::kfac::packed_len(blocks.iter().map(|b| (b.units, b.inputs)));
+    out[..len].fill(0.0);
+}
+
 /// Quality measures of a parameter vector on a dataset.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Evaluation {
@@ -377,17 +435,47 @@ pub trait Model: Send + Sync + std::fmt::Debug {
 
     /// The K-FAC factor sums of every [`Model::kfac_layers`] layer over the rows of `x` at `w`,
     /// with the row weights, packed into `out` (`optim::kfac::packed_len` values: per layer the
-    /// upper triangle of Σ c_r ā_r ā_rᵀ, then that of Σ c_r g_r g_rᵀ). Linear in the rows, so
-    /// coded combinations decode like the gradient. Writes nothing for models without layers.
+    /// upper triangle of Σ c_r ā_r ā_rᵀ, then that of Σ c_r g_r g_rᵀ; a convolution's are the
+    /// KFC sums over the positions, see [`Cnn`]). Linear in the rows, so coded combinations
+    /// decode like the gradient. The scratch lives in `ws`: after the first call with a given
+    /// block shape nothing is allocated. Writes nothing for models without layers.
     fn kfac_factors_into(
         &self,
         w: ArrayView1<f64>,
         x: &Features,
         y: ArrayView1<f64>,
         row_weights: Option<ArrayView1<f64>>,
+        ws: &mut Workspace,
         out: &mut [f64],
     ) {
-        let _ = (w, x, y, row_weights, out);
+        let _ = (w, x, y, row_weights, ws, out);
+    }
+
+    /// Allocating variant of [`Model::kfac_factors_into`]: every layer's (A sum, G sum) as full
+    /// symmetric matrices.
+    fn kfac_factors(
+        &self,
+        w: ArrayView1<f64>,
+        x: &Features,
+        y: ArrayView1<f64>,
+        row_weights: Option<ArrayView1<f64>>,
+    ) -> Vec<(ndarray::Array2<f64>, ndarray::Array2<f64>)> {
+        use crate::optim::kfac::{packed_len, unpack_upper};
+        let layers = self.kfac_layers();
+        let mut packed = vec![0.0; packed_len(layers.iter().map(|b| (b.units, b.inputs)))];
+        let mut ws = Workspace::default();
+        self.kfac_factors_into(w, x, y, row_weights, &mut ws, &mut packed);
+        let mut at = 0;
+        let mut unpack = |n: usize| {
+            let mut m = ndarray::Array2::zeros((n, n));
+            unpack_upper(&packed[at..], n, 1.0, &mut m);
+            at += n * (n + 1) / 2;
+            m
+        };
+        layers
+            .iter()
+            .map(|b| (unpack(b.inputs + 1), unpack(b.units)))
+            .collect()
     }
 
     /// Allocating variant of [`Model::gradient_into`].

@@ -118,6 +118,93 @@ const KINDS: [ModelKind; 4] = [
     ModelKind::Mlp,
 ];
 
+/// K-FAC on `model` at `w` over the rows of `x`: each layer's factors from its factor sums
+/// (no decay), refreshed, and the eigen-method direction of the mean gradient; each layer's
+/// direction equals (A ⊗ G + γI)⁻¹ vec(∇W) solved densely, to 1e-10 of its largest entry (no
+/// KL clip).
+pub(super) fn assert_kfac_direction_is_the_kronecker_solve(
+    model: &dyn Model,
+    w: ArrayView1<f64>,
+    x: &Features,
+    y: ArrayView1<f64>,
+) {
+    use crate::optim::kfac::{precondition, LayerFactors};
+    let inv = 1.0 / x.n_rows() as f64;
+    let sums = model.kfac_factors(w, x, y, None);
+    let grad = model.gradient(w, x, y, None) * inv;
+    let mut layers: Vec<LayerFactors> = model
+        .kfac_layers()
+        .iter()
+        .map(|b| LayerFactors::new(b.offset, b.units, b.inputs))
+        .collect();
+    assert_eq!(layers.len(), sums.len());
+    for (l, (f, (a, g))) in layers.iter_mut().zip(&sums).enumerate() {
+        f.update(l, (a * inv).view(), (g * inv).view(), 0.95)
+            .unwrap();
+        f.refresh(l).unwrap();
+    }
+    let damping = 0.1;
+    let mut out = vec![0.0; model.dim()];
+    let nu = precondition(&layers, grad.as_slice().unwrap(), damping, None, &mut out);
+    assert_eq!(nu, 1.0);
+    for (l, f) in layers.iter().enumerate() {
+        let (units, cols) = (f.units, f.inputs + 1);
+        let k = ndarray::linalg::kron(&f.a.value, &f.g.value)
+            + Array2::<f64>::eye(units * cols) * damping;
+        let gw = grad
+            .slice(s![f.offset..f.offset + f.len()])
+            .into_shape_with_order((units, cols))
+            .unwrap();
+        // Column-major vec(∇W).
+        let rhs = Array1::from_iter(gw.t().iter().copied());
+        let x = cholesky_solve(&k, &rhs);
+        let got = &out[f.offset..f.offset + f.len()];
+        let mut worst: f64 = 0.0;
+        let scale = x.iter().map(|v| v.abs()).fold(0.0, f64::max);
+        for i in 0..units {
+            for j in 0..cols {
+                worst = worst.max((got[i * cols + j] - x[j * units + i]).abs());
+            }
+        }
+        assert!(scale > 0.0);
+        assert!(
+            worst <= 1e-10 * scale,
+            "layer {l}: {worst:e} (scale {scale:e})"
+        );
+    }
+}
+
+/// `k⁻¹ b` for a symmetric positive definite `k`, by a plain Cholesky factorization in Rust.
+/// Not LAPACK: the CNN's systems (2,416 unknowns) would run OpenBLAS's threaded solver, which
+/// crashes beside the other tests' BLAS calls when `OPENBLAS_NUM_THREADS` is not 1.
+fn cholesky_solve(k: &Array2<f64>, b: &Array1<f64>) -> Array1<f64> {
+    let n = k.nrows();
+    let mut l = vec![0.0; n * n];
+    for j in 0..n {
+        for i in j..n {
+            let (ri, rj) = (&l[i * n..i * n + j], &l[j * n..j * n + j]);
+            let s = k[(i, j)] - ri.iter().zip(rj).map(|(a, b)| a * b).sum::<f64>();
+            l[i * n + j] = if i == j {
+                assert!(s > 0.0, "not positive definite");
+                s.sqrt()
+            } else {
+                s / l[j * n + j]
+            };
+        }
+    }
+    // L y = b, then Lᵀ x = y.
+    let mut y = b.to_vec();
+    for i in 0..n {
+        let s: f64 = (0..i).map(|j| l[i * n + j] * y[j]).sum();
+        y[i] = (y[i] - s) / l[i * n + i];
+    }
+    for i in (0..n).rev() {
+        let s: f64 = (i + 1..n).map(|j| l[j * n + i] * y[j]).sum();
+        y[i] = (y[i] - s) / l[i * n + i];
+    }
+    Array1::from(y)
+}
+
 pub(super) fn rel_err(a: &Array1<f64>, b: &Array1<f64>) -> f64 {
     let diff = (a - b).mapv(|v| v * v).sum().sqrt();
     let scale = b

@@ -19,8 +19,12 @@
 //! (`--kfac-*`): it folds the decoded factor *sums* in (packed upper triangles, [`packed_len`],
 //! the layout the coded messages carry), refreshes the eigenbases, and preconditions a gradient.
 //!
+//! [`add_weighted_gram`] adds one block of rows' weighted outer products to a packed factor
+//! sum (the models' `kfac_factors_into` call it per layer and row block).
+//!
 //! Not done here: computing the factors from a model's activations (the models do:
-//! `Mlp::kfac_factors`), their coded decoding (`train::coded`), the conv layers' KFC factors.
+//! `Model::kfac_factors_into`, dense layers and the conv layers' KFC factors), their coded
+//! decoding (`train::coded`).
 
 use ndarray::linalg::general_mat_mul;
 use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2};
@@ -259,7 +263,7 @@ impl KfacSpec {
 }
 
 /// Values of the packed upper triangle of an n×n symmetric matrix.
-fn tri(n: usize) -> usize {
+pub fn tri(n: usize) -> usize {
     n * (n + 1) / 2
 }
 
@@ -285,8 +289,37 @@ pub fn pack_upper(m: ArrayView2<f64>, out: &mut [f64]) -> usize {
     k
 }
 
+/// `out` (a packed upper triangle, n(n + 1)/2 values) += the upper triangle of
+/// Σ_i c(i) v_i v_iᵀ over the rows v_i of `v` (r × n): one GEMM Vᵀ (c ⊙ V). `scaled` (r·n
+/// values) and `square` (n² values) are the caller's scratch, so nothing is allocated.
+pub fn add_weighted_gram(
+    v: ArrayView2<f64>,
+    c: impl Fn(usize) -> f64,
+    scaled: &mut [f64],
+    square: &mut [f64],
+    out: &mut [f64],
+) {
+    let (r, n) = v.dim();
+    let mut vc =
+        ArrayViewMut2::from_shape((r, n), &mut scaled[..r * n]).unwrap_or_else(|_| unreachable!());
+    for (i, (mut dst, src)) in vc.outer_iter_mut().zip(v.outer_iter()).enumerate() {
+        let ci = c(i);
+        dst.zip_mut_with(&src, |d, &s| *d = s * ci);
+    }
+    let mut sq =
+        ArrayViewMut2::from_shape((n, n), &mut square[..n * n]).unwrap_or_else(|_| unreachable!());
+    general_mat_mul(1.0, &v.t(), &vc, 0.0, &mut sq);
+    let mut k = 0;
+    for i in 0..n {
+        for (o, &s) in out[k..k + n - i].iter_mut().zip(sq.row(i).iter().skip(i)) {
+            *o += s;
+        }
+        k += n - i;
+    }
+}
+
 /// The symmetric matrix of the packed upper triangle `packed` (n(n+1)/2 values) times `scale`.
-fn unpack_upper(packed: &[f64], n: usize, scale: f64, out: &mut Array2<f64>) {
+pub fn unpack_upper(packed: &[f64], n: usize, scale: f64, out: &mut Array2<f64>) {
     let mut k = 0;
     for i in 0..n {
         for j in i..n {

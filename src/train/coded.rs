@@ -616,7 +616,7 @@ impl<'a> CodedWorker<'a> {
                 let (head, factors) = out.split_at_mut(model.dim() + 1);
                 Self::gradient(model, ws, w, x, y, rw, head);
                 if !factors.is_empty() {
-                    model.kfac_factors_into(w, x, y, rw, factors);
+                    model.kfac_factors_into(w, x, y, rw, ws, factors);
                 }
             }
             (Rows::Apart(_), Some(sp)) => sp.encode(model, ws, w, c, out),

@@ -93,8 +93,9 @@ impl GradientEngine for SerialGradients<'_> {
         if it.factors {
             let (x, y) = (&data.x, data.y.view());
             if let Some(out) = g.as_slice_mut() {
+                let ws = &mut self.ws;
                 self.model
-                    .kfac_factors_into(it.point, x, y, None, &mut out[dim + 1..]);
+                    .kfac_factors_into(it.point, x, y, None, ws, &mut out[dim + 1..]);
             }
         }
         it.rec.set(Metric::NResponders, 1.0);

@@ -20,12 +20,18 @@
 //! block of [`Cnn::BLOCK_ROWS`] images lives in the caller's [`Workspace`]: after the first call
 //! with a given block shape nothing is allocated. f64 throughout, as the MLP (see there).
 //!
+//! K-FAC (`--optimizer kfac`): every layer's factor sums in one pass ([`Model::kfac_factors_into`]),
+//! the dense layers' as the MLP's, the convolutions' the KFC factors of Grosse & Martens (2016)
+//! over the output positions, from the same im2col patches and the pre-activation gradients of a
+//! backward pass that forms no parameter gradient.
+//!
 //! Not implemented: padding, strides, other filter counts or depths, CSR input beyond copying
 //! each row block into dense images.
 
 use super::mlp::{grad_view, he_init, view, view_mut, weight_view, Head};
 use super::*;
 use crate::data::ImageShape;
+use crate::optim::kfac::tri;
 use ndarray::linalg::general_mat_mul;
 use ndarray::s;
 
@@ -232,6 +238,44 @@ impl Cnn {
         );
         max_unpool(&c1, r, p.z1, p.da1, p.dz1);
         conv_backward(w, &c1, r, p.patch1, p.dz1, g, None);
+    }
+
+    /// The pre-activation gradients of every layer of a block whose outputs hold the
+    /// (unweighted) residuals, without the parameter gradients: `dhid`, `dz2`, `dz1` (K-FAC's
+    /// G statistics).
+    fn deltas(&self, w: &[f64], r: usize, p: &mut Pieces) {
+        let [c1, c2] = self.conv;
+        let [_, b2, b3, b4] = [0, 1, 2, 3].map(|i| self.blocks[i]);
+        input_grad(w, &b4, r, p.out, p.dhid);
+        relu_mask(p.dhid, p.hid);
+        input_grad(w, &b3, r, p.dhid, p.da2);
+        max_unpool(&c2, r, p.z2, p.da2, p.dz2);
+        input_grad(w, &b2, r * c2.positions(), p.dz2, p.dpatch2);
+        col2im(&c2, r, p.dpatch2, p.da1);
+        max_unpool(&c1, r, p.z1, p.da1, p.dz1);
+    }
+
+    /// Per layer, in order: (its inputs of a block of `r` images, as rows of `inputs` values;
+    /// its pre-activation gradients, as rows of `units` values; rows per image) — a
+    /// convolution's rows are its positions (the im2col patches), a dense layer's its images.
+    fn kfac_rows<'p>(&self, r: usize, p: &'p Pieces) -> [(&'p [f64], &'p [f64], usize); 4] {
+        let [c1, c2] = self.conv;
+        [
+            (&*p.patch1, &*p.dz1, c1.positions()),
+            (&*p.patch2, &*p.dz2, c2.positions()),
+            (&*p.a2, &*p.dhid, 1),
+            (&*p.hid, &p.out[..r * self.outputs], 1),
+        ]
+    }
+
+    /// K-FAC's scratch for blocks of `block` images: the most values of a layer's rows
+    /// (positions × images for a convolution) times its widest factor side, and that side.
+    fn factor_scratch(&self, block: usize) -> (usize, usize) {
+        let per_image = [self.conv[0].positions(), self.conv[1].positions(), 1, 1];
+        let side = |b: &ParamBlock| (b.inputs + 1).max(b.units);
+        let cells = self.blocks.iter().zip(per_image);
+        let cells = cells.map(|(b, t)| block * t * side(b)).max().unwrap_or(0);
+        (cells, self.blocks.iter().map(side).max().unwrap_or(0))
     }
 
     /// The pieces of a block of `r` rows inside `buf`.
@@ -447,9 +491,20 @@ fn dense_backward(
         &mut grad_view(gl, *b),
     );
     if let Some(d_in) = d_in {
-        let mut dv_in = view_mut(d_in, r, b.inputs);
-        general_mat_mul(1.0, &dv, &weight_view(w, b), 0.0, &mut dv_in);
+        input_grad(w, b, r, delta, d_in);
     }
+}
+
+/// The gradient of layer `b`'s inputs on `r` rows from its output gradients: `d_in = Δ W`.
+fn input_grad(w: &[f64], b: &ParamBlock, r: usize, delta: &[f64], d_in: &mut [f64]) {
+    let mut dv_in = view_mut(d_in, r, b.inputs);
+    general_mat_mul(
+        1.0,
+        &view(delta, r, b.units),
+        &weight_view(w, b),
+        0.0,
+        &mut dv_in,
+    );
 }
 
 /// Zero the gradients of units whose ReLU output was 0.
@@ -536,6 +591,51 @@ fn max_unpool(c: &Conv, r: usize, z: &[f64], d_out: &[f64], dz: &mut [f64]) {
 }
 
 impl Model for Cnn {
+    fn kfac_layers(&self) -> &[ParamBlock] {
+        &self.blocks
+    }
+
+    /// K-FAC's factor sums, packed (see [`Model::kfac_factors_into`]): for a dense layer those
+    /// of the MLP; for a convolution the KFC factors (Grosse & Martens 2016) over its T output
+    /// positions, Σ_n c_n (1/T) Σ_t ā_{n,t} ā_{n,t}ᵀ with ā the im2col patch and a 1, and
+    /// Σ_n c_n Σ_t g_{n,t} g_{n,t}ᵀ with g the gradient of image n's loss with respect to the
+    /// pre-activations at position t. Divided by the images N at rank 0, A is the mean over
+    /// images and positions and G the mean over images of the sum over positions, so A ⊗ G is
+    /// KFC's Ω ⊗ Γ (their product carries the one 1/T) and a 1×1 map is a dense layer.
+    fn kfac_factors_into(
+        &self,
+        w: ArrayView1<f64>,
+        x: &Features,
+        y: ArrayView1<f64>,
+        rw: Option<ArrayView1<f64>>,
+        ws: &mut Workspace,
+        out: &mut [f64],
+    ) {
+        let Workspace {
+            rows, params, kfac, ..
+        } = ws;
+        let w = checked_params(self.dim, self.image_len(), w, params, x, y);
+        zero_factor_sums(&self.blocks, out);
+        let (cells, side) = self.factor_scratch(self.block.min(x.n_rows()));
+        let mut fs = FactorScratch::carve(kfac, cells, side);
+        self.for_each_block(w, x, rows, |rows, p| {
+            let r = rows.len();
+            self.head
+                .residuals(p.out, self.outputs, rows.clone(), y, None);
+            self.deltas(w, r, p);
+            let mut at = 0;
+            for (b, (inputs, grads, t)) in self.blocks.iter().zip(self.kfac_rows(r, p)) {
+                let m = r * t;
+                let c = |i: usize| rw.as_ref().map_or(1.0, |rw| rw[rows.start + i / t]);
+                let fill =
+                    |a: &mut ndarray::ArrayViewMut2<f64>| a.assign(&view(inputs, m, b.inputs));
+                let grads = view(grads, m, b.units);
+                fs.add_layer(b, fill, grads, c, 1.0 / t as f64, &mut out[at..]);
+                at += tri(b.inputs + 1) + tri(b.units);
+            }
+        });
+    }
+
     fn kind(&self) -> ModelKind {
         ModelKind::Cnn
     }

@@ -7,7 +7,10 @@ use ndarray::{Array1, Array2};
 use rand::Rng;
 
 use super::super::mlp::tests::allocations;
-use super::super::tests::{central_difference, features, normal, rel_err, rng, task_labels};
+use super::super::tests::{
+    assert_kfac_direction_is_the_kronecker_solve, central_difference, features, normal, rel_err,
+    rng, task_labels,
+};
 use super::*;
 
 /// A CNN on `rows` random images of `image` shape, random parameters, labels and signed row
@@ -370,4 +373,306 @@ fn micro_batches_accumulate_the_same_gradient() {
             "blocks of {rows}: {a} vs {b}"
         );
     }
+}
+
+/// A map of `c` channels, `h` rows and `w` columns, `v[(ch · h + y) · w + x]`.
+struct Map {
+    c: usize,
+    h: usize,
+    w: usize,
+    v: Vec<f64>,
+}
+
+impl Map {
+    fn at(&self, ch: usize, y: usize, x: usize) -> f64 {
+        self.v[(ch * self.h + y) * self.w + x]
+    }
+}
+
+/// One stage by direct loops: the patch (with a 1) at every output position, the ReLU outputs,
+/// the 2×2 max-pool and the window position of each pooled cell's first maximum.
+struct Stage {
+    patches: Vec<Vec<f64>>,
+    relu: Map,
+    pooled: Map,
+    argmax: Vec<(usize, usize)>,
+}
+
+fn stage(w: &Array1<f64>, blk: &ParamBlock, a: &Map) -> Stage {
+    let (oh, ow) = (a.h - 4, a.w - 4);
+    let mut patches = Vec::new();
+    let mut relu = Map {
+        c: blk.units,
+        h: oh,
+        w: ow,
+        v: vec![0.0; blk.units * oh * ow],
+    };
+    for y in 0..oh {
+        for x in 0..ow {
+            let mut p = Vec::new();
+            for ch in 0..a.c {
+                for ki in 0..5 {
+                    for kj in 0..5 {
+                        p.push(a.at(ch, y + ki, x + kj));
+                    }
+                }
+            }
+            p.push(1.0);
+            for f in 0..blk.units {
+                let u = blk.offset + f * (blk.inputs + 1);
+                let z: f64 = p.iter().enumerate().map(|(i, v)| w[u + i] * v).sum();
+                relu.v[(f * oh + y) * ow + x] = z.max(0.0);
+            }
+            patches.push(p);
+        }
+    }
+    let (ph, pw) = (oh / 2, ow / 2);
+    let mut pooled = Map {
+        c: blk.units,
+        h: ph,
+        w: pw,
+        v: vec![0.0; blk.units * ph * pw],
+    };
+    let mut argmax = vec![(0, 0); pooled.v.len()];
+    for f in 0..blk.units {
+        for py in 0..ph {
+            for px in 0..pw {
+                let i = (f * ph + py) * pw + px;
+                let mut best = (2 * py, 2 * px);
+                for (dy, dx) in [(0, 1), (1, 0), (1, 1)] {
+                    let c = (2 * py + dy, 2 * px + dx);
+                    if relu.at(f, c.0, c.1) > relu.at(f, best.0, best.1) {
+                        best = c;
+                    }
+                }
+                pooled.v[i] = relu.at(f, best.0, best.1);
+                argmax[i] = best;
+            }
+        }
+    }
+    Stage {
+        patches,
+        relu,
+        pooled,
+        argmax,
+    }
+}
+
+/// The pre-activation gradients of a stage from its pooled outputs' gradients `dp`: each goes
+/// to its window's first maximum when that is positive.
+fn unpool(s: &Stage, dp: &[f64]) -> Map {
+    let r = &s.relu;
+    let mut dz = Map {
+        c: r.c,
+        h: r.h,
+        w: r.w,
+        v: vec![0.0; r.v.len()],
+    };
+    for (i, &(y, x)) in s.argmax.iter().enumerate() {
+        let f = i / (s.pooled.h * s.pooled.w);
+        if r.at(f, y, x) > 0.0 {
+            dz.v[(f * r.h + y) * r.w + x] = dp[i];
+        }
+    }
+    dz
+}
+
+/// Per layer of one image, per position (a dense layer has one): (ā with its 1, g), by direct
+/// loops — a plain forward pass and a plain backward pass of the image's loss, no im2col, no
+/// BLAS, no blocks.
+fn per_position_statistics(
+    m: &Cnn,
+    w: &Array1<f64>,
+    image: &[f64],
+    label: f64,
+) -> Vec<Vec<(Vec<f64>, Vec<f64>)>> {
+    let shape = m.image();
+    let b = m.blocks();
+    let weight = |blk: &ParamBlock, k: usize, j: usize| w[blk.offset + k * (blk.inputs + 1) + j];
+    let a0 = Map {
+        c: shape.channels,
+        h: shape.height,
+        w: shape.width,
+        v: image.to_vec(),
+    };
+    let s1 = stage(w, &b[0], &a0);
+    let s2 = stage(w, &b[1], &s1.pooled);
+    // The dense layers' input, position-major (row, column, channel).
+    let p2 = &s2.pooled;
+    let mut flat = Vec::new();
+    for y in 0..p2.h {
+        for x in 0..p2.w {
+            for ch in 0..p2.c {
+                flat.push(p2.at(ch, y, x));
+            }
+        }
+    }
+    let dense = |a: &[f64], blk: &ParamBlock| -> Vec<f64> {
+        (0..blk.units)
+            .map(|k| {
+                weight(blk, k, blk.inputs)
+                    + (0..blk.inputs)
+                        .map(|j| weight(blk, k, j) * a[j])
+                        .sum::<f64>()
+            })
+            .collect()
+    };
+    let hid: Vec<f64> = dense(&flat, &b[2]).iter().map(|v| v.max(0.0)).collect();
+    let mut dout = dense(&hid, &b[3]);
+    m.head.row_loss(&mut dout, label, Some(1.0));
+    // Backward, layer by layer.
+    let dhid: Vec<f64> = (0..b[2].units)
+        .map(|k| {
+            let v: f64 = (0..b[3].units).map(|o| weight(&b[3], o, k) * dout[o]).sum();
+            if hid[k] > 0.0 {
+                v
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let dflat: Vec<f64> = (0..b[2].inputs)
+        .map(|i| (0..b[2].units).map(|k| weight(&b[2], k, i) * dhid[k]).sum())
+        .collect();
+    // Back to channel-major for the pooled cells of stage 2.
+    let mut dp2 = vec![0.0; p2.v.len()];
+    for y in 0..p2.h {
+        for x in 0..p2.w {
+            for ch in 0..p2.c {
+                dp2[(ch * p2.h + y) * p2.w + x] = dflat[(y * p2.w + x) * p2.c + ch];
+            }
+        }
+    }
+    let dz2 = unpool(&s2, &dp2);
+    let p1 = &s1.pooled;
+    let mut dp1 = vec![0.0; p1.v.len()];
+    for f in 0..dz2.c {
+        for oy in 0..dz2.h {
+            for ox in 0..dz2.w {
+                let d = dz2.at(f, oy, ox);
+                for ch in 0..p1.c {
+                    for ki in 0..5 {
+                        for kj in 0..5 {
+                            dp1[(ch * p1.h + oy + ki) * p1.w + ox + kj] +=
+                                weight(&b[1], f, (ch * 5 + ki) * 5 + kj) * d;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let dz1 = unpool(&s1, &dp1);
+    let conv = |s: &Stage, dz: &Map| -> Vec<(Vec<f64>, Vec<f64>)> {
+        s.patches
+            .iter()
+            .enumerate()
+            .map(|(t, p)| {
+                let (y, x) = (t / dz.w, t % dz.w);
+                (p.clone(), (0..dz.c).map(|f| dz.at(f, y, x)).collect())
+            })
+            .collect()
+    };
+    let with_one = |a: &[f64]| a.iter().copied().chain([1.0]).collect::<Vec<f64>>();
+    vec![
+        conv(&s1, &dz1),
+        conv(&s2, &dz2),
+        vec![(with_one(&flat), dhid)],
+        vec![(with_one(&hid), dout)],
+    ]
+}
+
+/// Issue 21, KFC (Grosse & Martens 2016): on a tiny CNN (two channels, a non-square image,
+/// blocks of 3 images over 7, the last of one) every layer's factor sums equal the explicit per-image,
+/// per-position computation to 1e-12 — for a convolution with T output positions
+/// Σ_n c_n (1/T) Σ_t ā ā ᵀ (ā the patch with a 1) and Σ_n c_n Σ_t g gᵀ (g the pre-activation
+/// gradients of image n's loss at position t), for a dense layer the MLP's sums; and after the
+/// first call with a block of 16 images nothing is allocated.
+#[test]
+fn kfc_factor_sums_equal_the_per_position_computation() {
+    let image = ImageShape {
+        channels: 2,
+        height: 17,
+        width: 18,
+    };
+    let mut n = net(Task::Multiclass { classes: 3 }, image, 7, 31);
+    n.cnn.set_block_rows(3);
+    let m = &n.cnn;
+    let sums = m.kfac_factors(n.w.view(), &n.x, n.y.view(), Some(n.rw.view()));
+    let Features::Dense(x) = &n.x else {
+        unreachable!()
+    };
+    let mut want: Vec<(Array2<f64>, Array2<f64>)> = m
+        .blocks()
+        .iter()
+        .map(|b| {
+            (
+                Array2::zeros((b.inputs + 1, b.inputs + 1)),
+                Array2::zeros((b.units, b.units)),
+            )
+        })
+        .collect();
+    let outer = |v: &[f64], c: f64| {
+        let col = Array1::from(v.to_vec()).insert_axis(ndarray::Axis(1));
+        col.dot(&col.t()) * c
+    };
+    for (r, row) in x.outer_iter().enumerate() {
+        let stats = per_position_statistics(m, &n.w, row.as_slice().unwrap(), n.y[r]);
+        for (l, positions) in stats.iter().enumerate() {
+            let t = positions.len() as f64;
+            for (abar, g) in positions {
+                assert_eq!(abar.len(), m.blocks()[l].inputs + 1);
+                want[l].0 += &outer(abar, n.rw[r] / t);
+                want[l].1 += &outer(g, n.rw[r]);
+            }
+        }
+    }
+    for (l, ((a, g), (wa, wg))) in sums.iter().zip(&want).enumerate() {
+        for (got, exp, name) in [(a, wa, "A"), (g, wg, "G")] {
+            let scale = exp.iter().map(|v| v.abs()).fold(0.0, f64::max);
+            let err = (got - exp).iter().map(|d| d.abs()).fold(0.0, f64::max);
+            assert!(scale > 0.0, "layer {l} {name}: zero");
+            assert!(
+                err <= 1e-12 * scale,
+                "layer {l} {name}: {err:e} of {scale:e}"
+            );
+        }
+    }
+    // 16 images in one block: ndarray multiplies matrices of at most 7 rows and columns with
+    // its own kernel, which allocates, so a block of a few images (the output layer's 3×3 G)
+    // would not show what the model allocates.
+    let n = net(Task::Multiclass { classes: 3 }, image, 16, 33);
+    let m = &n.cnn;
+    let len = crate::optim::kfac::packed_len(m.kfac_layers().iter().map(|b| (b.units, b.inputs)));
+    let (mut ws, mut out) = (Workspace::default(), vec![0.0; len]);
+    let mut run = |out: &mut [f64]| {
+        m.kfac_factors_into(
+            n.w.view(),
+            &n.x,
+            n.y.view(),
+            Some(n.rw.view()),
+            &mut ws,
+            out,
+        )
+    };
+    run(&mut out);
+    let first = out.clone();
+    assert_eq!(
+        allocations(|| run(&mut out)),
+        0,
+        "allocations after the first call"
+    );
+    assert_eq!(out, first);
+}
+
+/// Issue 21, KFC: on a tiny CNN the K-FAC direction of every layer, the two convolutions
+/// included, equals (A ⊗ G + γI)⁻¹ vec(∇W) solved densely, to 1e-10 (no decay, no KL clip).
+#[test]
+fn kfac_direction_of_conv_layers_equals_the_dense_kronecker_solve() {
+    let image = ImageShape {
+        channels: 1,
+        height: 16,
+        width: 16,
+    };
+    let n = net(Task::Multiclass { classes: 3 }, image, 10, 32);
+    assert_kfac_direction_is_the_kronecker_solve(&n.cnn, n.w.view(), &n.x, n.y.view());
 }

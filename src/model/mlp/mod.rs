@@ -33,13 +33,14 @@
 //! [`super::Cnn`]'s).
 
 use ndarray::linalg::general_mat_mul;
-use ndarray::{s, Array2, ArrayView2, ArrayViewMut2};
+use ndarray::{s, ArrayView2, ArrayViewMut2};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
 
 use super::*;
 use crate::data::CsrMatrix;
+use crate::optim::kfac::tri;
 
 /// What the output layer's loss is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -281,86 +282,12 @@ impl Mlp {
                 first_layer_grad(x, rows.clone(), dv, &mut gw);
                 break;
             }
-            let a = view(&acts[start - r * b.inputs..start], r, b.inputs);
-            general_mat_mul(1.0, &dv.t(), &a, 1.0, &mut gw);
-            // Δ_{l−1} = (Δ_l W_l) ⊙ [A_{l−1} > 0].
-            let prev = &mut next[..r * b.inputs];
-            general_mat_mul(
-                1.0,
-                &dv,
-                &weight_view(w, &b),
-                0.0,
-                &mut view_mut(prev, r, b.inputs),
-            );
-            for (p, &av) in prev.iter_mut().zip(a.iter()) {
-                if av <= 0.0 {
-                    *p = 0.0;
-                }
-            }
+            let input = &acts[start - r * b.inputs..start];
+            general_mat_mul(1.0, &dv.t(), &view(input, r, b.inputs), 1.0, &mut gw);
+            previous_delta(w, &b, r, delta, input, &mut next[..r * b.inputs]);
             std::mem::swap(&mut cur, &mut next);
             at = start;
         }
-    }
-
-    /// The K-FAC factor sums of every layer over the rows of `x` at `w`: per layer
-    /// (Σ_r c_r ā_r ā_rᵀ, Σ_r c_r g_r g_rᵀ), with ā_r the layer's input on row r and a 1 for the
-    /// bias, g_r the gradient of row r's loss with respect to the layer's pre-activations and c_r
-    /// the row weight (1 without). Both are linear in the rows, so a coded combination of
-    /// partition sums decodes like the gradient. Allocates its buffers per call.
-    pub fn kfac_factors(
-        &self,
-        w: ArrayView1<f64>,
-        x: &Features,
-        y: ArrayView1<f64>,
-        rw: Option<ArrayView1<f64>>,
-    ) -> Vec<(Array2<f64>, Array2<f64>)> {
-        let mut ws = Workspace::default();
-        let Workspace { rows, params, .. } = &mut ws;
-        let w = checked_params(self.dim, self.widths[0], w, params, x, y);
-        let mut sums: Vec<(Array2<f64>, Array2<f64>)> = self
-            .blocks
-            .iter()
-            .map(|b| {
-                let n = b.inputs + 1;
-                (Array2::zeros((n, n)), Array2::zeros((b.units, b.units)))
-            })
-            .collect();
-        let acts = scratch(rows, self.act_len(self.block_rows(x.n_rows())));
-        let width = self.widths[self.widths.len() - 1];
-        self.for_each_block(w, x, acts, |rows, a| {
-            let r = rows.len();
-            let out = self.outputs(a, r);
-            self.head.residuals(out, width, rows.clone(), y, None);
-            let c = Array2::from_shape_fn((r, 1), |(i, _)| {
-                rw.as_ref().map_or(1.0, |rw| rw[rows.start + i])
-            });
-            let mut at = a.len();
-            let mut delta = view(&a[at - r * width..at], r, width).to_owned();
-            for l in (0..self.layers()).rev() {
-                let b = self.blocks[l];
-                let start = at - r * b.units;
-                let mut abar = Array2::ones((r, b.inputs + 1));
-                let mut inputs = abar.slice_mut(s![.., ..b.inputs]);
-                if l == 0 {
-                    dense_rows(x, rows.clone(), &mut inputs);
-                } else {
-                    inputs.assign(&view(&a[start - r * b.inputs..start], r, b.inputs));
-                }
-                sums[l].0 += &abar.t().dot(&(&abar * &c));
-                sums[l].1 += &delta.t().dot(&(&delta * &c));
-                if l > 0 {
-                    let mut prev = delta.dot(&weight_view(w, &b));
-                    prev.zip_mut_with(&abar.slice(s![.., ..b.inputs]), |p, &av| {
-                        if av <= 0.0 {
-                            *p = 0.0;
-                        }
-                    });
-                    delta = prev;
-                }
-                at = start;
-            }
-        });
-        sums
     }
 
     /// Rows of the largest row block over `n` rows.
@@ -486,6 +413,30 @@ fn first_layer(x: &Features, rows: std::ops::Range<usize>, w1: ArrayView2<f64>, 
     }
 }
 
+/// Δ_{l−1} = (Δ_l W_l) ⊙ [A_{l−1} > 0] into `prev` for the `r` rows of a block: `delta` the
+/// layer's Δ_l, `input` its inputs A_{l−1}.
+fn previous_delta(
+    w: &[f64],
+    b: &ParamBlock,
+    r: usize,
+    delta: &[f64],
+    input: &[f64],
+    prev: &mut [f64],
+) {
+    general_mat_mul(
+        1.0,
+        &view(delta, r, b.units),
+        &weight_view(w, b),
+        0.0,
+        &mut view_mut(prev, r, b.inputs),
+    );
+    for (p, &av) in prev.iter_mut().zip(input) {
+        if av <= 0.0 {
+            *p = 0.0;
+        }
+    }
+}
+
 /// The rows `rows` of `x` into `out` (dense; a CSR row scattered into zeros).
 fn dense_rows(x: &Features, rows: std::ops::Range<usize>, out: &mut ArrayViewMut2<f64>) {
     match x {
@@ -543,19 +494,71 @@ impl Model for Mlp {
         &self.blocks
     }
 
+    /// The K-FAC factor sums of every layer over the rows of `x` at `w`, packed into `out`
+    /// ([`Model::kfac_factors_into`]): per layer the upper triangles of Σ_r c_r ā_r ā_rᵀ and
+    /// Σ_r c_r g_r g_rᵀ, with ā_r the layer's input on row r and a 1 for the bias, g_r the
+    /// gradient of row r's loss with respect to the layer's pre-activations and c_r the row
+    /// weight (1 without). Both are linear in the rows, so a coded combination of partition sums
+    /// decodes like the gradient. One forward pass per row block, then the backward recursion
+    /// of the Δ's; per layer two GEMMs (`optim::kfac::add_weighted_gram`) into a reused square
+    /// whose upper triangle is added to `out`.
     fn kfac_factors_into(
         &self,
         w: ArrayView1<f64>,
         x: &Features,
         y: ArrayView1<f64>,
-        row_weights: Option<ArrayView1<f64>>,
+        rw: Option<ArrayView1<f64>>,
+        ws: &mut Workspace,
         out: &mut [f64],
     ) {
-        let mut at = 0;
-        for (a, g) in self.kfac_factors(w, x, y, row_weights) {
-            at += crate::optim::kfac::pack_upper(a.view(), &mut out[at..]);
-            at += crate::optim::kfac::pack_upper(g.view(), &mut out[at..]);
-        }
+        let Workspace {
+            rows, params, kfac, ..
+        } = ws;
+        let w = checked_params(self.dim, self.widths[0], w, params, x, y);
+        zero_factor_sums(&self.blocks, out);
+        let block = self.block_rows(x.n_rows());
+        let widest = self.widths[1..].iter().copied().max().unwrap_or(0);
+        let side = self.blocks.iter().map(|b| (b.inputs + 1).max(b.units));
+        let side = side.max().unwrap_or(0);
+        let acts_len = self.act_len(block);
+        let buf = scratch(rows, acts_len + 2 * block * widest);
+        let (acts, deltas) = buf.split_at_mut(acts_len);
+        let (d0, d1) = deltas.split_at_mut(block * widest);
+        let mut fs = FactorScratch::carve(kfac, block * side, side);
+        let width = self.widths[self.widths.len() - 1];
+        let packed = |l: usize| -> usize {
+            let before = self.blocks[..l].iter();
+            before.map(|b| tri(b.inputs + 1) + tri(b.units)).sum()
+        };
+        self.for_each_block(w, x, acts, |rows, a| {
+            let r = rows.len();
+            let c = |i: usize| rw.as_ref().map_or(1.0, |rw| rw[rows.start + i]);
+            self.head
+                .residuals(self.outputs(a, r), width, rows.clone(), y, None);
+            let mut at = a.len();
+            let (mut cur, mut next) = (&mut *d0, &mut *d1);
+            for l in (0..self.layers()).rev() {
+                let b = self.blocks[l];
+                let start = at - r * b.units;
+                let delta: &[f64] = if l + 1 == self.layers() {
+                    &a[start..at]
+                } else {
+                    &cur[..r * b.units]
+                };
+                let input = &a[start.saturating_sub(r * b.inputs)..start];
+                let fill = |v: &mut ArrayViewMut2<f64>| match l {
+                    0 => dense_rows(x, rows.clone(), v),
+                    _ => v.assign(&view(input, r, b.inputs)),
+                };
+                let g = view(delta, r, b.units);
+                fs.add_layer(&b, fill, g, c, 1.0, &mut out[packed(l)..]);
+                if l > 0 {
+                    previous_delta(w, &b, r, delta, input, &mut next[..r * b.inputs]);
+                    std::mem::swap(&mut cur, &mut next);
+                }
+                at = start;
+            }
+        });
     }
 
     fn kind(&self) -> ModelKind {

@@ -7,7 +7,10 @@ use std::cell::Cell;
 use ndarray::{s, Array1};
 use rand::Rng;
 
-use super::super::tests::{central_difference, features, normal, rel_err, rng, task_labels};
+use super::super::tests::{
+    assert_kfac_direction_is_the_kronecker_solve, central_difference, features, normal, rel_err,
+    rng, task_labels,
+};
 use super::*;
 
 /// Counts the heap allocations of the current thread (the tests of this binary run in
@@ -404,57 +407,42 @@ fn kfac_factor_sums_are_weighted_sums_of_per_row_outer_products() {
     }
 }
 
+/// The packed K-FAC factor sums: after the first call with a shape nothing is allocated (the
+/// factors accumulate straight into the packed buffer through the workspace), a second call
+/// gives the same bits, and row blocks of any size give the whole pass's sums to rounding.
+#[test]
+fn kfac_factor_sums_reuse_the_workspace_and_blocks_agree() {
+    use crate::optim::kfac::packed_len;
+    let n = net(Task::Multiclass { classes: 3 }, &[9, 4], 24, 300, 7);
+    let m = &n.mlp;
+    let len = packed_len(m.kfac_layers().iter().map(|b| (b.units, b.inputs)));
+    let (mut ws, mut out) = (Workspace::default(), vec![f64::NAN; len]);
+    let run = |m: &Mlp, ws: &mut Workspace, out: &mut [f64]| {
+        m.kfac_factors_into(n.w.view(), &n.dense, n.y.view(), Some(n.rw.view()), ws, out)
+    };
+    run(m, &mut ws, &mut out);
+    let first = out.clone();
+    assert!(first.iter().all(|v| v.is_finite()));
+    let count = allocations(|| run(m, &mut ws, &mut out));
+    assert_eq!(count, 0, "allocations after the first call");
+    assert_eq!(out, first);
+    for rows in [1, 13] {
+        let mut small = m.clone();
+        small.set_block_rows(rows);
+        let mut o = vec![0.0; len];
+        run(&small, &mut Workspace::default(), &mut o);
+        let e = rel_err(&Array1::from(o), &Array1::from(first.clone()));
+        assert!(e < 1e-12, "blocks of {rows}: {e}");
+    }
+}
+
 /// Issue 21: on a tiny MLP (6-5-3) the K-FAC direction of each layer (eigen method) equals
 /// (A ⊗ G + γI)⁻¹ vec(∇W) solved densely, to 1e-10 (no decay, no KL clip).
 #[test]
 fn kfac_direction_equals_the_dense_kronecker_solve() {
-    use crate::optim::kfac::{precondition, LayerFactors};
-    use ndarray_linalg::Solve;
     let rows = 12;
     let n = net(Task::Multiclass { classes: 3 }, &[5], 22, rows, 6);
-    let m = &n.mlp;
-    let inv = 1.0 / rows as f64;
-    let sums = m.kfac_factors(n.w.view(), &n.dense, n.y.view(), None);
-    let grad = m.gradient(n.w.view(), &n.dense, n.y.view(), None) * inv;
-    let mut layers: Vec<LayerFactors> = m
-        .blocks()
-        .iter()
-        .map(|b| LayerFactors::new(b.offset, b.units, b.inputs))
-        .collect();
-    for (l, (f, (a, g))) in layers.iter_mut().zip(&sums).enumerate() {
-        f.update(l, (a * inv).view(), (g * inv).view(), 0.95)
-            .unwrap();
-        f.refresh(l).unwrap();
-    }
-    let damping = 0.1;
-    let mut out = vec![0.0; m.dim()];
-    let nu = precondition(&layers, grad.as_slice().unwrap(), damping, None, &mut out);
-    assert_eq!(nu, 1.0);
-    for (l, f) in layers.iter().enumerate() {
-        let (units, cols) = (f.units, f.inputs + 1);
-        let k = ndarray::linalg::kron(&f.a.value, &f.g.value)
-            + ndarray::Array2::<f64>::eye(units * cols) * damping;
-        let gw = grad
-            .slice(s![f.offset..f.offset + f.len()])
-            .into_shape_with_order((units, cols))
-            .unwrap();
-        // Column-major vec(∇W).
-        let rhs = Array1::from_iter(gw.t().iter().copied());
-        let x = k.solve(&rhs).unwrap();
-        let got = &out[f.offset..f.offset + f.len()];
-        let mut worst: f64 = 0.0;
-        let scale = x.iter().map(|v| v.abs()).fold(0.0, f64::max);
-        for i in 0..units {
-            for j in 0..cols {
-                worst = worst.max((got[i * cols + j] - x[j * units + i]).abs());
-            }
-        }
-        assert!(scale > 0.0);
-        assert!(
-            worst <= 1e-10 * scale,
-            "layer {l}: {worst:e} (scale {scale:e})"
-        );
-    }
+    assert_kfac_direction_is_the_kronecker_solve(&n.mlp, n.w.view(), &n.dense, n.y.view());
 }
 
 /// Issue 21 (memory-bounded workers): micro-batches of any size give the gradient of one pass,
