@@ -14,6 +14,7 @@
 //!
 //! Not here: MPI start-up (the job entry point in `cmd::train`), the protocol (`comm`).
 
+pub mod adapt;
 pub mod checkpointer;
 pub mod coded;
 pub mod engine;
