@@ -1,6 +1,7 @@
 //! `train --adapt` end to end under `mpirun` (issue 22 §3): a run whose straggler regime
 //! changes mid-run switches s at least once, and every iteration (the switch included) matches
 //! the serial reference to 1e-8, since the exact codes decode the full gradient whatever s is;
+//! the switches are recorded per iteration and in `/adapt`;
 //! the settings that cannot switch are refused with one line and exit 2.
 
 use std::path::{Path, PathBuf};
@@ -90,6 +91,21 @@ fn a_regime_change_switches_s_and_every_iteration_matches_the_reference() {
         }
     }
     assert!(s[39] >= 1.0, "{s:?}");
+    // The switch log, /adapt: one row per switch, the same as the per-iteration columns.
+    let log = results::read_adapt(&run.join("run.h5")).unwrap().unwrap();
+    assert_eq!(log.len(), switches.len(), "{log:?}");
+    for (row, &t) in log.iter().zip(&switches) {
+        assert_eq!(row.iteration, t as u64);
+        assert_eq!(row.old_s as f64, s[t]);
+        assert_eq!(row.new_s as f64, next[t]);
+        assert_eq!(row.gain, rows.column(Metric::AdaptGain)[t]);
+        assert!(row.reason.contains("predicted"), "{}", row.reason);
+    }
+    // A run without --adapt has no /adapt group.
+    assert_eq!(
+        results::read_adapt(&reference.join("run.h5")).unwrap(),
+        None
+    );
 }
 
 #[test]

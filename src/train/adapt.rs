@@ -25,6 +25,7 @@ use crate::comm::{OnDeadline, Round};
 use crate::config::RunConfig;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
+use crate::io::results::AdaptSwitch;
 use crate::sim::adapt::{AdaptSettings, Adapter, Decision};
 use crate::sim::{LinkModel, Sample, SimSettings, DEFAULT_LINK, DEFAULT_OVERHEADS};
 
@@ -128,6 +129,8 @@ pub struct Adaptation {
     window: Vec<Vec<Sample>>,
     /// First iteration of the window.
     from: u64,
+    /// The switches so far (`/adapt`).
+    switches: Vec<AdaptSwitch>,
 }
 
 impl Adaptation {
@@ -178,7 +181,13 @@ impl Adaptation {
             every: cfg.adapt_every.max(1),
             window: vec![Vec::new(); n],
             from: 0,
+            switches: Vec::new(),
         })
+    }
+
+    /// The switches so far, in order.
+    pub fn switches(&self) -> &[AdaptSwitch] {
+        &self.switches
     }
 
     /// The s in force.
@@ -233,26 +242,14 @@ impl Adaptation {
             })?;
             std::mem::swap(decoder, &mut next);
             self.parked[d.old_s] = Some(next);
+            self.switches.push(AdaptSwitch {
+                iteration: t,
+                old_s: d.old_s as u64,
+                new_s: d.new_s as u64,
+                gain: d.gain,
+                reason: d.reason.clone(),
+            });
         }
         Ok(Some(d))
-    }
-
-    /// Put `s` in force (resume), swapping `decoder` as a switch does; false when `s` is not
-    /// one the family has up to the largest s.
-    pub fn resume_at(&mut self, s: usize, decoder: &mut Decoder) -> bool {
-        let old = self.current();
-        if s == old {
-            return true;
-        }
-        let Some(mut next) = self.parked.get_mut(s).and_then(Option::take) else {
-            return false;
-        };
-        if !self.adapter.set_current(s) {
-            self.parked[s] = Some(next);
-            return false;
-        }
-        std::mem::swap(decoder, &mut next);
-        self.parked[old] = Some(next);
-        true
     }
 }

@@ -57,7 +57,7 @@ use crate::config::RunConfig;
 use crate::data::batch::{BatchPlan, Minibatch};
 use crate::data::{partition_ranges, DataError, Dataset, Features};
 use crate::error::{Error, Result};
-use crate::io::results::{AttrValue, IterationRecord, LateRow, Metric, WorkerMetric};
+use crate::io::results::{AdaptSwitch, AttrValue, IterationRecord, LateRow, Metric, WorkerMetric};
 use crate::model::{Model, ModelKind, Workspace};
 use crate::straggler::StragglerSchedule;
 
@@ -1508,6 +1508,10 @@ impl<T: Transport> GradientEngine for CodedGradients<T> {
 
     fn rejected(&self) -> Vec<u64> {
         self.c.rejected_by_worker()
+    }
+
+    fn adapt_switches(&self) -> Option<Vec<AdaptSwitch>> {
+        self.adapt.as_ref().map(|a| a.switches().to_vec())
     }
 }
 

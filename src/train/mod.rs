@@ -631,6 +631,7 @@ impl<'a> Trainer<'a> {
             validation: std::mem::take(&mut self.validation),
             summary,
             per_worker,
+            adapt: engine.adapt_switches(),
         };
         if let Err(e) = self.writer.finish(&fin) {
             log::error!("[rank 0] could not finish the results file: {e}");
