@@ -239,7 +239,8 @@ pub struct TrainArgs {
     /// above 10 %). Workers load the partitions of --adapt-max-s at start-up, so every switch
     /// decodes exactly with no reload. cyclic-repetition and cyclic-mds with --on-deadline
     /// wait and --chunks 1; not with --batch, --compress, --messages support, --reuse-stale,
-    /// --optimizer kfac or --reference.
+    /// --optimizer kfac or --reference. Recorded: the s of each iteration (/metrics/code_s)
+    /// and every switch (/adapt).
     #[arg(long)]
     #[serde(default)]
     pub adapt: bool,
