@@ -9,7 +9,7 @@
 //! iteration 0 and memoized.
 //!
 //! Grammar (components joined by `+`; delays of several components add up):
-//! `none`, `fixed:RANKS:MS`, `slow:RANKS:FACTOR`, `exp:MEAN_MS`, `shifted-exp:SHIFT_MS:MEAN_MS`,
+//! `none`, `fixed:RANKS:MS[@ITER]`, `slow:RANKS:FACTOR`, `exp:MEAN_MS`, `shifted-exp:SHIFT_MS:MEAN_MS`,
 //! `pareto:SCALE_MS:ALPHA`, `markov:P01:P10:MS`, `fail:RANK@ITER`. RANKS are MPI ranks of
 //! workers (1..=n), comma-separated.
 //!
@@ -27,13 +27,36 @@ pub enum StragglerError {
 
 #[derive(Debug, Clone, PartialEq)]
 enum Component {
-    Fixed { ranks: Vec<usize>, seconds: f64 },
-    Slow { ranks: Vec<usize>, factor: f64 },
-    Exp { mean: f64 },
-    ShiftedExp { shift: f64, mean: f64 },
-    Pareto { scale: f64, alpha: f64 },
-    Markov { p01: f64, p10: f64, seconds: f64 },
-    Fail { rank: usize, iteration: u64 },
+    /// From iteration `from` on (0: always).
+    Fixed {
+        ranks: Vec<usize>,
+        seconds: f64,
+        from: u64,
+    },
+    Slow {
+        ranks: Vec<usize>,
+        factor: f64,
+    },
+    Exp {
+        mean: f64,
+    },
+    ShiftedExp {
+        shift: f64,
+        mean: f64,
+    },
+    Pareto {
+        scale: f64,
+        alpha: f64,
+    },
+    Markov {
+        p01: f64,
+        p10: f64,
+        seconds: f64,
+    },
+    Fail {
+        rank: usize,
+        iteration: u64,
+    },
 }
 
 /// A parsed straggler spec (syntax and values checked), independent of the worker count and
@@ -128,9 +151,18 @@ impl StragglerSpec {
             let c = match fields[0] {
                 "none" if fields.len() == 1 => continue,
                 "fixed" => {
-                    arity(2, "fixed:RANKS:MS")?;
-                    let seconds = positive(num(fields[2], "delay")?, "delay")? / 1e3;
-                    Component::Fixed { ranks: ranks(fields[1])?, seconds }
+                    arity(2, "fixed:RANKS:MS[@ITER]")?;
+                    let (ms, from) = match fields[2].split_once('@') {
+                        None => (fields[2], 0),
+                        Some((ms, it)) => (
+                            ms,
+                            it.trim().parse::<u64>().map_err(|_| {
+                                err(format!("iteration '{it}' is not a non-negative integer"))
+                            })?,
+                        ),
+                    };
+                    let seconds = positive(num(ms, "delay")?, "delay")? / 1e3;
+                    Component::Fixed { ranks: ranks(fields[1])?, seconds, from }
                 }
                 "slow" => {
                     arity(2, "slow:RANKS:FACTOR")?;
@@ -292,7 +324,11 @@ impl StragglerSchedule {
         for (ci, c) in self.components.iter().enumerate() {
             let u = || uniform(seed, iteration, rank, ci);
             total += match c {
-                Component::Fixed { ranks, seconds } if ranks.contains(&rank) => *seconds,
+                Component::Fixed {
+                    ranks,
+                    seconds,
+                    from,
+                } if ranks.contains(&rank) && iteration >= *from => *seconds,
                 Component::Exp { mean } => -mean * u().ln(),
                 Component::ShiftedExp { shift, mean } => shift - mean * u().ln(),
                 Component::Pareto { scale, alpha } => scale * u().powf(-1.0 / alpha),
@@ -349,6 +385,12 @@ mod tests {
         assert!(s.delay_s(0, 1) >= 0.25);
         assert!(s.delay_s(0, 2) < 0.25 + 1.0);
         assert!(!s.failed(4, 2) && s.failed(5, 2) && !s.failed(9, 1));
+        // A fixed delay from an iteration on: a regime change mid-run.
+        let mut s = StragglerSchedule::parse("fixed:2:80@10", 4, 7).unwrap();
+        assert_eq!(
+            (s.delay_s(9, 2), s.delay_s(10, 2), s.delay_s(30, 1)),
+            (0.0, 0.08, 0.0)
+        );
         for spec in [
             "none",
             "slow:2:3",
@@ -378,7 +420,8 @@ mod tests {
             ("markov:2:0.1:5", "probability"),
             ("fail:1", "fail:RANK@ITER"),
             ("gamma:1", "unknown component"),
-            ("fixed:1", "fixed:RANKS:MS"),
+            ("fixed:1", "fixed:RANKS:MS[@ITER]"),
+            ("fixed:1:10@x", "iteration 'x'"),
         ] {
             let e = StragglerSchedule::parse(spec, 4, 1)
                 .unwrap_err()

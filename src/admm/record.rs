@@ -403,6 +403,7 @@ impl<'a> Recorder<'a> {
             validation,
             summary,
             per_worker,
+            adapt: None,
         })?;
         Ok(())
     }

@@ -421,6 +421,7 @@ fn finish<T: crate::comm::Transport>(
             ),
         ],
         per_worker: Vec::new(),
+        adapt: None,
     })?;
     super::abort_if_unreconciled(&unreconciled, &path, 3);
     result?;

@@ -388,6 +388,7 @@ impl Run<'_> {
             validation: self.validation,
             summary,
             per_worker: Vec::new(),
+            adapt: None,
         })?;
         super::abort_if_unreconciled(&unreconciled, &path, 3);
         outcome?;

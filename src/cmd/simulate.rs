@@ -384,6 +384,7 @@ fn simulate_to_file(cfg: &RunConfig, mut sim: Simulator, replayed: &str) -> Resu
         validation,
         summary: attrs,
         per_worker,
+        adapt: None,
     })?;
     match timeout {
         Some(e) => {

@@ -23,6 +23,7 @@ use crate::io::dataset::{self, Split};
 use crate::io::results::{self, AttrValue, RecordedRows, RunMeta, RunWriter};
 use crate::linalg::MdsCode;
 use crate::model::{self, Model};
+use crate::train::adapt::{Adaptation, StoredShard};
 use crate::train::coded::{for_model, CodedGradients, CodedWorker, Shard};
 use crate::train::matvec::{layouts, worker_blocks, MatVecGradients};
 use crate::train::serial::SerialGradients;
@@ -312,13 +313,28 @@ fn start(
 
 fn run_coded(world: &World, cfg: &RunConfig, code: Box<dyn GradientCode>) -> Result<i32> {
     let rank = world.rank();
-    let (shape, mut model) = match start(world, cfg, |shape| fits_coded(cfg, code.as_ref(), shape))?
-    {
+    // --adapt: every worker loads the partitions of the largest s (the cyclic codes' partitions
+    // of a smaller s are a prefix of them), and memory is checked for that code.
+    let store = match cfg.adapt_max_s {
+        Some(max_s) => match coding::build_with(
+            code.kind(),
+            cfg.workers(),
+            max_s,
+            cfg.job.seed,
+            &cfg.code_options(),
+        ) {
+            Ok(c) => Some(c),
+            Err(e) => return rank_result(rank, e.into()),
+        },
+        None => None,
+    };
+    let load: &dyn GradientCode = store.as_deref().unwrap_or(code.as_ref());
+    let (shape, mut model) = match start(world, cfg, |shape| fits_coded(cfg, load, shape))? {
         Ok(s) => s,
         Err(code) => return Ok(code),
     };
     // The micro-batches rank 0 checked (fits_coded refused the run when no row fits).
-    let block = CodedMemory::of(cfg, code.as_ref(), &shape).block_rows(cfg, &shape);
+    let block = CodedMemory::of(cfg, load, &shape).block_rows(cfg, &shape);
     model.set_block_rows(block);
     if rank == 0 {
         log_micro_batches(cfg, block);
@@ -340,7 +356,7 @@ fn run_coded(world: &World, cfg: &RunConfig, code: Box<dyn GradientCode>) -> Res
         .map(|r| Loaded::Rank0(Box::new(r)))
     } else {
         let w = rank - 1;
-        dataset::read_partitions(&cfg.data, Split::Train, shape.rows, k, code.assignment(w))
+        dataset::read_partitions(&cfg.data, Split::Train, shape.rows, k, load.assignment(w))
             .map_err(Error::from)
             .and_then(|(data, ranges)| {
                 if data.n_features() != shape.features {
@@ -349,6 +365,10 @@ fn run_coded(world: &World, cfg: &RunConfig, code: Box<dyn GradientCode>) -> Res
                         data.n_features(),
                         shape.features
                     )));
+                }
+                if store.is_some() {
+                    let stored = StoredShard::new(cfg, load, w, data, ranges)?;
+                    return Ok(Loaded::Stored(Box::new(stored)));
                 }
                 let plan = match cfg.batch {
                     Some(b) => Some(BatchPlan::new(cfg.job.seed, b, shape.rows, k)?),
@@ -370,11 +390,16 @@ fn run_coded(world: &World, cfg: &RunConfig, code: Box<dyn GradientCode>) -> Res
             let dim = model.dim();
             let compress = for_model(cfg.compress, model.as_ref())?;
             let kfac = kfac_len(cfg, model.as_ref());
+            let kind = code.kind();
             let mut engine = CodedGradients::new(world.transport(), cfg, code, dim, compress, kfac);
             if cfg.messages != Messages::Dense {
                 engine.receive_supports(cfg.job.max_wait())?;
             }
-            r0.writer.add_env(link_attrs(&engine.probe_links()?));
+            let probe = engine.probe_links()?;
+            r0.writer.add_env(link_attrs(&probe));
+            if cfg.adapts() {
+                engine = engine.adaptive(Adaptation::new(cfg, kind, dim, probe.fit)?);
+            }
             finish_rank0(
                 cfg,
                 model.as_ref(),
@@ -393,6 +418,13 @@ fn run_coded(world: &World, cfg: &RunConfig, code: Box<dyn GradientCode>) -> Res
                 .messages(cfg.messages, cfg.model)?
                 .with_kfac(kfac_len(cfg, model.as_ref()));
             serve(world, cfg, cfg.chunks, &mut job)
+        }
+        Ok(Loaded::Stored(stored)) => {
+            let s = cfg.stragglers;
+            let shard = stored.shard(s)?;
+            let mut job = CodedWorker::new(model.as_ref(), shard, code.as_ref(), rank - 1)
+                .adaptive(*stored, s);
+            serve(world, cfg, 1, &mut job)
         }
         Ok(_) => Err(Error::Check("internal: unexpected start-up state".into())),
     }
@@ -475,6 +507,8 @@ fn check_partitions(cfg: &RunConfig, rows: usize, k: usize) -> Result<RunConfig>
 enum Loaded {
     Rank0(Box<Rank0>),
     Shard(Shard),
+    /// `--adapt`: the partitions of the largest s.
+    Stored(Box<StoredShard>),
     Blocks(Vec<crate::linalg::job::CodedBlock>),
 }
 

@@ -31,6 +31,7 @@ pub struct JobArgs {
     /// ranks 1..=N, comma-separated [default: none]:
     ///   none
     ///   fixed:RANKS:MS           those ranks sleep MS after computing, every iteration
+    ///   fixed:RANKS:MS@ITER      the same from iteration ITER on (a regime change)
     ///   slow:RANKS:FACTOR        their compute takes FACTOR times as long (busy spin)
     ///   exp:MEAN_MS              every worker sleeps an exponential delay of that mean
     ///   shifted-exp:SHIFT_MS:MEAN_MS   SHIFT plus an exponential delay

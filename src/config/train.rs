@@ -234,6 +234,26 @@ pub struct TrainArgs {
     #[arg(long, value_enum)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub messages: Option<Messages>,
+    /// Online adaptation (docs/tuning.md): every --adapt-every iterations rank 0 refits each
+    /// worker's compute and delay distribution from the last window and switches s among the
+    /// codes up to --adapt-max-s by simulated time per iteration (only for a predicted gain
+    /// above 10 %). Workers load the partitions of --adapt-max-s at start-up, so every switch
+    /// decodes exactly with no reload. cyclic-repetition and cyclic-mds with --on-deadline
+    /// wait and --chunks 1; not with --batch, --compress, --messages support, --reuse-stale,
+    /// --optimizer kfac or --reference. Recorded: the s of each iteration (/metrics/code_s)
+    /// and every switch (/adapt).
+    #[arg(long)]
+    #[serde(default)]
+    pub adapt: bool,
+    /// Iterations between two decisions of --adapt (the window refitted) [default: 20].
+    #[arg(long, value_name = "K")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapt_every: Option<u64>,
+    /// Largest s --adapt may switch to: every worker holds the partitions of this s (below the
+    /// number of workers) [default: --stragglers + 1].
+    #[arg(long, value_name = "S")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapt_max_s: Option<usize>,
     /// Run the serial reference path on one process instead of the MPI job.
     #[arg(long)]
     #[serde(default)]
@@ -335,6 +355,12 @@ pub struct RunConfig {
     /// Error feedback on the compressed messages (`--error-feedback`).
     #[serde(default)]
     pub error_feedback: bool,
+    /// `--adapt`: iterations between decisions (0: no adaptation).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub adapt_every: u64,
+    /// `--adapt`: the largest s (the partitions every worker holds); None without --adapt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapt_max_s: Option<usize>,
     /// Continue from the checkpoint (operational: never written back).
     #[serde(skip)]
     pub resume: bool,
@@ -444,12 +470,100 @@ impl RunConfig {
             compress: args.compress.or(file.compress).unwrap_or_default(),
             error_feedback: args.error_feedback || file.error_feedback,
             messages: pick!(messages, Messages::Dense),
+            adapt_every: 0,
+            adapt_max_s: None,
             resume: args.resume || file.resume,
             reference,
             no_intercept,
         };
+        let cfg = cfg.with_adapt(args, &file)?;
         cfg.check()?;
         Ok(cfg)
+    }
+
+    /// `--adapt`, `--adapt-every`, `--adapt-max-s` (from the flags or the file) into `self`.
+    fn with_adapt(mut self, args: &TrainArgs, file: &TrainArgs) -> Result<Self, ConfigError> {
+        let every = args.adapt_every.or(file.adapt_every);
+        let max_s = args.adapt_max_s.or(file.adapt_max_s);
+        if !(args.adapt || file.adapt) {
+            if let Some((name, v)) = every
+                .map(|e| ("adapt-every", e.to_string()))
+                .or(max_s.map(|m| ("adapt-max-s", m.to_string())))
+            {
+                return Err(invalid(name, v, "applies only with --adapt"));
+            }
+            return Ok(self);
+        }
+        self.adapt_every = every.unwrap_or(20);
+        if self.adapt_every == 0 {
+            return Err(invalid("adapt-every", 0, "must be at least 1"));
+        }
+        self.adapt_max_s = Some(max_s.unwrap_or(self.stragglers + 1));
+        self.check_adapt()?;
+        Ok(self)
+    }
+
+    /// Whether `--adapt` is on.
+    pub fn adapts(&self) -> bool {
+        self.adapt_every > 0
+    }
+
+    /// `--adapt` against the codes and settings that cannot switch s.
+    fn check_adapt(&self) -> Result<(), ConfigError> {
+        let max_s = self.adapt_max_s.unwrap_or(0);
+        let conflict = if self.reference {
+            Some("--reference (the serial path has no workers to adapt to)".to_string())
+        } else if !matches!(
+            self.code,
+            TrainCode::Gradient(CodeKind::CyclicRepetition | CodeKind::CyclicMds)
+        ) {
+            Some(format!(
+                "--code {} (only the cyclic codes, whose partitions for a smaller s are a subset of those for a larger one, can switch s: cyclic-repetition, cyclic-mds)",
+                self.code
+            ))
+        } else if self.on_deadline != OnDeadline::Wait {
+            Some("--on-deadline best-effort (adaptation keeps every iteration exact)".into())
+        } else if self.chunks > 1 {
+            Some(format!("--chunks {}", self.chunks))
+        } else if self.batch.is_some() {
+            Some("--batch".into())
+        } else if !self.compress.is_none() {
+            Some("--compress".into())
+        } else if self.messages != Messages::Dense {
+            Some("--messages support|auto".into())
+        } else if self.reuse_stale {
+            Some("--reuse-stale".into())
+        } else if self.kfac().is_some() {
+            Some("--optimizer kfac".into())
+        } else {
+            None
+        };
+        if let Some(what) = conflict {
+            return Err(invalid(
+                "adapt",
+                "true",
+                format!("cannot switch s with {what}; drop --adapt or that setting"),
+            ));
+        }
+        let n = self.workers();
+        if max_s >= n {
+            return Err(invalid(
+                "adapt-max-s",
+                max_s,
+                format!("must be smaller than the number of workers n = {n}"),
+            ));
+        }
+        if self.stragglers > max_s {
+            return Err(invalid(
+                "adapt-max-s",
+                max_s,
+                format!(
+                    "must be at least --stragglers {} (the s the run starts with)",
+                    self.stragglers
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// The config of a simulated run (`gradcode simulate`): the settings and checks of `train`

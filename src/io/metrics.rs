@@ -108,6 +108,14 @@ metric_enum! {
         KfacEigS => "kfac_eig_s",
         /// K-FAC: the KL-clip scale ν of the step (1: not clipped).
         KfacNu => "kfac_nu",
+        /// `train --adapt`: the s of the code this iteration was computed with.
+        CodeS => "code_s",
+        /// `train --adapt`: the s the next iteration switches to (NaN: no switch after this
+        /// iteration).
+        AdaptNextS => "adapt_next_s",
+        /// `train --adapt`: the predicted gain of that switch, 1 − t(new s)/t(old s) per
+        /// iteration by simulation of the refitted workers (NaN: no switch).
+        AdaptGain => "adapt_gain",
     }
 }
 

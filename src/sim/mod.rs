@@ -38,6 +38,7 @@
 //! for the uncoded pieces), message loss or corruption, contention between workers for cores (it
 //! is in replayed compute times, not modelled), process death.
 
+pub mod adapt;
 mod des;
 mod link;
 pub mod plan;

@@ -51,15 +51,7 @@ fn replay(delays: &[Vec<f64>], compute_per_share: f64) -> Workload {
                 .collect()
         })
         .collect();
-    let file = TraceFile {
-        path: "constructed".into(),
-        workers,
-        link: Vec::new(),
-        step_s: Vec::new(),
-        gap_s: Vec::new(),
-        dim: None,
-        recorded: None,
-    };
+    let file = TraceFile::of_samples("constructed", workers);
     let n = delays.len();
     Workload::Replay(Trace::new(&[file], n, ReplayOrder::Sequential, 1, false).unwrap())
 }

@@ -71,6 +71,20 @@ pub struct TraceFile {
 }
 
 impl TraceFile {
+    /// A trace of per-worker `workers` samples alone (no link, rank-0 times, model or
+    /// recorded settings), named `path`.
+    pub fn of_samples(path: &str, workers: Vec<Vec<Sample>>) -> TraceFile {
+        TraceFile {
+            path: path.into(),
+            workers,
+            link: Vec::new(),
+            step_s: Vec::new(),
+            gap_s: Vec::new(),
+            dim: None,
+            recorded: None,
+        }
+    }
+
     /// Read `path` (a results file or a run folder holding `run.h5`).
     pub fn read(path: &Path) -> Result<TraceFile, SimError> {
         let path = if path.is_dir() {

@@ -42,6 +42,7 @@ use std::time::{Duration, Instant};
 
 use ndarray::{Array1, Array2, ArrayView1, ArrayViewMut1};
 
+use super::adapt::{Adaptation, StoredShard};
 use super::engine::{Check, Computed, GradientEngine, Iteration};
 use super::INTERRUPT;
 use crate::coding::{Decoder, GradientCode};
@@ -56,7 +57,7 @@ use crate::config::RunConfig;
 use crate::data::batch::{BatchPlan, Minibatch};
 use crate::data::{partition_ranges, DataError, Dataset, Features};
 use crate::error::{Error, Result};
-use crate::io::results::{AttrValue, LateRow, Metric, WorkerMetric};
+use crate::io::results::{AdaptSwitch, AttrValue, IterationRecord, LateRow, Metric, WorkerMetric};
 use crate::model::{Model, ModelKind, Workspace};
 use crate::straggler::StragglerSchedule;
 
@@ -481,6 +482,8 @@ pub struct CodedWorker<'a> {
     piece: Vec<f64>,
     /// K-FAC: values of the packed factor sums appended in phase 1 (0: no K-FAC).
     kfac_len: usize,
+    /// `--adapt`: the stored partitions and the s of `shard` (a post's phase is its s).
+    stored: Option<(StoredShard, usize)>,
 }
 
 impl<'a> CodedWorker<'a> {
@@ -504,7 +507,30 @@ impl<'a> CodedWorker<'a> {
             announce: None,
             piece: Vec::new(),
             kfac_len: 0,
+            stored: None,
         }
+    }
+
+    /// `--adapt`: answer a post of phase s with the code of s, cutting its shard from
+    /// `stored` when s changes; `s` is the s of the shard given to [`Self::new`].
+    pub fn adaptive(mut self, stored: StoredShard, s: usize) -> Self {
+        self.stored = Some((stored, s));
+        self
+    }
+
+    /// `--adapt`: the shard of the post's s (its phase), when it is not the one in force.
+    fn switch_to(&mut self, s: usize, w: usize) -> std::result::Result<(), CommError> {
+        let Some((stored, current)) = &mut self.stored else {
+            return Ok(());
+        };
+        if *current != s {
+            self.shard = stored
+                .shard(s)
+                .map_err(|e| CommError::Fatal(e.to_string()))?;
+            self.order = self.shard.order(w).collect();
+            *current = s;
+        }
+        Ok(())
     }
 
     /// K-FAC: answer phase-1 posts with the coded factor sums (`len` packed values) appended.
@@ -597,7 +623,11 @@ impl<'a> CodedWorker<'a> {
             return l.model.dim() + 1;
         }
         let len = self.coded_len();
-        let factors = if phase == 1 { self.kfac_len } else { 0 };
+        let factors = if phase == 1 && self.stored.is_none() {
+            self.kfac_len
+        } else {
+            0
+        };
         self.sender.as_ref().map_or(len, |sd| sd.c.wire_len(len)) + 1 + factors
     }
 
@@ -650,6 +680,9 @@ impl WorkerJob for CodedWorker<'_> {
     }
     fn accepts(&self, phase: usize, len: usize) -> bool {
         let on_support = self.local.as_ref().is_some_and(|l| len == l.w.len());
+        if let Some((stored, _)) = &self.stored {
+            return len == self.model.dim() && stored.code(phase).is_some();
+        }
         (phase == 0 && (len == self.model.dim() || on_support))
             || (phase == 1 && self.kfac_len > 0 && len == self.model.dim())
     }
@@ -661,6 +694,7 @@ impl WorkerJob for CodedWorker<'_> {
         params: &[f64],
         out: &mut Responder<'_, T>,
     ) -> std::result::Result<(), CommError> {
+        self.switch_to(out.phase(), out.rank() - 1)?;
         let len = self.result_len(out.phase());
         let n_chunks = self.shard.n_chunks();
         let t = out.iteration();
@@ -780,6 +814,8 @@ pub struct CodedGradients<T: Transport> {
     compress_err: f64,
     /// Per worker, the columns its results carry (`--messages`; empty: the full vector).
     supports: Vec<Vec<u32>>,
+    /// `--adapt`: the window, the adapter and the other s's decoders.
+    adapt: Option<Adaptation>,
 }
 
 impl<T: Transport> CodedGradients<T> {
@@ -803,6 +839,10 @@ impl<T: Transport> CodedGradients<T> {
             );
         }
         let mut result_len = vec![vec![compress.wire_len(coded_len) + 1; n]];
+        // --adapt: phase s is the coded gradient of the code with s (same length).
+        for _ in 0..cfg.adapt_max_s.unwrap_or(0) {
+            result_len.push(result_len[0].clone());
+        }
         if kfac_len > 0 {
             result_len.push(vec![coded_len + 1 + kfac_len; n]);
         }
@@ -843,7 +883,42 @@ impl<T: Transport> CodedGradients<T> {
             },
             compress_err: f64::NAN,
             supports: vec![Vec::new(); n],
+            adapt: None,
         }
+    }
+
+    /// `--adapt`: switch s by `adapt`'s decisions (the engine's code is the one it starts at).
+    pub fn adaptive(mut self, adapt: Adaptation) -> Self {
+        self.adapt = Some(adapt);
+        self
+    }
+
+    /// `--adapt`: after iteration `t`, record the round's and the late arrivals' samples and
+    /// decide when due; the s in force at `t` and a switch's predicted gain go to `rec`.
+    fn adapt_after(
+        &mut self,
+        t: u64,
+        late: &[LateArrival],
+        rec: &mut IterationRecord,
+    ) -> Result<()> {
+        let Some(a) = &mut self.adapt else {
+            return Ok(());
+        };
+        rec.set(Metric::CodeS, a.current() as f64);
+        a.observe(self.c.round(), late);
+        if let Some(d) = a.after(t, &mut self.decoder)? {
+            if d.switches() {
+                log::info!(
+                    "[rank 0] --adapt after iteration {t}: s {} -> {} ({})",
+                    d.old_s,
+                    d.new_s,
+                    d.reason
+                );
+                rec.set(Metric::AdaptNextS, d.new_s as f64);
+                rec.set(Metric::AdaptGain, d.gain);
+            }
+        }
+        Ok(())
     }
 
     fn code(&self) -> &dyn GradientCode {
@@ -1335,8 +1410,12 @@ impl<T: Transport> GradientEngine for CodedGradients<T> {
         } else {
             0
         };
-        // Phase 1: the results also carry the coded K-FAC factor sums.
-        let phase = usize::from(it.factors);
+        // Phase 1: the results also carry the coded K-FAC factor sums; under --adapt the
+        // phase is the s in force.
+        let phase = match &self.adapt {
+            Some(a) => a.current(),
+            None => usize::from(it.factors),
+        };
         if self.supports.iter().all(Vec::is_empty) {
             self.c.begin(it.t, phase, &self.params, pieces);
         } else {
@@ -1399,7 +1478,9 @@ impl<T: Transport> GradientEngine for CodedGradients<T> {
         it.rec.set(Metric::Rejected, f64::from(round.rejected));
         it.rec.set(Metric::BytesReceived, round.bytes_in);
         it.rec.set(Metric::BytesSent, round.bytes_out);
-        it.late.extend(self.c.take_late().iter().map(late_row));
+        let late = self.c.take_late();
+        it.late.extend(late.iter().map(late_row));
+        self.adapt_after(it.t, &late, it.rec)?;
         Ok(match d {
             // A compressed message is not the gradient it codes: exact decoding of it is not
             // the exact gradient.
@@ -1427,6 +1508,10 @@ impl<T: Transport> GradientEngine for CodedGradients<T> {
 
     fn rejected(&self) -> Vec<u64> {
         self.c.rejected_by_worker()
+    }
+
+    fn adapt_switches(&self) -> Option<Vec<AdaptSwitch>> {
+        self.adapt.as_ref().map(|a| a.switches().to_vec())
     }
 }
 

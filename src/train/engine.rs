@@ -9,7 +9,7 @@
 use ndarray::{Array1, Array2, ArrayView1};
 
 use crate::error::Result;
-use crate::io::results::{AttrValue, IterationRecord, LateRow};
+use crate::io::results::{AdaptSwitch, AttrValue, IterationRecord, LateRow};
 
 /// One iteration as the loop hands it to the engine.
 pub struct Iteration<'a> {
@@ -90,5 +90,9 @@ pub trait GradientEngine {
     /// Messages rejected as invalid, per worker.
     fn rejected(&self) -> Vec<u64> {
         vec![0; self.workers()]
+    }
+    /// `train --adapt`: the switches of s so far (None: the engine does not adapt).
+    fn adapt_switches(&self) -> Option<Vec<AdaptSwitch>> {
+        None
     }
 }

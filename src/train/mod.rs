@@ -14,6 +14,7 @@
 //!
 //! Not here: MPI start-up (the job entry point in `cmd::train`), the protocol (`comm`).
 
+pub mod adapt;
 pub mod checkpointer;
 pub mod coded;
 pub mod engine;
@@ -631,6 +632,7 @@ impl<'a> Trainer<'a> {
             validation: std::mem::take(&mut self.validation),
             summary,
             per_worker,
+            adapt: engine.adapt_switches(),
         };
         if let Err(e) = self.writer.finish(&fin) {
             log::error!("[rank 0] could not finish the results file: {e}");

@@ -36,7 +36,7 @@ mod read;
 mod recover;
 mod writer;
 
-pub use read::{open, read_num_attr, read_rows, read_str_attr, read_vector, status};
+pub use read::{open, read_adapt, read_num_attr, read_rows, read_str_attr, read_vector, status};
 pub use recover::{recover, Recovery};
 pub use writer::{RunWriter, FLUSH_INTERVAL};
 
@@ -158,6 +158,20 @@ pub struct FinalRecord {
     pub summary: Vec<(String, AttrValue)>,
     /// Per-worker summary columns in `/summary` (name, values of length n).
     pub per_worker: Vec<(String, Vec<f64>)>,
+    /// `train --adapt`: the switches of s, written to `/adapt` (None: no `/adapt` group).
+    pub adapt: Option<Vec<AdaptSwitch>>,
+}
+
+/// One switch of `train --adapt`, a row of `/adapt`: after iteration `iteration` s went from
+/// `old_s` to `new_s` (in force from the next iteration on), for a predicted gain `gain`
+/// (1 − t(new)/t(old) per iteration) and the adapter's `reason`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdaptSwitch {
+    pub iteration: u64,
+    pub old_s: u64,
+    pub new_s: u64,
+    pub gain: f64,
+    pub reason: String,
 }
 
 pub(super) fn h5e(path: &Path) -> impl Fn(hdf5::Error) -> IoError + '_ {

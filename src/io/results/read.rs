@@ -7,7 +7,9 @@ use hdf5::types::VarLenUnicode;
 use hdf5::{Dataset, File, OpenMode};
 use ndarray::{s, Array1, Array2};
 
-use super::{h5e, IoError, LateColumn, LateRow, LayerMetric, Metric, RecordedRows, WorkerMetric};
+use super::{
+    h5e, AdaptSwitch, IoError, LateColumn, LateRow, LayerMetric, Metric, RecordedRows, WorkerMetric,
+};
 
 fn read_f64_attr(file: &File, name: &str) -> Option<f64> {
     file.attr(name)
@@ -154,4 +156,57 @@ pub fn read_num_attr(path: &Path, group: &str, name: &str) -> Result<f64, IoErro
         .attr(name)
         .and_then(|a| a.read_scalar::<f64>())
         .map_err(|_| IoError::layout(path, format!("no numeric attribute {name} on /{group}")))
+}
+
+/// The switches of a `train --adapt` run (`/adapt`); None when the run did not adapt (no
+/// `/adapt` group).
+pub fn read_adapt(path: &Path) -> Result<Option<Vec<AdaptSwitch>>, IoError> {
+    let file = open(path)?;
+    let Ok(g) = file.group("adapt") else {
+        return Ok(None);
+    };
+    let n = g
+        .attr("switches")
+        .and_then(|a| a.read_scalar::<u64>())
+        .map_err(|_| IoError::layout(path, "no attribute switches on /adapt"))?;
+    if n == 0 {
+        return Ok(Some(Vec::new()));
+    }
+    let col = |name: &str| {
+        g.dataset(name)
+            .map_err(|_| IoError::layout(path, format!("no /adapt/{name}")))
+    };
+    let ints = |name: &str| col(name)?.read_raw::<u64>().map_err(h5e(path));
+    let (iteration, old_s, new_s) = (ints("iteration")?, ints("old_s")?, ints("new_s")?);
+    let gain = col("gain")?.read_raw::<f64>().map_err(h5e(path))?;
+    let reason = col("reason")?
+        .read_raw::<VarLenUnicode>()
+        .map_err(h5e(path))?;
+    let len = n as usize;
+    if [
+        iteration.len(),
+        old_s.len(),
+        new_s.len(),
+        gain.len(),
+        reason.len(),
+    ]
+    .iter()
+    .any(|&l| l != len)
+    {
+        return Err(IoError::layout(
+            path,
+            format!("/adapt columns are not all of {len} rows"),
+        ));
+    }
+    Ok(Some(
+        (0..len)
+            .map(|i| AdaptSwitch {
+                iteration: iteration[i],
+                old_s: old_s[i],
+                new_s: new_s[i],
+                gain: gain[i],
+                reason: reason[i].as_str().to_string(),
+            })
+            .collect(),
+    ))
 }

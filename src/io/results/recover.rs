@@ -155,6 +155,7 @@ pub fn recover(path: &Path) -> Result<Recovery, IoError> {
                 ),
             ],
             per_worker: Vec::new(),
+            adapt: None,
         })?;
         // The original creation time, schema and version (create() wrote new ones).
         let f = open_rw_retrying(&tmp)?;

@@ -248,3 +248,40 @@ fn per_layer_rows_round_trip_and_other_runs_have_no_layers_group() {
     assert_eq!(read_rows(&plain, None).unwrap().layers(), 0);
     assert!(open(&plain).unwrap().group("layers").is_err());
 }
+
+#[test]
+fn adapt_switches_round_trip_and_a_run_without_adapt_has_no_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let switches = vec![
+        AdaptSwitch {
+            iteration: 14,
+            old_s: 0,
+            new_s: 2,
+            gain: 0.625,
+            reason: "predicted 30 ms with s = 2 against 80 ms with s = 0".into(),
+        },
+        AdaptSwitch {
+            iteration: 39,
+            old_s: 2,
+            new_s: 1,
+            gain: 0.25,
+            reason: "back".into(),
+        },
+    ];
+    for (name, adapt) in [
+        ("none.h5", None),
+        ("empty.h5", Some(Vec::new())),
+        ("two.h5", Some(switches)),
+    ] {
+        let path = dir.path().join(name);
+        let mut w = RunWriter::create(&path, &meta(2), None).unwrap();
+        w.append(&rec(0, 2)).unwrap();
+        w.finish(&FinalRecord {
+            status: "complete".into(),
+            adapt: adapt.clone(),
+            ..FinalRecord::default()
+        })
+        .unwrap();
+        assert_eq!(read_adapt(&path).unwrap(), adapt, "{name}");
+    }
+}

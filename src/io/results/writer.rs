@@ -8,8 +8,9 @@ use hdf5::{Dataset, File};
 use ndarray::{s, ArrayView2};
 
 use super::{
-    group, h5e, write_attr, write_attrs, AttrValue, FinalRecord, IoError, IterationRecord,
-    LateColumn, LateRow, LayerMetric, Metric, RecordedRows, RunMeta, WorkerMetric, SCHEMA_VERSION,
+    group, h5e, vlu, write_attr, write_attrs, AdaptSwitch, AttrValue, FinalRecord, IoError,
+    IterationRecord, LateColumn, LateRow, LayerMetric, Metric, RecordedRows, RunMeta, WorkerMetric,
+    SCHEMA_VERSION,
 };
 
 /// Longest time a row stays buffered before it is written and flushed to `run.h5`: the most a
@@ -421,9 +422,53 @@ impl RunWriter {
                 .create(name.as_str())
                 .map_err(&e)?;
         }
+        if let Some(rows) = &fin.adapt {
+            write_adapt(&path, &file, rows)?;
+        }
         let status = AttrValue::Str(fin.status.trim().to_string());
         write_attr(&path, &file, "status", &status)?;
         file.flush().map_err(&e)?;
         file.close().map_err(&e)
     }
+}
+
+/// `/adapt`: attribute `switches` (the count) and, when there was one, the columns
+/// `iteration`, `old_s`, `new_s`, `gain` and `reason`, one row per switch.
+fn write_adapt(path: &Path, file: &File, rows: &[AdaptSwitch]) -> Result<(), IoError> {
+    let e = h5e(path);
+    let g = group(path, file, "adapt")?;
+    write_attr(path, &g, "switches", &AttrValue::U64(rows.len() as u64))?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    for name in ["iteration", "old_s", "new_s", "gain", "reason"] {
+        if g.link_exists(name) {
+            g.unlink(name).map_err(&e)?;
+        }
+    }
+    let ints = |f: fn(&AdaptSwitch) -> u64| rows.iter().map(f).collect::<Vec<u64>>();
+    for (name, v) in [
+        ("iteration", ints(|r| r.iteration)),
+        ("old_s", ints(|r| r.old_s)),
+        ("new_s", ints(|r| r.new_s)),
+    ] {
+        g.new_dataset_builder()
+            .with_data(v.as_slice())
+            .create(name)
+            .map_err(&e)?;
+    }
+    let gain: Vec<f64> = rows.iter().map(|r| r.gain).collect();
+    g.new_dataset_builder()
+        .with_data(gain.as_slice())
+        .create("gain")
+        .map_err(&e)?;
+    let reason = rows
+        .iter()
+        .map(|r| vlu(path, &r.reason))
+        .collect::<Result<Vec<_>, _>>()?;
+    g.new_dataset_builder()
+        .with_data(reason.as_slice())
+        .create("reason")
+        .map_err(&e)?;
+    Ok(())
 }

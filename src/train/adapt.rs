@@ -1,0 +1,255 @@
+//! `train --adapt` (issue 22 §3; docs/tuning.md "Online adaptation"): the job's side of
+//! [`crate::sim::adapt`].
+//!
+//! - **Workers** load, at start-up, the partitions of the cyclic code with s = `--adapt-max-s`
+//!   ([`StoredShard`]): worker w holds partitions w, w + 1, …, w + S (mod n). Under the cyclic
+//!   codes the partitions of any smaller s are the first s + 1 of those, so a switch builds
+//!   the new shard from rows already in memory (no reload) and decodes exactly. Memory: the
+//!   S + 1 stored partitions plus a copy of the s + 1 in force.
+//! - **Rank 0** ([`Adaptation`]) collects each worker's compute and injected seconds of the
+//!   window since the last decision (on-time results and late arrivals of the window), and
+//!   every `--adapt-every` iterations lets the [`Adapter`] refit and decide. A switch takes
+//!   effect at the next iteration on every rank at once: rank 0 posts it as the parameter
+//!   message's phase (phase = the s in force), decodes with that s's decoder, and a worker
+//!   answers a post of phase s with the coded gradient of code s.
+//!
+//! Not done here: switching the code family, chunks, the deadline, or loading partitions in
+//! the background (they are all loaded up front).
+
+use std::ops::Range;
+
+use crate::coding::{CodeKind, Decoder, GradientCode};
+use crate::comm::collector::LateArrival;
+use crate::comm::probe::AlphaBeta;
+use crate::comm::{OnDeadline, Round};
+use crate::config::RunConfig;
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use crate::io::results::AdaptSwitch;
+use crate::sim::adapt::{AdaptSettings, Adapter, Decision};
+use crate::sim::{LinkModel, Sample, SimSettings, DEFAULT_LINK, DEFAULT_OVERHEADS};
+
+use super::coded::Shard;
+
+/// Switch only when the predicted time per iteration drops by more than this.
+pub const ADAPT_MARGIN: f64 = 0.10;
+/// Simulated iterations per candidate s and decision.
+const HORIZON: u64 = 200;
+
+/// Every code s = 0..=max_s of `cfg`'s family (None where the family has no such code).
+fn codes(cfg: &RunConfig, kind: CodeKind, max_s: usize) -> Vec<Option<Box<dyn GradientCode>>> {
+    (0..=max_s)
+        .map(|s| {
+            crate::coding::build_with(kind, cfg.workers(), s, cfg.job.seed, &cfg.code_options())
+                .ok()
+        })
+        .collect()
+}
+
+/// A worker's partitions for the largest s, from which the shard of any s is cut.
+#[derive(Debug)]
+pub struct StoredShard {
+    w: usize,
+    data: Dataset,
+    /// Rows of each stored partition (in the order of the code with the largest s).
+    ranges: Vec<Range<usize>>,
+    codes: Vec<Option<Box<dyn GradientCode>>>,
+}
+
+impl StoredShard {
+    /// Worker `w`'s rows of the partitions of `store` (the code with s = `--adapt-max-s`),
+    /// `ranges[p]` the rows of its p-th partition. Checks that every code s ≤ max_s of the
+    /// family holds a prefix of them.
+    pub fn new(
+        cfg: &RunConfig,
+        store: &dyn GradientCode,
+        w: usize,
+        data: Dataset,
+        ranges: Vec<Range<usize>>,
+    ) -> Result<StoredShard> {
+        let codes = codes(cfg, store.kind(), store.max_stragglers());
+        let held = store.assignment(w);
+        for code in codes.iter().flatten() {
+            let a = code.assignment(w);
+            if a.len() > held.len() || a != &held[..a.len()] {
+                return Err(Error::Check(format!(
+                    "internal: --adapt: the partitions of {} with s = {} are not a prefix of those with s = {}",
+                    code.kind(),
+                    code.max_stragglers(),
+                    store.max_stragglers()
+                )));
+            }
+        }
+        Ok(StoredShard {
+            w,
+            data,
+            ranges,
+            codes,
+        })
+    }
+
+    /// The largest s.
+    pub fn max_s(&self) -> usize {
+        self.codes.len().saturating_sub(1)
+    }
+
+    /// The code with `s` (None: none in the family).
+    pub fn code(&self, s: usize) -> Option<&dyn GradientCode> {
+        self.codes.get(s).and_then(|c| c.as_deref())
+    }
+
+    /// The shard of the code with `s`: the rows of its first s + 1 stored partitions.
+    pub fn shard(&self, s: usize) -> Result<Shard> {
+        let code = self.code(s).ok_or_else(|| {
+            Error::Check(format!(
+                "--adapt: rank 0 asked for s = {s}, which has no code"
+            ))
+        })?;
+        let held = code.assignment(self.w).len();
+        let end = self.ranges.get(held - 1).map_or(0, |r| r.end);
+        let data = self.data.slice_rows(0..end);
+        Ok(Shard::new(
+            code,
+            self.w,
+            data,
+            self.ranges[..held].to_vec(),
+            1,
+            None,
+        )?)
+    }
+}
+
+/// Rank 0's adaptation: the window, the adapter, the decoders of the other s.
+pub struct Adaptation {
+    adapter: Adapter,
+    /// Decoders of the s not in force (index s; the one in force is the engine's).
+    parked: Vec<Option<Decoder>>,
+    every: u64,
+    /// Per worker, its samples since the last decision.
+    window: Vec<Vec<Sample>>,
+    /// First iteration of the window.
+    from: u64,
+    /// The switches so far (`/adapt`).
+    switches: Vec<AdaptSwitch>,
+}
+
+impl Adaptation {
+    /// Rank 0's adaptation for `cfg` (with `--adapt`) of a model of `dim` parameters, starting
+    /// at `cfg.stragglers`. Messages cost what the start-up link probe measured (`probe`: α
+    /// per message, at rank 0 and on the wire, and β per byte), or the simulator's defaults
+    /// when it could not fit them.
+    pub fn new(
+        cfg: &RunConfig,
+        kind: CodeKind,
+        dim: usize,
+        probe: Option<AlphaBeta>,
+    ) -> Result<Adaptation> {
+        let link = probe.map_or(DEFAULT_LINK, |p| LinkModel {
+            alpha_s: p.alpha_s,
+            message_s: p.alpha_s,
+            beta_s_per_byte: p.beta_s_per_byte,
+        });
+        let max_s = cfg.adapt_max_s.unwrap_or(cfg.stragglers);
+        let n = cfg.workers();
+        let settings = AdaptSettings {
+            kind,
+            n,
+            max_s,
+            margin: ADAPT_MARGIN,
+            horizon: HORIZON,
+            seed: cfg.job.seed,
+            sim: SimSettings {
+                chunks: 1,
+                deadline_s: cfg.job.deadline_ms * 1e-3,
+                max_wait_s: cfg.job.max_wait_ms * 1e-3,
+                on_deadline: OnDeadline::Wait,
+                reuse_stale: false,
+                dim,
+                link,
+                overheads: DEFAULT_OVERHEADS,
+            },
+        };
+        let adapter = Adapter::new(settings, cfg.stragglers)?;
+        let mut parked: Vec<Option<Decoder>> = codes(cfg, kind, max_s)
+            .into_iter()
+            .map(|c| c.map(Decoder::new))
+            .collect();
+        parked[cfg.stragglers] = None;
+        Ok(Adaptation {
+            adapter,
+            parked,
+            every: cfg.adapt_every.max(1),
+            window: vec![Vec::new(); n],
+            from: 0,
+            switches: Vec::new(),
+        })
+    }
+
+    /// The switches so far, in order.
+    pub fn switches(&self) -> &[AdaptSwitch] {
+        &self.switches
+    }
+
+    /// The s in force.
+    pub fn current(&self) -> usize {
+        self.adapter.current()
+    }
+
+    /// The largest s.
+    pub fn max_s(&self) -> usize {
+        self.adapter.settings().max_s
+    }
+
+    fn sample(&self, compute_s: f64, injected_s: f64) -> Option<Sample> {
+        (compute_s.is_finite() && injected_s.is_finite()).then(|| Sample {
+            compute_per_share_s: compute_s / self.adapter.share(self.current()),
+            slow_factor: 1.0,
+            delay_s: injected_s,
+        })
+    }
+
+    /// The on-time results of a round and the late arrivals drained during it.
+    pub fn observe(&mut self, round: &Round, late: &[LateArrival]) {
+        for w in 0..self.window.len() {
+            if round.parts_in[w] > 0 {
+                if let Some(s) = self.sample(round.compute_s[w], round.injected_s[w]) {
+                    self.window[w].push(s);
+                }
+            }
+        }
+        for l in late.iter().filter(|l| l.iteration >= self.from) {
+            if let Some(s) = self.sample(l.compute_s, l.injected_s) {
+                if let Some(v) = self.window.get_mut(l.rank.wrapping_sub(1)) {
+                    v.push(s);
+                }
+            }
+        }
+    }
+
+    /// At the end of iteration `t`: when a decision is due, refit and decide; on a switch,
+    /// `decoder` (the engine's, for the s in force) becomes the new s's. The decision, when
+    /// one was made.
+    pub fn after(&mut self, t: u64, decoder: &mut Decoder) -> Result<Option<Decision>> {
+        if (t + 1) % self.every != 0 {
+            return Ok(None);
+        }
+        let d = self.adapter.decide(&self.window)?;
+        self.window.iter_mut().for_each(Vec::clear);
+        self.from = t + 1;
+        if d.switches() {
+            let mut next = self.parked[d.new_s].take().ok_or_else(|| {
+                Error::Check(format!("internal: --adapt: no decoder for s = {}", d.new_s))
+            })?;
+            std::mem::swap(decoder, &mut next);
+            self.parked[d.old_s] = Some(next);
+            self.switches.push(AdaptSwitch {
+                iteration: t,
+                old_s: d.old_s as u64,
+                new_s: d.new_s as u64,
+                gain: d.gain,
+                reason: d.reason.clone(),
+            });
+        }
+        Ok(Some(d))
+    }
+}

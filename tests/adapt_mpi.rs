@@ -1,0 +1,127 @@
+//! `train --adapt` end to end under `mpirun` (issue 22 §3): a run whose straggler regime
+//! changes mid-run switches s at least once, and every iteration (the switch included) matches
+//! the serial reference to 1e-8, since the exact codes decode the full gradient whatever s is;
+//! the switches are recorded per iteration and in `/adapt`;
+//! the settings that cannot switch are refused with one line and exit 2.
+
+use std::path::{Path, PathBuf};
+
+use gradcode::io::results::{self, Metric};
+
+mod common;
+use common::{assert_one_mpi_error, gradcode, mpirun, output_text, serial, synth_logistic};
+
+/// The synthetic logistic data, made once per test binary.
+fn data() -> String {
+    static P: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    P.get_or_init(|| synth_logistic(3)).display().to_string()
+}
+
+fn fresh(name: &str) -> PathBuf {
+    let d = common::workdir().join(name);
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn train_mpi(np: usize, out: &Path, args: &[&str]) -> std::process::Output {
+    let mut a: Vec<String> = vec!["train".into(), "--out".into(), out.display().to_string()];
+    a.extend(args.iter().map(|s| s.to_string()));
+    mpirun(np, &a, 120)
+}
+
+/// Rank 2 turns slow (60 ms per iteration) from iteration 10 on: s = 0 waits for it, so the
+/// adapter, deciding every 5 iterations, switches to a larger s.
+#[test]
+fn a_regime_change_switches_s_and_every_iteration_matches_the_reference() {
+    let _g = serial();
+    let data = data();
+    let common = ["--data", &data, "--iterations", "40", "--lr", "0.5"];
+    let reference = fresh("adapt-ref");
+    let mut a = vec!["train", "--reference", "--out"];
+    let ref_out = reference.display().to_string();
+    a.push(&ref_out);
+    a.extend(common);
+    let o = gradcode(&a);
+    assert!(o.status.success(), "{}", output_text(&o));
+    let run = fresh("adapt-run");
+    let mut a = common.to_vec();
+    a.extend([
+        "--code",
+        "cyclic-repetition",
+        "-s",
+        "0",
+        "--adapt",
+        "--adapt-every",
+        "5",
+        "--adapt-max-s",
+        "2",
+        "--straggler-model",
+        "fixed:2:60@10",
+    ]);
+    let o = train_mpi(5, &run, &a);
+    assert!(o.status.success(), "{}", output_text(&o));
+    let rows = results::read_rows(&run.join("run.h5"), None).unwrap();
+    let ref_rows = results::read_rows(&reference.join("run.h5"), None).unwrap();
+    assert_eq!(rows.len(), 40);
+    let (loss, ref_loss) = (
+        rows.column(Metric::TrainLoss),
+        ref_rows.column(Metric::TrainLoss),
+    );
+    for t in 0..40 {
+        let rel = (loss[t] - ref_loss[t]).abs() / ref_loss[t].abs();
+        assert!(rel < 1e-8, "iteration {t}: {} vs {}", loss[t], ref_loss[t]);
+    }
+    let exact = rows.column(Metric::Exact);
+    assert!(exact.iter().all(|&e| e == 1.0), "{exact:?}");
+    let w = results::read_vector(&run.join("run.h5"), "model/w_final").unwrap();
+    let wr = results::read_vector(&reference.join("run.h5"), "model/w_final").unwrap();
+    let diff = (&w - &wr).mapv(|v| v * v).sum().sqrt() / wr.mapv(|v| v * v).sum().sqrt();
+    assert!(diff < 1e-8, "w_final vs reference: {diff:e}");
+    // The s in force: 0 before the regime changes, larger after a recorded switch.
+    let s = rows.column(Metric::CodeS);
+    assert!(s.iter().take(10).all(|&v| v == 0.0), "{s:?}");
+    let next = rows.column(Metric::AdaptNextS);
+    let switches: Vec<usize> = (0..40).filter(|&t| next[t].is_finite()).collect();
+    assert!(!switches.is_empty(), "no switch: {s:?}");
+    for &t in &switches {
+        assert!(t >= 10, "switched at {t} before the regime changed: {s:?}");
+        assert!(rows.column(Metric::AdaptGain)[t] > 0.1);
+        if t + 1 < 40 {
+            assert_eq!(s[t + 1], next[t], "{s:?}");
+        }
+    }
+    assert!(s[39] >= 1.0, "{s:?}");
+    // The switch log, /adapt: one row per switch, the same as the per-iteration columns.
+    let log = results::read_adapt(&run.join("run.h5")).unwrap().unwrap();
+    assert_eq!(log.len(), switches.len(), "{log:?}");
+    for (row, &t) in log.iter().zip(&switches) {
+        assert_eq!(row.iteration, t as u64);
+        assert_eq!(row.old_s as f64, s[t]);
+        assert_eq!(row.new_s as f64, next[t]);
+        assert_eq!(row.gain, rows.column(Metric::AdaptGain)[t]);
+        assert!(row.reason.contains("predicted"), "{}", row.reason);
+    }
+    // A run without --adapt has no /adapt group.
+    assert_eq!(
+        results::read_adapt(&reference.join("run.h5")).unwrap(),
+        None
+    );
+}
+
+#[test]
+fn settings_that_cannot_switch_are_refused() {
+    let _g = serial();
+    let data = data();
+    let out = fresh("adapt-refused");
+    for (extra, expect) in [
+        (vec!["--code", "uncoded", "-s", "0"], "--adapt"),
+        (vec!["--adapt-max-s", "4"], "--adapt-max-s"),
+        (vec!["--chunks", "2"], "--chunks"),
+    ] {
+        let mut a = vec!["--data", &data, "--iterations", "3", "--adapt"];
+        a.extend(extra);
+        let o = train_mpi(5, &out, &a);
+        assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
+        assert_one_mpi_error(&o, expect);
+    }
+}
