@@ -73,6 +73,9 @@ pub struct CollectorSpec {
     /// own values follow): a payload that does not decompress is rejected like any other
     /// invalid message. None: plain values.
     pub compressed: Option<(Compressor, usize)>,
+    /// Workers whose results go to a group leader, not to rank 0 (`--decode-tree`,
+    /// [`super::group`]): posted every round, never expected to answer. Empty: none.
+    pub relayed: Vec<bool>,
 }
 
 impl CollectorSpec {
@@ -95,6 +98,7 @@ impl CollectorSpec {
             reuse_stale: false,
             overlap: false,
             compressed: None,
+            relayed: Vec::new(),
         }
     }
 }
@@ -609,15 +613,19 @@ impl<T: Transport> Collector<T> {
             (&mut self.ring[self.current], HEADER_LEN + self.params_len)
         };
         self.t.post(buf, w + 1, TAG_PARAMS, len);
+        self.posted[w] = true;
+        self.round.post_offset[w] = self.round.t0.elapsed().as_secs_f64();
+        self.round.bytes_out += (len * 8) as f64;
+        if self.spec.relayed.get(w).copied().unwrap_or(false) {
+            // Its results go to its group leader: idle again at once.
+            return;
+        }
         self.pending[w].push_back(Expect {
             iteration: self.round.iteration,
             phase: self.round.phase,
             remaining: self.spec.parts,
             posted: Instant::now(),
         });
-        self.posted[w] = true;
-        self.round.post_offset[w] = self.round.t0.elapsed().as_secs_f64();
-        self.round.bytes_out += (len * 8) as f64;
     }
 
     /// Collect until the rule says decodable, the deadline policy says stop, or `interrupt` is

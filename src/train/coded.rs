@@ -817,6 +817,7 @@ impl<T: Transport> CodedGradients<T> {
             reuse_stale: cfg.reuse_stale,
             overlap: chunks > 1,
             compressed: (!compress.is_none()).then_some((compress, coded_len)),
+            relayed: Vec::new(),
         };
         let j = &cfg.job;
         CodedGradients {
