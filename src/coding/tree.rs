@@ -67,8 +67,20 @@ impl TreeCode {
             ));
         }
         let opts = CodeOptions::default();
-        let outer = build_with(kind, n / g, s_out, seed, &opts)?;
-        let inner = build_with(kind, g, s_in, seed.wrapping_add(1), &opts)?;
+        // Say which level a refusal is about: its n is n/G or G, not the workers.
+        let level = |what: String| {
+            move |e: CodeError| match e {
+                CodeError::Invalid { code, reason } => CodeError::Invalid {
+                    code,
+                    reason: format!("--decode-tree {g}: {what}: {reason}"),
+                },
+                e => e,
+            }
+        };
+        let outer = build_with(kind, n / g, s_out, seed, &opts)
+            .map_err(level(format!("the outer code over n/G = {} groups", n / g)))?;
+        let inner = build_with(kind, g, s_in, seed.wrapping_add(1), &opts)
+            .map_err(level(format!("the inner code in each group of G = {g}")))?;
         let k_in = inner.n_partitions();
         let (mut parts, mut coefs) = (Vec::with_capacity(n), Vec::with_capacity(n));
         for w in 0..n {
@@ -487,6 +499,24 @@ mod tests {
         // The workers' view: the flat code, two-level decode, tolerating s_out stragglers.
         assert_eq!((t.n_workers(), t.max_stragglers()), (6, 1));
         assert!(t.decode(&[0, 1, 3, 4]).expect("decode").exact);
+    }
+
+    #[test]
+    fn a_level_the_code_refuses_is_named() {
+        // Cyclic MDS needs n − s odd: 9 workers in 3 groups, s = 1 at both levels.
+        let e = TreeCode::new(CodeKind::CyclicMds, 9, 3, 1, 1, 3).expect_err("3 − 1 is even");
+        let text = e.to_string();
+        assert!(
+            text.contains("--decode-tree 3: the outer code over n/G = 3 groups: ")
+                && text.contains("n − s odd"),
+            "{text}"
+        );
+        let e = TreeCode::new(CodeKind::CyclicMds, 6, 3, 1, 1, 3).expect_err("3 − 1 is even");
+        assert!(
+            e.to_string()
+                .contains("--decode-tree 3: the inner code in each group of G = 3: "),
+            "{e}"
+        );
     }
 
     #[test]
