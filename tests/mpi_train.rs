@@ -2144,6 +2144,15 @@ fn tree_decode_matches_the_reference_with_a_straggling_member() {
             "{name}: {bytes:?} bytes received"
         );
         assert!(total < 20.0 * (n * (12 + 32) * 8) as f64 / 2.0, "{name}");
+        // Leaders only: at most n/G results a round, every one at most a leader's length.
+        let msgs = rows.column(Metric::MessagesReceived);
+        assert!(
+            msgs.iter()
+                .zip(bytes.iter())
+                .all(|(&m, &b)| m >= 1.0 && b <= m * leader_bytes)
+                && msgs.iter().sum::<f64>() <= 20.0 * (n / g) as f64,
+            "{name}: {msgs:?} messages received"
+        );
     }
 }
 

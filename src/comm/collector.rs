@@ -165,6 +165,8 @@ pub struct Round {
     pub rejected: u32,
     /// Bytes received during this round.
     pub bytes_in: f64,
+    /// Result messages received during this round (those of `bytes_in`).
+    pub messages_in: u32,
     /// Bytes of parameters posted during this round.
     pub bytes_out: f64,
 }
@@ -188,6 +190,7 @@ impl Round {
             late: 0,
             rejected: 0,
             bytes_in: 0.0,
+            messages_in: 0,
             bytes_out: 0.0,
         }
     }
@@ -213,6 +216,7 @@ impl Round {
         self.late = 0;
         self.rejected = 0;
         self.bytes_in = 0.0;
+        self.messages_in = 0;
         self.bytes_out = 0.0;
     }
 
@@ -823,6 +827,7 @@ impl<T: Transport> Collector<T> {
 
     fn on_result(&mut self, w: usize, rule: &mut dyn Rule) -> Result<(), CommError> {
         self.round.bytes_in += (self.staging.len() * 8) as f64;
+        self.round.messages_in += 1;
         let front = self.pending[w].front().copied();
         let verdict = self.verdict(w, front);
         let on_time =

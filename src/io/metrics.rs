@@ -108,6 +108,9 @@ metric_enum! {
         KfacEigS => "kfac_eig_s",
         /// K-FAC: the KL-clip scale ν of the step (1: not clipped).
         KfacNu => "kfac_nu",
+        /// Result messages rank 0 received during this iteration (those of
+        /// [`Metric::BytesReceived`]): only the leaders' with `--decode-tree G`.
+        MessagesReceived => "messages_received",
     }
 }
 
@@ -516,12 +519,14 @@ mod tests {
         let names: Vec<&str> = Metric::ALL.iter().map(|m| m.name()).collect();
         assert_eq!(names[..4], ["iteration", "wall_s", "elapsed_s", "decode_s"]);
         // 20 until minibatches added `epoch`, at the end so older files read as before; then
-        // pdADMM's six, then compression's two, then K-FAC's three.
-        assert_eq!(Metric::COUNT, 32);
+        // pdADMM's six, then compression's two, then K-FAC's three, then the tree decode's
+        // message count.
+        assert_eq!(Metric::COUNT, 33);
         assert_eq!(names[20], "epoch");
         assert_eq!(LayerMetric::Tau.path(), "layers/tau");
         assert_eq!(names[27..29], ["compress_rel_err", "decode_weight_sq"]);
-        assert_eq!(names[29..], ["kfac_s", "kfac_eig_s", "kfac_nu"]);
+        assert_eq!(names[29..32], ["kfac_s", "kfac_eig_s", "kfac_nu"]);
+        assert_eq!(names[32], "messages_received");
         assert_eq!(WorkerMetric::ArrivalS.path(), "timing/arrival_s");
         assert_eq!(WorkerMetric::InjectedS.path(), "stragglers/injected_s");
         assert_eq!(WorkerMetric::PlannedS.path(), "stragglers/planned_s");

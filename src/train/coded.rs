@@ -1434,6 +1434,8 @@ impl<T: Transport> GradientEngine for CodedGradients<T> {
         it.rec.set(Metric::Late, f64::from(round.late));
         it.rec.set(Metric::Rejected, f64::from(round.rejected));
         it.rec.set(Metric::BytesReceived, round.bytes_in);
+        it.rec
+            .set(Metric::MessagesReceived, f64::from(round.messages_in));
         it.rec.set(Metric::BytesSent, round.bytes_out);
         it.late.extend(self.c.take_late().iter().map(late_row));
         Ok(match d {
