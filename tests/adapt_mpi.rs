@@ -117,6 +117,7 @@ fn settings_that_cannot_switch_are_refused() {
         (vec!["--code", "uncoded", "-s", "0"], "--adapt"),
         (vec!["--adapt-max-s", "4"], "--adapt-max-s"),
         (vec!["--chunks", "2"], "--chunks"),
+        (vec!["--decode-tree", "2"], "--decode-tree 2"),
     ] {
         let mut a = vec!["--data", &data, "--iterations", "3", "--adapt"];
         a.extend(extra);

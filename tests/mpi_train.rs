@@ -2170,3 +2170,90 @@ fn bad_input_fails_cleanly_on_every_rank() {
         output_text(&o)
     );
 }
+
+/// `--decode-tree G` (issue 20 §4): leaders forward one combined result per group, and the run
+/// matches the serial reference to 1e-8 with every iteration exact and the decoded gradient
+/// checked against the exact one at every iteration (to 1e-8), with a straggling member, and
+/// with a straggling leader (its group is lost; rank 0's outer code decodes without it);
+/// rank 0 receives only the leaders' results (G + 1 values longer than a member's by the
+/// mask), so its bytes per iteration are at most n/G such messages.
+#[test]
+fn tree_decode_matches_the_reference_with_a_straggling_member() {
+    let _g = serial();
+    let w_ref = reference_w();
+    // (code, n, G, s, straggler): rank 2 is a member of the first group, rank 1 its leader.
+    let cases = [
+        ("cyclic-mds", 8, 4, 1, "fixed:2:150"),
+        ("frc", 8, 4, 1, "fixed:2:150"),
+        ("cyclic-repetition", 6, 3, 1, "fixed:2:150"),
+        ("cyclic-mds", 8, 4, 1, "fixed:1:150"),
+    ];
+    for (code, n, g, s, stragglers) in cases {
+        let name = format!("tree-{code}-{n}-{g}");
+        let g_text = g.to_string();
+        let extra = ["--decode-tree", &g_text, "--check-gradient-every", "1"];
+        let (o, run) = train_code(n, &name, code, s, stragglers, &extra);
+        let rows = assert_exact_run(&name, &o, &run, &w_ref);
+        assert_eq!(rows.len(), 20);
+        assert!(
+            rows.column(Metric::GradRelErr).iter().all(|&e| e < 1e-8),
+            "{name}: {:?}",
+            rows.column(Metric::GradRelErr)
+        );
+        // A leader's result: header, 31 parameters' gradient, the loss and the member mask;
+        // each leader sends one per round it is given (a late one counts in the round it
+        // arrives in), where the flat decode receives n results of 12 + 32 values.
+        let leader_bytes = ((12 + 31 + 2) * 8) as f64;
+        let bytes = rows.column(Metric::BytesReceived);
+        let total: f64 = bytes.iter().sum();
+        assert!(
+            bytes.iter().all(|&b| b > 0.0) && total <= 20.0 * (n / g) as f64 * leader_bytes,
+            "{name}: {bytes:?} bytes received"
+        );
+        assert!(total < 20.0 * (n * (12 + 32) * 8) as f64 / 2.0, "{name}");
+        // Leaders only: at most n/G results a round, every one at most a leader's length.
+        let msgs = rows.column(Metric::MessagesReceived);
+        assert!(
+            msgs.iter()
+                .zip(bytes.iter())
+                .all(|(&m, &b)| m >= 1.0 && b <= m * leader_bytes)
+                && msgs.iter().sum::<f64>() <= 20.0 * (n / g) as f64,
+            "{name}: {msgs:?} messages received"
+        );
+    }
+}
+
+#[test]
+fn decode_tree_is_refused_where_it_cannot_serve() {
+    let _g = serial();
+    let data = dataset().display().to_string();
+    let out = out_dir("tree-refused").display().to_string();
+    let base = ["--data", &data, "--out", &out, "--code", "cyclic-mds"];
+    for (extra, expect) in [
+        (
+            &["-s", "1", "--decode-tree", "8"][..],
+            "--decode-tree = 8: must be at least 2, at most the number of workers n = 4",
+        ),
+        (
+            &["-s", "1", "--decode-tree", "3"][..],
+            "--decode-tree = 3: must be at least 2, at most the number of workers n = 4, and divide it",
+        ),
+        (
+            &["-s", "1", "--decode-tree", "2", "--chunks", "2"][..],
+            "--decode-tree = 2: the tree decode is not available with --chunks above 1",
+        ),
+        (
+            &["-s", "1", "--decode-tree", "2", "--compress", "qsgd:4"][..],
+            "--decode-tree = 2: the tree decode is not available with --compress",
+        ),
+        (
+            &["-s", "2", "--decode-tree", "2"][..],
+            "--decode-tree = 2: with -s 2 needs groups of more than 2 workers",
+        ),
+    ] {
+        let args: Vec<&str> = base.iter().chain(extra).copied().collect();
+        let o = mpirun(5, &args, 60).0;
+        assert_one_mpi_error(&o, expect);
+        assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
+    }
+}

@@ -287,6 +287,7 @@ pub(crate) fn record_round(rec: &mut IterationRecord, round: &Round) {
     rec.set(Metric::Late, f64::from(round.late));
     rec.set(Metric::Rejected, f64::from(round.rejected));
     rec.set(Metric::BytesReceived, round.bytes_in);
+    rec.set(Metric::MessagesReceived, f64::from(round.messages_in));
     rec.set(Metric::BytesSent, round.bytes_out);
     record_workers(
         rec,

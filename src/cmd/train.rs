@@ -11,9 +11,9 @@
 use std::path::Path;
 
 use super::{gather_startup, rank_result, DataShape};
-use crate::coding::{self, GradientCode, TrainCode};
+use crate::coding::{self, GradientCode, TrainCode, TreeCode};
 use crate::comm::mpi::World;
-use crate::comm::{Messages, WorkerLink};
+use crate::comm::{GroupSpec, Leader, Messages, Relay, WorkerLink, WorkerTransport};
 use crate::config::{RunConfig, TrainArgs};
 use crate::data::batch::BatchPlan;
 use crate::data::{partition_ranges, Dataset};
@@ -57,15 +57,19 @@ fn run_mpi(world: &World, args: &TrainArgs) -> Result<i32> {
     }
     match cfg.code {
         TrainCode::Gradient(kind) => {
-            let code = match coding::build_with(
-                kind,
-                cfg.workers(),
-                cfg.stragglers,
-                cfg.job.seed,
-                &cfg.code_options(),
-            ) {
-                Ok(c) => c,
-                Err(e) => return rank_result(rank, e.into()),
+            let code = match tree_code(&cfg) {
+                Ok(Some(t)) => Box::new(t),
+                Ok(None) => match coding::build_with(
+                    kind,
+                    cfg.workers(),
+                    cfg.stragglers,
+                    cfg.job.seed,
+                    &cfg.code_options(),
+                ) {
+                    Ok(c) => c,
+                    Err(e) => return rank_result(rank, e.into()),
+                },
+                Err(e) => return rank_result(rank, e),
             };
             run_coded(world, &cfg, code)
         }
@@ -83,6 +87,30 @@ fn run_mpi(world: &World, args: &TrainArgs) -> Result<i32> {
             run_matvec(world, &cfg, &code)
         }
     }
+}
+
+/// The two-level code of `--decode-tree G` (-s at both levels), if asked for.
+fn tree_code(cfg: &RunConfig) -> Result<Option<TreeCode>> {
+    let (Some(g), TrainCode::Gradient(kind)) = (cfg.decode_tree, cfg.code) else {
+        return Ok(None);
+    };
+    let s = cfg.stragglers;
+    Ok(Some(TreeCode::new(
+        kind,
+        cfg.workers(),
+        g,
+        s,
+        s,
+        cfg.job.seed,
+    )?))
+}
+
+/// Rank 0's code: the workers' one, or with `--decode-tree` the outer code over the leaders.
+fn rank0_code(cfg: &RunConfig, code: Box<dyn GradientCode>) -> Result<Box<dyn GradientCode>> {
+    Ok(match tree_code(cfg)? {
+        Some(t) => Box::new(t.root()),
+        None => code,
+    })
 }
 
 /// The model of `cfg` on data of this shape (the memory checks need it built: a CNN without an
@@ -391,6 +419,7 @@ fn run_coded(world: &World, cfg: &RunConfig, code: Box<dyn GradientCode>) -> Res
             let compress = for_model(cfg.compress, model.as_ref())?;
             let kfac = kfac_len(cfg, model.as_ref());
             let kind = code.kind();
+            let code = rank0_code(cfg, code)?;
             let mut engine = CodedGradients::new(world.transport(), cfg, code, dim, compress, kfac);
             if cfg.messages != Messages::Dense {
                 engine.receive_supports(cfg.job.max_wait())?;
@@ -417,14 +446,14 @@ fn run_coded(world: &World, cfg: &RunConfig, code: Box<dyn GradientCode>) -> Res
                 )
                 .messages(cfg.messages, cfg.model)?
                 .with_kfac(kfac_len(cfg, model.as_ref()));
-            serve(world, cfg, cfg.chunks, &mut job)
+            serve_coded(world, cfg, model.dim() + 1, &mut job)
         }
         Ok(Loaded::Stored(stored)) => {
             let s = cfg.stragglers;
             let shard = stored.shard(s)?;
             let mut job = CodedWorker::new(model.as_ref(), shard, code.as_ref(), rank - 1)
                 .adaptive(*stored, s);
-            serve(world, cfg, 1, &mut job)
+            serve(world.worker(), cfg, 1, &mut job)
         }
         Ok(_) => Err(Error::Check("internal: unexpected start-up state".into())),
     }
@@ -729,15 +758,49 @@ fn finish_rank0(
     }
 }
 
-/// A worker: serve `job` until STOP; a fatal error on the data path aborts the whole job.
-fn serve<J: crate::comm::WorkerJob>(
-    world: &World,
+/// A coded worker (results of `len` values): on its own, or with `--decode-tree G` as its
+/// group's leader (it gathers the group and forwards one combined result) or a member (its
+/// results go to its leader).
+fn serve_coded(world: &World, cfg: &RunConfig, len: usize, job: &mut CodedWorker) -> Result<i32> {
+    let (rank, t) = (world.rank(), world.worker());
+    let (Some(g), Some(tree)) = (cfg.decode_tree, tree_code(cfg)?) else {
+        return serve(t, cfg, cfg.chunks, job);
+    };
+    let leader = rank - (rank - 1) % g;
+    if rank != leader {
+        return serve(Relay::new(t, leader), cfg, 1, job);
+    }
+    let spec = GroupSpec {
+        ranks: (leader..leader + g).collect(),
+        len,
+        wait: cfg.job.max_wait(),
+        shutdown: cfg.job.shutdown_bound(),
+    };
+    // Exact inner decodings only, as weights over the members in `set`.
+    let weights = |set: &[usize]| {
+        if !tree.group_decodable(set) {
+            return None;
+        }
+        let d = tree.leader_decode(set).ok().filter(|d| d.exact)?;
+        let weight = |m: &usize| {
+            let i = d.responders.iter().position(|r| r == m);
+            i.map_or(0.0, |i| d.weights[i])
+        };
+        Some(set.iter().map(weight).collect())
+    };
+    serve(Leader::new(t, spec, weights), cfg, 1, job)
+}
+
+/// A worker: serve `job` over `t` until STOP; a fatal error on the data path aborts the whole
+/// job.
+fn serve<J: crate::comm::WorkerJob, T: WorkerTransport>(
+    t: T,
     cfg: &RunConfig,
     parts: usize,
     job: &mut J,
 ) -> Result<i32> {
-    let rank = world.rank();
-    match WorkerLink::new(world.worker(), cfg.job.schedule(), parts).serve(job) {
+    let rank = t.rank();
+    match WorkerLink::new(t, cfg.job.schedule(), parts).serve(job) {
         Ok(s) => {
             log::debug!(
                 "[rank {rank}] done: {} messages, {} iterations, {:.3} s compute",
@@ -815,7 +878,7 @@ fn run_matvec(world: &World, cfg: &RunConfig, code: &MdsCode) -> Result<i32> {
         }
         Ok(Loaded::Blocks(blocks)) => {
             let mut job = crate::linalg::serve::BlockWorker::new(&blocks);
-            serve(world, cfg, 1, &mut job)
+            serve(world.worker(), cfg, 1, &mut job)
         }
         Ok(_) => Err(Error::Check("internal: unexpected start-up state".into())),
     }

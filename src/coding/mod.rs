@@ -108,7 +108,7 @@ pub use expander::{random_regular_graph, second_eigenvalue};
 pub use frc::Frc;
 pub use hetero::{Hetero, Speeds};
 pub use stop::{StopTracker, StoppingRule};
-pub use tree::TreeCode;
+pub use tree::{RootCode, TreeCode};
 pub use uncoded::{IgnoreStragglers, Uncoded};
 
 /// Errors of code construction and decoding.

@@ -20,10 +20,12 @@
 //! not reach rank 0 (its leader straggles or is dead) — in particular any s_out stragglers, and
 //! any (s_out + 1)(s_in + 1) − 1 stragglers none of which is a leader. Not guaranteed:
 //! more lost groups than s_out, even when the flat least-squares decode of B could still succeed
-//! ([`TreeCode::flat_decode`] tells). What this module does not do: move messages (the links
-//! are in `comm`; `--decode-tree` is not wired to a job yet), or choose G.
-
-use ndarray::Array2;
+//! ([`TreeCode::flat_decode`] tells).
+//!
+//! As a [`GradientCode`], [`TreeCode`] is what the workers hold and send (the flat code B, its
+//! decode the two-level one) and [`RootCode`] what rank 0 decodes in `train --decode-tree G`
+//! (the outer code over the leaders' combined messages). What this module does not do: move
+//! messages (the links are `comm::group`), or choose G.
 
 use super::{build_with, CodeError, CodeKind, CodeOptions, Decoding, GradientCode};
 
@@ -65,8 +67,20 @@ impl TreeCode {
             ));
         }
         let opts = CodeOptions::default();
-        let outer = build_with(kind, n / g, s_out, seed, &opts)?;
-        let inner = build_with(kind, g, s_in, seed.wrapping_add(1), &opts)?;
+        // Say which level a refusal is about: its n is n/G or G, not the workers.
+        let level = |what: String| {
+            move |e: CodeError| match e {
+                CodeError::Invalid { code, reason } => CodeError::Invalid {
+                    code,
+                    reason: format!("--decode-tree {g}: {what}: {reason}"),
+                },
+                e => e,
+            }
+        };
+        let outer = build_with(kind, n / g, s_out, seed, &opts)
+            .map_err(level(format!("the outer code over n/G = {} groups", n / g)))?;
+        let inner = build_with(kind, g, s_in, seed.wrapping_add(1), &opts)
+            .map_err(level(format!("the inner code in each group of G = {g}")))?;
         let k_in = inner.n_partitions();
         let (mut parts, mut coefs) = (Vec::with_capacity(n), Vec::with_capacity(n));
         for w in 0..n {
@@ -90,14 +104,6 @@ impl TreeCode {
         })
     }
 
-    /// Workers n.
-    pub fn n_workers(&self) -> usize {
-        self.parts.len()
-    }
-    /// Partitions k_out · k_in.
-    pub fn n_partitions(&self) -> usize {
-        self.outer.n_partitions() * self.inner.n_partitions()
-    }
     /// Group size G.
     pub fn group_size(&self) -> usize {
         self.g
@@ -114,25 +120,6 @@ impl TreeCode {
     pub fn leader(&self, grp: usize) -> usize {
         grp * self.g
     }
-    /// Partitions held by worker `w`.
-    pub fn assignment(&self, w: usize) -> &[usize] {
-        &self.parts[w]
-    }
-    /// Coefficients of worker `w`'s message, one per held partition.
-    pub fn coefficients(&self, w: usize) -> &[f64] {
-        &self.coefs[w]
-    }
-    /// The code matrix B = C ⊗ D (n × k_out·k_in).
-    pub fn matrix(&self) -> Array2<f64> {
-        let mut b = Array2::zeros((self.n_workers(), self.n_partitions()));
-        for (w, (p, c)) in self.parts.iter().zip(&self.coefs).enumerate() {
-            for (&j, &v) in p.iter().zip(c) {
-                b[[w, j]] += v;
-            }
-        }
-        b
-    }
-
     /// A leader's weights over the members of its group that answered (`members`: sorted
     /// indices 0..G within the group); exact when at most s_in are missing.
     pub fn leader_decode(&self, members: &[usize]) -> Result<Decoding, CodeError> {
@@ -200,9 +187,71 @@ impl TreeCode {
         })
     }
 
-    /// Whether the two-level decode of `responders` is exact by the guarantee (at most s_out
-    /// groups lost).
-    pub fn is_decodable(&self, responders: &[usize]) -> bool {
+    /// The flat least-squares decode of B from `responders` (rank 0 with every member's
+    /// message: the fallback when leaders are gone).
+    pub fn flat_decode(&self, responders: &[usize]) -> Result<Decoding, CodeError> {
+        super::decode::least_squares_decode(self.matrix().view(), responders)
+    }
+
+    /// Rank 0's view of the code ([`RootCode`]).
+    pub fn root(self) -> RootCode {
+        let k_in = self.inner.n_partitions();
+        let (mut parts, mut coefs) = (Vec::new(), Vec::new());
+        for w in 0..self.parts.len() {
+            let (mut p, mut c) = (Vec::new(), Vec::new());
+            if w % self.g == 0 {
+                let grp = w / self.g;
+                let outer = self.outer.assignment(grp).iter();
+                for (&j, &cj) in outer.zip(self.outer.coefficients(grp)) {
+                    p.extend((0..k_in).map(|i| j * k_in + i));
+                    c.extend(std::iter::repeat(cj).take(k_in));
+                }
+            }
+            parts.push(p);
+            coefs.push(c);
+        }
+        RootCode {
+            tree: self,
+            parts,
+            coefs,
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "tree decode: {} groups of {}, outer code tolerates {} lost groups, inner {} missing members per group",
+            self.n_groups(),
+            self.g,
+            self.outer.max_stragglers(),
+            self.inner.max_stragglers()
+        )
+    }
+}
+
+/// The code as the workers see it: the flat Kronecker code B = C ⊗ D of n workers (what each
+/// holds and sends); its decode is the two-level one.
+impl GradientCode for TreeCode {
+    fn kind(&self) -> CodeKind {
+        self.outer.kind()
+    }
+    fn n_workers(&self) -> usize {
+        self.parts.len()
+    }
+    fn n_partitions(&self) -> usize {
+        self.outer.n_partitions() * self.inner.n_partitions()
+    }
+    /// Any s_out stragglers (each loses at most one group).
+    fn max_stragglers(&self) -> usize {
+        self.outer.max_stragglers()
+    }
+    fn assignment(&self, w: usize) -> &[usize] {
+        &self.parts[w]
+    }
+    fn coefficients(&self, w: usize) -> &[f64] {
+        &self.coefs[w]
+    }
+    /// The two-level decode is exact by the guarantee (at most s_out groups lost).
+    fn is_decodable(&self, responders: &[usize]) -> bool {
         let ids: Vec<usize> = self
             .groups_of(responders)
             .into_iter()
@@ -210,11 +259,78 @@ impl TreeCode {
             .collect();
         self.root_decodable(&ids)
     }
+    fn decode(&self, responders: &[usize]) -> Result<Decoding, CodeError> {
+        self.two_level_decode(responders)
+    }
+    fn summary(&self) -> Option<String> {
+        Some(self.describe())
+    }
+}
 
-    /// The flat least-squares decode of B from `responders` (rank 0 with every member's
-    /// message: the fallback when leaders are gone).
-    pub fn flat_decode(&self, responders: &[usize]) -> Result<Decoding, CodeError> {
-        super::decode::least_squares_decode(self.matrix().view(), responders)
+/// The tree code as rank 0 sees it: only the group leaders (workers g·G) send, the leader of
+/// group g the combination y_g = Σ_j C[g, j] h_j (its group's block sum decoded by the inner
+/// code), so rank 0 decodes the outer code C over the leaders. Over the same k_out·k_in data
+/// partitions as the workers' code: a leader's row has C[g, j] on every piece (j, i) of outer
+/// partition j, a member's row is zero.
+#[derive(Debug)]
+pub struct RootCode {
+    tree: TreeCode,
+    parts: Vec<Vec<usize>>,
+    coefs: Vec<Vec<f64>>,
+}
+
+impl RootCode {
+    /// The groups of `responders` when every one is a leader.
+    fn groups(&self, responders: &[usize]) -> Option<Vec<usize>> {
+        let g = self.tree.g;
+        responders
+            .iter()
+            .map(|&w| (w % g == 0).then_some(w / g))
+            .collect()
+    }
+}
+
+impl GradientCode for RootCode {
+    fn kind(&self) -> CodeKind {
+        self.tree.outer.kind()
+    }
+    fn n_workers(&self) -> usize {
+        self.tree.parts.len()
+    }
+    fn n_partitions(&self) -> usize {
+        GradientCode::n_partitions(&self.tree)
+    }
+    fn max_stragglers(&self) -> usize {
+        self.tree.outer.max_stragglers()
+    }
+    fn assignment(&self, w: usize) -> &[usize] {
+        &self.parts[w]
+    }
+    fn coefficients(&self, w: usize) -> &[f64] {
+        &self.coefs[w]
+    }
+    /// Leaders only, whose groups the outer code decodes.
+    fn is_decodable(&self, responders: &[usize]) -> bool {
+        self.groups(responders)
+            .is_some_and(|ids| self.tree.root_decodable(&ids))
+    }
+    fn decode(&self, responders: &[usize]) -> Result<Decoding, CodeError> {
+        let Some(ids) = self.groups(responders) else {
+            return Err(CodeError::invalid(
+                self.kind(),
+                format!(
+                    "rank 0 of the tree decode hears from group leaders only, not {responders:?}"
+                ),
+            ));
+        };
+        let mut d = self.tree.root_decode(&ids)?;
+        for r in &mut d.responders {
+            *r *= self.tree.g;
+        }
+        Ok(d)
+    }
+    fn summary(&self) -> Option<String> {
+        Some(self.tree.describe())
     }
 }
 
@@ -354,6 +470,53 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn rank_zero_decodes_the_outer_code_over_the_leaders() {
+        let make = || TreeCode::new(CodeKind::CyclicRepetition, 6, 3, 1, 1, 3).expect("valid");
+        let (t, root) = (make(), make().root());
+        // Leaders 0 and 3; either one is enough (s_out = 1); a member never answers rank 0.
+        assert!(root.is_decodable(&[0, 3]) && root.is_decodable(&[3]));
+        assert!(!root.is_decodable(&[]) && !root.is_decodable(&[0, 1]));
+        let d = root.decode(&[3]).expect("decode");
+        assert_eq!(d.responders, vec![3]);
+        assert!(d.exact, "{d:?}");
+        assert!(root.decode(&[1]).is_err());
+        // Over the workers' partitions: a leader has C[g, j] on every piece of j.
+        let (b, c, k_in) = (root.matrix(), t.outer.matrix(), t.inner.n_partitions());
+        assert_eq!(b.dim(), (6, t.n_partitions()));
+        for w in 0..6 {
+            for p in 0..t.n_partitions() {
+                let want = if w % 3 == 0 {
+                    c[[w / 3, p / k_in]]
+                } else {
+                    0.0
+                };
+                assert_eq!(b[[w, p]], want, "row {w}");
+            }
+        }
+        // The workers' view: the flat code, two-level decode, tolerating s_out stragglers.
+        assert_eq!((t.n_workers(), t.max_stragglers()), (6, 1));
+        assert!(t.decode(&[0, 1, 3, 4]).expect("decode").exact);
+    }
+
+    #[test]
+    fn a_level_the_code_refuses_is_named() {
+        // Cyclic MDS needs n − s odd: 9 workers in 3 groups, s = 1 at both levels.
+        let e = TreeCode::new(CodeKind::CyclicMds, 9, 3, 1, 1, 3).expect_err("3 − 1 is even");
+        let text = e.to_string();
+        assert!(
+            text.contains("--decode-tree 3: the outer code over n/G = 3 groups: ")
+                && text.contains("n − s odd"),
+            "{text}"
+        );
+        let e = TreeCode::new(CodeKind::CyclicMds, 6, 3, 1, 1, 3).expect_err("3 − 1 is even");
+        assert!(
+            e.to_string()
+                .contains("--decode-tree 3: the inner code in each group of G = 3: "),
+            "{e}"
+        );
     }
 
     #[test]

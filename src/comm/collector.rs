@@ -73,6 +73,9 @@ pub struct CollectorSpec {
     /// own values follow): a payload that does not decompress is rejected like any other
     /// invalid message. None: plain values.
     pub compressed: Option<(Compressor, usize)>,
+    /// Workers whose results go to a group leader, not to rank 0 (`--decode-tree`,
+    /// [`super::group`]): posted every round, never expected to answer. Empty: none.
+    pub relayed: Vec<bool>,
 }
 
 impl CollectorSpec {
@@ -95,6 +98,7 @@ impl CollectorSpec {
             reuse_stale: false,
             overlap: false,
             compressed: None,
+            relayed: Vec::new(),
         }
     }
 }
@@ -161,6 +165,8 @@ pub struct Round {
     pub rejected: u32,
     /// Bytes received during this round.
     pub bytes_in: f64,
+    /// Result messages received during this round (those of `bytes_in`).
+    pub messages_in: u32,
     /// Bytes of parameters posted during this round.
     pub bytes_out: f64,
 }
@@ -184,6 +190,7 @@ impl Round {
             late: 0,
             rejected: 0,
             bytes_in: 0.0,
+            messages_in: 0,
             bytes_out: 0.0,
         }
     }
@@ -209,6 +216,7 @@ impl Round {
         self.late = 0;
         self.rejected = 0;
         self.bytes_in = 0.0;
+        self.messages_in = 0;
         self.bytes_out = 0.0;
     }
 
@@ -609,15 +617,19 @@ impl<T: Transport> Collector<T> {
             (&mut self.ring[self.current], HEADER_LEN + self.params_len)
         };
         self.t.post(buf, w + 1, TAG_PARAMS, len);
+        self.posted[w] = true;
+        self.round.post_offset[w] = self.round.t0.elapsed().as_secs_f64();
+        self.round.bytes_out += (len * 8) as f64;
+        if self.spec.relayed.get(w).copied().unwrap_or(false) {
+            // Its results go to its group leader: idle again at once.
+            return;
+        }
         self.pending[w].push_back(Expect {
             iteration: self.round.iteration,
             phase: self.round.phase,
             remaining: self.spec.parts,
             posted: Instant::now(),
         });
-        self.posted[w] = true;
-        self.round.post_offset[w] = self.round.t0.elapsed().as_secs_f64();
-        self.round.bytes_out += (len * 8) as f64;
     }
 
     /// Collect until the rule says decodable, the deadline policy says stop, or `interrupt` is
@@ -815,6 +827,7 @@ impl<T: Transport> Collector<T> {
 
     fn on_result(&mut self, w: usize, rule: &mut dyn Rule) -> Result<(), CommError> {
         self.round.bytes_in += (self.staging.len() * 8) as f64;
+        self.round.messages_in += 1;
         let front = self.pending[w].front().copied();
         let verdict = self.verdict(w, front);
         let on_time =

@@ -367,7 +367,11 @@ impl<T: WorkerTransport> WorkerLink<T> {
                 }
                 Some(Kind::Stop) if h.kind == Kind::Stop => {
                     self.summary.stop_code = h.exit_code;
-                    let ack = Header::ack_message(self.rank, self.out.sent, peak_rss_kib());
+                    // A tree decode's group settles first (`comm::group`); results sent to
+                    // a group leader are not rank 0's to count.
+                    self.out.t.close();
+                    let to_root = self.out.sent - self.out.t.relayed();
+                    let ack = Header::ack_message(self.rank, to_root, peak_rss_kib());
                     self.out.t.send(TAG_ACK, &ack);
                     self.out.wait_all();
                     self.summary.messages_sent = self.out.sent;

@@ -7,7 +7,8 @@
 //! probe matches the oldest waiting message; a posted send copies the buffer at once (so a
 //! buffer is always free again, which is a valid MPI behaviour for a buffered send).
 //!
-//! [`world`] is a star (rank 0 and workers that talk only to it); [`mesh`] connects every rank to
+//! [`world`] is a star (rank 0 and workers that talk to it, and to each other only in a tree
+//! decode's groups); [`mesh`] connects every rank to
 //! every other (the layer ranks of `admm` and their rank 0).
 //!
 //! Not modelled: bandwidth, message latency, rendezvous sends, process death.
@@ -58,8 +59,11 @@ pub struct LocalWorker {
     rank: usize,
     to_hub: Sender<Packet>,
     inbox: Receiver<Packet>,
-    /// Messages taken off the channel by [`WorkerTransport::waiting`] and not yet received.
+    /// Messages taken off the channel and not yet received (by [`WorkerTransport::waiting`],
+    /// or from another rank than the one asked for).
     early: VecDeque<Packet>,
+    /// Every worker's inbox (rank r at r − 1), for messages between workers (`comm::group`).
+    peers: Vec<Sender<Packet>>,
 }
 
 /// A world of rank 0 and `n` workers (ranks 1..=n).
@@ -67,14 +71,19 @@ pub fn world(n: usize) -> (LocalHub, Vec<LocalWorker>) {
     let (to_hub, hub_inbox) = channel();
     let mut to_workers = Vec::with_capacity(n);
     let mut workers = Vec::with_capacity(n);
-    for rank in 1..=n {
+    let mut inboxes = Vec::with_capacity(n);
+    for _ in 0..n {
         let (tx, rx) = channel();
         to_workers.push(tx);
+        inboxes.push(rx);
+    }
+    for (w, rx) in inboxes.into_iter().enumerate() {
         workers.push(LocalWorker {
-            rank,
+            rank: w + 1,
             to_hub: to_hub.clone(),
             inbox: rx,
             early: VecDeque::new(),
+            peers: to_workers.clone(),
         });
     }
     (
@@ -142,11 +151,24 @@ impl LocalWorker {
 
     /// The next message from rank 0 as raw values, waiting for it; `None` once rank 0 is gone.
     pub fn recv_raw(&mut self) -> Option<(i32, Vec<f64>)> {
-        let p = match self.early.pop_front() {
-            Some(p) => p,
-            None => self.inbox.recv().ok()?,
-        };
+        let p = self.next_from(0, true)?;
         Some((p.tag, p.data))
+    }
+
+    /// The first packet from rank `from` (earlier ones from others are kept, in order);
+    /// `block`: wait for one.
+    fn next_from(&mut self, from: usize, block: bool) -> Option<Packet> {
+        loop {
+            if let Some(i) = self.early.iter().position(|p| p.source == from) {
+                return self.early.remove(i);
+            }
+            let p = if block {
+                self.inbox.recv().ok()?
+            } else {
+                self.inbox.try_recv().ok()?
+            };
+            self.early.push_back(p);
+        }
     }
 }
 
@@ -167,16 +189,13 @@ impl WorkerTransport for LocalWorker {
         self.send_raw(tag, data.to_vec());
     }
     fn wait(&mut self) -> Incoming<Vec<f64>> {
-        let p = match self.early.pop_front() {
-            Some(p) => p,
-            // Rank 0 gone without a STOP: a STOP with a failure code is what MPI_Abort would
-            // amount to for this worker.
-            None => self.inbox.recv().unwrap_or(Packet {
-                source: 0,
-                tag: super::protocol::TAG_STOP,
-                data: super::protocol::Header::stop(1).to_message().to_vec(),
-            }),
-        };
+        // Rank 0 gone without a STOP: a STOP with a failure code is what MPI_Abort would
+        // amount to for this worker.
+        let p = self.next_from(0, true).unwrap_or(Packet {
+            source: 0,
+            tag: super::protocol::TAG_STOP,
+            data: super::protocol::Header::stop(1).to_message().to_vec(),
+        });
         incoming(p)
     }
     fn receive(&mut self, msg: Incoming<Vec<f64>>, into: &mut [f64]) {
@@ -186,7 +205,22 @@ impl WorkerTransport for LocalWorker {
         while let Ok(p) = self.inbox.try_recv() {
             self.early.push_back(p);
         }
-        self.early.iter().any(|p| p.tag == tag)
+        self.early.iter().any(|p| p.source == 0 && p.tag == tag)
+    }
+    fn post_to(&mut self, buf: &mut LocalBuf, to: usize, tag: i32, len: usize) {
+        self.send_to(to, tag, &buf.0[..len.min(buf.0.len())]);
+    }
+    fn send_to(&mut self, to: usize, tag: i32, data: &[f64]) {
+        if let Some(tx) = to.checked_sub(1).and_then(|w| self.peers.get(w)) {
+            let _ = tx.send(Packet {
+                source: self.rank,
+                tag,
+                data: data.to_vec(),
+            });
+        }
+    }
+    fn probe_from(&mut self, from: usize) -> Option<Incoming<Vec<f64>>> {
+        self.next_from(from, false).map(incoming)
     }
 }
 

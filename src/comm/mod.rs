@@ -10,6 +10,12 @@
 //! - [`WorkerLink`] ([`link`]): a worker's side. Blocks for the newest parameters, hands them to
 //!   the job's [`link::WorkerJob`], injects the seeded straggler delays, sends each result with a
 //!   nonblocking send from double buffers, and answers STOP with its message count.
+//! - [`group`]: the tree decode (`--decode-tree G`, issue 20 §4). A group member's transport
+//!   end ([`Relay`]) sends its results to its group leader instead of rank 0; a leader's
+//!   ([`Leader`]) gathers its members' results for the round (matched probes, the collector's
+//!   header checks) until its group decodes, rank 0 moves on or the group deadline passes, and
+//!   forwards ONE combined result to rank 0. Both wrap a worker's transport end, so the worker
+//!   link and the job are unchanged.
 //! - [`probe`]: the α–β link probe at start-up (rank 0 times echoed probes of a few sizes to
 //!   each worker through the collector and the worker link and fits latency and inverse
 //!   bandwidth).
@@ -41,6 +47,7 @@
 //! has no fault tolerance).
 
 pub mod collector;
+pub mod group;
 pub mod link;
 pub mod local;
 pub mod mpi;
@@ -52,6 +59,7 @@ pub mod stream;
 mod tests;
 
 pub use collector::{Collected, Collector, CollectorSpec, OnDeadline, Round, Rule};
+pub use group::{GroupSpec, Leader, Relay};
 pub use link::{peak_rss_kib, Responder, WorkerJob, WorkerLink, WorkerSummary};
 pub use neighbour::{FromNeighbour, LayerLink, LinkSpec, Side};
 pub use stream::{Event, Monitor};
@@ -168,6 +176,22 @@ pub trait WorkerTransport {
     fn receive(&mut self, msg: Incoming<Self::Handle>, into: &mut [f64]);
     /// Whether a message with `tag` from rank 0 is waiting.
     fn waiting(&mut self, tag: i32) -> bool;
+    /// Post a nonblocking send of the first `len` values of `buf` to worker rank `to` (a group
+    /// member to its leader, [`group`]).
+    fn post_to(&mut self, buf: &mut Self::Buf, to: usize, tag: i32, len: usize);
+    /// A small blocking send to worker rank `to` (a member's Done to its leader).
+    fn send_to(&mut self, to: usize, tag: i32, data: &[f64]);
+    /// The next message from worker rank `from` (any tag, in the order it was sent), matched,
+    /// without waiting (a leader gathering its group).
+    fn probe_from(&mut self, from: usize) -> Option<Incoming<Self::Handle>>;
+    /// Of the messages this end sent, how many went to another worker rather than rank 0
+    /// (a group member's results): not counted in the ACK.
+    fn relayed(&self) -> u64 {
+        0
+    }
+    /// Called once on STOP, before the ACK: a group member tells its leader how many results
+    /// it sent, a leader drains its members ([`group`]).
+    fn close(&mut self) {}
 }
 
 /// A layer rank's end of the transport (`gradcode admm`): it talks to rank 0 and to its

@@ -120,6 +120,14 @@ fn incoming(msg: Message, status: mpi::point_to_point::Status) -> Incoming<Messa
     }
 }
 
+/// The next message from rank `from` (any tag), matched, without waiting.
+fn probe_rank(world: &SimpleCommunicator, from: usize) -> Option<Incoming<Message>> {
+    world
+        .process_at_rank(from as i32)
+        .immediate_matched_probe()
+        .map(|(m, s)| incoming(m, s))
+}
+
 /// Rank 0's end over MPI.
 #[derive(Clone, Copy)]
 pub struct MpiTransport<'a> {
@@ -187,6 +195,15 @@ impl WorkerTransport for MpiWorker<'_> {
             .immediate_probe_with_tag(tag)
             .is_some()
     }
+    fn post_to(&mut self, buf: &mut SendBuf, to: usize, tag: i32, len: usize) {
+        buf.post(self.world, to as i32, tag, len);
+    }
+    fn send_to(&mut self, to: usize, tag: i32, data: &[f64]) {
+        MpiTransport { world: self.world }.send(to, tag, data);
+    }
+    fn probe_from(&mut self, from: usize) -> Option<Incoming<Message>> {
+        probe_rank(self.world, from)
+    }
 }
 
 /// A layer rank's end over MPI (it talks to rank 0 and its neighbours).
@@ -213,10 +230,7 @@ impl PeerTransport for MpiPeer<'_> {
         MpiTransport { world: self.world }.send(to, tag, data);
     }
     fn probe(&mut self, from: usize) -> Option<Incoming<Message>> {
-        self.world
-            .process_at_rank(from as i32)
-            .immediate_matched_probe()
-            .map(|(m, s)| incoming(m, s))
+        probe_rank(self.world, from)
     }
     fn receive(&mut self, msg: Incoming<Message>, into: &mut [f64]) {
         msg.handle.matched_receive_into(into);

@@ -71,6 +71,7 @@ fn spec(n: usize, len: usize, deadline_ms: u64, max_wait_ms: u64, on: OnDeadline
         reuse_stale: false,
         overlap: false,
         compressed: None,
+        relayed: Vec::new(),
     }
 }
 
@@ -499,4 +500,51 @@ fn supports_are_exchanged_once_and_set_each_workers_result_length() {
         e.contains("rank 1") && e.contains("support column 1"),
         "{e}"
     );
+}
+
+#[test]
+fn a_tree_group_reaches_rank_zero_as_one_combined_result_and_reconciles() {
+    let (hub, workers) = local::world(3);
+    let len = 2;
+    let mut threads = Vec::new();
+    for w in workers {
+        let schedule = StragglerSchedule::parse("none", 3, 1).unwrap();
+        threads.push(std::thread::spawn(move || {
+            let mut job = Scale { len };
+            if w.rank() == 1 {
+                let spec = GroupSpec {
+                    ranks: vec![1, 2, 3],
+                    len,
+                    wait: Duration::from_secs(5),
+                    shutdown: Duration::from_secs(5),
+                };
+                // Every member, weight 1: the sum of the three results.
+                let all = |set: &[usize]| (set.len() == 3).then(|| vec![1.0; 3]);
+                let link = WorkerLink::new(Leader::new(w, spec, all), schedule, 1);
+                link.serve(&mut job).unwrap().stop_code
+            } else {
+                let link = WorkerLink::new(Relay::new(w, 1), schedule, 1);
+                link.serve(&mut job).unwrap().stop_code
+            }
+        }));
+    }
+    let mut s = spec(3, len, 1000, 5000, OnDeadline::Wait);
+    s.result_len = vec![vec![len + 1, len, len]];
+    s.relayed = vec![false, true, true];
+    let mut c = Collector::new(hub, s);
+    for it in 0..3u64 {
+        let x = [1.0 + it as f64, 2.0];
+        c.begin(it, 0, &x, 0);
+        let got = c.collect(&mut Count(1), None, &mut no_idle()).unwrap();
+        assert_eq!(got, Collected::Decodable);
+        c.end();
+        // Only the leader answered rank 0: (1 + 2 + 3) · x and the member mask.
+        assert_eq!(c.round().responders[0], vec![0]);
+        assert_eq!(c.payload(0, 0), &[6.0 * x[0], 6.0 * x[1], 7.0]);
+        assert_eq!(c.round().bytes_in, ((HEADER_LEN + len + 1) * 8) as f64);
+    }
+    assert!(c.shutdown(0, Duration::from_secs(5)).unwrap().is_empty());
+    for t in threads {
+        assert_eq!(t.join().unwrap(), 0);
+    }
 }

@@ -240,7 +240,7 @@ pub struct TrainArgs {
     /// above 10 %). Workers load the partitions of --adapt-max-s at start-up, so every switch
     /// decodes exactly with no reload. cyclic-repetition and cyclic-mds with --on-deadline
     /// wait and --chunks 1; not with --batch, --compress, --messages support, --reuse-stale,
-    /// --optimizer kfac or --reference. Recorded: the s of each iteration (/metrics/code_s)
+    /// --optimizer kfac, --decode-tree or --reference. Recorded: the s of each iteration (/metrics/code_s)
     /// and every switch (/adapt).
     #[arg(long)]
     #[serde(default)]
@@ -254,6 +254,18 @@ pub struct TrainArgs {
     #[arg(long, value_name = "S")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adapt_max_s: Option<usize>,
+    /// Tree decode (issue 20 §4): the workers form groups of G consecutive ranks; the first of
+    /// each (its leader) gathers its members' coded results, decodes its group's block sum and
+    /// forwards ONE combined result, so rank 0 receives n/G results instead of n. The code is
+    /// two-level, --code with -s S at both levels (over the n/G groups, and inside each
+    /// group): exact whenever at most S groups are lost (a group is lost when more than S of
+    /// its members miss the round, or its leader straggles; members do not fall back to rank
+    /// 0), so under any S stragglers. G at least 2, dividing n, with G > S and n/G > S; --code uncoded, frc,
+    /// cyclic-repetition or cyclic-mds; not with --chunks above 1, --compress, --messages
+    /// support|auto, --reuse-stale, --optimizer kfac or --adapt.
+    #[arg(long, value_name = "G")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decode_tree: Option<usize>,
     /// Run the serial reference path on one process instead of the MPI job.
     #[arg(long)]
     #[serde(default)]
@@ -352,6 +364,9 @@ pub struct RunConfig {
     /// Compressor of the coded messages (`--compress`).
     #[serde(default, skip_serializing_if = "Compressor::is_none")]
     pub compress: Compressor,
+    /// Group size G of the tree decode (`--decode-tree`; None: every worker sends to rank 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decode_tree: Option<usize>,
     /// Error feedback on the compressed messages (`--error-feedback`).
     #[serde(default)]
     pub error_feedback: bool,
@@ -472,6 +487,7 @@ impl RunConfig {
             messages: pick!(messages, Messages::Dense),
             adapt_every: 0,
             adapt_max_s: None,
+            decode_tree: args.decode_tree.or(file.decode_tree),
             resume: args.resume || file.resume,
             reference,
             no_intercept,
@@ -536,7 +552,8 @@ impl RunConfig {
         } else if self.kfac().is_some() {
             Some("--optimizer kfac".into())
         } else {
-            None
+            self.decode_tree
+                .map(|g| format!("--decode-tree {g} (the two-level code's s is fixed)"))
         };
         if let Some(what) = conflict {
             return Err(invalid(
@@ -810,7 +827,67 @@ impl RunConfig {
             }
         }
         self.check_compression()?;
-        self.check_messages()
+        self.check_messages()?;
+        self.check_tree()
+    }
+
+    /// `--decode-tree G` against the workers, the code and the settings it does not combine
+    /// with.
+    fn check_tree(&self) -> Result<(), ConfigError> {
+        let Some(g) = self.decode_tree else {
+            return Ok(());
+        };
+        if self.reference {
+            return Ok(());
+        }
+        let refuse = |reason: String| Err(invalid("decode-tree", g, reason));
+        let (n, s) = (self.workers(), self.stragglers);
+        if g < 2 || g > n || n % g != 0 {
+            return refuse(format!(
+                "must be at least 2, at most the number of workers n = {n}, and divide it"
+            ));
+        }
+        if g > crate::comm::group::MAX_GROUP {
+            return refuse(format!(
+                "groups of at most {} workers",
+                crate::comm::group::MAX_GROUP
+            ));
+        }
+        let exact = [
+            CodeKind::Uncoded,
+            CodeKind::Frc,
+            CodeKind::CyclicRepetition,
+            CodeKind::CyclicMds,
+        ];
+        if !matches!(self.code, TrainCode::Gradient(k) if exact.contains(&k)) {
+            return refuse(format!(
+                "needs an exact code with whole messages (uncoded, frc, cyclic-repetition or cyclic-mds), not --code {}",
+                self.code.name()
+            ));
+        }
+        if s >= g || s >= n / g {
+            return refuse(format!(
+                "with -s {s} needs groups of more than {s} workers and more than {s} groups (both levels tolerate s); n = {n} has {} groups of {g}",
+                n / g
+            ));
+        }
+        let conflict = if self.chunks > 1 {
+            Some("--chunks above 1")
+        } else if !self.compress.is_none() {
+            Some("--compress")
+        } else if self.messages != Messages::Dense {
+            Some("--messages support|auto")
+        } else if self.reuse_stale {
+            Some("--reuse-stale")
+        } else if self.optimizer == OptimizerKind::Kfac {
+            Some("--optimizer kfac")
+        } else {
+            None
+        };
+        match conflict {
+            Some(what) => refuse(format!("the tree decode is not available with {what}")),
+            None => Ok(()),
+        }
     }
 
     /// `--messages support|auto` against the settings it does not combine with.
@@ -1007,6 +1084,7 @@ impl RunConfig {
         "compress",
         "error-feedback",
         "messages",
+        "decode-tree",
     ];
 
     /// Keys of [`Self::NOT_REFERENCE`] that the serial reference with --batch keeps: they make
@@ -1088,6 +1166,7 @@ impl RunConfig {
                 Messages::Support => "messages=support\n",
                 Messages::Auto => "messages=auto\n",
             }
+            + &self.decode_tree.map_or(String::new(), |g| format!("decode_tree={g}\n"))
             + if self.intercept { "" } else { "no_intercept=true\n" }
             + &if self.hidden.is_empty() { String::new() } else { format!("hidden={}\n", widths::text(&self.hidden)) }
             + &self.batch.map_or(String::new(), |b| format!("batch={b}\n"))

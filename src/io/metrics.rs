@@ -116,6 +116,9 @@ metric_enum! {
         /// `train --adapt`: the predicted gain of that switch, 1 − t(new s)/t(old s) per
         /// iteration by simulation of the refitted workers (NaN: no switch).
         AdaptGain => "adapt_gain",
+        /// Result messages rank 0 received during this iteration (those of
+        /// [`Metric::BytesReceived`]): only the leaders' with `--decode-tree G`.
+        MessagesReceived => "messages_received",
     }
 }
 
@@ -524,12 +527,15 @@ mod tests {
         let names: Vec<&str> = Metric::ALL.iter().map(|m| m.name()).collect();
         assert_eq!(names[..4], ["iteration", "wall_s", "elapsed_s", "decode_s"]);
         // 20 until minibatches added `epoch`, at the end so older files read as before; then
-        // pdADMM's six, then compression's two, then K-FAC's three.
-        assert_eq!(Metric::COUNT, 32);
+        // pdADMM's six, then compression's two, then K-FAC's three, then --adapt's three, then
+        // the tree decode's message count.
+        assert_eq!(Metric::COUNT, 36);
         assert_eq!(names[20], "epoch");
         assert_eq!(LayerMetric::Tau.path(), "layers/tau");
         assert_eq!(names[27..29], ["compress_rel_err", "decode_weight_sq"]);
-        assert_eq!(names[29..], ["kfac_s", "kfac_eig_s", "kfac_nu"]);
+        assert_eq!(names[29..32], ["kfac_s", "kfac_eig_s", "kfac_nu"]);
+        assert_eq!(names[32..35], ["code_s", "adapt_next_s", "adapt_gain"]);
+        assert_eq!(names[35], "messages_received");
         assert_eq!(WorkerMetric::ArrivalS.path(), "timing/arrival_s");
         assert_eq!(WorkerMetric::InjectedS.path(), "stragglers/injected_s");
         assert_eq!(WorkerMetric::PlannedS.path(), "stragglers/planned_s");

@@ -816,6 +816,8 @@ pub struct CodedGradients<T: Transport> {
     supports: Vec<Vec<u32>>,
     /// `--adapt`: the window, the adapter and the other s's decoders.
     adapt: Option<Adaptation>,
+    /// `--decode-tree G` (the leaders' results end with their member mask).
+    tree: Option<usize>,
 }
 
 impl<T: Transport> CodedGradients<T> {
@@ -838,7 +840,13 @@ impl<T: Transport> CodedGradients<T> {
                 "[rank 0] --compress {compress} is biased: without --error-feedback the decoded gradient is biased"
             );
         }
-        let mut result_len = vec![vec![compress.wire_len(coded_len) + 1; n]];
+        // With --decode-tree a leader's combined result carries its member mask after the loss;
+        // the members send to their leaders, not here.
+        let tree = cfg.decode_tree;
+        let is_leader = |w: usize| tree.map_or(true, |g| w % g == 0);
+        let mut result_len: Vec<Vec<usize>> = vec![(0..n)
+            .map(|w| compress.wire_len(coded_len) + 1 + usize::from(tree.is_some() && is_leader(w)))
+            .collect()];
         // --adapt: phase s is the coded gradient of the code with s (same length).
         for _ in 0..cfg.adapt_max_s.unwrap_or(0) {
             result_len.push(result_len[0].clone());
@@ -857,6 +865,7 @@ impl<T: Transport> CodedGradients<T> {
             reuse_stale: cfg.reuse_stale,
             overlap: chunks > 1,
             compressed: (!compress.is_none()).then_some((compress, coded_len)),
+            relayed: tree.map_or_else(Vec::new, |_| (0..n).map(|w| !is_leader(w)).collect()),
         };
         let j = &cfg.job;
         CodedGradients {
@@ -884,6 +893,7 @@ impl<T: Transport> CodedGradients<T> {
             compress_err: f64::NAN,
             supports: vec![Vec::new(); n],
             adapt: None,
+            tree,
         }
     }
 
@@ -963,7 +973,13 @@ impl<T: Transport> CodedGradients<T> {
             if self.supports.iter().any(|s| !s.is_empty()) {
                 scatter_add(d, |w| self.c.payload(w, q), &self.supports, g);
             } else if self.compress.is_none() {
-                accumulate(d, |w| self.c.payload(w, q), self.dim, g);
+                // A leader's member mask is not part of the sum.
+                let tail = usize::from(self.tree.is_some());
+                let msg = |w| {
+                    let m = self.c.payload(w, q);
+                    &m[..m.len() - tail]
+                };
+                accumulate(d, msg, self.dim, g);
             } else {
                 for &w in &d.responders {
                     let msg = self.c.payload(w, q);
@@ -1049,13 +1065,33 @@ impl<T: Transport> CodedGradients<T> {
         f64::NAN
     }
 
+    /// Workers whose results reached the decode: with --decode-tree, the members in the
+    /// combinations of the leaders that answered (their masks, logged per leader).
+    fn responders(&self) -> usize {
+        let round = self.c.round();
+        if self.tree.is_none() {
+            return round.complete_responders();
+        }
+        let mut count = 0;
+        for &w in round.responders.iter().flatten() {
+            let mask = self.c.payload(w, 0).last().copied().unwrap_or(0.0) as u64;
+            log::debug!(
+                "[rank 0] iteration {}: group of rank {} decoded from members {mask:#b}",
+                round.iteration,
+                w + 1
+            );
+            count += mask.count_ones() as usize;
+        }
+        count
+    }
+
     /// Record the iteration's decode and per-worker metrics.
     fn record(&mut self, it: &mut Iteration<'_>, d: Option<Combined>, oracle: f64, decode_s: f64) {
         let round = self.c.round();
         let rec = &mut *it.rec;
         rec.set(Metric::DecodeS, decode_s);
         rec.set(Metric::OracleS, oracle);
-        rec.set(Metric::NResponders, round.complete_responders() as f64);
+        rec.set(Metric::NResponders, self.responders() as f64);
         rec.set(Metric::Stale, f64::from(round.stale));
         if let Some(d) = d {
             rec.set(Metric::DecodeResidual, d.residual);
@@ -1477,6 +1513,8 @@ impl<T: Transport> GradientEngine for CodedGradients<T> {
         it.rec.set(Metric::Late, f64::from(round.late));
         it.rec.set(Metric::Rejected, f64::from(round.rejected));
         it.rec.set(Metric::BytesReceived, round.bytes_in);
+        it.rec
+            .set(Metric::MessagesReceived, f64::from(round.messages_in));
         it.rec.set(Metric::BytesSent, round.bytes_out);
         let late = self.c.take_late();
         it.late.extend(late.iter().map(late_row));

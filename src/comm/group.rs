@@ -1,0 +1,530 @@
+//! The links of the tree decode (`train --decode-tree G`, issue 20 §4): a group member sends
+//! its results to its group leader instead of rank 0; the leader gathers them and forwards ONE
+//! combined result per round to rank 0, so rank 0 receives n/G results instead of n.
+//!
+//! Both ends wrap a worker's transport end ([`WorkerTransport`]), so [`super::WorkerLink`] and
+//! the job's [`super::WorkerJob`] run unchanged on them:
+//!
+//! - [`Relay`] (a member): results (the result tag) go to the leader with nonblocking sends
+//!   from the worker link's buffers; everything else (checks, probe echoes, the ACK) to rank 0
+//!   as before. Rank 0 posts parameters to a member every round (it never hears from it, so
+//!   it cannot know when it is idle): a member that finds newer parameters waiting behind the
+//!   ones it matched receives and skips the older ones, so it always computes on the newest.
+//!   On STOP it sends its leader a Done with the number of results it sent it, and leaves them
+//!   out of its ACK count.
+//! - [`Leader`] (the first worker of a group): when the worker link posts the leader's own
+//!   result, the leader receives its members' results for that round with matched probes per
+//!   member, checking every header like the collector does (kind, sender, round, length, finite
+//!   values; an invalid one is an erasure, counted and never used; older rounds are drained as
+//!   late; newer ones kept for their round), until the responders can be decoded (the job's
+//!   `weights` says so and gives the weights), newer parameters or STOP from rank 0 are waiting
+//!   (rank 0 decoded without this group), or the group deadline passes. It then posts
+//!   Σ_m a_m (result of m) with one more value, the member mask (bit m for member m in the
+//!   combination), under its own header (its compute and injected times); or, when the group
+//!   could not be decoded, an abandoned marker (a header with length 0), so rank 0 knows the
+//!   leader is idle. On STOP it drains every member until each one's Done count matches what
+//!   it received (bounded by the shutdown bound).
+//!
+//! What is decoded where, and which straggler sets decode exactly, is the code's business
+//! (`coding::TreeCode`); this module only moves and combines messages. Not here: members
+//! falling back to rank 0 when their leader is silent (a lost group is covered by rank 0's
+//! outer code instead), chunks, compression, support messages.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use super::protocol::{
+    payload_is_finite, Header, Kind, HEADER_LEN, TAG_DONE, TAG_PARAMS, TAG_RESULT, TAG_STOP,
+};
+use super::{Incoming, SendSlot, WorkerTransport};
+
+/// A group of the tree decode, as its leader sees it.
+#[derive(Debug, Clone)]
+pub struct GroupSpec {
+    /// The group's ranks, leader first (member m of the group is `ranks[m]`).
+    pub ranks: Vec<usize>,
+    /// Payload values of a member's result (the combination carries one more: the mask).
+    pub len: usize,
+    /// The group deadline: how long the leader gathers one round before giving it up.
+    pub wait: Duration,
+    /// Bound on draining the members at STOP.
+    pub shutdown: Duration,
+}
+
+/// What a leader did with its rounds and its members' messages, for its log line.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct GroupStats {
+    /// Rounds forwarded to rank 0 as one combined result.
+    pub forwarded: u64,
+    /// Rounds given up (not decodable before rank 0 moved on or the group deadline).
+    pub given_up: u64,
+    /// Member results that came after their round (drained, not used).
+    pub late: u64,
+    /// Member messages refused (invalid header or payload).
+    pub refused: u64,
+}
+
+/// Largest group: the member mask travels as an f64 integer (exact below 2^53).
+pub const MAX_GROUP: usize = 52;
+
+/// Sleep between polls of a gathering leader (as rank 0's collector).
+fn sleep_poll() {
+    std::thread::sleep(Duration::from_micros(50));
+}
+
+/// The [`WorkerTransport`] methods both group ends pass through to the wrapped end `t`.
+macro_rules! passed_through {
+    () => {
+        fn rank(&self) -> usize {
+            self.t.rank()
+        }
+        fn buffer(&self, len: usize) -> T::Buf {
+            self.t.buffer(len)
+        }
+        fn receive(&mut self, msg: Incoming<T::Handle>, into: &mut [f64]) {
+            self.t.receive(msg, into);
+        }
+        fn waiting(&mut self, tag: i32) -> bool {
+            self.t.waiting(tag)
+        }
+        fn post_to(&mut self, buf: &mut T::Buf, to: usize, tag: i32, len: usize) {
+            self.t.post_to(buf, to, tag, len);
+        }
+        fn send_to(&mut self, to: usize, tag: i32, data: &[f64]) {
+            self.t.send_to(to, tag, data);
+        }
+        fn probe_from(&mut self, from: usize) -> Option<Incoming<T::Handle>> {
+            self.t.probe_from(from)
+        }
+    };
+}
+
+/// A group member's transport end: results go to the leader.
+pub struct Relay<T: WorkerTransport> {
+    t: T,
+    leader: usize,
+    relayed: u64,
+    scratch: Vec<f64>,
+}
+
+impl<T: WorkerTransport> Relay<T> {
+    /// A member over `t` whose leader is rank `leader`.
+    pub fn new(t: T, leader: usize) -> Self {
+        Relay {
+            t,
+            leader,
+            relayed: 0,
+            scratch: Vec::new(),
+        }
+    }
+}
+
+impl<T: WorkerTransport> WorkerTransport for Relay<T> {
+    type Buf = T::Buf;
+    type Handle = T::Handle;
+
+    fn post(&mut self, buf: &mut T::Buf, tag: i32, len: usize) {
+        if tag == TAG_RESULT {
+            self.relayed += 1;
+            self.t.post_to(buf, self.leader, tag, len);
+        } else {
+            self.t.post(buf, tag, len);
+        }
+    }
+    fn send(&mut self, tag: i32, data: &[f64]) {
+        if tag == TAG_RESULT {
+            self.relayed += 1;
+            self.t.send_to(self.leader, tag, data);
+        } else {
+            self.t.send(tag, data);
+        }
+    }
+    /// The next message from rank 0; parameters with newer ones waiting behind them are
+    /// received and skipped.
+    fn wait(&mut self) -> Incoming<T::Handle> {
+        loop {
+            let msg = self.t.wait();
+            if msg.tag == TAG_PARAMS && self.t.waiting(TAG_PARAMS) {
+                self.scratch.resize(msg.len, 0.0);
+                self.t.receive(msg, &mut self.scratch);
+                continue;
+            }
+            return msg;
+        }
+    }
+    passed_through!();
+    fn relayed(&self) -> u64 {
+        self.relayed
+    }
+    /// Tell the leader how many results it sent it.
+    fn close(&mut self) {
+        let done = Header::done(self.t.rank(), self.relayed).to_message();
+        self.t.send_to(self.leader, TAG_DONE, &done);
+    }
+}
+
+/// A group leader's transport end: its own result is combined with its members' and forwarded.
+/// `weights(set)` gives the decoding weights of the sorted member indices `set` (0 = the
+/// leader), None when the set cannot be decoded.
+pub struct Leader<T: WorkerTransport, F> {
+    t: T,
+    spec: GroupSpec,
+    weights: F,
+    cache: HashMap<Vec<usize>, Option<Vec<f64>>>,
+    /// Per member: results of rounds the leader has not reached yet, in order.
+    ahead: Vec<VecDeque<Vec<f64>>>,
+    /// This round's result per member (the leader's own at 0), valid where `have`.
+    got: Vec<Vec<f64>>,
+    have: Vec<bool>,
+    /// Result-tag messages received from each member (reconciled with its Done).
+    received: Vec<u64>,
+    done: Vec<Option<u64>>,
+    out: [Option<T::Buf>; 2],
+    which: usize,
+    staging: Vec<f64>,
+    stats: GroupStats,
+}
+
+impl<T: WorkerTransport, F: FnMut(&[usize]) -> Option<Vec<f64>>> Leader<T, F> {
+    /// The leader of `spec`'s group over `t`.
+    pub fn new(t: T, spec: GroupSpec, weights: F) -> Self {
+        let g = spec.ranks.len();
+        Leader {
+            t,
+            weights,
+            cache: HashMap::new(),
+            ahead: vec![VecDeque::new(); g],
+            got: vec![Vec::with_capacity(HEADER_LEN + spec.len); g],
+            have: vec![false; g],
+            received: vec![0; g],
+            done: vec![None; g],
+            out: [None, None],
+            which: 0,
+            staging: Vec::new(),
+            stats: GroupStats::default(),
+            spec,
+        }
+    }
+
+    /// What the leader did so far.
+    pub fn stats(&self) -> GroupStats {
+        self.stats
+    }
+
+    /// Decoding weights of `set`, cached per set.
+    fn decode(&mut self, set: &[usize]) -> Option<Vec<f64>> {
+        if let Some(a) = self.cache.get(set) {
+            return a.clone();
+        }
+        let a = (self.weights)(set);
+        self.cache.insert(set.to_vec(), a.clone());
+        a
+    }
+
+    /// Receive everything member `m` has sent; `round`: (iteration, phase, part) being
+    /// gathered (None at shutdown: every result is late).
+    fn pull(&mut self, m: usize, round: Option<(u64, usize, usize)>) {
+        let src = self.spec.ranks[m];
+        while let Some(msg) = self.t.probe_from(src) {
+            let tag = msg.tag;
+            self.staging.resize(msg.len, 0.0);
+            self.t.receive(msg, &mut self.staging);
+            if tag == TAG_RESULT {
+                self.received[m] += 1;
+            }
+            self.take(m, tag, round);
+        }
+    }
+
+    /// Member `m`'s message in the staging buffer.
+    fn take(&mut self, m: usize, tag: i32, round: Option<(u64, usize, usize)>) {
+        let src = self.spec.ranks[m];
+        let h = match Header::parse(&self.staging) {
+            Ok(h) => h,
+            Err(e) => return self.refuse(src, &e.to_string()),
+        };
+        if h.rank != src {
+            return self.refuse(src, &format!("header names rank {}", h.rank));
+        }
+        match (Kind::of_tag(tag), h.kind) {
+            (Some(Kind::Done), Kind::Done) => self.done[m] = Some(h.count),
+            (Some(Kind::Result), Kind::Result) if h.len == 0 => {}
+            (Some(Kind::Result), Kind::Result) if h.len != self.spec.len => self.refuse(
+                src,
+                &format!("payload of {} values, expected {}", h.len, self.spec.len),
+            ),
+            (Some(Kind::Result), Kind::Result)
+                if !payload_is_finite(&self.staging[HEADER_LEN..]) =>
+            {
+                self.refuse(src, "non-finite values in the payload")
+            }
+            (Some(Kind::Result), Kind::Result) => match round {
+                Some((it, phase, part))
+                    if (h.iteration, h.phase, h.part) == (it, phase, part) && !self.have[m] =>
+                {
+                    std::mem::swap(&mut self.staging, &mut self.got[m]);
+                    self.have[m] = true;
+                }
+                Some((it, _, _)) if h.iteration > it => {
+                    self.ahead[m].push_back(self.staging.clone());
+                }
+                _ => self.stats.late += 1,
+            },
+            _ => self.refuse(src, &format!("unexpected {:?} with tag {tag}", h.kind)),
+        }
+    }
+
+    fn refuse(&mut self, src: usize, reason: &str) {
+        self.stats.refused += 1;
+        log::warn!(
+            "[rank {}] group leader: refused a message from rank {src}: {reason}",
+            self.t.rank()
+        );
+    }
+
+    /// Start gathering `round`: members' kept results of it are taken, older ones dropped.
+    fn start(&mut self, round: (u64, usize, usize)) {
+        for m in 1..self.spec.ranks.len() {
+            self.have[m] = false;
+            while let Some(msg) = self.ahead[m].pop_front() {
+                self.staging = msg;
+                let src = self.spec.ranks[m];
+                match Header::parse(&self.staging) {
+                    Ok(h) if h.iteration > round.0 => {
+                        self.ahead[m].push_front(std::mem::take(&mut self.staging));
+                        break;
+                    }
+                    Ok(_) => self.take(m, TAG_RESULT, Some(round)),
+                    Err(e) => self.refuse(src, &e.to_string()),
+                }
+            }
+        }
+    }
+
+    /// Gather `round` until decodable (the responders and their weights), rank 0 moves on or
+    /// the group deadline passes (None).
+    fn gather(&mut self, round: (u64, usize, usize)) -> Option<(Vec<usize>, Vec<f64>)> {
+        let start = Instant::now();
+        let g = self.spec.ranks.len();
+        loop {
+            for m in 1..g {
+                self.pull(m, Some(round));
+            }
+            let set: Vec<usize> = (0..g).filter(|&m| self.have[m]).collect();
+            if let Some(a) = self.decode(&set) {
+                return Some((set, a));
+            }
+            if self.t.waiting(TAG_PARAMS)
+                || self.t.waiting(TAG_STOP)
+                || start.elapsed() >= self.spec.wait
+            {
+                return None;
+            }
+            sleep_poll();
+        }
+    }
+
+    /// Post Σ a_m (result of m) and the member mask under the leader's header `h`.
+    fn forward(&mut self, h: &Header, set: &[usize], a: &[f64]) {
+        let len = self.spec.len;
+        let total = HEADER_LEN + len + 1;
+        let slot = &mut self.out[self.which];
+        let buf = slot.get_or_insert_with(|| self.t.buffer(total));
+        let data = buf.write();
+        let payload = &mut data[HEADER_LEN..total];
+        payload.fill(0.0);
+        let mut mask = 0u64;
+        for (&m, &am) in set.iter().zip(a) {
+            mask |= 1 << m;
+            for (p, v) in payload[..len].iter_mut().zip(&self.got[m][HEADER_LEN..]) {
+                *p += am * v;
+            }
+        }
+        payload[len] = mask as f64;
+        let mut out = Header::result(h.iteration, h.rank, h.phase, h.part, len + 1);
+        out.compute_s = h.compute_s;
+        out.injected_s = h.injected_s;
+        out.write(data);
+        self.t.post(buf, TAG_RESULT, total);
+        self.which ^= 1;
+        self.stats.forwarded += 1;
+    }
+}
+
+impl<T: WorkerTransport, F: FnMut(&[usize]) -> Option<Vec<f64>>> WorkerTransport for Leader<T, F> {
+    type Buf = T::Buf;
+    type Handle = T::Handle;
+
+    /// The leader's own result: gather the group's round, then forward the combination (or an
+    /// abandoned marker). Anything else, and an own result that is not a valid one of the
+    /// group's length (rank 0 judges it), goes to rank 0 as it is.
+    fn post(&mut self, buf: &mut T::Buf, tag: i32, len: usize) {
+        let own = &buf.read()[..len.min(buf.len())];
+        let h = match Header::parse(own) {
+            Ok(h) if tag == TAG_RESULT && h.kind == Kind::Result && h.len == self.spec.len => h,
+            _ => return self.t.post(buf, tag, len),
+        };
+        self.got[0].clear();
+        self.got[0].extend_from_slice(own);
+        self.have[0] = true;
+        let round = (h.iteration, h.phase, h.part);
+        self.start(round);
+        match self.gather(round) {
+            Some((set, a)) => self.forward(&h, &set, &a),
+            None => {
+                self.stats.given_up += 1;
+                log::debug!(
+                    "[rank {}] group leader: iteration {} not decodable in the group, given up",
+                    h.rank,
+                    h.iteration
+                );
+                let marker = Header::result(h.iteration, h.rank, h.phase, h.part, 0).to_message();
+                self.t.send(TAG_RESULT, &marker);
+            }
+        }
+    }
+    fn send(&mut self, tag: i32, data: &[f64]) {
+        self.t.send(tag, data);
+    }
+    fn wait(&mut self) -> Incoming<T::Handle> {
+        self.t.wait()
+    }
+    passed_through!();
+    /// Drain every member until its Done count matches what arrived (at most the shutdown
+    /// bound), then complete the forwarded sends.
+    fn close(&mut self) {
+        let start = Instant::now();
+        let g = self.spec.ranks.len();
+        loop {
+            for m in 1..g {
+                self.pull(m, None);
+            }
+            let open: Vec<usize> = (1..g)
+                .filter(|&m| self.done[m] != Some(self.received[m]))
+                .map(|m| self.spec.ranks[m])
+                .collect();
+            if open.is_empty() {
+                break;
+            }
+            if start.elapsed() > self.spec.shutdown {
+                log::warn!(
+                    "[rank {}] group leader: members {open:?} not reconciled at STOP",
+                    self.t.rank()
+                );
+                break;
+            }
+            sleep_poll();
+        }
+        for b in self.out.iter_mut().flatten() {
+            b.wait();
+        }
+        log::debug!("[rank {}] group leader: {:?}", self.t.rank(), self.stats);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::local;
+    use super::super::Transport;
+    use super::*;
+
+    /// A result of `len` values, all `v`, from `rank` for `iteration`.
+    fn result(rank: usize, iteration: u64, len: usize, v: f64) -> Vec<f64> {
+        let mut m = vec![v; HEADER_LEN + len];
+        Header::result(iteration, rank, 0, 0, len).write(&mut m);
+        m
+    }
+
+    fn post<T: WorkerTransport>(t: &mut T, msg: &[f64]) {
+        let mut b = t.buffer(msg.len());
+        b.write().copy_from_slice(msg);
+        t.post(&mut b, TAG_RESULT, msg.len());
+    }
+
+    /// Any two of three decode, each with weight 1/|set| · 2 (a stand-in for a code's).
+    fn two_of_three(set: &[usize]) -> Option<Vec<f64>> {
+        (set.len() >= 2).then(|| vec![0.5; set.len()])
+    }
+
+    fn next(hub: &mut local::LocalHub) -> (usize, Vec<f64>) {
+        let msg = hub.probe().expect("a message at rank 0");
+        let mut v = vec![0.0; msg.len];
+        let src = msg.source;
+        hub.receive(msg, &mut v);
+        (src, v)
+    }
+
+    type TestLeader = Leader<local::LocalWorker, fn(&[usize]) -> Option<Vec<f64>>>;
+
+    /// Rank 0, the leader (rank 1, any two of three decode) and its members 2 and 3, whose
+    /// results are of 2 values; the group deadline and shutdown bound are `ms`.
+    fn group(
+        ms: u64,
+    ) -> (
+        local::LocalHub,
+        TestLeader,
+        Relay<local::LocalWorker>,
+        Relay<local::LocalWorker>,
+    ) {
+        let (hub, mut ws) = local::world(3);
+        let third = ws.pop().expect("rank 3");
+        let second = ws.pop().expect("rank 2");
+        let first = ws.pop().expect("rank 1");
+        let spec = GroupSpec {
+            ranks: vec![1, 2, 3],
+            len: 2,
+            wait: Duration::from_millis(ms),
+            shutdown: Duration::from_millis(ms),
+        };
+        let weights: fn(&[usize]) -> Option<Vec<f64>> = two_of_three;
+        let leader = Leader::new(first, spec, weights);
+        (hub, leader, Relay::new(second, 1), Relay::new(third, 1))
+    }
+
+    #[test]
+    fn a_leader_forwards_one_combination_of_a_decodable_set_with_its_mask() {
+        let (mut hub, mut leader, mut m2, mut m3) = group(200);
+        // Rank 3 answers iteration 0 (rank 2 straggles), and already iteration 1.
+        post(&mut m3, &result(3, 0, 2, 4.0));
+        post(&mut m3, &result(3, 1, 2, 8.0));
+        post(&mut leader, &result(1, 0, 2, 2.0));
+        let (src, v) = next(&mut hub);
+        let h = Header::parse(&v).expect("valid header");
+        assert_eq!((src, h.kind, h.iteration, h.len), (1, Kind::Result, 0, 3));
+        assert_eq!(&v[HEADER_LEN..], &[3.0, 3.0, 0b101 as f64]);
+        // Iteration 1: rank 2's late result of 0 is drained, rank 3's kept one is used.
+        post(&mut m2, &result(2, 0, 2, 100.0));
+        post(&mut m2, &result(2, 1, 2, 6.0));
+        post(&mut leader, &result(1, 1, 2, 2.0));
+        let (_, v) = next(&mut hub);
+        assert_eq!(&v[HEADER_LEN..], &[8.0, 8.0, 0b111 as f64]);
+        assert_eq!(leader.stats().late, 1);
+        // Nothing from the members: given up at the group deadline, with an abandoned marker.
+        post(&mut leader, &result(1, 2, 2, 2.0));
+        let (_, v) = next(&mut hub);
+        let h = Header::parse(&v).expect("valid header");
+        assert_eq!((h.iteration, h.len), (2, 0));
+        assert_eq!(leader.stats().given_up, 1);
+        // Members' results are not theirs to ACK; Done reconciles them with the leader.
+        assert_eq!((m2.relayed(), m3.relayed()), (2, 2));
+        m2.close();
+        m3.close();
+        leader.close();
+        assert_eq!(leader.received[1..], [2, 2]);
+        assert_eq!(leader.done[1..], [Some(2), Some(2)]);
+        assert!(hub.probe().is_none());
+    }
+
+    #[test]
+    fn a_leader_refuses_invalid_member_results() {
+        let (mut hub, mut leader, mut m2, mut m3) = group(30);
+        // A wrong length, a NaN, a header naming another rank: three erasures, not decodable.
+        post(&mut m2, &result(2, 0, 3, 1.0));
+        post(&mut m3, &result(3, 0, 2, f64::NAN));
+        post(&mut m3, &result(2, 0, 2, 1.0));
+        post(&mut leader, &result(1, 0, 2, 2.0));
+        let (_, v) = next(&mut hub);
+        assert_eq!(Header::parse(&v).expect("header").len, 0);
+        assert_eq!(leader.stats().refused, 3);
+    }
+}
