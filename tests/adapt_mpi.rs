@@ -30,7 +30,8 @@ fn train_mpi(np: usize, out: &Path, args: &[&str]) -> std::process::Output {
 }
 
 /// Rank 2 turns slow (60 ms per iteration) from iteration 10 on: s = 0 waits for it, so the
-/// adapter, deciding every 5 iterations, switches to a larger s.
+/// adapter, deciding every 5 iterations and switching after 2 decisions in a row (the
+/// default `--adapt-confirm`), switches to a larger s within two windows of the change.
 #[test]
 fn a_regime_change_switches_s_and_every_iteration_matches_the_reference() {
     let _g = serial();
@@ -83,6 +84,12 @@ fn a_regime_change_switches_s_and_every_iteration_matches_the_reference() {
     let next = rows.column(Metric::AdaptNextS);
     let switches: Vec<usize> = (0..40).filter(|&t| next[t].is_finite()).collect();
     assert!(!switches.is_empty(), "no switch: {s:?}");
+    // Windows end at 4, 9, 14, 19: the two after the change (or one noisy window before it
+    // and the first after it) confirm the switch.
+    assert!(
+        [14, 19].contains(&switches[0]),
+        "first switch at {switches:?}: {s:?}"
+    );
     for &t in &switches {
         assert!(t >= 10, "switched at {t} before the regime changed: {s:?}");
         assert!(rows.column(Metric::AdaptGain)[t] > 0.1);
@@ -100,6 +107,11 @@ fn a_regime_change_switches_s_and_every_iteration_matches_the_reference() {
         assert_eq!(row.new_s as f64, next[t]);
         assert_eq!(row.gain, rows.column(Metric::AdaptGain)[t]);
         assert!(row.reason.contains("predicted"), "{}", row.reason);
+        assert!(
+            row.reason.contains("2 windows in a row") || row.reason.contains("cannot finish"),
+            "{}",
+            row.reason
+        );
     }
     // A run without --adapt has no /adapt group.
     assert_eq!(
@@ -116,6 +128,7 @@ fn settings_that_cannot_switch_are_refused() {
     for (extra, expect) in [
         (vec!["--code", "uncoded", "-s", "0"], "--adapt"),
         (vec!["--adapt-max-s", "4"], "--adapt-max-s"),
+        (vec!["--adapt-confirm", "0"], "--adapt-confirm"),
         (vec!["--chunks", "2"], "--chunks"),
         (vec!["--decode-tree", "2"], "--decode-tree 2"),
     ] {

@@ -237,7 +237,7 @@ pub struct TrainArgs {
     /// Online adaptation (docs/tuning.md): every --adapt-every iterations rank 0 refits each
     /// worker's compute and delay distribution from the last window and switches s among the
     /// codes up to --adapt-max-s by simulated time per iteration (only for a predicted gain
-    /// above 10 %). Workers load the partitions of --adapt-max-s at start-up, so every switch
+    /// above 10 % in --adapt-confirm windows in a row). Workers load the partitions of --adapt-max-s at start-up, so every switch
     /// decodes exactly with no reload. cyclic-repetition and cyclic-mds with --on-deadline
     /// wait and --chunks 1; not with --batch, --compress, --messages support, --reuse-stale,
     /// --optimizer kfac, --decode-tree or --reference. Recorded: the s of each iteration (/metrics/code_s)
@@ -249,6 +249,13 @@ pub struct TrainArgs {
     #[arg(long, value_name = "K")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adapt_every: Option<u64>,
+    /// Consecutive decisions of --adapt that must favour a switch (all towards a larger s, or
+    /// all towards a smaller s) before it switches: one noisy window does not flap s; 1 switches
+    /// on one window. A switch away from an s that cannot finish (a silent worker) is at once
+    /// [default: 2].
+    #[arg(long, value_name = "N")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapt_confirm: Option<usize>,
     /// Largest s --adapt may switch to: every worker holds the partitions of this s (below the
     /// number of workers) [default: --stragglers + 1].
     #[arg(long, value_name = "S")]
@@ -373,6 +380,9 @@ pub struct RunConfig {
     /// `--adapt`: iterations between decisions (0: no adaptation).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub adapt_every: u64,
+    /// `--adapt`: consecutive decisions that must favour a switch (0 without --adapt).
+    #[serde(default, skip_serializing_if = "is_zero_usize")]
+    pub adapt_confirm: usize,
     /// `--adapt`: the largest s (the partitions every worker holds); None without --adapt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adapt_max_s: Option<usize>,
@@ -486,6 +496,7 @@ impl RunConfig {
             error_feedback: args.error_feedback || file.error_feedback,
             messages: pick!(messages, Messages::Dense),
             adapt_every: 0,
+            adapt_confirm: 0,
             adapt_max_s: None,
             decode_tree: args.decode_tree.or(file.decode_tree),
             resume: args.resume || file.resume,
@@ -497,13 +508,15 @@ impl RunConfig {
         Ok(cfg)
     }
 
-    /// `--adapt`, `--adapt-every`, `--adapt-max-s` (from the flags or the file) into `self`.
+    /// `--adapt`, `--adapt-every`, `--adapt-confirm`, `--adapt-max-s` (from the flags or the file) into `self`.
     fn with_adapt(mut self, args: &TrainArgs, file: &TrainArgs) -> Result<Self, ConfigError> {
         let every = args.adapt_every.or(file.adapt_every);
+        let confirm = args.adapt_confirm.or(file.adapt_confirm);
         let max_s = args.adapt_max_s.or(file.adapt_max_s);
         if !(args.adapt || file.adapt) {
             if let Some((name, v)) = every
                 .map(|e| ("adapt-every", e.to_string()))
+                .or(confirm.map(|c| ("adapt-confirm", c.to_string())))
                 .or(max_s.map(|m| ("adapt-max-s", m.to_string())))
             {
                 return Err(invalid(name, v, "applies only with --adapt"));
@@ -513,6 +526,10 @@ impl RunConfig {
         self.adapt_every = every.unwrap_or(20);
         if self.adapt_every == 0 {
             return Err(invalid("adapt-every", 0, "must be at least 1"));
+        }
+        self.adapt_confirm = confirm.unwrap_or(2);
+        if self.adapt_confirm == 0 {
+            return Err(invalid("adapt-confirm", 0, "must be at least 1"));
         }
         self.adapt_max_s = Some(max_s.unwrap_or(self.stragglers + 1));
         self.check_adapt()?;
@@ -1197,6 +1214,10 @@ fn is_constant(s: &LrSchedule) -> bool {
 }
 
 fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
+fn is_zero_usize(v: &usize) -> bool {
     *v == 0
 }
 

@@ -4,7 +4,11 @@
 //! [`Trace`] of the window) and predict the iteration time of every code s = 0..=max_s the
 //! workers' stored partitions allow by simulating it ([`Simulator`], the one simulator). The
 //! [`Adapter`] switches to the fastest only when its predicted gain over the current s exceeds
-//! a margin (hysteresis), so a stationary noisy regime does not make it flap.
+//! a margin (hysteresis) in `confirm` consecutive windows, all towards a larger s or all
+//! towards a smaller s (confirmation): one noisy window, or a burst of contention shorter than
+//! `confirm` windows, does not make it switch, and two switches are at least `confirm`
+//! decisions apart. The one exception: when the s in force cannot finish at all on the window
+//! (a worker silent the whole window, which it does not tolerate), it switches at once.
 //!
 //! Compute times are rescaled by the share of the data: a sample measured under the current
 //! code (share (s + 1)/n for the cyclic codes) is stored per unit share, and the simulator
@@ -30,6 +34,9 @@ pub struct AdaptSettings {
     pub max_s: usize,
     /// Switch only when the predicted time per iteration drops by more than this fraction.
     pub margin: f64,
+    /// ... in this many consecutive decisions, all towards a larger s or all towards a smaller
+    /// s (1: on one window).
+    pub confirm: usize,
     /// Simulated iterations per candidate and decision.
     pub horizon: u64,
     /// Seed of the codes and of the replay's draws.
@@ -50,6 +57,9 @@ pub struct Decision {
     pub predicted_s: Vec<f64>,
     /// Predicted relative gain of `new_s` over `old_s`: 1 − t(new)/t(old) (0 when kept).
     pub gain: f64,
+    /// Consecutive decisions, this one included, whose best s beat the s in force by more than
+    /// the margin in the same direction (0: this one did not; reset after a switch).
+    pub streak: usize,
     /// Why: one line for the records.
     pub reason: String,
 }
@@ -69,6 +79,8 @@ pub struct Adapter {
     /// The s ≤ `max_s` for which the code exists (e.g. the real cyclic MDS code needs n − s
     /// odd).
     allowed: Vec<usize>,
+    /// The pending switch: its direction (true: a larger s) and the gains of its decisions.
+    pending: Option<(bool, Vec<f64>)>,
 }
 
 impl Adapter {
@@ -95,6 +107,13 @@ impl Adapter {
                 "must be in [0, 1)",
             ));
         }
+        if settings.confirm == 0 {
+            return Err(SimError::invalid(
+                "adapt-confirm",
+                settings.confirm,
+                "must be at least 1",
+            ));
+        }
         let allowed: Vec<usize> = (0..=settings.max_s)
             .filter(|&s| crate::coding::build(settings.kind, settings.n, s, settings.seed).is_ok())
             .collect();
@@ -113,6 +132,7 @@ impl Adapter {
             set: settings,
             current: initial_s,
             allowed,
+            pending: None,
         })
     }
 
@@ -132,6 +152,7 @@ impl Adapter {
         let ok = self.allowed.contains(&s);
         if ok {
             self.current = s;
+            self.pending = None;
         }
         ok
     }
@@ -202,12 +223,44 @@ impl Adapter {
         } else {
             0.0
         };
-        let switch = best != old && gain > self.set.margin;
+        let favours = best != old && gain > self.set.margin;
+        // The streak of decisions favouring a switch in this direction, this one included.
+        let gains = match (favours, self.pending.take()) {
+            (false, _) => Vec::new(),
+            (true, Some((up, mut g))) if up == (best > old) => {
+                g.push(gain);
+                g
+            }
+            (true, _) => vec![gain],
+        };
+        let streak = gains.len();
+        let confirm = self.set.confirm;
+        let stuck = t_old.is_infinite() && t_best.is_finite();
+        let switch = favours && (streak >= confirm || stuck);
+        let percent = |g: &[f64]| {
+            g.iter()
+                .map(|v| format!("{:.1} %", v * 100.0))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         let reason = if switch {
+            let why = if streak >= confirm && confirm > 1 {
+                format!(", in {streak} windows in a row (gains {})", percent(&gains))
+            } else if stuck && confirm > 1 {
+                format!(" (s = {old} cannot finish: at once, without confirmation)")
+            } else {
+                String::new()
+            };
             format!(
-                "predicted {:.3} ms per iteration with s = {best} against {:.3} ms with s = {old}",
+                "predicted {:.3} ms per iteration with s = {best} against {:.3} ms with s = {old}{why}",
                 t_best * 1e3,
                 t_old * 1e3
+            )
+        } else if favours {
+            format!(
+                "kept s = {old}: best s = {best} gains {:.1} % (margin {:.1} %), {streak} of {confirm} windows in a row",
+                gain * 100.0,
+                self.set.margin * 100.0
             )
         } else {
             format!(
@@ -216,6 +269,9 @@ impl Adapter {
                 self.set.margin * 100.0
             )
         };
+        if favours && !switch {
+            self.pending = Some((best > old, gains));
+        }
         let new_s = if switch { best } else { old };
         self.current = new_s;
         Ok(Decision {
@@ -223,6 +279,7 @@ impl Adapter {
             new_s,
             predicted_s: predicted,
             gain: if switch { gain } else { 0.0 },
+            streak: if favours { streak } else { 0 },
             reason,
         })
     }
@@ -242,6 +299,7 @@ mod tests {
             n: N,
             max_s,
             margin: 0.1,
+            confirm: 1,
             horizon: 100,
             seed: 7,
             sim: SimSettings {
@@ -325,6 +383,130 @@ mod tests {
             switches += usize::from(a.decide(&w).unwrap().switches());
         }
         assert!(switches <= 1, "{switches} switches on a stationary regime");
+    }
+
+    /// A window where worker `w` is slowed by contention: 40 ms more on every iteration.
+    fn burst(mut w: Vec<Vec<Sample>>, worker: usize) -> Vec<Vec<Sample>> {
+        w[worker].iter_mut().for_each(|s| s.delay_s += 0.04);
+        w
+    }
+
+    fn confirming(confirm: usize, initial_s: usize) -> Adapter {
+        let mut set = settings(2);
+        set.confirm = confirm;
+        Adapter::new(set, initial_s).unwrap()
+    }
+
+    #[test]
+    fn one_window_bursts_flap_without_confirmation_and_not_with_it() {
+        // A stationary regime (every worker 60 ms per unit share ± 10 %) where every other
+        // window one worker is slowed by contention for that window only: each burst alone
+        // predicts s = 1 > 50 % faster, each calm window s = 0.
+        let windows: Vec<Vec<Vec<Sample>>> = (0..16u64)
+            .map(|k| {
+                let w = window(5, &[], 300 + k);
+                if k % 2 == 1 {
+                    burst(w, (k as usize * 7 + 3) % N)
+                } else {
+                    w
+                }
+            })
+            .collect();
+        let run = |confirm: usize| {
+            let mut a = confirming(confirm, 0);
+            let d: Vec<Decision> = windows.iter().map(|w| a.decide(w).unwrap()).collect();
+            d
+        };
+        // Without confirmation (the old rule), 0 -> 1 on each of the 8 bursts and back after
+        // each of the first 7: 15 switches in 16 windows.
+        let old = run(1);
+        let switches = old.iter().filter(|d| d.switches()).count();
+        assert_eq!(switches, 15, "{old:?}");
+        // With two windows in a row it never switches; each burst is a streak of one.
+        let new = run(2);
+        assert!(new.iter().all(|d| !d.switches() && d.new_s == 0), "{new:?}");
+        for (k, d) in new.iter().enumerate() {
+            assert_eq!(d.streak, k % 2, "window {k}: {d:?}");
+        }
+        assert!(
+            new[1].reason.contains("1 of 2 windows in a row"),
+            "{}",
+            new[1].reason
+        );
+    }
+
+    #[test]
+    fn a_persistent_change_switches_after_confirm_windows() {
+        for confirm in [1, 2, 3] {
+            // Calm for 3 windows, worker 2 slow (150 ms) from window 3 on, for 5 windows, then
+            // calm again.
+            let mut a = confirming(confirm, 0);
+            let mut at = Vec::new();
+            for k in 0..16u64 {
+                let slow: &[usize] = if (3..8).contains(&k) { &[2] } else { &[] };
+                let d = a.decide(&window(5, slow, 400 + k)).unwrap();
+                if d.switches() {
+                    at.push((k, d.old_s, d.new_s));
+                    if confirm > 1 {
+                        assert!(d.reason.contains("windows in a row"), "{}", d.reason);
+                    }
+                }
+            }
+            // Up at the end of the confirm-th slow window, back at the confirm-th calm one.
+            let c = confirm as u64;
+            assert_eq!(at, [(2 + c, 0, 1), (7 + c, 1, 0)], "confirm {confirm}");
+        }
+    }
+
+    #[test]
+    fn a_change_within_a_window_counts_that_window() {
+        // Worker 2 turns slow in the middle of window 2: that window already favours s = 1,
+        // so with two windows in a row it switches after window 3.
+        let mut a = confirming(2, 0);
+        let mut w = window(5, &[], 500);
+        let half = window(5, &[2], 501);
+        for t in 2..5 {
+            w[2][t] = half[2][t];
+        }
+        let ds: Vec<Decision> = [window(5, &[], 502), window(5, &[], 503), w]
+            .iter()
+            .chain([window(5, &[2], 504)].iter())
+            .map(|w| a.decide(w).unwrap())
+            .collect();
+        let switched: Vec<usize> = (0..4).filter(|&k| ds[k].switches()).collect();
+        assert_eq!(switched, [3], "{ds:?}");
+        assert_eq!(ds[2].streak, 1);
+    }
+
+    #[test]
+    fn a_streak_keeps_its_direction_not_its_s() {
+        // One slow worker (best s = 1) then two (best s = 2): both towards a larger s, so
+        // the second window confirms and switches to its own best.
+        let mut a = confirming(2, 0);
+        let d = a.decide(&window(20, &[1], 600)).unwrap();
+        assert_eq!((d.new_s, d.streak), (0, 1), "{d:?}");
+        let d = a.decide(&window(20, &[1, 4], 601)).unwrap();
+        assert_eq!((d.old_s, d.new_s, d.streak), (0, 2, 2), "{d:?}");
+        // From s = 1, a window favouring a smaller s and one favouring a larger s alternate:
+        // each starts a new streak, and nothing switches.
+        assert!(a.set_current(1));
+        for (k, slow) in [&[][..], &[1, 4], &[], &[2, 5]].into_iter().enumerate() {
+            let d = a.decide(&window(20, slow, 610 + k as u64)).unwrap();
+            assert_eq!((d.new_s, d.streak), (1, 1), "window {k}: {d:?}");
+        }
+    }
+
+    #[test]
+    fn a_silent_worker_switches_at_once() {
+        let mut a = confirming(2, 0);
+        let mut w = window(20, &[], 700);
+        w[2].clear();
+        let d = a.decide(&w).unwrap();
+        assert_eq!((d.old_s, d.new_s, d.gain), (0, 1, 1.0), "{d:?}");
+        assert!(d.reason.contains("cannot finish"), "{}", d.reason);
+        let mut set = settings(2);
+        set.confirm = 0;
+        assert!(Adapter::new(set, 0).is_err());
     }
 
     #[test]

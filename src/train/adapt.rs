@@ -8,7 +8,8 @@
 //!   S + 1 stored partitions plus a copy of the s + 1 in force.
 //! - **Rank 0** ([`Adaptation`]) collects each worker's compute and injected seconds of the
 //!   window since the last decision (on-time results and late arrivals of the window), and
-//!   every `--adapt-every` iterations lets the [`Adapter`] refit and decide. A switch takes
+//!   every `--adapt-every` iterations lets the [`Adapter`] refit and decide (a switch needs
+//!   `--adapt-confirm` decisions in a row favouring it). A switch takes
 //!   effect at the next iteration on every rank at once: rank 0 posts it as the parameter
 //!   message's phase (phase = the s in force), decodes with that s's decoder, and a worker
 //!   answers a post of phase s with the coded gradient of code s.
@@ -156,6 +157,7 @@ impl Adaptation {
             n,
             max_s,
             margin: ADAPT_MARGIN,
+            confirm: cfg.adapt_confirm.max(1),
             horizon: HORIZON,
             seed: cfg.job.seed,
             sim: SimSettings {

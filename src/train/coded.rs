@@ -926,6 +926,8 @@ impl<T: Transport> CodedGradients<T> {
                 );
                 rec.set(Metric::AdaptNextS, d.new_s as f64);
                 rec.set(Metric::AdaptGain, d.gain);
+            } else {
+                log::debug!("[rank 0] --adapt after iteration {t}: {}", d.reason);
             }
         }
         Ok(())
