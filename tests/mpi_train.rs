@@ -2176,7 +2176,13 @@ fn bad_input_fails_cleanly_on_every_rank() {
 /// checked against the exact one at every iteration (to 1e-8), with a straggling member, and
 /// with a straggling leader (its group is lost; rank 0's outer code decodes without it);
 /// rank 0 receives only the leaders' results (G + 1 values longer than a member's by the
-/// mask), so its bytes per iteration are at most n/G such messages.
+/// mask), so its bytes per iteration are at most n/G such messages. Members count through their
+/// leaders' member masks: `/timing/chunks` adds up to `n_responders` every iteration, a group's
+/// members count only when its leader's combination came on time (then at least a decodable
+/// set of the group: G − s members under the cyclic codes, G/(s + 1) under frc), so every
+/// iteration counts at least a decodable set of groups times that, not just the leaders;
+/// the end-of-run summary and `gradcode report` say that rank 0 heard from the leaders only, and
+/// the report's per-worker counts are the file's.
 #[test]
 fn tree_decode_matches_the_reference_with_a_straggling_member() {
     let _g = serial();
@@ -2220,7 +2226,62 @@ fn tree_decode_matches_the_reference_with_a_straggling_member() {
                 && msgs.iter().sum::<f64>() <= 20.0 * (n / g) as f64,
             "{name}: {msgs:?} messages received"
         );
+        assert_tree_members_counted(&name, &o, &run, &rows, code, (n, g, s));
     }
+}
+
+/// A `--decode-tree G` run's per-worker counts go through the leaders' member masks (see
+/// [`tree_decode_matches_the_reference_with_a_straggling_member`]).
+fn assert_tree_members_counted(
+    name: &str,
+    o: &Output,
+    run: &Path,
+    rows: &results::RecordedRows,
+    code: &str,
+    (n, g, s): (usize, usize, usize),
+) {
+    // The fewest members (groups) a group (rank 0) decodes from: any G − s (n/G − s) under the
+    // cyclic codes, one of each of the G/(s + 1) ((n/G)/(s + 1)) blocks under frc.
+    let fewest = |k: usize| if code == "frc" { k / (s + 1) } else { k - s };
+    let chunks = rows.worker(WorkerMetric::Chunks);
+    let responders = rows.column(Metric::NResponders);
+    for t in 0..rows.len() {
+        let row = chunks.row(t);
+        assert!(row.iter().all(|&c| c == 0.0 || c == 1.0), "{name}: {row}");
+        assert_eq!(row.sum(), responders[t], "{name}: iteration {t}: {row}");
+        assert!(
+            row.sum() >= (fewest(n / g) * fewest(g)) as f64,
+            "{name}: iteration {t}: only {row} counted"
+        );
+        for group in row.as_slice().unwrap().chunks(g) {
+            let counted = group.iter().sum::<f64>();
+            if group[0] == 1.0 {
+                assert!(counted >= fewest(g) as f64, "{name}: iteration {t}: {row}");
+            } else {
+                assert_eq!(counted, 0.0, "{name}: iteration {t}: {row}");
+            }
+        }
+    }
+    let leaders: Vec<usize> = (1..=n).step_by(g).collect();
+    let note =
+        format!("tree decode (groups of {g}): rank 0 heard from the leaders {leaders:?} only");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains(&note), "{name}: {stdout}");
+    let file = run.display().to_string();
+    let text = common::gradcode(&["report", &file]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains(&note), "{name}: {text}");
+    let o = common::gradcode(&["report", "--json", &file]);
+    assert!(o.status.success(), "{}", output_text(&o));
+    let json: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let on_time: Vec<f64> = json["runs"][0]["on_time"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{name}: no on_time in {json}"))
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    let expect: Vec<f64> = (0..n).map(|w| chunks.column(w).sum()).collect();
+    assert_eq!(on_time, expect, "{name}: report on_time vs /timing/chunks");
 }
 
 #[test]
