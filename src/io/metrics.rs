@@ -453,6 +453,16 @@ pub fn count_outcomes(
     out
 }
 
+/// What the per-worker counts of a `--decode-tree G` run over `n` workers mean: rank 0 hears
+/// from the group leaders only, and a member is on time when its leader's on-time combination
+/// included it (the leader's member mask).
+pub fn tree_decode_note(n: usize, g: usize) -> String {
+    let leaders: Vec<usize> = (1..=n).step_by(g.max(1)).collect();
+    format!(
+        "tree decode (groups of {g}): rank 0 heard from the leaders {leaders:?} only; a member is on time when its leader's combination included it (the leader's member mask), missed otherwise"
+    )
+}
+
 /// The nearest-rank percentile `p` ∈ [0, 1] of sorted values (NaN when empty): the rule of the
 /// run's summary and of `gradcode report`.
 pub fn percentile(sorted: &[f64], p: f64) -> f64 {

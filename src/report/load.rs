@@ -33,6 +33,8 @@ pub struct Settings {
     pub model: Option<String>,
     /// Whether this is the serial reference path.
     pub reference: bool,
+    /// Group size of a `--decode-tree` run (None: every worker sent to rank 0).
+    pub decode_tree: Option<u64>,
 }
 
 /// One results file as read: every part that was there, and a note for each part that was not.
@@ -119,6 +121,7 @@ fn settings_from_toml(text: &str) -> Option<Settings> {
             s("model")
         },
         reference,
+        decode_tree: u("decode-tree"),
     })
 }
 
@@ -238,5 +241,8 @@ mod tests {
             .unwrap();
         assert_eq!(r.code.as_deref(), Some("reference"));
         assert_eq!(r.stragglers, Some(0));
+        assert_eq!(r.decode_tree, None);
+        let t = settings_from_toml("code = \"frc\"\nworkers = 6\ndecode-tree = 3\n").unwrap();
+        assert_eq!(t.decode_tree, Some(3));
     }
 }

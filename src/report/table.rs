@@ -54,8 +54,14 @@ pub struct Summary {
     /// What is missing from the file.
     pub notes: Vec<String>,
     /// How each worker's iterations ended (on time, partial, late, missed: the definition of the
-    /// run's own summary); empty for a file without workers or per-worker timing.
+    /// run's own summary); empty for a file without workers or per-worker timing. In a
+    /// `--decode-tree` run a member counts through its leader's member mask.
     pub workers_counts: Vec<WorkerCounts>,
+    /// Group size of a `--decode-tree` run (None: every worker sent to rank 0).
+    pub decode_tree: Option<u64>,
+    /// Mean result messages rank 0 received per iteration (`/metrics/messages_received`; NaN:
+    /// not recorded).
+    pub messages_per_iteration: f64,
 }
 
 /// Nearest-rank percentile of the finite values: the sorted value at index round((n − 1)·p)
@@ -163,7 +169,32 @@ impl Summary {
             partial: run.is_partial(),
             notes: run.missing.clone(),
             workers_counts: worker_counts(run),
+            decode_tree: st.decode_tree,
+            messages_per_iteration: {
+                let m: Vec<f64> = run
+                    .column(Metric::MessagesReceived)
+                    .into_iter()
+                    .filter(|v| v.is_finite())
+                    .collect();
+                m.iter().sum::<f64>() / m.len() as f64
+            },
         }
+    }
+
+    /// What a `--decode-tree` run's per-worker counts mean, with the leaders' results per
+    /// iteration (None for other runs).
+    pub fn tree_text(&self) -> Option<String> {
+        let (g, n) = (self.decode_tree?, self.workers?);
+        let mut t = crate::io::metrics::tree_decode_note(n as usize, g as usize);
+        if self.messages_per_iteration.is_finite() {
+            let _ = write!(
+                t,
+                "; {:.2} leader results an iteration (of {})",
+                self.messages_per_iteration,
+                n / g.max(1)
+            );
+        }
+        Some(t)
     }
 
     /// The status column: `partial (status running)` for a run that did not end.
@@ -309,6 +340,9 @@ pub fn text(rows: &[Summary]) -> String {
                 "note: {}: the run did not finish (status running: killed or still going); {} iterations reported",
                 r.run, r.iterations
             );
+        }
+        if let Some(t) = r.tree_text() {
+            let _ = writeln!(out, "note: {}: {t}", r.run);
         }
         for n in &r.notes {
             let _ = writeln!(out, "note: {}: {n}", r.run);
@@ -553,6 +587,8 @@ mod tests {
             partial: true,
             notes: vec!["no /validation".into()],
             workers_counts: Vec::new(),
+            decode_tree: None,
+            messages_per_iteration: f64::NAN,
         }
     }
 
@@ -579,5 +615,20 @@ mod tests {
         assert!(t.contains("5/10"));
         assert!(t.contains("not reached"));
         assert!(t.contains("note: a,b: no /validation"));
+        assert!(!t.contains("tree decode"));
+    }
+
+    #[test]
+    fn a_tree_run_says_rank_0_heard_from_the_leaders() {
+        let mut r = sample();
+        r.decode_tree = Some(3);
+        r.messages_per_iteration = 1.5;
+        assert_eq!(
+            r.tree_text().unwrap(),
+            "tree decode (groups of 3): rank 0 heard from the leaders [1, 4] only; a member is \
+             on time when its leader's combination included it (the leader's member mask), \
+             missed otherwise; 1.50 leader results an iteration (of 2)"
+        );
+        assert!(text(&[r]).contains("note: a,b: tree decode (groups of 3)"));
     }
 }

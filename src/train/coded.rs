@@ -1087,6 +1087,27 @@ impl<T: Transport> CodedGradients<T> {
         count
     }
 
+    /// Parts of each worker's share that reached the decode this round: its on-time parts;
+    /// with --decode-tree, a member (which rank 0 never hears from directly) has its one part
+    /// in when the on-time combination of its leader includes it (bit m of the leader's member
+    /// mask for the m-th worker of the group), none otherwise.
+    fn parts_decoded(&self) -> Vec<usize> {
+        let round = self.c.round();
+        let mut parts = round.parts_in.clone();
+        let Some(g) = self.tree else {
+            return parts;
+        };
+        for &leader in round.responders.iter().flatten() {
+            let mask = self.c.payload(leader, 0).last().copied().unwrap_or(0.0) as u64;
+            for m in 1..g {
+                if let Some(p) = parts.get_mut(leader + m) {
+                    *p = usize::from((mask >> m) & 1 == 1);
+                }
+            }
+        }
+        parts
+    }
+
     /// Record the iteration's decode and per-worker metrics.
     fn record(&mut self, it: &mut Iteration<'_>, d: Option<Combined>, oracle: f64, decode_s: f64) {
         let round = self.c.round();
@@ -1109,12 +1130,14 @@ impl<T: Transport> CodedGradients<T> {
                 rec.set(Metric::DecodeWeightSq, d.weight_sq);
             }
         }
-        for w in 0..round.parts_in.len() {
+        // A --decode-tree member's part counts through its leader's mask (its arrival and
+        // compute time stay NaN: they reached its leader, not rank 0).
+        let parts = self.parts_decoded();
+        for (w, &p) in parts.iter().enumerate() {
             let stale = round.stale_age[w] == 1.0;
             rec.worker_mut(WorkerMetric::ArrivalS)[w] = round.arrival_s[w];
             rec.worker_mut(WorkerMetric::ComputeS)[w] = round.compute_s[w];
-            rec.worker_mut(WorkerMetric::Chunks)[w] =
-                (round.parts_in[w] - usize::from(stale)) as f64;
+            rec.worker_mut(WorkerMetric::Chunks)[w] = (p - usize::from(stale)) as f64;
             rec.worker_mut(WorkerMetric::StaleAge)[w] = round.stale_age[w];
             // What the worker says it injected for the gradient it sent (a `slow` worker's
             // busy-spin included): a worker busy with an earlier iteration never applied this
@@ -1169,10 +1192,11 @@ impl<T: Transport> CodedGradients<T> {
             .filter(|&i| self.c.check(i).is_none())
             .map(|i| i / self.chunks)
             .collect();
-        let round = self.c.round();
-        let n = round.parts_in.len();
+        // With --decode-tree, members decoded through their leaders count as responders.
+        let parts = self.parts_decoded();
+        let n = parts.len();
         let responders: Vec<usize> = (0..n)
-            .filter(|&w| round.parts_in[w] == self.chunks)
+            .filter(|&w| parts[w] == self.chunks)
             .map(|w| w + 1)
             .collect();
         let mut attrs: Vec<(String, AttrValue)> = vec![("iteration".into(), AttrValue::U64(t))];

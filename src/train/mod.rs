@@ -598,6 +598,7 @@ impl<'a> Trainer<'a> {
             test: self.last_test.as_ref(),
             validation: &self.validation,
             rejected: &rejected,
+            decode_tree: self.cfg.decode_tree,
         });
         let memory = PeakMemory::from_kib(crate::comm::peak_rss_kib(), &engine.peak_rss_kib());
         memory.print();

@@ -4,7 +4,7 @@
 //! console and written to `/summary`, over the whole run: a resumed run is seeded with the rows
 //! its results file already holds, so the figures are the same as `gradcode report`'s.
 
-use crate::io::metrics::{count_outcomes, p50_p95, WorkerCounts};
+use crate::io::metrics::{count_outcomes, p50_p95, tree_decode_note, WorkerCounts};
 use crate::io::results::{AttrValue, IterationRecord, LateRow, Metric, RecordedRows, WorkerMetric};
 use crate::model::Evaluation;
 
@@ -169,6 +169,9 @@ impl RunSummary {
             "  stragglers (on time in < 50% of iterations): {:?}",
             self.stragglers()
         );
+        if let Some(g) = out.decode_tree {
+            println!("  {}", tree_decode_note(self.n, g));
+        }
     }
 
     /// The `/summary` attributes (time, oracle, counts over the whole run) and per-worker
@@ -234,6 +237,8 @@ pub struct SummaryText<'a> {
     pub test: Option<&'a Evaluation>,
     pub validation: &'a [(String, AttrValue)],
     pub rejected: &'a [u64],
+    /// `--decode-tree G` (None: every worker sends to rank 0).
+    pub decode_tree: Option<usize>,
 }
 
 #[cfg(test)]
