@@ -113,6 +113,27 @@ fn a_regime_change_switches_s_and_every_iteration_matches_the_reference() {
             row.reason
         );
     }
+    // `gradcode report` lists the switches (and `--plot` marks them on the iteration panels).
+    let png = run.join("adapt.png");
+    let o = gradcode(&[
+        "report",
+        run.join("run.h5").to_str().unwrap(),
+        "--plot",
+        png.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", output_text(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    let each: Vec<String> = log
+        .iter()
+        .map(|w| format!("s {}→{} after iteration {}", w.old_s, w.new_s, w.iteration))
+        .collect();
+    let note = format!(
+        "--adapt switched s {} time(s): {}",
+        log.len(),
+        each.join(", ")
+    );
+    assert!(text.contains(&note), "{note} not in\n{text}");
+    assert!(std::fs::metadata(&png).unwrap().len() > 0);
     // A run without --adapt has no /adapt group.
     assert_eq!(
         results::read_adapt(&reference.join("run.h5")).unwrap(),

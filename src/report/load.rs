@@ -54,6 +54,8 @@ pub struct LoadedRun {
     pub verdict: Option<String>,
     /// What is missing or unreadable, one phrase each (e.g. "no /validation").
     pub missing: Vec<String>,
+    /// The s switches of a `train --adapt` run (`/adapt`; empty for other runs).
+    pub switches: Vec<results::AdaptSwitch>,
 }
 
 impl LoadedRun {
@@ -199,6 +201,14 @@ pub fn load(path: &Path) -> Result<LoadedRun, IoError> {
         missing.push("no /validation verdict".to_string());
     }
 
+    let switches = match results::read_adapt(&path) {
+        Ok(v) => v.unwrap_or_default(),
+        Err(e) => {
+            missing.push(format!("/adapt unreadable ({e})"));
+            Vec::new()
+        }
+    };
+
     if status.is_none() && settings.is_none() && rows.is_none() {
         return Err(IoError::Layout {
             path: path.clone(),
@@ -214,6 +224,7 @@ pub fn load(path: &Path) -> Result<LoadedRun, IoError> {
         rows,
         verdict,
         missing,
+        switches,
     })
 }
 

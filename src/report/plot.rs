@@ -7,6 +7,8 @@
 //! drawn on top so it stays visible where the two coincide); and a worker × iteration heat map
 //! of `/timing/arrival_s` of the first run that recorded any arrival (named in the panel title),
 //! missed arrivals in red. A run that did not finish (status `running`) is labelled `(partial)`.
+//! A `train --adapt` run's switches of s (`/adapt`) are vertical lines, labelled `s a→b`, at the
+//! first iteration run with the new s, on the two panels with an iteration axis.
 //!
 //! A `gradcode admm` run (pdADMM) adds two panels (the figure is then 3 × 2 panels): the primal
 //! residual √Σ‖p_{l+1} − q_l‖² (solid) and the dual residual (dashed) on a log10 axis, and the
@@ -119,6 +121,29 @@ struct Line {
     marker: Marker,
     /// Which run of how many (shifts the markers so that coinciding lines show both).
     run: (usize, usize),
+}
+
+/// A vertical marker at `x` (an iteration) with a short label at the top: a `train --adapt`
+/// switch of s.
+struct VLine {
+    x: f64,
+    label: String,
+    color: RGBColor,
+}
+
+/// The switches of every run as vertical markers, at the first iteration run with the new s.
+fn switch_lines(runs: &[LoadedRun]) -> Vec<VLine> {
+    runs.iter()
+        .enumerate()
+        .flat_map(|(i, r)| {
+            let color = run_style(i).color;
+            r.switches.iter().map(move |w| VLine {
+                x: (w.iteration + 1) as f64,
+                label: format!("s {}→{}", w.old_s, w.new_s),
+                color,
+            })
+        })
+        .collect()
 }
 
 /// Indices of the marked points of a line of `len` points, drawn as run `run` of `runs`: about
@@ -305,6 +330,7 @@ fn line_panel<DB: DrawingBackend>(
     xlabel: &str,
     ylabel: &str,
     lines: &[Line],
+    vlines: &[VLine],
 ) -> Res {
     if lines.iter().all(|l| l.points.is_empty()) {
         return empty_panel(area, title);
@@ -332,6 +358,19 @@ fn line_panel<DB: DrawingBackend>(
         .light_line_style(WHITE.mix(0.0))
         .draw()
         .map_err(err)?;
+    for v in vlines.iter().filter(|v| v.x >= x0 && v.x <= x1) {
+        let style = v.color.mix(0.8).stroke_width(1);
+        chart
+            .draw_series(std::iter::once(PathElement::new(
+                vec![(v.x, y0), (v.x, y1)],
+                style,
+            )))
+            .map_err(err)?;
+        let font = ("sans-serif", 14).into_font().color(&v.color);
+        chart
+            .draw_series(std::iter::once(Text::new(v.label.clone(), (v.x, y1), font)))
+            .map_err(err)?;
+    }
     for l in lines.iter().filter(|l| !l.points.is_empty()) {
         let color = l.color;
         // Thick polylines in plotters get miter spikes at sharp turns (jagged timing series), so
@@ -504,6 +543,7 @@ pub fn draw(runs: &[LoadedRun], out: &Path) -> Res {
     let admm = runs.iter().any(has_residuals);
     let panels = root.split_evenly(if admm { (2, 3) } else { (2, 2) });
     let n = runs.len();
+    let switches = switch_lines(runs);
     let loss_lines = |x: &dyn Fn(&LoadedRun) -> Vec<f64>| -> Vec<Line> {
         runs.iter()
             .enumerate()
@@ -526,6 +566,7 @@ pub fn draw(runs: &[LoadedRun], out: &Path) -> Res {
         "elapsed (s)",
         "train loss",
         &loss_lines(&|r| r.column(Metric::ElapsedS)),
+        &[],
     )?;
     line_panel(
         &panels[1],
@@ -533,6 +574,7 @@ pub fn draw(runs: &[LoadedRun], out: &Path) -> Res {
         "iteration",
         "train loss",
         &loss_lines(&iterations),
+        &switches,
     )?;
 
     // Every run's iteration time first (light tint), then every oracle on top (full colour):
@@ -569,6 +611,7 @@ pub fn draw(runs: &[LoadedRun], out: &Path) -> Res {
         "iteration",
         "ms",
         &times,
+        &switches,
     )?;
 
     // A reference run (one process) or a run whose every message missed has no arrivals: the
@@ -607,6 +650,7 @@ pub fn draw(runs: &[LoadedRun], out: &Path) -> Res {
             "iteration",
             "log10 residual",
             &pair(Metric::PrimalResidual, Metric::DualResidual, log10),
+            &[],
         )?;
         line_panel(
             &panels[5],
@@ -614,6 +658,7 @@ pub fn draw(runs: &[LoadedRun], out: &Path) -> Res {
             "iteration",
             "accuracy",
             &pair(Metric::TrainAccuracy, Metric::TestAccuracy, |v| v),
+            &[],
         )?;
     }
     root.present().map_err(err)

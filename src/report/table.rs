@@ -62,6 +62,9 @@ pub struct Summary {
     /// Mean result messages rank 0 received per iteration (`/metrics/messages_received`; NaN:
     /// not recorded).
     pub messages_per_iteration: f64,
+    /// The s switches of a `train --adapt` run, `(iteration, old s, new s)`: s changed after
+    /// that iteration (empty for other runs).
+    pub switches: Vec<(u64, u64, u64)>,
 }
 
 /// Nearest-rank percentile of the finite values: the sorted value at index round((n − 1)·p)
@@ -178,7 +181,29 @@ impl Summary {
                     .collect();
                 m.iter().sum::<f64>() / m.len() as f64
             },
+            switches: run
+                .switches
+                .iter()
+                .map(|w| (w.iteration, w.old_s, w.new_s))
+                .collect(),
         }
+    }
+
+    /// A `train --adapt` run's switches, in order (None for a run without any).
+    pub fn switches_text(&self) -> Option<String> {
+        if self.switches.is_empty() {
+            return None;
+        }
+        let each: Vec<String> = self
+            .switches
+            .iter()
+            .map(|(t, a, b)| format!("s {a}→{b} after iteration {t}"))
+            .collect();
+        Some(format!(
+            "--adapt switched s {} time(s): {}",
+            self.switches.len(),
+            each.join(", ")
+        ))
     }
 
     /// What a `--decode-tree` run's per-worker counts mean, with the leaders' results per
@@ -342,6 +367,9 @@ pub fn text(rows: &[Summary]) -> String {
             );
         }
         if let Some(t) = r.tree_text() {
+            let _ = writeln!(out, "note: {}: {t}", r.run);
+        }
+        if let Some(t) = r.switches_text() {
             let _ = writeln!(out, "note: {}: {t}", r.run);
         }
         for n in &r.notes {
@@ -589,7 +617,22 @@ mod tests {
             workers_counts: Vec::new(),
             decode_tree: None,
             messages_per_iteration: f64::NAN,
+            switches: Vec::new(),
         }
+    }
+
+    #[test]
+    fn an_adapting_run_lists_its_switches() {
+        let mut r = sample();
+        assert_eq!(r.switches_text(), None);
+        r.switches = vec![(19, 0, 1), (44, 1, 0)];
+        assert_eq!(
+            r.switches_text().as_deref(),
+            Some(
+                "--adapt switched s 2 time(s): s 0→1 after iteration 19, s 1→0 after iteration 44"
+            )
+        );
+        assert!(text(&[r]).contains("note: a,b: --adapt switched s 2 time(s)"));
     }
 
     #[test]
