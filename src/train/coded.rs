@@ -1067,6 +1067,12 @@ impl<T: Transport> CodedGradients<T> {
         f64::NAN
     }
 
+    /// `--decode-tree`: the member mask leader `w`'s combined result ends with (bit m: the
+    /// m-th worker of its group is in the combination).
+    fn member_mask(&self, w: usize) -> u64 {
+        self.c.payload(w, 0).last().copied().unwrap_or(0.0) as u64
+    }
+
     /// Workers whose results reached the decode: with --decode-tree, the members in the
     /// combinations of the leaders that answered (their masks, logged per leader).
     fn responders(&self) -> usize {
@@ -1076,7 +1082,7 @@ impl<T: Transport> CodedGradients<T> {
         }
         let mut count = 0;
         for &w in round.responders.iter().flatten() {
-            let mask = self.c.payload(w, 0).last().copied().unwrap_or(0.0) as u64;
+            let mask = self.member_mask(w);
             log::debug!(
                 "[rank 0] iteration {}: group of rank {} decoded from members {mask:#b}",
                 round.iteration,
@@ -1098,7 +1104,7 @@ impl<T: Transport> CodedGradients<T> {
             return parts;
         };
         for &leader in round.responders.iter().flatten() {
-            let mask = self.c.payload(leader, 0).last().copied().unwrap_or(0.0) as u64;
+            let mask = self.member_mask(leader);
             for m in 1..g {
                 if let Some(p) = parts.get_mut(leader + m) {
                     *p = usize::from((mask >> m) & 1 == 1);
