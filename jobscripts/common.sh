@@ -21,6 +21,12 @@
 #   GRADCODE_NET_IF   interfaces (names or CIDR subnets, comma-separated) Open MPI may use for TCP
 #                     (btl_tcp_if_include and oob_tcp_if_include); default on a multi-node job: the
 #                     interface that routes to the submit host; `none`: leave Open MPI's own choice
+#   GRADCODE_MPI_NET  auto (default) | tcp | ucx: Open MPI's transport between nodes on a multi-node job.
+#                     ucx: the UCX PML over TCP on the GRADCODE_NET_IF interfaces only (the ranks listen
+#                     only on those addresses); tcp: the ob1 PML and TCP BTL (they also listen on the
+#                     wildcard address, Open MPI 4.1); auto: ucx when Open MPI has the UCX PML, the
+#                     node no RDMA device (with one, Open MPI's own choice is kept), no node more tasks
+#                     than CPUs, and the user set neither OMPI_MCA_pml nor OMPI_MCA_btl; else tcp
 #   RANK0_NODE_EXCLUSIVE  1: rank 0 alone on the first node (its other slots stay idle)
 #   GRADCODE_NO_KILL  1 (default): srun --no-kill, a failed node does not kill the job step: its ranks
 #                     go silent and rank 0 finishes degraded (exit 3) or by its policy; 0: Slurm's
@@ -198,10 +204,80 @@ gc_net() {
     fi
     [[ -n "$ifs" ]] || gc_log "network: cannot tell the cluster interface (NodeAddr '$addr'); set GRADCODE_NET_IF"
   fi
-  [[ -z "$ifs" || "$ifs" == none ]] && return 0
+  local net="${GRADCODE_MPI_NET:-auto}"
+  case "$net" in
+    auto | tcp | ucx) ;;
+    *) gc_die "GRADCODE_MPI_NET=$net: expected auto, tcp or ucx" ;;
+  esac
+  if [[ -z "$ifs" || "$ifs" == none ]]; then
+    [[ "$net" == ucx ]] && gc_log "network: GRADCODE_MPI_NET=ucx not applied: no cluster interface (a single-node job, or GRADCODE_NET_IF=none)"
+    return 0
+  fi
   export OMPI_MCA_btl_tcp_if_include="${OMPI_MCA_btl_tcp_if_include:-$ifs}"
   export OMPI_MCA_oob_tcp_if_include="${OMPI_MCA_oob_tcp_if_include:-$ifs}"
   gc_log "network: Open MPI TCP restricted to $OMPI_MCA_btl_tcp_if_include (GRADCODE_NET_IF)"
+  local asked="$net"
+  [[ "$net" == auto ]] && net=$(gc_net_auto)
+  if [[ "$net" == ucx ]]; then
+    gc_net_ucx "$ifs"
+  else
+    gc_log "network: the MPI library's own transport choice (Open MPI: the TCP BTL on Ethernet) (GRADCODE_MPI_NET=$asked)"
+  fi
+  return 0
+}
+
+# gc_net_auto: ucx where it is the better choice for a TCP network, else tcp. ucx needs Open MPI with
+# the UCX PML, no OMPI_MCA_pml or OMPI_MCA_btl set by the user, no RDMA device on this node (with one,
+# Open MPI's own choice, UCX over InfiniBand/RoCE, is kept: UCX forced onto TCP would be slower), and
+# no more tasks on a node than it has CPUs (UCX polls while it waits: measured on 9 ranks over 2
+# cores, 2.4x slower than the TCP BTL; one rank per core, the same speed; docs/cluster.md).
+gc_net_auto() {
+  local rdma t tpn=0
+  rdma=$(ls /sys/class/infiniband 2>/dev/null | head -1) || true
+  for t in $(sed -E 's/\(x[0-9]+\)//g; s/,/ /g' <<<"${SLURM_TASKS_PER_NODE:-}"); do
+    [[ "$t" =~ ^[0-9]+$ ]] && ((t > tpn)) && tpn=$t
+  done
+  if [[ -n "${OMPI_MCA_pml:-}${OMPI_MCA_btl:-}" ]]; then
+    echo tcp
+  elif [[ -n "$rdma" ]]; then
+    echo tcp
+  elif ((tpn > ${SLURM_CPUS_ON_NODE:-tpn})); then
+    echo tcp
+  elif [[ "$(gc_mpi_flavour)" == openmpi ]] && ompi_info 2>/dev/null | grep -q 'MCA pml: ucx'; then
+    echo ucx
+  else
+    echo tcp
+  fi
+}
+
+# gc_net_ucx IFS: GRADCODE_MPI_NET=ucx, Open MPI's UCX PML over TCP on the cluster interface only.
+# UCX's TCP transport binds its listener to the interface's own address, where Open MPI 4.1's TCP BTL
+# listens on the wildcard address whatever btl_tcp_if_include says: with UCX the ranks listen on no
+# other interface. Shared memory (UCX sm) between ranks on a node; the TCP BTL is left out.
+gc_net_ucx() {
+  local item dev flavour items=() devs=()
+  flavour=$(gc_mpi_flavour)
+  [[ "$flavour" == openmpi ]] || gc_die "GRADCODE_MPI_NET=ucx needs Open MPI (this is $flavour)"
+  if command -v ompi_info >/dev/null 2>&1 && ! ompi_info 2>/dev/null | grep -q 'MCA pml: ucx'; then
+    gc_die "GRADCODE_MPI_NET=ucx: this Open MPI has no UCX PML (ompi_info shows no 'MCA pml: ucx'); use GRADCODE_MPI_NET=tcp"
+  fi
+  IFS=, read -ra items <<<"$1"
+  for item in "${items[@]}"; do # UCX_NET_DEVICES takes device names: a subnet becomes its interface
+    if [[ "$item" == */* ]]; then
+      dev=$(ip -o -4 addr show to "$item" 2>/dev/null | awk 'NR == 1 {print $2}')
+      [[ -n "$dev" ]] || gc_die "GRADCODE_MPI_NET=ucx: no interface on this node in $item (GRADCODE_NET_IF)"
+      devs+=("$dev")
+    else
+      devs+=("$item")
+    fi
+  done
+  export OMPI_MCA_pml="${OMPI_MCA_pml:-ucx}" OMPI_MCA_btl="${OMPI_MCA_btl:-self,vader}"
+  export OMPI_MCA_osc="${OMPI_MCA_osc:-ucx}"
+  export OMPI_MCA_pml_ucx_tls="${OMPI_MCA_pml_ucx_tls:-any}" OMPI_MCA_pml_ucx_devices="${OMPI_MCA_pml_ucx_devices:-any}"
+  export UCX_TLS="${UCX_TLS:-tcp,sm,self}"
+  UCX_NET_DEVICES="${UCX_NET_DEVICES:-$(IFS=,; echo "${devs[*]}")}"
+  export UCX_NET_DEVICES
+  gc_log "network: Open MPI over UCX ($UCX_TLS), devices $UCX_NET_DEVICES (GRADCODE_MPI_NET=${GRADCODE_MPI_NET:-auto})"
 }
 
 # --- launcher ------------------------------------------------------------------------------------

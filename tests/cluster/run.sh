@@ -7,7 +7,9 @@
 #   GRADCODE=/path/to/gradcode tests/cluster/run.sh
 #
 # Checks: `sbatch --nodes=3 --ntasks-per-node=3 jobscripts/train.sbatch` runs 9 ranks, 3 per node,
-# launched by `srun --mpi=pmix`, and writes a complete, VALID run; while it runs, `ss` in a node's
+# launched by `srun --mpi=pmix`, and writes a complete, VALID run, with the default transport
+# (GRADCODE_MPI_NET=auto: UCX over TCP) and with Open MPI's TCP BTL; with the default, `ss` in node 2's
+# namespace shows every listener of the ranks on its eth0 address only; with the TCP BTL, `ss` in a node's
 # namespace shows the ranks talking TCP to the other nodes over eth0 only (nothing on side0, nothing
 # but loopback to the local Slurm step daemon otherwise), and each node's /dev/shm holds only its own
 # ranks' Open MPI shared-memory segments; a job allowed only shared memory (OMPI_MCA_btl=self,vader)
@@ -81,24 +83,31 @@ check "gradcode data synth builds a dataset" \
   "$GRADCODE" data synth --kind logistic --rows 2000 --features 20 --seed 1 --out "$DATA"
 SB=(sbatch --parsable --time=00:10:00)
 
-# --- 3 nodes x 3 ranks ---------------------------------------------------------------------------
+# --- 3 nodes x 3 ranks, Open MPI's TCP BTL (GRADCODE_MPI_NET=tcp) -------------------------------
 # Every worker sleeps 100 ms an iteration: the job runs >= 4 s, long enough to look at its sockets.
 ITER=40
-MAIN=$(ITERATIONS=$ITER STRAGGLERS="fixed:1,2,3,4,5,6,7,8:100" "${SB[@]}" --nodes=3 --ntasks-per-node=3 \
+MAIN=$(GRADCODE_MPI_NET=tcp ITERATIONS=$ITER STRAGGLERS="fixed:1,2,3,4,5,6,7,8:100" "${SB[@]}" --nodes=3 --ntasks-per-node=3 \
   "$JOBS/train.sbatch")
 note "3-node job $MAIN"
 
-# Wait until node 2 has its 3 ranks with TCP connections to other nodes, then take the snapshots.
-end=$((SECONDS + JOB_TIMEOUT))
-while ((SECONDS < end)); do
-  nsenter --net="/run/netns/$GC_NS_PREFIX-n2" ss -Htanp 2>/dev/null | grep gradcode >"$T/ss-node2.txt"
-  if (($(gradcode_pids 2 | wc -l) == 3)) && grep -q "^ESTAB.* $NET\.11:" "$T/ss-node2.txt"; then
-    nsenter --net="/run/netns/$GC_NS_PREFIX-n2" ss -Htlnp 2>/dev/null | grep gradcode >"$T/ss-listen-node2.txt"
-    for k in 1 2 3; do nsenter -t "$(node_pid "$k")" -m ls /dev/shm >"$T/shm-node$k.txt" 2>/dev/null; done
-    break
-  fi
-  sleep 0.3
-done
+# snapshot_node2 TAG: waits until node 2 has its 3 ranks with TCP connections to rank 0 on node 1,
+# then writes node 2's gradcode sockets ($T/ss-TAG.txt), its TCP listeners ($T/ss-listen-TAG.txt) and
+# each node's /dev/shm listing ($T/shm-TAG-nodeK.txt).
+snapshot_node2() {
+  local end=$((SECONDS + JOB_TIMEOUT)) k
+  : >"$T/ss-listen-$1.txt"
+  while ((SECONDS < end)); do
+    nsenter --net="/run/netns/$GC_NS_PREFIX-n2" ss -Htanp 2>/dev/null | grep gradcode >"$T/ss-$1.txt"
+    if (($(gradcode_pids 2 | wc -l) == 3)) && grep -q "^ESTAB.* $NET\.11:" "$T/ss-$1.txt"; then
+      sleep 0.5 # a rank listens before it connects; 0.5 s more for the slowest of the three
+      nsenter --net="/run/netns/$GC_NS_PREFIX-n2" ss -Htlnp 2>/dev/null | grep gradcode >"$T/ss-listen-$1.txt"
+      for k in 1 2 3; do nsenter -t "$(node_pid "$k")" -m ls /dev/shm >"$T/shm-$1-node$k.txt" 2>/dev/null; done
+      return 0
+    fi
+    sleep 0.3
+  done
+}
+snapshot_node2 tcp
 wait_gone "$MAIN" || { not_ok "3-node job finishes within ${JOB_TIMEOUT}s" && scancel "$MAIN"; }
 st=$(field "$MAIN" JobState)
 check "3-node job $MAIN COMPLETED (state ${st:-unknown}, exit $(field "$MAIN" ExitCode))" test "$st" = COMPLETED
@@ -116,32 +125,61 @@ check "9 ranks on 3 hosts, 3 each (provenance layout.txt)" three_by_three
 check "job log: Open MPI TCP restricted to eth0" grep -q 'TCP restricted to eth0' <(job_log "gradcode-train-$MAIN")
 # Open MPI 4.1's TCP transport listens on the wildcard address (0.0.0.0 and [::]) whatever
 # btl_tcp_if_include says; the include list decides which addresses it publishes and connects to.
-note "node2 gradcode sockets: $(wc -l <"$T/ss-node2.txt" 2>/dev/null || echo 0), TCP listeners: $(awk '{print $4}' "$T/ss-listen-node2.txt" 2>/dev/null | tr '\n' ' ')"
+note "node2 gradcode sockets: $(wc -l <"$T/ss-tcp.txt" 2>/dev/null || echo 0), TCP listeners: $(awk '{print $4}' "$T/ss-listen-tcp.txt" 2>/dev/null | tr '\n' ' ')"
 # shellcheck disable=SC2317  # called through check
 tcp_to_other_nodes() { # node2's ranks (workers) have established TCP connections to node1 (rank 0)
-  grep -q "ESTAB.* $NET\.11:" "$T/ss-node2.txt"
+  grep -q "ESTAB.* $NET\.11:" "$T/ss-tcp.txt"
 }
 check "node2's ranks talk TCP to rank 0 on node1 ($NET.11)" tcp_to_other_nodes
 # shellcheck disable=SC2317  # called through check
 only_cluster_net() { # every established gradcode TCP socket: both ends on the cluster net, or loopback
-  awk '$1 == "ESTAB" { print $4; print $5 }' "$T/ss-node2.txt" | sed -E 's/:[0-9]+$//' |
+  awk '$1 == "ESTAB" { print $4; print $5 }' "$T/ss-tcp.txt" | sed -E 's/:[0-9]+$//' |
     grep -vE "^($(echo "$NET" | sed 's/\./\\./g')\.[0-9]+|127\.0\.0\.1)$" | grep -q . && return 1
   return 0
 }
 check "node2: every gradcode TCP connection is on eth0 ($NET.0/24) or loopback to the step daemon" only_cluster_net
 check "node2: no gradcode socket on side0 (${GC_SIDE_NET:-10.78.0}.0/24)" \
-  bash -c "! grep -q ' ${GC_SIDE_NET:-10.78.0}\.' '$T/ss-node2.txt'"
+  bash -c "! grep -q ' ${GC_SIDE_NET:-10.78.0}\.' '$T/ss-tcp.txt'"
 # shellcheck disable=SC2317  # called through check
 own_shm_only() { # node K's /dev/shm: Open MPI segments of its own host only (vader_segment.<host>.*)
   local k
   for k in 1 2 3; do
-    grep -q "^vader_segment\.node$k\." "$T/shm-node$k.txt" || return 1
-    grep -q '^vader_segment\.' "$T/shm-node$k.txt" &&
-      grep '^vader_segment\.' "$T/shm-node$k.txt" | grep -vq "^vader_segment\.node$k\." && return 1
+    grep -q "^vader_segment\.node$k\." "$T/shm-tcp-node$k.txt" || return 1
+    grep -q '^vader_segment\.' "$T/shm-tcp-node$k.txt" &&
+      grep '^vader_segment\.' "$T/shm-tcp-node$k.txt" | grep -vq "^vader_segment\.node$k\." && return 1
   done
   return 0
 }
 check "each node's /dev/shm holds only its own ranks' shared-memory segments" own_shm_only
+
+# --- the default transport (GRADCODE_MPI_NET=auto: UCX here): listens on the cluster interface only -
+# Open MPI's UCX PML over UCX's TCP transport, restricted to eth0 (UCX_NET_DEVICES): UCX binds its
+# listeners to the interface's own address, so no rank listens on the wildcard address or on side0.
+UCXJ=$(ITERATIONS=$ITER STRAGGLERS="fixed:1,2,3,4,5,6,7,8:100" "${SB[@]}" --nodes=3 \
+  --ntasks-per-node=3 "$JOBS/train.sbatch")
+note "3-node job $UCXJ with the default transport"
+snapshot_node2 ucx
+wait_gone "$UCXJ" || { not_ok "UCX job finishes within ${JOB_TIMEOUT}s" && scancel "$UCXJ"; }
+st=$(field "$UCXJ" JobState)
+check "UCX job $UCXJ COMPLETED (state ${st:-unknown}, exit $(field "$UCXJ" ExitCode))" test "$st" = COMPLETED
+check "UCX run.h5 complete and VALID with $ITER iterations" valid_run "$W/results/gradcode-train-$UCXJ/run.h5" "$ITER"
+check "job log: the default picked Open MPI over UCX on eth0" grep -q 'Open MPI over UCX (tcp,sm,self), devices eth0' \
+  <(job_log "gradcode-train-$UCXJ")
+note "UCX node2 TCP listeners held by gradcode processes: $(awk '{print $4}' "$T/ss-listen-ucx.txt" | tr '\n' ' ')"
+check "UCX: node2's ranks talk TCP to rank 0 on node1 ($NET.11)" grep -q "ESTAB.* $NET\.11:" "$T/ss-ucx.txt"
+# A listener that slurmstepd holds too is the step daemon's own (Slurm's PMIx plugin), inherited by the
+# tasks it forks (seen: one 0.0.0.0 port per node, in slurmstepd and every rank at the same fd): it is
+# Slurm's socket, there with either transport, and not counted as the job's.
+grep -v '"slurmstepd"' "$T/ss-listen-ucx.txt" >"$T/ss-own-ucx.txt"
+note "UCX node2 listeners of the step daemon, inherited by the ranks: $(grep '"slurmstepd"' "$T/ss-listen-ucx.txt" | awk '{print $4}' | tr '\n' ' ')"
+# shellcheck disable=SC2317  # called through check
+listens_on_eth0_only() { # at least one listener per rank, and every one on node2's eth0 address
+  local addrs
+  addrs=$(awk '{print $4}' "$T/ss-own-ucx.txt" | sed -E 's/:[0-9]+$//')
+  (($(wc -l <"$T/ss-own-ucx.txt") >= 3)) || return 1
+  [[ -z "$(grep -vxF "$NET.12" <<<"$addrs")" ]]
+}
+check "UCX: node2's ranks listen on its eth0 address ($NET.12) only (no 0.0.0.0, [::] or side0)" listens_on_eth0_only
 
 # --- shared memory cannot cross nodes ------------------------------------------------------------
 SHM=$(OMPI_MCA_btl=self,vader ITERATIONS=5 "${SB[@]}" --nodes=3 --ntasks=3 --ntasks-per-node=1 "$JOBS/train.sbatch")
