@@ -128,7 +128,8 @@ pub enum TuneObjective {
 pub struct TuneArgs {
     /// The profiling run: `run.h5` (or its folder) of a short `train --code uncoded` job with
     /// the data, model, optimizer and straggler conditions to tune for (run it with mpirun or
-    /// sbatch; tune does not launch MPI jobs).
+    /// sbatch; tune does not launch MPI jobs). A profile with `--batch B` also has the gradient
+    /// noise scale: the batch is then searched too (B/4 .. 4B, docs/tuning.md).
     #[arg(long, value_name = "RUN.h5")]
     pub profile: PathBuf,
     /// Workers to tune for [default: the profile's]; more than the profile has draws every

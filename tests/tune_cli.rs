@@ -61,23 +61,8 @@ fn the_tuned_config_runs_under_train() {
     // straggler is predicted faster.
     assert!(cfg["stragglers"].as_integer().unwrap() >= 1, "{cfg}");
     // train --config runs it.
-    let run = workdir().join("tuned-run");
     let _g = serial();
-    let o = mpirun(
-        5,
-        &[
-            "train",
-            "--config",
-            toml_path.to_str().unwrap(),
-            "--iterations",
-            "5",
-            "--out",
-            run.to_str().unwrap(),
-        ],
-        120,
-    );
-    assert!(o.status.success(), "{}", output_text(&o));
-    let f = run.join("run.h5");
+    let f = run_five(&toml_path, "tuned-run");
     assert_eq!(results::read_str_attr(&f, "config", "code").unwrap(), code);
     assert_eq!(results::read_rows(&f, None).unwrap().len(), 5);
 }
@@ -173,4 +158,115 @@ fn bad_input_is_one_line_and_exit_2() {
         assert_eq!(o.status.code(), Some(2), "{args:?}: {line}");
     }
     assert!(!std::path::Path::new(cfg).exists());
+}
+
+/// An uncoded minibatch profile (`--batch 16`, n = 4) records the gradient noise scale, and
+/// `tune` searches the batch size with it (Pollux's statistical efficiency): the ranked rows
+/// and the TOML carry a batch among B₀ × {1/4, 1/2, 1, 2, 4}, which `train --config` runs.
+#[test]
+fn a_minibatch_profile_has_a_noise_scale_and_tune_searches_the_batch() {
+    let full_batch = profile(); // before serial(): it takes the lock itself
+    let _g = serial();
+    let data = workdir().join("synth.h5"); // the profile's data (synth_logistic(9))
+    let out = workdir().join("profile-batch");
+    let o = mpirun(
+        5,
+        &[
+            "train",
+            "--data",
+            data.to_str().unwrap(),
+            "--code",
+            "uncoded",
+            "--batch",
+            "16",
+            "--lr",
+            "0.5",
+            "--iterations",
+            "40",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        120,
+    );
+    assert!(o.status.success(), "{}", output_text(&o));
+    let rows = results::read_rows(&out.join("run.h5"), None).unwrap();
+    let g2 = rows.column(results::Metric::GnsGradSq).to_vec();
+    let tr = rows.column(results::Metric::GnsTrace).to_vec();
+    // Every iteration decoded from all 4 workers gives both estimates; tr Σ > 0 always.
+    assert_eq!(g2.iter().filter(|x| x.is_finite()).count(), 40, "{g2:?}");
+    assert!(tr.iter().all(|x| x.is_finite() && *x > 0.0), "{tr:?}");
+    let phi = gradcode::sim::efficiency::noise_scale(&g2, &tr).unwrap();
+    // The full-batch profile has none.
+    let full = results::read_rows(&full_batch, None).unwrap();
+    assert!(full
+        .column(results::Metric::GnsGradSq)
+        .iter()
+        .all(|x| x.is_nan()));
+
+    let toml_path = workdir().join("tuned-batch.toml");
+    let o = gradcode(&[
+        "tune",
+        "--profile",
+        out.to_str().unwrap(),
+        "--config-out",
+        toml_path.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", output_text(&o));
+    let text_out = text(&o.stdout);
+    let line = text_out
+        .lines()
+        .find(|l| l.starts_with("gradient noise scale of the profile: B_noise ≈ "))
+        .unwrap_or_else(|| panic!("no noise scale line: {text_out}"));
+    assert!(
+        line.contains(&format!("≈ {phi:.0} rows")),
+        "{line} vs {phi}"
+    );
+    // 2000 rows over 4 partitions: 500 each, so 32 and 64 are allowed too.
+    assert!(
+        line.contains("batch candidates 4, 8, 16, 32, 64 "),
+        "{line}"
+    );
+    let cfg: toml::Table = std::fs::read_to_string(&toml_path)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let b = cfg["batch"].as_integer().unwrap();
+    assert!([4, 8, 16, 32, 64].contains(&b), "{cfg}");
+    let first = text_out
+        .lines()
+        .find(|l| l.trim_start().starts_with("1 "))
+        .unwrap();
+    assert!(first.contains(&format!("batch={b}")), "{first}");
+    // Iterations to target follow the efficiency: the TOML's iterations are at least the
+    // prediction for its batch (the profile's 40 at 16).
+    let predicted = gradcode::sim::efficiency::iterations_at(phi, 40, 64.0, 4.0 * b as f64);
+    assert!(
+        cfg["iterations"].as_integer().unwrap() as u64 >= predicted,
+        "{cfg}"
+    );
+    let f = run_five(&toml_path, "tuned-batch-run");
+    assert_eq!(
+        results::read_num_attr(&f, "config", "batch").unwrap(),
+        b as f64
+    );
+}
+
+/// `mpirun -np 5 gradcode train --config TOML --iterations 5` into workdir/NAME; its run.h5.
+fn run_five(toml: &std::path::Path, name: &str) -> PathBuf {
+    let run = workdir().join(name);
+    let o = mpirun(
+        5,
+        &[
+            "train",
+            "--config",
+            toml.to_str().unwrap(),
+            "--iterations",
+            "5",
+            "--out",
+            run.to_str().unwrap(),
+        ],
+        120,
+    );
+    assert!(o.status.success(), "{}", output_text(&o));
+    run.join("run.h5")
 }

@@ -237,6 +237,15 @@ fn worker_grid(ranks: usize) -> Vec<usize> {
 
 /// The job's best predicted configuration at each worker count (its fixed count only, when
 /// it has one).
+/// Plan keeps each job's batch and does not model minibatch statistical efficiency (module
+/// docs): the replay as recorded.
+const NO_BATCH_SEARCH: tune::BatchSearch = tune::BatchSearch {
+    b0: None,
+    phi: None,
+    rows: None,
+    k0: 1,
+};
+
 fn curve(job: &Job, ranks: usize) -> Result<JobCurve> {
     let grid = match job.fixed_ranks {
         Some(r) => vec![r - 1],
@@ -246,7 +255,7 @@ fn curve(job: &Job, ranks: usize) -> Result<JobCurve> {
     for n in grid {
         let mut best: Option<Choice> = None;
         // Plan does not fit per-worker speeds: no `hetero` candidates.
-        for cand in tune::candidates(n, &[], job.base.batch, None) {
+        for cand in tune::candidates(n, &[], &[job.base.batch], None) {
             let Some(s) = tune::score(
                 &job.profile_path,
                 &job.base,
@@ -255,6 +264,7 @@ fn curve(job: &Job, ranks: usize) -> Result<JobCurve> {
                 &job.trace,
                 job.target_iterations,
                 None,
+                &NO_BATCH_SEARCH,
             )?
             else {
                 continue;

@@ -24,10 +24,13 @@
 //!    or by median time per iteration (`time-per-iteration`); the best is written as a
 //!    `--config` TOML in the keys of `train` (the profile's own settings with the chosen ones).
 //!
-//! Batch size (`--batch`, for `--model mlp`) is not searched yet: the hook is
-//! [`batch_candidates`], which returns only the profile's batch. Searching it needs the gradient
-//! noise scale of Pollux (GUIDE §8) to turn a batch size into iterations to target, which the
-//! profile does not record.
+//! 5. **Batch size** (a profile run with `--batch B₀`): an uncoded minibatch run records the
+//!    gradient noise scale's estimates per iteration (`gns_grad_sq`, `gns_trace`), and B_noise
+//!    turns each candidate batch B ∈ {B₀/4, B₀/2, B₀, 2B₀, 4B₀} into iterations to target by
+//!    Pollux's statistical efficiency ([`crate::sim::efficiency`]); its compute time per
+//!    iteration is the profile's scaled by B/B₀ (delays are not scaled). Batches above B₀ only
+//!    when the dataset's rows are known (at most the smallest partition's rows, as `train`
+//!    requires). Without a noise scale (a full-batch or coded profile) the batch stays B₀.
 
 use std::path::Path;
 use std::time::Instant;
@@ -64,6 +67,9 @@ pub struct Scored {
     pub exact_share: f64,
     /// Simulated iterations to reach the profile's progress to target.
     pub iterations: u64,
+    /// The progress to reach: the profile's iterations to target, or, for another batch
+    /// size, Pollux's prediction of them ([`BatchSearch::adjust`]).
+    pub target: u64,
     /// Predicted seconds to target (inf: not reached within the cap).
     pub time_to_target_s: f64,
 }
@@ -81,6 +87,7 @@ pub fn run(args: &TuneArgs) -> Result<i32> {
     }
     let iterations = iterations_to_target(&args.profile, args.target_loss)?;
     let walls = profile_walls(&args.profile)?;
+    let batch = BatchSearch::of_profile(&args.profile, &base, profile.workers.len())?;
     let speeds = fit_speeds(&profile.workers).filter(|v| v.0.len() == n);
     if let Some(v) = &speeds {
         println!("fitted worker speeds (fastest = 1, for --code hetero): {v}");
@@ -101,12 +108,21 @@ pub fn run(args: &TuneArgs) -> Result<i32> {
     let started = Instant::now();
     let mut scored = Vec::new();
     let mut skipped = 0usize;
-    for cand in candidates(n, &walls, base.batch, speeds.as_ref()) {
+    for cand in candidates(n, &walls, &batch.candidates(), speeds.as_ref()) {
         if started.elapsed().as_secs_f64() > args.budget_s {
             skipped += 1;
             continue;
         }
-        if let Some(s) = score(&args.profile, &base, n, &cand, &profile, iterations, link)? {
+        if let Some(s) = score(
+            &args.profile,
+            &base,
+            n,
+            &cand,
+            &profile,
+            iterations,
+            link,
+            &batch,
+        )? {
             scored.push(s);
         }
     }
@@ -118,7 +134,7 @@ pub fn run(args: &TuneArgs) -> Result<i32> {
     rank(&mut scored, args.objective);
     print_ranking(&scored, iterations, skipped, args.top);
     let best = &scored[0];
-    let toml = best_config("gradcode tune", &base, n, &best.cand, iterations)?;
+    let toml = best_config("gradcode tune", &base, n, &best.cand, best.target)?;
     if let Some(dir) = args.config_out.parent() {
         if !dir.as_os_str().is_empty() {
             std::fs::create_dir_all(dir).map_err(|e| crate::io::IoError::os(dir, e))?;
@@ -181,9 +197,93 @@ fn profile_walls(path: &Path) -> Result<Vec<f64>> {
     Ok(w)
 }
 
-/// The hook of the batch-size search (see the module docs): the profile's batch only.
-pub fn batch_candidates(profile_batch: Option<usize>) -> Vec<Option<usize>> {
-    vec![profile_batch]
+/// The batch-size search (module docs, step 5).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchSearch {
+    /// The profile's `--batch` (None: full partitions).
+    pub b0: Option<usize>,
+    /// Its gradient noise scale B_noise, in rows.
+    pub phi: Option<f64>,
+    /// The dataset's training rows, when it could be read.
+    pub rows: Option<usize>,
+    /// The profile's partitions (uncoded: its workers); a batch of B rows per partition is
+    /// k·B rows an iteration.
+    pub k0: usize,
+}
+
+impl BatchSearch {
+    /// What the profile at `path` (settings `base`, `k0` workers, uncoded) gives; prints the
+    /// noise scale or why the batch is not searched.
+    pub fn of_profile(path: &Path, base: &TrainArgs, k0: usize) -> Result<Self> {
+        let rows = results::read_rows(&run_file(path), None)?;
+        let phi = crate::sim::efficiency::noise_scale(
+            rows.column(Metric::GnsGradSq).as_slice().unwrap_or(&[]),
+            rows.column(Metric::GnsTrace).as_slice().unwrap_or(&[]),
+        );
+        let search = BatchSearch {
+            b0: base.batch,
+            phi,
+            rows: base
+                .data
+                .as_deref()
+                .and_then(|d| crate::io::dataset::inspect(d).ok())
+                .map(|i| i.n_rows),
+            k0: k0.max(1),
+        };
+        match (search.b0, phi) {
+            (Some(b0), Some(phi)) => println!(
+                "gradient noise scale of the profile: B_noise ≈ {phi:.0} rows (batch {b0} × {k0} partitions); batch candidates {} (each at most the candidate code's smallest partition)",
+                search
+                    .candidates()
+                    .iter()
+                    .flatten()
+                    .map(|b| b.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            (Some(b0), None) => println!(
+                "batch {b0} not searched: the profile has no gradient noise scale (an uncoded --batch run with --chunks 1 records it)"
+            ),
+            (None, _) => {}
+        }
+        Ok(search)
+    }
+
+    /// The batches to try: B₀ × {1/4, 1/2, 1, 2, 4}, at least 1 row, above B₀ only when the
+    /// dataset's rows are known; the profile's alone without a noise scale.
+    pub fn candidates(&self) -> Vec<Option<usize>> {
+        let (Some(b0), Some(_)) = (self.b0, self.phi) else {
+            return vec![self.b0];
+        };
+        let mut v: Vec<usize> = [b0 / 4, b0 / 2, b0, 2 * b0, 4 * b0]
+            .into_iter()
+            .filter(|&b| b >= 1 && (b <= b0 || self.rows.is_some()))
+            .collect();
+        v.dedup();
+        v.into_iter().map(Some).collect()
+    }
+
+    /// For `cand` under a code of `k` partitions: the iterations to target (Pollux's, from the
+    /// profile's `iterations` at B₀·k₀ rows) and the factor on the profile's compute times,
+    /// B·k/(B₀·k₀) (a worker computes B rows of each partition it holds; the replay scales by
+    /// the share of partitions). None when B is larger than the smallest of the k partitions
+    /// (`train` refuses that). Without a batch: the profile's iterations, factor 1.
+    pub fn adjust(&self, cand: &Candidate, k: usize, iterations: u64) -> Option<(u64, f64)> {
+        let (Some(b0), Some(b)) = (self.b0, cand.batch) else {
+            return Some((iterations, 1.0));
+        };
+        if let Some(rows) = self.rows {
+            if b > rows / k.max(1) {
+                return None;
+            }
+        }
+        let (m0, m) = ((b0 * self.k0) as f64, (b * k) as f64);
+        let target = match self.phi {
+            Some(phi) => crate::sim::efficiency::iterations_at(phi, iterations, m0, m),
+            None => iterations,
+        };
+        Some((target, m / m0))
+    }
 }
 
 /// Per-worker speeds from a profile: the inverse of each worker's median compute time per share
@@ -218,7 +318,7 @@ pub fn fit_speeds(workers: &[Vec<Sample>]) -> Option<Speeds> {
 pub fn candidates(
     n: usize,
     walls: &[f64],
-    batch: Option<usize>,
+    batches: &[Option<usize>],
     speeds: Option<&Speeds>,
 ) -> Vec<Candidate> {
     let mut codes: Vec<(CodeKind, usize)> = vec![(CodeKind::Uncoded, 0)];
@@ -246,7 +346,7 @@ pub fn candidates(
     for &(code, s) in &codes {
         for &(on_deadline, deadline_ms) in &policies {
             for chunks in [1, 2] {
-                for &b in &batch_candidates(batch) {
+                for &b in batches {
                     out.push(Candidate {
                         code,
                         s,
@@ -285,8 +385,10 @@ fn candidate_args(base: &TrainArgs, n: usize, cand: &Candidate) -> TrainArgs {
 }
 
 /// Simulate `cand` on the replay of `profile` (read from `profile_path`) until its progress
-/// reaches `target_iterations` (at most 20× as many iterations); None when the candidate is
-/// not a valid configuration here. `link`: the link to use instead of the profile's fit.
+/// reaches `target_iterations` (adjusted for its batch by `batch`; at most 20× as many
+/// iterations); None when the candidate is not a valid configuration here. `link`: the link to
+/// use instead of the profile's fit.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn score(
     profile_path: &Path,
     base: &TrainArgs,
@@ -295,6 +397,7 @@ pub(crate) fn score(
     profile: &TraceFile,
     target_iterations: u64,
     link: Option<LinkModel>,
+    batch: &BatchSearch,
 ) -> Result<Option<Scored>> {
     let mut train = candidate_args(base, n, cand);
     train.data = None;
@@ -318,6 +421,21 @@ pub(crate) fn score(
     let Ok(mut sim) = super::simulate::build(&sargs, &cfg, std::slice::from_ref(profile)) else {
         return Ok(None);
     };
+    let Some((target_iterations, factor)) =
+        batch.adjust(cand, sim.code().n_partitions(), target_iterations)
+    else {
+        return Ok(None);
+    };
+    if factor != 1.0 {
+        let mut scaled = profile.clone();
+        for s in scaled.workers.iter_mut().flatten() {
+            s.compute_per_share_s *= factor;
+        }
+        let Ok(again) = super::simulate::build(&sargs, &cfg, std::slice::from_ref(&scaled)) else {
+            return Ok(None);
+        };
+        sim = again;
+    }
     let k = sim.code().n_partitions().max(1) as f64;
     let (mut progress, mut walls, mut exact, mut t) = (0.0, Vec::new(), 0u64, 0u64);
     let mut elapsed = 0.0;
@@ -344,6 +462,7 @@ pub(crate) fn score(
         p50_s: percentile(&walls, 0.5),
         exact_share: exact as f64 / t.max(1) as f64,
         iterations: t,
+        target: target_iterations,
         time_to_target_s: if progress >= target_iterations as f64 {
             elapsed
         } else {
@@ -366,7 +485,13 @@ pub(crate) fn describe(c: &Candidate) -> String {
         (OnDeadline::BestEffort, Some(d)) => format!("best-effort {d} ms"),
         _ => "wait".into(),
     };
-    format!("{} s={} {policy} chunks={}", c.code.name(), c.s, c.chunks)
+    let batch = c.batch.map_or_else(String::new, |b| format!(" batch={b}"));
+    format!(
+        "{} s={} {policy} chunks={}{batch}",
+        c.code.name(),
+        c.s,
+        c.chunks
+    )
 }
 
 fn print_ranking(scored: &[Scored], target: u64, skipped: usize, top: usize) {
@@ -424,7 +549,7 @@ mod tests {
     #[test]
     fn the_search_space_has_frc_only_where_s_plus_1_divides_n() {
         let walls = [0.01, 0.02, 0.03, 0.04];
-        let c = candidates(8, &walls, None, None);
+        let c = candidates(8, &walls, &[None], None);
         let frc: Vec<usize> = c
             .iter()
             .filter(|c| c.code == CodeKind::Frc && c.chunks == 1)
@@ -438,7 +563,7 @@ mod tests {
         d.dedup();
         assert_eq!(d, vec![20.0, 30.0]);
         // One worker: uncoded only.
-        assert!(candidates(1, &walls, None, None)
+        assert!(candidates(1, &walls, &[None], None)
             .iter()
             .all(|c| c.code == CodeKind::Uncoded));
     }
@@ -459,7 +584,7 @@ mod tests {
         assert_eq!(v.0, vec![1.0, 0.5, 0.25, 1.0]);
         assert!(fit_speeds(&[w(0.1, 1.0), Vec::new()]).is_none());
         let speeds = Speeds(vec![1.0; 4]);
-        let c = candidates(4, &[], None, Some(&speeds));
+        let c = candidates(4, &[], &[None], Some(&speeds));
         let h: Vec<&Candidate> = c.iter().filter(|c| c.code == CodeKind::Hetero).collect();
         assert!(!h.is_empty() && h.iter().all(|c| c.speeds.as_ref() == Some(&speeds)));
         assert!(c
@@ -471,7 +596,7 @@ mod tests {
     #[test]
     fn a_hetero_best_config_carries_the_fitted_speeds_into_the_toml() {
         let speeds = Speeds(vec![1.0, 0.5, 1.0, 0.25]);
-        let c = candidates(4, &[], None, Some(&speeds));
+        let c = candidates(4, &[], &[None], Some(&speeds));
         let h = c.iter().find(|c| c.code == CodeKind::Hetero).unwrap();
         let toml = best_config("gradcode tune", &TrainArgs::default(), 4, h, 50).unwrap();
         assert!(toml.contains("worker-speeds = \"1,0.5,1,0.25\""), "{toml}");
@@ -484,13 +609,47 @@ mod tests {
     }
 
     #[test]
+    fn batch_candidates_need_a_noise_scale_and_fit_the_code_s_partitions() {
+        let b = |b0, phi, rows| BatchSearch {
+            b0,
+            phi,
+            rows,
+            k0: 4,
+        };
+        assert_eq!(b(Some(16), None, Some(2000)).candidates(), vec![Some(16)]);
+        assert_eq!(b(None, Some(10.0), Some(2000)).candidates(), vec![None]);
+        let all = |v: &[usize]| v.iter().map(|&x| Some(x)).collect::<Vec<_>>();
+        let search = b(Some(16), Some(100.0), Some(2000));
+        assert_eq!(search.candidates(), all(&[4, 8, 16, 32, 64]));
+        // Unknown rows: nothing above B₀.
+        assert_eq!(b(Some(16), Some(10.0), None).candidates(), all(&[4, 8, 16]));
+        assert_eq!(b(Some(2), Some(10.0), None).candidates(), all(&[1, 2]));
+        // Per candidate code: B at most the smallest of its k partitions; the compute factor
+        // B·k/(B₀·k₀) and Pollux's iterations at B·k rows.
+        let mut c = candidates(4, &[], &[Some(64)], None)[0].clone();
+        assert_eq!(search.adjust(&c, 32, 40), None); // 2000/32 = 62 < 64
+        let (it, f) = search.adjust(&c, 4, 40).unwrap();
+        assert_eq!(f, 4.0);
+        assert_eq!(
+            it,
+            crate::sim::efficiency::iterations_at(100.0, 40, 64.0, 256.0)
+        );
+        c.batch = Some(16);
+        assert_eq!(search.adjust(&c, 4, 40), Some((40, 1.0)));
+        assert_eq!(search.adjust(&c, 8, 40).unwrap().1, 2.0);
+        c.batch = None;
+        assert_eq!(search.adjust(&c, 32, 40), Some((40, 1.0)));
+    }
+
+    #[test]
     fn ranking_puts_the_fastest_first_by_the_objective() {
-        let c = candidates(4, &[], None, None);
+        let c = candidates(4, &[], &[None], None);
         let mk = |i: usize, p50: f64, ttt: f64| Scored {
             cand: c[i].clone(),
             p50_s: p50,
             exact_share: 1.0,
             iterations: 10,
+            target: 10,
             time_to_target_s: ttt,
         };
         let mut v = vec![

@@ -40,6 +40,7 @@
 
 pub mod adapt;
 mod des;
+pub mod efficiency;
 mod link;
 pub mod plan;
 mod trace;

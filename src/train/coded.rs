@@ -818,6 +818,10 @@ pub struct CodedGradients<T: Transport> {
     adapt: Option<Adaptation>,
     /// `--decode-tree G` (the leaders' results end with their member mask).
     tree: Option<usize>,
+    /// `--batch B`: rows per partition, for the gradient noise scale of an uncoded run.
+    batch: Option<usize>,
+    /// Scratch of the noise scale: the sum of the partition gradients.
+    gns_sum: Vec<f64>,
 }
 
 impl<T: Transport> CodedGradients<T> {
@@ -894,6 +898,8 @@ impl<T: Transport> CodedGradients<T> {
             supports: vec![Vec::new(); n],
             adapt: None,
             tree,
+            batch: cfg.batch,
+            gns_sum: Vec::new(),
         }
     }
 
@@ -1159,6 +1165,50 @@ impl<T: Transport> CodedGradients<T> {
             } else {
                 self.schedule.delay_s(it.t, w + 1)
             };
+        }
+    }
+
+    /// An uncoded `--batch` run: this iteration's |G|² and tr Σ estimates from the responders'
+    /// partition gradients (`sim::efficiency::noise_estimates`) into `rec`. Nothing for any
+    /// other run: a coded message is not one partition's gradient, and a compressed, chunked,
+    /// on-support or relayed one is not the plain vector either.
+    fn record_noise_scale(&mut self, rec: &mut IterationRecord) {
+        let Some(b) = self.batch else {
+            return;
+        };
+        if self.chunks != 1
+            || !self.compress.is_none()
+            || self.tree.is_some()
+            || self.adapt.is_some()
+            || self.supports.iter().any(|s| !s.is_empty())
+        {
+            return;
+        }
+        let round = self.c.round();
+        let set = &round.responders[0];
+        let code = self.decoder.code();
+        let plain = |w: usize| code.assignment(w).len() == 1 && code.coefficients(w) == [1.0];
+        if round.stale > 0 || !set.iter().all(|&w| plain(w)) {
+            return;
+        }
+        self.gns_sum.clear();
+        self.gns_sum.resize(self.dim, 0.0);
+        let mut sum_sq = 0.0;
+        for &w in set {
+            let Some(g) = self.c.payload(w, 0).get(..self.dim) else {
+                return;
+            };
+            sum_sq += g.iter().map(|x| x * x).sum::<f64>();
+            for (t, x) in self.gns_sum.iter_mut().zip(g) {
+                *t += x;
+            }
+        }
+        let total_sq = self.gns_sum.iter().map(|x| x * x).sum::<f64>();
+        if let Some((g2, trace)) =
+            crate::sim::efficiency::noise_estimates(sum_sq, total_sq, set.len(), b)
+        {
+            rec.set(Metric::GnsGradSq, g2);
+            rec.set(Metric::GnsTrace, trace);
         }
     }
 
@@ -1532,6 +1582,9 @@ impl<T: Transport> GradientEngine for CodedGradients<T> {
             f64::NAN
         };
         self.record(it, d, oracle, decode_s);
+        if d.is_some() {
+            self.record_noise_scale(it.rec);
+        }
         let check = if it.check {
             let ghat = g.clone();
             let c = self.check(d, &ghat, it.t)?;
