@@ -1,15 +1,18 @@
 //! `train --adapt` end to end under `mpirun` (issue 22 §3): a run whose straggler regime
 //! changes mid-run switches s at least once, and every iteration (the switch included) matches
 //! the serial reference to 1e-8, since the exact codes decode the full gradient whatever s is;
-//! the switches are recorded per iteration and in `/adapt`;
-//! the settings that cannot switch are refused with one line and exit 2.
+//! the switches are recorded per iteration and in `/adapt`, which a run killed after a switch
+//! keeps; the settings that cannot switch are refused with one line and exit 2.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use gradcode::io::results::{self, Metric};
 
 mod common;
-use common::{assert_one_mpi_error, gradcode, mpirun, output_text, serial, synth_logistic};
+use common::{
+    assert_one_mpi_error, gradcode, mpirun, mpirun_direct, output_text, serial, synth_logistic, BIN,
+};
 
 /// The synthetic logistic data, made once per test binary.
 fn data() -> String {
@@ -139,6 +142,101 @@ fn a_regime_change_switches_s_and_every_iteration_matches_the_reference() {
         results::read_adapt(&reference.join("run.h5")).unwrap(),
         None
     );
+}
+
+/// Pids of the gradcode ranks whose command line names `out`.
+fn rank_pids(out: &Path) -> Vec<u32> {
+    let me = std::fs::canonicalize(BIN).unwrap();
+    let out = out.display().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|p| p == me)
+                && std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains(out.as_str()))
+        })
+        .collect()
+}
+
+/// The same regime change in a run far too long to end: once a switch shows in the rows, every
+/// rank is killed with SIGKILL. `/adapt` already holds the switch (written and flushed with its
+/// iteration's row, not at the end), `gradcode report` lists it, and `gradcode recover` keeps it.
+#[test]
+fn a_run_killed_after_a_switch_keeps_its_switch_log() {
+    let _g = serial();
+    let data = data();
+    let run = fresh("adapt-killed");
+    let run_s = run.display().to_string();
+    let h5 = run.join("run.h5");
+    let mut child = mpirun_direct(5)
+        .args(["train", "--out", &run_s, "--data", &data])
+        .args([
+            "--iterations",
+            "1000000",
+            "--lr",
+            "0.5",
+            "--log-every",
+            "1000",
+        ])
+        .args(["--code", "cyclic-repetition", "-s", "0", "--adapt"])
+        .args(["--adapt-every", "5", "--adapt-max-s", "2"])
+        .args(["--straggler-model", "fixed:2:60@10"])
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let mut switched = None;
+    while switched.is_none() && start.elapsed() < Duration::from_secs(120) {
+        std::thread::sleep(Duration::from_millis(200));
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        if let Ok(rows) = results::read_rows(&h5, None) {
+            let next = rows.column(Metric::AdaptNextS);
+            switched = (0..rows.len())
+                .find(|&t| next[t].is_finite())
+                .map(|t| (t, next[t]));
+        }
+    }
+    let pids = rank_pids(&run);
+    for &pid in &pids {
+        unsafe {
+            libc::kill(pid as libc::pid_t, libc::SIGKILL);
+        }
+    }
+    let _ = child.kill();
+    let o = child.wait_with_output().unwrap();
+    let (t, new_s) = switched.unwrap_or_else(|| panic!("no switch seen: {}", output_text(&o)));
+    assert_eq!(pids.len(), 5, "{pids:?}");
+    assert_eq!(
+        results::read_str_attr(&h5, "", "status").unwrap(),
+        "running"
+    );
+    let log = results::read_adapt(&h5).unwrap().expect("no /adapt");
+    assert!(
+        !log.is_empty(),
+        "the switch after iteration {t} is not in /adapt"
+    );
+    assert_eq!((log[0].iteration, log[0].old_s), (t as u64, 0));
+    assert_eq!(log[0].new_s as f64, new_s);
+    assert!(log[0].gain > 0.1, "{log:?}");
+    assert!(log[0].reason.contains("predicted"), "{}", log[0].reason);
+    let note = format!("s 0→{} after iteration {t}", log[0].new_s);
+    let o = gradcode(&["report", h5.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", output_text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains(&note),
+        "{note} not in\n{}",
+        output_text(&o)
+    );
+    let o = gradcode(&["recover", h5.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", output_text(&o));
+    assert_eq!(
+        results::read_str_attr(&h5, "", "status").unwrap(),
+        "recovered"
+    );
+    assert_eq!(results::read_adapt(&h5).unwrap().unwrap(), log);
 }
 
 #[test]

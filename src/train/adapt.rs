@@ -130,7 +130,7 @@ pub struct Adaptation {
     window: Vec<Vec<Sample>>,
     /// First iteration of the window.
     from: u64,
-    /// The switches so far (`/adapt`).
+    /// The switches not yet taken for `/adapt`.
     switches: Vec<AdaptSwitch>,
 }
 
@@ -187,9 +187,9 @@ impl Adaptation {
         })
     }
 
-    /// The switches so far, in order.
-    pub fn switches(&self) -> &[AdaptSwitch] {
-        &self.switches
+    /// The switches since the last call, in order (each is taken once, for `/adapt`).
+    pub fn take_switches(&mut self) -> Vec<AdaptSwitch> {
+        std::mem::take(&mut self.switches)
     }
 
     /// The s in force.

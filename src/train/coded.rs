@@ -1580,8 +1580,11 @@ impl<T: Transport> GradientEngine for CodedGradients<T> {
         self.c.rejected_by_worker()
     }
 
-    fn adapt_switches(&self) -> Option<Vec<AdaptSwitch>> {
-        self.adapt.as_ref().map(|a| a.switches().to_vec())
+    fn take_adapt_switches(&mut self) -> Vec<AdaptSwitch> {
+        self.adapt
+            .as_mut()
+            .map(Adaptation::take_switches)
+            .unwrap_or_default()
     }
 }
 
