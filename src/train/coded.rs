@@ -915,8 +915,18 @@ impl<T: Transport> CodedGradients<T> {
             return Ok(());
         };
         rec.set(Metric::CodeS, a.current() as f64);
+        let deadline = a.deadline_ms();
+        rec.set(Metric::AdaptDeadlineMs, deadline.unwrap_or(f64::NAN));
         a.observe(self.c.round(), late);
-        if let Some(d) = a.after(t, &mut self.decoder)? {
+        let decided = a.after(t, &mut self.decoder)?;
+        if let Some(new) = a.deadline_ms().filter(|&new| Some(new) != deadline) {
+            log::info!(
+                "[rank 0] --adapt-deadline after iteration {t}: deadline {:.3} -> {new:.3} ms",
+                deadline.unwrap_or(f64::NAN)
+            );
+            self.c.set_deadline(Duration::from_secs_f64(new / 1e3));
+        }
+        if let Some(d) = decided {
             if d.switches() {
                 log::info!(
                     "[rank 0] --adapt after iteration {t}: s {} -> {} ({})",

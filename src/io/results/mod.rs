@@ -177,7 +177,10 @@ pub struct FinalRecord {
 
 /// One switch of `train --adapt`, a row of `/adapt`: after iteration `iteration` s went from
 /// `old_s` to `new_s` (in force from the next iteration on), for a predicted gain `gain`
-/// (1 − t(new)/t(old) per iteration) and the adapter's `reason`.
+/// (1 − t(new)/t(old) per iteration; NaN when s stayed) and the adapter's `reason`. With
+/// `--adapt-deadline`, `deadline_ms` is the deadline (old, new) in ms (columns
+/// `old_deadline_ms`, `new_deadline_ms`, NaN without it); a row whose s stays
+/// (`old_s == new_s`) changed the deadline only.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AdaptSwitch {
     pub iteration: u64,
@@ -185,6 +188,14 @@ pub struct AdaptSwitch {
     pub new_s: u64,
     pub gain: f64,
     pub reason: String,
+    pub deadline_ms: Option<(f64, f64)>,
+}
+
+impl AdaptSwitch {
+    /// Whether s changed (not only the deadline).
+    pub fn switches_s(&self) -> bool {
+        self.old_s != self.new_s
+    }
 }
 
 pub(super) fn h5e(path: &Path) -> impl Fn(hdf5::Error) -> IoError + '_ {

@@ -179,6 +179,12 @@ pub fn read_adapt(path: &Path) -> Result<Option<Vec<AdaptSwitch>>, IoError> {
     let ints = |name: &str| col(name)?.read_raw::<u64>().map_err(h5e(path));
     let (iteration, old_s, new_s) = (ints("iteration")?, ints("old_s")?, ints("new_s")?);
     let gain = col("gain")?.read_raw::<f64>().map_err(h5e(path))?;
+    // Files from before --adapt-deadline have no deadline columns.
+    let deadline = |name: &str| match g.dataset(name) {
+        Ok(d) => d.read_raw::<f64>().map_err(h5e(path)),
+        Err(_) => Ok(vec![f64::NAN; iteration.len()]),
+    };
+    let (old_deadline, new_deadline) = (deadline("old_deadline_ms")?, deadline("new_deadline_ms")?);
     let reason_ds = col("reason")?;
     let fixed = matches!(
         reason_ds.dtype().and_then(|t| t.to_descriptor()),
@@ -204,6 +210,8 @@ pub fn read_adapt(path: &Path) -> Result<Option<Vec<AdaptSwitch>>, IoError> {
         old_s.len(),
         new_s.len(),
         gain.len(),
+        old_deadline.len(),
+        new_deadline.len(),
         reason.len(),
     ];
     let len = match count {
@@ -224,6 +232,8 @@ pub fn read_adapt(path: &Path) -> Result<Option<Vec<AdaptSwitch>>, IoError> {
                 new_s: new_s[i],
                 gain: gain[i],
                 reason: reason[i].clone(),
+                deadline_ms: (old_deadline[i].is_finite() && new_deadline[i].is_finite())
+                    .then(|| (old_deadline[i], new_deadline[i])),
             })
             .collect(),
     ))

@@ -29,8 +29,39 @@ pub const ADAPT_REASON_BYTES: usize = 512;
 /// An `/adapt/reason` as written during the run.
 type LiveReason = FixedUnicode<ADAPT_REASON_BYTES>;
 
-/// The `/adapt` columns, in the order of [`ADAPT_COLUMNS`].
-const ADAPT_COLUMNS: [&str; 5] = ["iteration", "old_s", "new_s", "gain", "reason"];
+/// The `/adapt` columns (`reason` last: written last during the run).
+const ADAPT_COLUMNS: [&str; 7] = [
+    "iteration",
+    "old_s",
+    "new_s",
+    "gain",
+    "old_deadline_ms",
+    "new_deadline_ms",
+    "reason",
+];
+
+/// The integer column `name` of `rows`.
+fn adapt_ints(rows: &[AdaptSwitch], name: &str) -> Vec<u64> {
+    rows.iter()
+        .map(|w| match name {
+            "iteration" => w.iteration,
+            "old_s" => w.old_s,
+            _ => w.new_s,
+        })
+        .collect()
+}
+
+/// The float column `name` of `rows` (deadlines NaN when not refitted).
+fn adapt_floats(rows: &[AdaptSwitch], name: &str) -> Vec<f64> {
+    rows.iter()
+        .map(|w| match (name, w.deadline_ms) {
+            ("gain", _) => w.gain,
+            ("old_deadline_ms", Some((old, _))) => old,
+            ("new_deadline_ms", Some((_, new))) => new,
+            _ => f64::NAN,
+        })
+        .collect()
+}
 
 /// `reason` cut to at most [`ADAPT_REASON_BYTES`] bytes, at a character boundary.
 fn live_reason(path: &Path, reason: &str) -> Result<LiveReason, IoError> {
@@ -63,8 +94,8 @@ impl AdaptLog {
             let b = file.new_dataset_builder();
             let b = match name {
                 "reason" => b.empty::<LiveReason>(),
-                "gain" => b.empty::<f64>(),
-                _ => b.empty::<u64>(),
+                "iteration" | "old_s" | "new_s" => b.empty::<u64>(),
+                _ => b.empty::<f64>(),
             };
             let ds = b
                 .chunk(16)
@@ -90,8 +121,6 @@ impl AdaptLog {
         }
         let e = h5e(path);
         let (r, rows) = (self.written, &self.pending);
-        let ints = |f: fn(&AdaptSwitch) -> u64| rows.iter().map(f).collect::<Vec<u64>>();
-        let gain: Vec<f64> = rows.iter().map(|w| w.gain).collect();
         let reason = rows
             .iter()
             .map(|w| live_reason(path, &w.reason))
@@ -99,11 +128,11 @@ impl AdaptLog {
         for (i, ds) in self.columns.iter().enumerate() {
             ds.resize(r + k).map_err(&e)?;
             match ADAPT_COLUMNS[i] {
-                "iteration" => ds.write_slice(&ints(|w| w.iteration), s![r..r + k]),
-                "old_s" => ds.write_slice(&ints(|w| w.old_s), s![r..r + k]),
-                "new_s" => ds.write_slice(&ints(|w| w.new_s), s![r..r + k]),
-                "gain" => ds.write_slice(&gain, s![r..r + k]),
-                _ => ds.write_slice(&reason, s![r..r + k]),
+                "reason" => ds.write_slice(&reason, s![r..r + k]),
+                c @ ("iteration" | "old_s" | "new_s") => {
+                    ds.write_slice(&adapt_ints(rows, c), s![r..r + k])
+                }
+                c => ds.write_slice(&adapt_floats(rows, c), s![r..r + k]),
             }
             .map_err(&e)?;
         }
@@ -558,8 +587,9 @@ impl RunWriter {
 }
 
 /// `/adapt` as the run ends: attribute `switches` (the count) and, when there was one, the
-/// columns `iteration`, `old_s`, `new_s`, `gain` and `reason` (variable-length), one row per
-/// switch; the columns written during the run are replaced.
+/// columns `iteration`, `old_s`, `new_s`, `gain`, `old_deadline_ms`, `new_deadline_ms` and
+/// `reason` (variable-length), one row per switch; the columns written during the run are
+/// replaced.
 fn write_adapt(path: &Path, file: &File, rows: &[AdaptSwitch]) -> Result<(), IoError> {
     let e = h5e(path);
     let g = group(path, file, "adapt")?;
@@ -572,22 +602,18 @@ fn write_adapt(path: &Path, file: &File, rows: &[AdaptSwitch]) -> Result<(), IoE
     if rows.is_empty() {
         return Ok(());
     }
-    let ints = |f: fn(&AdaptSwitch) -> u64| rows.iter().map(f).collect::<Vec<u64>>();
-    for (name, v) in [
-        ("iteration", ints(|r| r.iteration)),
-        ("old_s", ints(|r| r.old_s)),
-        ("new_s", ints(|r| r.new_s)),
-    ] {
+    for name in ["iteration", "old_s", "new_s"] {
         g.new_dataset_builder()
-            .with_data(v.as_slice())
+            .with_data(adapt_ints(rows, name).as_slice())
             .create(name)
             .map_err(&e)?;
     }
-    let gain: Vec<f64> = rows.iter().map(|r| r.gain).collect();
-    g.new_dataset_builder()
-        .with_data(gain.as_slice())
-        .create("gain")
-        .map_err(&e)?;
+    for name in ["gain", "old_deadline_ms", "new_deadline_ms"] {
+        g.new_dataset_builder()
+            .with_data(adapt_floats(rows, name).as_slice())
+            .create(name)
+            .map_err(&e)?;
+    }
     let reason = rows
         .iter()
         .map(|r| vlu(path, &r.reason))
