@@ -1,15 +1,20 @@
 //! `train --adapt` end to end under `mpirun` (issue 22 §3): a run whose straggler regime
 //! changes mid-run switches s at least once, and every iteration (the switch included) matches
 //! the serial reference to 1e-8, since the exact codes decode the full gradient whatever s is;
-//! the switches are recorded per iteration and in `/adapt`;
-//! the settings that cannot switch are refused with one line and exit 2.
+//! the switches are recorded per iteration and in `/adapt`, which a run killed after a switch
+//! keeps; `--adapt-deadline` refits the deadline from the arrivals, below the user's cap, and
+//! every iteration stays exact; the settings that cannot switch are refused with one line and
+//! exit 2.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
-use gradcode::io::results::{self, Metric};
+use gradcode::io::results::{self, Metric, WorkerMetric};
 
 mod common;
-use common::{assert_one_mpi_error, gradcode, mpirun, output_text, serial, synth_logistic};
+use common::{
+    assert_one_mpi_error, gradcode, mpirun, mpirun_direct, output_text, serial, synth_logistic, BIN,
+};
 
 /// The synthetic logistic data, made once per test binary.
 fn data() -> String {
@@ -141,6 +146,212 @@ fn a_regime_change_switches_s_and_every_iteration_matches_the_reference() {
     );
 }
 
+/// Pids of the gradcode ranks whose command line names `out`.
+fn rank_pids(out: &Path) -> Vec<u32> {
+    let me = std::fs::canonicalize(BIN).unwrap();
+    let out = out.display().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|p| p == me)
+                && std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains(out.as_str()))
+        })
+        .collect()
+}
+
+/// The same regime change in a run far too long to end: once a switch shows in the rows, every
+/// rank is killed with SIGKILL. `/adapt` already holds the switch (written and flushed with its
+/// iteration's row, not at the end), `gradcode report` lists it, and `gradcode recover` keeps it.
+#[test]
+fn a_run_killed_after_a_switch_keeps_its_switch_log() {
+    let _g = serial();
+    let data = data();
+    let run = fresh("adapt-killed");
+    let run_s = run.display().to_string();
+    let h5 = run.join("run.h5");
+    let mut child = mpirun_direct(5)
+        .args(["train", "--out", &run_s, "--data", &data])
+        .args([
+            "--iterations",
+            "1000000",
+            "--lr",
+            "0.5",
+            "--log-every",
+            "1000",
+        ])
+        .args(["--code", "cyclic-repetition", "-s", "0", "--adapt"])
+        .args(["--adapt-every", "5", "--adapt-max-s", "2"])
+        .args(["--straggler-model", "fixed:2:60@10"])
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let mut switched = None;
+    while switched.is_none() && start.elapsed() < Duration::from_secs(120) {
+        std::thread::sleep(Duration::from_millis(200));
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        if let Ok(rows) = results::read_rows(&h5, None) {
+            let next = rows.column(Metric::AdaptNextS);
+            switched = (0..rows.len())
+                .find(|&t| next[t].is_finite())
+                .map(|t| (t, next[t]));
+        }
+    }
+    let pids = rank_pids(&run);
+    for &pid in &pids {
+        unsafe {
+            libc::kill(pid as libc::pid_t, libc::SIGKILL);
+        }
+    }
+    let _ = child.kill();
+    let o = child.wait_with_output().unwrap();
+    let (t, new_s) = switched.unwrap_or_else(|| panic!("no switch seen: {}", output_text(&o)));
+    assert_eq!(pids.len(), 5, "{pids:?}");
+    assert_eq!(
+        results::read_str_attr(&h5, "", "status").unwrap(),
+        "running"
+    );
+    let log = results::read_adapt(&h5).unwrap().expect("no /adapt");
+    assert!(
+        !log.is_empty(),
+        "the switch after iteration {t} is not in /adapt"
+    );
+    assert_eq!((log[0].iteration, log[0].old_s), (t as u64, 0));
+    assert_eq!(log[0].new_s as f64, new_s);
+    assert!(log[0].gain > 0.1, "{log:?}");
+    assert!(log[0].reason.contains("predicted"), "{}", log[0].reason);
+    let note = format!("s 0→{} after iteration {t}", log[0].new_s);
+    let o = gradcode(&["report", h5.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", output_text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains(&note),
+        "{note} not in\n{}",
+        output_text(&o)
+    );
+    let o = gradcode(&["recover", h5.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", output_text(&o));
+    assert_eq!(
+        results::read_str_attr(&h5, "", "status").unwrap(),
+        "recovered"
+    );
+    assert_eq!(results::read_adapt(&h5).unwrap().unwrap(), log);
+}
+
+/// `--adapt-deadline` on the same regime change, with a 500 ms cap: at every decision rank 0
+/// refits the deadline (1.5 × the 95 % nearest-rank quantile of the window's (n − s)-th
+/// arrival times, at most 500 ms), records each change in `/adapt` and in
+/// `/metrics/adapt_deadline_ms`, and every iteration still matches the serial reference.
+#[test]
+fn adapt_deadline_refits_the_deadline_below_the_cap_and_stays_exact() {
+    let _g = serial();
+    let data = data();
+    let common = ["--data", &data, "--iterations", "40", "--lr", "0.5"];
+    let reference = fresh("adapt-deadline-ref");
+    let ref_out = reference.display().to_string();
+    let mut a = vec!["train", "--reference", "--out", &ref_out];
+    a.extend(common);
+    let o = gradcode(&a);
+    assert!(o.status.success(), "{}", output_text(&o));
+    let run = fresh("adapt-deadline-run");
+    let mut a = common.to_vec();
+    a.extend([
+        "--code",
+        "cyclic-repetition",
+        "-s",
+        "0",
+        "--adapt",
+        "--adapt-every",
+        "5",
+        "--adapt-max-s",
+        "2",
+        "--deadline-ms",
+        "500",
+        "--adapt-deadline",
+        "--straggler-model",
+        "fixed:2:60@10",
+    ]);
+    let o = train_mpi(5, &run, &a);
+    assert!(o.status.success(), "{}", output_text(&o));
+    let h5 = run.join("run.h5");
+    let rows = results::read_rows(&h5, None).unwrap();
+    let ref_rows = results::read_rows(&reference.join("run.h5"), None).unwrap();
+    assert_eq!(rows.len(), 40);
+    let (loss, ref_loss) = (
+        rows.column(Metric::TrainLoss),
+        ref_rows.column(Metric::TrainLoss),
+    );
+    for t in 0..40 {
+        let rel = (loss[t] - ref_loss[t]).abs() / ref_loss[t].abs();
+        assert!(rel < 1e-8, "iteration {t}: {} vs {}", loss[t], ref_loss[t]);
+    }
+    assert!(rows.column(Metric::Exact).iter().all(|&e| e == 1.0));
+    let dl = rows.column(Metric::AdaptDeadlineMs);
+    let s = rows.column(Metric::CodeS);
+    assert!(dl.iter().take(5).all(|&v| v == 500.0), "{dl:?}");
+    let log = results::read_adapt(&h5).unwrap().unwrap();
+    // The first decision (after iteration 4, rounds 0..=4 at s = 0, no straggler yet): the
+    // 4th arrival of each round, the 5th smallest of the 5 (95 % nearest rank), × 1.5.
+    let n = 4;
+    let kth = |t: usize, k: usize| {
+        let mut a: Vec<f64> = rows
+            .row(t)
+            .worker(WorkerMetric::ArrivalS)
+            .iter()
+            .copied()
+            .filter(|v| v.is_finite())
+            .collect();
+        a.sort_by(f64::total_cmp);
+        a.get(k - 1).copied().unwrap_or(f64::INFINITY)
+    };
+    let k = n - s[5] as usize;
+    let q = (0..5).map(|t| kth(t, k)).fold(f64::NEG_INFINITY, f64::max);
+    let want = (1.5 * q * 1e3).min(500.0);
+    assert!(
+        want < 450.0,
+        "arrivals as slow as {q} s before the regime change"
+    );
+    assert_eq!(log[0].iteration, 4, "{log:?}");
+    assert_eq!(log[0].deadline_ms, Some((500.0, want)), "{log:?}");
+    assert!(log[0].reason.contains("quantile"), "{}", log[0].reason);
+    // Every row carries the deadline, never above the cap; the metric follows the log: the
+    // deadline changes only after a row, to its new value.
+    let mut prev = (500.0, 0.0);
+    for row in &log {
+        let (old, new) = row.deadline_ms.expect("no deadline in a row");
+        assert!(new <= 500.0 && new > 0.0, "{row:?}");
+        assert_eq!(old, prev.0, "{row:?}");
+        let t = row.iteration as usize;
+        assert_eq!(dl[t], old, "{row:?}");
+        if t + 1 < 40 {
+            assert_eq!(dl[t + 1], new, "{row:?}");
+        }
+        assert!(row.switches_s() || (new - old).abs() > 0.1 * old, "{row:?}");
+        prev = (new, 0.0);
+    }
+    let changes = log.iter().map(|r| r.iteration as usize).collect::<Vec<_>>();
+    for t in 0..39 {
+        if !changes.contains(&t) {
+            assert_eq!(dl[t + 1], dl[t], "deadline changed after {t} without a row");
+        }
+    }
+    // The s switches are still the rows that change s (`report` lists only those).
+    let next = rows.column(Metric::AdaptNextS);
+    let switched: Vec<u64> = (0..40)
+        .filter(|&t| next[t].is_finite())
+        .map(|t| t as u64)
+        .collect();
+    let in_log: Vec<u64> = log
+        .iter()
+        .filter(|r| r.switches_s())
+        .map(|r| r.iteration)
+        .collect();
+    assert_eq!(switched, in_log, "{log:?}");
+}
+
 #[test]
 fn settings_that_cannot_switch_are_refused() {
     let _g = serial();
@@ -159,4 +370,8 @@ fn settings_that_cannot_switch_are_refused() {
         assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
         assert_one_mpi_error(&o, expect);
     }
+    let a = ["--data", &data, "--iterations", "3", "--adapt-deadline"];
+    let o = train_mpi(5, &out, &a);
+    assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
+    assert_one_mpi_error(&o, "--adapt-deadline");
 }

@@ -396,6 +396,7 @@ fn writer(path: &std::path::Path, workers: usize, layers: usize) -> RunWriter {
         code_matrix: Array2::ones((1, 1)),
         n_workers: workers,
         n_layers: layers,
+        adapt: false,
         ..Default::default()
     };
     RunWriter::create(path, &meta, None).unwrap()

@@ -203,6 +203,7 @@ fn results_file(
         code_matrix: Array2::ones((1, 1)),
         n_workers: workers,
         n_layers: net.layers(),
+        adapt: false,
     };
     Ok(RunWriter::create(&path, &meta, initial.as_ref())?)
 }

@@ -108,6 +108,7 @@ fn setup_rank0(cfg: &MatmulConfig, code: &PolyCode, size: usize) -> Result<Rank0
         code_matrix: Array2::ones((1, 1)),
         n_workers: cfg.workers(),
         n_layers: 0,
+        adapt: false,
     };
     log::info!(
         "[rank 0] gradcode {} matmul: Aᵀ B with A {} × {}, B {} × {}, code {} (n = {}, m = {}, p = {}, threshold {})",

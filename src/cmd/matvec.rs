@@ -157,6 +157,7 @@ fn setup_rank0(
         code_matrix: code.generator().as_standard_layout().into_owned(),
         n_workers: cfg.workers(),
         n_layers: 0,
+        adapt: false,
     };
     log::info!(
         "[rank 0] gradcode {} matvec: {} × {} {} matrix, code {} (n = {}, k = {}, {} data blocks of {} rows)",

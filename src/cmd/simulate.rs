@@ -279,6 +279,7 @@ fn meta(cfg: &RunConfig, sim: &Simulator, replayed: &str) -> RunMeta {
         code_matrix: code.matrix(),
         n_workers: cfg.workers(),
         n_layers: 0,
+        adapt: false,
     }
 }
 

@@ -620,6 +620,7 @@ fn setup_rank0(
         // The reference with --batch knows a worker count (its partitions) but has no workers.
         n_workers: if cfg.reference { 0 } else { cfg.workers() },
         n_layers: 0,
+        adapt: cfg.adapts(),
     };
     let writer = RunWriter::create(&cfg.job.results_path(), &meta, initial.as_ref())?;
     Ok(Rank0 {

@@ -684,6 +684,11 @@ impl<T: Transport> Collector<T> {
         }
     }
 
+    /// Change the deadline of the rounds to come (`train --adapt --adapt-deadline`).
+    pub fn set_deadline(&mut self, deadline: Duration) {
+        self.spec.deadline = deadline;
+    }
+
     /// End the collection of the current round: what arrives for it from now on is late.
     pub fn end(&mut self) {
         self.round.collecting = false;

@@ -261,6 +261,13 @@ pub struct TrainArgs {
     #[arg(long, value_name = "S")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adapt_max_s: Option<usize>,
+    /// With --adapt: at each decision also refit the deadline to 1.5 × the 95th percentile
+    /// of the window's (n − s)-th arrival time, capped by --deadline-ms; each change is
+    /// recorded in /adapt and per iteration in /metrics/adapt_deadline_ms. Decoding stays
+    /// exact (--on-deadline wait).
+    #[arg(long)]
+    #[serde(default)]
+    pub adapt_deadline: bool,
     /// Tree decode (issue 20 §4): the workers form groups of G consecutive ranks; the first of
     /// each (its leader) gathers its members' coded results, decodes its group's block sum and
     /// forwards ONE combined result, so rank 0 receives n/G results instead of n. The code is
@@ -386,6 +393,9 @@ pub struct RunConfig {
     /// `--adapt`: the largest s (the partitions every worker holds); None without --adapt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adapt_max_s: Option<usize>,
+    /// `--adapt-deadline`: refit the deadline at each decision of --adapt.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub adapt_deadline: bool,
     /// Continue from the checkpoint (operational: never written back).
     #[serde(skip)]
     pub resume: bool,
@@ -498,6 +508,7 @@ impl RunConfig {
             adapt_every: 0,
             adapt_confirm: 0,
             adapt_max_s: None,
+            adapt_deadline: false,
             decode_tree: args.decode_tree.or(file.decode_tree),
             resume: args.resume || file.resume,
             reference,
@@ -513,7 +524,15 @@ impl RunConfig {
         let every = args.adapt_every.or(file.adapt_every);
         let confirm = args.adapt_confirm.or(file.adapt_confirm);
         let max_s = args.adapt_max_s.or(file.adapt_max_s);
+        let deadline = args.adapt_deadline || file.adapt_deadline;
         if !(args.adapt || file.adapt) {
+            if deadline {
+                return Err(invalid(
+                    "adapt-deadline",
+                    "true",
+                    "applies only with --adapt",
+                ));
+            }
             if let Some((name, v)) = every
                 .map(|e| ("adapt-every", e.to_string()))
                 .or(confirm.map(|c| ("adapt-confirm", c.to_string())))
@@ -532,6 +551,7 @@ impl RunConfig {
             return Err(invalid("adapt-confirm", 0, "must be at least 1"));
         }
         self.adapt_max_s = Some(max_s.unwrap_or(self.stragglers + 1));
+        self.adapt_deadline = deadline;
         self.check_adapt()?;
         Ok(self)
     }
@@ -1211,6 +1231,10 @@ impl RunConfig {
 
 fn is_constant(s: &LrSchedule) -> bool {
     *s == LrSchedule::Constant
+}
+
+fn is_false(v: &bool) -> bool {
+    !v
 }
 
 fn is_zero(v: &u64) -> bool {

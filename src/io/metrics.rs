@@ -119,6 +119,9 @@ metric_enum! {
         /// Result messages rank 0 received during this iteration (those of
         /// [`Metric::BytesReceived`]): only the leaders' with `--decode-tree G`.
         MessagesReceived => "messages_received",
+        /// `train --adapt --adapt-deadline`: the deadline in force this iteration, in ms (NaN
+        /// without it).
+        AdaptDeadlineMs => "adapt_deadline_ms",
         /// An uncoded `--batch` run: this iteration's estimate of |G|², the squared norm of the
         /// true per-row gradient, from the workers' partition gradients and their sum (the
         /// gradient noise scale, `sim::efficiency`; NaN otherwise).
@@ -545,15 +548,16 @@ mod tests {
         assert_eq!(names[..4], ["iteration", "wall_s", "elapsed_s", "decode_s"]);
         // 20 until minibatches added `epoch`, at the end so older files read as before; then
         // pdADMM's six, then compression's two, then K-FAC's three, then --adapt's three, then
-        // the tree decode's message count, then the gradient noise scale's two.
-        assert_eq!(Metric::COUNT, 38);
+        // the tree decode's message count, then --adapt-deadline's deadline, then the gradient
+        // noise scale's two.
+        assert_eq!(Metric::COUNT, 39);
         assert_eq!(names[20], "epoch");
         assert_eq!(LayerMetric::Tau.path(), "layers/tau");
         assert_eq!(names[27..29], ["compress_rel_err", "decode_weight_sq"]);
         assert_eq!(names[29..32], ["kfac_s", "kfac_eig_s", "kfac_nu"]);
         assert_eq!(names[32..35], ["code_s", "adapt_next_s", "adapt_gain"]);
-        assert_eq!(names[35], "messages_received");
-        assert_eq!(names[36..38], ["gns_grad_sq", "gns_trace"]);
+        assert_eq!(names[35..37], ["messages_received", "adapt_deadline_ms"]);
+        assert_eq!(names[37..39], ["gns_grad_sq", "gns_trace"]);
         assert_eq!(WorkerMetric::ArrivalS.path(), "timing/arrival_s");
         assert_eq!(WorkerMetric::InjectedS.path(), "stragglers/injected_s");
         assert_eq!(WorkerMetric::PlannedS.path(), "stragglers/planned_s");

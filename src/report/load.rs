@@ -54,7 +54,8 @@ pub struct LoadedRun {
     pub verdict: Option<String>,
     /// What is missing or unreadable, one phrase each (e.g. "no /validation").
     pub missing: Vec<String>,
-    /// The s switches of a `train --adapt` run (`/adapt`; empty for other runs).
+    /// The s switches of a `train --adapt` run (the `/adapt` rows that change s, not the
+    /// deadline only; empty for other runs).
     pub switches: Vec<results::AdaptSwitch>,
 }
 
@@ -202,7 +203,11 @@ pub fn load(path: &Path) -> Result<LoadedRun, IoError> {
     }
 
     let switches = match results::read_adapt(&path) {
-        Ok(v) => v.unwrap_or_default(),
+        Ok(v) => v
+            .unwrap_or_default()
+            .into_iter()
+            .filter(results::AdaptSwitch::switches_s)
+            .collect(),
         Err(e) => {
             missing.push(format!("/adapt unreadable ({e})"));
             Vec::new()

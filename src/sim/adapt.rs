@@ -16,7 +16,8 @@
 //!
 //! Pure and MPI-free. It does not choose the deadline: `train --adapt` runs under
 //! `--on-deadline wait` (exact decoding every iteration), where the deadline only marks the
-//! stragglers, so a switch keeps it. It does not choose the code family, chunks or batch.
+//! stragglers; `--adapt-deadline` refits it from the arrivals in `train::adapt`. It does not
+//! choose the code family, chunks or batch.
 
 use super::des::{SimSettings, Simulator};
 use super::trace::{ReplayOrder, Sample, Trace, TraceFile};

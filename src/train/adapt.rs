@@ -14,8 +14,15 @@
 //!   message's phase (phase = the s in force), decodes with that s's decoder, and a worker
 //!   answers a post of phase s with the coded gradient of code s.
 //!
-//! Not done here: switching the code family, chunks, the deadline, or loading partitions in
-//! the background (they are all loaded up front).
+//! - **The deadline** (`--adapt-deadline`): at each decision rank 0 also refits it from the
+//!   window's arrivals ([`fit_deadline_ms`]: the [`DEADLINE_QUANTILE`] quantile of the time of
+//!   the (n − s)-th arrival, s the one in force after the decision, times [`DEADLINE_MARGIN`],
+//!   capped by `--deadline-ms`) and changes it when it moves by more than
+//!   [`DEADLINE_CHANGE`]. Under `--on-deadline wait` (the only policy with `--adapt`) decoding
+//!   stays exact: the deadline marks the point past which rank 0 is waiting for stragglers.
+//!
+//! Not done here: switching the code family or chunks, or loading partitions in the
+//! background (they are all loaded up front).
 
 use std::ops::Range;
 
@@ -36,6 +43,46 @@ use super::coded::Shard;
 pub const ADAPT_MARGIN: f64 = 0.10;
 /// Simulated iterations per candidate s and decision.
 const HORIZON: u64 = 200;
+/// `--adapt-deadline`: the quantile of the window's (n − s)-th arrival times fitted.
+pub const DEADLINE_QUANTILE: f64 = 0.95;
+/// `--adapt-deadline`: the deadline is this multiple of that quantile (below the cap).
+pub const DEADLINE_MARGIN: f64 = 1.5;
+/// `--adapt-deadline`: the deadline changes only when the fit moves it by more than this
+/// fraction.
+pub const DEADLINE_CHANGE: f64 = 0.10;
+
+/// The deadline in ms fitted to a window: per round, the time of its `k`-th arrival (seconds;
+/// infinite when fewer than `k` arrived on time), their [`DEADLINE_QUANTILE`] quantile (the
+/// nearest rank: the ⌈q·m⌉-th smallest of m), times [`DEADLINE_MARGIN`], at most `cap_ms`.
+/// None for an empty window.
+pub fn fit_deadline_ms(rounds: &[Vec<f64>], k: usize, cap_ms: f64) -> Option<f64> {
+    let mut kth: Vec<f64> = rounds
+        .iter()
+        .map(|a| {
+            let mut on_time: Vec<f64> = a.iter().copied().filter(|v| v.is_finite()).collect();
+            on_time.sort_by(f64::total_cmp);
+            match k {
+                0 => 0.0,
+                _ => on_time.get(k - 1).copied().unwrap_or(f64::INFINITY),
+            }
+        })
+        .collect();
+    if kth.is_empty() {
+        return None;
+    }
+    kth.sort_by(f64::total_cmp);
+    let rank = (DEADLINE_QUANTILE * kth.len() as f64).ceil() as usize;
+    let q = kth[rank.clamp(1, kth.len()) - 1];
+    Some((DEADLINE_MARGIN * q * 1e3).min(cap_ms))
+}
+
+/// `--adapt-deadline`: the deadline in force, its cap and the window's arrival times.
+struct DeadlineFit {
+    cap_ms: f64,
+    current_ms: f64,
+    /// Per round of the window, the seconds from post to each worker's arrival (NaN: none).
+    rounds: Vec<Vec<f64>>,
+}
 
 /// Every code s = 0..=max_s of `cfg`'s family (None where the family has no such code).
 fn codes(cfg: &RunConfig, kind: CodeKind, max_s: usize) -> Vec<Option<Box<dyn GradientCode>>> {
@@ -130,8 +177,10 @@ pub struct Adaptation {
     window: Vec<Vec<Sample>>,
     /// First iteration of the window.
     from: u64,
-    /// The switches so far (`/adapt`).
+    /// The switches not yet taken for `/adapt`.
     switches: Vec<AdaptSwitch>,
+    /// `--adapt-deadline`: the deadline refitted at each decision.
+    deadline: Option<DeadlineFit>,
 }
 
 impl Adaptation {
@@ -184,12 +233,17 @@ impl Adaptation {
             window: vec![Vec::new(); n],
             from: 0,
             switches: Vec::new(),
+            deadline: cfg.adapt_deadline.then(|| DeadlineFit {
+                cap_ms: cfg.job.deadline_ms,
+                current_ms: cfg.job.deadline_ms,
+                rounds: Vec::new(),
+            }),
         })
     }
 
-    /// The switches so far, in order.
-    pub fn switches(&self) -> &[AdaptSwitch] {
-        &self.switches
+    /// The switches since the last call, in order (each is taken once, for `/adapt`).
+    pub fn take_switches(&mut self) -> Vec<AdaptSwitch> {
+        std::mem::take(&mut self.switches)
     }
 
     /// The s in force.
@@ -202,6 +256,11 @@ impl Adaptation {
         self.adapter.settings().max_s
     }
 
+    /// `--adapt-deadline`: the deadline in force, in ms (None without it).
+    pub fn deadline_ms(&self) -> Option<f64> {
+        self.deadline.as_ref().map(|d| d.current_ms)
+    }
+
     fn sample(&self, compute_s: f64, injected_s: f64) -> Option<Sample> {
         (compute_s.is_finite() && injected_s.is_finite()).then(|| Sample {
             compute_per_share_s: compute_s / self.adapter.share(self.current()),
@@ -212,6 +271,9 @@ impl Adaptation {
 
     /// The on-time results of a round and the late arrivals drained during it.
     pub fn observe(&mut self, round: &Round, late: &[LateArrival]) {
+        if let Some(d) = &mut self.deadline {
+            d.rounds.push(round.arrival_s.clone());
+        }
         for w in 0..self.window.len() {
             if round.parts_in[w] > 0 {
                 if let Some(s) = self.sample(round.compute_s[w], round.injected_s[w]) {
@@ -244,14 +306,74 @@ impl Adaptation {
             })?;
             std::mem::swap(decoder, &mut next);
             self.parked[d.old_s] = Some(next);
+        }
+        let n = self.window.len();
+        let deadline = self.deadline.as_mut().and_then(|f| {
+            let k = n - d.new_s;
+            let fitted = fit_deadline_ms(&f.rounds, k, f.cap_ms);
+            let m = f.rounds.len();
+            f.rounds.clear();
+            let new = fitted.filter(|&v| (v - f.current_ms).abs() > DEADLINE_CHANGE * f.current_ms)?;
+            let old = std::mem::replace(&mut f.current_ms, new);
+            let why = format!(
+                "deadline {old:.3} -> {new:.3} ms: {DEADLINE_MARGIN} × the {:.0} % quantile of the time of arrival {k} of {n} (n − s) over {m} iterations (cap {:.3} ms)",
+                DEADLINE_QUANTILE * 100.0,
+                f.cap_ms
+            );
+            Some((old, new, why))
+        });
+        if d.switches() || deadline.is_some() {
+            let (reason, gain) = match (&deadline, d.switches()) {
+                (Some((_, _, why)), true) => (format!("{}; {why}", d.reason), d.gain),
+                (Some((_, _, why)), false) => (why.clone(), f64::NAN),
+                (None, _) => (d.reason.clone(), d.gain),
+            };
+            let current = self.deadline_ms();
             self.switches.push(AdaptSwitch {
                 iteration: t,
                 old_s: d.old_s as u64,
                 new_s: d.new_s as u64,
-                gain: d.gain,
-                reason: d.reason.clone(),
+                gain,
+                reason,
+                deadline_ms: deadline
+                    .map(|(old, new, _)| (old, new))
+                    .or(current.map(|c| (c, c))),
             });
         }
         Ok(Some(d))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_deadline_fit_is_the_margin_times_the_quantile_of_the_kth_arrival_below_the_cap() {
+        let nan = f64::NAN;
+        // 20 rounds of 4 workers: the 3rd arrival of round r is (r + 1) ms, the 4th 50 ms.
+        let rounds: Vec<Vec<f64>> = (0..20)
+            .map(|r| {
+                let third = (r + 1) as f64 * 1e-3;
+                vec![0.05, third * 0.5, third, third * 0.25]
+            })
+            .collect();
+        // The 95 % nearest rank of 20 is the 19th smallest: 19 ms, × 1.5.
+        let fit = fit_deadline_ms(&rounds, 3, 1e4).unwrap();
+        assert!((fit - 1.5 * 19.0).abs() < 1e-9, "{fit}");
+        assert!((fit_deadline_ms(&rounds, 4, 1e4).unwrap() - 75.0).abs() < 1e-9);
+        // Capped by the user's deadline.
+        assert_eq!(fit_deadline_ms(&rounds, 3, 20.0), Some(20.0));
+        // The 4th arrival missing (NaN: not on time) in one round of 20: the 19th smallest is
+        // still 50 ms; in two, it is unknown (infinite) and the fit is the cap.
+        let mut missing = rounds.clone();
+        missing[0][0] = nan;
+        assert!((fit_deadline_ms(&missing, 4, 300.0).unwrap() - 75.0).abs() < 1e-9);
+        missing[1][0] = nan;
+        assert_eq!(fit_deadline_ms(&missing, 4, 300.0), Some(300.0));
+        assert_eq!(fit_deadline_ms(&[], 3, 300.0), None);
+        // A single round: its k-th arrival.
+        let one = [vec![0.004, 0.001, nan]];
+        assert!((fit_deadline_ms(&one, 2, 1e4).unwrap() - 6.0).abs() < 1e-9);
     }
 }

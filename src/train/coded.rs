@@ -921,8 +921,18 @@ impl<T: Transport> CodedGradients<T> {
             return Ok(());
         };
         rec.set(Metric::CodeS, a.current() as f64);
+        let deadline = a.deadline_ms();
+        rec.set(Metric::AdaptDeadlineMs, deadline.unwrap_or(f64::NAN));
         a.observe(self.c.round(), late);
-        if let Some(d) = a.after(t, &mut self.decoder)? {
+        let decided = a.after(t, &mut self.decoder)?;
+        if let Some(new) = a.deadline_ms().filter(|&new| Some(new) != deadline) {
+            log::info!(
+                "[rank 0] --adapt-deadline after iteration {t}: deadline {:.3} -> {new:.3} ms",
+                deadline.unwrap_or(f64::NAN)
+            );
+            self.c.set_deadline(Duration::from_secs_f64(new / 1e3));
+        }
+        if let Some(d) = decided {
             if d.switches() {
                 log::info!(
                     "[rank 0] --adapt after iteration {t}: s {} -> {} ({})",
@@ -1633,8 +1643,11 @@ impl<T: Transport> GradientEngine for CodedGradients<T> {
         self.c.rejected_by_worker()
     }
 
-    fn adapt_switches(&self) -> Option<Vec<AdaptSwitch>> {
-        self.adapt.as_ref().map(|a| a.switches().to_vec())
+    fn take_adapt_switches(&mut self) -> Vec<AdaptSwitch> {
+        self.adapt
+            .as_mut()
+            .map(Adaptation::take_switches)
+            .unwrap_or_default()
     }
 }
 

@@ -91,8 +91,9 @@ pub trait GradientEngine {
     fn rejected(&self) -> Vec<u64> {
         vec![0; self.workers()]
     }
-    /// `train --adapt`: the switches of s so far (None: the engine does not adapt).
-    fn adapt_switches(&self) -> Option<Vec<AdaptSwitch>> {
-        None
+    /// `train --adapt`: the switches of s decided since the last call (for `/adapt`, written
+    /// with the iteration's row).
+    fn take_adapt_switches(&mut self) -> Vec<AdaptSwitch> {
+        Vec::new()
     }
 }

@@ -389,6 +389,9 @@ impl<'a> Trainer<'a> {
         self.evaluate(t);
         self.rec.set(Metric::ElapsedS, self.elapsed());
         let diverged = stepped && self.diverged(t, loss);
+        for switch in engine.take_adapt_switches() {
+            self.writer.append_adapt(&switch)?;
+        }
         self.append()?;
         self.log_progress(t, engine.workers());
         if diverged {
@@ -633,7 +636,8 @@ impl<'a> Trainer<'a> {
             validation: std::mem::take(&mut self.validation),
             summary,
             per_worker,
-            adapt: engine.adapt_switches(),
+            // `/adapt`: the switches appended during the run.
+            adapt: None,
         };
         if let Err(e) = self.writer.finish(&fin) {
             log::error!("[rank 0] could not finish the results file: {e}");

@@ -22,6 +22,14 @@
 //! run `h5clear -s run.h5` once for tools that open it normally) with status `running` and every
 //! finished iteration. [`RunWriter::finish`] leaves SWMR mode, then writes the final groups and
 //! the status.
+//!
+//! `/adapt` (`train --adapt`, one row per switch of s: `iteration`, `old_s`, `new_s`, `gain`,
+//! `reason`) is created empty with the file and each switch is appended and flushed with the
+//! iteration's row, so a killed run keeps its switch log. A file in SWMR mode takes no
+//! variable-length strings nor attributes, so during the run `reason` is a fixed-length UTF-8
+//! string of [`ADAPT_REASON_BYTES`] bytes and the count attribute `switches` is missing (the
+//! rows present in every column count); [`RunWriter::finish`] (and `gradcode recover`) rewrite
+//! `reason` as variable-length strings and add `switches`. [`read_adapt`] reads both forms.
 
 use std::path::Path;
 
@@ -38,7 +46,7 @@ mod writer;
 
 pub use read::{open, read_adapt, read_num_attr, read_rows, read_str_attr, read_vector, status};
 pub use recover::{recover, Recovery};
-pub use writer::{RunWriter, FLUSH_INTERVAL};
+pub use writer::{RunWriter, ADAPT_REASON_BYTES, FLUSH_INTERVAL};
 
 /// Version of this layout, written as `schema_version`.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -143,6 +151,9 @@ pub struct RunMeta {
     /// Number of layers of a pdADMM run (`/layers/*` columns); 0 for every other job, which
     /// then has no `/layers` group.
     pub n_layers: usize,
+    /// `train --adapt`: create `/adapt` with empty columns that [`RunWriter::append_adapt`]
+    /// extends during the run (false: no `/adapt` group unless [`FinalRecord::adapt`] asks).
+    pub adapt: bool,
 }
 
 /// What is written when the run ends.
@@ -158,13 +169,18 @@ pub struct FinalRecord {
     pub summary: Vec<(String, AttrValue)>,
     /// Per-worker summary columns in `/summary` (name, values of length n).
     pub per_worker: Vec<(String, Vec<f64>)>,
-    /// `train --adapt`: the switches of s, written to `/adapt` (None: no `/adapt` group).
+    /// `/adapt` written as these switches of s (`gradcode recover`). None: the switches
+    /// appended with [`RunWriter::append_adapt`] when the file was created with
+    /// [`RunMeta::adapt`], else no `/adapt` group.
     pub adapt: Option<Vec<AdaptSwitch>>,
 }
 
 /// One switch of `train --adapt`, a row of `/adapt`: after iteration `iteration` s went from
 /// `old_s` to `new_s` (in force from the next iteration on), for a predicted gain `gain`
-/// (1 − t(new)/t(old) per iteration) and the adapter's `reason`.
+/// (1 − t(new)/t(old) per iteration; NaN when s stayed) and the adapter's `reason`. With
+/// `--adapt-deadline`, `deadline_ms` is the deadline (old, new) in ms (columns
+/// `old_deadline_ms`, `new_deadline_ms`, NaN without it); a row whose s stays
+/// (`old_s == new_s`) changed the deadline only.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AdaptSwitch {
     pub iteration: u64,
@@ -172,6 +188,14 @@ pub struct AdaptSwitch {
     pub new_s: u64,
     pub gain: f64,
     pub reason: String,
+    pub deadline_ms: Option<(f64, f64)>,
+}
+
+impl AdaptSwitch {
+    /// Whether s changed (not only the deadline).
+    pub fn switches_s(&self) -> bool {
+        self.old_s != self.new_s
+    }
 }
 
 pub(super) fn h5e(path: &Path) -> impl Fn(hdf5::Error) -> IoError + '_ {

@@ -3,12 +3,13 @@
 
 use std::path::Path;
 
-use hdf5::types::VarLenUnicode;
+use hdf5::types::{FixedUnicode, TypeDescriptor, VarLenUnicode};
 use hdf5::{Dataset, File, OpenMode};
 use ndarray::{s, Array1, Array2};
 
 use super::{
-    h5e, AdaptSwitch, IoError, LateColumn, LateRow, LayerMetric, Metric, RecordedRows, WorkerMetric,
+    h5e, AdaptSwitch, IoError, LateColumn, LateRow, LayerMetric, Metric, RecordedRows,
+    WorkerMetric, ADAPT_REASON_BYTES,
 };
 
 fn read_f64_attr(file: &File, name: &str) -> Option<f64> {
@@ -159,17 +160,16 @@ pub fn read_num_attr(path: &Path, group: &str, name: &str) -> Result<f64, IoErro
 }
 
 /// The switches of a `train --adapt` run (`/adapt`); None when the run did not adapt (no
-/// `/adapt` group).
+/// `/adapt` group). A file still being written (or killed) has no `switches` attribute yet: its
+/// rows are those present in every column, `reason` as the run wrote it (fixed-length).
 pub fn read_adapt(path: &Path) -> Result<Option<Vec<AdaptSwitch>>, IoError> {
     let file = open(path)?;
     let Ok(g) = file.group("adapt") else {
         return Ok(None);
     };
-    let n = g
-        .attr("switches")
-        .and_then(|a| a.read_scalar::<u64>())
-        .map_err(|_| IoError::layout(path, "no attribute switches on /adapt"))?;
-    if n == 0 {
+    let count = g.attr("switches").and_then(|a| a.read_scalar::<u64>());
+    let finished = count.is_ok();
+    if count.as_ref().is_ok_and(|&n| n == 0) {
         return Ok(Some(Vec::new()));
     }
     let col = |name: &str| {
@@ -179,20 +179,46 @@ pub fn read_adapt(path: &Path) -> Result<Option<Vec<AdaptSwitch>>, IoError> {
     let ints = |name: &str| col(name)?.read_raw::<u64>().map_err(h5e(path));
     let (iteration, old_s, new_s) = (ints("iteration")?, ints("old_s")?, ints("new_s")?);
     let gain = col("gain")?.read_raw::<f64>().map_err(h5e(path))?;
-    let reason = col("reason")?
-        .read_raw::<VarLenUnicode>()
-        .map_err(h5e(path))?;
-    let len = n as usize;
-    if [
+    // Files from before --adapt-deadline have no deadline columns.
+    let deadline = |name: &str| match g.dataset(name) {
+        Ok(d) => d.read_raw::<f64>().map_err(h5e(path)),
+        Err(_) => Ok(vec![f64::NAN; iteration.len()]),
+    };
+    let (old_deadline, new_deadline) = (deadline("old_deadline_ms")?, deadline("new_deadline_ms")?);
+    let reason_ds = col("reason")?;
+    let fixed = matches!(
+        reason_ds.dtype().and_then(|t| t.to_descriptor()),
+        Ok(TypeDescriptor::FixedUnicode(_) | TypeDescriptor::FixedAscii(_))
+    );
+    let reason: Vec<String> = if fixed {
+        reason_ds
+            .read_raw::<FixedUnicode<ADAPT_REASON_BYTES>>()
+            .map_err(h5e(path))?
+            .iter()
+            .map(|r| r.as_str().to_string())
+            .collect()
+    } else {
+        reason_ds
+            .read_raw::<VarLenUnicode>()
+            .map_err(h5e(path))?
+            .iter()
+            .map(|r| r.as_str().to_string())
+            .collect()
+    };
+    let lens = [
         iteration.len(),
         old_s.len(),
         new_s.len(),
         gain.len(),
+        old_deadline.len(),
+        new_deadline.len(),
         reason.len(),
-    ]
-    .iter()
-    .any(|&l| l != len)
-    {
+    ];
+    let len = match count {
+        Ok(n) => n as usize,
+        Err(_) => lens.iter().copied().min().unwrap_or(0),
+    };
+    if finished && lens.iter().any(|&l| l != len) {
         return Err(IoError::layout(
             path,
             format!("/adapt columns are not all of {len} rows"),
@@ -205,7 +231,9 @@ pub fn read_adapt(path: &Path) -> Result<Option<Vec<AdaptSwitch>>, IoError> {
                 old_s: old_s[i],
                 new_s: new_s[i],
                 gain: gain[i],
-                reason: reason[i].as_str().to_string(),
+                reason: reason[i].clone(),
+                deadline_ms: (old_deadline[i].is_finite() && new_deadline[i].is_finite())
+                    .then(|| (old_deadline[i], new_deadline[i])),
             })
             .collect(),
     ))

@@ -1,5 +1,5 @@
 //! `gradcode recover`: a killed run's results file made consistent, its complete iterations
-//! kept.
+//! (and a `train --adapt` run's switch log, `/adapt`) kept.
 
 use std::path::{Path, PathBuf};
 
@@ -9,8 +9,8 @@ use ndarray::Array1;
 
 use super::writer::utc_now;
 use super::{
-    h5e, open, read_rows, status, write_attrs, AttrValue, FinalRecord, IoError, RunMeta, RunWriter,
-    WorkerMetric,
+    h5e, open, read_adapt, read_rows, status, write_attrs, AttrValue, FinalRecord, IoError,
+    RunMeta, RunWriter, WorkerMetric,
 };
 
 /// What [`recover`] found and did.
@@ -59,7 +59,7 @@ fn read_attrs(loc: &hdf5::Location) -> Vec<(String, AttrValue)> {
 /// Recover the results file of a killed job (status `running`): keep its complete iterations in
 /// a consistent copy that any HDF5 reader opens normally (no SWMR flag, no `h5clear` needed),
 /// with status `recovered` (or `failed` when not one iteration is complete), the original
-/// self-description, and `/summary` attributes `iterations_run`, `recovered_from` and `error`.
+/// self-description, the `/adapt` switches written before the kill, and `/summary` attributes `iterations_run`, `recovered_from` and `error`.
 /// The copy is written next to the file, then the original is renamed to `run.h5.killed` (kept,
 /// never deleted) and the copy renamed into its place. A file whose status is not `running` is
 /// left alone.
@@ -68,6 +68,12 @@ pub fn recover(path: &Path) -> Result<Recovery, IoError> {
     let status_before = status(&file).unwrap_or_default();
     let rows = read_rows(path, None)?;
     let n_rows = rows.len();
+    // `train --adapt`: the switches written before the kill (a damaged log is dropped, not
+    // the rows).
+    let adapt = read_adapt(path).unwrap_or_else(|err| {
+        log::warn!("{}: /adapt dropped: {err}", path.display());
+        None
+    });
     if status_before != "running" {
         return Ok(Recovery {
             path: path.to_path_buf(),
@@ -106,6 +112,7 @@ pub fn recover(path: &Path) -> Result<Recovery, IoError> {
         code_matrix,
         n_workers,
         n_layers: rows.layers(),
+        adapt: false,
     };
     let root: &hdf5::Location = &file;
     let root_attrs: Vec<(String, AttrValue)> = read_attrs(root)
@@ -155,7 +162,7 @@ pub fn recover(path: &Path) -> Result<Recovery, IoError> {
                 ),
             ],
             per_worker: Vec::new(),
-            adapt: None,
+            adapt: adapt.clone(),
         })?;
         // The original creation time, schema and version (create() wrote new ones).
         let f = open_rw_retrying(&tmp)?;

@@ -10,6 +10,7 @@ fn meta(n: usize) -> RunMeta {
         code_matrix: Array2::eye(n),
         n_workers: n,
         n_layers: 0,
+        adapt: false,
     }
 }
 
@@ -200,6 +201,7 @@ fn per_layer_rows_round_trip_and_other_runs_have_no_layers_group() {
     let (n, layers) = (2, 3);
     let admm = RunMeta {
         n_layers: layers,
+        adapt: false,
         ..meta(n)
     };
     let row = |i: usize| {
@@ -259,6 +261,7 @@ fn adapt_switches_round_trip_and_a_run_without_adapt_has_no_group() {
             new_s: 2,
             gain: 0.625,
             reason: "predicted 30 ms with s = 2 against 80 ms with s = 0".into(),
+            deadline_ms: None,
         },
         AdaptSwitch {
             iteration: 39,
@@ -266,6 +269,16 @@ fn adapt_switches_round_trip_and_a_run_without_adapt_has_no_group() {
             new_s: 1,
             gain: 0.25,
             reason: "back".into(),
+            deadline_ms: None,
+        },
+        // A change of the deadline only (--adapt-deadline).
+        AdaptSwitch {
+            iteration: 44,
+            old_s: 1,
+            new_s: 1,
+            gain: f64::NAN,
+            reason: "deadline".into(),
+            deadline_ms: Some((500.0, 3.25)),
         },
     ];
     for (name, adapt) in [
@@ -282,6 +295,82 @@ fn adapt_switches_round_trip_and_a_run_without_adapt_has_no_group() {
             ..FinalRecord::default()
         })
         .unwrap();
-        assert_eq!(read_adapt(&path).unwrap(), adapt, "{name}");
+        // Debug form: a deadline-only row's gain is NaN.
+        assert_eq!(
+            format!("{:?}", read_adapt(&path).unwrap()),
+            format!("{adapt:?}"),
+            "{name}"
+        );
     }
+}
+
+#[test]
+fn adapt_switches_appended_during_the_run_survive_a_kill_and_recover() {
+    let dir = tempfile::tempdir().unwrap();
+    let adaptive = RunMeta {
+        adapt: true,
+        ..meta(2)
+    };
+    // A reason longer than the live column, with multi-byte characters across the cut.
+    let long = format!("predicted {}", "s→2 ".repeat(200));
+    let switch = |iteration: u64, reason: &str| AdaptSwitch {
+        iteration,
+        old_s: 0,
+        new_s: 2,
+        gain: 0.5,
+        reason: reason.into(),
+        deadline_ms: Some((500.0, 2.5)),
+    };
+
+    let killed = dir.path().join("killed.h5");
+    let mut w = RunWriter::create(&killed, &adaptive, None).unwrap();
+    w.append(&rec(0, 2)).unwrap();
+    w.append_adapt(&switch(1, &long)).unwrap();
+    w.append(&rec(1, 2)).unwrap();
+    // The row after a switch is written at once with the switch, whatever the interval.
+    assert_eq!(w.rows, 2);
+    w.append(&rec(2, 2)).unwrap();
+    assert_eq!(w.rows, 2);
+    std::mem::forget(w);
+    let live = read_adapt(&killed).unwrap().unwrap();
+    assert_eq!(live.len(), 1);
+    assert_eq!((live[0].iteration, live[0].old_s, live[0].new_s), (1, 0, 2));
+    assert_eq!(live[0].gain, 0.5);
+    assert!(live[0].reason.len() <= ADAPT_REASON_BYTES);
+    assert!(live[0].reason.len() > ADAPT_REASON_BYTES - 4);
+    assert!(long.starts_with(&live[0].reason));
+    // `gradcode recover` keeps the switch log, in the final form (count attribute).
+    recover(&killed).unwrap();
+    assert_eq!(read_adapt(&killed).unwrap().unwrap(), live);
+    let f = open(&killed).unwrap();
+    let n = f.group("adapt").unwrap().attr("switches").unwrap();
+    assert_eq!(n.read_scalar::<u64>().unwrap(), 1);
+
+    // A run that ends writes the switches appended, whole; none: the count and no columns.
+    for (name, switches) in [
+        ("ended.h5", vec![switch(3, &long), switch(7, "back")]),
+        ("none.h5", Vec::new()),
+    ] {
+        let path = dir.path().join(name);
+        let mut w = RunWriter::create(&path, &adaptive, None).unwrap();
+        for (i, s) in switches.iter().enumerate() {
+            w.append_adapt(s).unwrap();
+            w.append(&rec(i, 2)).unwrap();
+        }
+        w.finish(&FinalRecord {
+            status: "complete".into(),
+            ..FinalRecord::default()
+        })
+        .unwrap();
+        assert_eq!(read_adapt(&path).unwrap().unwrap(), switches, "{name}");
+        let f = open(&path).unwrap();
+        assert_eq!(
+            f.group("adapt").unwrap().link_exists("reason"),
+            !switches.is_empty()
+        );
+    }
+    // A file created without /adapt refuses a switch.
+    let plain = dir.path().join("plain.h5");
+    let mut w = RunWriter::create(&plain, &meta(2), None).unwrap();
+    assert!(w.append_adapt(&switch(0, "x")).is_err());
 }

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use hdf5::types::FixedUnicode;
 use hdf5::{Dataset, File};
 use ndarray::{s, ArrayView2};
 
@@ -19,6 +20,127 @@ pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Most rows buffered before a write, whatever the interval.
 const FLUSH_ROWS: usize = 4096;
+
+/// Bytes of an `/adapt/reason` written during the run (fixed-length: SWMR mode takes no
+/// variable-length strings); a longer reason is cut at a character boundary until
+/// [`RunWriter::finish`] rewrites the column whole.
+pub const ADAPT_REASON_BYTES: usize = 512;
+
+/// An `/adapt/reason` as written during the run.
+type LiveReason = FixedUnicode<ADAPT_REASON_BYTES>;
+
+/// The `/adapt` columns (`reason` last: written last during the run).
+const ADAPT_COLUMNS: [&str; 7] = [
+    "iteration",
+    "old_s",
+    "new_s",
+    "gain",
+    "old_deadline_ms",
+    "new_deadline_ms",
+    "reason",
+];
+
+/// The integer column `name` of `rows`.
+fn adapt_ints(rows: &[AdaptSwitch], name: &str) -> Vec<u64> {
+    rows.iter()
+        .map(|w| match name {
+            "iteration" => w.iteration,
+            "old_s" => w.old_s,
+            _ => w.new_s,
+        })
+        .collect()
+}
+
+/// The float column `name` of `rows` (deadlines NaN when not refitted).
+fn adapt_floats(rows: &[AdaptSwitch], name: &str) -> Vec<f64> {
+    rows.iter()
+        .map(|w| match (name, w.deadline_ms) {
+            ("gain", _) => w.gain,
+            ("old_deadline_ms", Some((old, _))) => old,
+            ("new_deadline_ms", Some((_, new))) => new,
+            _ => f64::NAN,
+        })
+        .collect()
+}
+
+/// `reason` cut to at most [`ADAPT_REASON_BYTES`] bytes, at a character boundary.
+fn live_reason(path: &Path, reason: &str) -> Result<LiveReason, IoError> {
+    let clean: String = reason.chars().filter(|c| *c != '\0').collect();
+    let mut end = clean.len().min(ADAPT_REASON_BYTES);
+    while !clean.is_char_boundary(end) {
+        end -= 1;
+    }
+    clean[..end]
+        .parse::<LiveReason>()
+        .map_err(|e| IoError::hdf5(path, e))
+}
+
+/// `/adapt` of a `train --adapt` run while it is written: its columns, the rows written, the
+/// rows buffered, and every row appended (rewritten whole by [`RunWriter::finish`]).
+struct AdaptLog {
+    columns: Vec<Dataset>,
+    written: usize,
+    pending: Vec<AdaptSwitch>,
+    all: Vec<AdaptSwitch>,
+}
+
+impl AdaptLog {
+    /// Create the empty, resizable columns of `/adapt` (before SWMR mode).
+    fn create(path: &Path, file: &File) -> Result<AdaptLog, IoError> {
+        let e = h5e(path);
+        group(path, file, "adapt")?;
+        let mut columns = Vec::new();
+        for name in ADAPT_COLUMNS {
+            let b = file.new_dataset_builder();
+            let b = match name {
+                "reason" => b.empty::<LiveReason>(),
+                "iteration" | "old_s" | "new_s" => b.empty::<u64>(),
+                _ => b.empty::<f64>(),
+            };
+            let ds = b
+                .chunk(16)
+                .shape(0..)
+                .create(format!("adapt/{name}").as_str())
+                .map_err(&e)?;
+            columns.push(ds);
+        }
+        Ok(AdaptLog {
+            columns,
+            written: 0,
+            pending: Vec::new(),
+            all: Vec::new(),
+        })
+    }
+
+    /// Write the buffered rows: one resize and one write per column (`reason` last, so a
+    /// reader sees a row in every column only once it is whole).
+    fn write(&mut self, path: &Path) -> Result<(), IoError> {
+        let k = self.pending.len();
+        if k == 0 {
+            return Ok(());
+        }
+        let e = h5e(path);
+        let (r, rows) = (self.written, &self.pending);
+        let reason = rows
+            .iter()
+            .map(|w| live_reason(path, &w.reason))
+            .collect::<Result<Vec<_>, _>>()?;
+        for (i, ds) in self.columns.iter().enumerate() {
+            ds.resize(r + k).map_err(&e)?;
+            match ADAPT_COLUMNS[i] {
+                "reason" => ds.write_slice(&reason, s![r..r + k]),
+                c @ ("iteration" | "old_s" | "new_s") => {
+                    ds.write_slice(&adapt_ints(rows, c), s![r..r + k])
+                }
+                c => ds.write_slice(&adapt_floats(rows, c), s![r..r + k]),
+            }
+            .map_err(&e)?;
+        }
+        self.written += k;
+        self.all.append(&mut self.pending);
+        Ok(())
+    }
+}
 
 /// Append-only writer of `run.h5`.
 pub struct RunWriter {
@@ -48,6 +170,8 @@ pub struct RunWriter {
     /// `/env` attributes learnt after creation (SWMR mode creates no attributes): written by
     /// [`RunWriter::finish`].
     late_env: Vec<(String, AttrValue)>,
+    /// `/adapt` of a `train --adapt` run (None: created without [`RunMeta::adapt`]).
+    adapt: Option<AdaptLog>,
 }
 
 impl std::fmt::Debug for RunWriter {
@@ -196,7 +320,13 @@ impl RunWriter {
                 per_layer.push(ds);
             }
         }
+        let adapt = if meta.adapt {
+            Some(AdaptLog::create(path, &file)?)
+        } else {
+            None
+        };
         let mut w = RunWriter {
+            adapt,
             path: path.to_path_buf(),
             file,
             n,
@@ -269,6 +399,10 @@ impl RunWriter {
     /// Write every buffered row: one resize and one hyperslab write per dataset.
     fn write_pending(&mut self) -> Result<(), IoError> {
         self.write_late()?;
+        // A switch before the iteration's row: a reader that sees the row sees its switch.
+        if let Some(a) = &mut self.adapt {
+            a.write(&self.path)?;
+        }
         let k = self.pending;
         if k == 0 {
             return Ok(());
@@ -335,13 +469,29 @@ impl RunWriter {
         self.pending_late.extend_from_slice(&row.values());
     }
 
+    /// Append a switch of `train --adapt` to `/adapt`: written and flushed with the next row
+    /// (at once, whatever the interval). An error when the file was created without
+    /// [`RunMeta::adapt`].
+    pub fn append_adapt(&mut self, switch: &AdaptSwitch) -> Result<(), IoError> {
+        let Some(a) = &mut self.adapt else {
+            return Err(IoError::layout(
+                &self.path,
+                "a switch of s for a file created without /adapt",
+            ));
+        };
+        a.pending.push(switch.clone());
+        Ok(())
+    }
+
     /// Append one iteration (copied; the caller may reuse `rec`). It reaches the file (written
     /// and flushed) within [`FLUSH_INTERVAL`], or at the next [`RunWriter::flush`] or
-    /// [`RunWriter::finish`].
+    /// [`RunWriter::finish`]; at once after a switch appended with [`RunWriter::append_adapt`].
     pub fn append(&mut self, rec: &IterationRecord) -> Result<(), IoError> {
         self.buffer(rec)?;
+        let switched = self.adapt.as_ref().is_some_and(|a| !a.pending.is_empty());
         // The first row goes out at once (a run being watched shows up immediately).
         if self.rows == 0
+            || switched
             || self.pending >= FLUSH_ROWS
             || self.pending_since.elapsed() >= FLUSH_INTERVAL
         {
@@ -392,6 +542,10 @@ impl RunWriter {
         drop(self.per_worker);
         drop(self.per_layer);
         drop(self.late);
+        let live = self.adapt.take().map(|a| {
+            drop(a.columns);
+            a.all
+        });
         self.file.close().map_err(&e)?;
         let file = File::open_rw(&path).map_err(&e)?;
         let model = group(&path, &file, "model")?;
@@ -422,7 +576,7 @@ impl RunWriter {
                 .create(name.as_str())
                 .map_err(&e)?;
         }
-        if let Some(rows) = &fin.adapt {
+        if let Some(rows) = fin.adapt.as_ref().or(live.as_ref()) {
             write_adapt(&path, &file, rows)?;
         }
         let status = AttrValue::Str(fin.status.trim().to_string());
@@ -432,36 +586,34 @@ impl RunWriter {
     }
 }
 
-/// `/adapt`: attribute `switches` (the count) and, when there was one, the columns
-/// `iteration`, `old_s`, `new_s`, `gain` and `reason`, one row per switch.
+/// `/adapt` as the run ends: attribute `switches` (the count) and, when there was one, the
+/// columns `iteration`, `old_s`, `new_s`, `gain`, `old_deadline_ms`, `new_deadline_ms` and
+/// `reason` (variable-length), one row per switch; the columns written during the run are
+/// replaced.
 fn write_adapt(path: &Path, file: &File, rows: &[AdaptSwitch]) -> Result<(), IoError> {
     let e = h5e(path);
     let g = group(path, file, "adapt")?;
     write_attr(path, &g, "switches", &AttrValue::U64(rows.len() as u64))?;
-    if rows.is_empty() {
-        return Ok(());
-    }
-    for name in ["iteration", "old_s", "new_s", "gain", "reason"] {
+    for name in ADAPT_COLUMNS {
         if g.link_exists(name) {
             g.unlink(name).map_err(&e)?;
         }
     }
-    let ints = |f: fn(&AdaptSwitch) -> u64| rows.iter().map(f).collect::<Vec<u64>>();
-    for (name, v) in [
-        ("iteration", ints(|r| r.iteration)),
-        ("old_s", ints(|r| r.old_s)),
-        ("new_s", ints(|r| r.new_s)),
-    ] {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    for name in ["iteration", "old_s", "new_s"] {
         g.new_dataset_builder()
-            .with_data(v.as_slice())
+            .with_data(adapt_ints(rows, name).as_slice())
             .create(name)
             .map_err(&e)?;
     }
-    let gain: Vec<f64> = rows.iter().map(|r| r.gain).collect();
-    g.new_dataset_builder()
-        .with_data(gain.as_slice())
-        .create("gain")
-        .map_err(&e)?;
+    for name in ["gain", "old_deadline_ms", "new_deadline_ms"] {
+        g.new_dataset_builder()
+            .with_data(adapt_floats(rows, name).as_slice())
+            .create(name)
+            .map_err(&e)?;
+    }
     let reason = rows
         .iter()
         .map(|r| vlu(path, &r.reason))
