@@ -201,6 +201,13 @@ fn a_model_spec_without_replay_runs_and_needs_a_compute_time() {
     assert!(o.status.success(), "{}", output_text(&o));
     let rows = results::read_rows(&out.join("run.h5"), None).unwrap();
     assert_eq!((rows.len(), rows.workers()), (20, 1000));
+    // Rank 0's result messages, counted as the real collector does: at least the n − s of a
+    // decodable set each iteration, at most one on-time and one late per worker.
+    let msgs = rows.column(results::Metric::MessagesReceived);
+    assert!(
+        msgs.iter().all(|&m| (990.0..=2000.0).contains(&m)),
+        "{msgs:?}"
+    );
     let o = simulate(&[
         "--workers",
         "8",

@@ -295,6 +295,7 @@ fn record(sim: &mut Simulator, round: &SimRound, rec: &mut IterationRecord) -> R
     rec.set(Metric::Late, f64::from(round.late));
     rec.set(Metric::Stale, f64::from(round.stale));
     rec.set(Metric::BytesReceived, round.bytes_in);
+    rec.set(Metric::MessagesReceived, f64::from(round.messages_in));
     rec.set(Metric::BytesSent, round.bytes_out);
     rec.set(Metric::DecodeS, 0.0);
     if let Some(d) = sim.decoding(round)? {
