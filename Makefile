@@ -217,7 +217,10 @@ bench-hetero: build
 
 # Less communication (issue 20): dense vs comm-efficient codes (m = 1, 2, 4) vs every compressor
 # with and without error feedback, on an Amazon-like sparse problem synthesized by `data synth
-# --zipf`, 8 workers, 100 iterations; writes results/bench/comm/README.md (a few minutes).
+# --zipf`, 8 workers, 100 iterations; writes results/bench/comm/README.md (a few minutes). Then the
+# flat against the tree decode (--decode-tree 4) at 16 and 32 workers (17 and 33 ranks, oversubscribed
+# on a small machine): rank-0 messages, bytes and time per iteration, in results/bench/comm/tree.md
+# (about a minute; PARTS=tree for these rows only, PARTS=codes for the rest).
 bench-comm: build
 	bash scripts/bench_comm.sh
 

@@ -201,6 +201,13 @@ fn a_model_spec_without_replay_runs_and_needs_a_compute_time() {
     assert!(o.status.success(), "{}", output_text(&o));
     let rows = results::read_rows(&out.join("run.h5"), None).unwrap();
     assert_eq!((rows.len(), rows.workers()), (20, 1000));
+    // Rank 0's result messages, counted as the real collector does: at least the n − s of a
+    // decodable set each iteration, at most one on-time and one late per worker.
+    let msgs = rows.column(results::Metric::MessagesReceived);
+    assert!(
+        msgs.iter().all(|&m| (990.0..=2000.0).contains(&m)),
+        "{msgs:?}"
+    );
     let o = simulate(&[
         "--workers",
         "8",
@@ -252,6 +259,10 @@ fn bad_input_is_one_line_and_exit_2() {
         ),
         (vec!["--replay", real, "--alpha-ms", "-1"], "alpha-ms"),
         (vec!["--replay", real, "--chunks", "0"], "chunks"),
+        (
+            vec!["--replay", real, "--decode-tree", "2"],
+            "--decode-tree = 2: is not simulated",
+        ),
     ] {
         let mut a = args.clone();
         a.extend(["--out", out, "--force"]);

@@ -34,9 +34,24 @@ pub fn run(args: &SimulateArgs) -> Result<i32> {
         print_link(&link, &over);
         return Ok(0);
     }
+    if let Some(g) = args.train.decode_tree {
+        return Err(SimError::invalid(
+            "decode-tree",
+            g,
+            "is not simulated: the simulator models the flat decode (every worker's message to rank 0)",
+        )
+        .into());
+    }
     let default_workers = files.iter().map(|f| f.workers.len()).max();
     let train = match files.iter().find_map(|f| f.recorded.as_deref()) {
-        Some(rec) => with_recorded_defaults(&args.train, rec),
+        Some(rec) => {
+            if let Some(g) = rec.decode_tree {
+                println!(
+                    "note: the replayed run used --decode-tree {g}; it is simulated with the flat decode"
+                );
+            }
+            with_recorded_defaults(&args.train, rec)
+        }
         None => args.train.clone(),
     };
     let cfg = RunConfig::for_simulation(&train, default_workers)?;
@@ -296,6 +311,7 @@ fn record(sim: &mut Simulator, round: &SimRound, rec: &mut IterationRecord) -> R
     rec.set(Metric::Late, f64::from(round.late));
     rec.set(Metric::Stale, f64::from(round.stale));
     rec.set(Metric::BytesReceived, round.bytes_in);
+    rec.set(Metric::MessagesReceived, f64::from(round.messages_in));
     rec.set(Metric::BytesSent, round.bytes_out);
     rec.set(Metric::DecodeS, 0.0);
     if let Some(d) = sim.decoding(round)? {

@@ -22,10 +22,18 @@
 //! more lost groups than s_out, even when the flat least-squares decode of B could still succeed
 //! ([`TreeCode::flat_decode`] tells).
 //!
+//! Fallback (a leader that is silent past the deadline): its group's members send their own
+//! messages to rank 0, which does that group's inner decode itself — y_g = Σ_m a_m (message
+//! of m) over the members that answered — and the outer decode as before. The guarantee is
+//! the same with "reaches rank 0" for a fallen-back group's members: at most s_out groups lost,
+//! a fallen-back group being lost when more than s_in of its members are missing (its silent
+//! leader counts as one of them, so with s_in = 0, or a second missing member, it is lost).
+//!
 //! As a [`GradientCode`], [`TreeCode`] is what the workers hold and send (the flat code B, its
 //! decode the two-level one) and [`RootCode`] what rank 0 decodes in `train --decode-tree G`
-//! (the outer code over the leaders' combined messages). What this module does not do: move
-//! messages (the links are `comm::group`), or choose G.
+//! (the outer code over the leaders' combined messages, and over the members' own messages
+//! of a group whose leader did not answer). What this module does not do: move messages (the
+//! links are `comm::group`), or choose G.
 
 use super::{build_with, CodeError, CodeKind, CodeOptions, Decoding, GradientCode};
 
@@ -193,7 +201,9 @@ impl TreeCode {
         super::decode::least_squares_decode(self.matrix().view(), responders)
     }
 
-    /// Rank 0's view of the code ([`RootCode`]).
+    /// Rank 0's view of the code ([`RootCode`]): a leader's row is its combination's
+    /// (C[g, j] on every piece of outer partition j), a member's its own row of B (what it
+    /// sends when it falls back to rank 0).
     pub fn root(self) -> RootCode {
         let k_in = self.inner.n_partitions();
         let (mut parts, mut coefs) = (Vec::new(), Vec::new());
@@ -206,6 +216,9 @@ impl TreeCode {
                     p.extend((0..k_in).map(|i| j * k_in + i));
                     c.extend(std::iter::repeat(cj).take(k_in));
                 }
+            } else {
+                p.clone_from(&self.parts[w]);
+                c.clone_from(&self.coefs[w]);
             }
             parts.push(p);
             coefs.push(c);
@@ -267,11 +280,14 @@ impl GradientCode for TreeCode {
     }
 }
 
-/// The tree code as rank 0 sees it: only the group leaders (workers g·G) send, the leader of
-/// group g the combination y_g = Σ_j C[g, j] h_j (its group's block sum decoded by the inner
-/// code), so rank 0 decodes the outer code C over the leaders. Over the same k_out·k_in data
-/// partitions as the workers' code: a leader's row has C[g, j] on every piece (j, i) of outer
-/// partition j, a member's row is zero.
+/// The tree code as rank 0 sees it: the group leaders (workers g·G) send, the leader of group
+/// g the combination y_g = Σ_j C[g, j] h_j (its group's block sum decoded by the inner code),
+/// so rank 0 decodes the outer code C over the leaders. Members of a group whose leader fell
+/// silent send their own messages (the fallback); rank 0 forms that group's y_g from them by
+/// the inner code. Over the same k_out·k_in data partitions as the workers' code: a leader's
+/// row has C[g, j] on every piece (j, i) of outer partition j, a member's row is its row of
+/// B. A group whose leader answered is decoded through the leader only (members' own
+/// messages of it are left out).
 #[derive(Debug)]
 pub struct RootCode {
     tree: TreeCode,
@@ -279,14 +295,94 @@ pub struct RootCode {
     coefs: Vec<Vec<f64>>,
 }
 
+/// How rank 0 has a group's y_g.
+#[derive(Debug, Clone, PartialEq)]
+enum Via {
+    /// The leader's combination.
+    Leader,
+    /// The members' own messages (indices 1..G within the group) that decode the inner code.
+    Members(Vec<usize>),
+}
+
 impl RootCode {
-    /// The groups of `responders` when every one is a leader.
-    fn groups(&self, responders: &[usize]) -> Option<Vec<usize>> {
+    /// The groups rank 0 has y_g of from `responders` (sorted), in group order, and how.
+    fn groups(&self, responders: &[usize]) -> Vec<(usize, Via)> {
         let g = self.tree.g;
-        responders
-            .iter()
-            .map(|&w| (w % g == 0).then_some(w / g))
-            .collect()
+        let mut out: Vec<(usize, Via)> = Vec::new();
+        let mut members: Vec<usize> = Vec::new();
+        let flush = |grp: usize, members: &mut Vec<usize>, out: &mut Vec<(usize, Via)>| {
+            let led = out.last().is_some_and(|(o, _)| *o == grp);
+            if !led && !members.is_empty() && self.tree.group_decodable(members) {
+                out.push((grp, Via::Members(members.clone())));
+            }
+            members.clear();
+        };
+        let mut current = None;
+        for &w in responders {
+            let grp = w / g;
+            if current != Some(grp) {
+                if let Some(c) = current {
+                    flush(c, &mut members, &mut out);
+                }
+                current = Some(grp);
+            }
+            if w % g == 0 {
+                out.push((grp, Via::Leader));
+            } else {
+                members.push(w % g);
+            }
+        }
+        if let Some(c) = current {
+            flush(c, &mut members, &mut out);
+        }
+        out
+    }
+
+    /// The decode of `responders`: outer weights b_g on the groups rank 0 has, b_g on a leader,
+    /// b_g·a_m on a fallen-back group's member m; residual against this view's rows.
+    fn hybrid_decode(&self, responders: &[usize]) -> Result<Decoding, CodeError> {
+        let g = self.tree.g;
+        let groups = self.groups(responders);
+        let ids: Vec<usize> = groups.iter().map(|(grp, _)| *grp).collect();
+        let root = self.tree.root_decode(&ids)?;
+        let (mut who, mut weights) = (Vec::new(), Vec::new());
+        let (mut exact, mut condition) = (root.exact, root.condition);
+        // The outer weights belong to root.responders (the groups it used, sorted).
+        for (&grp, &b) in root.responders.iter().zip(&root.weights) {
+            let Some((_, via)) = groups.iter().find(|(o, _)| *o == grp) else {
+                continue;
+            };
+            match via {
+                Via::Leader => {
+                    who.push(grp * g);
+                    weights.push(b);
+                }
+                Via::Members(members) => {
+                    let lead = self.tree.leader_decode(members)?;
+                    exact &= lead.exact;
+                    condition = condition.max(lead.condition);
+                    for (&m, &a) in lead.responders.iter().zip(&lead.weights) {
+                        who.push(grp * g + m);
+                        weights.push(b * a);
+                    }
+                }
+            }
+        }
+        let k = GradientCode::n_partitions(&self.tree);
+        let mut sums = vec![0.0; k];
+        for (&w, &a) in who.iter().zip(&weights) {
+            for (&p, &c) in self.parts[w].iter().zip(&self.coefs[w]) {
+                sums[p] += a * c;
+            }
+        }
+        let residual = sums.iter().map(|s| (s - 1.0).powi(2)).sum::<f64>().sqrt();
+        Ok(Decoding {
+            responders: who,
+            weights,
+            residual,
+            exact,
+            condition,
+        })
     }
 }
 
@@ -309,25 +405,17 @@ impl GradientCode for RootCode {
     fn coefficients(&self, w: usize) -> &[f64] {
         &self.coefs[w]
     }
-    /// Leaders only, whose groups the outer code decodes.
+    /// The groups rank 0 has (leaders, or members decoding their group) decode the outer code.
     fn is_decodable(&self, responders: &[usize]) -> bool {
-        self.groups(responders)
-            .is_some_and(|ids| self.tree.root_decodable(&ids))
+        let ids: Vec<usize> = self
+            .groups(responders)
+            .into_iter()
+            .map(|(g, _)| g)
+            .collect();
+        self.tree.root_decodable(&ids)
     }
     fn decode(&self, responders: &[usize]) -> Result<Decoding, CodeError> {
-        let Some(ids) = self.groups(responders) else {
-            return Err(CodeError::invalid(
-                self.kind(),
-                format!(
-                    "rank 0 of the tree decode hears from group leaders only, not {responders:?}"
-                ),
-            ));
-        };
-        let mut d = self.tree.root_decode(&ids)?;
-        for r in &mut d.responders {
-            *r *= self.tree.g;
-        }
-        Ok(d)
+        self.hybrid_decode(responders)
     }
     fn summary(&self) -> Option<String> {
         Some(self.tree.describe())
@@ -446,6 +534,75 @@ mod tests {
         }
     }
 
+    /// Rank 0 with the leaders' combinations and, for groups whose leader is silent, the
+    /// members' own messages: every set of responders in which at most s_out groups are lost
+    /// (a group is lost when neither its leader nor a decodable set of its other members
+    /// answered) decodes the full gradient exactly.
+    #[test]
+    fn fallen_back_groups_decode_exactly_at_rank_zero() {
+        let dim = 2;
+        let cases = [
+            (CodeKind::Frc, 8, 4, 1, 1),
+            (CodeKind::CyclicRepetition, 6, 3, 1, 1),
+            (CodeKind::CyclicRepetition, 9, 3, 1, 1),
+            (CodeKind::CyclicMds, 8, 4, 1, 1),
+            (CodeKind::CyclicMds, 6, 3, 1, 2),
+        ];
+        for (kind, n, g, s_out, s_in) in cases {
+            let make = || TreeCode::new(kind, n, g, s_out, s_in, 5).expect("valid tree code");
+            let (t, root) = (make(), make().root());
+            let k = t.n_partitions();
+            let h = values(n as u64 + 11, k * dim);
+            // What worker w sends rank 0: its row of rank 0's view times the partial gradients
+            // (a leader: its combination y_g; a member: its own coded message).
+            let b = root.matrix();
+            let message = |w: usize| -> Vec<f64> {
+                (0..dim)
+                    .map(|d| (0..k).map(|p| b[[w, p]] * h[p * dim + d]).sum())
+                    .collect()
+            };
+            let full: Vec<f64> = (0..dim)
+                .map(|d| (0..k).map(|p| h[p * dim + d]).sum())
+                .collect();
+            let (mut checked, mut via_members) = (0, 0);
+            for responders in subsets(n) {
+                let lost = (0..n / g)
+                    .filter(|&grp| {
+                        let led = responders.contains(&(grp * g));
+                        let members: Vec<usize> = responders
+                            .iter()
+                            .filter(|&&w| w / g == grp && w % g != 0)
+                            .map(|&w| w % g)
+                            .collect();
+                        !led && !t.group_decodable(&members)
+                    })
+                    .count();
+                if lost > s_out {
+                    continue;
+                }
+                assert!(root.is_decodable(&responders), "{kind:?} {responders:?}");
+                let d = root.decode(&responders).expect("decode");
+                assert!(
+                    d.exact && d.residual < 1e-9,
+                    "{kind:?} {responders:?}: {d:?}"
+                );
+                let mut got = vec![0.0; dim];
+                for (&w, &a) in d.responders.iter().zip(&d.weights) {
+                    assert!(responders.contains(&w));
+                    via_members += usize::from(w % g != 0);
+                    for (x, m) in got.iter_mut().zip(message(w)) {
+                        *x += a * m;
+                    }
+                }
+                for (x, f) in got.iter().zip(&full) {
+                    assert!((x - f).abs() < 1e-9, "{kind:?} {responders:?}: {x} vs {f}");
+                }
+                checked += 1;
+            }
+            assert!(checked > 0 && via_members > 0, "{kind:?} n={n} G={g}");
+        }
+    }
+
     #[test]
     fn a_lost_group_beyond_s_out_is_not_claimed() {
         let t = TreeCode::new(CodeKind::Frc, 8, 2, 1, 1, 1).expect("valid");
@@ -476,22 +633,31 @@ mod tests {
     fn rank_zero_decodes_the_outer_code_over_the_leaders() {
         let make = || TreeCode::new(CodeKind::CyclicRepetition, 6, 3, 1, 1, 3).expect("valid");
         let (t, root) = (make(), make().root());
-        // Leaders 0 and 3; either one is enough (s_out = 1); a member never answers rank 0.
+        // Leaders 0 and 3; either one is enough (s_out = 1).
         assert!(root.is_decodable(&[0, 3]) && root.is_decodable(&[3]));
-        assert!(!root.is_decodable(&[]) && !root.is_decodable(&[0, 1]));
+        assert!(!root.is_decodable(&[]) && !root.is_decodable(&[1]));
         let d = root.decode(&[3]).expect("decode");
         assert_eq!(d.responders, vec![3]);
         assert!(d.exact, "{d:?}");
-        assert!(root.decode(&[1]).is_err());
-        // Over the workers' partitions: a leader has C[g, j] on every piece of j.
+        // A group whose leader answered goes through the leader only.
+        let d = root.decode(&[0, 1, 2]).expect("decode");
+        assert_eq!(d.responders, vec![0]);
+        // Leader 0 silent: members 1 and 2 decode group 0 at rank 0 (s_in = 1).
+        assert!(root.is_decodable(&[1, 2]));
+        let d = root.decode(&[1, 2]).expect("decode");
+        assert_eq!(d.responders, vec![1, 2]);
+        assert!(d.exact && d.residual < 1e-12, "{d:?}");
+        // Over the workers' partitions: a leader has C[g, j] on every piece of j, a member its
+        // own row of B.
         let (b, c, k_in) = (root.matrix(), t.outer.matrix(), t.inner.n_partitions());
+        let flat = t.matrix();
         assert_eq!(b.dim(), (6, t.n_partitions()));
         for w in 0..6 {
             for p in 0..t.n_partitions() {
                 let want = if w % 3 == 0 {
                     c[[w / 3, p / k_in]]
                 } else {
-                    0.0
+                    flat[[w, p]]
                 };
                 assert_eq!(b[[w, p]], want, "row {w}");
             }

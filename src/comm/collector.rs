@@ -32,8 +32,8 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::protocol::{
-    payload_is_finite, Header, Kind, FLAG_CHECK, HEADER_LEN, TAG_PARAMS, TAG_PROBE, TAG_STOP,
-    TAG_SUPPORT,
+    payload_is_finite, Header, Kind, FLAG_CHECK, HEADER_LEN, TAG_DIRECT, TAG_PARAMS, TAG_PROBE,
+    TAG_STOP, TAG_SUPPORT,
 };
 use super::{CommError, Incoming, SendSlot, Transport};
 use crate::compress::Compressor;
@@ -464,6 +464,24 @@ impl<T: Transport> Collector<T> {
             .filter(|&w| self.received[w] == self.echoes[w])
             .map(|w| w + 1)
             .collect()
+    }
+
+    /// How long worker `w` has owed the oldest round posted to it (None: it owes nothing; a
+    /// tree-decode member whose results go to its leader never owes rank 0 anything).
+    pub fn owed_for(&self, w: usize) -> Option<Duration> {
+        self.pending[w].front().map(|e| e.posted.elapsed())
+    }
+
+    /// `--decode-tree` fallback ([`super::group`]): tell worker `w`, a group member whose
+    /// results went to its leader, to send them to rank 0 from round `iteration` on (a small
+    /// blocking send, before that round's parameters); from the next post on it is expected
+    /// like any worker.
+    pub fn redirect(&mut self, w: usize, iteration: u64) {
+        let order = Header::direct(iteration).to_message();
+        self.t.send(w + 1, TAG_DIRECT, &order);
+        if let Some(r) = self.spec.relayed.get_mut(w) {
+            *r = false;
+        }
     }
 
     /// Late arrivals recorded since the last call.

@@ -11,7 +11,8 @@
 //!   it cannot know when it is idle): a member that finds newer parameters waiting behind the
 //!   ones it matched receives and skips the older ones, so it always computes on the newest.
 //!   On STOP it sends its leader a Done with the number of results it sent it, and leaves them
-//!   out of its ACK count.
+//!   out of its ACK count. When rank 0 sends it [`Kind::Direct`] (its leader went silent,
+//!   below), it sends its results to rank 0 from then on, as a worker of the flat decode.
 //! - [`Leader`] (the first worker of a group): when the worker link posts the leader's own
 //!   result, the leader receives its members' results for that round with matched probes per
 //!   member, checking every header like the collector does (kind, sender, round, length, finite
@@ -25,16 +26,26 @@
 //!   leader is idle. On STOP it drains every member until each one's Done count matches what
 //!   it received (bounded by the shutdown bound).
 //!
+//! Fallback: rank 0 sends every member of a group whose leader has not answered a round within
+//! the deadline a [`Kind::Direct`] (through the collector, `Collector::redirect`); the member
+//! takes it while waiting for parameters, before any newer ones, and its results go to rank 0
+//! from then on (rank 0 expects them from the round it posts next). Rank 0 then decodes that
+//! group from its members' own messages (`coding::RootCode`). A member's results sent to the
+//! leader before the order are lost to rank 0. A member sends to its leader from copies of
+//! its results (a pool of buffers): sends to a stopped leader never complete (not even small
+//! ones under Open MPI), and would otherwise hold the worker link's buffers for good; at STOP
+//! the copies still in flight after a fallback are left to the leader (never freed).
+//!
 //! What is decoded where, and which straggler sets decode exactly, is the code's business
-//! (`coding::TreeCode`); this module only moves and combines messages. Not here: members
-//! falling back to rank 0 when their leader is silent (a lost group is covered by rank 0's
-//! outer code instead), chunks, compression, support messages.
+//! (`coding::TreeCode`); this module only moves and combines messages. Not here: chunks,
+//! compression, support messages.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use super::protocol::{
-    payload_is_finite, Header, Kind, HEADER_LEN, TAG_DONE, TAG_PARAMS, TAG_RESULT, TAG_STOP,
+    payload_is_finite, Header, Kind, HEADER_LEN, TAG_DIRECT, TAG_DONE, TAG_PARAMS, TAG_RESULT,
+    TAG_STOP,
 };
 use super::{Incoming, SendSlot, WorkerTransport};
 
@@ -99,11 +110,17 @@ macro_rules! passed_through {
     };
 }
 
-/// A group member's transport end: results go to the leader.
+/// A group member's transport end: results go to the leader (to rank 0 once it says so).
 pub struct Relay<T: WorkerTransport> {
     t: T,
     leader: usize,
     relayed: u64,
+    /// Rank 0 sent [`Kind::Direct`]: results go to rank 0.
+    direct: bool,
+    /// Copies of the results sent to the leader, each sent from its own buffer, so that a send
+    /// a silent leader never completes holds one of these and never the worker link's buffers
+    /// (which its results to rank 0 need after the fallback).
+    pool: Vec<T::Buf>,
     scratch: Vec<f64>,
 }
 
@@ -114,8 +131,31 @@ impl<T: WorkerTransport> Relay<T> {
             t,
             leader,
             relayed: 0,
+            direct: false,
+            pool: Vec::new(),
             scratch: Vec::new(),
         }
+    }
+}
+
+impl<T: WorkerTransport> Relay<T> {
+    /// Post a copy of `data` to the leader from a free pool buffer (the pool grows while sends
+    /// to a silent leader stay incomplete).
+    fn post_copy_to_leader(&mut self, tag: i32, data: &[f64]) {
+        let len = data.len();
+        let i = match self
+            .pool
+            .iter_mut()
+            .position(|b| b.len() >= len && b.is_free())
+        {
+            Some(i) => i,
+            None => {
+                self.pool.push(self.t.buffer(len));
+                self.pool.len() - 1
+            }
+        };
+        self.pool[i].write()[..len].copy_from_slice(data);
+        self.t.post_to(&mut self.pool[i], self.leader, tag, len);
     }
 }
 
@@ -124,26 +164,53 @@ impl<T: WorkerTransport> WorkerTransport for Relay<T> {
     type Handle = T::Handle;
 
     fn post(&mut self, buf: &mut T::Buf, tag: i32, len: usize) {
-        if tag == TAG_RESULT {
+        if tag == TAG_RESULT && !self.direct {
             self.relayed += 1;
-            self.t.post_to(buf, self.leader, tag, len);
+            let data = &buf.read()[..len.min(buf.len())];
+            self.post_copy_to_leader(tag, data);
         } else {
             self.t.post(buf, tag, len);
         }
     }
     fn send(&mut self, tag: i32, data: &[f64]) {
-        if tag == TAG_RESULT {
+        if tag == TAG_RESULT && !self.direct {
             self.relayed += 1;
-            self.t.send_to(self.leader, tag, data);
+            self.post_copy_to_leader(tag, data);
         } else {
             self.t.send(tag, data);
         }
     }
     /// The next message from rank 0; parameters with newer ones waiting behind them are
-    /// received and skipped.
+    /// received and skipped; rank 0's [`Kind::Direct`] is taken here (results to rank 0 from
+    /// now on), a malformed one is refused like any invalid message (logged, not obeyed).
     fn wait(&mut self) -> Incoming<T::Handle> {
         loop {
             let msg = self.t.wait();
+            if msg.tag == TAG_DIRECT {
+                self.scratch.resize(msg.len, 0.0);
+                self.t.receive(msg, &mut self.scratch);
+                match Header::parse(&self.scratch) {
+                    Ok(h) if h.kind == Kind::Direct => {
+                        log::warn!(
+                            "[rank {}] group member: leader rank {} silent, results to rank 0 from iteration {}",
+                            self.t.rank(),
+                            self.leader,
+                            h.iteration
+                        );
+                        self.direct = true;
+                    }
+                    Ok(h) => log::warn!(
+                        "[rank {}] group member: refused a {:?} with tag {TAG_DIRECT}",
+                        self.t.rank(),
+                        h.kind
+                    ),
+                    Err(e) => log::warn!(
+                        "[rank {}] group member: refused a message from rank 0: {e}",
+                        self.t.rank()
+                    ),
+                }
+                continue;
+            }
             if msg.tag == TAG_PARAMS && self.t.waiting(TAG_PARAMS) {
                 self.scratch.resize(msg.len, 0.0);
                 self.t.receive(msg, &mut self.scratch);
@@ -156,10 +223,34 @@ impl<T: WorkerTransport> WorkerTransport for Relay<T> {
     fn relayed(&self) -> u64 {
         self.relayed
     }
-    /// Tell the leader how many results it sent it.
+    /// Tell the leader how many results it sent it; complete the sends to it. After a
+    /// fallback the leader may never receive (stopped): the Done and the copies still in
+    /// flight are left to it, their buffers leaked (never freed, so never reused or read
+    /// freed), and the member goes on to its ACK.
     fn close(&mut self) {
         let done = Header::done(self.t.rank(), self.relayed).to_message();
-        self.t.send_to(self.leader, TAG_DONE, &done);
+        self.post_copy_to_leader(TAG_DONE, &done);
+        if !self.direct {
+            for b in &mut self.pool {
+                b.wait();
+            }
+            return;
+        }
+        let stuck = self
+            .pool
+            .iter_mut()
+            .map(|b| usize::from(!b.is_free()))
+            .sum::<usize>();
+        if stuck > 0 {
+            log::warn!(
+                "[rank {}] group member: {stuck} sends to the silent leader rank {} never completed; left to it",
+                self.t.rank(),
+                self.leader
+            );
+        }
+        for b in std::mem::take(&mut self.pool) {
+            std::mem::forget(b);
+        }
     }
 }
 
@@ -512,6 +603,28 @@ mod tests {
         leader.close();
         assert_eq!(leader.received[1..], [2, 2]);
         assert_eq!(leader.done[1..], [Some(2), Some(2)]);
+        assert!(hub.probe().is_none());
+    }
+
+    #[test]
+    fn a_member_told_direct_sends_its_results_to_rank_0() {
+        let (mut hub, _leader, mut m2, _m3) = group(30);
+        // Before the order: to the leader (rank 1), not counted in the ACK.
+        post(&mut m2, &result(2, 0, 2, 1.0));
+        assert_eq!(m2.relayed(), 1);
+        // A malformed order is refused (not obeyed); the real one is taken while waiting,
+        // before the parameters behind it.
+        hub.send(2, TAG_DIRECT, &Header::stop(0).to_message());
+        hub.send(2, TAG_DIRECT, &Header::direct(1).to_message());
+        hub.send(2, TAG_PARAMS, &Header::params(1, 0, 0, 0).to_message());
+        let msg = m2.wait();
+        assert_eq!(msg.tag, TAG_PARAMS);
+        post(&mut m2, &result(2, 1, 2, 3.0));
+        let (src, v) = next(&mut hub);
+        let h = Header::parse(&v).expect("valid header");
+        assert_eq!((src, h.iteration, h.len), (2, 1, 2));
+        assert_eq!(&v[HEADER_LEN..], &[3.0, 3.0]);
+        assert_eq!(m2.relayed(), 1);
         assert!(hub.probe().is_none());
     }
 

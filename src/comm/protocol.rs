@@ -19,6 +19,7 @@
 //! | [`Kind::Ack`] | worker | `rank`, `count` (messages the worker sent in the whole run), `len` = [`ACK_LEN`] (the payload: the sender's peak resident memory in KiB) |
 //! | [`Kind::Support`] | worker, once at start-up | `rank`, `len` (the payload: the columns its results carry, increasing) |
 //! | [`Kind::Probe`] | rank 0 → worker at start-up, echoed back | `iteration` (always 0), `rank` (0 from rank 0, the worker's in the echo), `part` (the probe's number), `len` (zeros: only the size matters) |
+//! | [`Kind::Direct`] | rank 0 → a `--decode-tree` group member | `iteration` (the first round rank 0 expects from it directly) |
 //! | [`Kind::Forward`] | layer rank → next layer rank | `iteration` (the iteration whose first phase uses it), `rank`, `part` (the layer l whose q_l, u_l it carries), `len` |
 //! | [`Kind::Backward`] | layer rank → previous layer rank | `iteration` (the iteration whose second phase uses it), `rank`, `part` (the layer l whose p_l it carries), `len` |
 //! | [`Kind::Done`] | layer rank → neighbour | `rank`, `count` (data messages it sent on this link) |
@@ -62,6 +63,9 @@ pub const TAG_HALT: i32 = 22;
 pub const TAG_SUPPORT: i32 = 23;
 /// Tag of the link probe at start-up (rank 0 → worker, echoed back; [`Kind::Probe`]).
 pub const TAG_PROBE: i32 = 24;
+/// Tag of rank 0's order to a tree-decode group member to send its results to rank 0 from now
+/// on ([`Kind::Direct`], `comm::group`).
+pub const TAG_DIRECT: i32 = 25;
 
 /// Values in the header.
 pub const HEADER_LEN: usize = 12;
@@ -111,10 +115,13 @@ pub enum Kind {
     /// The α–β link probe at start-up: rank 0 sends it, the worker echoes it back unchanged
     /// but for the rank (`comm::probe`).
     Probe = 7,
+    /// Rank 0 tells a `--decode-tree` group member whose leader went silent to send its results
+    /// to rank 0 directly from now on (`comm::group`).
+    Direct = 8,
 }
 
 impl Kind {
-    const ALL: [Kind; 14] = [
+    const ALL: [Kind; 15] = [
         Kind::Params,
         Kind::Result,
         Kind::Check,
@@ -129,6 +136,7 @@ impl Kind {
         Kind::Halt,
         Kind::Support,
         Kind::Probe,
+        Kind::Direct,
     ];
 
     fn from_f64(v: f64) -> Option<Kind> {
@@ -157,6 +165,7 @@ impl Kind {
             Kind::Halt => TAG_HALT,
             Kind::Support => TAG_SUPPORT,
             Kind::Probe => TAG_PROBE,
+            Kind::Direct => TAG_DIRECT,
         }
     }
 }
@@ -373,6 +382,14 @@ impl Header {
         }
     }
 
+    /// Rank 0's order to a tree-decode member: results to rank 0 from round `iteration` on.
+    pub fn direct(iteration: u64) -> Header {
+        Header {
+            iteration,
+            ..Header::empty(Kind::Direct)
+        }
+    }
+
     /// A worker's support of `len` columns.
     pub fn support(rank: usize, len: usize) -> Header {
         Header {
@@ -546,7 +563,7 @@ impl Header {
                 ("exit_code", 10),
                 ("len", 11),
             ],
-            Kind::Grant | Kind::Halt => &[
+            Kind::Grant | Kind::Halt | Kind::Direct => &[
                 ("rank", 3),
                 ("phase", 4),
                 ("part", 5),
@@ -612,6 +629,7 @@ mod tests {
         round_trip(Header::support(3, 4));
         round_trip(Header::probe(0, 5, 16));
         round_trip(Header::probe(2, 5, 0));
+        round_trip(Header::direct(8));
         for k in Kind::ALL {
             assert_eq!(Kind::of_tag(k.tag()), Some(k));
         }

@@ -464,12 +464,13 @@ pub fn count_outcomes(
 }
 
 /// What the per-worker counts of a `--decode-tree G` run over `n` workers mean: rank 0 hears
-/// from the group leaders only, and a member is on time when its leader's on-time combination
-/// included it (the leader's member mask).
+/// from the group leaders only (but for the members of a group whose leader fell silent, once
+/// told to send to rank 0), and a member is on time when its leader's on-time combination
+/// included it (the leader's member mask), or when its own result reached rank 0 on time.
 pub fn tree_decode_note(n: usize, g: usize) -> String {
     let leaders: Vec<usize> = (1..=n).step_by(g.max(1)).collect();
     format!(
-        "tree decode (groups of {g}): rank 0 heard from the leaders {leaders:?} only; a member is on time when its leader's combination included it (the leader's member mask), missed otherwise"
+        "tree decode (groups of {g}): rank 0 heard from the leaders {leaders:?} only, but for the members of a group whose leader fell silent (after it did); a member is on time when its leader's combination included it (the leader's member mask) or its own result came on time, missed otherwise"
     )
 }
 

@@ -668,9 +668,10 @@ mod tests {
         r.messages_per_iteration = 1.5;
         assert_eq!(
             r.tree_text().unwrap(),
-            "tree decode (groups of 3): rank 0 heard from the leaders [1, 4] only; a member is \
-             on time when its leader's combination included it (the leader's member mask), \
-             missed otherwise; 1.50 leader results an iteration (of 2)"
+            "tree decode (groups of 3): rank 0 heard from the leaders [1, 4] only, but for the \
+             members of a group whose leader fell silent (after it did); a member is on time \
+             when its leader's combination included it (the leader's member mask) or its own \
+             result came on time, missed otherwise; 1.50 leader results an iteration (of 2)"
         );
         assert!(text(&[r]).contains("note: a,b: tree decode (groups of 3)"));
     }

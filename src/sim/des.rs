@@ -74,6 +74,9 @@ pub struct SimRound {
     /// Late messages drained during this round.
     pub late: u32,
     pub bytes_in: f64,
+    /// Result messages rank 0 received during this round (those of `bytes_in`: on time, late,
+    /// abandoned markers), as the real collector counts `messages_received`.
+    pub messages_in: u32,
     pub bytes_out: f64,
     /// Every late message drained during this round.
     pub late_rows: Vec<LateRow>,
@@ -242,6 +245,7 @@ struct RoundState {
     stale: u32,
     late: u32,
     bytes_in: f64,
+    messages_in: u32,
     bytes_out: f64,
     finish: Vec<(f64, usize, usize)>,
     late_rows: Vec<LateRow>,
@@ -267,6 +271,7 @@ impl RoundState {
             stale: 0,
             late: 0,
             bytes_in: 0.0,
+            messages_in: 0,
             bytes_out: 0.0,
             finish: Vec::new(),
             late_rows: Vec::new(),
@@ -486,6 +491,7 @@ impl Simulator {
             stale: r.stale,
             late: r.late,
             bytes_in: r.bytes_in,
+            messages_in: r.messages_in,
             bytes_out: r.bytes_out,
             late_rows: std::mem::take(&mut r.late_rows),
         }
@@ -660,6 +666,7 @@ impl Simulator {
             self.pending[w].pop_front();
         }
         self.round.bytes_in += self.message_bytes(m.payload);
+        self.round.messages_in += 1;
         let (collecting, t) = (self.round.collecting, self.round.t);
         if m.payload && collecting && m.round == t {
             self.accept(m, at);

@@ -112,6 +112,7 @@ fn uncoded_time_is_the_slowest_finish_and_link_costs_add_up() {
     assert!(close(r.elapsed_s, expect + 0.005));
     assert_eq!(r.bytes_out, 4.0 * p);
     assert_eq!(r.bytes_in, 4.0 * m);
+    assert_eq!(r.messages_in, 4);
     // The oracle ignores the link: post offset + compute + injected.
     assert!(close(r.oracle_s, 0.1));
 }
@@ -488,6 +489,11 @@ fn a_split_code_sends_messages_m_times_shorter() {
         r.bytes_in
     );
     assert_eq!(r.bytes_in % m, 0.0, "{}", r.bytes_in);
+    assert_eq!(
+        f64::from(r.messages_in) * m,
+        r.bytes_in,
+        "one message per result"
+    );
 }
 
 #[test]

@@ -822,6 +822,10 @@ pub struct CodedGradients<T: Transport> {
     batch: Option<usize>,
     /// Scratch of the noise scale: the sum of the partition gradients.
     gns_sum: Vec<f64>,
+    /// `--decode-tree`: per group, whether its members were told to send to rank 0 (their
+    /// leader owed a round for longer than `deadline`).
+    fallen: Vec<bool>,
+    deadline: Duration,
 }
 
 impl<T: Transport> CodedGradients<T> {
@@ -900,6 +904,36 @@ impl<T: Transport> CodedGradients<T> {
             tree,
             batch: cfg.batch,
             gns_sum: Vec::new(),
+            fallen: tree.map_or_else(Vec::new, |g| vec![false; n / g.max(1)]),
+            deadline: cfg.job.deadline(),
+        }
+    }
+
+    /// `--decode-tree` fallback (`comm::group`): a leader that has owed rank 0 a round for
+    /// longer than the deadline is taken as silent, and its group's members are told to send
+    /// their results to rank 0 from round `next` on (for the rest of the run); rank 0 then
+    /// decodes that group from them (`coding::RootCode`).
+    fn fall_back_silent_groups(&mut self, next: u64) {
+        let Some(g) = self.tree else {
+            return;
+        };
+        for grp in 0..self.fallen.len() {
+            let leader = grp * g;
+            let owed = self.c.owed_for(leader);
+            if self.fallen[grp] || !owed.is_some_and(|d| d > self.deadline) {
+                continue;
+            }
+            self.fallen[grp] = true;
+            let members: Vec<usize> = (leader + 2..leader + g + 1).collect();
+            log::warn!(
+                "[rank 0] group leader rank {} silent for {:.0} ms (deadline {:.0} ms): its members {members:?} send to rank 0 from iteration {next}",
+                leader + 1,
+                owed.map_or(0.0, |d| d.as_secs_f64() * 1e3),
+                self.deadline.as_secs_f64() * 1e3
+            );
+            for m in 1..g {
+                self.c.redirect(leader + m, next);
+            }
         }
     }
 
@@ -991,10 +1025,12 @@ impl<T: Transport> CodedGradients<T> {
             if self.supports.iter().any(|s| !s.is_empty()) {
                 scatter_add(d, |w| self.c.payload(w, q), &self.supports, g);
             } else if self.compress.is_none() {
-                // A leader's member mask is not part of the sum.
-                let tail = usize::from(self.tree.is_some());
-                let msg = |w| {
+                // A leader's member mask is not part of the sum (a member's own result, after
+                // its group fell back, has none).
+                let tree = self.tree;
+                let msg = |w: usize| {
                     let m = self.c.payload(w, q);
+                    let tail = usize::from(tree.is_some_and(|g| w % g == 0));
                     &m[..m.len() - tail]
                 };
                 accumulate(d, msg, self.dim, g);
@@ -1090,23 +1126,22 @@ impl<T: Transport> CodedGradients<T> {
     }
 
     /// Workers whose results reached the decode: with --decode-tree, the members in the
-    /// combinations of the leaders that answered (their masks, logged per leader).
+    /// combinations of the leaders that answered (their masks, logged per leader), and the
+    /// members of a fallen-back group that answered rank 0 themselves ([`Self::parts_decoded`]).
     fn responders(&self) -> usize {
         let round = self.c.round();
-        if self.tree.is_none() {
+        let Some(g) = self.tree else {
             return round.complete_responders();
-        }
-        let mut count = 0;
-        for &w in round.responders.iter().flatten() {
-            let mask = self.member_mask(w);
+        };
+        for &w in round.responders.iter().flatten().filter(|&&w| w % g == 0) {
             log::debug!(
-                "[rank 0] iteration {}: group of rank {} decoded from members {mask:#b}",
+                "[rank 0] iteration {}: group of rank {} decoded from members {:#b}",
                 round.iteration,
-                w + 1
+                w + 1,
+                self.member_mask(w)
             );
-            count += mask.count_ones() as usize;
         }
-        count
+        self.parts_decoded().iter().filter(|&&p| p > 0).count()
     }
 
     /// Parts of each worker's share that reached the decode this round: its on-time parts;
@@ -1119,7 +1154,7 @@ impl<T: Transport> CodedGradients<T> {
         let Some(g) = self.tree else {
             return parts;
         };
-        for &leader in round.responders.iter().flatten() {
+        for &leader in round.responders.iter().flatten().filter(|&&w| w % g == 0) {
             let mask = self.member_mask(leader);
             for m in 1..g {
                 if let Some(p) = parts.get_mut(leader + m) {
@@ -1614,6 +1649,7 @@ impl<T: Transport> GradientEngine for CodedGradients<T> {
         let late = self.c.take_late();
         it.late.extend(late.iter().map(late_row));
         self.adapt_after(it.t, &late, it.rec)?;
+        self.fall_back_silent_groups(it.t + 1);
         Ok(match d {
             // A compressed message is not the gradient it codes: exact decoding of it is not
             // the exact gradient.
