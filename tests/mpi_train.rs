@@ -1054,6 +1054,73 @@ fn cnn_kfac_matches_the_serial_reference() {
     });
 }
 
+/// Issue 21, memory-bounded K-FAC: the factors, eigenbases and eigensolver workspace count in
+/// the `--max-memory-mb` sizing. A 30-2000-2 MLP (A and G of the two layers up to 2001×2001,
+/// about 350 MB with K-FAC's scratch) trains under 50 MB with momentum, and K-FAC under the
+/// same budget is refused up front, naming K-FAC's share and the smallest budget, by the serial
+/// reference and by every rank of the MPI job (one error line, exit 2, no results file).
+#[test]
+fn kfac_scratch_counts_in_the_memory_budget() {
+    let _g = serial();
+    let data = dataset().display().to_string();
+    let wide = [
+        "--model",
+        "mlp",
+        "--hidden",
+        "2000",
+        "--batch",
+        "16",
+        "--iterations",
+        "2",
+        "--max-memory-mb",
+        "50",
+    ];
+    let out = out_dir("kfac-budget");
+    let out_text = out.display().to_string();
+    let base = [
+        "train",
+        "--reference",
+        "--workers",
+        "4",
+        "--code",
+        "uncoded",
+        "--data",
+        &data,
+        "--out",
+        &out_text,
+    ];
+    let o = common::gradcode(&[&base[..], &wide, &["--optimizer", "momentum"]].concat());
+    assert!(o.status.success(), "momentum: {}", output_text(&o));
+    let _ = std::fs::remove_dir_all(&out);
+    let o = common::gradcode(&[&base[..], &wide, &["--optimizer", "kfac"]].concat());
+    assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
+    let line = common::the_error_line(&o);
+    for needle in [
+        "--max-memory-mb = 50: the serial reference needs ",
+        "K-FAC's factors, eigenbases and workspace take ",
+        "the smallest budget that could work is --max-memory-mb ",
+    ] {
+        assert!(line.contains(needle), "{needle}: {line}");
+    }
+    assert!(!out.join("run.h5").exists());
+    let mpi = [
+        "--data",
+        &data,
+        "--out",
+        &out_text,
+        "--code",
+        "cyclic-mds",
+        "-s",
+        "1",
+        "--optimizer",
+        "kfac",
+    ];
+    let (o, _) = mpirun(5, &[&mpi[..], &wide].concat(), 60);
+    assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
+    assert_one_mpi_error(&o, "K-FAC's factors, eigenbases and workspace take ");
+    assert!(!out.join("run.h5").exists());
+}
+
 /// Issue 21 item 5: bad network, minibatch and run-length settings are refused with one error
 /// line and exit 2, by the serial reference and (a batch larger than a partition, which only
 /// the data reveals) by every rank of the MPI job; `--epochs` runs whole epochs.

@@ -276,6 +276,32 @@ pub fn packed_len(layers: impl IntoIterator<Item = (usize, usize)>) -> usize {
         .sum()
 }
 
+/// Values rank 0 (or the serial reference) holds for K-FAC on layers `(units, inputs)`, so
+/// that a run is sized before anything is allocated: per layer A and G's running averages,
+/// eigenbases and eigenvalues; for the largest layer the unpacked new factors, the eigensolver's
+/// copy and workspace (at most 3n² + 8n for an n×n factor) and the preconditioning scratch (two
+/// blocks); the preconditioned gradient (`dim` values). The packed factor sums the messages
+/// carry are not counted here ([`packed_len`] per message). `None` on overflow.
+pub fn rank0_values(layers: impl IntoIterator<Item = (usize, usize)>, dim: u128) -> Option<u128> {
+    let (mut kept, mut unpacked, mut side, mut block) = (0u128, 0u128, 0u128, 0u128);
+    for (units, inputs) in layers {
+        let (g, a) = (units as u128, (inputs as u128).checked_add(1)?);
+        let squares = a.checked_mul(a)?.checked_add(g.checked_mul(g)?)?;
+        kept = kept.checked_add(squares.checked_mul(2)?.checked_add(a + g)?)?;
+        unpacked = unpacked.max(squares);
+        side = side.max(a.max(g));
+        block = block.max(g.checked_mul(a)?);
+    }
+    let eigen = side
+        .checked_mul(side)?
+        .checked_mul(3)?
+        .checked_add(side * 8)?;
+    kept.checked_add(unpacked)?
+        .checked_add(eigen)?
+        .checked_add(block.checked_mul(2)?)?
+        .checked_add(dim)
+}
+
 /// Write the upper triangle of `m` row by row into the front of `out`; the values written.
 pub fn pack_upper(m: ArrayView2<f64>, out: &mut [f64]) -> usize {
     let n = m.nrows();
@@ -457,6 +483,15 @@ mod tests {
         for (o, u) in out.iter().zip(&unclipped) {
             assert!((o - 0.5 * u).abs() < 1e-12);
         }
+    }
+
+    /// The memory sizing, counted by hand for one layer of 2 units over 3 inputs: A 4×4 and G
+    /// 2×2 (values, bases, eigenvalues: 2·20 + 6), their unpacked copies (20), the eigensolver
+    /// (3·16 + 8·4), two 2×4 blocks, and the 8 parameters of the preconditioned gradient.
+    #[test]
+    fn rank0_values_counts_every_buffer() {
+        assert_eq!(rank0_values([(2, 3)], 8), Some(46 + 20 + 80 + 16 + 8));
+        assert_eq!(rank0_values([(usize::MAX, usize::MAX)], 0), None);
     }
 
     /// The packed upper triangles (the coded messages' layout) fold in exactly as the full
