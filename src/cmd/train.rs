@@ -505,6 +505,9 @@ fn run_coded(world: &World, cfg: &RunConfig, code: Box<dyn GradientCode>) -> Res
             let kind = code.kind();
             let code = rank0_code(cfg, code)?;
             let mut engine = CodedGradients::new(world.transport(), cfg, code, dim, compress, kfac);
+            if let Some(sides) = eigen_sides(cfg, model.as_ref()) {
+                engine = engine.with_eigen(&sides);
+            }
             if cfg.messages != Messages::Dense {
                 engine.receive_supports(cfg.job.max_wait())?;
             }
@@ -530,6 +533,9 @@ fn run_coded(world: &World, cfg: &RunConfig, code: Box<dyn GradientCode>) -> Res
                 )
                 .messages(cfg.messages, cfg.model)?
                 .with_kfac(kfac_len(cfg, model.as_ref()));
+            if let Some(sides) = eigen_sides(cfg, model.as_ref()) {
+                job = job.with_eigen(&sides, cfg.workers(), rank - 1);
+            }
             serve_coded(world, cfg, model.dim() + 1, &mut job)
         }
         Ok(Loaded::Stored(stored)) => {
@@ -541,6 +547,12 @@ fn run_coded(world: &World, cfg: &RunConfig, code: Box<dyn GradientCode>) -> Res
         }
         Ok(_) => Err(Error::Check("internal: unexpected start-up state".into())),
     }
+}
+
+/// `--kfac-eig workers`: the sides of the model's K-FAC factors the workers eigendecompose.
+fn eigen_sides(cfg: &RunConfig, model: &dyn Model) -> Option<Vec<usize>> {
+    (cfg.kfac_eig == Some(kfac::EigSite::Workers))
+        .then(|| kfac::factor_sides(model.kfac_layers().iter().map(|b| (b.units, b.inputs))))
 }
 
 /// Values of the packed K-FAC factors a factor-update message carries (0 without K-FAC).

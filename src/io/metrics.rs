@@ -119,6 +119,9 @@ metric_enum! {
         /// Result messages rank 0 received during this iteration (those of
         /// [`Metric::BytesReceived`]): only the leaders' with `--decode-tree G`.
         MessagesReceived => "messages_received",
+        /// K-FAC with `--kfac-eig workers`: the factors of this iteration's refresh whose
+        /// eigenbasis did not come back by the deadline (their previous one was kept).
+        KfacEigFallbacks => "kfac_eig_fallbacks",
     }
 }
 
@@ -538,14 +541,15 @@ mod tests {
         assert_eq!(names[..4], ["iteration", "wall_s", "elapsed_s", "decode_s"]);
         // 20 until minibatches added `epoch`, at the end so older files read as before; then
         // pdADMM's six, then compression's two, then K-FAC's three, then --adapt's three, then
-        // the tree decode's message count.
-        assert_eq!(Metric::COUNT, 36);
+        // the tree decode's message count, then K-FAC's eigen fallbacks.
+        assert_eq!(Metric::COUNT, 37);
         assert_eq!(names[20], "epoch");
         assert_eq!(LayerMetric::Tau.path(), "layers/tau");
         assert_eq!(names[27..29], ["compress_rel_err", "decode_weight_sq"]);
         assert_eq!(names[29..32], ["kfac_s", "kfac_eig_s", "kfac_nu"]);
         assert_eq!(names[32..35], ["code_s", "adapt_next_s", "adapt_gain"]);
         assert_eq!(names[35], "messages_received");
+        assert_eq!(names[36], "kfac_eig_fallbacks");
         assert_eq!(WorkerMetric::ArrivalS.path(), "timing/arrival_s");
         assert_eq!(WorkerMetric::InjectedS.path(), "stragglers/injected_s");
         assert_eq!(WorkerMetric::PlannedS.path(), "stragglers/planned_s");
