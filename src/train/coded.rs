@@ -1561,7 +1561,13 @@ impl<T: Transport> GradientEngine for CodedGradients<T> {
         );
         self.c.end();
         let mut missing = Vec::new();
+        // A signal during the round: rank 0 eigendecomposes everything itself (the same bits
+        // the workers would have sent), so the step does not depend on when it came.
+        let interrupted = matches!(collected, Ok(Collected::Interrupted));
         let outcome = collected.and_then(|_| {
+            if interrupted {
+                return Ok(());
+            }
             let parts_in = self.c.round().parts_in.clone();
             for (w, mine) in plan.iter().enumerate() {
                 if parts_in[w] > 0 {
@@ -1589,6 +1595,9 @@ impl<T: Transport> GradientEngine for CodedGradients<T> {
         late.extend(self.c.take_late().iter().map(late_row));
         self.eigen = Some(plan);
         outcome?;
+        if interrupted {
+            return Ok(None);
+        }
         missing.sort_unstable();
         Ok(Some(missing))
     }

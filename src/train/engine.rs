@@ -81,7 +81,8 @@ pub trait GradientEngine {
     /// assigned to them at iteration `t`, installing the eigenbases that arrive by the
     /// deadline. Returns the indices ([`KfacState::factor_sides`] order) of those that did not
     /// (the caller keeps their previous eigenbasis), or None when the engine has no workers or
-    /// no plan (the caller eigendecomposes everything itself).
+    /// no plan, or a signal came during the round (the caller eigendecomposes everything
+    /// itself).
     fn spread_eigen(
         &mut self,
         t: u64,
