@@ -1205,10 +1205,28 @@ fn kfac_scratch_counts_in_the_memory_budget() {
         "--optimizer",
         "kfac",
     ];
+    let share = |o: &Output| -> f64 {
+        let line = common::the_error_line(o);
+        let needle = "K-FAC's factors, eigenbases and workspace take ";
+        let at = line.find(needle).unwrap_or_else(|| panic!("{line}")) + needle.len();
+        let mut words = line[at..].split(' ');
+        let value: f64 = words.next().unwrap().parse().unwrap();
+        assert_eq!(words.next(), Some("MB"), "{line}");
+        value
+    };
     let (o, _) = mpirun(5, &[&mpi[..], &wide].concat(), 60);
     assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
     assert_one_mpi_error(&o, "K-FAC's factors, eigenbases and workspace take ");
     assert!(!out.join("run.h5").exists());
+    // Spread eigendecompositions add the eigen rounds' posts and results to the count.
+    let rank0_site = share(&o);
+    let (o, _) = mpirun(
+        5,
+        &[&mpi[..], &wide, &["--kfac-eig", "workers"]].concat(),
+        60,
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
+    assert!(share(&o) > rank0_site, "{}", output_text(&o));
 }
 
 /// Issue 21 item 5: bad network, minibatch and run-length settings are refused with one error

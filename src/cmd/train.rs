@@ -189,19 +189,60 @@ impl KfacMemory {
         let packed = kfac::packed_len(layers()) as u128;
         let (per_row, fixed) = model.kfac_scratch();
         let bytes = |values: Option<u128>| values?.checked_mul(8);
+        // --kfac-eig workers (an MPI job): the eigen rounds' posts and results.
+        let (eig0, eigw) = match cfg.kfac_eig {
+            Some(kfac::EigSite::Workers) if worker_messages > 0 => {
+                eigen_round_values(&kfac::factor_sides(layers()), cfg.workers())
+            }
+            _ => (Some(0), Some(0)),
+        };
         KfacMemory {
             rank0: bytes(
-                kfac::rank0_values(layers(), model.dim() as u128)
-                    .and_then(|v| v.checked_add(packed.checked_mul(rank0_messages)?)),
+                kfac::rank0_values(layers(), model.dim() as u128).and_then(|v| {
+                    v.checked_add(packed.checked_mul(rank0_messages)?)?
+                        .checked_add(eig0?)
+                }),
             ),
             worker: bytes(
                 packed
                     .checked_mul(worker_messages)
-                    .and_then(|p| p.checked_add(fixed)),
+                    .and_then(|p| p.checked_add(fixed)?.checked_add(eigw?)),
             ),
             per_row: bytes(Some(per_row)),
         }
     }
+}
+
+/// Values of `--kfac-eig workers`' eigen rounds for factors of sides `sides` over `workers`
+/// ([`kfac::assign_eigen`]): at rank 0 every worker's post (its packed factors) and result
+/// slot (eigenvalues and bases); on the most loaded worker its post, two result buffers and the
+/// eigensolver's copy and workspace (3n² + 8n of its largest factor). `None` on overflow.
+fn eigen_round_values(sides: &[usize], workers: usize) -> (Option<u128>, Option<u128>) {
+    // (packed, result, eigensolver) values of one factor of side n.
+    let one = |n: u128| -> Option<(u128, u128, u128)> {
+        let sq = n.checked_mul(n)?;
+        let eig = sq.checked_mul(3)?.checked_add(n.checked_mul(8)?)?;
+        Some((sq.checked_add(n)? / 2, sq.checked_add(n)?, eig))
+    };
+    let (mut rank0, mut worker) = (Some(0u128), Some(0u128));
+    for mine in kfac::assign_eigen(sides, workers) {
+        let mut sums = Some((0u128, 0u128, 0u128));
+        for &i in &mine {
+            sums = sums.and_then(|(p, r, e)| {
+                let (pi, ri, ei) = one(sides[i] as u128)?;
+                Some((p.checked_add(pi)?, r.checked_add(ri)?, e.max(ei)))
+            });
+        }
+        rank0 = rank0.and_then(|v| {
+            let (p, r, _) = sums?;
+            v.checked_add(p)?.checked_add(r)
+        });
+        worker = worker.and_then(|v| {
+            let (p, r, e) = sums?;
+            Some(v.max(p.checked_add(r.checked_mul(2)?)?.checked_add(e)?))
+        });
+    }
+    (rank0, worker)
 }
 
 /// What a refusal says of K-FAC's share `bytes` of a rank's memory (nothing without K-FAC).
