@@ -762,6 +762,96 @@ fn kfac_matches_the_serial_reference_with_and_without_a_straggler() {
     }
 }
 
+/// Issue 21, spread inverses (`--kfac-eig workers`): the eigendecompositions of the 30-8-6-2
+/// MLP's six factors go to the four workers (greedy by n³) in a round after the factors'. With
+/// nobody straggling the run matches the serial reference to 1e-8 like `--kfac-eig rank0`,
+/// their losses agree to 1e-8 and the checkpointed eigenbases to rounding (columns up to
+/// sign); no factor falls back. With the owner of the largest factor (rank 1: the 31×31 A)
+/// 2.5 s late and a 1 s deadline, every refresh goes on without it — rank 0 computes that
+/// factor at the first refresh and keeps its previous eigenbasis at the others — recorded as
+/// one fallback per refresh, and the run finishes with every gradient exact.
+#[test]
+fn kfac_eigendecompositions_on_the_workers_match_rank0_and_fall_back() {
+    let _g = serial();
+    let (_, w_ref) = kfac_references("kfac-eig", &dataset(), MLP_BATCH, 1e-3);
+    let run = |site: &str, extra: &[&str]| {
+        let name = format!("kfac-eig-{site}{}", extra.len());
+        let mut args: Vec<&str> = MLP_BATCH.to_vec();
+        args.extend(KFAC);
+        args.extend(["--code", "cyclic-mds", "-s", "1", "--kfac-eig", site]);
+        args.extend(["--checkpoint-every", "11"]);
+        args.extend(extra);
+        let (o, dir, _) = train(5, &name, &args);
+        (name, o, dir)
+    };
+    let refreshes = |rows: &results::RecordedRows, want: f64| {
+        let f = rows.column(Metric::KfacEigFallbacks);
+        for (t, &v) in f.iter().enumerate() {
+            if t % 3 == 0 {
+                assert_eq!(v, want, "iteration {t}: {f:?}");
+            } else {
+                assert!(v.is_nan(), "iteration {t}: {f:?}");
+            }
+        }
+    };
+    let mut losses = Vec::new();
+    let mut bases = Vec::new();
+    for site in ["rank0", "workers"] {
+        let (name, o, dir) = run(site, &["--deadline-ms", "5000"]);
+        let rows = assert_exact_run(&name, &o, &dir, &w_ref);
+        if site == "workers" {
+            refreshes(&rows, 0.0);
+        } else {
+            assert!(rows
+                .column(Metric::KfacEigFallbacks)
+                .iter()
+                .all(|v| v.is_nan()));
+        }
+        losses.push(rows.column(Metric::TrainLoss).to_vec());
+        let ck = gradcode::io::checkpoint::read(&dir.join("ckpt.h5"), &attr_hash(&dir)).unwrap();
+        assert_eq!(ck.iteration, 11);
+        bases.push(ck.state.kfac.expect("K-FAC's state is in the checkpoint"));
+    }
+    for (a, b) in losses[0].iter().zip(&losses[1]) {
+        assert!(
+            (a - b).abs() < 1e-8,
+            "losses {:?} and {:?}",
+            losses[0],
+            losses[1]
+        );
+    }
+    for (l, (x, y)) in bases[0].layers.iter().zip(&bases[1].layers).enumerate() {
+        for (f, g) in [(&x.a, &y.a), (&x.g, &y.g)] {
+            for (u, v) in f.eigenvalues.iter().zip(&g.eigenvalues) {
+                assert!(
+                    (u - v).abs() <= 1e-10 * u.abs().max(1.0),
+                    "layer {l}: {u} {v}"
+                );
+            }
+            for (p, q) in f.basis.columns().into_iter().zip(g.basis.columns()) {
+                let same = (&p - &q).iter().fold(0.0f64, |m, d| m.max(d.abs()));
+                let flipped = (&p + &q).iter().fold(0.0f64, |m, d| m.max(d.abs()));
+                assert!(same.min(flipped) < 1e-6, "layer {l}: {same:e} {flipped:e}");
+            }
+        }
+    }
+    let (name, o, dir) = run(
+        "workers",
+        &["--deadline-ms", "1000", "--straggler-model", "fixed:1:2500"],
+    );
+    assert!(o.status.success(), "{name}: {}", output_text(&o));
+    assert_eq!(status(&dir), "complete");
+    let rows = results::read_rows(&dir.join("run.h5"), None).unwrap();
+    assert_eq!(rows.len(), 12);
+    assert!(rows.column(Metric::Exact).iter().all(|&e| e == 1.0));
+    refreshes(&rows, 1.0);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("their previous eigenbases are kept"),
+        "{}",
+        output_text(&o)
+    );
+}
+
 /// `/metrics/bytes_received` and `messages_received` exactly (docs/results.md, "Traffic"):
 /// iteration t counts every result message rank 0 received from its post until its row was
 /// written — the on-time ones (`/timing/chunks`) and the late ones of earlier iterations drained
@@ -1052,6 +1142,91 @@ fn cnn_kfac_matches_the_serial_reference() {
             plain
         }
     });
+}
+
+/// Issue 21, memory-bounded K-FAC: the factors, eigenbases and eigensolver workspace count in
+/// the `--max-memory-mb` sizing. A 30-2000-2 MLP (A and G of the two layers up to 2001×2001,
+/// about 350 MB with K-FAC's scratch) trains under 50 MB with momentum, and K-FAC under the
+/// same budget is refused up front, naming K-FAC's share and the smallest budget, by the serial
+/// reference and by every rank of the MPI job (one error line, exit 2, no results file).
+#[test]
+fn kfac_scratch_counts_in_the_memory_budget() {
+    let _g = serial();
+    let data = dataset().display().to_string();
+    let wide = [
+        "--model",
+        "mlp",
+        "--hidden",
+        "2000",
+        "--batch",
+        "16",
+        "--iterations",
+        "2",
+        "--max-memory-mb",
+        "50",
+    ];
+    let out = out_dir("kfac-budget");
+    let out_text = out.display().to_string();
+    let base = [
+        "train",
+        "--reference",
+        "--workers",
+        "4",
+        "--code",
+        "uncoded",
+        "--data",
+        &data,
+        "--out",
+        &out_text,
+    ];
+    let o = common::gradcode(&[&base[..], &wide, &["--optimizer", "momentum"]].concat());
+    assert!(o.status.success(), "momentum: {}", output_text(&o));
+    let _ = std::fs::remove_dir_all(&out);
+    let o = common::gradcode(&[&base[..], &wide, &["--optimizer", "kfac"]].concat());
+    assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
+    let line = common::the_error_line(&o);
+    for needle in [
+        "--max-memory-mb = 50: the serial reference needs ",
+        "K-FAC's factors, eigenbases and workspace take ",
+        "the smallest budget that could work is --max-memory-mb ",
+    ] {
+        assert!(line.contains(needle), "{needle}: {line}");
+    }
+    assert!(!out.join("run.h5").exists());
+    let mpi = [
+        "--data",
+        &data,
+        "--out",
+        &out_text,
+        "--code",
+        "cyclic-mds",
+        "-s",
+        "1",
+        "--optimizer",
+        "kfac",
+    ];
+    let share = |o: &Output| -> f64 {
+        let line = common::the_error_line(o);
+        let needle = "K-FAC's factors, eigenbases and workspace take ";
+        let at = line.find(needle).unwrap_or_else(|| panic!("{line}")) + needle.len();
+        let mut words = line[at..].split(' ');
+        let value: f64 = words.next().unwrap().parse().unwrap();
+        assert_eq!(words.next(), Some("MB"), "{line}");
+        value
+    };
+    let (o, _) = mpirun(5, &[&mpi[..], &wide].concat(), 60);
+    assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
+    assert_one_mpi_error(&o, "K-FAC's factors, eigenbases and workspace take ");
+    assert!(!out.join("run.h5").exists());
+    // Spread eigendecompositions add the eigen rounds' posts and results to the count.
+    let rank0_site = share(&o);
+    let (o, _) = mpirun(
+        5,
+        &[&mpi[..], &wide, &["--kfac-eig", "workers"]].concat(),
+        60,
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
+    assert!(share(&o) > rank0_site, "{}", output_text(&o));
 }
 
 /// Issue 21 item 5: bad network, minibatch and run-length settings are refused with one error

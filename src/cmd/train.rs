@@ -23,6 +23,7 @@ use crate::io::dataset::{self, Split};
 use crate::io::results::{self, AttrValue, RecordedRows, RunMeta, RunWriter};
 use crate::linalg::MdsCode;
 use crate::model::{self, Model};
+use crate::optim::kfac;
 use crate::train::adapt::{Adaptation, StoredShard};
 use crate::train::coded::{for_model, CodedGradients, CodedWorker, Shard};
 use crate::train::matvec::{layouts, worker_blocks, MatVecGradients};
@@ -144,7 +145,7 @@ fn kernel_scratch(cfg: &RunConfig, shape: &DataShape, rows: u128, block: usize) 
         .checked_mul(scratch_row_bytes(cfg, shape)?)
 }
 
-/// Bytes of the kernel's scratch per row of a block.
+/// Bytes of the kernel's scratch per row of a block (with K-FAC, the factor sums' rows too).
 fn scratch_row_bytes(cfg: &RunConfig, shape: &DataShape) -> Option<u128> {
     let size = model::size_of(
         cfg.model,
@@ -153,7 +154,107 @@ fn scratch_row_bytes(cfg: &RunConfig, shape: &DataShape) -> Option<u128> {
         shape.image,
         shape.task,
     )?;
-    size.scratch_per_row.checked_mul(8)
+    let kfac = KfacMemory::of(cfg, shape, 0, 0).per_row?;
+    size.scratch_per_row.checked_mul(8)?.checked_add(kfac)
+}
+
+/// K-FAC's share of a rank's memory (`--optimizer kfac`; all 0 without it), in bytes; `None`
+/// on overflow. Counted in the `--max-memory-mb` sizing and named when a run is refused.
+#[derive(Debug, Clone, Copy)]
+struct KfacMemory {
+    /// Rank 0: the factors, eigenbases and their workspace ([`kfac::rank0_values`]) and the
+    /// packed factor sums of `rank0_messages` messages.
+    rank0: Option<u128>,
+    /// A worker: the factor scratch's fixed part and the packed sums of `worker_messages`
+    /// messages.
+    worker: Option<u128>,
+    /// The factor scratch per row of a micro-batch.
+    per_row: Option<u128>,
+}
+
+impl KfacMemory {
+    fn of(cfg: &RunConfig, shape: &DataShape, rank0_messages: u128, worker_messages: u128) -> Self {
+        let none = KfacMemory {
+            rank0: Some(0),
+            worker: Some(0),
+            per_row: Some(0),
+        };
+        if cfg.kfac().is_none() {
+            return none;
+        }
+        let Ok(model) = build_model(cfg, shape) else {
+            return none;
+        };
+        let layers = || model.kfac_layers().iter().map(|b| (b.units, b.inputs));
+        let packed = kfac::packed_len(layers()) as u128;
+        let (per_row, fixed) = model.kfac_scratch();
+        let bytes = |values: Option<u128>| values?.checked_mul(8);
+        // --kfac-eig workers (an MPI job): the eigen rounds' posts and results.
+        let (eig0, eigw) = match cfg.kfac_eig {
+            Some(kfac::EigSite::Workers) if worker_messages > 0 => {
+                eigen_round_values(&kfac::factor_sides(layers()), cfg.workers())
+            }
+            _ => (Some(0), Some(0)),
+        };
+        KfacMemory {
+            rank0: bytes(
+                kfac::rank0_values(layers(), model.dim() as u128).and_then(|v| {
+                    v.checked_add(packed.checked_mul(rank0_messages)?)?
+                        .checked_add(eig0?)
+                }),
+            ),
+            worker: bytes(
+                packed
+                    .checked_mul(worker_messages)
+                    .and_then(|p| p.checked_add(fixed)?.checked_add(eigw?)),
+            ),
+            per_row: bytes(Some(per_row)),
+        }
+    }
+}
+
+/// Values of `--kfac-eig workers`' eigen rounds for factors of sides `sides` over `workers`
+/// ([`kfac::assign_eigen`]): at rank 0 every worker's post (its packed factors) and result
+/// slot (eigenvalues and bases); on the most loaded worker its post, two result buffers and the
+/// eigensolver's copy and workspace (3n² + 8n of its largest factor). `None` on overflow.
+fn eigen_round_values(sides: &[usize], workers: usize) -> (Option<u128>, Option<u128>) {
+    // (packed, result, eigensolver) values of one factor of side n.
+    let one = |n: u128| -> Option<(u128, u128, u128)> {
+        let sq = n.checked_mul(n)?;
+        let eig = sq.checked_mul(3)?.checked_add(n.checked_mul(8)?)?;
+        Some((sq.checked_add(n)? / 2, sq.checked_add(n)?, eig))
+    };
+    let (mut rank0, mut worker) = (Some(0u128), Some(0u128));
+    for mine in kfac::assign_eigen(sides, workers) {
+        let mut sums = Some((0u128, 0u128, 0u128));
+        for &i in &mine {
+            sums = sums.and_then(|(p, r, e)| {
+                let (pi, ri, ei) = one(sides[i] as u128)?;
+                Some((p.checked_add(pi)?, r.checked_add(ri)?, e.max(ei)))
+            });
+        }
+        rank0 = rank0.and_then(|v| {
+            let (p, r, _) = sums?;
+            v.checked_add(p)?.checked_add(r)
+        });
+        worker = worker.and_then(|v| {
+            let (p, r, e) = sums?;
+            Some(v.max(p.checked_add(r.checked_mul(2)?)?.checked_add(e)?))
+        });
+    }
+    (rank0, worker)
+}
+
+/// What a refusal says of K-FAC's share `bytes` of a rank's memory (nothing without K-FAC).
+fn kfac_share(bytes: Option<u128>) -> String {
+    match bytes {
+        Some(0) => String::new(),
+        Some(b) => format!(
+            "; K-FAC's factors, eigenbases and workspace take {} of it",
+            crate::config::human_bytes(b)
+        ),
+        None => "; K-FAC's factors, eigenbases and workspace overflow".into(),
+    }
 }
 
 /// Rows per block of the networks' kernels (micro-batches: the gradient is accumulated block
@@ -193,6 +294,7 @@ fn refuse_if_no_row_fits(
     shape: &DataShape,
     who: &str,
     fixed: u128,
+    kfac: Option<u128>,
 ) -> Result<usize> {
     let block = micro_batch_rows(cfg, shape, fixed);
     if block > 0 {
@@ -207,9 +309,10 @@ fn refuse_if_no_row_fits(
         "max-memory-mb",
         cfg.job.max_memory_mb.unwrap_or(0.0),
         format!(
-            "{who} needs {} beside one row of the {}'s activations; the smallest budget that could work is {smallest}",
+            "{who} needs {} beside one row of the {}'s activations{}; the smallest budget that could work is {smallest}",
             crate::config::human_bytes(fixed),
-            cfg.model.name()
+            cfg.model.name(),
+            kfac_share(kfac)
         ),
     )))
 }
@@ -225,13 +328,15 @@ fn refuse_if_too_big(
     shape: &DataShape,
     who: &str,
     need: Option<u128>,
+    kfac: Option<u128>,
 ) -> Result<()> {
     let dim = model_dim(cfg, shape);
     let what = format!(
-        "{who} of this run ({} features, {} parameters, {} training rows)",
+        "{who} of this run ({} features, {} parameters, {} training rows{})",
         shape.features,
         dim.map_or_else(|| "too many".into(), |d| d.to_string()),
-        shape.rows
+        shape.rows,
+        kfac_share(kfac)
     );
     let hint = "convert the dataset with fewer features (`gradcode data convert --features`), use more workers, or raise --max-memory-mb if the node has the memory";
     cfg.job
@@ -243,22 +348,34 @@ fn refuse_if_too_big(
 /// Rank 0's and the largest worker's memory for gradient coding, checked against the budget.
 fn fits_coded(cfg: &RunConfig, code: &dyn GradientCode, shape: &DataShape) -> Result<()> {
     let mem = CodedMemory::of(cfg, code, shape);
+    let k = mem.kfac;
     let Some(rank0) = mem.rank0 else {
-        return refuse_if_too_big(cfg, shape, "rank 0", None);
+        return refuse_if_too_big(cfg, shape, "rank 0", None, k.rank0);
     };
     let Some(worker) = mem.worker else {
-        return refuse_if_too_big(cfg, shape, "each worker", None);
+        return refuse_if_too_big(cfg, shape, "each worker", None, k.worker);
     };
-    let block = refuse_if_no_row_fits(cfg, shape, "every rank", rank0.max(worker))?;
+    let (fixed, kfac_fixed) = if rank0 >= worker {
+        (rank0, k.rank0)
+    } else {
+        (worker, k.worker)
+    };
+    let block = refuse_if_no_row_fits(cfg, shape, "every rank", fixed, kfac_fixed)?;
     // Evaluating the test split runs the kernel's scratch too.
     let rank0 = kernel_scratch(cfg, shape, shape.test_rows as u128, block)
         .and_then(|s| rank0.checked_add(s));
-    refuse_if_too_big(cfg, shape, "rank 0", rank0)?;
+    refuse_if_too_big(cfg, shape, "rank 0", rank0, k.rank0)?;
     let worker = mem
         .rows
         .and_then(|r| kernel_scratch(cfg, shape, r, block))
         .and_then(|s| worker.checked_add(s));
-    refuse_if_too_big(cfg, shape, "each worker", worker)
+    // The worker's K-FAC share: its fixed part and the factor rows of one micro-batch.
+    let kfac_worker = mem.rows.and_then(|r| {
+        k.per_row?
+            .checked_mul(r.min(block as u128))?
+            .checked_add(k.worker?)
+    });
+    refuse_if_too_big(cfg, shape, "each worker", worker, kfac_worker)
 }
 
 /// The memory of gradient coding's ranks besides the kernel's scratch; `None` on overflow.
@@ -270,6 +387,8 @@ struct CodedMemory {
     worker: Option<u128>,
     /// The largest worker's rows.
     rows: Option<u128>,
+    /// K-FAC's share (counted in `rank0` and `worker`).
+    kfac: KfacMemory,
 }
 
 impl CodedMemory {
@@ -287,19 +406,25 @@ impl CodedMemory {
         let rows = (shape.rows as u128).div_ceil(k.max(1)).checked_mul(held);
         // With minibatches, the iteration's rows are gathered into buffers beside the shard.
         let batch_rows = cfg.batch.map_or(Some(0), |b| (b as u128).checked_mul(held));
+        // K-FAC: the packed factor sums ride on a result per worker and chunk, the loop's sum,
+        // the staging and decode copies at rank 0; on a worker's message buffers.
+        let kfac = KfacMemory::of(cfg, shape, 3 + n * c, 1 + 2 * c);
         let worker = dim.and_then(|d| {
             let data = shape.bytes_of_rows(usize::try_from(rows?).ok()?)?;
             let drawn = shape.bytes_of_rows(usize::try_from(batch_rows?).ok()?)?;
             data.checked_add(drawn)?
-                .checked_add(vectors(3 + 2 * c + held * c, d)?)
+                .checked_add(vectors(3 + 2 * c + held * c, d)?)?
+                .checked_add(kfac.worker?)
         });
         let rank0 = dim
             .and_then(|d| vectors(11 + n * c + k * c, d))
-            .and_then(|v| v.checked_add(shape.bytes_of_rows(shape.test_rows)?));
+            .and_then(|v| v.checked_add(shape.bytes_of_rows(shape.test_rows)?))
+            .and_then(|v| v.checked_add(kfac.rank0?));
         CodedMemory {
             rank0,
             worker,
             rows,
+            kfac,
         }
     }
 
@@ -421,6 +546,9 @@ fn run_coded(world: &World, cfg: &RunConfig, code: Box<dyn GradientCode>) -> Res
             let kind = code.kind();
             let code = rank0_code(cfg, code)?;
             let mut engine = CodedGradients::new(world.transport(), cfg, code, dim, compress, kfac);
+            if let Some(sides) = eigen_sides(cfg, model.as_ref()) {
+                engine = engine.with_eigen(&sides);
+            }
             if cfg.messages != Messages::Dense {
                 engine.receive_supports(cfg.job.max_wait())?;
             }
@@ -446,6 +574,9 @@ fn run_coded(world: &World, cfg: &RunConfig, code: Box<dyn GradientCode>) -> Res
                 )
                 .messages(cfg.messages, cfg.model)?
                 .with_kfac(kfac_len(cfg, model.as_ref()));
+            if let Some(sides) = eigen_sides(cfg, model.as_ref()) {
+                job = job.with_eigen(&sides, cfg.workers(), rank - 1);
+            }
             serve_coded(world, cfg, model.dim() + 1, &mut job)
         }
         Ok(Loaded::Stored(stored)) => {
@@ -457,6 +588,12 @@ fn run_coded(world: &World, cfg: &RunConfig, code: Box<dyn GradientCode>) -> Res
         }
         Ok(_) => Err(Error::Check("internal: unexpected start-up state".into())),
     }
+}
+
+/// `--kfac-eig workers`: the sides of the model's K-FAC factors the workers eigendecompose.
+fn eigen_sides(cfg: &RunConfig, model: &dyn Model) -> Option<Vec<usize>> {
+    (cfg.kfac_eig == Some(kfac::EigSite::Workers))
+        .then(|| kfac::factor_sides(model.kfac_layers().iter().map(|b| (b.units, b.inputs))))
 }
 
 /// Values of the packed K-FAC factors a factor-update message carries (0 without K-FAC).
@@ -825,12 +962,12 @@ fn fits_matvec(cfg: &RunConfig, shape: &DataShape) -> Result<()> {
     let rank0 = data
         .and_then(|d| d.checked_add(shape.bytes_of_rows(shape.test_rows)?))
         .and_then(|d| d.checked_add(vectors(12, model_dim(cfg, shape)?)?));
-    refuse_if_too_big(cfg, shape, "rank 0", rank0)?;
+    refuse_if_too_big(cfg, shape, "rank 0", rank0, Some(0))?;
     let dense_t = (shape.rows as u128)
         .checked_mul(shape.features as u128)
         .and_then(|v| v.checked_mul(8));
     let worker = data.and_then(|d| d.checked_mul(2)?.checked_add(dense_t?));
-    refuse_if_too_big(cfg, shape, "each worker", worker)
+    refuse_if_too_big(cfg, shape, "each worker", worker, Some(0))
 }
 
 fn run_matvec(world: &World, cfg: &RunConfig, code: &MdsCode) -> Result<i32> {
@@ -890,22 +1027,32 @@ fn fits_reference(cfg: &RunConfig, info: &dataset::DatasetInfo) -> Result<()> {
     let shape = DataShape::from(info);
     build_model(cfg, &shape)?;
     // With minibatches, the k·B rows of an iteration are gathered beside the data.
+    let kfac = KfacMemory::of(cfg, &shape, 2, 0);
+    let kfac_fixed = kfac.rank0.and_then(|r| r.checked_add(kfac.worker?));
     let Some(fixed) = reference_fixed(cfg, &shape) else {
-        return refuse_if_too_big(cfg, &shape, "the serial reference", None);
+        return refuse_if_too_big(cfg, &shape, "the serial reference", None, kfac_fixed);
     };
-    let block = refuse_if_no_row_fits(cfg, &shape, "the serial reference", fixed)?;
+    let block = refuse_if_no_row_fits(cfg, &shape, "the serial reference", fixed, kfac_fixed)?;
     let need =
         kernel_scratch(cfg, &shape, shape.rows as u128, block).and_then(|s| fixed.checked_add(s));
-    refuse_if_too_big(cfg, &shape, "the serial reference", need)
+    let kfac_all = kfac.per_row.and_then(|p| {
+        p.checked_mul((shape.rows as u128).min(block as u128))?
+            .checked_add(kfac_fixed?)
+    });
+    refuse_if_too_big(cfg, &shape, "the serial reference", need, kfac_all)
 }
 
-/// The serial reference's memory besides the kernel's scratch (as [`fits_reference`] counts it).
+/// The serial reference's memory besides the kernel's scratch (as [`fits_reference`] counts it):
+/// with K-FAC, its factors, eigenbases and workspace, and two packed factor sums.
 fn reference_fixed(cfg: &RunConfig, shape: &DataShape) -> Option<u128> {
     let drawn = cfg.step_rows(shape.rows).min(shape.rows);
+    let kfac = KfacMemory::of(cfg, shape, 2, 0);
     shape
         .bytes_of_rows(shape.rows + shape.test_rows)?
         .checked_add(shape.bytes_of_rows(if cfg.batch.is_some() { drawn } else { 0 })?)?
-        .checked_add(vectors(8, model_dim(cfg, shape)?)?)
+        .checked_add(vectors(8, model_dim(cfg, shape)?)?)?
+        .checked_add(kfac.rank0?)?
+        .checked_add(kfac.worker?)
 }
 
 fn run_reference(args: &TrainArgs) -> Result<i32> {

@@ -431,6 +431,26 @@ impl<T: Transport> Collector<T> {
         Ok(got.into_iter().flatten().collect())
     }
 
+    /// Results of `phase` are `lens[w]` values from worker `w` (a phase the spec did not
+    /// size, e.g. a job's extra round; phases in between expect nothing).
+    pub fn set_result_len(&mut self, phase: usize, lens: Vec<usize>) {
+        let n = self.spec.workers;
+        while self.spec.result_len.len() <= phase {
+            self.spec.result_len.push(vec![0; n]);
+        }
+        for (slots, &len) in self.slots.iter_mut().zip(&lens) {
+            for s in slots.iter_mut() {
+                s.reserve((HEADER_LEN + len).saturating_sub(s.len()));
+            }
+        }
+        self.spec.result_len[phase] = lens;
+    }
+
+    /// The round deadline of the spec (`--deadline-ms`).
+    pub fn deadline(&self) -> Duration {
+        self.spec.deadline
+    }
+
     /// Workers n.
     pub fn workers(&self) -> usize {
         self.spec.workers
@@ -705,6 +725,34 @@ impl<T: Transport> Collector<T> {
     /// Change the deadline of the rounds to come (`train --adapt --adapt-deadline`).
     pub fn set_deadline(&mut self, deadline: Duration) {
         self.spec.deadline = deadline;
+    }
+
+    /// Collect like [`Collector::collect`], but stop at `deadline` after the post whatever the
+    /// deadline policy: for a round the job can finish without (K-FAC's spread
+    /// eigendecompositions keep the previous eigenbasis), so a straggler never stalls it.
+    pub fn collect_until<E: From<CommError>>(
+        &mut self,
+        rule: &mut dyn Rule,
+        deadline: Duration,
+        interrupt: Option<&AtomicBool>,
+        idle: &mut dyn FnMut() -> Result<(), E>,
+    ) -> Result<Collected, E> {
+        loop {
+            let got = self.poll(rule)?;
+            if rule.decodable(&self.round) {
+                return Ok(Collected::Decodable);
+            }
+            if interrupt.is_some_and(|f| f.load(Ordering::SeqCst)) {
+                return Ok(Collected::Interrupted);
+            }
+            if self.round.t0.elapsed() >= deadline {
+                return Ok(Collected::Deadline);
+            }
+            if !got {
+                idle()?;
+                sleep_poll();
+            }
+        }
     }
 
     /// End the collection of the current round: what arrives for it from now on is late.

@@ -21,7 +21,7 @@ fn is_dense(m: &Messages) -> bool {
 }
 use crate::compress::Compressor;
 use crate::model::ModelKind;
-use crate::optim::kfac::KfacSpec;
+use crate::optim::kfac::{EigSite, KfacSpec};
 use crate::optim::{
     AdamParams, BadSchedule, LrSchedule, MomentumSchedule, OptimizerKind, OptimizerSpec,
 };
@@ -164,9 +164,17 @@ pub struct TrainArgs {
     /// [default: 1].
     #[arg(long, value_name = "K")]
     pub kfac_update_every: Option<u64>,
-    /// K-FAC: eigendecompose the factors every K iterations (at rank 0) [default: 10].
+    /// K-FAC: eigendecompose the factors every K iterations (where --kfac-eig says)
+    /// [default: 10].
     #[arg(long, value_name = "K")]
     pub kfac_inv_every: Option<u64>,
+    /// K-FAC: where the eigendecompositions run: rank0, or workers (each worker gets the
+    /// factors assigned to it, greedy by n³, in a round after the factors' round and sends the
+    /// eigenbases back; what is not back by --deadline-ms keeps its previous eigenbasis,
+    /// counted as /metrics/kfac_eig_fallbacks). workers: not with --chunks above 1, --messages
+    /// support|auto or --reuse-stale [default: rank0].
+    #[arg(long, value_name = "WHERE")]
+    pub kfac_eig: Option<EigSite>,
     /// Learning-rate schedule, a factor of --lr at step t (counted from 0, warm-up included):
     /// constant; step:EVERY:FACTOR (times FACTOR every EVERY steps, FACTOR in (0, 1]);
     /// cosine:TOTAL (½(1 + cos(π·t/TOTAL)), 0 from step TOTAL on) [default: constant].
@@ -341,6 +349,8 @@ pub struct RunConfig {
     pub kfac_update_every: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kfac_inv_every: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kfac_eig: Option<EigSite>,
     /// The learning-rate schedule (written only when not constant).
     #[serde(default, skip_serializing_if = "is_constant")]
     pub lr_schedule: LrSchedule,
@@ -442,6 +452,20 @@ impl RunConfig {
         let optimizer = pick!(optimizer, OptimizerKind::Gd);
         let [beta1, beta2, eps] = adam_settings(optimizer, args, &file)?;
         let kfac = kfac_settings(optimizer, args, &file)?;
+        let kfac_eig = match (kfac, args.kfac_eig.or(file.kfac_eig)) {
+            (Some(_), site) => Some(site.unwrap_or_default()),
+            (None, Some(site)) => {
+                return Err(invalid(
+                    "kfac-eig",
+                    site.name(),
+                    format!(
+                        "applies to --optimizer kfac (the optimizer is {})",
+                        optimizer.name()
+                    ),
+                ))
+            }
+            (None, None) => None,
+        };
         let lr_schedule = match args.lr_schedule.as_ref().or(file.lr_schedule.as_ref()) {
             None => LrSchedule::Constant,
             Some(text) => text
@@ -488,6 +512,7 @@ impl RunConfig {
             kfac_kl_clip: kfac.map(|k| k.kl_clip),
             kfac_update_every: kfac.map(|k| k.update_every),
             kfac_inv_every: kfac.map(|k| k.inv_every),
+            kfac_eig,
             lr_schedule,
             warmup: pick!(warmup, 0),
             divergence_factor: pick!(divergence_factor, 1e6),
@@ -782,6 +807,26 @@ impl RunConfig {
         ] {
             if v == 0 {
                 return Err(invalid(name, 0, "must be at least 1"));
+            }
+        }
+        if self.kfac_eig == Some(EigSite::Workers) {
+            let conflict = if self.chunks > 1 {
+                Some("--chunks above 1")
+            } else if self.messages != Messages::Dense {
+                Some("--messages support|auto")
+            } else if self.reuse_stale {
+                Some("--reuse-stale")
+            } else {
+                None
+            };
+            if let Some(what) = conflict {
+                return Err(invalid(
+                    "kfac-eig",
+                    "workers",
+                    format!(
+                        "a worker's eigen round is one whole message: not available with {what}"
+                    ),
+                ));
             }
         }
         let conflict = if !self.compress.is_none() {
@@ -1220,6 +1265,8 @@ impl RunConfig {
                 "kfac_decay={:?}\nkfac_damping={:?}\nkfac_kl_clip={:?}\nkfac_update_every={}\nkfac_inv_every={}\n",
                 k.decay, k.damping, k.kl_clip, k.update_every, k.inv_every
             ))
+            // Only when not the default: the trajectories of runs before the flag stay theirs.
+            + &self.kfac_eig.filter(|e| *e != EigSite::Rank0).map_or(String::new(), |e| format!("kfac_eig={}\n", e.name()))
             + match self.momentum_schedule {
                 MomentumSchedule::Constant => "",
                 MomentumSchedule::NesterovT => "momentum_schedule=nesterov-t\n",
@@ -1764,6 +1811,25 @@ mod tests {
             ),
             (
                 TrainArgs {
+                    kfac_eig: Some(EigSite::Workers),
+                    ..args()
+                },
+                4,
+                "--kfac-eig = workers: applies to --optimizer kfac (the optimizer is gd)",
+            ),
+            (
+                TrainArgs {
+                    model: Some(ModelKind::Mlp),
+                    optimizer: Some(OptimizerKind::Kfac),
+                    kfac_eig: Some(EigSite::Workers),
+                    reuse_stale: true,
+                    ..args()
+                },
+                4,
+                "--kfac-eig = workers: a worker's eigen round is one whole message: not available with --reuse-stale",
+            ),
+            (
+                TrainArgs {
                     model: Some(ModelKind::Mlp),
                     optimizer: Some(OptimizerKind::Kfac),
                     kfac_decay: Some(1.0),
@@ -2096,5 +2162,16 @@ mod tests {
         };
         assert_eq!(c.trajectory_hash(), more.trajectory_hash());
         assert_ne!(c.trajectory_hash(), other.trajectory_hash());
+        // --kfac-eig: workers changes the trajectory (fallbacks); rank0, the default, keeps
+        // the hash of runs written before the flag.
+        let site = |e| RunConfig {
+            kfac_eig: Some(e),
+            ..c.clone()
+        };
+        assert_eq!(c.trajectory_hash(), site(EigSite::Rank0).trajectory_hash());
+        assert_ne!(
+            c.trajectory_hash(),
+            site(EigSite::Workers).trajectory_hash()
+        );
     }
 }

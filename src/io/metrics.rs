@@ -129,6 +129,9 @@ metric_enum! {
         /// With [`Metric::GnsGradSq`]: the estimate of tr Σ, the per-row gradient variance.
         /// B_noise = mean(gns_trace)/mean(gns_grad_sq).
         GnsTrace => "gns_trace",
+        /// K-FAC with `--kfac-eig workers`: the factors of this iteration's refresh whose
+        /// eigenbasis did not come back by the deadline (their previous one was kept).
+        KfacEigFallbacks => "kfac_eig_fallbacks",
     }
 }
 
@@ -550,8 +553,8 @@ mod tests {
         // 20 until minibatches added `epoch`, at the end so older files read as before; then
         // pdADMM's six, then compression's two, then K-FAC's three, then --adapt's three, then
         // the tree decode's message count, then --adapt-deadline's deadline, then the gradient
-        // noise scale's two.
-        assert_eq!(Metric::COUNT, 39);
+        // noise scale's two, then K-FAC's eigen fallbacks.
+        assert_eq!(Metric::COUNT, 40);
         assert_eq!(names[20], "epoch");
         assert_eq!(LayerMetric::Tau.path(), "layers/tau");
         assert_eq!(names[27..29], ["compress_rel_err", "decode_weight_sq"]);
@@ -559,6 +562,7 @@ mod tests {
         assert_eq!(names[32..35], ["code_s", "adapt_next_s", "adapt_gain"]);
         assert_eq!(names[35..37], ["messages_received", "adapt_deadline_ms"]);
         assert_eq!(names[37..39], ["gns_grad_sq", "gns_trace"]);
+        assert_eq!(names[39], "kfac_eig_fallbacks");
         assert_eq!(WorkerMetric::ArrivalS.path(), "timing/arrival_s");
         assert_eq!(WorkerMetric::InjectedS.path(), "stragglers/injected_s");
         assert_eq!(WorkerMetric::PlannedS.path(), "stragglers/planned_s");

@@ -433,6 +433,12 @@ pub trait Model: Send + Sync + std::fmt::Debug {
         &[]
     }
 
+    /// Values of the scratch [`Model::kfac_factors_into`] holds beside the kernel's: per row of
+    /// a block, and fixed (the largest factor's square); (0, 0) without K-FAC layers.
+    fn kfac_scratch(&self) -> (u128, u128) {
+        (0, 0)
+    }
+
     /// The K-FAC factor sums of every [`Model::kfac_layers`] layer over the rows of `x` at `w`,
     /// with the row weights, packed into `out` (`optim::kfac::packed_len` values: per layer the
     /// upper triangle of Σ c_r ā_r ā_rᵀ, then that of Σ c_r g_r g_rᵀ; a convolution's are the

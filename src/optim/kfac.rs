@@ -149,15 +149,12 @@ impl LayerFactors {
     /// Eigendecompose both running averages (the symmetric eigensolver of LAPACK).
     pub fn refresh(&mut self, layer: usize) -> Result<(), KfacError> {
         for (f, name) in [(&mut self.a, "A"), (&mut self.g, "G")] {
-            let (vals, vecs) = f.value.eigh(UPLO::Upper).map_err(|e| KfacError::Eigen {
+            (f.eigenvalues, f.basis) = decompose(&f.value).map_err(|reason| KfacError::Eigen {
                 layer,
                 factor: name,
                 n: f.n(),
-                reason: e.to_string(),
+                reason,
             })?;
-            f.eigenvalues = vals.mapv(|v| v.max(0.0));
-            // Row-major, as a checkpoint reads it back: a resumed run multiplies the same layout.
-            f.basis = vecs.as_standard_layout().into_owned();
         }
         Ok(())
     }
@@ -183,6 +180,88 @@ impl LayerFactors {
         general_mat_mul(1.0, qg, &*scratch, 0.0, &mut tmp);
         general_mat_mul(1.0, &tmp, &qa.t(), 0.0, out);
     }
+}
+
+/// The eigenvalues (negative ones of rounding clamped to 0) and eigenvectors (columns,
+/// row-major) of the symmetric `m`, from its upper triangle: the one eigensolver call of
+/// rank 0's refresh and of a worker's share of it ([`eigen_packed`]), so both give the same
+/// bits.
+fn decompose(m: &Array2<f64>) -> Result<(Array1<f64>, Array2<f64>), String> {
+    let (vals, vecs) = m.eigh(UPLO::Upper).map_err(|e| e.to_string())?;
+    // Row-major, as a checkpoint reads it back: a resumed run multiplies the same layout.
+    Ok((
+        vals.mapv(|v| v.max(0.0)),
+        vecs.as_standard_layout().into_owned(),
+    ))
+}
+
+/// Spread the eigendecompositions of factors of sides `sizes` over `workers` workers, greedy
+/// by cost (n³; KAISA's assignment): largest first, each to the least loaded worker (ties: the
+/// lowest index). Returns each worker's factor indices in increasing order (the order of its
+/// payload).
+pub fn assign_eigen(sizes: &[usize], workers: usize) -> Vec<Vec<usize>> {
+    let mut owned = vec![Vec::new(); workers];
+    if workers == 0 {
+        return owned;
+    }
+    let cost = |i: usize| (sizes[i] as f64).powi(3);
+    let mut order: Vec<usize> = (0..sizes.len()).collect();
+    order.sort_by(|&i, &j| cost(j).total_cmp(&cost(i)).then(i.cmp(&j)));
+    let mut load = vec![0.0f64; workers];
+    for i in order {
+        let w = (0..workers)
+            .min_by(|&a, &b| load[a].total_cmp(&load[b]).then(a.cmp(&b)))
+            .unwrap_or(0);
+        load[w] += cost(i);
+        owned[w].push(i);
+    }
+    for o in &mut owned {
+        o.sort_unstable();
+    }
+    owned
+}
+
+/// The sides of the factors of layers `(units, inputs)` in refresh order: per layer A
+/// (inputs + 1), then G (units).
+pub fn factor_sides(layers: impl IntoIterator<Item = (usize, usize)>) -> Vec<usize> {
+    let sides = layers
+        .into_iter()
+        .map(|(units, inputs)| [inputs + 1, units]);
+    sides.flatten().collect()
+}
+
+/// Values a worker's eigen result carries for factors of sides `sizes`: per factor its n
+/// eigenvalues, then its n×n basis row-major.
+pub fn eigen_result_len(sizes: impl IntoIterator<Item = usize>) -> usize {
+    sizes.into_iter().map(|n| n + n * n).sum()
+}
+
+/// A worker's share of a refresh: the factors packed in `packed` (upper triangles, sides
+/// `sizes`, in order) eigendecomposed into `out` ([`eigen_result_len`] values).
+pub fn eigen_packed(packed: &[f64], sizes: &[usize], out: &mut [f64]) -> Result<(), String> {
+    let need = sizes.iter().map(|&n| tri(n)).sum::<usize>();
+    let want = eigen_result_len(sizes.iter().copied());
+    if packed.len() != need || out.len() != want {
+        return Err(format!(
+            "K-FAC eigen share: {} packed values and {} result values for sides {sizes:?} (expected {need} and {want})",
+            packed.len(),
+            out.len()
+        ));
+    }
+    let (mut at, mut to) = (0, 0);
+    for &n in sizes {
+        let mut m = Array2::zeros((n, n));
+        unpack_upper(&packed[at..at + tri(n)], n, 1.0, &mut m);
+        at += tri(n);
+        let (vals, basis) = decompose(&m)?;
+        out[to..to + n].copy_from_slice(vals.as_slice().unwrap_or(&[]));
+        to += n;
+        for (o, &b) in out[to..to + n * n].iter_mut().zip(basis.iter()) {
+            *o = b;
+        }
+        to += n * n;
+    }
+    Ok(())
 }
 
 /// Precondition every layer of `grad` into `out` (entries outside the layers are copied), then
@@ -219,6 +298,27 @@ pub fn precondition(
         }
     }
     nu
+}
+
+/// Where the eigendecompositions of a refresh run (`--kfac-eig`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EigSite {
+    /// All at rank 0.
+    #[default]
+    Rank0,
+    /// Spread over the workers ([`assign_eigen`]), sent back.
+    Workers,
+}
+
+impl EigSite {
+    /// The name on the command line.
+    pub fn name(&self) -> &'static str {
+        match self {
+            EigSite::Rank0 => "rank0",
+            EigSite::Workers => "workers",
+        }
+    }
 }
 
 /// K-FAC's settings (`--kfac-decay`, `--kfac-damping`, `--kfac-kl-clip`,
@@ -274,6 +374,32 @@ pub fn packed_len(layers: impl IntoIterator<Item = (usize, usize)>) -> usize {
         .into_iter()
         .map(|(units, inputs)| tri(inputs + 1) + tri(units))
         .sum()
+}
+
+/// Values rank 0 (or the serial reference) holds for K-FAC on layers `(units, inputs)`, so
+/// that a run is sized before anything is allocated: per layer A and G's running averages,
+/// eigenbases and eigenvalues; for the largest layer the unpacked new factors, the eigensolver's
+/// copy and workspace (at most 3n² + 8n for an n×n factor) and the preconditioning scratch (two
+/// blocks); the preconditioned gradient (`dim` values). The packed factor sums the messages
+/// carry are not counted here ([`packed_len`] per message). `None` on overflow.
+pub fn rank0_values(layers: impl IntoIterator<Item = (usize, usize)>, dim: u128) -> Option<u128> {
+    let (mut kept, mut unpacked, mut side, mut block) = (0u128, 0u128, 0u128, 0u128);
+    for (units, inputs) in layers {
+        let (g, a) = (units as u128, (inputs as u128).checked_add(1)?);
+        let squares = a.checked_mul(a)?.checked_add(g.checked_mul(g)?)?;
+        kept = kept.checked_add(squares.checked_mul(2)?.checked_add(a + g)?)?;
+        unpacked = unpacked.max(squares);
+        side = side.max(a.max(g));
+        block = block.max(g.checked_mul(a)?);
+    }
+    let eigen = side
+        .checked_mul(side)?
+        .checked_mul(3)?
+        .checked_add(side * 8)?;
+    kept.checked_add(unpacked)?
+        .checked_add(eigen)?
+        .checked_add(block.checked_mul(2)?)?
+        .checked_add(dim)
 }
 
 /// Write the upper triangle of `m` row by row into the front of `out`; the values written.
@@ -387,6 +513,74 @@ impl KfacState {
         Ok(())
     }
 
+    /// The sides of the factors in refresh order: per layer A (inputs + 1), then G (units).
+    pub fn factor_sides(&self) -> Vec<usize> {
+        factor_sides(self.layers.iter().map(|l| (l.units, l.inputs)))
+    }
+
+    fn factor(&self, i: usize) -> Option<&Factor> {
+        let l = self.layers.get(i / 2)?;
+        Some(if i % 2 == 0 { &l.a } else { &l.g })
+    }
+
+    /// Pack the running averages of factors `which` (indices in [`Self::factor_sides`] order)
+    /// into `out`, upper triangles one after the other; the values written.
+    pub fn pack_factors(&self, which: &[usize], out: &mut [f64]) -> usize {
+        let mut at = 0;
+        for f in which.iter().filter_map(|&i| self.factor(i)) {
+            at += pack_upper(f.value.view(), &mut out[at..]);
+        }
+        at
+    }
+
+    /// Take the eigendecompositions of factors `which` from a worker's result `res`
+    /// ([`eigen_packed`]'s layout).
+    pub fn install_eigen(&mut self, which: &[usize], res: &[f64]) -> Result<(), KfacError> {
+        let sides = self.factor_sides();
+        let need = eigen_result_len(which.iter().filter_map(|&i| sides.get(i).copied()));
+        if res.len() < need {
+            return Err(KfacError::Packed {
+                len: res.len(),
+                need,
+            });
+        }
+        let mut at = 0;
+        for &i in which {
+            let Some(l) = self.layers.get_mut(i / 2) else {
+                continue;
+            };
+            let f = if i % 2 == 0 { &mut l.a } else { &mut l.g };
+            let n = f.n();
+            f.eigenvalues = Array1::from(res[at..at + n].to_vec());
+            at += n;
+            f.basis = Array2::from_shape_vec((n, n), res[at..at + n * n].to_vec())
+                .unwrap_or_else(|_| unreachable!());
+            at += n * n;
+        }
+        Ok(())
+    }
+
+    /// Eigendecompose factors `which` ([`Self::factor_sides`] order) only.
+    pub fn refresh_some(&mut self, which: &[usize]) -> Result<(), KfacError> {
+        for &i in which {
+            let Some(l) = self.layers.get_mut(i / 2) else {
+                continue;
+            };
+            let (f, name) = if i % 2 == 0 {
+                (&mut l.a, "A")
+            } else {
+                (&mut l.g, "G")
+            };
+            (f.eigenvalues, f.basis) = decompose(&f.value).map_err(|reason| KfacError::Eigen {
+                layer: i / 2,
+                factor: name,
+                n: f.n(),
+                reason,
+            })?;
+        }
+        Ok(())
+    }
+
     /// Eigendecompose every layer's factors.
     pub fn refresh(&mut self) -> Result<(), KfacError> {
         for (i, l) in self.layers.iter_mut().enumerate() {
@@ -457,6 +651,51 @@ mod tests {
         for (o, u) in out.iter().zip(&unclipped) {
             assert!((o - 0.5 * u).abs() < 1e-12);
         }
+    }
+
+    /// The memory sizing, counted by hand for one layer of 2 units over 3 inputs: A 4×4 and G
+    /// 2×2 (values, bases, eigenvalues: 2·20 + 6), their unpacked copies (20), the eigensolver
+    /// (3·16 + 8·4), two 2×4 blocks, and the 8 parameters of the preconditioned gradient.
+    #[test]
+    fn rank0_values_counts_every_buffer() {
+        assert_eq!(rank0_values([(2, 3)], 8), Some(46 + 20 + 80 + 16 + 8));
+        assert_eq!(rank0_values([(usize::MAX, usize::MAX)], 0), None);
+    }
+
+    /// Spreading a refresh: the greedy plan balances n³ (the 784-256-128-10 MLP's six factors
+    /// over 3 workers: the 785 A alone, then the rest), and packing the factors, the workers'
+    /// eigendecompositions and installing their results give rank 0's refresh bit for bit.
+    #[test]
+    fn a_spread_refresh_equals_rank_0s_bit_for_bit() {
+        assert_eq!(
+            assign_eigen(&[785, 256, 257, 128, 129, 10], 3),
+            vec![vec![0], vec![2, 3], vec![1, 4, 5]]
+        );
+        assert_eq!(assign_eigen(&[4, 4], 3), vec![vec![0], vec![1], vec![]]);
+        let mut state = KfacState::new([(0, 3, 5), (18, 4, 3)]);
+        let dims = [(3, 5), (4, 3)];
+        let mut buf = vec![0.0; state.packed_len()];
+        let mut at = 0;
+        for (i, &(units, inputs)) in dims.iter().enumerate() {
+            at += pack_upper(spd(inputs + 1, 3 + i as u64).view(), &mut buf[at..]);
+            at += pack_upper(spd(units, 9 + i as u64).view(), &mut buf[at..]);
+        }
+        state.update_packed(&buf, 7, 0.9, 0).unwrap();
+        let mut spread = state.clone();
+        state.refresh().unwrap();
+        let sides = spread.factor_sides();
+        assert_eq!(sides, vec![6, 3, 4, 4]);
+        for which in assign_eigen(&sides, 2) {
+            let mine: Vec<usize> = which.iter().map(|&i| sides[i]).collect();
+            let mut packed = vec![0.0; mine.iter().map(|&n| tri(n)).sum()];
+            assert_eq!(spread.pack_factors(&which, &mut packed), packed.len());
+            let mut res = vec![f64::NAN; eigen_result_len(mine.iter().copied())];
+            eigen_packed(&packed, &mine, &mut res).unwrap();
+            spread.install_eigen(&which, &res).unwrap();
+        }
+        assert_eq!(spread, state);
+        let e = eigen_packed(&[0.0; 5], &[3], &mut [0.0; 12]).unwrap_err();
+        assert!(e.contains("5 packed values"), "{e}");
     }
 
     /// The packed upper triangles (the coded messages' layout) fold in exactly as the full

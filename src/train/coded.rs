@@ -59,6 +59,7 @@ use crate::data::{partition_ranges, DataError, Dataset, Features};
 use crate::error::{Error, Result};
 use crate::io::results::{AdaptSwitch, AttrValue, IterationRecord, LateRow, Metric, WorkerMetric};
 use crate::model::{Model, ModelKind, Workspace};
+use crate::optim::kfac::{self, KfacState};
 use crate::straggler::StragglerSchedule;
 
 /// The rows of one chunk, as its code computes them.
@@ -484,6 +485,8 @@ pub struct CodedWorker<'a> {
     kfac_len: usize,
     /// `--adapt`: the stored partitions and the s of `shard` (a post's phase is its s).
     stored: Option<(StoredShard, usize)>,
+    /// K-FAC `--kfac-eig workers`: the sides of the factors this worker eigendecomposes.
+    eigen: Option<Vec<usize>>,
 }
 
 impl<'a> CodedWorker<'a> {
@@ -508,7 +511,26 @@ impl<'a> CodedWorker<'a> {
             piece: Vec::new(),
             kfac_len: 0,
             stored: None,
+            eigen: None,
         }
+    }
+
+    /// K-FAC `--kfac-eig workers`: answer eigen rounds ([`EIGEN_PHASE`]) for worker `w`'s
+    /// share of the factors of sides `sides` among `workers` ([`kfac::assign_eigen`], the plan
+    /// rank 0 makes).
+    pub fn with_eigen(mut self, sides: &[usize], workers: usize, w: usize) -> Self {
+        let plan = kfac::assign_eigen(sides, workers);
+        let mine = plan
+            .get(w)
+            .map_or_else(Vec::new, |p| p.iter().map(|&i| sides[i]).collect());
+        self.eigen = Some(mine);
+        self
+    }
+
+    /// The packed values of this worker's eigen posts.
+    fn eigen_params_len(&self) -> Option<usize> {
+        let mine = self.eigen.as_ref()?;
+        Some(mine.iter().map(|&n| kfac::tri(n)).sum())
     }
 
     /// `--adapt`: answer a post of phase s with the code of s, cutting its shard from
@@ -685,15 +707,27 @@ impl WorkerJob for CodedWorker<'_> {
         }
         (phase == 0 && (len == self.model.dim() || on_support))
             || (phase == 1 && self.kfac_len > 0 && len == self.model.dim())
+            || (phase == EIGEN_PHASE && self.eigen_params_len() == Some(len))
     }
     fn max_params_len(&self) -> usize {
-        self.model.dim()
+        self.model.dim().max(self.eigen_params_len().unwrap_or(0))
     }
     fn serve<T: WorkerTransport>(
         &mut self,
         params: &[f64],
         out: &mut Responder<'_, T>,
     ) -> std::result::Result<(), CommError> {
+        if out.phase() == EIGEN_PHASE {
+            let mine = self.eigen.as_deref().unwrap_or(&[]);
+            let len = kfac::eigen_result_len(mine.iter().copied()).max(1);
+            return out.send_result(0, len, |buf| {
+                if mine.is_empty() {
+                    buf.fill(0.0);
+                    return Ok(());
+                }
+                kfac::eigen_packed(params, mine, buf).map_err(CommError::Fatal)
+            });
+        }
         self.switch_to(out.phase(), out.rank() - 1)?;
         let len = self.result_len(out.phase());
         let n_chunks = self.shard.n_chunks();
@@ -826,6 +860,28 @@ pub struct CodedGradients<T: Transport> {
     /// leader owed a round for longer than `deadline`).
     fallen: Vec<bool>,
     deadline: Duration,
+    /// K-FAC `--kfac-eig workers`: each worker's factors ([`kfac::assign_eigen`]).
+    eigen: Option<Vec<Vec<usize>>>,
+}
+
+/// The phase of K-FAC's eigen rounds (`--kfac-eig workers`): after the gradient (0) and the
+/// factor (1) rounds.
+pub const EIGEN_PHASE: usize = 2;
+
+/// Rank 0's rule of an eigen round: every worker with factors assigned has answered.
+struct EigenRule<'a>(&'a [Vec<usize>]);
+
+impl Rule for EigenRule<'_> {
+    fn decodable(&self, round: &Round) -> bool {
+        (self.0.iter().zip(&round.parts_in)).all(|(mine, &n)| mine.is_empty() || n > 0)
+    }
+}
+
+/// Values of worker `w`'s eigen result: its factors' eigenvalues and bases, at least 1 (a
+/// worker without factors answers one 0, so that every worker answers the round).
+fn eigen_len(plan: &[Vec<usize>], sides: &[usize], w: usize) -> usize {
+    let mine = plan[w].iter().map(|&i| sides[i]);
+    kfac::eigen_result_len(mine).max(1)
 }
 
 impl<T: Transport> CodedGradients<T> {
@@ -906,6 +962,7 @@ impl<T: Transport> CodedGradients<T> {
             gns_sum: Vec::new(),
             fallen: tree.map_or_else(Vec::new, |g| vec![false; n / g.max(1)]),
             deadline: cfg.job.deadline(),
+            eigen: None,
         }
     }
 
@@ -935,6 +992,18 @@ impl<T: Transport> CodedGradients<T> {
                 self.c.redirect(leader + m, next);
             }
         }
+    }
+
+    /// K-FAC `--kfac-eig workers`: spread the eigendecompositions of factors of sides `sides`
+    /// over the workers ([`kfac::assign_eigen`]; the workers make the same plan).
+    pub fn with_eigen(mut self, sides: &[usize]) -> Self {
+        let plan = kfac::assign_eigen(sides, self.c.workers());
+        let lens = (0..plan.len())
+            .map(|w| eigen_len(&plan, sides, w))
+            .collect();
+        self.c.set_result_len(EIGEN_PHASE, lens);
+        self.eigen = Some(plan);
+        self
     }
 
     /// `--adapt`: switch s by `adapt`'s decisions (the engine's code is the one it starts at).
@@ -1562,6 +1631,70 @@ impl<T: Transport> GradientEngine for CodedGradients<T> {
     }
     fn code_matrix(&self) -> Array2<f64> {
         self.code().matrix()
+    }
+
+    fn spread_eigen(
+        &mut self,
+        t: u64,
+        state: &mut KfacState,
+        rec: &mut IterationRecord,
+        late: &mut Vec<LateRow>,
+    ) -> Result<Option<Vec<usize>>> {
+        let Some(plan) = self.eigen.take() else {
+            return Ok(None);
+        };
+        let sides = state.factor_sides();
+        let packed_len = |w: usize| plan[w].iter().map(|&i| kfac::tri(sides[i])).sum();
+        self.c.begin_each(t, EIGEN_PHASE, 0, packed_len, |w, buf| {
+            state.pack_factors(&plan[w], buf);
+        });
+        let collected = self.c.collect_until::<Error>(
+            &mut EigenRule(&plan),
+            self.c.deadline(),
+            Some(&INTERRUPT),
+            &mut || Ok(()),
+        );
+        self.c.end();
+        let mut missing = Vec::new();
+        // A signal during the round: rank 0 eigendecomposes everything itself (the same bits
+        // the workers would have sent), so the step does not depend on when it came.
+        let interrupted = matches!(collected, Ok(Collected::Interrupted));
+        let outcome = collected.and_then(|_| {
+            if interrupted {
+                return Ok(());
+            }
+            let parts_in = self.c.round().parts_in.clone();
+            for (w, mine) in plan.iter().enumerate() {
+                if parts_in[w] > 0 {
+                    state
+                        .install_eigen(mine, self.c.payload(w, 0))
+                        .map_err(|e| Error::Check(e.to_string()))?;
+                } else {
+                    missing.extend_from_slice(mine);
+                }
+            }
+            Ok(())
+        });
+        // The eigen round's traffic belongs to the iteration.
+        let round = self.c.round();
+        for (m, v) in [
+            (Metric::BytesReceived, round.bytes_in),
+            (Metric::MessagesReceived, f64::from(round.messages_in)),
+            (Metric::BytesSent, round.bytes_out),
+            (Metric::Late, f64::from(round.late)),
+            (Metric::Rejected, f64::from(round.rejected)),
+        ] {
+            let before = rec.get(m);
+            rec.set(m, if before.is_nan() { v } else { before + v });
+        }
+        late.extend(self.c.take_late().iter().map(late_row));
+        self.eigen = Some(plan);
+        outcome?;
+        if interrupted {
+            return Ok(None);
+        }
+        missing.sort_unstable();
+        Ok(Some(missing))
     }
 
     fn compute(&mut self, it: &mut Iteration<'_>, g: &mut Array1<f64>) -> Result<Computed> {

@@ -10,6 +10,7 @@ use ndarray::{Array1, Array2, ArrayView1};
 
 use crate::error::Result;
 use crate::io::results::{AdaptSwitch, AttrValue, IterationRecord, LateRow};
+use crate::optim::kfac::KfacState;
 
 /// One iteration as the loop hands it to the engine.
 pub struct Iteration<'a> {
@@ -76,6 +77,22 @@ pub trait GradientEngine {
     /// The gradient sum at `it.point` into `g[..dim]` and the loss sum into `g[dim]` (and, when
     /// `it.factors`, the K-FAC factor sums into the rest of `g`).
     fn compute(&mut self, it: &mut Iteration<'_>, g: &mut Array1<f64>) -> Result<Computed>;
+    /// K-FAC `--kfac-eig workers`: have the workers eigendecompose the factors of `state`
+    /// assigned to them at iteration `t`, installing the eigenbases that arrive by the
+    /// deadline. Returns the indices ([`KfacState::factor_sides`] order) of those that did not
+    /// (the caller keeps their previous eigenbasis), or None when the engine has no workers or
+    /// no plan, or a signal came during the round (the caller eigendecomposes everything
+    /// itself).
+    fn spread_eigen(
+        &mut self,
+        t: u64,
+        state: &mut KfacState,
+        it_rec: &mut IterationRecord,
+        late: &mut Vec<LateRow>,
+    ) -> Result<Option<Vec<usize>>> {
+        let _ = (t, state, it_rec, late);
+        Ok(None)
+    }
     /// End the run: stop the workers with the job's `exit_code` and reconcile. Late arrivals
     /// drained meanwhile go to `late`. Returns the ranks that were not reconciled.
     fn finish(&mut self, exit_code: i32, late: &mut Vec<LateRow>) -> Result<Vec<usize>>;

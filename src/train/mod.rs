@@ -40,7 +40,7 @@ use crate::io::results::{
     RunWriter,
 };
 use crate::model::{Evaluation, Model, Objective, Workspace};
-use crate::optim::kfac::{self, KfacSpec, KfacState};
+use crate::optim::kfac::{self, EigSite, KfacSpec, KfacState};
 use crate::optim::Optimizer;
 
 /// Set by SIGUSR1 / SIGTERM / SIGINT: checkpoint at the next iteration boundary and stop.
@@ -368,7 +368,7 @@ impl<'a> Trainer<'a> {
                     self.point.view(),
                     self.grad.view_mut(),
                 );
-                self.precondition(t, factors)?;
+                self.precondition(engine, t, factors)?;
                 self.opt.step(self.grad.view());
                 self.all_exact &= exact;
                 self.rec.set(Metric::Exact, f64::from(u8::from(exact)));
@@ -403,7 +403,12 @@ impl<'a> Trainer<'a> {
     /// K-FAC: fold the decoded factors of iteration `t` in (when it carried them), refresh the
     /// eigenbases when due (and after the first factors), and precondition the gradient in
     /// place. Nothing without K-FAC, or before any factors arrived.
-    fn precondition(&mut self, t: u64, factors: bool) -> Result<()> {
+    fn precondition(
+        &mut self,
+        engine: &mut dyn GradientEngine,
+        t: u64,
+        factors: bool,
+    ) -> Result<()> {
         let Some(spec) = self.kfac else {
             return Ok(());
         };
@@ -427,7 +432,27 @@ impl<'a> Trainer<'a> {
         let mut eig_s = 0.0;
         if spec.refreshes_at(t) || (factors && first) {
             let e = Instant::now();
-            state.refresh().map_err(kerr)?;
+            // --kfac-eig workers: the workers' share; a factor that did not come back keeps
+            // its previous eigenbasis, unless it has none yet (the first refresh: rank 0).
+            let spread = match self.cfg.kfac_eig {
+                Some(EigSite::Workers) => {
+                    engine.spread_eigen(t, state, &mut self.rec, &mut self.late)?
+                }
+                _ => None,
+            };
+            match spread {
+                None => state.refresh().map_err(kerr)?,
+                Some(missing) => {
+                    if first {
+                        state.refresh_some(&missing).map_err(kerr)?;
+                    } else if !missing.is_empty() {
+                        log::warn!(
+                            "[rank 0] iteration {t}: K-FAC factors {missing:?} not eigendecomposed by the deadline; their previous eigenbases are kept"
+                        );
+                    }
+                    self.rec.set(Metric::KfacEigFallbacks, missing.len() as f64);
+                }
+            }
             eig_s = e.elapsed().as_secs_f64();
         }
         let clip = (spec.kl_clip > 0.0).then_some((lr, spec.kl_clip));

@@ -594,6 +594,11 @@ impl Model for Cnn {
     fn kfac_layers(&self) -> &[ParamBlock] {
         &self.blocks
     }
+    fn kfac_scratch(&self) -> (u128, u128) {
+        // FactorScratch::carve(cells, side) of kfac_factors_into; the cells grow with the rows.
+        let (cells, side) = self.factor_scratch(1);
+        (2 * cells as u128, (side as u128) * (side as u128))
+    }
 
     /// K-FAC's factor sums, packed (see [`Model::kfac_factors_into`]): for a dense layer those
     /// of the MLP; for a convolution the KFC factors (Grosse & Martens 2016) over its T output

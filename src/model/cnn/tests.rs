@@ -662,6 +662,9 @@ fn kfc_factor_sums_equal_the_per_position_computation() {
         "allocations after the first call"
     );
     assert_eq!(out, first);
+    // The memory sizing's count is the scratch the pass holds for the block of 16 images.
+    let (per_row, fixed) = m.kfac_scratch();
+    assert_eq!(ws.kfac.len() as u128, per_row * 16 + fixed);
 }
 
 /// Issue 21, KFC: on a tiny CNN the K-FAC direction of every layer, the two convolutions

@@ -493,6 +493,12 @@ impl Model for Mlp {
     fn kfac_layers(&self) -> &[ParamBlock] {
         &self.blocks
     }
+    fn kfac_scratch(&self) -> (u128, u128) {
+        // FactorScratch::carve(block · side, side), as kfac_factors_into asks.
+        let side = self.blocks.iter().map(|b| (b.inputs + 1).max(b.units));
+        let side = side.max().unwrap_or(0) as u128;
+        (2 * side, side * side)
+    }
 
     /// The K-FAC factor sums of every layer over the rows of `x` at `w`, packed into `out`
     /// ([`Model::kfac_factors_into`]): per layer the upper triangles of Σ_r c_r ā_r ā_rᵀ and

@@ -426,11 +426,18 @@ fn kfac_factor_sums_reuse_the_workspace_and_blocks_agree() {
     let count = allocations(|| run(m, &mut ws, &mut out));
     assert_eq!(count, 0, "allocations after the first call");
     assert_eq!(out, first);
+    // The memory sizing's count is the scratch the pass holds: 2 · side per row of a block and
+    // side² (side = 10, the widest factor: layer 2's 9 inputs and the 1); blocks of 256 rows.
+    let (per_row, fixed) = m.kfac_scratch();
+    assert_eq!((per_row, fixed), (20, 100));
+    assert_eq!(ws.kfac.len() as u128, per_row * 256 + fixed);
     for rows in [1, 13] {
         let mut small = m.clone();
         small.set_block_rows(rows);
         let mut o = vec![0.0; len];
-        run(&small, &mut Workspace::default(), &mut o);
+        let mut w = Workspace::default();
+        run(&small, &mut w, &mut o);
+        assert_eq!(w.kfac.len() as u128, per_row * rows as u128 + fixed);
         let e = rel_err(&Array1::from(o), &Array1::from(first.clone()));
         assert!(e < 1e-12, "blocks of {rows}: {e}");
     }
