@@ -163,7 +163,7 @@ fn met_str(m: Option<bool>) -> &'static str {
     match m {
         Some(true) => "MET",
         Some(false) => "NOT MET",
-        None => "not run",
+        None => "not judged",
     }
 }
 
@@ -1279,6 +1279,9 @@ fn section_scaling(ctx: &mut Ctx) -> Result<()> {
     let peak = rss.iter().map(|x| x.1).max().unwrap_or(0);
     let growth_mb = (last - early) / 1024.0;
     let flat = growth_mb.is_finite() && growth_mb <= 4.0;
+    // 100 iterations (smoke) are start-up: the allocator and HDF5's caches still grow. The target
+    // is on the full run's 2,000 (results/bench/full: flat).
+    let verdict = (!ctx.smoke).then_some(flat);
     let mut series = String::from("t_s,vmrss_kb\n");
     for (t, kb) in rss {
         let _ = writeln!(series, "{t:.3},{kb}");
@@ -1294,13 +1297,17 @@ fn section_scaling(ctx: &mut Ctx) -> Result<()> {
         format!("{:.1}", last / 1024.0),
         format!("{:.1}", peak as f64 / 1024.0),
         format!("{growth_mb:+.2}"),
-        met_str(Some(flat)).into(),
+        met_str(verdict).into(),
     ]];
     ctx.target(
         "5. rank 0 RSS growth over a long run with a failed worker",
-        format!("{growth_mb:+.2} MB"),
+        if ctx.smoke {
+            format!("{growth_mb:+.2} MB over {iters} iterations (start-up; judged on the full run)")
+        } else {
+            format!("{growth_mb:+.2} MB")
+        },
         "≤ 4 MB",
-        Some(flat),
+        verdict,
     );
     ctx.section(
         "5b. Rank 0 memory with a failed worker",
