@@ -679,6 +679,38 @@ impl<T: Transport> Collector<T> {
         interrupt: Option<&AtomicBool>,
         idle: &mut dyn FnMut() -> Result<(), E>,
     ) -> Result<Collected, E> {
+        let (deadline, policy) = (self.spec.deadline, self.spec.on_deadline);
+        self.collect_by(rule, deadline, policy, interrupt, idle)
+    }
+
+    /// Change the deadline of the rounds to come (`train --adapt --adapt-deadline`).
+    pub fn set_deadline(&mut self, deadline: Duration) {
+        self.spec.deadline = deadline;
+    }
+
+    /// Collect like [`Collector::collect`], but stop at `deadline` after the post whatever the
+    /// deadline policy: for a round the job can finish without (K-FAC's spread
+    /// eigendecompositions keep the previous eigenbasis), so a straggler never stalls it.
+    pub fn collect_until<E: From<CommError>>(
+        &mut self,
+        rule: &mut dyn Rule,
+        deadline: Duration,
+        interrupt: Option<&AtomicBool>,
+        idle: &mut dyn FnMut() -> Result<(), E>,
+    ) -> Result<Collected, E> {
+        self.collect_by(rule, deadline, OnDeadline::BestEffort, interrupt, idle)
+    }
+
+    /// The collection loop of both: past `deadline`, `policy` decides (best-effort: stop;
+    /// wait: on until the spec's `max_wait`, then a timeout).
+    fn collect_by<E: From<CommError>>(
+        &mut self,
+        rule: &mut dyn Rule,
+        deadline: Duration,
+        policy: OnDeadline,
+        interrupt: Option<&AtomicBool>,
+        idle: &mut dyn FnMut() -> Result<(), E>,
+    ) -> Result<Collected, E> {
         let mut warned = false;
         loop {
             let got = self.poll(rule)?;
@@ -689,8 +721,8 @@ impl<T: Transport> Collector<T> {
                 return Ok(Collected::Interrupted);
             }
             let waited = self.round.t0.elapsed();
-            if waited >= self.spec.deadline {
-                match self.spec.on_deadline {
+            if waited >= deadline {
+                match policy {
                     OnDeadline::BestEffort => return Ok(Collected::Deadline),
                     OnDeadline::Wait if waited >= self.spec.max_wait => {
                         return Err(CommError::Timeout {
@@ -714,39 +746,6 @@ impl<T: Transport> Collector<T> {
                     }
                     OnDeadline::Wait => {}
                 }
-            }
-            if !got {
-                idle()?;
-                sleep_poll();
-            }
-        }
-    }
-
-    /// Change the deadline of the rounds to come (`train --adapt --adapt-deadline`).
-    pub fn set_deadline(&mut self, deadline: Duration) {
-        self.spec.deadline = deadline;
-    }
-
-    /// Collect like [`Collector::collect`], but stop at `deadline` after the post whatever the
-    /// deadline policy: for a round the job can finish without (K-FAC's spread
-    /// eigendecompositions keep the previous eigenbasis), so a straggler never stalls it.
-    pub fn collect_until<E: From<CommError>>(
-        &mut self,
-        rule: &mut dyn Rule,
-        deadline: Duration,
-        interrupt: Option<&AtomicBool>,
-        idle: &mut dyn FnMut() -> Result<(), E>,
-    ) -> Result<Collected, E> {
-        loop {
-            let got = self.poll(rule)?;
-            if rule.decodable(&self.round) {
-                return Ok(Collected::Decodable);
-            }
-            if interrupt.is_some_and(|f| f.load(Ordering::SeqCst)) {
-                return Ok(Collected::Interrupted);
-            }
-            if self.round.t0.elapsed() >= deadline {
-                return Ok(Collected::Deadline);
             }
             if !got {
                 idle()?;
