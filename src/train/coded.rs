@@ -717,7 +717,9 @@ impl WorkerJob for CodedWorker<'_> {
         params: &[f64],
         out: &mut Responder<'_, T>,
     ) -> std::result::Result<(), CommError> {
-        if out.phase() == EIGEN_PHASE {
+        // The phase number means what the job's mode says (see [`EIGEN_PHASE`]): an eigen
+        // round only for a K-FAC worker with spread eigendecompositions.
+        if self.eigen.is_some() && out.phase() == EIGEN_PHASE {
             let mine = self.eigen.as_deref().unwrap_or(&[]);
             let len = kfac::eigen_result_len(mine.iter().copied()).max(1);
             return out.send_result(0, len, |buf| {
@@ -866,6 +868,12 @@ pub struct CodedGradients<T: Transport> {
 
 /// The phase of K-FAC's eigen rounds (`--kfac-eig workers`): after the gradient (0) and the
 /// factor (1) rounds.
+///
+/// A post's phase means what the job's mode says: with K-FAC, 0 gradient, 1 gradient and
+/// factors, 2 eigen round; with `--adapt`, the s of the code to answer with (0..=max s). The
+/// configuration refuses `--adapt` with K-FAC, and a worker answers an eigen round only when
+/// it has eigendecompositions assigned ([`CodedWorker::with_eigen`]): an `--adapt` post of
+/// s = 2 is a gradient post.
 pub const EIGEN_PHASE: usize = 2;
 
 /// Rank 0's rule of an eigen round: every worker with factors assigned has answered.
