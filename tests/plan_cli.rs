@@ -7,7 +7,11 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use common::{assert_one_line_error, gradcode, output_text, text, uncoded_profile, workdir};
+use common::{
+    assert_one_line_error, gradcode, output_text, text, uncoded_batch_profile, uncoded_profile,
+    workdir,
+};
+use gradcode::io::results;
 
 /// An uncoded profiling run (n = 3, exp:20, 20 iterations) on synthetic data, made once.
 fn profile() -> PathBuf {
@@ -19,6 +23,17 @@ fn jobs_file(name: &str, body: &str) -> PathBuf {
     let p = workdir().join(name);
     std::fs::write(&p, body).unwrap();
     p
+}
+
+/// `gradcode plan JOBS --nodes 2 --cores-per-node 5 EXTRA --out OUT`, which must succeed; its
+/// stdout.
+fn plan_2x5(jobs: &Path, out: &Path, extra: &[&str]) -> String {
+    let mut a = vec!["plan", jobs.to_str().unwrap(), "--nodes", "2"];
+    a.extend(["--cores-per-node", "5", "--out", out.to_str().unwrap()]);
+    a.extend_from_slice(extra);
+    let o = gradcode(&a);
+    assert!(o.status.success(), "{}", output_text(&o));
+    text(&o.stdout)
 }
 
 /// The (mean, max) completion of a schedule row of the printed table.
@@ -47,20 +62,7 @@ fn three_jobs_are_planned_compared_and_written_as_job_scripts() {
         ),
     );
     let out_dir = workdir().join("plan");
-    let o = gradcode(&[
-        "plan",
-        jobs.to_str().unwrap(),
-        "--nodes",
-        "2",
-        "--cores-per-node",
-        "5",
-        "--replan-every",
-        "1",
-        "--out",
-        out_dir.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", output_text(&o));
-    let out = text(&o.stdout);
+    let out = plan_2x5(&jobs, &out_dir, &["--replan-every", "1"]);
     let (plan, equal, fifo) = (
         row(&out, "plan "),
         row(&out, "equal split"),
@@ -147,4 +149,66 @@ fn bad_input_is_one_line_and_exit_2() {
         assert_eq!(o.status.code(), Some(2), "{a:?}: {line}");
     }
     assert!(!Path::new(out).exists());
+}
+
+/// A minibatch job (an uncoded `--batch 16` profile with the gradient noise scale) gets its
+/// batch chosen with its worker count, Pollux-style: the TOML's batch is among B₀ × {1/4 .. 4}
+/// and its iterations are the statistical efficiency's prediction for that batch over the
+/// chosen workers; the same profile with fixed `iterations` keeps its batch and iterations.
+#[test]
+fn a_minibatch_job_gets_its_batch_chosen_with_its_ranks() {
+    let prof = uncoded_batch_profile(5, 16, 40, 5); // before anything else takes serial()
+    let rows = results::read_rows(&prof, None).unwrap();
+    let phi = gradcode::sim::efficiency::noise_scale(
+        rows.column(results::Metric::GnsGradSq).as_slice().unwrap(),
+        rows.column(results::Metric::GnsTrace).as_slice().unwrap(),
+    )
+    .expect("the minibatch profile records the noise scale");
+    let p = prof.to_str().unwrap();
+    let jobs = jobs_file(
+        "minibatch.toml",
+        &format!(
+            "[[job]]\nname = \"mini\"\nprofile = \"{p}\"\n\n\
+             [[job]]\nname = \"fixed-iters\"\nprofile = \"{p}\"\niterations = 30\n"
+        ),
+    );
+    let out_dir = workdir().join("plan-minibatch");
+    let out = plan_2x5(&jobs, &out_dir, &[]);
+    assert!(
+        out.contains(&format!(
+            "job mini: gradient noise scale B_noise ≈ {phi:.0} rows (batch 16 × 4 partitions)"
+        )),
+        "{out}"
+    );
+    assert!(
+        !out.contains("job fixed-iters: gradient noise scale"),
+        "{out}"
+    );
+    let config = |name: &str| -> toml::Table {
+        std::fs::read_to_string(out_dir.join(format!("{name}.toml")))
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let mini = config("mini");
+    let (b, workers) = (
+        mini["batch"].as_integer().unwrap(),
+        mini["workers"].as_integer().unwrap(),
+    );
+    assert!([4, 8, 16, 32, 64].contains(&b), "{mini}");
+    // Every candidate code of plan has one partition per worker: k·B rows an iteration.
+    let predicted = gradcode::sim::efficiency::iterations_at(phi, 40, 64.0, (b * workers) as f64);
+    assert_eq!(
+        mini["iterations"].as_integer().unwrap() as u64,
+        predicted,
+        "{mini}"
+    );
+    let fixed = config("fixed-iters");
+    assert_eq!(fixed["batch"].as_integer(), Some(16), "{fixed}");
+    assert_eq!(fixed["iterations"].as_integer(), Some(30), "{fixed}");
+    let json = std::fs::read_to_string(out_dir.join("plan.json")).unwrap();
+    assert!(
+        json.contains(&format!("\"batch\": {b}, \"iterations\": {predicted},")),
+        "{json}"
+    );
 }

@@ -436,7 +436,7 @@ fn bad_files_give_one_clear_error_and_good_ones_are_still_reported() {
 
     // An HDF5 file that is not a results file (a dataset).
     let o = report(&[], &[&dataset()]);
-    one_error_line(&o, "synth.h5", "not a gradcode results file");
+    one_error_line(&o, "synth-2.h5", "not a gradcode results file");
 
     // Mixed: the good run is reported, the exit code says something failed.
     let r = runs();

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use common::{
-    assert_one_line_error, gradcode, mpirun, output_text, serial, text, uncoded_profile, workdir,
+    assert_one_line_error, gradcode, mpirun, output_text, serial, text, uncoded_batch_profile,
+    uncoded_profile, workdir,
 };
 use gradcode::io::results;
 
@@ -165,31 +166,11 @@ fn bad_input_is_one_line_and_exit_2() {
 /// and the TOML carry a batch among B₀ × {1/4, 1/2, 1, 2, 4}, which `train --config` runs.
 #[test]
 fn a_minibatch_profile_has_a_noise_scale_and_tune_searches_the_batch() {
-    let full_batch = profile(); // before serial(): it takes the lock itself
+    // Both before serial(): they take the lock themselves.
+    let full_batch = profile();
+    let out = uncoded_batch_profile(5, 16, 40, 9);
     let _g = serial();
-    let data = workdir().join("synth.h5"); // the profile's data (synth_logistic(9))
-    let out = workdir().join("profile-batch");
-    let o = mpirun(
-        5,
-        &[
-            "train",
-            "--data",
-            data.to_str().unwrap(),
-            "--code",
-            "uncoded",
-            "--batch",
-            "16",
-            "--lr",
-            "0.5",
-            "--iterations",
-            "40",
-            "--out",
-            out.to_str().unwrap(),
-        ],
-        120,
-    );
-    assert!(o.status.success(), "{}", output_text(&o));
-    let rows = results::read_rows(&out.join("run.h5"), None).unwrap();
+    let rows = results::read_rows(&out, None).unwrap();
     let g2 = rows.column(results::Metric::GnsGradSq).to_vec();
     let tr = rows.column(results::Metric::GnsTrace).to_vec();
     // Every iteration decoded from all 4 workers gives both estimates; tr Σ > 0 always.

@@ -9,8 +9,13 @@
 //!    to the allocation), the `tune` candidates with the `wait` policy (exact codes and
 //!    `ignore-stragglers` with s ≤ 3, one or two chunks) are simulated on the replay of its
 //!    profile ([`super::tune::score`]); the fastest predicted time to target is the job's time
-//!    at n. Goodput is the simulated throughput: the statistical efficiency of a full-batch GLM
-//!    is 1 (docs/tuning.md).
+//!    at n. Goodput is the simulated throughput times the statistical efficiency: 1 for a
+//!    full-batch job; for a minibatch job (a profile with `--batch B₀`) its compute time scales
+//!    with the rows an iteration (k·B against the profile's k₀·B₀), and when the profile
+//!    recorded the gradient noise scale (an uncoded `--batch` run) and the job gives no fixed
+//!    `iterations`, the batch B ∈ B₀ × {1/4, 1/2, 1, 2, 4} is chosen per worker count too, its
+//!    iterations to target from Pollux's efficiency ([`super::tune::BatchSearch`],
+//!    docs/tuning.md).
 //! 3. **Allocation and schedules** ([`crate::sim::plan`]): the plan, an equal split and FIFO,
 //!    their mean and max completion times printed as a table.
 //! 4. **Output** (`--out DIR`): per job `NAME.toml` (its `train --config`: the profile's
@@ -71,9 +76,12 @@ struct Job {
     profile_path: PathBuf,
     trace: TraceFile,
     base: TrainArgs,
-    /// Iterations of progress to target (from the profile's loss, or given).
+    /// Iterations of progress to target (from the profile's loss, or given) at the profile's
+    /// batch and worker count.
     target_iterations: u64,
     fixed_ranks: Option<usize>,
+    /// The batch search of a minibatch profile (module docs, step 2).
+    batch: tune::BatchSearch,
 }
 
 /// Run `gradcode plan`; returns the process exit code.
@@ -209,6 +217,19 @@ fn check_job(path: &Path, i: usize, spec: JobSpec, ranks: usize) -> Result<Job> 
         (None, None) => tune::iterations_to_target(&spec.profile, None)?,
     };
     base.iterations = spec.iterations.or(Some(target_iterations));
+    let mut batch = tune::BatchSearch::read(&spec.profile, &base, trace.workers.len())
+        .map_err(|e| job_err(format!("profile: {e}")))?;
+    if spec.iterations.is_some() {
+        // Iterations fixed by the user: keep the profile's batch (their meaning depends on it).
+        batch.phi = None;
+    }
+    if let (Some(b0), Some(phi)) = (batch.b0, batch.phi) {
+        println!(
+            "job {name}: gradient noise scale B_noise ≈ {phi:.0} rows (batch {b0} × {} \
+             partitions): the batch is chosen per worker count",
+            batch.k0
+        );
+    }
     Ok(Job {
         name,
         profile_path: spec.profile,
@@ -216,6 +237,7 @@ fn check_job(path: &Path, i: usize, spec: JobSpec, ranks: usize) -> Result<Job> 
         base,
         target_iterations,
         fixed_ranks: spec.ranks,
+        batch,
     })
 }
 
@@ -237,15 +259,6 @@ fn worker_grid(ranks: usize) -> Vec<usize> {
 
 /// The job's best predicted configuration at each worker count (its fixed count only, when
 /// it has one).
-/// Plan keeps each job's batch and does not model minibatch statistical efficiency (module
-/// docs): the replay as recorded.
-const NO_BATCH_SEARCH: tune::BatchSearch = tune::BatchSearch {
-    b0: None,
-    phi: None,
-    rows: None,
-    k0: 1,
-};
-
 fn curve(job: &Job, ranks: usize) -> Result<JobCurve> {
     let grid = match job.fixed_ranks {
         Some(r) => vec![r - 1],
@@ -255,7 +268,7 @@ fn curve(job: &Job, ranks: usize) -> Result<JobCurve> {
     for n in grid {
         let mut best: Option<Choice> = None;
         // Plan does not fit per-worker speeds: no `hetero` candidates.
-        for cand in tune::candidates(n, &[], &[job.base.batch], None) {
+        for cand in tune::candidates(n, &[], &job.batch.candidates(), None) {
             let Some(s) = tune::score(
                 &job.profile_path,
                 &job.base,
@@ -264,7 +277,7 @@ fn curve(job: &Job, ranks: usize) -> Result<JobCurve> {
                 &job.trace,
                 job.target_iterations,
                 None,
-                &NO_BATCH_SEARCH,
+                &job.batch,
             )?
             else {
                 continue;
@@ -279,6 +292,8 @@ fn curve(job: &Job, ranks: usize) -> Result<JobCurve> {
                     code: cand.code,
                     s: cand.s,
                     chunks: cand.chunks,
+                    batch: cand.batch,
+                    iterations: s.target,
                     time_s: s.time_to_target_s,
                 });
             }
@@ -296,7 +311,7 @@ fn print_plan(jobs: &[Job], planned: &Schedule, ranks: usize) {
     let used: usize = planned.slots.iter().map(|s| s.choice.workers + 1).sum();
     println!("plan: {used} of {ranks} ranks");
     println!(
-        "{:<16} {:>6} {:<34} {:>11} {:>10}",
+        "{:<16} {:>6} {:<44} {:>11} {:>10}",
         "job", "ranks", "configuration", "iterations", "predicted s"
     );
     for (j, s) in jobs.iter().zip(&planned.slots) {
@@ -306,11 +321,11 @@ fn print_plan(jobs: &[Job], planned: &Schedule, ranks: usize) {
             let _ = write!(end, " (re-planned at {t:.2} s to {} ranks)", w + 1);
         }
         println!(
-            "{:<16} {:>6} {:<34} {:>11} {:>10}",
+            "{:<16} {:>6} {:<44} {:>11} {:>10}",
             j.name,
             c.workers + 1,
             tune::describe(&candidate(c)),
-            j.target_iterations,
+            c.iterations,
             end
         );
     }
@@ -333,7 +348,7 @@ fn candidate(c: &Choice) -> Candidate {
         on_deadline: OnDeadline::Wait,
         deadline_ms: None,
         chunks: c.chunks,
-        batch: None,
+        batch: c.batch,
         speeds: None,
     }
 }
@@ -356,9 +371,9 @@ fn write_outputs(
     let mut files = Vec::new();
     for (j, s) in jobs.iter().zip(&planned.slots) {
         let c = &s.choice;
-        let mut cand = candidate(c);
-        cand.batch = j.base.batch;
-        let toml = tune::best_config("gradcode plan", &j.base, c.workers, &cand, 1)?;
+        let mut base = j.base.clone();
+        base.iterations = Some(c.iterations);
+        let toml = tune::best_config("gradcode plan", &base, c.workers, &candidate(c), 1)?;
         let config = write(format!("{}.toml", j.name), &toml)?;
         let script = job_script(&j.name, c.workers + 1, s.end_s - s.start_s, &config);
         let sbatch = write(format!("{}.sbatch", j.name), &script)?;
@@ -419,13 +434,16 @@ fn schedule_json(s: &Schedule, jobs: &[Job]) -> String {
                 .collect();
             format!(
                 "{{\"job\": {}, \"ranks\": {}, \"workers\": {}, \"code\": {}, \"s\": {}, \
-                 \"chunks\": {}, \"start_s\": {}, \"end_s\": {}, \"replans\": [{}]}}",
+                 \"chunks\": {}, \"batch\": {}, \"iterations\": {}, \"start_s\": {}, \"end_s\": {}, \
+                 \"replans\": [{}]}}",
                 json_str(&j.name),
                 sl.choice.workers + 1,
                 sl.choice.workers,
                 json_str(sl.choice.code.name()),
                 sl.choice.s,
                 sl.choice.chunks,
+                sl.choice.batch.map_or("null".into(), |b| b.to_string()),
+                sl.choice.iterations,
                 json_num(sl.start_s),
                 json_num(sl.end_s),
                 replans.join(", ")

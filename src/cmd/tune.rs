@@ -212,15 +212,14 @@ pub struct BatchSearch {
 }
 
 impl BatchSearch {
-    /// What the profile at `path` (settings `base`, `k0` workers, uncoded) gives; prints the
-    /// noise scale or why the batch is not searched.
-    pub fn of_profile(path: &Path, base: &TrainArgs, k0: usize) -> Result<Self> {
+    /// What the profile at `path` (settings `base`, `k0` workers, uncoded) gives, silently.
+    pub fn read(path: &Path, base: &TrainArgs, k0: usize) -> Result<Self> {
         let rows = results::read_rows(&run_file(path), None)?;
         let phi = crate::sim::efficiency::noise_scale(
             rows.column(Metric::GnsGradSq).as_slice().unwrap_or(&[]),
             rows.column(Metric::GnsTrace).as_slice().unwrap_or(&[]),
         );
-        let search = BatchSearch {
+        Ok(BatchSearch {
             b0: base.batch,
             phi,
             rows: base
@@ -229,7 +228,13 @@ impl BatchSearch {
                 .and_then(|d| crate::io::dataset::inspect(d).ok())
                 .map(|i| i.n_rows),
             k0: k0.max(1),
-        };
+        })
+    }
+
+    /// [`BatchSearch::read`], printing the noise scale or why the batch is not searched.
+    pub fn of_profile(path: &Path, base: &TrainArgs, k0: usize) -> Result<Self> {
+        let search = Self::read(path, base, k0)?;
+        let phi = search.phi;
         match (search.b0, phi) {
             (Some(b0), Some(phi)) => println!(
                 "gradient noise scale of the profile: B_noise ≈ {phi:.0} rows (batch {b0} × {k0} partitions); batch candidates {} (each at most the candidate code's smallest partition)",

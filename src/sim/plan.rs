@@ -7,9 +7,13 @@
 //! the worker counts evaluated. The caller (`gradcode plan`) fills it by simulating the job's
 //! profiling run ([`crate::sim::Simulator`]) for each candidate configuration at each n: the
 //! predicted time is iterations to target ÷ goodput, and goodput is Pollux's throughput ×
-//! statistical efficiency. For the full-batch GLMs of this crate the statistical efficiency is
-//! 1 (every iteration is one full gradient whatever n; an approximate decode counts as the
-//! fraction of an iteration of `gradcode tune`), so goodput is the simulated throughput.
+//! statistical efficiency. For a full-batch job the statistical efficiency is 1 (every
+//! iteration is one full gradient whatever n; an approximate decode counts as the fraction of
+//! an iteration of `gradcode tune`), so goodput is the simulated throughput. For a minibatch
+//! job (`--batch B` rows per partition, so k·B rows an iteration with k partitions) the caller
+//! also chooses B per worker count, and its iterations to target follow the gradient noise
+//! scale of the profile ([`crate::sim::efficiency`]): more workers mean a larger total batch,
+//! worth fewer than proportionally fewer iterations.
 //!
 //! Allocation ([`allocate`]): every job starts at one worker; ranks are then handed out
 //! greedily: for `mean`, to the job and worker count with the largest decrease of its time per
@@ -23,8 +27,8 @@
 //! equal split of the ranks among all jobs at once, and FIFO (one job after another, each with
 //! every rank), each job with its best configuration at its worker count.
 //!
-//! Not modelled: minibatch jobs' statistical efficiency (Pollux's gradient noise scale: their
-//! gain from more workers is overestimated), contention between jobs on shared nodes, queueing
+//! Not modelled: the change of the noise scale during training (Pollux refits it as the job
+//! runs; the plan uses the profile's), contention between jobs on shared nodes, queueing
 //! delays of the batch system.
 
 use super::SimError;
@@ -57,6 +61,11 @@ pub struct Choice {
     pub code: CodeKind,
     pub s: usize,
     pub chunks: usize,
+    /// `--batch` rows per partition (None: full partitions).
+    pub batch: Option<usize>,
+    /// Iterations to target with this choice (for a minibatch job, Pollux's prediction at its
+    /// batch and worker count).
+    pub iterations: u64,
     /// Predicted seconds from start to target.
     pub time_s: f64,
 }

@@ -591,6 +591,8 @@ mod plan {
                     code: CodeKind::Uncoded,
                     s: 0,
                     chunks: 1,
+                    batch: None,
+                    iterations: 10,
                     time_s: f(n as f64),
                 })
                 .collect(),

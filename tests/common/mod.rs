@@ -62,9 +62,12 @@ pub fn workdir() -> &'static Path {
 }
 
 /// `gradcode data synth --kind logistic` of 2000 training and 200 test rows with 20 features
-/// into this test binary's work folder as `synth.h5`; the path.
+/// into this test binary's work folder as `synth-SEED.h5` (made once per seed); the path.
 pub fn synth_logistic(seed: u64) -> PathBuf {
-    let p = workdir().join("synth.h5");
+    let p = workdir().join(format!("synth-{seed}.h5"));
+    if p.is_file() {
+        return p;
+    }
     let o = Command::new(BIN)
         .args(["data", "synth", "--kind", "logistic", "--rows", "2000"])
         .args(["--features", "20", "--test-rows", "200", "--seed"])
@@ -219,27 +222,41 @@ pub fn the_error_line(o: &Output) -> String {
 /// An uncoded profiling run under `exp:20` (`np` ranks, `iterations`, synthetic logistic data of
 /// `seed`) in `workdir()/profile`, for `tune` and `plan`; its run.h5.
 pub fn uncoded_profile(np: usize, iterations: u64, seed: u64) -> PathBuf {
+    uncoded_run(
+        np,
+        iterations,
+        seed,
+        "profile",
+        &["--straggler-model", "exp:20"],
+    )
+}
+
+/// An uncoded minibatch profiling run (`--batch B` rows per partition, `--lr 0.5`, no injected
+/// delays) with `np` ranks on `synth_logistic(seed)` into workdir/profile-batch; its run.h5.
+/// Every iteration decodes from all workers, so it records the gradient noise scale.
+pub fn uncoded_batch_profile(np: usize, batch: usize, iterations: u64, seed: u64) -> PathBuf {
+    let batch = batch.to_string();
+    let extra = ["--batch", &batch, "--lr", "0.5"];
+    uncoded_run(np, iterations, seed, "profile-batch", &extra)
+}
+
+/// `mpirun -np NP gradcode train --code uncoded` on `synth_logistic(seed)` with `extra` flags
+/// into workdir/NAME (under [`serial`]); its run.h5.
+fn uncoded_run(np: usize, iterations: u64, seed: u64, name: &str, extra: &[&str]) -> PathBuf {
     let _g = serial();
     let data = synth_logistic(seed);
-    let out = workdir().join("profile");
+    let out = workdir().join(name);
     let iterations = iterations.to_string();
-    let o = mpirun(
-        np,
-        &[
-            "train",
-            "--data",
-            data.to_str().unwrap(),
-            "--code",
-            "uncoded",
-            "--straggler-model",
-            "exp:20",
-            "--iterations",
-            &iterations,
-            "--out",
-            out.to_str().unwrap(),
-        ],
-        120,
-    );
+    let mut args = vec![
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--code",
+        "uncoded",
+    ];
+    args.extend_from_slice(extra);
+    args.extend(["--iterations", &iterations, "--out", out.to_str().unwrap()]);
+    let o = mpirun(np, &args, 120);
     assert!(o.status.success(), "{}", output_text(&o));
     out.join("run.h5")
 }
