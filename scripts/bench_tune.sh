@@ -2,7 +2,7 @@
 # Validation of `gradcode simulate` and `gradcode tune` (issue 22 §§1–2) on this machine, n = 8,
 # logistic regression on a9a; writes results/bench/tune/README.md (the tables of docs/tuning.md).
 #
-#   scripts/bench_tune.sh                  # about 3 minutes on 2 cores
+#   scripts/bench_tune.sh                  # about 3 minutes on 2 cores (+ 4 per adapt round)
 #   ITERATIONS=100 FIXED_ITERATIONS=40 scripts/bench_tune.sh
 #
 # 1. Simulated vs real: each exact code runs for real under exp:20; it is then simulated (a) by
@@ -12,6 +12,8 @@
 #    on it, and the candidates actually run; real time to the profile's final training loss.
 # 3. gradcode plan: three jobs profiled by the exp:20 uncoded run on 9 ranks; the plan's mean and
 #    max completion against an equal split and FIFO (simulated), with and without re-planning.
+# 4. scripts/bench_adapt.sh (ADAPT=0 skips it): `train --adapt` against every fixed s on a job
+#    whose straggler regime changes mid-run; results/bench/adapt/README.md.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BIN="${GRADCODE:-$ROOT/target/release/gradcode}"
@@ -158,3 +160,7 @@ done
 echo >>"$REPORT"
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$REPORT"
 cat "$REPORT"
+# 4. Online adaptation against every fixed s (its own README beside this one).
+if [[ "${ADAPT:-1}" == 1 ]]; then
+  GRADCODE="$BIN" OUT="$(dirname "$OUT")/adapt" bash "$ROOT/scripts/bench_adapt.sh"
+fi
