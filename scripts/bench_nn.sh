@@ -60,6 +60,7 @@ RUNS=(
   "cnn-kfac|--model cnn|--optimizer kfac --momentum 0.9 --lr 0.05 --kfac-inv-every 10|--code cyclic-mds -s 1|0.90|$CNN_ITERATIONS"
   "cnn-adam|--model cnn|--optimizer adam --lr 0.001|--code cyclic-mds -s 1|0.90|$CNN_ITERATIONS"
   "cnn-adam-uncoded|--model cnn|--optimizer adam --lr 0.001|--code uncoded -s 0|0.90|$CNN_ITERATIONS"
+  "cnn-adam-cosine|--model cnn|--optimizer adam --lr 0.002 --warmup 50 --lr-schedule cosine:$CNN_ITERATIONS|--code cyclic-mds -s 1|0.90|$CNN_ITERATIONS"
 )
 
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)

@@ -8,8 +8,9 @@
 # 1. Simulated vs real: each exact code runs for real under exp:20; it is then simulated (a) by
 #    replaying its own run and (b) by replaying only the uncoded profile, which is what `tune`
 #    predicts from. p50 / p95 of the time per iteration, and the ratios simulated / real.
-# 2. Tuned vs run: for each straggler regime (exp:20, fixed:1,2:300) an uncoded profile, `tune`
-#    on it, and the candidates actually run; real time to the profile's final training loss.
+# 2. Tuned vs run: for a9a (logistic) and Fashion-MNIST (softmax; FASHION=0 skips it) and each
+#    straggler regime (exp:20, fixed:1,2:300) an uncoded profile, `tune` on it, and the
+#    candidates actually run; real time to the profile's final training loss.
 # 3. gradcode plan: three jobs profiled by the exp:20 uncoded run on 9 ranks; the plan's mean and
 #    max completion against an equal split and FIFO (simulated), with and without re-planning.
 # 4. scripts/bench_adapt.sh (ADAPT=0 skips it): `train --adapt` against every fixed s on a job
@@ -20,6 +21,8 @@ BIN="${GRADCODE:-$ROOT/target/release/gradcode}"
 OUT="${OUT:-$ROOT/results/bench/tune}"
 ITERATIONS="${ITERATIONS:-100}"
 FIXED_ITERATIONS="${FIXED_ITERATIONS:-40}"
+FASHION_ITERATIONS="${FASHION_ITERATIONS:-60}"
+FASHION_DIR="${FASHION_DIR:-/usr/share/datasets/fashion-mnist}"
 SIM_ITERATIONS="${SIM_ITERATIONS:-1000}"
 SHARED="${SHARED:-$ROOT/../shared/datasets}"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
@@ -29,7 +32,7 @@ mkdir -p "$RUNS"
 source "$ROOT/scripts/a9a_data.sh"
 DATA="$(a9a_data "$RUNS")"
 
-train() { # name model iterations flags...
+train() { # name model iterations flags... (on $DATA)
   local name=$1 model=$2 iters=$3; shift 3
   mpirun --oversubscribe -np 9 "$BIN" -q train --data "$DATA" --model "$model" \
     --iterations "$iters" --out "$RUNS/$name" --force "$@" >/dev/null
@@ -77,10 +80,11 @@ for e in "${EXACT[@]}"; do
   echo "| $code | $s | $(ms "$r50") | $(ms "$r95") | $(ms "$o50") / $(ms "$o95") | $(ratio "$o50" "$r50") / $(ratio "$o95" "$r95") | $(ms "$p50") / $(ms "$p95") | $(ratio "$p50" "$r50") / $(ratio "$p95" "$r95") |" >>"$REPORT"
 done
 
-tune_regime() { # label straggler-model iterations
+tune_regime() { # label straggler-model iterations [data glm dataset-name]
   local label=$1 model=$2 iters=$3
+  local DATA=${4:-$DATA} glm=${5:-logistic} dataset=${6:-a9a}
   local prof="$label-uncoded-s0"
-  [[ -f "$RUNS/$prof/run.h5" ]] || train "$prof" logistic "$iters" --code uncoded --straggler-model "$model"
+  [[ -f "$RUNS/$prof/run.h5" ]] || train "$prof" "$glm" "$iters" --code uncoded --straggler-model "$model"
   local target
   # The profile's final loss plus 1e-4: exact codes follow the same trajectory up to rounding
   # (≈ 1e-12), which must not decide whether they reach it.
@@ -93,13 +97,13 @@ tune_regime() { # label straggler-model iterations
   for e in "${EXACT[@]}"; do
     IFS='|' read -r code s <<<"$e"
     local name="$label-$code-s$s"
-    [[ -f "$RUNS/$name/run.h5" ]] || train "$name" logistic "$iters" --code "$code" -s "$s" --straggler-model "$model"
+    [[ -f "$RUNS/$name/run.h5" ]] || train "$name" "$glm" "$iters" --code "$code" -s "$s" --straggler-model "$model"
     runs+=("$RUNS/$name")
   done
   csv --target-loss "$target" "${runs[@]}" >"$RUNS/$label.csv"
   {
     echo
-    echo "## Tuned vs run: a9a, n = 8, $model (target: the profile's training loss after $iters iterations + 1e-4, $(printf '%.4f' "$target"))"
+    echo "## Tuned vs run: $dataset ($glm), n = 8, $model (target: the profile's training loss after $iters iterations + 1e-4, $(printf '%.4f' "$target"))"
     echo
     echo "\`gradcode tune --profile $prof --target-loss $target\` ranked (top 5):"
     echo
@@ -125,6 +129,15 @@ PY
 }
 tune_regime exp exp:20 "$ITERATIONS"
 tune_regime fixed fixed:1,2:300 "$FIXED_ITERATIONS"
+if [[ "${FASHION:-1}" == 1 ]]; then
+  FMNIST="$RUNS/fashion-mnist.h5"
+  [[ -f "$FMNIST" ]] || "$BIN" -q data convert --format idx \
+    --input "$FASHION_DIR/train-images-idx3-ubyte.gz" --labels "$FASHION_DIR/train-labels-idx1-ubyte.gz" \
+    --test-input "$FASHION_DIR/t10k-images-idx3-ubyte.gz" --test-labels "$FASHION_DIR/t10k-labels-idx1-ubyte.gz" \
+    --license MIT --out "$FMNIST" >/dev/null
+  tune_regime fmnist-exp exp:20 "$FASHION_ITERATIONS" "$FMNIST" softmax Fashion-MNIST
+  tune_regime fmnist-fixed fixed:1,2:300 "$((FASHION_ITERATIONS / 2))" "$FMNIST" softmax Fashion-MNIST
+fi
 
 # 3. gradcode plan: three jobs on the exp:20 profile, one node of 9 ranks (simulated schedules).
 JOBS="$RUNS/plan-jobs.toml"

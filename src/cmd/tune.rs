@@ -21,8 +21,10 @@
 //!    out. Progress per iteration: 1 for an exact decode, 1 − err/√k for an approximate one (a
 //!    heuristic: the decoded gradient's relative error bound, GUIDE §5), 0 for an empty one.
 //! 4. **Choose.** Candidates ranked by predicted time to target (`--objective time-to-target`)
-//!    or by median time per iteration (`time-per-iteration`); the best is written as a
-//!    `--config` TOML in the keys of `train` (the profile's own settings with the chosen ones).
+//!    or by median time per iteration (`time-per-iteration`); predictions within
+//!    [`TIE_MARGIN`] (5 %) of the fastest are a tie, ranked least redundant first (smaller s,
+//!    then fewer chunks, then waiting over a deadline). The best is written as a `--config`
+//!    TOML in the keys of `train` (the profile's own settings with the chosen ones).
 //!
 //! 5. **Batch size** (a profile run with `--batch B₀`): an uncoded minibatch run records the
 //!    gradient noise scale's estimates per iteration (`gns_grad_sq`, `gns_trace`), and B_noise
@@ -483,6 +485,30 @@ pub fn rank(scored: &mut [Scored], objective: TuneObjective) {
         TuneObjective::TimePerIteration => s.p50_s,
     };
     scored.sort_by(|a, b| key(a).total_cmp(&key(b)));
+    // Ties: the candidates within TIE_MARGIN of the fastest, least redundant first.
+    let Some(best) = scored.first().map(key).filter(|b| b.is_finite()) else {
+        return;
+    };
+    let tied = scored
+        .iter()
+        .take_while(|s| key(s) <= best * (1.0 + TIE_MARGIN))
+        .count();
+    scored[..tied].sort_by(|a, b| {
+        redundancy(&a.cand)
+            .cmp(&redundancy(&b.cand))
+            .then(key(a).total_cmp(&key(b)))
+    });
+}
+
+/// Predicted times closer than this fraction of the fastest are a tie: the simulator's p50
+/// is within 0.7–1.05 of the real runs' on this machine (docs/tuning.md, validation), and it
+/// does not model CPU contention, which redundant computing adds to.
+pub const TIE_MARGIN: f64 = 0.05;
+
+/// How much a candidate costs beyond its predicted time, for ties: s (each worker computes
+/// s + 1 shares), then chunks (messages per worker), then a deadline policy over waiting.
+fn redundancy(c: &Candidate) -> (usize, usize, bool) {
+    (c.s, c.chunks, c.on_deadline != OnDeadline::Wait)
 }
 
 pub(crate) fn describe(c: &Candidate) -> String {
@@ -667,5 +693,40 @@ mod tests {
         assert_eq!(v[2].cand, c[1]);
         rank(&mut v, TuneObjective::TimePerIteration);
         assert_eq!(v[0].cand, c[1]);
+        // Within 5 % of the fastest, the least redundant comes first.
+        let pick = |code: CodeKind, s: usize, chunks: usize| {
+            c.iter()
+                .position(|x| {
+                    x.code == code
+                        && x.s == s
+                        && x.chunks == chunks
+                        && x.on_deadline == OnDeadline::Wait
+                })
+                .unwrap()
+        };
+        let (frc3, unc, frc3c2) = (
+            pick(CodeKind::Frc, 3, 1),
+            pick(CodeKind::Uncoded, 0, 1),
+            pick(CodeKind::Frc, 3, 2),
+        );
+        let mut v = vec![
+            mk(frc3c2, 0.01, 13.67),
+            mk(frc3, 0.01, 13.9),
+            mk(unc, 0.01, 13.75),
+        ];
+        rank(&mut v, TuneObjective::TimeToTarget);
+        let order: Vec<_> = v.iter().map(|s| (s.cand.code, s.cand.chunks)).collect();
+        assert_eq!(
+            order,
+            [
+                (CodeKind::Uncoded, 1),
+                (CodeKind::Frc, 1),
+                (CodeKind::Frc, 2)
+            ]
+        );
+        // Beyond the margin the fastest stays first.
+        let mut v = vec![mk(unc, 0.01, 15.0), mk(frc3c2, 0.01, 13.67)];
+        rank(&mut v, TuneObjective::TimeToTarget);
+        assert_eq!(v[0].cand.code, CodeKind::Frc);
     }
 }
