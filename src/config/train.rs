@@ -1387,7 +1387,10 @@ fn run_length(args: &TrainArgs, file: &TrainArgs) -> Result<(u64, Option<u64>), 
 
 /// The hidden layer widths of `model` from `--hidden` (default 256,128 for an mlp; refused for
 /// the GLMs, which have none).
-fn hidden_layers(model: ModelKind, text: Option<&String>) -> Result<Vec<usize>, ConfigError> {
+pub(crate) fn hidden_layers(
+    model: ModelKind,
+    text: Option<&String>,
+) -> Result<Vec<usize>, ConfigError> {
     match (model, text) {
         (ModelKind::Mlp, None) => Ok(vec![256, 128]),
         (ModelKind::Mlp, Some(t)) => widths::parse(t).ok_or_else(|| {

@@ -457,8 +457,11 @@ impl<'a> Trainer<'a> {
         }
         let clip = (spec.kl_clip > 0.0).then_some((lr, spec.kl_clip));
         let grad = self.grad.as_slice().unwrap_or(&[]);
+        let p = Instant::now();
         let nu = kfac::precondition(&state.layers, grad, spec.damping, clip, &mut self.pre);
         self.grad.assign(&ndarray::ArrayView1::from(&self.pre[..]));
+        self.rec
+            .set(Metric::KfacPrecondS, p.elapsed().as_secs_f64());
         self.rec.set(Metric::KfacS, start.elapsed().as_secs_f64());
         self.rec.set(Metric::KfacEigS, eig_s);
         self.rec.set(Metric::KfacNu, nu);
