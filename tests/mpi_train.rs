@@ -890,7 +890,7 @@ fn kfac_eig_auto_measures_picks_and_stays_exact() {
             let log = String::from_utf8_lossy(&o.stderr);
             let chosen = if at[9] == 1.0 { "workers" } else { "rank0" };
             assert!(
-                log.contains("--kfac-eig auto: the workers' eigen round took")
+                log.contains("--kfac-eig auto: the workers' eigen round took ")
                     && log.contains(&format!("refreshes after iteration 6 run at {chosen}")),
                 "{}",
                 output_text(&o)

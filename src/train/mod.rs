@@ -475,8 +475,13 @@ impl<'a> Trainer<'a> {
                 // A round that fell back did not do the work in its time: it counts as never.
                 let timed = if fell_back { f64::INFINITY } else { eig_s };
                 if let Some((chosen, workers_s, rank0_s)) = self.eig_auto.record(ran, timed) {
+                    let workers = if workers_s.is_finite() {
+                        format!("took {workers_s:.4} s")
+                    } else {
+                        "fell back (or had no workers)".into()
+                    };
                     log::info!(
-                        "[rank 0] --kfac-eig auto: the workers' eigen round took {workers_s:.4} s (inf: a factor fell back), rank 0's refresh {rank0_s:.4} s: the refreshes after iteration {t} run at {}",
+                        "[rank 0] --kfac-eig auto: the workers' eigen round {workers}, rank 0's refresh {rank0_s:.4} s: the refreshes after iteration {t} run at {}",
                         chosen.name()
                     );
                 }
