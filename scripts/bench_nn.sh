@@ -8,7 +8,11 @@
 # iteration time spent in K-FAC (Σ kfac_s / Σ wall_s: folding the decoded factors in,
 # eigendecompositions and preconditioning), of which the eigendecompositions, and for every run the
 # workers' median compute time (the factor accumulation is the K-FAC run's excess over the momentum
-# run's of the same model). Also records the load average before and after.
+# run's of the same model) and rank 0's share in decoding (`decode_s`; a K-FAC run's messages carry
+# the factor sums too). Before every run, `gradcode gemm` times the model's forward and backward
+# GEMMs on a worker's rows (BATCH × (s + 1)) against OpenBLAS dgemm on the same shapes: the pass's
+# fraction is a column, the per-layer tables of each model's last measurement a section. Also
+# records the load average before and after.
 #
 #   scripts/bench_nn.sh                      # writes results/bench/nn/{README.md,summary.csv}
 #   MLP_ITERATIONS=200 CNN_ITERATIONS=60 scripts/bench_nn.sh     # a short run
@@ -64,12 +68,25 @@ RUNS=(
 )
 
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+rm -f "$OUT/runs/mlp.gemm.csv" "$OUT/runs/cnn.gemm.csv"
 CSV="$OUT/summary.csv"
-echo "run,iterations,target,iteration_at_target,seconds_at_target,best_test_accuracy,final_elapsed_s,median_iteration_ms,kfac_share,kfac_eig_share,median_compute_ms" > "$CSV"
+echo "run,iterations,target,iteration_at_target,seconds_at_target,best_test_accuracy,final_elapsed_s,median_iteration_ms,kfac_share,kfac_eig_share,median_compute_ms,decode_share,gemm_fraction,kfac_precond_share,factor_sums_ms" > "$CSV"
 for r in "${RUNS[@]}"; do
   IFS='|' read -r name mflags oflags cflags target iters <<< "$r"
   if [[ -n "${ONLY:-}" && " $ONLY " != *" $name "* ]]; then continue; fi
   run="$OUT/runs/$name"
+  # The GEMMs of a worker's gradient (its s + 1 partitions' rows) against dgemm, now, at this load.
+  s=$(sed -nE 's/.*-s ([0-9]+).*/\1/p' <<< "$cflags")
+  model=$(sed -nE 's/.*--model ([a-z]+).*/\1/p' <<< "$mflags")
+  # shellcheck disable=SC2086
+  "$BIN" -q gemm --data "$DATA" $mflags --rows $((BATCH * (${s:-0} + 1))) --csv > "$run.gemm.csv" \
+    || { echo "gemm for $name failed"; : > "$run.gemm.csv"; }
+  cp "$run.gemm.csv" "$OUT/runs/$model.gemm.csv"
+  gemm=$(awk -F, '$1 == "pass" { print $6 }' "$run.gemm.csv")
+  factors=""
+  if [[ "$oflags" == *kfac* ]]; then
+    factors=$(awk -F, '$1 == "kfac_factors" { print $4 }' "$run.gemm.csv")
+  fi
   # shellcheck disable=SC2086
   timeout 3600 mpirun --oversubscribe --bind-to none -np 9 "$BIN" -q train --data "$DATA" \
     $mflags $oflags $cflags --batch "$BATCH" --iterations "$iters" --seed 1 \
@@ -86,6 +103,7 @@ for r in "${RUNS[@]}"; do
   compute_ms=$(h5dump -y -w 0 -d /timing/compute_s "$run/run.h5" | awk '/DATA \{/{on=1; next} /\}/{on=0} on' \
     | tr -s ' ,' '\n' | grep -E '^[0-9.]+(e[-+]?[0-9]+)?$' | median | awk '{ printf "%.1f", $1 * 1e3 }')
   line="$line,$(share "$run/run.h5" kfac_s),$(share "$run/run.h5" kfac_eig_s),$compute_ms"
+  line="$line,$(share "$run/run.h5" decode_s),$gemm,$(share "$run/run.h5" kfac_precond_s),$factors"
   echo "$name,$line" >> "$CSV"
   echo "done $name: $line"
 done
@@ -99,8 +117,27 @@ LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
   echo "$BATCH rows per partition, test accuracy every $EVAL_EVERY iterations. Load average (1, 5,"
   echo "15 min) before: $LOAD_BEFORE; after: $LOAD_AFTER."
   echo
-  echo "| run | iterations | target | iteration at target | seconds at target | best test accuracy | elapsed (s) | median iteration (ms) | K-FAC share | of which eigh | median worker compute (ms) |"
-  echo "|---|---|---|---|---|---|---|---|---|---|---|"
-  tail -n +2 "$CSV" | awk -F, '{printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, ($4==""?"not reached":$4), $5, $6, $7, $8, $9, $10, $11}'
+  echo "| run | iterations | target | iteration at target | seconds at target | best test accuracy | elapsed (s) | median iteration (ms) | K-FAC share | of which eigh | median worker compute (ms) | decode share | GEMM / dgemm | of which preconditioning | factor sums (ms) |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+  tail -n +2 "$CSV" | awk -F, '{printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, ($4==""?"not reached":$4), $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15}'
+  echo
+  echo "K-FAC share: Σ \`kfac_s\` / Σ \`wall_s\` at rank 0 (folding the decoded factors in, the"
+  echo "eigendecompositions, preconditioning), of which eigh and of which preconditioning: Σ \`kfac_eig_s\`"
+  echo "and Σ \`kfac_precond_s\` over Σ \`wall_s\` (the rest of the K-FAC share folds the factors in); decode share:"
+  echo "Σ \`decode_s\` / Σ \`wall_s\`. GEMM / dgemm: \`gradcode gemm\` just before the run, a worker's rows"
+  echo "($BATCH × (s + 1)): OpenBLAS dgemm's time on the pass's GEMM shapes over the whole forward and"
+  echo "backward pass's time (median of 50; 1 = the pass runs at dgemm's speed). Factor sums: the same"
+  echo "measurement's median time of a worker's K-FAC factor sums on those rows (added to its compute on"
+  echo "a factor-update iteration; its share of the iteration is this over the median iteration)."
+  for m in mlp cnn; do
+    f="$OUT/runs/$m.gemm.csv"
+    [[ -s "$f" ]] || continue
+    echo
+    echo "### GEMMs of the $m (\`gradcode gemm\`, last measured before its last run)"
+    echo
+    echo "| layer | GEMMs | Mflop | model (ms) | dgemm (ms) | dgemm / model |"
+    echo "|---|---|---|---|---|---|"
+    tail -n +2 "$f" | awk -F, '$1 != "kfac_factors" {printf "| %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6}'
+  done
 } > "$OUT/README.md"
 cat "$OUT/README.md"

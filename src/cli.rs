@@ -85,6 +85,39 @@ pub enum Command {
     /// the mean (or max) completion time, compare with an equal split and FIFO, and write one
     /// Slurm script and `train --config` per job and a plan.json (docs/tuning.md).
     Plan(PlanArgs),
+    /// Time a network's forward and backward GEMMs against OpenBLAS dgemm on the same shapes
+    /// (per layer, and the whole pass against the layers' dgemm), and K-FAC's factor sums, on
+    /// synthetic rows of the dataset's shape: what `make bench-nn` reports
+    /// (docs/neural-networks.md).
+    Gemm(GemmArgs),
+}
+
+/// Arguments of `gradcode gemm`.
+#[derive(Debug, Clone, Args)]
+pub struct GemmArgs {
+    /// HDF5 dataset: only its shape is read (features, image shape, task).
+    #[arg(long, value_name = "FILE.h5")]
+    pub data: PathBuf,
+    /// The network: mlp or cnn.
+    #[arg(long, value_enum, default_value = "mlp")]
+    pub model: crate::model::ModelKind,
+    /// Hidden layer widths of --model mlp, comma-separated [default: 256,128].
+    #[arg(long, value_name = "W1,W2,..")]
+    pub hidden: Option<String>,
+    /// Rows of the pass: a worker's rows per gradient, --batch times its partitions (s + 1
+    /// with the cyclic codes).
+    #[arg(long, default_value_t = 64)]
+    pub rows: usize,
+    /// Timed runs of each measurement (the median is reported), after one untimed run.
+    #[arg(long, default_value_t = 50)]
+    pub repeats: usize,
+    /// Seed of the synthetic rows and the weights.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Print CSV (layer, gemms, mflop, model_ms, dgemm_ms, fraction; then a `pass` row and a
+    /// `kfac_factors` row, the time of K-FAC's factor sums on the same rows) instead of a table.
+    #[arg(long)]
+    pub csv: bool,
 }
 
 /// Arguments of `gradcode plan`.

@@ -25,6 +25,7 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
         Command::Simulate(args) => gradcode::cmd::simulate::run(args)?,
         Command::Tune(args) => gradcode::cmd::tune::run(args)?,
         Command::Plan(args) => gradcode::cmd::plan::run(args)?,
+        Command::Gemm(args) => gradcode::cmd::gemm::run(args).map(|()| 0)?,
     })
 }
 

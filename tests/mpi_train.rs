@@ -852,6 +852,62 @@ fn kfac_eigendecompositions_on_the_workers_match_rank0_and_fall_back() {
     );
 }
 
+/// Issue 21, `--kfac-eig auto`: of the four refreshes of a 12-iteration run (every third), the
+/// first runs at rank 0, the second on the workers and the third at rank 0 again, timed; the
+/// fourth where that measurement says, which `/metrics/kfac_eig_workers` records (NaN on the
+/// other iterations) and rank 0 logs. Either way nobody straggles, so the run matches the serial
+/// reference and `--kfac-eig rank0` to 1e-8 (losses and parameters) with no fallback.
+#[test]
+fn kfac_eig_auto_measures_picks_and_stays_exact() {
+    let _g = serial();
+    let (_, w_ref) = kfac_references("kfac-auto", &dataset(), MLP_BATCH, 1e-3);
+    let mut losses = Vec::new();
+    let mut fourth = f64::NAN;
+    for site in ["rank0", "auto"] {
+        let name = format!("kfac-auto-{site}");
+        let mut args: Vec<&str> = MLP_BATCH.to_vec();
+        args.extend(KFAC);
+        args.extend(["--code", "cyclic-mds", "-s", "1", "--kfac-eig", site]);
+        args.extend(["--deadline-ms", "5000"]);
+        let (o, dir, _) = train(5, &name, &args);
+        let rows = assert_exact_run(&name, &o, &dir, &w_ref);
+        let at = rows.column(Metric::KfacEigWorkers);
+        for (t, &v) in at.iter().enumerate() {
+            if t % 3 != 0 {
+                assert!(v.is_nan(), "{name}: iteration {t}: {at:?}");
+            } else if site == "rank0" {
+                assert_eq!(v, 0.0, "{name}: iteration {t}");
+            }
+        }
+        if site == "auto" {
+            assert_eq!(at[0], 0.0, "{at:?}");
+            assert_eq!(at[3], 1.0, "{at:?}");
+            assert_eq!(at[6], 0.0, "{at:?}");
+            assert!(at[9] == 0.0 || at[9] == 1.0, "{at:?}");
+            fourth = at[9];
+            let fallbacks = rows.column(Metric::KfacEigFallbacks);
+            assert_eq!(fallbacks[3], 0.0, "{fallbacks:?}");
+            let log = String::from_utf8_lossy(&o.stderr);
+            let chosen = if at[9] == 1.0 { "workers" } else { "rank0" };
+            assert!(
+                log.contains("--kfac-eig auto: the workers' eigen round took ")
+                    && log.contains(&format!("refreshes after iteration 6 run at {chosen}")),
+                "{}",
+                output_text(&o)
+            );
+        }
+        losses.push(rows.column(Metric::TrainLoss).to_vec());
+    }
+    for (a, b) in losses[0].iter().zip(&losses[1]) {
+        assert!(
+            (a - b).abs() < 1e-8,
+            "losses {:?} and {:?} (auto chose {fourth})",
+            losses[0],
+            losses[1]
+        );
+    }
+}
+
 /// `/metrics/bytes_received` and `messages_received` exactly (docs/results.md, "Traffic"):
 /// iteration t counts every result message rank 0 received from its post until its row was
 /// written — the on-time ones (`/timing/chunks`) and the late ones of earlier iterations drained

@@ -19,6 +19,7 @@ use crate::io::results::{AttrValue, IterationRecord, Metric, WorkerMetric};
 pub mod admm;
 pub mod codes;
 pub mod data;
+pub mod gemm;
 pub mod linalg;
 pub mod matmul;
 pub mod matvec;

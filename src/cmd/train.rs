@@ -191,7 +191,7 @@ impl KfacMemory {
         let bytes = |values: Option<u128>| values?.checked_mul(8);
         // --kfac-eig workers (an MPI job): the eigen rounds' posts and results.
         let (eig0, eigw) = match cfg.kfac_eig {
-            Some(kfac::EigSite::Workers) if worker_messages > 0 => {
+            Some(site) if site.spreads() && worker_messages > 0 => {
                 eigen_round_values(&kfac::factor_sides(layers()), cfg.workers())
             }
             _ => (Some(0), Some(0)),
@@ -592,7 +592,8 @@ fn run_coded(world: &World, cfg: &RunConfig, code: Box<dyn GradientCode>) -> Res
 
 /// `--kfac-eig workers`: the sides of the model's K-FAC factors the workers eigendecompose.
 fn eigen_sides(cfg: &RunConfig, model: &dyn Model) -> Option<Vec<usize>> {
-    (cfg.kfac_eig == Some(kfac::EigSite::Workers))
+    cfg.kfac_eig
+        .is_some_and(|e| e.spreads())
         .then(|| kfac::factor_sides(model.kfac_layers().iter().map(|b| (b.units, b.inputs))))
 }
 

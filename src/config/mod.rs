@@ -25,6 +25,7 @@ pub use admm::{AdmmArgs, AdmmConfig, MAX_STALENESS};
 pub use file::{read_settings, settings_keys};
 pub use job::{refuse_fault_plan, JobArgs, JobConfig, MemoryBudget};
 pub use linalg::{MatmulArgs, MatmulConfig, MatvecArgs, MatvecConfig};
+pub(crate) use train::hidden_layers;
 pub use train::{RunConfig, TrainArgs};
 
 use std::path::PathBuf;

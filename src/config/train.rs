@@ -171,8 +171,10 @@ pub struct TrainArgs {
     /// K-FAC: where the eigendecompositions run: rank0, or workers (each worker gets the
     /// factors assigned to it, greedy by n³, in a round after the factors' round and sends the
     /// eigenbases back; what is not back by --deadline-ms keeps its previous eigenbasis,
-    /// counted as /metrics/kfac_eig_fallbacks). workers: not with --chunks above 1, --messages
-    /// support|auto or --reuse-stale [default: rank0].
+    /// counted as /metrics/kfac_eig_fallbacks), or auto (the 2nd refresh on the workers, the
+    /// 3rd at rank 0, then the faster; /metrics/kfac_eig_workers records where each ran).
+    /// workers, auto: not with --chunks above 1, --messages support|auto or --reuse-stale
+    /// [default: rank0].
     #[arg(long, value_name = "WHERE")]
     pub kfac_eig: Option<EigSite>,
     /// Learning-rate schedule, a factor of --lr at step t (counted from 0, warm-up included):
@@ -809,7 +811,7 @@ impl RunConfig {
                 return Err(invalid(name, 0, "must be at least 1"));
             }
         }
-        if self.kfac_eig == Some(EigSite::Workers) {
+        if let Some(site) = self.kfac_eig.filter(EigSite::spreads) {
             let conflict = if self.chunks > 1 {
                 Some("--chunks above 1")
             } else if self.messages != Messages::Dense {
@@ -822,7 +824,7 @@ impl RunConfig {
             if let Some(what) = conflict {
                 return Err(invalid(
                     "kfac-eig",
-                    "workers",
+                    site.name(),
                     format!(
                         "a worker's eigen round is one whole message: not available with {what}"
                     ),
@@ -1387,7 +1389,10 @@ fn run_length(args: &TrainArgs, file: &TrainArgs) -> Result<(u64, Option<u64>), 
 
 /// The hidden layer widths of `model` from `--hidden` (default 256,128 for an mlp; refused for
 /// the GLMs, which have none).
-fn hidden_layers(model: ModelKind, text: Option<&String>) -> Result<Vec<usize>, ConfigError> {
+pub(crate) fn hidden_layers(
+    model: ModelKind,
+    text: Option<&String>,
+) -> Result<Vec<usize>, ConfigError> {
     match (model, text) {
         (ModelKind::Mlp, None) => Ok(vec![256, 128]),
         (ModelKind::Mlp, Some(t)) => widths::parse(t).ok_or_else(|| {

@@ -132,6 +132,12 @@ metric_enum! {
         /// K-FAC with `--kfac-eig workers`: the factors of this iteration's refresh whose
         /// eigenbasis did not come back by the deadline (their previous one was kept).
         KfacEigFallbacks => "kfac_eig_fallbacks",
+        /// K-FAC: of [`Metric::KfacS`], the seconds of the preconditioning (the rest of it,
+        /// beside the eigendecompositions, is folding the decoded factors in).
+        KfacPrecondS => "kfac_precond_s",
+        /// K-FAC, on refresh iterations: 1 when the eigendecompositions ran on the workers (an
+        /// eigen round), 0 at rank 0 (NaN otherwise); `--kfac-eig auto`'s choices.
+        KfacEigWorkers => "kfac_eig_workers",
     }
 }
 
@@ -553,8 +559,9 @@ mod tests {
         // 20 until minibatches added `epoch`, at the end so older files read as before; then
         // pdADMM's six, then compression's two, then K-FAC's three, then --adapt's three, then
         // the tree decode's message count, then --adapt-deadline's deadline, then the gradient
-        // noise scale's two, then K-FAC's eigen fallbacks.
-        assert_eq!(Metric::COUNT, 40);
+        // noise scale's two, then K-FAC's eigen fallbacks, then its preconditioning time and
+        // where the eigendecompositions ran.
+        assert_eq!(Metric::COUNT, 42);
         assert_eq!(names[20], "epoch");
         assert_eq!(LayerMetric::Tau.path(), "layers/tau");
         assert_eq!(names[27..29], ["compress_rel_err", "decode_weight_sq"]);
@@ -562,7 +569,10 @@ mod tests {
         assert_eq!(names[32..35], ["code_s", "adapt_next_s", "adapt_gain"]);
         assert_eq!(names[35..37], ["messages_received", "adapt_deadline_ms"]);
         assert_eq!(names[37..39], ["gns_grad_sq", "gns_trace"]);
-        assert_eq!(names[39], "kfac_eig_fallbacks");
+        assert_eq!(
+            names[39..42],
+            ["kfac_eig_fallbacks", "kfac_precond_s", "kfac_eig_workers"]
+        );
         assert_eq!(WorkerMetric::ArrivalS.path(), "timing/arrival_s");
         assert_eq!(WorkerMetric::InjectedS.path(), "stragglers/injected_s");
         assert_eq!(WorkerMetric::PlannedS.path(), "stragglers/planned_s");

@@ -22,6 +22,7 @@
 //! those of Martens & Grosse (2015), per convolution the KFC ones of Grosse & Martens (2016).
 
 mod cnn;
+pub mod gemm;
 mod glm;
 mod linear;
 mod logistic;
@@ -425,6 +426,13 @@ pub trait Model: Send + Sync + std::fmt::Debug {
     /// models, whose scratch is a few values per row, ignore it.
     fn set_block_rows(&mut self, rows: usize) {
         let _ = rows;
+    }
+
+    /// The GEMMs of one forward and backward pass over `rows` rows, per layer, in the model's
+    /// row blocks ([`gemm`]); empty for the GLMs, which multiply no matrices.
+    fn gemm_layers(&self, rows: usize) -> Vec<gemm::LayerGemms> {
+        let _ = rows;
+        Vec::new()
     }
 
     /// The layers K-FAC preconditions (a network's dense layers, in order); empty for the models

@@ -309,6 +309,10 @@ pub enum EigSite {
     Rank0,
     /// Spread over the workers ([`assign_eigen`]), sent back.
     Workers,
+    /// Measured: the first refresh at rank 0 (which needs every eigenbasis), the second spread
+    /// over the workers, the third at rank 0; from the fourth on where its refresh was faster
+    /// ([`EigAuto`]).
+    Auto,
 }
 
 impl EigSite {
@@ -317,7 +321,59 @@ impl EigSite {
         match self {
             EigSite::Rank0 => "rank0",
             EigSite::Workers => "workers",
+            EigSite::Auto => "auto",
         }
+    }
+    /// Whether the workers are ready to answer eigen rounds (workers, auto).
+    pub fn spreads(&self) -> bool {
+        matches!(self, EigSite::Workers | EigSite::Auto)
+    }
+}
+
+/// `--kfac-eig auto`: where each refresh of this process runs, from the measured times of the
+/// second (workers; a round in which a factor fell back counts as infinitely slow) and third
+/// (rank 0) refreshes. The first runs at rank 0: it has no previous
+/// eigenbasis to fall back to, and it warms rank 0's eigensolver up, untimed (the workers' first
+/// round, timed, carries their own warm-up). After a resume the measurement starts again.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EigAuto {
+    /// Refreshes of this process so far.
+    refreshes: u64,
+    /// Seconds of the workers' timed round and of rank 0's timed refresh.
+    workers_s: Option<f64>,
+    rank0_s: Option<f64>,
+}
+
+impl EigAuto {
+    /// Where the next refresh runs.
+    pub fn next(&self) -> EigSite {
+        match (self.refreshes, self.workers_s, self.rank0_s) {
+            (1, _, _) => EigSite::Workers,
+            (0 | 2, _, _) => EigSite::Rank0,
+            (_, Some(w), Some(r)) if w < r => EigSite::Workers,
+            _ => EigSite::Rank0,
+        }
+    }
+    /// Record a refresh at `site` that took `seconds` (infinite: a round that fell back);
+    /// returns the choice when this refresh completed the measurement (the third) or, on the
+    /// workers after it, fell back (rank 0 from then on), for the log.
+    pub fn record(&mut self, site: EigSite, seconds: f64) -> Option<(EigSite, f64, f64)> {
+        let n = self.refreshes;
+        self.refreshes += 1;
+        match (n, site) {
+            (1, EigSite::Workers) => self.workers_s = Some(seconds),
+            (2, EigSite::Rank0) => self.rank0_s = Some(seconds),
+            (3.., EigSite::Workers) if seconds.is_infinite() => self.workers_s = Some(seconds),
+            _ => return None,
+        }
+        if self.refreshes < 3 {
+            return None;
+        }
+        Some((
+            self.next(),
+            self.workers_s.unwrap_or(f64::INFINITY),
+            self.rank0_s.unwrap_or(f64::INFINITY),
+        ))
     }
 }
 
@@ -613,6 +669,59 @@ mod tests {
             (((i * 7 + j * 3) as u64 + seed) % 11) as f64 / 11.0 - 0.4
         });
         m.dot(&m.t()) + Array2::<f64>::eye(n) * 0.05
+    }
+
+    /// auto: rank 0, the workers, rank 0, then the faster of the two timed refreshes; a
+    /// "workers" refresh that ran at rank 0 (no workers) leaves rank 0 chosen.
+    #[test]
+    fn eig_auto_measures_then_picks_the_faster() {
+        let run = |workers_s: f64, rank0_s: f64| {
+            let mut a = EigAuto::default();
+            let mut sites = Vec::new();
+            let mut chosen = None;
+            for _ in 0..5 {
+                let site = a.next();
+                sites.push(site);
+                let s = if site == EigSite::Workers {
+                    workers_s
+                } else {
+                    rank0_s
+                };
+                if let Some(c) = a.record(site, s) {
+                    chosen = Some(c);
+                }
+            }
+            (sites, chosen)
+        };
+        use EigSite::{Rank0, Workers};
+        let (sites, chosen) = run(0.1, 0.3);
+        assert_eq!(sites, [Rank0, Workers, Rank0, Workers, Workers]);
+        assert_eq!(chosen, Some((Workers, 0.1, 0.3)));
+        let (sites, chosen) = run(0.3, 0.1);
+        assert_eq!(sites, [Rank0, Workers, Rank0, Rank0, Rank0]);
+        assert_eq!(chosen, Some((Rank0, 0.3, 0.1)));
+        // Ties go to rank 0 (no round to wait for), and so does a round that fell back (timed
+        // as never by the caller).
+        assert_eq!(run(0.2, 0.2).0[3], Rank0);
+        assert_eq!(run(f64::INFINITY, 5.0).0[3], Rank0);
+        // The serial reference: the second refresh ran at rank 0 after all.
+        let mut a = EigAuto::default();
+        a.record(Rank0, 1.0);
+        a.record(Rank0, 0.01);
+        assert_eq!(a.record(Rank0, 1.0), Some((Rank0, f64::INFINITY, 1.0)));
+        assert_eq!(a.next(), Rank0);
+        // Chosen, the workers' round falls back later: rank 0 from then on.
+        let mut a = EigAuto::default();
+        a.record(Rank0, 1.0);
+        a.record(Workers, 0.1);
+        assert_eq!(a.record(Rank0, 1.0), Some((Workers, 0.1, 1.0)));
+        assert_eq!(a.record(Workers, 0.2), None);
+        assert_eq!(a.next(), Workers);
+        assert_eq!(
+            a.record(Workers, f64::INFINITY),
+            Some((Rank0, f64::INFINITY, 1.0))
+        );
+        assert_eq!(a.next(), Rank0);
     }
 
     #[test]

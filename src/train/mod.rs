@@ -146,6 +146,8 @@ struct Trainer<'a> {
     kfac: Option<KfacSpec>,
     /// The preconditioned gradient (K-FAC only).
     pre: Vec<f64>,
+    /// `--kfac-eig auto`: the measurement and the choice.
+    eig_auto: kfac::EigAuto,
     first: u64,
     elapsed0: f64,
     start: Instant,
@@ -285,6 +287,7 @@ impl<'a> Trainer<'a> {
             ckpt: Checkpointer::new(cfg),
             opt,
             kfac,
+            eig_auto: kfac::EigAuto::default(),
             pre: if kfac.is_some() {
                 vec![0.0; dim]
             } else {
@@ -432,14 +435,28 @@ impl<'a> Trainer<'a> {
         let mut eig_s = 0.0;
         if spec.refreshes_at(t) || (factors && first) {
             let e = Instant::now();
-            // --kfac-eig workers: the workers' share; a factor that did not come back keeps
-            // its previous eigenbasis, unless it has none yet (the first refresh: rank 0).
-            let spread = match self.cfg.kfac_eig {
-                Some(EigSite::Workers) => {
-                    engine.spread_eigen(t, state, &mut self.rec, &mut self.late)?
-                }
+            // --kfac-eig workers (or auto's turn for them): the workers' share; a factor that
+            // did not come back keeps its previous eigenbasis, unless it has none yet (the
+            // first refresh: rank 0).
+            let site = match self.cfg.kfac_eig {
+                Some(EigSite::Auto) => self.eig_auto.next(),
+                site => site.unwrap_or_default(),
+            };
+            let spread = match site {
+                EigSite::Workers => engine.spread_eigen(t, state, &mut self.rec, &mut self.late)?,
                 _ => None,
             };
+            // Where it ran: no workers (the serial reference) or a signal means rank 0.
+            let ran = if spread.is_some() {
+                EigSite::Workers
+            } else {
+                EigSite::Rank0
+            };
+            self.rec.set(
+                Metric::KfacEigWorkers,
+                f64::from(u8::from(spread.is_some())),
+            );
+            let fell_back = spread.as_ref().is_some_and(|missing| !missing.is_empty());
             match spread {
                 None => state.refresh().map_err(kerr)?,
                 Some(missing) => {
@@ -454,11 +471,29 @@ impl<'a> Trainer<'a> {
                 }
             }
             eig_s = e.elapsed().as_secs_f64();
+            if self.cfg.kfac_eig == Some(EigSite::Auto) {
+                // A round that fell back did not do the work in its time: it counts as never.
+                let timed = if fell_back { f64::INFINITY } else { eig_s };
+                if let Some((chosen, workers_s, rank0_s)) = self.eig_auto.record(ran, timed) {
+                    let workers = if workers_s.is_finite() {
+                        format!("took {workers_s:.4} s")
+                    } else {
+                        "fell back (or had no workers)".into()
+                    };
+                    log::info!(
+                        "[rank 0] --kfac-eig auto: the workers' eigen round {workers}, rank 0's refresh {rank0_s:.4} s: the refreshes after iteration {t} run at {}",
+                        chosen.name()
+                    );
+                }
+            }
         }
         let clip = (spec.kl_clip > 0.0).then_some((lr, spec.kl_clip));
         let grad = self.grad.as_slice().unwrap_or(&[]);
+        let p = Instant::now();
         let nu = kfac::precondition(&state.layers, grad, spec.damping, clip, &mut self.pre);
         self.grad.assign(&ndarray::ArrayView1::from(&self.pre[..]));
+        self.rec
+            .set(Metric::KfacPrecondS, p.elapsed().as_secs_f64());
         self.rec.set(Metric::KfacS, start.elapsed().as_secs_f64());
         self.rec.set(Metric::KfacEigS, eig_s);
         self.rec.set(Metric::KfacNu, nu);

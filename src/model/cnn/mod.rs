@@ -591,6 +591,23 @@ fn max_unpool(c: &Conv, r: usize, z: &[f64], d_out: &[f64], dz: &mut [f64]) {
 }
 
 impl Model for Cnn {
+    fn gemm_layers(&self, rows: usize) -> Vec<gemm::LayerGemms> {
+        let blocks = gemm::row_blocks(rows, self.block);
+        let conv = self.conv.iter().enumerate().map(|(l, c)| gemm::LayerGemms {
+            name: format!("conv{} {K}x{K}x{}-{}", l + 1, c.c, c.filters()),
+            block: c.block,
+            rows: blocks.iter().map(|r| r * c.positions()).collect(),
+            // conv1's input is the image: no input gradient.
+            input_grad: l > 0,
+        });
+        let dense = self.blocks[2..].iter().map(|b| gemm::LayerGemms {
+            name: format!("dense {}-{}", b.inputs, b.units),
+            block: *b,
+            rows: blocks.clone(),
+            input_grad: true,
+        });
+        conv.chain(dense).collect()
+    }
     fn kfac_layers(&self) -> &[ParamBlock] {
         &self.blocks
     }

@@ -490,6 +490,19 @@ fn csr_grad(
 }
 
 impl Model for Mlp {
+    fn gemm_layers(&self, rows: usize) -> Vec<gemm::LayerGemms> {
+        let blocks = gemm::row_blocks(rows, self.block);
+        self.blocks
+            .iter()
+            .enumerate()
+            .map(|(l, b)| gemm::LayerGemms {
+                name: format!("dense {}-{}", b.inputs, b.units),
+                block: *b,
+                rows: blocks.clone(),
+                input_grad: l > 0,
+            })
+            .collect()
+    }
     fn kfac_layers(&self) -> &[ParamBlock] {
         &self.blocks
     }
