@@ -132,6 +132,9 @@ metric_enum! {
         /// K-FAC with `--kfac-eig workers`: the factors of this iteration's refresh whose
         /// eigenbasis did not come back by the deadline (their previous one was kept).
         KfacEigFallbacks => "kfac_eig_fallbacks",
+        /// `--decode-tree`: groups whose members send to rank 0 after this iteration (their
+        /// leader fell silent and has not answered again; NaN without the tree decode).
+        TreeFallenGroups => "tree_fallen_groups",
     }
 }
 
@@ -553,8 +556,8 @@ mod tests {
         // 20 until minibatches added `epoch`, at the end so older files read as before; then
         // pdADMM's six, then compression's two, then K-FAC's three, then --adapt's three, then
         // the tree decode's message count, then --adapt-deadline's deadline, then the gradient
-        // noise scale's two, then K-FAC's eigen fallbacks.
-        assert_eq!(Metric::COUNT, 40);
+        // noise scale's two, then K-FAC's eigen fallbacks, then the tree decode's fallen groups.
+        assert_eq!(Metric::COUNT, 41);
         assert_eq!(names[20], "epoch");
         assert_eq!(LayerMetric::Tau.path(), "layers/tau");
         assert_eq!(names[27..29], ["compress_rel_err", "decode_weight_sq"]);
@@ -563,6 +566,7 @@ mod tests {
         assert_eq!(names[35..37], ["messages_received", "adapt_deadline_ms"]);
         assert_eq!(names[37..39], ["gns_grad_sq", "gns_trace"]);
         assert_eq!(names[39], "kfac_eig_fallbacks");
+        assert_eq!(names[40], "tree_fallen_groups");
         assert_eq!(WorkerMetric::ArrivalS.path(), "timing/arrival_s");
         assert_eq!(WorkerMetric::InjectedS.path(), "stragglers/injected_s");
         assert_eq!(WorkerMetric::PlannedS.path(), "stragglers/planned_s");

@@ -292,7 +292,8 @@ struct Tree {
     code: TreeCode,
     g: usize,
     /// Per group: its members were told to send to rank 0 (the leader owed a round for
-    /// longer than the deadline at the end of an iteration), for the rest of the run.
+    /// longer than the deadline at the end of an iteration), for the rest of the run (the
+    /// real job's return to a leader that answers again is not modelled).
     fallen: Vec<bool>,
     /// Per worker: the first round whose result goes to rank 0 (`u64::MAX`: to the leader).
     direct_from: Vec<u64>,
@@ -307,6 +308,10 @@ struct Tree {
 impl Tree {
     fn leads(&self, w: usize) -> bool {
         w % self.g == 0
+    }
+    /// The leader of a group that fell back: rank 0 posts nothing to it (`Collector::hold`).
+    fn held(&self, w: usize) -> bool {
+        self.leads(w) && self.fallen[w / self.g]
     }
     /// A member whose results go to its leader in `round`.
     fn relays(&self, w: usize, round: u64) -> bool {
@@ -396,7 +401,9 @@ impl Simulator {
     /// combined message (one value longer: the member mask) or an abandoned marker. At the
     /// end of an iteration, a group whose leader has owed rank 0 a round for longer than
     /// `deadline_s` falls back: its members send to rank 0 from the next round on, for the
-    /// rest of the run (`CodedGradients::fall_back_silent_groups`).
+    /// rest of the run, and rank 0 posts nothing more to its leader
+    /// (`CodedGradients::fall_back_silent_groups`; the real job's return to a leader that
+    /// answers again is not modelled).
     pub fn tree(
         workers: TreeCode,
         root: RootCode,
@@ -519,6 +526,9 @@ impl Simulator {
             // Rank 0 never hears from a relaying member: it posts to it every round.
             if self.tree.as_ref().is_some_and(|tr| tr.relays(w, t)) {
                 self.post_to(w, start, false);
+                continue;
+            }
+            if self.tree.as_ref().is_some_and(|tr| tr.held(w)) {
                 continue;
             }
             let busy = self.pending[w].len();
@@ -922,7 +932,8 @@ impl Simulator {
                 self.round.late += 1;
             }
         }
-        if self.round.collecting && self.pending[w].is_empty() && !self.round.posted[w] {
+        let held = self.tree.as_ref().is_some_and(|tr| tr.held(w));
+        if self.round.collecting && self.pending[w].is_empty() && !self.round.posted[w] && !held {
             self.post(w, at);
         }
     }

@@ -47,8 +47,8 @@
 //!
 //! Not simulated: the gradient check of the first iteration (a real run's first iteration waits
 //! for the uncoded pieces), message loss or corruption, contention between workers for cores (it
-//! is in replayed compute times, not modelled), process death, a returning tree leader (a group
-//! that fell back stays so, as in the real job).
+//! is in replayed compute times, not modelled), process death, a returning tree leader (the
+//! real job sends the members back to it; here a group that fell back stays so).
 
 pub mod adapt;
 mod des;
