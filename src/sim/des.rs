@@ -292,11 +292,13 @@ struct Tree {
     code: TreeCode,
     g: usize,
     /// Per group: its members were told to send to rank 0 (the leader owed a round for
-    /// longer than the deadline at the end of an iteration), for the rest of the run (the
-    /// real job's return to a leader that answers again is not modelled).
+    /// longer than the deadline at the end of an iteration), until the leader owes nothing.
     fallen: Vec<bool>,
     /// Per worker: the first round whose result goes to rank 0 (`u64::MAX`: to the leader).
     direct_from: Vec<u64>,
+    /// Per worker: the first round whose result goes to the leader again after a fallback
+    /// (`u64::MAX`: none yet).
+    relay_from: Vec<u64>,
     /// Per group: when the leader can receive its next member message.
     free: Vec<f64>,
     /// Per group: the members' results the leader has received (round, member index).
@@ -315,7 +317,7 @@ impl Tree {
     }
     /// A member whose results go to its leader in `round`.
     fn relays(&self, w: usize, round: u64) -> bool {
-        !self.leads(w) && round < self.direct_from[w]
+        !self.leads(w) && (round < self.direct_from[w] || round >= self.relay_from[w])
     }
 }
 
@@ -400,10 +402,10 @@ impl Simulator {
     /// or the group deadline (`max_wait_s`, as `train`'s leaders) passes, then forwards one
     /// combined message (one value longer: the member mask) or an abandoned marker. At the
     /// end of an iteration, a group whose leader has owed rank 0 a round for longer than
-    /// `deadline_s` falls back: its members send to rank 0 from the next round on, for the
-    /// rest of the run, and rank 0 posts nothing more to its leader
-    /// (`CodedGradients::fall_back_silent_groups`; the real job's return to a leader that
-    /// answers again is not modelled).
+    /// `deadline_s` falls back: its members send to rank 0 from the next round on and rank 0
+    /// posts nothing to its leader; once the leader owes
+    /// nothing at the end of an iteration, the members send to it again from the next round
+    /// (`CodedGradients::fall_back_silent_groups`).
     pub fn tree(
         workers: TreeCode,
         root: RootCode,
@@ -446,6 +448,7 @@ impl Simulator {
             direct_from: (0..n)
                 .map(|w| if w % g == 0 { 0 } else { u64::MAX })
                 .collect(),
+            relay_from: vec![u64::MAX; n],
             free: vec![0.0; groups],
             got: vec![Vec::new(); groups],
             gathering: vec![None; groups],
@@ -523,9 +526,12 @@ impl Simulator {
         }
         let overlap = self.set.chunks > 1;
         for w in 0..self.n {
-            // Rank 0 never hears from a relaying member: it posts to it every round.
+            // Rank 0 never hears from a relaying member: it posts to it every round (once it
+            // owes nothing from before a return).
             if self.tree.as_ref().is_some_and(|tr| tr.relays(w, t)) {
-                self.post_to(w, start, false);
+                if self.pending[w].is_empty() {
+                    self.post_to(w, start, false);
+                }
                 continue;
             }
             if self.tree.as_ref().is_some_and(|tr| tr.held(w)) {
@@ -670,7 +676,8 @@ impl Simulator {
     }
 
     /// `--decode-tree`: groups whose leader has owed rank 0 a round for longer than the
-    /// deadline at `at` fall back (their members send to rank 0 from round `next` on).
+    /// deadline at `at` fall back (their members send to rank 0 from round `next` on); a
+    /// fallen-back group whose leader owes nothing returns to it from round `next` on.
     fn fall_back_silent_groups(&mut self, at: f64, next: u64) {
         let Some(tr) = self.tree.as_mut() else {
             return;
@@ -678,12 +685,20 @@ impl Simulator {
         for grp in 0..tr.fallen.len() {
             let leader = grp * tr.g;
             let owed = self.pending[leader].front().map(|p| at - p.posted_at);
+            if tr.fallen[grp] && owed.is_none() {
+                tr.fallen[grp] = false;
+                for w in leader + 1..leader + tr.g {
+                    tr.relay_from[w] = next;
+                }
+                continue;
+            }
             if tr.fallen[grp] || !owed.is_some_and(|d| d > self.set.deadline_s) {
                 continue;
             }
             tr.fallen[grp] = true;
             for w in leader + 1..leader + tr.g {
                 tr.direct_from[w] = next;
+                tr.relay_from[w] = u64::MAX;
             }
         }
     }
@@ -934,7 +949,11 @@ impl Simulator {
         }
         let held = self.tree.as_ref().is_some_and(|tr| tr.held(w));
         if self.round.collecting && self.pending[w].is_empty() && !self.round.posted[w] && !held {
-            self.post(w, at);
+            let relays = self
+                .tree
+                .as_ref()
+                .is_some_and(|tr| tr.relays(w, self.round.t));
+            self.post_to(w, at, !relays);
         }
     }
 

@@ -32,7 +32,8 @@
 //! group deadline (`--max-wait-ms`, as the real leaders) and forwards one combined message (one
 //! value longer) or an abandoned marker; rank 0 decodes `coding::RootCode` over the leaders. A
 //! group whose leader owes rank 0 a round for longer than `--deadline-ms` at the end of an
-//! iteration falls back for good: its members send to rank 0 from the next round on. Not
+//! iteration falls back: its members send to rank 0 from the next round on, until the leader
+//! owes nothing at the end of an iteration (then they send to it again), as `train`. Not
 //! modelled there: the leader's CPU time for gathering and combining, and contention between a
 //! leader and its members for cores. A replayed tree run's members have no recorded compute
 //! (rank 0 never hears from them): they take the others' median per share.
@@ -47,8 +48,7 @@
 //!
 //! Not simulated: the gradient check of the first iteration (a real run's first iteration waits
 //! for the uncoded pieces), message loss or corruption, contention between workers for cores (it
-//! is in replayed compute times, not modelled), process death, a returning tree leader (the
-//! real job sends the members back to it; here a group that fell back stays so).
+//! is in replayed compute times, not modelled), process death.
 
 pub mod adapt;
 mod des;

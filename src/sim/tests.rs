@@ -794,3 +794,48 @@ fn tree_a_slow_leader_delays_the_iteration_as_the_two_levels_say_and_its_group_f
     assert!(r.responders[0].contains(&1) && r.responders[0].contains(&2));
     assert!(r.parts_in[1] == 1 && r.parts_in[2] == 1);
 }
+
+#[test]
+fn tree_a_leader_that_answers_again_gets_its_members_back() {
+    // n = 9, G = 3, s = 1, every worker 0.1 s: rounds end at 0.1, 0.2, ... Leader 0 is 0.5 s
+    // late in round 0 only: at the end of round 3 (0.4 s) it has owed round 0 for longer than
+    // the 0.35 s deadline, so its members send to rank 0 from round 4; its late result comes at
+    // 0.6 s, and at the end of the round that takes it the group returns to the leader.
+    let mut delays: Vec<Vec<f64>> = vec![vec![0.0; 12]; 9];
+    delays[0][0] = 0.5;
+    let mut set = settings(1, FREE, NONE);
+    set.deadline_s = 0.35;
+    let mut s = tree_sim(
+        CodeKind::CyclicRepetition,
+        9,
+        3,
+        1,
+        set,
+        replay(&delays, 0.225),
+    );
+    let mut fallen = Vec::new();
+    let mut rounds = Vec::new();
+    for _ in 0..12 {
+        rounds.push(s.step().unwrap());
+        fallen.push(!s.fallen_groups().is_empty());
+    }
+    let first = fallen.iter().position(|&f| f);
+    assert_eq!(first, Some(3), "{fallen:?}");
+    let back = 3 + fallen[3..].iter().position(|&f| !f).unwrap();
+    assert!(
+        back <= 6 && fallen[back..].iter().all(|&f| !f),
+        "{fallen:?}"
+    );
+    // Members 1 and 2 answer rank 0 themselves exactly from round 4 to the return.
+    for (t, r) in rounds.iter().enumerate() {
+        let direct = r.parts_in[1] + r.parts_in[2];
+        assert_eq!(
+            direct > 0,
+            (4..=back).contains(&t),
+            "round {t}: {:?}",
+            r.parts_in
+        );
+    }
+    // The leader is posted and answers again after the return.
+    assert!(rounds[back + 1..].iter().any(|r| r.parts_in[0] == 1));
+}
