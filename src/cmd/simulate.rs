@@ -396,7 +396,7 @@ fn simulate_to_file(cfg: &RunConfig, mut sim: Simulator, replayed: &str) -> Resu
         test: None,
         validation: &validation,
         rejected: &rejected,
-        decode_tree: None,
+        decode_tree: cfg.decode_tree,
     });
     println!("  results: {} (simulated)", writer.path().display());
     let (mut attrs, per_worker) = summary.record(&rejected);

@@ -104,6 +104,8 @@ struct Msg {
     payload: bool,
     compute_s: f64,
     injected_s: f64,
+    /// `--decode-tree`: a leader's combination's member mask (bit m: member m in it).
+    mask: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -761,7 +763,9 @@ impl Simulator {
         set.dedup();
         if tr.code.group_decodable(&set) {
             tr.gathering[grp] = None;
-            self.push(at + self.set.link.alpha_s, Event::Ready(own));
+            let mask = set.iter().fold(0u64, |a, &m| a | (1 << m));
+            let combined = Msg { mask, ..own };
+            self.push(at + self.set.link.alpha_s, Event::Ready(combined));
         }
     }
 
@@ -861,6 +865,7 @@ impl Simulator {
             payload: true,
             compute_s: work.compute_cum,
             injected_s: work.injected_cum,
+            mask: 0,
         };
         match &self.tree {
             Some(tr) if tr.leads(w) => self.gather(msg, at),
@@ -984,6 +989,13 @@ impl Simulator {
         r.stale_age[w] = 0.0;
         r.finish
             .push((r.post_offset[w] + m.compute_s + m.injected_s, w, m.part));
+        // A leader's combination: its members in it were on time (as the real job counts
+        // them, through the mask).
+        for bit in 1..u64::BITS as usize {
+            if m.mask & (1 << bit) != 0 && w + bit < self.n {
+                r.parts_in[w + bit] += 1;
+            }
+        }
         self.add_responder(m.part, w, at);
     }
 
