@@ -1820,6 +1820,75 @@ fn fi10_a_silent_tree_leader_falls_back_to_its_members() {
     );
 }
 
+/// FI-11 a returning tree leader (issue 20 §4): `--decode-tree 2`, every worker 50 ms slow (so
+/// the run lasts past the stall), group leader rank 3 sleeps 0.6 s more before computing
+/// iteration 5 (past the 300 ms deadline) and then answers again. Rank 0 falls back to rank 3's member (rank 4), and once
+/// rank 3's late result has come, sends rank 4 back to it: both are logged and recorded
+/// (`/metrics/tree_fallen_groups` 1, then 0 again), every iteration exact, the model the
+/// fault-free run's to 1e-9, the run complete and VALID.
+#[test]
+fn fi11_a_returning_tree_leader_is_used_again() {
+    let _g = serial();
+    let extra = [
+        "--decode-tree",
+        "2",
+        "--deadline-ms",
+        "300",
+        "--straggler-model",
+        "fixed:1,2,3,4:50",
+    ];
+    let want = straight_w(30, &extra);
+    let run = fresh("fi11");
+    let (o, took) = fi_run(&fi_args(&run, 30, &extra), Some("delay:3@5:600"), 120);
+    let text = output_text(&o);
+    assert!(o.status.success(), "{text}");
+    assert!(
+        text.contains("group leader rank 3 silent for")
+            && text.contains("its members [4] send to rank 0 from iteration"),
+        "no fallback logged: {text}"
+    );
+    assert!(
+        text.contains(
+            "group leader rank 3 answers again: its members [4] send to it from iteration"
+        ) && text.contains("[rank 4] group member: leader rank 3 answers again"),
+        "no return logged: {text}"
+    );
+    assert_eq!(status_of(&run), "complete");
+    assert_eq!(
+        results::read_str_attr(&run_h5(&run), "validation", "verdict").unwrap(),
+        "VALID"
+    );
+    let rows = results::read_rows(&run_h5(&run), None).unwrap();
+    assert_eq!(rows.len(), 30);
+    assert!(
+        rows.column(Metric::Exact).iter().all(|&e| e == 1.0),
+        "{:?}",
+        rows.column(Metric::Exact)
+    );
+    let fallen = rows.column(Metric::TreeFallenGroups);
+    let first = fallen.iter().position(|&f| f == 1.0);
+    let back = first.and_then(|i| fallen.iter().skip(i).position(|&f| f == 0.0));
+    assert!(
+        first.is_some() && back.is_some() && fallen[29] == 0.0,
+        "no fallback and return in tree_fallen_groups: {fallen:?}"
+    );
+    let w = w_final(&run);
+    let scale = want.iter().map(|v| v.abs()).fold(1.0, f64::max);
+    let diff = (&w - &want).iter().map(|v| v.abs()).fold(0.0, f64::max);
+    assert!(
+        diff <= 1e-9 * scale,
+        "w differs from the fault-free run by {diff}"
+    );
+    table_row(
+        "FI-11 tree leader stalls 0.6 s, then answers: members back to it, exact",
+        1,
+        1,
+        took,
+        0,
+        "status complete, VALID; rank 4 to rank 0 after the deadline and back to rank 3 once its late result came; model = fault-free run to 1e-9",
+    );
+}
+
 #[test]
 fn fi5_a_late_message_is_rejected_by_its_iteration_header() {
     let _g = serial();

@@ -34,24 +34,9 @@ pub fn run(args: &SimulateArgs) -> Result<i32> {
         print_link(&link, &over);
         return Ok(0);
     }
-    if let Some(g) = args.train.decode_tree {
-        return Err(SimError::invalid(
-            "decode-tree",
-            g,
-            "is not simulated: the simulator models the flat decode (every worker's message to rank 0)",
-        )
-        .into());
-    }
     let default_workers = files.iter().map(|f| f.workers.len()).max();
     let train = match files.iter().find_map(|f| f.recorded.as_deref()) {
-        Some(rec) => {
-            if let Some(g) = rec.decode_tree {
-                println!(
-                    "note: the replayed run used --decode-tree {g}; it is simulated with the flat decode"
-                );
-            }
-            with_recorded_defaults(&args.train, rec)
-        }
+        Some(rec) => with_recorded_defaults(&args.train, rec),
         None => args.train.clone(),
     };
     let cfg = RunConfig::for_simulation(&train, default_workers)?;
@@ -69,6 +54,10 @@ pub fn run(args: &SimulateArgs) -> Result<i32> {
 /// straggler model its delays were drawn from), so `simulate --replay RUN` simulates that run.
 fn with_recorded_defaults(given: &TrainArgs, rec: &TrainArgs) -> TrainArgs {
     let mut a = given.clone();
+    // A replayed tree run is simulated as one, unless another code is asked for.
+    if given.code.is_none() {
+        a.decode_tree = a.decode_tree.or(rec.decode_tree);
+    }
     if a.code.is_none() {
         a.code = rec.code;
         a.stragglers = a.stragglers.or(rec.stragglers);
@@ -195,13 +184,27 @@ pub(crate) fn build(
         )
         .into()),
     };
-    let code = coding::build_with(
-        kind,
-        cfg.workers(),
-        cfg.stragglers,
-        cfg.job.seed,
-        &cfg.code_options(),
-    )?;
+    // --decode-tree G: the two-level code, -s at both levels (as `train`).
+    let tree = |seed| {
+        cfg.decode_tree.map(|g| {
+            coding::TreeCode::new(kind, cfg.workers(), g, cfg.stragglers, cfg.stragglers, seed)
+        })
+    };
+    enum Codes {
+        Flat(Box<dyn coding::GradientCode>),
+        /// The workers' two-level code and rank 0's view of it.
+        Tree(Box<(coding::TreeCode, coding::RootCode)>),
+    }
+    let code = match (tree(cfg.job.seed), tree(cfg.job.seed)) {
+        (Some(workers), Some(root)) => Codes::Tree(Box::new((workers?, root?.root()))),
+        _ => Codes::Flat(coding::build_with(
+            kind,
+            cfg.workers(),
+            cfg.stragglers,
+            cfg.job.seed,
+            &cfg.code_options(),
+        )?),
+    };
     let workload = if files.is_empty() {
         let ms = args.compute_ms.ok_or_else(|| {
             SimError::invalid(
@@ -256,7 +259,10 @@ pub(crate) fn build(
         link,
         overheads: over,
     };
-    Ok(Simulator::new(code, settings, workload)?)
+    Ok(match code {
+        Codes::Flat(flat) => Simulator::new(flat, settings, workload)?,
+        Codes::Tree(both) => Simulator::tree(both.0, both.1, settings, workload)?,
+    })
 }
 
 /// `/config` of a simulated run: the settings, the code, the link and `job = "simulate"`.
@@ -390,7 +396,7 @@ fn simulate_to_file(cfg: &RunConfig, mut sim: Simulator, replayed: &str) -> Resu
         test: None,
         validation: &validation,
         rejected: &rejected,
-        decode_tree: None,
+        decode_tree: cfg.decode_tree,
     });
     println!("  results: {} (simulated)", writer.path().display());
     let (mut attrs, per_worker) = summary.record(&rejected);

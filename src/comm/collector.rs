@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 
 use super::protocol::{
     payload_is_finite, Header, Kind, FLAG_CHECK, HEADER_LEN, TAG_DIRECT, TAG_PARAMS, TAG_PROBE,
-    TAG_STOP, TAG_SUPPORT,
+    TAG_REJOIN, TAG_STOP, TAG_SUPPORT,
 };
 use super::{CommError, Incoming, SendSlot, Transport};
 use crate::compress::Compressor;
@@ -271,6 +271,8 @@ struct Expect {
 pub struct Collector<T: Transport> {
     t: T,
     spec: CollectorSpec,
+    /// Workers not posted to while set ([`Collector::hold`]).
+    held: Vec<bool>,
     pending: Vec<VecDeque<Expect>>,
     /// Accepted messages (header + payload), per worker and part.
     slots: Vec<Vec<Vec<f64>>>,
@@ -337,6 +339,7 @@ impl<T: Transport> Collector<T> {
             .collect();
         let round = Round::new(n, spec.parts);
         Collector {
+            held: vec![false; n],
             t,
             pending: vec![VecDeque::with_capacity(2); n],
             slots,
@@ -504,6 +507,27 @@ impl<T: Transport> Collector<T> {
         }
     }
 
+    /// Post nothing to worker `w` while `hold` (`--decode-tree`: the silent leader of a group
+    /// that fell back, so that when it answers again it is given the next round only together
+    /// with its members' return, [`Collector::rejoin`]). Its owed results are taken as usual.
+    pub fn hold(&mut self, w: usize, hold: bool) {
+        if let Some(h) = self.held.get_mut(w) {
+            *h = hold;
+        }
+    }
+
+    /// `--decode-tree` return ([`super::group`]): tell worker `w`, a member sent to rank 0 by
+    /// [`Collector::redirect`], to send its results to its leader again (its leader answered);
+    /// from the next post on it is not expected here. A result it still owes (posted before)
+    /// comes here and is taken as usual.
+    pub fn rejoin(&mut self, w: usize, iteration: u64) {
+        let order = Header::rejoin(iteration).to_message();
+        self.t.send(w + 1, TAG_REJOIN, &order);
+        if let Some(r) = self.spec.relayed.get_mut(w) {
+            *r = true;
+        }
+    }
+
     /// Late arrivals recorded since the last call.
     pub fn take_late(&mut self) -> Vec<LateArrival> {
         std::mem::take(&mut self.late)
@@ -529,7 +553,7 @@ impl<T: Transport> Collector<T> {
     fn post_idle(&mut self) {
         for w in 0..self.spec.workers {
             let busy = self.pending[w].len();
-            if busy == 0 || (self.spec.overlap && busy == 1) {
+            if !self.held[w] && (busy == 0 || (self.spec.overlap && busy == 1)) {
                 self.post_to(w);
             }
         }
@@ -929,7 +953,7 @@ impl<T: Transport> Collector<T> {
             Ok(h) if on_time => self.accept(w, h, rule)?,
             Ok(h) => self.late_result(w, h, front, rule)?,
         }
-        if self.round.collecting && self.pending[w].is_empty() && !self.posted[w] {
+        if self.round.collecting && self.pending[w].is_empty() && !self.posted[w] && !self.held[w] {
             self.post_to(w);
         }
         Ok(())

@@ -30,7 +30,10 @@
 //! the deadline a [`Kind::Direct`] (through the collector, `Collector::redirect`); the member
 //! takes it while waiting for parameters, before any newer ones, and its results go to rank 0
 //! from then on (rank 0 expects them from the round it posts next). Rank 0 then decodes that
-//! group from its members' own messages (`coding::RootCode`). A member's results sent to the
+//! group from its members' own messages (`coding::RootCode`). When the leader answers again
+//! (it owes rank 0 nothing at the end of an iteration: its late result arrived), rank 0 sends
+//! the members [`Kind::Rejoin`] (`Collector::rejoin`), taken the same way: their results go to
+//! the leader again from the round posted next, and the group is decoded through the leader. A member's results sent to the
 //! leader before the order are lost to rank 0. A member sends to its leader from copies of
 //! its results (a pool of buffers): sends to a stopped leader never complete (not even small
 //! ones under Open MPI), and would otherwise hold the worker link's buffers for good; at STOP
@@ -44,8 +47,8 @@ use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use super::protocol::{
-    payload_is_finite, Header, Kind, HEADER_LEN, TAG_DIRECT, TAG_DONE, TAG_PARAMS, TAG_RESULT,
-    TAG_STOP,
+    payload_is_finite, Header, Kind, HEADER_LEN, TAG_DIRECT, TAG_DONE, TAG_PARAMS, TAG_REJOIN,
+    TAG_RESULT, TAG_STOP,
 };
 use super::{Incoming, SendSlot, WorkerTransport};
 
@@ -186,7 +189,7 @@ impl<T: WorkerTransport> WorkerTransport for Relay<T> {
     fn wait(&mut self) -> Incoming<T::Handle> {
         loop {
             let msg = self.t.wait();
-            if msg.tag == TAG_DIRECT {
+            if msg.tag == TAG_DIRECT || msg.tag == TAG_REJOIN {
                 self.scratch.resize(msg.len, 0.0);
                 self.t.receive(msg, &mut self.scratch);
                 match Header::parse(&self.scratch) {
@@ -199,8 +202,17 @@ impl<T: WorkerTransport> WorkerTransport for Relay<T> {
                         );
                         self.direct = true;
                     }
+                    Ok(h) if h.kind == Kind::Rejoin => {
+                        log::warn!(
+                            "[rank {}] group member: leader rank {} answers again, results to it from iteration {}",
+                            self.t.rank(),
+                            self.leader,
+                            h.iteration
+                        );
+                        self.direct = false;
+                    }
                     Ok(h) => log::warn!(
-                        "[rank {}] group member: refused a {:?} with tag {TAG_DIRECT}",
+                        "[rank {}] group member: refused a {:?} from rank 0 (an order was expected)",
                         self.t.rank(),
                         h.kind
                     ),

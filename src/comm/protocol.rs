@@ -20,6 +20,7 @@
 //! | [`Kind::Support`] | worker, once at start-up | `rank`, `len` (the payload: the columns its results carry, increasing) |
 //! | [`Kind::Probe`] | rank 0 → worker at start-up, echoed back | `iteration` (always 0), `rank` (0 from rank 0, the worker's in the echo), `part` (the probe's number), `len` (zeros: only the size matters) |
 //! | [`Kind::Direct`] | rank 0 → a `--decode-tree` group member | `iteration` (the first round rank 0 expects from it directly) |
+//! | [`Kind::Rejoin`] | rank 0 → a `--decode-tree` group member that fell back | `iteration` (from the round it is posted next: results to the leader again) |
 //! | [`Kind::Forward`] | layer rank → next layer rank | `iteration` (the iteration whose first phase uses it), `rank`, `part` (the layer l whose q_l, u_l it carries), `len` |
 //! | [`Kind::Backward`] | layer rank → previous layer rank | `iteration` (the iteration whose second phase uses it), `rank`, `part` (the layer l whose p_l it carries), `len` |
 //! | [`Kind::Done`] | layer rank → neighbour | `rank`, `count` (data messages it sent on this link) |
@@ -66,6 +67,9 @@ pub const TAG_PROBE: i32 = 24;
 /// Tag of rank 0's order to a tree-decode group member to send its results to rank 0 from now
 /// on ([`Kind::Direct`], `comm::group`).
 pub const TAG_DIRECT: i32 = 25;
+/// Tag of rank 0's order to a member that fell back to send to its leader again (its leader
+/// answered; [`Kind::Rejoin`], `comm::group`).
+pub const TAG_REJOIN: i32 = 26;
 
 /// Values in the header.
 pub const HEADER_LEN: usize = 12;
@@ -118,10 +122,13 @@ pub enum Kind {
     /// Rank 0 tells a `--decode-tree` group member whose leader went silent to send its results
     /// to rank 0 directly from now on (`comm::group`).
     Direct = 8,
+    /// Rank 0 tells a member that fell back (its leader answered again) to send its results to
+    /// its leader again (`comm::group`).
+    Rejoin = 9,
 }
 
 impl Kind {
-    const ALL: [Kind; 15] = [
+    const ALL: [Kind; 16] = [
         Kind::Params,
         Kind::Result,
         Kind::Check,
@@ -137,6 +144,7 @@ impl Kind {
         Kind::Support,
         Kind::Probe,
         Kind::Direct,
+        Kind::Rejoin,
     ];
 
     fn from_f64(v: f64) -> Option<Kind> {
@@ -166,6 +174,7 @@ impl Kind {
             Kind::Support => TAG_SUPPORT,
             Kind::Probe => TAG_PROBE,
             Kind::Direct => TAG_DIRECT,
+            Kind::Rejoin => TAG_REJOIN,
         }
     }
 }
@@ -390,6 +399,14 @@ impl Header {
         }
     }
 
+    /// Rank 0's order to a member that fell back: results to its leader again.
+    pub fn rejoin(iteration: u64) -> Header {
+        Header {
+            iteration,
+            ..Header::empty(Kind::Rejoin)
+        }
+    }
+
     /// A worker's support of `len` columns.
     pub fn support(rank: usize, len: usize) -> Header {
         Header {
@@ -563,7 +580,7 @@ impl Header {
                 ("exit_code", 10),
                 ("len", 11),
             ],
-            Kind::Grant | Kind::Halt | Kind::Direct => &[
+            Kind::Grant | Kind::Halt | Kind::Direct | Kind::Rejoin => &[
                 ("rank", 3),
                 ("phase", 4),
                 ("part", 5),
@@ -655,7 +672,7 @@ mod tests {
             Header::parse(&b)
         };
         assert!(matches!(edit(0, 1.0), Err(HeaderError::Magic(_))));
-        assert!(matches!(edit(1, 9.0), Err(HeaderError::Kind(_))));
+        assert!(matches!(edit(1, 99.0), Err(HeaderError::Kind(_))));
         assert!(matches!(
             edit(2, 1.5),
             Err(HeaderError::Field {

@@ -138,6 +138,9 @@ metric_enum! {
         /// K-FAC, on refresh iterations: 1 when the eigendecompositions ran on the workers (an
         /// eigen round), 0 at rank 0 (NaN otherwise); `--kfac-eig auto`'s choices.
         KfacEigWorkers => "kfac_eig_workers",
+        /// `--decode-tree`: groups whose members send to rank 0 after this iteration (their
+        /// leader fell silent and has not answered again; NaN without the tree decode).
+        TreeFallenGroups => "tree_fallen_groups",
     }
 }
 
@@ -560,8 +563,8 @@ mod tests {
         // pdADMM's six, then compression's two, then K-FAC's three, then --adapt's three, then
         // the tree decode's message count, then --adapt-deadline's deadline, then the gradient
         // noise scale's two, then K-FAC's eigen fallbacks, then its preconditioning time and
-        // where the eigendecompositions ran.
-        assert_eq!(Metric::COUNT, 42);
+        // where the eigendecompositions ran, then the tree decode's fallen groups.
+        assert_eq!(Metric::COUNT, 43);
         assert_eq!(names[20], "epoch");
         assert_eq!(LayerMetric::Tau.path(), "layers/tau");
         assert_eq!(names[27..29], ["compress_rel_err", "decode_weight_sq"]);
@@ -570,8 +573,13 @@ mod tests {
         assert_eq!(names[35..37], ["messages_received", "adapt_deadline_ms"]);
         assert_eq!(names[37..39], ["gns_grad_sq", "gns_trace"]);
         assert_eq!(
-            names[39..42],
-            ["kfac_eig_fallbacks", "kfac_precond_s", "kfac_eig_workers"]
+            names[39..43],
+            [
+                "kfac_eig_fallbacks",
+                "kfac_precond_s",
+                "kfac_eig_workers",
+                "tree_fallen_groups"
+            ]
         );
         assert_eq!(WorkerMetric::ArrivalS.path(), "timing/arrival_s");
         assert_eq!(WorkerMetric::InjectedS.path(), "stragglers/injected_s");

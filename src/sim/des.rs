@@ -9,7 +9,7 @@ use std::collections::{BinaryHeap, VecDeque};
 use super::link::{LinkModel, Overheads};
 use super::workload::Workload;
 use super::SimError;
-use crate::coding::{Decoder, GradientCode, StopTracker, StoppingRule};
+use crate::coding::{Decoder, GradientCode, RootCode, StopTracker, StoppingRule, TreeCode};
 use crate::comm::protocol::HEADER_LEN;
 use crate::comm::OnDeadline;
 use crate::io::metrics::LateRow;
@@ -104,6 +104,8 @@ struct Msg {
     payload: bool,
     compute_s: f64,
     injected_s: f64,
+    /// `--decode-tree`: a leader's combination's member mask (bit m: member m in it).
+    mask: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -116,6 +118,12 @@ enum Event {
     Ready(Msg),
     /// Rank 0 has received a message.
     Received(Msg),
+    /// `--decode-tree`: a member's message can be received by its leader.
+    ToLeader(Msg),
+    /// `--decode-tree`: the leader has received a member's message.
+    LeaderGot(Msg),
+    /// `--decode-tree`: the group deadline of the leader gathering `round` of group `grp`.
+    GroupDeadline { grp: usize, round: u64 },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -279,6 +287,42 @@ impl RoundState {
     }
 }
 
+/// `--decode-tree G` (`comm::group`, `coding::TreeCode`): the groups of G consecutive
+/// workers, the first one leading, and what the leaders hold.
+struct Tree {
+    /// The workers' two-level code (the leaders' inner decodability).
+    code: TreeCode,
+    g: usize,
+    /// Per group: its members were told to send to rank 0 (the leader owed a round for
+    /// longer than the deadline at the end of an iteration), until the leader owes nothing.
+    fallen: Vec<bool>,
+    /// Per worker: the first round whose result goes to rank 0 (`u64::MAX`: to the leader).
+    direct_from: Vec<u64>,
+    /// Per worker: the first round whose result goes to the leader again after a fallback
+    /// (`u64::MAX`: none yet).
+    relay_from: Vec<u64>,
+    /// Per group: when the leader can receive its next member message.
+    free: Vec<f64>,
+    /// Per group: the members' results the leader has received (round, member index).
+    got: Vec<Vec<(u64, usize)>>,
+    /// Per group: the leader's own result while it gathers its group's round.
+    gathering: Vec<Option<Msg>>,
+}
+
+impl Tree {
+    fn leads(&self, w: usize) -> bool {
+        w % self.g == 0
+    }
+    /// The leader of a group that fell back: rank 0 posts nothing to it (`Collector::hold`).
+    fn held(&self, w: usize) -> bool {
+        self.leads(w) && self.fallen[w / self.g]
+    }
+    /// A member whose results go to its leader in `round`.
+    fn relays(&self, w: usize, round: u64) -> bool {
+        !self.leads(w) && (round < self.direct_from[w] || round >= self.relay_from[w])
+    }
+}
+
 /// The simulated job: rank 0, n workers, the messages between them.
 pub struct Simulator {
     set: SimSettings,
@@ -297,6 +341,7 @@ pub struct Simulator {
     clock: f64,
     next: u64,
     round: RoundState,
+    tree: Option<Tree>,
 }
 
 impl Simulator {
@@ -348,6 +393,75 @@ impl Simulator {
             r0_free: 0.0,
             clock: 0.0,
             next: 0,
+            tree: None,
+        })
+    }
+
+    /// The tree decode (`--decode-tree G`): the workers hold `workers` (their compute shares
+    /// are its), rank 0 decodes `root` (the same code's [`RootCode`]). Members send to their
+    /// leader (one message at a time per leader, α + α_m + β × bytes each, as rank 0); a
+    /// leader, once its own result is done, waits for its group until the group is decodable
+    /// or the group deadline (`max_wait_s`, as `train`'s leaders) passes, then forwards one
+    /// combined message (one value longer: the member mask) or an abandoned marker. At the
+    /// end of an iteration, a group whose leader has owed rank 0 a round for longer than
+    /// `deadline_s` falls back: its members send to rank 0 from the next round on and rank 0
+    /// posts nothing to its leader; once the leader owes
+    /// nothing at the end of an iteration, the members send to it again from the next round
+    /// (`CodedGradients::fall_back_silent_groups`).
+    pub fn tree(
+        workers: TreeCode,
+        root: RootCode,
+        settings: SimSettings,
+        workload: Workload,
+    ) -> Result<Simulator, SimError> {
+        let (n, g) = (workers.n_workers(), workers.group_size());
+        if settings.chunks != 1 {
+            return Err(SimError::invalid(
+                "chunks",
+                settings.chunks,
+                "the tree decode sends whole messages (one chunk)",
+            ));
+        }
+        if settings.reuse_stale {
+            return Err(SimError::invalid(
+                "reuse-stale",
+                true,
+                "the tree decode does not fold stale results",
+            ));
+        }
+        if root.n_workers() != n {
+            return Err(SimError::invalid(
+                "decode-tree",
+                g,
+                "rank 0's code and the workers' code differ in workers",
+            ));
+        }
+        let k = workers.n_partitions().max(1) as f64;
+        let shares = (0..n)
+            .map(|w| workers.assignment(w).len() as f64 / k)
+            .collect();
+        let mut sim = Simulator::new(Box::new(root), settings, workload)?;
+        sim.shares = shares;
+        let groups = n / g;
+        sim.tree = Some(Tree {
+            code: workers,
+            g,
+            fallen: vec![false; groups],
+            direct_from: (0..n)
+                .map(|w| if w % g == 0 { 0 } else { u64::MAX })
+                .collect(),
+            relay_from: vec![u64::MAX; n],
+            free: vec![0.0; groups],
+            got: vec![Vec::new(); groups],
+            gathering: vec![None; groups],
+        });
+        Ok(sim)
+    }
+
+    /// Groups whose members send to rank 0 (their leader fell silent), `--decode-tree` only.
+    pub fn fallen_groups(&self) -> Vec<usize> {
+        self.tree.as_ref().map_or_else(Vec::new, |t| {
+            (0..t.fallen.len()).filter(|&grp| t.fallen[grp]).collect()
         })
     }
 
@@ -394,6 +508,15 @@ impl Simulator {
         ((HEADER_LEN + len) * 8) as f64
     }
 
+    /// Bytes of `m` at rank 0: a leader's combined message carries its member mask too.
+    fn msg_bytes(&self, m: &Msg) -> f64 {
+        let mask = self
+            .tree
+            .as_ref()
+            .is_some_and(|t| m.payload && t.leads(m.w));
+        self.message_bytes(m.payload) + if mask { 8.0 } else { 0.0 }
+    }
+
     /// Simulate the next iteration.
     pub fn step(&mut self) -> Result<SimRound, SimError> {
         let (t, start) = (self.next, self.clock);
@@ -405,6 +528,17 @@ impl Simulator {
         }
         let overlap = self.set.chunks > 1;
         for w in 0..self.n {
+            // Rank 0 never hears from a relaying member: it posts to it every round (once it
+            // owes nothing from before a return).
+            if self.tree.as_ref().is_some_and(|tr| tr.relays(w, t)) {
+                if self.pending[w].is_empty() {
+                    self.post_to(w, start, false);
+                }
+                continue;
+            }
+            if self.tree.as_ref().is_some_and(|tr| tr.held(w)) {
+                continue;
+            }
             let busy = self.pending[w].len();
             if !self.round.posted[w] && (busy == 0 || (overlap && busy == 1)) {
                 self.post(w, start);
@@ -437,6 +571,7 @@ impl Simulator {
             self.pop_and_handle();
         };
         self.round.collecting = false;
+        self.fall_back_silent_groups(end, t + 1);
         let o = self.set.overheads;
         self.clock = end + o.step_s + o.gap_s;
         self.r0_free = self.r0_free.max(self.clock);
@@ -524,8 +659,7 @@ impl Simulator {
             Event::Deliver { w, round } => self.deliver(w, round, e.at),
             Event::PartDone { w, round, idx } => self.part_done(w, round, idx, e.at),
             Event::Ready(m) => {
-                let c =
-                    e.at.max(self.r0_free) + self.set.link.receive_s(self.message_bytes(m.payload));
+                let c = e.at.max(self.r0_free) + self.set.link.receive_s(self.msg_bytes(&m));
                 self.r0_free = c;
                 self.push(c, Event::Received(m));
             }
@@ -537,17 +671,137 @@ impl Simulator {
                 };
                 self.received(m, at);
             }
+            Event::ToLeader(m) => self.leader_queue(m, e.at),
+            Event::LeaderGot(m) => self.leader_got(m, e.at),
+            Event::GroupDeadline { grp, round } => self.group_deadline(grp, round, e.at),
+        }
+    }
+
+    /// `--decode-tree`: groups whose leader has owed rank 0 a round for longer than the
+    /// deadline at `at` fall back (their members send to rank 0 from round `next` on); a
+    /// fallen-back group whose leader owes nothing returns to it from round `next` on.
+    fn fall_back_silent_groups(&mut self, at: f64, next: u64) {
+        let Some(tr) = self.tree.as_mut() else {
+            return;
+        };
+        for grp in 0..tr.fallen.len() {
+            let leader = grp * tr.g;
+            let owed = self.pending[leader].front().map(|p| at - p.posted_at);
+            if tr.fallen[grp] && owed.is_none() {
+                tr.fallen[grp] = false;
+                for w in leader + 1..leader + tr.g {
+                    tr.relay_from[w] = next;
+                }
+                continue;
+            }
+            if tr.fallen[grp] || !owed.is_some_and(|d| d > self.set.deadline_s) {
+                continue;
+            }
+            tr.fallen[grp] = true;
+            for w in leader + 1..leader + tr.g {
+                tr.direct_from[w] = next;
+                tr.relay_from[w] = u64::MAX;
+            }
+        }
+    }
+
+    /// A member's message reaches its leader's receive queue at `at`.
+    fn leader_queue(&mut self, m: Msg, at: f64) {
+        let bytes = self.message_bytes(m.payload);
+        let Some(tr) = self.tree.as_mut() else {
+            return;
+        };
+        let grp = m.w / tr.g;
+        let c = at.max(tr.free[grp]) + self.set.link.receive_s(bytes);
+        tr.free[grp] = c;
+        self.push(c, Event::LeaderGot(m));
+    }
+
+    fn leader_got(&mut self, m: Msg, at: f64) {
+        let Some(tr) = self.tree.as_mut() else {
+            return;
+        };
+        let grp = m.w / tr.g;
+        tr.got[grp].push((m.round, m.w % tr.g));
+        self.try_forward(grp, at);
+    }
+
+    /// A leader's own result is done at `at`: it gathers its group's round.
+    fn gather(&mut self, own: Msg, at: f64) {
+        let Some(tr) = self.tree.as_mut() else {
+            return;
+        };
+        let grp = own.w / tr.g;
+        // Older rounds are drained as late, never used.
+        tr.got[grp].retain(|&(r, _)| r >= own.round);
+        tr.gathering[grp] = Some(own);
+        let round = own.round;
+        self.push(
+            at + self.set.max_wait_s,
+            Event::GroupDeadline { grp, round },
+        );
+        self.try_forward(grp, at);
+    }
+
+    /// Forward the gathering round of group `grp` if its members decode it.
+    fn try_forward(&mut self, grp: usize, at: f64) {
+        let Some(tr) = self.tree.as_mut() else {
+            return;
+        };
+        let Some(own) = tr.gathering[grp] else {
+            return;
+        };
+        let mut set: Vec<usize> = std::iter::once(0)
+            .chain(
+                tr.got[grp]
+                    .iter()
+                    .filter(|(r, _)| *r == own.round)
+                    .map(|&(_, m)| m),
+            )
+            .collect();
+        set.sort_unstable();
+        set.dedup();
+        if tr.code.group_decodable(&set) {
+            tr.gathering[grp] = None;
+            let mask = set.iter().fold(0u64, |a, &m| a | (1 << m));
+            let combined = Msg { mask, ..own };
+            self.push(at + self.set.link.alpha_s, Event::Ready(combined));
+        }
+    }
+
+    /// The group deadline of `round`: a leader still gathering it gives it up (a marker).
+    fn group_deadline(&mut self, grp: usize, round: u64, at: f64) {
+        let Some(tr) = self.tree.as_mut() else {
+            return;
+        };
+        match tr.gathering[grp] {
+            Some(own) if own.round == round => {
+                tr.gathering[grp] = None;
+                let marker = Msg {
+                    payload: false,
+                    ..own
+                };
+                self.push(at + self.set.link.alpha_s, Event::Ready(marker));
+            }
+            _ => {}
         }
     }
 
     /// Rank 0 posts the current round to worker `w` at `at`.
     fn post(&mut self, w: usize, at: f64) {
+        self.post_to(w, at, true);
+    }
+
+    /// Post to `w`; `track`: rank 0 expects its result (not a relaying member's).
+    fn post_to(&mut self, w: usize, at: f64, track: bool) {
         let parts = self.set.chunks;
-        self.pending[w].push_back(Pending {
-            round: self.round.t,
-            remaining: parts,
-            posted_at: at,
-        });
+        if track {
+            self.pending[w].push_back(Pending {
+                round: self.round.t,
+                remaining: parts,
+                posted_at: at,
+            });
+        }
         let bytes = self.params_bytes();
         let r = &mut self.round;
         r.posted[w] = true;
@@ -611,8 +865,13 @@ impl Simulator {
             payload: true,
             compute_s: work.compute_cum,
             injected_s: work.injected_cum,
+            mask: 0,
         };
-        self.push(at + alpha, Event::Ready(msg));
+        match &self.tree {
+            Some(tr) if tr.leads(w) => self.gather(msg, at),
+            Some(tr) if tr.relays(w, round) => self.push(at + alpha, Event::ToLeader(msg)),
+            _ => self.push(at + alpha, Event::Ready(msg)),
+        }
         let waiting = self.workers[w].waiting;
         if idx + 1 < parts {
             match waiting {
@@ -665,7 +924,7 @@ impl Simulator {
         if front.remaining == 0 {
             self.pending[w].pop_front();
         }
-        self.round.bytes_in += self.message_bytes(m.payload);
+        self.round.bytes_in += self.msg_bytes(&m);
         self.round.messages_in += 1;
         let (collecting, t) = (self.round.collecting, self.round.t);
         if m.payload && collecting && m.round == t {
@@ -693,8 +952,13 @@ impl Simulator {
                 self.round.late += 1;
             }
         }
-        if self.round.collecting && self.pending[w].is_empty() && !self.round.posted[w] {
-            self.post(w, at);
+        let held = self.tree.as_ref().is_some_and(|tr| tr.held(w));
+        if self.round.collecting && self.pending[w].is_empty() && !self.round.posted[w] && !held {
+            let relays = self
+                .tree
+                .as_ref()
+                .is_some_and(|tr| tr.relays(w, self.round.t));
+            self.post_to(w, at, !relays);
         }
     }
 
@@ -725,6 +989,13 @@ impl Simulator {
         r.stale_age[w] = 0.0;
         r.finish
             .push((r.post_offset[w] + m.compute_s + m.injected_s, w, m.part));
+        // A leader's combination: its members in it were on time (as the real job counts
+        // them, through the mask).
+        for bit in 1..u64::BITS as usize {
+            if m.mask & (1 << bit) != 0 && w + bit < self.n {
+                r.parts_in[w + bit] += 1;
+            }
+        }
         self.add_responder(m.part, w, at);
     }
 

@@ -26,6 +26,18 @@
 //! distributions recorded in results files ([`Trace`]). Compute scales with the share of the data
 //! a worker holds under the simulated code against the share it held in the trace.
 //!
+//! Tree decode (`--decode-tree G`, [`Simulator::tree`]): the workers hold the two-level code
+//! (`coding::TreeCode`), members send to their leader (each leader a single receiver like rank
+//! 0), a leader whose own result is done waits for its group until it is decodable or the
+//! group deadline (`--max-wait-ms`, as the real leaders) and forwards one combined message (one
+//! value longer) or an abandoned marker; rank 0 decodes `coding::RootCode` over the leaders. A
+//! group whose leader owes rank 0 a round for longer than `--deadline-ms` at the end of an
+//! iteration falls back: its members send to rank 0 from the next round on, until the leader
+//! owes nothing at the end of an iteration (then they send to it again), as `train`. Not
+//! modelled there: the leader's CPU time for gathering and combining, and contention between a
+//! leader and its members for cores. A replayed tree run's members have no recorded compute
+//! (rank 0 never hears from them): they take the others' median per share.
+//!
 //! Decodability is tracked one arrival at a time through the code's stopping rule
 //! ([`crate::coding::StopTracker`], O(1) per arrival), so n = 10⁴ costs O(n log n) per
 //! iteration. A code without such a rule is checked on the whole sorted set after each arrival

@@ -677,3 +677,169 @@ mod plan {
         );
     }
 }
+
+/// The tree decode of the `kind` code (-s at both levels) of n workers in groups of g.
+fn tree_sim(
+    kind: CodeKind,
+    n: usize,
+    g: usize,
+    s: usize,
+    set: SimSettings,
+    w: Workload,
+) -> Simulator {
+    let t = || coding::TreeCode::new(kind, n, g, s, s, 1).unwrap();
+    Simulator::tree(t(), t().root(), set, w).unwrap()
+}
+
+#[test]
+fn tree_rank_zero_receives_the_leaders_combined_messages_only() {
+    // n = 9, G = 3, s = 0: every worker holds 1/9 (0.1 s), worker w waits 0.01·w s. Members
+    // send to their leader (α), the leaders forward when their group is complete (α).
+    let delays: Vec<Vec<f64>> = (0..9).map(|w| vec![0.01 * w as f64; 4]).collect();
+    let link = LinkModel {
+        alpha_s: 0.001,
+        ..FREE
+    };
+    let mut s = tree_sim(
+        CodeKind::Uncoded,
+        9,
+        3,
+        0,
+        settings(1, link, NONE),
+        replay(&delays, 0.9),
+    );
+    let combined = ((crate::comm::protocol::HEADER_LEN + 10 + 2) * 8) as f64;
+    for _ in 0..3 {
+        let r = s.step().unwrap();
+        assert_eq!(r.outcome, Outcome::Decodable);
+        assert_eq!(r.messages_in, 3, "n/G messages");
+        assert_eq!(r.bytes_in, 3.0 * combined);
+        assert_eq!(r.responders, vec![vec![0, 3, 6]]);
+        // Every member counted on time through its leader's mask, as the real job counts.
+        assert_eq!(r.parts_in, vec![1; 9]);
+        // Parameters (α), the slowest member 8 (0.1 + 0.08), to its leader (α), to rank 0 (α).
+        assert!(
+            (r.wall_s - (0.003 + 0.1 + 0.08)).abs() < 1e-12,
+            "{}",
+            r.wall_s
+        );
+        assert_eq!(r.late, 0);
+        // Rank 0 still posts the parameters to all 9 workers.
+        assert_eq!(
+            r.bytes_out,
+            9.0 * ((crate::comm::protocol::HEADER_LEN + 10) * 8) as f64
+        );
+    }
+    assert!(s.shutdown().is_empty());
+    assert!(s.fallen_groups().is_empty());
+}
+
+#[test]
+fn tree_with_s_one_receives_n_over_g_messages_per_iteration_over_the_run() {
+    // cyclic-repetition, n = 9, G = 3, s = 1, no stragglers: 3 combined messages an
+    // iteration (on time or drained late in the next one), never a member's own.
+    let delays: Vec<Vec<f64>> = (0..9).map(|w| vec![0.001 * w as f64; 20]).collect();
+    let mut s = tree_sim(
+        CodeKind::CyclicRepetition,
+        9,
+        3,
+        1,
+        settings(1, FREE, NONE),
+        replay(&delays, 0.225),
+    );
+    let mut messages = 0;
+    for _ in 0..20 {
+        let r = s.step().unwrap();
+        assert_eq!(r.outcome, Outcome::Decodable);
+        assert!(
+            r.responders[0].iter().all(|w| w % 3 == 0),
+            "{:?}",
+            r.responders
+        );
+        messages += r.messages_in;
+    }
+    let late = s.shutdown();
+    assert!(late.iter().all(|l| (l.rank - 1) % 3 == 0));
+    assert_eq!(messages as usize + late.len(), 20 * 3);
+}
+
+#[test]
+fn tree_a_slow_leader_delays_the_iteration_as_the_two_levels_say_and_its_group_falls_back() {
+    // cyclic-repetition, n = 9, G = 3, s = 1: each worker holds 4/9 (0.1 s). Two slow leaders
+    // (0: +0.5 s, 3: +0.2 s): rank 0 needs 2 of 3 groups, so the iteration waits for leader
+    // 3; a slow member (7: +0.3 s) does not matter (its group decodes from 2 of 3).
+    let mut delays: Vec<Vec<f64>> = vec![vec![0.0; 8]; 9];
+    delays[0] = vec![0.5; 8];
+    delays[3] = vec![0.2, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0];
+    delays[7] = vec![0.3; 8];
+    let mut set = settings(1, FREE, NONE);
+    set.deadline_s = 0.35;
+    let mut s = tree_sim(
+        CodeKind::CyclicRepetition,
+        9,
+        3,
+        1,
+        set,
+        replay(&delays, 0.225),
+    );
+    let r = s.step().unwrap();
+    assert!((r.wall_s - 0.3).abs() < 1e-9, "{}", r.wall_s);
+    assert_eq!(r.responders, vec![vec![3, 6]]);
+    // Leader 0 owes round 0 from 0 s on: at the end of round 0 (0.3 s) for less than the
+    // deadline of 0.35 s, at the end of round 1 (0.4 s) for longer: its members send to rank 0
+    // from round 2 on.
+    assert!(s.fallen_groups().is_empty());
+    let r = s.step().unwrap();
+    assert!((r.wall_s - 0.1).abs() < 1e-9, "{}", r.wall_s);
+    assert_eq!(s.fallen_groups(), vec![0]);
+    let r = s.step().unwrap();
+    // Members 1 and 2 answer rank 0 themselves (0.1 s), with leaders 3 and 6: all decodable.
+    assert!((r.wall_s - 0.1).abs() < 1e-9, "{}", r.wall_s);
+    assert!(r.responders[0].contains(&1) && r.responders[0].contains(&2));
+    assert!(r.parts_in[1] == 1 && r.parts_in[2] == 1);
+}
+
+#[test]
+fn tree_a_leader_that_answers_again_gets_its_members_back() {
+    // n = 9, G = 3, s = 1, every worker 0.1 s: rounds end at 0.1, 0.2, ... Leader 0 is 0.5 s
+    // late in round 0 only: at the end of round 3 (0.4 s) it has owed round 0 for longer than
+    // the 0.35 s deadline, so its members send to rank 0 from round 4; its late result comes at
+    // 0.6 s, and at the end of the round that takes it the group returns to the leader.
+    let mut delays: Vec<Vec<f64>> = vec![vec![0.0; 12]; 9];
+    delays[0][0] = 0.5;
+    let mut set = settings(1, FREE, NONE);
+    set.deadline_s = 0.35;
+    let mut s = tree_sim(
+        CodeKind::CyclicRepetition,
+        9,
+        3,
+        1,
+        set,
+        replay(&delays, 0.225),
+    );
+    let mut fallen = Vec::new();
+    let mut rounds = Vec::new();
+    for _ in 0..12 {
+        rounds.push(s.step().unwrap());
+        fallen.push(!s.fallen_groups().is_empty());
+    }
+    let first = fallen.iter().position(|&f| f);
+    assert_eq!(first, Some(3), "{fallen:?}");
+    let back = 3 + fallen[3..].iter().position(|&f| !f).unwrap();
+    assert!(
+        back <= 6 && fallen[back..].iter().all(|&f| !f),
+        "{fallen:?}"
+    );
+    // Members 1 and 2 answer rank 0 themselves exactly from round 4 to the return.
+    for (t, r) in rounds.iter().enumerate() {
+        let direct = r.responders[0].iter().any(|&w| w == 1 || w == 2);
+        assert_eq!(
+            direct,
+            (4..=back).contains(&t),
+            "round {t}: {:?}",
+            r.responders
+        );
+    }
+    // The leader is posted and answers again after the return.
+    assert!(rounds[back + 1..].iter().any(|r| r.parts_in[0] == 1));
+}

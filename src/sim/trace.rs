@@ -152,9 +152,15 @@ impl TraceFile {
         if rows.len() <= first {
             return Err(bad("has no complete iteration to replay".into()));
         }
+        // A `--decode-tree` run's members never report their compute to rank 0 (their leader
+        // forwards under its own header): they are given the others' median per share.
+        let per_share = median(shares.iter().enumerate().flat_map(|(w, &share)| {
+            (first..rows.len()).map(move |t| cell(rows, WorkerMetric::ComputeS, t, w) / share)
+        }));
         let mut workers = Vec::with_capacity(n);
         for (w, &share) in shares.iter().enumerate() {
-            workers.push(worker_samples(rows, w, share, chunks, first).map_err(&bad)?);
+            let others = per_share * share;
+            workers.push(worker_samples(rows, w, share, chunks, first, others).map_err(&bad)?);
         }
         Ok(TraceFile {
             path: path.to_path_buf(),
@@ -194,8 +200,15 @@ fn shares_of(args: &TrainArgs) -> Result<Vec<f64>, String> {
         split: args.split,
         speeds: args.worker_speeds.as_ref().map(|v| v.0.clone()),
     };
-    let code = coding::build_with(kind, n, s, args.job.seed.unwrap_or(1), &opts)
-        .map_err(|e| format!("its code cannot be rebuilt ({e})"))?;
+    let seed = args.job.seed.unwrap_or(1);
+    // A tree run's workers held the two-level code's partitions ((s + 1)² of them at s).
+    let code: Box<dyn coding::GradientCode> = match args.decode_tree {
+        Some(g) => Box::new(coding::TreeCode::new(kind, n, g, s, s, seed).map_err(|e| {
+            format!("its two-level code (--decode-tree {g}) cannot be rebuilt ({e})")
+        })?),
+        None => coding::build_with(kind, n, s, seed, &opts)
+            .map_err(|e| format!("its code cannot be rebuilt ({e})"))?,
+    };
     let k = code.n_partitions() as f64;
     Ok((0..n)
         .map(|w| code.assignment(w).len() as f64 / k)
@@ -224,6 +237,7 @@ fn worker_samples(
     share: f64,
     chunks: usize,
     first: usize,
+    others: f64,
 ) -> Result<Vec<Sample>, String> {
     let rank = w + 1;
     let late_compute = |t: usize| {
@@ -255,7 +269,10 @@ fn worker_samples(
             (compute, factor, delay)
         })
         .collect();
-    let compute_med = median(raw.iter().map(|r| r.0));
+    let mut compute_med = median(raw.iter().map(|r| r.0));
+    if compute_med.is_nan() {
+        compute_med = others;
+    }
     if compute_med.is_nan() {
         return Err(format!("worker rank {rank} has no recorded compute time"));
     }

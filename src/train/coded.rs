@@ -976,19 +976,35 @@ impl<T: Transport> CodedGradients<T> {
 
     /// `--decode-tree` fallback (`comm::group`): a leader that has owed rank 0 a round for
     /// longer than the deadline is taken as silent, and its group's members are told to send
-    /// their results to rank 0 from round `next` on (for the rest of the run); rank 0 then
-    /// decodes that group from them (`coding::RootCode`).
-    fn fall_back_silent_groups(&mut self, next: u64) {
+    /// their results to rank 0 from round `next` on; rank 0 then decodes that group from them
+    /// (`coding::RootCode`) and posts nothing to the leader. When the leader owes nothing any
+    /// more (its late result came), the members are told to send to it again from round `next`
+    /// and it is posted that round with them. Returns the groups fallen back after this.
+    fn fall_back_silent_groups(&mut self, next: u64) -> usize {
         let Some(g) = self.tree else {
-            return;
+            return 0;
         };
         for grp in 0..self.fallen.len() {
             let leader = grp * g;
             let owed = self.c.owed_for(leader);
+            if self.fallen[grp] && owed.is_none() {
+                self.fallen[grp] = false;
+                let members: Vec<usize> = (leader + 2..leader + g + 1).collect();
+                log::warn!(
+                    "[rank 0] group leader rank {} answers again: its members {members:?} send to it from iteration {next}",
+                    leader + 1
+                );
+                for m in 1..g {
+                    self.c.rejoin(leader + m, next);
+                }
+                self.c.hold(leader, false);
+                continue;
+            }
             if self.fallen[grp] || !owed.is_some_and(|d| d > self.deadline) {
                 continue;
             }
             self.fallen[grp] = true;
+            self.c.hold(leader, true);
             let members: Vec<usize> = (leader + 2..leader + g + 1).collect();
             log::warn!(
                 "[rank 0] group leader rank {} silent for {:.0} ms (deadline {:.0} ms): its members {members:?} send to rank 0 from iteration {next}",
@@ -1000,6 +1016,7 @@ impl<T: Transport> CodedGradients<T> {
                 self.c.redirect(leader + m, next);
             }
         }
+        self.fallen.iter().filter(|&&f| f).count()
     }
 
     /// K-FAC `--kfac-eig workers`: spread the eigendecompositions of factors of sides `sides`
@@ -1790,7 +1807,10 @@ impl<T: Transport> GradientEngine for CodedGradients<T> {
         let late = self.c.take_late();
         it.late.extend(late.iter().map(late_row));
         self.adapt_after(it.t, &late, it.rec)?;
-        self.fall_back_silent_groups(it.t + 1);
+        let fallen = self.fall_back_silent_groups(it.t + 1);
+        if self.tree.is_some() {
+            it.rec.set(Metric::TreeFallenGroups, fallen as f64);
+        }
         Ok(match d {
             // A compressed message is not the gradient it codes: exact decoding of it is not
             // the exact gradient.
