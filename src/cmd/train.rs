@@ -20,7 +20,7 @@ use crate::data::{partition_ranges, Dataset};
 use crate::error::{Error, Result};
 use crate::io::checkpoint::{self, Checkpoint};
 use crate::io::dataset::{self, Split};
-use crate::io::results::{self, AttrValue, RecordedRows, RunMeta, RunWriter};
+use crate::io::results::{self, AdaptSwitch, AttrValue, RecordedRows, RunMeta, RunWriter};
 use crate::linalg::MdsCode;
 use crate::model::{self, Model};
 use crate::optim::kfac;
@@ -759,7 +759,11 @@ fn setup_rank0(
         n_layers: 0,
         adapt: cfg.adapts(),
     };
-    let writer = RunWriter::create(&cfg.job.results_path(), &meta, initial.as_ref())?;
+    let kept = kept_switches(cfg, resume.as_ref())?;
+    let mut writer = RunWriter::create(&cfg.job.results_path(), &meta, initial.as_ref())?;
+    for switch in &kept {
+        writer.append_adapt(switch)?;
+    }
     Ok(Rank0 {
         test,
         writer,
@@ -767,6 +771,20 @@ fn setup_rank0(
         initial,
         train: None,
     })
+}
+
+/// `--adapt` resumed: the switches of `/adapt` before the checkpoint's iteration, which the
+/// new results file keeps (none without `--adapt` or a results file).
+fn kept_switches(cfg: &RunConfig, resume: Option<&Checkpoint>) -> Result<Vec<AdaptSwitch>> {
+    let results = cfg.job.results_path();
+    match resume {
+        Some(ck) if cfg.adapts() && results.exists() => Ok(results::read_adapt(&results)?
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|w| w.iteration < ck.iteration)
+            .collect()),
+        _ => Ok(Vec::new()),
+    }
 }
 
 /// With `--resume`: the newest good checkpoint, and the rows of the results file up to it.

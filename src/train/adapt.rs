@@ -21,6 +21,10 @@
 //!   [`DEADLINE_CHANGE`]. Under `--on-deadline wait` (the only policy with `--adapt`) decoding
 //!   stays exact: the deadline marks the point past which rank 0 is waiting for stragglers.
 //!
+//! - **Resume**: a checkpoint keeps [`Adaptation::state`] (the s and deadline in force, a
+//!   switch being confirmed) and [`Adaptation::restore`] goes on with it; the window in
+//!   progress is not kept.
+//!
 //! Not done here: switching the code family or chunks, or loading partitions in the
 //! background (they are all loaded up front).
 
@@ -33,6 +37,7 @@ use crate::comm::{OnDeadline, Round};
 use crate::config::RunConfig;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
+use crate::io::checkpoint::AdaptState;
 use crate::io::results::AdaptSwitch;
 use crate::sim::adapt::{AdaptSettings, Adapter, Decision};
 use crate::sim::{LinkModel, Sample, SimSettings, DEFAULT_LINK, DEFAULT_OVERHEADS};
@@ -239,6 +244,58 @@ impl Adaptation {
                 rounds: Vec::new(),
             }),
         })
+    }
+
+    /// The state a checkpoint keeps: the s in force, the deadline in force and the switch
+    /// being confirmed (the window of samples since the last decision is not kept).
+    pub fn state(&self) -> AdaptState {
+        AdaptState {
+            s: self.current() as u64,
+            deadline_ms: self.deadline_ms(),
+            pending: self.adapter.pending().cloned(),
+        }
+    }
+
+    /// Resume at iteration `next` from a checkpoint's `state`: the s it was in force (on a
+    /// change, `decoder`, the engine's, becomes that s's), its deadline (at most the cap) and
+    /// its pending switch. The first window starts at `next`. False, with a warning and nothing
+    /// changed but the window, when the s is not one this run can switch to (another
+    /// `--adapt-max-s`): the run starts at `--stragglers`.
+    pub fn restore(
+        &mut self,
+        state: &AdaptState,
+        next: u64,
+        decoder: &mut Decoder,
+    ) -> Result<bool> {
+        self.from = next;
+        let old = self.current();
+        let s = usize::try_from(state.s).unwrap_or(usize::MAX);
+        let parked = s != old && self.parked.get(s).is_some_and(Option::is_some);
+        if (s != old && !parked) || !self.adapter.restore(s, state.pending.clone()) {
+            log::warn!(
+                "[rank 0] --adapt: the checkpoint's s = {} is not one of this run's (up to --adapt-max-s {}); starting again at s = {old}",
+                state.s,
+                self.max_s()
+            );
+            return Ok(false);
+        }
+        if s != old {
+            let mut next_decoder = self.parked[s].take().ok_or_else(|| {
+                Error::Check(format!("internal: --adapt: no decoder for s = {s}"))
+            })?;
+            std::mem::swap(decoder, &mut next_decoder);
+            self.parked[old] = Some(next_decoder);
+        }
+        if let Some(f) = &mut self.deadline {
+            match state.deadline_ms.filter(|d| d.is_finite() && *d > 0.0) {
+                Some(d) => f.current_ms = d.min(f.cap_ms),
+                None => log::warn!(
+                    "[rank 0] --adapt-deadline: the checkpoint holds no deadline; starting again at --deadline-ms {:.3}",
+                    f.cap_ms
+                ),
+            }
+        }
+        Ok(true)
     }
 
     /// The switches since the last call, in order (each is taken once, for `/adapt`).

@@ -57,6 +57,7 @@ use crate::config::RunConfig;
 use crate::data::batch::{BatchPlan, Minibatch};
 use crate::data::{partition_ranges, DataError, Dataset, Features};
 use crate::error::{Error, Result};
+use crate::io::checkpoint::AdaptState;
 use crate::io::results::{AdaptSwitch, AttrValue, IterationRecord, LateRow, Metric, WorkerMetric};
 use crate::model::{Model, ModelKind, Workspace};
 use crate::optim::kfac::{self, KfacState};
@@ -1817,6 +1818,37 @@ impl<T: Transport> GradientEngine for CodedGradients<T> {
             .as_mut()
             .map(Adaptation::take_switches)
             .unwrap_or_default()
+    }
+
+    fn adapt_state(&self) -> Option<AdaptState> {
+        self.adapt.as_ref().map(Adaptation::state)
+    }
+
+    fn restore_adapt(&mut self, state: &AdaptState, next: u64) -> Result<bool> {
+        let Some(a) = &mut self.adapt else {
+            return Ok(false);
+        };
+        if !a.restore(state, next, &mut self.decoder)? {
+            return Ok(false);
+        }
+        if let Some(d) = a.deadline_ms() {
+            self.c.set_deadline(Duration::from_secs_f64(d / 1e3));
+        }
+        log::info!(
+            "[rank 0] --adapt: resuming at iteration {next} with s = {}{}{}",
+            a.current(),
+            a.deadline_ms()
+                .map_or(String::new(), |d| format!(", deadline {d:.3} ms")),
+            state
+                .pending
+                .as_ref()
+                .map_or(String::new(), |(up, g)| format!(
+                    ", {} window(s) in a row favouring a {} s",
+                    g.len(),
+                    if *up { "larger" } else { "smaller" }
+                ))
+        );
+        Ok(true)
     }
 }
 
