@@ -91,10 +91,54 @@ fn a_regime_change_switches_s_and_every_iteration_matches_the_reference() {
     let switches: Vec<usize> = (0..40).filter(|&t| next[t].is_finite()).collect();
     assert!(!switches.is_empty(), "no switch: {s:?}");
     // Windows end at 4, 9, 14, 19: the two after the change (or one noisy window before it
-    // and the first after it) confirm the switch.
+    // and the first after it) confirm the switch, which is prepared then and taken once the
+    // workers have loaded the new s's partitions in the background (at least one iteration
+    // later: the next post asks for them, a later result confirms them).
+    let log = results::read_adapt(&run.join("run.h5")).unwrap().unwrap();
+    let first = log
+        .iter()
+        .find(|w| w.switches_s())
+        .expect("no switch in /adapt");
+    let prepared = [14u64, 19].into_iter().find(|t| {
+        first
+            .reason
+            .contains(&format!("answered since iteration {t} held"))
+    });
     assert!(
-        [14, 19].contains(&switches[0]),
-        "first switch at {switches:?}: {s:?}"
+        prepared.is_some_and(|t| (switches[0] as u64) > t && switches[0] < 25),
+        "first switch at {switches:?} ({}): {s:?}",
+        first.reason
+    );
+    // Workers start with the partitions of s = 0 only (one of the 4 partitions, where they
+    // loaded those of --adapt-max-s 2 before) and read the others when rank 0 asks. Their
+    // start-up line is at info level, which workers log only at debug level: a short run
+    // (worker logging slows the workers enough to move the adapter's decisions).
+    let short = fresh("adapt-startup");
+    let mut b = a.clone();
+    let i = b.iter().position(|v| *v == "40").unwrap();
+    b[i] = "2";
+    let o = common::mpirun_command(5, 120, &[])
+        .env("RUST_LOG", "debug")
+        .args(["train", "--out", short.to_str().unwrap()])
+        .args(&b)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", output_text(&o));
+    let text = output_text(&o);
+    let rows_total = gradcode::io::dataset::inspect(Path::new(&data))
+        .unwrap()
+        .n_rows;
+    let startup: Vec<usize> = text
+        .lines()
+        .filter_map(|l| {
+            let rest = l.split("--adapt: holds the partitions of s = 0 (").nth(1)?;
+            rest.split(" rows) at start-up").next()?.parse().ok()
+        })
+        .collect();
+    assert_eq!(startup.len(), 4, "{text}");
+    assert!(
+        startup.iter().all(|&r| 4 * r <= rows_total + 3),
+        "{startup:?} of {rows_total}"
     );
     for &t in &switches {
         assert!(t >= 10, "switched at {t} before the regime changed: {s:?}");
@@ -119,6 +163,11 @@ fn a_regime_change_switches_s_and_every_iteration_matches_the_reference() {
             row.reason
         );
     }
+    assert!(
+        log[0].reason.contains("loaded in the background"),
+        "{}",
+        log[0].reason
+    );
     // `gradcode report` lists the switches (and `--plot` marks them on the iteration panels).
     let png = run.join("adapt.png");
     let o = gradcode(&[

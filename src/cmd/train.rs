@@ -24,7 +24,7 @@ use crate::io::results::{self, AdaptSwitch, AttrValue, RecordedRows, RunMeta, Ru
 use crate::linalg::MdsCode;
 use crate::model::{self, Model};
 use crate::optim::kfac;
-use crate::train::adapt::{Adaptation, StoredShard};
+use crate::train::adapt::{Adaptation, PartitionSource, StoredShard};
 use crate::train::coded::{for_model, CodedGradients, CodedWorker, Shard};
 use crate::train::matvec::{layouts, worker_blocks, MatVecGradients};
 use crate::train::serial::SerialGradients;
@@ -466,8 +466,9 @@ fn start(
 
 fn run_coded(world: &World, cfg: &RunConfig, code: Box<dyn GradientCode>) -> Result<i32> {
     let rank = world.rank();
-    // --adapt: every worker loads the partitions of the largest s (the cyclic codes' partitions
-    // of a smaller s are a prefix of them), and memory is checked for that code.
+    // --adapt: every worker loads the partitions of the starting s, and those of a larger s in
+    // the background when rank 0 asks (the cyclic codes' partitions of a smaller s are a prefix
+    // of those of a larger one); memory is checked for the largest s.
     let store = match cfg.adapt_max_s {
         Some(max_s) => match coding::build_with(
             code.kind(),
@@ -509,7 +510,7 @@ fn run_coded(world: &World, cfg: &RunConfig, code: Box<dyn GradientCode>) -> Res
         .map(|r| Loaded::Rank0(Box::new(r)))
     } else {
         let w = rank - 1;
-        dataset::read_partitions(&cfg.data, Split::Train, shape.rows, k, load.assignment(w))
+        dataset::read_partitions(&cfg.data, Split::Train, shape.rows, k, code.assignment(w))
             .map_err(Error::from)
             .and_then(|(data, ranges)| {
                 if data.n_features() != shape.features {
@@ -520,7 +521,18 @@ fn run_coded(world: &World, cfg: &RunConfig, code: Box<dyn GradientCode>) -> Res
                     )));
                 }
                 if store.is_some() {
-                    let stored = StoredShard::new(cfg, load, w, data, ranges)?;
+                    let source = PartitionSource {
+                        path: cfg.data.clone(),
+                        rows: shape.rows,
+                        k,
+                    };
+                    let stored = StoredShard::new(cfg, load, w, data, ranges, source)?;
+                    log::info!(
+                        "[rank {rank}] --adapt: holds the partitions of s = {} ({} rows) at start-up; those of a larger s up to {} are read when rank 0 asks",
+                        stored.held_s(),
+                        stored.rows(),
+                        stored.max_s()
+                    );
                     return Ok(Loaded::Stored(Box::new(stored)));
                 }
                 let plan = match cfg.batch {
@@ -581,6 +593,7 @@ fn run_coded(world: &World, cfg: &RunConfig, code: Box<dyn GradientCode>) -> Res
         }
         Ok(Loaded::Stored(stored)) => {
             let s = cfg.stragglers;
+            let mut stored = stored;
             let shard = stored.shard(s)?;
             let mut job = CodedWorker::new(model.as_ref(), shard, code.as_ref(), rank - 1)
                 .adaptive(*stored, s);

@@ -718,7 +718,8 @@ impl WorkerJob for CodedWorker<'_> {
         params: &[f64],
         out: &mut Responder<'_, T>,
     ) -> std::result::Result<(), CommError> {
-        if out.phase() == EIGEN_PHASE {
+        // Under --adapt (which refuses K-FAC) phase 2 is the code with s = 2, not an eigen round.
+        if out.phase() == EIGEN_PHASE && self.stored.is_none() {
             let mine = self.eigen.as_deref().unwrap_or(&[]);
             let len = kfac::eigen_result_len(mine.iter().copied()).max(1);
             return out.send_result(0, len, |buf| {
@@ -729,7 +730,17 @@ impl WorkerJob for CodedWorker<'_> {
                 kfac::eigen_packed(params, mine, buf).map_err(CommError::Fatal)
             });
         }
+        if let Some((stored, _)) = &mut self.stored {
+            // --adapt: take in partitions read in the background, start reading those rank 0
+            // asks for, and say in this round's results which s are held.
+            let fatal = |e: Error| CommError::Fatal(e.to_string());
+            stored.poll(false).map_err(fatal)?;
+            stored.prepare(usize::try_from(out.prepare()).unwrap_or(usize::MAX));
+        }
         self.switch_to(out.phase(), out.rank() - 1)?;
+        if let Some((stored, _)) = &self.stored {
+            out.set_held(stored.held_s() as u64);
+        }
         let len = self.result_len(out.phase());
         let n_chunks = self.shard.n_chunks();
         let t = out.iteration();
@@ -1028,7 +1039,8 @@ impl<T: Transport> CodedGradients<T> {
         let deadline = a.deadline_ms();
         rec.set(Metric::AdaptDeadlineMs, deadline.unwrap_or(f64::NAN));
         a.observe(self.c.round(), late);
-        let decided = a.after(t, &mut self.decoder)?;
+        let decided = a.after(t, &mut self.decoder, self.c.held())?;
+        self.c.set_prepare(a.prepare_target() as u64);
         if let Some(new) = a.deadline_ms().filter(|&new| Some(new) != deadline) {
             log::info!(
                 "[rank 0] --adapt-deadline after iteration {t}: deadline {:.3} -> {new:.3} ms",
@@ -1834,6 +1846,7 @@ impl<T: Transport> GradientEngine for CodedGradients<T> {
         if let Some(d) = a.deadline_ms() {
             self.c.set_deadline(Duration::from_secs_f64(d / 1e3));
         }
+        self.c.set_prepare(a.prepare_target() as u64);
         log::info!(
             "[rank 0] --adapt: resuming at iteration {next} with s = {}{}{}",
             a.current(),
