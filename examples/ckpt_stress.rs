@@ -32,6 +32,7 @@ fn state(iteration: u64, dim: usize) -> Checkpoint {
         config_hash: HASH.into(),
         seed: 7,
         elapsed_s: iteration as f64 * 0.01,
+        adapt: None,
     }
 }
 

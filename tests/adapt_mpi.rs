@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use gradcode::io::checkpoint;
 use gradcode::io::results::{self, Metric, WorkerMetric};
 
 mod common;
@@ -136,10 +137,54 @@ fn a_regime_change_switches_s_and_every_iteration_matches_the_reference() {
     let switches: Vec<usize> = (0..40).filter(|&t| next[t].is_finite()).collect();
     assert!(!switches.is_empty(), "no switch: {s:?}");
     // Windows end at 4, 9, 14, 19: the two after the change (or one noisy window before it
-    // and the first after it) confirm the switch.
+    // and the first after it) confirm the switch, which is prepared then and taken once the
+    // workers have loaded the new s's partitions in the background (at least one iteration
+    // later: the next post asks for them, a later result confirms them).
+    let log = results::read_adapt(&run.join("run.h5")).unwrap().unwrap();
+    let first = log
+        .iter()
+        .find(|w| w.switches_s())
+        .expect("no switch in /adapt");
+    let prepared = [14u64, 19].into_iter().find(|t| {
+        first
+            .reason
+            .contains(&format!("answered since iteration {t} held"))
+    });
     assert!(
-        [14, 19].contains(&switches[0]),
-        "first switch at {switches:?}: {s:?}"
+        prepared.is_some_and(|t| (switches[0] as u64) > t && switches[0] < 25),
+        "first switch at {switches:?} ({}): {s:?}",
+        first.reason
+    );
+    // Workers start with the partitions of s = 0 only (one of the 4 partitions, where they
+    // loaded those of --adapt-max-s 2 before) and read the others when rank 0 asks. Their
+    // start-up line is at info level, which workers log only at debug level: a short run
+    // (worker logging slows the workers enough to move the adapter's decisions).
+    let short = fresh("adapt-startup");
+    let mut b = a.clone();
+    let i = b.iter().position(|v| *v == "40").unwrap();
+    b[i] = "2";
+    let o = common::mpirun_command(5, 120, &[])
+        .env("RUST_LOG", "debug")
+        .args(["train", "--out", short.to_str().unwrap()])
+        .args(&b)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", output_text(&o));
+    let text = output_text(&o);
+    let rows_total = gradcode::io::dataset::inspect(Path::new(&data))
+        .unwrap()
+        .n_rows;
+    let startup: Vec<usize> = text
+        .lines()
+        .filter_map(|l| {
+            let rest = l.split("--adapt: holds the partitions of s = 0 (").nth(1)?;
+            rest.split(" rows) at start-up").next()?.parse().ok()
+        })
+        .collect();
+    assert_eq!(startup.len(), 4, "{text}");
+    assert!(
+        startup.iter().all(|&r| 4 * r <= rows_total + 3),
+        "{startup:?} of {rows_total}"
     );
     for &t in &switches {
         assert!(t >= 10, "switched at {t} before the regime changed: {s:?}");
@@ -164,6 +209,11 @@ fn a_regime_change_switches_s_and_every_iteration_matches_the_reference() {
             row.reason
         );
     }
+    assert!(
+        log[0].reason.contains("loaded in the background"),
+        "{}",
+        log[0].reason
+    );
     // `gradcode report` lists the switches (and `--plot` marks them on the iteration panels).
     let png = run.join("adapt.png");
     let o = gradcode(&[
@@ -406,4 +456,165 @@ fn settings_that_cannot_switch_are_refused() {
     let o = train_mpi(5, &out, &a);
     assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
     assert_one_mpi_error(&o, "--adapt-deadline");
+}
+
+/// Issue 22 §3: a resumed `--adapt` run goes on with the s (and the pending confirmation) in
+/// force at its checkpoint. The regime change of the first test, stopped after 26 iterations
+/// (checkpoints every 5: the last at 25, after the switch) and resumed to 40: the resumed
+/// iterations start with the switched s, the switches before the checkpoint stay in `/adapt`,
+/// and every iteration and the final model match the serial reference (the codes decode the
+/// full gradient whatever s is, so no run with switches at other times is bit-identical). A
+/// checkpoint without the adaptive state (format 3) still resumes, at `--stragglers`, with a
+/// warning.
+#[test]
+fn a_resumed_run_continues_with_the_s_of_its_checkpoint() {
+    let _g = serial();
+    let data = data();
+    let reference = fresh("adapt-resume-ref");
+    let ref_out = reference.display().to_string();
+    let mut a = vec!["train", "--reference", "--out", &ref_out];
+    a.extend(["--data", &data, "--iterations", "40", "--lr", "0.5"]);
+    let o = gradcode(&a);
+    assert!(o.status.success(), "{}", output_text(&o));
+    let args = |iterations: &'static str, resume: bool| {
+        let mut a = vec![
+            "--data",
+            &data,
+            "--iterations",
+            iterations,
+            "--lr",
+            "0.5",
+            "--code",
+            "cyclic-repetition",
+            "-s",
+            "0",
+            "--adapt",
+            "--adapt-every",
+            "5",
+            "--adapt-max-s",
+            "2",
+            "--straggler-model",
+            "fixed:2:60@10",
+            "--checkpoint-every",
+            "5",
+        ];
+        if resume {
+            a.push("--resume");
+        }
+        a.iter().map(|s| s.to_string()).collect::<Vec<String>>()
+    };
+    let run = fresh("adapt-resume");
+    let first = args("26", false);
+    let o = train_mpi(5, &run, &strs(&first));
+    assert!(o.status.success(), "{}", output_text(&o));
+    let h5 = run.join("run.h5");
+    let before = results::read_rows(&h5, None).unwrap();
+    assert_eq!(before.len(), 26);
+    let (s0, next0) = (
+        before.column(Metric::CodeS),
+        before.column(Metric::AdaptNextS),
+    );
+    // The s in force at iteration 25 (the checkpoint's): after iteration 24's switch, if any.
+    let at_ckpt = if next0[24].is_finite() {
+        next0[24]
+    } else {
+        s0[24]
+    };
+    assert!(at_ckpt >= 1.0, "no switch before the checkpoint: {s0:?}");
+    assert_eq!(s0[25], at_ckpt);
+    let ck = hdf5::File::open(run.join("ckpt.h5")).unwrap();
+    let read_u64 = |f: &hdf5::File, name: &str| f.attr(name).unwrap().read_scalar::<u64>().unwrap();
+    assert_eq!(read_u64(&ck, "iteration"), 25);
+    assert_eq!(read_u64(&ck, "format_version"), 4);
+    assert_eq!(read_u64(&ck, "adapt_s") as f64, at_ckpt);
+    drop(ck);
+    let log0: Vec<_> = results::read_adapt(&h5)
+        .unwrap()
+        .unwrap()
+        .into_iter()
+        .filter(|w| w.iteration < 25)
+        .collect();
+    assert!(log0.iter().any(|w| w.switches_s()), "{log0:?}");
+    // The same folder, its checkpoint made format 3 (no adaptive state): resumes at s = 0.
+    let old = fresh("adapt-resume-format3");
+    std::fs::create_dir_all(&old).unwrap();
+    for f in ["run.h5", "ckpt.h5", "ckpt.prev.h5", "config.toml"] {
+        std::fs::copy(run.join(f), old.join(f)).unwrap();
+    }
+    strip_adapt_state(&old);
+    // Resumed to 40 from iteration 25.
+    let resumed = args("40", true);
+    let o = train_mpi(5, &run, &strs(&resumed));
+    assert!(o.status.success(), "{}", output_text(&o));
+    let text = output_text(&o);
+    assert!(
+        text.contains(&format!("resuming at iteration 25 with s = {at_ckpt}")),
+        "{text}"
+    );
+    let rows = results::read_rows(&h5, None).unwrap();
+    let ref_rows = results::read_rows(&reference.join("run.h5"), None).unwrap();
+    assert_eq!(rows.len(), 40);
+    let s = rows.column(Metric::CodeS);
+    assert_eq!(s[25], at_ckpt, "{s:?}");
+    assert_eq!(&s.to_vec()[..25], &s0.to_vec()[..25]);
+    let (loss, ref_loss) = (
+        rows.column(Metric::TrainLoss),
+        ref_rows.column(Metric::TrainLoss),
+    );
+    for t in 0..40 {
+        let rel = (loss[t] - ref_loss[t]).abs() / ref_loss[t].abs();
+        assert!(rel < 1e-8, "iteration {t}: {} vs {}", loss[t], ref_loss[t]);
+    }
+    assert!(rows.column(Metric::Exact).iter().all(|&e| e == 1.0));
+    let w = results::read_vector(&h5, "model/w_final").unwrap();
+    let wr = results::read_vector(&reference.join("run.h5"), "model/w_final").unwrap();
+    let diff = (&w - &wr).mapv(|v| v * v).sum().sqrt() / wr.mapv(|v| v * v).sum().sqrt();
+    assert!(diff < 1e-8, "w_final vs reference: {diff:e}");
+    // /adapt keeps the switches before the checkpoint, then the resumed run's.
+    let log = results::read_adapt(&h5).unwrap().unwrap();
+    assert_eq!(&log[..log0.len()], &log0[..], "{log:?}");
+    assert!(
+        log[log0.len()..].iter().all(|w| w.iteration >= 25),
+        "{log:?}"
+    );
+    let next = rows.column(Metric::AdaptNextS);
+    let switched: Vec<u64> = (0..40)
+        .filter(|&t| next[t].is_finite())
+        .map(|t| t as u64)
+        .collect();
+    let in_log: Vec<u64> = log.iter().map(|w| w.iteration).collect();
+    assert_eq!(switched, in_log, "{log:?}");
+    // The format-3 checkpoint: starts again at s = 0, with the warning, and stays exact.
+    let o = train_mpi(5, &old, &strs(&resumed));
+    assert!(o.status.success(), "{}", output_text(&o));
+    let text = output_text(&o);
+    assert!(text.contains("holds no adaptive state"), "{text}");
+    let rows = results::read_rows(&old.join("run.h5"), None).unwrap();
+    assert_eq!(rows.len(), 40);
+    assert_eq!(rows.column(Metric::CodeS)[25], 0.0);
+    let loss = rows.column(Metric::TrainLoss);
+    for t in 25..40 {
+        let rel = (loss[t] - ref_loss[t]).abs() / ref_loss[t].abs();
+        assert!(rel < 1e-8, "iteration {t}: {} vs {}", loss[t], ref_loss[t]);
+    }
+}
+
+/// Rewrite the checkpoint of folder `dir` as a format-3 file: the same state without the
+/// adaptive one (format 4 without it has format 3's layout and checksum).
+fn strip_adapt_state(dir: &Path) {
+    let p = dir.join("ckpt.h5");
+    let hash = results::read_str_attr(&p, "", "config_sha256").unwrap();
+    let mut c = checkpoint::read(&p, &hash).unwrap();
+    assert!(c.adapt.is_some());
+    c.adapt = None;
+    checkpoint::save(dir, &c).unwrap();
+    let f = hdf5::File::open_rw(&p).unwrap();
+    f.attr("format_version")
+        .unwrap()
+        .write_scalar(&3u64)
+        .unwrap();
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
 }

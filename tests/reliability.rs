@@ -772,6 +772,7 @@ fn ckpt(it: u64, hash: &str) -> Checkpoint {
         config_hash: hash.into(),
         seed: 7,
         elapsed_s: 1.5,
+        adapt: None,
     }
 }
 

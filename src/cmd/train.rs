@@ -20,11 +20,11 @@ use crate::data::{partition_ranges, Dataset};
 use crate::error::{Error, Result};
 use crate::io::checkpoint::{self, Checkpoint};
 use crate::io::dataset::{self, Split};
-use crate::io::results::{self, AttrValue, RecordedRows, RunMeta, RunWriter};
+use crate::io::results::{self, AdaptSwitch, AttrValue, RecordedRows, RunMeta, RunWriter};
 use crate::linalg::MdsCode;
 use crate::model::{self, Model};
 use crate::optim::kfac;
-use crate::train::adapt::{Adaptation, StoredShard};
+use crate::train::adapt::{Adaptation, PartitionSource, StoredShard};
 use crate::train::coded::{for_model, CodedGradients, CodedWorker, Shard};
 use crate::train::matvec::{layouts, worker_blocks, MatVecGradients};
 use crate::train::serial::SerialGradients;
@@ -466,8 +466,9 @@ fn start(
 
 fn run_coded(world: &World, cfg: &RunConfig, code: Box<dyn GradientCode>) -> Result<i32> {
     let rank = world.rank();
-    // --adapt: every worker loads the partitions of the largest s (the cyclic codes' partitions
-    // of a smaller s are a prefix of them), and memory is checked for that code.
+    // --adapt: every worker loads the partitions of the starting s, and those of a larger s in
+    // the background when rank 0 asks (the cyclic codes' partitions of a smaller s are a prefix
+    // of those of a larger one); memory is checked for the largest s.
     let store = match cfg.adapt_max_s {
         Some(max_s) => match coding::build_with(
             code.kind(),
@@ -509,7 +510,7 @@ fn run_coded(world: &World, cfg: &RunConfig, code: Box<dyn GradientCode>) -> Res
         .map(|r| Loaded::Rank0(Box::new(r)))
     } else {
         let w = rank - 1;
-        dataset::read_partitions(&cfg.data, Split::Train, shape.rows, k, load.assignment(w))
+        dataset::read_partitions(&cfg.data, Split::Train, shape.rows, k, code.assignment(w))
             .map_err(Error::from)
             .and_then(|(data, ranges)| {
                 if data.n_features() != shape.features {
@@ -520,7 +521,18 @@ fn run_coded(world: &World, cfg: &RunConfig, code: Box<dyn GradientCode>) -> Res
                     )));
                 }
                 if store.is_some() {
-                    let stored = StoredShard::new(cfg, load, w, data, ranges)?;
+                    let source = PartitionSource {
+                        path: cfg.data.clone(),
+                        rows: shape.rows,
+                        k,
+                    };
+                    let stored = StoredShard::new(cfg, load, w, data, ranges, source)?;
+                    log::info!(
+                        "[rank {rank}] --adapt: holds the partitions of s = {} ({} rows) at start-up; those of a larger s up to {} are read when rank 0 asks",
+                        stored.held_s(),
+                        stored.rows(),
+                        stored.max_s()
+                    );
                     return Ok(Loaded::Stored(Box::new(stored)));
                 }
                 let plan = match cfg.batch {
@@ -581,6 +593,7 @@ fn run_coded(world: &World, cfg: &RunConfig, code: Box<dyn GradientCode>) -> Res
         }
         Ok(Loaded::Stored(stored)) => {
             let s = cfg.stragglers;
+            let mut stored = stored;
             let shard = stored.shard(s)?;
             let mut job = CodedWorker::new(model.as_ref(), shard, code.as_ref(), rank - 1)
                 .adaptive(*stored, s);
@@ -760,7 +773,11 @@ fn setup_rank0(
         n_layers: 0,
         adapt: cfg.adapts(),
     };
-    let writer = RunWriter::create(&cfg.job.results_path(), &meta, initial.as_ref())?;
+    let kept = kept_switches(cfg, resume.as_ref())?;
+    let mut writer = RunWriter::create(&cfg.job.results_path(), &meta, initial.as_ref())?;
+    for switch in &kept {
+        writer.append_adapt(switch)?;
+    }
     Ok(Rank0 {
         test,
         writer,
@@ -768,6 +785,20 @@ fn setup_rank0(
         initial,
         train: None,
     })
+}
+
+/// `--adapt` resumed: the switches of `/adapt` before the checkpoint's iteration, which the
+/// new results file keeps (none without `--adapt` or a results file).
+fn kept_switches(cfg: &RunConfig, resume: Option<&Checkpoint>) -> Result<Vec<AdaptSwitch>> {
+    let results = cfg.job.results_path();
+    match resume {
+        Some(ck) if cfg.adapts() && results.exists() => Ok(results::read_adapt(&results)?
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|w| w.iteration < ck.iteration)
+            .collect()),
+        _ => Ok(Vec::new()),
+    }
 }
 
 /// With `--resume`: the newest good checkpoint, and the rows of the results file up to it.

@@ -293,6 +293,12 @@ pub struct Collector<T: Transport> {
     each_mode: bool,
     params_len: usize,
     params_flags: u32,
+    /// `train --adapt`: the s whose partitions the posts ask the workers to hold (the
+    /// parameter header's `count`).
+    prepare: u64,
+    /// `train --adapt`: per worker, the largest s whose partitions its last valid result said
+    /// it holds (the result header's `count`).
+    stored_s: Vec<u64>,
     round: Round,
     /// Whether each worker was given the current round.
     posted: Vec<bool>,
@@ -355,6 +361,8 @@ impl<T: Transport> Collector<T> {
             each_mode: false,
             params_len: 0,
             params_flags: 0,
+            prepare: 0,
+            stored_s: vec![0; n],
             round,
             posted: vec![false; n],
             check_round: None,
@@ -528,6 +536,18 @@ impl<T: Transport> Collector<T> {
         }
     }
 
+    /// `train --adapt`: from the next round on, ask every worker to hold the partitions of the
+    /// code with `s` (the posts' `count`).
+    pub fn set_prepare(&mut self, s: u64) {
+        self.prepare = s;
+    }
+
+    /// `train --adapt`: per worker, the largest s whose partitions its last valid result said
+    /// it holds.
+    pub fn stored_s(&self) -> &[u64] {
+        &self.stored_s
+    }
+
     /// Late arrivals recorded since the last call.
     pub fn take_late(&mut self) -> Vec<LateArrival> {
         std::mem::take(&mut self.late)
@@ -543,7 +563,9 @@ impl<T: Transport> Collector<T> {
         self.current = slot;
         self.params_len = params.len();
         let buf = self.ring[slot].write();
-        Header::params(iteration, phase, self.params_flags, params.len()).write(buf);
+        let mut h = Header::params(iteration, phase, self.params_flags, params.len());
+        h.count = self.prepare;
+        h.write(buf);
         buf[HEADER_LEN..HEADER_LEN + params.len()].copy_from_slice(params);
         self.post_idle();
     }
@@ -645,7 +667,9 @@ impl<T: Transport> Collector<T> {
             let slot = free_slot(&self.t, &mut self.each[w], HEADER_LEN + p);
             self.each_current[w] = (slot, HEADER_LEN + p);
             let buf = self.each[w][slot].write();
-            Header::params(iteration, phase, self.params_flags, p).write(buf);
+            let mut h = Header::params(iteration, phase, self.params_flags, p);
+            h.count = self.prepare;
+            h.write(buf);
             fill(w, &mut buf[HEADER_LEN..HEADER_LEN + p]);
         }
         self.post_idle();
@@ -931,6 +955,9 @@ impl<T: Transport> Collector<T> {
             if f.remaining == 0 {
                 self.pending[w].pop_front();
             }
+        }
+        if let Ok(h) = &verdict {
+            self.stored_s[w] = h.count;
         }
         match verdict {
             Ok(h) if h.len == 0 => {

@@ -119,6 +119,10 @@ pub struct Responder<'a, T: WorkerTransport> {
     compute_s: f64,
     injected_s: f64,
     abandoned: bool,
+    /// `train --adapt`: the s whose partitions rank 0 asks this worker to hold.
+    prepare: u64,
+    /// `train --adapt`: the largest s whose partitions this worker holds (its results' count).
+    held: u64,
     #[cfg(feature = "fault-injection")]
     faults: &'a [crate::faults::WorkerFault],
 }
@@ -147,6 +151,15 @@ impl<T: WorkerTransport> Responder<'_, T> {
     /// This worker's rank.
     pub fn rank(&self) -> usize {
         self.rank
+    }
+    /// `train --adapt`: the s whose partitions rank 0 asks this worker to hold.
+    pub fn prepare(&self) -> u64 {
+        self.prepare
+    }
+    /// `train --adapt`: say in this round's results that the partitions of every s up to `s`
+    /// are held (the confirmation rank 0 waits for before switching to a larger s).
+    pub fn set_held(&mut self, s: u64) {
+        self.held = s;
     }
 
     /// Whether newer parameters are waiting: rank 0 has decoded this round without this worker,
@@ -188,6 +201,7 @@ impl<T: WorkerTransport> Responder<'_, T> {
         self.compute_s += compute;
         self.injected_s += spun + self.delay_per_part;
         let mut h = Header::result(self.iteration, self.rank, self.phase, part, len);
+        h.count = self.held;
         h.compute_s = self.compute_s;
         h.injected_s = self.injected_s;
         h.write(data);
@@ -206,8 +220,9 @@ impl<T: WorkerTransport> Responder<'_, T> {
 
     /// Tell rank 0 that `part` of this round will not come (header only).
     pub fn abandon(&mut self, part: usize) {
-        let marker = Header::result(self.iteration, self.rank, self.phase, part, 0).to_message();
-        self.out.t.send(TAG_RESULT, &marker);
+        let mut h = Header::result(self.iteration, self.rank, self.phase, part, 0);
+        h.count = self.held;
+        self.out.t.send(TAG_RESULT, &h.to_message());
         self.out.sent += 1;
         self.abandoned = true;
     }
@@ -350,6 +365,8 @@ impl<T: WorkerTransport> WorkerLink<T> {
                         compute_s: 0.0,
                         injected_s: 0.0,
                         abandoned: false,
+                        prepare: h.count,
+                        held: 0,
                         #[cfg(feature = "fault-injection")]
                         faults: &due,
                     };

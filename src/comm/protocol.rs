@@ -12,8 +12,8 @@
 //!
 //! | kind | sender | fields |
 //! |---|---|---|
-//! | [`Kind::Params`] | rank 0 | `iteration`, `phase`, `flags` ([`FLAG_CHECK`]), `len` |
-//! | [`Kind::Result`] | worker | `iteration`, `rank`, `phase`, `part`, `compute_s`, `injected_s`, `len` (0: the part was abandoned) |
+//! | [`Kind::Params`] | rank 0 | `iteration`, `phase`, `flags` ([`FLAG_CHECK`]), `count` (`train --adapt`: the s whose partitions rank 0 asks the worker to hold, loading what it lacks in the background; 0 otherwise), `len` |
+//! | [`Kind::Result`] | worker | `iteration`, `rank`, `phase`, `part`, `compute_s`, `injected_s`, `count` (`train --adapt`: the largest s whose partitions the worker holds; 0 otherwise), `len` (0: the part was abandoned) |
 //! | [`Kind::Check`] | worker | `iteration`, `rank`, `phase`, `part` (which uncoded piece), `len` |
 //! | [`Kind::Stop`] | rank 0 | `exit_code` |
 //! | [`Kind::Ack`] | worker | `rank`, `count` (messages the worker sent in the whole run), `len` = [`ACK_LEN`] (the payload: the sender's peak resident memory in KiB) |
@@ -503,10 +503,9 @@ impl Header {
                 ("part", 5),
                 ("compute_s", 7),
                 ("injected_s", 8),
-                ("count", 9),
                 ("exit_code", 10),
             ],
-            Kind::Result => &[("flags", 6), ("count", 9), ("exit_code", 10)],
+            Kind::Result => &[("flags", 6), ("exit_code", 10)],
             Kind::Check => &[
                 ("flags", 6),
                 ("compute_s", 7),
@@ -682,9 +681,11 @@ mod tests {
         ));
         assert!(matches!(edit(7, f64::NAN), Err(HeaderError::Timing { .. })));
         assert!(matches!(edit(8, -1.0), Err(HeaderError::Timing { .. })));
+        // A result's count is the s whose partitions the worker holds (`train --adapt`).
+        assert_eq!(edit(9, 3.0).map(|h| h.count), Ok(3));
         assert!(matches!(
-            edit(9, 3.0),
-            Err(HeaderError::Unused { field: "count", .. })
+            edit(6, 1.0),
+            Err(HeaderError::Unused { field: "flags", .. })
         ));
         assert!(matches!(edit(10, 300.0), Err(HeaderError::ExitCode(_))));
         assert!(matches!(

@@ -247,8 +247,10 @@ pub struct TrainArgs {
     /// Online adaptation (docs/tuning.md): every --adapt-every iterations rank 0 refits each
     /// worker's compute and delay distribution from the last window and switches s among the
     /// codes up to --adapt-max-s by simulated time per iteration (only for a predicted gain
-    /// above 10 % in --adapt-confirm windows in a row). Workers load the partitions of --adapt-max-s at start-up, so every switch
-    /// decodes exactly with no reload. cyclic-repetition and cyclic-mds with --on-deadline
+    /// above 10 % in --adapt-confirm windows in a row). Workers load the partitions of the
+    /// starting s at start-up and those of a larger s in the background when rank 0 asks; a
+    /// switch to a larger s is taken once the workers confirm them, and every iteration
+    /// decodes exactly. cyclic-repetition and cyclic-mds with --on-deadline
     /// wait and --chunks 1; not with --batch, --compress, --messages support, --reuse-stale,
     /// --optimizer kfac, --decode-tree or --reference. Recorded: the s of each iteration (/metrics/code_s)
     /// and every switch (/adapt).
@@ -266,8 +268,10 @@ pub struct TrainArgs {
     #[arg(long, value_name = "N")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adapt_confirm: Option<usize>,
-    /// Largest s --adapt may switch to: every worker holds the partitions of this s (below the
-    /// number of workers) [default: --stragglers + 1].
+    /// Largest s --adapt may switch to (below the number of workers): workers read the
+    /// partitions of a larger s than the starting one in the background when rank 0 asks,
+    /// up to this s, and the memory check counts this s's partitions
+    /// [default: --stragglers + 1].
     #[arg(long, value_name = "S")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adapt_max_s: Option<usize>,
@@ -402,7 +406,7 @@ pub struct RunConfig {
     /// `--adapt`: consecutive decisions that must favour a switch (0 without --adapt).
     #[serde(default, skip_serializing_if = "is_zero_usize")]
     pub adapt_confirm: usize,
-    /// `--adapt`: the largest s (the partitions every worker holds); None without --adapt.
+    /// `--adapt`: the largest s (the partitions a worker may hold); None without --adapt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adapt_max_s: Option<usize>,
     /// `--adapt-deadline`: refit the deadline at each decision of --adapt.

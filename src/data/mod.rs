@@ -370,6 +370,24 @@ impl CsrMatrix {
         }
     }
 
+    /// Append the rows of `other` (the same number of columns) below this matrix's.
+    pub fn append_rows(&mut self, other: &CsrMatrix) -> Result<(), DataError> {
+        if other.n_cols != self.n_cols {
+            return Err(DataError::ShapeMismatch {
+                what: "columns of the rows appended".into(),
+                left: self.n_cols,
+                right: other.n_cols,
+            });
+        }
+        let base = self.indptr.last().copied().unwrap_or(0);
+        self.indptr
+            .extend(other.indptr.iter().skip(1).map(|&p| p + base));
+        self.indices.extend_from_slice(&other.indices);
+        self.data.extend_from_slice(&other.data);
+        self.n_rows += other.n_rows;
+        Ok(())
+    }
+
     /// Overwrite `out` with rows `rows` of this matrix, in that order, reusing its storage.
     pub fn gather_into(&self, rows: &[usize], out: &mut CsrMatrix) {
         out.n_rows = rows.len();
@@ -569,6 +587,44 @@ impl Dataset {
         out.task = self.task;
     }
 
+    /// Append the rows of `other` (the same columns, storage and task) below this dataset's.
+    pub fn append_rows(&mut self, other: &Dataset) -> Result<(), DataError> {
+        let mismatch = |what: &str, left: usize, right: usize| DataError::ShapeMismatch {
+            what: what.into(),
+            left,
+            right,
+        };
+        if other.task != self.task {
+            return Err(DataError::Invalid("rows appended from another task".into()));
+        }
+        match (&mut self.x, &other.x) {
+            (Features::Dense(a), Features::Dense(b)) => {
+                if a.ncols() != b.ncols() {
+                    return Err(mismatch(
+                        "columns of the rows appended",
+                        a.ncols(),
+                        b.ncols(),
+                    ));
+                }
+                let mut all = Array2::zeros((a.nrows() + b.nrows(), a.ncols()));
+                all.slice_mut(s![..a.nrows(), ..]).assign(a);
+                all.slice_mut(s![a.nrows().., ..]).assign(b);
+                *a = all;
+            }
+            (Features::Sparse(a), Features::Sparse(b)) => a.append_rows(b)?,
+            _ => {
+                return Err(DataError::Invalid(
+                    "rows appended in another storage (dense and sparse)".into(),
+                ))
+            }
+        }
+        let mut y = Array1::zeros(self.y.len() + other.y.len());
+        y.slice_mut(s![..self.y.len()]).assign(&self.y);
+        y.slice_mut(s![self.y.len()..]).assign(&other.y);
+        self.y = y;
+        Ok(())
+    }
+
     /// The rows in `range`.
     pub fn slice_rows(&self, range: Range<usize>) -> Dataset {
         Dataset {
@@ -600,6 +656,33 @@ pub fn partition_ranges(rows: usize, k: usize) -> Result<Vec<Range<usize>>, Data
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn appended_rows_follow_the_held_ones_dense_and_sparse() {
+        let t = Task::Binary;
+        let dense = |rows: &[[f64; 2]], y: &[f64]| {
+            let x = Array2::from_shape_fn((rows.len(), 2), |(i, j)| rows[i][j]);
+            Dataset::new(Features::Dense(x), Array1::from(y.to_vec()), t).unwrap()
+        };
+        let mut a = dense(&[[1.0, 2.0]], &[1.0]);
+        a.append_rows(&dense(&[[3.0, 4.0], [5.0, 6.0]], &[-1.0, 1.0]))
+            .unwrap();
+        assert_eq!(
+            a,
+            dense(&[[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]], &[1.0, -1.0, 1.0])
+        );
+        let csr = CsrMatrix::new(1, 3, vec![0, 1], vec![2], vec![7.0]).unwrap();
+        let mut m = csr;
+        m.append_rows(&CsrMatrix::new(2, 3, vec![0, 0, 2], vec![0, 1], vec![8.0, 9.0]).unwrap())
+            .unwrap();
+        assert_eq!(
+            m,
+            CsrMatrix::new(3, 3, vec![0, 1, 1, 3], vec![2, 0, 1], vec![7.0, 8.0, 9.0]).unwrap()
+        );
+        assert!(m
+            .append_rows(&CsrMatrix::new(1, 4, vec![0, 0], vec![], vec![]).unwrap())
+            .is_err());
+    }
 
     /// A size the allocator cannot give is an error naming the bytes, not an abort.
     #[test]

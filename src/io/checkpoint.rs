@@ -15,7 +15,11 @@
 //! `/kfac_layout` (offset, units, inputs per layer), per layer l and factor F ∈ {a, g}
 //! `/kfac_F{l}` (the running average), `/kfac_F{l}_basis`, `/kfac_F{l}_eig`, and the attribute
 //! `kfac_last_update` (the iteration of the last factor update, absent before the first).
-//! Formats 1 and 2 (no K-FAC state, the same checksum) still load.
+//! Formats 1 and 2 (no K-FAC state, the same checksum) still load. Format 4 adds the state of
+//! `train --adapt` (with it only): the attributes `adapt_s` (the s in force at the next
+//! iteration), `adapt_deadline_ms` (with `--adapt-deadline`), `adapt_pending_up` (1 or 0: the
+//! direction of a switch being confirmed) with the dataset `/adapt_pending_gains` (its
+//! windows' predicted gains). Formats 1–3 (no adaptive state, the same checksum) still load.
 //!
 //! Besides `train`'s checkpoint ([`Checkpoint`]: the optimizer state), the same atomic write,
 //! generations and verification hold checkpoints of named arrays ([`ArrayCheckpoint`], under a
@@ -34,11 +38,24 @@ use crate::optim::kfac::{Factor, KfacState, LayerFactors};
 use crate::optim::{AdamMoments, OptimizerState};
 
 /// Version of the checkpoint layout written (2: with the optimizer's moments; 3: with K-FAC's
-/// state).
-pub const FORMAT_VERSION: u64 = 3;
+/// state; 4: with the adaptive state of `train --adapt`).
+pub const FORMAT_VERSION: u64 = 4;
 
-/// Versions read: 1 (before the moments), 2 (before K-FAC) and 3.
-const READABLE: [u64; 3] = [1, 2, 3];
+/// Versions read: 1 (before the moments), 2 (before K-FAC), 3 (before `--adapt`'s state) and 4.
+const READABLE: [u64; 4] = [1, 2, 3, 4];
+
+/// The state of `train --adapt` when the checkpoint was written, so that a resumed run goes on
+/// with the same code and deadline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdaptState {
+    /// The s in force at the checkpoint's iteration.
+    pub s: u64,
+    /// `--adapt-deadline`: the deadline in force, in ms.
+    pub deadline_ms: Option<f64>,
+    /// A switch being confirmed: its direction (true: a larger s) and the predicted gains of
+    /// the decisions in a row that favoured it.
+    pub pending: Option<(bool, Vec<f64>)>,
+}
 
 /// Everything needed to continue a run bit for bit.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,6 +70,8 @@ pub struct Checkpoint {
     pub seed: u64,
     /// Elapsed seconds of the run when the checkpoint was written (so wall-clock axes continue).
     pub elapsed_s: f64,
+    /// `train --adapt`: the adaptive state (None: another run, or a checkpoint before format 4).
+    pub adapt: Option<AdaptState>,
 }
 
 fn digest(c: &Checkpoint) -> String {
@@ -81,6 +100,17 @@ fn digest(c: &Checkpoint) -> String {
         }
         for v in k.values() {
             h.update(v.to_le_bytes());
+        }
+    }
+    // Formats 1 to 3 had no adaptive state: without it the digest is the same.
+    if let Some(a) = &c.adapt {
+        h.update(a.s.to_le_bytes());
+        h.update(a.deadline_ms.map_or(u64::MAX, f64::to_bits).to_le_bytes());
+        if let Some((up, gains)) = &a.pending {
+            h.update([u8::from(*up)]);
+            for g in gains {
+                h.update(g.to_le_bytes());
+            }
         }
     }
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
@@ -254,6 +284,22 @@ pub fn save(dir: &Path, c: &Checkpoint) -> Result<PathBuf, IoError> {
                 header.push(("kfac_last_update", t));
             }
         }
+        if let Some(a) = &c.adapt {
+            header.push(("adapt_s", a.s));
+            if let Some((up, gains)) = &a.pending {
+                header.push(("adapt_pending_up", u64::from(*up)));
+                f.new_dataset_builder()
+                    .with_data(gains.as_slice())
+                    .create("adapt_pending_gains")
+                    .map_err(e)?;
+            }
+            if let Some(d) = a.deadline_ms {
+                f.new_attr::<f64>()
+                    .create("adapt_deadline_ms")
+                    .and_then(|at| at.write_scalar(&d))
+                    .map_err(e)?;
+            }
+        }
         write_header(
             f,
             tmp,
@@ -352,6 +398,34 @@ fn read_kfac(r: &Reader<'_>) -> Result<Option<KfacState>, IoError> {
     Ok(Some(KfacState {
         layers,
         last_update,
+    }))
+}
+
+/// The adaptive state of a format-4 file that has one (None otherwise).
+fn read_adapt(r: &Reader<'_>) -> Result<Option<AdaptState>, IoError> {
+    if r.f.attr("adapt_s").is_err() {
+        return Ok(None);
+    }
+    let s = r.u64("adapt_s")?;
+    let deadline_ms = match r.f.attr("adapt_deadline_ms") {
+        Ok(_) => Some(r.f64("adapt_deadline_ms")?),
+        Err(_) => None,
+    };
+    let pending = match r.f.attr("adapt_pending_up") {
+        Ok(_) => {
+            let up = r.u64("adapt_pending_up")? == 1;
+            let gains =
+                r.f.dataset("adapt_pending_gains")
+                    .and_then(|d| d.read_raw::<f64>())
+                    .map_err(|_| r.bad("missing or unreadable /adapt_pending_gains".into()))?;
+            Some((up, gains))
+        }
+        Err(_) => None,
+    };
+    Ok(Some(AdaptState {
+        s,
+        deadline_ms,
+        pending,
     }))
 }
 
@@ -455,6 +529,7 @@ pub fn read(path: &Path, expected_hash: &str) -> Result<Checkpoint, IoError> {
         None
     };
     let kfac = if version >= 3 { read_kfac(&r)? } else { None };
+    let adapt = if version >= 4 { read_adapt(&r)? } else { None };
     let elapsed_s = r.f64("elapsed_s")?;
     let c = Checkpoint {
         iteration: r.u64("iteration")?,
@@ -468,6 +543,7 @@ pub fn read(path: &Path, expected_hash: &str) -> Result<Checkpoint, IoError> {
         config_hash,
         seed: r.u64("seed")?,
         elapsed_s,
+        adapt,
     };
     if r.string("state_sha256")? != digest(&c) {
         return Err(bad("state checksum mismatch (corrupted checkpoint)".into()));
@@ -650,6 +726,7 @@ mod tests {
             config_hash: "abc".into(),
             seed: 7,
             elapsed_s: 1.5,
+            adapt: None,
         }
     }
 
@@ -719,9 +796,9 @@ mod tests {
         save(d.path(), &ckpt(6)).unwrap();
         set_format(&p, 1);
         assert_eq!(read(&p, "abc").unwrap(), ckpt(6));
-        set_format(&p, 4);
+        set_format(&p, 5);
         let e = read(&p, "abc").unwrap_err().to_string();
-        assert!(e.contains("format version 4"), "{e}");
+        assert!(e.contains("format version 5"), "{e}");
     }
 
     /// Format 3: K-FAC's factors, bases, eigenvalues and last update round-trip bit for bit,
@@ -751,6 +828,40 @@ mod tests {
         save(d.path(), &ckpt(10)).unwrap();
         set_format(&p, 2);
         assert_eq!(read(&p, "abc").unwrap(), ckpt(10));
+    }
+
+    /// Format 4: `--adapt`'s state (s, deadline, a pending switch) round-trips, a changed s
+    /// fails the checksum, and a format-3 file (no adaptive state) still loads.
+    #[test]
+    fn adapt_state_round_trips_and_format_3_still_loads() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("ckpt.h5");
+        for adapt in [
+            AdaptState {
+                s: 2,
+                deadline_ms: Some(8.25),
+                pending: Some((false, vec![0.5, 0.125])),
+            },
+            AdaptState {
+                s: 1,
+                deadline_ms: None,
+                pending: None,
+            },
+        ] {
+            let mut c = ckpt(12);
+            c.adapt = Some(adapt);
+            save(d.path(), &c).unwrap();
+            assert_eq!(load(d.path(), "abc").unwrap().0, c);
+        }
+        {
+            let f = File::open_rw(&p).unwrap();
+            f.attr("adapt_s").unwrap().write_scalar(&0u64).unwrap();
+        }
+        let e = read(&p, "abc").unwrap_err().to_string();
+        assert!(e.contains("checksum"), "{e}");
+        save(d.path(), &ckpt(13)).unwrap();
+        set_format(&p, 3);
+        assert_eq!(read(&p, "abc").unwrap(), ckpt(13));
     }
 
     /// Rewrite the format version of the checkpoint file `p`.

@@ -158,6 +158,31 @@ impl Adapter {
         ok
     }
 
+    /// The switch being confirmed: its direction (true: a larger s) and the predicted gains of
+    /// the decisions in a row that favoured it (None: none).
+    pub fn pending(&self) -> Option<&(bool, Vec<f64>)> {
+        self.pending.as_ref()
+    }
+
+    /// Resume from a checkpoint: the s in force and the switch being confirmed; false (and
+    /// unchanged) when `s` is not one of [`Self::allowed`]. A pending streak of `confirm` or
+    /// more decisions (another `--adapt-confirm` than the checkpointed run's) is cut to
+    /// `confirm` − 1, so that the next favouring decision confirms it.
+    pub fn restore(&mut self, s: usize, pending: Option<(bool, Vec<f64>)>) -> bool {
+        if !self.set_current(s) {
+            return false;
+        }
+        let keep = self.set.confirm.saturating_sub(1);
+        self.pending = pending
+            .map(|(up, mut g)| {
+                let cut = g.len().saturating_sub(keep);
+                g.drain(..cut);
+                (up, g)
+            })
+            .filter(|(up, g)| !g.is_empty() && (*up || s > 0) && (!*up || s < self.set.max_s));
+        true
+    }
+
     /// The settings.
     pub fn settings(&self) -> &AdaptSettings {
         &self.set
@@ -495,6 +520,31 @@ mod tests {
             let d = a.decide(&window(20, slow, 610 + k as u64)).unwrap();
             assert_eq!((d.new_s, d.streak), (1, 1), "window {k}: {d:?}");
         }
+    }
+
+    /// A resumed adapter (a checkpoint's s and pending switch) decides as the uninterrupted
+    /// one: one favouring window before the checkpoint and one after confirm the switch.
+    #[test]
+    fn a_restored_adapter_continues_its_streak() {
+        let mut a = confirming(2, 0);
+        let slow = window(20, &[1], 800);
+        let d = a.decide(&slow).unwrap();
+        assert_eq!((d.new_s, d.streak), (0, 1), "{d:?}");
+        let pending = a.pending().cloned();
+        assert!(
+            matches!(pending, Some((true, ref g)) if g.len() == 1),
+            "{pending:?}"
+        );
+        let mut b = confirming(2, 1);
+        assert!(b.restore(0, pending.clone()));
+        let (da, db) = (a.decide(&slow).unwrap(), b.decide(&slow).unwrap());
+        assert_eq!(da, db);
+        assert_eq!((db.old_s, db.new_s, db.streak), (0, 1, 2), "{db:?}");
+        // Under --adapt-confirm 1 a restored streak is cut to 0 decisions; an s not allowed
+        // is refused and leaves the adapter as it was.
+        let mut c = confirming(1, 0);
+        assert!(c.restore(1, pending) && c.current() == 1 && c.pending().is_none());
+        assert!(!c.restore(9, None) && c.current() == 1);
     }
 
     #[test]

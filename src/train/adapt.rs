@@ -1,15 +1,18 @@
 //! `train --adapt` (issue 22 §3; docs/tuning.md "Online adaptation"): the job's side of
 //! [`crate::sim::adapt`].
 //!
-//! - **Workers** load, at start-up, the partitions of the cyclic code with s = `--adapt-max-s`
-//!   ([`StoredShard`]): worker w holds partitions w, w + 1, …, w + S (mod n). Under the cyclic
-//!   codes the partitions of any smaller s are the first s + 1 of those, so a switch builds
-//!   the new shard from rows already in memory (no reload) and decodes exactly. Memory: the
-//!   S + 1 stored partitions plus a copy of the s + 1 in force.
+//! - **Workers** load, at start-up, the partitions of the starting s ([`StoredShard`]):
+//!   worker w holds partitions w, …, w + s (mod n). Under the cyclic codes the partitions of
+//!   any smaller s are the first s + 1 of those, so a switch down cuts the new shard from rows
+//!   in memory; for a larger s, rank 0 asks first (the posts' header `count`), the worker reads
+//!   the missing partitions by hyperslab in a background thread ([`StoredShard::prepare`],
+//!   `io::dataset`) while it keeps computing, and confirms in its results' header `count`.
+//!   Memory: up to the `--adapt-max-s` + 1 partitions plus a copy of the s + 1 in force.
 //! - **Rank 0** ([`Adaptation`]) collects each worker's compute and injected seconds of the
 //!   window since the last decision (on-time results and late arrivals of the window), and
 //!   every `--adapt-every` iterations lets the [`Adapter`] refit and decide (a switch needs
-//!   `--adapt-confirm` decisions in a row favouring it). A switch takes
+//!   `--adapt-confirm` decisions in a row favouring it; a switch to a larger s waits for the
+//!   workers' confirmations, [`Adaptation::after`]). A switch takes
 //!   effect at the next iteration on every rank at once: rank 0 posts it as the parameter
 //!   message's phase (phase = the s in force), decodes with that s's decoder, and a worker
 //!   answers a post of phase s with the coded gradient of code s.
@@ -21,10 +24,15 @@
 //!   [`DEADLINE_CHANGE`]. Under `--on-deadline wait` (the only policy with `--adapt`) decoding
 //!   stays exact: the deadline marks the point past which rank 0 is waiting for stragglers.
 //!
-//! Not done here: switching the code family or chunks, or loading partitions in the
-//! background (they are all loaded up front).
+//! - **Resume**: a checkpoint keeps [`Adaptation::state`] (the s and deadline in force, a
+//!   switch being confirmed) and [`Adaptation::restore`] goes on with it; the window in
+//!   progress is not kept.
+//!
+//! Not done here: switching the code family or chunks; dropping partitions no longer used.
 
 use std::ops::Range;
+use std::path::PathBuf;
+use std::thread::JoinHandle;
 
 use crate::coding::{CodeKind, Decoder, GradientCode};
 use crate::comm::collector::LateArrival;
@@ -33,7 +41,10 @@ use crate::comm::{OnDeadline, Round};
 use crate::config::RunConfig;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
+use crate::io::checkpoint::AdaptState;
+use crate::io::dataset::{self, Split};
 use crate::io::results::AdaptSwitch;
+use crate::io::IoError;
 use crate::sim::adapt::{AdaptSettings, Adapter, Decision};
 use crate::sim::{LinkModel, Sample, SimSettings, DEFAULT_LINK, DEFAULT_OVERHEADS};
 
@@ -94,32 +105,53 @@ fn codes(cfg: &RunConfig, kind: CodeKind, max_s: usize) -> Vec<Option<Box<dyn Gr
         .collect()
 }
 
-/// A worker's partitions for the largest s, from which the shard of any s is cut.
+/// Where a worker's partitions come from: the training split of `path`, `rows` rows in `k`
+/// partitions.
+#[derive(Debug, Clone)]
+pub struct PartitionSource {
+    pub path: PathBuf,
+    pub rows: usize,
+    pub k: usize,
+}
+
+/// Partitions being read in the background: the s they complete and the reading thread.
+type Loading = (
+    usize,
+    JoinHandle<std::result::Result<(Dataset, Vec<Range<usize>>), IoError>>,
+);
+
+/// A worker's partitions: those of the starting s, then of larger s as rank 0 asks, read in the
+/// background, up to the largest s; the shard of any s held is cut from them.
 #[derive(Debug)]
 pub struct StoredShard {
     w: usize,
     data: Dataset,
-    /// Rows of each stored partition (in the order of the code with the largest s).
+    /// Rows of each held partition (in the order of the code with the largest s).
     ranges: Vec<Range<usize>>,
+    /// The partitions of the code with the largest s (held: the first `ranges.len()`).
+    all: Vec<usize>,
     codes: Vec<Option<Box<dyn GradientCode>>>,
+    source: PartitionSource,
+    loading: Option<Loading>,
 }
 
 impl StoredShard {
-    /// Worker `w`'s rows of the partitions of `store` (the code with s = `--adapt-max-s`),
-    /// `ranges[p]` the rows of its p-th partition. Checks that every code s ≤ max_s of the
-    /// family holds a prefix of them.
+    /// Worker `w`'s rows of the first partitions of `store` (the code with s =
+    /// `--adapt-max-s`), `ranges[p]` the rows of its p-th partition. Checks that every code
+    /// s ≤ max_s of the family holds a prefix of them.
     pub fn new(
         cfg: &RunConfig,
         store: &dyn GradientCode,
         w: usize,
         data: Dataset,
         ranges: Vec<Range<usize>>,
+        source: PartitionSource,
     ) -> Result<StoredShard> {
         let codes = codes(cfg, store.kind(), store.max_stragglers());
-        let held = store.assignment(w);
+        let all = store.assignment(w).to_vec();
         for code in codes.iter().flatten() {
             let a = code.assignment(w);
-            if a.len() > held.len() || a != &held[..a.len()] {
+            if a.len() > all.len() || a != &all[..a.len()] {
                 return Err(Error::Check(format!(
                     "internal: --adapt: the partitions of {} with s = {} are not a prefix of those with s = {}",
                     code.kind(),
@@ -128,11 +160,19 @@ impl StoredShard {
                 )));
             }
         }
+        if ranges.len() > all.len() {
+            return Err(Error::Check(
+                "internal: --adapt: more partitions held than the largest s has".into(),
+            ));
+        }
         Ok(StoredShard {
             w,
             data,
             ranges,
+            all,
             codes,
+            source,
+            loading: None,
         })
     }
 
@@ -146,14 +186,115 @@ impl StoredShard {
         self.codes.get(s).and_then(|c| c.as_deref())
     }
 
-    /// The shard of the code with `s`: the rows of its first s + 1 stored partitions.
-    pub fn shard(&self, s: usize) -> Result<Shard> {
+    /// Rows held.
+    pub fn rows(&self) -> usize {
+        self.data.n_rows()
+    }
+
+    /// The largest s whose partitions are all held.
+    pub fn held_s(&self) -> usize {
+        (0..self.codes.len())
+            .rev()
+            .find(|&s| {
+                self.code(s)
+                    .is_some_and(|c| c.assignment(self.w).len() <= self.ranges.len())
+            })
+            .unwrap_or(0)
+    }
+
+    /// Partitions the code with `s` needs beyond those held.
+    fn missing(&self, s: usize) -> Vec<usize> {
+        let want = self.code(s).map_or(0, |c| c.assignment(self.w).len());
+        self.all[self.ranges.len()..want.max(self.ranges.len())].to_vec()
+    }
+
+    /// Rank 0 asks for the partitions of `s`: start reading the missing ones in a background
+    /// thread (by hyperslab, `io::dataset`), unless they are held or being read.
+    pub fn prepare(&mut self, s: usize) {
+        if s <= self.held_s() || self.loading.is_some() || self.code(s).is_none() {
+            return;
+        }
+        let parts = self.missing(s);
+        let src = self.source.clone();
+        log::info!(
+            "[rank {}] --adapt: loading partitions {parts:?} for s = {s} in the background",
+            self.w + 1
+        );
+        let handle = std::thread::spawn(move || {
+            dataset::read_partitions(&src.path, Split::Train, src.rows, src.k, &parts)
+        });
+        self.loading = Some((s, handle));
+    }
+
+    /// Take in the background read if it has finished (`wait`: wait for it).
+    pub fn poll(&mut self, wait: bool) -> Result<()> {
+        if !self
+            .loading
+            .as_ref()
+            .is_some_and(|(_, h)| wait || h.is_finished())
+        {
+            return Ok(());
+        }
+        let Some((s, handle)) = self.loading.take() else {
+            return Ok(());
+        };
+        let (data, ranges) = handle.join().map_err(|_| {
+            Error::Check(format!(
+                "rank {}: --adapt: the thread loading partitions panicked",
+                self.w + 1
+            ))
+        })??;
+        if data.n_features() != self.data.n_features() {
+            return Err(Error::Check(format!(
+                "rank {}: --adapt: partitions of {} features, held ones {}",
+                self.w + 1,
+                data.n_features(),
+                self.data.n_features()
+            )));
+        }
+        let at = self.data.n_rows();
+        self.data.append_rows(&data)?;
+        self.ranges
+            .extend(ranges.into_iter().map(|r| r.start + at..r.end + at));
+        log::info!(
+            "[rank {}] --adapt: holds the partitions of s = {} ({} rows; loaded for s = {s})",
+            self.w + 1,
+            self.held_s(),
+            self.data.n_rows()
+        );
+        Ok(())
+    }
+
+    /// Hold the partitions of `s` now: wait for a background read, then read what is still
+    /// missing in the foreground (a post of an s not prepared, e.g. after a resume).
+    fn ensure(&mut self, s: usize) -> Result<()> {
+        self.poll(true)?;
+        if s > self.held_s() {
+            log::info!(
+                "[rank {}] --adapt: rank 0 posted s = {s} before its partitions were loaded; loading them now",
+                self.w + 1
+            );
+            self.prepare(s);
+            self.poll(true)?;
+        }
+        Ok(())
+    }
+
+    /// The shard of the code with `s`: the rows of its first s + 1 partitions (read first when
+    /// they are not held yet).
+    pub fn shard(&mut self, s: usize) -> Result<Shard> {
+        self.ensure(s)?;
         let code = self.code(s).ok_or_else(|| {
             Error::Check(format!(
                 "--adapt: rank 0 asked for s = {s}, which has no code"
             ))
         })?;
         let held = code.assignment(self.w).len();
+        if held > self.ranges.len() {
+            return Err(Error::Check(format!(
+                "internal: --adapt: the partitions of s = {s} are not held"
+            )));
+        }
         let end = self.ranges.get(held - 1).map_or(0, |r| r.end);
         let data = self.data.slice_rows(0..end);
         Ok(Shard::new(
@@ -181,6 +322,21 @@ pub struct Adaptation {
     switches: Vec<AdaptSwitch>,
     /// `--adapt-deadline`: the deadline refitted at each decision.
     deadline: Option<DeadlineFit>,
+    /// A switch to a larger s waiting for the workers to hold its partitions.
+    prep: Option<Prep>,
+}
+
+/// A switch to a larger s decided but not taken: the workers are asked to load its
+/// partitions (in the background), and it is taken once every worker that answered since has
+/// confirmed them.
+struct Prep {
+    target: usize,
+    /// The iteration after which it was decided.
+    since: u64,
+    /// Workers that answered since (on time or late).
+    answered: Vec<bool>,
+    gain: f64,
+    reason: String,
 }
 
 impl Adaptation {
@@ -238,7 +394,122 @@ impl Adaptation {
                 current_ms: cfg.job.deadline_ms,
                 rounds: Vec::new(),
             }),
+            prep: None,
         })
+    }
+
+    /// The state a checkpoint keeps: the s in force, the deadline in force and the switch
+    /// being confirmed (the window of samples since the last decision is not kept).
+    pub fn state(&self) -> AdaptState {
+        AdaptState {
+            s: self.current() as u64,
+            deadline_ms: self.deadline_ms(),
+            pending: self.adapter.pending().cloned(),
+        }
+    }
+
+    /// Resume at iteration `next` from a checkpoint's `state`: the s it was in force (on a
+    /// change, `decoder`, the engine's, becomes that s's), its deadline (at most the cap) and
+    /// its pending switch. The first window starts at `next`. False, with a warning and nothing
+    /// changed but the window, when the s is not one this run can switch to (another
+    /// `--adapt-max-s`): the run starts at `--stragglers`.
+    pub fn restore(
+        &mut self,
+        state: &AdaptState,
+        next: u64,
+        decoder: &mut Decoder,
+    ) -> Result<bool> {
+        self.from = next;
+        let old = self.current();
+        let s = usize::try_from(state.s).unwrap_or(usize::MAX);
+        let parked = s != old && self.parked.get(s).is_some_and(Option::is_some);
+        if (s != old && !parked) || !self.adapter.restore(s, state.pending.clone()) {
+            log::warn!(
+                "[rank 0] --adapt: the checkpoint's s = {} is not one of this run's (up to --adapt-max-s {}); starting again at s = {old}",
+                state.s,
+                self.max_s()
+            );
+            return Ok(false);
+        }
+        if s != old {
+            let mut next_decoder = self.parked[s].take().ok_or_else(|| {
+                Error::Check(format!("internal: --adapt: no decoder for s = {s}"))
+            })?;
+            std::mem::swap(decoder, &mut next_decoder);
+            self.parked[old] = Some(next_decoder);
+        }
+        if let Some(f) = &mut self.deadline {
+            match state.deadline_ms.filter(|d| d.is_finite() && *d > 0.0) {
+                Some(d) => f.current_ms = d.min(f.cap_ms),
+                None => log::warn!(
+                    "[rank 0] --adapt-deadline: the checkpoint holds no deadline; starting again at --deadline-ms {:.3}",
+                    f.cap_ms
+                ),
+            }
+        }
+        Ok(true)
+    }
+
+    /// Make `decoder` (the engine's, for `old`) the decoder of `new`.
+    fn swap_decoder(&mut self, old: usize, new: usize, decoder: &mut Decoder) -> Result<()> {
+        let mut next = self.parked[new]
+            .take()
+            .ok_or_else(|| Error::Check(format!("internal: --adapt: no decoder for s = {new}")))?;
+        std::mem::swap(decoder, &mut next);
+        self.parked[old] = Some(next);
+        Ok(())
+    }
+
+    /// Take the prepared switch after iteration `t` when the workers that answered since it
+    /// was decided all hold its partitions, and at least n − s do.
+    fn take_prepared(
+        &mut self,
+        t: u64,
+        decoder: &mut Decoder,
+        held: &[u64],
+    ) -> Result<Option<Decision>> {
+        let Some(p) = &self.prep else {
+            return Ok(None);
+        };
+        let holds = |w: usize| held.get(w).is_some_and(|&h| h as usize >= p.target);
+        let n = p.answered.len();
+        let ready = (0..n).all(|w| !p.answered[w] || holds(w))
+            && (0..n).filter(|&w| holds(w)).count() >= n - p.target;
+        if !ready {
+            return Ok(None);
+        }
+        let Some(p) = self.prep.take() else {
+            return Ok(None);
+        };
+        let old = self.current();
+        self.swap_decoder(old, p.target, decoder)?;
+        if !self.adapter.set_current(p.target) {
+            return Err(Error::Check(format!(
+                "internal: --adapt: s = {} is not allowed",
+                p.target
+            )));
+        }
+        let reason = format!(
+            "{}; taken once the workers that answered since iteration {} held its partitions, loaded in the background",
+            p.reason, p.since
+        );
+        let current = self.deadline_ms();
+        self.switches.push(AdaptSwitch {
+            iteration: t,
+            old_s: old as u64,
+            new_s: p.target as u64,
+            gain: p.gain,
+            reason: reason.clone(),
+            deadline_ms: current.map(|c| (c, c)),
+        });
+        Ok(Some(Decision {
+            old_s: old,
+            new_s: p.target,
+            predicted_s: Vec::new(),
+            gain: p.gain,
+            streak: 0,
+            reason,
+        }))
     }
 
     /// The switches since the last call, in order (each is taken once, for `/adapt`).
@@ -249,6 +520,12 @@ impl Adaptation {
     /// The s in force.
     pub fn current(&self) -> usize {
         self.adapter.current()
+    }
+
+    /// The s whose partitions the workers are asked to hold: the one being prepared, else the
+    /// one in force.
+    pub fn prepare_target(&self) -> usize {
+        self.prep.as_ref().map_or(self.current(), |p| p.target)
     }
 
     /// The largest s.
@@ -274,6 +551,16 @@ impl Adaptation {
         if let Some(d) = &mut self.deadline {
             d.rounds.push(round.arrival_s.clone());
         }
+        if let Some(p) = &mut self.prep {
+            for (w, a) in p.answered.iter_mut().enumerate() {
+                *a |= round.parts_in[w] > 0;
+            }
+            for l in late {
+                if let Some(a) = p.answered.get_mut(l.rank.wrapping_sub(1)) {
+                    *a = true;
+                }
+            }
+        }
         for w in 0..self.window.len() {
             if round.parts_in[w] > 0 {
                 if let Some(s) = self.sample(round.compute_s[w], round.injected_s[w]) {
@@ -293,19 +580,55 @@ impl Adaptation {
     /// At the end of iteration `t`: when a decision is due, refit and decide; on a switch,
     /// `decoder` (the engine's, for the s in force) becomes the new s's. The decision, when
     /// one was made.
-    pub fn after(&mut self, t: u64, decoder: &mut Decoder) -> Result<Option<Decision>> {
+    ///
+    /// A switch to a larger s is taken only once the workers hold its partitions (`held`: per
+    /// worker, the largest s its last result said it holds): when some do not, it is prepared
+    /// instead (the posts ask for them, [`Self::prepare_target`]) and taken after a later
+    /// iteration, once every worker that answered since has confirmed and at least n − s have
+    /// (a silent worker is a straggler; it loads the partitions when it gets the new s). A
+    /// decision due at the iteration a prepared switch is taken is skipped; one that favours no
+    /// switch cancels the preparation.
+    pub fn after(
+        &mut self,
+        t: u64,
+        decoder: &mut Decoder,
+        held: &[u64],
+    ) -> Result<Option<Decision>> {
+        if let Some(d) = self.take_prepared(t, decoder, held)? {
+            self.window.iter_mut().for_each(Vec::clear);
+            self.from = t + 1;
+            if let Some(f) = &mut self.deadline {
+                f.rounds.clear();
+            }
+            return Ok(Some(d));
+        }
         if (t + 1) % self.every != 0 {
             return Ok(None);
         }
-        let d = self.adapter.decide(&self.window)?;
+        let mut d = self.adapter.decide(&self.window)?;
         self.window.iter_mut().for_each(Vec::clear);
         self.from = t + 1;
+        let everyone = |s: usize| held.iter().all(|&h| h as usize >= s);
+        if d.switches() && d.new_s > d.old_s && !everyone(d.new_s) {
+            self.adapter.set_current(d.old_s);
+            self.prep = Some(Prep {
+                target: d.new_s,
+                since: t,
+                answered: vec![false; self.window.len()],
+                gain: d.gain,
+                reason: d.reason.clone(),
+            });
+            d.reason = format!(
+                "{}; preparing s = {}: the workers load its partitions in the background",
+                d.reason, d.new_s
+            );
+            d.new_s = d.old_s;
+            d.gain = 0.0;
+        } else if d.switches() || d.streak == 0 {
+            self.prep = None;
+        }
         if d.switches() {
-            let mut next = self.parked[d.new_s].take().ok_or_else(|| {
-                Error::Check(format!("internal: --adapt: no decoder for s = {}", d.new_s))
-            })?;
-            std::mem::swap(decoder, &mut next);
-            self.parked[d.old_s] = Some(next);
+            self.swap_decoder(d.old_s, d.new_s, decoder)?;
         }
         let n = self.window.len();
         let deadline = self.deadline.as_mut().and_then(|f| {

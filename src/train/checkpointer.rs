@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 
 use crate::config::RunConfig;
-use crate::io::checkpoint::{self, Checkpoint};
+use crate::io::checkpoint::{self, AdaptState, Checkpoint};
 use crate::io::IoError;
 use crate::optim::OptimizerState;
 
@@ -45,6 +45,7 @@ impl Checkpointer {
         next: u64,
         state: &OptimizerState,
         elapsed_s: f64,
+        adapt: Option<AdaptState>,
     ) -> Result<PathBuf, IoError> {
         checkpoint::save(
             &self.out,
@@ -54,6 +55,7 @@ impl Checkpointer {
                 config_hash: self.hash.clone(),
                 seed: self.seed,
                 elapsed_s,
+                adapt,
             },
         )
     }

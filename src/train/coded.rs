@@ -57,6 +57,7 @@ use crate::config::RunConfig;
 use crate::data::batch::{BatchPlan, Minibatch};
 use crate::data::{partition_ranges, DataError, Dataset, Features};
 use crate::error::{Error, Result};
+use crate::io::checkpoint::AdaptState;
 use crate::io::results::{AdaptSwitch, AttrValue, IterationRecord, LateRow, Metric, WorkerMetric};
 use crate::model::{Model, ModelKind, Workspace};
 use crate::optim::kfac::{self, KfacState};
@@ -730,7 +731,17 @@ impl WorkerJob for CodedWorker<'_> {
                 kfac::eigen_packed(params, mine, buf).map_err(CommError::Fatal)
             });
         }
+        if let Some((stored, _)) = &mut self.stored {
+            // --adapt: take in partitions read in the background, start reading those rank 0
+            // asks for, and say in this round's results which s are held.
+            let fatal = |e: Error| CommError::Fatal(e.to_string());
+            stored.poll(false).map_err(fatal)?;
+            stored.prepare(usize::try_from(out.prepare()).unwrap_or(usize::MAX));
+        }
         self.switch_to(out.phase(), out.rank() - 1)?;
+        if let Some((stored, _)) = &self.stored {
+            out.set_held(stored.held_s() as u64);
+        }
         let len = self.result_len(out.phase());
         let n_chunks = self.shard.n_chunks();
         let t = out.iteration();
@@ -1052,7 +1063,8 @@ impl<T: Transport> CodedGradients<T> {
         let deadline = a.deadline_ms();
         rec.set(Metric::AdaptDeadlineMs, deadline.unwrap_or(f64::NAN));
         a.observe(self.c.round(), late);
-        let decided = a.after(t, &mut self.decoder)?;
+        let decided = a.after(t, &mut self.decoder, self.c.stored_s())?;
+        self.c.set_prepare(a.prepare_target() as u64);
         if let Some(new) = a.deadline_ms().filter(|&new| Some(new) != deadline) {
             log::info!(
                 "[rank 0] --adapt-deadline after iteration {t}: deadline {:.3} -> {new:.3} ms",
@@ -1845,6 +1857,38 @@ impl<T: Transport> GradientEngine for CodedGradients<T> {
             .as_mut()
             .map(Adaptation::take_switches)
             .unwrap_or_default()
+    }
+
+    fn adapt_state(&self) -> Option<AdaptState> {
+        self.adapt.as_ref().map(Adaptation::state)
+    }
+
+    fn restore_adapt(&mut self, state: &AdaptState, next: u64) -> Result<bool> {
+        let Some(a) = &mut self.adapt else {
+            return Ok(false);
+        };
+        if !a.restore(state, next, &mut self.decoder)? {
+            return Ok(false);
+        }
+        if let Some(d) = a.deadline_ms() {
+            self.c.set_deadline(Duration::from_secs_f64(d / 1e3));
+        }
+        self.c.set_prepare(a.prepare_target() as u64);
+        log::info!(
+            "[rank 0] --adapt: resuming at iteration {next} with s = {}{}{}",
+            a.current(),
+            a.deadline_ms()
+                .map_or(String::new(), |d| format!(", deadline {d:.3} ms")),
+            state
+                .pending
+                .as_ref()
+                .map_or(String::new(), |(up, g)| format!(
+                    ", {} window(s) in a row favouring a {} s",
+                    g.len(),
+                    if *up { "larger" } else { "smaller" }
+                ))
+        );
+        Ok(true)
     }
 }
 

@@ -9,6 +9,7 @@
 use ndarray::{Array1, Array2, ArrayView1};
 
 use crate::error::Result;
+use crate::io::checkpoint::AdaptState;
 use crate::io::results::{AdaptSwitch, AttrValue, IterationRecord, LateRow};
 use crate::optim::kfac::KfacState;
 
@@ -112,5 +113,17 @@ pub trait GradientEngine {
     /// with the iteration's row).
     fn take_adapt_switches(&mut self) -> Vec<AdaptSwitch> {
         Vec::new()
+    }
+    /// `train --adapt`: the adaptive state a checkpoint keeps (None: the engine does not
+    /// adapt).
+    fn adapt_state(&self) -> Option<AdaptState> {
+        None
+    }
+    /// `train --adapt`: resume at iteration `next` from a checkpoint's adaptive state (the s
+    /// and deadline in force, a switch being confirmed); false when the engine starts again at
+    /// `--stragglers` instead (it logged why).
+    fn restore_adapt(&mut self, state: &AdaptState, next: u64) -> Result<bool> {
+        let _ = (state, next);
+        Ok(false)
     }
 }

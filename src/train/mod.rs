@@ -34,7 +34,7 @@ use ndarray::Array1;
 use crate::config::RunConfig;
 use crate::data::{try_zeros, Dataset};
 use crate::error::{Error, Result};
-use crate::io::checkpoint::Checkpoint;
+use crate::io::checkpoint::{AdaptState, Checkpoint};
 use crate::io::results::{
     self, AttrValue, FinalRecord, IterationRecord, LateRow, Metric, PeakMemory, RecordedRows,
     RunWriter,
@@ -206,7 +206,7 @@ pub fn run(setup: Setup<'_>, engine: &mut dyn GradientEngine) -> Outcome {
     let mut t = tr.first;
     while t < tr.cfg.iterations {
         if INTERRUPT.load(Ordering::SeqCst) {
-            tr.interrupt(t);
+            tr.interrupt(t, engine);
             break;
         }
         match tr.iteration(engine, t) {
@@ -220,7 +220,7 @@ pub fn run(setup: Setup<'_>, engine: &mut dyn GradientEngine) -> Outcome {
             }
         }
         if tr.ckpt.due(t) {
-            if let Err(e) = tr.checkpoint(t) {
+            if let Err(e) = tr.checkpoint(t, engine) {
                 log::error!(
                     "[rank 0] checkpoint at iteration {t} failed: {e}; the previous generation is kept"
                 );
@@ -232,8 +232,35 @@ pub fn run(setup: Setup<'_>, engine: &mut dyn GradientEngine) -> Outcome {
     tr.finish(engine)
 }
 
+/// `train --adapt` resumed at iteration `next`: the engine continues with the checkpoint's
+/// adaptive state; a checkpoint without one (format 3 or older, or a run without `--adapt`)
+/// starts again at `--stragglers` and the user's deadline, with a warning.
+fn restore_adapt(
+    cfg: &RunConfig,
+    engine: &mut dyn GradientEngine,
+    state: Option<&AdaptState>,
+    next: u64,
+) -> Result<()> {
+    match (state, cfg.adapts()) {
+        (Some(a), true) => {
+            engine.restore_adapt(a, next)?;
+        }
+        (None, true) => log::warn!(
+            "[rank 0] --adapt: the checkpoint holds no adaptive state (written before it was kept, or by a run without --adapt); starting again at s = {} and --deadline-ms",
+            cfg.stragglers
+        ),
+        (Some(a), false) => log::warn!(
+            "[rank 0] the checkpoint was written by an --adapt run (s = {} in force); this run without --adapt goes on with s = {}",
+            a.s,
+            cfg.stragglers
+        ),
+        (None, false) => {}
+    }
+    Ok(())
+}
+
 impl<'a> Trainer<'a> {
-    fn new(setup: Setup<'a>, engine: &dyn GradientEngine) -> Result<Self> {
+    fn new(setup: Setup<'a>, engine: &mut dyn GradientEngine) -> Result<Self> {
         let Setup {
             cfg,
             model,
@@ -247,11 +274,14 @@ impl<'a> Trainer<'a> {
         let spec = cfg.optimizer_spec();
         let kfac = cfg.kfac();
         let (first, elapsed0, mut opt) = match resume {
-            Some(ck) => (
-                ck.iteration,
-                ck.elapsed_s,
-                Optimizer::from_state(spec, ck.state),
-            ),
+            Some(ck) => {
+                restore_adapt(cfg, engine, ck.adapt.as_ref(), ck.iteration)?;
+                (
+                    ck.iteration,
+                    ck.elapsed_s,
+                    Optimizer::from_state(spec, ck.state),
+                )
+            }
             None => {
                 let mut w = try_zeros(dim, "the parameters")?;
                 model.init_into(cfg.job.seed, w.view_mut());
@@ -607,15 +637,16 @@ impl<'a> Trainer<'a> {
 
     /// Flush the rows, then write the checkpoint that resumes at `next` (never a checkpoint ahead
     /// of the results: a resume would refuse the pair).
-    fn checkpoint(&mut self, next: u64) -> Result<std::path::PathBuf> {
+    fn checkpoint(&mut self, next: u64, engine: &dyn GradientEngine) -> Result<std::path::PathBuf> {
         self.writer.flush()?;
         let elapsed = self.elapsed();
-        Ok(self.ckpt.save(next, self.opt.state(), elapsed)?)
+        let adapt = engine.adapt_state();
+        Ok(self.ckpt.save(next, self.opt.state(), elapsed, adapt)?)
     }
 
     /// A signal: checkpoint at `t` and stop with status `interrupted`.
-    fn interrupt(&mut self, t: u64) {
-        match self.checkpoint(t) {
+    fn interrupt(&mut self, t: u64, engine: &dyn GradientEngine) {
+        match self.checkpoint(t, engine) {
             Ok(p) => {
                 log::warn!(
                     "[rank 0] signal received: checkpoint at iteration {t} written to {}; stopping",
