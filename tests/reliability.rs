@@ -1235,7 +1235,7 @@ fn bi5_bi6_parsers_corpus_errors_and_seeded_mutations() {
         ("header", "grad", "ok:Result len 2"),
         ("header", "params", "ok:Params len 0"),
         ("header", "short", "shorter than the header"),
-        ("header", "bad_kind", "unknown message kind 9"),
+        ("header", "bad_kind", "unknown message kind 99"),
         ("header", "nan_time", "timing field compute_s"),
         ("header", "huge_len", "header field len"),
         ("header", "fraction", "header field iteration = 5.5"),
