@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Neural networks under gradient coding (issue 21): on Fashion-MNIST, 8 workers, cyclic MDS with
 # s = 1 and seeded exp:40 delays, the MLP 784-256-128-10 and the CNN trained with SGD+momentum and
-# Adam, and `uncoded` beside the coded Adam run under the same seeded delays. For every run: the
+# Adam (the CNN also with Adam and a cosine-decayed rate, `cnn-adam-cosine`), and `uncoded`
+# beside the coded Adam run under the same seeded delays. For every run: the
 # first iteration and wall time (`elapsed_s`) at which the test accuracy reaches the target (88 %
 # for the MLP, 90 % for the CNN; evaluated every EVAL_EVERY iterations), the best test accuracy
 # and the median iteration time; for K-FAC (`mlp-kfac`, `cnn-kfac`) also the share of rank 0's

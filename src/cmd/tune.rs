@@ -22,7 +22,7 @@
 //!    heuristic: the decoded gradient's relative error bound, GUIDE §5), 0 for an empty one.
 //! 4. **Choose.** Candidates ranked by predicted time to target (`--objective time-to-target`)
 //!    or by median time per iteration (`time-per-iteration`); predictions within
-//!    [`TIE_MARGIN`] (5 %) of the fastest are a tie, ranked least redundant first (smaller s,
+//!    [`TIE_MARGIN`] (10 %) of the fastest are a tie, ranked least redundant first (smaller s,
 //!    then fewer chunks, then waiting over a deadline). The best is written as a `--config`
 //!    TOML in the keys of `train` (the profile's own settings with the chosen ones).
 //!
@@ -502,8 +502,9 @@ pub fn rank(scored: &mut [Scored], objective: TuneObjective) {
 
 /// Predicted times closer than this fraction of the fastest are a tie: the simulator's p50
 /// is within 0.7–1.05 of the real runs' on this machine (docs/tuning.md, validation), and it
-/// does not model CPU contention, which redundant computing adds to.
-pub const TIE_MARGIN: f64 = 0.05;
+/// does not model CPU contention, which redundant computing and more messages add to (it
+/// predicted two chunks 9–10 % faster than one where real runs found them slower).
+pub const TIE_MARGIN: f64 = 0.10;
 
 /// How much a candidate costs beyond its predicted time, for ties: s (each worker computes
 /// s + 1 shares), then chunks (messages per worker), then a deadline policy over waiting.
@@ -693,7 +694,7 @@ mod tests {
         assert_eq!(v[2].cand, c[1]);
         rank(&mut v, TuneObjective::TimePerIteration);
         assert_eq!(v[0].cand, c[1]);
-        // Within 5 % of the fastest, the least redundant comes first.
+        // Within 10 % of the fastest, the least redundant comes first.
         let pick = |code: CodeKind, s: usize, chunks: usize| {
             c.iter()
                 .position(|x| {
@@ -725,7 +726,7 @@ mod tests {
             ]
         );
         // Beyond the margin the fastest stays first.
-        let mut v = vec![mk(unc, 0.01, 15.0), mk(frc3c2, 0.01, 13.67)];
+        let mut v = vec![mk(unc, 0.01, 15.1), mk(frc3c2, 0.01, 13.67)];
         rank(&mut v, TuneObjective::TimeToTarget);
         assert_eq!(v[0].cand.code, CodeKind::Frc);
     }
