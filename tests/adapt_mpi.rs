@@ -40,6 +40,20 @@ fn train_mpi(np: usize, out: &Path, args: &[&str]) -> std::process::Output {
     mpirun(np, &a, 120)
 }
 
+/// The adaptive settings of these tests: cyclic-repetition from s = 0, a decision every 5
+/// iterations, s up to 2.
+const ADAPT_FROM_0: [&str; 9] = [
+    "--code",
+    "cyclic-repetition",
+    "-s",
+    "0",
+    "--adapt",
+    "--adapt-every",
+    "5",
+    "--adapt-max-s",
+    "2",
+];
+
 /// `train --reference` with `common` into workdir/NAME; its rows.
 fn reference_rows(name: &str, common: &[&str]) -> results::RecordedRows {
     let reference = fresh(name);
@@ -78,15 +92,8 @@ fn a_switch_to_s_2_answers_with_the_gradient_and_matches_the_reference() {
     let ref_rows = reference_rows("adapt-s2-ref", &common);
     let run = fresh("adapt-s2-run");
     let mut a = common.to_vec();
-    a.extend(["--code", "cyclic-repetition", "-s", "0", "--adapt"]);
-    a.extend([
-        "--adapt-every",
-        "5",
-        "--adapt-max-s",
-        "2",
-        "--max-wait-ms",
-        "10000",
-    ]);
+    a.extend(ADAPT_FROM_0);
+    a.extend(["--max-wait-ms", "10000"]);
     a.extend(["--straggler-model", "fixed:1,2:60@10"]);
     let o = train_mpi(5, &run, &a);
     assert!(o.status.success(), "{}", output_text(&o));
@@ -107,19 +114,8 @@ fn a_regime_change_switches_s_and_every_iteration_matches_the_reference() {
     let ref_rows = reference_rows("adapt-ref", &common);
     let run = fresh("adapt-run");
     let mut a = common.to_vec();
-    a.extend([
-        "--code",
-        "cyclic-repetition",
-        "-s",
-        "0",
-        "--adapt",
-        "--adapt-every",
-        "5",
-        "--adapt-max-s",
-        "2",
-        "--straggler-model",
-        "fixed:2:60@10",
-    ]);
+    a.extend(ADAPT_FROM_0);
+    a.extend(["--straggler-model", "fixed:2:60@10"]);
     let o = train_mpi(5, &run, &a);
     assert!(o.status.success(), "{}", output_text(&o));
     let rows = results::read_rows(&run.join("run.h5"), None).unwrap();
@@ -349,16 +345,8 @@ fn adapt_deadline_refits_the_deadline_below_the_cap_and_stays_exact() {
     let ref_rows = reference_rows("adapt-deadline-ref", &common);
     let run = fresh("adapt-deadline-run");
     let mut a = common.to_vec();
+    a.extend(ADAPT_FROM_0);
     a.extend([
-        "--code",
-        "cyclic-repetition",
-        "-s",
-        "0",
-        "--adapt",
-        "--adapt-every",
-        "5",
-        "--adapt-max-s",
-        "2",
         "--deadline-ms",
         "500",
         "--adapt-deadline",
@@ -477,27 +465,14 @@ fn a_resumed_run_continues_with_the_s_of_its_checkpoint() {
     let o = gradcode(&a);
     assert!(o.status.success(), "{}", output_text(&o));
     let args = |iterations: &'static str, resume: bool| {
-        let mut a = vec![
-            "--data",
-            &data,
-            "--iterations",
-            iterations,
-            "--lr",
-            "0.5",
-            "--code",
-            "cyclic-repetition",
-            "-s",
-            "0",
-            "--adapt",
-            "--adapt-every",
-            "5",
-            "--adapt-max-s",
-            "2",
+        let mut a = vec!["--data", &data, "--iterations", iterations, "--lr", "0.5"];
+        a.extend(ADAPT_FROM_0);
+        a.extend([
             "--straggler-model",
             "fixed:2:60@10",
             "--checkpoint-every",
             "5",
-        ];
+        ]);
         if resume {
             a.push("--resume");
         }
