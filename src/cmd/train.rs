@@ -559,7 +559,7 @@ fn run_coded(world: &World, cfg: &RunConfig, code: Box<dyn GradientCode>) -> Res
             let code = rank0_code(cfg, code)?;
             let mut engine = CodedGradients::new(world.transport(), cfg, code, dim, compress, kfac);
             if let Some(sides) = eigen_sides(cfg, model.as_ref()) {
-                engine = engine.with_eigen(&sides);
+                engine = engine.with_eigen(&sides)?;
             }
             if cfg.messages != Messages::Dense {
                 engine.receive_supports(cfg.job.max_wait())?;

@@ -25,8 +25,8 @@
 //! with `--chunks C`, chunk q takes the q-th of C consecutive pieces of every held partition's
 //! B rows, a coded message of the same code over the pieces, as above.
 //!
-//! K-FAC (`--optimizer kfac`): on a factor-update iteration rank 0 posts the parameters as phase 1
-//! instead of 0, and each worker appends to its coded message the same coded combination of its
+//! K-FAC (`--optimizer kfac`): on a factor-update iteration rank 0 posts the parameters as a
+//! factor post ([`super::phase`]: how each job mode numbers its posts), and each worker appends to its coded message the same coded combination of its
 //! partitions' K-FAC factor sums (row weights b_ij again; packed upper triangles,
 //! `Model::kfac_factors_into`). Rank 0 decodes the whole longer message with the gradient's
 //! weights, so the factors of the k·B rows are exact from any decodable set, in the same round.
@@ -44,6 +44,7 @@ use ndarray::{Array1, Array2, ArrayView1, ArrayViewMut1};
 
 use super::adapt::{Adaptation, StoredShard};
 use super::engine::{Check, Computed, GradientEngine, Iteration};
+use super::phase::{Ask, Phases};
 use super::INTERRUPT;
 use crate::coding::{Decoder, GradientCode};
 use crate::comm::collector::LateArrival;
@@ -516,7 +517,7 @@ impl<'a> CodedWorker<'a> {
         }
     }
 
-    /// K-FAC `--kfac-eig workers`: answer eigen rounds ([`EIGEN_PHASE`]) for worker `w`'s
+    /// K-FAC `--kfac-eig workers`: answer eigen rounds ([`Ask::Eigen`]) for worker `w`'s
     /// share of the factors of sides `sides` among `workers` ([`kfac::assign_eigen`], the plan
     /// rank 0 makes).
     pub fn with_eigen(mut self, sides: &[usize], workers: usize, w: usize) -> Self {
@@ -526,6 +527,17 @@ impl<'a> CodedWorker<'a> {
             .map_or_else(Vec::new, |p| p.iter().map(|&i| sides[i]).collect());
         self.eigen = Some(mine);
         self
+    }
+
+    /// How this worker reads a post's phase: by the s it switches to under `--adapt`, as the
+    /// fixed code's gradient, factor and eigen posts otherwise ([`Phases`]).
+    fn phases(&self) -> Phases {
+        match &self.stored {
+            Some((stored, _)) => Phases::Adapt {
+                max_s: stored.max_s(),
+            },
+            None => Phases::Fixed,
+        }
     }
 
     /// The packed values of this worker's eigen posts.
@@ -639,14 +651,14 @@ impl<'a> CodedWorker<'a> {
         self.split.as_ref().map_or(self.model.dim(), |sp| sp.len)
     }
 
-    /// Values of one result message of `phase`: the (compressed) coded vector and the loss, and
-    /// in phase 1 the coded K-FAC factor sums.
-    fn result_len(&self, phase: usize) -> usize {
+    /// Values of one result message for `ask`: the (compressed) coded vector and the loss, and
+    /// for a factor post the coded K-FAC factor sums.
+    fn result_len(&self, ask: Ask) -> usize {
         if let Some(l) = &self.local {
             return l.model.dim() + 1;
         }
         let len = self.coded_len();
-        let factors = if phase == 1 && self.stored.is_none() {
+        let factors = if ask == Ask::Factors {
             self.kfac_len
         } else {
             0
@@ -703,12 +715,20 @@ impl WorkerJob for CodedWorker<'_> {
     }
     fn accepts(&self, phase: usize, len: usize) -> bool {
         let on_support = self.local.as_ref().is_some_and(|l| len == l.w.len());
-        if let Some((stored, _)) = &self.stored {
-            return len == self.model.dim() && stored.code(phase).is_some();
+        let dim = self.model.dim();
+        match self.phases().ask(phase) {
+            Some(Ask::Gradient) => len == dim || on_support,
+            Some(Ask::Factors) => self.kfac_len > 0 && len == dim,
+            Some(Ask::Eigen) => self.eigen_params_len() == Some(len),
+            Some(Ask::Code(s)) => {
+                len == dim
+                    && self
+                        .stored
+                        .as_ref()
+                        .is_some_and(|(st, _)| st.code(s).is_some())
+            }
+            None => false,
         }
-        (phase == 0 && (len == self.model.dim() || on_support))
-            || (phase == 1 && self.kfac_len > 0 && len == self.model.dim())
-            || (phase == EIGEN_PHASE && self.eigen_params_len() == Some(len))
     }
     fn max_params_len(&self) -> usize {
         self.model.dim().max(self.eigen_params_len().unwrap_or(0))
@@ -718,9 +738,15 @@ impl WorkerJob for CodedWorker<'_> {
         params: &[f64],
         out: &mut Responder<'_, T>,
     ) -> std::result::Result<(), CommError> {
-        // The phase number means what the job's mode says (see [`EIGEN_PHASE`]): an eigen
-        // round only for a K-FAC worker with spread eigendecompositions.
-        if self.eigen.is_some() && out.phase() == EIGEN_PHASE {
+        // The phase number means what the job's mode says ([`Phases`]); `accepts` has
+        // refused every number the mode does not use.
+        let Some(ask) = self.phases().ask(out.phase()) else {
+            return Err(CommError::Fatal(format!(
+                "internal: a post of phase {} the job does not use",
+                out.phase()
+            )));
+        };
+        if ask == Ask::Eigen {
             let mine = self.eigen.as_deref().unwrap_or(&[]);
             let len = kfac::eigen_result_len(mine.iter().copied()).max(1);
             return out.send_result(0, len, |buf| {
@@ -738,11 +764,13 @@ impl WorkerJob for CodedWorker<'_> {
             stored.poll(false).map_err(fatal)?;
             stored.prepare(usize::try_from(out.prepare()).unwrap_or(usize::MAX));
         }
-        self.switch_to(out.phase(), out.rank() - 1)?;
+        if let Ask::Code(s) = ask {
+            self.switch_to(s, out.rank() - 1)?;
+        }
         if let Some((stored, _)) = &self.stored {
             out.set_held(stored.held_s() as u64);
         }
-        let len = self.result_len(out.phase());
+        let len = self.result_len(ask);
         let n_chunks = self.shard.n_chunks();
         let t = out.iteration();
         if let Some(l) = &mut self.local {
@@ -876,16 +904,6 @@ pub struct CodedGradients<T: Transport> {
     /// K-FAC `--kfac-eig workers`: each worker's factors ([`kfac::assign_eigen`]).
     eigen: Option<Vec<Vec<usize>>>,
 }
-
-/// The phase of K-FAC's eigen rounds (`--kfac-eig workers`): after the gradient (0) and the
-/// factor (1) rounds.
-///
-/// A post's phase means what the job's mode says: with K-FAC, 0 gradient, 1 gradient and
-/// factors, 2 eigen round; with `--adapt`, the s of the code to answer with (0..=max s). The
-/// configuration refuses `--adapt` with K-FAC, and a worker answers an eigen round only when
-/// it has eigendecompositions assigned ([`CodedWorker::with_eigen`]): an `--adapt` post of
-/// s = 2 is a gradient post.
-pub const EIGEN_PHASE: usize = 2;
 
 /// Rank 0's rule of an eigen round: every worker with factors assigned has answered.
 struct EigenRule<'a>(&'a [Vec<usize>]);
@@ -1032,14 +1050,33 @@ impl<T: Transport> CodedGradients<T> {
 
     /// K-FAC `--kfac-eig workers`: spread the eigendecompositions of factors of sides `sides`
     /// over the workers ([`kfac::assign_eigen`]; the workers make the same plan).
-    pub fn with_eigen(mut self, sides: &[usize]) -> Self {
+    pub fn with_eigen(mut self, sides: &[usize]) -> Result<Self> {
         let plan = kfac::assign_eigen(sides, self.c.workers());
         let lens = (0..plan.len())
             .map(|w| eigen_len(&plan, sides, w))
             .collect();
-        self.c.set_result_len(EIGEN_PHASE, lens);
+        self.c.set_result_len(self.phase(Ask::Eigen)?, lens);
         self.eigen = Some(plan);
-        self
+        Ok(self)
+    }
+
+    /// How rank 0 numbers its posts: by the s in force under `--adapt`, as the fixed code's
+    /// gradient, factor and eigen posts otherwise ([`Phases`]; the workers read them alike).
+    fn phases(&self) -> Phases {
+        match &self.adapt {
+            Some(a) => Phases::Adapt { max_s: a.max_s() },
+            None => Phases::Fixed,
+        }
+    }
+
+    /// The phase number of a post asking `ask`.
+    fn phase(&self, ask: Ask) -> Result<usize> {
+        self.phases().number(ask).ok_or_else(|| {
+            Error::Check(format!(
+                "internal: a {ask:?} post in the {:?} phase numbering",
+                self.phases()
+            ))
+        })
     }
 
     /// `--adapt`: switch s by `adapt`'s decisions (the engine's code is the one it starts at).
@@ -1682,7 +1719,8 @@ impl<T: Transport> GradientEngine for CodedGradients<T> {
         };
         let sides = state.factor_sides();
         let packed_len = |w: usize| plan[w].iter().map(|&i| kfac::tri(sides[i])).sum();
-        self.c.begin_each(t, EIGEN_PHASE, 0, packed_len, |w, buf| {
+        let phase = self.phase(Ask::Eigen)?;
+        self.c.begin_each(t, phase, 0, packed_len, |w, buf| {
             state.pack_factors(&plan[w], buf);
         });
         let collected = self.c.collect_until::<Error>(
@@ -1743,12 +1781,14 @@ impl<T: Transport> GradientEngine for CodedGradients<T> {
         } else {
             0
         };
-        // Phase 1: the results also carry the coded K-FAC factor sums; under --adapt the
-        // phase is the s in force.
-        let phase = match &self.adapt {
-            Some(a) => a.current(),
-            None => usize::from(it.factors),
+        // A factor post: the results also carry the coded K-FAC factor sums; under --adapt
+        // the post asks for the code of the s in force.
+        let ask = match &self.adapt {
+            Some(a) => Ask::Code(a.current()),
+            None if it.factors => Ask::Factors,
+            None => Ask::Gradient,
         };
+        let phase = self.phase(ask)?;
         if self.supports.iter().all(Vec::is_empty) {
             self.c.begin(it.t, phase, &self.params, pieces);
         } else {

@@ -19,6 +19,7 @@ pub mod checkpointer;
 pub mod coded;
 pub mod engine;
 pub mod matvec;
+pub mod phase;
 pub mod serial;
 pub mod summary;
 
