@@ -40,7 +40,7 @@ use crate::io::IoError;
 use crate::model::ModelKind;
 use crate::report::table::{json_num, json_str};
 use crate::sim::plan::{self, Choice, JobCurve, Policy, Schedule};
-use crate::sim::{SimError, TraceFile};
+use crate::sim::SimError;
 
 use super::tune::{self, Candidate};
 
@@ -73,8 +73,8 @@ struct JobSpec {
 /// A checked job: its profile read, its settings, its iterations to target.
 struct Job {
     name: String,
-    profile_path: PathBuf,
-    trace: TraceFile,
+    profile: tune::Profile,
+    /// The profile's settings with the job's own (data, model, iterations).
     base: TrainArgs,
     /// Iterations of progress to target (from the profile's loss, or given) at the profile's
     /// batch and worker count.
@@ -171,9 +171,9 @@ fn check_job(path: &Path, i: usize, spec: JobSpec, ranks: usize) -> Result<Job> 
         .into());
     }
     let job_err = |reason: String| bad(path, format!("job '{name}': {reason}"));
-    let trace = TraceFile::read(&spec.profile).map_err(|e| job_err(format!("profile: {e}")))?;
-    let mut base =
-        tune::profile_args(&spec.profile).map_err(|e| job_err(format!("profile: {e}")))?;
+    let profile =
+        tune::Profile::read(&spec.profile).map_err(|e| job_err(format!("profile: {e}")))?;
+    let mut base = profile.args.clone();
     if let Some(d) = spec.data {
         base.data = Some(d);
     }
@@ -212,13 +212,11 @@ fn check_job(path: &Path, i: usize, spec: JobSpec, ranks: usize) -> Result<Job> 
         return Err(job_err("iterations = 0: must be at least 1".into()).into());
     }
     let target_iterations = match (spec.target_loss, spec.iterations) {
-        (Some(t), _) => tune::iterations_to_target(&spec.profile, Some(t))?,
         (None, Some(it)) => it,
-        (None, None) => tune::iterations_to_target(&spec.profile, None)?,
+        (t, _) => profile.iterations_to_target(t),
     };
     base.iterations = spec.iterations.or(Some(target_iterations));
-    let mut batch = tune::BatchSearch::read(&spec.profile, &base, trace.workers.len())
-        .map_err(|e| job_err(format!("profile: {e}")))?;
+    let mut batch = tune::BatchSearch::new(profile.phi, &base, profile.trace.workers.len());
     if spec.iterations.is_some() {
         // Iterations fixed by the user: keep the profile's batch (their meaning depends on it).
         batch.phi = None;
@@ -232,8 +230,7 @@ fn check_job(path: &Path, i: usize, spec: JobSpec, ranks: usize) -> Result<Job> 
     }
     Ok(Job {
         name,
-        profile_path: spec.profile,
-        trace,
+        profile,
         base,
         target_iterations,
         fixed_ranks: spec.ranks,
@@ -270,11 +267,10 @@ fn curve(job: &Job, ranks: usize) -> Result<JobCurve> {
         // Plan does not fit per-worker speeds: no `hetero` candidates.
         for cand in tune::candidates(n, &[], &job.batch.candidates(), None) {
             let Some(s) = tune::score(
-                &job.profile_path,
+                &job.profile,
                 &job.base,
                 n,
                 &cand,
-                &job.trace,
                 job.target_iterations,
                 None,
                 &job.batch,
@@ -473,7 +469,7 @@ fn plan_json(
                 "{{\"job\": {}, \"profile\": {}, \"target_iterations\": {}, \"config\": {}, \
                  \"script\": {}}}",
                 json_str(&j.name),
-                json_str(&j.profile_path.display().to_string()),
+                json_str(&j.profile.path.display().to_string()),
                 j.target_iterations,
                 json_str(&c.display().to_string()),
                 json_str(&s.display().to_string())

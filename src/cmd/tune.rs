@@ -34,7 +34,7 @@
 //!    when the dataset's rows are known (at most the smallest partition's rows, as `train`
 //!    requires). Without a noise scale (a full-batch or coded profile) the batch stays B₀.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::cli::{SimulateArgs, TuneArgs, TuneObjective};
@@ -81,16 +81,15 @@ pub fn run(args: &TuneArgs) -> Result<i32> {
     if !(args.budget_s.is_finite() && args.budget_s > 0.0) {
         return Err(SimError::invalid("budget-s", args.budget_s, "must be a number > 0").into());
     }
-    let profile = TraceFile::read(&args.profile)?;
-    let base = profile_args(&args.profile)?;
-    let n = args.np.unwrap_or(profile.workers.len());
+    let profile = Profile::read(&args.profile)?;
+    let base = profile.args.clone();
+    let n = args.np.unwrap_or(profile.trace.workers.len());
     if n == 0 {
         return Err(SimError::invalid("np", 0, "must be at least 1").into());
     }
-    let iterations = iterations_to_target(&args.profile, args.target_loss)?;
-    let walls = profile_walls(&args.profile)?;
-    let batch = BatchSearch::of_profile(&args.profile, &base, profile.workers.len())?;
-    let speeds = fit_speeds(&profile.workers).filter(|v| v.0.len() == n);
+    let iterations = profile.iterations_to_target(args.target_loss);
+    let batch = BatchSearch::of_profile(&profile);
+    let speeds = fit_speeds(&profile.trace.workers).filter(|v| v.0.len() == n);
     if let Some(v) = &speeds {
         println!("fitted worker speeds (fastest = 1, for --code hetero): {v}");
     }
@@ -110,21 +109,12 @@ pub fn run(args: &TuneArgs) -> Result<i32> {
     let started = Instant::now();
     let mut scored = Vec::new();
     let mut skipped = 0usize;
-    for cand in candidates(n, &walls, &batch.candidates(), speeds.as_ref()) {
+    for cand in candidates(n, &profile.walls, &batch.candidates(), speeds.as_ref()) {
         if started.elapsed().as_secs_f64() > args.budget_s {
             skipped += 1;
             continue;
         }
-        if let Some(s) = score(
-            &args.profile,
-            &base,
-            n,
-            &cand,
-            &profile,
-            iterations,
-            link,
-            &batch,
-        )? {
+        if let Some(s) = score(&profile, &base, n, &cand, iterations, link, &batch)? {
             scored.push(s);
         }
     }
@@ -154,8 +144,61 @@ pub fn run(args: &TuneArgs) -> Result<i32> {
     Ok(0)
 }
 
+/// A profile run as `tune` and `plan` read it, once: its trace, its own settings and the
+/// columns of its `/metrics` rows they use.
+#[derive(Debug, Clone)]
+pub(crate) struct Profile {
+    /// The run directory or results file given.
+    pub path: PathBuf,
+    pub trace: TraceFile,
+    /// Its own settings (its `/config` toml).
+    pub args: TrainArgs,
+    /// The training loss of every iteration.
+    loss: Vec<f64>,
+    /// Its iteration times after the first (sorted).
+    pub walls: Vec<f64>,
+    /// Its gradient noise scale B_noise in rows, when it recorded one.
+    pub phi: Option<f64>,
+}
+
+impl Profile {
+    /// Read the profile at `path` (a run directory or its results file).
+    pub(crate) fn read(path: &Path) -> Result<Self> {
+        let trace = TraceFile::read(path)?;
+        let args = profile_args(path)?;
+        let rows = results::read_rows(&run_file(path), None)?;
+        let mut walls: Vec<f64> = rows
+            .column(Metric::WallS)
+            .iter()
+            .skip(1)
+            .copied()
+            .filter(|x| x.is_finite())
+            .collect();
+        walls.sort_by(f64::total_cmp);
+        let phi = crate::sim::efficiency::noise_scale(
+            rows.column(Metric::GnsGradSq).as_slice().unwrap_or(&[]),
+            rows.column(Metric::GnsTrace).as_slice().unwrap_or(&[]),
+        );
+        Ok(Profile {
+            path: path.to_path_buf(),
+            trace,
+            args,
+            loss: rows.column(Metric::TrainLoss).to_vec(),
+            walls,
+            phi,
+        })
+    }
+
+    /// Iterations the profile needed to reach `target` (its whole length without a target, or
+    /// when it never reached it: then the prediction is per that many iterations).
+    pub(crate) fn iterations_to_target(&self, target: Option<f64>) -> u64 {
+        let hit = target.and_then(|t| self.loss.iter().position(|&l| l <= t));
+        hit.map_or(self.loss.len() as u64, |i| i as u64 + 1).max(1)
+    }
+}
+
 /// The profile's own settings (its `/config` toml).
-pub(crate) fn profile_args(path: &Path) -> Result<TrainArgs> {
+fn profile_args(path: &Path) -> Result<TrainArgs> {
     let path = run_file(path);
     let text = results::read_str_attr(&path, "config", "toml")?;
     toml::from_str(&text).map_err(|e| {
@@ -167,36 +210,12 @@ pub(crate) fn profile_args(path: &Path) -> Result<TrainArgs> {
     })
 }
 
-fn run_file(path: &Path) -> std::path::PathBuf {
+fn run_file(path: &Path) -> PathBuf {
     if path.is_dir() {
         path.join(crate::config::RESULTS_FILE)
     } else {
         path.to_path_buf()
     }
-}
-
-/// Iterations the profile needed to reach `target` (its whole length without a target, or when
-/// it never reached it: then the prediction is per that many iterations).
-pub(crate) fn iterations_to_target(path: &Path, target: Option<f64>) -> Result<u64> {
-    let rows = results::read_rows(&run_file(path), None)?;
-    let loss = rows.column(Metric::TrainLoss);
-    let n = rows.len() as u64;
-    let hit = target.and_then(|t| loss.iter().position(|&l| l <= t));
-    Ok(hit.map_or(n, |i| i as u64 + 1).max(1))
-}
-
-/// The profile's iteration times after the first (sorted).
-fn profile_walls(path: &Path) -> Result<Vec<f64>> {
-    let rows = results::read_rows(&run_file(path), None)?;
-    let mut w: Vec<f64> = rows
-        .column(Metric::WallS)
-        .iter()
-        .skip(1)
-        .copied()
-        .filter(|x| x.is_finite())
-        .collect();
-    w.sort_by(f64::total_cmp);
-    Ok(w)
 }
 
 /// The batch-size search (module docs, step 5).
@@ -214,14 +233,10 @@ pub struct BatchSearch {
 }
 
 impl BatchSearch {
-    /// What the profile at `path` (settings `base`, `k0` workers, uncoded) gives, silently.
-    pub fn read(path: &Path, base: &TrainArgs, k0: usize) -> Result<Self> {
-        let rows = results::read_rows(&run_file(path), None)?;
-        let phi = crate::sim::efficiency::noise_scale(
-            rows.column(Metric::GnsGradSq).as_slice().unwrap_or(&[]),
-            rows.column(Metric::GnsTrace).as_slice().unwrap_or(&[]),
-        );
-        Ok(BatchSearch {
+    /// The search of a profile with noise scale `phi`, settings `base` (its batch and dataset)
+    /// and `k0` workers (uncoded), silently.
+    pub fn new(phi: Option<f64>, base: &TrainArgs, k0: usize) -> Self {
+        BatchSearch {
             b0: base.batch,
             phi,
             rows: base
@@ -230,12 +245,14 @@ impl BatchSearch {
                 .and_then(|d| crate::io::dataset::inspect(d).ok())
                 .map(|i| i.n_rows),
             k0: k0.max(1),
-        })
+        }
     }
 
-    /// [`BatchSearch::read`], printing the noise scale or why the batch is not searched.
-    pub fn of_profile(path: &Path, base: &TrainArgs, k0: usize) -> Result<Self> {
-        let search = Self::read(path, base, k0)?;
+    /// The search of `profile` with its own settings, printing the noise scale or why the
+    /// batch is not searched.
+    pub(crate) fn of_profile(profile: &Profile) -> Self {
+        let k0 = profile.trace.workers.len();
+        let search = Self::new(profile.phi, &profile.args, k0);
         let phi = search.phi;
         match (search.b0, phi) {
             (Some(b0), Some(phi)) => println!(
@@ -253,7 +270,7 @@ impl BatchSearch {
             ),
             (None, _) => {}
         }
-        Ok(search)
+        search
     }
 
     /// The batches to try: B₀ × {1/4, 1/2, 1, 2, 4}, at least 1 row, above B₀ only when the
@@ -397,11 +414,10 @@ fn candidate_args(base: &TrainArgs, n: usize, cand: &Candidate) -> TrainArgs {
 /// use instead of the profile's fit.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn score(
-    profile_path: &Path,
+    profile: &Profile,
     base: &TrainArgs,
     n: usize,
     cand: &Candidate,
-    profile: &TraceFile,
     target_iterations: u64,
     link: Option<LinkModel>,
     batch: &BatchSearch,
@@ -410,22 +426,23 @@ pub(crate) fn score(
     train.data = None;
     let sargs = SimulateArgs {
         train,
-        replay: vec![profile_path.to_path_buf()],
+        replay: vec![profile.path.clone()],
         replay_order: crate::sim::ReplayOrder::Sample,
-        pool_workers: n > profile.workers.len(),
+        pool_workers: n > profile.trace.workers.len(),
         compute_ms: None,
         alpha_ms: link.map(|l| l.alpha_s * 1e3),
         message_ms: link.map(|l| l.message_s * 1e3),
         beta_ms_per_mb: link.map(|l| l.beta_s_per_byte * 1e9),
         step_ms: None,
         gap_ms: None,
-        dim: profile.dim.or(Some(1)),
+        dim: profile.trace.dim.or(Some(1)),
         fit_link: false,
     };
     let Ok(cfg) = RunConfig::for_simulation(&sargs.train, Some(n)) else {
         return Ok(None);
     };
-    let Ok(mut sim) = super::simulate::build(&sargs, &cfg, std::slice::from_ref(profile)) else {
+    let Ok(mut sim) = super::simulate::build(&sargs, &cfg, std::slice::from_ref(&profile.trace))
+    else {
         return Ok(None);
     };
     let Some((target_iterations, factor)) =
@@ -434,14 +451,7 @@ pub(crate) fn score(
         return Ok(None);
     };
     if factor != 1.0 {
-        let mut scaled = profile.clone();
-        for s in scaled.workers.iter_mut().flatten() {
-            s.compute_per_share_s *= factor;
-        }
-        let Ok(again) = super::simulate::build(&sargs, &cfg, std::slice::from_ref(&scaled)) else {
-            return Ok(None);
-        };
-        sim = again;
+        sim.scale_compute(factor);
     }
     let k = sim.code().n_partitions().max(1) as f64;
     let (mut progress, mut walls, mut exact, mut t) = (0.0, Vec::new(), 0u64, 0u64);

@@ -397,6 +397,12 @@ impl Simulator {
         })
     }
 
+    /// Scale the workers' compute times by `factor` from the next round on (`tune`'s batch
+    /// candidates compute `factor` times the profile's rows).
+    pub fn scale_compute(&mut self, factor: f64) {
+        self.workload.scale_compute(factor);
+    }
+
     /// The tree decode (`--decode-tree G`): the workers hold `workers` (their compute shares
     /// are its), rank 0 decodes `root` (the same code's [`RootCode`]). Members send to their
     /// leader (one message at a time per leader, α + α_m + β × bytes each, as rank 0); a

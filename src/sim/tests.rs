@@ -843,3 +843,17 @@ fn tree_a_leader_that_answers_again_gets_its_members_back() {
     // The leader is posted and answers again after the return.
     assert!(rounds[back + 1..].iter().any(|r| r.parts_in[0] == 1));
 }
+
+#[test]
+fn scaling_the_compute_scales_the_draws_and_leaves_the_delays() {
+    let mut w = replay(&[vec![0.01, 0.02], vec![0.03, 0.04]], 0.5);
+    w.scale_compute(3.0);
+    let d = w.draw(1, 1, 0.5);
+    assert_eq!((d.compute_s, d.delay_s), (0.75, 0.04));
+    let mut m = Workload::Model {
+        compute_per_share_s: 0.2,
+        schedule: StragglerSchedule::parse("none", 1, 1).unwrap(),
+    };
+    m.scale_compute(0.5);
+    assert_eq!(m.draw(0, 0, 1.0).compute_s, 0.1);
+}

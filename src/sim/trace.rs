@@ -362,6 +362,14 @@ pub struct Trace {
 const REPLAY_STREAM: usize = 0x5EB1A7;
 
 impl Trace {
+    /// Scale every sample's compute time by `factor` (a candidate that computes `factor` times
+    /// the profile's rows an iteration).
+    pub fn scale_compute(&mut self, factor: f64) {
+        for s in self.workers.iter_mut().flatten() {
+            s.compute_per_share_s *= factor;
+        }
+    }
+
     /// The samples of `files` for `n` simulated workers: worker w replays recorded worker w of
     /// every file (concatenated); with `pool`, every worker draws from all recorded samples.
     pub fn new(

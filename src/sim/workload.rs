@@ -33,6 +33,17 @@ pub enum Workload {
 }
 
 impl Workload {
+    /// Scale the compute times drawn from now on by `factor` (delays unchanged).
+    pub fn scale_compute(&mut self, factor: f64) {
+        match self {
+            Workload::Model {
+                compute_per_share_s,
+                ..
+            } => *compute_per_share_s *= factor,
+            Workload::Replay(trace) => trace.scale_compute(factor),
+        }
+    }
+
     /// Worker `w`'s (0-based) draw at `round`, holding `share` of the data.
     pub fn draw(&mut self, round: u64, w: usize, share: f64) -> Draw {
         match self {
