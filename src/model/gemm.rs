@@ -9,9 +9,10 @@
 //! first, the input gradient Δ W (rows × units × inputs); a convolution's rows are its im2col
 //! rows (images × output positions). [`measure`] then times, interleaved so that both see the
 //! same load, and taking the median of `repeats` runs:
-//! - per layer, its GEMMs as the model issues them (the same `general_mat_mul` calls on the same
-//!   views: weights strided in the parameter vector, transposed operands, accumulation into the
-//!   gradient) against plain `dgemm` on contiguous row-major operands of the same m × k × n;
+//! - per layer, its GEMMs as the model issues them (the same functions the networks train with,
+//!   `mlp::dense_z`, `dense_weight_grad`, `dense_input_grad`: weights strided in the parameter
+//!   vector, transposed operands, accumulation into the gradient) against plain `dgemm` on
+//!   contiguous row-major operands of the same m × k × n;
 //! - the whole pass, `Model::gradient_into` on synthetic dense rows with row weights (the GEMMs
 //!   and everything else: biases, ReLU, im2col/col2im, pooling, the loss), against the sum of
 //!   the layers' `dgemm` times.
@@ -33,7 +34,7 @@ use ndarray::{Array1, Array2};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::mlp::{grad_view, view, view_mut, weight_view};
+use super::mlp::{dense_input_grad, dense_weight_grad, dense_z};
 use super::{Model, ParamBlock, Workspace};
 use crate::data::{Features, Task};
 
@@ -209,24 +210,10 @@ impl LayerBufs {
         let start = Instant::now();
         for (r, a, z, d, da) in &mut self.blocks {
             let r = *r;
-            let wv = weight_view(w, &b);
-            general_mat_mul(
-                1.0,
-                &view(a, r, b.inputs),
-                &wv.t(),
-                0.0,
-                &mut view_mut(z, r, b.units),
-            );
-            let dv = view(d, r, b.units);
-            general_mat_mul(
-                1.0,
-                &dv.t(),
-                &view(a, r, b.inputs),
-                1.0,
-                &mut grad_view(&mut g[b.range()], b),
-            );
+            dense_z(w, &b, r, a, z);
+            dense_weight_grad(&b, r, d, a, &mut g[b.range()]);
             if self.input_grad {
-                general_mat_mul(1.0, &dv, &wv, 0.0, &mut view_mut(da, r, b.inputs));
+                dense_input_grad(w, &b, r, d, da);
             }
         }
         start.elapsed().as_secs_f64()

@@ -28,11 +28,10 @@
 //! Not implemented: padding, strides, other filter counts or depths, CSR input beyond copying
 //! each row block into dense images.
 
-use super::mlp::{grad_view, he_init, view, view_mut, weight_view, Head};
+use super::mlp::{dense_input_grad, dense_weight_grad, dense_z, he_init, view, Head};
 use super::*;
 use crate::data::ImageShape;
 use crate::optim::kfac::tri;
-use ndarray::linalg::general_mat_mul;
 use ndarray::s;
 
 /// Filter side of both convolutions.
@@ -246,11 +245,11 @@ impl Cnn {
     fn deltas(&self, w: &[f64], r: usize, p: &mut Pieces) {
         let [c1, c2] = self.conv;
         let [_, b2, b3, b4] = [0, 1, 2, 3].map(|i| self.blocks[i]);
-        input_grad(w, &b4, r, p.out, p.dhid);
+        dense_input_grad(w, &b4, r, p.out, p.dhid);
         relu_mask(p.dhid, p.hid);
-        input_grad(w, &b3, r, p.dhid, p.da2);
+        dense_input_grad(w, &b3, r, p.dhid, p.da2);
         max_unpool(&c2, r, p.z2, p.da2, p.dz2);
-        input_grad(w, &b2, r * c2.positions(), p.dz2, p.dpatch2);
+        dense_input_grad(w, &b2, r * c2.positions(), p.dz2, p.dpatch2);
         col2im(&c2, r, p.dpatch2, p.da1);
         max_unpool(&c1, r, p.z1, p.da1, p.dz1);
     }
@@ -444,14 +443,7 @@ fn col2im(c: &Conv, r: usize, d_patches: &[f64], d_input: &mut [f64]) {
 
 /// `out = act(a Wᵀ + b)` of layer `b` on `r` rows (ReLU when `relu`).
 fn dense_forward(w: &[f64], b: &ParamBlock, r: usize, a: &[f64], out: &mut [f64], relu: bool) {
-    let av = view(a, r, b.inputs);
-    general_mat_mul(
-        1.0,
-        &av,
-        &weight_view(w, b).t(),
-        0.0,
-        &mut view_mut(out, r, b.units),
-    );
+    dense_z(w, b, r, a, out);
     add_bias(w, b, out, relu);
 }
 
@@ -482,29 +474,10 @@ fn dense_backward(
             gl[k * (b.inputs + 1) + b.inputs] += v;
         }
     }
-    let dv = view(delta, r, b.units);
-    general_mat_mul(
-        1.0,
-        &dv.t(),
-        &view(a, r, b.inputs),
-        1.0,
-        &mut grad_view(gl, *b),
-    );
+    dense_weight_grad(b, r, delta, a, gl);
     if let Some(d_in) = d_in {
-        input_grad(w, b, r, delta, d_in);
+        dense_input_grad(w, b, r, delta, d_in);
     }
-}
-
-/// The gradient of layer `b`'s inputs on `r` rows from its output gradients: `d_in = Δ W`.
-fn input_grad(w: &[f64], b: &ParamBlock, r: usize, delta: &[f64], d_in: &mut [f64]) {
-    let mut dv_in = view_mut(d_in, r, b.inputs);
-    general_mat_mul(
-        1.0,
-        &view(delta, r, b.units),
-        &weight_view(w, b),
-        0.0,
-        &mut dv_in,
-    );
 }
 
 /// Zero the gradients of units whose ReLU output was 0.

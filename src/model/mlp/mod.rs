@@ -215,14 +215,10 @@ impl Mlp {
         for (l, b) in self.blocks.iter().enumerate() {
             let (before, rest) = acts.split_at_mut(at);
             let out = &mut rest[..r * b.units];
-            let wl = weight_view(w, b);
             if l == 0 {
-                first_layer(x, rows.clone(), wl, out);
+                first_layer(x, rows.clone(), weight_view(w, b), out);
             } else {
-                let prev = self.widths[l];
-                let a = view(&before[at - r * prev..], r, prev);
-                let mut z = view_mut(out, r, b.units);
-                general_mat_mul(1.0, &a, &wl.t(), 0.0, &mut z);
+                dense_z(w, b, r, &before[at - r * self.widths[l]..], out);
             }
             let last = l + 1 == self.layers();
             for row in out.chunks_exact_mut(b.units) {
@@ -276,14 +272,17 @@ impl Mlp {
                     gl[k * (b.inputs + 1) + b.inputs] += v;
                 }
             }
-            let dv = view(delta, r, b.units);
-            let mut gw = grad_view(gl, b);
             if l == 0 {
-                first_layer_grad(x, rows.clone(), dv, &mut gw);
+                first_layer_grad(
+                    x,
+                    rows.clone(),
+                    view(delta, r, b.units),
+                    &mut grad_view(gl, b),
+                );
                 break;
             }
             let input = &acts[start - r * b.inputs..start];
-            general_mat_mul(1.0, &dv.t(), &view(input, r, b.inputs), 1.0, &mut gw);
+            dense_weight_grad(&b, r, delta, input, gl);
             previous_delta(w, &b, r, delta, input, &mut next[..r * b.inputs]);
             std::mem::swap(&mut cur, &mut next);
             at = start;
@@ -389,6 +388,56 @@ pub(super) fn view_mut(v: &mut [f64], rows: usize, cols: usize) -> ArrayViewMut2
         .unwrap_or_else(|_| unreachable!())
 }
 
+/// The three GEMMs of a dense layer `b` on a block of `r` rows, in the parameter layout (the
+/// weights strided inside `w`, the gradient inside the layer's slice): every dense layer of the
+/// MLP and the CNN, the CNN's convolutions on their im2col rows, and `gradcode gemm`'s timing of
+/// them ([`super::gemm`]) go through these, so what is timed is what trains.
+///
+/// Z (r × units) = A Wᵀ from the inputs A (r × inputs): the pre-activations without the bias.
+pub(crate) fn dense_z(w: &[f64], b: &ParamBlock, r: usize, a: &[f64], z: &mut [f64]) {
+    general_mat_mul(
+        1.0,
+        &view(a, r, b.inputs),
+        &weight_view(w, b).t(),
+        0.0,
+        &mut view_mut(z, r, b.units),
+    );
+}
+
+/// ∇W += Δᵀ A into the weights of the layer's gradient slice `gl` (not the biases).
+pub(crate) fn dense_weight_grad(
+    b: &ParamBlock,
+    r: usize,
+    delta: &[f64],
+    a: &[f64],
+    gl: &mut [f64],
+) {
+    general_mat_mul(
+        1.0,
+        &view(delta, r, b.units).t(),
+        &view(a, r, b.inputs),
+        1.0,
+        &mut grad_view(gl, *b),
+    );
+}
+
+/// Δ_in (r × inputs) = Δ W: the gradient of the layer's inputs.
+pub(crate) fn dense_input_grad(
+    w: &[f64],
+    b: &ParamBlock,
+    r: usize,
+    delta: &[f64],
+    d_in: &mut [f64],
+) {
+    general_mat_mul(
+        1.0,
+        &view(delta, r, b.units),
+        &weight_view(w, b),
+        0.0,
+        &mut view_mut(d_in, r, b.inputs),
+    );
+}
+
 /// Z_1 = X_b W_1ᵀ (no bias) for the rows of a block, dense (GEMM) or CSR (row by row).
 fn first_layer(x: &Features, rows: std::ops::Range<usize>, w1: ArrayView2<f64>, out: &mut [f64]) {
     let (r, units) = (rows.len(), w1.nrows());
@@ -423,13 +472,7 @@ fn previous_delta(
     input: &[f64],
     prev: &mut [f64],
 ) {
-    general_mat_mul(
-        1.0,
-        &view(delta, r, b.units),
-        &weight_view(w, b),
-        0.0,
-        &mut view_mut(prev, r, b.inputs),
-    );
+    dense_input_grad(w, b, r, delta, prev);
     for (p, &av) in prev.iter_mut().zip(input) {
         if av <= 0.0 {
             *p = 0.0;
