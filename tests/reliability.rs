@@ -1717,6 +1717,39 @@ fn fi4_stopped_worker_is_tolerated_and_shutdown_is_bounded() {
     );
 }
 
+/// FI-10/FI-11: every one of the run's `iterations` rows decoded exactly and its model the
+/// fault-free run's `want` to 1e-9 (relative to its largest entry); its rows, for more checks.
+fn exact_as_fault_free(
+    run: &Path,
+    iterations: usize,
+    want: &Array1<f64>,
+) -> gradcode::io::metrics::RecordedRows {
+    let rows = results::read_rows(&run_h5(run), None).unwrap();
+    assert_eq!(rows.len(), iterations);
+    let exact = rows.column(Metric::Exact);
+    assert!(exact.iter().all(|&e| e == 1.0), "{exact:?}");
+    let scale = want.iter().map(|v| v.abs()).fold(1.0, f64::max);
+    let diff = (&w_final(run) - want)
+        .iter()
+        .map(|v| v.abs())
+        .fold(0.0, f64::max);
+    assert!(
+        diff <= 1e-9 * scale,
+        "w differs from the fault-free run by {diff}"
+    );
+    rows
+}
+
+/// FI-10/FI-11: rank 0 logged that group leader rank 3 went silent and its member rank 4
+/// sends to rank 0.
+fn assert_rank_3_fell_back(text: &str) {
+    assert!(
+        text.contains("group leader rank 3 silent for")
+            && text.contains("its members [4] send to rank 0 from iteration"),
+        "no fallback logged: {text}"
+    );
+}
+
 /// FI-4 with the tree decode (issue 20 §4): a `--decode-tree 2` group leader (rank 3) stopped
 /// (SIGSTOP) at iteration 5 while the other group's leader (rank 1) straggles 150 ms every
 /// iteration. Rank 0 takes rank 3 as silent once it has owed a round for longer than the
@@ -1770,11 +1803,7 @@ fn fi10_a_silent_tree_leader_falls_back_to_its_members() {
     let took = t.elapsed();
     let text = std::fs::read_to_string(&job.err).unwrap_or_default();
     assert!(named, "rank 3 never named: {text}");
-    assert!(
-        text.contains("group leader rank 3 silent for")
-            && text.contains("its members [4] send to rank 0 from iteration"),
-        "no fallback logged: {text}"
-    );
+    assert_rank_3_fell_back(&text);
     assert!(
         text.contains("[rank 4] group member: leader rank 3 silent, results to rank 0"),
         "rank 4 never switched: {text}"
@@ -1784,20 +1813,7 @@ fn fi10_a_silent_tree_leader_falls_back_to_its_members() {
         results::read_str_attr(&run_h5(&run), "summary", "unreconciled_workers").unwrap(),
         "[3]"
     );
-    let rows = results::read_rows(&run_h5(&run), None).unwrap();
-    assert_eq!(rows.len(), 20);
-    assert!(
-        rows.column(Metric::Exact).iter().all(|&e| e == 1.0),
-        "{:?}",
-        rows.column(Metric::Exact)
-    );
-    let w = w_final(&run);
-    let scale = want.iter().map(|v| v.abs()).fold(1.0, f64::max);
-    let diff = (&w - &want).iter().map(|v| v.abs()).fold(0.0, f64::max);
-    assert!(
-        diff <= 1e-9 * scale,
-        "w differs from the fault-free run by {diff}"
-    );
+    let rows = exact_as_fault_free(&run, 20, &want);
     // Rank 3 silent from iteration 5; rank 4's own results reach rank 0 on time at the end
     // (rank 1 straggles 150 ms, so the last rounds decode from rank 4 alone).
     let chunks = rows.worker(WorkerMetric::Chunks);
@@ -1843,11 +1859,7 @@ fn fi11_a_returning_tree_leader_is_used_again() {
     let (o, took) = fi_run(&fi_args(&run, 30, &extra), Some("delay:3@5:600"), 120);
     let text = output_text(&o);
     assert!(o.status.success(), "{text}");
-    assert!(
-        text.contains("group leader rank 3 silent for")
-            && text.contains("its members [4] send to rank 0 from iteration"),
-        "no fallback logged: {text}"
-    );
+    assert_rank_3_fell_back(&text);
     assert!(
         text.contains(
             "group leader rank 3 answers again: its members [4] send to it from iteration"
@@ -1859,26 +1871,13 @@ fn fi11_a_returning_tree_leader_is_used_again() {
         results::read_str_attr(&run_h5(&run), "validation", "verdict").unwrap(),
         "VALID"
     );
-    let rows = results::read_rows(&run_h5(&run), None).unwrap();
-    assert_eq!(rows.len(), 30);
-    assert!(
-        rows.column(Metric::Exact).iter().all(|&e| e == 1.0),
-        "{:?}",
-        rows.column(Metric::Exact)
-    );
+    let rows = exact_as_fault_free(&run, 30, &want);
     let fallen = rows.column(Metric::TreeFallenGroups);
     let first = fallen.iter().position(|&f| f == 1.0);
     let back = first.and_then(|i| fallen.iter().skip(i).position(|&f| f == 0.0));
     assert!(
         first.is_some() && back.is_some() && fallen[29] == 0.0,
         "no fallback and return in tree_fallen_groups: {fallen:?}"
-    );
-    let w = w_final(&run);
-    let scale = want.iter().map(|v| v.abs()).fold(1.0, f64::max);
-    let diff = (&w - &want).iter().map(|v| v.abs()).fold(0.0, f64::max);
-    assert!(
-        diff <= 1e-9 * scale,
-        "w differs from the fault-free run by {diff}"
     );
     table_row(
         "FI-11 tree leader stalls 0.6 s, then answers: members back to it, exact",

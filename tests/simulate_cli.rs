@@ -18,39 +18,54 @@ fn dataset() -> PathBuf {
     DATA.get_or_init(|| synth_logistic(5)).clone()
 }
 
-/// A real run of cyclic-mds (n = 4, s = 1) with exponential delays of mean 20 ms: the delays
-/// dominate the compute (≈ 1 ms), as in the benchmark; made once.
+/// A real run into workdir/NAME: n = 4 workers, `-s 1` with `code_flags`, exponential delays
+/// of mean 20 ms (they dominate the compute, ≈ 1 ms, as in the benchmark), seed 7; its run.h5.
+fn recorded_run(name: &str, code_flags: &[&str], iterations: u64) -> PathBuf {
+    let _g = serial();
+    let out = workdir().join(name);
+    let data = dataset();
+    let iterations = iterations.to_string();
+    let mut args = vec!["train", "--data", data.to_str().unwrap(), "-s", "1"];
+    args.extend_from_slice(code_flags);
+    args.extend([
+        "--straggler-model",
+        "exp:20",
+        "--iterations",
+        &iterations,
+        "--seed",
+        "7",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let o = mpirun(5, &args, 120);
+    assert!(o.status.success(), "{}", output_text(&o));
+    out.join("run.h5")
+}
+
+/// The cyclic-mds recorded run (41 iterations), made once.
 fn real_run() -> PathBuf {
     static RUN: OnceLock<PathBuf> = OnceLock::new();
-    RUN.get_or_init(|| {
-        let _g = serial();
-        let out = workdir().join("real");
-        let data = dataset();
-        let o = mpirun(
-            5,
-            &[
-                "train".as_ref(),
-                "--data".as_ref(),
-                data.as_os_str(),
-                "--code".as_ref(),
-                "cyclic-mds".as_ref(),
-                "-s".as_ref(),
-                "1".as_ref(),
-                "--straggler-model".as_ref(),
-                "exp:20".as_ref(),
-                "--iterations".as_ref(),
-                "41".as_ref(),
-                "--seed".as_ref(),
-                "7".as_ref(),
-                "--out".as_ref(),
-                out.as_os_str(),
-            ],
-            120,
-        );
-        assert!(o.status.success(), "{}", output_text(&o));
-        out.join("run.h5")
-    })
-    .clone()
+    RUN.get_or_init(|| recorded_run("real", &["--code", "cyclic-mds"], 41))
+        .clone()
+}
+
+/// `simulate --replay REAL --replay-order sequential --iterations N` into workdir/NAME: the
+/// recorded delays in their recorded order, after the first iteration (warm-up); its run.h5.
+fn replay_in_order(real: &Path, name: &str, iterations: u64) -> PathBuf {
+    let sim = workdir().join(name);
+    let iterations = iterations.to_string();
+    let o = simulate(&[
+        "--replay",
+        real.to_str().unwrap(),
+        "--replay-order",
+        "sequential",
+        "--iterations",
+        &iterations,
+        "--out",
+        sim.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", output_text(&o));
+    sim.join("run.h5")
 }
 
 fn simulate(args: &[&str]) -> std::process::Output {
@@ -91,19 +106,7 @@ fn wall_percentiles(path: &Path, first: usize, ps: &[f64]) -> Vec<f64> {
 #[test]
 fn a_replayed_real_run_has_its_iteration_times() {
     let real = real_run();
-    let sim = workdir().join("sim");
-    let o = simulate(&[
-        "--replay",
-        real.to_str().unwrap(),
-        "--replay-order",
-        "sequential",
-        "--iterations",
-        "40",
-        "--out",
-        sim.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", output_text(&o));
-    let sim = sim.join("run.h5");
+    let sim = replay_in_order(&real, "sim", 40);
     let r = wall_percentiles(&real, 1, &[0.5, 0.75]);
     let s = wall_percentiles(&sim, 0, &[0.5, 0.75]);
     for (i, (name, tol)) in [("p50", 0.25), ("p75", 0.30)].into_iter().enumerate() {
@@ -153,49 +156,9 @@ fn a_replayed_real_run_has_its_iteration_times() {
 /// simulator's idle links: docs/tuning.md measures the gap at n = 9).
 #[test]
 fn a_replayed_tree_run_is_simulated_as_a_tree() {
-    let real = {
-        let _g = serial();
-        let out = workdir().join("real-tree");
-        let data = dataset();
-        let o = mpirun(
-            5,
-            &[
-                "train".as_ref(),
-                "--data".as_ref(),
-                data.as_os_str(),
-                "--code".as_ref(),
-                "cyclic-repetition".as_ref(),
-                "-s".as_ref(),
-                "1".as_ref(),
-                "--decode-tree".as_ref(),
-                "2".as_ref(),
-                "--straggler-model".as_ref(),
-                "exp:20".as_ref(),
-                "--iterations".as_ref(),
-                "21".as_ref(),
-                "--seed".as_ref(),
-                "7".as_ref(),
-                "--out".as_ref(),
-                out.as_os_str(),
-            ],
-            120,
-        );
-        assert!(o.status.success(), "{}", output_text(&o));
-        out.join("run.h5")
-    };
-    let sim = workdir().join("sim-tree");
-    let o = simulate(&[
-        "--replay",
-        real.to_str().unwrap(),
-        "--replay-order",
-        "sequential",
-        "--iterations",
-        "20",
-        "--out",
-        sim.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", output_text(&o));
-    let sim = sim.join("run.h5");
+    let code = ["--code", "cyclic-repetition", "--decode-tree", "2"];
+    let real = recorded_run("real-tree", &code, 21);
+    let sim = replay_in_order(&real, "sim-tree", 20);
     let (rr, sr) = (
         results::read_rows(&real, None).unwrap(),
         results::read_rows(&sim, None).unwrap(),
