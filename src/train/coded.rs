@@ -26,7 +26,8 @@
 //! B rows, a coded message of the same code over the pieces, as above.
 //!
 //! K-FAC (`--optimizer kfac`): on a factor-update iteration rank 0 posts the parameters as a
-//! factor post ([`super::phase`]: how each job mode numbers its posts), and each worker appends to its coded message the same coded combination of its
+//! factor post ([`super::phase`]: how each job mode numbers its posts), and each worker
+//! appends to its coded message the same coded combination of its
 //! partitions' K-FAC factor sums (row weights b_ij again; packed upper triangles,
 //! `Model::kfac_factors_into`). Rank 0 decodes the whole longer message with the gradient's
 //! weights, so the factors of the k·B rows are exact from any decodable set, in the same round.
