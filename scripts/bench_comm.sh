@@ -7,8 +7,9 @@
 # accuracy and AUC at the same iteration count, and what compression changed in the gradient;
 # then models the flat and the tree decode for 10^3-10^4 workers from the dense run's start-up
 # link probe (scripts/tree_model.py). Then (part "tree", issue 20 §4) it measures the flat against
-# the tree decode (`train --decode-tree 4`) at 16 and 32 workers on a small dense problem: rank 0's
-# result messages and bytes per iteration, time per iteration, final training loss.
+# the tree decode (`train --decode-tree 4`), and the tree decode with the leaders compressing
+# (`--compress qsgd:16`), at 16 and 32 workers on a small dense problem: rank 0's result
+# messages and bytes per iteration, time per iteration, final training loss.
 #
 #   scripts/bench_comm.sh            # writes results/bench/comm/{README.md,summary.csv,tree.md}
 #   ITERATIONS=50 scripts/bench_comm.sh
@@ -26,6 +27,7 @@ PARTS="${PARTS:-codes tree}"
 TREE_ITERATIONS="${TREE_ITERATIONS:-20}"
 TREE_WORKERS="${TREE_WORKERS:-16 32}"
 TREE_G="${TREE_G:-4}"
+TREE_COMPRESS="${TREE_COMPRESS:-qsgd:16}"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
 LOAD0="$(cut -d' ' -f1-3 /proc/loadavg)"
 mkdir -p "$OUT/runs"
@@ -141,12 +143,15 @@ if wants tree; then
   TCOMMON=(--code cyclic-repetition -s 1 --iterations "$TREE_ITERATIONS" --seed 1)
   rows=()
   for n in $TREE_WORKERS; do
-    for decode in flat tree; do
+    for decode in flat tree tree-compressed; do
       flags=()
       label="flat"
       if [[ $decode == tree ]]; then
         flags=(--decode-tree "$TREE_G")
         label="tree, G = $TREE_G"
+      elif [[ $decode == tree-compressed ]]; then
+        flags=(--decode-tree "$TREE_G" --compress "$TREE_COMPRESS")
+        label="tree, G = $TREE_G, --compress $TREE_COMPRESS"
       fi
       dir="$OUT/runs/tree-$n-$decode"
       timeout 900 mpirun --oversubscribe --bind-to none -np $((n + 1)) "$BIN" -q train --data "$TDATA" \
@@ -172,7 +177,7 @@ print(" | ".join([f(r["p50_s"] * 1e3, "{:.1f}"), f(r["p95_s"] * 1e3, "{:.1f}"), 
     echo "$(hostname), $(date -u +%Y-%m-%d): n + 1 ranks **oversubscribed on $(nproc) cores**, one run each;"
     echo "load average when the rows started: $TLOAD. Data: \`gradcode ${TSYNTH[*]}\`."
     echo "Every run: \`mpirun --oversubscribe --bind-to none -np N+1 gradcode train --data DATA ${TCOMMON[*]}\`"
-    echo "(and \`--decode-tree $TREE_G\`), no injected stragglers. Messages and kB are rank 0's result messages"
+    echo "(and \`--decode-tree $TREE_G\`, then also \`--compress $TREE_COMPRESS\`: the leaders compress), no injected stragglers. Messages and kB are rank 0's result messages"
     echo "and bytes received per iteration (means of \`/metrics/messages_received\` and \`/metrics/bytes_received\`)."
     echo
     echo "| workers n | decode | rank-0 messages / iter | rank-0 kB / iter | p50 ms | p95 ms | final train loss |"

@@ -1,6 +1,8 @@
 //! Compression of coded messages (issue 20 §3; GUIDE §3 "Compression with coding"): a worker
 //! compresses the coded vector it sends, rank 0 decompresses every message before decoding.
-//! Decoding is linear, so the decoded gradient is ĝ = Σ_i a_i C(c_i).
+//! Decoding is linear, so the decoded gradient is ĝ = Σ_i a_i C(c_i). With the tree decode the
+//! sender to rank 0 is a group leader, which compresses its group's combination
+//! (`comm::group`).
 //!
 //! Compressors (`--compress`):
 //! - `none`: the message as it is.

@@ -1768,9 +1768,98 @@ fn fi10_a_silent_tree_leader_falls_back_to_its_members() {
         "fixed:1:150",
     ];
     let want = straight_w(20, &extra);
-    let run = fresh("fi10");
-    let args = fi_args(&run, 20, &extra);
-    let mut job = spawn_job_with(&args, "fi10", Some("stop:3@5"));
+    let (run, _, took, exit) = fi10_stopped_leader("fi10", &extra);
+    exact_as_fault_free(&run, 20, &want);
+    table_row(
+        "FI-10 tree leader SIGSTOP: members fall back, exact",
+        1,
+        1,
+        took,
+        0,
+        &format!(
+            "status degraded, rank 3 named; rank 4 to rank 0 after the deadline; model = fault-free run to 1e-9; {}",
+            exit_note(exit)
+        ),
+    );
+}
+
+/// FI-10 with `--compress qsgd:64` (issue 20 §3 with §4): the leaders compress their
+/// combinations; after the stopped leader's member (rank 4) falls back it compresses its own
+/// results as a flat worker does. The same fallback as FI-10 (logged, rank 4 on time at rank 0
+/// in the last iterations, `degraded`, rank 3 named); every message rank 0 receives is a
+/// compressed one, a leader's or rank 4's (an uncompressed one of rank 4 would be longer, and
+/// refused); the model within 5 % of the fault-free uncompressed run's.
+#[test]
+fn fi10c_a_silent_tree_leader_falls_back_to_compressing_members() {
+    let _g = serial();
+    let extra = [
+        "--decode-tree",
+        "2",
+        "--deadline-ms",
+        "300",
+        "--straggler-model",
+        "fixed:1:150",
+    ];
+    let want = straight_w(20, &extra);
+    let compressed = [&extra[..], &["--compress", "qsgd:64"]].concat();
+    let (run, rows, took, exit) = fi10_stopped_leader("fi10c", &compressed);
+    // 30 features and the intercept: qsgd:64 sends 1 bucket norm and 5 words of 7 codes; the
+    // loss follows, and a leader's member mask (rank 4's own results have none).
+    let wire = "qsgd:64"
+        .parse::<gradcode::compress::Compressor>()
+        .unwrap()
+        .wire_len(31);
+    let (leader, member) = (((12 + wire + 2) * 8) as f64, ((12 + wire + 1) * 8) as f64);
+    let bytes = rows.column(Metric::BytesReceived);
+    let msgs = rows.column(Metric::MessagesReceived);
+    assert!(
+        bytes
+            .iter()
+            .zip(msgs.iter())
+            .all(|(&b, &m)| b <= m * leader && b >= m * member),
+        "{bytes:?} bytes in {msgs:?} messages"
+    );
+    let w = w_final(&run);
+    let rel = (&w - &want).mapv(|v| v * v).sum().sqrt() / want.mapv(|v| v * v).sum().sqrt();
+    assert!(
+        rel < 0.05,
+        "w differs from the fault-free run by {rel} (relative)"
+    );
+    table_row(
+        "FI-10c tree leader SIGSTOP with --compress: members fall back and compress",
+        1,
+        1,
+        took,
+        0,
+        &format!(
+            "status degraded, rank 3 named; rank 4 to rank 0 compressed after the deadline; model within {rel:.1e} of the fault-free run; {}",
+            exit_note(exit)
+        ),
+    );
+}
+
+fn exit_note(exit: Option<std::process::ExitStatus>) -> String {
+    match exit.and_then(|st| st.code()) {
+        Some(c) => format!("exit {c}"),
+        None => "mpirun hung after MPI_Abort with no rank left (killed)".to_string(),
+    }
+}
+
+/// The FI-10 job with `extra`: leader rank 3 stopped at iteration 5; asserts the fallback (rank
+/// 3 named at STOP, the fallback logged by rank 0 and rank 4, `degraded`, 20 rows, rank 4 on
+/// time at rank 0 in the last iterations). The run, its rows, its time and mpirun's exit.
+fn fi10_stopped_leader(
+    tag: &str,
+    extra: &[&str],
+) -> (
+    PathBuf,
+    results::RecordedRows,
+    Duration,
+    Option<std::process::ExitStatus>,
+) {
+    let run = fresh(tag);
+    let args = fi_args(&run, 20, extra);
+    let mut job = spawn_job_with(&args, tag, Some("stop:3@5"));
     let t = Instant::now();
     let mut named = false;
     while t.elapsed() < Duration::from_secs(40) {
@@ -1813,7 +1902,8 @@ fn fi10_a_silent_tree_leader_falls_back_to_its_members() {
         results::read_str_attr(&run_h5(&run), "summary", "unreconciled_workers").unwrap(),
         "[3]"
     );
-    let rows = exact_as_fault_free(&run, 20, &want);
+    let rows = results::read_rows(&run_h5(&run), None).unwrap();
+    assert_eq!(rows.len(), 20);
     // Rank 3 silent from iteration 5; rank 4's own results reach rank 0 on time at the end
     // (rank 1 straggles 150 ms, so the last rounds decode from rank 4 alone).
     let chunks = rows.worker(WorkerMetric::Chunks);
@@ -1821,20 +1911,7 @@ fn fi10_a_silent_tree_leader_falls_back_to_its_members() {
     assert!((5..20).all(|t| chunks[[t, 2]] == 0.0), "{chunks}");
     assert!((15..20).all(|t| chunks[[t, 3]] == 1.0), "{chunks}");
     assert!((15..20).all(|t| msgs[t] >= 1.0), "{msgs:?}");
-    table_row(
-        "FI-10 tree leader SIGSTOP: members fall back, exact",
-        1,
-        1,
-        took,
-        0,
-        &format!(
-            "status degraded, rank 3 named; rank 4 to rank 0 after the deadline; model = fault-free run to 1e-9; {}",
-            match exit.and_then(|st| st.code()) {
-                Some(c) => format!("exit {c}"),
-                None => "mpirun hung after MPI_Abort with no rank left (killed)".to_string(),
-            }
-        ),
-    );
+    (run, rows, took, exit)
 }
 
 /// FI-11 a returning tree leader (issue 20 §4): `--decode-tree 2`, every worker 50 ms slow (so
@@ -1886,6 +1963,62 @@ fn fi11_a_returning_tree_leader_is_used_again() {
         took,
         0,
         "status complete, VALID; rank 4 to rank 0 after the deadline and back to rank 3 once its late result came; model = fault-free run to 1e-9",
+    );
+}
+
+/// FI-11 with `--compress topk:0.25 --error-feedback` (issue 20 §3 with §4): the returning
+/// leader's member (rank 4) compresses its own results while it sends to rank 0 and sends
+/// uncompressed to its leader again after the return. Both moves logged and recorded
+/// (`tree_fallen_groups` 1, then 0), no message refused anywhere (rank 0's `rejected` 0 every
+/// iteration, no leader refusal logged), the run complete, the model within 5 % of the
+/// fault-free uncompressed run's.
+#[test]
+fn fi11c_a_returning_tree_leader_with_compression() {
+    let _g = serial();
+    let extra = [
+        "--decode-tree",
+        "2",
+        "--deadline-ms",
+        "300",
+        "--straggler-model",
+        "fixed:1,2,3,4:50",
+    ];
+    let want = straight_w(30, &extra);
+    let compressed = [&extra[..], &["--compress", "topk:0.25", "--error-feedback"]].concat();
+    let run = fresh("fi11c");
+    let (o, took) = fi_run(&fi_args(&run, 30, &compressed), Some("delay:3@5:600"), 120);
+    let text = output_text(&o);
+    assert!(o.status.success(), "{text}");
+    assert!(
+        text.contains("[rank 4] group member: leader rank 3 silent, results to rank 0")
+            && text.contains("[rank 4] group member: leader rank 3 answers again"),
+        "no fallback and return: {text}"
+    );
+    assert!(!text.contains("group leader: refused"), "{text}");
+    assert_eq!(status_of(&run), "complete");
+    let rows = results::read_rows(&run_h5(&run), None).unwrap();
+    assert_eq!(rows.len(), 30);
+    assert!(rows.column(Metric::Rejected).iter().all(|&r| r == 0.0));
+    let fallen = rows.column(Metric::TreeFallenGroups);
+    let first = fallen.iter().position(|&f| f == 1.0);
+    let back = first.and_then(|i| fallen.iter().skip(i).position(|&f| f == 0.0));
+    assert!(
+        first.is_some() && back.is_some() && fallen[29] == 0.0,
+        "no fallback and return in tree_fallen_groups: {fallen:?}"
+    );
+    let w = w_final(&run);
+    let rel = (&w - &want).mapv(|v| v * v).sum().sqrt() / want.mapv(|v| v * v).sum().sqrt();
+    assert!(
+        rel < 0.05,
+        "w differs from the fault-free run by {rel} (relative)"
+    );
+    table_row(
+        "FI-11c tree leader stalls 0.6 s with --compress topk+EF: member compresses, then back",
+        1,
+        1,
+        took,
+        0,
+        &format!("status complete; rank 4 to rank 0 (compressed) and back to rank 3 (uncompressed), nothing refused; model within {rel:.1e} of the fault-free run"),
     );
 }
 

@@ -13,7 +13,10 @@ use std::path::Path;
 use super::{gather_startup, rank_result, DataShape};
 use crate::coding::{self, GradientCode, TrainCode, TreeCode};
 use crate::comm::mpi::World;
-use crate::comm::{GroupSpec, Leader, Messages, Relay, WorkerLink, WorkerTransport};
+use crate::comm::{
+    GroupCompression, GroupSpec, Leader, Messages, Relay, WorkerLink, WorkerTransport,
+};
+use crate::compress::Compressor;
 use crate::config::{RunConfig, TrainArgs};
 use crate::data::batch::BatchPlan;
 use crate::data::{partition_ranges, Dataset};
@@ -578,18 +581,15 @@ fn run_coded(world: &World, cfg: &RunConfig, code: Box<dyn GradientCode>) -> Res
             )
         }
         Ok(Loaded::Shard(shard)) => {
+            let compress = for_model(cfg.compress, model.as_ref())?;
             let mut job = CodedWorker::new(model.as_ref(), shard, code.as_ref(), rank - 1)
-                .compressing(
-                    for_model(cfg.compress, model.as_ref())?,
-                    cfg.error_feedback,
-                    cfg.job.seed,
-                )
+                .compressing(compress, cfg.error_feedback, cfg.job.seed)
                 .messages(cfg.messages, cfg.model)?
                 .with_kfac(kfac_len(cfg, model.as_ref()));
             if let Some(sides) = eigen_sides(cfg, model.as_ref()) {
                 job = job.with_eigen(&sides, cfg.workers(), rank - 1);
             }
-            serve_coded(world, cfg, model.dim() + 1, &mut job)
+            serve_coded(world, cfg, (model.dim() + 1, compress), &mut job)
         }
         Ok(Loaded::Stored(stored)) => {
             let s = cfg.stragglers;
@@ -928,10 +928,16 @@ fn finish_rank0(
     }
 }
 
-/// A coded worker (results of `len` values): on its own, or with `--decode-tree G` as its
-/// group's leader (it gathers the group and forwards one combined result) or a member (its
-/// results go to its leader).
-fn serve_coded(world: &World, cfg: &RunConfig, len: usize, job: &mut CodedWorker) -> Result<i32> {
+/// A coded worker (uncompressed results of `len` values, the coded vector and the loss;
+/// `compress` the job's compressor set for the model): on its own, or with `--decode-tree G` as
+/// its group's leader (it gathers the group and forwards one combined result, compressed by
+/// `compress`) or a member (its results go to its leader uncompressed).
+fn serve_coded(
+    world: &World,
+    cfg: &RunConfig,
+    (len, compress): (usize, Compressor),
+    job: &mut CodedWorker,
+) -> Result<i32> {
     let (rank, t) = (world.rank(), world.worker());
     let (Some(g), Some(tree)) = (cfg.decode_tree, tree_code(cfg)?) else {
         return serve(t, cfg, cfg.chunks, job);
@@ -945,6 +951,12 @@ fn serve_coded(world: &World, cfg: &RunConfig, len: usize, job: &mut CodedWorker
         len,
         wait: cfg.job.max_wait(),
         shutdown: cfg.job.shutdown_bound(),
+        compress: (!compress.is_none()).then_some(GroupCompression {
+            c: compress,
+            values: len - 1,
+            error_feedback: cfg.error_feedback,
+            seed: cfg.job.seed,
+        }),
     };
     // Exact inner decodings only, as weights over the members in `set`.
     let weights = |set: &[usize]| {

@@ -39,9 +39,19 @@
 //! ones under Open MPI), and would otherwise hold the worker link's buffers for good; at STOP
 //! the copies still in flight after a fallback are left to the leader (never freed).
 //!
+//! Compression (`--compress`, [`GroupCompression`]): the link to rank 0 is the bottleneck, so
+//! the leader compresses the combination it forwards (its coded vector; the loss and the member
+//! mask stay exact), with error feedback on it when asked (a round it gives up leaves the
+//! residual for the next combination it sends). Results that go into a combination — a
+//! member's to its leader, the leader's own — are sent uncompressed
+//! ([`WorkerTransport::combined`]): that traffic stays in the group, and compressing it too would
+//! compound two compression errors in the combination. A member sent to rank 0
+//! ([`Kind::Direct`]) compresses its own results as a flat worker does (the job's compressor
+//! and its own error feedback).
+//!
 //! What is decoded where, and which straggler sets decode exactly, is the code's business
-//! (`coding::TreeCode`); this module only moves and combines messages. Not here: chunks,
-//! compression, support messages.
+//! (`coding::TreeCode`); this module only moves, combines and compresses messages. Not here:
+//! chunks, support messages.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -51,6 +61,7 @@ use super::protocol::{
     TAG_RESULT, TAG_STOP,
 };
 use super::{Incoming, SendSlot, WorkerTransport};
+use crate::compress::{CompressError, Compressor, ErrorFeedback, NoiseKey};
 
 /// A group of the tree decode, as its leader sees it.
 #[derive(Debug, Clone)]
@@ -63,6 +74,32 @@ pub struct GroupSpec {
     pub wait: Duration,
     /// Bound on draining the members at STOP.
     pub shutdown: Duration,
+    /// `--compress`: how the leader compresses the combination it forwards (None: as it is).
+    pub compress: Option<GroupCompression>,
+}
+
+impl GroupSpec {
+    /// Values of a leader's forwarded payload: the combination (with `--compress`, its first
+    /// values compressed) and the member mask.
+    pub fn forwarded_len(&self) -> usize {
+        match &self.compress {
+            Some(gc) => gc.c.wire_len(gc.values) + self.len.saturating_sub(gc.values) + 1,
+            None => self.len + 1,
+        }
+    }
+}
+
+/// How a leader compresses the combination it forwards (`--compress` with `--decode-tree`):
+/// the first `values` values (the coded vector) by `c`, with error feedback on the forwarded
+/// combination when `error_feedback`; the rest (the loss) and the member mask stay exact.
+#[derive(Debug, Clone, Copy)]
+pub struct GroupCompression {
+    pub c: Compressor,
+    /// Values compressed (the coded vector; a member's result has one more, the loss).
+    pub values: usize,
+    pub error_feedback: bool,
+    /// The run's seed (QSGD's draws, low-rank's cold start), keyed with the leader's rank.
+    pub seed: u64,
 }
 
 /// What a leader did with its rounds and its members' messages, for its log line.
@@ -235,6 +272,11 @@ impl<T: WorkerTransport> WorkerTransport for Relay<T> {
     fn relayed(&self) -> u64 {
         self.relayed
     }
+    /// Results to the leader go into its combination (uncompressed); after [`Kind::Direct`]
+    /// they go to rank 0 as a flat worker's (compressed by the job as usual).
+    fn combined(&self) -> bool {
+        !self.direct
+    }
     /// Tell the leader how many results it sent it; complete the sends to it. After a
     /// fallback the leader may never receive (stopped): the Done and the copies still in
     /// flight are left to it, their buffers leaked (never freed, so never reused or read
@@ -286,6 +328,11 @@ pub struct Leader<T: WorkerTransport, F> {
     which: usize,
     staging: Vec<f64>,
     stats: GroupStats,
+    /// `--compress`: the combination before compression, the error feedback on it (with
+    /// `--error-feedback`) or the compressor's own state (low-rank's warm start).
+    combo: Vec<f64>,
+    feedback: Option<ErrorFeedback>,
+    warm: Vec<f64>,
 }
 
 impl<T: WorkerTransport, F: FnMut(&[usize]) -> Option<Vec<f64>>> Leader<T, F> {
@@ -305,6 +352,12 @@ impl<T: WorkerTransport, F: FnMut(&[usize]) -> Option<Vec<f64>>> Leader<T, F> {
             which: 0,
             staging: Vec::new(),
             stats: GroupStats::default(),
+            combo: Vec::new(),
+            feedback: spec
+                .compress
+                .filter(|c| c.error_feedback)
+                .map(|_| ErrorFeedback::default()),
+            warm: Vec::new(),
             spec,
         }
     }
@@ -427,30 +480,55 @@ impl<T: WorkerTransport, F: FnMut(&[usize]) -> Option<Vec<f64>>> Leader<T, F> {
         }
     }
 
-    /// Post Σ a_m (result of m) and the member mask under the leader's header `h`.
-    fn forward(&mut self, h: &Header, set: &[usize], a: &[f64]) {
+    /// Post Σ a_m (result of m) and the member mask under the leader's header `h`; with
+    /// `--compress` the combination's coded vector compressed (error feedback on it when
+    /// asked; the loss and the mask exact). A compression error forwards nothing.
+    fn forward(&mut self, h: &Header, set: &[usize], a: &[f64]) -> Result<(), CompressError> {
         let len = self.spec.len;
-        let total = HEADER_LEN + len + 1;
+        let payload_len = self.spec.forwarded_len();
+        let total = HEADER_LEN + payload_len;
         let slot = &mut self.out[self.which];
         let buf = slot.get_or_insert_with(|| self.t.buffer(total));
         let data = buf.write();
-        let payload = &mut data[HEADER_LEN..total];
-        payload.fill(0.0);
-        let mut mask = 0u64;
-        for (&m, &am) in set.iter().zip(a) {
-            mask |= 1 << m;
-            for (p, v) in payload[..len].iter_mut().zip(&self.got[m][HEADER_LEN..]) {
-                *p += am * v;
+        let mask = set.iter().fold(0u64, |mask, &m| mask | 1 << m);
+        let combine = |into: &mut [f64], got: &[Vec<f64>]| {
+            into.fill(0.0);
+            for (&m, &am) in set.iter().zip(a) {
+                for (p, v) in into.iter_mut().zip(&got[m][HEADER_LEN..]) {
+                    *p += am * v;
+                }
+            }
+        };
+        match self.spec.compress {
+            None => combine(&mut data[HEADER_LEN..HEADER_LEN + len], &self.got),
+            Some(gc) => {
+                self.combo.resize(len, 0.0);
+                combine(&mut self.combo, &self.got);
+                let (v, rest) = self.combo.split_at(gc.values.min(len));
+                let payload = &mut data[HEADER_LEN..total - 1];
+                let (wire, tail) = payload.split_at_mut(gc.c.wire_len(v.len()));
+                let key = NoiseKey {
+                    seed: gc.seed,
+                    iteration: h.iteration,
+                    rank: h.rank,
+                    part: h.part,
+                };
+                match &mut self.feedback {
+                    Some(e) => e.compress(&gc.c, v, key, wire)?,
+                    None => gc.c.compress_with(v, key, wire, &mut self.warm)?,
+                }
+                tail.copy_from_slice(rest);
             }
         }
-        payload[len] = mask as f64;
-        let mut out = Header::result(h.iteration, h.rank, h.phase, h.part, len + 1);
+        data[total - 1] = mask as f64;
+        let mut out = Header::result(h.iteration, h.rank, h.phase, h.part, payload_len);
         out.compute_s = h.compute_s;
         out.injected_s = h.injected_s;
         out.write(data);
         self.t.post(buf, TAG_RESULT, total);
         self.which ^= 1;
         self.stats.forwarded += 1;
+        Ok(())
     }
 }
 
@@ -472,19 +550,25 @@ impl<T: WorkerTransport, F: FnMut(&[usize]) -> Option<Vec<f64>>> WorkerTransport
         self.have[0] = true;
         let round = (h.iteration, h.phase, h.part);
         self.start(round);
-        match self.gather(round) {
-            Some((set, a)) => self.forward(&h, &set, &a),
-            None => {
-                self.stats.given_up += 1;
-                log::debug!(
-                    "[rank {}] group leader: iteration {} not decodable in the group, given up",
-                    h.rank,
-                    h.iteration
-                );
-                let marker = Header::result(h.iteration, h.rank, h.phase, h.part, 0).to_message();
-                self.t.send(TAG_RESULT, &marker);
-            }
+        match self
+            .gather(round)
+            .map(|(set, a)| self.forward(&h, &set, &a))
+        {
+            Some(Ok(())) => return,
+            Some(Err(e)) => log::error!(
+                "[rank {}] group leader: iteration {} not forwarded: {e}",
+                h.rank,
+                h.iteration
+            ),
+            None => log::debug!(
+                "[rank {}] group leader: iteration {} not decodable in the group, given up",
+                h.rank,
+                h.iteration
+            ),
         }
+        self.stats.given_up += 1;
+        let marker = Header::result(h.iteration, h.rank, h.phase, h.part, 0).to_message();
+        self.t.send(TAG_RESULT, &marker);
     }
     fn send(&mut self, tag: i32, data: &[f64]) {
         self.t.send(tag, data);
@@ -493,6 +577,10 @@ impl<T: WorkerTransport, F: FnMut(&[usize]) -> Option<Vec<f64>>> WorkerTransport
         self.t.wait()
     }
     passed_through!();
+    /// The leader's own result is one term of its combination: uncompressed.
+    fn combined(&self) -> bool {
+        true
+    }
     /// Drain every member until its Done count matches what arrived (at most the shutdown
     /// bound), then complete the forwarded sends.
     fn close(&mut self) {
@@ -569,15 +657,30 @@ mod tests {
         Relay<local::LocalWorker>,
         Relay<local::LocalWorker>,
     ) {
+        group_of(ms, 2, None)
+    }
+
+    /// [`group`] with results of `len` values, the leader compressing by `compress`.
+    fn group_of(
+        ms: u64,
+        len: usize,
+        compress: Option<GroupCompression>,
+    ) -> (
+        local::LocalHub,
+        TestLeader,
+        Relay<local::LocalWorker>,
+        Relay<local::LocalWorker>,
+    ) {
         let (hub, mut ws) = local::world(3);
         let third = ws.pop().expect("rank 3");
         let second = ws.pop().expect("rank 2");
         let first = ws.pop().expect("rank 1");
         let spec = GroupSpec {
             ranks: vec![1, 2, 3],
-            len: 2,
+            len,
             wait: Duration::from_millis(ms),
             shutdown: Duration::from_millis(ms),
+            compress,
         };
         let weights: fn(&[usize]) -> Option<Vec<f64>> = two_of_three;
         let leader = Leader::new(first, spec, weights);
@@ -629,8 +732,10 @@ mod tests {
         hub.send(2, TAG_DIRECT, &Header::stop(0).to_message());
         hub.send(2, TAG_DIRECT, &Header::direct(1).to_message());
         hub.send(2, TAG_PARAMS, &Header::params(1, 0, 0, 0).to_message());
+        assert!(m2.combined(), "to the leader: uncompressed");
         let msg = m2.wait();
         assert_eq!(msg.tag, TAG_PARAMS);
+        assert!(!m2.combined(), "to rank 0: compressed as a flat worker's");
         post(&mut m2, &result(2, 1, 2, 3.0));
         let (src, v) = next(&mut hub);
         let h = Header::parse(&v).expect("valid header");
@@ -651,5 +756,126 @@ mod tests {
         let (_, v) = next(&mut hub);
         assert_eq!(Header::parse(&v).expect("header").len, 0);
         assert_eq!(leader.stats().refused, 3);
+    }
+
+    /// A result of the given values (coded vector, then the loss) from `rank` for `iteration`.
+    fn result_of(rank: usize, iteration: u64, values: &[f64]) -> Vec<f64> {
+        let mut m = vec![0.0; HEADER_LEN];
+        m.extend_from_slice(values);
+        Header::result(iteration, rank, 0, 0, values.len()).write(&mut m);
+        m
+    }
+
+    /// The leader's forwarded payload split into (compressed vector, loss, mask).
+    fn split_forwarded(v: &[f64]) -> (&[f64], f64, f64) {
+        let p = &v[HEADER_LEN..];
+        (&p[..p.len() - 2], p[p.len() - 2], p[p.len() - 1])
+    }
+
+    #[test]
+    fn a_compressing_leader_forwards_its_compressed_combination_with_exact_loss_and_mask() {
+        // 8 coded values and the loss; QSGD with 2 levels in buckets of 4.
+        let c: Compressor = "qsgd:2:4".parse().expect("spec");
+        let gc = GroupCompression {
+            c,
+            values: 8,
+            error_feedback: false,
+            seed: 7,
+        };
+        let (mut hub, mut leader, _m2, mut m3) = group_of(200, 9, Some(gc));
+        let own = [1.0, -2.0, 0.5, 3.0, -0.25, 4.0, 0.0, -1.5, 10.0];
+        let third = [0.5, 2.5, -1.0, 1.0, 2.0, -3.0, 0.75, 0.0, 6.0];
+        post(&mut m3, &result_of(3, 0, &third));
+        post(&mut leader, &result_of(1, 0, &own));
+        let (src, v) = next(&mut hub);
+        let h = Header::parse(&v).expect("valid header");
+        assert_eq!((src, h.iteration, h.len), (1, 0, c.wire_len(8) + 2));
+        assert!(c.wire_len(8) < 8);
+        // Σ a_m (result of m) with a = (0.5, 0.5) over members {0, 2}.
+        let y: Vec<f64> = own
+            .iter()
+            .zip(&third)
+            .map(|(a, b)| 0.5 * a + 0.5 * b)
+            .collect();
+        let (wire, loss, mask) = split_forwarded(&v);
+        assert_eq!((loss, mask), (y[8], 0b101 as f64), "loss and mask exact");
+        // The wire is the compressor's on the combination, keyed by the leader's rank ...
+        let key = NoiseKey {
+            seed: 7,
+            iteration: 0,
+            rank: 1,
+            part: 0,
+        };
+        let mut expect = vec![0.0; c.wire_len(8)];
+        c.compress(&y[..8], key, &mut expect).expect("compress");
+        assert_eq!(wire, &expect[..]);
+        // ... so it decompresses to the combination within QSGD's bound: every value within
+        // ‖bucket‖/s of the combination's.
+        let mut back = vec![0.0; 8];
+        c.decompress(wire, &mut back).expect("decompress");
+        for (b, (bucket, got)) in y[..8].chunks(4).zip(back.chunks(4)).enumerate() {
+            let norm = bucket.iter().map(|x| x * x).sum::<f64>().sqrt();
+            for (x, g) in bucket.iter().zip(got) {
+                assert!(
+                    (x - g).abs() <= norm / 2.0 + 1e-12,
+                    "bucket {b}: {x} vs {g}"
+                );
+            }
+        }
+        assert!(back != y[..8], "QSGD with 2 levels changed nothing");
+    }
+
+    #[test]
+    fn a_leaders_error_feedback_survives_a_round_it_gives_up() {
+        let c: Compressor = "topk:0.25".parse().expect("spec");
+        let gc = GroupCompression {
+            c,
+            values: 8,
+            error_feedback: true,
+            seed: 7,
+        };
+        let (mut hub, mut leader, _m2, mut m3) = group_of(30, 9, Some(gc));
+        let rounds = [
+            [1.0, -2.0, 0.5, 3.0, -0.25, 4.0, 0.0, -1.5, 10.0],
+            [9.0; 9],
+            [0.5, 2.5, -1.0, 1.0, 2.0, -3.0, 0.75, 0.0, 6.0],
+        ];
+        let mut ef = ErrorFeedback::default();
+        let (mut sent, mut total) = (vec![0.0; 8], vec![0.0; 8]);
+        for (t, values) in rounds.iter().enumerate() {
+            let t = t as u64;
+            // Round 1: rank 3 is silent, the group cannot decode, the leader gives it up.
+            if t != 1 {
+                post(&mut m3, &result_of(3, t, values));
+            }
+            post(&mut leader, &result_of(1, t, values));
+            let (_, v) = next(&mut hub);
+            if t == 1 {
+                assert_eq!(Header::parse(&v).expect("header").len, 0);
+                continue;
+            }
+            // Both members sent the same values, weights 0.5: the combination is `values`.
+            let key = NoiseKey {
+                seed: 7,
+                iteration: t,
+                rank: 1,
+                part: 0,
+            };
+            let mut expect = vec![0.0; c.wire_len(8)];
+            ef.compress(&c, &values[..8], key, &mut expect)
+                .expect("compress");
+            let (wire, loss, _) = split_forwarded(&v);
+            assert_eq!((wire, loss), (&expect[..], values[8]), "iteration {t}");
+            c.decompress(wire, &mut sent).expect("decompress");
+            for (i, s) in sent.iter().enumerate() {
+                total[i] += s - values[i];
+            }
+        }
+        assert_eq!(leader.stats().given_up, 1);
+        // What the two forwarded messages dropped is exactly what the residual holds.
+        for (dropped, e) in total.iter().zip(ef.residual()) {
+            assert!((dropped + e).abs() < 1e-12, "{dropped} vs residual {e}");
+        }
+        assert!(ef.residual().iter().any(|&e| e != 0.0));
     }
 }

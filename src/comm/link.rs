@@ -162,6 +162,12 @@ impl<T: WorkerTransport> Responder<'_, T> {
         self.held = s;
     }
 
+    /// Whether this round's results go into a tree-decode group leader's combination
+    /// ([`WorkerTransport::combined`]): send them uncompressed.
+    pub fn combined(&self) -> bool {
+        self.out.t.combined()
+    }
+
     /// Whether newer parameters are waiting: rank 0 has decoded this round without this worker,
     /// so the rest of its parts may be abandoned ([`Responder::abandon`]).
     pub fn superseded(&mut self) -> bool {

@@ -59,7 +59,7 @@ pub mod stream;
 mod tests;
 
 pub use collector::{Collected, Collector, CollectorSpec, OnDeadline, Round, Rule};
-pub use group::{GroupSpec, Leader, Relay};
+pub use group::{GroupCompression, GroupSpec, Leader, Relay};
 pub use link::{peak_rss_kib, Responder, WorkerJob, WorkerLink, WorkerSummary};
 pub use neighbour::{FromNeighbour, LayerLink, LinkSpec, Side};
 pub use stream::{Event, Monitor};
@@ -188,6 +188,12 @@ pub trait WorkerTransport {
     /// (a group member's results): not counted in the ACK.
     fn relayed(&self) -> u64 {
         0
+    }
+    /// Whether this end's results reach rank 0 only inside a group leader's combination (a
+    /// tree-decode member sending to its leader, or a leader's own result, [`group`]): the
+    /// job then sends them uncompressed, and the leader compresses what it forwards.
+    fn combined(&self) -> bool {
+        false
     }
     /// Called once on STOP, before the ACK: a group member tells its leader how many results
     /// it sent, a leader drains its members ([`group`]).

@@ -517,6 +517,7 @@ fn a_tree_group_reaches_rank_zero_as_one_combined_result_and_reconciles() {
                     len,
                     wait: Duration::from_secs(5),
                     shutdown: Duration::from_secs(5),
+                    compress: None,
                 };
                 // Every member, weight 1: the sum of the three results.
                 let all = |set: &[usize]| (set.len() == 3).then(|| vec![1.0; 3]);

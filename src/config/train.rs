@@ -289,8 +289,9 @@ pub struct TrainArgs {
     /// group): exact whenever at most S groups are lost (a group is lost when more than S of
     /// its members miss the round, or its leader straggles; members do not fall back to rank
     /// 0), so under any S stragglers. G at least 2, dividing n, with G > S and n/G > S; --code uncoded, frc,
-    /// cyclic-repetition or cyclic-mds; not with --chunks above 1, --compress, --messages
-    /// support|auto, --reuse-stale, --optimizer kfac or --adapt.
+    /// cyclic-repetition or cyclic-mds; not with --chunks above 1, --messages support|auto,
+    /// --reuse-stale, --optimizer kfac or --adapt. With --compress the leaders compress the
+    /// combination they forward (members send to them uncompressed).
     #[arg(long, value_name = "G")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decode_tree: Option<usize>,
@@ -961,8 +962,6 @@ impl RunConfig {
         }
         let conflict = if self.chunks > 1 {
             Some("--chunks above 1")
-        } else if !self.compress.is_none() {
-            Some("--compress")
         } else if self.messages != Messages::Dense {
             Some("--messages support|auto")
         } else if self.reuse_stale {

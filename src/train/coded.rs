@@ -16,7 +16,10 @@
 //!
 //! Compression (`--compress`, [`crate::compress`]): the worker codes its message as above, then
 //! compresses the coded vector (with error feedback, one residual per chunk) and sends it with
-//! the loss; rank 0 decompresses every message of the responders before decoding.
+//! the loss; rank 0 decompresses every message of the responders before decoding. With
+//! `--decode-tree` a result that goes into a group leader's combination (a member's to its
+//! leader, the leader's own) is sent uncompressed and the leader compresses the combination
+//! (`comm::group`); rank 0 decompresses it, leaving the member mask after the loss.
 //!
 //! Minibatches (`--batch B`, [`crate::data::batch`]): every iteration each held partition gives
 //! B rows drawn from (seed, iteration, partition), the same on every worker that holds it, so
@@ -652,9 +655,9 @@ impl<'a> CodedWorker<'a> {
         self.split.as_ref().map_or(self.model.dim(), |sp| sp.len)
     }
 
-    /// Values of one result message for `ask`: the (compressed) coded vector and the loss, and
-    /// for a factor post the coded K-FAC factor sums.
-    fn result_len(&self, ask: Ask) -> usize {
+    /// Values of one result message for `ask`: the coded vector (compressed when `compressed`
+    /// and a compressor is set) and the loss, and for a factor post the coded K-FAC factor sums.
+    fn result_len(&self, ask: Ask, compressed: bool) -> usize {
         if let Some(l) = &self.local {
             return l.model.dim() + 1;
         }
@@ -664,7 +667,11 @@ impl<'a> CodedWorker<'a> {
         } else {
             0
         };
-        self.sender.as_ref().map_or(len, |sd| sd.c.wire_len(len)) + 1 + factors
+        let sent = match &self.sender {
+            Some(sd) if compressed => sd.c.wire_len(len),
+            _ => len,
+        };
+        sent + 1 + factors
     }
 
     /// The coded message of chunk `c` at `w` into `out` (coded vector, then the loss).
@@ -771,7 +778,10 @@ impl WorkerJob for CodedWorker<'_> {
         if let Some((stored, _)) = &self.stored {
             out.set_held(stored.held_s() as u64);
         }
-        let len = self.result_len(ask);
+        // A tree-decode member sending to its leader, or a leader's own result: uncompressed
+        // (the leader compresses its combination, `comm::group`).
+        let combined = out.combined();
+        let len = self.result_len(ask, !combined);
         let n_chunks = self.shard.n_chunks();
         let t = out.iteration();
         if let Some(l) = &mut self.local {
@@ -804,6 +814,7 @@ impl WorkerJob for CodedWorker<'_> {
                     None => &chunks[q],
                 };
                 match sender {
+                    Some(_) if combined => Self::code_chunk(model, ws, split, w, c, buf),
                     None => Self::code_chunk(model, ws, split, w, c, buf),
                     Some(sd) => {
                         Self::code_chunk(model, ws, split, w, c, &mut sd.coded)?;
@@ -1180,8 +1191,10 @@ impl<T: Transport> CodedGradients<T> {
                 accumulate(d, msg, self.dim, g);
             } else {
                 for &w in &d.responders {
+                    // A leader's compressed combination ends with its exact member mask.
                     let msg = self.c.payload(w, q);
-                    let (wire, loss) = msg.split_at(msg.len() - 1);
+                    let tail = usize::from(self.tree.is_some_and(|g| w % g == 0));
+                    let (wire, loss) = msg[..msg.len() - tail].split_at(msg.len() - tail - 1);
                     let dense = &mut self.dense[w];
                     self.compress
                         .decompress(wire, &mut dense[..self.coded_len])
