@@ -84,6 +84,20 @@ fn train(np: usize, name: &str, extra: &[&str]) -> (Output, PathBuf, Duration) {
     (o, out, took)
 }
 
+/// [`train`] that must complete with its gradient check PASSED: its rows.
+fn checked_run(np: usize, name: &str, extra: &[&str]) -> results::RecordedRows {
+    let (o, run, _) = train(np, name, extra);
+    assert!(o.status.success(), "{name}: {}", output_text(&o));
+    assert_eq!(status(&run), "complete", "{name}");
+    let f = run.join("run.h5");
+    assert_eq!(
+        results::read_str_attr(&f, "validation", "check").unwrap(),
+        "PASSED",
+        "{name}"
+    );
+    results::read_rows(&f, None).unwrap()
+}
+
 fn reference_w() -> ndarray::Array1<f64> {
     static W: OnceLock<ndarray::Array1<f64>> = OnceLock::new();
     W.get_or_init(|| {
@@ -357,16 +371,7 @@ fn every_compressor_finishes_records_bytes_and_its_error() {
         if ef {
             extra.push("--error-feedback");
         }
-        let (o, run, _) = train(7, &name, &extra);
-        assert!(o.status.success(), "{name}: {}", output_text(&o));
-        assert_eq!(status(&run), "complete", "{name}");
-        let f = run.join("run.h5");
-        assert_eq!(
-            results::read_str_attr(&f, "validation", "check").unwrap(),
-            "PASSED",
-            "{name}"
-        );
-        let rows = results::read_rows(&f, None).unwrap();
+        let rows = checked_run(7, &name, &extra);
         let c: Compressor = spec.parse().unwrap();
         let message = (12 + c.wire_len(len) + 1) * 8;
         assert!(message < (12 + len + 1) * 8, "{name}");
@@ -2591,16 +2596,7 @@ fn tree_decode_leaders_compress_their_combinations() {
         if ef {
             args.push("--error-feedback");
         }
-        let (o, run, _) = train(5, &name, &args);
-        assert!(o.status.success(), "{name}: {}", output_text(&o));
-        assert_eq!(status(&run), "complete", "{name}");
-        let f = run.join("run.h5");
-        assert_eq!(
-            results::read_str_attr(&f, "validation", "check").unwrap(),
-            "PASSED",
-            "{name}"
-        );
-        let rows = results::read_rows(&f, None).unwrap();
+        let rows = checked_run(5, &name, &args);
         let c: Compressor = spec.parse().unwrap();
         let message = (12 + c.wire_len(31) + 2) * 8;
         assert!(message < leader, "{name}");

@@ -1750,6 +1750,16 @@ fn assert_rank_3_fell_back(text: &str) {
     );
 }
 
+/// FI-10's settings: groups of 2, a 300 ms deadline, rank 1 straggling 150 ms every iteration.
+const FI10_TREE: [&str; 6] = [
+    "--decode-tree",
+    "2",
+    "--deadline-ms",
+    "300",
+    "--straggler-model",
+    "fixed:1:150",
+];
+
 /// FI-4 with the tree decode (issue 20 §4): a `--decode-tree 2` group leader (rank 3) stopped
 /// (SIGSTOP) at iteration 5 while the other group's leader (rank 1) straggles 150 ms every
 /// iteration. Rank 0 takes rank 3 as silent once it has owed a round for longer than the
@@ -1759,14 +1769,7 @@ fn assert_rank_3_fell_back(text: &str) {
 #[test]
 fn fi10_a_silent_tree_leader_falls_back_to_its_members() {
     let _g = serial();
-    let extra = [
-        "--decode-tree",
-        "2",
-        "--deadline-ms",
-        "300",
-        "--straggler-model",
-        "fixed:1:150",
-    ];
+    let extra = FI10_TREE;
     let want = straight_w(20, &extra);
     let (run, _, took, exit) = fi10_stopped_leader("fi10", &extra);
     exact_as_fault_free(&run, 20, &want);
@@ -1792,14 +1795,7 @@ fn fi10_a_silent_tree_leader_falls_back_to_its_members() {
 #[test]
 fn fi10c_a_silent_tree_leader_falls_back_to_compressing_members() {
     let _g = serial();
-    let extra = [
-        "--decode-tree",
-        "2",
-        "--deadline-ms",
-        "300",
-        "--straggler-model",
-        "fixed:1:150",
-    ];
+    let extra = FI10_TREE;
     let want = straight_w(20, &extra);
     let compressed = [&extra[..], &["--compress", "qsgd:64"]].concat();
     let (run, rows, took, exit) = fi10_stopped_leader("fi10c", &compressed);
