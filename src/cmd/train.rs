@@ -120,6 +120,7 @@ fn build_model(cfg: &RunConfig, shape: &DataShape) -> Result<Box<dyn Model>, mod
     model::build(
         cfg.model,
         &cfg.hidden,
+        &cfg.conv_filters,
         shape.features,
         shape.image,
         shape.task,
@@ -131,6 +132,7 @@ fn model_dim(cfg: &RunConfig, shape: &DataShape) -> Option<u128> {
     model::size_of(
         cfg.model,
         &cfg.hidden,
+        &cfg.conv_filters,
         shape.features,
         shape.image,
         shape.task,
@@ -150,6 +152,7 @@ fn scratch_row_bytes(cfg: &RunConfig, shape: &DataShape) -> Option<u128> {
     let size = model::size_of(
         cfg.model,
         &cfg.hidden,
+        &cfg.conv_filters,
         shape.features,
         shape.image,
         shape.task,
