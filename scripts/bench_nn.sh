@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Neural networks under gradient coding (issue 21): on Fashion-MNIST, 8 workers, cyclic MDS with
 # s = 1 and seeded exp:40 delays, the MLP 784-256-128-10 and the CNN trained with SGD+momentum and
-# Adam (the CNN also with Adam and a cosine-decayed rate, `cnn-adam-cosine`), and `uncoded`
+# Adam (the CNN also with Adam and a cosine-decayed rate, `cnn-adam-cosine`, and a wider CNN,
+# 16 and 32 filters and 128 hidden units, the same way over CNN_WIDE_ITERATIONS,
+# `cnn-wide-adam-cosine`), and `uncoded`
 # beside the coded Adam run under the same seeded delays. For every run: the
 # first iteration and wall time (`elapsed_s`) at which the test accuracy reaches the target (88 %
 # for the MLP, 90 % for the CNN; evaluated every EVAL_EVERY iterations), the best test accuracy
@@ -18,6 +20,7 @@
 #   scripts/bench_nn.sh                      # writes results/bench/nn/{README.md,summary.csv}
 #   MLP_ITERATIONS=200 CNN_ITERATIONS=60 scripts/bench_nn.sh     # a short run
 #   ONLY="mlp-momentum mlp-kfac" MLP_ITERATIONS=40 scripts/bench_nn.sh   # some runs only
+#   ONLY=cnn-wide-adam-cosine EVAL_EVERY=100 scripts/bench_nn.sh       # the CNN at 90 %
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BIN="${GRADCODE:-$ROOT/target/release/gradcode}"
@@ -25,6 +28,7 @@ OUT="${OUT:-$ROOT/results/bench/nn}"
 FASHION="${FASHION:-/usr/share/datasets/fashion-mnist}"
 MLP_ITERATIONS="${MLP_ITERATIONS:-1200}"
 CNN_ITERATIONS="${CNN_ITERATIONS:-1200}"
+CNN_WIDE_ITERATIONS="${CNN_WIDE_ITERATIONS:-3000}"
 BATCH="${BATCH:-32}"
 EVAL_EVERY="${EVAL_EVERY:-20}"
 DELAYS="${DELAYS:-exp:40}"
@@ -66,6 +70,7 @@ RUNS=(
   "cnn-adam|--model cnn|--optimizer adam --lr 0.001|--code cyclic-mds -s 1|0.90|$CNN_ITERATIONS"
   "cnn-adam-uncoded|--model cnn|--optimizer adam --lr 0.001|--code uncoded -s 0|0.90|$CNN_ITERATIONS"
   "cnn-adam-cosine|--model cnn|--optimizer adam --lr 0.002 --warmup 50 --lr-schedule cosine:$CNN_ITERATIONS|--code cyclic-mds -s 1|0.90|$CNN_ITERATIONS"
+  "cnn-wide-adam-cosine|--model cnn --conv-filters 16,32 --hidden 128|--optimizer adam --lr 0.002 --warmup 50 --lr-schedule cosine:$CNN_WIDE_ITERATIONS|--code cyclic-mds -s 1|0.90|$CNN_WIDE_ITERATIONS"
 )
 
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)

@@ -101,9 +101,13 @@ pub struct GemmArgs {
     /// The network: mlp or cnn.
     #[arg(long, value_enum, default_value = "mlp")]
     pub model: crate::model::ModelKind,
-    /// Hidden layer widths of --model mlp, comma-separated [default: 256,128].
+    /// Hidden layer widths of --model mlp, comma-separated [default: 256,128]; of --model cnn
+    /// the one hidden dense layer's width [default: 120].
     #[arg(long, value_name = "W1,W2,..")]
     pub hidden: Option<String>,
+    /// Filters of --model cnn's two convolutions [default: 6,16].
+    #[arg(long, value_name = "C1,C2")]
+    pub conv_filters: Option<String>,
     /// Rows of the pass: a worker's rows per gradient, --batch times its partitions (s + 1
     /// with the cyclic codes).
     #[arg(long, default_value_t = 64)]

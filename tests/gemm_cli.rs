@@ -74,6 +74,10 @@ fn gemm_reports_every_layer_and_refuses_bad_input() {
         (vec!["--rows", "0"], "--rows = 0"),
         (vec!["--repeats", "0"], "--repeats = 0"),
         (vec!["--hidden", "0"], "--hidden"),
+        (
+            vec!["--model", "cnn", "--conv-filters", "0,4"],
+            "--conv-filters",
+        ),
         (vec!["--model", "cnn"], "needs images"),
     ] {
         let mut a = vec!["gemm", "--data", s(&data)];

@@ -1154,6 +1154,97 @@ fn cnn_matches_the_serial_reference_and_needs_an_image_shape() {
     assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
 }
 
+/// Issue 21: a CNN of other widths (`--conv-filters 4,8 --hidden 20`) matches the serial
+/// reference to 1e-8 under cyclic MDS with a straggler, records its widths in the run's config,
+/// and its checkpoint refuses a resume with other filters; zero filters are refused by every
+/// rank with one error line and exit 2.
+#[test]
+fn cnn_widths_are_trained_recorded_and_checked_on_resume() {
+    let _g = serial();
+    let data = image_dataset().display().to_string();
+    let settings = [
+        "--model",
+        "cnn",
+        "--conv-filters",
+        "4,8",
+        "--hidden",
+        "20",
+        "--batch",
+        "8",
+        "--iterations",
+        "4",
+        "--lr",
+        "0.05",
+        "--seed",
+        "3",
+        "--checkpoint-every",
+        "2",
+    ];
+    let reference = out_dir("cnn-widths-reference");
+    let o = common::gradcode(
+        &[
+            &[
+                "train",
+                "--reference",
+                "--workers",
+                "4",
+                "--code",
+                "uncoded",
+            ][..],
+            &["--data", &data, "--out", &reference.display().to_string()],
+            &settings,
+        ]
+        .concat(),
+    );
+    assert!(o.status.success(), "{}", output_text(&o));
+    let w_ref = results::read_vector(&reference.join("run.h5"), "model/w_final").unwrap();
+    // 16×16 → 12×12 → pooled 6×6 → 2×2 → pooled 1×1; 10 outputs (an IDX dataset's classes).
+    assert_eq!(w_ref.len(), 4 * 26 + 8 * 101 + 20 * 9 + 10 * 21);
+    let run = out_dir("cnn-widths");
+    let run_text = run.display().to_string();
+    let coded = cyclic_mds_with_a_straggler(&data, &run_text);
+    let (o, _) = mpirun(5, &[&coded[..], &settings].concat(), 120);
+    assert!(o.status.success(), "{}", output_text(&o));
+    let w = results::read_vector(&run.join("run.h5"), "model/w_final").unwrap();
+    let rel = rel_diff(&w, &w_ref);
+    assert!(rel < 1e-8, "relative difference to the reference {rel:e}");
+    let config = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(
+        config.contains("conv-filters = \"4,8\"") && config.contains("hidden = \"20\""),
+        "{config}"
+    );
+    // The same run resumed with other filters: refused by its checkpoint.
+    let mut other: Vec<String> = [&coded[..], &settings, &["--resume"]]
+        .concat()
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let at = other.iter().position(|a| a == "4,8").unwrap();
+    other[at] = "4,6".into();
+    assert_refused_as_another_configuration(&other);
+    // Zero filters: every rank refuses before anything is allocated.
+    let bad = out_dir("cnn-widths-bad").display().to_string();
+    let (o, _) = mpirun(
+        5,
+        &[
+            "--data",
+            &data,
+            "--out",
+            &bad,
+            "--model",
+            "cnn",
+            "--conv-filters",
+            "0,8",
+        ],
+        60,
+    );
+    assert_one_mpi_error(
+        &o,
+        "--conv-filters = '0,8': must be the filters of the cnn's two",
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
+}
+
 /// Issue 21, K-FAC on the CNN: the conv layers' KFC factors (sums over the positions) ride on
 /// the coded messages like the dense layers' and decode with the gradient's weights, so CNN +
 /// K-FAC on minibatches of IDX images under cyclic MDS with a straggler matches the serial
@@ -1306,6 +1397,18 @@ fn network_and_minibatch_settings_are_checked() {
         (
             &["--model", "logistic", "--hidden", "16"],
             "applies to --model mlp",
+        ),
+        (
+            &["--model", "cnn", "--conv-filters", "16"],
+            "--conv-filters = '16': must be the filters of the cnn's two convolutions",
+        ),
+        (
+            &["--model", "cnn", "--hidden", "64,32"],
+            "--hidden = '64,32': must be the width > 0 of the cnn's one hidden dense layer",
+        ),
+        (
+            &["--model", "mlp", "--conv-filters", "16,32"],
+            "--conv-filters = '16,32': applies to --model cnn",
         ),
         (&["--model", "mlp", "--no-intercept"], "--no-intercept"),
         (&["--model", "cnn"], "records no image shape"),

@@ -8,7 +8,7 @@
 //! rows. `make bench-nn` runs it beside every training run.
 
 use crate::cli::GemmArgs;
-use crate::config::{hidden_layers, invalid};
+use crate::config::{conv_filters, hidden_layers, invalid};
 use crate::error::Result;
 use crate::io::dataset;
 use crate::model::{self, gemm::GemmReport, ModelKind};
@@ -29,8 +29,16 @@ pub fn run(args: &GemmArgs) -> Result<()> {
         return Err(invalid("repeats", 0, "must be at least 1").into());
     }
     let hidden = hidden_layers(args.model, args.hidden.as_ref())?;
+    let conv = conv_filters(args.model, args.conv_filters.as_ref())?;
     let info = dataset::inspect(&args.data)?;
-    let m = model::build(args.model, &hidden, info.n_features, info.image, info.task)?;
+    let m = model::build(
+        args.model,
+        &hidden,
+        &conv,
+        info.n_features,
+        info.image,
+        info.task,
+    )?;
     let report = model::gemm::measure(m.as_ref(), info.task, args.rows, args.repeats, args.seed);
     print!("{}", render(&report, args.csv));
     Ok(())

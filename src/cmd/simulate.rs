@@ -69,6 +69,9 @@ fn with_recorded_defaults(given: &TrainArgs, rec: &TrainArgs) -> TrainArgs {
     a.chunks = a.chunks.or(rec.chunks);
     a.model = a.model.or(rec.model);
     a.hidden = a.hidden.clone().or_else(|| rec.hidden.clone());
+    if a.model == Some(crate::model::ModelKind::Cnn) {
+        a.conv_filters = a.conv_filters.clone().or_else(|| rec.conv_filters.clone());
+    }
     a.batch = a.batch.or(rec.batch);
     let (j, r) = (&mut a.job, &rec.job);
     j.deadline_ms = j.deadline_ms.or(r.deadline_ms);
@@ -152,6 +155,7 @@ fn dim_of(args: &SimulateArgs, cfg: &RunConfig, files: &[TraceFile]) -> Result<u
         let m = model::build(
             cfg.model,
             &cfg.hidden,
+            &cfg.conv_filters,
             info.n_features,
             info.image,
             info.task,

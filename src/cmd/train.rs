@@ -123,6 +123,7 @@ fn build_model(cfg: &RunConfig, shape: &DataShape) -> Result<Box<dyn Model>, mod
     model::build(
         cfg.model,
         &cfg.hidden,
+        &cfg.conv_filters,
         shape.features,
         shape.image,
         shape.task,
@@ -134,6 +135,7 @@ fn model_dim(cfg: &RunConfig, shape: &DataShape) -> Option<u128> {
     model::size_of(
         cfg.model,
         &cfg.hidden,
+        &cfg.conv_filters,
         shape.features,
         shape.image,
         shape.task,
@@ -153,6 +155,7 @@ fn scratch_row_bytes(cfg: &RunConfig, shape: &DataShape) -> Option<u128> {
     let size = model::size_of(
         cfg.model,
         &cfg.hidden,
+        &cfg.conv_filters,
         shape.features,
         shape.image,
         shape.task,

@@ -25,7 +25,7 @@ pub use admm::{AdmmArgs, AdmmConfig, MAX_STALENESS};
 pub use file::{read_settings, settings_keys};
 pub use job::{refuse_fault_plan, JobArgs, JobConfig, MemoryBudget};
 pub use linalg::{MatmulArgs, MatmulConfig, MatvecArgs, MatvecConfig};
-pub(crate) use train::hidden_layers;
+pub(crate) use train::{conv_filters, hidden_layers};
 pub use train::{RunConfig, TrainArgs};
 
 use std::path::PathBuf;

@@ -44,17 +44,22 @@ pub struct TrainArgs {
     /// --seed). Every model has an intercept (bias) per output, stored last in each output's
     /// block of `/model/w_final` (d weights, then the intercept; see --no-intercept); an mlp
     /// stores its layers one after the other, each in that layout; cnn (a LeNet-style
-    /// convolutional network, conv 5×5 ×6 → 2×2 max-pool → conv 5×5 ×16 → pool → dense 120 →
-    /// outputs, on a dataset that records its image shape, as `data convert --format idx`
+    /// convolutional network, conv 5×5 ×C1 → 2×2 max-pool → conv 5×5 ×C2 → pool → dense H →
+    /// outputs, with C1,C2 from --conv-filters and H from --hidden, LeNet's 6,16 and 120 by
+    /// default, on a dataset that records its image shape, as `data convert --format idx`
     /// writes; the mlp's losses and layout, a convolution's filters being its units)
     /// [default: logistic].
     #[arg(long, value_enum)]
     pub model: Option<ModelKind>,
     /// Hidden layer widths of `--model mlp`, comma-separated, each > 0 (input → 256 → 128 →
     /// outputs for the default; outputs: one per class, two for a binary dataset, one for
-    /// regression) [default: 256,128].
+    /// regression) [default: 256,128]; for `--model cnn` the width of its one hidden dense
+    /// layer [default: 120].
     #[arg(long, value_name = "W1,W2,..")]
     pub hidden: Option<String>,
+    /// Filters of the two convolutions of `--model cnn`, each > 0 [default: 6,16].
+    #[arg(long, value_name = "C1,C2")]
+    pub conv_filters: Option<String>,
     /// Code [default: cyclic-mds]. The mds-* codes train through two coded mat-vecs per step
     /// (linear and logistic only).
     #[arg(long, value_enum)]
@@ -307,9 +312,13 @@ pub struct TrainArgs {
 pub struct RunConfig {
     pub data: PathBuf,
     pub model: ModelKind,
-    /// Hidden layer widths of an MLP (empty for the GLMs); written as "256,128".
+    /// Hidden layer widths of an MLP, the CNN's hidden dense width (empty for the GLMs);
+    /// written as "256,128".
     #[serde(default, skip_serializing_if = "Vec::is_empty", with = "widths")]
     pub hidden: Vec<usize>,
+    /// The CNN's filters per convolution (empty for the other models); written as "6,16".
+    #[serde(default, skip_serializing_if = "Vec::is_empty", with = "widths")]
+    pub conv_filters: Vec<usize>,
     /// The code (`reference` for the serial path, which uses none).
     pub code: TrainCode,
     pub stragglers: usize,
@@ -484,6 +493,10 @@ impl RunConfig {
         let no_intercept = args.no_intercept || file.no_intercept;
         let model = pick!(model, ModelKind::Logistic);
         let hidden = hidden_layers(model, args.hidden.as_ref().or(file.hidden.as_ref()))?;
+        let conv_filters = conv_filters(
+            model,
+            args.conv_filters.as_ref().or(file.conv_filters.as_ref()),
+        )?;
         let cfg = RunConfig {
             data: args
                 .data
@@ -492,6 +505,7 @@ impl RunConfig {
                 .ok_or(ConfigError::Missing("data"))?,
             model,
             hidden,
+            conv_filters,
             code,
             stragglers: if workers.is_none() {
                 0
@@ -1048,7 +1062,10 @@ impl RunConfig {
                     "factors the model's weight matrices, which a piece of a split code (--split > 1) does not hold whole; use --split 1 or another compressor",
                 ));
             }
-            let layers = self.hidden.len() + 1;
+            let layers = match self.model {
+                ModelKind::Cnn => 4,
+                _ => self.hidden.len() + 1,
+            };
             if layers > crate::compress::MAX_MATRICES {
                 return Err(invalid(
                     "compress",
@@ -1255,7 +1272,7 @@ impl RunConfig {
             }
             + &self.decode_tree.map_or(String::new(), |g| format!("decode_tree={g}\n"))
             + if self.intercept { "" } else { "no_intercept=true\n" }
-            + &if self.hidden.is_empty() { String::new() } else { format!("hidden={}\n", widths::text(&self.hidden)) }
+            + &self.widths_key()
             + &self.batch.map_or(String::new(), |b| format!("batch={b}\n"))
             + &match (self.beta1, self.beta2, self.eps) {
                 (Some(b1), Some(b2), Some(e)) => format!("beta1={b1:?}\nbeta2={b2:?}\neps={e:?}\n"),
@@ -1278,6 +1295,23 @@ impl RunConfig {
             };
         let digest = Sha256::digest(key.as_bytes());
         digest.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+impl RunConfig {
+    /// The network's widths in the trajectory hash: an MLP's hidden widths; a CNN's only when
+    /// not LeNet's (the hashes of CNN runs before the flags stay theirs).
+    fn widths_key(&self) -> String {
+        let lenet = self.hidden == [crate::model::Cnn::DEFAULT_HIDDEN]
+            && self.conv_filters == crate::model::Cnn::DEFAULT_FILTERS;
+        if self.hidden.is_empty() || (self.model == ModelKind::Cnn && lenet) {
+            return String::new();
+        }
+        let mut key = format!("hidden={}\n", widths::text(&self.hidden));
+        if !self.conv_filters.is_empty() {
+            key += &format!("conv_filters={}\n", widths::text(&self.conv_filters));
+        }
+        key
     }
 }
 
@@ -1390,14 +1424,23 @@ fn run_length(args: &TrainArgs, file: &TrainArgs) -> Result<(u64, Option<u64>), 
     }
 }
 
-/// The hidden layer widths of `model` from `--hidden` (default 256,128 for an mlp; refused for
-/// the GLMs, which have none).
+/// The hidden layer widths of `model` from `--hidden` (default 256,128 for an mlp, 120 for the
+/// cnn's one hidden layer; refused for the GLMs, which have none).
 pub(crate) fn hidden_layers(
     model: ModelKind,
     text: Option<&String>,
 ) -> Result<Vec<usize>, ConfigError> {
     match (model, text) {
         (ModelKind::Mlp, None) => Ok(vec![256, 128]),
+        (ModelKind::Cnn, None) => Ok(vec![crate::model::Cnn::DEFAULT_HIDDEN]),
+        (ModelKind::Cnn, Some(t)) => match widths::parse(t).as_deref() {
+            Some(&[h]) => Ok(vec![h]),
+            _ => Err(invalid(
+                "hidden",
+                format!("'{t}'"),
+                "must be the width > 0 of the cnn's one hidden dense layer (e.g. --hidden 128)",
+            )),
+        },
         (ModelKind::Mlp, Some(t)) => widths::parse(t).ok_or_else(|| {
             invalid(
                 "hidden",
@@ -1409,7 +1452,32 @@ pub(crate) fn hidden_layers(
         (m, Some(t)) => Err(invalid(
             "hidden",
             format!("'{t}'"),
-            format!("applies to --model mlp (the model is {})", m.name()),
+            format!("applies to --model mlp or cnn (the model is {})", m.name()),
+        )),
+    }
+}
+
+/// The filters of the cnn's two convolutions from `--conv-filters` (default 6,16; refused for
+/// the other models).
+pub(crate) fn conv_filters(
+    model: ModelKind,
+    text: Option<&String>,
+) -> Result<Vec<usize>, ConfigError> {
+    match (model, text) {
+        (ModelKind::Cnn, None) => Ok(crate::model::Cnn::DEFAULT_FILTERS.to_vec()),
+        (ModelKind::Cnn, Some(t)) => match widths::parse(t) {
+            Some(w) if w.len() == 2 => Ok(w),
+            _ => Err(invalid(
+                "conv-filters",
+                format!("'{t}'"),
+                "must be the filters of the cnn's two convolutions, comma-separated, each > 0 (e.g. --conv-filters 16,32)",
+            )),
+        },
+        (_, None) => Ok(Vec::new()),
+        (m, Some(t)) => Err(invalid(
+            "conv-filters",
+            format!("'{t}'"),
+            format!("applies to --model cnn (the model is {})", m.name()),
         )),
     }
 }
@@ -1542,6 +1610,13 @@ mod tests {
                 ..Default::default()
             },
             TrainArgs {
+                model: Some(ModelKind::Cnn),
+                conv_filters: Some("16, 32".into()),
+                hidden: Some("64".into()),
+                batch: Some(16),
+                ..Default::default()
+            },
+            TrainArgs {
                 reference: true,
                 batch: Some(8),
                 code: Some(TrainCode::Gradient(CodeKind::Frc)),
@@ -1556,6 +1631,7 @@ mod tests {
             a.code = extra.code;
             a.model = extra.model;
             a.hidden = extra.hidden.clone();
+            a.conv_filters = extra.conv_filters.clone();
             a.batch = extra.batch;
             a.epochs = extra.epochs;
             a.optimizer = extra.optimizer;
@@ -1592,6 +1668,17 @@ mod tests {
             .unwrap();
             assert_eq!(again, c, "{}", c.to_toml());
             assert_eq!(again.trajectory_hash(), c.trajectory_hash());
+            if c.model == ModelKind::Cnn {
+                assert_eq!(
+                    (c.hidden.clone(), c.conv_filters.clone()),
+                    (vec![64], vec![16, 32])
+                );
+                let toml = c.to_toml();
+                assert!(
+                    toml.contains("hidden = \"64\"") && toml.contains("conv-filters = \"16,32\""),
+                    "{toml}"
+                );
+            }
             if c.model == ModelKind::Mlp {
                 assert_eq!(c.hidden, vec![32, 16, 8]);
                 assert!(
@@ -1771,6 +1858,51 @@ mod tests {
                 },
                 4,
                 "applies to --model mlp",
+            ),
+            (
+                TrainArgs {
+                    model: Some(ModelKind::Cnn),
+                    hidden: Some("64,32".into()),
+                    ..args()
+                },
+                4,
+                "--hidden = '64,32': must be the width > 0 of the cnn's one hidden dense layer",
+            ),
+            (
+                TrainArgs {
+                    model: Some(ModelKind::Cnn),
+                    conv_filters: Some("16,0".into()),
+                    ..args()
+                },
+                4,
+                "--conv-filters = '16,0': must be the filters of the cnn's two convolutions",
+            ),
+            (
+                TrainArgs {
+                    model: Some(ModelKind::Cnn),
+                    conv_filters: Some("".into()),
+                    ..args()
+                },
+                4,
+                "--conv-filters = '': must be",
+            ),
+            (
+                TrainArgs {
+                    model: Some(ModelKind::Cnn),
+                    conv_filters: Some("8,16,32".into()),
+                    ..args()
+                },
+                4,
+                "--conv-filters = '8,16,32'",
+            ),
+            (
+                TrainArgs {
+                    model: Some(ModelKind::Mlp),
+                    conv_filters: Some("16,32".into()),
+                    ..args()
+                },
+                4,
+                "--conv-filters = '16,32': applies to --model cnn (the model is mlp)",
             ),
             (
                 TrainArgs {
@@ -2087,6 +2219,43 @@ mod tests {
             (full.per_epoch, full.iterations, full.step_rows(103)),
             (1, 5, 103)
         );
+    }
+
+    #[test]
+    fn the_cnn_widths_shape_the_hash_only_when_not_lenets() {
+        let cnn = |filters: Option<&str>, hidden: Option<&str>| {
+            RunConfig::from_args(
+                &TrainArgs {
+                    model: Some(ModelKind::Cnn),
+                    conv_filters: filters.map(Into::into),
+                    hidden: hidden.map(Into::into),
+                    ..args()
+                },
+                4,
+            )
+            .unwrap()
+        };
+        let lenet = cnn(None, None);
+        assert_eq!(
+            (lenet.conv_filters.clone(), lenet.hidden.clone()),
+            (vec![6, 16], vec![120])
+        );
+        // As a CNN run before the flags hashed (no widths in the key).
+        let before = RunConfig {
+            hidden: Vec::new(),
+            conv_filters: Vec::new(),
+            ..lenet.clone()
+        };
+        assert_eq!(lenet.trajectory_hash(), before.trajectory_hash());
+        assert_eq!(
+            cnn(Some("6,16"), Some("120")).trajectory_hash(),
+            before.trajectory_hash()
+        );
+        let wide = cnn(Some("16,32"), None).trajectory_hash();
+        let deep = cnn(None, Some("128")).trajectory_hash();
+        assert_ne!(wide, before.trajectory_hash());
+        assert_ne!(deep, before.trajectory_hash());
+        assert_ne!(wide, deep);
     }
 
     #[test]

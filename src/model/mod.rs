@@ -92,6 +92,8 @@ pub enum ModelError {
     ImageTooSmall(String),
     #[error("--model cnn: the image shape {image} does not match the {features} features")]
     ImageFeatures { image: String, features: usize },
+    #[error("--model cnn: --conv-filters {filters} and --hidden {hidden}: two convolutions' filters and one hidden width, each > 0 (e.g. --conv-filters 16,32 --hidden 128)")]
+    CnnWidths { filters: String, hidden: String },
 }
 
 /// The models selectable on the command line.
@@ -513,12 +515,45 @@ pub trait Model: Send + Sync + std::fmt::Debug {
     }
 }
 
+/// The CNN of `--conv-filters` `conv` and `--hidden` `hidden` (each empty: LeNet's).
+fn cnn(
+    conv: &[usize],
+    hidden: &[usize],
+    n_features: usize,
+    image: Option<ImageShape>,
+    task: Task,
+) -> Result<Cnn, ModelError> {
+    let filters = match conv {
+        [] => Some(Cnn::DEFAULT_FILTERS),
+        &[a, b] => Some([a, b]),
+        _ => None,
+    };
+    let units = match hidden {
+        [] => Some(Cnn::DEFAULT_HIDDEN),
+        &[h] => Some(h),
+        _ => None,
+    };
+    let text = |w: &[usize]| {
+        let t: Vec<String> = w.iter().map(usize::to_string).collect();
+        t.join(",")
+    };
+    match (filters, units) {
+        (Some(f), Some(h)) => Cnn::with_widths(n_features, image, task, f, h),
+        _ => Err(ModelError::CnnWidths {
+            filters: text(conv),
+            hidden: text(hidden),
+        }),
+    }
+}
+
 /// Build the model `kind` for a dataset with `n_features` features (images of shape `image`, when
 /// the dataset records one) and the given task; `hidden` are the hidden layer widths of an MLP
-/// (ignored by the other models).
+/// or the CNN's one hidden dense layer, `conv` the CNN's filters per convolution (empty: the
+/// CNN's default widths; both ignored by the other models).
 pub fn build(
     kind: ModelKind,
     hidden: &[usize],
+    conv: &[usize],
     n_features: usize,
     image: Option<ImageShape>,
     task: Task,
@@ -530,7 +565,7 @@ pub fn build(
     };
     match (kind, task) {
         (ModelKind::Mlp, _) => Ok(Box::new(Mlp::new(n_features, hidden, task)?)),
-        (ModelKind::Cnn, _) => Ok(Box::new(Cnn::new(n_features, image, task)?)),
+        (ModelKind::Cnn, _) => Ok(Box::new(cnn(conv, hidden, n_features, image, task)?)),
         (ModelKind::Logistic, Task::Binary) => Ok(Box::new(Logistic::new(n_features))),
         (ModelKind::Linear, Task::Regression | Task::Binary) => {
             Ok(Box::new(Linear::new(n_features)))
@@ -562,18 +597,19 @@ pub struct ModelSize {
     pub scratch_per_row: u128,
 }
 
-/// The size of model `kind` (`hidden` for an MLP, `image` for a CNN) on `features` features for
-/// `task`; `None` when it overflows 128 bits or the model cannot be built (a CNN without a
-/// valid image shape: [`build`] says why).
+/// The size of model `kind` (`hidden` for an MLP, `hidden`, `conv` and `image` for a CNN, as
+/// [`build`]) on `features` features for `task`; `None` when it overflows 128 bits or the model
+/// cannot be built (a CNN without a valid image shape: [`build`] says why).
 pub fn size_of(
     kind: ModelKind,
     hidden: &[usize],
+    conv: &[usize],
     features: usize,
     image: Option<ImageShape>,
     task: Task,
 ) -> Option<ModelSize> {
     if kind == ModelKind::Cnn {
-        let cnn = Cnn::new(features, image, task).ok()?;
+        let cnn = cnn(conv, hidden, features, image, task).ok()?;
         return Some(ModelSize {
             dim: cnn.dim() as u128,
             scratch_per_row: cnn.scratch_per_row() as u128,

@@ -79,7 +79,7 @@ fn model(kind: ModelKind, d: usize) -> Box<dyn Model> {
     let task = task_of(kind);
     // The MLP of the generic tests: two hidden layers (the per-task and per-layer checks are
     // in `mlp/tests.rs`).
-    build(kind, &[4, 3], d, None, task).unwrap()
+    build(kind, &[4, 3], &[], d, None, task).unwrap()
 }
 
 /// A random problem: model, dense and sparse features, labels, parameters, row weights.
@@ -549,7 +549,7 @@ fn build_rejects_task_mismatches() {
         (ModelKind::Linear, Task::Multiclass { classes: 3 }),
     ];
     for (kind, task) in mismatches {
-        match build(kind, &[], 4, None, task) {
+        match build(kind, &[], &[], 4, None, task) {
             Err(ModelError::TaskMismatch { model, task: t, .. }) => {
                 assert_eq!(model, kind.name());
                 assert_eq!(t, task.name());
@@ -559,6 +559,7 @@ fn build_rejects_task_mismatches() {
     }
     let m = build(
         ModelKind::Softmax,
+        &[],
         &[],
         4,
         None,
@@ -570,7 +571,7 @@ fn build_rejects_task_mismatches() {
         (25, 4, ModelKind::Softmax)
     );
     assert_eq!(
-        build(ModelKind::Linear, &[], 4, None, Task::Binary)
+        build(ModelKind::Linear, &[], &[], 4, None, Task::Binary)
             .unwrap()
             .dim(),
         5

@@ -620,7 +620,7 @@ impl<'a> CodedWorker<'a> {
                 data.x = Features::Sparse(x.on_support(&columns)?);
             }
         }
-        let model = crate::model::build(kind, &[], columns.len(), None, task)?;
+        let model = crate::model::build(kind, &[], &[], columns.len(), None, task)?;
         let dim = model.dim();
         self.piece = vec![0.0; dim + 1];
         self.local = Some(OnSupport {
@@ -1962,9 +1962,15 @@ mod tests {
             .map(|i| (i as f64 * 0.37).sin() / 3.0)
             .collect();
         for columns in [vec![1u32, 4, 5, 8], (0..n_cols as u32).collect(), vec![]] {
-            let model =
-                crate::model::build(ModelKind::Logistic, &[], columns.len(), None, Task::Binary)
-                    .unwrap();
+            let model = crate::model::build(
+                ModelKind::Logistic,
+                &[],
+                &[],
+                columns.len(),
+                None,
+                Task::Binary,
+            )
+            .unwrap();
             let dim = model.dim();
             let mut from_full = OnSupport {
                 columns: columns.clone(),
@@ -1979,6 +1985,7 @@ mod tests {
                 columns: columns.clone(),
                 model: crate::model::build(
                     ModelKind::Logistic,
+                    &[],
                     &[],
                     columns.len(),
                     None,

@@ -1,10 +1,12 @@
-//! A LeNet-style convolutional network for images (issue 21): conv 5×5 (6 filters) → ReLU →
-//! 2×2 max-pool → conv 5×5 (16 filters) → ReLU → 2×2 max-pool → dense (120 units, ReLU) →
+//! A LeNet-style convolutional network for images (issue 21): conv 5×5 (C1 filters) → ReLU →
+//! 2×2 max-pool → conv 5×5 (C2 filters) → ReLU → 2×2 max-pool → dense (H units, ReLU) →
 //! dense (the outputs), with the loss of the MLP's head (softmax cross-entropy for
-//! classification, ½(z − y)² for regression). "Valid" convolutions with stride 1; a pool drops
+//! classification, ½(z − y)² for regression). LeNet's widths C1, C2 = 6, 16 and H = 120 are the
+//! default ([`Cnn::new`]); `--conv-filters C1,C2` and `--hidden H` choose others
+//! ([`Cnn::with_widths`]). "Valid" convolutions with stride 1; a pool drops
 //! a last odd row or column. The image shape comes from the dataset (`image_shape` on `/X`,
 //! written by `data convert --format idx`); 28×28 gives 24×24 → 12×12 → 8×8 → 4×4, so the first
-//! dense layer has 256 inputs.
+//! dense layer has 16 · C2 inputs (256 for LeNet).
 //!
 //! Parameters: one [`ParamBlock`] per layer in the MLP's layout — a convolution is a block with a
 //! unit per filter whose inputs are the filter's weights over (channel, row, column) of the
@@ -25,8 +27,8 @@
 //! over the output positions, from the same im2col patches and the pre-activation gradients of a
 //! backward pass that forms no parameter gradient.
 //!
-//! Not implemented: padding, strides, other filter counts or depths, CSR input beyond copying
-//! each row block into dense images.
+//! Not implemented: padding, strides, other filter sizes or depths (two convolutions and one
+//! hidden dense layer), CSR input beyond copying each row block into dense images.
 
 use super::mlp::{dense_input_grad, dense_weight_grad, dense_z, he_init, view, Head};
 use super::*;
@@ -36,10 +38,6 @@ use ndarray::s;
 
 /// Filter side of both convolutions.
 const K: usize = 5;
-/// Filters of the two convolutions.
-const FILTERS: [usize; 2] = [6, 16];
-/// Units of the hidden dense layer.
-const HIDDEN: usize = 120;
 
 /// One convolution + ReLU + pool stage: its input map and its output sizes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,8 +99,31 @@ impl Cnn {
     /// for fewer.
     pub const BLOCK_ROWS: usize = 64;
 
-    /// The network for images of `image` shape (`d` features) and `task`.
+    /// LeNet's filters of the two convolutions.
+    pub const DEFAULT_FILTERS: [usize; 2] = [6, 16];
+    /// LeNet's units of the hidden dense layer.
+    pub const DEFAULT_HIDDEN: usize = 120;
+
+    /// LeNet (the default widths) for images of `image` shape (`d` features) and `task`.
     pub fn new(d: usize, image: Option<ImageShape>, task: Task) -> Result<Self, ModelError> {
+        Self::with_widths(d, image, task, Self::DEFAULT_FILTERS, Self::DEFAULT_HIDDEN)
+    }
+
+    /// The network with `filters` in its two convolutions and `hidden` units in its hidden
+    /// dense layer (each > 0).
+    pub fn with_widths(
+        d: usize,
+        image: Option<ImageShape>,
+        task: Task,
+        filters: [usize; 2],
+        hidden: usize,
+    ) -> Result<Self, ModelError> {
+        if filters.contains(&0) || hidden == 0 {
+            return Err(ModelError::CnnWidths {
+                filters: format!("{},{}", filters[0], filters[1]),
+                hidden: hidden.to_string(),
+            });
+        }
         let image = image.ok_or(ModelError::NoImage)?;
         let too_small = || ModelError::ImageTooSmall(image.to_string());
         if image.values() != Some(d) {
@@ -117,7 +138,7 @@ impl Cnn {
         let c1 = Conv {
             block: ParamBlock {
                 offset: 0,
-                units: FILTERS[0],
+                units: filters[0],
                 inputs: image.channels * K * K,
             },
             c: image.channels,
@@ -134,13 +155,13 @@ impl Cnn {
         let c2 = Conv {
             block: ParamBlock {
                 offset: c1.block.len(),
-                units: FILTERS[1],
-                inputs: FILTERS[0] * K * K,
+                units: filters[1],
+                inputs: filters[0] * K * K,
             },
-            c: FILTERS[0],
+            c: filters[0],
             sc: 1,
-            sy: p1w * FILTERS[0],
-            sx: FILTERS[0],
+            sy: p1w * filters[0],
+            sx: filters[0],
             simg: c1.pooled_len(),
             oh: h2,
             ow: w2,
@@ -150,13 +171,13 @@ impl Cnn {
         }
         let d1 = ParamBlock {
             offset: c2.block.offset + c2.block.len(),
-            units: HIDDEN,
+            units: hidden,
             inputs: c2.pooled_len(),
         };
         let d2 = ParamBlock {
             offset: d1.offset + d1.len(),
             units: outputs,
-            inputs: HIDDEN,
+            inputs: hidden,
         };
         Ok(Cnn {
             image,
@@ -174,6 +195,16 @@ impl Cnn {
         self.image
     }
 
+    /// Filters of the two convolutions.
+    pub fn filters(&self) -> [usize; 2] {
+        self.conv.map(|c| c.filters())
+    }
+
+    /// Units of the hidden dense layer.
+    pub fn hidden(&self) -> usize {
+        self.blocks[2].units
+    }
+
     /// Lengths of a block's scratch pieces for `r` rows: the input images, per stage the
     /// patches, the convolution output and the pooled output, the hidden and output layers;
     /// then the backward buffers (hidden, pooled 2, conv 2, patches 2, pooled 1, conv 1).
@@ -181,6 +212,7 @@ impl Cnn {
         let [c1, c2] = self.conv;
         let pos1 = r * c1.positions();
         let pos2 = r * c2.positions();
+        let hidden = self.hidden();
         [
             r * c1.simg,
             pos1 * c1.patch(),
@@ -189,9 +221,9 @@ impl Cnn {
             pos2 * c2.patch(),
             pos2 * c2.filters(),
             r * c2.pooled_len(),
-            r * HIDDEN,
+            r * hidden,
             r * self.outputs,
-            r * HIDDEN,
+            r * hidden,
             r * c2.pooled_len(),
             pos2 * c2.filters(),
             pos2 * c2.patch(),

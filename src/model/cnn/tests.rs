@@ -1,7 +1,8 @@
 //! Tests of the CNN: finite differences of every layer's weights and biases (both convolutions,
 //! both dense layers; one and two channels, a non-square image, every task), the blocked
 //! kernel against a plain per-image forward pass, dense and CSR input, construction errors and
-//! the sizes the memory check uses, and no allocation after the first call.
+//! the sizes the memory check uses, and no allocation after the first call; LeNet's widths and
+//! others (`--conv-filters`, `--hidden`).
 
 use ndarray::{Array1, Array2};
 use rand::Rng;
@@ -24,9 +25,22 @@ struct Net {
 }
 
 fn net(task: Task, image: ImageShape, rows: usize, seed: u64) -> Net {
+    let (filters, hidden) = (Cnn::DEFAULT_FILTERS, Cnn::DEFAULT_HIDDEN);
+    net_with(task, image, rows, seed, filters, hidden)
+}
+
+/// [`net`] with `filters` in the convolutions and `hidden` dense units.
+fn net_with(
+    task: Task,
+    image: ImageShape,
+    rows: usize,
+    seed: u64,
+    filters: [usize; 2],
+    hidden: usize,
+) -> Net {
     let mut r = rng(seed);
     let d = image.values().unwrap();
-    let cnn = Cnn::new(d, Some(image), task).unwrap();
+    let cnn = Cnn::with_widths(d, Some(image), task, filters, hidden).unwrap();
     let x = Array2::from_shape_fn((rows, d), |_| r.gen_range(0.0..1.0));
     let y = task_labels(&mut r, task, rows);
     // He scale per layer, biases of both signs, so that some ReLUs are off and some on.
@@ -70,6 +84,7 @@ fn layer_shapes_of_28_by_28_images() {
     assert_eq!(m.dim(), 6 * 26 + 16 * 151 + 120 * 257 + 10 * 121);
     let size = size_of(
         ModelKind::Cnn,
+        &[],
         &[],
         784,
         Some(MNIST),
@@ -152,6 +167,74 @@ fn gradients_match_finite_differences_in_every_layer() {
     ];
     for (i, (task, image, rows)) in cases.into_iter().enumerate() {
         check_finite_differences(&net(task, image, rows, 10 + i as u64));
+    }
+}
+
+/// `--conv-filters 4,8 --hidden 20`: the layers take the widths, the memory sizing follows them,
+/// and every layer's gradient matches finite differences.
+#[test]
+fn other_widths_shape_the_layers_and_match_finite_differences() {
+    let task = Task::Multiclass { classes: 10 };
+    let m = build(ModelKind::Cnn, &[20], &[4, 8], 784, Some(MNIST), task).unwrap();
+    let b = m.blocks();
+    let shapes: Vec<(usize, usize)> = b.iter().map(|b| (b.units, b.inputs)).collect();
+    assert_eq!(shapes, [(4, 25), (8, 100), (20, 128), (10, 20)]);
+    assert_eq!(m.dim(), 4 * 26 + 8 * 101 + 20 * 129 + 10 * 21);
+    let size = size_of(ModelKind::Cnn, &[20], &[4, 8], 784, Some(MNIST), task).unwrap();
+    assert_eq!(size.dim, m.dim() as u128);
+    let per_row = 784
+        + 576 * 25
+        + 576 * 4
+        + 144 * 4
+        + 64 * 100
+        + 64 * 8
+        + 128
+        + 20
+        + 10
+        + 20
+        + 128
+        + 64 * 8
+        + 64 * 100
+        + 144 * 4
+        + 576 * 4;
+    assert_eq!(size.scratch_per_row, per_row);
+    let cnn = Cnn::with_widths(784, Some(MNIST), task, [4, 8], 20).unwrap();
+    assert_eq!((cnn.filters(), cnn.hidden()), ([4, 8], 20));
+    // The defaults are LeNet's, the same network as Cnn::new.
+    let lenet = build(ModelKind::Cnn, &[], &[], 784, Some(MNIST), task).unwrap();
+    assert_eq!(
+        lenet.blocks(),
+        Cnn::new(784, Some(MNIST), task).unwrap().blocks()
+    );
+    let small = ImageShape {
+        channels: 1,
+        height: 16,
+        width: 16,
+    };
+    check_finite_differences(&net_with(task, small, 3, 40, [4, 8], 20));
+    let two_channels = ImageShape {
+        channels: 2,
+        height: 17,
+        width: 19,
+    };
+    check_finite_differences(&net_with(Task::Binary, two_channels, 2, 41, [3, 5], 7));
+}
+
+#[test]
+fn refuses_widths_of_zero_or_of_the_wrong_count() {
+    let task = Task::Multiclass { classes: 10 };
+    for (hidden, conv, text) in [
+        (&[20][..], &[4, 0][..], "--conv-filters 4,0 and --hidden 20"),
+        (&[0], &[4, 8], "--conv-filters 4,8 and --hidden 0"),
+        (&[20, 10], &[4, 8], "--hidden 20,10"),
+        (&[20], &[4, 8, 16], "--conv-filters 4,8,16"),
+    ] {
+        let Err(e) = build(ModelKind::Cnn, hidden, conv, 784, Some(MNIST), task) else {
+            panic!("{text}: accepted");
+        };
+        assert!(matches!(e, ModelError::CnnWidths { .. }), "{e}");
+        assert!(e.to_string().contains(text), "{e}");
+        assert!(size_of(ModelKind::Cnn, hidden, conv, 784, Some(MNIST), task).is_none());
     }
 }
 
@@ -275,7 +358,7 @@ fn blocked_kernel_matches_a_plain_forward_pass_and_csr_input() {
 fn refuses_a_missing_or_unusable_image_shape() {
     let task = Task::Multiclass { classes: 10 };
     assert!(matches!(
-        build(ModelKind::Cnn, &[], 784, None, task),
+        build(ModelKind::Cnn, &[], &[], 784, None, task),
         Err(ModelError::NoImage)
     ));
     let tiny = ImageShape {
@@ -291,7 +374,7 @@ fn refuses_a_missing_or_unusable_image_shape() {
         Cnn::new(783, Some(MNIST), task),
         Err(ModelError::ImageFeatures { features: 783, .. })
     ));
-    assert!(size_of(ModelKind::Cnn, &[], 784, None, task).is_none());
+    assert!(size_of(ModelKind::Cnn, &[], &[], 784, None, task).is_none());
     let msg = ModelError::NoImage.to_string();
     assert!(
         msg.contains("image_shape") && msg.contains("--format idx"),
@@ -596,6 +679,32 @@ fn kfc_factor_sums_equal_the_per_position_computation() {
     };
     let mut n = net(Task::Multiclass { classes: 3 }, image, 7, 31);
     n.cnn.set_block_rows(3);
+    check_factor_sums(&n);
+    // Other widths (--conv-filters 4,8 --hidden 20): the factors take their shapes.
+    let mut n = net_with(Task::Multiclass { classes: 3 }, image, 7, 34, [4, 8], 20);
+    n.cnn.set_block_rows(3);
+    let sides: Vec<(usize, usize)> = n
+        .cnn
+        .kfac_layers()
+        .iter()
+        .map(|b| (b.inputs + 1, b.units))
+        .collect();
+    // 17×18 → 13×14 → pooled 6×7 → 2×3 → pooled 1×1: the dense layer sees the 8 filters.
+    assert_eq!(sides, [(51, 4), (101, 8), (9, 20), (21, 3)]);
+    check_factor_sums(&n);
+    // 16 images in one block: ndarray multiplies matrices of at most 7 rows and columns with
+    // its own kernel, which allocates, so a block of a few images (the output layer's 3×3 G)
+    // would not show what the model allocates.
+    for n in [
+        net(Task::Multiclass { classes: 3 }, image, 16, 33),
+        net_with(Task::Multiclass { classes: 3 }, image, 16, 35, [4, 8], 20),
+    ] {
+        check_factor_sums_allocate_nothing(&n);
+    }
+}
+
+/// Every layer's factor sums of `n` equal the per-image, per-position computation to 1e-12.
+fn check_factor_sums(n: &Net) {
     let m = &n.cnn;
     let sums = m.kfac_factors(n.w.view(), &n.x, n.y.view(), Some(n.rw.view()));
     let Features::Dense(x) = &n.x else {
@@ -637,10 +746,10 @@ fn kfc_factor_sums_equal_the_per_position_computation() {
             );
         }
     }
-    // 16 images in one block: ndarray multiplies matrices of at most 7 rows and columns with
-    // its own kernel, which allocates, so a block of a few images (the output layer's 3×3 G)
-    // would not show what the model allocates.
-    let n = net(Task::Multiclass { classes: 3 }, image, 16, 33);
+}
+
+/// After the first call nothing is allocated, and the memory sizing counts the scratch held.
+fn check_factor_sums_allocate_nothing(n: &Net) {
     let m = &n.cnn;
     let len = crate::optim::kfac::packed_len(m.kfac_layers().iter().map(|b| (b.units, b.inputs)));
     let (mut ws, mut out) = (Workspace::default(), vec![0.0; len]);
@@ -677,5 +786,7 @@ fn kfac_direction_of_conv_layers_equals_the_dense_kronecker_solve() {
         width: 16,
     };
     let n = net(Task::Multiclass { classes: 3 }, image, 10, 32);
+    assert_kfac_direction_is_the_kronecker_solve(&n.cnn, n.w.view(), &n.x, n.y.view());
+    let n = net_with(Task::Multiclass { classes: 3 }, image, 10, 36, [4, 8], 20);
     assert_kfac_direction_is_the_kronecker_solve(&n.cnn, n.w.view(), &n.x, n.y.view());
 }

@@ -270,6 +270,7 @@ fn he_initialization_is_seeded_and_scaled_per_layer() {
     let size = size_of(
         ModelKind::Mlp,
         &[300, 50],
+        &[],
         400,
         None,
         Task::Multiclass { classes: 10 },
@@ -312,7 +313,7 @@ fn construction_refuses_no_or_empty_hidden_layers() {
         let e = Mlp::new(3, hidden, Task::Binary).unwrap_err().to_string();
         assert!(e.contains("--hidden"), "{e}");
     }
-    let e = build(ModelKind::Mlp, &[], 3, None, Task::Binary)
+    let e = build(ModelKind::Mlp, &[], &[], 3, None, Task::Binary)
         .unwrap_err()
         .to_string();
     assert!(e.contains("at least one hidden layer"), "{e}");
