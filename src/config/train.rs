@@ -292,8 +292,9 @@ pub struct TrainArgs {
     /// forwards ONE combined result, so rank 0 receives n/G results instead of n. The code is
     /// two-level, --code with -s S at both levels (over the n/G groups, and inside each
     /// group): exact whenever at most S groups are lost (a group is lost when more than S of
-    /// its members miss the round, or its leader straggles; members do not fall back to rank
-    /// 0), so under any S stragglers. G at least 2, dividing n, with G > S and n/G > S; --code uncoded, frc,
+    /// its members miss the round, or its leader straggles), so under any S stragglers. A
+    /// leader silent for longer than --deadline-ms has its members send to rank 0 until it
+    /// answers again. G at least 2, dividing n, with G > S and n/G > S; --code uncoded, frc,
     /// cyclic-repetition or cyclic-mds; not with --chunks above 1, --messages support|auto,
     /// --reuse-stale, --optimizer kfac or --adapt. With --compress the leaders compress the
     /// combination they forward (members send to them uncompressed).

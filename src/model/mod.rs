@@ -92,7 +92,7 @@ pub enum ModelError {
     ImageTooSmall(String),
     #[error("--model cnn: the image shape {image} does not match the {features} features")]
     ImageFeatures { image: String, features: usize },
-    #[error("--model cnn: --conv-filters {filters} and --hidden {hidden}: two convolutions' filters and one hidden width, each > 0 (e.g. --conv-filters 16,32 --hidden 128)")]
+    #[error("--model cnn: --conv-filters {filters} and --hidden {hidden}: two convolutions' filters and one hidden width, each > 0 and at most 1048576 (e.g. --conv-filters 16,32 --hidden 128)")]
     CnnWidths { filters: String, hidden: String },
 }
 

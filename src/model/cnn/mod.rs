@@ -103,6 +103,10 @@ impl Cnn {
     pub const DEFAULT_FILTERS: [usize; 2] = [6, 16];
     /// LeNet's units of the hidden dense layer.
     pub const DEFAULT_HIDDEN: usize = 120;
+    /// The most filters or hidden units a layer may have (2^20): every size the network
+    /// derives from its widths (parameters, scratch, K-FAC factors) then fits a `usize`, and
+    /// the memory check, not an overflow, refuses a network too large for the node.
+    pub const MAX_WIDTH: usize = 1 << 20;
 
     /// LeNet (the default widths) for images of `image` shape (`d` features) and `task`.
     pub fn new(d: usize, image: Option<ImageShape>, task: Task) -> Result<Self, ModelError> {
@@ -110,7 +114,7 @@ impl Cnn {
     }
 
     /// The network with `filters` in its two convolutions and `hidden` units in its hidden
-    /// dense layer (each > 0).
+    /// dense layer (each > 0 and at most [`Cnn::MAX_WIDTH`]).
     pub fn with_widths(
         d: usize,
         image: Option<ImageShape>,
@@ -118,7 +122,8 @@ impl Cnn {
         filters: [usize; 2],
         hidden: usize,
     ) -> Result<Self, ModelError> {
-        if filters.contains(&0) || hidden == 0 {
+        let bad = |w: usize| w == 0 || w > Self::MAX_WIDTH;
+        if filters.iter().any(|&f| bad(f)) || bad(hidden) {
             return Err(ModelError::CnnWidths {
                 filters: format!("{},{}", filters[0], filters[1]),
                 hidden: hidden.to_string(),

@@ -221,10 +221,15 @@ fn other_widths_shape_the_layers_and_match_finite_differences() {
 }
 
 #[test]
-fn refuses_widths_of_zero_or_of_the_wrong_count() {
+fn refuses_widths_of_zero_too_large_or_of_the_wrong_count() {
     let task = Task::Multiclass { classes: 10 };
+    let huge = [usize::MAX, 2];
+    let over = [Cnn::MAX_WIDTH + 1];
     for (hidden, conv, text) in [
         (&[20][..], &[4, 0][..], "--conv-filters 4,0 and --hidden 20"),
+        // Widths whose sizes would overflow: refused, never a panic or a wrapped count.
+        (&[20], &huge[..], "--conv-filters 18446744073709551615,2"),
+        (&over[..], &[4, 8], "--hidden 1048577"),
         (&[0], &[4, 8], "--conv-filters 4,8 and --hidden 0"),
         (&[20, 10], &[4, 8], "--hidden 20,10"),
         (&[20], &[4, 8, 16], "--conv-filters 4,8,16"),
