@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Neural networks under gradient coding (issue 21): on Fashion-MNIST, 8 workers, cyclic MDS with
 # s = 1 and seeded exp:40 delays, the MLP 784-256-128-10 and the CNN trained with SGD+momentum and
-# Adam (the CNN also with Adam and a cosine-decayed rate, `cnn-adam-cosine`, and a wider CNN,
+# Adam (both also with Adam and a cosine-decayed rate: `mlp-adam-cosine` over MLP_LONG_ITERATIONS,
+# `cnn-adam-cosine`; and a wider CNN,
 # 16 and 32 filters and 128 hidden units, the same way over CNN_WIDE_ITERATIONS,
 # `cnn-wide-adam-cosine`), and `uncoded`
 # beside the coded Adam run under the same seeded delays. For every run: the
@@ -29,6 +30,7 @@ FASHION="${FASHION:-/usr/share/datasets/fashion-mnist}"
 MLP_ITERATIONS="${MLP_ITERATIONS:-1200}"
 CNN_ITERATIONS="${CNN_ITERATIONS:-1200}"
 CNN_WIDE_ITERATIONS="${CNN_WIDE_ITERATIONS:-3000}"
+MLP_LONG_ITERATIONS="${MLP_LONG_ITERATIONS:-2400}"
 BATCH="${BATCH:-32}"
 EVAL_EVERY="${EVAL_EVERY:-20}"
 DELAYS="${DELAYS:-exp:40}"
@@ -65,6 +67,7 @@ RUNS=(
   "mlp-kfac|--model mlp --hidden 256,128|--optimizer kfac --momentum 0.9 --lr 0.05 --kfac-inv-every 10|--code cyclic-mds -s 1|0.88|$MLP_ITERATIONS"
   "mlp-adam|--model mlp --hidden 256,128|--optimizer adam --lr 0.001|--code cyclic-mds -s 1|0.88|$MLP_ITERATIONS"
   "mlp-adam-uncoded|--model mlp --hidden 256,128|--optimizer adam --lr 0.001|--code uncoded -s 0|0.88|$MLP_ITERATIONS"
+  "mlp-adam-cosine|--model mlp --hidden 256,128|--optimizer adam --lr 0.002 --warmup 50 --lr-schedule cosine:$MLP_LONG_ITERATIONS|--code cyclic-mds -s 1|0.88|$MLP_LONG_ITERATIONS"
   "cnn-momentum|--model cnn|--optimizer momentum --momentum 0.9 --lr 0.05|--code cyclic-mds -s 1|0.90|$CNN_ITERATIONS"
   "cnn-kfac|--model cnn|--optimizer kfac --momentum 0.9 --lr 0.05 --kfac-inv-every 10|--code cyclic-mds -s 1|0.90|$CNN_ITERATIONS"
   "cnn-adam|--model cnn|--optimizer adam --lr 0.001|--code cyclic-mds -s 1|0.90|$CNN_ITERATIONS"
